@@ -1,0 +1,225 @@
+package format
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/nibble-ml/nibble/wasm/quant"
+	"github.com/x448/float16"
+)
+
+// Float32 decodes every element to float32 in row-major order. Integers convert by value (large
+// int32/int64 lose precision), Bool gives 0 or 1, TF.js affine tensors give q·Scale + Min, and
+// Q4_0/Q8_0 blocks are dequantized exactly as ggml does.
+func (t *Tensor) Float32() ([]float32, error) {
+	if err := t.checkData(); err != nil {
+		return nil, err
+	}
+	dst := make([]float32, t.NumElements())
+	return dst, t.DecodeFloat32(dst)
+}
+
+// DecodeFloat32 is Float32 into a caller's slice of exactly NumElements values.
+func (t *Tensor) DecodeFloat32(dst []float32) error {
+	if err := t.checkData(); err != nil {
+		return err
+	}
+	if int64(len(dst)) != t.NumElements() {
+		return fmt.Errorf("format: tensor %q: decode into %d values, want %d", t.Name, len(dst), t.NumElements())
+	}
+	b := t.Data
+	if a := t.Affine; a != nil {
+		for i := range dst {
+			var q float64
+			switch t.DType {
+			case U8:
+				q = float64(b[i])
+			case U16:
+				q = float64(binary.LittleEndian.Uint16(b[2*i:]))
+			default:
+				return fmt.Errorf("format: tensor %q: %w: affine dequantization of %v", t.Name, ErrUnsupported, t.DType)
+			}
+			v := q*a.Scale + a.Min
+			if a.Int {
+				v = math.Round(v)
+			}
+			dst[i] = float32(v)
+		}
+		return nil
+	}
+	switch t.DType {
+	case F32:
+		for i := range dst {
+			dst[i] = f32frombits(b[4*i:])
+		}
+	case F16:
+		for i := range dst {
+			dst[i] = float16.Frombits(binary.LittleEndian.Uint16(b[2*i:])).Float32()
+		}
+	case BF16:
+		for i := range dst {
+			dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(b[2*i:])) << 16)
+		}
+	case F64:
+		for i := range dst {
+			dst[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:])))
+		}
+	case I8:
+		for i := range dst {
+			dst[i] = float32(int8(b[i]))
+		}
+	case U8, Bool:
+		for i := range dst {
+			dst[i] = float32(b[i])
+		}
+	case I16:
+		for i := range dst {
+			dst[i] = float32(int16(binary.LittleEndian.Uint16(b[2*i:])))
+		}
+	case U16:
+		for i := range dst {
+			dst[i] = float32(binary.LittleEndian.Uint16(b[2*i:]))
+		}
+	case I32:
+		for i := range dst {
+			dst[i] = float32(int32(binary.LittleEndian.Uint32(b[4*i:])))
+		}
+	case I64:
+		for i := range dst {
+			dst[i] = float32(int64(binary.LittleEndian.Uint64(b[8*i:])))
+		}
+	case Q8_0:
+		DecodeQ8_0(dst, b)
+	case Q4_0:
+		DecodeQ4_0(dst, b)
+	default:
+		return fmt.Errorf("format: tensor %q: %w: data type %v", t.Name, ErrUnsupported, t.DType)
+	}
+	return nil
+}
+
+// checkData makes sure Data is exactly as long as the shape and type say, so the decoders below
+// can index without bounds surprises even on hand-built Tensors.
+func (t *Tensor) checkData() error {
+	dims := make([]int64, len(t.Shape))
+	for i, d := range t.Shape {
+		dims[i] = int64(d)
+	}
+	lim := (&Limits{MaxDims: len(dims) + 1}).withDefaults()
+	_, _, size, err := checkShape(dims, t.DType, &lim)
+	if err != nil {
+		return fmt.Errorf("format: tensor %q: %w", t.Name, err)
+	}
+	if t.Affine != nil {
+		_, es := t.DType.blockShape()
+		size = t.NumElements() * es
+	}
+	if int64(len(t.Data)) != size {
+		return fmt.Errorf("format: tensor %q: %w: %d bytes of data for %v %v (want %d)", t.Name, ErrCorrupt, len(t.Data), t.DType, t.Shape, size)
+	}
+	return nil
+}
+
+// DecodeQ8_0 dequantizes whole Q8_0 blocks from src into dst (len(dst) a multiple of 32).
+func DecodeQ8_0(dst []float32, src []byte) {
+	for b := 0; b < len(dst)/BlockElems; b++ {
+		blk := src[b*Q8_0BlockBytes : (b+1)*Q8_0BlockBytes]
+		d := float16.Frombits(binary.LittleEndian.Uint16(blk)).Float32()
+		out := dst[b*BlockElems : (b+1)*BlockElems]
+		for j := range out {
+			out[j] = d * float32(int8(blk[2+j]))
+		}
+	}
+}
+
+// DecodeQ4_0 dequantizes whole Q4_0 blocks from src into dst (len(dst) a multiple of 32).
+func DecodeQ4_0(dst []float32, src []byte) {
+	for b := 0; b < len(dst)/BlockElems; b++ {
+		blk := src[b*Q4_0BlockBytes : (b+1)*Q4_0BlockBytes]
+		d := float16.Frombits(binary.LittleEndian.Uint16(blk)).Float32()
+		out := dst[b*BlockElems : (b+1)*BlockElems]
+		for j := 0; j < 16; j++ {
+			q := blk[2+j]
+			out[j] = d * float32(int(q&0xF)-8)
+			out[j+16] = d * float32(int(q>>4)-8)
+		}
+	}
+}
+
+// Quant returns the tensor as a quant.Tensor of N rows of K, K being the innermost dimension and
+// N the product of the others (1 for a vector). Q4_0 and Q8_0 map losslessly onto symmetric int4
+// and int8 with groups of 32 and f16 scales; F16 and F32 map onto Bits 16 and 32. Other types
+// return ErrUnsupported: quantize their Float32 values instead.
+func (t *Tensor) Quant() (*quant.Tensor, error) {
+	if err := t.checkData(); err != nil {
+		return nil, err
+	}
+	if len(t.Shape) == 0 || t.NumElements() == 0 {
+		return nil, fmt.Errorf("format: tensor %q: shape %v is not a matrix or vector with elements", t.Name, t.Shape)
+	}
+	if t.Affine != nil {
+		return nil, fmt.Errorf("format: tensor %q: %w: affine %v has no quant layout", t.Name, ErrUnsupported, t.DType)
+	}
+	k := t.Shape[len(t.Shape)-1]
+	n := int(t.NumElements()) / k
+	q := &quant.Tensor{Name: t.Name, N: n, K: k}
+	switch t.DType {
+	case F32, F16:
+		bits, es := 32, 4
+		if t.DType == F16 {
+			bits, es = 16, 2
+		}
+		q.Format = quant.Format{Bits: bits}
+		rs := q.RowStride(k)
+		if rs == k*es {
+			q.Data = t.Data
+			return q, nil
+		}
+		// Odd-length f16 rows are padded to 4 bytes in quant's layout.
+		q.Data = make([]byte, n*rs)
+		for r := 0; r < n; r++ {
+			copy(q.Data[r*rs:], t.Data[r*k*es:(r+1)*k*es])
+		}
+		return q, nil
+	case Q8_0:
+		q.Format = quant.Format{Bits: 8, Scheme: quant.Symmetric, GroupSize: BlockElems, Scales: quant.ScaleF16}
+	case Q4_0:
+		q.Format = quant.Format{Bits: 4, Scheme: quant.Symmetric, GroupSize: BlockElems, Scales: quant.ScaleF16}
+	default:
+		return nil, fmt.Errorf("format: tensor %q: %w: %v has no lossless quant layout", t.Name, ErrUnsupported, t.DType)
+	}
+	blocks := n * k / BlockElems
+	rs := q.RowStride(k) // k is a multiple of 32, so rows need no padding
+	q.Data = make([]byte, n*rs)
+	q.Scales = make([]byte, 2*blocks)
+	for b := 0; b < blocks; b++ {
+		if t.DType == Q8_0 {
+			blk := t.Data[b*Q8_0BlockBytes : (b+1)*Q8_0BlockBytes]
+			copy(q.Scales[2*b:], blk[:2])
+			copy(q.Data[b*BlockElems:], blk[2:])
+			continue
+		}
+		blk := t.Data[b*Q4_0BlockBytes : (b+1)*Q4_0BlockBytes]
+		copy(q.Scales[2*b:], blk[:2])
+		// GGUF: byte j = element j (low) | element j+16 (high), unsigned with offset 8.
+		// nibble: byte i = element 2i (low) | element 2i+1 (high), signed two's complement.
+		// q−8 in 4-bit two's complement is q XOR 8.
+		out := q.Data[b*BlockElems/2 : (b+1)*BlockElems/2]
+		src := blk[2:]
+		for i := range out {
+			lo := nibble(src, 2*i) ^ 8
+			hi := nibble(src, 2*i+1) ^ 8
+			out[i] = lo | hi<<4
+		}
+	}
+	return q, nil
+}
+
+// nibble returns element e (0…31) of a GGUF Q4_0 block's 16 code bytes.
+func nibble(qs []byte, e int) byte {
+	if e < 16 {
+		return qs[e] & 0xF
+	}
+	return qs[e-16] >> 4
+}

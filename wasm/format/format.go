@@ -1,0 +1,280 @@
+// Package format owns nibble's model-file readers and writers: safetensors, GGUF (v2/v3) and the
+// TF.js graph-model weights manifest. Every reader is incremental over an io.Reader: it parses the
+// header first (so a planner can see every tensor's name, type and shape before any weight
+// arrives), then emits one *Tensor per weight as soon as its last byte has been read. Nothing here
+// holds more than one tensor's bytes at a time.
+//
+// The readers are meant to face files from anywhere, so they treat input as hostile: header sizes,
+// counts, shapes (overflow-safe products), offsets and alignments are validated before anything is
+// allocated, and no allocation grows beyond the bytes that were both declared and actually read.
+// Errors wrap one of ErrTruncated, ErrCorrupt, ErrUnsupported or ErrLimit and name the tensor and
+// the byte offset where the problem was found.
+//
+// The package turns stored bytes into float32 (Tensor.Float32) and maps GGUF's Q4_0 and Q8_0 blocks
+// losslessly onto quant.Tensor (Tensor.Quant); it does not choose precisions (wasm/plan) nor touch
+// the network (wasm/stream) or the GPU (wasm/backend).
+package format
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+)
+
+// Sentinel errors; every error from this package wraps one of them (see errors.Is).
+var (
+	// ErrTruncated: the stream ended before the bytes the header declared.
+	ErrTruncated = errors.New("truncated")
+	// ErrCorrupt: the header contradicts itself or the format (bad magic, overlaps, sizes that do
+	// not match shapes...).
+	ErrCorrupt = errors.New("corrupt")
+	// ErrUnsupported: well-formed, but a version or data type this package does not decode.
+	ErrUnsupported = errors.New("unsupported")
+	// ErrLimit: a declared size or count is beyond Limits.
+	ErrLimit = errors.New("over limit")
+)
+
+// Limits bound what a reader accepts before it allocates. The zero value of a field means its
+// default. Allocation is further bounded by the bytes actually present: a header that declares a
+// 10 GB tensor in a 1 KB stream costs at most about 1 KB of memory.
+type Limits struct {
+	MaxHeaderBytes int64 // safetensors JSON header, TF.js model.json; default 100 MiB
+	MaxTensors     int   // tensors in one file; default 1<<20
+	MaxDims        int   // dimensions of one tensor; default 8
+	MaxTensorBytes int64 // bytes of one tensor; default 1<<36 (64 GiB)
+	MaxStringBytes int64 // one GGUF string; default 16 MiB
+	MaxArrayLen    int64 // elements of one GGUF metadata array; default 1<<24
+}
+
+func (l *Limits) withDefaults() Limits {
+	var v Limits
+	if l != nil {
+		v = *l
+	}
+	def := func(p *int64, d int64) {
+		if *p <= 0 {
+			*p = d
+		}
+	}
+	def(&v.MaxHeaderBytes, 100<<20)
+	def(&v.MaxTensorBytes, 1<<36)
+	def(&v.MaxStringBytes, 16<<20)
+	def(&v.MaxArrayLen, 1<<24)
+	if v.MaxTensors <= 0 {
+		v.MaxTensors = 1 << 20
+	}
+	if v.MaxDims <= 0 {
+		v.MaxDims = 8
+	}
+	return v
+}
+
+// DType is how a tensor's elements are stored in the file.
+type DType uint8
+
+const (
+	DTypeInvalid DType = iota
+	F32
+	F16
+	BF16
+	F64
+	I8
+	U8
+	I16
+	U16
+	I32
+	I64
+	Bool
+	// Q8_0 is GGUF's block of 32 int8 codes sharing one f16 scale: w = d·q.
+	Q8_0
+	// Q4_0 is GGUF's block of 32 4-bit codes sharing one f16 scale: w = d·(q − 8).
+	Q4_0
+)
+
+var dtypeNames = [...]string{"invalid", "F32", "F16", "BF16", "F64", "I8", "U8", "I16", "U16", "I32", "I64", "BOOL", "Q8_0", "Q4_0"}
+
+func (d DType) String() string {
+	if int(d) < len(dtypeNames) {
+		return dtypeNames[d]
+	}
+	return fmt.Sprintf("DType(%d)", uint8(d))
+}
+
+// Block layouts of GGUF's quantized types, as ggml stores them.
+const (
+	// BlockElems is the number of weights one Q4_0 or Q8_0 block holds, consecutive along the
+	// innermost dimension.
+	BlockElems = 32
+	// Q8_0BlockBytes: [0:2] f16 scale d, [2:34] 32 int8 codes.
+	Q8_0BlockBytes = 2 + 32
+	// Q4_0BlockBytes: [0:2] f16 scale d, [2:18] 16 bytes; byte j holds element j in its low nibble
+	// and element j+16 in its high nibble, both unsigned with an offset of 8.
+	Q4_0BlockBytes = 2 + 16
+)
+
+// blockShape returns elements per block and bytes per block (1 element per block for plain types).
+func (d DType) blockShape() (elems, bytes int64) {
+	switch d {
+	case F32, I32:
+		return 1, 4
+	case F16, BF16, I16, U16:
+		return 1, 2
+	case F64, I64:
+		return 1, 8
+	case I8, U8, Bool:
+		return 1, 1
+	case Q8_0:
+		return BlockElems, Q8_0BlockBytes
+	case Q4_0:
+		return BlockElems, Q4_0BlockBytes
+	}
+	return 0, 0
+}
+
+// TensorInfo is what a header says about one tensor.
+type TensorInfo struct {
+	Name  string
+	DType DType
+	// Shape is outermost first (row-major): a weight matrix of N rows of K is [N, K]. GGUF lists
+	// dimensions innermost first; its readers reverse them so every format reads the same way.
+	Shape []int
+	// Offset is the absolute byte offset of the tensor's first byte in the stream, Size its length.
+	Offset, Size int64
+	// Affine, when set, says the stored integers (U8 or U16) stand for q·Scale + Min: TF.js's
+	// quantization for download.
+	Affine *Affine
+}
+
+// Affine is an affine dequantization of stored unsigned integers, w = q·Scale + Min.
+type Affine struct {
+	Scale, Min float64
+	// Int means the original tensor was int32: values are rounded to the nearest integer.
+	Int bool
+}
+
+// NumElements returns the product of Shape (1 for a scalar).
+func (t *TensorInfo) NumElements() int64 {
+	n := int64(1)
+	for _, d := range t.Shape {
+		n *= int64(d)
+	}
+	return n
+}
+
+// Tensor is one tensor with all of its stored bytes.
+type Tensor struct {
+	TensorInfo
+	Data []byte
+}
+
+// Reader is implemented by every format's incremental reader.
+type Reader interface {
+	// Tensors lists every tensor the header declares, in the order Next returns them.
+	Tensors() []TensorInfo
+	// Next returns the next tensor as soon as its last byte has been read, and io.EOF after
+	// the last one. The returned Data is the caller's to keep.
+	Next() (*Tensor, error)
+}
+
+// checkShape validates dims against the limits and returns the element count and the byte size
+// for dtype, without overflowing.
+func checkShape(dims []int64, d DType, lim *Limits) (shape []int, elems, size int64, err error) {
+	if len(dims) > lim.MaxDims {
+		return nil, 0, 0, fmt.Errorf("%w: %d dimensions (limit %d)", ErrLimit, len(dims), lim.MaxDims)
+	}
+	be, bb := d.blockShape()
+	if be == 0 {
+		return nil, 0, 0, fmt.Errorf("%w: data type %v", ErrUnsupported, d)
+	}
+	maxElems := lim.MaxTensorBytes // at least one byte per element below one-byte types
+	elems = 1
+	shape = make([]int, len(dims))
+	for i, v := range dims {
+		if v < 0 {
+			return nil, 0, 0, fmt.Errorf("%w: dimension %d is %d", ErrCorrupt, i, v)
+		}
+		if v > 0 && elems > maxElems/v {
+			return nil, 0, 0, fmt.Errorf("%w: shape %v has more than %d elements", ErrLimit, dims, maxElems)
+		}
+		elems *= v
+		shape[i] = int(v)
+	}
+	if elems == 0 {
+		return shape, 0, 0, nil
+	}
+	if be > 1 {
+		// Blocks run along the innermost dimension and never straddle rows.
+		if len(dims) == 0 || dims[len(dims)-1]%be != 0 {
+			return nil, 0, 0, fmt.Errorf("%w: %v needs the innermost dimension to be a multiple of %d, shape is %v", ErrCorrupt, d, be, dims)
+		}
+	}
+	if elems/be > lim.MaxTensorBytes/bb {
+		return nil, 0, 0, fmt.Errorf("%w: shape %v of %v is more than %d bytes", ErrLimit, dims, d, lim.MaxTensorBytes)
+	}
+	return shape, elems, elems / be * bb, nil
+}
+
+// countingReader tracks the absolute stream offset so errors can name it.
+type countingReader struct {
+	r   io.Reader
+	off int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.off += int64(n)
+	return n, err
+}
+
+// readChunk is the largest buffer readExact commits to before the bytes have arrived.
+const readChunk = 1 << 20
+
+// readExact reads exactly n bytes. Its buffer grows with the bytes actually read (doubling, capped
+// at n), so a lying header cannot make it allocate more than about twice what the stream holds.
+func readExact(r io.Reader, n int64) ([]byte, int64, error) {
+	if n <= readChunk {
+		buf := make([]byte, n)
+		got, err := io.ReadFull(r, buf)
+		return buf, int64(got), err
+	}
+	buf := make([]byte, 0, readChunk)
+	for int64(len(buf)) < n {
+		if len(buf) == cap(buf) {
+			c := min(n, int64(cap(buf))*2)
+			nb := make([]byte, len(buf), c)
+			copy(nb, buf)
+			buf = nb
+		}
+		m, err := io.ReadFull(r, buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err != nil {
+			return buf, int64(len(buf)), err
+		}
+	}
+	return buf, n, nil
+}
+
+// skip discards n bytes (gaps between tensors, alignment padding).
+func skip(r io.Reader, n int64) (int64, error) {
+	if n == 0 {
+		return 0, nil
+	}
+	m, err := io.CopyN(io.Discard, r, n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return m, err
+}
+
+// truncated builds the error for a stream that ended inside a tensor.
+func truncated(format, name string, off, want, got int64, err error) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return fmt.Errorf("format: %s: tensor %q at byte %d: %w: got %d of %d bytes", format, name, off, ErrTruncated, got, want)
+	}
+	return fmt.Errorf("format: %s: tensor %q at byte %d: %w", format, name, off, err)
+}
+
+func f32frombits(b []byte) float32 {
+	return math.Float32frombits(uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24)
+}
