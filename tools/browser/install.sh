@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Idempotent set-up for everything nibble's tests need on a fresh Debian machine: apt packages,
+# pinned npm packages (package-lock.json), the unpacked headless_shell, pinned Go tools.
+# Each step checks first, so a second run takes about a second.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+log() { echo "deps: $*"; }
+
+# apt: libnss3 for the headless_shell; firefox-esr for the shader-f16 tests (see DESIGN.md).
+apt_pkgs=(libnss3 ca-certificates curl ${NIBBLE_APT_EXTRA:-})
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "apt-get install ${missing[*]}"
+  sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm: exact versions from package-lock.json; reinstalled only when the lock changed.
+stamp=node_modules/.nibble-lock.sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" >"$stamp"
+fi
+
+# The headless_shell from npm @sparticuz/chromium, unpacked with node's zlib.
+if [[ ! -x .cache/chromium/chromium || ! -f .cache/chromium/libvk_swiftshader.so ]]; then
+  log "unpacking @sparticuz/chromium"
+  node tools/browser/unpack.mjs node_modules/@sparticuz/chromium/bin .cache/chromium
+fi
+
+# Pinned Go tools into .cache/bin; wasmbrowsertest doubles as go_js_wasm_exec.
+mkdir -p .cache/bin
+if [[ ! -x .cache/bin/wasmbrowsertest ]]; then
+  log "go install wasmbrowsertest"
+  GOBIN="$root/.cache/bin" go install github.com/agnivade/wasmbrowsertest@v0.11.0
+fi
+ln -sf wasmbrowsertest .cache/bin/go_js_wasm_exec
