@@ -73,7 +73,7 @@ func TestWebGPUCompute(t *testing.T) {
 	pipeline := call(t, device, "createComputePipeline", map[string]any{"label": "smoke-square",
 		"layout": "auto", "compute": map[string]any{"module": module, "entryPoint": "main"}})
 	group := call(t, device, "createBindGroup", map[string]any{"label": "smoke-bind",
-		"layout": pipeline.Call("getBindGroupLayout", 0),
+		"layout":  pipeline.Call("getBindGroupLayout", 0),
 		"entries": []any{map[string]any{"binding": 0, "resource": map[string]any{"buffer": buf}}}})
 	enc := call(t, device, "createCommandEncoder", map[string]any{"label": "smoke-enc"})
 	pass := call(t, enc, "beginComputePass")
