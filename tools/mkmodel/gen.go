@@ -1,0 +1,191 @@
+package main
+
+import (
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+	"math/rand/v2"
+
+	"github.com/nibble-ml/nibble/wasm/format"
+)
+
+// outFormat is a -format value: a container and the stored types of matrices and of vectors.
+type outFormat struct {
+	gguf           bool
+	matrix, vector format.DType
+}
+
+// GGUF files keep 1-D tensors (norms, biases) in F32, as llama.cpp's converters do.
+var outFormats = map[string]outFormat{
+	"safetensors-f32":  {false, format.F32, format.F32},
+	"safetensors-f16":  {false, format.F16, format.F16},
+	"safetensors-bf16": {false, format.BF16, format.BF16},
+	"gguf-f32":         {true, format.F32, format.F32},
+	"gguf-f16":         {true, format.F16, format.F32},
+	"gguf-q8_0":        {true, format.Q8_0, format.F32},
+	"gguf-q4_0":        {true, format.Q4_0, format.F32},
+}
+
+// options are the command line, minus the output path.
+type options struct {
+	Shape, Format string
+	Seed          uint64
+	Layers        int
+	Rows, Cols    int
+}
+
+// summary is what generate reports.
+type summary struct {
+	Tensors int
+	Params  int64
+}
+
+// generate writes the model to w one row at a time: memory stays at a row's worth of values,
+// whatever the model size.
+func generate(w io.Writer, o options) (summary, error) {
+	of, ok := outFormats[o.Format]
+	if !ok {
+		return summary{}, fmt.Errorf("unknown -format %q (want safetensors-f32|f16|bf16 or gguf-f32|f16|q8_0|q4_0)", o.Format)
+	}
+	m, err := buildModel(o.Shape, o.Layers, o.Rows, o.Cols, of.gguf)
+	if err != nil {
+		return summary{}, err
+	}
+	infos := make([]format.TensorInfo, len(m.Tensors))
+	var sum summary
+	for i, t := range m.Tensors {
+		d := of.vector
+		if len(t.Shape) == 2 {
+			d = of.matrix
+			if (d == format.Q4_0 || d == format.Q8_0) && t.Shape[1]%format.BlockElems != 0 {
+				return sum, fmt.Errorf("%s: %v needs rows of a multiple of %d values, %s has %d", o.Format, d, format.BlockElems, t.Name, t.Shape[1])
+			}
+		}
+		infos[i] = format.TensorInfo{Name: t.Name, DType: d, Shape: t.Shape}
+	}
+	var out interface {
+		io.Writer
+		Close() error
+	}
+	if of.gguf {
+		meta := append([]format.GGUFKV{
+			{Key: "general.name", Value: fmt.Sprintf("nibble synthetic %s seed %d", o.Shape, o.Seed)},
+		}, m.Meta...)
+		out, err = format.NewGGUFWriter(w, infos, meta)
+	} else {
+		out, err = format.NewSafetensorsWriter(w, infos, map[string]string{
+			"format": "pt", "generator": "nibble/tools/mkmodel", "shape": o.Shape, "seed": fmt.Sprint(o.Seed),
+		})
+	}
+	if err != nil {
+		return sum, err
+	}
+	var row []float32
+	var buf []byte
+	for i, t := range m.Tensors {
+		src := newRowSource(o.Seed, t)
+		rb := rowBytes(infos[i].DType, src.k)
+		if cap(row) < src.k {
+			row = make([]float32, src.k)
+		}
+		if cap(buf) < rb {
+			buf = make([]byte, rb)
+		}
+		row, buf = row[:src.k], buf[:rb]
+		for range src.n {
+			src.next(row)
+			encodeRow(infos[i].DType, buf, row)
+			if _, err := out.Write(buf); err != nil {
+				return sum, fmt.Errorf("%s: %w", t.Name, err)
+			}
+		}
+		sum.Tensors++
+		sum.Params += int64(src.n) * int64(src.k)
+	}
+	return sum, out.Close()
+}
+
+func rowBytes(d format.DType, k int) int {
+	switch d {
+	case format.F32:
+		return 4 * k
+	case format.F16, format.BF16:
+		return 2 * k
+	case format.Q8_0:
+		return k / format.BlockElems * format.Q8_0BlockBytes
+	case format.Q4_0:
+		return k / format.BlockElems * format.Q4_0BlockBytes
+	}
+	panic("mkmodel: no encoder for " + d.String())
+}
+
+func encodeRow(d format.DType, dst []byte, row []float32) {
+	switch d {
+	case format.F32:
+		format.EncodeF32(dst, row)
+	case format.F16:
+		format.EncodeF16(dst, row)
+	case format.BF16:
+		format.EncodeBF16(dst, row)
+	case format.Q8_0:
+		format.EncodeQ8_0(dst, row)
+	case format.Q4_0:
+		format.EncodeQ4_0(dst, row)
+	}
+}
+
+// rowSource draws one tensor's values row by row. Its stream depends only on the seed and the
+// tensor's name, so any tensor can be regenerated alone (tests do) and values do not shift when
+// layers are added.
+type rowSource struct {
+	rng      *rand.Rand
+	kind     kind
+	n, k     int
+	std      float64
+	colScale []float32 // weights: 1, or 10–50 for the outlier input channels
+}
+
+func newRowSource(seed uint64, t tensorSpec) *rowSource {
+	h := fnv.New64a()
+	h.Write([]byte(t.Name))
+	s := &rowSource{rng: rand.New(rand.NewPCG(seed, h.Sum64())), kind: t.Kind, n: 1, k: t.Shape[0]}
+	if len(t.Shape) == 2 {
+		s.n, s.k = t.Shape[0], t.Shape[1]
+	}
+	if s.kind != weight {
+		return s
+	}
+	// Init-like spread (Llama-7B's projections have std ≈ 0.02 for K = 4096).
+	s.std = 1 / math.Sqrt(float64(s.k))
+	// Trained transformers have a few input channels far larger than the rest (the "emergent
+	// outliers" that make per-tensor int8 fail): about one in 512, at least one, 10–50×.
+	s.colScale = make([]float32, s.k)
+	for i := range s.colScale {
+		s.colScale[i] = 1
+	}
+	for range max(1, s.k/512) {
+		s.colScale[s.rng.IntN(s.k)] = float32(10 + 40*s.rng.Float64())
+	}
+	return s
+}
+
+// next fills row with the next row's values.
+func (s *rowSource) next(row []float32) {
+	switch s.kind {
+	case gain:
+		for i := range row {
+			row[i] = float32(1 + 0.05*s.rng.NormFloat64())
+		}
+	case bias:
+		for i := range row {
+			row[i] = float32(0.02 * s.rng.NormFloat64())
+		}
+	default:
+		// Row norms vary over about a factor of two either way (log-normal), as trained rows do.
+		rs := s.std * math.Exp(0.35*s.rng.NormFloat64())
+		for i := range row {
+			row[i] = float32(rs*s.rng.NormFloat64()) * s.colScale[i]
+		}
+	}
+}
