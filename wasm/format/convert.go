@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/nibble-ml/nibble/wasm/quant"
 	"github.com/x448/float16"
@@ -54,8 +55,9 @@ func (t *Tensor) DecodeFloat32(dst []float32) error {
 			dst[i] = f32frombits(b[4*i:])
 		}
 	case F16:
+		tab := f16Table()
 		for i := range dst {
-			dst[i] = float16.Frombits(binary.LittleEndian.Uint16(b[2*i:])).Float32()
+			dst[i] = tab[binary.LittleEndian.Uint16(b[2*i:])]
 		}
 	case BF16:
 		for i := range dst {
@@ -121,11 +123,22 @@ func (t *Tensor) checkData() error {
 	return nil
 }
 
+// f16Table maps every half-precision bit pattern to its float32 value. 256 KiB, built on first
+// use: a table lookup is several times faster than converting bit fields per element, and f16
+// checkpoints are the common case.
+var f16Table = sync.OnceValue(func() *[1 << 16]float32 {
+	var t [1 << 16]float32
+	for i := range t {
+		t[i] = float16.Frombits(uint16(i)).Float32()
+	}
+	return &t
+})
+
 // DecodeQ8_0 dequantizes whole Q8_0 blocks from src into dst (len(dst) a multiple of 32).
 func DecodeQ8_0(dst []float32, src []byte) {
 	for b := 0; b < len(dst)/BlockElems; b++ {
 		blk := src[b*Q8_0BlockBytes : (b+1)*Q8_0BlockBytes]
-		d := float16.Frombits(binary.LittleEndian.Uint16(blk)).Float32()
+		d := f16Table()[binary.LittleEndian.Uint16(blk)]
 		out := dst[b*BlockElems : (b+1)*BlockElems]
 		for j := range out {
 			out[j] = d * float32(int8(blk[2+j]))
@@ -137,7 +150,7 @@ func DecodeQ8_0(dst []float32, src []byte) {
 func DecodeQ4_0(dst []float32, src []byte) {
 	for b := 0; b < len(dst)/BlockElems; b++ {
 		blk := src[b*Q4_0BlockBytes : (b+1)*Q4_0BlockBytes]
-		d := float16.Frombits(binary.LittleEndian.Uint16(blk)).Float32()
+		d := f16Table()[binary.LittleEndian.Uint16(blk)]
 		out := dst[b*BlockElems : (b+1)*BlockElems]
 		for j := 0; j < 16; j++ {
 			q := blk[2+j]
@@ -205,21 +218,15 @@ func (t *Tensor) Quant() (*quant.Tensor, error) {
 		// GGUF: byte j = element j (low) | element j+16 (high), unsigned with offset 8.
 		// nibble: byte i = element 2i (low) | element 2i+1 (high), signed two's complement.
 		// q−8 in 4-bit two's complement is q XOR 8.
+		// So output byte i < 8 pairs the low nibbles of source bytes 2i and 2i+1, output byte
+		// 8+i their high nibbles, and XOR 0x88 flips both codes at once.
 		out := q.Data[b*BlockElems/2 : (b+1)*BlockElems/2]
 		src := blk[2:]
-		for i := range out {
-			lo := nibble(src, 2*i) ^ 8
-			hi := nibble(src, 2*i+1) ^ 8
-			out[i] = lo | hi<<4
+		for i := range 8 {
+			a, c := src[2*i], src[2*i+1]
+			out[i] = (a&0x0F | c<<4) ^ 0x88
+			out[8+i] = (a>>4 | c&0xF0) ^ 0x88
 		}
 	}
 	return q, nil
-}
-
-// nibble returns element e (0…31) of a GGUF Q4_0 block's 16 code bytes.
-func nibble(qs []byte, e int) byte {
-	if e < 16 {
-		return qs[e] & 0xF
-	}
-	return qs[e-16] >> 4
 }

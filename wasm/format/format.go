@@ -45,6 +45,11 @@ type Limits struct {
 	MaxTensorBytes int64 // bytes of one tensor; default 1<<36 (64 GiB)
 	MaxStringBytes int64 // one GGUF string; default 16 MiB
 	MaxArrayLen    int64 // elements of one GGUF metadata array; default 1<<24
+
+	// StreamSize, when positive, is the stream's total length as the transport reports it (a
+	// file size, Content-Length). Tensors ending past it are rejected with the header, before
+	// any data is read, and each tensor is then read into one allocation of its exact size.
+	StreamSize int64
 }
 
 func (l *Limits) withDefaults() Limits {
@@ -230,10 +235,11 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // readChunk is the largest buffer readExact commits to before the bytes have arrived.
 const readChunk = 1 << 20
 
-// readExact reads exactly n bytes. Its buffer grows with the bytes actually read (doubling, capped
-// at n), so a lying header cannot make it allocate more than about twice what the stream holds.
-func readExact(r io.Reader, n int64) ([]byte, int64, error) {
-	if n <= readChunk {
+// readExact reads exactly n bytes. Unless trusted (the stream is known to hold them), its buffer
+// grows with the bytes actually read (doubling, capped at n), so a lying header cannot make it
+// allocate more than about twice what the stream holds.
+func readExact(r io.Reader, n int64, trusted bool) ([]byte, int64, error) {
+	if n <= readChunk || trusted {
 		buf := make([]byte, n)
 		got, err := io.ReadFull(r, buf)
 		return buf, int64(got), err
@@ -277,4 +283,17 @@ func truncated(format, name string, off, want, got int64, err error) error {
 
 func f32frombits(b []byte) float32 {
 	return math.Float32frombits(uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24)
+}
+
+// checkEnds rejects, at header time, tensors that end past a known stream size.
+func checkEnds(infos []TensorInfo, size int64) error {
+	if size <= 0 {
+		return nil
+	}
+	for _, t := range infos {
+		if t.Offset+t.Size > size {
+			return fmt.Errorf("tensor %q at byte %d: %w: ends at byte %d, past the end of the %d-byte stream", t.Name, t.Offset, ErrTruncated, t.Offset+t.Size, size)
+		}
+	}
+	return nil
 }

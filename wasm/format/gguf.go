@@ -92,7 +92,7 @@ func (g *GGUFReader) Meta(key string) (any, bool) {
 // Next in the order of their offsets.
 func NewGGUF(r io.Reader, lim *Limits) (*GGUFReader, error) {
 	g := &GGUFReader{lim: lim.withDefaults(), Alignment: GGUFDefaultAlignment}
-	g.stream = stream{format: "gguf", r: countingReader{r: bufio.NewReaderSize(r, 64<<10)}}
+	g.stream = stream{format: "gguf", r: countingReader{r: bufio.NewReaderSize(r, 64<<10)}, size: g.lim.StreamSize}
 	if err := g.readHeader(); err != nil {
 		return nil, fmt.Errorf("format: gguf: %w", err)
 	}
@@ -178,7 +178,10 @@ func (g *GGUFReader) readHeader() error {
 		}
 		return cmpInt64(a.Size, b.Size)
 	})
-	return checkOverlaps(g.infos)
+	if err := checkOverlaps(g.infos); err != nil {
+		return err
+	}
+	return checkEnds(g.infos, g.size)
 }
 
 func (g *GGUFReader) tensorInfo() (TensorInfo, int64, error) {
@@ -389,7 +392,7 @@ func (g *GGUFReader) str() (string, error) {
 	if n > uint64(g.lim.MaxStringBytes) {
 		return "", fmt.Errorf("%w: string of %d bytes (limit %d)", ErrLimit, n, g.lim.MaxStringBytes)
 	}
-	b, _, err := readExact(&g.r, int64(n))
+	b, _, err := readExact(&g.r, int64(n), false)
 	if err != nil {
 		return "", g.eof(err)
 	}

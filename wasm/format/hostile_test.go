@@ -235,3 +235,26 @@ func TestAllocationBoundedByPresentBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamSize: with the stream length known, a tensor past the end fails with the header,
+// before any data is read.
+func TestStreamSize(t *testing.T) {
+	file := st(`{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}`, make([]byte, 16))
+	lim := &Limits{StreamSize: int64(len(file)) - 1}
+	if _, err := NewSafetensors(bytes.NewReader(file), lim); !errors.Is(err, ErrTruncated) || !strings.Contains(err.Error(), `"w"`) {
+		t.Fatalf("safetensors: got %v, want ErrTruncated naming \"w\"", err)
+	}
+	if _, err := NewSafetensors(bytes.NewReader(file), &Limits{StreamSize: 20}); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("safetensors header past the end: got %v", err)
+	}
+	lim.StreamSize++
+	checkErr(t, readAll(NewSafetensors(bytes.NewReader(file), lim)), nil, "")
+	g := gg(func(e *ggufEncoder) { ggHead(e, 3, 1, 0); ggTensor(e, "w", 0, 0, 2); e.raw(make([]byte, 8)) })
+	if _, err := NewGGUF(bytes.NewReader(g), &Limits{StreamSize: int64(len(g))}); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("gguf: got %v, want ErrTruncated", err)
+	}
+	m := TFJSManifest{{Weights: []TFJSWeight{{Name: "w", Shape: []int64{4}, DType: "float32"}}}}
+	if _, err := NewTFJS(m, bytes.NewReader(nil), &Limits{StreamSize: 15}); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("tfjs: got %v, want ErrTruncated", err)
+	}
+}

@@ -34,7 +34,7 @@ var _ Reader = (*SafetensorsReader)(nil)
 // their data offsets. Bytes between tensors are skipped; overlapping tensors are rejected.
 func NewSafetensors(r io.Reader, lim *Limits) (*SafetensorsReader, error) {
 	l := lim.withDefaults()
-	s := &SafetensorsReader{stream: stream{format: "safetensors", r: countingReader{r: r}}}
+	s := &SafetensorsReader{stream: stream{format: "safetensors", r: countingReader{r: r}, size: l.StreamSize}}
 	var size [8]byte
 	if _, err := io.ReadFull(&s.r, size[:]); err != nil {
 		return nil, headerErr("safetensors", 0, err)
@@ -46,13 +46,19 @@ func NewSafetensors(r io.Reader, lim *Limits) (*SafetensorsReader, error) {
 	if n < 2 {
 		return nil, fmt.Errorf("format: safetensors: header at byte 8: %w: %d bytes is too short for a JSON object", ErrCorrupt, n)
 	}
-	hdr, _, err := readExact(&s.r, int64(n))
+	if l.StreamSize > 0 && n > uint64(l.StreamSize-8) {
+		return nil, fmt.Errorf("format: safetensors: header at byte 8: %w: %d bytes declared, the stream has %d", ErrTruncated, n, l.StreamSize)
+	}
+	hdr, _, err := readExact(&s.r, int64(n), false)
 	if err != nil {
 		return nil, headerErr("safetensors", s.r.off, err)
 	}
 	s.DataOffset = 8 + int64(n)
 	if err := s.parseHeader(hdr, &l); err != nil {
 		return nil, fmt.Errorf("format: safetensors: header at byte 8: %w", err)
+	}
+	if err := checkEnds(s.infos, s.size); err != nil {
+		return nil, fmt.Errorf("format: safetensors: %w", err)
 	}
 	return s, nil
 }

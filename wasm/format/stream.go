@@ -11,6 +11,7 @@ type stream struct {
 	format string
 	r      countingReader
 	infos  []TensorInfo
+	size   int64 // total stream length when known (Limits.StreamSize), else 0
 	next   int
 	err    error // sticky: after a failure the stream position is unknown
 }
@@ -42,7 +43,7 @@ func (s *stream) Next() (*Tensor, error) {
 		s.err = fmt.Errorf("format: %s: tensor %q at byte %d: %w: stream already at byte %d", s.format, info.Name, info.Offset, ErrCorrupt, s.r.off)
 		return nil, s.err
 	}
-	data, got, err := readExact(&s.r, info.Size)
+	data, got, err := readExact(&s.r, info.Size, s.size > 0 && info.Offset+info.Size <= s.size)
 	if err != nil {
 		s.err = truncated(s.format, info.Name, info.Offset, info.Size, got, err)
 		return nil, s.err

@@ -72,7 +72,7 @@ var _ Reader = (*TFJSReader)(nil)
 // group's shard files in manifest order (the order TF.js's loader fetches them in).
 func NewTFJS(m TFJSManifest, shards io.Reader, lim *Limits) (*TFJSReader, error) {
 	l := lim.withDefaults()
-	r := &TFJSReader{stream: stream{format: "tfjs", r: countingReader{r: shards}}, Manifest: m}
+	r := &TFJSReader{stream: stream{format: "tfjs", r: countingReader{r: shards}, size: l.StreamSize}, Manifest: m}
 	var off int64
 	n := 0
 	for gi, g := range m {
@@ -93,6 +93,9 @@ func NewTFJS(m TFJSManifest, shards io.Reader, lim *Limits) (*TFJSReader, error)
 			r.infos = append(r.infos, info)
 		}
 		r.groupBytes = append(r.groupBytes, off-start)
+	}
+	if err := checkEnds(r.infos, r.size); err != nil {
+		return nil, fmt.Errorf("format: tfjs: %w", err)
 	}
 	return r, nil
 }
@@ -191,6 +194,11 @@ func OpenTFJSDir(dir string) (*TFJSModel, error) {
 			}
 			return nil, fmt.Errorf("format: tfjs: group %d: %w: shards %v hold %d bytes, weights need %d", gi, sentinel, g.Paths, have, want)
 		}
+	}
+	// The shards' sizes are now known to match: read each tensor into one exact allocation.
+	r.size = r.r.off
+	for _, n := range r.groupBytes {
+		r.size += n
 	}
 	return &TFJSModel{TFJSReader: r, Dir: dir, files: chain}, nil
 }
