@@ -84,6 +84,12 @@ func Plan(t *quant.Tensor, a Accepter) (*Layout, error) {
 		}
 		return planDequantized(t, "float16 constants or cast from float16 not accepted: widened to float32 in Go"), nil
 	}
+	if t.N == 1 && t.Groups(t.K) > 1 {
+		// Chromium's TFLite backend reads a [1, G, B] × [1, G, 1] dequantize as per-axis on the
+		// group axis and fails to compile it ("Failed to build TFL interpreter"); a one-row
+		// weight is K floats, so it is dequantized here instead.
+		return planDequantized(t, fmt.Sprintf("%v with one row and %d groups: dequantized to float32 in Go (TFLite cannot compile a 1×G block-wise dequantize)", t.Format, t.Groups(t.K))), nil
+	}
 	// Candidates in order of bytes per weight. uint4 is not tried: WebNN's int4 with every code
 	// shifted by 8 holds the same values, and Chromium 153 rejects uint4 anyway.
 	signedBits := func(bits int) webnn.DataType {

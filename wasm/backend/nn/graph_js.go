@@ -1,0 +1,127 @@
+//go:build js && wasm
+
+package nn
+
+import (
+	"fmt"
+	"syscall/js"
+
+	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/quant"
+	"github.com/nibble-ml/nibble/wasm/webnn"
+)
+
+var float32Array = js.Global().Get("Float32Array")
+
+// graph is one compiled product for one weight and batch-size class, with its tensors and the
+// typed arrays that stage activations, all reused across calls.
+type graph struct {
+	g          *webnn.Graph
+	x, y       *webnn.Tensor
+	xArr, yArr js.Value
+	rows, k    int // class rows; columns of x as the graph takes them (K, or KPad when padded in Go)
+	kIn        int // the caller's K
+}
+
+func (g *graph) destroy() {
+	g.g.Destroy()
+	g.x.Destroy()
+	g.y.Destroy()
+}
+
+func (g *graph) run(c *webnn.Context, dst, x []float32, m int) error {
+	if g.k == g.kIn {
+		jsutil.CopyFloat32sToJS(g.xArr, x)
+	} else { // zero-padded rows; the padding columns were zeroed when the array was made
+		for i := 0; i < m; i++ {
+			row := g.xArr.Call("subarray", i*g.k, i*g.k+g.kIn)
+			jsutil.CopyFloat32sToJS(row, x[i*g.kIn:(i+1)*g.kIn])
+		}
+	}
+	// Rows m…class-1 keep whatever an earlier call left: rows are independent in a product, and
+	// their outputs are never copied out.
+	if err := c.WriteTensor(g.x, g.xArr); err != nil {
+		return err
+	}
+	if err := c.Dispatch(g.g, map[string]*webnn.Tensor{"x": g.x}, map[string]*webnn.Tensor{"y": g.y}); err != nil {
+		return err
+	}
+	if err := c.ReadTensorInto(g.y, g.yArr); err != nil {
+		return err
+	}
+	jsutil.CopyFloat32sToGo(dst, g.yArr)
+	return nil
+}
+
+func (w *Weight) build(rows int) (*graph, error) {
+	b, l := w.b, &w.layout
+	label := fmt.Sprintf("%s m%d %s %s", w.name, rows, l.Path, b.graph)
+	bd := b.ctx.NewBuilder()
+	kp := l.KPad()
+	g := &graph{rows: rows, k: l.K, kIn: l.K}
+	if kp > l.K && !b.pad {
+		g.k = kp
+	}
+	x := bd.Input("x", webnn.Descriptor{DataType: webnn.Float32, Shape: []int{rows, g.k}})
+	if kp > g.k {
+		x = bd.Pad("x-pad", x, []int{0, 0}, []int{0, kp - g.k})
+	}
+	wt := w.weightOperand(bd)
+	var y *webnn.Operand
+	switch b.graph.Product {
+	case ProductMatmul:
+		y = bd.Matmul("y", x, bd.Transpose("wT", wt, nil))
+	default:
+		y = bd.Gemm("y", x, wt, webnn.GemmOptions{BTranspose: true})
+	}
+	gr, err := bd.Build(label, map[string]*webnn.Operand{"y": y})
+	if err != nil {
+		return nil, fmt.Errorf("webnn backend: %w", err)
+	}
+	g.g = gr
+	if g.x, err = b.ctx.CreateTensor(label+" x", webnn.Descriptor{DataType: webnn.Float32, Shape: []int{rows, g.k}}, webnn.TensorUsage{Writable: true}); err == nil {
+		g.y, err = b.ctx.CreateTensor(label+" y", webnn.Descriptor{DataType: webnn.Float32, Shape: []int{rows, l.N}}, webnn.TensorUsage{Readable: true})
+	}
+	if err != nil {
+		g.destroy()
+		return nil, err
+	}
+	g.xArr = float32Array.New(rows * g.k)
+	g.yArr = float32Array.New(rows * l.N)
+	return g, nil
+}
+
+// weightOperand is the [N, KPad] float32 weight as graph operations on the constants.
+func (w *Weight) weightOperand(bd *webnn.Builder) *webnn.Operand {
+	l, shape := &w.layout, w.b.graph
+	kp := l.KPad()
+	switch l.Path {
+	case PathF32:
+		return bd.Constant("w", l.Codes, w.codes)
+	case PathF16Cast:
+		return bd.Cast("w", bd.Constant("w-f16", l.Codes, w.codes), webnn.Float32)
+	}
+	codes, scales, zeros := l.Codes, l.Scales, l.Zeros
+	if shape.Rank2 { // same bytes, block-wise broadcast over [N, KPad] against [N, G]
+		codes = webnn.Descriptor{DataType: codes.DataType, Shape: []int{l.N, kp}}
+		scales = webnn.Descriptor{DataType: scales.DataType, Shape: []int{l.N, l.G}}
+		zeros = webnn.Descriptor{DataType: zeros.DataType, Shape: []int{l.N, l.G}}
+	}
+	q := bd.Constant("w-codes", codes, w.codes)
+	s := bd.Constant("w-scales", scales, w.scales)
+	z := bd.Constant("w-zeros", zeros, w.zeros)
+	var deq *webnn.Operand
+	if shape.Dequant == DequantCast && w.b.limits.Accepts("cast", "input", codes.DataType, len(codes.Shape)) {
+		qf := bd.Cast("w-codes-f32", q, webnn.Float32)
+		if w.format.Scheme == quant.Asymmetric { // subtract the zero point first, as the reference does
+			qf = bd.Sub("w-centered", qf, bd.Cast("w-zeros-f32", z, webnn.Float32))
+		}
+		deq = bd.Mul("w-dequant", qf, s)
+	} else {
+		deq = bd.DequantizeLinear("w-dequant", q, s, z)
+	}
+	if shape.Rank2 {
+		return deq
+	}
+	return bd.Reshape("w", deq, []int{l.N, kp})
+}
