@@ -180,6 +180,13 @@ type Reader interface {
 	// Next returns the next tensor as soon as its last byte has been read, and io.EOF after
 	// the last one. The returned Data is the caller's to keep.
 	Next() (*Tensor, error)
+	// NextInto is Next reading into buf when it has the capacity, so a loader that is done with
+	// a tensor's bytes (quantized, uploaded) can reuse them: the WebAssembly heap never shrinks,
+	// so reuse keeps peak memory at the largest tensor instead of whatever the GC lets pile up.
+	// The returned Data aliases buf in that case.
+	NextInto(buf []byte) (*Tensor, error)
+	// Offset returns how many bytes of the stream have been consumed, for progress reports.
+	Offset() int64
 }
 
 // checkShape validates dims against the limits and returns the element count and the byte size
@@ -239,12 +246,22 @@ const readChunk = 1 << 20
 // grows with the bytes actually read (doubling, capped at n), so a lying header cannot make it
 // allocate more than about twice what the stream holds.
 func readExact(r io.Reader, n int64, trusted bool) ([]byte, int64, error) {
+	return readInto(r, n, trusted, nil)
+}
+
+// readInto is readExact into buf when cap(buf) >= n.
+func readInto(r io.Reader, n int64, trusted bool, buf []byte) ([]byte, int64, error) {
+	if int64(cap(buf)) >= n {
+		buf = buf[:n]
+		got, err := io.ReadFull(r, buf)
+		return buf, int64(got), err
+	}
 	if n <= readChunk || trusted {
 		buf := make([]byte, n)
 		got, err := io.ReadFull(r, buf)
 		return buf, int64(got), err
 	}
-	buf := make([]byte, 0, readChunk)
+	buf = make([]byte, 0, readChunk)
 	for int64(len(buf)) < n {
 		if len(buf) == cap(buf) {
 			c := min(n, int64(cap(buf))*2)

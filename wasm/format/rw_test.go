@@ -193,7 +193,7 @@ func TestEmitsAtLastByte(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			off := r.(interface{ Offset() int64 }).Offset()
+			off := r.Offset()
 			if want := tn.Offset + tn.Size; off != want {
 				t.Fatalf("kind %d %s: consumed %d bytes at emission, tensor ends at %d", kind, tn.Name, off, want)
 			}
@@ -293,5 +293,30 @@ func TestGGUFMetadata(t *testing.T) {
 	}
 	if v, _ := g.Meta("tokenizer.ggml.scores"); v.([]float32)[2] != -1.5 {
 		t.Fatalf("scores %v", v)
+	}
+}
+
+func TestNextIntoReuses(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	var infos []TensorInfo
+	var data [][]byte
+	for i := range 3 {
+		info, _, b := randomTensor(rng, string(rune('a'+i)), F32, 4+i, 32)
+		infos, data = append(infos, info), append(data, b)
+	}
+	file := writeFile(t, kindSafetensors, infos, data, rng)
+	r, err := NewSafetensors(bytes.NewReader(file), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1024)
+	for i := range 3 {
+		tn, err := r.NextInto(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if &tn.Data[0] != &buf[0] || !bytes.Equal(tn.Data, data[i]) {
+			t.Fatalf("tensor %d: not read into the caller's buffer, or wrong bytes", i)
+		}
 	}
 }

@@ -25,7 +25,10 @@ func (s *stream) Offset() int64 { return s.r.off }
 
 // Next returns the next tensor once its last byte has been read; io.EOF after the last one.
 // Gaps before a tensor (alignment padding, unindexed bytes) are read and discarded.
-func (s *stream) Next() (*Tensor, error) {
+func (s *stream) Next() (*Tensor, error) { return s.NextInto(nil) }
+
+// NextInto is Next reading into buf when cap(buf) is enough; Data then aliases buf.
+func (s *stream) NextInto(buf []byte) (*Tensor, error) {
 	if s.err != nil {
 		return nil, s.err
 	}
@@ -43,7 +46,7 @@ func (s *stream) Next() (*Tensor, error) {
 		s.err = fmt.Errorf("format: %s: tensor %q at byte %d: %w: stream already at byte %d", s.format, info.Name, info.Offset, ErrCorrupt, s.r.off)
 		return nil, s.err
 	}
-	data, got, err := readExact(&s.r, info.Size, s.size > 0 && info.Offset+info.Size <= s.size)
+	data, got, err := readInto(&s.r, info.Size, s.size > 0 && info.Offset+info.Size <= s.size, buf)
 	if err != nil {
 		s.err = truncated(s.format, info.Name, info.Offset, info.Size, got, err)
 		return nil, s.err
