@@ -33,6 +33,7 @@ type options struct {
 	Seed          uint64
 	Layers        int
 	Rows, Cols    int
+	Embed         bool // add embeddings, final norm and output head
 }
 
 // summary is what generate reports.
@@ -48,7 +49,7 @@ func generate(w io.Writer, o options) (summary, error) {
 	if !ok {
 		return summary{}, fmt.Errorf("unknown -format %q (want safetensors-f32|f16|bf16 or gguf-f32|f16|q8_0|q4_0)", o.Format)
 	}
-	m, err := buildModel(o.Shape, o.Layers, o.Rows, o.Cols, of.gguf)
+	m, err := buildModel(o.Shape, o.Layers, o.Rows, o.Cols, o.Embed, of.gguf)
 	if err != nil {
 		return summary{}, err
 	}
@@ -153,7 +154,7 @@ func newRowSource(seed uint64, t tensorSpec) *rowSource {
 	if len(t.Shape) == 2 {
 		s.n, s.k = t.Shape[0], t.Shape[1]
 	}
-	if s.kind != weight {
+	if s.kind != weight && s.kind != embedding {
 		return s
 	}
 	// Init-like spread (Llama-7B's projections have std ≈ 0.02 for K = 4096).
@@ -163,6 +164,9 @@ func newRowSource(seed uint64, t tensorSpec) *rowSource {
 	s.colScale = make([]float32, s.k)
 	for i := range s.colScale {
 		s.colScale[i] = 1
+	}
+	if s.kind == embedding {
+		return s
 	}
 	for range max(1, s.k/512) {
 		s.colScale[s.rng.IntN(s.k)] = float32(10 + 40*s.rng.Float64())

@@ -29,6 +29,7 @@ func main() {
 	flag.IntVar(&o.Layers, "layers", 1, "transformer layers for llama-7b, llama-1b, bert-base (real models: 32, 16, 12)")
 	flag.IntVar(&o.Rows, "rows", 0, "rows (output features) for -shape custom")
 	flag.IntVar(&o.Cols, "cols", 0, "columns (input features) for -shape custom")
+	flag.BoolVar(&o.Embed, "embed", false, "also write the embedding tables, final norm and output head (llama-7b, llama-1b, bert-base)")
 	flag.StringVar(&out, "o", "", "output file, or - for stdout")
 	flag.Parse()
 	if out == "" {

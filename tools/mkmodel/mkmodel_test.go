@@ -33,7 +33,7 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatalf("%v: %v", o, err)
 			}
 			of := outFormats[name]
-			m, _ := buildModel(o.Shape, o.Layers, o.Rows, o.Cols, of.gguf)
+			m, _ := buildModel(o.Shape, o.Layers, o.Rows, o.Cols, o.Embed, of.gguf)
 			specs := map[string]tensorSpec{}
 			for _, s := range m.Tensors {
 				specs[s.Name] = s
@@ -164,6 +164,8 @@ func TestShapes(t *testing.T) {
 		"llama-1b": {
 			"model.layers.0.self_attn.k_proj.weight": {512, 2048},
 			"model.layers.0.mlp.down_proj.weight":    {2048, 8192},
+			"model.embed_tokens.weight":              {128256, 2048},
+			"lm_head.weight":                         {128256, 2048},
 		},
 		"bert-base": {
 			"bert.encoder.layer.0.intermediate.dense.weight": {3072, 768},
@@ -172,7 +174,7 @@ func TestShapes(t *testing.T) {
 		"single-4096": {"weight": {4096, 4096}},
 	}
 	for shape, tensors := range want {
-		m, err := buildModel(shape, 2, 0, 0, false)
+		m, err := buildModel(shape, 2, 0, 0, true, false)
 		if err != nil {
 			t.Fatal(err)
 		}

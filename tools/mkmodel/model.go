@@ -17,9 +17,10 @@ type tensorSpec struct {
 type kind uint8
 
 const (
-	weight kind = iota // matrix: normal, per-row scale variation, a few outlier input channels
-	gain               // norm scale: close to 1
-	bias               // small, centred on 0
+	weight    kind = iota // matrix: normal, per-row scale variation, a few outlier input channels
+	gain                  // norm scale: close to 1
+	bias                  // small, centred on 0
+	embedding             // embedding table: normal rows of varied scale, no outlier channels
 )
 
 // model is a named architecture: its tensors for a number of layers, and its GGUF metadata.
@@ -29,32 +30,32 @@ type model struct {
 	Meta    []format.GGUFKV
 }
 
-// llama describes hidden/ffn/heads sizes of one Llama-family model.
-type llama struct{ hidden, ffn, heads, kvHeads int }
+// llama describes the sizes of one Llama-family model.
+type llama struct{ hidden, ffn, heads, kvHeads, vocab int }
 
 var (
-	llama7b = llama{hidden: 4096, ffn: 11008, heads: 32, kvHeads: 32}
-	// Llama 3.2 1B: grouped-query attention with 8 KV heads of 64.
-	llama1b = llama{hidden: 2048, ffn: 8192, heads: 32, kvHeads: 8}
+	llama7b = llama{hidden: 4096, ffn: 11008, heads: 32, kvHeads: 32, vocab: 32000}
+	// Llama 3.2 1B: grouped-query attention with 8 KV heads of 64, tied embeddings.
+	llama1b = llama{hidden: 2048, ffn: 8192, heads: 32, kvHeads: 8, vocab: 128256}
 )
 
 // shapeNames are the -shape values, for the usage message.
 var shapeNames = []string{"llama-7b", "llama-1b", "bert-base", "single-4096", "custom"}
 
-// buildModel returns the tensors of shape for layers layers (0: the default, one layer; bert-base
-// always gets the layers asked for, 12 in the real model). gguf selects llama.cpp tensor names
-// instead of Hugging Face ones.
-func buildModel(shape string, layers, rows, cols int, gguf bool) (*model, error) {
+// buildModel returns the tensors of shape for layers transformer layers (0 means 1); embed adds
+// the embedding tables, final norm and output head. gguf selects llama.cpp tensor names instead
+// of Hugging Face ones.
+func buildModel(shape string, layers, rows, cols int, embed, gguf bool) (*model, error) {
 	if layers <= 0 {
 		layers = 1
 	}
 	switch shape {
 	case "llama-7b":
-		return llama7b.model(layers, gguf), nil
+		return llama7b.model(layers, embed, gguf), nil
 	case "llama-1b":
-		return llama1b.model(layers, gguf), nil
+		return llama1b.model(layers, embed, gguf), nil
 	case "bert-base":
-		return bertBase(layers, gguf), nil
+		return bertBase(layers, embed, gguf), nil
 	case "single-4096":
 		rows, cols = 4096, 4096
 	case "custom":
@@ -68,10 +69,19 @@ func buildModel(shape string, layers, rows, cols int, gguf bool) (*model, error)
 		Meta: []format.GGUFKV{{Key: "general.architecture", Value: "nibble-synthetic"}}}, nil
 }
 
-func (l llama) model(layers int, gguf bool) *model {
+func (l llama) model(layers int, embed, gguf bool) *model {
 	h, f := l.hidden, l.ffn
 	kv := h / l.heads * l.kvHeads
 	m := &model{Arch: "llama"}
+	pick := func(hf, gg string) string {
+		if gguf {
+			return gg
+		}
+		return hf
+	}
+	if embed {
+		m.Tensors = append(m.Tensors, tensorSpec{pick("model.embed_tokens.weight", "token_embd.weight"), []int{l.vocab, h}, embedding})
+	}
 	for i := range layers {
 		name := func(hf, gg string) string {
 			if gguf {
@@ -91,6 +101,12 @@ func (l llama) model(layers int, gguf bool) *model {
 			tensorSpec{name("mlp.down_proj.weight", "ffn_down.weight"), []int{h, f}, weight},
 		)
 	}
+	if embed {
+		m.Tensors = append(m.Tensors,
+			tensorSpec{pick("model.norm.weight", "output_norm.weight"), []int{h}, gain},
+			tensorSpec{pick("lm_head.weight", "output.weight"), []int{l.vocab, h}, weight},
+		)
+	}
 	m.Meta = []format.GGUFKV{
 		{Key: "general.architecture", Value: "llama"},
 		{Key: "llama.block_count", Value: uint32(layers)},
@@ -103,9 +119,24 @@ func (l llama) model(layers int, gguf bool) *model {
 }
 
 // bertBase is BERT-base's encoder: hidden 768, intermediate 3072, with its biases and norms.
-func bertBase(layers int, gguf bool) *model {
+func bertBase(layers int, embed, gguf bool) *model {
 	const h, f = 768, 3072
 	m := &model{Arch: "bert"}
+	if embed {
+		pick := func(hf, gg string) string {
+			if gguf {
+				return gg
+			}
+			return "bert.embeddings." + hf
+		}
+		m.Tensors = append(m.Tensors,
+			tensorSpec{pick("word_embeddings.weight", "token_embd.weight"), []int{30522, h}, embedding},
+			tensorSpec{pick("position_embeddings.weight", "position_embd.weight"), []int{512, h}, embedding},
+			tensorSpec{pick("token_type_embeddings.weight", "token_types.weight"), []int{2, h}, embedding},
+			tensorSpec{pick("LayerNorm.weight", "token_embd_norm.weight"), []int{h}, gain},
+			tensorSpec{pick("LayerNorm.bias", "token_embd_norm.bias"), []int{h}, bias},
+		)
+	}
 	for i := range layers {
 		name := func(hf, gg string) string {
 			if gguf {
