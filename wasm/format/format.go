@@ -199,7 +199,10 @@ func checkShape(dims []int64, d DType, lim *Limits) (shape []int, elems, size in
 	if be == 0 {
 		return nil, 0, 0, fmt.Errorf("%w: data type %v", ErrUnsupported, d)
 	}
-	maxElems := lim.MaxTensorBytes // at least one byte per element below one-byte types
+	// No stored type packs more than two elements per byte (Q4_0: 32 in 18), so an element
+	// count past twice the byte limit is over it whatever the type; checking this first keeps
+	// the product below from overflowing.
+	maxElems := min(lim.MaxTensorBytes, 1<<61) * 2
 	elems = 1
 	shape = make([]int, len(dims))
 	for i, v := range dims {
