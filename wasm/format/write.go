@@ -28,6 +28,7 @@ type dataWriter struct {
 	err   error
 }
 
+// Write takes the next bytes of tensor data, in list order; p may span tensor boundaries.
 func (d *dataWriter) Write(p []byte) (int, error) {
 	if d.err != nil {
 		return 0, d.err
