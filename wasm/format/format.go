@@ -95,9 +95,24 @@ const (
 	Q8_0
 	// Q4_0 is GGUF's block of 32 4-bit codes sharing one f16 scale: w = d·(q − 8).
 	Q4_0
+
+	// Other ggml block types. Their sizes are known, so GGUF files that use them (most
+	// llama.cpp releases are Q4_K_M or Q6_K) stream through with their raw bytes; Float32 and
+	// Quant do not decode them.
+	Q4_1
+	Q5_0
+	Q5_1
+	Q8_1
+	Q2_K
+	Q3_K
+	Q4_K
+	Q5_K
+	Q6_K
+	Q8_K
 )
 
-var dtypeNames = [...]string{"invalid", "F32", "F16", "BF16", "F64", "I8", "U8", "I16", "U16", "I32", "I64", "BOOL", "Q8_0", "Q4_0"}
+var dtypeNames = [...]string{"invalid", "F32", "F16", "BF16", "F64", "I8", "U8", "I16", "U16", "I32", "I64", "BOOL", "Q8_0", "Q4_0",
+	"Q4_1", "Q5_0", "Q5_1", "Q8_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K"}
 
 func (d DType) String() string {
 	if int(d) < len(dtypeNames) {
@@ -133,6 +148,26 @@ func (d DType) blockShape() (elems, bytes int64) {
 		return BlockElems, Q8_0BlockBytes
 	case Q4_0:
 		return BlockElems, Q4_0BlockBytes
+	case Q4_1:
+		return 32, 2 + 2 + 16 // d, m, 32 nibbles
+	case Q5_0:
+		return 32, 2 + 4 + 16 // d, 32 high bits, 32 nibbles
+	case Q5_1:
+		return 32, 2 + 2 + 4 + 16
+	case Q8_1:
+		return 32, 2 + 2 + 32 // d, sum, 32 int8
+	case Q2_K:
+		return 256, 16 + 64 + 2 + 2
+	case Q3_K:
+		return 256, 32 + 64 + 12 + 2
+	case Q4_K:
+		return 256, 2 + 2 + 12 + 128
+	case Q5_K:
+		return 256, 2 + 2 + 12 + 32 + 128
+	case Q6_K:
+		return 256, 128 + 64 + 16 + 2
+	case Q8_K:
+		return 256, 4 + 256 + 16*2 // f32 d, 256 int8, 16 int16 block sums
 	}
 	return 0, 0
 }
@@ -219,7 +254,7 @@ func checkShape(dims []int64, d DType, lim *Limits) (shape []int, elems, size in
 		return shape, 0, 0, nil
 	}
 	if be > 1 {
-		// Blocks run along the innermost dimension and never straddle rows.
+		// Blocks run along the innermost dimension and never straddle rows (ggml's rule).
 		if len(dims) == 0 || dims[len(dims)-1]%be != 0 {
 			return nil, 0, 0, fmt.Errorf("%w: %v needs the innermost dimension to be a multiple of %d, shape is %v", ErrCorrupt, d, be, dims)
 		}

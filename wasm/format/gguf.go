@@ -46,7 +46,11 @@ const (
 )
 
 // ggml_type numbers of the tensor types this package reads.
-var ggmlTypes = map[uint32]DType{0: F32, 1: F16, 2: Q4_0, 8: Q8_0, 24: I8, 25: I16, 26: I32, 27: I64, 28: F64, 30: BF16}
+var ggmlTypes = map[uint32]DType{
+	0: F32, 1: F16, 2: Q4_0, 3: Q4_1, 6: Q5_0, 7: Q5_1, 8: Q8_0, 9: Q8_1,
+	10: Q2_K, 11: Q3_K, 12: Q4_K, 13: Q5_K, 14: Q6_K, 15: Q8_K,
+	24: I8, 25: I16, 26: I32, 27: I64, 28: F64, 30: BF16,
+}
 
 func ggmlType(d DType) (uint32, bool) {
 	for k, v := range ggmlTypes {
@@ -216,7 +220,7 @@ func (g *GGUFReader) tensorInfo() (TensorInfo, int64, error) {
 	}
 	d, ok := ggmlTypes[typ]
 	if !ok {
-		return info, 0, fmt.Errorf("%w: ggml type %d (this reader knows F32, F16, BF16, Q4_0, Q8_0 and plain integers)", ErrUnsupported, typ)
+		return info, 0, fmt.Errorf("%w: ggml type %d (this reader knows F32, F16, BF16, integers, Q4_0…Q8_1 and the K-quants; not the IQ types)", ErrUnsupported, typ)
 	}
 	shape, _, size, err := checkShape(dims, d, &g.lim)
 	if err != nil {

@@ -151,7 +151,14 @@ func TestGGUFHostile(t *testing.T) {
 		{"alignment wrong type", gg(func(e *ggufEncoder) { ggHead(e, 3, 0, 1); e.str("general.alignment"); e.u32(10); e.u64(32) }), ErrCorrupt, "alignment"},
 		{"too many dims", gg(func(e *ggufEncoder) { ggHead(e, 3, 1, 0); ggTensor(e, "w", 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1) }), ErrLimit, `"w"`},
 		{"dims overflow", gg(func(e *ggufEncoder) { ggHead(e, 3, 1, 0); ggTensor(e, "w", 0, 0, 1<<40, 1<<40) }), ErrLimit, `"w"`},
-		{"unknown type", gg(func(e *ggufEncoder) { ggHead(e, 3, 1, 0); ggTensor(e, "w", 12, 0, 256) }), ErrUnsupported, "ggml type 12"},
+		{"unknown type", gg(func(e *ggufEncoder) { ggHead(e, 3, 1, 0); ggTensor(e, "w", 16, 0, 256) }), ErrUnsupported, "ggml type 16"},
+		{"q4_k streams raw", gg(func(e *ggufEncoder) {
+			ggHead(e, 3, 1, 0)
+			ggTensor(e, "w", 12, 0, 256, 2)
+			pad(e)
+			e.raw(make([]byte, 288))
+		}), nil, ""},
+		{"q6_k row not whole blocks", gg(func(e *ggufEncoder) { ggHead(e, 3, 1, 0); ggTensor(e, "w", 14, 0, 128) }), ErrCorrupt, "multiple of 256"},
 		{"q4_0 row not whole blocks", gg(func(e *ggufEncoder) { ggHead(e, 3, 1, 0); ggTensor(e, "w", 2, 0, 48, 2) }), ErrCorrupt, `"w"`},
 		{"misaligned offset", gg(func(e *ggufEncoder) { ggHead(e, 3, 1, 0); ggTensor(e, "w", 0, 4, 2) }), ErrCorrupt, "alignment"},
 		{"overlap", gg(func(e *ggufEncoder) { ggHead(e, 3, 2, 0); ggTensor(e, "a", 0, 0, 16); ggTensor(e, "b", 0, 32, 16) }), ErrCorrupt, "overlaps"},
