@@ -92,6 +92,19 @@ func (g *GGUFReader) Meta(key string) (any, bool) {
 	return nil, false
 }
 
+// GGUFMeta returns the metadata value of key as a T (string, uint32, []string, ...); ok is false
+// when the key is absent or holds another type.
+//
+//	layers, ok := format.GGUFMeta[uint32](g, "llama.block_count")
+func GGUFMeta[T any](g *GGUFReader, key string) (v T, ok bool) {
+	a, found := g.Meta(key)
+	if !found {
+		return v, false
+	}
+	v, ok = a.(T)
+	return v, ok
+}
+
 // NewGGUF reads and validates the header, metadata and tensor infos from r; tensors follow with
 // Next in the order of their offsets.
 func NewGGUF(r io.Reader, lim *Limits) (*GGUFReader, error) {

@@ -288,6 +288,12 @@ func TestGGUFMetadata(t *testing.T) {
 	if v, _ := g.Meta("general.architecture"); v != "llama" {
 		t.Fatalf("architecture %v", v)
 	}
+	if n, ok := GGUFMeta[uint32](g, "llama.block_count"); !ok || n != 1 {
+		t.Fatalf("block_count %v %v", n, ok)
+	}
+	if _, ok := GGUFMeta[string](g, "llama.block_count"); ok {
+		t.Fatal("block_count read as a string")
+	}
 	if v, _ := g.Meta("tokenizer.ggml.tokens"); len(v.([]string)) != 3 {
 		t.Fatalf("tokens %v", v)
 	}
