@@ -3,6 +3,8 @@
 package main
 
 import (
+	"context"
+	"io"
 	"net/http"
 	"syscall/js"
 
@@ -20,7 +22,7 @@ func main() {
 	if v := cloudflare.GetBinding("MODELS_PREFIX"); v.Type() == js.TypeString {
 		prefix = v.String()
 	}
-	models, err := store.NewR2(cloudflare.GetBinding("MODELS"), prefix)
+	bucket, err := store.NewR2(cloudflare.GetBinding("MODELS"), prefix)
 	if err != nil {
 		msg := "worker misconfigured: " + err.Error()
 		workers.Serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -28,5 +30,22 @@ func main() {
 		}))
 		return
 	}
+	var models store.Store = bucket
+	if v := cloudflare.GetBinding("MODELS_COPY_THROUGH_GO"); v.Type() == js.TypeString && v.String() == "1" {
+		// Only for bench.sh: measures what streaming R2 bodies straight to the Response saves.
+		models = copyThroughGo{models}
+	}
 	workers.Serve(serve.New(models))
+}
+
+// copyThroughGo hides the R2 body's WriteTo, so io.Copy moves every byte through Go:
+// ReadableStream → Go []byte → syumai/workers' FixedLengthStream.
+type copyThroughGo struct{ store.Store }
+
+func (c copyThroughGo) Get(ctx context.Context, key string, r *store.Range, etag string) (*store.Object, error) {
+	obj, err := c.Store.Get(ctx, key, r, etag)
+	if err == nil {
+		obj.Body = struct{ io.ReadCloser }{obj.Body}
+	}
+	return obj, err
 }
