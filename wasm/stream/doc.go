@@ -1,0 +1,19 @@
+// Package stream owns nibble's progressive loader: it reads a model file as a byte stream, parses
+// its header with wasm/format, quantizes every tensor chunk by chunk (a few rows at a time) as
+// the bytes arrive, uploads each finished tensor to a backend, and drops the full-precision
+// bytes. Nothing here ever holds a whole full-precision tensor, let alone the whole model: peak
+// memory is the quantized model plus a bounded window of in-flight chunks.
+//
+// The pipeline is pure Go over io.Reader and tests natively. Its byte source is an [Opener], a
+// function that opens the file at a byte offset, so a broken connection resumes where it broke
+// (HTTP Range) and the quantized result is byte-identical to an uninterrupted load. The js && wasm
+// files adapt fetch and its ReadableStream to an Opener ([Fetch]); natively [HTTP] does the same
+// with net/http.
+//
+// A [Load] is asynchronous: [Start] returns at once, and a model can ask [Load.IsResident] or
+// [Load.Wait] for the tensors of layer i and run it while later layers still stream.
+//
+// The package does not choose precisions beyond a default (that is wasm/plan's job), does not
+// parse file formats itself (wasm/format), and does not touch GPU or WebNN objects except
+// through a backend's Upload.
+package stream

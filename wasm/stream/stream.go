@@ -1,0 +1,220 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"time"
+
+	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/format"
+	"github.com/nibble-ml/nibble/wasm/quant"
+)
+
+// Errors a load can end with (besides wasm/format's, which it wraps for bad files).
+var (
+	// ErrChecksum: the file's sha256 is not the one its manifest gives. Every tensor uploaded from
+	// it was released: nothing half-loaded stays usable.
+	ErrChecksum = errors.New("stream: sha256 mismatch")
+	// ErrStalled: no byte arrived for Options.StallTimeout.
+	ErrStalled = errors.New("stream: stalled")
+	// ErrSize: the stream ended before, or ran past, the size the manifest gives.
+	ErrSize = errors.New("stream: wrong size")
+	// ErrRange: the server did not honour a Range request (answered 200 with the whole file, or a
+	// Content-Range that starts elsewhere), so the load cannot resume.
+	ErrRange = errors.New("stream: range not honoured")
+	// ErrChanged: the file changed between the first request and a resumed one (its ETag moved).
+	ErrChanged = errors.New("stream: file changed during the load")
+	// ErrReleased: the load failed or was released; its weights are gone.
+	ErrReleased = errors.New("stream: load released")
+)
+
+// Opener opens the byte stream of one file at byte offset off (0 for the whole file). The loader
+// opens again at the first byte it has not consumed whenever the stream breaks, so an Opener over
+// HTTP is a GET with "Range: bytes=off-".
+//
+// The returned ReadCloser's Close must be safe to call while a Read is blocked in another
+// goroutine, and must make that Read return: that is how stalls and cancellation interrupt it.
+// An error that retrying cannot fix (a 404, a server that ignores Range) should be wrapped with
+// [Permanent] so the loader fails at once instead of retrying.
+type Opener func(ctx context.Context, off int64) (io.ReadCloser, error)
+
+// Permanent marks err as one a retry cannot fix.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string { return p.err.Error() }
+func (p permanentError) Unwrap() error { return p.err }
+
+func isPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+// HeldReporter is implemented by ReadClosers that hold bytes outside Go memory (the fetch
+// adapter's current JS chunk): the loader adds them to the memory it reports.
+type HeldReporter interface {
+	HeldBytes() int64
+}
+
+// Source is one file of a model.
+type Source struct {
+	// Name names the file in errors and progress (e.g. "model.safetensors").
+	Name string
+	Open Opener
+	// Size is the file's length in bytes, 0 if unknown. When set, the loader reads to the end and
+	// fails with ErrSize if the stream is shorter or longer.
+	Size int64
+	// SHA256 is the lowercase hex sha256 of the whole file, "" to skip the check. When set, the
+	// loader reads to the end of the file and fails with ErrChecksum on a mismatch, releasing
+	// every weight it uploaded.
+	SHA256 string
+}
+
+// Uploader is the part of a backend the loader needs; every backend.Backend is one.
+type Uploader interface {
+	Upload(t *quant.Tensor) (backend.Weight, error)
+}
+
+// Plan chooses the stored format of one tensor from what the header says about it.
+type Plan func(t *format.TensorInfo) quant.Format
+
+// F32 keeps a tensor as float32.
+var F32 = quant.Format{Bits: 32}
+
+// DefaultPlan is the plan until wasm/plan provides one: weight matrices (2-D, at least 1024
+// elements and rows of at least 32) become quant.Q4 (int4, symmetric, group 32, f32 scales);
+// GGUF's Q4_0 and Q8_0 blocks keep their exact layout (symmetric int4/int8, group 32, f16
+// scales), with no lossy round trip; everything else (biases, norms, small or 1-D tensors) stays
+// float32.
+func DefaultPlan(t *format.TensorInfo) quant.Format {
+	switch t.DType {
+	case format.Q4_0:
+		return quant.Format{Bits: 4, Scheme: quant.Symmetric, GroupSize: format.BlockElems, Scales: quant.ScaleF16}
+	case format.Q8_0:
+		return quant.Format{Bits: 8, Scheme: quant.Symmetric, GroupSize: format.BlockElems, Scales: quant.ScaleF16}
+	}
+	if len(t.Shape) == 2 && t.Shape[1] >= 32 && t.NumElements() >= 1024 {
+		return quant.Q4
+	}
+	return F32
+}
+
+// Options tune a load. The zero value works.
+type Options struct {
+	// Plan picks each tensor's format; nil means DefaultPlan.
+	Plan Plan
+	// Quant tunes how codes are chosen (see quant.Options).
+	Quant quant.Options
+	// Reader parses a file's header from r; nil sniffs GGUF (by its magic) or safetensors. For
+	// TF.js weights pass func(r io.Reader) (format.Reader, error) { return format.NewTFJS(m, r, nil) }.
+	// The returned reader's Next is never called: the loader reads tensor bytes itself, a few rows
+	// at a time, using the offsets Tensors gives.
+	Reader func(r io.Reader) (format.Reader, error)
+	// Limits bound what the default Reader accepts.
+	Limits *format.Limits
+
+	// ChunkBytes is the source bytes one quantization job covers (whole rows; at least one row).
+	// 0 means 1 MiB.
+	ChunkBytes int
+	// Window bounds the source bytes read but not yet quantized; the download waits when it is
+	// full. 0 means 8 MiB. At least two chunks are always allowed.
+	Window int64
+	// Workers quantizing concurrently; 0 means GOMAXPROCS.
+	Workers int
+
+	// StallTimeout is how long the stream may deliver no byte before the loader gives up on the
+	// connection (and resumes it, see MaxRetries). 0 means 30 s; negative disables it.
+	StallTimeout time.Duration
+	// MaxRetries is how many consecutive failed attempts (no byte between them) the loader makes
+	// before failing; each resumes at the first byte not yet consumed. 0 means 5; negative none.
+	MaxRetries int
+	// RetryDelay is the pause before the first retry, doubled each further one up to 5 s. 0 means
+	// 100 ms.
+	RetryDelay time.Duration
+
+	// VerifyBeforeUse holds back the tensors of a file that has a SHA256 until the whole file is
+	// verified: IsResident and Wait see them only then. Without it tensors are usable as they
+	// arrive (early start), and on a mismatch they are all released and the load fails.
+	VerifyBeforeUse bool
+
+	// OnProgress, if set, is called from the loader's goroutines after every chunk and tensor.
+	// It must return quickly and must not call back into the Load's blocking methods.
+	OnProgress func(Progress)
+
+	// CollectEvery makes the loader run the garbage collector after every this many bytes of
+	// quantizer scratch it left behind. Go's default pacing lets the heap grow to twice what is
+	// live before collecting, and on wasm the linear memory never shrinks back, so a load that
+	// leaves its scratch to the pacer would end at about twice the quantized model. 0 means
+	// Window; negative leaves it all to the pacer.
+	CollectEvery int64
+}
+
+func (o Options) withDefaults() Options {
+	if o.Plan == nil {
+		o.Plan = DefaultPlan
+	}
+	if o.ChunkBytes <= 0 {
+		o.ChunkBytes = 1 << 20
+	}
+	if o.Window <= 0 {
+		o.Window = 8 << 20
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.StallTimeout == 0 {
+		o.StallTimeout = 30 * time.Second
+	}
+	if o.MaxRetries == 0 {
+		o.MaxRetries = 5
+	} else if o.MaxRetries < 0 {
+		o.MaxRetries = 0
+	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = 100 * time.Millisecond
+	}
+	if o.CollectEvery == 0 {
+		o.CollectEvery = o.Window
+	}
+	return o
+}
+
+// Progress is a snapshot of a load.
+type Progress struct {
+	// Source is the file being read now.
+	Source string
+	// BytesReceived counts the bytes consumed from every file so far (each byte once, however
+	// many times the connection was resumed); BytesTotal is the sum of the known sizes (from
+	// Source.Size, else from the headers read so far).
+	BytesReceived, BytesTotal int64
+	// TensorsReady are uploaded and usable; TensorsTotal are declared by the headers read so far.
+	TensorsReady, TensorsTotal int
+	// WindowBytes is the capacity of the chunk buffers allocated (the in-flight window).
+	WindowBytes int64
+	// HeldBytes is the memory the pipeline holds now beyond resident weights: chunk buffers,
+	// decode scratch, quantized tensors not yet uploaded, and bytes the byte source holds outside
+	// Go (the fetch adapter's JS chunk). PeakHeldBytes is its maximum so far.
+	HeldBytes, PeakHeldBytes int64
+	// ResidentBytes is what the uploaded weights occupy in the backend (Weight.Bytes);
+	// QuantizedTotal is what it will be once every tensor declared so far is resident.
+	ResidentBytes, QuantizedTotal int64
+	// Resumes counts reconnections after a broken, truncated or stalled stream.
+	Resumes int
+	// Elapsed is the time since Start; FirstReady the time the first tensor became resident.
+	Elapsed, FirstReady time.Duration
+}
+
+func (p Progress) String() string {
+	return fmt.Sprintf("%d/%d bytes, %d/%d tensors, resident %d of %d, held %d (peak %d), window %d, %d resumes, %v",
+		p.BytesReceived, p.BytesTotal, p.TensorsReady, p.TensorsTotal, p.ResidentBytes, p.QuantizedTotal,
+		p.HeldBytes, p.PeakHeldBytes, p.WindowBytes, p.Resumes, p.Elapsed.Round(time.Millisecond))
+}
