@@ -9,4 +9,8 @@ cd "$here/../.."
 # workers-assets-gen empties its output directory first, so it runs before the wasm build.
 go run github.com/syumai/workers/cmd/workers-assets-gen -mode=go -o "$out"
 GOOS=js GOARCH=wasm go build -trimpath -ldflags="-s -w" -o "$out/app.wasm" ./tools/worker
-echo "built $out/app.wasm ($(wc -c <"$out/app.wasm") bytes, $(gzip -9c "$out/app.wasm" | wc -c) gzipped)"
+gz=""
+if command -v gzip >/dev/null; then
+	gz=", $(gzip -9c "$out/app.wasm" | wc -c) gzipped; the Workers limit is 3 MB gzipped on the free plan, 10 MB paid"
+fi
+echo "built $out/app.wasm ($(wc -c <"$out/app.wasm") bytes$gz)"

@@ -3,8 +3,9 @@
 # Expects: repo (the repository root), tmp (a scratch directory).
 
 wrangler_env() {
-	# Offline: no request.cf fetch, no metrics, logs and config kept in the scratch directory.
-	export CLOUDFLARE_CF_FETCH_ENABLED=false WRANGLER_SEND_METRICS=false
+	# Offline: no request.cf fetch, no metrics, no banner (whose update check asks the npm
+	# registry for wrangler's latest version), logs kept in the scratch directory.
+	export CLOUDFLARE_CF_FETCH_ENABLED=false WRANGLER_SEND_METRICS=false WRANGLER_HIDE_BANNER=true
 	export WRANGLER_LOG_PATH="$tmp/wrangler-logs" NO_COLOR=1 CI=1
 }
 
@@ -14,7 +15,10 @@ wrangler_env() {
 # missing, a download of it at the pinned version from the npm registry. Running the
 # package's own install.js is that step, reproducibly.
 ensure_runtime() {
-	local w="$repo/node_modules/.bin/wrangler"
+	local w="$repo/node_modules/.bin/wrangler" c
+	for c in curl setsid pgrep ps sha256sum; do
+		command -v "$c" >/dev/null || { echo "worker: $c is not installed (apt: curl, util-linux, procps, coreutils)" >&2; return 1; }
+	done
 	command -v node >/dev/null || { echo "worker: node is not installed (wrangler 4.86.0 needs Node >= 20)" >&2; return 1; }
 	[ -x "$w" ] || { echo "worker: $w missing: run 'npm ci' at the repository root (package.json pins wrangler 4.86.0)" >&2; return 1; }
 	if ! (cd "$repo" && "$(node -p 'require("workerd").default')" --version) >/dev/null 2>&1; then
@@ -48,7 +52,7 @@ seed_r2() {
 # dev_url. Waits up to READY_TIMEOUT seconds (default 180: a cold start on a slow 2-core
 # machine) for READY_PATH to answer 200.
 start_dev() {
-	local port iport
+	local port iport t0=$SECONDS
 	port=$(free_port)
 	iport=$(free_port)
 	(cd "$repo" && exec setsid node_modules/.bin/wrangler dev -c tools/worker/wrangler.jsonc \
@@ -81,7 +85,7 @@ start_dev() {
 		fi
 		sleep 0.5
 	done
-	echo "worker: wrangler dev ready on $dev_url (pid $dev_pid) after ${SECONDS}s of this script"
+	echo "worker: wrangler dev ready on $dev_url (pid $dev_pid) in $((SECONDS - t0))s"
 }
 
 # stop_group PID: TERM the process group PID leads (wrangler, its node child, esbuild,
