@@ -42,3 +42,24 @@ if [[ ! -x .cache/bin/wasmbrowsertest ]]; then
   GOBIN="$root/.cache/bin" go install github.com/agnivade/wasmbrowsertest@v0.11.0
 fi
 ln -sf wasmbrowsertest .cache/bin/go_js_wasm_exec
+
+# Firefox ESR from Debian: WebGPU over lavapipe (Mesa's software Vulkan) with shader-f16, driven by
+# our own WebDriver BiDi runner (tools/browser/firefox) for the f16 kernels. mesa-vulkan-drivers
+# brings lavapipe; firefox-esr itself only recommends it, and apt runs --no-install-recommends.
+ff_missing=()
+for p in firefox-esr mesa-vulkan-drivers; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || ff_missing+=("$p")
+done
+if ((${#ff_missing[@]})); then
+  log "apt-get install ${ff_missing[*]}"
+  sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${ff_missing[@]}" >/dev/null
+fi
+
+# The Firefox runner for `go test -exec`, rebuilt only when a source file is newer than the binary.
+ff_exec=.cache/bin/firefox_wasm_exec
+if [[ ! -x $ff_exec ]] || [[ -n $(find tools/browser/firefox go.mod go.sum -newer "$ff_exec" -print -quit) ]]; then
+  log "go build $ff_exec"
+  go build -o "$ff_exec" ./tools/browser/firefox
+fi

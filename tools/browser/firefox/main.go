@@ -1,0 +1,210 @@
+// Command firefox_wasm_exec runs a GOOS=js GOARCH=wasm test binary in headless Firefox ESR, for
+// `go test -exec`:
+//
+//	GOOS=js GOARCH=wasm go test -exec "$PWD/.cache/bin/firefox_wasm_exec" ./wasm/internal/smoke -v
+//
+// We need it because Firefox's WebGPU (over Mesa's lavapipe) has shader-f16 and the Chromium that
+// wasmbrowsertest drives does not; see DESIGN.md. It serves the test binary, Go's wasm_exec.js and
+// a small page on 127.0.0.1, starts `firefox-esr --headless` on a fresh profile whose user.js turns
+// WebGPU on and every network-reaching service off, and drives it over WebDriver BiDi.
+//
+// The test's stdout and stderr reach us byte for byte, in order, through synchronous XHR from the
+// page (see page/runner.js); its exit code arrives the same way, after its last write. Console
+// messages of the page itself (JS errors, warnings) come over BiDi log.entryAdded and go to stderr.
+// The command exits with the test's exit code, or 1 when the browser fails; Firefox (its whole
+// process group) and the profile are removed on every path out, signals included.
+//
+// Environment:
+//
+//	FIREFOX_BIN                 the browser to start (default: firefox-esr, then firefox, on PATH)
+//	FIREFOX_WASM_EXEC_DEBUG=1   stream Firefox's own stderr and every BiDi message to stderr
+//	FIREFOX_WASM_EXEC_START=90s how long Firefox may take to open its BiDi port (slow CI machines)
+//
+// The test binary sees the variables named NIBBLE_* and GO* of this process (the wasm has no
+// room for a whole environment: argv and env share 8 KiB in wasm_exec.js).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	// defaultStartTimeout is how long Firefox may take to listen for BiDi. A warm start here takes
+	// about a second; a cold one on a 2-core CI machine with a fresh profile takes many more.
+	defaultStartTimeout = 90 * time.Second
+	// exitGrace is added to -test.timeout so the test's own timeout panic, with its goroutine
+	// dump, gets printed before we give up on the page.
+	exitGrace = 30 * time.Second
+	// maxArgsEnv is what wasm_exec.js leaves for argv and env together (4096…12288 in linear
+	// memory), less the 8 bytes of each pointer and the alignment padding.
+	maxArgsEnv = 8192
+)
+
+// errUsage marks a mistake in how we were called, as opposed to a browser failure.
+var errUsage = errors.New("usage: firefox_wasm_exec file.wasm [test flags...]")
+
+func main() {
+	code, err := run(os.Args[1:])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "firefox_wasm_exec: %v\n", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// run runs the wasm binary args[0] with flags args[1:] and returns its exit code.
+func run(args []string) (int, error) {
+	if len(args) < 1 {
+		return 2, errUsage
+	}
+	wasmPath, err := filepath.Abs(args[0])
+	if err != nil {
+		return 2, err
+	}
+	if _, err := os.Stat(wasmPath); err != nil {
+		return 2, fmt.Errorf("test binary: %w", err)
+	}
+	testTimeout, err := testTimeout(args[1:])
+	if err != nil {
+		return 2, err
+	}
+	env := wasmEnv(os.Environ())
+	if n := argsEnvSize(args, env); n > maxArgsEnv {
+		return 2, fmt.Errorf("argv and environment take %d bytes, more than the %d wasm_exec.js has room for: unset some NIBBLE_*/GO* variables", n, maxArgsEnv)
+	}
+	startTimeout := defaultStartTimeout
+	if s := os.Getenv("FIREFOX_WASM_EXEC_START"); s != "" {
+		if startTimeout, err = time.ParseDuration(s); err != nil {
+			return 2, fmt.Errorf("FIREFOX_WASM_EXEC_START=%q: %w", s, err)
+		}
+	}
+	debug := os.Getenv("FIREFOX_WASM_EXEC_DEBUG") == "1"
+
+	// Every way out (exit, error, timeout, signal) comes back here and runs the deferred clean-up.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGHUP)
+	defer stop()
+
+	srv, err := serve(wasmPath, args, env)
+	if err != nil {
+		return 1, err
+	}
+	defer srv.Close()
+
+	ff, err := startFirefox(ctx, startTimeout, debug)
+	if err != nil {
+		return 1, err
+	}
+	defer ff.Stop()
+
+	bidi, err := dialBiDi(ctx, ff.wsURL, debug)
+	if err != nil {
+		return 1, fmt.Errorf("%w%s", err, ff.stderrTail())
+	}
+	defer bidi.Close()
+	if err := bidi.start(ctx, srv.pageURL()); err != nil {
+		return 1, fmt.Errorf("%w%s", err, ff.stderrTail())
+	}
+
+	// A page that fails to load (or a script that fails to parse) would otherwise be noticed only
+	// at the test's timeout, ten minutes later.
+	select {
+	case <-srv.started:
+	case <-time.After(startTimeout):
+		return 1, fmt.Errorf("the page %s did not start the test within %v%s", srv.pageURL(), startTimeout, ff.stderrTail())
+	case <-ff.exited:
+		return 1, fmt.Errorf("firefox exited before the test started (%v)%s", ff.waitErr, ff.stderrTail())
+	case err := <-bidi.failed:
+		return 1, fmt.Errorf("webdriver bidi: %w%s", err, ff.stderrTail())
+	case <-ctx.Done():
+		return 1, errors.New("interrupted; firefox stopped and its profile removed")
+	}
+
+	var deadline <-chan time.Time
+	if testTimeout > 0 {
+		t := time.NewTimer(testTimeout + exitGrace)
+		defer t.Stop()
+		deadline = t.C
+	}
+	select {
+	case code := <-srv.exited:
+		return code, nil
+	case <-deadline:
+		// The test's own timeout should have fired first; it cannot while Go code spins without
+		// yielding, because then the page's event loop (which runs Go's timers) never turns.
+		return 1, fmt.Errorf("the test did not exit within -test.timeout=%v + %v: the page hung or crashed", testTimeout, exitGrace)
+	case <-ff.exited:
+		return 1, fmt.Errorf("firefox exited before the test did (%v)%s", ff.waitErr, ff.stderrTail())
+	case err := <-bidi.failed:
+		return 1, fmt.Errorf("webdriver bidi: %w%s", err, ff.stderrTail())
+	case <-ctx.Done():
+		return 1, errors.New("interrupted; firefox stopped and its profile removed")
+	}
+}
+
+// testTimeout finds -test.timeout among the test flags; go test always passes one (10m unless
+// told otherwise) and 0 means none.
+func testTimeout(flags []string) (time.Duration, error) {
+	var d time.Duration
+	for i := 0; i < len(flags); i++ {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(flags[i], "-"), "=")
+		if name != "test.timeout" || !strings.HasPrefix(flags[i], "-") {
+			continue
+		}
+		if !hasValue {
+			if i+1 == len(flags) {
+				return 0, errors.New("-test.timeout needs a value")
+			}
+			i++
+			value = flags[i]
+		}
+		var err error
+		if d, err = time.ParseDuration(value); err != nil {
+			return 0, fmt.Errorf("-test.timeout=%s: %w", value, err)
+		}
+	}
+	return d, nil
+}
+
+// wasmEnv picks the variables the test may read: ours (NIBBLE_*) and Go's (GODEBUG, GOTRACEBACK…).
+// The rest of a CI machine's environment would not fit (see maxArgsEnv) and means nothing in a page.
+func wasmEnv(environ []string) map[string]string {
+	env := map[string]string{}
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && (strings.HasPrefix(k, "NIBBLE_") || strings.HasPrefix(k, "GO")) {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+// argsEnvSize is the linear memory wasm_exec.js needs for argv and env: each string NUL-terminated
+// and padded to 8 bytes, plus an 8-byte pointer for each and for the two terminators.
+func argsEnvSize(args []string, env map[string]string) int {
+	pad := func(n int) int { return (n + 7) &^ 7 }
+	strs := append([]string(nil), args...)
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		strs = append(strs, k+"="+env[k])
+	}
+	n := 8 * (len(strs) + 2)
+	for _, s := range strs {
+		n += pad(len(s) + 1)
+	}
+	return n
+}
