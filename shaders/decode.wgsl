@@ -1,0 +1,100 @@
+// decode.wgsl: reading nibble's packed weights (wasm/quant is the reference layout).
+//
+// Prepended to every matmul kernel. The generated header above it defines:
+//   BITS (2, 4, 8: codes; 16: IEEE half weights; 32: float32 weights), EW = 32 / BITS elements per
+//   u32 word, GROUP (group length along K, 0 = per-channel), and the #if names QUANT, ASYM,
+//   SCALE_F16, F16 (products in f16), SUBGROUPS.
+//
+// Byte layout of one weight row (RowStride padded by the backend to 16 bytes so that GEMV can
+// read vec4<u32>; the padding codes are 0 and the matching x entries are 0):
+//   int8  word = 4 codes,  element 4w+e in bits [8e, 8e+8)
+//   int4  word = 8 codes,  element 8w+e in bits [4e, 4e+4)   (element 2i in the low nibble)
+//   int2  word = 16 codes, element 16w+e in bits [2e, 2e+2)
+//   f16   word = 2 halves, element 2w+e in bits [16e, 16e+16)
+//   f32   word = 1 float
+// Symmetric codes are signed two's complement; asymmetric codes and zero points are unsigned.
+// Scales are [N][G] f32, or f16 packed two per u32 (index i in half i&1 of word i>>1).
+// Zero points are packed like codes, ZeroStride bytes (params.zero_words words) per row.
+
+struct Params {
+  n: u32,          // weight rows in this chunk (the split path binds a row range per dispatch)
+  k: u32,          // logical K
+  kp: u32,         // padded K: elements per padded row, also the x row stride
+  row_words: u32,  // u32 words per padded weight row
+  groups: u32,     // groups per row
+  zero_words: u32, // u32 words per row of packed zero points
+  m: u32,          // activation rows
+  y_stride: u32,   // N of the whole weight: the dst row stride
+  y_offset: u32,   // first row of this chunk within dst
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+#if QUANT
+#if SCALE_F16
+@group(0) @binding(4) var<storage, read> scales: array<u32>;
+#else
+@group(0) @binding(4) var<storage, read> scales: array<f32>;
+#endif
+#endif
+#if ASYM
+@group(0) @binding(5) var<storage, read> zeros: array<u32>;
+#endif
+
+// Group of the element k of a row. Groups are multiples of 8 long, so an aligned run of 8 codes
+// (one int4 word, half an int2 word) never straddles two groups. Padding elements past K could
+// land in group G: clamped, they read a real scale and multiply x = 0.
+fn group_of(k: u32) -> u32 {
+  if (GROUP == 0u) {
+    return 0u;
+  }
+  return min(k / max(GROUP, 1u), params.groups - 1u);
+}
+
+#if QUANT
+fn scale_at(row: u32, g: u32) -> f32 {
+  let i = row * params.groups + g;
+#if SCALE_F16
+  let pair = unpack2x16float(scales[i >> 1u]);
+  return select(pair.x, pair.y, (i & 1u) == 1u);
+#else
+  return scales[i];
+#endif
+}
+#endif
+
+// Zero point of group g in row, as f32 (0 when symmetric).
+fn zero_at(row: u32, g: u32) -> f32 {
+#if ASYM
+  let wd = zeros[row * params.zero_words + g / EW];
+  return f32((wd >> ((g % EW) * BITS)) & ((1u << BITS) - 1u));
+#else
+  return 0.0;
+#endif
+}
+
+// Codes 4j..4j+3 of word wd as f32, sign-extended when symmetric. j < EW/4.
+fn codes4(wd: u32, j: u32) -> vec4<f32> {
+  let e = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
+#if ASYM
+  return vec4<f32>((vec4<u32>(wd) >> (e * BITS)) & vec4<u32>((1u << BITS) - 1u));
+#else
+  // Shift the code to the top of the word, then shift back arithmetically: two's complement
+  // sign extension without a branch.
+  let up = vec4<u32>(wd) << (vec4<u32>(32u - BITS) - e * BITS);
+  return vec4<f32>(bitcast<vec4<i32>>(up) >> vec4<u32>(32u - BITS));
+#endif
+}
+
+// Σ w·x over 4 elements, w given as integer codes minus zero (exact in f32 and in f16) so that
+// the scale multiplies once per group segment. With F16 the products are taken in f16 and
+// summed in f32: three roundings of 2⁻¹¹ per product, the bound the conformance suite derives.
+fn dot4(w: vec4<f32>, x: vec4<f32>) -> f32 {
+#if F16
+  return dot(vec4<f32>(vec4<f16>(w) * vec4<f16>(x)), vec4<f32>(1.0));
+#else
+  return dot(w, x);
+#endif
+}

@@ -1,0 +1,257 @@
+// Package shaders holds nibble's WGSL kernels as files (embedded) and turns a variant Key into
+// the code one pipeline compiles: a generated header of enables and consts, then the files, with
+// #if/#else/#endif lines resolved. Removed lines are kept as empty lines so a compiler message
+// points at the same line in the .wgsl file (ShaderSource.Locate does the mapping).
+//
+// Files: decode.wgsl (packed-weight readers, shared), gemv.wgsl (one to a few activation rows,
+// bandwidth-bound), gemm.wgsl (tiled, workgroup-memory tiles). Which variant runs where is the
+// backend's policy (wasm/backend/gpu), not this package's.
+package shaders
+
+import (
+	"embed"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/nibble-ml/nibble/wasm/webgpu"
+)
+
+//go:embed *.wgsl
+var files embed.FS
+
+// Kernel is a kernel family: one .wgsl file.
+type Kernel uint8
+
+const (
+	GEMV Kernel = iota // few activation rows: grid (ceil(n/Rows), m)
+	GEMM               // many activation rows: grid (ceil(n/TN), ceil(m/TM))
+)
+
+func (k Kernel) String() string {
+	switch k {
+	case GEMV:
+		return "gemv"
+	case GEMM:
+		return "gemm"
+	}
+	return fmt.Sprintf("Kernel(%d)", uint8(k))
+}
+
+func (k Kernel) file() string { return k.String() + ".wgsl" }
+
+// Key selects one variant. It is comparable, so it keys the backend's pipeline cache directly.
+// Use Normalize before comparing keys built by hand: fields that a format does not use are zeroed.
+type Key struct {
+	Kernel Kernel
+	// Bits per weight: 2, 4, 8 (codes and scales), 16 (IEEE half weights), 32 (float32 weights).
+	Bits      int
+	Asym      bool // asymmetric codes with packed zero points
+	Group     int  // group length along K; 0 = per-channel
+	ScaleF16  bool // scales stored as IEEE half
+	F16       bool // products in f16 (needs the shader-f16 feature); sums stay f32
+	Subgroups bool // subgroupAdd reductions (needs subgroups and the subgroup_id builtin)
+
+	WG, Rows   int // GEMV: threads per workgroup (power of two), weight rows per workgroup
+	TM, TN, TK int // GEMM: tile of activation rows, weight rows, K (multiples of 16, 16, 16)
+}
+
+// Quantized reports whether the weights are codes with scales.
+func (k Key) Quantized() bool { return k.Bits == 2 || k.Bits == 4 || k.Bits == 8 }
+
+// Normalize zeroes the fields the variant does not use, so equal kernels get equal keys.
+func (k Key) Normalize() Key {
+	if !k.Quantized() {
+		k.Asym, k.Group, k.ScaleF16 = false, 0, false
+	}
+	if k.Kernel == GEMV {
+		k.TM, k.TN, k.TK = 0, 0, 0
+	} else {
+		k.WG, k.Rows, k.Subgroups = 0, 0, false
+	}
+	return k
+}
+
+// Name is a short stable variant name, used as the label of the module and the pipeline.
+func (k Key) Name() string {
+	var b strings.Builder
+	b.WriteString(k.Kernel.String())
+	switch {
+	case k.Quantized():
+		sch, g, st := "sym", "pc", "f32s"
+		if k.Asym {
+			sch = "asym"
+		}
+		if k.Group > 0 {
+			g = fmt.Sprintf("g%d", k.Group)
+		}
+		if k.ScaleF16 {
+			st = "f16s"
+		}
+		fmt.Fprintf(&b, "-q%d-%s-%s-%s", k.Bits, sch, g, st)
+	default:
+		fmt.Fprintf(&b, "-f%d", k.Bits)
+	}
+	if k.Kernel == GEMV {
+		fmt.Fprintf(&b, "-wg%dr%d", k.WG, k.Rows)
+	} else {
+		fmt.Fprintf(&b, "-t%dx%dx%d", k.TM, k.TN, k.TK)
+	}
+	if k.F16 {
+		b.WriteString("-f16")
+	}
+	if k.Subgroups {
+		b.WriteString("-sg")
+	}
+	return b.String()
+}
+
+// Validate says why a key cannot be compiled, before any browser sees it.
+func (k Key) Validate() error {
+	switch k.Bits {
+	case 2, 4, 8, 16, 32:
+	default:
+		return fmt.Errorf("shaders: %s: Bits %d (want 2, 4, 8, 16 or 32)", k.Name(), k.Bits)
+	}
+	if k.Quantized() && k.Group != 0 && (k.Group < 16 || k.Group%8 != 0) {
+		return fmt.Errorf("shaders: %s: Group %d must be 0 or a multiple of 8 from 16 up: the kernels scale 8 codes at a time", k.Name(), k.Group)
+	}
+	switch k.Kernel {
+	case GEMV:
+		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.Rows < 1 || k.WG*k.Rows > 4096 {
+			return fmt.Errorf("shaders: %s: WG %d must be a power of two and Rows %d ≥ 1 with WG·Rows ≤ 4096 (16 KiB of workgroup memory)", k.Name(), k.WG, k.Rows)
+		}
+	case GEMM:
+		if k.TM < 16 || k.TM%16 != 0 || k.TN < 16 || k.TN%16 != 0 || k.TK < 16 || k.TK%16 != 0 {
+			return fmt.Errorf("shaders: %s: tiles TM %d, TN %d, TK %d must be multiples of 16 (16×16 threads; an int2 word is 16 codes)", k.Name(), k.TM, k.TN, k.TK)
+		}
+		if (k.TM+k.TN)*k.TK*4 > 16384 {
+			return fmt.Errorf("shaders: %s: tiles need %d bytes of workgroup memory, more than the 16 KiB every device has", k.Name(), (k.TM+k.TN)*k.TK*4)
+		}
+	default:
+		return fmt.Errorf("shaders: unknown kernel %v", k.Kernel)
+	}
+	return nil
+}
+
+// Defines are the #if names a key turns on.
+func (k Key) Defines() map[string]bool {
+	return map[string]bool{
+		"QUANT":     k.Quantized(),
+		"ASYM":      k.Quantized() && k.Asym,
+		"SCALE_F16": k.Quantized() && k.ScaleF16,
+		"F16W":      k.Bits == 16,
+		"F16":       k.F16,
+		"SUBGROUPS": k.Kernel == GEMV && k.Subgroups,
+	}
+}
+
+func (k Key) header() []string {
+	var h []string
+	if k.F16 {
+		h = append(h, "enable f16;")
+	}
+	if k.Defines()["SUBGROUPS"] {
+		h = append(h, "enable subgroups;")
+	}
+	u := func(name string, v int) { h = append(h, fmt.Sprintf("const %s: u32 = %du;", name, v)) }
+	u("BITS", k.Bits)
+	u("EW", 32/k.Bits)
+	u("GROUP", k.Group)
+	if k.Kernel == GEMV {
+		u("WG", k.WG)
+		u("ROWS", k.Rows)
+	} else {
+		u("TM", k.TM)
+		u("TN", k.TN)
+		u("TK", k.TK)
+	}
+	return h
+}
+
+// Source returns the WGSL of the variant with its line map.
+func (k Key) Source() (webgpu.ShaderSource, error) {
+	k = k.Normalize()
+	if err := k.Validate(); err != nil {
+		return webgpu.ShaderSource{}, err
+	}
+	src := webgpu.ShaderSource{Variant: k.Name()}
+	lines := k.header()
+	defs := k.Defines()
+	for _, f := range []string{"decode.wgsl", k.Kernel.file()} {
+		text, err := files.ReadFile(f)
+		if err != nil {
+			return src, fmt.Errorf("shaders: %w", err)
+		}
+		body, err := Preprocess(string(text), defs)
+		if err != nil {
+			return src, fmt.Errorf("shaders: %s: %w", f, err)
+		}
+		src.Spans = append(src.Spans, webgpu.SourceSpan{File: "shaders/" + f, Start: len(lines) + 1, Lines: len(body)})
+		lines = append(lines, body...)
+	}
+	src.Code = strings.Join(lines, "\n") + "\n"
+	return src, nil
+}
+
+// Preprocess resolves #if NAME, #if !NAME, #else and #endif lines (nesting allowed). Every name
+// must be in defs, so a misspelt name is an error rather than a silently dropped block. Directive
+// and dropped lines become empty lines: line i of the result is line i of text.
+func Preprocess(text string, defs map[string]bool) ([]string, error) {
+	in := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	out := make([]string, len(in))
+	type frame struct{ cond, seenElse bool }
+	var stack []frame
+	active := func() bool {
+		for _, f := range stack {
+			if !f.cond {
+				return false
+			}
+		}
+		return true
+	}
+	for i, line := range in {
+		t := strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(t, "#if "):
+			name := strings.TrimSpace(t[4:])
+			neg := strings.HasPrefix(name, "!")
+			name = strings.TrimPrefix(name, "!")
+			v, ok := defs[name]
+			if !ok {
+				return nil, fmt.Errorf("line %d: #if %s: unknown name (known: %v)", i+1, name, keys(defs))
+			}
+			stack = append(stack, frame{cond: v != neg})
+		case t == "#else":
+			if len(stack) == 0 || stack[len(stack)-1].seenElse {
+				return nil, fmt.Errorf("line %d: #else without #if", i+1)
+			}
+			top := &stack[len(stack)-1]
+			top.cond, top.seenElse = !top.cond, true
+		case t == "#endif":
+			if len(stack) == 0 {
+				return nil, fmt.Errorf("line %d: #endif without #if", i+1)
+			}
+			stack = stack[:len(stack)-1]
+		case strings.HasPrefix(t, "#"):
+			return nil, fmt.Errorf("line %d: unknown directive %q", i+1, t)
+		default:
+			if active() {
+				out[i] = line
+			}
+		}
+	}
+	if len(stack) > 0 {
+		return nil, fmt.Errorf("%d #if without #endif", len(stack))
+	}
+	return out, nil
+}
+
+func keys(m map[string]bool) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks) // a stable message
+	return ks
+}

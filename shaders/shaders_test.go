@@ -1,0 +1,110 @@
+package shaders
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// AllKeys lists one key per kernel × format × feature combination the backend can ask for.
+func allKeys() []Key {
+	var ks []Key
+	for _, kern := range []Kernel{GEMV, GEMM} {
+		for _, bits := range []int{2, 4, 8, 16, 32} {
+			for _, asym := range []bool{false, true} {
+				for _, g := range []int{0, 16, 24, 32, 128} {
+					for _, sf16 := range []bool{false, true} {
+						for _, f16 := range []bool{false, true} {
+							for _, sg := range []bool{false, true} {
+								k := Key{Kernel: kern, Bits: bits, Asym: asym, Group: g, ScaleF16: sf16, F16: f16, Subgroups: sg,
+									WG: 64, Rows: 4, TM: 32, TN: 64, TK: 32}.Normalize()
+								ks = append(ks, k)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	seen := map[Key]bool{}
+	var out []Key
+	for _, k := range ks {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func TestSourcesResolve(t *testing.T) {
+	dump := os.Getenv("NIBBLE_WGSL_DUMP") // a directory: write every variant for an offline compile
+	for _, k := range allKeys() {
+		src, err := k.Source()
+		if err != nil {
+			t.Fatalf("%s: %v", k.Name(), err)
+		}
+		for i, l := range strings.Split(src.Code, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), "#") {
+				t.Errorf("%s: line %d: directive left in the code: %s", k.Name(), i+1, l)
+			}
+		}
+		if k.Subgroups != strings.Contains(src.Code, "subgroupAdd(") {
+			t.Errorf("%s: subgroupAdd present = %v", k.Name(), !k.Subgroups)
+		}
+		if dump != "" {
+			if err := os.WriteFile(filepath.Join(dump, k.Name()+".wgsl"), []byte(src.Code), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func TestLocateMapsBackToFiles(t *testing.T) {
+	k := Key{Kernel: GEMV, Bits: 4, Group: 32, WG: 64, Rows: 4}
+	src, err := k.Source()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(src.Code, "\n")
+	want, _ := files.ReadFile("gemv.wgsl")
+	wantLines := strings.Split(string(want), "\n")
+	for i, l := range lines {
+		if !strings.Contains(l, "fn row_dot") {
+			continue
+		}
+		f, n := src.Locate(i + 1)
+		if f != "shaders/gemv.wgsl" || !strings.Contains(wantLines[n-1], "fn row_dot") {
+			t.Fatalf("code line %d maps to %s:%d = %q", i+1, f, n, wantLines[n-1])
+		}
+		return
+	}
+	t.Fatal("fn row_dot not found")
+}
+
+func TestPreprocessErrors(t *testing.T) {
+	defs := map[string]bool{"A": true}
+	for _, bad := range []string{"#if B\n#endif", "#if A\n", "#endif", "#else", "#if A\n#else\n#else\n#endif", "#define X"} {
+		if _, err := Preprocess(bad, defs); err == nil {
+			t.Errorf("Preprocess(%q): want an error", bad)
+		}
+	}
+	got, err := Preprocess("a\n#if A\nb\n#else\nc\n#endif\n#if !A\nd\n#endif", defs)
+	if err != nil || strings.Join(got, "|") != "a||b||||||" {
+		t.Fatalf("got %q, %v", strings.Join(got, "|"), err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, k := range []Key{
+		{Kernel: GEMV, Bits: 3, WG: 64, Rows: 4},
+		{Kernel: GEMV, Bits: 4, Group: 12, WG: 64, Rows: 4},
+		{Kernel: GEMV, Bits: 4, WG: 48, Rows: 4},
+		{Kernel: GEMM, Bits: 4, TM: 64, TN: 64, TK: 64},
+	} {
+		if k.Validate() == nil {
+			t.Errorf("%+v: want an error", k)
+		}
+	}
+}
