@@ -7,4 +7,9 @@ require (
 	github.com/x448/float16 v0.8.4
 )
 
-require github.com/coder/websocket v1.8.15 // indirect
+require (
+	github.com/chromedp/cdproto v0.159.0 // indirect
+	github.com/chromedp/chromedp v0.23.0 // indirect
+	github.com/coder/websocket v1.8.15 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
+)
