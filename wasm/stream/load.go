@@ -206,6 +206,9 @@ func (l *Load) snapshotLocked() Progress {
 	p := l.prog
 	p.WindowBytes = l.window.Load()
 	p.HeldBytes = l.heldNow()
+	if r := l.src.Load(); r != nil {
+		p.ExternalBytes = r.heldBytes()
+	}
 	if p.HeldBytes > l.prog.PeakHeldBytes {
 		l.prog.PeakHeldBytes = p.HeldBytes
 	}

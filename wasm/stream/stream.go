@@ -154,7 +154,7 @@ type Options struct {
 	// quantizer scratch it left behind. Go's default pacing lets the heap grow to twice what is
 	// live before collecting, and on wasm the linear memory never shrinks back, so a load that
 	// leaves its scratch to the pacer would end at about twice the quantized model. 0 means
-	// Window; negative leaves it all to the pacer.
+	// Window/2; negative leaves it all to the pacer.
 	CollectEvery int64
 }
 
@@ -183,7 +183,7 @@ func (o Options) withDefaults() Options {
 		o.RetryDelay = 100 * time.Millisecond
 	}
 	if o.CollectEvery == 0 {
-		o.CollectEvery = o.Window
+		o.CollectEvery = o.Window / 2
 	}
 	return o
 }
@@ -204,6 +204,9 @@ type Progress struct {
 	// decode scratch, quantized tensors not yet uploaded, and bytes the byte source holds outside
 	// Go (the fetch adapter's JS chunk). PeakHeldBytes is its maximum so far.
 	HeldBytes, PeakHeldBytes int64
+	// ExternalBytes is the part of HeldBytes outside Go memory: what the byte source holds (the
+	// fetch adapter's current JS chunk).
+	ExternalBytes int64
 	// ResidentBytes is what the uploaded weights occupy in the backend (Weight.Bytes);
 	// QuantizedTotal is what it will be once every tensor declared so far is resident.
 	ResidentBytes, QuantizedTotal int64
