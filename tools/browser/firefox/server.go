@@ -24,9 +24,9 @@ var page embed.FS
 // server serves one test run to one page. Every path starts with a random token: the port is
 // open to every local process, and only our page may write to our stdout or end the run.
 type server struct {
-	ln     net.Listener
-	http   *http.Server
-	prefix string   // "/<token>/"
+	ln      net.Listener
+	http    *http.Server
+	prefix  string        // "/<token>/"
 	exited  chan int      // the test's exit code, once
 	started chan struct{} // closed when the page's script asks for the test's config
 
