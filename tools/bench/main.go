@@ -192,11 +192,15 @@ func run(quick bool, shapeList, rtList, jsonOut string, warmup, runs int, scheme
 		return err
 	}
 
+	verboseQuery := ""
+	if verbose {
+		verboseQuery = "&verbose"
+	}
 	for _, page := range append([]string{"probe"}, runtimes...) {
 		t0 := time.Now()
 		logf("%s: loading page", page)
 		srv.expect(page)
-		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/index.html?runtime="+page)); err != nil {
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/index.html?runtime="+page+verboseQuery)); err != nil {
 			return fmt.Errorf("%s: %w", page, err)
 		}
 		select {
@@ -268,15 +272,27 @@ func repoRoot() (string, error) {
 }
 
 // buildPage builds the nibble side of the page for js/wasm. The output is a build artefact in
-// .cache (ignored by git), never committed.
+// .cache (ignored by git), never committed. The WebGPU backend joins the page (-tags benchgpu)
+// when wasm/backend/gpu is in the tree and builds; otherwise the page is built without it and
+// nibble-webgpu reports why.
 func buildPage(root, out string) error {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
-	cmd := exec.Command("go", "build", "-o", out, "./tools/bench/page")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
+	build := func(tags string) ([]byte, error) {
+		cmd := exec.Command("go", "build", "-tags="+tags, "-o", out, "./tools/bench/page")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm")
+		return cmd.CombinedOutput()
+	}
+	if _, err := os.Stat(filepath.Join(root, "wasm/backend/gpu")); err == nil {
+		b, err := build("benchgpu")
+		if err == nil {
+			return nil
+		}
+		logf("building the page with wasm/backend/gpu failed, building without nibble-webgpu:\n%s", b)
+	}
+	if b, err := build(""); err != nil {
 		return fmt.Errorf("building the nibble page for js/wasm: %w\n%s", err, b)
 	}
 	return nil

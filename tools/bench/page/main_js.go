@@ -130,10 +130,10 @@ func runCase(be backend.Backend, c caseMeta, p plan, res *result) ([]float32, er
 		return nil, err
 	}
 	x := bytesFloat32(xb)
-	caps := be.Caps()
-	res.Notes = append(res.Notes, caps.Notes...)
-	if caps.Adapter != "" {
-		res.Notes = append(res.Notes, "adapter: "+caps.Adapter)
+	// Caps().Notes (the context's whole opSupportLimits) stay out: the weight's note below says
+	// which path was taken and why.
+	if caps := be.Caps(); caps.Adapter != "" {
+		res.Notes = append(res.Notes, caps.Adapter)
 	}
 
 	t0 := time.Now()

@@ -4,7 +4,9 @@
 //   nibble-*        Go's wasm_exec.js runs /nibble.wasm (tools/bench/page), which does the work
 //   ort-*           ONNX Runtime Web from /ort/ (node_modules/onnxruntime-web/dist, never a CDN)
 // Results go back as POSTs: /result (JSON), /output (the last run's y as raw float32), /done.
-const runtime = new URLSearchParams(location.search).get('runtime');
+const params = new URLSearchParams(location.search);
+const runtime = params.get('runtime');
+const verbose = params.has('verbose'); // ORT's own log at VERBOSE: which EP takes which node, and why not
 
 const msg = (e) => (e && e.message ? `${e.name || 'Error'}: ${e.message}` : String(e));
 
@@ -62,6 +64,19 @@ const ortRuntimes = {
   'ort-wasm': {module: '/ort/ort.wasm.min.mjs', ep: ['wasm'], path: 'wasm EP (CPU)'},
 };
 
+// ORT's WebNN EP expresses MatMulNBits as dequantizeLinear over uint4 (its verbose log names data
+// type 21, UINT4); say whether this context accepts that.
+async function uint4Note() {
+  try {
+    const ctx = await navigator.ml.createContext({deviceType: 'cpu'});
+    const types = ctx.opSupportLimits().dequantizeLinear?.input?.dataTypes ?? [];
+    ctx.destroy?.();
+    return `WebNN dequantizeLinear input types here: [${types.join(' ')}]` + (types.includes('uint4') ? '' : ' (no uint4)');
+  } catch (e) {
+    return `opSupportLimits: ${msg(e)}`;
+  }
+}
+
 async function runORT() {
   const b = ortRuntimes[runtime];
   if (!b) throw new Error(`unknown runtime ${runtime}`);
@@ -78,14 +93,16 @@ async function runORT() {
       const x = new Float32Array(await fetchBytes(`/case/${c.name}/x.bin`));
       // First with CPU fallback off, so a session that is created proves MatMulNBits runs on
       // the EP asked for; if that fails, again with fallback, and the path says so.
-      const opts = {executionProviders: b.ep, extra: {session: {disable_cpu_ep_fallback: '1'}}};
+      const opts = {executionProviders: b.ep, logSeverityLevel: verbose ? 0 : 2};
+      if (runtime !== 'ort-wasm') opts.extra = {session: {disable_cpu_ep_fallback: '1'}};
       let t0 = performance.now();
       try {
         session = await ort.InferenceSession.create(model, opts);
       } catch (e) {
         if (runtime === 'ort-wasm') throw e;
-        res.notes.push(`session with CPU fallback disabled failed (${msg(e)})`);
-        res.path += ' + CPU EP fallback';
+        res.notes.push(`with CPU fallback disabled the session was refused (${msg(e)}): MatMulNBits runs on ORT's CPU (wasm) EP`);
+        res.path += ' → MatMulNBits on CPU EP';
+        if (runtime === 'ort-webnn') res.notes.push(await uint4Note());
         delete opts.extra;
         t0 = performance.now();
         session = await ort.InferenceSession.create(model, opts);
