@@ -304,7 +304,7 @@ func TestEarlyStart(t *testing.T) {
 	}
 	whole := time.Since(l.start)
 	t.Logf("layer 0 ran at %v, whole file at %v (%.0f%% of the load overlapped with compute)", firstReady.Round(time.Millisecond), whole.Round(time.Millisecond), 100*(1-firstReady.Seconds()/whole.Seconds()))
-	if !stillLoading || firstReady > whole/3 {
+	if !stillLoading || firstReady > whole/2 { // layer 0 is 1/8 of the file: generous for loaded CI machines
 		t.Errorf("layer 0 ready at %v of %v, last layer still loading then: %v", firstReady, whole, stillLoading)
 	}
 	if err := l.Wait(context.Background(), "nope"); err == nil {
