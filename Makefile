@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 export PATH := $(CURDIR)/tools/browser/bin:$(CURDIR)/.cache/bin:/usr/local/go/bin:$(PATH)
 
-.PHONY: run test deps test-go test-js bench build serve vet
+.PHONY: run test deps test-go test-js test-stream-js bench bench-webnn bench-stream-big build serve vet
 
 deps:
 	@bash tools/browser/install.sh
@@ -15,7 +15,7 @@ deps:
 run: deps
 	go run ./tools/quanttest report
 
-test: deps vet test-go test-js
+test: deps vet test-go test-js test-stream-js
 
 vet:
 	go vet ./...
@@ -26,6 +26,17 @@ test-go:
 
 test-js:
 	bash tools/browser/test-js.sh
+
+# wasm/stream over real fetch from a local server: faults, and a 96 MiB fp16 model into q4 with
+# peak memory measured (~30 s).
+test-stream-js:
+	go run ./wasm/stream/cmd/streamserve -big 96 -- bash tools/browser/test-js.sh ./wasm/stream -v -run=Browser
+
+bench-stream-big: deps ## 570 MB fp16 safetensors → q4 in the browser: peak memory, MB/s, early start
+	go run ./wasm/stream/cmd/streamserve -big 544 -- bash tools/browser/test-js.sh ./wasm/stream -v -run=BrowserBig -test.timeout=10m
+
+bench-webnn: deps ## WebNN f32/int8/int4 graphs, JSON lines (~3 min)
+	bash tools/browser/test-js.sh ./wasm/backend/nn -run=^$$ -bench=WebNN -benchtime=1x -timeout=15m
 
 bench: deps
 	go test -run '^$$' -bench . ./wasm/quant/
