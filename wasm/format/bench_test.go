@@ -115,3 +115,17 @@ func BenchmarkSafetensorsF16Sized(b *testing.B) {
 		return NewSafetensors(r, &Limits{StreamSize: int64(len(file))})
 	}, nil)
 }
+
+// The decoders alone, into a reused buffer: what a CPU backend pays per weight after loading.
+func benchDecode(b *testing.B, d DType, decode func([]float32, []byte)) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	_, _, raw := randomTensor(rng, "w", d, 1024, 4096)
+	dst := make([]float32, 1024*4096)
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		decode(dst, raw)
+	}
+}
+
+func BenchmarkDecodeQ4_0(b *testing.B) { benchDecode(b, Q4_0, DecodeQ4_0) }
+func BenchmarkDecodeQ8_0(b *testing.B) { benchDecode(b, Q8_0, DecodeQ8_0) }

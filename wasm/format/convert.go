@@ -136,10 +136,11 @@ var f16Table = sync.OnceValue(func() *[1 << 16]float32 {
 
 // DecodeQ8_0 dequantizes whole Q8_0 blocks from src into dst (len(dst) a multiple of 32).
 func DecodeQ8_0(dst []float32, src []byte) {
+	tab := f16Table()
 	for b := 0; b < len(dst)/BlockElems; b++ {
-		blk := src[b*Q8_0BlockBytes : (b+1)*Q8_0BlockBytes]
-		d := f16Table()[binary.LittleEndian.Uint16(blk)]
-		out := dst[b*BlockElems : (b+1)*BlockElems]
+		blk := (*[Q8_0BlockBytes]byte)(src[b*Q8_0BlockBytes:])
+		out := (*[BlockElems]float32)(dst[b*BlockElems:])
+		d := tab[uint16(blk[0])|uint16(blk[1])<<8]
 		for j := range out {
 			out[j] = d * float32(int8(blk[2+j]))
 		}
@@ -148,10 +149,12 @@ func DecodeQ8_0(dst []float32, src []byte) {
 
 // DecodeQ4_0 dequantizes whole Q4_0 blocks from src into dst (len(dst) a multiple of 32).
 func DecodeQ4_0(dst []float32, src []byte) {
+	tab := f16Table()
 	for b := 0; b < len(dst)/BlockElems; b++ {
-		blk := src[b*Q4_0BlockBytes : (b+1)*Q4_0BlockBytes]
-		d := f16Table()[binary.LittleEndian.Uint16(blk)]
-		out := dst[b*BlockElems : (b+1)*BlockElems]
+		// Fixed-size views let the compiler drop the bounds checks in the inner loop.
+		blk := (*[Q4_0BlockBytes]byte)(src[b*Q4_0BlockBytes:])
+		out := (*[BlockElems]float32)(dst[b*BlockElems:])
+		d := tab[uint16(blk[0])|uint16(blk[1])<<8]
 		for j := 0; j < 16; j++ {
 			q := blk[2+j]
 			out[j] = d * float32(int(q&0xF)-8)
