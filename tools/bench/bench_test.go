@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"testing"
 
@@ -302,5 +304,42 @@ func TestLinesCompare(t *testing.T) {
 	}
 	if l := lines[2]; l.Error == "" {
 		t.Errorf("missing runtime reported no error: %+v", l)
+	}
+}
+
+// Two rounds of one runtime pool their timed runs and keep the newest output; pages post the
+// output before the result.
+func TestServerPoolsRounds(t *testing.T) {
+	c, err := NewCase(Shape{1, 32, 64}, quant.Q4, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cases: map[string]*Case{c.Name: c}, results: map[string]*Result{}, done: make(chan doneMsg, 1), logf: t.Logf}
+	ts := httptest.NewServer(s.handler())
+	defer ts.Close()
+	postTo := func(path string, body []byte) {
+		t.Helper()
+		r, err := http.Post(ts.URL+path, "application/octet-stream", bytes.NewReader(body))
+		if err != nil || r.StatusCode != http.StatusOK {
+			t.Fatalf("POST %s: %v %v", path, err, r.Status)
+		}
+		r.Body.Close()
+	}
+	for round, v := range []float32{1, 2} {
+		out := make([]float32, 32)
+		out[0] = v
+		postTo("/output?runtime=ort-wasm&case="+c.Name, float32Bytes(out))
+		postTo("/result", []byte(fmt.Sprintf(`{"runtime":"ort-wasm","case":%q,"first_ms":%d,"ms":[%d,%d]}`, c.Name, 10*(round+1), round, round)))
+	}
+	r := s.results[key("ort-wasm", c.Name)]
+	if !slices.Equal(r.MS, []float64{0, 0, 1, 1}) || r.FirstMS != 10 || r.Output[0] != 2 {
+		t.Fatalf("pooled result: ms %v first %v output[0] %v", r.MS, r.FirstMS, r.Output[0])
+	}
+	// A /done from a page that is not awaited is dropped.
+	s.expect("ort-webgpu")
+	postTo("/done", []byte(`{"runtime":"ort-wasm"}`))
+	postTo("/done", []byte(`{"runtime":"ort-webgpu"}`))
+	if d := <-s.done; d.Runtime != "ort-webgpu" {
+		t.Fatalf("done from %s", d.Runtime)
 	}
 }

@@ -57,9 +57,10 @@ func main() {
 	scheme := flag.String("scheme", "sym", "sym: nibble symmetric int4, ORT's default zero point 8; asym: unsigned codes with zero points")
 	seed := flag.Uint64("seed", 1, "seed of the random weights and activations")
 	timeout := flag.Duration("timeout", 20*time.Minute, "limit for one runtime's page")
+	rounds := flag.Int("rounds", 1, "run the whole runtime sequence this many times and pool the timed runs (interleaves runtimes on a noisy machine)")
 	verbose := flag.Bool("v", false, "print the page's console")
 	flag.Parse()
-	if err := run(*quick, *shapes, *rts, *jsonOut, *warmup, *runs, *scheme, *seed, *timeout, *verbose); err != nil {
+	if err := run(*quick, *shapes, *rts, *jsonOut, *warmup, *runs, *scheme, *seed, *timeout, *rounds, *verbose); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -69,7 +70,7 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
 }
 
-func run(quick bool, shapeList, rtList, jsonOut string, warmup, runs int, scheme string, seed uint64, timeout time.Duration, verbose bool) error {
+func run(quick bool, shapeList, rtList, jsonOut string, warmup, runs int, scheme string, seed uint64, timeout time.Duration, rounds int, verbose bool) error {
 	shapes := fullShapes
 	if quick {
 		shapes = quickShapes
@@ -196,7 +197,11 @@ func run(quick bool, shapeList, rtList, jsonOut string, warmup, runs int, scheme
 	if verbose {
 		verboseQuery = "&verbose"
 	}
-	for _, page := range append([]string{"probe"}, runtimes...) {
+	pages := []string{"probe"}
+	for range max(rounds, 1) {
+		pages = append(pages, runtimes...)
+	}
+	for _, page := range pages {
 		t0 := time.Now()
 		logf("%s: loading page", page)
 		srv.expect(page)
@@ -229,7 +234,7 @@ func run(quick bool, shapeList, rtList, jsonOut string, warmup, runs int, scheme
 	lines := Lines(cases, runtimes, srv.results, srv.probe)
 	probe := srv.probe
 	srv.mu.Unlock()
-	fmt.Printf("\nnibble vs ONNX Runtime Web %s, MatMulNBits-equivalent %s weights (%s), %d warm-up + %d timed runs, median\n\n", ortVersion(ortDir), f, scheme, warmup, runs)
+	fmt.Printf("\nnibble vs ONNX Runtime Web %s, MatMulNBits-equivalent %s weights (%s), %d round(s) of %d warm-up + %d timed runs, median\n\n", ortVersion(ortDir), f, scheme, max(rounds, 1), warmup, runs)
 	WriteTable(os.Stdout, lines, probe)
 	fmt.Println()
 	if err := WriteJSON(os.Stdout, lines); err != nil {
