@@ -91,6 +91,23 @@ func (t *Tensor) DecodeFloat32(dst []float32) error {
 		for i := range dst {
 			dst[i] = float32(int64(binary.LittleEndian.Uint64(b[8*i:])))
 		}
+	case U32:
+		for i := range dst {
+			dst[i] = float32(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+	case U64:
+		for i := range dst {
+			dst[i] = float32(binary.LittleEndian.Uint64(b[8*i:]))
+		}
+	case F8E4M3:
+		for i := range dst {
+			dst[i] = e4m3(b[i])
+		}
+	case F8E5M2:
+		tab := f16Table()
+		for i := range dst {
+			dst[i] = tab[uint16(b[i])<<8]
+		}
 	case Q8_0:
 		DecodeQ8_0(dst, b)
 	case Q4_0:
@@ -133,6 +150,25 @@ var f16Table = sync.OnceValue(func() *[1 << 16]float32 {
 	}
 	return &t
 })
+
+// e4m3 decodes float8 e4m3fn: sign, 4 exponent bits (bias 7), 3 mantissa bits; exponent 0 is
+// subnormal, and all-ones exponent and mantissa is NaN (the format has no infinities).
+func e4m3(v byte) float32 {
+	e, m := int(v>>3)&0xF, float64(v&7)
+	var x float64
+	switch {
+	case e == 15 && m == 7:
+		return float32(math.NaN())
+	case e == 0:
+		x = m / 8 * math.Ldexp(1, -6)
+	default:
+		x = (1 + m/8) * math.Ldexp(1, e-7)
+	}
+	if v&0x80 != 0 {
+		x = -x
+	}
+	return float32(x)
+}
 
 // DecodeQ8_0 dequantizes whole Q8_0 blocks from src into dst (len(dst) a multiple of 32).
 func DecodeQ8_0(dst []float32, src []byte) {

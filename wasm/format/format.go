@@ -109,10 +109,17 @@ const (
 	Q5_K
 	Q6_K
 	Q8_K
+
+	// F8E4M3 and F8E5M2 are safetensors' 8-bit floats (torch.float8_e4m3fn: bias 7, no
+	// infinities, 0x7F is NaN; torch.float8_e5m2: the top byte of an IEEE half).
+	F8E4M3
+	F8E5M2
+	U32
+	U64
 )
 
 var dtypeNames = [...]string{"invalid", "F32", "F16", "BF16", "F64", "I8", "U8", "I16", "U16", "I32", "I64", "BOOL", "Q8_0", "Q4_0",
-	"Q4_1", "Q5_0", "Q5_1", "Q8_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K"}
+	"Q4_1", "Q5_0", "Q5_1", "Q8_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "F8_E4M3", "F8_E5M2", "U32", "U64"}
 
 func (d DType) String() string {
 	if int(d) < len(dtypeNames) {
@@ -136,13 +143,13 @@ const (
 // blockShape returns elements per block and bytes per block (1 element per block for plain types).
 func (d DType) blockShape() (elems, bytes int64) {
 	switch d {
-	case F32, I32:
+	case F32, I32, U32:
 		return 1, 4
 	case F16, BF16, I16, U16:
 		return 1, 2
-	case F64, I64:
+	case F64, I64, U64:
 		return 1, 8
-	case I8, U8, Bool:
+	case I8, U8, Bool, F8E4M3, F8E5M2:
 		return 1, 1
 	case Q8_0:
 		return BlockElems, Q8_0BlockBytes

@@ -75,7 +75,7 @@ func TestSafetensorsHostile(t *testing.T) {
 		{"bad json", st(`{"a":`, nil), ErrCorrupt, ""},
 		{"trailing garbage", st(`{}xx`, nil), ErrCorrupt, ""},
 		{"padded header", st(`{}      `, nil), nil, ""},
-		{"unknown dtype", st(`{"w":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}}`, f32x2), ErrUnsupported, `"w"`},
+		{"unknown dtype", st(`{"w":{"dtype":"F4","shape":[2],"data_offsets":[0,2]}}`, f32x2), ErrUnsupported, `"w"`},
 		{"no shape", st(`{"w":{"dtype":"F32","data_offsets":[0,8]}}`, f32x2), ErrCorrupt, `"w"`},
 		{"negative dim", st(`{"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}`, f32x2), ErrCorrupt, `"w"`},
 		{"shape overflow", st(`{"w":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}}`, f32x2), ErrLimit, `"w"`},

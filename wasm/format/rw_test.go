@@ -326,3 +326,25 @@ func TestNextIntoReuses(t *testing.T) {
 		}
 	}
 }
+
+func TestFloat8(t *testing.T) {
+	cases := []struct {
+		d    DType
+		b    byte
+		want float64
+	}{
+		{F8E4M3, 0x38, 1}, {F8E4M3, 0x7E, 448}, {F8E4M3, 0xB8, -1}, {F8E4M3, 0x01, math.Ldexp(1, -9)},
+		{F8E4M3, 0x7F, math.NaN()}, {F8E5M2, 0x3C, 1}, {F8E5M2, 0x7B, 57344}, {F8E5M2, 0x7C, math.Inf(1)},
+	}
+	for _, c := range cases {
+		tn := &Tensor{TensorInfo: TensorInfo{Name: "f8", DType: c.d, Shape: []int{1}}, Data: []byte{c.b}}
+		got, err := tn.Float32()
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := float64(got[0])
+		if g != c.want && !(math.IsNaN(g) && math.IsNaN(c.want)) {
+			t.Errorf("%v %#02x = %v, want %v", c.d, c.b, g, c.want)
+		}
+	}
+}

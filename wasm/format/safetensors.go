@@ -16,7 +16,8 @@ import (
 
 var safetensorsDTypes = map[string]DType{
 	"F32": F32, "F16": F16, "BF16": BF16, "F64": F64,
-	"I8": I8, "U8": U8, "I16": I16, "U16": U16, "I32": I32, "I64": I64, "BOOL": Bool,
+	"I8": I8, "U8": U8, "I16": I16, "U16": U16, "I32": I32, "U32": U32, "I64": I64, "U64": U64, "BOOL": Bool,
+	"F8_E4M3": F8E4M3, "F8_E5M2": F8E5M2,
 }
 
 // SafetensorsReader reads a safetensors stream incrementally. It implements Reader.
