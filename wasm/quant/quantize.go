@@ -2,6 +2,7 @@ package quant
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 
@@ -20,83 +21,190 @@ type Options struct {
 // Quantize packs the row-major n×k matrix w into format f. Bits 16 and 32 store w as half or
 // float32 with no scales.
 func Quantize(name string, w []float32, n, k int, f Format, opt Options) (*Tensor, error) {
-	if err := f.Validate(); err != nil {
-		return nil, fmt.Errorf("quantize %q: %w", name, err)
-	}
-	if n <= 0 || k <= 0 {
-		return nil, fmt.Errorf("quantize %q: shape %d×%d: both dimensions must be positive", name, n, k)
+	t, err := NewTensor(name, n, k, f)
+	if err != nil {
+		return nil, fmt.Errorf("quantize: %w", err)
 	}
 	if len(w) != n*k {
 		return nil, fmt.Errorf("quantize %q: %d values for a %d×%d matrix (want %d)", name, len(w), n, k, n*k)
 	}
-	t := &Tensor{Name: name, N: n, K: k, Format: f}
-	rs := f.RowStride(k)
-	t.Data = make([]byte, n*rs)
-	switch f.Bits {
-	case 32:
-		for i, v := range w {
-			binary.LittleEndian.PutUint32(t.Data[(i/k)*rs+4*(i%k):], math.Float32bits(v))
-		}
-		return t, nil
-	case 16:
-		for i, v := range w {
-			binary.LittleEndian.PutUint16(t.Data[(i/k)*rs+2*(i%k):], float16.Fromfloat32(v).Bits())
-		}
-		return t, nil
+	if err := QuantizeRows(t, 0, w, opt); err != nil {
+		return nil, err
 	}
-	groups, gl := f.Groups(k), f.Group(k)
-	zs := f.ZeroStride(k)
-	t.Scales = make([]byte, n*groups*f.Scales.Size())
-	if f.Scheme == Asymmetric {
-		t.Zeros = make([]byte, n*zs)
+	return t, nil
+}
+
+// NewTensor allocates a zeroed n×k tensor in format f, ready for QuantizeRows.
+func NewTensor(name string, n, k int, f Format) (*Tensor, error) {
+	if err := f.Validate(); err != nil {
+		return nil, fmt.Errorf("tensor %q: %w", name, err)
 	}
-	codes := make([]int, gl)
-	for r := 0; r < n; r++ {
-		row := w[r*k : (r+1)*k]
-		data := t.Data[r*rs : (r+1)*rs]
-		for g := 0; g < groups; g++ {
-			lo, hi := g*gl, min((g+1)*gl, k)
-			s, z := quantizeGroup(row[lo:hi], f, opt, codes[:hi-lo])
-			putScale(t.Scales, f.Scales, r*groups+g, s)
-			if f.Scheme == Asymmetric {
-				PutCode(t.Zeros[r*zs:(r+1)*zs], f.Bits, g, z)
-			}
-			for j, q := range codes[:hi-lo] {
-				PutCode(data, f.Bits, lo+j, q)
-			}
+	if n <= 0 || k <= 0 {
+		return nil, fmt.Errorf("tensor %q: shape %d×%d: both dimensions must be positive", name, n, k)
+	}
+	t := &Tensor{Name: name, N: n, K: k, Format: f, Data: make([]byte, n*f.RowStride(k))}
+	if f.Quantized() {
+		t.Scales = make([]byte, n*f.Groups(k)*f.Scales.Size())
+		if f.Scheme == Asymmetric {
+			t.Zeros = make([]byte, n*f.ZeroStride(k))
 		}
 	}
 	return t, nil
 }
 
+// TensorBytes is what Bytes will report for an n×k tensor in format f, before it exists.
+func (f Format) TensorBytes(n, k int) int {
+	size := n * f.RowStride(k)
+	if f.Quantized() {
+		size += n*f.Groups(k)*f.Scales.Size() + n*f.ZeroStride(k)
+	}
+	return size
+}
+
+// QuantizeRows quantizes len(w)/K whole rows into t starting at row row0, so a loader can fill
+// a tensor chunk by chunk with no intermediate tensor. The result is byte-identical to
+// quantizing the whole matrix at once: groups never span rows.
+func QuantizeRows(t *Tensor, row0 int, w []float32, opt Options) error {
+	if err := t.Check(); err != nil {
+		return err
+	}
+	k, f := t.K, t.Format
+	if len(w)%k != 0 {
+		return fmt.Errorf("quantize %q: %d values are not whole rows of %d", t.Name, len(w), k)
+	}
+	n := len(w) / k
+	if row0 < 0 || row0+n > t.N {
+		return fmt.Errorf("quantize %q: rows %d–%d outside the tensor's %d rows", t.Name, row0, row0+n, t.N)
+	}
+	rs := f.RowStride(k)
+	switch f.Bits {
+	case 32:
+		for r := 0; r < n; r++ {
+			row := t.Data[(row0+r)*rs:]
+			for c, v := range w[r*k : (r+1)*k] {
+				binary.LittleEndian.PutUint32(row[4*c:], math.Float32bits(v))
+			}
+		}
+		return nil
+	case 16:
+		for r := 0; r < n; r++ {
+			row := t.Data[(row0+r)*rs:]
+			for c, v := range w[r*k : (r+1)*k] {
+				binary.LittleEndian.PutUint16(row[2*c:], float16.Fromfloat32(v).Bits())
+			}
+		}
+		return nil
+	}
+	groups, gl := f.Groups(k), f.Group(k)
+	zs := f.ZeroStride(k)
+	codes := make([]int, gl)
+	for r := 0; r < n; r++ {
+		row := w[r*k : (r+1)*k]
+		data := t.Data[(row0+r)*rs : (row0+r+1)*rs]
+		for g := 0; g < groups; g++ {
+			lo, hi := g*gl, min((g+1)*gl, k)
+			s, z, err := quantizeGroup(row[lo:hi], f, opt, codes[:hi-lo])
+			if err != nil {
+				return fmt.Errorf("quantize %q: row %d: %w", t.Name, row0+r, err)
+			}
+			putScale(t.Scales, f.Scales, (row0+r)*groups+g, s)
+			if f.Scheme == Asymmetric {
+				PutCode(t.Zeros[(row0+r)*zs:(row0+r+1)*zs], f.Bits, g, z)
+			}
+			packCodes(data, f.Bits, lo, codes[:hi-lo])
+		}
+	}
+	return nil
+}
+
+// packCodes writes codes starting at element start, which is byte-aligned: groups are multiples
+// of 8 weights, so every group starts on a whole byte for 2, 4 and 8 bits. A trailing partial
+// byte only happens at the end of a row, where the remaining bits are padding and set to zero.
+func packCodes(dst []byte, bits, start int, q []int) {
+	switch bits {
+	case 8:
+		d := dst[start : start+len(q)]
+		for i, c := range q {
+			d[i] = byte(c)
+		}
+	case 4:
+		d := dst[start/2:]
+		i := 0
+		for ; i+2 <= len(q); i += 2 {
+			d[i/2] = byte(q[i]&0xF) | byte(q[i+1]&0xF)<<4
+		}
+		if i < len(q) {
+			d[i/2] = byte(q[i] & 0xF)
+		}
+	case 2:
+		d := dst[start/4:]
+		i := 0
+		for ; i+4 <= len(q); i += 4 {
+			d[i/4] = byte(q[i]&3) | byte(q[i+1]&3)<<2 | byte(q[i+2]&3)<<4 | byte(q[i+3]&3)<<6
+		}
+		if i < len(q) {
+			var b byte
+			for j := i; j < len(q); j++ {
+				b |= byte(q[j]&3) << (2 * uint(j-i))
+			}
+			d[i/4] = b
+		}
+	}
+}
+
 // quantizeGroup chooses a scale, zero point and codes for one group. The returned scale is
 // already rounded to the scale type; codes are chosen against that rounded scale.
-func quantizeGroup(x []float32, f Format, opt Options, q []int) (float32, int) {
-	if f.Scheme == Symmetric {
-		return symmetricGroup(x, f, opt, q), 0
+func quantizeGroup(x []float32, f Format, opt Options, q []int) (float32, int, error) {
+	for i, v := range x {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return 0, 0, fmt.Errorf("%w: value %v at column offset %d of a group", ErrNotFinite, v, i)
+		}
 	}
-	return asymmetricGroup(x, f, opt, q)
+	if f.Scheme == Symmetric {
+		return symmetricGroup(x, f, opt, q), 0, nil
+	}
+	s, z := asymmetricGroup(x, f, opt, q)
+	return s, z, nil
 }
+
+// ErrNotFinite is wrapped when a weight is NaN or infinite: no scale can represent it.
+var ErrNotFinite = errors.New("quant: weight is not finite")
 
 // assign fills q with the codes nearest x/s + z and returns the squared error they give.
 func assign(x []float32, s float32, z, qmin, qmax int, q []int) float64 {
+	codes(x, s, z, qmin, qmax, q)
 	var sse float64
-	if s == 0 {
-		for i, v := range x {
-			q[i] = z
-			sse += float64(v) * float64(v)
-		}
-		return sse
-	}
-	inv := 1 / float64(s)
 	for i, v := range x {
-		c := int(math.RoundToEven(float64(v)*inv)) + z
-		c = max(qmin, min(qmax, c))
-		q[i] = c
-		d := float64(v) - float64(s*float32(c-z))
+		d := float64(v) - float64(s*float32(q[i]-z))
 		sse += d * d
 	}
 	return sse
+}
+
+// codes fills q with clamp(round(x/s) + z): the one rounding rule every path uses, so plain and
+// searched quantization agree on the codes for a given scale.
+func codes(x []float32, s float32, z, qmin, qmax int, q []int) {
+	if s == 0 {
+		for i := range x {
+			q[i] = z
+		}
+		return
+	}
+	inv := 1 / s
+	// Clamp before rounding so the magic-number rounding below stays exact (|y| < 2²²).
+	lo, hi := float32(qmin-z-1), float32(qmax-z+1)
+	for i, v := range x {
+		y := v * inv
+		if y < lo {
+			y = lo
+		} else if y > hi {
+			y = hi
+		}
+		// Adding and removing 1.5·2²³ rounds a float32 to the nearest integer, ties to even,
+		// without a call: Go evaluates float32 expressions in float32.
+		c := int((y+0x1.8p23)-0x1.8p23) + z
+		q[i] = max(qmin, min(qmax, c))
+	}
 }
 
 // refit returns the least-squares scale for fixed codes: Σ x(q−z) / Σ (q−z)².
@@ -124,10 +232,11 @@ func symmetricGroup(x []float32, f Format, opt Options, q []int) float32 {
 		}
 	}
 	s := roundScale(f.Scales, m/float32(qmin))
-	best := assign(x, s, 0, qmin, qmax, q)
 	if !opt.Search || m == 0 {
+		codes(x, s, 0, qmin, qmax, q)
 		return s
 	}
+	best := assign(x, s, 0, qmin, qmax, q)
 	trial := make([]int, len(q))
 	try := func(c float32) {
 		c = roundScale(f.Scales, c)
@@ -179,10 +288,11 @@ func asymmetricGroup(x []float32, f Format, opt Options, q []int) (float32, int)
 	}
 	s := roundScale(f.Scales, (hi-lo)/float32(qmax))
 	z := zeroFor(s, lo)
-	best := assign(x, s, z, 0, qmax, q)
 	if !opt.Search || hi == lo {
+		codes(x, s, z, 0, qmax, q)
 		return s, z
 	}
+	best := assign(x, s, z, 0, qmax, q)
 	trial := make([]int, len(q))
 	try := func(c float32, cz int) {
 		c = roundScale(f.Scales, c)
