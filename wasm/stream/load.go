@@ -407,7 +407,9 @@ func (l *Load) readSource(ctx context.Context, src Source, jobs chan<- job, pool
 			l.mu.Unlock()
 			continue
 		}
-		t.out = newQuantTensor(t.info.Name, t.n, t.k, l.formats[t.info.Name])
+		if t.out, err = quant.NewTensor(t.info.Name, t.n, t.k, l.formats[t.info.Name]); err != nil {
+			return pool, err
+		}
 		l.pending.Add(int64(t.out.Bytes()))
 		per := max(1, pool.size/t.rowBytes)
 		t.left.Store(int64((t.n + per - 1) / per))
@@ -505,28 +507,9 @@ func (l *Load) planLocked(info *format.TensorInfo, file string) (*tensorJob, err
 	l.tensors = append(l.tensors, *info)
 	l.prog.TensorsTotal++
 	if info.Size > 0 {
-		l.prog.QuantizedTotal += int64(newQuantTensorSize(t.n, t.k, f))
+		l.prog.QuantizedTotal += int64(f.TensorBytes(t.n, t.k))
 	}
 	return t, nil
-}
-
-func newQuantTensorSize(n, k int, f quant.Format) int {
-	size := n * f.RowStride(k)
-	if f.Quantized() {
-		size += n*f.Groups(k)*f.Scales.Size() + n*f.ZeroStride(k)
-	}
-	return size
-}
-
-func newQuantTensor(name string, n, k int, f quant.Format) *quant.Tensor {
-	t := &quant.Tensor{Name: name, N: n, K: k, Format: f, Data: make([]byte, n*f.RowStride(k))}
-	if f.Quantized() {
-		t.Scales = make([]byte, n*f.Groups(k)*f.Scales.Size())
-		if f.Scheme == quant.Asymmetric {
-			t.Zeros = make([]byte, n*f.ZeroStride(k))
-		}
-	}
-	return t
 }
 
 // upload runs on the upload goroutine, one tensor at a time.
@@ -593,10 +576,20 @@ func (w *worker) do(j job, uploads chan<- *tensorJob) error {
 	chunk := format.Tensor{TensorInfo: t.info, Data: j.buf}
 	chunk.Shape = []int{j.rows, t.k}
 	chunk.Size = int64(len(j.buf))
-	var q *quant.Tensor
 	var err error
 	if t.lossless {
-		q, err = chunk.Quant()
+		// GGUF blocks map onto nibble's layout directly; the small per-chunk tensor is garbage
+		// once copied, which CollectEvery keeps from piling up in memory that never shrinks.
+		var q *quant.Tensor
+		if q, err = chunk.Quant(); err == nil {
+			copy(t.out.Data[j.row0*f.RowStride(t.k):], q.Data)
+			copy(t.out.Scales[j.row0*f.Groups(t.k)*f.Scales.Size():], q.Scales)
+			copy(t.out.Zeros[j.row0*f.ZeroStride(t.k):], q.Zeros)
+			if w.l.opt.CollectEvery > 0 && w.l.garbage.Add(int64(q.Bytes())) >= w.l.opt.CollectEvery {
+				w.l.garbage.Store(0)
+				runtime.GC()
+			}
+		}
 	} else {
 		need := j.rows * t.k
 		if cap(w.f32) < need {
@@ -605,21 +598,13 @@ func (w *worker) do(j job, uploads chan<- *tensorJob) error {
 		}
 		vals := w.f32[:need]
 		if err = chunk.DecodeFloat32(vals); err == nil {
-			q, err = quant.Quantize(t.info.Name, vals, j.rows, t.k, f, w.l.opt.Quant)
+			// Straight into the final tensor: no per-chunk tensor, no garbage.
+			err = quant.QuantizeRows(t.out, j.row0, vals, w.l.opt.Quant)
 		}
 	}
 	j.pool.put(j.buf)
 	if err != nil {
 		return fmt.Errorf("stream: tensor %q rows %d–%d: %w", t.info.Name, j.row0, j.row0+j.rows, err)
-	}
-	copy(t.out.Data[j.row0*f.RowStride(t.k):], q.Data)
-	if f.Quantized() {
-		copy(t.out.Scales[j.row0*f.Groups(t.k)*f.Scales.Size():], q.Scales)
-		copy(t.out.Zeros[j.row0*f.ZeroStride(t.k):], q.Zeros)
-	}
-	if !t.lossless && w.l.opt.CollectEvery > 0 && w.l.garbage.Add(int64(q.Bytes())) >= w.l.opt.CollectEvery {
-		w.l.garbage.Store(0)
-		runtime.GC()
 	}
 	if t.left.Add(-1) == 0 {
 		uploads <- t

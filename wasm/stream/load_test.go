@@ -326,7 +326,7 @@ func TestWindowBound(t *testing.T) {
 	opt.OnProgress = func(p Progress) { mu.Lock(); maxWindow = max(maxWindow, p.WindowBytes); mu.Unlock() }
 	_, l := mustLoad(t, newRecorder(), opt, m.source((&memServer{data: m.file}).open))
 	p := l.Progress()
-	largest := int64(newQuantTensorSize(512, 1024, quant.Q4))
+	largest := int64(quant.Q4.TensorBytes(512, 1024))
 	bound := opt.Window + int64(opt.Workers)*2*int64(opt.ChunkBytes) + 2*largest
 	t.Logf("file %d bytes, quantized %d, peak held %d (bound %d), window %d", len(m.file), p.QuantizedTotal, p.PeakHeldBytes, bound, maxWindow)
 	if p.PeakHeldBytes > bound || p.PeakHeldBytes == 0 {

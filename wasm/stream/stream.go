@@ -151,7 +151,8 @@ type Options struct {
 	OnProgress func(Progress)
 
 	// CollectEvery makes the loader run the garbage collector after every this many bytes of
-	// quantizer scratch it left behind. Go's default pacing lets the heap grow to twice what is
+	// scratch it left behind (GGUF blocks repacked per chunk; float tensors are quantized
+	// straight into their final tensor and leave none). Go's default pacing lets the heap grow to twice what is
 	// live before collecting, and on wasm the linear memory never shrinks back, so a load that
 	// leaves its scratch to the pacer would end at about twice the quantized model. 0 means
 	// Window/2; negative leaves it all to the pacer.
