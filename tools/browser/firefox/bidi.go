@@ -22,7 +22,8 @@ const commandTimeout = 60 * time.Second
 type bidiConn struct {
 	ws     *websocket.Conn
 	debug  bool
-	failed chan error // the connection broke while we still needed it
+	onLog  func(*logEntry) // called in order, from one goroutine
+	failed chan error      // the connection broke while we still needed it
 
 	mu      sync.Mutex
 	nextID  int
@@ -42,7 +43,7 @@ type bidiMessage struct {
 }
 
 // dialBiDi opens a BiDi session endpoint: base is the ws://host:port Firefox printed.
-func dialBiDi(ctx context.Context, base string, debug bool) (*bidiConn, error) {
+func dialBiDi(ctx context.Context, base string, onLog func(*logEntry), debug bool) (*bidiConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	// No Origin header (coder/websocket sends none): Firefox's remote agent refuses connections
@@ -52,7 +53,7 @@ func dialBiDi(ctx context.Context, base string, debug bool) (*bidiConn, error) {
 		return nil, fmt.Errorf("connect to firefox's webdriver bidi at %s/session: %w", base, err)
 	}
 	ws.SetReadLimit(64 << 20) // console messages can be long
-	b := &bidiConn{ws: ws, debug: debug, failed: make(chan error, 1), pending: map[int]chan bidiMessage{}}
+	b := &bidiConn{ws: ws, debug: debug, onLog: onLog, failed: make(chan error, 1), pending: map[int]chan bidiMessage{}}
 	go b.readLoop()
 	return b, nil
 }
@@ -147,7 +148,12 @@ func (b *bidiConn) readLoop() {
 		}
 		switch {
 		case m.Type == "event" && m.Method == "log.entryAdded":
-			printLogEntry(m.Params)
+			var e logEntry
+			if err := json.Unmarshal(m.Params, &e); err != nil {
+				fmt.Fprintf(os.Stderr, "firefox_wasm_exec: unreadable log entry %s: %v\n", m.Params, err)
+				continue
+			}
+			b.onLog(&e)
 		case m.Type == "event":
 		default:
 			b.mu.Lock()
@@ -175,14 +181,9 @@ type logEntry struct {
 	} `json:"stackTrace"`
 }
 
-// printLogEntry prints a console message of the page (not the test's output, which comes over
-// HTTP) to stderr: these are JS-side warnings and uncaught errors, the clues when a test dies.
-func printLogEntry(params json.RawMessage) {
-	var e logEntry
-	if err := json.Unmarshal(params, &e); err != nil {
-		fmt.Fprintf(os.Stderr, "firefox_wasm_exec: unreadable log entry %s: %v\n", params, err)
-		return
-	}
+// printLogEntry prints a console message of the page that is not the test's output to stderr:
+// JS-side warnings and uncaught errors, the clues when a test dies.
+func printLogEntry(e *logEntry) {
 	where := "console." + e.Method
 	if e.Type != "console" {
 		where = e.Type + " " + e.Level

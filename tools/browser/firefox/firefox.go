@@ -94,7 +94,11 @@ type firefox struct {
 // findFirefox returns the browser to run: $FIREFOX_BIN, else firefox-esr or firefox on PATH.
 func findFirefox() (string, error) {
 	if p := os.Getenv("FIREFOX_BIN"); p != "" {
-		return exec.LookPath(p)
+		path, err := exec.LookPath(p)
+		if err != nil {
+			return "", fmt.Errorf("FIREFOX_BIN: %w", err)
+		}
+		return path, nil
 	}
 	for _, name := range []string{"firefox-esr", "firefox"} {
 		if p, err := exec.LookPath(name); err == nil {

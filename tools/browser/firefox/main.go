@@ -8,9 +8,9 @@
 // a small page on 127.0.0.1, starts `firefox-esr --headless` on a fresh profile whose user.js turns
 // WebGPU on and every network-reaching service off, and drives it over WebDriver BiDi.
 //
-// The test's stdout and stderr reach us byte for byte, in order, through synchronous XHR from the
-// page (see page/runner.js); its exit code arrives the same way, after its last write. Console
-// messages of the page itself (JS errors, warnings) come over BiDi log.entryAdded and go to stderr.
+// The test's stdout and stderr reach us byte for byte and in order as console messages over BiDi
+// log.entryAdded (see output.go); its exit code arrives the same way, after its last write. Other
+// console messages of the page (JS errors, warnings) go to stderr, labelled.
 // The command exits with the test's exit code, or 1 when the browser fails; Firefox (its whole
 // process group) and the profile are removed on every path out, signals included.
 //
@@ -107,7 +107,8 @@ func run(args []string) (int, error) {
 	}
 	defer ff.Stop()
 
-	bidi, err := dialBiDi(ctx, ff.wsURL, debug)
+	out := newOutput(srv.token)
+	bidi, err := dialBiDi(ctx, ff.wsURL, out.handle, debug)
 	if err != nil {
 		return 1, fmt.Errorf("%w%s", err, ff.stderrTail())
 	}
@@ -137,7 +138,7 @@ func run(args []string) (int, error) {
 		deadline = t.C
 	}
 	select {
-	case code := <-srv.exited:
+	case code := <-out.exited:
 		return code, nil
 	case <-deadline:
 		// The test's own timeout should have fired first; it cannot while Go code spins without

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 )
@@ -21,16 +20,17 @@ import (
 //go:embed page/index.html page/runner.js
 var page embed.FS
 
-// server serves one test run to one page. Every path starts with a random token: the port is
-// open to every local process, and only our page may write to our stdout or end the run.
+// server serves one test run to one page. Every path starts with a random token, which the page
+// also puts on each line of output it logs (see output.go): the port is open to every local
+// process, and the token keeps them from reading the test's config or faking its output.
 type server struct {
 	ln      net.Listener
 	http    *http.Server
+	token   string
 	prefix  string        // "/<token>/"
-	exited  chan int      // the test's exit code, once
 	started chan struct{} // closed when the page's script asks for the test's config
 
-	exitOnce, startOnce sync.Once
+	startOnce sync.Once
 }
 
 // serve starts the server for the wasm file; args are the test's argv (binary, then flags).
@@ -45,7 +45,8 @@ func serve(wasmPath string, args []string, env map[string]string) (*server, erro
 	}
 	token := make([]byte, 16)
 	rand.Read(token)
-	s := &server{prefix: "/" + hex.EncodeToString(token) + "/", exited: make(chan int, 1), started: make(chan struct{})}
+	s := &server{token: hex.EncodeToString(token), started: make(chan struct{})}
+	s.prefix = "/" + s.token + "/"
 	s.ln, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listen on 127.0.0.1: %w", err)
@@ -85,8 +86,6 @@ func serve(wasmPath string, args []string, env map[string]string) (*server, erro
 		defer f.Close()
 		io.Copy(w, f)
 	})
-	mux.HandleFunc("POST "+s.prefix+"write", s.write)
-	mux.HandleFunc("POST "+s.prefix+"exit", s.exit)
 	s.http = &http.Server{Handler: mux}
 	go s.http.Serve(s.ln)
 	return s, nil
@@ -95,36 +94,6 @@ func serve(wasmPath string, args []string, env map[string]string) (*server, erro
 // pageURL is where the browser goes. 127.0.0.1 counts as a secure context, which WebGPU needs.
 func (s *server) pageURL() string {
 	return "http://" + s.ln.Addr().String() + s.prefix + "index.html"
-}
-
-// write copies one write of the test to our stdout (fd 1) or stderr (fd 2). The page sends each
-// write synchronously and waits for our reply, so writes arrive here one at a time, in order.
-func (s *server) write(w http.ResponseWriter, r *http.Request) {
-	out := os.Stdout
-	switch r.URL.Query().Get("fd") {
-	case "1":
-	case "2":
-		out = os.Stderr
-	default:
-		http.Error(w, "fd must be 1 or 2", http.StatusBadRequest)
-		return
-	}
-	if _, err := io.Copy(out, r.Body); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// exit takes the test's exit code; the page sends it after the test's last write.
-func (s *server) exit(w http.ResponseWriter, r *http.Request) {
-	code, err := strconv.Atoi(r.URL.Query().Get("code"))
-	if err != nil {
-		http.Error(w, "bad exit code", http.StatusBadRequest)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-	s.exitOnce.Do(func() { s.exited <- code })
 }
 
 // Close stops serving; the page is gone by then.
