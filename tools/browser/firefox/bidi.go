@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -183,7 +184,7 @@ type logEntry struct {
 
 // printLogEntry prints a console message of the page that is not the test's output to stderr:
 // JS-side warnings and uncaught errors, the clues when a test dies.
-func printLogEntry(e *logEntry) {
+func printLogEntry(w io.Writer, e *logEntry) {
 	where := "console." + e.Method
 	if e.Type != "console" {
 		where = e.Type + " " + e.Level
@@ -195,7 +196,7 @@ func printLogEntry(e *logEntry) {
 			fmt.Fprintf(&sb, "\tat %s (%s:%d)\n", f.FunctionName, f.URL, f.LineNumber+1)
 		}
 	}
-	os.Stderr.WriteString(sb.String())
+	io.WriteString(w, sb.String())
 }
 
 // Close ends the connection; Firefox is killed right after, so the session is not ended first.

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/base64"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -23,14 +24,15 @@ import (
 
 // output turns the page's console messages into the test's stdout, stderr and exit code.
 type output struct {
-	token  string
-	exited chan int // the test's exit code, once
+	token          string
+	stdout, stderr io.Writer
+	exited         chan int // the test's exit code, once
 
 	exitOnce sync.Once
 }
 
 func newOutput(token string) *output {
-	return &output{token: token, exited: make(chan int, 1)}
+	return &output{token: token, stdout: os.Stdout, stderr: os.Stderr, exited: make(chan int, 1)}
 }
 
 // handle takes one console message; those without our token are the page's own (JS errors,
@@ -38,7 +40,7 @@ func newOutput(token string) *output {
 func (o *output) handle(e *logEntry) {
 	rest, ours := strings.CutPrefix(e.Text, o.token+" ")
 	if !ours || e.Type != "console" {
-		printLogEntry(e)
+		printLogEntry(o.stderr, e)
 		return
 	}
 	kind, data, _ := strings.Cut(rest, " ")
@@ -46,22 +48,22 @@ func (o *output) handle(e *logEntry) {
 	case "1", "2":
 		b, err := base64.StdEncoding.DecodeString(data)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "firefox_wasm_exec: garbled output from the page: %v\n", err)
+			fmt.Fprintf(o.stderr, "firefox_wasm_exec: garbled output from the page: %v\n", err)
 			return
 		}
 		if kind == "1" {
-			os.Stdout.Write(b)
+			o.stdout.Write(b)
 		} else {
-			os.Stderr.Write(b)
+			o.stderr.Write(b)
 		}
 	case "exit":
 		code, err := strconv.Atoi(data)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "firefox_wasm_exec: bad exit code %q from the page\n", data)
+			fmt.Fprintf(o.stderr, "firefox_wasm_exec: bad exit code %q from the page\n", data)
 			code = 1
 		}
 		o.exitOnce.Do(func() { o.exited <- code })
 	default:
-		printLogEntry(e)
+		printLogEntry(o.stderr, e)
 	}
 }
