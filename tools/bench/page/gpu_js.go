@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/backend/gpu"
@@ -12,11 +13,13 @@ import (
 // nibble-webgpu: the WebGPU backend with production options (f16 products only where the adapter
 // has shader-f16, subgroups where present). Built only with -tags benchgpu, which tools/bench
 // passes when wasm/backend/gpu is in the tree, so the page builds before that package lands.
+// The await bound is raised from the default: a 128-row GEMM on SwiftShader on a loaded 2-core
+// machine took longer than a minute, and a benchmark wants the figure, not a timeout.
 func init() {
 	var be *gpu.Backend
 	backends["nibble-webgpu"] = func() (backend.Backend, error) {
 		var err error
-		be, err = gpu.New(gpu.Options{Label: "bench"})
+		be, err = gpu.New(gpu.Options{Label: "bench", Timeout: 10 * time.Minute})
 		return be, err
 	}
 	describers = append(describers, func(w backend.Weight) (string, string, bool) {
