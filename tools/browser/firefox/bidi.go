@@ -21,10 +21,11 @@ const commandTimeout = 60 * time.Second
 // bidiConn is a minimal WebDriver BiDi client: commands with ids, replies matched by id, and
 // log.entryAdded events printed as they come. https://w3c.github.io/webdriver-bidi/
 type bidiConn struct {
-	ws     *websocket.Conn
-	debug  bool
-	onLog  func(*logEntry) // called in order, from one goroutine
-	failed chan error      // the connection broke while we still needed it
+	ws      *websocket.Conn
+	debug   bool
+	onLog   func(*logEntry) // called in order, from one goroutine
+	browser string          // "firefox 153.7.0", from session.new
+	failed  chan error      // the connection broke while we still needed it
 
 	mu      sync.Mutex
 	nextID  int
@@ -62,13 +63,22 @@ func dialBiDi(ctx context.Context, base string, onLog func(*logEntry), debug boo
 // start opens a session, subscribes to console messages and navigates the first tab to url
 // without waiting for the page to load: the test reports its own end to our server.
 func (b *bidiConn) start(ctx context.Context, url string) error {
-	if _, err := b.call(ctx, "session.new", map[string]any{"capabilities": map[string]any{}}); err != nil {
+	raw, err := b.call(ctx, "session.new", map[string]any{"capabilities": map[string]any{}})
+	if err != nil {
 		return err
 	}
+	var session struct {
+		Capabilities struct {
+			BrowserName    string `json:"browserName"`
+			BrowserVersion string `json:"browserVersion"`
+		} `json:"capabilities"`
+	}
+	json.Unmarshal(raw, &session) // only for the report; missing fields are fine
+	b.browser = session.Capabilities.BrowserName + " " + session.Capabilities.BrowserVersion
 	if _, err := b.call(ctx, "session.subscribe", map[string]any{"events": []string{"log.entryAdded"}}); err != nil {
 		return err
 	}
-	raw, err := b.call(ctx, "browsingContext.getTree", map[string]any{"maxDepth": 0})
+	raw, err = b.call(ctx, "browsingContext.getTree", map[string]any{"maxDepth": 0})
 	if err != nil {
 		return err
 	}

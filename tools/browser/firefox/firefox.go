@@ -75,8 +75,14 @@ user_pref("toolkit.telemetry.unified", false);
 user_pref("trailhead.firstrun.didSeeAboutWelcome", true);
 `
 
-// listeningRE matches the line Firefox prints once its remote agent accepts BiDi connections.
-var listeningRE = regexp.MustCompile(`WebDriver BiDi listening on (ws://\S+)`)
+var (
+	// listeningRE matches the line Firefox prints once its remote agent accepts BiDi connections.
+	listeningRE = regexp.MustCompile(`WebDriver BiDi listening on (ws://\S+)`)
+	// vulkanDeviceRE matches the Vulkan loader's line (VK_LOADER_DEBUG=driver) naming the device
+	// WebGPU opened: Firefox leaves GPUAdapterInfo's strings empty, so this is where a report
+	// learns the adapter is lavapipe ("llvmpipe (LLVM 15.0.6, 256 bits)" … libvulkan_lvp.so).
+	vulkanDeviceRE = regexp.MustCompile(`Using "([^"]+)" with driver: "([^"]+)"`)
+)
 
 // firefox is one headless Firefox on a throwaway profile.
 type firefox struct {
@@ -87,8 +93,9 @@ type firefox struct {
 	exited  chan struct{} // closed when the process has exited; waitErr is set then
 	waitErr error
 
-	mu   sync.Mutex
-	tail []string // Firefox's last stderr/stdout lines, for error messages
+	mu           sync.Mutex
+	tail         []string // Firefox's last stderr/stdout lines, for error messages
+	vulkanDevice string   // "name (driver)", once WebGPU has opened one
 }
 
 // findFirefox returns the browser to run: $FIREFOX_BIN, else firefox-esr or firefox on PATH.
@@ -133,6 +140,9 @@ func startFirefox(ctx context.Context, startTimeout time.Duration, debug bool) (
 		// No crash reporter dialog or minidump upload on a machine without network.
 		"MOZ_CRASHREPORTER_DISABLE=1",
 	)
+	if os.Getenv("VK_LOADER_DEBUG") == "" {
+		ff.cmd.Env = append(ff.cmd.Env, "VK_LOADER_DEBUG=driver") // see vulkanDeviceRE
+	}
 	// Its own process group, so Stop kills the content, GPU and utility processes too. Pdeathsig
 	// takes Firefox down if we are killed without a chance to clean up.
 	ff.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -184,9 +194,15 @@ func (ff *firefox) readOutput(r io.ReadCloser, listening chan<- string, debug bo
 			fmt.Fprintf(os.Stderr, "firefox: %s\n", line)
 		}
 		ff.mu.Lock()
-		ff.tail = append(ff.tail, line)
-		if len(ff.tail) > 40 {
-			ff.tail = ff.tail[len(ff.tail)-40:]
+		if m := vulkanDeviceRE.FindStringSubmatch(line); m != nil {
+			ff.vulkanDevice = fmt.Sprintf("%s (%s)", m[1], m[2])
+		}
+		// The loader's search lines would crowd out the clues.
+		if !strings.Contains(line, "DRIVER:") {
+			ff.tail = append(ff.tail, line)
+			if len(ff.tail) > 40 {
+				ff.tail = ff.tail[len(ff.tail)-40:]
+			}
 		}
 		ff.mu.Unlock()
 		if m := listeningRE.FindStringSubmatch(line); m != nil {
@@ -199,6 +215,13 @@ func (ff *firefox) readOutput(r io.ReadCloser, listening chan<- string, debug bo
 	// Drain after a read error (a line over 1 MiB) so Firefox never blocks on a full pipe.
 	io.Copy(io.Discard, r)
 	r.Close()
+}
+
+// VulkanDevice names the Vulkan device Firefox's WebGPU opened, or "" if none (yet).
+func (ff *firefox) VulkanDevice() string {
+	ff.mu.Lock()
+	defer ff.mu.Unlock()
+	return ff.vulkanDevice
 }
 
 // stderrTail formats Firefox's last output lines for an error message.

@@ -20,6 +20,10 @@
 //	FIREFOX_WASM_EXEC_DEBUG=1   stream Firefox's own stderr and every BiDi message to stderr
 //	FIREFOX_WASM_EXEC_START=90s how long Firefox may take to open its BiDi port (slow CI machines)
 //
+// With -test.v it ends by naming the browser and the Vulkan device its WebGPU opened (lavapipe
+// shows as "llvmpipe (…)"; Firefox's GPUAdapterInfo is empty), learnt from the Vulkan loader's
+// log (VK_LOADER_DEBUG=driver, set unless already set).
+//
 // The test binary sees the variables named NIBBLE_* and GO* of this process (the wasm has no
 // room for a whole environment: argv and env share 8 KiB in wasm_exec.js).
 package main
@@ -139,6 +143,11 @@ func run(args []string) (int, error) {
 	}
 	select {
 	case code := <-out.exited:
+		if verbose(args[1:]) {
+			if dev := ff.VulkanDevice(); dev != "" {
+				fmt.Fprintf(os.Stderr, "firefox_wasm_exec: %s, WebGPU on Vulkan device %s\n", bidi.browser, dev)
+			}
+		}
 		return code, nil
 	case <-deadline:
 		// The test's own timeout should have fired first; it cannot while Go code spins without
@@ -175,6 +184,21 @@ func testTimeout(flags []string) (time.Duration, error) {
 		}
 	}
 	return d, nil
+}
+
+// verbose reports whether the test runs with -test.v (go test -v), when we add what we learned
+// about the browser to its output.
+func verbose(flags []string) bool {
+	v := false
+	for _, f := range flags {
+		switch strings.TrimLeft(f, "-") {
+		case "test.v", "test.v=true", "test.v=test2json":
+			v = true
+		case "test.v=false":
+			v = false
+		}
+	}
+	return v
 }
 
 // wasmEnv picks the variables the test may read: ours (NIBBLE_*) and Go's (GODEBUG, GOTRACEBACK…).

@@ -87,3 +87,21 @@ func TestOutputDemuxesInOrder(t *testing.T) {
 		t.Error("no exit code")
 	}
 }
+
+func TestVerbose(t *testing.T) {
+	for flags, want := range map[string]bool{
+		"": false, "-test.v=true": true, "-test.v": true, "-test.v=test2json": true,
+		"-test.v=true -test.v=false": false, "-test.run=v": false,
+	} {
+		if got := verbose(strings.Fields(flags)); got != want {
+			t.Errorf("verbose(%q) = %v, want %v", flags, got, want)
+		}
+	}
+}
+
+func TestVulkanDeviceLine(t *testing.T) {
+	m := vulkanDeviceRE.FindStringSubmatch(`DRIVER:                  Using "llvmpipe (LLVM 15.0.6, 256 bits)" with driver: "/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so"`)
+	if m == nil || m[1] != "llvmpipe (LLVM 15.0.6, 256 bits)" || m[2] != "/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so" {
+		t.Errorf("vulkanDeviceRE match = %q", m)
+	}
+}
