@@ -37,6 +37,13 @@ type Load struct {
 	window, scratch, pending atomic.Int64
 	src                      atomic.Pointer[resumable]
 	garbage                  atomic.Int64
+
+	// Options.Cache: the first problem with it, the tensors uploaded from an entry (a network
+	// pass after a damaged entry skips them), the entries being written and their Put calls.
+	cacheErr  error
+	fromCache map[string]bool
+	entries   []*entryWriter
+	cacheWG   sync.WaitGroup
 }
 
 // Start begins loading srcs, one after the other, into up and returns at once. Tensor names must
@@ -54,6 +61,8 @@ func Start(ctx context.Context, up Uploader, opt Options, srcs ...Source) *Load 
 		formats:  map[string]quant.Format{},
 		weights:  map[string]backend.Weight{},
 		resident: map[string]bool{},
+
+		fromCache: map[string]bool{},
 	}
 	for _, s := range srcs {
 		l.prog.BytesTotal += s.Size
@@ -301,6 +310,16 @@ func (l *Load) run(ctx context.Context, srcs []Source) {
 		l.publishLocked("")
 		l.mu.Unlock()
 	}
+	// An entry still open belongs to a file that failed (or to a load that did): store nothing.
+	l.mu.Lock()
+	entries := l.entries
+	l.entries = nil
+	l.mu.Unlock()
+	for _, ew := range entries {
+		ew.abort(fmt.Errorf("stream: load ended before the cache entry was complete: %w", ErrReleased))
+	}
+	// The load is done once its cache entries are stored: a reload right after finds them.
+	l.cacheWG.Wait()
 	l.report()
 }
 
@@ -311,6 +330,8 @@ type tensorJob struct {
 	n, k     int
 	rowBytes int
 	lossless bool // GGUF blocks mapped as they are
+	skip     bool // already resident from a cache entry that failed later: read past it
+	ew       *entryWriter
 	out      *quant.Tensor
 	left     atomic.Int64 // chunks not yet quantized
 }
@@ -325,7 +346,17 @@ type job struct {
 
 // readSource parses one file's header and cuts its tensors into jobs. It returns the chunk pool
 // it used so the next file can reuse its buffers.
-func (l *Load) readSource(ctx context.Context, src Source, jobs chan<- job, pool *chunkPool) (*chunkPool, error) {
+func (l *Load) readSource(ctx context.Context, src Source, jobs chan<- job, pool *chunkPool) (_ *chunkPool, err error) {
+	key := ""
+	if l.opt.Cache != nil {
+		key = CacheKey(src, l.opt)
+	}
+	if key != "" {
+		hit, err := l.loadCached(ctx, src, key)
+		if hit || err != nil {
+			return pool, err
+		}
+	}
 	r := newResumable(ctx, src, &l.opt)
 	r.onBytes = func(n int) {
 		l.mu.Lock()
@@ -388,6 +419,29 @@ func (l *Load) readSource(ctx context.Context, src Source, jobs chan<- job, pool
 	r.minEnd = max(r.minEnd, end)
 	l.report()
 
+	var ew *entryWriter
+	if key != "" {
+		skipped := false
+		for _, t := range tjs {
+			skipped = skipped || t.skip
+		}
+		if skipped {
+			// Part of the model came from the damaged entry and is not quantized again: the next
+			// load writes a whole entry.
+			l.noteCacheErr(fmt.Errorf("stream: %s: not cached again this time (part of it came from a damaged entry): %w", src.Name, ErrCacheEntry))
+		} else {
+			ew = l.startEntry(src, key, tjs)
+			for _, t := range tjs {
+				t.ew = ew
+			}
+			defer func() {
+				if err != nil {
+					ew.abort(err)
+				}
+			}()
+		}
+	}
+
 	chunk := max(l.opt.ChunkBytes, maxRow)
 	if pool == nil || pool.size < chunk {
 		if pool != nil {
@@ -400,6 +454,12 @@ func (l *Load) readSource(ctx context.Context, src Source, jobs chan<- job, pool
 			if _, err := io.CopyN(io.Discard, data, gap); err != nil {
 				return pool, truncatedErr(src.Name, t.info, data.off, err)
 			}
+		}
+		if t.skip {
+			if _, err := io.CopyN(io.Discard, data, t.info.Size); err != nil {
+				return pool, truncatedErr(src.Name, t.info, data.off, err)
+			}
+			continue
 		}
 		if t.info.Size == 0 {
 			l.mu.Lock()
@@ -438,6 +498,9 @@ func (l *Load) readSource(ctx context.Context, src Source, jobs chan<- job, pool
 		if err := r.drain(make([]byte, 32<<10)); err != nil {
 			return pool, err
 		}
+	}
+	if ew != nil {
+		ew.verify()
 	}
 	if l.opt.VerifyBeforeUse && src.SHA256 != "" {
 		// The file is verified, but its last tensors may still be in the workers: publish what is
@@ -503,6 +566,7 @@ func (l *Load) planLocked(info *format.TensorInfo, file string) (*tensorJob, err
 		// through float32 (allowed, if the plan asks for it).
 		t.lossless = f == DefaultPlan(info)
 	}
+	t.skip = l.fromCache[info.Name]
 	l.formats[info.Name] = f
 	l.tensors = append(l.tensors, *info)
 	l.prog.TensorsTotal++
@@ -514,8 +578,9 @@ func (l *Load) planLocked(info *format.TensorInfo, file string) (*tensorJob, err
 
 // upload runs on the upload goroutine, one tensor at a time.
 func (l *Load) upload(t *tensorJob) error {
-	w, err := l.up.Upload(t.out)
-	l.pending.Add(-int64(t.out.Bytes()))
+	q := t.out
+	w, err := l.up.Upload(q)
+	l.pending.Add(-int64(q.Bytes()))
 	t.out = nil // the backend has its copy (or, on the CPU, the only reference)
 	if err != nil {
 		return fmt.Errorf("stream: upload %q: %w", t.info.Name, err)
@@ -524,6 +589,11 @@ func (l *Load) upload(t *tensorJob) error {
 	l.tensorReadyLocked(t.info.Name, w, t.src)
 	l.mu.Unlock()
 	l.report()
+	if t.ew != nil {
+		// After the upload, so the cache write never delays a tensor's residency; backends
+		// copy or keep the tensor but never change it.
+		t.ew.tensor(q)
+	}
 	return nil
 }
 

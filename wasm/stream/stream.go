@@ -77,6 +77,10 @@ type Source struct {
 	// loader reads to the end of the file and fails with ErrChecksum on a mismatch, releasing
 	// every weight it uploaded.
 	SHA256 string
+	// Version identifies the file's content when SHA256 is unknown: anything that changes
+	// whenever the file does (an ETag from a HEAD request, a release tag). It is used only to key
+	// Options.Cache (with Size); a file with neither SHA256 nor Version is never cached.
+	Version string
 }
 
 // Uploader is the part of a backend the loader needs; every backend.Backend is one.
@@ -157,6 +161,17 @@ type Options struct {
 	// leaves its scratch to the pacer would end at about twice the quantized model. 0 means
 	// Window/2; negative leaves it all to the pacer.
 	CollectEvery int64
+
+	// Cache, if set, keeps each file's quantized tensors (keyed by CacheKey: the file's SHA256 or
+	// Version, the quantization options and CacheTag) so the next load of the same file reads
+	// them from there instead of downloading and quantizing again. A hit still delivers tensors
+	// one at a time through the Uploader, IsResident and Wait. An entry that is damaged,
+	// truncated, of another version or for another plan is ignored (and the load falls back to
+	// the network); a cache that fails never fails the load: see Load.CacheErr.
+	Cache Cache
+	// CacheTag is mixed into the cache key: change it when the plan or the reader changes in a
+	// way the stored formats would not show.
+	CacheTag string
 }
 
 func (o Options) withDefaults() Options {
@@ -215,10 +230,18 @@ type Progress struct {
 	Resumes int
 	// Elapsed is the time since Start; FirstReady the time the first tensor became resident.
 	Elapsed, FirstReady time.Duration
+	// CacheHits counts the files read from Options.Cache (their bytes are in neither
+	// BytesReceived nor BytesTotal); CacheRead and CacheWritten count entry bytes.
+	CacheHits               int
+	CacheRead, CacheWritten int64
 }
 
 func (p Progress) String() string {
-	return fmt.Sprintf("%d/%d bytes, %d/%d tensors, resident %d of %d, held %d (peak %d), window %d, %d resumes, %v",
+	s := fmt.Sprintf("%d/%d bytes, %d/%d tensors, resident %d of %d, held %d (peak %d), window %d, %d resumes, %v",
 		p.BytesReceived, p.BytesTotal, p.TensorsReady, p.TensorsTotal, p.ResidentBytes, p.QuantizedTotal,
 		p.HeldBytes, p.PeakHeldBytes, p.WindowBytes, p.Resumes, p.Elapsed.Round(time.Millisecond))
+	if p.CacheHits > 0 || p.CacheRead > 0 || p.CacheWritten > 0 {
+		s += fmt.Sprintf(", cache: %d hits, %d bytes read, %d written", p.CacheHits, p.CacheRead, p.CacheWritten)
+	}
+	return s
 }

@@ -1,0 +1,263 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/nibble-ml/nibble/wasm/format"
+	"github.com/nibble-ml/nibble/wasm/quant"
+)
+
+// noteCacheErr records the first cache problem (see Load.CacheErr).
+func (l *Load) noteCacheErr(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cacheErr == nil {
+		l.cacheErr = err
+	}
+}
+
+// CacheErr returns the first problem the load had with Options.Cache: an entry it ignored
+// (damaged, truncated, stale) or one it could not store. Such problems never fail the load.
+func (l *Load) CacheErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cacheErr
+}
+
+// loadCached delivers src's tensors from the cache entry under key. hit reports that every
+// tensor came from there. On a miss or an unusable entry the caller loads from the network:
+// tensors already uploaded from the entry (each checked) stay resident, and the network pass
+// skips them. err is set only for failures that end the load (cancellation, an upload error).
+func (l *Load) loadCached(ctx context.Context, src Source, key string) (hit bool, err error) {
+	rc, err := l.opt.Cache.Get(key)
+	if err != nil {
+		if !errors.Is(err, ErrCacheMiss) {
+			l.noteCacheErr(fmt.Errorf("stream: cache get %s: %w", src.Name, err))
+		}
+		return false, nil
+	}
+	defer rc.Close()
+	cr, err := newCacheReader(rc, key)
+	if err != nil {
+		l.noteCacheErr(fmt.Errorf("stream: cache entry of %s: %w", src.Name, err))
+		l.opt.Cache.Delete(key)
+		return false, nil
+	}
+	for i := range cr.h.Tensors {
+		ct := &cr.h.Tensors[i]
+		if f := l.opt.Plan(&ct.TensorInfo); f != ct.format() {
+			// Not damage: the plan changed. The network load overwrites the entry.
+			l.noteCacheErr(fmt.Errorf("stream: cache entry of %s: tensor %q is %v, the plan now says %v: %w", src.Name, ct.Name, ct.format(), f, ErrCacheEntry))
+			return false, nil
+		}
+	}
+
+	// Register the tensors as the header parse would, undone below if the entry fails.
+	l.mu.Lock()
+	for i := range cr.h.Tensors {
+		ct := &cr.h.Tensors[i]
+		if _, dup := l.formats[ct.Name]; dup {
+			l.mu.Unlock()
+			return false, fmt.Errorf("stream: %s: tensor %q is also in an earlier file: %w", src.Name, ct.Name, format.ErrCorrupt)
+		}
+	}
+	var quantized int64
+	for i := range cr.h.Tensors {
+		ct := &cr.h.Tensors[i]
+		n, k, _ := ct.nk()
+		l.formats[ct.Name] = ct.format()
+		l.tensors = append(l.tensors, ct.TensorInfo)
+		if ct.hasBytes() {
+			quantized += int64(ct.format().TensorBytes(n, k))
+		}
+	}
+	l.prog.Source = src.Name
+	l.prog.TensorsTotal += len(cr.h.Tensors)
+	l.prog.QuantizedTotal += quantized
+	l.prog.BytesTotal -= src.Size
+	l.prog.CacheHits++
+	l.prog.CacheRead += cr.n
+	for i := range cr.h.Tensors {
+		if ct := &cr.h.Tensors[i]; !ct.hasBytes() && !l.fromCache[ct.Name] {
+			l.fromCache[ct.Name] = true
+			l.tensorReadyLocked(ct.Name, nil, "")
+		}
+	}
+	l.mu.Unlock()
+	l.report()
+
+	undo := func(cause error) {
+		l.noteCacheErr(fmt.Errorf("stream: cache entry of %s: %w", src.Name, cause))
+		l.opt.Cache.Delete(key)
+		l.mu.Lock()
+		drop := make(map[string]bool, len(cr.h.Tensors))
+		for _, ct := range cr.h.Tensors {
+			drop[ct.Name] = true
+			delete(l.formats, ct.Name)
+		}
+		kept := l.tensors[:0]
+		for _, ti := range l.tensors {
+			if !drop[ti.Name] {
+				kept = append(kept, ti)
+			}
+		}
+		l.tensors = kept
+		l.prog.TensorsTotal -= len(cr.h.Tensors)
+		l.prog.QuantizedTotal -= quantized
+		l.prog.BytesTotal += src.Size
+		l.prog.CacheHits--
+		l.mu.Unlock()
+	}
+	last := cr.n
+	for {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		_, t, err := cr.next()
+		l.mu.Lock()
+		l.prog.CacheRead += cr.n - last
+		l.mu.Unlock()
+		last = cr.n
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			undo(err)
+			return false, nil
+		}
+		l.pending.Add(int64(t.Bytes()))
+		w, err := l.up.Upload(t)
+		l.pending.Add(-int64(t.Bytes()))
+		if err != nil {
+			return false, fmt.Errorf("stream: upload %q (from the cache): %w", t.Name, err)
+		}
+		l.mu.Lock()
+		l.fromCache[t.Name] = true
+		l.tensorReadyLocked(t.Name, w, "")
+		l.mu.Unlock()
+		l.report()
+	}
+}
+
+// entryWriter streams one file's cache entry into Cache.Put through a pipe, one tensor record
+// at a time as tensors are uploaded, so the entry is never held whole. It ends the entry (and
+// so lets Put commit it) only once the file was verified and every tensor was written.
+type entryWriter struct {
+	l   *Load
+	key string
+	pw  *io.PipeWriter
+
+	mu       sync.Mutex
+	cw       *cacheWriter
+	left     int
+	verified bool
+	closed   bool
+}
+
+// startEntry begins the entry for src's tensors (ts, in file order, with the formats chosen).
+func (l *Load) startEntry(src Source, key string, ts []*tensorJob) *entryWriter {
+	pr, pw := io.Pipe()
+	ew := &entryWriter{l: l, key: key, pw: pw}
+	l.cacheWG.Add(1)
+	go func() {
+		defer l.cacheWG.Done()
+		err := l.opt.Cache.Put(key, pr)
+		// Put may return before reading everything (a full quota): unblock the writer.
+		pr.CloseWithError(errors.New("stream: cache put returned"))
+		if err != nil && !ew.aborted() {
+			l.noteCacheErr(fmt.Errorf("stream: cache put %s: %w", src.Name, err))
+		}
+	}()
+	h := &cacheHeader{Key: key, Tensors: make([]cacheTensor, len(ts))}
+	for i, t := range ts {
+		h.Tensors[i] = newCacheTensor(t.info, l.formats[t.info.Name])
+		if t.info.Size > 0 {
+			ew.left++
+		}
+	}
+	cw, err := newCacheWriter(countWriter{pw, l}, h)
+	if err != nil {
+		ew.abort(err)
+		l.noteCacheErr(fmt.Errorf("stream: cache put %s: %w", src.Name, err))
+		return ew
+	}
+	ew.cw = cw
+	l.mu.Lock()
+	l.entries = append(l.entries, ew)
+	l.mu.Unlock()
+	return ew
+}
+
+type countWriter struct {
+	w io.Writer
+	l *Load
+}
+
+func (c countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.l.mu.Lock()
+	c.l.prog.CacheWritten += int64(n)
+	c.l.mu.Unlock()
+	return n, err
+}
+
+func (ew *entryWriter) aborted() bool {
+	ew.mu.Lock()
+	defer ew.mu.Unlock()
+	return ew.closed && ew.cw == nil
+}
+
+// tensor writes one uploaded tensor's record.
+func (ew *entryWriter) tensor(t *quant.Tensor) {
+	ew.mu.Lock()
+	defer ew.mu.Unlock()
+	if ew.closed || ew.cw == nil {
+		return
+	}
+	if err := ew.cw.tensor(t); err != nil {
+		ew.abortLocked(err)
+		return
+	}
+	ew.left--
+	ew.finishLocked()
+}
+
+// verify says the file's size and hash checked out.
+func (ew *entryWriter) verify() {
+	ew.mu.Lock()
+	defer ew.mu.Unlock()
+	ew.verified = true
+	ew.finishLocked()
+}
+
+func (ew *entryWriter) finishLocked() {
+	if ew.closed || ew.cw == nil || !ew.verified || ew.left > 0 {
+		return
+	}
+	if err := ew.cw.end(); err != nil {
+		ew.abortLocked(err)
+		return
+	}
+	ew.closed = true
+	ew.pw.Close()
+}
+
+// abort ends the entry with err: Put sees it and stores nothing.
+func (ew *entryWriter) abort(err error) {
+	ew.mu.Lock()
+	defer ew.mu.Unlock()
+	ew.abortLocked(err)
+}
+
+func (ew *entryWriter) abortLocked(err error) {
+	if ew.closed {
+		return
+	}
+	ew.closed = true
+	ew.cw = nil
+	ew.pw.CloseWithError(err)
+}
