@@ -12,6 +12,7 @@ import (
 	"runtime/metrics"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -215,6 +216,62 @@ func waitTensors(t *testing.T, l *Load) []format.TensorInfo {
 			}
 			return l.Tensors()
 		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// countOpens wraps open to count the connections it makes.
+func countOpens(open Opener, n *atomic.Int32) Opener {
+	return func(ctx context.Context, off int64) (io.ReadCloser, error) {
+		n.Add(1)
+		return open(ctx, off)
+	}
+}
+
+// TestBrowserCacheReload loads the small model twice through the Cache API: the first load
+// downloads, quantizes and stores the entry; the reload reads every tensor from the entry without
+// one request for the model file, byte-identical. Both times are printed.
+func TestBrowserCacheReload(t *testing.T) {
+	src := manifestSource(t, "small", "")
+	name := fmt.Sprintf("nibble-test-%d", time.Now().UnixNano())
+	c, err := BrowserCache(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer DeleteBrowserCache(name)
+	opt := Options{Cache: c}
+	load := func() (*recorder, *Load, time.Duration, int32) {
+		var opens atomic.Int32
+		s := src
+		s.Open = countOpens(src.Open, &opens)
+		rec := newRecorder()
+		start := time.Now()
+		l := Start(context.Background(), rec, opt, s)
+		if _, err := l.Result(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.CacheErr(); err != nil {
+			t.Fatal(err)
+		}
+		return rec, l, time.Since(start), opens.Load()
+	}
+	first, l1, d1, opens1 := load()
+	again, l2, d2, opens2 := load()
+	p1, p2 := l1.Progress(), l2.Progress()
+	t.Logf("first load: %v (%.1f MB fp16 over fetch → %.1f MB q4, entry of %.1f MB written to the Cache API), first tensor at %v",
+		d1.Round(time.Millisecond), mb6(src.Size), mb6(p1.QuantizedTotal), mb6(p1.CacheWritten), p1.FirstReady.Round(time.Millisecond))
+	t.Logf("reload from the cache: %v (%.1f MB read, %d requests for the model file), first tensor at %v: %.1f× faster",
+		d2.Round(time.Millisecond), mb6(p2.CacheRead), opens2, p2.FirstReady.Round(time.Millisecond), d1.Seconds()/d2.Seconds())
+	if opens1 != 1 || opens2 != 0 || p2.CacheHits != 1 || p2.BytesReceived != 0 {
+		t.Fatalf("first load opened the file %d times, the reload %d (want 1, 0); reload progress %v", opens1, opens2, p2)
+	}
+	if len(again.tensors) != len(first.tensors) {
+		t.Fatalf("reload has %d tensors, the first load %d", len(again.tensors), len(first.tensors))
+	}
+	for name, w := range first.tensors {
+		g := again.tensors[name]
+		if g == nil || g.Format != w.Format || string(g.Data) != string(w.Data) || string(g.Scales) != string(w.Scales) || string(g.Zeros) != string(w.Zeros) {
+			t.Fatalf("tensor %q differs after the reload", name)
 		}
 	}
 }
