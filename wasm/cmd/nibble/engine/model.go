@@ -1,0 +1,288 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/format"
+	"github.com/nibble-ml/nibble/wasm/quant"
+	"github.com/nibble-ml/nibble/wasm/stream"
+)
+
+// Options choose how a model is loaded. Field names are the JS API's.
+type Options struct {
+	Backend string `json:"backend"` // "auto" (default), "webgpu", "webnn", "cpu"
+	Format  string `json:"format"`  // "auto" (default) or a ParseFormat name, for weight matrices
+	// Search picks each group's scale by error search (quant.Options.Search): slower loads,
+	// lower error.
+	Search bool `json:"search"`
+	// OnProgress, if set, is called from a goroutine at most every ProgressEvery while the load
+	// runs, and once more when it ends.
+	OnProgress    func(Progress) `json:"-"`
+	ProgressEvery time.Duration  `json:"-"`
+}
+
+// Progress is stream.Progress in the JS API's units (milliseconds, bytes) plus the wasm memory.
+type Progress struct {
+	Source          string  `json:"source"`
+	BytesReceived   int64   `json:"bytesReceived"`
+	BytesTotal      int64   `json:"bytesTotal"`
+	TensorsReady    int     `json:"tensorsReady"`
+	TensorsTotal    int     `json:"tensorsTotal"`
+	HeldBytes       int64   `json:"heldBytes"`
+	PeakHeldBytes   int64   `json:"peakHeldBytes"`
+	ResidentBytes   int64   `json:"residentBytes"`
+	QuantizedTotal  int64   `json:"quantizedTotal"`
+	Resumes         int     `json:"resumes"`
+	ElapsedMS       float64 `json:"elapsedMs"`
+	FirstReadyMS    float64 `json:"firstReadyMs"`
+	WasmMemoryBytes int64   `json:"wasmMemoryBytes"` // 0 natively
+	Done            bool    `json:"done"`
+	Error           string  `json:"error,omitempty"`
+}
+
+func progressOf(p stream.Progress) Progress {
+	return Progress{
+		Source: p.Source, BytesReceived: p.BytesReceived, BytesTotal: p.BytesTotal,
+		TensorsReady: p.TensorsReady, TensorsTotal: p.TensorsTotal,
+		HeldBytes: p.HeldBytes, PeakHeldBytes: p.PeakHeldBytes,
+		ResidentBytes: p.ResidentBytes, QuantizedTotal: p.QuantizedTotal, Resumes: p.Resumes,
+		ElapsedMS: ms(p.Elapsed), FirstReadyMS: ms(p.FirstReady), WasmMemoryBytes: wasmMemory(),
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// Model is a model streaming, or streamed, into a backend.
+type Model struct {
+	Spec    *Spec
+	Backend backend.Backend
+	Format  string
+
+	load   *stream.Load
+	cancel context.CancelFunc
+	opt    Options
+	plan   stream.Plan
+
+	progDone chan struct{}
+	mu       sync.Mutex
+	closed   bool
+}
+
+// Load resolves url, creates the backend and starts streaming; it returns once the load has
+// started (use Wait for the end). The model owns the backend: Release closes both.
+func Load(ctx context.Context, url string, opt Options) (*Model, error) {
+	if opt.Format == "" {
+		opt.Format = FormatAuto
+	}
+	if opt.Backend == "" {
+		opt.Backend = "auto"
+	}
+	plan, err := PlanFor(opt.Format)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := Resolve(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", url, err)
+	}
+	b, err := NewBackend(opt.Backend)
+	if err != nil {
+		return nil, err
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	m := &Model{Spec: spec, Backend: b, Format: opt.Format, cancel: cancel, opt: opt, plan: plan, progDone: make(chan struct{})}
+	m.load = stream.Start(lctx, b, stream.Options{Plan: plan, Quant: quant.Options{Search: opt.Search}, Reader: spec.Reader}, spec.Sources...)
+	go m.reportProgress()
+	return m, nil
+}
+
+func (m *Model) reportProgress() {
+	defer close(m.progDone)
+	if m.opt.OnProgress == nil {
+		return
+	}
+	every := m.opt.ProgressEvery
+	if every <= 0 {
+		every = 100 * time.Millisecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.load.Done():
+			m.opt.OnProgress(m.Progress())
+			return
+		case <-t.C:
+			m.opt.OnProgress(m.Progress())
+		}
+	}
+}
+
+// Progress is a snapshot of the load.
+func (m *Model) Progress() Progress {
+	p := progressOf(m.load.Progress())
+	select {
+	case <-m.load.Done():
+		p.Done = true
+		if err := m.load.Err(); err != nil {
+			p.Error = err.Error()
+		}
+	default:
+	}
+	return p
+}
+
+// Wait blocks until the whole model is resident (nil) or the load failed, and until the last
+// progress report has been delivered.
+func (m *Model) Wait(ctx context.Context) error {
+	_, err := m.load.Result(ctx)
+	if err == nil {
+		select {
+		case <-m.progDone:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("load %s on %s: %w", m.Spec.URL, m.Backend.Name(), err)
+	}
+	return nil
+}
+
+// TensorFacts describe one tensor of the model. Field names are the JS API's.
+type TensorFacts struct {
+	Name     string `json:"name"`
+	Shape    []int  `json:"shape"`
+	DType    string `json:"dtype"`  // as stored in the file
+	Format   string `json:"format"` // as held by the backend
+	Bytes    int64  `json:"bytes"`  // held by the backend (0 until resident)
+	F32Bytes int64  `json:"f32Bytes"`
+	Resident bool   `json:"resident"`
+	Layer    bool   `json:"layer"` // a weight matrix: what Measure times
+}
+
+// Tensors lists every tensor the headers declared so far, in file order.
+func (m *Model) Tensors() []TensorFacts {
+	infos := m.load.Tensors()
+	out := make([]TensorFacts, 0, len(infos))
+	for i := range infos {
+		t := &infos[i]
+		f := TensorFacts{Name: t.Name, Shape: t.Shape, DType: t.DType.String(), Format: m.plan(t).String(),
+			F32Bytes: 4 * t.NumElements(), Layer: isLayer(t)}
+		if w, ok := m.load.Weight(t.Name); ok {
+			f.Bytes, f.Resident = w.Bytes(), true
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// Memory compares what the model holds with what float32 would.
+type Memory struct {
+	F32Bytes       int64   `json:"f32Bytes"`        // every tensor as float32
+	ResidentBytes  int64   `json:"residentBytes"`   // what the backend holds (Weight.Bytes)
+	ReductionPct   float64 `json:"reductionPct"`    // 100·(1 − resident/f32)
+	LayerF32Bytes  int64   `json:"layerF32Bytes"`   // weight matrices only
+	LayerBytes     int64   `json:"layerBytes"`      // weight matrices only, as held
+	PeakHeldBytes  int64   `json:"peakHeldBytes"`   // the loader's in-flight peak
+	WasmMemory     int64   `json:"wasmMemoryBytes"` // linear memory now (0 natively)
+	TensorsPending int     `json:"tensorsPending"`
+}
+
+// Memory is measured from the resident weights, not computed from formats: the GPU pads rows,
+// WebNN keeps copies per graph, and those bytes count.
+func (m *Model) Memory() Memory {
+	var r Memory
+	for _, t := range m.Tensors() {
+		r.F32Bytes += t.F32Bytes
+		r.ResidentBytes += t.Bytes
+		if t.Layer {
+			r.LayerF32Bytes += t.F32Bytes
+			r.LayerBytes += t.Bytes
+		}
+		if !t.Resident {
+			r.TensorsPending++
+		}
+	}
+	if r.F32Bytes > 0 {
+		r.ReductionPct = 100 * (1 - float64(r.ResidentBytes)/float64(r.F32Bytes))
+	}
+	r.PeakHeldBytes = m.load.Progress().PeakHeldBytes
+	r.WasmMemory = wasmMemory()
+	return r
+}
+
+// MatMul computes x[m×K] · dequant(W)ᵀ for the resident weight name.
+func (m *Model) MatMul(name string, x []float32, rows int) ([]float32, error) {
+	w, ok := m.load.Weight(name)
+	if !ok {
+		if err := m.load.Err(); err != nil {
+			return nil, fmt.Errorf("matmul %q: %w", name, err)
+		}
+		for _, t := range m.load.Tensors() {
+			if t.Name == name {
+				return nil, fmt.Errorf("matmul %q: not resident yet (wait for the load)", name)
+			}
+		}
+		return nil, fmt.Errorf("matmul %q: no such tensor", name)
+	}
+	n, k := w.Shape()
+	if rows <= 0 || len(x) != rows*k {
+		return nil, fmt.Errorf("matmul %q: x has %d values for m=%d rows of K=%d (want %d): %w", name, len(x), rows, k, rows*k, backend.ErrShape)
+	}
+	dst := make([]float32, rows*n)
+	if err := m.Backend.MatMul(dst, x, w, rows); err != nil {
+		return nil, fmt.Errorf("matmul %q on %s: %w", name, m.Backend.Name(), err)
+	}
+	return dst, nil
+}
+
+// Shape returns the resident weight's [N, K].
+func (m *Model) Shape(name string) (n, k int, ok bool) {
+	w, ok := m.load.Weight(name)
+	if !ok {
+		return 0, 0, false
+	}
+	n, k = w.Shape()
+	return n, k, true
+}
+
+// Notes say what the load assumed and why the backend is the one it is.
+func (m *Model) Notes() []string {
+	notes := append([]string(nil), m.Spec.Notes...)
+	if why := FallbackReason(m.Backend); why != nil {
+		notes = append(notes, "auto chose the CPU: "+why.Error())
+	}
+	notes = append(notes, m.Backend.Caps().Notes...)
+	return notes
+}
+
+// Release stops the load, releases every weight and closes the backend. It is idempotent.
+func (m *Model) Release() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	m.mu.Unlock()
+	m.cancel()
+	err := m.load.Release()
+	return errors.Join(err, m.Backend.Close())
+}
+
+// layerInfos lists the declared weight matrices.
+func (m *Model) layerInfos() []format.TensorInfo {
+	var out []format.TensorInfo
+	for _, t := range m.load.Tensors() {
+		if isLayer(&t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}

@@ -1,0 +1,133 @@
+//go:build js && wasm
+
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/backend/cpu"
+	"github.com/nibble-ml/nibble/wasm/backend/gpu"
+	"github.com/nibble-ml/nibble/wasm/backend/nn"
+	"github.com/nibble-ml/nibble/wasm/stream"
+	"github.com/nibble-ml/nibble/wasm/webgpu"
+	"github.com/nibble-ml/nibble/wasm/webnn"
+)
+
+func openURL(u string) stream.Opener { return stream.Fetch(u, stream.FetchOptions{}) }
+
+// newBackend creates the named backend. "auto" takes WebGPU on a hardware adapter, else WebNN,
+// else the CPU: on a software adapter (SwiftShader) WebGPU is an emulation on the CPU, and the
+// choice must not pretend otherwise. Why a preferred backend failed is kept in the error of the
+// one that ran (see Model.Notes).
+func newBackend(name string) (backend.Backend, error) {
+	switch name {
+	case "cpu":
+		return cpu.New(), nil
+	case "webgpu":
+		b, err := gpu.New(gpu.Options{Label: "nibble"})
+		if err != nil {
+			return nil, fmt.Errorf("webgpu backend: %w", err)
+		}
+		return b, nil
+	case "webnn":
+		b, err := nn.New(nn.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("webnn backend: %w", err)
+		}
+		return b, nil
+	case "auto", "":
+		var why []error
+		if b, err := gpu.New(gpu.Options{Label: "nibble"}); err != nil {
+			why = append(why, fmt.Errorf("webgpu: %w", err))
+		} else if b.AdapterInfo().IsFallbackAdapter {
+			b.Close()
+			why = append(why, errors.New("webgpu: software adapter, skipped"))
+		} else {
+			return b, nil
+		}
+		if b, err := nn.New(nn.Options{}); err == nil {
+			return b, nil
+		} else {
+			why = append(why, fmt.Errorf("webnn: %w", err))
+		}
+		return autoCPU{cpu.New(), errors.Join(why...)}, nil
+	}
+	return nil, errUnknownBackend(name)
+}
+
+// Probe measures what this browser offers. It never fails: what could not be measured is an
+// Error string in the facts.
+func Probe() *Devices {
+	d := &Devices{CPU: cpuFacts()}
+	d.WebGPU = probeWebGPU()
+	d.WebNN = probeWebNN()
+	return d
+}
+
+func probeWebGPU() (f WebGPUFacts) {
+	a, err := webgpu.RequestAdapter(webgpu.AdapterOptions{})
+	if err != nil {
+		f.Error = err.Error()
+		return f
+	}
+	f.Available = true
+	info := a.Info()
+	f.Vendor, f.Architecture, f.Device, f.Description = info.Vendor, info.Architecture, info.Device, info.Description
+	f.Software = info.IsFallbackAdapter
+	f.SubgroupMinSize, f.SubgroupMaxSize = info.SubgroupMinSize, info.SubgroupMaxSize
+	feats := a.Features()
+	for k := range feats {
+		f.Features = append(f.Features, k)
+	}
+	sort.Strings(f.Features)
+	f.ShaderF16 = feats[webgpu.FeatureShaderF16]
+	f.Subgroups = feats["subgroups"]
+	f.TimestampQuery = feats["timestamp-query"]
+	l := a.Limits()
+	f.Limits = map[string]int64{
+		"maxBufferSize":                     l.MaxBufferSize,
+		"maxStorageBufferBindingSize":       l.MaxStorageBufferBindingSize,
+		"maxComputeInvocationsPerWorkgroup": int64(l.MaxComputeInvocationsPerWorkgroup),
+		"maxComputeWorkgroupStorageSize":    int64(l.MaxComputeWorkgroupStorageSize),
+		"maxComputeWorkgroupsPerDimension":  int64(l.MaxComputeWorkgroupsPerDimension),
+		"maxStorageBuffersPerShaderStage":   int64(l.MaxStorageBuffersPerShaderStage),
+	}
+	return f
+}
+
+func probeWebNN() (f WebNNFacts) {
+	if !webnn.Available() {
+		f.Error = webnn.ErrUnavailable.Error() + " (Chromium: " + webnn.Flag + ")"
+		return f
+	}
+	ctx, err := webnn.CreateContext(webnn.ContextOptions{DeviceType: webnn.CPU})
+	if err != nil {
+		f.Error = err.Error()
+		return f
+	}
+	defer ctx.Destroy()
+	lim, err := ctx.OpSupportLimits()
+	if err != nil {
+		f.Error = err.Error()
+		return f
+	}
+	f.Available = true
+	f.DeviceType = string(webnn.CPU)
+	for _, t := range []webnn.DataType{"int4", "uint4", "int8", "uint8", "int32", "float16", "float32"} {
+		if lim.Accepts("dequantizeLinear", "input", t, 3) {
+			f.DequantizeLinear = append(f.DequantizeLinear, string(t))
+		}
+		if lim.Accepts("constant", "", t, 3) {
+			f.Constants = append(f.Constants, string(t))
+		}
+	}
+	f.Float16 = slices.Contains(f.Constants, "float16")
+	f.Summary = lim.Summary()
+	return f
+}
+
+func wasmMemory() int64 { return stream.LinearMemoryBytes() }

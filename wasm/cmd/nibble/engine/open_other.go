@@ -1,0 +1,35 @@
+//go:build !(js && wasm)
+
+package engine
+
+import (
+	"errors"
+
+	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/backend/cpu"
+	"github.com/nibble-ml/nibble/wasm/stream"
+)
+
+func openURL(u string) stream.Opener { return stream.HTTP(nil, u) }
+
+// newBackend natively knows only the CPU: WebGPU and WebNN live in the browser.
+func newBackend(name string) (backend.Backend, error) {
+	switch name {
+	case "cpu", "auto", "":
+		return cpu.New(), nil
+	case "webgpu", "webnn":
+		return nil, errors.New(name + " exists only in the browser")
+	}
+	return nil, errUnknownBackend(name)
+}
+
+// Probe natively reports no browser APIs.
+func Probe() *Devices {
+	return &Devices{
+		WebGPU: WebGPUFacts{Error: "not in a browser"},
+		WebNN:  WebNNFacts{Error: "not in a browser"},
+		CPU:    cpuFacts(),
+	}
+}
+
+func wasmMemory() int64 { return 0 }

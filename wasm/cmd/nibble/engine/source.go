@@ -1,0 +1,186 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"path"
+	"strings"
+
+	"github.com/nibble-ml/nibble/wasm/format"
+	"github.com/nibble-ml/nibble/wasm/stream"
+)
+
+// OpenURL returns an Opener for one URL: fetch in the browser (open_js.go), net/http natively.
+// Tests may replace it.
+var OpenURL = openURL
+
+// maxJSONBytes bounds model.json and manifest.json: USE-lite's model.json is 0.2 MB.
+const maxJSONBytes = 64 << 20
+
+// Kind says which reader a model's files need.
+type Kind string
+
+const (
+	KindFile Kind = "file" // safetensors or GGUF, sniffed by the loader
+	KindTFJS Kind = "tfjs" // a TF.js model.json and its weight shards, read as one stream
+)
+
+// Spec is a model URL resolved into what the loader streams.
+type Spec struct {
+	URL     string
+	Kind    Kind
+	Sources []stream.Source
+	// Reader is the loader's Options.Reader (nil: sniff safetensors or GGUF).
+	Reader func(io.Reader) (format.Reader, error)
+	// Notes say what was assumed (no manifest, so no sha256 check...).
+	Notes []string
+}
+
+// Resolve turns a model URL into sources. It accepts:
+//   - a model directory ("…/models/tiny/") or its manifest.json: every .safetensors/.gguf file
+//     the manifest lists, with sizes and sha256 checked, or the TF.js model if it lists a
+//     model.json;
+//   - a TF.js model.json: its weight shards streamed back to back (sizes from the sibling
+//     manifest.json when the server has one, so a broken shard resumes with Range);
+//   - any other URL: one safetensors or GGUF file.
+func Resolve(ctx context.Context, rawURL string) (*Spec, error) {
+	if rawURL == "" {
+		return nil, errors.New("no model URL")
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("model URL %q: %w", rawURL, err)
+	}
+	if strings.HasSuffix(u.Path, "/") {
+		u.Path += "manifest.json"
+	}
+	base := path.Base(u.Path)
+	switch {
+	case base == "manifest.json":
+		man, err := getManifest(ctx, u.String())
+		if err != nil {
+			return nil, err
+		}
+		return fromManifest(ctx, u, man)
+	case strings.HasSuffix(base, ".json"):
+		// A TF.js model.json; the sibling manifest, if any, gives shard sizes and hashes.
+		man, err := getManifest(ctx, resolveRef(u, "manifest.json"))
+		var notes []string
+		if err != nil {
+			man = nil
+			notes = append(notes, "no manifest.json beside the model ("+err.Error()+"): shard sizes unknown, a broken download restarts from the beginning")
+		}
+		s, err := tfjsSpec(ctx, u, man)
+		if s != nil {
+			s.Notes = append(notes, s.Notes...)
+		}
+		return s, err
+	default:
+		return &Spec{URL: u.String(), Kind: KindFile, Sources: []stream.Source{{Name: base, Open: OpenURL(u.String())}},
+			Notes: []string{"a single file without a manifest: no size or sha256 check"}}, nil
+	}
+}
+
+func fromManifest(ctx context.Context, u *url.URL, man *stream.Manifest) (*Spec, error) {
+	s := &Spec{URL: u.String(), Kind: KindFile}
+	for _, f := range man.Files {
+		if f.Name == "model.json" {
+			return tfjsSpec(ctx, u.ResolveReference(&url.URL{Path: f.Name}), man)
+		}
+	}
+	for _, f := range man.Files {
+		switch path.Ext(f.Name) {
+		case ".safetensors", ".gguf":
+			src, err := man.Source(f.Name, OpenURL(resolveRef(u, f.Name)))
+			if err != nil {
+				return nil, err
+			}
+			s.Sources = append(s.Sources, src)
+		}
+	}
+	if len(s.Sources) == 0 {
+		return nil, fmt.Errorf("%s lists no .safetensors, .gguf or model.json file", u)
+	}
+	return s, nil
+}
+
+// tfjsSpec reads model.json and streams its shards as one source, in manifest order (the order
+// format.NewTFJS reads them in). man, if not nil, gives the shards' sizes and hashes.
+func tfjsSpec(ctx context.Context, u *url.URL, man *stream.Manifest) (*Spec, error) {
+	body, err := get(ctx, u.String())
+	if err != nil {
+		return nil, err
+	}
+	m, err := format.ParseTFJSModel(strings.NewReader(string(body)), nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", u, err)
+	}
+	sizes := map[string]int64{}
+	if man != nil {
+		for _, f := range man.Files {
+			sizes[f.Name] = f.Size
+		}
+	}
+	var parts []Part
+	var total int64
+	known := man != nil
+	for _, g := range m {
+		for _, p := range g.Paths {
+			size, ok := sizes[p]
+			if !ok {
+				known = false
+			}
+			total += size
+			parts = append(parts, Part{Name: p, Open: OpenURL(resolveRef(u, p)), Size: size})
+		}
+	}
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("%s: the weights manifest names no shard", u)
+	}
+	src := stream.Source{Name: path.Base(u.Path) + " shards", Open: Concat(parts, known)}
+	var notes []string
+	if known {
+		src.Size = total
+		notes = append(notes, fmt.Sprintf("%d shards streamed back to back; sha256 is checked per file only by the worker's manifest, not here", len(parts)))
+	}
+	return &Spec{
+		URL: u.String(), Kind: KindTFJS, Sources: []stream.Source{src}, Notes: notes,
+		Reader: func(r io.Reader) (format.Reader, error) { return format.NewTFJS(m, r, nil) },
+	}, nil
+}
+
+func getManifest(ctx context.Context, u string) (*stream.Manifest, error) {
+	body, err := get(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	m, err := stream.ParseManifest(strings.NewReader(string(body)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", u, err)
+	}
+	return m, nil
+}
+
+// get reads a small file whole.
+func get(ctx context.Context, u string) ([]byte, error) {
+	rc, err := OpenURL(u)(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxJSONBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", u, err)
+	}
+	if len(b) > maxJSONBytes {
+		return nil, fmt.Errorf("%s: over %d bytes", u, maxJSONBytes)
+	}
+	return b, nil
+}
+
+func resolveRef(base *url.URL, name string) string {
+	return base.ResolveReference(&url.URL{Path: name}).String()
+}
