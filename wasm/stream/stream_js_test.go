@@ -18,6 +18,7 @@ import (
 
 	"github.com/nibble-ml/nibble/wasm/backend/cpu"
 	"github.com/nibble-ml/nibble/wasm/format"
+	"github.com/nibble-ml/nibble/wasm/quant"
 )
 
 // The browser tests need a model server: cmd/streamserve starts one and sets NIBBLE_STREAM_URL,
@@ -272,6 +273,111 @@ func TestBrowserCacheReload(t *testing.T) {
 		g := again.tensors[name]
 		if g == nil || g.Format != w.Format || string(g.Data) != string(w.Data) || string(g.Scales) != string(w.Scales) || string(g.Zeros) != string(w.Zeros) {
 			t.Fatalf("tensor %q differs after the reload", name)
+		}
+	}
+}
+
+// TestBrowserTFJS streams the real USE-lite (model.json + 7 shards, served by streamserve as
+// use-lite) over fetch as one joined source, each shard checked against the manifest, into
+// DefaultPlan's formats through the Cache API, then loads it again from the cache. Both loads
+// must equal the shards read raw and quantized whole; the reload makes no request for a shard.
+func TestBrowserTFJS(t *testing.T) {
+	base := serverURL(t) + "/use-lite/"
+	get := func(url string) io.ReadCloser {
+		rc, err := Fetch(url, FetchOptions{})(context.Background(), 0)
+		if err != nil {
+			t.Skipf("streamserve serves no use-lite (is node_modules installed?): %v", err)
+		}
+		return rc
+	}
+	rc := get(base + "manifest.json")
+	man, err := ParseManifest(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc = get(base + "model.json")
+	tm, err := format.ParseTFJSModel(rc, nil)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The reference: every shard fetched raw, back to back, each tensor quantized whole.
+	var raws []io.Reader
+	for _, g := range tm {
+		for _, p := range g.Paths {
+			rc := get(base + p)
+			defer rc.Close()
+			raws = append(raws, rc)
+		}
+	}
+	fr, err := format.NewTFJS(tm, io.MultiReader(raws...), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]*quant.Tensor{}
+	for {
+		tt, err := fr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := tt.Float32()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v) == 0 {
+			continue
+		}
+		k := 1
+		if len(tt.Shape) > 0 {
+			k = tt.Shape[len(tt.Shape)-1]
+		}
+		q, err := quant.Quantize(tt.Name, v, len(v)/k, k, DefaultPlan(&tt.TensorInfo), quant.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[tt.Name] = q
+	}
+
+	name := fmt.Sprintf("nibble-test-tfjs-%d", time.Now().UnixNano())
+	c, err := BrowserCache(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer DeleteBrowserCache(name)
+	opt := Options{Reader: TFJSReader(tm, nil), Cache: c}
+	for _, run := range []string{"first load", "reload from the cache"} {
+		var opens atomic.Int32
+		shards := TFJSShards(tm, base, man, func(url string) Opener { return countOpens(Fetch(url, FetchOptions{}), &opens) })
+		src := JoinSource("use-lite", shards...)
+		rec := newRecorder()
+		start := time.Now()
+		l := Start(context.Background(), rec, opt, src)
+		if _, err := l.Result(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		d := time.Since(start)
+		p := l.Progress()
+		t.Logf("USE-lite %s: %v, %d shard requests, %.1f MB fp32 → %.1f MB, %d tensors, first at %v; %v",
+			run, d.Round(time.Millisecond), opens.Load(), mb6(src.Size), mb6(p.QuantizedTotal), p.TensorsReady, p.FirstReady.Round(time.Millisecond), p)
+		if err := l.CacheErr(); err != nil {
+			t.Fatal(err)
+		}
+		if run != "first load" && (opens.Load() != 0 || p.CacheHits != 1) {
+			t.Fatalf("the reload made %d shard requests, %d cache hits", opens.Load(), p.CacheHits)
+		}
+		for n, w := range want {
+			g := rec.tensors[n]
+			if g == nil || g.Format != w.Format || string(g.Data) != string(w.Data) || string(g.Scales) != string(w.Scales) || string(g.Zeros) != string(w.Zeros) {
+				t.Fatalf("%s: tensor %q differs from the raw shards quantized whole", run, n)
+			}
+		}
+		if len(rec.tensors) != len(want) {
+			t.Fatalf("%s: %d tensors, want %d", run, len(rec.tensors), len(want))
 		}
 	}
 }

