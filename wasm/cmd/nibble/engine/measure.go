@@ -134,10 +134,12 @@ func (m *Model) measureLayer(ctx context.Context, t format.TensorInfo, x, ref []
 		r.Error = err.Error()
 		return r
 	}
-	r.RelRMS, r.Cosine, r.MaxAbs = e.RelRMS, e.Cosine, e.MaxAbs
-	if math.IsNaN(r.RelRMS) {
-		r.Error = "result holds NaN"
+	if math.IsNaN(e.RelRMS) || math.IsNaN(e.Cosine) || math.IsInf(e.MaxAbs, 0) || math.IsNaN(e.MaxAbs) {
+		// JSON has no NaN: report it as an error, not as a number.
+		r.Error = "the result holds NaN or Inf"
+		return r
 	}
+	r.RelRMS, r.Cosine, r.MaxAbs = e.RelRMS, e.Cosine, e.MaxAbs
 	return r
 }
 

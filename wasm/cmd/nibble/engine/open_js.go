@@ -126,7 +126,7 @@ func probeWebNN() (f WebNNFacts) {
 		}
 	}
 	f.Float16 = slices.Contains(f.Constants, "float16")
-	f.Summary = lim.Summary()
+	f.Summary = lim.Summary("dequantizeLinear", "gemm", "matmul", "cast")
 	return f
 }
 

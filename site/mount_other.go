@@ -1,0 +1,6 @@
+//go:build !(js && wasm)
+
+package site
+
+// Mount does nothing outside a browser.
+func Mount() {}

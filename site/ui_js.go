@@ -1,0 +1,6 @@
+//go:build js && wasm
+
+package site
+
+// Mount builds the demo UI inside #nibble-demo, if the page has one.
+func Mount() {}

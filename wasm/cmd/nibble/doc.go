@@ -1,0 +1,37 @@
+// Command nibble is the WebAssembly bundle: built with GOOS=js GOARCH=wasm it defines
+// globalThis.nibble, and mounts the demo UI (package site) when the page has an element with
+// id "nibble-demo". All work happens in package engine; main_js.go is only the JS glue.
+//
+// # JS API
+//
+// Every method that does work returns a Promise; none blocks the page. Errors reject with an
+// Error whose message says what failed and what to do.
+//
+//	nibble.version                  // string: module version and Go version
+//	nibble.backends                 // ["auto", "webgpu", "webnn", "cpu"]
+//	nibble.formats                  // format names the demo offers ("auto", "q4-sym-g32", ...)
+//	await nibble.devices()          // {webgpu: {available, vendor, architecture, software,
+//	                                //   shaderF16, subgroups, timestampQuery, features, limits,
+//	                                //   error}, webnn: {available, dequantizeLinear: [types],
+//	                                //   constants, float16, summary, error}, cpu: {...}}
+//	const m = await nibble.load(url, {backend: "auto", format: "q4-sym-g32", search: false,
+//	                                  onProgress: p => ...})
+//	    // url: a model directory (".../models/tiny/"), its manifest.json, a TF.js model.json or
+//	    // one .safetensors/.gguf file. Resolves once every tensor is resident. onProgress gets
+//	    // {bytesReceived, bytesTotal, tensorsReady, tensorsTotal, heldBytes, peakHeldBytes,
+//	    //  residentBytes, quantizedTotal, resumes, elapsedMs, firstReadyMs, wasmMemoryBytes,
+//	    //  done, error} about every 100 ms and once at the end.
+//	m.backend, m.format, m.url      // what ran
+//	m.bytes                         // bytes the backend holds for the weights
+//	m.f32Bytes                      // the same tensors as float32
+//	m.notes                         // [string]: assumptions and backend choices
+//	m.tensors()                     // [{name, shape, dtype, format, bytes, f32Bytes, resident, layer}]
+//	m.memory()                      // {f32Bytes, residentBytes, reductionPct, peakHeldBytes, ...}
+//	await m.matmul(name, x, rows)   // Float32Array y[rows×N] = x[rows×K] · dequant(W)ᵀ
+//	await m.measure({m: 1, runs: 5, maxLayers: 64, onLayer: r => ...})
+//	    // per weight matrix: {name, n, k, m, format, bytes, f32Bytes, medianMs, minMs, runs,
+//	    //  relRms, cosine, maxAbs, error} against a float32 reference streamed from the same file
+//	m.release()                     // frees weights and the backend; later calls reject
+//
+// Built natively the command only says how to build it.
+package main
