@@ -38,19 +38,30 @@ want=$(sha256sum <"$tmp/models/big/shard.bin" | cut -c1-64)
 echo "[{\"key\": \"models/big/shard.bin\", \"file\": \"$tmp/models/big/shard.bin\"}]" >"$tmp/entries.json"
 seed_r2 "$tmp/entries.json"
 
-median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+median() { sort -g | awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]}'; }
 
 # measure NAME URL: checks the sha256 once, then prints median MB/s and 1-byte latency.
+# Every curl has a deadline (MAX_TIME, default 300 s): a stalled body counts as a failed run
+# and is reported, so the bench never hangs.
 measure() {
-	local name=$1 url=$2 got i
-	got=$(curl -sf "$url" | sha256sum | cut -c1-64)
+	local name=$1 url=$2 got i v mbs ms failed=0
+	local speeds=() times=()
+	got=$(curl -sf --max-time "${MAX_TIME:-300}" "$url" | sha256sum | cut -c1-64)
 	[ "$got" = "$want" ] || { echo "bench: $name served other bytes (sha256 $got)" >&2; return 1; }
-	local mbs ms
-	mbs=$(for i in $(seq 1 "$RUNS"); do curl -sf -o /dev/null -w '%{speed_download}\n' "$url"; done |
-		awk '{printf "%.1f\n", $1 / 1e6}' | median)
-	ms=$(for i in $(seq 1 "$RUNS"); do curl -sf -o /dev/null -H 'Range: bytes=0-0' -w '%{time_total}\n' "$url"; done |
-		awk '{printf "%.1f\n", $1 * 1000}' | median)
-	printf '%-44s %10s MB/s   1-byte range: %6s ms\n' "$name" "$mbs" "$ms"
+	for i in $(seq 1 "$RUNS"); do
+		if v=$(curl -sf --max-time "${MAX_TIME:-300}" -o /dev/null -w '%{speed_download}' "$url"); then
+			speeds+=("$v")
+		else
+			failed=$((failed + 1))
+		fi
+	done
+	for i in $(seq 1 "$RUNS"); do
+		v=$(curl -sf --max-time 60 -o /dev/null -H 'Range: bytes=0-0' -w '%{time_total}' "$url") && times+=("$v")
+	done
+	mbs=$(printf '%s\n' "${speeds[@]}" | awk 'NF {printf "%.1f\n", $1 / 1e6}' | median)
+	ms=$(printf '%s\n' "${times[@]}" | awk 'NF {printf "%.1f\n", $1 * 1000}' | median)
+	printf '%-44s %10s MB/s   1-byte range: %6s ms' "$name" "${mbs:-n/a}" "${ms:-n/a}"
+	[ "$failed" -eq 0 ] && echo || echo "   ($failed of $RUNS runs failed or stalled past ${MAX_TIME:-300}s)"
 }
 
 echo "100 MB shard over loopback, median of $RUNS ($(nproc) CPUs, $(uname -m))"
@@ -72,7 +83,9 @@ for i in $(seq 1 360); do
 	sleep 0.5
 done
 [ -n "$port" ] || { cat "$tmp/dev2.log" >&2; exit 1; }
-measure "worker, wrangler dev (copy through Go)" "http://127.0.0.1:$port/models/big/shard.bin"
+# syumai/workers' Go-copy path has stalled mid-body here under load: report, don't abort.
+measure "worker, wrangler dev (copy through Go)" "http://127.0.0.1:$port/models/big/shard.bin" ||
+	echo "worker, wrangler dev (copy through Go): failed (see above)"
 stop_group "$dev_pid"
 dev_pid=""
 
