@@ -2,8 +2,9 @@
 //
 // Prepended to every matmul kernel. The generated header above it defines:
 //   BITS (2, 4, 8: codes; 16: IEEE half weights; 32: float32 weights), EW = 32 / BITS elements per
-//   u32 word, GROUP (group length along K, 0 = per-channel), and the #if names QUANT, ASYM,
-//   SCALE_F16, F16 (products in f16), SUBGROUPS.
+//   u32 word, and the #if names QUANT, ASYM, SCALE_F16, F16 (products in f16), SUBGROUPS. The group
+//   length is a uniform (params.group): a const would multiply the variants by six for no
+//   measurable gain, since one division per 16-64 codes is noise next to the loads.
 //
 // Byte layout of one weight row (RowStride padded by the backend to 16 bytes so that GEMV can
 // read vec4<u32>; the padding codes are 0 and the matching x entries are 0):
@@ -26,7 +27,7 @@ struct Params {
   m: u32,          // activation rows
   y_stride: u32,   // N of the whole weight: the dst row stride
   y_offset: u32,   // first row of this chunk within dst
-  _pad0: u32,
+  group: u32,     // group length along K (K itself when per-channel)
   _pad1: u32,
   _pad2: u32,
 }
@@ -47,10 +48,7 @@ struct Params {
 // (one int4 word, half an int2 word) never straddles two groups. Padding elements past K could
 // land in group G: clamped, they read a real scale and multiply x = 0.
 fn group_of(k: u32) -> u32 {
-  if (GROUP == 0u) {
-    return 0u;
-  }
-  return min(k / max(GROUP, 1u), params.groups - 1u);
+  return min(k / params.group, params.groups - 1u);
 }
 
 #if QUANT

@@ -4,7 +4,8 @@
 // sums per row with subgroupAdd where the device has subgroups, else a workgroup-memory tree.
 //
 // Grid: (ceil(n / ROWS), m, 1); workgroup WG threads (a power of two). Consts from the header:
-// WG, ROWS.
+// WG, ROWS, and SCALE_PER_VEC: true when one scale serves a whole vec4<u32> load (per-channel,
+// or groups a multiple of 4·EW codes long: int4 g32 and up, say).
 
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
@@ -13,8 +14,6 @@
 // Elements per scale lookup: a word, or 8 codes for int2 (groups are multiples of 8 long).
 const SEGL: u32 = min(EW, 8u);
 const NSEG: u32 = 4u * EW / SEGL;
-// One scale serves the whole vec4<u32> when groups are aligned to it: int4 g32 and up, say.
-const SCALE_PER_VEC: bool = GROUP == 0u || GROUP % (4u * EW) == 0u;
 // vec4<f32> of codes per u32 word.
 const CPW: u32 = max(EW / 4u, 1u);
 

@@ -45,12 +45,15 @@ func (k Kernel) file() string { return k.String() + ".wgsl" }
 type Key struct {
 	Kernel Kernel
 	// Bits per weight: 2, 4, 8 (codes and scales), 16 (IEEE half weights), 32 (float32 weights).
-	Bits      int
-	Asym      bool // asymmetric codes with packed zero points
-	Group     int  // group length along K; 0 = per-channel
-	ScaleF16  bool // scales stored as IEEE half
-	F16       bool // products in f16 (needs the shader-f16 feature); sums stay f32
-	Subgroups bool // subgroupAdd reductions (needs subgroups and the subgroup_id builtin)
+	Bits     int
+	Asym     bool // asymmetric codes with packed zero points
+	ScaleF16 bool // scales stored as IEEE half
+	// ScalePerVec is the group class GEMV specializes on: one scale covers each vec4<u32> load
+	// (per-channel, or groups a multiple of 4·32/Bits codes). The group length itself is a
+	// uniform, so group sizes do not multiply the variants (and SwiftShader's compile times).
+	ScalePerVec bool
+	F16         bool // products in f16 (needs the shader-f16 feature); sums stay f32
+	Subgroups   bool // subgroupAdd reductions (needs subgroups and the subgroup_id builtin)
 
 	WG, Rows   int // GEMV: threads per workgroup (power of two), weight rows per workgroup
 	TM, TN, TK int // GEMM: tile of activation rows, weight rows, K (multiples of 16, 16, 16)
@@ -62,12 +65,12 @@ func (k Key) Quantized() bool { return k.Bits == 2 || k.Bits == 4 || k.Bits == 8
 // Normalize zeroes the fields the variant does not use, so equal kernels get equal keys.
 func (k Key) Normalize() Key {
 	if !k.Quantized() {
-		k.Asym, k.Group, k.ScaleF16 = false, 0, false
+		k.Asym, k.ScaleF16, k.ScalePerVec = false, false, false
 	}
 	if k.Kernel == GEMV {
 		k.TM, k.TN, k.TK = 0, 0, 0
 	} else {
-		k.WG, k.Rows, k.Subgroups = 0, 0, false
+		k.WG, k.Rows, k.Subgroups, k.ScalePerVec = 0, 0, false, false
 	}
 	return k
 }
@@ -78,17 +81,17 @@ func (k Key) Name() string {
 	b.WriteString(k.Kernel.String())
 	switch {
 	case k.Quantized():
-		sch, g, st := "sym", "pc", "f32s"
+		sch, g, st := "sym", "", "f32s"
 		if k.Asym {
 			sch = "asym"
 		}
-		if k.Group > 0 {
-			g = fmt.Sprintf("g%d", k.Group)
+		if k.ScalePerVec {
+			g = "-spv"
 		}
 		if k.ScaleF16 {
 			st = "f16s"
 		}
-		fmt.Fprintf(&b, "-q%d-%s-%s-%s", k.Bits, sch, g, st)
+		fmt.Fprintf(&b, "-q%d-%s-%s%s", k.Bits, sch, st, g)
 	default:
 		fmt.Fprintf(&b, "-f%d", k.Bits)
 	}
@@ -112,9 +115,6 @@ func (k Key) Validate() error {
 	case 2, 4, 8, 16, 32:
 	default:
 		return fmt.Errorf("shaders: %s: Bits %d (want 2, 4, 8, 16 or 32)", k.Name(), k.Bits)
-	}
-	if k.Quantized() && k.Group != 0 && (k.Group < 16 || k.Group%8 != 0) {
-		return fmt.Errorf("shaders: %s: Group %d must be 0 or a multiple of 8 from 16 up: the kernels scale 8 codes at a time", k.Name(), k.Group)
 	}
 	switch k.Kernel {
 	case GEMV:
@@ -157,10 +157,10 @@ func (k Key) header() []string {
 	u := func(name string, v int) { h = append(h, fmt.Sprintf("const %s: u32 = %du;", name, v)) }
 	u("BITS", k.Bits)
 	u("EW", 32/k.Bits)
-	u("GROUP", k.Group)
 	if k.Kernel == GEMV {
 		u("WG", k.WG)
 		u("ROWS", k.Rows)
+		h = append(h, fmt.Sprintf("const SCALE_PER_VEC: bool = %v;", k.ScalePerVec))
 	} else {
 		u("TM", k.TM)
 		u("TN", k.TN)

@@ -13,11 +13,11 @@ func allKeys() []Key {
 	for _, kern := range []Kernel{GEMV, GEMM} {
 		for _, bits := range []int{2, 4, 8, 16, 32} {
 			for _, asym := range []bool{false, true} {
-				for _, g := range []int{0, 16, 24, 32, 128} {
+				for _, spv := range []bool{false, true} {
 					for _, sf16 := range []bool{false, true} {
 						for _, f16 := range []bool{false, true} {
 							for _, sg := range []bool{false, true} {
-								k := Key{Kernel: kern, Bits: bits, Asym: asym, Group: g, ScaleF16: sf16, F16: f16, Subgroups: sg,
+								k := Key{Kernel: kern, Bits: bits, Asym: asym, ScalePerVec: spv, ScaleF16: sf16, F16: f16, Subgroups: sg,
 									WG: 64, Rows: 4, TM: 32, TN: 64, TK: 32}.Normalize()
 								ks = append(ks, k)
 							}
@@ -62,7 +62,7 @@ func TestSourcesResolve(t *testing.T) {
 }
 
 func TestLocateMapsBackToFiles(t *testing.T) {
-	k := Key{Kernel: GEMV, Bits: 4, Group: 32, WG: 64, Rows: 4}
+	k := Key{Kernel: GEMV, Bits: 4, ScalePerVec: true, WG: 64, Rows: 4}
 	src, err := k.Source()
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +99,6 @@ func TestPreprocessErrors(t *testing.T) {
 func TestValidate(t *testing.T) {
 	for _, k := range []Key{
 		{Kernel: GEMV, Bits: 3, WG: 64, Rows: 4},
-		{Kernel: GEMV, Bits: 4, Group: 12, WG: 64, Rows: 4},
 		{Kernel: GEMV, Bits: 4, WG: 48, Rows: 4},
 		{Kernel: GEMM, Bits: 4, TM: 64, TN: 64, TK: 64},
 	} {

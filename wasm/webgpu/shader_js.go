@@ -58,9 +58,8 @@ func (d *Device) CreateComputePipeline(src ShaderSource, entryPoint string, cons
 			}
 		}
 		if cerr.Line() > 0 {
-			if err := pop(); err != nil {
-				cerr.Detail = err.Error()
-			}
+			// The scope caught the same error in the browser's words; the messages say it better.
+			pop()
 			return nil, cerr
 		}
 	}

@@ -1,0 +1,524 @@
+//go:build js && wasm
+
+package gpu
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"syscall/js"
+	"time"
+	"unsafe"
+
+	"github.com/nibble-ml/nibble/shaders"
+	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/plan"
+	"github.com/nibble-ml/nibble/wasm/quant"
+	"github.com/nibble-ml/nibble/wasm/webgpu"
+)
+
+// F16Mode says whether kernels take their products in f16.
+type F16Mode uint8
+
+const (
+	F16Auto F16Mode = iota // when the adapter has shader-f16
+	F16Off                 // never: f32 products everywhere
+	F16On                  // always: New fails without shader-f16
+)
+
+// Options configure New. The zero value is what production wants.
+type Options struct {
+	Label string // prefix of every GPU object's label; "nibble" if empty
+	F16   F16Mode
+	// NoSubgroups keeps the workgroup-memory reduction even where subgroups exist.
+	NoSubgroups bool
+	// MaxBindingSize caps the bytes one storage binding holds, below the device limit. Tests
+	// set a few KiB so that the row-splitting path runs on small tensors.
+	MaxBindingSize int64
+	// Poison fills the output buffer with NaN before each dispatch, so a kernel that skips an
+	// output cannot pass on a previous call's values. For tests.
+	Poison bool
+	// Timing records GPU time of each MatMul with timestamp queries (when the device has them);
+	// read it with LastGPUTime.
+	Timing bool
+	// Tuning overrides DefaultTuning.
+	Tuning *Tuning
+	// Timeout bounds every await (default webgpu.DefaultTimeout).
+	Timeout time.Duration
+}
+
+// Backend runs matmuls on one WebGPU device. MatMul calls are serialized: they share the
+// activation, output and readback buffers.
+type Backend struct {
+	dev     *webgpu.Device
+	info    webgpu.AdapterInfo
+	caps    plan.Caps
+	opt     Options
+	label   string
+	feat    features
+	tune    Tuning
+	maxBind int64
+	maxRows int
+	timing  bool
+
+	mu        sync.Mutex
+	pipelines map[shaders.Key]*webgpu.ComputePipeline
+	x, y, rd  *webgpu.Buffer
+	gen       int // bumped when x or y is reallocated: bind groups made for older buffers are stale
+	stage     js.Value
+	xpad      []float32
+	query     *webgpu.QuerySet
+	qbuf, qrd *webgpu.Buffer
+	gpuTime   time.Duration
+	closed    bool
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New requests an adapter and a device with the limits and features the kernels use.
+func New(opt Options) (*Backend, error) {
+	label := opt.Label
+	if label == "" {
+		label = "nibble"
+	}
+	ad, err := webgpu.RequestAdapter(webgpu.AdapterOptions{PowerPreference: "high-performance"})
+	if err != nil {
+		return nil, fmt.Errorf("gpu: %w", err)
+	}
+	info, af, al := ad.Info(), ad.Features(), ad.Limits()
+	b := &Backend{info: info, opt: opt, label: label, tune: DefaultTuning, pipelines: map[shaders.Key]*webgpu.ComputePipeline{}}
+	if opt.Tuning != nil {
+		b.tune = *opt.Tuning
+	}
+	var feats []string
+	switch {
+	case opt.F16 == F16On && !af[webgpu.FeatureShaderF16]:
+		return nil, fmt.Errorf("gpu: F16On but adapter (%v) has no shader-f16", info)
+	case opt.F16 != F16Off && af[webgpu.FeatureShaderF16]:
+		feats = append(feats, webgpu.FeatureShaderF16)
+		b.feat.f16 = true
+	}
+	// The GEMV reduction needs the subgroup_id builtin too; without it, subgroups are no use.
+	if !opt.NoSubgroups && af[webgpu.FeatureSubgroups] && webgpu.WGSLLanguageFeatures()["subgroup_id"] {
+		feats = append(feats, webgpu.FeatureSubgroups)
+		b.feat.subgroups = true
+	}
+	if af[webgpu.FeatureTimestampQuery] {
+		feats = append(feats, webgpu.FeatureTimestampQuery)
+		b.timing = opt.Timing
+	}
+	// Ask for everything the adapter offers: the defaults (128 MiB bindings) are far below what
+	// most adapters give, and bigger bindings mean fewer splits.
+	dev, err := ad.RequestDevice(webgpu.DeviceDescriptor{
+		Label:            label + " device",
+		RequiredFeatures: feats,
+		RequiredLimits: map[string]int64{
+			"maxBufferSize":               al.MaxBufferSize,
+			"maxStorageBufferBindingSize": al.MaxStorageBufferBindingSize,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gpu: %w", err)
+	}
+	if opt.Timeout > 0 {
+		dev.Timeout = opt.Timeout
+	}
+	b.dev = dev
+	dl := dev.Limits()
+	b.maxBind = min(dl.MaxStorageBufferBindingSize, dl.MaxBufferSize)
+	if opt.MaxBindingSize > 0 {
+		b.maxBind = min(b.maxBind, opt.MaxBindingSize)
+	}
+	b.maxRows = max(1, dl.MaxComputeWorkgroupsPerDimension) * b.tune.rowsPerWorkgroup()
+	b.caps = plan.Caps{
+		Backend: "webgpu", Adapter: info.String(), Software: info.IsFallbackAdapter,
+		F16: b.feat.f16, Subgroups: b.feat.subgroups, TimestampQuery: af[webgpu.FeatureTimestampQuery],
+		MaxStorageBindingSize: dl.MaxStorageBufferBindingSize, MaxBufferSize: dl.MaxBufferSize,
+		MaxWorkgroupInvocations: dl.MaxComputeInvocationsPerWorkgroup,
+		WeightBits:              []int{2, 4, 8, 16, 32},
+	}
+	if b.feat.f16 {
+		b.caps.Notes = append(b.caps.Notes, "products in f16 (shader-f16), sums in f32")
+	}
+	if opt.MaxBindingSize > 0 {
+		b.caps.Notes = append(b.caps.Notes, fmt.Sprintf("bindings capped at %d bytes by option", b.maxBind))
+	}
+	return b, nil
+}
+
+func (b *Backend) Name() string           { return "webgpu" }
+func (b *Backend) Caps() plan.Caps        { return b.caps }
+func (b *Backend) Device() *webgpu.Device { return b.dev }
+
+// AdapterInfo returns what the adapter says about itself (IsFallbackAdapter: software).
+func (b *Backend) AdapterInfo() webgpu.AdapterInfo { return b.info }
+
+// ComputeF16 reports whether kernels take products in f16 (tolerance 2⁻¹¹ per product).
+func (b *Backend) ComputeF16() bool { return b.feat.f16 }
+
+// LastGPUTime is the GPU time of the last MatMul's compute pass, from timestamp queries; 0
+// without Options.Timing or the timestamp-query feature.
+func (b *Backend) LastGPUTime() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.gpuTime
+}
+
+// weight is a tensor resident in GPU buffers, split into row chunks.
+type weight struct {
+	b      *Backend
+	name   string
+	l      layout
+	chunks []*wchunk
+	bytes  int64
+}
+
+type wchunk struct {
+	chunk
+	data, scales, zeros, params *webgpu.Buffer
+	// Bind groups per pipeline: layout "auto" makes them pipeline-specific.
+	groups map[*webgpu.ComputePipeline]*webgpu.BindGroup
+	gen    int
+}
+
+func (w *weight) Name() string         { return w.name }
+func (w *weight) Shape() (n, k int)    { return w.l.n, w.l.k }
+func (w *weight) Format() quant.Format { return w.l.format }
+func (w *weight) Bytes() int64         { return w.bytes }
+
+// Release frees the weight's GPU memory now.
+func (w *weight) Release() error {
+	for _, c := range w.chunks {
+		for _, buf := range []*webgpu.Buffer{c.data, c.scales, c.zeros, c.params} {
+			buf.Destroy()
+		}
+	}
+	w.chunks = nil
+	return nil
+}
+
+// Upload copies t into storage buffers, rows padded to RowAlign, split into chunks that fit
+// one binding each.
+func (b *Backend) Upload(t *quant.Tensor) (backend.Weight, error) {
+	if err := t.Check(); err != nil {
+		return nil, fmt.Errorf("gpu upload: %w", err)
+	}
+	if err := b.dev.Err(); err != nil {
+		return nil, fmt.Errorf("gpu upload %q: %w", t.Name, err)
+	}
+	l := newLayout(t)
+	cs, err := planChunks(l, b.maxBind, b.maxRows)
+	if err != nil {
+		return nil, fmt.Errorf("gpu upload %q: %w", t.Name, err)
+	}
+	w := &weight{b: b, name: t.Name, l: l}
+	fail := func(err error) (backend.Weight, error) {
+		w.Release()
+		return nil, fmt.Errorf("gpu upload %q: %w", t.Name, err)
+	}
+	q := b.dev.Queue()
+	put := func(label string, usage webgpu.BufferUsage, data []byte) (*webgpu.Buffer, error) {
+		data = pad4(data)
+		buf, err := b.dev.CreateBuffer(label, int64(len(data)), usage|webgpu.BufferCopyDst)
+		if err != nil {
+			return nil, err
+		}
+		w.bytes += buf.Size()
+		arr := jsutil.BytesToJS(data)
+		return buf, q.WriteBuffer(buf, 0, arr, 0, int64(len(data)))
+	}
+	for _, c := range cs {
+		wc := &wchunk{chunk: c, groups: map[*webgpu.ComputePipeline]*webgpu.BindGroup{}}
+		w.chunks = append(w.chunks, wc)
+		name := fmt.Sprintf("%s %s rows %d-%d", b.label, t.Name, c.r0, c.r1)
+		if len(cs) == 1 {
+			name = fmt.Sprintf("%s %s", b.label, t.Name)
+		}
+		if wc.data, err = put(name+" codes", webgpu.BufferStorage, padRows(t.Data, c.r0, c.r1, l.rowStride, l.rowBytes)); err != nil {
+			return fail(err)
+		}
+		if l.scaleBytes > 0 {
+			if wc.scales, err = put(name+" scales", webgpu.BufferStorage, t.Scales[c.r0*l.scaleBytes:c.r1*l.scaleBytes]); err != nil {
+				return fail(err)
+			}
+		}
+		if l.zeroBytes > 0 {
+			if wc.zeros, err = put(name+" zero points", webgpu.BufferStorage, t.Zeros[c.r0*l.zeroBytes:c.r1*l.zeroBytes]); err != nil {
+				return fail(err)
+			}
+		}
+		if wc.params, err = b.dev.CreateBuffer(name+" params", 48, webgpu.BufferUniform|webgpu.BufferCopyDst); err != nil {
+			return fail(err)
+		}
+	}
+	// An out-of-memory or validation failure above is reported asynchronously; surface it here
+	// rather than on the first MatMul.
+	if err := b.dev.Err(); err != nil {
+		return fail(err)
+	}
+	return w, nil
+}
+
+// pipeline returns the cached pipeline of key, building it on first use.
+func (b *Backend) pipeline(k shaders.Key) (*webgpu.ComputePipeline, error) {
+	if p := b.pipelines[k]; p != nil {
+		return p, nil
+	}
+	src, err := k.Source()
+	if err != nil {
+		return nil, err
+	}
+	src.Variant = b.label + " " + src.Variant
+	p, err := b.dev.CreateComputePipeline(src, "main", nil)
+	if err != nil {
+		return nil, err
+	}
+	b.pipelines[k] = p
+	return p, nil
+}
+
+// ensure returns buf if it holds size bytes, else a new buffer (the old one destroyed).
+func (b *Backend) ensure(buf *webgpu.Buffer, label string, size int64, usage webgpu.BufferUsage) (*webgpu.Buffer, error) {
+	if buf != nil && buf.Size() >= size {
+		return buf, nil
+	}
+	buf.Destroy()
+	// Grow geometrically so a sequence of slightly larger calls does not reallocate each time.
+	if buf != nil {
+		size = max(size, buf.Size()*3/2)
+	}
+	b.gen++
+	return b.dev.CreateBuffer(b.label+" "+label, size, usage)
+}
+
+// stageBytes copies p into the reused staging Uint8Array (grown as needed) and returns it.
+func (b *Backend) stageBytes(p []byte) js.Value {
+	if !b.stage.Truthy() || b.stage.Length() < len(p) {
+		b.stage = js.Global().Get("Uint8Array").New(max(len(p), 1<<16))
+	}
+	js.CopyBytesToJS(b.stage, p)
+	return b.stage
+}
+
+func f32bytes(f []float32) []byte {
+	if len(f) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&f[0])), 4*len(f))
+}
+
+// MatMul computes dst[m×N] = x[m×K] · dequant(w)ᵀ on the GPU.
+func (b *Backend) MatMul(dst, x []float32, wt backend.Weight, m int) error {
+	if err := backend.CheckMatMul(dst, x, wt, m); err != nil {
+		return err
+	}
+	w, ok := wt.(*weight)
+	if !ok || w.b != b {
+		return fmt.Errorf("gpu matmul: weight %q was not uploaded to this backend", wt.Name())
+	}
+	if w.chunks == nil {
+		return fmt.Errorf("gpu matmul: weight %q was released", w.name)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errors.New("gpu matmul: backend closed")
+	}
+	if err := b.dev.Err(); err != nil {
+		return fmt.Errorf("gpu matmul %q: %w", w.name, err)
+	}
+	if err := b.matmul(dst, x, w, m); err != nil {
+		return fmt.Errorf("gpu matmul %q (%d×%d×%d %v): %w", w.name, m, w.l.n, w.l.k, w.l.format, err)
+	}
+	return nil
+}
+
+func (b *Backend) matmul(dst, x []float32, w *weight, m int) error {
+	l := w.l
+	key := keyFor(l.format, m, b.feat, b.tune)
+	pl, err := b.pipeline(key)
+	if err != nil {
+		return err
+	}
+	xBytes, yBytes := int64(m*l.kp*4), int64(m*l.n*4)
+	if b.x, err = b.ensure(b.x, "activations", xBytes, webgpu.BufferStorage|webgpu.BufferCopyDst); err != nil {
+		return err
+	}
+	if b.y, err = b.ensure(b.y, "outputs", yBytes, webgpu.BufferStorage|webgpu.BufferCopySrc|webgpu.BufferCopyDst); err != nil {
+		return err
+	}
+	if b.rd, err = b.ensure(b.rd, "readback", yBytes, webgpu.BufferMapRead|webgpu.BufferCopyDst); err != nil {
+		return err
+	}
+	q := b.dev.Queue()
+	if cap(b.xpad) < m*l.kp {
+		b.xpad = make([]float32, m*l.kp)
+	}
+	xp := b.xpad[:m*l.kp]
+	padX(xp, x, m, l.k, l.kp)
+	if err := q.WriteBuffer(b.x, 0, b.stageBytes(f32bytes(xp)), 0, xBytes); err != nil {
+		return err
+	}
+	if b.opt.Poison {
+		nan := make([]float32, m*l.n)
+		for i := range nan {
+			nan[i] = float32(math.NaN())
+		}
+		if err := q.WriteBuffer(b.y, 0, b.stageBytes(f32bytes(nan)), 0, yBytes); err != nil {
+			return err
+		}
+	}
+	var pbytes [48]byte
+	for _, c := range w.chunks {
+		for i, v := range params(l, c.chunk, m) {
+			binary.LittleEndian.PutUint32(pbytes[4*i:], v)
+		}
+		if err := q.WriteBuffer(c.params, 0, jsutil.BytesToJS(pbytes[:]), 0, 48); err != nil {
+			return err
+		}
+	}
+	if err := b.dev.PushErrorScope("validation"); err != nil {
+		return err
+	}
+	submitErr := b.encode(pl, key, w, m, yBytes)
+	if err := b.dev.PopErrorScope("dispatch " + key.Name()); err != nil {
+		return err
+	}
+	if submitErr != nil {
+		return submitErr
+	}
+	if err := b.rd.MapAsync(webgpu.MapRead, 0, yBytes); err != nil {
+		return err
+	}
+	ab, err := b.rd.MappedRange(0, yBytes)
+	if err != nil {
+		b.rd.Unmap()
+		return err
+	}
+	jsutil.CopyFloat32sToGo(dst, ab)
+	b.rd.Unmap()
+	if b.timing {
+		return b.readTiming()
+	}
+	return nil
+}
+
+// encode records one compute pass with a dispatch per chunk, then the copy to the readback
+// buffer, and submits it.
+func (b *Backend) encode(pl *webgpu.ComputePipeline, key shaders.Key, w *weight, m int, yBytes int64) error {
+	enc, err := b.dev.CreateCommandEncoder(b.label + " matmul " + w.name)
+	if err != nil {
+		return err
+	}
+	var ts *webgpu.TimestampWrites
+	if b.timing {
+		if b.query == nil {
+			if b.query, err = b.dev.CreateQuerySet(b.label+" timestamps", 2); err != nil {
+				return err
+			}
+			if b.qbuf, err = b.dev.CreateBuffer(b.label+" timestamps resolve", 16, webgpu.BufferQueryResolve|webgpu.BufferCopySrc); err != nil {
+				return err
+			}
+			if b.qrd, err = b.dev.CreateBuffer(b.label+" timestamps readback", 16, webgpu.BufferMapRead|webgpu.BufferCopyDst); err != nil {
+				return err
+			}
+		}
+		ts = &webgpu.TimestampWrites{QuerySet: b.query, Beginning: 0, End: 1}
+	}
+	pass, err := enc.BeginComputePass(key.Name(), ts)
+	if err != nil {
+		return err
+	}
+	pass.SetPipeline(pl)
+	for _, c := range w.chunks {
+		bg, err := b.bindGroup(pl, w, c)
+		if err != nil {
+			pass.End()
+			return err
+		}
+		pass.SetBindGroup(0, bg)
+		gx, gy := grid(key, c.r1-c.r0, m)
+		pass.Dispatch(gx, gy, 1)
+	}
+	if err := pass.End(); err != nil {
+		return err
+	}
+	if err := enc.CopyBufferToBuffer(b.y, 0, b.rd, 0, yBytes); err != nil {
+		return err
+	}
+	if b.timing {
+		if err := enc.ResolveQuerySet(b.query, 0, 2, b.qbuf, 0); err != nil {
+			return err
+		}
+		if err := enc.CopyBufferToBuffer(b.qbuf, 0, b.qrd, 0, 16); err != nil {
+			return err
+		}
+	}
+	cb, err := enc.Finish()
+	if err != nil {
+		return err
+	}
+	return b.dev.Queue().Submit(cb)
+}
+
+func (b *Backend) bindGroup(pl *webgpu.ComputePipeline, w *weight, c *wchunk) (*webgpu.BindGroup, error) {
+	if c.gen != b.gen {
+		clear(c.groups)
+		c.gen = b.gen
+	}
+	if g := c.groups[pl]; g != nil {
+		return g, nil
+	}
+	es := []webgpu.BufferBinding{
+		{Binding: 0, Buffer: c.params},
+		{Binding: 1, Buffer: c.data},
+		{Binding: 2, Buffer: b.x},
+		{Binding: 3, Buffer: b.y},
+	}
+	if c.scales != nil {
+		es = append(es, webgpu.BufferBinding{Binding: 4, Buffer: c.scales})
+	}
+	if c.zeros != nil {
+		es = append(es, webgpu.BufferBinding{Binding: 5, Buffer: c.zeros})
+	}
+	g, err := b.dev.CreateBindGroup(fmt.Sprintf("%s %s rows %d-%d", b.label, w.name, c.r0, c.r1), pl.BindGroupLayout(0), es...)
+	if err != nil {
+		return nil, err
+	}
+	c.groups[pl] = g
+	return g, nil
+}
+
+func (b *Backend) readTiming() error {
+	if err := b.qrd.MapAsync(webgpu.MapRead, 0, 16); err != nil {
+		return err
+	}
+	ab, err := b.qrd.MappedRange(0, 16)
+	if err != nil {
+		b.qrd.Unmap()
+		return err
+	}
+	var raw [16]byte
+	jsutil.CopyBytesToGo(raw[:], ab)
+	b.qrd.Unmap()
+	t0, t1 := binary.LittleEndian.Uint64(raw[:]), binary.LittleEndian.Uint64(raw[8:])
+	b.gpuTime = 0
+	if t1 > t0 {
+		b.gpuTime = time.Duration(t1 - t0)
+	}
+	return nil
+}
+
+// Close destroys the device; every later call fails with webgpu.ErrDeviceLost.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.closed {
+		b.closed = true
+		b.dev.Destroy()
+	}
+	return nil
+}

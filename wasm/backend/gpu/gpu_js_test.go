@@ -1,0 +1,197 @@
+//go:build js && wasm
+
+package gpu
+
+import (
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nibble-ml/nibble/wasm/backend/backendtest"
+	"github.com/nibble-ml/nibble/wasm/quant"
+	"github.com/nibble-ml/nibble/wasm/webgpu"
+)
+
+// -nibble.f16=on makes a browser with shader-f16 (Firefox ESR on lavapipe) run the f16 variants
+// and fail if it cannot; off forces f32 products; auto uses f16 where the adapter has it.
+var f16Flag = flag.String("nibble.f16", "auto", "f16 products: auto, on or off")
+
+func f16Mode(t testing.TB) F16Mode {
+	switch *f16Flag {
+	case "auto":
+		return F16Auto
+	case "on":
+		return F16On
+	case "off":
+		return F16Off
+	}
+	t.Fatalf("-nibble.f16=%q: want auto, on or off", *f16Flag)
+	return 0
+}
+
+// newBackend fails, never skips, when WebGPU is missing: a green run without a GPU adapter
+// would prove nothing.
+func newBackend(t testing.TB, opt Options) *Backend {
+	t.Helper()
+	opt.F16 = f16Mode(t)
+	b, err := New(opt)
+	switch {
+	case errors.Is(err, webgpu.ErrNoWebGPU):
+		t.Fatalf("%v: the browser runs without WebGPU. Chromium needs --enable-unsafe-webgpu (tools/browser/test-js.sh adds it); Firefox needs dom.webgpu.enabled=true", err)
+	case errors.Is(err, webgpu.ErrNoAdapter):
+		t.Fatalf("%v: no adapter, not even SwiftShader. Headless Chromium needs its SwiftShader Vulkan ICD (npm @sparticuz/chromium unpacked by tools/browser, with libvulkan1 and libnss3 from apt) and --enable-unsafe-webgpu; Firefox needs mesa-vulkan-drivers (lavapipe) and gfx.webgpu.ignore-blocklist=true", err)
+	case err != nil:
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func TestAdapter(t *testing.T) {
+	b := newBackend(t, Options{})
+	c := b.Caps()
+	kind := "hardware adapter"
+	if b.AdapterInfo().IsFallbackAdapter {
+		kind = "SOFTWARE adapter (isFallbackAdapter: true, e.g. SwiftShader): timings are not hardware figures"
+	}
+	t.Logf("adapter: %v", b.AdapterInfo())
+	t.Logf("%s; f16 products %v, subgroups %v, timestamp-query %v, maxStorageBufferBindingSize %d, maxBufferSize %d",
+		kind, c.F16, c.Subgroups, c.TimestampQuery, c.MaxStorageBindingSize, c.MaxBufferSize)
+	if *f16Flag == "on" && !c.F16 {
+		t.Fatal("-nibble.f16=on but the backend does not use f16 products")
+	}
+}
+
+// wideShapes have K whose rows are whole vec4<u32> without padding, the path real models take.
+var wideShapes = []backendtest.Shape{{M: 1, N: 37, K: 512}, {M: 3, N: 20, K: 1024}, {M: 33, N: 70, K: 256}}
+
+func eps(b *Backend) float64 {
+	if b.ComputeF16() {
+		return 0x1p-11
+	}
+	return 0
+}
+
+func TestConformance(t *testing.T) {
+	b := newBackend(t, Options{Poison: true})
+	backendtest.Run(t, b, backendtest.Options{
+		ProductEps: eps(b),
+		Shapes:     append(append([]backendtest.Shape{}, backendtest.DefaultShapes...), wideShapes...),
+	})
+}
+
+// TestConformanceSplit caps bindings at 4 KiB so every tensor of the suite is split by rows into
+// many bindings and dispatches, and uses the workgroup-memory reduction instead of subgroups.
+// The formats are the ones whose chunks differ: f16 scales whose rows start mid-word, packed
+// zero points, per-channel, plain f16/f32 rows. (Every format costs SwiftShader seconds of
+// pipeline compiles; TestConformance covers the rest.)
+func TestConformanceSplit(t *testing.T) {
+	b := newBackend(t, Options{Poison: true, MaxBindingSize: 4096, NoSubgroups: true})
+	backendtest.Run(t, b, backendtest.Options{ProductEps: eps(b), Formats: []quant.Format{
+		{Bits: 32}, {Bits: 16},
+		{Bits: 4, GroupSize: 32},
+		{Bits: 2, Scheme: quant.Asymmetric, GroupSize: 16, Scales: quant.ScaleF16},
+		{Bits: 8, Scheme: quant.Asymmetric, GroupSize: 0, Scales: quant.ScaleF16},
+		{Bits: 4, Scheme: quant.Asymmetric, GroupSize: 24, Scales: quant.ScaleF16},
+		{Bits: 2, GroupSize: 40},
+	}})
+}
+
+func TestSplitIsUsed(t *testing.T) {
+	b := newBackend(t, Options{MaxBindingSize: 4096})
+	q, err := quant.Quantize("split", make([]float32, 130*1000), 130, 1000, quant.Format{Bits: 8, GroupSize: 16}, quant.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := b.Upload(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Release()
+	if n := len(w.(*weight).chunks); n < 30 {
+		t.Fatalf("130×1000 int8 under a 4 KiB binding cap: %d chunks, want ≥ 30", n)
+	}
+}
+
+const badShader = `@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(1)
+fn main() {
+  y[0] = 1.0 +;
+}
+`
+
+func TestCompileErrorNamesLine(t *testing.T) {
+	b := newBackend(t, Options{})
+	src := webgpu.ShaderSource{Variant: "test-bad", Code: "// header\n" + badShader,
+		Spans: []webgpu.SourceSpan{{File: "bad.wgsl", Start: 2, Lines: 5}}}
+	_, err := b.Device().CreateComputePipeline(src, "main", nil)
+	var ce *webgpu.CompileError
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %v, want a *webgpu.CompileError", err)
+	}
+	if ce.Line() != 4 || !strings.Contains(err.Error(), "bad.wgsl:4:") || !strings.Contains(err.Error(), "test-bad") {
+		t.Fatalf("error does not name variant test-bad and bad.wgsl:4: %v", err)
+	}
+	t.Logf("as reported: %v", err)
+	// The device must still work after a failed compile (the error scope was popped).
+	if err := b.Device().Err(); err != nil {
+		t.Fatalf("device error after a compile error: %v", err)
+	}
+}
+
+func TestValidationErrorSurfaces(t *testing.T) {
+	b := newBackend(t, Options{})
+	d := b.Device()
+	good := webgpu.ShaderSource{Variant: "test-good", Code: strings.Replace(badShader, "1.0 +;", "1.0;", 1)}
+	// A missing entry point is not a WGSL error: the pipeline step must report it.
+	if _, err := d.CreateComputePipeline(good, "nope", nil); err == nil {
+		t.Fatal("entry point nope: want an error")
+	} else {
+		t.Logf("missing entry point: %v", err)
+	}
+	pl, err := d.CreateComputePipeline(good, "main", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A uniform buffer bound where the layout wants storage is a validation error.
+	ub, err := d.CreateBuffer("test uniform", 16, webgpu.BufferUniform)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ub.Destroy()
+	if err := d.PushErrorScope("validation"); err != nil {
+		t.Fatal(err)
+	}
+	d.CreateBindGroup("test wrong usage", pl.BindGroupLayout(0), webgpu.BufferBinding{Binding: 0, Buffer: ub})
+	err = d.PopErrorScope("bind group with a uniform buffer")
+	if !errors.Is(err, webgpu.ErrValidation) {
+		t.Fatalf("got %v, want ErrValidation", err)
+	}
+	t.Logf("as reported: %v", err)
+}
+
+func TestDeviceLost(t *testing.T) {
+	b := newBackend(t, Options{})
+	q, _ := quant.Quantize("lost", make([]float32, 8*40), 8, 40, quant.Q4, quant.Options{})
+	w, err := b.Upload(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Device().Destroy()
+	start := time.Now()
+	// Let the lost promise resolve: it settles on the JS event loop, which Sleep yields to.
+	time.Sleep(50 * time.Millisecond)
+	err = b.MatMul(make([]float32, 8), make([]float32, 40), w, 1)
+	if !errors.Is(err, webgpu.ErrDeviceLost) {
+		t.Fatalf("MatMul after destroy: got %v, want ErrDeviceLost", err)
+	}
+	if _, err := b.Upload(q); !errors.Is(err, webgpu.ErrDeviceLost) {
+		t.Fatalf("Upload after destroy: got %v, want ErrDeviceLost", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("lost device took %v to report", d)
+	}
+	t.Logf("as reported: %v", err)
+}

@@ -1,0 +1,112 @@
+package gpu
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/nibble-ml/nibble/shaders"
+	"github.com/nibble-ml/nibble/wasm/backend/backendtest"
+	"github.com/nibble-ml/nibble/wasm/quant"
+)
+
+func TestLayoutPadsRowsTo16Bytes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, f := range backendtest.AllFormats() {
+		for _, k := range []int{17, 300, 1000, 4096} {
+			q, err := quant.Quantize("t", backendtest.RandomWeights(rng, 3, k), 3, k, f, quant.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := newLayout(q)
+			if l.rowBytes%RowAlign != 0 || l.rowBytes < l.rowStride || l.rowBytes-l.rowStride >= RowAlign {
+				t.Fatalf("%v K=%d: rowBytes %d for stride %d", f, k, l.rowBytes, l.rowStride)
+			}
+			if l.kp < k || l.kp%4 != 0 || l.kp*f.Bits != l.rowBytes*8 {
+				t.Fatalf("%v K=%d: kp %d", f, k, l.kp)
+			}
+			p := padRows(q.Data, 0, 3, l.rowStride, l.rowBytes)
+			for r := 0; r < 3; r++ {
+				row := p[r*l.rowBytes : (r+1)*l.rowBytes]
+				if !bytes.Equal(row[:l.rowStride], q.Data[r*l.rowStride:(r+1)*l.rowStride]) {
+					t.Fatalf("%v K=%d: row %d changed", f, k, r)
+				}
+				for _, b := range row[l.rowStride:] {
+					if b != 0 {
+						t.Fatalf("%v K=%d: padding not zero", f, k)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestPlanChunks(t *testing.T) {
+	q, _ := quant.Quantize("t", make([]float32, 130*1000), 130, 1000, quant.Format{Bits: 8, Scheme: quant.Asymmetric, GroupSize: 16, Scales: quant.ScaleF16}, quant.Options{})
+	l := newLayout(q)
+	cs, err := planChunks(l, 4096, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := 0
+	for _, c := range cs {
+		if c.r0 != next || c.r1 <= c.r0 {
+			t.Fatalf("chunks not contiguous: %v", cs)
+		}
+		next = c.r1
+		rows := int64(c.r1 - c.r0)
+		for _, b := range []int64{rows * int64(l.rowBytes), (rows*int64(l.scaleBytes) + 3) &^ 3, rows * int64(l.zeroBytes)} {
+			if b > 4096 {
+				t.Fatalf("chunk %v holds %d bytes > 4096", c, b)
+			}
+		}
+	}
+	if next != 130 || len(cs) < 30 {
+		t.Fatalf("chunks %v", cs)
+	}
+	if cs, _ := planChunks(l, 1<<30, 7); len(cs) != 19 {
+		t.Fatalf("dispatch cap of 7 rows: %d chunks, want 19", len(cs))
+	}
+	if _, err := planChunks(l, 512, 1<<20); err == nil {
+		t.Fatal("a row larger than the binding: want an error")
+	}
+}
+
+func TestKeyChoice(t *testing.T) {
+	feat := features{subgroups: true}
+	if k := keyFor(quant.Q4, 1, feat, DefaultTuning); k.Kernel != shaders.GEMV || !k.Subgroups || !k.ScalePerVec {
+		t.Fatalf("m=1: %s", k.Name())
+	}
+	if k := keyFor(quant.Q4, GEMVMaxM+1, feat, DefaultTuning); k.Kernel != shaders.GEMM || k.Subgroups {
+		t.Fatalf("m=%d: %s", GEMVMaxM+1, k.Name())
+	}
+	a := keyFor(quant.Format{Bits: 32, GroupSize: 64, Scales: quant.ScaleF16}, 1, feat, DefaultTuning)
+	b := keyFor(quant.Format{Bits: 32}, 1, feat, DefaultTuning)
+	if a != b {
+		t.Fatalf("f32 weights: %s != %s: unused fields must not split the cache", a.Name(), b.Name())
+	}
+	for _, f := range backendtest.AllFormats() {
+		for _, m := range []int{1, 19} {
+			if err := keyFor(f, m, features{true, true}, DefaultTuning).Validate(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if x, y := grid(keyFor(quant.Q4, 3, feat, DefaultTuning), 130, 3); x != 33 || y != 3 {
+		t.Fatalf("gemv grid %d×%d", x, y)
+	}
+	if x, y := grid(keyFor(quant.Q4, 19, feat, DefaultTuning), 130, 19); x != (130+DefaultTuning.TN-1)/DefaultTuning.TN || y != (19+DefaultTuning.TM-1)/DefaultTuning.TM {
+		t.Fatalf("gemm grid %d×%d", x, y)
+	}
+}
+
+func TestPadX(t *testing.T) {
+	dst := []float32{9, 9, 9, 9, 9, 9, 9, 9}
+	padX(dst, []float32{1, 2, 3, 4, 5, 6}, 2, 3, 4)
+	want := []float32{1, 2, 3, 0, 4, 5, 6, 0}
+	for i := range want {
+		if dst[i] != want[i] {
+			t.Fatalf("got %v, want %v", dst, want)
+		}
+	}
+}
