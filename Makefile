@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 export PATH := $(CURDIR)/tools/browser/bin:$(CURDIR)/.cache/bin:/usr/local/go/bin:$(PATH)
 
-.PHONY: run test deps test-go test-js test-stream-js bench bench-webnn bench-stream-big build serve vet
+.PHONY: run test deps test-go test-js test-stream-js test-worker bench-worker bench bench-webnn bench-stream-big build serve vet
 
 deps:
 	@bash tools/browser/install.sh
@@ -15,7 +15,7 @@ deps:
 run: deps
 	go run ./tools/quanttest report
 
-test: deps vet test-go test-js test-stream-js
+test: deps vet test-go test-js test-stream-js test-worker
 
 vet:
 	go vet ./...
@@ -31,6 +31,14 @@ test-js:
 # peak memory measured (~30 s).
 test-stream-js:
 	go run ./wasm/stream/cmd/streamserve -big 96 -- bash tools/browser/test-js.sh ./wasm/stream -v -run=Browser
+
+# The Cloudflare Worker under wrangler dev (local R2): full, ranged, conditional and hostile
+# requests checked by status and sha256.
+test-worker:
+	bash tools/worker/test.sh
+
+bench-worker: deps ## 100 MB shard over loopback: Worker under wrangler dev vs native net/http
+	bash tools/worker/bench.sh
 
 bench-stream-big: deps ## 570 MB fp16 safetensors → q4 in the browser: peak memory, MB/s, early start
 	go run ./wasm/stream/cmd/streamserve -big 544 -- bash tools/browser/test-js.sh ./wasm/stream -v -run=BrowserBig -test.timeout=10m

@@ -7,8 +7,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 log() { echo "deps: $*"; }
 
-# apt: libnss3 for the headless_shell; firefox-esr for the shader-f16 tests (see DESIGN.md).
-apt_pkgs=(libnss3 ca-certificates curl ${NIBBLE_APT_EXTRA:-})
+# apt: libnss3 for the headless_shell; curl, procps (pgrep) and util-linux (setsid) for the
+# wrangler test; firefox-esr (further down) for the shader-f16 tests (see DESIGN.md).
+apt_pkgs=(libnss3 ca-certificates curl procps util-linux ${NIBBLE_APT_EXTRA:-})
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
