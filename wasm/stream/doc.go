@@ -10,6 +10,13 @@
 // files adapt fetch and its ReadableStream to an Opener ([Fetch]); natively [HTTP] does the same
 // with net/http.
 //
+// A model split across files (a TF.js model's weight shards) is one Source through [JoinSource]:
+// Range resume mid-shard, each shard's sha256 checked as it ends ([TFJSShards], [TFJSReader]).
+//
+// With Options.Cache the quantized tensors of each file are kept (in the browser's Cache API,
+// [BrowserCache]; [MemCache] natively), keyed by the file's hash and the quantization options,
+// so a reload reads them back, progressively and checked, with no download and no quantization.
+//
 // A [Load] is asynchronous: [Start] returns at once, and a model can ask [Load.IsResident] or
 // [Load.Wait] for the tensors of layer i and run it while later layers still stream.
 //

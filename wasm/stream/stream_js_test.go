@@ -229,11 +229,15 @@ func countOpens(open Opener, n *atomic.Int32) Opener {
 	}
 }
 
-// TestBrowserCacheReload loads the small model twice through the Cache API: the first load
+// TestBrowserCacheReload loads the small model (NIBBLE_CACHE_MODEL=big: the big one) twice through the Cache API: the first load
 // downloads, quantizes and stores the entry; the reload reads every tensor from the entry without
 // one request for the model file, byte-identical. Both times are printed.
 func TestBrowserCacheReload(t *testing.T) {
-	src := manifestSource(t, "small", "")
+	model := os.Getenv("NIBBLE_CACHE_MODEL")
+	if model == "" {
+		model = "small"
+	}
+	src := manifestSource(t, model, "")
 	name := fmt.Sprintf("nibble-test-%d", time.Now().UnixNano())
 	c, err := BrowserCache(name)
 	if err != nil {
