@@ -158,9 +158,20 @@ func TestBundleInBrowser(t *testing.T) {
       await m.release();
     } catch (e) { out.use = {error: String(e.message)}; }
   }
-  out.page = document.getElementById("nibble-demo").innerText;
+  // The page itself: pick the tiny model on WebGPU and press the button.
+  const $ = id => document.getElementById(id);
+  for (let i = 0; i < 100 && !$("model")?.querySelector("option[value=tiny]"); i++) await new Promise(r => setTimeout(r, 50));
+  $("model").value = "tiny"; $("backend").value = "webgpu"; $("format").value = %q;
+  $("load").click();
+  for (let i = 0; i < 600; i++) {
+    const s = $("status").textContent;
+    if (s.startsWith("Measured") || s.startsWith("Error")) break;
+    await new Promise(r => setTimeout(r, 50));
+  }
+  out.layerRows = document.querySelectorAll("#layers tbody tr").length;
+  out.page = $("nibble-demo").innerText;
   return out;
-})()`, js(x0), fmtName, rows, rows, haveUSE, useLayer, js(xUSE))
+})()`, js(x0), fmtName, rows, rows, haveUSE, useLayer, js(xUSE), fmtName)
 
 	var res struct {
 		Version string
@@ -179,7 +190,8 @@ func TestBundleInBrowser(t *testing.T) {
 			Bytes, F32Bytes int64
 			Y               []float32
 		}
-		Page string
+		Page      string
+		LayerRows int
 	}
 	raw, err := chromedp.Run(bctx, chromedp.Evaluate[[]byte](script, chromedp.EvalAwaitPromise))
 	if err != nil {
@@ -264,6 +276,9 @@ func TestBundleInBrowser(t *testing.T) {
 	}
 	t.Logf("page text:\n%s", res.Page)
 	checkPage(t, res.Page, res.Devices)
+	if res.LayerRows != 2 {
+		t.Errorf("the page measured %d layers of the tiny model, want 2", res.LayerRows)
+	}
 }
 
 // checkPage checks that the demo mounted and shows the measured adapter honestly.
@@ -271,6 +286,14 @@ func checkPage(t *testing.T, page string, d engine.Devices) {
 	t.Helper()
 	if strings.Contains(page, "Loading nibble") {
 		t.Errorf("the demo did not mount")
+	}
+	for _, want := range []string{WebGPULine(d.WebGPU), WebNNLine(d.WebNN), "Measured 2 layers on webgpu", "weight matrices", "reduction"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page does not show %q", want)
+		}
+	}
+	if d.WebGPU.Software && !strings.Contains(page, "software adapter") {
+		t.Errorf("the adapter is software and the page does not say so")
 	}
 }
 

@@ -184,3 +184,6 @@ func get(ctx context.Context, u string) ([]byte, error) {
 func resolveRef(base *url.URL, name string) string {
 	return base.ResolveReference(&url.URL{Path: name}).String()
 }
+
+// Get reads a small file (a JSON index, a manifest) whole, through the same opener as models.
+func Get(ctx context.Context, u string) ([]byte, error) { return get(ctx, u) }

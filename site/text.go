@@ -1,0 +1,139 @@
+package site
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/nibble-ml/nibble/wasm/cmd/nibble/engine"
+)
+
+// The words the page shows, in pure Go so they test natively. Nothing here invents a figure:
+// every number comes from engine's measurements.
+
+// Fact is one row of the device table.
+type Fact struct{ Key, Value string }
+
+// WebGPULine is the one-line verdict on the WebGPU adapter, honest about software adapters.
+func WebGPULine(f engine.WebGPUFacts) string {
+	if !f.Available {
+		return "WebGPU unavailable: " + f.Error
+	}
+	name := strings.TrimSpace(strings.Join(nonEmpty(f.Vendor, f.Architecture, f.Device, f.Description), " "))
+	if name == "" {
+		name = "unnamed adapter"
+	}
+	if f.Software {
+		return "software adapter (" + name + "): WebGPU emulated on the CPU; its timings are not GPU timings"
+	}
+	return "hardware adapter: " + name
+}
+
+// WebGPUFacts lists the adapter's features and limits that matter to nibble's kernels.
+func WebGPUFacts(f engine.WebGPUFacts) []Fact {
+	if !f.Available {
+		return nil
+	}
+	out := []Fact{
+		{"shader-f16", yesNo(f.ShaderF16)},
+		{"subgroups", yesNo(f.Subgroups) + subgroupSizes(f)},
+		{"timestamp-query", yesNo(f.TimestampQuery)},
+	}
+	keys := make([]string, 0, len(f.Limits))
+	for k := range f.Limits {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := f.Limits[k]
+		s := fmt.Sprint(v)
+		if strings.HasSuffix(k, "Size") && v >= 1<<20 {
+			s = Bytes(v)
+		}
+		out = append(out, Fact{k, s})
+	}
+	return out
+}
+
+func subgroupSizes(f engine.WebGPUFacts) string {
+	if !f.Subgroups || f.SubgroupMaxSize == 0 {
+		return ""
+	}
+	if f.SubgroupMinSize == f.SubgroupMaxSize {
+		return fmt.Sprintf(" (size %d)", f.SubgroupMinSize)
+	}
+	return fmt.Sprintf(" (sizes %d–%d)", f.SubgroupMinSize, f.SubgroupMaxSize)
+}
+
+// WebNNLine is the verdict on WebNN.
+func WebNNLine(f engine.WebNNFacts) string {
+	if !f.Available {
+		return "WebNN unavailable: " + f.Error
+	}
+	dq := "none"
+	if len(f.DequantizeLinear) > 0 {
+		dq = strings.Join(f.DequantizeLinear, ", ")
+	}
+	return fmt.Sprintf("WebNN %s context: dequantizeLinear takes %s", f.DeviceType, dq)
+}
+
+// ProgressLine summarises a load in progress.
+func ProgressLine(p engine.Progress) string {
+	s := fmt.Sprintf("%s of %s received · %d of %d tensors ready · %s resident · holding %s in flight (peak %s)",
+		Bytes(p.BytesReceived), Bytes(p.BytesTotal), p.TensorsReady, p.TensorsTotal,
+		Bytes(p.ResidentBytes), Bytes(p.HeldBytes), Bytes(p.PeakHeldBytes))
+	if p.WasmMemoryBytes > 0 {
+		s += " · wasm memory " + Bytes(p.WasmMemoryBytes)
+	}
+	if p.Resumes > 0 {
+		s += fmt.Sprintf(" · %d resumes", p.Resumes)
+	}
+	s += fmt.Sprintf(" · %.0f ms", p.ElapsedMS)
+	if p.FirstReadyMS > 0 {
+		s += fmt.Sprintf(" (first tensor at %.0f ms)", p.FirstReadyMS)
+	}
+	if p.Error != "" {
+		s += " · failed: " + p.Error
+	}
+	return s
+}
+
+// Bytes formats a byte count in binary units with three significant digits.
+func Bytes(n int64) string {
+	switch {
+	case n < 0:
+		return "-" + Bytes(-n)
+	case n < 1<<10:
+		return fmt.Sprintf("%d B", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.3g KiB", float64(n)/(1<<10))
+	case n < 1<<30:
+		return fmt.Sprintf("%.3g MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.3g GiB", float64(n)/(1<<30))
+}
+
+// ShortName keeps the informative tail of long TF.js tensor names.
+func ShortName(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	return "…" + s[len(s)-max+1:]
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func nonEmpty(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
