@@ -39,7 +39,11 @@ func serve(wasmPath string, args []string, env map[string]string) (*server, erro
 	if err != nil {
 		return nil, err
 	}
-	config, err := json.Marshal(map[string]any{"argv": args, "env": env})
+	cwd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	config, err := json.Marshal(map[string]any{"argv": args, "env": env, "cwd": cwd})
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +90,11 @@ func serve(wasmPath string, args []string, env map[string]string) (*server, erro
 		defer f.Close()
 		io.Copy(w, f)
 	})
+	fs, err := newReadOnlyFS()
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("POST "+s.prefix+"fs/{op}", fs.handler())
 	s.http = &http.Server{Handler: mux}
 	go s.http.Serve(s.ln)
 	return s, nil

@@ -31,6 +31,52 @@
 		return buf.length;
 	};
 
+	// Reading files (testdata/) goes to the server's read-only fs; see fs.go. Errors carry the
+	// Node-style code syscall/fs_js.go maps to an Errno.
+	const fs = globalThis.fs;
+	fs.constants = { O_WRONLY: 0o1, O_RDWR: 0o2, O_CREAT: 0o100, O_TRUNC: 0o1000, O_APPEND: 0o2000,
+		O_EXCL: 0o200, O_DIRECTORY: 0o200000 };
+	function fsCall(op, args, ok, callback) {
+		fetch(`fs/${op}`, { method: "POST", body: JSON.stringify(args) })
+			.then((r) => r.json())
+			.then((res) => {
+				if (res && res.error) {
+					const err = new Error(res.error);
+					err.code = res.code;
+					callback(err);
+				} else {
+					callback(null, ok(res));
+				}
+			}, (e) => {
+				const err = new Error(`fs/${op}: ${e}`);
+				err.code = "EIO";
+				callback(err);
+			});
+	}
+	const stat = (s) => Object.assign(s, { isDirectory: () => s.isDir });
+	fs.open = (path, flags, mode, cb) => fsCall("open", { path, flags }, (r) => r.fd, cb);
+	fs.close = (fd, cb) => fsCall("close", { fd }, () => undefined, cb);
+	fs.fstat = (fd, cb) => fsCall("fstat", { fd }, stat, cb);
+	fs.stat = (path, cb) => fsCall("stat", { path }, stat, cb);
+	fs.lstat = (path, cb) => fsCall("lstat", { path }, stat, cb);
+	fs.readdir = (path, cb) => fsCall("readdir", { path }, (r) => r.entries, cb);
+	fs.read = (fd, buffer, offset, length, position, cb) => fsCall("read", { fd, length, position }, (r) => {
+		const data = Uint8Array.fromBase64 ? Uint8Array.fromBase64(r.data) :
+			Uint8Array.from(atob(r.data), (c) => c.charCodeAt(0));
+		buffer.set(data, offset);
+		return r.n;
+	}, cb);
+	const write = fs.write.bind(fs);
+	fs.write = (fd, buf, offset, length, position, cb) => {
+		if (fd > 2) {
+			const err = new Error("read-only file system");
+			err.code = "EROFS";
+			cb(err);
+			return;
+		}
+		write(fd, buf, offset, length, position, cb);
+	};
+
 	let reported = false;
 	function exit(code) {
 		if (!reported) {
@@ -52,6 +98,8 @@
 			go = new Go();
 			go.argv = config.argv;
 			go.env = config.env;
+			// Relative paths resolve against the runner's directory: the package's, as natively.
+			globalThis.process.cwd = () => config.cwd;
 			// Called from runtime.wasmExit, after the test's last write.
 			go.exit = exit;
 			const { instance } = await WebAssembly.instantiateStreaming(fetch("test.wasm"), go.importObject);
