@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -34,6 +35,13 @@ import (
 	"github.com/nibble-ml/nibble/wasm/cmd/nibble/engine"
 	"github.com/nibble-ml/nibble/wasm/format"
 	"github.com/nibble-ml/nibble/wasm/quant"
+)
+
+// -demo drives the page on a served model for every backend and logs what it measured, e.g.
+// go test ./site -run Bundle -v -demo=use-lite -demo.format=q4-sym-g32
+var (
+	demoModel  = flag.String("demo", "", "also run the page on this model (tiny, use-lite) on every backend and log its figures")
+	demoFormat = flag.String("demo.format", "auto", "format for -demo")
 )
 
 // tinyModel is the synthetic model the test loads: a K that is not a multiple of the group
@@ -278,6 +286,26 @@ func TestBundleInBrowser(t *testing.T) {
 	checkPage(t, res.Page, res.Devices)
 	if res.LayerRows != 2 {
 		t.Errorf("the page measured %d layers of the tiny model, want 2", res.LayerRows)
+	}
+	if *demoModel != "" {
+		for _, backend := range []string{"cpu", "webgpu", "webnn"} {
+			demo := fmt.Sprintf(`(async () => {
+  const $ = id => document.getElementById(id);
+  $("model").value = %q; $("backend").value = %q; $("format").value = %q; $("load").click();
+  await new Promise(r => setTimeout(r, 100));
+  for (let i = 0; i < 1200; i++) {
+    const s = $("status").textContent;
+    if (s.startsWith("Measured") || s.startsWith("Error")) break;
+    await new Promise(r => setTimeout(r, 50));
+  }
+  return ["progress-text", "status", "notes", "memory", "layers"].map(id => $(id).innerText).join("\n");
+})()`, *demoModel, backend, *demoFormat)
+			text, err := chromedp.Run(bctx, chromedp.Evaluate[string](demo, chromedp.EvalAwaitPromise))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("demo %s on %s, %s:\n%s", *demoModel, backend, *demoFormat, text)
+		}
 	}
 }
 

@@ -317,13 +317,13 @@ func (u *ui) layerTable() dom.Element {
 
 func layerCells(r engine.LayerResult) []string {
 	if r.Error != "" {
-		return []string{ShortName(r.Name, 48), fmt.Sprintf("%d×%d", r.N, r.K), r.Format, Bytes(r.Bytes), "", "", "", "error", r.Error}
+		return []string{ShortName(r.Name, 64), fmt.Sprintf("%d×%d", r.N, r.K), r.Format, Bytes(r.Bytes), "", "", "", "error", r.Error}
 	}
 	gbs := 0.0
 	if r.MedianMS > 0 {
 		gbs = float64(r.Bytes) / (r.MedianMS * 1e3)
 	}
-	return []string{ShortName(r.Name, 48), fmt.Sprintf("%d×%d", r.N, r.K), r.Format, Bytes(r.Bytes),
+	return []string{ShortName(r.Name, 64), fmt.Sprintf("%d×%d", r.N, r.K), r.Format, Bytes(r.Bytes),
 		fmt.Sprintf("%.3f", r.MedianMS), fmt.Sprintf("%.3f", r.MinMS), fmt.Sprintf("%.1f", gbs),
 		fmt.Sprintf("%.2e", r.RelRMS), fmt.Sprintf("%.6f", r.Cosine)}
 }
