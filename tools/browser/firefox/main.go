@@ -11,6 +11,7 @@
 // The test's stdout and stderr reach us byte for byte and in order as console messages over BiDi
 // log.entryAdded (see output.go); its exit code arrives the same way, after its last write. Other
 // console messages of the page (JS errors, warnings) go to stderr, labelled.
+// The test can read files (testdata/) through a read-only fs served from the package directory.
 // The command exits with the test's exit code, or 1 when the browser fails; Firefox (its whole
 // process group) and the profile are removed on every path out, signals included.
 //
