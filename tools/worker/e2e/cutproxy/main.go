@@ -1,0 +1,198 @@
+// Command cutproxy is the faulty network of tools/worker/e2e.sh: a reverse proxy in front of the
+// Worker under wrangler dev that cuts the connection in the middle of a model file's body, so
+// the browser's loader has to resume (Range + If-Range) against the Worker itself.
+//
+// Every request is passed to -upstream as it came (Range, If-Range, Origin and the Worker's CORS
+// answer untouched: a resumed request reaches the Worker's 206 path). The first -cuts GET
+// responses for a path ending in -match are aborted after -cut-after body bytes: the proxy
+// flushes what it sent and drops the connection mid-body (net/http closes it without finishing
+// a Content-Length body), which fetch reports as a network error on the body stream. Each cut
+// counts from the first byte of that response, so with a resume in between two cuts land at
+// N and 2N of the file.
+//
+// It listens on -addr (port 0: a free one) and, once listening, writes its base URL to
+// -url-file, which is how the script knows it is ready. One line per request on stderr; on
+// SIGTERM/SIGINT it prints how many cuts it made and exits.
+//
+//	cutproxy -upstream http://127.0.0.1:8787 -cut-after 9000000 -cuts 2 -url-file proxy.url
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	log.SetFlags(log.Lmicroseconds)
+	log.SetPrefix("cutproxy: ")
+	upstream := flag.String("upstream", "", "base URL of the Worker (wrangler dev), e.g. http://127.0.0.1:8787")
+	addr := flag.String("addr", "127.0.0.1:0", "listen address (port 0: a free port)")
+	urlFile := flag.String("url-file", "", "write the proxy's base URL here once it listens")
+	cutAfter := flag.Int64("cut-after", 4<<20, "body bytes of a response to send before cutting the connection")
+	cuts := flag.Int("cuts", 1, "how many GET responses of a matching path to cut; later ones pass whole")
+	match := flag.String("match", ".safetensors", "cut only GETs whose path ends with this")
+	flag.Parse()
+	u, err := url.Parse(*upstream)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		log.Fatalf("-upstream %q: want an absolute URL such as http://127.0.0.1:8787", *upstream)
+	}
+	if *cutAfter <= 0 {
+		log.Fatal("-cut-after must be positive")
+	}
+	p := &proxy{cutAfter: *cutAfter, cuts: int64(*cuts), match: *match}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(u) },
+		// Pass bytes on as they arrive: the point is a cut in the middle of a streaming body.
+		FlushInterval: -1,
+		ErrorLog:      log.Default(),
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	srv := &http.Server{Handler: p, ReadHeaderTimeout: time.Minute}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	if *urlFile != "" {
+		// Written whole and renamed, so a reader never sees half a URL.
+		tmp := *urlFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(base+"\n"), 0o644); err != nil {
+			log.Fatal(err)
+		}
+		if err := os.Rename(tmp, *urlFile); err != nil {
+			log.Fatal(err)
+		}
+	}
+	log.Printf("listening on %s → %s; cutting the first %d GET responses of *%s after %d bytes", base, u, *cuts, *match, *cutAfter)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case s := <-sig:
+		log.Printf("%v: made %d cuts, %d requests", s, p.made.Load(), p.requests.Load())
+	case err := <-done:
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(ctx)
+}
+
+type proxy struct {
+	rp       *httputil.ReverseProxy
+	cutAfter int64
+	cuts     int64
+	match    string
+
+	mu       sync.Mutex
+	matched  int64 // GETs of a matching path so far
+	made     atomic.Int64
+	requests atomic.Int64
+}
+
+func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.requests.Add(1)
+	desc := fmt.Sprintf("%s %s", r.Method, r.URL.Path)
+	if v := r.Header.Get("Range"); v != "" {
+		desc += " Range: " + v
+	}
+	if v := r.Header.Get("If-Range"); v != "" {
+		desc += " If-Range: " + v
+	}
+	cut := false
+	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, p.match) {
+		p.mu.Lock()
+		p.matched++
+		cut = p.matched <= p.cuts
+		p.mu.Unlock()
+	}
+	cw := &countWriter{ResponseWriter: w}
+	if cut {
+		cw.limit = p.cutAfter
+	}
+	// A cut leaves ReverseProxy's upstream body unread and unclosed: cancelling the request
+	// makes the transport drop that connection to the Worker too.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer func() {
+		cancel()
+		v := recover()
+		if v == nil {
+			log.Printf("%s → %d, %d bytes", desc, cw.status, cw.n)
+			return
+		}
+		if errors.Is(asError(v), errCut) {
+			n := p.made.Add(1)
+			log.Printf("%s → %d, CUT %d after %d bytes", desc, cw.status, n, cw.n)
+		} else {
+			log.Printf("%s → %d, aborted after %d bytes: %v", desc, cw.status, cw.n, v)
+		}
+		// net/http closes the connection without finishing the body and logs nothing.
+		panic(http.ErrAbortHandler)
+	}()
+	p.rp.ServeHTTP(cw, r.WithContext(ctx))
+}
+
+var errCut = errors.New("cut on purpose")
+
+func asError(v any) error {
+	if err, ok := v.(error); ok {
+		return err
+	}
+	return fmt.Errorf("%v", v)
+}
+
+// countWriter counts the body bytes written and, with a limit, cuts the response there.
+type countWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+	limit  int64 // 0: no cut
+}
+
+func (c *countWriter) WriteHeader(code int) {
+	if c.status == 0 {
+		c.status = code
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	// Only a body larger than the limit is cut: a short answer (an error page, a small range)
+	// passes whole.
+	if c.limit > 0 && c.n+int64(len(b)) > c.limit {
+		k := c.limit - c.n
+		m, err := c.ResponseWriter.Write(b[:k])
+		c.n += int64(m)
+		if err != nil {
+			return m, err
+		}
+		http.NewResponseController(c.ResponseWriter).Flush()
+		panic(errCut)
+	}
+	m, err := c.ResponseWriter.Write(b)
+	c.n += int64(m)
+	return m, err
+}
+
+// Flush lets ReverseProxy's FlushInterval reach the real writer.
+func (c *countWriter) Flush() { http.NewResponseController(c.ResponseWriter).Flush() }
+
+// Unwrap lets http.ResponseController find the real writer.
+func (c *countWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
