@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 export PATH := $(CURDIR)/tools/browser/bin:$(CURDIR)/.cache/bin:/usr/local/go/bin:$(PATH)
 
-.PHONY: run test deps test-go test-js test-stream-js test-worker bench-worker bench bench-webnn bench-stream-big build serve vet
+.PHONY: run test deps test-go test-js test-firefox test-stream-js test-worker bench-worker bench bench-webnn bench-stream-big build serve vet
 
 deps:
 	@bash tools/browser/install.sh
@@ -15,7 +15,7 @@ deps:
 run: deps
 	go run ./tools/quanttest report
 
-test: deps vet test-go test-js test-stream-js test-worker
+test: deps vet test-go test-js test-stream-js test-firefox test-worker
 
 vet:
 	go vet ./...
@@ -26,6 +26,11 @@ test-go:
 
 test-js:
 	bash tools/browser/test-js.sh
+
+# Firefox ESR (WebGPU on lavapipe, with shader-f16): the f16 paths run for real here.
+test-firefox:
+	bash tools/browser/test-firefox.sh ./wasm/internal/smoke -run WebGPU
+	bash tools/browser/test-firefox.sh ./wasm/internal/jsutil
 
 # wasm/stream over real fetch from a local server: faults, and a 96 MiB fp16 model into q4 with
 # peak memory measured (~30 s).

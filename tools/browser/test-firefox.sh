@@ -16,6 +16,15 @@ fi
 if [[ -n $(find tools/browser/firefox -newer "$runner" -print -quit) ]]; then
   echo "test-firefox: $runner is older than tools/browser/firefox: run 'make deps'" >&2; exit 1
 fi
+source "$root/tools/browser/args.sh"
+echo "test-firefox: $runner missing: run 'make deps'" >&2; exit 1; }
+if [[ -z ${FIREFOX_BIN:-} ]] && ! command -v firefox-esr >/dev/null && ! command -v firefox >/dev/null; then
+  echo "test-firefox: firefox-esr not found: run 'make deps'" >&2; exit 1
+fi
+# The runner is rebuilt by install.sh when its source changes; warn rather than test a stale one.
+if [[ -n $(find tools/browser/firefox -newer "$runner" -print -quit) ]]; then
+  echo "test-firefox: $runner is older than tools/browser/firefox: run 'make deps'" >&2; exit 1
+fi
 # Flags whose value may follow as the next word (-run WebGPU): that word is not a package.
 value_flags=" run skip bench benchtime count cpu parallel timeout p list shuffle tags
   coverprofile coverpkg covermode cpuprofile memprofile blockprofile mutexprofile trace outputdir

@@ -8,13 +8,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 export PATH="$root/tools/browser/bin:$root/.cache/bin:$PATH"
 command -v go_js_wasm_exec >/dev/null || { echo "test-js: go_js_wasm_exec missing: run 'make deps'" >&2; exit 1; }
-pkgs=() flags=()
-for a in "$@"; do
-  case $a in -*) flags+=("$a") ;; *) pkgs+=("$a") ;; esac
-done
-if [[ ${#pkgs[@]} -eq 0 ]]; then
-  mapfile -t pkgs < <(grep -rlE '^//go:build .*js' --include='*_test.go' wasm tools shaders site 2>/dev/null | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
-fi
+source "$root/tools/browser/args.sh"
 echo "test-js: ${pkgs[*]}"
 # chromedp in wasmbrowsertest predates Chrome 153 and logs events it cannot decode; drop that noise.
 GOOS=js GOARCH=wasm go test "${flags[@]}" "${pkgs[@]}" 2>&1 | grep -v 'could not unmarshal event'

@@ -1,3 +1,5 @@
+//go:build !(js && wasm)
+
 // Command firefox_wasm_exec runs a GOOS=js GOARCH=wasm test binary in headless Firefox ESR, for
 // `go test -exec`:
 //
