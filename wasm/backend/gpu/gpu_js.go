@@ -522,3 +522,83 @@ func (b *Backend) Close() error {
 	}
 	return nil
 }
+
+// TimeKernel measures the kernels alone: x is written once, then reps copies of the matmul's
+// dispatches are recorded in one compute pass and submitted together, so per-call overheads
+// (the write of x, the readback, promise round trips) and timestamp quantization (Dawn rounds
+// timestamps to tens of microseconds) are divided by reps. It returns the GPU time per call
+// from timestamp queries (0 without them) and the wall-clock time per call until the queue
+// drained.
+func (b *Backend) TimeKernel(wt backend.Weight, m, reps int) (gpu, wall time.Duration, err error) {
+	w, ok := wt.(*weight)
+	if !ok || w.b != b || w.chunks == nil || m <= 0 || reps <= 0 {
+		return 0, 0, errors.New("gpu: TimeKernel needs a live weight of this backend, m > 0 and reps > 0")
+	}
+	// One MatMul first: it builds the pipeline, sizes the buffers and writes x and the params.
+	n, k := w.Shape()
+	if err := b.MatMul(make([]float32, m*n), make([]float32, m*k), w, m); err != nil {
+		return 0, 0, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	key := keyFor(w.l.format, m, b.feat, b.tune)
+	pl, err := b.pipeline(key)
+	if err != nil {
+		return 0, 0, err
+	}
+	enc, err := b.dev.CreateCommandEncoder(b.label + " timing " + w.name)
+	if err != nil {
+		return 0, 0, err
+	}
+	var ts *webgpu.TimestampWrites
+	if b.timing {
+		ts = &webgpu.TimestampWrites{QuerySet: b.query, Beginning: 0, End: 1}
+	}
+	pass, err := enc.BeginComputePass(key.Name()+" x"+fmt.Sprint(reps), ts)
+	if err != nil {
+		return 0, 0, err
+	}
+	pass.SetPipeline(pl)
+	for range reps {
+		for _, c := range w.chunks {
+			bg, err := b.bindGroup(pl, w, c)
+			if err != nil {
+				pass.End()
+				return 0, 0, err
+			}
+			pass.SetBindGroup(0, bg)
+			gx, gy := grid(key, c.r1-c.r0, m)
+			pass.Dispatch(gx, gy, 1)
+		}
+	}
+	if err := pass.End(); err != nil {
+		return 0, 0, err
+	}
+	if b.timing {
+		if err := enc.ResolveQuerySet(b.query, 0, 2, b.qbuf, 0); err != nil {
+			return 0, 0, err
+		}
+		if err := enc.CopyBufferToBuffer(b.qbuf, 0, b.qrd, 0, 16); err != nil {
+			return 0, 0, err
+		}
+	}
+	cb, err := enc.Finish()
+	if err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	if err := b.dev.Queue().Submit(cb); err != nil {
+		return 0, 0, err
+	}
+	if err := b.dev.Queue().OnSubmittedWorkDone(); err != nil {
+		return 0, 0, err
+	}
+	wall = time.Since(start) / time.Duration(reps)
+	if b.timing {
+		if err := b.readTiming(); err != nil {
+			return 0, 0, err
+		}
+		gpu = b.gpuTime / time.Duration(reps)
+	}
+	return gpu, wall, nil
+}
