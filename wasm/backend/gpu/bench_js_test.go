@@ -60,6 +60,8 @@ var benchFormats = []quant.Format{
 // Keep it small on SwiftShader, where one 4096×4096 f32 GEMV takes tens of milliseconds.
 var benchReps = flag.Int("nibble.reps", 10, "dispatches per kernel timing")
 
+var kernelDone = map[string][2]float64{}
+
 var benchShapes = []backendtest.Shape{
 	{M: 1, N: 4096, K: 4096},
 	{M: 1, N: 11008, K: 4096},
@@ -108,8 +110,11 @@ func BenchmarkMatMul(b *testing.B) {
 				b.StopTimer()
 				// Kernel alone: reps dispatches in one submit, so the per-call overheads and
 				// timestamp quantization are divided away. Once per case: the testing package
-				// runs the function again with a larger b.N.
-				if b.N == 1 && *benchReps > 1 {
+				// may run this function again with a larger b.N.
+				if r, ok := kernelDone[name]; ok {
+					b.ReportMetric(r[0], "ms/call")
+					b.ReportMetric(r[1], "GB/s")
+					b.ReportMetric(e2e.Seconds()*1e3, "ms/matmul-e2e")
 					return
 				}
 				reps := *benchReps
@@ -126,6 +131,7 @@ func BenchmarkMatMul(b *testing.B) {
 				}
 				ms := per.Seconds() * 1e3
 				gbs := float64(w.Bytes()) / per.Seconds() / 1e9
+				kernelDone[name] = [2]float64{ms, gbs}
 				b.ReportMetric(ms, "ms/call")
 				b.ReportMetric(gbs, "GB/s")
 				b.ReportMetric(e2e.Seconds()*1e3, "ms/matmul-e2e")
