@@ -279,27 +279,15 @@ func repoRoot() (string, error) {
 }
 
 // buildPage builds the nibble side of the page for js/wasm. The output is a build artefact in
-// .cache (ignored by git), never committed. The WebGPU backend joins the page (-tags benchgpu)
-// when wasm/backend/gpu is in the tree and builds; otherwise the page is built without it and
-// nibble-webgpu reports why.
+// .cache (ignored by git), never committed.
 func buildPage(root, out string) error {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
-	build := func(tags string) ([]byte, error) {
-		cmd := exec.Command("go", "build", "-tags="+tags, "-o", out, "./tools/bench/page")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm")
-		return cmd.CombinedOutput()
-	}
-	if _, err := os.Stat(filepath.Join(root, "wasm/backend/gpu")); err == nil {
-		b, err := build("benchgpu")
-		if err == nil {
-			return nil
-		}
-		logf("building the page with wasm/backend/gpu failed, building without nibble-webgpu:\n%s", b)
-	}
-	if b, err := build(""); err != nil {
+	cmd := exec.Command("go", "build", "-o", out, "./tools/bench/page")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building the nibble page for js/wasm: %w\n%s", err, b)
 	}
 	return nil

@@ -1,4 +1,4 @@
-//go:build js && wasm && benchgpu
+//go:build js && wasm
 
 package main
 
@@ -11,8 +11,7 @@ import (
 )
 
 // nibble-webgpu: the WebGPU backend with production options (f16 products only where the adapter
-// has shader-f16, subgroups where present). Built only with -tags benchgpu, which tools/bench
-// passes when wasm/backend/gpu is in the tree, so the page builds before that package lands.
+// has shader-f16, subgroups where present).
 // The await bound is raised from the default: a 128-row GEMM on SwiftShader on a loaded 2-core
 // machine took longer than a minute, and a benchmark wants the figure, not a timeout.
 func init() {
