@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The end-to-end test of the model-serving Worker (issue 6, item 4): a model streamed from the
+# Worker under `wrangler dev` (local R2) into a real headless Chromium, quantized on arrival,
+# with the connection cut mid-file and resumed.
+#
+#   bash tools/worker/e2e.sh        # from anywhere; exits non-zero on any failed check
+#
+# Steps: write a synthetic fp16 safetensors model (tools/mkmodel) and its manifest.json (sizes,
+# sha256); quantize it natively, every tensor whole (tools/worker/e2e/qsums: the reference);
+# build the Worker, seed local R2, start wrangler dev offline (lib.sh); start
+# tools/worker/e2e/cutproxy in front of it, cutting the first E2E_CUTS GETs of the model after a
+# third of the file each; run wasm/stream's TestBrowserWorkerE2E in Chromium (wasmbrowsertest),
+# which loads the model through the proxy (must resume at least E2E_CUTS times), then straight
+# from the Worker, and requires every quantized tensor to be byte-identical across the two and
+# to the native reference. Stops the proxy and wrangler (and workerd) by PID / process group, on
+# failure and Ctrl-C too.
+#
+# Knobs: E2E_MKMODEL (mkmodel flags, default a 2-layer BERT-base shape, 28 MB fp16), E2E_CUTS
+# (default 2), READY_TIMEOUT (seconds for wrangler dev to come up, default 180).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/nibble-worker-e2e.XXXXXX")"
+dev_pid=""
+proxy_pid=""
+t0=$SECONDS
+source "$repo/tools/worker/lib.sh"
+
+stop_proxy() {
+	local i
+	[ -n "$proxy_pid" ] || return 0
+	kill -TERM "$proxy_pid" 2>/dev/null || { proxy_pid=""; return 0; }
+	for i in $(seq 1 40); do
+		kill -0 "$proxy_pid" 2>/dev/null || break
+		sleep 0.25
+	done
+	kill -KILL "$proxy_pid" 2>/dev/null || true
+	wait "$proxy_pid" 2>/dev/null || true
+	proxy_pid=""
+}
+
+cleanup() {
+	local rc=$?
+	stop_proxy
+	stop_group "$dev_pid" || rc=1
+	if [ $rc -ne 0 ]; then
+		if [ -f "$tmp/proxy.log" ]; then
+			echo "--- cutproxy log (last 20 lines) ---" >&2
+			tail -n 20 "$tmp/proxy.log" >&2
+		fi
+		if [ -f "$tmp/dev.log" ]; then
+			echo "--- wrangler dev log (last 40 lines) ---" >&2
+			tail -n 40 "$tmp/dev.log" >&2
+		fi
+		echo "worker e2e: FAILED after $((SECONDS - t0))s" >&2
+	fi
+	rm -rf "$tmp"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wrangler_env
+ensure_runtime
+cuts=${E2E_CUTS:-2}
+read -r -a mkflags <<<"${E2E_MKMODEL:--shape bert-base -layers 2 -format safetensors-f16 -seed 11}"
+
+# --- the helpers, built once: a `go run` would leave its child behind when stopped by PID.
+(cd "$repo" && go build -o "$tmp/bin/" ./tools/worker/e2e/cutproxy ./tools/worker/e2e/qsums)
+
+# --- the model, its manifest and the native reference.
+model=e2e
+file=model.safetensors
+m="$tmp/models/$model"
+mkdir -p "$m"
+(cd "$repo" && go run ./tools/mkmodel "${mkflags[@]}" -o "$m/$file")
+(cd "$repo" && go run ./tools/worker -write-manifest "$m") >/dev/null
+size=$(wc -c <"$m/$file")
+sha=$(sha256sum <"$m/$file" | cut -c1-64)
+grep -q "\"sha256\": \"$sha\"" "$m/manifest.json" || { echo "worker e2e: manifest.json lacks the model's sha256" >&2; exit 1; }
+"$tmp/bin/qsums" "$m/$file" >"$tmp/qsums.txt"
+[ -s "$tmp/qsums.txt" ] || { echo "worker e2e: the native reference is empty" >&2; exit 1; }
+cut_after=$((size / 3))
+[ $((cut_after * cuts)) -lt "$size" ] || { echo "worker e2e: $cuts cuts of $cut_after bytes do not fit in $size bytes" >&2; exit 1; }
+
+# --- the Worker under wrangler dev, local R2.
+bash "$repo/tools/worker/build.sh"
+cat >"$tmp/entries.json" <<JSON
+[
+ {"key": "models/$model/$file", "file": "$m/$file"},
+ {"key": "models/$model/manifest.json", "file": "$m/manifest.json"}
+]
+JSON
+seed_r2 "$tmp/entries.json"
+echo "worker e2e: seeded local R2 with $model/$file ($size bytes, sha256 $sha)"
+READY_PATH="/models/$model/manifest.json" start_dev
+got=$(curl -s --max-time 60 "$dev_url/models/$model/manifest.json" | sha256sum | cut -c1-64)
+[ "$got" = "$(sha256sum <"$m/manifest.json" | cut -c1-64)" ] || { echo "worker e2e: the Worker serves another manifest.json" >&2; exit 1; }
+
+# --- the cutting proxy in front of it.
+"$tmp/bin/cutproxy" -upstream "$dev_url" -cut-after "$cut_after" -cuts "$cuts" -match "/$file" \
+	-url-file "$tmp/proxy.url" 2>"$tmp/proxy.log" </dev/null &
+proxy_pid=$!
+deadline=$((SECONDS + 60))
+until [ -s "$tmp/proxy.url" ]; do
+	kill -0 "$proxy_pid" 2>/dev/null || { echo "worker e2e: cutproxy exited:" >&2; cat "$tmp/proxy.log" >&2; exit 1; }
+	[ $SECONDS -lt $deadline ] || { echo "worker e2e: cutproxy not listening after 60s" >&2; exit 1; }
+	sleep 0.2
+done
+proxy_url=$(cat "$tmp/proxy.url")
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 60 "$proxy_url/models/$model/manifest.json" || true)
+[ "$code" = 200 ] || { echo "worker e2e: manifest.json through the proxy: status $code" >&2; exit 1; }
+echo "worker e2e: cutproxy on $proxy_url cuts the first $cuts GETs of $file after $cut_after bytes each"
+
+# --- the browser test.
+set +e
+(cd "$repo" && NIBBLE_WORKER_URL="$dev_url" NIBBLE_WORKER_PROXY_URL="$proxy_url" NIBBLE_WORKER_MODEL="$model" \
+	NIBBLE_WORKER_FILE="$file" NIBBLE_WORKER_QSUMS="$(cat "$tmp/qsums.txt")" NIBBLE_WORKER_CUTS="$cuts" \
+	bash tools/browser/test-js.sh ./wasm/stream -v -count=1 -timeout=8m '-run=^TestBrowserWorkerE2E$') 2>&1 | tee "$tmp/test.log"
+rc=${PIPESTATUS[0]}
+set -e
+stop_proxy
+made=$(grep -c ' CUT ' "$tmp/proxy.log" || true)
+fail=0
+[ "$rc" -eq 0 ] || { echo "worker e2e: the browser test failed (exit $rc)" >&2; fail=1; }
+grep -q -- '--- PASS: TestBrowserWorkerE2E' "$tmp/test.log" || { echo "worker e2e: TestBrowserWorkerE2E did not pass (skipped or not run)" >&2; fail=1; }
+[ "$made" -eq "$cuts" ] || { echo "worker e2e: the proxy made $made cuts, want $cuts" >&2; fail=1; }
+ranges=$(grep -c 'Range: bytes=.* → 206' "$tmp/proxy.log" || true)
+[ "$ranges" -ge "$cuts" ] || { echo "worker e2e: $ranges resumed requests answered 206 through the proxy, want at least $cuts" >&2; fail=1; }
+echo "--- cutproxy: model requests"
+grep "/$file" "$tmp/proxy.log" | sed 's/^cutproxy: [0-9:.]* /  /'
+[ "$fail" -eq 0 ] || exit 1
+echo "--- summary"
+grep -o 'e2e [a-z]*: .*' "$tmp/test.log" | sed 's/^/  /'
+echo "worker e2e: passed in $((SECONDS - t0))s ($made cuts, $ranges ranged resumes answered 206 by the Worker)"
