@@ -5,14 +5,20 @@ package engine
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
-	"io"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +26,7 @@ import (
 	"github.com/nibble-ml/nibble/tools/worker/store"
 	"github.com/nibble-ml/nibble/wasm/format"
 	"github.com/nibble-ml/nibble/wasm/quant"
+	"github.com/nibble-ml/nibble/wasm/stream"
 )
 
 func TestParseFormatRoundTrip(t *testing.T) {
@@ -91,21 +98,30 @@ func writeModel(t *testing.T, dir string) map[string][]float32 {
 	return vals
 }
 
-func server(t *testing.T, dir string) string {
+// server serves dir through the worker's handler and counts the requests for model files (every
+// file but the JSON indexes).
+func server(t *testing.T, dir string) (string, *atomic.Int32) {
 	t.Helper()
 	st, err := store.OpenDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(serve.New(st))
+	h := serve.New(st)
+	var files atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, ".json") {
+			files.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
-	return srv.URL
+	return srv.URL, &files
 }
 
 func TestLoadMatMulMeasureCPU(t *testing.T) {
 	dir := t.TempDir()
 	vals := writeModel(t, filepath.Join(dir, "tiny"))
-	base := server(t, dir)
+	base, _ := server(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, url := range []string{base + "/models/tiny/", base + "/models/tiny/model.safetensors"} {
@@ -179,7 +195,7 @@ func TestLoadMatMulMeasureCPU(t *testing.T) {
 func TestLoadErrors(t *testing.T) {
 	dir := t.TempDir()
 	writeModel(t, filepath.Join(dir, "tiny"))
-	base := server(t, dir)
+	base, _ := server(t, dir)
 	ctx := context.Background()
 	if _, err := Load(ctx, base+"/models/tiny/", Options{Format: "q5-sym-g32"}); err == nil {
 		t.Error("bad format accepted")
@@ -199,55 +215,169 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
-type memOpener struct {
-	b     []byte
-	opens int
-}
-
-func (o *memOpener) open(_ context.Context, off int64) (io.ReadCloser, error) {
-	o.opens++
-	return io.NopCloser(&chunky{r: bytes.NewReader(o.b[off:])}), nil
-}
-
-// chunky delivers at most 7 bytes a Read, so part boundaries fall mid-buffer.
-type chunky struct{ r io.Reader }
-
-func (c *chunky) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), 7)]) }
-
-func TestConcat(t *testing.T) {
-	files := [][]byte{[]byte("hello, "), {}, []byte("shards "), []byte("of the same model")}
-	all := bytes.Join(files, nil)
-	for _, known := range []bool{true, false} {
-		var parts []Part
-		for i, f := range files {
-			o := &memOpener{b: f}
-			parts = append(parts, Part{Name: string(rune('a' + i)), Open: o.open, Size: int64(len(f))})
+// writeTFJS writes a TF.js model of two float32 matrices split across three shards (a tensor
+// straddles the first boundary) and returns the shard files' contents.
+func writeTFJS(t *testing.T, dir string) [][]byte {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(5, 5))
+	var all []byte
+	for _, n := range []int{64 * 128, 32 * 96} {
+		w := make([]float32, n)
+		for i := range w {
+			w[i] = float32(rng.NormFloat64() * 0.05)
 		}
-		op := Concat(parts, known)
-		for off := 0; off <= len(all); off++ {
-			rc, err := op(context.Background(), int64(off))
-			if !known && off > 0 {
-				if err == nil {
-					t.Fatal("resume without sizes accepted")
-				}
-				break
-			}
-			if err != nil {
-				t.Fatalf("known=%v off=%d: %v", known, off, err)
-			}
-			got, err := io.ReadAll(rc)
-			if err != nil || !bytes.Equal(got, all[off:]) {
-				t.Fatalf("known=%v off=%d: %q, %v", known, off, got, err)
-			}
-			rc.Close()
+		b := make([]byte, 4*n)
+		format.EncodeF32(b, w)
+		all = append(all, b...)
+	}
+	cut := []int{0, 20000, 40000, len(all)}
+	model := `{"weightsManifest":[{"paths":["group1-shard1of3","group1-shard2of3","./group1-shard3of3"],"weights":[` +
+		`{"name":"dense/kernel","shape":[64,128],"dtype":"float32"},{"name":"out/kernel","shape":[32,96],"dtype":"float32"}]}]}`
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "model.json"), []byte(model), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var shards [][]byte
+	for i := range 3 {
+		shards = append(shards, all[cut[i]:cut[i+1]])
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("group1-shard%dof3", i+1)), shards[i], 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
-	// A part shorter than the size claimed is an error, not a silent shift of every later byte.
-	parts := []Part{{Name: "a", Open: (&memOpener{b: []byte("abc")}).open, Size: 4}, {Name: "b", Open: (&memOpener{b: []byte("d")}).open, Size: 1}}
-	rc, _ := Concat(parts, true)(context.Background(), 0)
-	if _, err := io.ReadAll(rc); !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Errorf("short part: %v", err)
+	return shards
+}
+
+// TestTFJSShardsChecked loads a TF.js model whose shards the engine joins (stream.JoinSource):
+// through the worker's generated manifest every shard is checked and the load succeeds; through
+// a manifest with one wrong sha256 the load fails with stream.ErrChecksum and holds nothing.
+func TestTFJSShardsChecked(t *testing.T) {
+	dir := t.TempDir()
+	shards := writeTFJS(t, filepath.Join(dir, "tf"))
+	writeTFJS(t, filepath.Join(dir, "tfbad"))
+	var files []stream.ManifestFile
+	for i, b := range shards {
+		sum := sha256.Sum256(b)
+		if i == 1 {
+			sum[0] ^= 1
+		}
+		files = append(files, stream.ManifestFile{Name: fmt.Sprintf("group1-shard%dof3", i+1), Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])})
 	}
+	man, _ := json.Marshal(stream.Manifest{Model: "tfbad", Files: append(files, stream.ManifestFile{Name: "model.json", Size: 1})})
+	if err := os.WriteFile(filepath.Join(dir, "tfbad", "manifest.json"), man, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base, _ := server(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	no := false
+	m, err := Load(ctx, base+"/models/tf/", Options{Backend: "cpu", Format: "q8-sym-g32", Cache: &no})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m.Spec.Kind != KindTFJS || len(m.Spec.Sources) != 1 || m.Spec.Sources[0].Size != int64(len(shards[0])+len(shards[1])+len(shards[2])) {
+		t.Errorf("spec %+v: want one joined TF.js source of every shard's bytes", m.Spec)
+	}
+	if notes := strings.Join(m.Notes(), "\n"); !strings.Contains(notes, "3 shards streamed back to back, each checked against manifest.json's size and sha256") {
+		t.Errorf("notes %q", notes)
+	}
+	if mem := m.Memory(); mem.F32Bytes != 4*(64*128+32*96) || mem.TensorsPending != 0 {
+		t.Errorf("memory %+v", mem)
+	}
+	m.Release()
+
+	m, err = Load(ctx, base+"/models/tfbad/", Options{Backend: "cpu", Cache: &no})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.Wait(ctx)
+	if !errors.Is(err, stream.ErrChecksum) || !strings.Contains(err.Error(), "group1-shard2of3") {
+		t.Errorf("a shard whose sha256 is not the manifest's: %v, want stream.ErrChecksum naming it", err)
+	}
+	if mem := m.Memory(); mem.ResidentBytes != 0 {
+		t.Errorf("after a failed check %d bytes stay resident", mem.ResidentBytes)
+	}
+	m.Release()
+}
+
+// TestLoadCache loads the same models twice through a fresh cache: the second load reads the
+// quantized tensors back (no request for a model file) and multiplies identically; cache: false
+// neither reads nor writes it.
+func TestLoadCache(t *testing.T) {
+	dir := t.TempDir()
+	writeModel(t, filepath.Join(dir, "tiny"))
+	writeTFJS(t, filepath.Join(dir, "tf"))
+	base, files := server(t, dir)
+	cache := &stream.MemCache{}
+	OpenCache = func() (stream.Cache, error) { return cache, nil }
+	defer func() { OpenCache = openCache }()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	yes, no := true, false
+	load := func(url, layer string, k int, c *bool) (Progress, []float32, []string) {
+		t.Helper()
+		files.Store(0)
+		m, err := Load(ctx, url, Options{Backend: "cpu", Format: "q4-sym-g32", Cache: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Release()
+		if err := m.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		x := make([]float32, 2*k)
+		for i := range x {
+			x[i] = float32(i%5) - 2
+		}
+		y, err := m.MatMul(layer, x, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := m.Progress()
+		if m.Cached != (c == nil || *c) {
+			t.Errorf("%s: Cached %v with cache option %v", url, m.Cached, c)
+		}
+		if got := files.Load(); (p.CacheHits > 0) != (got == 0) {
+			t.Errorf("%s: %d cache hits and %d requests for model files", url, p.CacheHits, got)
+		}
+		return p, y, m.Notes()
+	}
+	for _, c := range []struct {
+		url, layer string
+		k          int
+	}{
+		{base + "/models/tiny/", "layer.1.w", 200},
+		{base + "/models/tf/model.json", "dense/kernel", 128},
+	} {
+		off, want, notes := load(c.url, c.layer, c.k, &no)
+		if off.CacheHits != 0 || off.CacheWritten != 0 || !strings.Contains(strings.Join(notes, "\n"), "cache: false") {
+			t.Errorf("%s with cache: false: %+v, notes %q", c.url, off, notes)
+		}
+		first, y1, _ := load(c.url, c.layer, c.k, nil)
+		again, y2, _ := load(c.url, c.layer, c.k, &yes)
+		if first.CacheHits != 0 || first.CacheWritten == 0 || again.CacheHits != 1 || again.CacheRead != first.CacheWritten || again.BytesReceived != 0 {
+			t.Errorf("%s: first load %+v, reload %+v: want a miss that writes an entry, then a hit that reads it all", c.url, first, again)
+		}
+		if !slices.Equal(y1, want) || !slices.Equal(y2, want) {
+			t.Errorf("%s: matmul differs between the network load and the cached ones", c.url)
+		}
+	}
+	// Another format is another entry, not an overwrite of the q4 one.
+	m, err := Load(ctx, base+"/models/tiny/", Options{Backend: "cpu", Format: "q8-sym-g32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p := m.Progress(); p.CacheHits != 0 || p.CacheWritten == 0 {
+		t.Errorf("q8 after q4: %+v, want a miss and a new entry", p)
+	}
+	m.Release()
 }
 
 // TestUSELite loads the real TF.js model (when npm installed it) through the worker's manifest,
@@ -261,7 +391,7 @@ func TestUSELite(t *testing.T) {
 	if err := os.CopyFS(filepath.Join(dir, "use-lite"), os.DirFS(src)); err != nil {
 		t.Fatal(err)
 	}
-	base := server(t, dir)
+	base, _ := server(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for _, url := range []string{base + "/models/use-lite/", base + "/models/use-lite/model.json"} {

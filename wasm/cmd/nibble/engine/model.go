@@ -20,6 +20,11 @@ type Options struct {
 	// Search picks each group's scale by error search (quant.Options.Search): slower loads,
 	// lower error.
 	Search bool `json:"search"`
+	// Cache keeps the quantized tensors (stream.Options.Cache: the Cache API in the browser) so
+	// the next load of the same file with the same format reads them back with no download and
+	// no quantization. nil (the default) caches every file that has a sha256 or a version to
+	// key it by; false neither reads nor writes the cache.
+	Cache *bool `json:"cache"`
 	// OnProgress, if set, is called from a goroutine at most every ProgressEvery while the load
 	// runs, and once more when it ends.
 	OnProgress    func(Progress) `json:"-"`
@@ -41,8 +46,13 @@ type Progress struct {
 	ElapsedMS       float64 `json:"elapsedMs"`
 	FirstReadyMS    float64 `json:"firstReadyMs"`
 	WasmMemoryBytes int64   `json:"wasmMemoryBytes"` // 0 natively
-	Done            bool    `json:"done"`
-	Error           string  `json:"error,omitempty"`
+	// CacheHits counts the files read from the cache (their bytes are not in BytesReceived);
+	// CacheRead and CacheWritten count cache entry bytes.
+	CacheHits    int    `json:"cacheHits"`
+	CacheRead    int64  `json:"cacheRead"`
+	CacheWritten int64  `json:"cacheWritten"`
+	Done         bool   `json:"done"`
+	Error        string `json:"error,omitempty"`
 }
 
 func progressOf(p stream.Progress) Progress {
@@ -52,6 +62,7 @@ func progressOf(p stream.Progress) Progress {
 		HeldBytes: p.HeldBytes, PeakHeldBytes: p.PeakHeldBytes,
 		ResidentBytes: p.ResidentBytes, QuantizedTotal: p.QuantizedTotal, Resumes: p.Resumes,
 		ElapsedMS: ms(p.Elapsed), FirstReadyMS: ms(p.FirstReady), WasmMemoryBytes: wasmMemory(),
+		CacheHits: p.CacheHits, CacheRead: p.CacheRead, CacheWritten: p.CacheWritten,
 	}
 }
 
@@ -62,7 +73,10 @@ type Model struct {
 	Spec    *Spec
 	Backend backend.Backend
 	Format  string
+	// Cached says whether the load used the cache (read it, or wrote what it quantized).
+	Cached bool
 
+	notes  []string // what the load decided beyond Spec.Notes (the cache)
 	load   *stream.Load
 	cancel context.CancelFunc
 	opt    Options
@@ -96,7 +110,14 @@ func Load(ctx context.Context, url string, opt Options) (*Model, error) {
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	m := &Model{Spec: spec, Backend: b, Format: opt.Format, cancel: cancel, opt: opt, plan: plan, progDone: make(chan struct{})}
-	m.load = stream.Start(lctx, b, stream.Options{Plan: plan, Quant: quant.Options{Search: opt.Search}, Reader: spec.Reader}, spec.Sources...)
+	sopt := stream.Options{Plan: plan, Quant: quant.Options{Search: opt.Search}, Reader: spec.Reader,
+		// The plan is not in stream's key (a stale format only shows when the entry is read, and
+		// the load then overwrites it): keying by the format gives each its own entry, so
+		// switching formats back and forth does not rewrite the cache every time.
+		CacheTag: "engine plan " + opt.Format}
+	sopt.Cache, m.notes = cacheFor(spec, opt.Cache)
+	m.Cached = sopt.Cache != nil
+	m.load = stream.Start(lctx, b, sopt, spec.Sources...)
 	go m.reportProgress()
 	return m, nil
 }
@@ -254,7 +275,10 @@ func (m *Model) Shape(name string) (n, k int, ok bool) {
 
 // Notes say what the load assumed and why the backend is the one it is.
 func (m *Model) Notes() []string {
-	notes := append([]string(nil), m.Spec.Notes...)
+	notes := append(append([]string(nil), m.Spec.Notes...), m.notes...)
+	if err := m.load.CacheErr(); err != nil {
+		notes = append(notes, "cache: "+err.Error()+" (the load went on without it)")
+	}
 	if why := FallbackReason(m.Backend); why != nil {
 		notes = append(notes, "auto chose the CPU: "+why.Error())
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/backend/cpu"
@@ -18,6 +19,14 @@ import (
 )
 
 func openURL(u string) stream.Opener { return stream.Fetch(u, stream.FetchOptions{}) }
+
+// CacheName is the Cache API cache the bundle keeps quantized models in (one entry per file and
+// format; see stream.CacheKey).
+const CacheName = "nibble-quantized"
+
+// openCache opens CacheName once: caches.open is a round trip through the browser, and an error
+// (no Cache API outside a secure context) will not change during the page's life.
+var openCache = sync.OnceValues(func() (stream.Cache, error) { return stream.BrowserCache(CacheName) })
 
 // newBackend creates the named backend. "auto" takes WebGPU on a hardware adapter, else WebNN,
 // else the CPU: on a software adapter (SwiftShader) WebGPU is an emulation on the CPU, and the

@@ -33,3 +33,8 @@ func Probe() *Devices {
 }
 
 func wasmMemory() int64 { return 0 }
+
+// memCache is the native cache: a native program that loads a model twice reads it back.
+var memCache stream.MemCache
+
+func openCache() (stream.Cache, error) { return &memCache, nil }

@@ -43,8 +43,8 @@ type Spec struct {
 //   - a model directory ("…/models/tiny/") or its manifest.json: every .safetensors/.gguf file
 //     the manifest lists, with sizes and sha256 checked, or the TF.js model if it lists a
 //     model.json;
-//   - a TF.js model.json: its weight shards streamed back to back (sizes from the sibling
-//     manifest.json when the server has one, so a broken shard resumes with Range);
+//   - a TF.js model.json: its weight shards streamed back to back, each checked against the
+//     size and sha256 the sibling manifest.json gives when the server has one;
 //   - any other URL: one safetensors or GGUF file.
 func Resolve(ctx context.Context, rawURL string) (*Spec, error) {
 	if rawURL == "" {
@@ -71,7 +71,7 @@ func Resolve(ctx context.Context, rawURL string) (*Spec, error) {
 		var notes []string
 		if err != nil {
 			man = nil
-			notes = append(notes, "no manifest.json beside the model ("+err.Error()+"): shard sizes unknown, a broken download restarts from the beginning")
+			notes = append(notes, "no manifest.json beside the model ("+err.Error()+")")
 		}
 		s, err := tfjsSpec(ctx, u, man)
 		if s != nil {
@@ -80,7 +80,7 @@ func Resolve(ctx context.Context, rawURL string) (*Spec, error) {
 		return s, err
 	default:
 		return &Spec{URL: u.String(), Kind: KindFile, Sources: []stream.Source{{Name: base, Open: OpenURL(u.String())}},
-			Notes: []string{"a single file without a manifest: no size or sha256 check"}}, nil
+			Notes: []string{"a single file without a manifest: no size or sha256 check, and not cached (nothing to key it by)"}}, nil
 	}
 }
 
@@ -107,8 +107,10 @@ func fromManifest(ctx context.Context, u *url.URL, man *stream.Manifest) (*Spec,
 	return s, nil
 }
 
-// tfjsSpec reads model.json and streams its shards as one source, in manifest order (the order
-// format.NewTFJS reads them in). man, if not nil, gives the shards' sizes and hashes.
+// tfjsSpec reads model.json and streams its shards back to back as one source
+// (stream.JoinSource), in the order format.NewTFJS reads them. man, if not nil, gives each
+// shard's size and sha256: a broken shard then resumes mid-shard with Range, and each shard is
+// checked as its last byte passes, so a bad one fails the load before the next is opened.
 func tfjsSpec(ctx context.Context, u *url.URL, man *stream.Manifest) (*Spec, error) {
 	body, err := get(ctx, u.String())
 	if err != nil {
@@ -118,38 +120,38 @@ func tfjsSpec(ctx context.Context, u *url.URL, man *stream.Manifest) (*Spec, err
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", u, err)
 	}
-	sizes := map[string]int64{}
-	if man != nil {
-		for _, f := range man.Files {
-			sizes[f.Name] = f.Size
-		}
-	}
-	var parts []Part
-	var total int64
-	known := man != nil
-	for _, g := range m {
-		for _, p := range g.Paths {
-			size, ok := sizes[p]
-			if !ok {
-				known = false
-			}
-			total += size
-			parts = append(parts, Part{Name: p, Open: OpenURL(resolveRef(u, p)), Size: size})
-		}
-	}
-	if len(parts) == 0 {
+	// Shard paths are relative to model.json, as TF.js resolves them; resolving (rather than
+	// appending to a base) also cleans "./" prefixes before they reach the server.
+	shards := stream.TFJSShards(m, "", man, func(p string) stream.Opener { return OpenURL(resolveRef(u, p)) })
+	if len(shards) == 0 {
 		return nil, fmt.Errorf("%s: the weights manifest names no shard", u)
 	}
-	src := stream.Source{Name: path.Base(u.Path) + " shards", Open: Concat(parts, known)}
-	var notes []string
-	if known {
-		src.Size = total
-		notes = append(notes, fmt.Sprintf("%d shards streamed back to back; sha256 is checked per file only by the worker's manifest, not here", len(parts)))
-	}
 	return &Spec{
-		URL: u.String(), Kind: KindTFJS, Sources: []stream.Source{src}, Notes: notes,
-		Reader: func(r io.Reader) (format.Reader, error) { return format.NewTFJS(m, r, nil) },
+		URL: u.String(), Kind: KindTFJS, Reader: stream.TFJSReader(m, nil),
+		Sources: []stream.Source{stream.JoinSource(path.Base(u.Path)+" shards", shards...)},
+		Notes:   []string{shardNote(shards)},
 	}, nil
+}
+
+// shardNote says how much of a TF.js model's shards the manifest let the loader check.
+func shardNote(shards []stream.Shard) string {
+	var sized, hashed int
+	for _, s := range shards {
+		if s.Size > 0 {
+			sized++
+		}
+		if s.SHA256 != "" {
+			hashed++
+		}
+	}
+	n := len(shards)
+	switch {
+	case hashed == n && sized == n:
+		return fmt.Sprintf("%d shards streamed back to back, each checked against manifest.json's size and sha256", n)
+	case hashed == 0 && sized == 0:
+		return fmt.Sprintf("%d shards streamed back to back, unchecked: no size or sha256 for them, and without a hash the model is not cached", n)
+	}
+	return fmt.Sprintf("%d shards streamed back to back: %d with a size, %d with a sha256 checked (the manifest lists the rest without); the model is cached only when every shard has a sha256", n, sized, hashed)
 }
 
 func getManifest(ctx context.Context, u string) (*stream.Manifest, error) {
