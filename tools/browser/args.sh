@@ -16,5 +16,5 @@ while (($#)); do
   esac
 done
 if [[ ${#pkgs[@]} -eq 0 ]]; then
-  mapfile -t pkgs < <(grep -rlE '^//go:build .*js' --include='*_test.go' wasm tools shaders site 2>/dev/null | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
+  mapfile -t pkgs < <(grep -rlE '^//go:build [^!]*\bjs\b' --include='*_test.go' wasm tools shaders site 2>/dev/null | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
 fi
