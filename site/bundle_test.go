@@ -23,7 +23,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,7 +83,7 @@ func TestBundleInBrowser(t *testing.T) {
 	}
 	h := serve.New(st)
 	h.Site = http.FileServer(http.Dir(www))
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(countModelRequests(h))
 	defer srv.Close()
 
 	// The oracle: the same files quantized by the pure-Go reference, natively, over HTTP.
@@ -97,6 +99,16 @@ func TestBundleInBrowser(t *testing.T) {
 		x0[i] = float32(rng.NormFloat64())
 	}
 	want0, err := quant.MatMul(x0, rows, ref["layer.0.w"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The cache test loads another format, so that the page's first load below is a miss.
+	const cacheFmt = "q8-sym-g32"
+	refQ8, err := engine.Quantized(ctx, srv.URL+"/models/tiny/", cacheFmt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantQ8, err := quant.MatMul(x0, rows, refQ8["layer.0.w"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,64 +151,90 @@ func TestBundleInBrowser(t *testing.T) {
 	js := func(x []float32) string { b, _ := json.Marshal(x); return string(b) }
 	script := fmt.Sprintf(`(async () => {
   const nibble = await nibbleReady;
-  const out = {version: nibble.version, devices: await nibble.devices(), runs: {}, errors: {}};
+  const out = {version: nibble.version, devices: await nibble.devices(), runs: {}, errors: {}, cached: [], pageLoads: []};
   const x0 = new Float32Array(%s);
+  // Requests for model files since the last call, as the test server counted them.
+  const modelRequests = async () => +(await (await fetch("/test/model-requests")).text());
+  const facts = (m, t0) => ({backend: m.backend, format: m.format, bytes: m.bytes, f32Bytes: m.f32Bytes,
+    cache: m.cache, cacheHits: m.cacheHits, cacheRead: m.cacheRead, cacheWritten: m.cacheWritten, loadMs: m.loadMs,
+    ms: performance.now() - t0});
   for (const backend of ["cpu", "webgpu", "webnn"]) {
     const t0 = performance.now();
     try {
-      const m = await nibble.load("/models/tiny/", {backend, format: %q});
+      await modelRequests();
+      const m = await nibble.load("/models/tiny/", {backend, format: %q, cache: false});
       const y = await m.matmul("layer.0.w", x0, %d);
-      out.runs[backend] = {backend: m.backend, format: m.format, bytes: m.bytes, f32Bytes: m.f32Bytes,
-        tensors: m.tensors(), y: Array.from(y), ms: performance.now() - t0};
+      out.runs[backend] = {...facts(m, t0), tensors: m.tensors(), y: Array.from(y), modelRequests: await modelRequests()};
       if (backend === "cpu") out.runs[backend].measure = await m.measure({m: 2, runs: 2});
       await m.release();
       try { await m.matmul("layer.0.w", x0, %d); out.errors.afterRelease = "no error"; }
       catch (e) { out.errors.afterRelease = String(e.message); }
     } catch (e) { out.runs[backend] = {error: String(e && e.message || e)}; }
   }
+  // The same model twice through the Cache API: the second load reads the quantized tensors back.
+  for (let i = 0; i < 2; i++) {
+    const t0 = performance.now();
+    try {
+      await modelRequests();
+      const m = await nibble.load("/models/tiny/", {backend: "cpu", format: %q, cache: true});
+      out.cached.push({...facts(m, t0), y: Array.from(await m.matmul("layer.0.w", x0, %d)), modelRequests: await modelRequests()});
+      await m.release();
+    } catch (e) { out.cached.push({error: String(e && e.message || e)}); }
+  }
   try { await nibble.load("/models/nothere/", {backend: "cpu"}); out.errors.missing = "no error"; }
   catch (e) { out.errors.missing = String(e.message); }
   try { await nibble.load("/models/tiny/", {format: "q5-sym-g32"}); out.errors.badFormat = "no error"; }
   catch (e) { out.errors.badFormat = String(e.message); }
+  try { await nibble.load("/models/tiny/", {cache: "yes"}); out.errors.badCache = "no error"; }
+  catch (e) { out.errors.badCache = String(e.message); }
   if (%t) {
     try {
       const m = await nibble.load("/models/use-lite/model.json", {backend: "cpu"});
-      out.use = {kind: m.kind, bytes: m.bytes, f32Bytes: m.f32Bytes,
+      out.use = {kind: m.kind, bytes: m.bytes, f32Bytes: m.f32Bytes, notes: m.notes,
         y: Array.from(await m.matmul(%q, new Float32Array(%s), 1))};
       await m.release();
     } catch (e) { out.use = {error: String(e.message)}; }
   }
-  // The page itself: pick the tiny model on WebGPU and press the button.
+  // The page itself: pick the tiny model on WebGPU and press the button twice; the first load
+  // downloads and fills the cache, the second reads it back.
   const $ = id => document.getElementById(id);
   for (let i = 0; i < 100 && !$("model")?.querySelector("option[value=tiny]"); i++) await new Promise(r => setTimeout(r, 50));
   $("model").value = "tiny"; $("backend").value = "webgpu"; $("format").value = %q;
-  $("load").click();
-  for (let i = 0; i < 600; i++) {
-    const s = $("status").textContent;
-    if (s.startsWith("Measured") || s.startsWith("Error")) break;
+  for (let n = 0; n < 2; n++) {
+    await modelRequests();
+    $("load").click();
     await new Promise(r => setTimeout(r, 50));
+    for (let i = 0; i < 600; i++) {
+      const s = $("status").textContent;
+      if (s.startsWith("Measured") || s.startsWith("Error")) break;
+      await new Promise(r => setTimeout(r, 50));
+    }
+    out.pageLoads.push({line: $("load-line").textContent, modelRequests: await modelRequests()});
   }
   out.layerRows = document.querySelectorAll("#layers tbody tr").length;
   out.page = $("nibble-demo").innerText;
   return out;
-})()`, js(x0), fmtName, rows, rows, haveUSE, useLayer, js(xUSE), fmtName)
+})()`, js(x0), fmtName, rows, rows, cacheFmt, rows, haveUSE, useLayer, js(xUSE), fmtName)
 
 	var res struct {
 		Version string
 		Devices engine.Devices
 		Runs    map[string]struct {
-			Error, Backend, Format string
-			Bytes, F32Bytes        int64
-			Tensors                []engine.TensorFacts
-			Y                      []float32
-			MS                     float64
-			Measure                []engine.LayerResult
+			loadFacts
+			Tensors []engine.TensorFacts
+			Measure []engine.LayerResult
 		}
+		Cached []loadFacts
 		Errors map[string]string
 		Use    *struct {
 			Error, Kind     string
 			Bytes, F32Bytes int64
+			Notes           []string
 			Y               []float32
+		}
+		PageLoads []struct {
+			Line          string
+			ModelRequests int
 		}
 		Page      string
 		LayerRows int
@@ -232,6 +270,10 @@ func TestBundleInBrowser(t *testing.T) {
 		if err != nil || e.RelRMS > bound || r.Backend != backend {
 			t.Errorf("%s (%s): matmul vs quant.MatMul: %v, %v (bound %g)", backend, r.Backend, e, err, bound)
 		}
+		if r.Cache || r.CacheHits != 0 || r.CacheRead != 0 || r.CacheWritten != 0 || r.ModelRequests == 0 {
+			t.Errorf("%s with cache: false: cache %v, %d hits, %d read, %d written, %d model requests (want no cache use, and the file downloaded)",
+				backend, r.Cache, r.CacheHits, r.CacheRead, r.CacheWritten, r.ModelRequests)
+		}
 		// q4 holds well under a quarter of float32; WebNN counts its constants twice (the JS
 		// copy kept for later graph builds, and the compiled graph's own).
 		wantF32, limit := int64(4*(256*512+96*200+96)), int64(4*(256*512+96*200+96))/4
@@ -261,6 +303,10 @@ func TestBundleInBrowser(t *testing.T) {
 			}
 		}
 	}
+	checkCached(t, res.Cached, wantQ8)
+	if !strings.Contains(res.Errors["badCache"], "cache must be true or false") {
+		t.Errorf("cache: \"yes\": %q", res.Errors["badCache"])
+	}
 	if !strings.Contains(res.Errors["afterRelease"], "released") {
 		t.Errorf("matmul after release: %q", res.Errors["afterRelease"])
 	}
@@ -280,10 +326,24 @@ func TestBundleInBrowser(t *testing.T) {
 			if err != nil || e.RelRMS > 1e-5 || res.Use.Kind != "tfjs" {
 				t.Errorf("USE-lite matmul: %v %v", e, err)
 			}
+			if notes := strings.Join(res.Use.Notes, "\n"); !strings.Contains(notes, "7 shards streamed back to back, each checked against manifest.json's size and sha256") {
+				t.Errorf("USE-lite: the notes do not say every shard was checked: %q", notes)
+			}
 		}
 	}
 	t.Logf("page text:\n%s", res.Page)
 	checkPage(t, res.Page, res.Devices)
+	for i, want := range []string{"Downloaded and quantized in", "Loaded from the cache in"} {
+		if i >= len(res.PageLoads) {
+			t.Errorf("the page loaded %d times, want 2", len(res.PageLoads))
+			break
+		}
+		l := res.PageLoads[i]
+		t.Logf("page load %d: %s (%d model-file requests, load and measure)", i+1, l.Line, l.ModelRequests)
+		if !strings.HasPrefix(l.Line, want) {
+			t.Errorf("page load %d says %q, want %q…", i+1, l.Line, want)
+		}
+	}
 	if res.LayerRows != 2 {
 		t.Errorf("the page measured %d layers of the tiny model, want 2", res.LayerRows)
 	}
@@ -298,7 +358,7 @@ func TestBundleInBrowser(t *testing.T) {
     if (s.startsWith("Measured") || s.startsWith("Error")) break;
     await new Promise(r => setTimeout(r, 50));
   }
-  return ["progress-text", "status", "notes", "memory", "layers"].map(id => $(id).innerText).join("\n");
+  return ["progress-text", "load-line", "status", "notes", "memory", "layers"].map(id => $(id).innerText).join("\n");
 })()`, *demoModel, backend, *demoFormat)
 			text, err := chromedp.Run(bctx, chromedp.Evaluate[string](demo, chromedp.EvalAwaitPromise))
 			if err != nil {
@@ -307,6 +367,66 @@ func TestBundleInBrowser(t *testing.T) {
 			t.Logf("demo %s on %s, %s:\n%s", *demoModel, backend, *demoFormat, text)
 		}
 	}
+}
+
+// loadFacts is what the page script reports of one nibble.load and its matmul.
+type loadFacts struct {
+	Error, Backend, Format  string
+	Bytes, F32Bytes         int64
+	Cache                   bool
+	CacheHits               int
+	CacheRead, CacheWritten int64
+	LoadMS, MS              float64 // the handle's loadMs; load + matmul as the page timed it
+	Y                       []float32
+	ModelRequests           int // requests for model files the server counted
+}
+
+// checkCached checks the two loads through the cache: the first downloads and writes an entry,
+// the second reads it back without one request for a model file, and both multiply like the
+// reference.
+func checkCached(t *testing.T, loads []loadFacts, want []float32) {
+	t.Helper()
+	if len(loads) != 2 {
+		t.Fatalf("%d cached loads, want 2", len(loads))
+	}
+	for i, l := range loads {
+		t.Logf("cache load %d: %.0f ms (loadMs %.0f), cache %v, %d hits, %d read, %d written, %d model-file requests",
+			i+1, l.MS, l.LoadMS, l.Cache, l.CacheHits, l.CacheRead, l.CacheWritten, l.ModelRequests)
+		if l.Error != "" {
+			t.Errorf("cache load %d: %s", i+1, l.Error)
+			return
+		}
+		if e, err := quant.Compare(want, l.Y); err != nil || e.RelRMS > 1e-5 {
+			t.Errorf("cache load %d: matmul vs quant.MatMul: %v, %v", i+1, e, err)
+		}
+	}
+	first, again := loads[0], loads[1]
+	if !first.Cache || first.CacheHits != 0 || first.CacheWritten == 0 || first.ModelRequests == 0 {
+		t.Errorf("first load with cache: true: %+v; want a miss that downloads and writes an entry", first)
+	}
+	if !again.Cache || again.CacheHits == 0 || again.CacheRead != first.CacheWritten || again.ModelRequests != 0 {
+		t.Errorf("second load with cache: true: %d hits, %d of %d entry bytes read, %d model-file requests; want a hit reading it all and no request",
+			again.CacheHits, again.CacheRead, first.CacheWritten, again.ModelRequests)
+	}
+	if !slices.Equal(first.Y, again.Y) {
+		t.Errorf("the load from the cache multiplies differently from the one that filled it")
+	}
+}
+
+// countModelRequests counts the GETs of model files (not the JSON indexes) and answers
+// /test/model-requests with the count since the last time it was asked.
+func countModelRequests(h http.Handler) http.Handler {
+	var n atomic.Int64
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/test/model-requests" {
+			fmt.Fprint(w, n.Swap(0))
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/models/") && !strings.HasSuffix(r.URL.Path, ".json") {
+			n.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // checkPage checks that the demo mounted and shows the measured adapter honestly.

@@ -88,6 +88,12 @@ func ProgressLine(p engine.Progress) string {
 	if p.Resumes > 0 {
 		s += fmt.Sprintf(" · %d resumes", p.Resumes)
 	}
+	if p.CacheHits > 0 {
+		s += fmt.Sprintf(" · %d from the cache (%s read)", p.CacheHits, Bytes(p.CacheRead))
+	}
+	if p.CacheWritten > 0 {
+		s += " · " + Bytes(p.CacheWritten) + " written to the cache"
+	}
 	s += fmt.Sprintf(" · %.0f ms", p.ElapsedMS)
 	if p.FirstReadyMS > 0 {
 		s += fmt.Sprintf(" (first tensor at %.0f ms)", p.FirstReadyMS)
@@ -96,6 +102,20 @@ func ProgressLine(p engine.Progress) string {
 		s += " · failed: " + p.Error
 	}
 	return s
+}
+
+// LoadLine says where a finished load came from and how long it took: the figure to compare
+// between a first load and a reload from the cache. cached is whether the load used the cache.
+func LoadLine(p engine.Progress, cached bool) string {
+	switch {
+	case p.CacheHits > 0 && p.BytesReceived == 0:
+		return fmt.Sprintf("Loaded from the cache in %.0f ms: %s of quantized tensors read, nothing downloaded or quantized.", p.ElapsedMS, Bytes(p.CacheRead))
+	case p.CacheHits > 0:
+		return fmt.Sprintf("Loaded in %.0f ms, %d files from the cache (%s read) and %s downloaded and quantized.", p.ElapsedMS, p.CacheHits, Bytes(p.CacheRead), Bytes(p.BytesReceived))
+	case !cached:
+		return fmt.Sprintf("Downloaded and quantized in %.0f ms (%s); the cache was not used.", p.ElapsedMS, Bytes(p.BytesReceived))
+	}
+	return fmt.Sprintf("Downloaded and quantized in %.0f ms (%s); %s written to the cache for the next load.", p.ElapsedMS, Bytes(p.BytesReceived), Bytes(p.CacheWritten))
 }
 
 // Bytes formats a byte count in binary units with three significant digits.

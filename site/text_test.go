@@ -28,3 +28,20 @@ func TestBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadLine(t *testing.T) {
+	for _, c := range []struct {
+		p      engine.Progress
+		cached bool
+		want   string
+	}{
+		{engine.Progress{ElapsedMS: 812, BytesReceived: 27903656, CacheWritten: 7 << 20}, true, "Downloaded and quantized in 812 ms (26.6 MiB); 7 MiB written to the cache"},
+		{engine.Progress{ElapsedMS: 95, CacheHits: 1, CacheRead: 7 << 20}, true, "Loaded from the cache in 95 ms: 7 MiB"},
+		{engine.Progress{ElapsedMS: 300, CacheHits: 1, CacheRead: 1 << 20, BytesReceived: 2 << 20}, true, "1 files from the cache (1 MiB read) and 2 MiB downloaded"},
+		{engine.Progress{ElapsedMS: 700, BytesReceived: 1 << 20}, false, "the cache was not used"},
+	} {
+		if got := LoadLine(c.p, c.cached); !strings.Contains(got, c.want) {
+			t.Errorf("LoadLine(%+v, %v) = %q, want it to contain %q", c.p, c.cached, got, c.want)
+		}
+	}
+}

@@ -40,9 +40,11 @@ type ui struct {
 
 	devices, status, notes            dom.Element
 	model, backend, format, rows      dom.Element
+	cache                             *dom.HTMLInputElement
 	load, release                     *dom.HTMLButtonElement
 	bar                               *dom.HTMLProgressElement
 	progressText, memory, layers, hdr dom.Element
+	loadLine                          dom.Element
 
 	mu    sync.Mutex
 	m     *engine.Model
@@ -91,6 +93,9 @@ func (u *ui) build(root dom.Element) {
 	u.rows.SetAttribute("min", "1")
 	u.rows.SetAttribute("max", "64")
 	u.rows.SetAttribute("value", "1")
+	u.cache = u.withID(u.el("input", "", ""), "cache").(*dom.HTMLInputElement)
+	u.cache.SetAttribute("type", "checkbox")
+	u.cache.SetChecked(true)
 	u.load = u.withID(u.el("button", "primary", "Load and measure"), "load").(*dom.HTMLButtonElement)
 	u.release = u.withID(u.el("button", "", "Release"), "release").(*dom.HTMLButtonElement)
 	u.release.SetDisabled(true)
@@ -100,15 +105,16 @@ func (u *ui) build(root dom.Element) {
 		u.el("h2", "", "Model"),
 		u.el("div", "controls", "",
 			u.label("model", u.model), u.label("backend", u.backend), u.label("format", u.format),
-			u.label("activation rows (m)", u.rows), u.load, u.release)))
+			u.label("activation rows (m)", u.rows), u.label("cache quantized", u.cache), u.load, u.release)))
 
 	u.bar = u.withID(u.el("progress", "", ""), "bytes-bar").(*dom.HTMLProgressElement)
 	u.bar.SetMax(1)
 	u.bar.SetValue(0)
 	u.progressText = u.withID(u.el("p", "progress-text", "Nothing loaded yet."), "progress-text")
+	u.loadLine = u.withID(u.el("p", "load-line", ""), "load-line")
 	u.status = u.withID(u.el("p", "status", ""), "status")
 	u.notes = u.withID(u.el("ul", "notes", ""), "notes")
-	root.AppendChild(u.el("section", "card", "", u.el("h2", "", "Streaming"), u.bar, u.progressText, u.status, u.notes))
+	root.AppendChild(u.el("section", "card", "", u.el("h2", "", "Streaming"), u.bar, u.progressText, u.loadLine, u.status, u.notes))
 
 	u.memory = u.withID(u.el("div", "", ""), "memory")
 	u.layers = u.withID(u.el("div", "", ""), "layers")
@@ -226,7 +232,9 @@ func (u *ui) run() {
 	u.memory.SetInnerHTML("")
 	u.layers.SetInnerHTML("")
 	u.notes.SetInnerHTML("")
+	u.loadLine.SetTextContent("")
 	name, backend, format := value(u.model), value(u.backend), value(u.format)
+	useCache := u.cache.Checked()
 	rows := 1
 	fmt.Sscan(value(u.rows), &rows)
 	rows = max(1, min(rows, 64))
@@ -237,7 +245,7 @@ func (u *ui) run() {
 	u.status.SetTextContent(fmt.Sprintf("Loading %s on %s as %s…", name, backend, format))
 	ctx := context.Background()
 	m, err := engine.Load(ctx, pageURL("models/"+name+"/"), engine.Options{
-		Backend: backend, Format: format,
+		Backend: backend, Format: format, Cache: &useCache,
 		OnProgress: func(p engine.Progress) {
 			if p.BytesTotal > 0 {
 				u.bar.SetValue(float64(p.BytesReceived) / float64(p.BytesTotal))
@@ -259,6 +267,7 @@ func (u *ui) run() {
 	soft := u.softw
 	u.mu.Unlock()
 	u.release.SetDisabled(false)
+	u.loadLine.SetTextContent(LoadLine(m.Progress(), m.Cached))
 	for _, n := range m.Notes() {
 		u.notes.AppendChild(u.el("li", "", n))
 	}

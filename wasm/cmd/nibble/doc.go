@@ -15,13 +15,24 @@
 //	                                //   error}, webnn: {available, dequantizeLinear: [types],
 //	                                //   constants, float16, summary, error}, cpu: {...}}
 //	const m = await nibble.load(url, {backend: "auto", format: "q4-sym-g32", search: false,
-//	                                  onProgress: p => ...})
+//	                                  cache: true, onProgress: p => ...})
 //	    // url: a model directory (".../models/tiny/"), its manifest.json, a TF.js model.json or
-//	    // one .safetensors/.gguf file. Resolves once every tensor is resident. onProgress gets
+//	    // one .safetensors/.gguf file. Resolves once every tensor is resident. A TF.js model's
+//	    // shards stream back to back, each checked against the size and sha256 manifest.json
+//	    // gives. cache: keep the quantized tensors in the Cache API (cache "nibble-quantized",
+//	    // one entry per file and format) and read them back on the next load, with no download
+//	    // and no quantization. Default: true for every file that has a sha256 (from
+//	    // manifest.json) or a version to key it by, so a model directory is cached and a bare
+//	    // file URL is not; false neither reads nor writes the cache. A damaged or stale entry is
+//	    // ignored (and rewritten), never used in part. onProgress gets
 //	    // {bytesReceived, bytesTotal, tensorsReady, tensorsTotal, heldBytes, peakHeldBytes,
 //	    //  residentBytes, quantizedTotal, resumes, elapsedMs, firstReadyMs, wasmMemoryBytes,
-//	    //  done, error} about every 100 ms and once at the end.
+//	    //  cacheHits, cacheRead, cacheWritten, done, error} about every 100 ms and once at the end
+//	    //  (cacheHits: files read from the cache; their bytes are not in bytesReceived).
 //	m.backend, m.format, m.url      // what ran
+//	m.loadMs                        // load time, from nibble.load to every tensor resident
+//	m.cache                         // whether the load used the cache (read or wrote it)
+//	m.cacheHits, m.cacheRead, m.cacheWritten // files read from the cache; entry bytes read, written
 //	m.bytes                         // bytes the backend holds for the weights
 //	m.f32Bytes                      // the same tensors as float32
 //	m.notes                         // [string]: assumptions and backend choices

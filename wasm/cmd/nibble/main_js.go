@@ -51,7 +51,7 @@ func version() string {
 	return v + " (" + runtime.Version() + ")"
 }
 
-// load(url, {backend, format, search, onProgress}) → Promise<model>.
+// load(url, {backend, format, search, cache, onProgress}) → Promise<model>.
 func load(_ js.Value, args []js.Value) any {
 	if len(args) < 1 || args[0].Type() != js.TypeString {
 		return reject(errors.New("nibble.load(url, options): url must be a string"))
@@ -64,6 +64,14 @@ func load(_ js.Value, args []js.Value) any {
 		opt.Backend = optString(o, "backend")
 		opt.Format = optString(o, "format")
 		opt.Search = o.Get("search").Truthy()
+		switch c := o.Get("cache"); c.Type() {
+		case js.TypeUndefined, js.TypeNull:
+		case js.TypeBoolean:
+			b := c.Bool()
+			opt.Cache = &b
+		default:
+			return reject(fmt.Errorf("nibble.load: cache must be true or false, not a %s", c.Type()))
+		}
 		if f := o.Get("onProgress"); f.Type() == js.TypeFunction {
 			onProgress = f
 			opt.OnProgress = func(p engine.Progress) { callSafe(onProgress, toJS(p)) }
@@ -86,10 +94,12 @@ func load(_ js.Value, args []js.Value) any {
 // handle is the JS object of a loaded model. Its methods are js.Funcs released with the model;
 // afterwards each is replaced by one that rejects, so a late call fails with a message.
 func handle(m *engine.Model) js.Value {
-	mem := m.Memory()
+	mem, p := m.Memory(), m.Progress()
 	h := js.ValueOf(map[string]any{
 		"url": m.Spec.URL, "kind": string(m.Spec.Kind), "backend": m.Backend.Name(), "format": m.Format,
 		"bytes": mem.ResidentBytes, "f32Bytes": mem.F32Bytes, "notes": toJS(m.Notes()),
+		"loadMs": p.ElapsedMS, "cache": m.Cached,
+		"cacheHits": p.CacheHits, "cacheRead": p.CacheRead, "cacheWritten": p.CacheWritten,
 	})
 	methods := map[string]js.Func{}
 	def := func(name string, f func(args []js.Value) any) {
