@@ -64,16 +64,26 @@ ensure_runtime
 cuts=${E2E_CUTS:-2}
 read -r -a mkflags <<<"${E2E_MKMODEL:--shape bert-base -layers 2 -format safetensors-f16 -seed 11}"
 
-# --- the helpers, built once: a `go run` would leave its child behind when stopped by PID.
-(cd "$repo" && go build -o "$tmp/bin/" ./tools/worker/e2e/cutproxy ./tools/worker/e2e/qsums)
+# phase NAME: prints how long the previous phase took (slow CI machines: where did the time go).
+phase_t=$SECONDS
+phase() {
+	echo "worker e2e: [$((SECONDS - t0))s] $1 (previous step $((SECONDS - phase_t))s)"
+	phase_t=$SECONDS
+}
+
+# --- the native tools, in one build (one link step each, no `go run` per call; and a `go run`
+# stopped by PID would leave its child behind).
+phase "building mkmodel, the native Worker (-write-manifest), qsums, cutproxy"
+(cd "$repo" && go build -o "$tmp/bin/" ./tools/mkmodel ./tools/worker ./tools/worker/e2e/cutproxy ./tools/worker/e2e/qsums)
 
 # --- the model, its manifest and the native reference.
 model=e2e
 file=model.safetensors
 m="$tmp/models/$model"
 mkdir -p "$m"
-(cd "$repo" && go run ./tools/mkmodel "${mkflags[@]}" -o "$m/$file")
-(cd "$repo" && go run ./tools/worker -write-manifest "$m") >/dev/null
+phase "writing the model, its manifest and the native reference"
+"$tmp/bin/mkmodel" "${mkflags[@]}" -o "$m/$file"
+"$tmp/bin/worker" -write-manifest "$m" >/dev/null
 size=$(wc -c <"$m/$file")
 sha=$(sha256sum <"$m/$file" | cut -c1-64)
 grep -q "\"sha256\": \"$sha\"" "$m/manifest.json" || { echo "worker e2e: manifest.json lacks the model's sha256" >&2; exit 1; }
@@ -83,7 +93,9 @@ cut_after=$((size / 3))
 [ $((cut_after * cuts)) -lt "$size" ] || { echo "worker e2e: $cuts cuts of $cut_after bytes do not fit in $size bytes" >&2; exit 1; }
 
 # --- the Worker under wrangler dev, local R2.
+phase "building the Worker"
 bash "$repo/tools/worker/build.sh"
+phase "seeding local R2, starting wrangler dev"
 cat >"$tmp/entries.json" <<JSON
 [
  {"key": "models/$model/$file", "file": "$m/$file"},
@@ -112,12 +124,14 @@ code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 60 "$proxy_url/models/$
 echo "worker e2e: cutproxy on $proxy_url cuts the first $cuts GETs of $file after $cut_after bytes each"
 
 # --- the browser test.
+phase "running TestBrowserWorkerE2E in Chromium"
 set +e
 (cd "$repo" && NIBBLE_WORKER_URL="$dev_url" NIBBLE_WORKER_PROXY_URL="$proxy_url" NIBBLE_WORKER_MODEL="$model" \
 	NIBBLE_WORKER_FILE="$file" NIBBLE_WORKER_QSUMS="$(cat "$tmp/qsums.txt")" NIBBLE_WORKER_CUTS="$cuts" \
 	bash tools/browser/test-js.sh ./wasm/stream -v -count=1 -timeout=8m '-run=^TestBrowserWorkerE2E$') 2>&1 | tee "$tmp/test.log"
 rc=${PIPESTATUS[0]}
 set -e
+phase "browser test done"
 stop_proxy
 made=$(grep -c ' CUT ' "$tmp/proxy.log" || true)
 fail=0
@@ -130,5 +144,5 @@ echo "--- cutproxy: model requests"
 grep "/$file" "$tmp/proxy.log" | sed 's/^cutproxy: [0-9:.]* /  /'
 [ "$fail" -eq 0 ] || exit 1
 echo "--- summary"
-grep -o 'e2e [a-z]*: .*' "$tmp/test.log" | sed 's/^/  /'
+grep -o 'e2e [a-z0-9 ]*: .*' "$tmp/test.log" | sed 's/^/  /'
 echo "worker e2e: passed in $((SECONDS - t0))s ($made cuts, $ranges ranged resumes answered 206 by the Worker)"

@@ -4,6 +4,7 @@ package stream
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"github.com/nibble-ml/nibble/tools/worker/e2e/qsum"
 	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/backend/cpu"
+	"github.com/nibble-ml/nibble/wasm/format"
 	"github.com/nibble-ml/nibble/wasm/quant"
 )
 
@@ -60,8 +62,10 @@ func (u *workerE2EUploader) Upload(t *quant.Tensor) (backend.Weight, error) {
 // quantized to 4 bits.
 type workerE2EResult struct {
 	Progress
-	d  time.Duration
-	q4 int
+	d       time.Duration
+	q4      int
+	tensors []format.TensorInfo
+	opens   []int64 // the offset of every request for the file, in order
 }
 
 // workerE2ELoad fetches base's manifest.json, streams the model file through fetch into the CPU
@@ -78,7 +82,15 @@ func workerE2ELoad(t *testing.T, base, model, file string) (map[string]string, w
 	if err != nil {
 		t.Fatalf("manifest from %s: %v", base, err)
 	}
-	src, err := m.Source(file, Fetch(dir+file, FetchOptions{}))
+	var mu sync.Mutex
+	var opens []int64
+	fetch := Fetch(dir+file, FetchOptions{})
+	src, err := m.Source(file, func(ctx context.Context, off int64) (io.ReadCloser, error) {
+		mu.Lock()
+		opens = append(opens, off)
+		mu.Unlock()
+		return fetch(ctx, off)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +109,9 @@ func workerE2ELoad(t *testing.T, base, model, file string) (map[string]string, w
 	if _, err := l.Result(context.Background()); err != nil {
 		t.Fatalf("load from %s: %v (%v)", base, err, l.Progress())
 	}
-	r := workerE2EResult{Progress: l.Progress(), d: time.Since(start)}
+	mu.Lock()
+	r := workerE2EResult{Progress: l.Progress(), d: time.Since(start), tensors: l.Tensors(), opens: opens}
+	mu.Unlock()
 	sums := map[string]string{}
 	for name, q := range up.t {
 		sums[name] = qsum.Sum(q)
@@ -176,8 +190,29 @@ func TestBrowserWorkerE2E(t *testing.T) {
 	if len(clean) != len(cut) {
 		t.Errorf("%d tensors through the proxy, %d straight", len(cut), len(clean))
 	}
+	// The loader resumes at the first byte it has not consumed (bytes the browser received but
+	// had not handed to Go when the body failed are fetched again), so the resumed offsets are
+	// the loader's, not the proxy's cut points. One must fall inside a tensor's bytes: a resume
+	// mid-tensor, not merely between tensors or in the header.
+	midTensor := false
+	for i, off := range pc.opens[1:] {
+		in := "between tensors"
+		for _, ti := range pc.tensors {
+			if off > ti.Offset && off < ti.Offset+ti.Size {
+				in = fmt.Sprintf("inside tensor %q (%v %v, byte %d of %d)", ti.Name, ti.DType, ti.Shape, off-ti.Offset, ti.Size)
+				midTensor = true
+			}
+		}
+		t.Logf("e2e resume %d: Range from byte %d of %d, %s", i+1, off, raw, in)
+	}
+	if !midTensor {
+		t.Errorf("no request resumed inside a tensor's bytes (request offsets %v)", pc.opens)
+	}
 	if pc.q4 == 0 {
 		t.Errorf("no tensor was quantized to 4 bits: the model has no weight matrix DefaultPlan quantizes")
+	}
+	if t.Failed() {
+		return
 	}
 	t.Logf("e2e checked: %d tensors (%d q4) byte-identical across the resumed load, the clean load and the native reference", len(want), pc.q4)
 }

@@ -7,8 +7,8 @@
 // responses for a path ending in -match are aborted after -cut-after body bytes: the proxy
 // flushes what it sent and drops the connection mid-body (net/http closes it without finishing
 // a Content-Length body), which fetch reports as a network error on the body stream. Each cut
-// counts from the first byte of that response, so with a resume in between two cuts land at
-// N and 2N of the file.
+// counts from the first byte of its own response: a resumed request (Range: bytes=r-) is cut
+// at file byte r+N. The log names each cut's file offset.
 //
 // It listens on -addr (port 0: a free one) and, once listening, writes its base URL to
 // -url-file, which is how the script knows it is ready. One line per request on stderr; on
@@ -29,6 +29,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -120,7 +121,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cut = p.matched <= p.cuts
 		p.mu.Unlock()
 	}
-	cw := &countWriter{ResponseWriter: w}
+	cw := &countWriter{ResponseWriter: w, start: rangeStart(r)}
 	if cut {
 		cw.limit = p.cutAfter
 	}
@@ -136,7 +137,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if errors.Is(asError(v), errCut) {
 			n := p.made.Add(1)
-			log.Printf("%s → %d, CUT %d after %d bytes", desc, cw.status, n, cw.n)
+			log.Printf("%s → %d, CUT %d after %d bytes, at byte %d of the file", desc, cw.status, n, cw.n, cw.start+cw.n)
 		} else {
 			log.Printf("%s → %d, aborted after %d bytes: %v", desc, cw.status, cw.n, v)
 		}
@@ -147,6 +148,18 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 var errCut = errors.New("cut on purpose")
+
+// rangeStart is the file offset of a response's first body byte: the start of a "bytes=N-" or
+// "bytes=N-M" request (the loader's form), 0 otherwise. Only the log uses it.
+func rangeStart(r *http.Request) int64 {
+	v, ok := strings.CutPrefix(r.Header.Get("Range"), "bytes=")
+	if !ok {
+		return 0
+	}
+	v, _, _ = strings.Cut(v, "-")
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return n
+}
 
 func asError(v any) error {
 	if err, ok := v.(error); ok {
@@ -159,6 +172,7 @@ func asError(v any) error {
 type countWriter struct {
 	http.ResponseWriter
 	status int
+	start  int64 // file offset of the first body byte (Range), for the log
 	n      int64
 	limit  int64 // 0: no cut
 }
