@@ -79,9 +79,12 @@ func WebNNLine(f engine.WebNNFacts) string {
 
 // ProgressLine summarises a load in progress.
 func ProgressLine(p engine.Progress) string {
-	s := fmt.Sprintf("%s of %s received · %d of %d tensors ready · %s resident · holding %s in flight (peak %s)",
-		Bytes(p.BytesReceived), Bytes(p.BytesTotal), p.TensorsReady, p.TensorsTotal,
-		Bytes(p.ResidentBytes), Bytes(p.HeldBytes), Bytes(p.PeakHeldBytes))
+	s := ""
+	if p.CacheHits == 0 || p.BytesTotal > 0 { // a load wholly from the cache receives nothing
+		s = fmt.Sprintf("%s of %s received · ", Bytes(p.BytesReceived), Bytes(p.BytesTotal))
+	}
+	s += fmt.Sprintf("%d of %d tensors ready · %s resident · holding %s in flight (peak %s)",
+		p.TensorsReady, p.TensorsTotal, Bytes(p.ResidentBytes), Bytes(p.HeldBytes), Bytes(p.PeakHeldBytes))
 	if p.WasmMemoryBytes > 0 {
 		s += " · wasm memory " + Bytes(p.WasmMemoryBytes)
 	}
