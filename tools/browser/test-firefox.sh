@@ -17,32 +17,6 @@ if [[ -n $(find tools/browser/firefox -newer "$runner" -print -quit) ]]; then
   echo "test-firefox: $runner is older than tools/browser/firefox: run 'make deps'" >&2; exit 1
 fi
 source "$root/tools/browser/args.sh"
-echo "test-firefox: $runner missing: run 'make deps'" >&2; exit 1; }
-if [[ -z ${FIREFOX_BIN:-} ]] && ! command -v firefox-esr >/dev/null && ! command -v firefox >/dev/null; then
-  echo "test-firefox: firefox-esr not found: run 'make deps'" >&2; exit 1
-fi
-# The runner is rebuilt by install.sh when its source changes; warn rather than test a stale one.
-if [[ -n $(find tools/browser/firefox -newer "$runner" -print -quit) ]]; then
-  echo "test-firefox: $runner is older than tools/browser/firefox: run 'make deps'" >&2; exit 1
-fi
-# Flags whose value may follow as the next word (-run WebGPU): that word is not a package.
-value_flags=" run skip bench benchtime count cpu parallel timeout p list shuffle tags
-  coverprofile coverpkg covermode cpuprofile memprofile blockprofile mutexprofile trace outputdir
-  o fuzz fuzztime fuzzminimizetime ldflags gcflags asmflags mod modfile overlay pkgdir "
-pkgs=() flags=()
-while (($#)); do
-  a=$1; shift
-  case $a in
-    -*=*) flags+=("$a") ;;
-    -*) flags+=("$a")
-        name=${a#-}; name=${name#-}
-        if [[ $value_flags == *" $name "* && $# -gt 0 ]]; then flags+=("$1"); shift; fi ;;
-    *) pkgs+=("$a") ;;
-  esac
-done
-if [[ ${#pkgs[@]} -eq 0 ]]; then
-  mapfile -t pkgs < <(grep -rlE '^//go:build .*js' --include='*_test.go' wasm tools shaders site 2>/dev/null | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
-fi
 echo "test-firefox: ${pkgs[*]}"
 # This browser promises shader-f16: tests that need it fail, not skip, when it is missing
 # (see wasm/internal/smoke/f16_test.go).
