@@ -19,9 +19,11 @@
 # (default 2), READY_TIMEOUT (seconds for wrangler dev to come up, default 180).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/nibble-worker-e2e.XXXXXX")"
+tmp=""
 dev_pid=""
 proxy_pid=""
+test_pid=""
+tail_pid=""
 t0=$SECONDS
 source "$repo/tools/worker/lib.sh"
 
@@ -40,8 +42,11 @@ stop_proxy() {
 
 cleanup() {
 	local rc=$?
+	stop_group "$test_pid" || rc=1
+	[ -z "$tail_pid" ] || kill "$tail_pid" 2>/dev/null || true
 	stop_proxy
 	stop_group "$dev_pid" || rc=1
+	[ -n "$tmp" ] || exit $rc
 	if [ $rc -ne 0 ]; then
 		if [ -f "$tmp/proxy.log" ]; then
 			echo "--- cutproxy log (last 20 lines) ---" >&2
@@ -58,6 +63,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/nibble-worker-e2e.XXXXXX")"
 
 wrangler_env
 ensure_runtime
@@ -125,12 +131,26 @@ echo "worker e2e: cutproxy on $proxy_url cuts the first $cuts GETs of $file afte
 
 # --- the browser test.
 phase "running TestBrowserWorkerE2E in Chromium"
-set +e
-(cd "$repo" && NIBBLE_WORKER_URL="$dev_url" NIBBLE_WORKER_PROXY_URL="$proxy_url" NIBBLE_WORKER_MODEL="$model" \
-	NIBBLE_WORKER_FILE="$file" NIBBLE_WORKER_QSUMS="$(cat "$tmp/qsums.txt")" NIBBLE_WORKER_CUTS="$cuts" \
-	bash tools/browser/test-js.sh ./wasm/stream -v -count=1 -timeout=8m '-run=^TestBrowserWorkerE2E$') 2>&1 | tee "$tmp/test.log"
-rc=${PIPESTATUS[0]}
-set -e
+# In its own process group, waited for with `wait` (which a signal interrupts, unlike a
+# foreground command), so a TERM or Ctrl-C stops the test (go test, wasmbrowsertest, Chromium)
+# at once. Its output streams to the terminal as it comes.
+(cd "$repo" && exec setsid env NIBBLE_WORKER_URL="$dev_url" NIBBLE_WORKER_PROXY_URL="$proxy_url" \
+	NIBBLE_WORKER_MODEL="$model" NIBBLE_WORKER_FILE="$file" NIBBLE_WORKER_QSUMS="$(cat "$tmp/qsums.txt")" \
+	NIBBLE_WORKER_CUTS="$cuts" bash tools/browser/test-js.sh ./wasm/stream -v -count=1 -timeout=8m \
+	'-run=^TestBrowserWorkerE2E$') >"$tmp/test.log" 2>&1 </dev/null &
+test_pid=$!
+for i in $(seq 1 50); do # setsid runs after the subshell's exec: give it a moment
+	[ "$(ps -o pgid= -p "$test_pid" | tr -d ' ')" = "$test_pid" ] && break
+	sleep 0.1
+done
+[ "$(ps -o pgid= -p "$test_pid" | tr -d ' ')" = "$test_pid" ] || { echo "worker e2e: the test (pid $test_pid) did not get its own process group" >&2; exit 1; }
+tail -n +1 -f --pid="$test_pid" "$tmp/test.log" &
+tail_pid=$!
+rc=0
+wait "$test_pid" || rc=$?
+test_pid=""
+wait "$tail_pid" || true
+tail_pid=""
 phase "browser test done"
 stop_proxy
 made=$(grep -c ' CUT ' "$tmp/proxy.log" || true)
