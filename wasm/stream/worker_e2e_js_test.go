@@ -123,9 +123,9 @@ func workerE2ELoad(t *testing.T, base, model, file string) (map[string]string, w
 }
 
 // TestBrowserWorkerE2E streams a model from the Worker under wrangler dev (local R2) into the
-// browser, quantizing it on arrival into the CPU backend: once through a proxy that cuts the
-// connection mid-file (the loader resumes with Range + If-Range against the Worker's 206), once
-// straight from the Worker. Both must be byte-identical, tensor by tensor, to each other and to
+// browser, quantizing it on arrival into the CPU backend: once straight from the Worker, once
+// through a proxy that cuts the connection mid-file (the loader resumes with Range + If-Range
+// against the Worker's 206). Both must be byte-identical, tensor by tensor, to each other and to
 // the native reference (every tensor quantized whole); each load checks the file's sha256 from
 // the Worker's manifest.json as it goes.
 func TestBrowserWorkerE2E(t *testing.T) {
@@ -159,12 +159,12 @@ func TestBrowserWorkerE2E(t *testing.T) {
 	rawTime := time.Since(start)
 	t.Logf("e2e raw: %d bytes fetched from the Worker in %v: %.1f MB/s", raw, rawTime.Round(time.Millisecond), mb6(raw)/rawTime.Seconds())
 
-	cut, pc := workerE2ELoad(t, proxy, model, file)
-	t.Logf("e2e cut: %d bytes through the cutting proxy → %d tensors, %.1f MB resident, in %v: %.1f MB/s, %d resumes",
-		pc.BytesReceived, pc.TensorsReady, mb6(pc.ResidentBytes), pc.d.Round(time.Millisecond), mb6(pc.BytesReceived)/pc.d.Seconds(), pc.Resumes)
 	clean, pd := workerE2ELoad(t, direct, model, file)
 	t.Logf("e2e clean: %d bytes straight from the Worker → %d tensors, %.1f MB resident, in %v: %.1f MB/s, %d resumes",
 		pd.BytesReceived, pd.TensorsReady, mb6(pd.ResidentBytes), pd.d.Round(time.Millisecond), mb6(pd.BytesReceived)/pd.d.Seconds(), pd.Resumes)
+	cut, pc := workerE2ELoad(t, proxy, model, file)
+	t.Logf("e2e cut: %d bytes through the cutting proxy → %d tensors, %.1f MB resident, in %v: %.1f MB/s, %d resumes",
+		pc.BytesReceived, pc.TensorsReady, mb6(pc.ResidentBytes), pc.d.Round(time.Millisecond), mb6(pc.BytesReceived)/pc.d.Seconds(), pc.Resumes)
 
 	if pc.Resumes < cuts {
 		t.Errorf("the load through the proxy resumed %d times; the proxy cuts %d connections", pc.Resumes, cuts)
