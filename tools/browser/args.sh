@@ -1,6 +1,8 @@
 # Sourced by test-js.sh and test-firefox.sh: splits "[packages...] [go test flags...]" into
 # pkgs and flags, and with no packages picks every package that has a js && wasm test file.
 # Flags whose value may follow as the next word (-run WebGPU): that word is not a package.
+# The scripts pass packages first: go test takes flags it does not know (-nibble.f16=on) as the
+# test binary's, and a package list after one of those would be lost.
 value_flags=" run skip bench benchtime count cpu parallel timeout p list shuffle tags
   coverprofile coverpkg covermode cpuprofile memprofile blockprofile mutexprofile trace outputdir
   o fuzz fuzztime fuzzminimizetime ldflags gcflags asmflags mod modfile overlay pkgdir "

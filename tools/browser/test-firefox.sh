@@ -21,4 +21,4 @@ echo "test-firefox: ${pkgs[*]}"
 # This browser promises shader-f16: tests that need it fail, not skip, when it is missing
 # (see wasm/internal/smoke/f16_test.go).
 export NIBBLE_REQUIRE_SHADER_F16=1
-GOOS=js GOARCH=wasm exec go test -exec "$runner" "${flags[@]}" "${pkgs[@]}"
+GOOS=js GOARCH=wasm exec go test -exec "$runner" "${pkgs[@]}" "${flags[@]}"

@@ -11,4 +11,4 @@ command -v go_js_wasm_exec >/dev/null || { echo "test-js: go_js_wasm_exec missin
 source "$root/tools/browser/args.sh"
 echo "test-js: ${pkgs[*]}"
 # chromedp in wasmbrowsertest predates Chrome 153 and logs events it cannot decode; drop that noise.
-GOOS=js GOARCH=wasm go test "${flags[@]}" "${pkgs[@]}" 2>&1 | grep -v 'could not unmarshal event'
+GOOS=js GOARCH=wasm go test "${pkgs[@]}" "${flags[@]}" 2>&1 | grep -v 'could not unmarshal event'
