@@ -54,13 +54,7 @@ func main() {
 	if *cutAfter <= 0 {
 		log.Fatal("-cut-after must be positive")
 	}
-	p := &proxy{cutAfter: *cutAfter, cuts: int64(*cuts), match: *match}
-	p.rp = &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(u) },
-		// Pass bytes on as they arrive: the point is a cut in the middle of a streaming body.
-		FlushInterval: -1,
-		ErrorLog:      log.Default(),
-	}
+	p := newProxy(u, *cutAfter, *cuts, *match)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)
@@ -91,6 +85,17 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(ctx)
+}
+
+func newProxy(upstream *url.URL, cutAfter int64, cuts int, match string) *proxy {
+	p := &proxy{cutAfter: cutAfter, cuts: int64(cuts), match: match}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(upstream) },
+		// Pass bytes on as they arrive: the point is a cut in the middle of a streaming body.
+		FlushInterval: -1,
+		ErrorLog:      log.Default(),
+	}
+	return p
 }
 
 type proxy struct {
