@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 export PATH := $(CURDIR)/tools/browser/bin:$(CURDIR)/.cache/bin:/usr/local/go/bin:$(PATH)
 
-.PHONY: run test deps test-go test-js test-firefox test-stream-js test-worker bench-worker bench bench-webnn bench-stream-big build serve vet
+.PHONY: run test deps test-go test-js test-firefox test-stream-js test-worker test-worker-e2e bench-worker bench bench-webnn bench-stream-big build serve vet
 
 deps:
 	@bash tools/browser/install.sh
@@ -15,7 +15,7 @@ deps:
 run: deps
 	go run ./tools/quanttest report
 
-test: deps vet test-go test-js test-stream-js test-firefox test-worker
+test: deps vet test-go test-js test-stream-js test-firefox test-worker test-worker-e2e
 
 vet:
 	go vet ./...
@@ -41,6 +41,11 @@ test-stream-js:
 # requests checked by status and sha256.
 test-worker:
 	bash tools/worker/test.sh
+
+# A model from the Worker under wrangler dev into Chromium, cut mid-file twice and resumed;
+# the q4 tensors must equal the clean load and the native reference.
+test-worker-e2e:
+	bash tools/worker/e2e.sh
 
 bench-worker: deps ## 100 MB shard over loopback: Worker under wrangler dev vs native net/http
 	bash tools/worker/bench.sh
