@@ -5,7 +5,10 @@
 // The oracle is quant.MatMul (float64 accumulation over the same dequantized weights). The
 // tolerance is the forward-error bound of float32 accumulation, |ŷ − y| ≤ γ·Σ|x·w|, with
 // γ = 3u_p + (K+1)u where u = 2⁻²⁴ and u_p the unit roundoff of the products (2⁻²⁴ for f32
-// kernels, 2⁻¹¹ for f16 ones). It is derived, never tuned until a kernel passes.
+// kernels, 2⁻¹¹ for f16 ones), plus, for half-precision products, the absolute error of
+// underflow: each of the three roundings in a product (x to half, the dequantized weight to half,
+// the product) may lose up to half the smallest subnormal, η = 2⁻²⁵, so the bound adds
+// η·(Σ|x| + Σ|w| + K). It is derived, never tuned until a kernel passes.
 package backendtest
 
 import (
@@ -28,7 +31,8 @@ type Options struct {
 	// Supports says whether the backend claims format f; unclaimed formats are skipped and
 	// listed in the log. Nil means every format.
 	Supports func(f quant.Format) bool
-	// ProductEps is the unit roundoff of the products; 0 means float32 (2⁻²⁴).
+	// ProductEps is the unit roundoff of the products; 0 means float32 (2⁻²⁴). 2⁻¹¹ (IEEE
+	// half) also brings half's underflow term into the bound (see the package doc).
 	ProductEps float64
 	// Shapes overrides DefaultShapes.
 	Shapes []Shape
@@ -151,17 +155,25 @@ func compare(name string, x []float32, t *quant.Tensor, want, got []float32, s S
 		productEps = u
 	}
 	gamma := 3*productEps + float64(s.K+1)*u
+	// Half precision underflows near 6e-5 where float32 does near 1e-38: only then does the
+	// absolute term matter.
+	var eta float64
+	if productEps >= 0x1p-11 {
+		eta = 0x1p-25
+	}
 	deq := quant.Dequantize(t)
 	bad := 0
 	var first error
 	for i := 0; i < s.M; i++ {
 		for n := 0; n < s.N; n++ {
-			var mag float64
+			var mag, tiny float64
 			for k := 0; k < s.K; k++ {
-				mag += math.Abs(float64(x[i*s.K+k]) * float64(deq[n*s.K+k]))
+				xv, wv := float64(x[i*s.K+k]), float64(deq[n*s.K+k])
+				mag += math.Abs(xv * wv)
+				tiny += math.Abs(xv) + math.Abs(wv) + 1
 			}
 			g, w := float64(got[i*s.N+n]), float64(want[i*s.N+n])
-			bound := gamma*mag + 1e-30
+			bound := gamma*mag + eta*tiny + 1e-30
 			if math.IsNaN(g) || math.Abs(g-w) > bound {
 				bad++
 				if first == nil {
