@@ -31,6 +31,7 @@ test-js:
 test-firefox:
 	bash tools/browser/test-firefox.sh ./wasm/internal/smoke -run WebGPU
 	bash tools/browser/test-firefox.sh ./wasm/internal/jsutil
+	bash tools/browser/test-firefox.sh ./wasm/backend/gpu -nibble.f16=on -run 'TestConformance$$|TestAdapter'
 
 # wasm/stream over real fetch from a local server: faults, and a 96 MiB fp16 model into q4 with
 # peak memory measured (~30 s).
