@@ -1,55 +1,82 @@
 // gemv.wgsl: y[m][n] = Σ_k x[m][k]·w[n][k] for few activation rows (decoding), built for memory
-// bandwidth: each thread reads whole vec4<u32> of a weight row (16 to 64 codes per load), ROWS
-// rows share the x values a thread holds in registers, and a workgroup reduces its WG partial
-// sums per row with subgroupAdd where the device has subgroups, else a workgroup-memory tree.
+// bandwidth: each thread reads one vec4<u32> "span" of a weight row per step (4 to 64 weights),
+// ROWS rows share the x values of the span a thread holds in registers, and a workgroup reduces
+// its partial sums with subgroupAdd where the device has subgroups, else a workgroup-memory tree.
+//
+// Why the code is written out rather than looped: SwiftShader (the CI adapter) JITs one SPIR-V
+// loop as a real loop and a function-scope array indexed by a loop variable as memory, accessed
+// lane by lane; a shift by a loop-variable amount is a per-lane variable shift. Every index and
+// shift amount below is a constant once helpers are inlined, so the arrays become registers and
+// an element costs a shift pair, a convert and a multiply-add. GPU compilers unroll the same.
 //
 // Grid: (ceil(n / ROWS), m, 1); workgroup WG threads (a power of two). Consts from the header:
-// WG, ROWS, and SCALE_PER_VEC: true when one scale serves a whole vec4<u32> load (per-channel,
-// or groups a multiple of 4·EW codes long: int4 g32 and up, say).
+// WG, ROWS (1..8), and SCALE_PER_VEC: true when one scale serves a whole span (per-channel, or
+// groups a multiple of 4·EW codes long: int4 g32 and up, say).
 
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-// Elements per scale lookup: a word, or 8 codes for int2 (groups are multiples of 8 long).
-const SEGL: u32 = min(EW, 8u);
-const NSEG: u32 = 4u * EW / SEGL;
-// vec4<f32> of codes per u32 word.
-const CPW: u32 = max(EW / 4u, 1u);
+// Octets per span: groups are multiples of 8 long, so 8 aligned codes share one scale.
+const NOCT: u32 = max(EW / 2u, 1u);
 
-var<workgroup> red: array<f32, ROWS * WG>;
+var<workgroup> red0: array<vec4<f32>, WG>;
+var<workgroup> red1: array<vec4<f32>, WG>;
 
-// Σ over the 4·EW elements of vec4 i of the row, with x[4·EW·i ..] in xv.
-fn row_dot(row: u32, i: u32, xv: ptr<function, array<vec4<f32>, EW>>) -> f32 {
+// Codes e..e+3 of word wd as f32 (sign-extended when symmetric). e must fold to a constant.
+fn codes_at(wd: u32, e: u32) -> vec4<f32> {
+  let ev = vec4<u32>(e, e + 1u, e + 2u, e + 3u) * BITS;
+#if ASYM
+  return vec4<f32>((vec4<u32>(wd) >> ev) & vec4<u32>((1u << BITS) - 1u));
+#else
+  // Shift the code to the top of the word, then back arithmetically: sign extension.
+  let up = vec4<u32>(wd) << (vec4<u32>(32u - BITS) - ev);
+  return vec4<f32>(bitcast<vec4<i32>>(up) >> vec4<u32>(32u - BITS));
+#endif
+}
+
+// Σ (q − z)·x over octet o (a constant) of span wv, with x of the span in xs.
+fn oct_dot(wv: vec4<u32>, o: u32, z: f32, xs: ptr<function, array<vec4<f32>, 16>>) -> f32 {
+  let e = 8u * o;
+  let lo = codes_at(wv[e / EW], e % EW);
+  let hi = codes_at(wv[(e + 4u) / EW], (e + 4u) % EW);
+  return dot4(lo - z, (*xs)[2u * o]) + dot4(hi - z, (*xs)[2u * o + 1u]);
+}
+
+// Σ w·x over span i of row, with x of the span in xs and the group of each octet in gs.
+fn span_dot(row: u32, i: u32, xs: ptr<function, array<vec4<f32>, 16>>, gs: ptr<function, array<u32, 8>>) -> f32 {
   let wv = w[row * (params.row_words / 4u) + i];
 #if QUANT
-  let k0 = i * 4u * EW;
   if (SCALE_PER_VEC) {
-    let g = group_of(k0);
+    let g = (*gs)[0];
     let z = zero_at(row, g);
-    var s = 0.0;
-    for (var c = 0u; c < EW; c++) {
-      s += dot4(codes4(wv[c / CPW], c % CPW) - z, (*xv)[c]);
+    var s = oct_dot(wv, 0u, z, xs);
+    if (NOCT > 1u) { s += oct_dot(wv, 1u, z, xs); }
+    if (NOCT > 2u) { s += oct_dot(wv, 2u, z, xs) + oct_dot(wv, 3u, z, xs); }
+    if (NOCT > 4u) {
+      s += oct_dot(wv, 4u, z, xs) + oct_dot(wv, 5u, z, xs) + oct_dot(wv, 6u, z, xs) + oct_dot(wv, 7u, z, xs);
     }
     return s * scale_at(row, g);
   }
-  var total = 0.0;
-  for (var seg = 0u; seg < NSEG; seg++) {
-    let g = group_of(k0 + seg * SEGL);
-    let z = zero_at(row, g);
-    var s = 0.0;
-    for (var c = seg * SEGL / 4u; c < (seg + 1u) * SEGL / 4u; c++) {
-      s += dot4(codes4(wv[c / CPW], c % CPW) - z, (*xv)[c]);
-    }
-    total += s * scale_at(row, g);
+  var t = oct_dot(wv, 0u, zero_at(row, (*gs)[0]), xs) * scale_at(row, (*gs)[0]);
+  if (NOCT > 1u) { t += oct_dot(wv, 1u, zero_at(row, (*gs)[1]), xs) * scale_at(row, (*gs)[1]); }
+  if (NOCT > 2u) {
+    t += oct_dot(wv, 2u, zero_at(row, (*gs)[2]), xs) * scale_at(row, (*gs)[2]);
+    t += oct_dot(wv, 3u, zero_at(row, (*gs)[3]), xs) * scale_at(row, (*gs)[3]);
   }
-  return total;
+  if (NOCT > 4u) {
+    t += oct_dot(wv, 4u, zero_at(row, (*gs)[4]), xs) * scale_at(row, (*gs)[4]);
+    t += oct_dot(wv, 5u, zero_at(row, (*gs)[5]), xs) * scale_at(row, (*gs)[5]);
+    t += oct_dot(wv, 6u, zero_at(row, (*gs)[6]), xs) * scale_at(row, (*gs)[6]);
+    t += oct_dot(wv, 7u, zero_at(row, (*gs)[7]), xs) * scale_at(row, (*gs)[7]);
+  }
+  return t;
 #else
 #if F16W
-  return dot4(vec4<f32>(unpack2x16float(wv.x), unpack2x16float(wv.y)), (*xv)[0]) +
-         dot4(vec4<f32>(unpack2x16float(wv.z), unpack2x16float(wv.w)), (*xv)[1]);
+  return dot4(vec4<f32>(unpack2x16float(wv.x), unpack2x16float(wv.y)), (*xs)[0]) +
+         dot4(vec4<f32>(unpack2x16float(wv.z), unpack2x16float(wv.w)), (*xs)[1]);
 #else
-  return dot4(bitcast<vec4<f32>>(wv), (*xv)[0]);
+  return dot4(bitcast<vec4<f32>>(wv), (*xs)[0]);
 #endif
 #endif
 }
@@ -67,53 +94,79 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   let mi = wid.y;
   let rv = params.row_words / 4u;
   let xb = mi * (params.kp / 4u);
-  var acc: array<f32, ROWS>;
+  // Rows past n (the last workgroup) read row n−1 again: no branch per row, results dropped.
+  let last = params.n - 1u;
+  var a0 = vec4<f32>(0.0);
+  var a1 = vec4<f32>(0.0);
   // A uniform trip count keeps the barriers and subgroup operations below in uniform control flow.
   let iters = (rv + WG - 1u) / WG;
   for (var it = 0u; it < iters; it++) {
     let i = it * WG + tid;
     if (i < rv) {
-      var xv: array<vec4<f32>, EW>;
-      for (var c = 0u; c < EW; c++) {
-        xv[c] = x[xb + i * EW + c];
+      // x of the span: EW vec4s (written out: a loop would index xs dynamically).
+      var xs: array<vec4<f32>, 16>;
+      let xi = xb + i * EW;
+      xs[0] = x[xi];
+      if (EW > 1u) { xs[1] = x[xi + 1u]; }
+      if (EW > 2u) { xs[2] = x[xi + 2u]; xs[3] = x[xi + 3u]; }
+      if (EW > 4u) { xs[4] = x[xi + 4u]; xs[5] = x[xi + 5u]; xs[6] = x[xi + 6u]; xs[7] = x[xi + 7u]; }
+      if (EW > 8u) {
+        xs[8] = x[xi + 8u]; xs[9] = x[xi + 9u]; xs[10] = x[xi + 10u]; xs[11] = x[xi + 11u];
+        xs[12] = x[xi + 12u]; xs[13] = x[xi + 13u]; xs[14] = x[xi + 14u]; xs[15] = x[xi + 15u];
       }
-      for (var r = 0u; r < ROWS; r++) {
-        if (row0 + r < params.n) {
-          acc[r] += row_dot(row0 + r, i, &xv);
+      // Group of each octet, shared by the ROWS rows (one division per octet, not per row).
+      var gs: array<u32, 8>;
+#if QUANT
+      let k0 = i * 4u * EW;
+      gs[0] = group_of(k0);
+      if (!SCALE_PER_VEC) {
+        if (NOCT > 1u) { gs[1] = group_of(k0 + 8u); }
+        if (NOCT > 2u) { gs[2] = group_of(k0 + 16u); gs[3] = group_of(k0 + 24u); }
+        if (NOCT > 4u) {
+          gs[4] = group_of(k0 + 32u); gs[5] = group_of(k0 + 40u);
+          gs[6] = group_of(k0 + 48u); gs[7] = group_of(k0 + 56u);
         }
       }
+#endif
+      a0.x += span_dot(row0, i, &xs, &gs);
+      if (ROWS > 1u) { a0.y += span_dot(min(row0 + 1u, last), i, &xs, &gs); }
+      if (ROWS > 2u) { a0.z += span_dot(min(row0 + 2u, last), i, &xs, &gs); }
+      if (ROWS > 3u) { a0.w += span_dot(min(row0 + 3u, last), i, &xs, &gs); }
+      if (ROWS > 4u) { a1.x += span_dot(min(row0 + 4u, last), i, &xs, &gs); }
+      if (ROWS > 5u) { a1.y += span_dot(min(row0 + 5u, last), i, &xs, &gs); }
+      if (ROWS > 6u) { a1.z += span_dot(min(row0 + 6u, last), i, &xs, &gs); }
+      if (ROWS > 7u) { a1.w += span_dot(min(row0 + 7u, last), i, &xs, &gs); }
     }
   }
 #if SUBGROUPS
-  for (var r = 0u; r < ROWS; r++) {
-    let s = subgroupAdd(acc[r]);
-    if (lane == 0u) {
-      red[r * WG + sg] = s;
-    }
+  let s0 = subgroupAdd(a0);
+  var s1 = vec4<f32>(0.0);
+  if (ROWS > 4u) { s1 = subgroupAdd(a1); }
+  if (lane == 0u) {
+    red0[sg] = s0;
+    red1[sg] = s1;
   }
   workgroupBarrier();
   if (tid < ROWS && row0 + tid < params.n) {
     var t = 0.0;
     for (var j = 0u; j < nsg; j++) {
-      t += red[tid * WG + j];
+      t += select(red0[j][tid & 3u], red1[j][tid & 3u], tid > 3u);
     }
     y[mi * params.y_stride + params.y_offset + row0 + tid] = t;
   }
 #else
-  for (var r = 0u; r < ROWS; r++) {
-    red[r * WG + tid] = acc[r];
-  }
+  red0[tid] = a0;
+  red1[tid] = a1;
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s >>= 1u) {
     if (tid < s) {
-      for (var r = 0u; r < ROWS; r++) {
-        red[r * WG + tid] += red[r * WG + tid + s];
-      }
+      red0[tid] += red0[tid + s];
+      if (ROWS > 4u) { red1[tid] += red1[tid + s]; }
     }
     workgroupBarrier();
   }
   if (tid < ROWS && row0 + tid < params.n) {
-    y[mi * params.y_stride + params.y_offset + row0 + tid] = red[tid * WG];
+    y[mi * params.y_stride + params.y_offset + row0 + tid] = select(red0[0][tid & 3u], red1[0][tid & 3u], tid > 3u);
   }
 #endif
 }

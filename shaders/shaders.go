@@ -118,8 +118,9 @@ func (k Key) Validate() error {
 	}
 	switch k.Kernel {
 	case GEMV:
-		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.Rows < 1 || k.WG*k.Rows > 4096 {
-			return fmt.Errorf("shaders: %s: WG %d must be a power of two and Rows %d ≥ 1 with WG·Rows ≤ 4096 (16 KiB of workgroup memory)", k.Name(), k.WG, k.Rows)
+		// Two vec4<f32> of partial sums per thread in workgroup memory: WG ≤ 256 is 8 KiB.
+		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 || k.Rows < 1 || k.Rows > 8 {
+			return fmt.Errorf("shaders: %s: WG %d must be a power of two ≤ 256 and Rows %d in 1..8 (one vec4 accumulator per 4 rows)", k.Name(), k.WG, k.Rows)
 		}
 	case GEMM:
 		if k.TM < 16 || k.TM%16 != 0 || k.TN < 16 || k.TN%16 != 0 || k.TK < 16 || k.TK%16 != 0 {

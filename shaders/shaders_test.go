@@ -71,16 +71,16 @@ func TestLocateMapsBackToFiles(t *testing.T) {
 	want, _ := files.ReadFile("gemv.wgsl")
 	wantLines := strings.Split(string(want), "\n")
 	for i, l := range lines {
-		if !strings.Contains(l, "fn row_dot") {
+		if !strings.Contains(l, "fn span_dot") {
 			continue
 		}
 		f, n := src.Locate(i + 1)
-		if f != "shaders/gemv.wgsl" || !strings.Contains(wantLines[n-1], "fn row_dot") {
+		if f != "shaders/gemv.wgsl" || !strings.Contains(wantLines[n-1], "fn span_dot") {
 			t.Fatalf("code line %d maps to %s:%d = %q", i+1, f, n, wantLines[n-1])
 		}
 		return
 	}
-	t.Fatal("fn row_dot not found")
+	t.Fatal("fn span_dot not found")
 }
 
 func TestPreprocessErrors(t *testing.T) {
@@ -100,6 +100,7 @@ func TestValidate(t *testing.T) {
 	for _, k := range []Key{
 		{Kernel: GEMV, Bits: 3, WG: 64, Rows: 4},
 		{Kernel: GEMV, Bits: 4, WG: 48, Rows: 4},
+		{Kernel: GEMV, Bits: 4, WG: 64, Rows: 9},
 		{Kernel: GEMM, Bits: 4, TM: 64, TN: 64, TK: 64},
 	} {
 		if k.Validate() == nil {

@@ -60,6 +60,10 @@ var benchFormats = []quant.Format{
 // Keep it small on SwiftShader, where one 4096×4096 f32 GEMV takes tens of milliseconds.
 var benchReps = flag.Int("nibble.reps", 10, "dispatches per kernel timing")
 
+// -nibble.gemv=WGxROWS overrides the GEMV launch shape (threads per workgroup, rows per
+// workgroup), to sweep it on a new adapter without a rebuild.
+var benchGEMV = flag.String("nibble.gemv", "", "GEMV tuning WGxROWS, e.g. 64x4 (default: DefaultTuning)")
+
 var kernelDone = map[string][2]float64{}
 
 var benchShapes = []backendtest.Shape{
@@ -74,7 +78,15 @@ var benchShapes = []backendtest.Shape{
 // the end-to-end ms of MatMul (write x, dispatch, read back); it prints one JSON line per case
 // (prefix NIBBLE_BENCH). On SwiftShader these are CPU figures: the line says software: true.
 func BenchmarkMatMul(b *testing.B) {
-	be := newBackend(b, Options{Timing: true})
+	opt := Options{Timing: true}
+	if *benchGEMV != "" {
+		tu := DefaultTuning
+		if _, err := fmt.Sscanf(*benchGEMV, "%dx%d", &tu.GEMVWorkgroup, &tu.GEMVRows); err != nil {
+			b.Fatalf("-nibble.gemv=%q: want WGxROWS: %v", *benchGEMV, err)
+		}
+		opt.Tuning = &tu
+	}
+	be := newBackend(b, opt)
 	info := be.AdapterInfo()
 	rng := rand.New(rand.NewPCG(7, 7))
 	for _, s := range benchShapes {
