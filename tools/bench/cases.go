@@ -31,7 +31,7 @@ func (s Shape) Kind() string {
 // 4096×11008 down) matrices for one token, and the square one for a 128-token prefill.
 var (
 	fullShapes  = []Shape{{1, 4096, 4096}, {1, 11008, 4096}, {1, 4096, 11008}, {128, 4096, 4096}}
-	quickShapes = []Shape{{1, 4096, 4096}, {8, 4096, 4096}}
+	quickShapes = []Shape{{1, 4096, 4096}, {8, 1024, 4096}}
 )
 
 // ParseShapes reads a comma-separated list of MxNxK triples.

@@ -75,7 +75,8 @@ func run(quick bool, shapeList, rtList, jsonOut string, warmup, runs int, scheme
 	if quick {
 		shapes = quickShapes
 		// nibble-webgpu's GEMM takes seconds per run on SwiftShader: three timed runs after the
-		// first keep -quick near two minutes on a 2-core machine.
+		// first, and a GEMM of a quarter of the 4096×4096 weights, keep -quick near two minutes on a
+		// 2-core machine.
 		if runs == 5 {
 			runs = 3
 		}
@@ -236,7 +237,11 @@ func run(quick bool, shapeList, rtList, jsonOut string, warmup, runs int, scheme
 	lines := Lines(cases, runtimes, srv.results, srv.probe)
 	probe := srv.probe
 	srv.mu.Unlock()
-	fmt.Printf("\nnibble vs ONNX Runtime Web %s, MatMulNBits-equivalent %s weights (%s), %d round(s) of %d warm-up + %d timed runs, median\n\n", ortVersion(ortDir), f, scheme, max(rounds, 1), warmup, runs)
+	rev := nibbleRev(root)
+	for i := range lines {
+		lines[i].Rev = rev
+	}
+	fmt.Printf("\nnibble %s vs ONNX Runtime Web %s, MatMulNBits-equivalent %s weights (%s), %d round(s) of %d warm-up + %d timed runs, median\n\n", rev, ortVersion(ortDir), f, scheme, max(rounds, 1), warmup, runs)
 	WriteTable(os.Stdout, lines, probe)
 	fmt.Println()
 	if err := WriteJSON(os.Stdout, lines); err != nil {
@@ -291,6 +296,21 @@ func buildPage(root, out string) error {
 		return fmt.Errorf("building the nibble page for js/wasm: %w\n%s", err, b)
 	}
 	return nil
+}
+
+// nibbleRev names the nibble code the page was built from: the commit, "+dirty" when wasm/ or
+// shaders/ have uncommitted changes (the page builds the working tree, and other engineers edit
+// backends while benchmarks run).
+func nibbleRev(root string) string {
+	out, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "(unknown commit)"
+	}
+	rev := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--", "wasm", "shaders").Output(); err == nil && len(st) > 0 {
+		rev += "+dirty"
+	}
+	return rev
 }
 
 func ortVersion(dir string) string {

@@ -48,6 +48,7 @@ type Line struct {
 	Software bool    `json:"software_adapter"`
 	Error    string  `json:"error,omitempty"`
 	Notes    string  `json:"notes,omitempty"`
+	Rev      string  `json:"nibble_rev"` // commit of the nibble code measured, +dirty for local edits
 }
 
 func median(v []float64) float64 {
