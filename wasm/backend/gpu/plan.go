@@ -102,8 +102,11 @@ type Tuning struct {
 }
 
 // DefaultTuning: GEMM tiles of 32×32×16 because SwiftShader (the CI adapter) compiles a
-// 32×64×32 tile in ~11 s against ~2.5 s, and every format needs its own pipeline.
-var DefaultTuning = Tuning{GEMVWorkgroup: 64, GEMVRows: 4, TM: 32, TN: 32, TK: 16}
+// 32×64×32 tile in ~11 s against ~2.5 s, and every format needs its own pipeline. GEMV 128×4:
+// on an H100 (Dawn/Vulkan, -nibble.gemv sweep of 32×8, 64×4, 64×8, 128×4, 256×2) it was the
+// best or within 10% of the best for every format and shape of BenchmarkMatMul; 64×8 wins
+// int2/int4 at 11008×4096 by ~15% but loses f32 at 4096×11008 by 25%.
+var DefaultTuning = Tuning{GEMVWorkgroup: 128, GEMVRows: 4, TM: 32, TN: 32, TK: 16}
 
 // features are what the device grants that changes the variant.
 type features struct{ f16, subgroups bool }
