@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 export PATH := $(CURDIR)/tools/browser/bin:$(CURDIR)/.cache/bin:/usr/local/go/bin:$(PATH)
 
-.PHONY: run test deps test-go test-js test-firefox test-stream-js test-worker test-worker-e2e bench-worker bench bench-webnn bench-stream-big build serve vet
+.PHONY: run test deps test-go test-js test-firefox test-stream-js test-worker test-worker-e2e bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big build serve vet
 
 deps:
 	@bash tools/browser/install.sh
@@ -76,6 +76,14 @@ serve: deps build
 	ln -sfn ../../site $(WWW)/site
 	(cd $(MODELS) && sep=; printf '['; for d in */; do printf '%s"%s"' "$$sep" "$${d%/}"; sep=,; done; echo ']') > $(WWW)/models.json
 	go run ./tools/worker -dir $(MODELS) -addr 127.0.0.1:8787 -site $(WWW)
+
+# nibble and ONNX Runtime Web 1.30 (MatMulNBits, 4-bit, block 32) side by side in one browser:
+# same weights, outputs compared, ms and GB/s per shape and runtime.
+bench-ort: deps
+	go run ./tools/bench -quick
+
+bench-ort-full: deps
+	mkdir -p out && go run ./tools/bench -rounds 2 -json out/bench-ort.jsonl
 
 bench: deps
 	go test -run '^$$' -bench . ./wasm/quant/
