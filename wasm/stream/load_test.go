@@ -299,13 +299,16 @@ func TestEarlyStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	stillLoading := !l.IsResident("l7.w")
+	received, total := l.Progress().BytesReceived, int64(len(m.file))
 	if _, err := l.Result(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	whole := time.Since(l.start)
 	t.Logf("layer 0 ran at %v, whole file at %v (%.0f%% of the load overlapped with compute)", firstReady.Round(time.Millisecond), whole.Round(time.Millisecond), 100*(1-firstReady.Seconds()/whole.Seconds()))
-	if !stillLoading || firstReady > whole/2 { // layer 0 is 1/8 of the file: generous for loaded CI machines
-		t.Errorf("layer 0 ready at %v of %v, last layer still loading then: %v", firstReady, whole, stillLoading)
+	// The claim is structural, not a timing: layer 0 ran while the file was still arriving.
+	// (How much overlapped is logged above; speed belongs in benchmarks.)
+	if !stillLoading || received >= total {
+		t.Errorf("layer 0 ran after %d of %d bytes had arrived (last layer still loading: %v): no early start", received, total, stillLoading)
 	}
 	if err := l.Wait(context.Background(), "nope"); err == nil {
 		t.Error("Wait for a tensor that is not in the model succeeded")
@@ -326,8 +329,12 @@ func TestWindowBound(t *testing.T) {
 	opt.OnProgress = func(p Progress) { mu.Lock(); maxWindow = max(maxWindow, p.WindowBytes); mu.Unlock() }
 	_, l := mustLoad(t, newRecorder(), opt, m.source((&memServer{data: m.file}).open))
 	p := l.Progress()
+	// Held = window + float32 scratch (each worker decodes one fp16 chunk into twice its bytes)
+	// + quantized tensors not yet uploaded: one uploading, one per worker waiting to hand its
+	// finished tensor over, and at most two partly read (a tensor spans 16 chunks here, the
+	// window holds 4).
 	largest := int64(quant.Q4.TensorBytes(512, 1024))
-	bound := opt.Window + int64(opt.Workers)*2*int64(opt.ChunkBytes) + 2*largest
+	bound := opt.Window + int64(opt.Workers)*2*int64(opt.ChunkBytes) + int64(opt.Workers+3)*largest
 	t.Logf("file %d bytes, quantized %d, peak held %d (bound %d), window %d", len(m.file), p.QuantizedTotal, p.PeakHeldBytes, bound, maxWindow)
 	if p.PeakHeldBytes > bound || p.PeakHeldBytes == 0 {
 		t.Errorf("peak held %d, bound %d", p.PeakHeldBytes, bound)
