@@ -1,107 +1,163 @@
-// gemm.wgsl: y[m][n] = Σ_k x[m][k]·w[n][k] for many activation rows (prefill, batches). A
-// workgroup of 16×16 threads computes a TM×TN tile of y; each step along K stages a TM×TK tile
-// of x and a TN×TK tile of dequantized weights in workgroup memory, so every weight is decoded
-// once per workgroup and reused TM times. Each thread keeps a (TM/16)×(TN/16) block of sums.
+// gemm.wgsl: y[m][n] = Σ_k x[m][k]·w[n][k] for many activation rows (prefill, batches). Each
+// thread owns ROWS weight rows and TM activation rows and walks K alone, one vec4<u32> "span" of
+// each weight row per step (4 to 64 weights): the span is dequantized once into registers and
+// reused by all TM activation rows, so a weight is decoded m/TM times in all rather than once per
+// activation row (GEMV) or once per 16 K-steps of a 256-thread tile with two barriers each (the
+// tiled kernel this replaced, ~10× slower on SwiftShader). No workgroup memory, no barriers, no
+// reduction: the x values of a span are the same address for every thread of the workgroup, which
+// caches serve (ONNX Runtime's "wide tile" MatMulNBits kernel makes the same trade for prefill).
 //
-// Grid: (ceil(n / TN), ceil(m / TM), 1). Consts from the header: TM, TN, TK.
+// Written out, not looped, for the reason gemv.wgsl gives: on SwiftShader a loop-indexed
+// function-scope array is memory. Every index below is a constant once helpers are inlined.
+//
+// Grid: (ceil(n / (WG·ROWS)), ceil(m / TM), 1). Consts from the header: WG, ROWS (1 or 2), TM
+// (4, 8, 12 or 16), SCALE_PER_VEC (one scale serves a whole span).
 
-@group(0) @binding(1) var<storage, read> w: array<u32>;
+@group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-const RM: u32 = TM / 16u; // y rows per thread
-const RN: u32 = TN / 16u; // y columns per thread
-const WPT: u32 = TK / EW; // u32 words of one weight row in a K tile
+// Octets per span: groups are multiples of 8 long, so 8 aligned codes share one scale.
+const NOCT: u32 = max(EW / 2u, 1u);
 
-#if F16
-alias tile_t = f16;
+// Codes e..e+3 of word wd as f32 (sign-extended when symmetric). e must fold to a constant.
+fn codes_at(wd: u32, e: u32) -> vec4<f32> {
+  let ev = vec4<u32>(e, e + 1u, e + 2u, e + 3u) * BITS;
+#if ASYM
+  return vec4<f32>((vec4<u32>(wd) >> ev) & vec4<u32>((1u << BITS) - 1u));
 #else
-alias tile_t = f32;
+  let up = vec4<u32>(wd) << (vec4<u32>(32u - BITS) - ev);
+  return vec4<f32>(bitcast<vec4<i32>>(up) >> vec4<u32>(32u - BITS));
 #endif
+}
 
-// Both tiles are stored K-major so the inner loop reads consecutive addresses across threads.
-var<workgroup> xs: array<tile_t, TK * TM>;
-var<workgroup> ws: array<tile_t, TK * TN>;
-
-// Decode one word of row `row` (word index wi in the row) into ws column r, K offset kk.
-fn stage_word(row: u32, wi: u32, r: u32, kk: u32) {
-  let wd = w[row * params.row_words + wi];
+// Dequantize octet o (a constant) of span wv into dq[2o], dq[2o+1].
+fn deq_oct(wv: vec4<u32>, o: u32, row: u32, g: u32, dq: ptr<function, array<vec4<f32>, 16>>) {
 #if QUANT
-  for (var c = 0u; c < EW / 4u; c++) {
-    let g = group_of(wi * EW + c * 4u);
-    let v = scale_at(row, g) * (codes4(wd, c) - zero_at(row, g));
-    for (var e = 0u; e < 4u; e++) {
-      ws[(kk + c * 4u + e) * TN + r] = tile_t(v[e]);
+  let e = 8u * o;
+  let z = zero_at(row, g);
+  let s = scale_at(row, g);
+  (*dq)[2u * o] = (codes_at(wv[e / EW], e % EW) - z) * s;
+  (*dq)[2u * o + 1u] = (codes_at(wv[(e + 4u) / EW], (e + 4u) % EW) - z) * s;
+#endif
+}
+
+// The weights of span i of row, dequantized: EW vec4s in dq[0..EW).
+fn decode_span(row: u32, i: u32, dq: ptr<function, array<vec4<f32>, 16>>) {
+  let wv = w[row * (params.row_words / 4u) + i];
+#if QUANT
+  let k0 = i * 4u * EW;
+  if (SCALE_PER_VEC) {
+    let g = group_of(k0);
+    deq_oct(wv, 0u, row, g, dq);
+    if (NOCT > 1u) { deq_oct(wv, 1u, row, g, dq); }
+    if (NOCT > 2u) { deq_oct(wv, 2u, row, g, dq); deq_oct(wv, 3u, row, g, dq); }
+    if (NOCT > 4u) {
+      deq_oct(wv, 4u, row, g, dq); deq_oct(wv, 5u, row, g, dq);
+      deq_oct(wv, 6u, row, g, dq); deq_oct(wv, 7u, row, g, dq);
+    }
+  } else {
+    deq_oct(wv, 0u, row, group_of(k0), dq);
+    if (NOCT > 1u) { deq_oct(wv, 1u, row, group_of(k0 + 8u), dq); }
+    if (NOCT > 2u) {
+      deq_oct(wv, 2u, row, group_of(k0 + 16u), dq);
+      deq_oct(wv, 3u, row, group_of(k0 + 24u), dq);
+    }
+    if (NOCT > 4u) {
+      deq_oct(wv, 4u, row, group_of(k0 + 32u), dq);
+      deq_oct(wv, 5u, row, group_of(k0 + 40u), dq);
+      deq_oct(wv, 6u, row, group_of(k0 + 48u), dq);
+      deq_oct(wv, 7u, row, group_of(k0 + 56u), dq);
     }
   }
 #else
 #if F16W
-  let v = unpack2x16float(wd);
-  ws[kk * TN + r] = tile_t(v.x);
-  ws[(kk + 1u) * TN + r] = tile_t(v.y);
+  (*dq)[0] = vec4<f32>(unpack2x16float(wv.x), unpack2x16float(wv.y));
+  (*dq)[1] = vec4<f32>(unpack2x16float(wv.z), unpack2x16float(wv.w));
 #else
-  ws[kk * TN + r] = tile_t(bitcast<f32>(wd));
+  (*dq)[0] = bitcast<vec4<f32>>(wv);
 #endif
 #endif
 }
 
-@compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-        @builtin(local_invocation_index) tid: u32) {
-  let n0 = wid.x * TN;
-  let m0 = wid.y * TM;
-  var acc: array<array<f32, RN>, RM>;
-  let ktiles = (params.kp + TK - 1u) / TK;
-  for (var kt = 0u; kt < ktiles; kt++) {
-    let k0 = kt * TK;
-    // x tile: TM rows × TK/4 vec4, zero beyond m and kp.
-    for (var idx = tid; idx < TM * TK / 4u; idx += 256u) {
-      let mr = idx / (TK / 4u);
-      let c = idx % (TK / 4u);
-      var v = vec4<f32>(0.0);
-      if (m0 + mr < params.m && k0 + c * 4u < params.kp) {
-        v = x[((m0 + mr) * params.kp + k0) / 4u + c];
-      }
-      for (var e = 0u; e < 4u; e++) {
-        xs[(c * 4u + e) * TM + mr] = tile_t(v[e]);
-      }
-    }
-    // weight tile: TN rows × WPT words, decoded; zero beyond n and the row's words.
-    for (var idx = tid; idx < TN * WPT; idx += 256u) {
-      let r = idx / WPT;
-      let wj = idx % WPT;
-      let wi = k0 / EW + wj;
-      if (n0 + r < params.n && wi < params.row_words) {
-        stage_word(n0 + r, wi, r, wj * EW);
-      } else {
-        for (var e = 0u; e < EW; e++) {
-          ws[(wj * EW + e) * TN + r] = tile_t(0.0);
-        }
-      }
-    }
-    workgroupBarrier();
-    for (var kk = 0u; kk < TK; kk++) {
-      var a: array<tile_t, RM>;
-      for (var i = 0u; i < RM; i++) {
-        a[i] = xs[kk * TM + lid.y * RM + i];
-      }
-      for (var j = 0u; j < RN; j++) {
-        let b = ws[kk * TN + lid.x * RN + j];
-        for (var i = 0u; i < RM; i++) {
-          // Products in tile_t (f16 with F16), sums always in f32.
-          acc[i][j] += f32(a[i] * b);
-        }
-      }
-    }
-    workgroupBarrier();
+// Σ over span i of activation row mr times the decoded weights of both rows (.y unused when
+// ROWS = 1): each x vec4 is loaded once for the ROWS rows.
+fn xdot(mr: u32, i: u32, d0: ptr<function, array<vec4<f32>, 16>>, d1: ptr<function, array<vec4<f32>, 16>>) -> vec2<f32> {
+  let xi = mr * (params.kp / 4u) + i * EW;
+  var s = vec2<f32>(0.0);
+  xdot1(xi, 0u, d0, d1, &s);
+  if (EW > 1u) { xdot1(xi, 1u, d0, d1, &s); }
+  if (EW > 2u) { xdot1(xi, 2u, d0, d1, &s); xdot1(xi, 3u, d0, d1, &s); }
+  if (EW > 4u) {
+    xdot1(xi, 4u, d0, d1, &s); xdot1(xi, 5u, d0, d1, &s);
+    xdot1(xi, 6u, d0, d1, &s); xdot1(xi, 7u, d0, d1, &s);
   }
-  for (var i = 0u; i < RM; i++) {
-    let mi = m0 + lid.y * RM + i;
-    for (var j = 0u; j < RN; j++) {
-      let ni = n0 + lid.x * RN + j;
-      if (mi < params.m && ni < params.n) {
-        y[mi * params.y_stride + params.y_offset + ni] = acc[i][j];
-      }
+  if (EW > 8u) {
+    xdot1(xi, 8u, d0, d1, &s); xdot1(xi, 9u, d0, d1, &s);
+    xdot1(xi, 10u, d0, d1, &s); xdot1(xi, 11u, d0, d1, &s);
+    xdot1(xi, 12u, d0, d1, &s); xdot1(xi, 13u, d0, d1, &s);
+    xdot1(xi, 14u, d0, d1, &s); xdot1(xi, 15u, d0, d1, &s);
+  }
+  return s;
+}
+
+// One x vec4 (j a constant) against both rows' weights.
+fn xdot1(xi: u32, j: u32, d0: ptr<function, array<vec4<f32>, 16>>, d1: ptr<function, array<vec4<f32>, 16>>, s: ptr<function, vec2<f32>>) {
+  let xv = x[xi + j];
+  (*s).x += dot4((*d0)[j], xv);
+  if (ROWS > 1u) { (*s).y += dot4((*d1)[j], xv); }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  let n0 = (wid.x * WG + tid) * ROWS;
+  // Rows past n and activation rows past m read the last real one: no branches in the loop,
+  // results dropped at the write.
+  let last = params.n - 1u;
+  let r0 = min(n0, last);
+  let r1 = min(n0 + 1u, last);
+  let m0 = wid.y * TM;
+  let ml = params.m - 1u;
+  // acc[r][q] holds activation rows 4q..4q+3 of weight row r.
+  var a0: array<vec4<f32>, 4>;
+  var a1: array<vec4<f32>, 4>;
+  let rv = params.row_words / 4u;
+  for (var i = 0u; i < rv; i++) {
+    var d0: array<vec4<f32>, 16>;
+    var d1: array<vec4<f32>, 16>;
+    decode_span(r0, i, &d0);
+    if (ROWS > 1u) { decode_span(r1, i, &d1); }
+    var s = xdot(m0, i, &d0, &d1);
+    a0[0].x += s.x; a1[0].x += s.y;
+    s = xdot(min(m0 + 1u, ml), i, &d0, &d1); a0[0].y += s.x; a1[0].y += s.y;
+    s = xdot(min(m0 + 2u, ml), i, &d0, &d1); a0[0].z += s.x; a1[0].z += s.y;
+    s = xdot(min(m0 + 3u, ml), i, &d0, &d1); a0[0].w += s.x; a1[0].w += s.y;
+    if (TM > 4u) {
+      s = xdot(min(m0 + 4u, ml), i, &d0, &d1); a0[1].x += s.x; a1[1].x += s.y;
+      s = xdot(min(m0 + 5u, ml), i, &d0, &d1); a0[1].y += s.x; a1[1].y += s.y;
+      s = xdot(min(m0 + 6u, ml), i, &d0, &d1); a0[1].z += s.x; a1[1].z += s.y;
+      s = xdot(min(m0 + 7u, ml), i, &d0, &d1); a0[1].w += s.x; a1[1].w += s.y;
+    }
+    if (TM > 8u) {
+      s = xdot(min(m0 + 8u, ml), i, &d0, &d1); a0[2].x += s.x; a1[2].x += s.y;
+      s = xdot(min(m0 + 9u, ml), i, &d0, &d1); a0[2].y += s.x; a1[2].y += s.y;
+      s = xdot(min(m0 + 10u, ml), i, &d0, &d1); a0[2].z += s.x; a1[2].z += s.y;
+      s = xdot(min(m0 + 11u, ml), i, &d0, &d1); a0[2].w += s.x; a1[2].w += s.y;
+    }
+    if (TM > 12u) {
+      s = xdot(min(m0 + 12u, ml), i, &d0, &d1); a0[3].x += s.x; a1[3].x += s.y;
+      s = xdot(min(m0 + 13u, ml), i, &d0, &d1); a0[3].y += s.x; a1[3].y += s.y;
+      s = xdot(min(m0 + 14u, ml), i, &d0, &d1); a0[3].z += s.x; a1[3].z += s.y;
+      s = xdot(min(m0 + 15u, ml), i, &d0, &d1); a0[3].w += s.x; a1[3].w += s.y;
+    }
+  }
+  // The stores are few (TM·ROWS per thread): a loop is fine here.
+  for (var j = 0u; j < TM; j++) {
+    let mi = m0 + j;
+    let base = mi * params.y_stride + params.y_offset;
+    if (mi < params.m) {
+      if (n0 < params.n) { y[base + n0] = a0[j / 4u][j % 4u]; }
+      if (ROWS > 1u && n0 + 1u < params.n) { y[base + n0 + 1u] = a1[j / 4u][j % 4u]; }
     }
   }
 }

@@ -4,7 +4,7 @@
 // points at the same line in the .wgsl file (ShaderSource.Locate does the mapping).
 //
 // Files: decode.wgsl (packed-weight readers, shared), gemv.wgsl (one to a few activation rows,
-// bandwidth-bound), gemm.wgsl (tiled, workgroup-memory tiles). Which variant runs where is the
+// bandwidth-bound), gemm.wgsl (many rows: each thread reuses a decoded span across TM rows). Which variant runs where is the
 // backend's policy (wasm/backend/gpu), not this package's.
 package shaders
 
@@ -25,7 +25,7 @@ type Kernel uint8
 
 const (
 	GEMV Kernel = iota // few activation rows: grid (ceil(n/Rows), m)
-	GEMM               // many activation rows: grid (ceil(n/TN), ceil(m/TM))
+	GEMM               // many activation rows: grid (ceil(n/(WG·Rows)), ceil(m/TM))
 )
 
 func (k Kernel) String() string {
@@ -55,8 +55,9 @@ type Key struct {
 	F16         bool // products in f16 (needs the shader-f16 feature); sums stay f32
 	Subgroups   bool // subgroupAdd reductions (needs subgroups and the subgroup_id builtin)
 
-	WG, Rows   int // GEMV: threads per workgroup (power of two), weight rows per workgroup
-	TM, TN, TK int // GEMM: tile of activation rows, weight rows, K (multiples of 16, 16, 16)
+	// Threads per workgroup (power of two); weight rows per workgroup (GEMV) or per thread (GEMM).
+	WG, Rows int
+	TM       int // GEMM: activation rows per thread (4, 8, 12 or 16)
 }
 
 // Quantized reports whether the weights are codes with scales.
@@ -68,9 +69,9 @@ func (k Key) Normalize() Key {
 		k.Asym, k.ScaleF16, k.ScalePerVec = false, false, false
 	}
 	if k.Kernel == GEMV {
-		k.TM, k.TN, k.TK = 0, 0, 0
+		k.TM = 0
 	} else {
-		k.WG, k.Rows, k.Subgroups, k.ScalePerVec = 0, 0, false, false
+		k.Subgroups = false
 	}
 	return k
 }
@@ -98,7 +99,7 @@ func (k Key) Name() string {
 	if k.Kernel == GEMV {
 		fmt.Fprintf(&b, "-wg%dr%d", k.WG, k.Rows)
 	} else {
-		fmt.Fprintf(&b, "-t%dx%dx%d", k.TM, k.TN, k.TK)
+		fmt.Fprintf(&b, "-wg%dr%dm%d", k.WG, k.Rows, k.TM)
 	}
 	if k.F16 {
 		b.WriteString("-f16")
@@ -123,11 +124,9 @@ func (k Key) Validate() error {
 			return fmt.Errorf("shaders: %s: WG %d must be a power of two ≤ 256 and Rows %d in 1..8 (one vec4 accumulator per 4 rows)", k.Name(), k.WG, k.Rows)
 		}
 	case GEMM:
-		if k.TM < 16 || k.TM%16 != 0 || k.TN < 16 || k.TN%16 != 0 || k.TK < 16 || k.TK%16 != 0 {
-			return fmt.Errorf("shaders: %s: tiles TM %d, TN %d, TK %d must be multiples of 16 (16×16 threads; an int2 word is 16 codes)", k.Name(), k.TM, k.TN, k.TK)
-		}
-		if (k.TM+k.TN)*k.TK*4 > 16384 {
-			return fmt.Errorf("shaders: %s: tiles need %d bytes of workgroup memory, more than the 16 KiB every device has", k.Name(), (k.TM+k.TN)*k.TK*4)
+		// Accumulators are two arrays of four vec4 (rows × activation rows), written out.
+		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 || k.Rows < 1 || k.Rows > 2 || k.TM < 4 || k.TM > 16 || k.TM%4 != 0 {
+			return fmt.Errorf("shaders: %s: WG %d must be a power of two ≤ 256, Rows %d 1 or 2 and TM %d one of 4, 8, 12, 16 (four vec4 accumulators per row)", k.Name(), k.WG, k.Rows, k.TM)
 		}
 	default:
 		return fmt.Errorf("shaders: unknown kernel %v", k.Kernel)
@@ -158,14 +157,11 @@ func (k Key) header() []string {
 	u := func(name string, v int) { h = append(h, fmt.Sprintf("const %s: u32 = %du;", name, v)) }
 	u("BITS", k.Bits)
 	u("EW", 32/k.Bits)
-	if k.Kernel == GEMV {
-		u("WG", k.WG)
-		u("ROWS", k.Rows)
-		h = append(h, fmt.Sprintf("const SCALE_PER_VEC: bool = %v;", k.ScalePerVec))
-	} else {
+	u("WG", k.WG)
+	u("ROWS", k.Rows)
+	h = append(h, fmt.Sprintf("const SCALE_PER_VEC: bool = %v;", k.ScalePerVec))
+	if k.Kernel == GEMM {
 		u("TM", k.TM)
-		u("TN", k.TN)
-		u("TK", k.TK)
 	}
 	return h
 }

@@ -18,7 +18,7 @@ func allKeys() []Key {
 						for _, f16 := range []bool{false, true} {
 							for _, sg := range []bool{false, true} {
 								k := Key{Kernel: kern, Bits: bits, Asym: asym, ScalePerVec: spv, ScaleF16: sf16, F16: f16, Subgroups: sg,
-									WG: 64, Rows: 4, TM: 32, TN: 64, TK: 32}.Normalize()
+									WG: 64, Rows: 2, TM: 16}.Normalize()
 								ks = append(ks, k)
 							}
 						}
@@ -101,7 +101,8 @@ func TestValidate(t *testing.T) {
 		{Kernel: GEMV, Bits: 3, WG: 64, Rows: 4},
 		{Kernel: GEMV, Bits: 4, WG: 48, Rows: 4},
 		{Kernel: GEMV, Bits: 4, WG: 64, Rows: 9},
-		{Kernel: GEMM, Bits: 4, TM: 64, TN: 64, TK: 64},
+		{Kernel: GEMM, Bits: 4, WG: 64, Rows: 2, TM: 32},
+		{Kernel: GEMM, Bits: 4, WG: 64, Rows: 3, TM: 16},
 	} {
 		if k.Validate() == nil {
 			t.Errorf("%+v: want an error", k)

@@ -98,15 +98,16 @@ func pad4(b []byte) []byte {
 // Tuning is the launch shape of the kernels.
 type Tuning struct {
 	GEMVWorkgroup, GEMVRows int // threads per workgroup (power of two), weight rows per workgroup
-	TM, TN, TK              int // GEMM tiles
+	// GEMM: threads per workgroup (power of two), weight rows per thread (1 or 2), activation
+	// rows per thread (4, 8, 12 or 16).
+	GEMMWorkgroup, GEMMRows, TM int
 }
 
-// DefaultTuning: GEMM tiles of 32×32×16 because SwiftShader (the CI adapter) compiles a
-// 32×64×32 tile in ~11 s against ~2.5 s, and every format needs its own pipeline. GEMV 128×4:
+// DefaultTuning: GEMM 64 threads × 2 weight rows × 16 activation rows: TBD. GEMV 128×4:
 // on an H100 (Dawn/Vulkan, -nibble.gemv sweep of 32×8, 64×4, 64×8, 128×4, 256×2) it was the
 // best or within 10% of the best for every format and shape of BenchmarkMatMul; 64×8 wins
 // int2/int4 at 11008×4096 by ~15% but loses f32 at 4096×11008 by 25%.
-var DefaultTuning = Tuning{GEMVWorkgroup: 128, GEMVRows: 4, TM: 32, TN: 32, TK: 16}
+var DefaultTuning = Tuning{GEMVWorkgroup: 128, GEMVRows: 4, GEMMWorkgroup: 64, GEMMRows: 2, TM: 16}
 
 // features are what the device grants that changes the variant.
 type features struct{ f16, subgroups bool }
@@ -125,7 +126,7 @@ func keyFor(f quant.Format, m int, feat features, tu Tuning) shaders.Key {
 	if m <= GEMVMaxM {
 		k.Kernel, k.WG, k.Rows, k.Subgroups = shaders.GEMV, tu.GEMVWorkgroup, tu.GEMVRows, feat.subgroups
 	} else {
-		k.Kernel, k.TM, k.TN, k.TK = shaders.GEMM, tu.TM, tu.TN, tu.TK
+		k.Kernel, k.WG, k.Rows, k.TM = shaders.GEMM, tu.GEMMWorkgroup, tu.GEMMRows, tu.TM
 	}
 	return k.Normalize()
 }
@@ -135,12 +136,13 @@ func grid(k shaders.Key, rows, m int) (x, y int) {
 	if k.Kernel == shaders.GEMV {
 		return (rows + k.Rows - 1) / k.Rows, m
 	}
-	return (rows + k.TN - 1) / k.TN, (m + k.TM - 1) / k.TM
+	per := k.WG * k.Rows
+	return (rows + per - 1) / per, (m + k.TM - 1) / k.TM
 }
 
 // rowsPerWorkgroup is the smallest row count one workgroup covers in any kernel, which bounds
 // the rows of one dispatch by the device's workgroups-per-dimension limit.
-func (tu Tuning) rowsPerWorkgroup() int { return min(tu.GEMVRows, tu.TN) }
+func (tu Tuning) rowsPerWorkgroup() int { return min(tu.GEMVRows, tu.GEMMWorkgroup*tu.GEMMRows) }
 
 // params is the uniform block of decode.wgsl (struct Params), 12 u32.
 func params(l layout, c chunk, m int) [12]uint32 {

@@ -95,7 +95,7 @@ func TestKeyChoice(t *testing.T) {
 	if x, y := grid(keyFor(quant.Q4, 3, feat, DefaultTuning), 130, 3); x != 33 || y != 3 {
 		t.Fatalf("gemv grid %d×%d", x, y)
 	}
-	if x, y := grid(keyFor(quant.Q4, 19, feat, DefaultTuning), 130, 19); x != (130+DefaultTuning.TN-1)/DefaultTuning.TN || y != (19+DefaultTuning.TM-1)/DefaultTuning.TM {
+	if x, y := grid(keyFor(quant.Q4, 19, feat, DefaultTuning), 130, 19); x != (130+DefaultTuning.GEMMWorkgroup*DefaultTuning.GEMMRows-1)/(DefaultTuning.GEMMWorkgroup*DefaultTuning.GEMMRows) || y != (19+DefaultTuning.TM-1)/DefaultTuning.TM {
 		t.Fatalf("gemm grid %d×%d", x, y)
 	}
 }
