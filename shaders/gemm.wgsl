@@ -122,6 +122,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var a0: array<vec4<f32>, 4>;
   var a1: array<vec4<f32>, 4>;
   let rv = params.row_words / 4u;
+  // A block of four activation rows wholly past m is skipped (the branch is uniform: m0 is the
+  // workgroup's), so m = 8 in a TM = 16 variant costs half of m = 16, not the same.
   for (var i = 0u; i < rv; i++) {
     var d0: array<vec4<f32>, 16>;
     var d1: array<vec4<f32>, 16>;
@@ -132,19 +134,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     s = xdot(min(m0 + 1u, ml), i, &d0, &d1); a0[0].y += s.x; a1[0].y += s.y;
     s = xdot(min(m0 + 2u, ml), i, &d0, &d1); a0[0].z += s.x; a1[0].z += s.y;
     s = xdot(min(m0 + 3u, ml), i, &d0, &d1); a0[0].w += s.x; a1[0].w += s.y;
-    if (TM > 4u) {
+    if (TM > 4u && m0 + 4u < params.m) {
       s = xdot(min(m0 + 4u, ml), i, &d0, &d1); a0[1].x += s.x; a1[1].x += s.y;
       s = xdot(min(m0 + 5u, ml), i, &d0, &d1); a0[1].y += s.x; a1[1].y += s.y;
       s = xdot(min(m0 + 6u, ml), i, &d0, &d1); a0[1].z += s.x; a1[1].z += s.y;
       s = xdot(min(m0 + 7u, ml), i, &d0, &d1); a0[1].w += s.x; a1[1].w += s.y;
     }
-    if (TM > 8u) {
+    if (TM > 8u && m0 + 8u < params.m) {
       s = xdot(min(m0 + 8u, ml), i, &d0, &d1); a0[2].x += s.x; a1[2].x += s.y;
       s = xdot(min(m0 + 9u, ml), i, &d0, &d1); a0[2].y += s.x; a1[2].y += s.y;
       s = xdot(min(m0 + 10u, ml), i, &d0, &d1); a0[2].z += s.x; a1[2].z += s.y;
       s = xdot(min(m0 + 11u, ml), i, &d0, &d1); a0[2].w += s.x; a1[2].w += s.y;
     }
-    if (TM > 12u) {
+    if (TM > 12u && m0 + 12u < params.m) {
       s = xdot(min(m0 + 12u, ml), i, &d0, &d1); a0[3].x += s.x; a1[3].x += s.y;
       s = xdot(min(m0 + 13u, ml), i, &d0, &d1); a0[3].y += s.x; a1[3].y += s.y;
       s = xdot(min(m0 + 14u, ml), i, &d0, &d1); a0[3].z += s.x; a1[3].z += s.y;

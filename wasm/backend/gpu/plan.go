@@ -103,7 +103,10 @@ type Tuning struct {
 	GEMMWorkgroup, GEMMRows, TM int
 }
 
-// DefaultTuning: GEMM 64 threads × 2 weight rows × 16 activation rows: TBD. GEMV 128×4:
+// DefaultTuning: GEMM 64 threads × 2 weight rows × 16 activation rows per thread: one decoded
+// span serves 32 products of four elements, and a 4096-row weight still makes 32 workgroups per
+// 16 activation rows, plenty for SwiftShader's CPU threads (not swept: TM 16 is the kernel's
+// limit, and one variant per format keeps SwiftShader's compiles at ~1-2 s each). GEMV 128×4:
 // on an H100 (Dawn/Vulkan, -nibble.gemv sweep of 32×8, 64×4, 64×8, 128×4, 256×2) it was the
 // best or within 10% of the best for every format and shape of BenchmarkMatMul; 64×8 wins
 // int2/int4 at 11008×4096 by ~15% but loses f32 at 4096×11008 by 25%.
