@@ -170,7 +170,7 @@ func (b *R2) call(ctx context.Context, method string, args ...any) (v js.Value, 
 }
 
 // await waits for a promise without blocking the JS event loop (the caller is a goroutine,
-// never a js.FuncOf callback) and releases both callbacks whichever way it settles.
+// never a js.FuncOf callback) and releases both callbacks once it settles.
 func await(ctx context.Context, p js.Value) (js.Value, error) {
 	type result struct {
 		v   js.Value
@@ -190,13 +190,15 @@ func await(ctx context.Context, p js.Value) (js.Value, error) {
 		ch <- result{err: errors.New(msg)}
 		return nil
 	})
-	defer onOK.Release()
-	defer onErr.Release()
 	p.Call("then", onOK, onErr)
 	select {
 	case r := <-ch:
+		onOK.Release()
+		onErr.Release()
 		return r.v, r.err
 	case <-ctx.Done():
+		// The callbacks stay alive: the promise may still settle, and calling a released
+		// function would crash the Worker's Go instance. Two small closures leak instead.
 		return js.Value{}, ctx.Err()
 	}
 }
