@@ -14,6 +14,7 @@ import (
 
 	"github.com/nibble-ml/nibble/tools/worker/serve"
 	"github.com/nibble-ml/nibble/tools/worker/store"
+	"github.com/nibble-ml/nibble/wasm/format"
 	"github.com/nibble-ml/nibble/wasm/stream/internal/faultserve"
 )
 
@@ -41,7 +42,7 @@ func TestHTTPFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	man, err := ParseManifest(resp.Body)
+	man, err := format.ParseManifest(resp.Body)
 	resp.Body.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +61,7 @@ func TestHTTPFaults(t *testing.T) {
 		{"?corrupt=" + itoa(first+777), 0, ErrChecksum},
 	} {
 		t.Run(c.query, func(t *testing.T) {
-			src, err := man.Source("model.safetensors", HTTP(srv.Client(), base+"model.safetensors"+c.query))
+			src, err := ManifestSource(man, "model.safetensors", HTTP(srv.Client(), base+"model.safetensors"+c.query))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,71 +1,24 @@
 package stream
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
+
+	"github.com/nibble-ml/nibble/wasm/format"
 )
 
-// Manifest is the JSON tools/worker serves as manifest.json: every file of a model with its size
-// and sha256. The loader checks each file it streams against it.
-type Manifest struct {
-	Model string         `json:"model"`
-	Files []ManifestFile `json:"files"`
-}
+// Manifest is a model's manifest.json as tools/worker serves it (the type lives in wasm/format,
+// shared with the server); ManifestSource turns one of its files into a Source.
+type Manifest = format.Manifest
 
-// ManifestFile is one file of a Manifest.
-type ManifestFile struct {
-	Name   string `json:"name"`
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256,omitempty"`
-}
-
-// maxManifestBytes bounds a manifest: a few hundred shards fit in a few tens of KB.
-const maxManifestBytes = 4 << 20
-
-// ParseManifest reads a manifest.json.
-func ParseManifest(r io.Reader) (*Manifest, error) {
-	b, err := io.ReadAll(io.LimitReader(r, maxManifestBytes+1))
+// ManifestSource returns the Source for file name with the manifest's size and sha256.
+func ManifestSource(m *Manifest, name string, open Opener) (Source, error) {
+	f, err := m.File(name)
 	if err != nil {
-		return nil, fmt.Errorf("stream: manifest: %w", err)
+		return Source{}, fmt.Errorf("stream: %w", err)
 	}
-	if len(b) > maxManifestBytes {
-		return nil, fmt.Errorf("stream: manifest: over %d bytes", maxManifestBytes)
-	}
-	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("stream: manifest: %w", err)
-	}
-	for _, f := range m.Files {
-		if f.Size < 0 || (f.SHA256 != "" && !isHex64(f.SHA256)) {
-			return nil, fmt.Errorf("stream: manifest: file %q: size %d, sha256 %q: want a size ≥ 0 and 64 lowercase hex digits", f.Name, f.Size, f.SHA256)
-		}
-	}
-	return &m, nil
-}
-
-func isHex64(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for _, c := range s {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-// Source returns the Source for file name with the manifest's size and sha256.
-func (m *Manifest) Source(name string, open Opener) (Source, error) {
-	for _, f := range m.Files {
-		if f.Name == name {
-			return Source{Name: name, Open: open, Size: f.Size, SHA256: f.SHA256}, nil
-		}
-	}
-	return Source{}, fmt.Errorf("stream: manifest of %q has no file %q", m.Model, name)
+	return Source{Name: name, Open: open, Size: f.Size, SHA256: f.SHA256}, nil
 }
 
 // RangeHeader is the Range request header for a stream opened at off ("" for the whole file).

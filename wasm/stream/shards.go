@@ -275,7 +275,7 @@ func (r *joinReader) HeldBytes() int64 {
 // them, each opened with open(base + path). Size and SHA256 come from man (the model server's
 // manifest.json) when it lists the path; man may be nil.
 func TFJSShards(m format.TFJSManifest, base string, man *Manifest, open func(url string) Opener) []Shard {
-	byName := map[string]ManifestFile{}
+	byName := map[string]format.ManifestFile{}
 	if man != nil {
 		for _, f := range man.Files {
 			byName[f.Name] = f

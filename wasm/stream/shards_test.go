@@ -142,7 +142,7 @@ func TestTFJSOverHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	man, err := ParseManifest(rc)
+	man, err := format.ParseManifest(rc)
 	rc.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -43,11 +43,11 @@ func manifestSource(t *testing.T, model, query string) Source {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	m, err := ParseManifest(rc)
+	m, err := format.ParseManifest(rc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := m.Source("model.safetensors", Fetch(base+"model.safetensors"+query, FetchOptions{}))
+	src, err := ManifestSource(m, "model.safetensors", Fetch(base+"model.safetensors"+query, FetchOptions{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestBrowserTFJS(t *testing.T) {
 		return rc
 	}
 	rc := get(base + "manifest.json")
-	man, err := ParseManifest(rc)
+	man, err := format.ParseManifest(rc)
 	rc.Close()
 	if err != nil {
 		t.Fatal(err)

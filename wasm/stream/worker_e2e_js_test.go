@@ -77,7 +77,7 @@ func workerE2ELoad(t *testing.T, base, model, file string) (map[string]string, w
 	if err != nil {
 		t.Fatalf("manifest from %s: %v", base, err)
 	}
-	m, err := ParseManifest(rc)
+	m, err := format.ParseManifest(rc)
 	rc.Close()
 	if err != nil {
 		t.Fatalf("manifest from %s: %v", base, err)
@@ -85,7 +85,7 @@ func workerE2ELoad(t *testing.T, base, model, file string) (map[string]string, w
 	var mu sync.Mutex
 	var opens []int64
 	fetch := Fetch(dir+file, FetchOptions{})
-	src, err := m.Source(file, func(ctx context.Context, off int64) (io.ReadCloser, error) {
+	src, err := ManifestSource(m, file, func(ctx context.Context, off int64) (io.ReadCloser, error) {
 		mu.Lock()
 		opens = append(opens, off)
 		mu.Unlock()

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/nibble-ml/nibble/tools/worker/store"
+	"github.com/nibble-ml/nibble/wasm/format"
 )
 
 const (
@@ -36,7 +37,7 @@ const (
 	maxPath = 2*store.MaxSegment + 64
 
 	// ManifestName is the file name under which a model's manifest is served.
-	ManifestName = "manifest.json"
+	ManifestName = format.ManifestName
 
 	// ImmutableCacheControl is sent for content-addressed files (see ContentAddressed).
 	ImmutableCacheControl = "public, max-age=31536000, immutable"
@@ -152,20 +153,12 @@ func (h *Handler) serveStored(w http.ResponseWriter, r *http.Request, key string
 	}
 }
 
-// Manifest is the JSON a model's manifest.json holds: every file of the model with its size
-// and sha256, for a loader to check what it streamed.
-type Manifest struct {
-	Model string         `json:"model"`
-	Files []ManifestFile `json:"files"`
-}
+// Manifest is the JSON a model's manifest.json holds; the type lives in wasm/format, shared
+// with the loader that checks what it streams against it.
+type Manifest = format.Manifest
 
-// ManifestFile is one file of a Manifest. SHA256 is lowercase hex; it is empty only in a
-// manifest generated from an R2 listing whose objects lack the "sha256" custom metadata.
-type ManifestFile struct {
-	Name   string `json:"name"`
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256,omitempty"`
-}
+// ManifestFile is one file of a Manifest.
+type ManifestFile = format.ManifestFile
 
 // BuildManifest lists model in s. On a directory store it hashes every file (cached by size
 // and mtime); on R2 it reads the sha256 custom metadata.

@@ -256,15 +256,15 @@ func TestTFJSShardsChecked(t *testing.T) {
 	dir := t.TempDir()
 	shards := writeTFJS(t, filepath.Join(dir, "tf"))
 	writeTFJS(t, filepath.Join(dir, "tfbad"))
-	var files []stream.ManifestFile
+	var files []format.ManifestFile
 	for i, b := range shards {
 		sum := sha256.Sum256(b)
 		if i == 1 {
 			sum[0] ^= 1
 		}
-		files = append(files, stream.ManifestFile{Name: fmt.Sprintf("group1-shard%dof3", i+1), Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])})
+		files = append(files, format.ManifestFile{Name: fmt.Sprintf("group1-shard%dof3", i+1), Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])})
 	}
-	man, _ := json.Marshal(stream.Manifest{Model: "tfbad", Files: append(files, stream.ManifestFile{Name: "model.json", Size: 1})})
+	man, _ := json.Marshal(stream.Manifest{Model: "tfbad", Files: append(files, format.ManifestFile{Name: "model.json", Size: 1})})
 	if err := os.WriteFile(filepath.Join(dir, "tfbad", "manifest.json"), man, 0o644); err != nil {
 		t.Fatal(err)
 	}

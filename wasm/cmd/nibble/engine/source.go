@@ -94,7 +94,7 @@ func fromManifest(ctx context.Context, u *url.URL, man *stream.Manifest) (*Spec,
 	for _, f := range man.Files {
 		switch path.Ext(f.Name) {
 		case ".safetensors", ".gguf":
-			src, err := man.Source(f.Name, OpenURL(resolveRef(u, f.Name)))
+			src, err := stream.ManifestSource(man, f.Name, OpenURL(resolveRef(u, f.Name)))
 			if err != nil {
 				return nil, err
 			}
@@ -159,7 +159,7 @@ func getManifest(ctx context.Context, u string) (*stream.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := stream.ParseManifest(strings.NewReader(string(body)))
+	m, err := format.ParseManifest(strings.NewReader(string(body)))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", u, err)
 	}
