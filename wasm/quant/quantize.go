@@ -97,12 +97,22 @@ func QuantizeRows(t *Tensor, row0 int, w []float32, opt Options) error {
 	}
 	groups, gl := f.Groups(k), f.Group(k)
 	zs := f.ZeroStride(k)
-	codes := make([]int, gl)
+	fast := fastSymmetric(f, opt)
+	var codes []int
 	for r := 0; r < n; r++ {
 		row := w[r*k : (r+1)*k]
 		data := t.Data[(row0+r)*rs : (row0+r+1)*rs]
 		for g := 0; g < groups; g++ {
 			lo, hi := g*gl, min((g+1)*gl, k)
+			if fast {
+				if s, ok := symmetricGroupFast(row[lo:hi], f, data[lo*f.Bits/8:]); ok {
+					putScale(t.Scales, f.Scales, (row0+r)*groups+g, s)
+					continue
+				}
+			}
+			if codes == nil {
+				codes = make([]int, gl)
+			}
 			s, z, err := quantizeGroup(row[lo:hi], f, opt, codes[:hi-lo])
 			if err != nil {
 				return fmt.Errorf("quantize %q: row %d: %w", t.Name, row0+r, err)

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"crypto/sha256"
 	"testing"
 
 	"github.com/nibble-ml/nibble/wasm/backend/cpu"
@@ -22,13 +23,22 @@ func BenchmarkLoad(b *testing.B) {
 	}
 }
 
-// BenchmarkStages splits one chunk's work: fp16 decode, then quantize (MB/s of fp16 input).
+// BenchmarkStages splits one chunk's work: the sha256 every byte of a file with a manifest
+// passes through, fp16 decode, then quantize (MB/s of fp16 input). In wasm (one thread) the
+// load's rate is about the harmonic sum of the three.
 func BenchmarkStages(b *testing.B) {
 	const rows, k = 256, 2048
 	v := values(1, rows, k)
 	raw := encode(format.F16, v)
 	chunk := format.Tensor{TensorInfo: format.TensorInfo{Name: "w", DType: format.F16, Shape: []int{rows, k}, Size: int64(len(raw))}, Data: raw}
 	dst := make([]float32, rows*k)
+	b.Run("sha256", func(b *testing.B) {
+		h := sha256.New()
+		b.SetBytes(int64(len(raw)))
+		for b.Loop() {
+			h.Write(raw)
+		}
+	})
 	b.Run("decode-f16", func(b *testing.B) {
 		b.SetBytes(int64(len(raw)))
 		for b.Loop() {
