@@ -329,7 +329,8 @@ func TestWindowBound(t *testing.T) {
 	opt.OnProgress = func(p Progress) { mu.Lock(); maxWindow = max(maxWindow, p.WindowBytes); mu.Unlock() }
 	_, l := mustLoad(t, newRecorder(), opt, m.source((&memServer{data: m.file}).open))
 	p := l.Progress()
-	// Held = window + float32 scratch (each worker decodes one fp16 chunk into twice its bytes)
+	// Held = window + float32 scratch (each worker decodes at most one fp16 chunk into twice its
+	// bytes; now a 64 KiB block, the bound keeps the old allowance)
 	// + quantized tensors not yet uploaded: one uploading, one per worker waiting to hand its
 	// finished tensor over, and at most two partly read (a tensor spans 16 chunks here, the
 	// window holds 4).
