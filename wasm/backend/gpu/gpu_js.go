@@ -44,7 +44,8 @@ type Options struct {
 	// Timing records GPU time of each MatMul with timestamp queries (when the device has them);
 	// read it with LastGPUTime.
 	Timing bool
-	// Tuning overrides DefaultTuning.
+	// Tuning overrides the launch shape New picks for the adapter (DefaultTuning on hardware,
+	// SoftwareTuning on SwiftShader, lavapipe and other fallback adapters).
 	Tuning *Tuning
 	// Timeout bounds every await (default webgpu.DefaultTimeout).
 	Timeout time.Duration
@@ -89,7 +90,7 @@ func New(opt Options) (*Backend, error) {
 		return nil, fmt.Errorf("gpu: %w", err)
 	}
 	info, af, al := ad.Info(), ad.Features(), ad.Limits()
-	b := &Backend{info: info, opt: opt, label: label, tune: DefaultTuning, pipelines: map[shaders.Key]*webgpu.ComputePipeline{}}
+	b := &Backend{info: info, opt: opt, label: label, tune: tuningFor(info), pipelines: map[shaders.Key]*webgpu.ComputePipeline{}}
 	if opt.Tuning != nil {
 		b.tune = *opt.Tuning
 	}
@@ -134,7 +135,7 @@ func New(opt Options) (*Backend, error) {
 	}
 	b.maxRows = max(1, dl.MaxComputeWorkgroupsPerDimension) * b.tune.rowsPerWorkgroup()
 	b.caps = plan.Caps{
-		Backend: "webgpu", Adapter: info.String(), Software: info.IsFallbackAdapter,
+		Backend: "webgpu", Adapter: info.String(), Software: softwareAdapter(info),
 		F16: b.feat.f16, Subgroups: b.feat.subgroups, TimestampQuery: af[webgpu.FeatureTimestampQuery],
 		MaxStorageBindingSize: dl.MaxStorageBufferBindingSize, MaxBufferSize: dl.MaxBufferSize,
 		MaxWorkgroupInvocations: dl.MaxComputeInvocationsPerWorkgroup,

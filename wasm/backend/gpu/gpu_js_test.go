@@ -56,7 +56,7 @@ func TestAdapter(t *testing.T) {
 	if b.AdapterInfo().IsFallbackAdapter {
 		kind = "SOFTWARE adapter (isFallbackAdapter: true, e.g. SwiftShader): timings are not hardware figures"
 	}
-	t.Logf("adapter: %v", b.AdapterInfo())
+	t.Logf("adapter: %v; GEMV launch %d×%d", b.AdapterInfo(), b.tune.GEMVWorkgroup, b.tune.GEMVRows)
 	t.Logf("%s; f16 products %v, subgroups %v, timestamp-query %v, maxStorageBufferBindingSize %d, maxBufferSize %d",
 		kind, c.F16, c.Subgroups, c.TimestampQuery, c.MaxStorageBindingSize, c.MaxBufferSize)
 	if *f16Flag == "on" && !c.F16 {
@@ -80,6 +80,37 @@ func TestConformance(t *testing.T) {
 		ProductEps: eps(b),
 		Shapes:     append(append([]backendtest.Shape{}, backendtest.DefaultShapes...), wideShapes...),
 	})
+}
+
+// TestConformanceOtherTuning runs the suite's GEMV-heavy part with the launch shape New did not
+// pick for this adapter (DefaultTuning on a software adapter, SoftwareTuning on hardware), so the
+// CI's SwiftShader still checks the shape hardware runs. A few formats: the shape changes only the
+// reduction and the rows per workgroup, not the decoding.
+func TestConformanceOtherTuning(t *testing.T) {
+	other := SoftwareTuning
+	if softwareAdapter(webgpuInfo(t)) {
+		other = DefaultTuning
+	}
+	b := newBackend(t, Options{Poison: true, Tuning: &other})
+	t.Logf("GEMV %d×%d", other.GEMVWorkgroup, other.GEMVRows)
+	backendtest.Run(t, b, backendtest.Options{
+		ProductEps: eps(b),
+		Shapes:     append(append([]backendtest.Shape{}, backendtest.DefaultShapes...), wideShapes...),
+		Formats: []quant.Format{
+			{Bits: 32},
+			{Bits: 4, GroupSize: 32},
+			{Bits: 2, Scheme: quant.Asymmetric, GroupSize: 16, Scales: quant.ScaleF16},
+		},
+	})
+}
+
+// webgpuInfo is what the adapter New requests says about itself.
+func webgpuInfo(t *testing.T) webgpu.AdapterInfo {
+	ad, err := webgpu.RequestAdapter(webgpu.AdapterOptions{PowerPreference: "high-performance"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ad.Info()
 }
 
 // TestConformanceSplit caps bindings at 4 KiB so every tensor of the suite is split by rows into

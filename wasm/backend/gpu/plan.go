@@ -9,9 +9,11 @@ package gpu
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/nibble-ml/nibble/shaders"
 	"github.com/nibble-ml/nibble/wasm/quant"
+	"github.com/nibble-ml/nibble/wasm/webgpu"
 )
 
 // RowAlign is the byte alignment of every weight row on the device. 16 bytes lets GEMV load a
@@ -111,6 +113,50 @@ type Tuning struct {
 // best or within 10% of the best for every format and shape of BenchmarkMatMul; 64×8 wins
 // int2/int4 at 11008×4096 by ~15% but loses f32 at 4096×11008 by 25%.
 var DefaultTuning = Tuning{GEMVWorkgroup: 128, GEMVRows: 4, GEMMWorkgroup: 64, GEMMRows: 2, TM: 16}
+
+// SoftwareTuning is DefaultTuning with the GEMV shape for CPU implementations of WebGPU. GEMV
+// 8×4: on SwiftShader (headless Chromium, 2 CPU cores, shared and noisy) a -nibble.gemv sweep of
+// int4 g32 over 20 shapes from 1×8 to 256×1 put 8×4 at 67-128 ms for 1×4096×4096 (median of 3:
+// 73), 207-465 ms for 1×11008×4096 (238) and 143-589 ms for 1×4096×11008 (205), against
+// 689-1216, 1283-3785 and 700-1696 ms for 128×4, five to eight times slower; 4×4, 4×8 and
+// 8×8 were within the noise of 8×4, ≥ 32 threads at least twice as slow, 256×1 ten seconds.
+// Why, as far as the sweep shows (not profiled): SwiftShader runs a workgroup as 4-lane SIMD
+// groups (its subgroups, size 4) on 2 CPU threads, switching between groups at each barrier. At
+// 128 threads a 4096-long int4 row is one span per thread: every group pays the setup, the
+// subgroupAdd, the barrier and a 32-entry final sum for one span per row. At 8 threads, 2 groups
+// each loop over 16 spans with the x of a span in registers for 4 rows. Below 4 threads lanes go
+// idle (1×8: 359 ms).
+var SoftwareTuning = Tuning{GEMVWorkgroup: 8, GEMVRows: 4, GEMMWorkgroup: 64, GEMMRows: 2, TM: 16}
+
+// softwareNames are what software adapters put in GPUAdapterInfo when the browser does not set
+// isFallbackAdapter for them: Firefox on lavapipe reports "llvmpipe (…)" and no flag, and a
+// Chromium run with --use-vulkan=swiftshader (rather than its fallback adapter) says
+// "swiftshader" in architecture or description.
+var softwareNames = []string{"swiftshader", "llvmpipe", "lavapipe"}
+
+// softwareAdapter reports whether info describes WebGPU emulated on the CPU.
+func softwareAdapter(info webgpu.AdapterInfo) bool {
+	if info.IsFallbackAdapter {
+		return true
+	}
+	s := strings.ToLower(strings.Join([]string{info.Vendor, info.Architecture, info.Device, info.Description}, " "))
+	for _, name := range softwareNames {
+		if strings.Contains(s, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// tuningFor is the launch shape New uses on an adapter unless Options.Tuning overrides it. The
+// adapter class decides, not the adapter: a GPU wants many threads per row to hide memory
+// latency, a CPU emulation wants few workgroups' worth of barriers and scheduling.
+func tuningFor(info webgpu.AdapterInfo) Tuning {
+	if softwareAdapter(info) {
+		return SoftwareTuning
+	}
+	return DefaultTuning
+}
 
 // features are what the device grants that changes the variant.
 type features struct{ f16, subgroups bool }

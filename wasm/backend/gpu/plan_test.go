@@ -8,6 +8,7 @@ import (
 	"github.com/nibble-ml/nibble/shaders"
 	"github.com/nibble-ml/nibble/wasm/backend/backendtest"
 	"github.com/nibble-ml/nibble/wasm/quant"
+	"github.com/nibble-ml/nibble/wasm/webgpu"
 )
 
 func TestLayoutPadsRowsTo16Bytes(t *testing.T) {
@@ -107,6 +108,37 @@ func TestPadX(t *testing.T) {
 	for i := range want {
 		if dst[i] != want[i] {
 			t.Fatalf("got %v, want %v", dst, want)
+		}
+	}
+}
+
+func TestTuningForAdapter(t *testing.T) {
+	for _, c := range []struct {
+		info webgpu.AdapterInfo
+		want Tuning
+	}{
+		{webgpu.AdapterInfo{Vendor: "nvidia", Architecture: "hopper"}, DefaultTuning},
+		{webgpu.AdapterInfo{Vendor: "apple", Architecture: "metal-3"}, DefaultTuning},
+		{webgpu.AdapterInfo{}, DefaultTuning},
+		{webgpu.AdapterInfo{IsFallbackAdapter: true}, SoftwareTuning},
+		{webgpu.AdapterInfo{Vendor: "google", Architecture: "swiftshader"}, SoftwareTuning},
+		{webgpu.AdapterInfo{Description: "llvmpipe (LLVM 15.0.6, 256 bits)"}, SoftwareTuning},
+		{webgpu.AdapterInfo{Device: "Lavapipe"}, SoftwareTuning},
+	} {
+		if got := tuningFor(c.info); got != c.want {
+			t.Errorf("%v: %+v, want %+v", c.info, got, c.want)
+		}
+	}
+	if SoftwareTuning == DefaultTuning {
+		t.Error("SoftwareTuning equals DefaultTuning: the adapter class would choose nothing")
+	}
+	for _, tu := range []Tuning{DefaultTuning, SoftwareTuning} {
+		for _, f := range backendtest.AllFormats() {
+			for _, m := range []int{1, GEMVMaxM, GEMVMaxM + 1} {
+				if err := keyFor(f, m, features{true, true}, tu).Validate(); err != nil {
+					t.Errorf("%+v: %v", tu, err)
+				}
+			}
 		}
 	}
 }
