@@ -73,15 +73,18 @@ fn zero_at(row: u32, g: u32) -> f32 {
 #endif
 }
 
-// Codes 4j..4j+3 of word wd as f32, sign-extended when symmetric. j < EW/4.
-fn codes4(wd: u32, j: u32) -> vec4<f32> {
-  let e = vec4<u32>(4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
+// Octets per span: groups are multiples of 8 long, so 8 aligned codes share one scale.
+const NOCT: u32 = max(EW / 2u, 1u);
+
+// Codes e..e+3 of word wd as f32 (sign-extended when symmetric). e must fold to a constant.
+fn codes_at(wd: u32, e: u32) -> vec4<f32> {
+  let ev = vec4<u32>(e, e + 1u, e + 2u, e + 3u) * BITS;
 #if ASYM
-  return vec4<f32>((vec4<u32>(wd) >> (e * BITS)) & vec4<u32>((1u << BITS) - 1u));
+  return vec4<f32>((vec4<u32>(wd) >> ev) & vec4<u32>((1u << BITS) - 1u));
 #else
-  // Shift the code to the top of the word, then shift back arithmetically: two's complement
-  // sign extension without a branch.
-  let up = vec4<u32>(wd) << (vec4<u32>(32u - BITS) - e * BITS);
+  // Shift the code to the top of the word, then back arithmetically: two's complement sign
+  // extension without a branch.
+  let up = vec4<u32>(wd) << (vec4<u32>(32u - BITS) - ev);
   return vec4<f32>(bitcast<vec4<i32>>(up) >> vec4<u32>(32u - BITS));
 #endif
 }

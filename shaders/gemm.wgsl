@@ -17,20 +17,6 @@
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-// Octets per span: groups are multiples of 8 long, so 8 aligned codes share one scale.
-const NOCT: u32 = max(EW / 2u, 1u);
-
-// Codes e..e+3 of word wd as f32 (sign-extended when symmetric). e must fold to a constant.
-fn codes_at(wd: u32, e: u32) -> vec4<f32> {
-  let ev = vec4<u32>(e, e + 1u, e + 2u, e + 3u) * BITS;
-#if ASYM
-  return vec4<f32>((vec4<u32>(wd) >> ev) & vec4<u32>((1u << BITS) - 1u));
-#else
-  let up = vec4<u32>(wd) << (vec4<u32>(32u - BITS) - ev);
-  return vec4<f32>(bitcast<vec4<i32>>(up) >> vec4<u32>(32u - BITS));
-#endif
-}
-
 // Dequantize octet o (a constant) of span wv into dq[2o], dq[2o+1].
 fn deq_oct(wv: vec4<u32>, o: u32, row: u32, g: u32, dq: ptr<function, array<vec4<f32>, 16>>) {
 #if QUANT

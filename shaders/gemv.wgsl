@@ -17,23 +17,8 @@
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-// Octets per span: groups are multiples of 8 long, so 8 aligned codes share one scale.
-const NOCT: u32 = max(EW / 2u, 1u);
-
 var<workgroup> red0: array<vec4<f32>, WG>;
 var<workgroup> red1: array<vec4<f32>, WG>;
-
-// Codes e..e+3 of word wd as f32 (sign-extended when symmetric). e must fold to a constant.
-fn codes_at(wd: u32, e: u32) -> vec4<f32> {
-  let ev = vec4<u32>(e, e + 1u, e + 2u, e + 3u) * BITS;
-#if ASYM
-  return vec4<f32>((vec4<u32>(wd) >> ev) & vec4<u32>((1u << BITS) - 1u));
-#else
-  // Shift the code to the top of the word, then back arithmetically: sign extension.
-  let up = vec4<u32>(wd) << (vec4<u32>(32u - BITS) - ev);
-  return vec4<f32>(bitcast<vec4<i32>>(up) >> vec4<u32>(32u - BITS));
-#endif
-}
 
 // Σ (q − z)·x over octet o (a constant) of span wv, with x of the span in xs.
 fn oct_dot(wv: vec4<u32>, o: u32, z: f32, xs: ptr<function, array<vec4<f32>, 16>>) -> f32 {
