@@ -34,7 +34,7 @@ import (
 
 	"github.com/nibble-ml/nibble/tools/worker/serve"
 	"github.com/nibble-ml/nibble/tools/worker/store"
-	"github.com/nibble-ml/nibble/wasm/cmd/nibble/engine"
+	"github.com/nibble-ml/nibble/wasm/engine"
 	"github.com/nibble-ml/nibble/wasm/format"
 	"github.com/nibble-ml/nibble/wasm/quant"
 )

@@ -5,7 +5,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/nibble-ml/nibble/wasm/cmd/nibble/engine"
+	"github.com/nibble-ml/nibble/wasm/engine"
 )
 
 // The words the page shows, in pure Go so they test natively. Nothing here invents a figure:

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nibble-ml/nibble/wasm/cmd/nibble/engine"
+	"github.com/nibble-ml/nibble/wasm/engine"
 )
 
 func TestWebGPULineSaysSoftware(t *testing.T) {

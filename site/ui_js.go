@@ -12,7 +12,7 @@ import (
 
 	"honnef.co/go/js/dom/v2"
 
-	"github.com/nibble-ml/nibble/wasm/cmd/nibble/engine"
+	"github.com/nibble-ml/nibble/wasm/engine"
 )
 
 // RootID is the element the demo mounts into.

@@ -15,7 +15,7 @@ import (
 	"syscall/js"
 
 	"github.com/nibble-ml/nibble/site"
-	"github.com/nibble-ml/nibble/wasm/cmd/nibble/engine"
+	"github.com/nibble-ml/nibble/wasm/engine"
 	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
 )
 

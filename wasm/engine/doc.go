@@ -1,4 +1,4 @@
-// Package engine is what the nibble bundle does, in Go: it measures the devices the browser
+// Package engine is nibble's public Go API and what the nibble bundle does: it measures the devices the browser
 // offers, resolves a model URL into the files to stream, loads them through wasm/stream into the
 // chosen backend with the chosen quantized format, runs matmuls on the resident weights, and
 // measures each layer (latency on the backend, error against a float32 reference streamed from
