@@ -232,6 +232,9 @@ func (t *Tensor) Quant() (*quant.Tensor, error) {
 	}
 	k := t.Shape[len(t.Shape)-1]
 	n := int(t.NumElements()) / k
+	if err := t.checkFinite(k); err != nil {
+		return nil, err
+	}
 	q := &quant.Tensor{Name: t.Name, N: n, K: k}
 	switch t.DType {
 	case F32, F16:
@@ -285,4 +288,42 @@ func (t *Tensor) Quant() (*quant.Tensor, error) {
 		}
 	}
 	return q, nil
+}
+
+// checkFinite rejects the NaN and infinite values Quant would map as they are: F32 and F16
+// elements, and the f16 scales of Q4_0 and Q8_0 blocks (a NaN scale makes its 32 weights NaN).
+// Decoded types are checked where they are quantized (quant.QuantizeRows).
+func (t *Tensor) checkFinite(k int) error {
+	// step is the bytes from one checked value to the next, at is its position, mask its
+	// exponent bits (all ones: NaN or Inf).
+	var step, elems int
+	var mask uint32
+	switch t.DType {
+	case F32:
+		step, elems, mask = 4, 1, 0x7F800000
+	case F16:
+		step, elems, mask = 2, 1, 0x7C00
+	case Q8_0:
+		step, elems, mask = Q8_0BlockBytes, BlockElems, 0x7C00
+	case Q4_0:
+		step, elems, mask = Q4_0BlockBytes, BlockElems, 0x7C00
+	default:
+		return nil
+	}
+	b := t.Data
+	for i := 0; i+step <= len(b); i += step {
+		v := uint32(b[i]) | uint32(b[i+1])<<8
+		if step == 4 {
+			v |= uint32(b[i+2])<<16 | uint32(b[i+3])<<24
+		}
+		if v&mask == mask {
+			e := i / step * elems
+			what := "value"
+			if elems > 1 {
+				what = "block scale"
+			}
+			return fmt.Errorf("format: tensor %q: row %d column %d: %w: %w: %s %#x is NaN or infinite", t.Name, e/k, e%k, ErrCorrupt, quant.ErrNotFinite, what, v)
+		}
+	}
+	return nil
 }

@@ -16,23 +16,26 @@
 package format
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"math"
+
+	"github.com/nibble-ml/nibble/wasm/errs"
 )
 
-// Sentinel errors; every error from this package wraps one of them (see errors.Is).
+// Sentinel errors; every error from this package wraps one of them (see errors.Is), and each
+// is one of wasm/errs's kinds (noted after its name).
 var (
-	// ErrTruncated: the stream ended before the bytes the header declared.
-	ErrTruncated = errors.New("truncated")
-	// ErrCorrupt: the header contradicts itself or the format (bad magic, overlaps, sizes that do
-	// not match shapes...).
-	ErrCorrupt = errors.New("corrupt")
-	// ErrUnsupported: well-formed, but a version or data type this package does not decode.
-	ErrUnsupported = errors.New("unsupported")
-	// ErrLimit: a declared size or count is beyond Limits.
-	ErrLimit = errors.New("over limit")
+	// ErrTruncated (errs.ErrFormat): the stream ended before the bytes the header declared.
+	ErrTruncated = errs.New(errs.ErrFormat, "truncated")
+	// ErrCorrupt (errs.ErrFormat): the header contradicts itself or the format (bad magic,
+	// overlaps, sizes that do not match shapes, NaN or infinite weights...).
+	ErrCorrupt = errs.New(errs.ErrFormat, "corrupt")
+	// ErrUnsupported (errs.ErrUnsupported): well-formed, but a version or data type this package
+	// does not decode.
+	ErrUnsupported = errs.New(errs.ErrUnsupported, "unsupported")
+	// ErrLimit (errs.ErrTooLarge): a declared size or count is beyond Limits.
+	ErrLimit = errs.New(errs.ErrTooLarge, "over limit")
 )
 
 // Limits bound what a reader accepts before it allocates. The zero value of a field means its

@@ -20,11 +20,22 @@
 //     are packed like data, [N][G] with ZeroStride bytes per row (also 4-byte aligned).
 //   - Scales are [N][G] little-endian, float32 (ScaleF32) or IEEE half (ScaleF16), unpadded.
 //   - Bits 16 stores each weight as IEEE half with no scales; Bits 32 stores float32 as is.
+//
+// # Numeric safety
+//
+// Finite weights never dequantize to NaN or Inf. A scale saturates at the largest finite value
+// its type holds (65504 for f16; MaxFloat32/256 for f32, so s·(q−z) stays finite) and the
+// outliers of its group clip, to ±65504·2^(Bits−1) under f16 scales. Clamping rather than
+// falling back to f32 scales: a streaming load fixes a tensor's format before its rows arrive,
+// and a tensor has one scale type. f16 storage (Bits 16) saturates at ±65504 likewise. A NaN or
+// infinite weight is an error in every format, f32 included (ErrNotFinite, naming the tensor,
+// row and column).
 package quant
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/nibble-ml/nibble/wasm/errs"
 )
 
 // Scheme says how a group maps integers back to reals.
@@ -152,8 +163,9 @@ func (f Format) String() string {
 	return fmt.Sprintf("q%d-%s-%s-%s", f.Bits, f.Scheme, g, f.Scales)
 }
 
-// ErrFormat is wrapped by every error Validate returns.
-var ErrFormat = errors.New("quant: unsupported format")
+// ErrFormat (an errs.ErrBadArgument: the caller asked for it) is wrapped by every error
+// Validate returns.
+var ErrFormat = errs.New(errs.ErrBadArgument, "quant: unsupported format")
 
 // Validate says what is wrong with the format, if anything.
 func (f Format) Validate() error {

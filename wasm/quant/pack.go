@@ -75,11 +75,30 @@ func putScale(dst []byte, typ ScaleType, i int, s float32) {
 	binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(s))
 }
 
+// Largest scale magnitudes. A scale past its storage's range would be stored as Inf, and every
+// weight of its group would dequantize to NaN (Inf·0) or Inf: a scale saturates instead, and the
+// group's outliers clip. For float32 the bound leaves room for s·(q−z), |q−z| < 2⁸, to stay
+// finite in the kernels' float32 arithmetic.
+const (
+	maxScaleF16 = 65504 // the largest finite IEEE half
+	maxScaleF32 = math.MaxFloat32 / 256
+)
+
 // roundScale returns s as the scale type will store it, so codes are chosen against the scale
-// the kernels will actually see.
+// the kernels will actually see: rounded to half for f16, and saturated (see maxScaleF16).
 func roundScale(typ ScaleType, s float32) float32 {
+	lim := float32(maxScaleF32)
+	if typ == ScaleF16 {
+		lim = maxScaleF16
+	}
+	s = max(-lim, min(lim, s)) // +Inf and -Inf (an overflowed hi−lo) saturate too
 	if typ == ScaleF16 {
 		return float16.Fromfloat32(s).Float32()
 	}
 	return s
+}
+
+// toHalf stores a weight as IEEE half, saturating at ±65504 rather than overflowing to ±Inf.
+func toHalf(v float32) uint16 {
+	return float16.Fromfloat32(max(-maxScaleF16, min(maxScaleF16, v))).Bits()
 }

@@ -2,10 +2,10 @@ package quant
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 
+	"github.com/nibble-ml/nibble/wasm/errs"
 	"github.com/x448/float16"
 )
 
@@ -78,19 +78,20 @@ func QuantizeRows(t *Tensor, row0 int, w []float32, opt Options) error {
 	}
 	rs := f.RowStride(k)
 	switch f.Bits {
-	case 32:
+	case 32, 16:
 		for r := 0; r < n; r++ {
-			row := t.Data[(row0+r)*rs:]
-			for c, v := range w[r*k : (r+1)*k] {
-				binary.LittleEndian.PutUint32(row[4*c:], math.Float32bits(v))
+			if c, ok := firstNotFinite(w[r*k : (r+1)*k]); !ok {
+				return notFinite(t.Name, row0+r, c, w[r*k+c])
 			}
-		}
-		return nil
-	case 16:
-		for r := 0; r < n; r++ {
 			row := t.Data[(row0+r)*rs:]
+			if f.Bits == 32 {
+				for c, v := range w[r*k : (r+1)*k] {
+					binary.LittleEndian.PutUint32(row[4*c:], math.Float32bits(v))
+				}
+				continue
+			}
 			for c, v := range w[r*k : (r+1)*k] {
-				binary.LittleEndian.PutUint16(row[2*c:], float16.Fromfloat32(v).Bits())
+				binary.LittleEndian.PutUint16(row[2*c:], toHalf(v))
 			}
 		}
 		return nil
@@ -113,10 +114,10 @@ func QuantizeRows(t *Tensor, row0 int, w []float32, opt Options) error {
 			if codes == nil {
 				codes = make([]int, gl)
 			}
-			s, z, err := quantizeGroup(row[lo:hi], f, opt, codes[:hi-lo])
-			if err != nil {
-				return fmt.Errorf("quantize %q: row %d: %w", t.Name, row0+r, err)
+			if c, ok := firstNotFinite(row[lo:hi]); !ok {
+				return notFinite(t.Name, row0+r, lo+c, row[lo+c])
 			}
+			s, z := quantizeGroup(row[lo:hi], f, opt, codes[:hi-lo])
 			putScale(t.Scales, f.Scales, (row0+r)*groups+g, s)
 			if f.Scheme == Asymmetric {
 				PutCode(t.Zeros[(row0+r)*zs:(row0+r+1)*zs], f.Bits, g, z)
@@ -162,23 +163,34 @@ func packCodes(dst []byte, bits, start int, q []int) {
 	}
 }
 
-// quantizeGroup chooses a scale, zero point and codes for one group. The returned scale is
-// already rounded to the scale type; codes are chosen against that rounded scale.
-func quantizeGroup(x []float32, f Format, opt Options, q []int) (float32, int, error) {
-	for i, v := range x {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return 0, 0, fmt.Errorf("%w: value %v at column offset %d of a group", ErrNotFinite, v, i)
-		}
-	}
+// quantizeGroup chooses a scale, zero point and codes for one group of finite weights. The
+// returned scale is already rounded to the scale type; codes are chosen against that rounded
+// scale.
+func quantizeGroup(x []float32, f Format, opt Options, q []int) (float32, int) {
 	if f.Scheme == Symmetric {
-		return symmetricGroup(x, f, opt, q), 0, nil
+		return symmetricGroup(x, f, opt, q), 0
 	}
-	s, z := asymmetricGroup(x, f, opt, q)
-	return s, z, nil
+	return asymmetricGroup(x, f, opt, q)
 }
 
-// ErrNotFinite is wrapped when a weight is NaN or infinite: no scale can represent it.
-var ErrNotFinite = errors.New("quant: weight is not finite")
+// ErrNotFinite (an errs.ErrFormat) is wrapped when a weight is NaN or infinite, in every format,
+// float32 and f16 included: no scale can represent it, and a model that holds one computes NaN.
+var ErrNotFinite = errs.New(errs.ErrFormat, "quant: weight is not finite")
+
+// firstNotFinite returns the index of the first NaN or ±Inf in x, and false, if there is one.
+func firstNotFinite(x []float32) (int, bool) {
+	for i, v := range x {
+		// With the sign cleared, every non-finite value's bits are at least +Inf's.
+		if math.Float32bits(v)&f32AbsMask >= f32InfBits {
+			return i, false
+		}
+	}
+	return 0, true
+}
+
+func notFinite(tensor string, row, col int, v float32) error {
+	return fmt.Errorf("quantize %q: row %d column %d: %w: %v (the file holds a NaN or infinite weight)", tensor, row, col, ErrNotFinite, v)
+}
 
 // assign fills q with the codes nearest x/s + z and returns the squared error they give.
 func assign(x []float32, s float32, z, qmin, qmax int, q []int) float64 {
