@@ -8,6 +8,7 @@ require (
 	github.com/coder/websocket v1.8.15
 	github.com/syumai/workers v0.30.2
 	github.com/x448/float16 v0.8.4
+	golang.org/x/text v0.41.0
 )
 
 require (
