@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 export PATH := $(CURDIR)/tools/browser/bin:$(CURDIR)/.cache/bin:/usr/local/go/bin:$(PATH)
 
-.PHONY: run test deps test-go test-js test-firefox test-stream-js test-worker test-worker-e2e bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big build serve vet
+.PHONY: run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-worker test-worker-e2e bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big build serve vet
 
 deps:
 	@bash tools/browser/install.sh
@@ -15,7 +15,7 @@ deps:
 run: deps
 	go run ./tools/quanttest report
 
-test: deps vet test-go test-js test-stream-js test-firefox test-worker test-worker-e2e
+test: deps vet test-go test-js test-stream-js test-tfjsref test-firefox test-worker test-worker-e2e
 
 vet:
 	go vet ./...
@@ -38,7 +38,12 @@ test-firefox:
 # wasm/stream over real fetch from a local server: faults, and a 96 MiB fp16 model into q4 with
 # peak memory measured (~30 s).
 test-stream-js:
-	go run ./wasm/stream/cmd/streamserve -big 96 -- bash tools/browser/test-js.sh ./wasm/stream -v -run=Browser
+	go run ./tools/streamserve -big 96 -- bash tools/browser/test-js.sh ./wasm/stream -v -run=Browser
+
+# TF.js 4.22 itself running USE-lite on its cpu, wasm and webgpu backends (the reference for
+# nibble's embeddings): TF.js and the model from a local server; the backends must agree (~15 s).
+test-tfjsref:
+	go run ./tools/streamserve -big 0 -- bash tools/browser/test-js.sh ./wasm/internal/tfjsref -v
 
 # The Cloudflare Worker under wrangler dev (local R2): full, ranged, conditional and hostile
 # requests checked by status and sha256.
@@ -54,7 +59,7 @@ bench-worker: deps ## 100 MB shard over loopback: Worker under wrangler dev vs n
 	bash tools/worker/bench.sh
 
 bench-stream-big: deps ## 570 MB fp16 safetensors → q4 in the browser: peak memory, MB/s, early start
-	go run ./wasm/stream/cmd/streamserve -big 544 -- bash tools/browser/test-js.sh ./wasm/stream -v -run=BrowserBig -test.timeout=10m
+	go run ./tools/streamserve -big 544 -- bash tools/browser/test-js.sh ./wasm/stream -v -run=BrowserBig -test.timeout=10m
 
 bench-webnn: deps ## WebNN f32/int8/int4 graphs, JSON lines (~3 min)
 	bash tools/browser/test-js.sh ./wasm/backend/nn -run=^$$ -bench=WebNN -benchtime=1x -timeout=15m

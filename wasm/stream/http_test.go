@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nibble-ml/nibble/tools/streamserve/faultserve"
 	"github.com/nibble-ml/nibble/tools/worker/serve"
 	"github.com/nibble-ml/nibble/tools/worker/store"
 	"github.com/nibble-ml/nibble/wasm/format"
-	"github.com/nibble-ml/nibble/wasm/stream/internal/faultserve"
 )
 
 // TestHTTPFaults runs the loader over real HTTP: tools/worker's server behind the fault

@@ -14,12 +14,12 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/nibble-ml/nibble/tools/streamserve/faultserve"
 	"github.com/nibble-ml/nibble/tools/worker/serve"
 	"github.com/nibble-ml/nibble/tools/worker/store"
 	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/format"
 	"github.com/nibble-ml/nibble/wasm/quant"
-	"github.com/nibble-ml/nibble/wasm/stream/internal/faultserve"
 )
 
 // splitShards cuts file at the given offsets into shards served from memory with faults.

@@ -21,9 +21,9 @@ import (
 	"github.com/nibble-ml/nibble/wasm/quant"
 )
 
-// The browser tests need a model server: cmd/streamserve starts one and sets NIBBLE_STREAM_URL,
+// The browser tests need a model server: tools/streamserve starts one and sets NIBBLE_STREAM_URL,
 // which wasmbrowsertest passes into the page's Go environment.
-const serverHint = "run through the wrapper: go run ./wasm/stream/cmd/streamserve -big 96 -- bash tools/browser/test-js.sh ./wasm/stream -v -run Browser"
+const serverHint = "run through the wrapper: go run ./tools/streamserve -big 96 -- bash tools/browser/test-js.sh ./wasm/stream -v -run Browser"
 
 func serverURL(t *testing.T) string {
 	u := os.Getenv("NIBBLE_STREAM_URL")

