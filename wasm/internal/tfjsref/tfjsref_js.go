@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"syscall/js"
 	"time"
@@ -27,8 +28,8 @@ var bundles = []string{
 // state is the page's TF.js: one per page, as globalThis.tf is.
 var state struct {
 	mu     sync.Mutex
-	tf     js.Value             // globalThis.tf once Load succeeded
-	base   string               // the vendor base URL it came from
+	tf     js.Value            // globalThis.tf once Load succeeded
+	base   string              // the vendor base URL it came from
 	models map[string]js.Value // GraphModel by backend and URL (see model)
 }
 
@@ -76,7 +77,7 @@ func Load(ctx context.Context, vendorBaseURL string) error {
 	if vendorBaseURL == "" {
 		return errors.New("tfjsref: Load: empty vendor base URL (tools/streamserve sets NIBBLE_TFJS_URL)")
 	}
-	base := trimSlash(vendorBaseURL)
+	base := strings.TrimRight(vendorBaseURL, "/")
 	function := js.Global().Get("Function")
 	for _, b := range bundles {
 		url := base + "/" + b
@@ -114,13 +115,6 @@ func Load(ctx context.Context, vendorBaseURL string) error {
 	}
 	state.tf, state.base, state.models = tf, base, map[string]js.Value{}
 	return nil
-}
-
-func trimSlash(s string) string {
-	for len(s) > 0 && s[len(s)-1] == '/' {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 func loaded() (js.Value, error) {
