@@ -81,6 +81,9 @@ var (
 	ErrContext = errors.New("webnn: cannot create an MLContext")
 	// ErrLost is wrapped by calls on a context that was lost or destroyed.
 	ErrLost = errors.New("webnn: context lost")
+	// ErrUnsupported is wrapped when an op, or an operand's data type or rank, is outside what
+	// the context's opSupportLimits accept: the caller may decompose the op another way.
+	ErrUnsupported = errors.New("webnn: not supported by this context")
 )
 
 // Range is a tensor rank range.
