@@ -11,6 +11,7 @@ import (
 	"syscall/js"
 	"time"
 
+	"github.com/nibble-ml/nibble/wasm/errs"
 	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
 )
 
@@ -66,7 +67,7 @@ func Fetch(url string, opt FetchOptions) Opener {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, fmt.Errorf("fetch %s: %w", url, err) // network errors are worth a retry
+			return nil, fmt.Errorf("fetch %s: %w: %w", url, errs.ErrNetwork, err) // worth a retry
 		}
 		rh := resp.Get("headers")
 		got := jsString(rh.Call("get", "ETag"))
@@ -87,7 +88,13 @@ func Fetch(url string, opt FetchOptions) Opener {
 		if err != nil {
 			return nil, Permanent(fmt.Errorf("fetch %s: %w", url, err))
 		}
-		return &bodyReader{reader: reader, abort: abort}, nil
+		// Only a 206's Content-Range total gives the file's length: a 200's Content-Length is
+		// that of the encoded body, and a cross-origin page cannot read Content-Encoding to know.
+		size := int64(0)
+		if status := resp.Get("status").Int(); status == 206 {
+			size = FileSize(status, jsString(rh.Call("get", "Content-Range")), -1, false)
+		}
+		return withSize(&bodyReader{reader: reader, abort: abort}, size), nil
 	}
 }
 

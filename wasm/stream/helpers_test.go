@@ -167,6 +167,7 @@ type recorder struct {
 	tensors map[string]*quant.Tensor
 	live    atomic.Int64
 	failAt  string // Upload of this tensor fails
+	failErr error  // ...wrapping this
 }
 
 func newRecorder() *recorder { return &recorder{tensors: map[string]*quant.Tensor{}} }
@@ -176,6 +177,9 @@ func (r *recorder) Upload(t *quant.Tensor) (backend.Weight, error) {
 		return nil, err
 	}
 	if t.Name == r.failAt {
+		if r.failErr != nil {
+			return nil, fmt.Errorf("device out of memory: %w", r.failErr)
+		}
 		return nil, errors.New("device out of memory")
 	}
 	c := *t

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"sync"
+
+	"github.com/nibble-ml/nibble/wasm/errs"
 )
 
 // HTTP returns an Opener that GETs url with net/http (nil client means http.DefaultClient),
@@ -34,7 +36,7 @@ func HTTP(client *http.Client, url string) Opener {
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			return nil, err
+			return nil, errs.Mark(err, errs.ErrNetwork) // worth a retry; a cancel stays ErrAborted
 		}
 		got := resp.Header.Get("ETag")
 		if err := CheckResponse(resp.StatusCode, resp.Header.Get("Content-Range"), off, tag, got); err != nil {
@@ -46,6 +48,6 @@ func HTTP(client *http.Client, url string) Opener {
 			etag = got
 			mu.Unlock()
 		}
-		return resp.Body, nil
+		return withSize(resp.Body, FileSize(resp.StatusCode, resp.Header.Get("Content-Range"), resp.ContentLength, resp.Uncompressed)), nil
 	}
 }

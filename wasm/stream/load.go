@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/errs"
 	"github.com/nibble-ml/nibble/wasm/format"
 	"github.com/nibble-ml/nibble/wasm/quant"
 )
@@ -332,8 +333,14 @@ type tensorJob struct {
 	lossless bool // GGUF blocks mapped as they are
 	skip     bool // already resident from a cache entry that failed later: read past it
 	ew       *entryWriter
-	out      *quant.Tensor
 	left     atomic.Int64 // chunks not yet quantized
+
+	// out is the tensor being filled. Unless the file's size vouches for the tensor's bytes
+	// (trusted), it holds only the rows that arrived so far, grown (doubling) as more arrive:
+	// the workers write into it under mu's read lock, the reader swaps it under the write lock.
+	mu      sync.RWMutex
+	out     *quant.Tensor
+	trusted bool
 }
 
 // job is a run of whole rows of one tensor, in a pooled buffer.
@@ -388,6 +395,7 @@ func (l *Load) readSource(ctx context.Context, src Source, jobs chan<- job, pool
 	if err != nil {
 		return pool, fmt.Errorf("stream: %s: %w", src.Name, err)
 	}
+	size := r.knownSize() // known once the header arrived, if the manifest or the server says
 	pos := int64(0)
 	if o, ok := fr.(interface{ Offset() int64 }); ok {
 		pos = o.Offset()
@@ -401,6 +409,13 @@ func (l *Load) readSource(ctx context.Context, src Source, jobs chan<- job, pool
 	infos := fr.Tensors()
 	tjs := make([]*tensorJob, 0, len(infos))
 	maxRow, end := 0, int64(0)
+	for _, info := range infos {
+		// Whatever reader parsed the header, nothing past the end of the file is planned, let
+		// alone allocated.
+		if e := info.Offset + info.Size; size > 0 && e > size {
+			return pool, fmt.Errorf("stream: %s: tensor %q (bytes %d–%d): %w: %w: the file has %d bytes", src.Name, info.Name, info.Offset, e, format.ErrTruncated, ErrSize, size)
+		}
+	}
 	l.mu.Lock()
 	for i := range infos {
 		t, err := l.planLocked(&infos[i], src.Name)
@@ -408,14 +423,19 @@ func (l *Load) readSource(ctx context.Context, src Source, jobs chan<- job, pool
 			l.mu.Unlock()
 			return pool, err
 		}
+		t.trusted = size > 0
 		tjs = append(tjs, t)
 		maxRow = max(maxRow, t.rowBytes)
 		end = max(end, infos[i].Offset+infos[i].Size)
 	}
 	if src.Size == 0 {
-		l.prog.BytesTotal += end
+		l.prog.BytesTotal += max(size, end)
 	}
+	need := l.prog.QuantizedTotal + l.opt.Window
 	l.mu.Unlock()
+	if b := l.opt.MemoryBudget; b > 0 && need > b {
+		return pool, fmt.Errorf("stream: %s: the model needs %d bytes quantized, plus a %d-byte window, the budget is %d: %w", src.Name, need-l.opt.Window, l.opt.Window, b, ErrBudget)
+	}
 	r.minEnd = max(r.minEnd, end)
 	l.report()
 
@@ -467,28 +487,28 @@ func (l *Load) readSource(ctx context.Context, src Source, jobs chan<- job, pool
 			l.mu.Unlock()
 			continue
 		}
-		if t.out, err = quant.NewTensor(t.info.Name, t.n, t.k, l.formats[t.info.Name]); err != nil {
-			return pool, err
-		}
-		l.pending.Add(int64(t.out.Bytes()))
 		per := max(1, pool.size/t.rowBytes)
 		t.left.Store(int64((t.n + per - 1) / per))
 		for row := 0; row < t.n; row += per {
 			rows := min(per, t.n-row)
 			buf, err := pool.get(ctx)
 			if err != nil {
-				return pool, err
+				return pool, abortedErr(src.Name, err)
 			}
-			buf = buf[:rows*t.rowBytes]
-			if _, err := io.ReadFull(data, buf); err != nil {
+			if buf, err = pool.read(data, buf, rows*t.rowBytes, t.trusted); err != nil {
 				pool.put(buf)
 				return pool, truncatedErr(src.Name, t.info, data.off, err)
+			}
+			// The rows are here: only now is room made for them.
+			if err := l.growOut(t, row+rows); err != nil {
+				pool.put(buf)
+				return pool, err
 			}
 			select {
 			case jobs <- job{t: t, row0: row, rows: rows, buf: buf, pool: pool}:
 			case <-ctx.Done():
 				pool.put(buf)
-				return pool, ctx.Err()
+				return pool, abortedErr(src.Name, ctx.Err())
 			}
 			l.report()
 		}
@@ -519,13 +539,59 @@ func truncatedErr(file string, t format.TensorInfo, off int64, err error) error 
 	return fmt.Errorf("stream: %s: tensor %q (bytes %d–%d) at byte %d: %w", file, t.Name, t.Offset, t.Offset+t.Size, off, err)
 }
 
+// abortedErr wraps the end of a load its context ended (Release, a cancelled page).
+func abortedErr(file string, err error) error {
+	return fmt.Errorf("stream: %s: %w: %w", file, errs.ErrAborted, err)
+}
+
+// growOut makes t.out hold at least rows rows. A trusted tensor is allocated whole at once; an
+// untrusted one doubles, at most to its declared rows, so its memory is at most about twice
+// what the rows that arrived need, whatever its header claims.
+func (l *Load) growOut(t *tensorJob, rows int) error {
+	old := t.out
+	if old != nil && old.N >= rows {
+		return nil
+	}
+	n := t.n
+	if !t.trusted {
+		n = min(t.n, max(rows, 2*t.rowsOf(old)))
+	}
+	nt, err := quant.NewTensor(t.info.Name, n, t.k, l.formats[t.info.Name])
+	if err != nil {
+		return fmt.Errorf("stream: tensor %q: %w", t.info.Name, err)
+	}
+	l.pending.Add(int64(nt.Bytes()))
+	if old == nil {
+		t.out = nt
+		return nil
+	}
+	t.mu.Lock()
+	copy(nt.Data, old.Data)
+	copy(nt.Scales, old.Scales)
+	copy(nt.Zeros, old.Zeros)
+	t.out = nt
+	t.mu.Unlock()
+	l.pending.Add(-int64(old.Bytes()))
+	return nil
+}
+
+func (t *tensorJob) rowsOf(q *quant.Tensor) int {
+	if q == nil {
+		return 0
+	}
+	return q.N
+}
+
 func (l *Load) openReader(r io.Reader) (format.Reader, error) {
 	if l.opt.Reader != nil {
 		return l.opt.Reader(r)
 	}
 	// Sniff without reading ahead, so the reader sees every byte from the first.
 	var magic [9]byte
-	if _, err := io.ReadFull(r, magic[:]); err != nil {
+	if n, err := io.ReadFull(r, magic[:]); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, fmt.Errorf("%w: the file has %d bytes, too few for any model header", format.ErrTruncated, n)
+		}
 		return nil, fmt.Errorf("reading the first bytes: %w", err)
 	}
 	full := io.MultiReader(bytes.NewReader(magic[:]), r)
@@ -646,6 +712,22 @@ type worker struct {
 
 func (w *worker) do(j job, uploads chan<- *tensorJob) error {
 	t := j.t
+	t.mu.RLock() // the reader may be growing t.out
+	err := w.quantize(j)
+	t.mu.RUnlock()
+	j.pool.put(j.buf)
+	if err != nil {
+		return fmt.Errorf("stream: tensor %q rows %d–%d: %w", t.info.Name, j.row0, j.row0+j.rows, err)
+	}
+	if t.left.Add(-1) == 0 {
+		uploads <- t
+	}
+	return nil
+}
+
+// quantize writes job j's rows into j.t.out.
+func (w *worker) quantize(j job) error {
+	t := j.t
 	f := t.out.Format
 	chunk := format.Tensor{TensorInfo: t.info, Data: j.buf}
 	chunk.Shape = []int{j.rows, t.k}
@@ -688,14 +770,7 @@ func (w *worker) do(j job, uploads chan<- *tensorJob) error {
 			}
 		}
 	}
-	j.pool.put(j.buf)
-	if err != nil {
-		return fmt.Errorf("stream: tensor %q rows %d–%d: %w", t.info.Name, j.row0, j.row0+j.rows, err)
-	}
-	if t.left.Add(-1) == 0 {
-		uploads <- t
-	}
-	return nil
+	return err
 }
 
 // countReader tracks the absolute offset of the tensor data reader.
@@ -727,31 +802,71 @@ func newChunkPool(l *Load, size, n int) *chunkPool {
 	return p
 }
 
+// get returns a buffer of the pool, of any capacity up to size (none yet for a new slot): read
+// fills it.
 func (p *chunkPool) get(ctx context.Context) ([]byte, error) {
 	select {
 	case b := <-p.free_:
-		return b[:p.size], nil
+		return b, nil
 	default:
 	}
 	select {
 	case b := <-p.free_:
-		return b[:p.size], nil
+		return b, nil
 	case <-p.slots:
-		p.l.window.Add(int64(p.size))
-		return make([]byte, p.size), nil
+		return nil, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-func (p *chunkPool) put(b []byte) { p.free_ <- b[:cap(b)] }
+// read fills b with exactly n bytes of r (n ≤ size), reallocating it when it is too small.
+// Unless trusted (the file's size vouches for the bytes), a buffer beyond ChunkBytes grows by
+// doubling as the bytes arrive, so a row a header declares far larger than the stream costs
+// about what the stream held.
+func (p *chunkPool) read(r io.Reader, b []byte, n int, trusted bool) ([]byte, error) {
+	if cap(b) >= n {
+		b = b[:n]
+		_, err := io.ReadFull(r, b)
+		return b, err
+	}
+	first := min(p.size, p.l.opt.ChunkBytes)
+	if trusted || n <= first {
+		// Whole buffers, reused by every later job: wasm memory does not creep up.
+		c := first
+		if trusted {
+			c = p.size
+		}
+		p.l.window.Add(int64(c - cap(b)))
+		b = make([]byte, n, c)
+		_, err := io.ReadFull(r, b)
+		return b, err
+	}
+	b = b[:0]
+	for len(b) < n {
+		if len(b) == cap(b) {
+			nb := make([]byte, len(b), min(n, max(2*cap(b), first)))
+			copy(nb, b)
+			p.l.window.Add(int64(cap(nb) - cap(b)))
+			b = nb
+		}
+		m, err := io.ReadFull(r, b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err != nil {
+			return b, err
+		}
+	}
+	return b, nil
+}
+
+func (p *chunkPool) put(b []byte) { p.free_ <- b }
 
 // free drops the pool's buffers (for the collector) and their accounting.
 func (p *chunkPool) free() {
 	for {
 		select {
-		case <-p.free_:
-			p.l.window.Add(-int64(p.size))
+		case b := <-p.free_:
+			p.l.window.Add(-int64(cap(b)))
 		default:
 			return
 		}

@@ -2,9 +2,11 @@ package stream
 
 import (
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
+	"github.com/nibble-ml/nibble/wasm/errs"
 	"github.com/nibble-ml/nibble/wasm/format"
 )
 
@@ -54,9 +56,55 @@ func CheckResponse(status int, contentRange string, off int64, etag, got string)
 		return nil
 	case status == 416:
 		return Permanent(fmt.Errorf("resuming at byte %d: the file is shorter (416): %w", off, ErrSize))
+	case status == 404 || status == 410:
+		return Permanent(fmt.Errorf("HTTP %d: %w", status, errs.ErrNotFound))
 	case status == 408 || status == 429 || status >= 500:
-		return fmt.Errorf("HTTP %d", status)
+		return fmt.Errorf("HTTP %d: %w", status, errs.ErrNetwork)
 	default:
-		return Permanent(fmt.Errorf("HTTP %d", status))
+		return Permanent(fmt.Errorf("HTTP %d: %w", status, errs.ErrNetwork))
 	}
+}
+
+// FileSize is the whole file's length an HTTP response reports, 0 if it reports none: the
+// total of a 206's Content-Range ("bytes a-b/total"), or a 200's Content-Length when the body
+// is delivered as sent (decoded says it was decompressed on the way: the length is not the
+// file's).
+func FileSize(status int, contentRange string, contentLength int64, decoded bool) int64 {
+	switch status {
+	case 200:
+		if decoded || contentLength < 0 {
+			return 0
+		}
+		return contentLength
+	case 206:
+		_, total, ok := strings.Cut(contentRange, "/")
+		if n, err := strconv.ParseInt(total, 10, 64); ok && err == nil && n > 0 {
+			return n
+		}
+	}
+	return 0
+}
+
+// sizedBody is a response body that knows its file's length (a Sizer).
+type sizedBody struct {
+	io.ReadCloser
+	size int64
+}
+
+func (b sizedBody) Size() int64 { return b.size }
+
+// HeldBytes passes on what the body holds outside Go (see HeldReporter).
+func (b sizedBody) HeldBytes() int64 {
+	if h, ok := b.ReadCloser.(HeldReporter); ok {
+		return h.HeldBytes()
+	}
+	return 0
+}
+
+// withSize returns rc as a Sizer of size, or rc itself when the size is unknown.
+func withSize(rc io.ReadCloser, size int64) io.ReadCloser {
+	if size <= 0 {
+		return rc
+	}
+	return sizedBody{rc, size}
 }

@@ -125,6 +125,7 @@ type joinReader struct {
 	i     int   // shard being read
 	local int64 // offset in it
 	rc    io.ReadCloser
+	fresh bool // rc has delivered nothing yet
 
 	mu     sync.Mutex
 	closed bool
@@ -155,6 +156,11 @@ func (r *joinReader) openShard() error {
 	if err != nil {
 		return fmt.Errorf("shard %s: %w", s.Name, err)
 	}
+	if sz, ok := rc.(Sizer); ok && s.Size > 0 && sz.Size() > 0 && sz.Size() != s.Size {
+		rc.Close()
+		return Permanent(fmt.Errorf("stream: shard %s: the server says %d bytes, the manifest %d: %w", s.Name, sz.Size(), s.Size, ErrSize))
+	}
+	r.fresh = true
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -190,6 +196,7 @@ func (r *joinReader) Read(p []byte) (int, error) {
 		}
 		n, err := rc.Read(p)
 		if n > 0 {
+			r.fresh = false
 			if s.Size > 0 && r.local+int64(n) > s.Size {
 				return 0, Permanent(fmt.Errorf("stream: shard %s: more than the %d bytes the manifest says: %w", s.Name, s.Size, ErrSize))
 			}
@@ -221,6 +228,10 @@ func (r *joinReader) Read(p []byte) (int, error) {
 func (r *joinReader) endShard() error {
 	s := r.j.shards[r.i]
 	if s.Size > 0 && r.local < s.Size {
+		if r.fresh {
+			// Opened right here and ended with no byte: the shard is this short, for good.
+			return Permanent(fmt.Errorf("stream: shard %s ends at byte %d, the manifest says %d: %w: %w", s.Name, r.local, s.Size, format.ErrTruncated, ErrSize))
+		}
 		return fmt.Errorf("stream: shard %s ended at byte %d of %d: %w", s.Name, r.local, s.Size, io.ErrUnexpectedEOF)
 	}
 	r.j.mu.Lock()

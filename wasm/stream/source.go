@@ -9,6 +9,9 @@ import (
 	"io"
 	"sync/atomic"
 	"time"
+
+	"github.com/nibble-ml/nibble/wasm/errs"
+	"github.com/nibble-ml/nibble/wasm/format"
 )
 
 // resumable is the io.Reader the pipeline reads one file through. It hides broken connections:
@@ -23,6 +26,7 @@ type resumable struct {
 	rc      io.ReadCloser
 	off     int64 // bytes delivered
 	minEnd  int64 // the file has at least this many bytes (from its header): an EOF before is a break
+	size    int64 // the file's length as the transport reported it (see Sizer), 0 if unknown
 	h       hash.Hash
 	err     error // sticky: io.EOF once the end was verified, or why the file failed
 	resumes atomic.Int32
@@ -62,6 +66,7 @@ func (r *resumable) Read(p []byte) (int, error) {
 	}
 	failures := 0
 	delay := r.opt.RetryDelay
+	fresh := false // the connection was opened in this call and has delivered nothing yet
 	for {
 		if err := r.ctx.Err(); err != nil {
 			r.Close()
@@ -77,11 +82,17 @@ func (r *resumable) Read(p []byte) (int, error) {
 			if err != nil {
 				r.rc = nil
 				err = fmt.Errorf("open at byte %d: %w", r.off, err)
+			} else if err = r.checkSize(); err != nil {
+				r.Close()
 			}
+			fresh = true
 		}
 		if err == nil {
 			var n int
 			n, err = r.readOnce(p)
+			if n > 0 {
+				fresh = false
+			}
 			if n > 0 {
 				r.deliver(p[:n])
 				if r.src.Size > 0 && r.off > r.src.Size {
@@ -97,6 +108,11 @@ func (r *resumable) Read(p []byte) (int, error) {
 			if err == io.EOF {
 				if r.off < r.minEnd {
 					err = fmt.Errorf("stream ended at byte %d of at least %d: %w", r.off, r.minEnd, io.ErrUnexpectedEOF)
+					if fresh {
+						// A connection opened right here that ends cleanly with no byte: the file
+						// ends here, and no retry will make it longer.
+						err = Permanent(fmt.Errorf("the file ends at byte %d, before byte %d: %w: %w", r.off, r.minEnd, format.ErrTruncated, ErrSize))
+					}
 				} else {
 					r.Close()
 					r.err = r.finish()
@@ -113,7 +129,8 @@ func (r *resumable) Read(p []byte) (int, error) {
 		}
 		failures++
 		if isPermanent(err) || failures > r.opt.MaxRetries {
-			r.err = fmt.Errorf("stream: %s at byte %d (after %d attempts): %w", r.src.Name, r.off, failures, err)
+			// What failed without saying why (a reset, a refused connection) is the network.
+			r.err = fmt.Errorf("stream: %s at byte %d (after %d attempts): %w", r.src.Name, r.off, failures, errs.Mark(err, errs.ErrNetwork))
 			return 0, r.err
 		}
 		select {
@@ -122,6 +139,35 @@ func (r *resumable) Read(p []byte) (int, error) {
 		}
 		delay = min(2*delay, 5*time.Second)
 	}
+}
+
+// checkSize compares the file length the new connection reports (Sizer) with the manifest's,
+// and learns it when the manifest gives none.
+func (r *resumable) checkSize() error {
+	sz, ok := r.rc.(Sizer)
+	if !ok {
+		return nil
+	}
+	n := sz.Size()
+	switch {
+	case n <= 0:
+	case r.src.Size > 0 && n != r.src.Size:
+		return Permanent(fmt.Errorf("the server says the file has %d bytes, the manifest %d: %w", n, r.src.Size, ErrSize))
+	case r.size > 0 && n != r.size:
+		return Permanent(fmt.Errorf("the file was %d bytes, now %d: %w", r.size, n, ErrChanged))
+	default:
+		r.size = n
+		r.minEnd = max(r.minEnd, n)
+	}
+	return nil
+}
+
+// knownSize is the file's length when the manifest or the transport gave it, else 0.
+func (r *resumable) knownSize() int64 {
+	if r.src.Size > 0 {
+		return r.src.Size
+	}
+	return r.size
 }
 
 // readOnce reads from the current connection, closing it (which must end the Read) if no byte

@@ -9,26 +9,34 @@ import (
 	"time"
 
 	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/errs"
 	"github.com/nibble-ml/nibble/wasm/format"
 	"github.com/nibble-ml/nibble/wasm/quant"
 )
 
-// Errors a load can end with (besides wasm/format's, which it wraps for bad files).
+// Errors a load can end with (besides wasm/format's, which it wraps for bad files). Every error
+// of a load wraps one of wasm/errs's kinds: each sentinel here is one (noted after its name), a
+// transport failure that names none is errs.ErrNetwork, a cancelled load errs.ErrAborted.
 var (
-	// ErrChecksum: the file's sha256 is not the one its manifest gives. Every tensor uploaded from
-	// it was released: nothing half-loaded stays usable.
-	ErrChecksum = errors.New("stream: sha256 mismatch")
-	// ErrStalled: no byte arrived for Options.StallTimeout.
-	ErrStalled = errors.New("stream: stalled")
-	// ErrSize: the stream ended before, or ran past, the size the manifest gives.
-	ErrSize = errors.New("stream: wrong size")
-	// ErrRange: the server did not honour a Range request (answered 200 with the whole file, or a
-	// Content-Range that starts elsewhere), so the load cannot resume.
-	ErrRange = errors.New("stream: range not honoured")
-	// ErrChanged: the file changed between the first request and a resumed one (its ETag moved).
-	ErrChanged = errors.New("stream: file changed during the load")
-	// ErrReleased: the load failed or was released; its weights are gone.
-	ErrReleased = errors.New("stream: load released")
+	// ErrChecksum (errs.ErrFormat): the file's sha256 is not the one its manifest gives. Every
+	// tensor uploaded from it was released: nothing half-loaded stays usable.
+	ErrChecksum = errs.New(errs.ErrFormat, "stream: sha256 mismatch")
+	// ErrStalled (errs.ErrNetwork): no byte arrived for Options.StallTimeout.
+	ErrStalled = errs.New(errs.ErrNetwork, "stream: stalled")
+	// ErrSize (errs.ErrFormat): the stream ended before, or ran past, the size the manifest (or
+	// the server) gives.
+	ErrSize = errs.New(errs.ErrFormat, "stream: wrong size")
+	// ErrRange (errs.ErrNetwork): the server did not honour a Range request (answered 200 with
+	// the whole file, or a Content-Range that starts elsewhere), so the load cannot resume.
+	ErrRange = errs.New(errs.ErrNetwork, "stream: range not honoured")
+	// ErrChanged (errs.ErrNetwork): the file changed between the first request and a resumed one
+	// (its ETag moved).
+	ErrChanged = errs.New(errs.ErrNetwork, "stream: file changed during the load")
+	// ErrReleased (errs.ErrAborted): the load failed or was released; its weights are gone.
+	ErrReleased = errs.New(errs.ErrAborted, "stream: load released")
+	// ErrBudget (errs.ErrTooLarge): the tensors the headers declare would not fit
+	// Options.MemoryBudget. Nothing was allocated for them.
+	ErrBudget = errs.New(errs.ErrTooLarge, "stream: over the memory budget")
 )
 
 // Opener opens the byte stream of one file at byte offset off (0 for the whole file). The loader
@@ -57,6 +65,14 @@ func (p permanentError) Unwrap() error { return p.err }
 func isPermanent(err error) bool {
 	var p permanentError
 	return errors.As(err, &p)
+}
+
+// Sizer is implemented by ReadClosers that know the whole file's length from the transport (the
+// Content-Length of a 200, the total of a 206's Content-Range); 0 or less means unknown. The
+// loader then checks every tensor the header declares against it before allocating anything,
+// and fails at once, for good, when it contradicts the manifest's size.
+type Sizer interface {
+	Size() int64
 }
 
 // HeldReporter is implemented by ReadClosers that hold bytes outside Go memory (the fetch
@@ -125,6 +141,12 @@ type Options struct {
 	Reader func(r io.Reader) (format.Reader, error)
 	// Limits bound what the default Reader accepts.
 	Limits *format.Limits
+	// MemoryBudget, when positive, bounds the quantized size of every tensor the headers declare
+	// (Progress.QuantizedTotal) plus the Window: a model that would not fit fails with ErrBudget
+	// before anything is allocated for it. Without it, allocation is still bounded by the bytes
+	// that exist: by the file's size when the manifest or the server gives it, else by the bytes
+	// that really arrived (a tensor's buffers grow with its rows).
+	MemoryBudget int64
 
 	// ChunkBytes is the source bytes one quantization job covers (whole rows; at least one row).
 	// 0 means 1 MiB.
