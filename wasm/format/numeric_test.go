@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -62,4 +64,23 @@ func encodeAs(d DType, v []float32) []byte {
 	b := make([]byte, len(v)/32*Q4_0BlockBytes)
 	EncodeQ4_0(b, v)
 	return b
+}
+
+// Issue 16: a missing TF.js shard surfaced as a raw stat error naming the absolute local path.
+// It is now errs.ErrNotFound, naming the shard as model.json does.
+func TestTFJSDirMissingShard(t *testing.T) {
+	m, data, _ := tfjsFixture()
+	dir := t.TempDir()
+	if _, err := OpenTFJSDir(dir); errs.Kind(err) != errs.ErrNotFound || strings.Contains(err.Error(), dir) {
+		t.Fatalf("no model.json: %v, want errs.ErrNotFound without %s", err, dir)
+	}
+	os.WriteFile(filepath.Join(dir, "model.json"), []byte(`{"weightsManifest":`+string(mustJSON(m))+`}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "g1-shard1of1"), data[:6*4+3*4+2], 0o644)
+	_, err := OpenTFJSDir(dir)
+	if errs.Kind(err) != errs.ErrNotFound || !strings.Contains(err.Error(), "g2-shard1of2") {
+		t.Fatalf("missing shard: %v, want errs.ErrNotFound naming g2-shard1of2", err)
+	}
+	if strings.Contains(err.Error(), dir) || strings.Contains(err.Error(), os.TempDir()) {
+		t.Fatalf("%q names a local path", err)
+	}
 }

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/nibble-ml/nibble/wasm/errs"
 )
 
 // TFJSManifest is a TF.js graph or layers model's "weightsManifest": groups of shard files, each
@@ -160,7 +163,7 @@ type TFJSModel struct {
 func OpenTFJSDir(dir string) (*TFJSModel, error) {
 	f, err := os.Open(filepath.Join(dir, "model.json"))
 	if err != nil {
-		return nil, fmt.Errorf("format: tfjs: %w", err)
+		return nil, fmt.Errorf("format: tfjs: %w", localErr("model.json", err))
 	}
 	m, err := ParseTFJSModel(f, nil)
 	f.Close()
@@ -182,7 +185,7 @@ func OpenTFJSDir(dir string) (*TFJSModel, error) {
 			full := filepath.Join(dir, p)
 			st, err := os.Stat(full)
 			if err != nil {
-				return nil, fmt.Errorf("format: tfjs: group %d: %w", gi, err)
+				return nil, fmt.Errorf("format: tfjs: group %d: %w", gi, localErr(p, err))
 			}
 			have += st.Size()
 			chain.paths = append(chain.paths, full)
@@ -221,7 +224,7 @@ func (c *fileChain) Read(p []byte) (int, error) {
 			}
 			f, err := os.Open(c.paths[0])
 			if err != nil {
-				return 0, err
+				return 0, localErr(filepath.Base(c.paths[0]), err)
 			}
 			c.cur, c.paths = f, c.paths[1:]
 		}
@@ -236,6 +239,19 @@ func (c *fileChain) Read(p []byte) (int, error) {
 		}
 		return n, err
 	}
+}
+
+// localErr names a file of a model directory by its name in the model (never the absolute
+// path, which says where the page or the server keeps its files) and gives err its kind.
+func localErr(name string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w (%v)", name, errs.ErrNotFound, err)
+	}
+	return fmt.Errorf("%s: %w", name, errs.Mark(err, errs.ErrNotFound))
 }
 
 func (c *fileChain) Close() error {
