@@ -13,9 +13,9 @@ import (
 
 var float32Array = js.Global().Get("Float32Array")
 
-// graph is one compiled product for one weight and batch-size class, with its tensors and the
+// matmulGraph is one compiled product for one weight and batch-size class, with its tensors and the
 // typed arrays that stage activations, all reused across calls.
-type graph struct {
+type matmulGraph struct {
 	g          *webnn.Graph
 	x, y       *webnn.Tensor
 	xArr, yArr js.Value
@@ -23,13 +23,14 @@ type graph struct {
 	kIn        int // the caller's K
 }
 
-func (g *graph) destroy() {
+func (g *matmulGraph) destroy() {
 	g.g.Destroy()
 	g.x.Destroy()
 	g.y.Destroy()
 }
 
-func (g *graph) run(c *webnn.Context, dst, x []float32, m int) error {
+func (g *matmulGraph) run(b *Backend, dst, x []float32, m int) error {
+	c := b.ctx
 	if g.k == g.kIn {
 		jsutil.CopyFloat32sToJS(g.xArr, x)
 	} else { // zero-padded rows; the padding columns were zeroed when the array was made
@@ -43,7 +44,7 @@ func (g *graph) run(c *webnn.Context, dst, x []float32, m int) error {
 	if err := c.WriteTensor(g.x, g.xArr); err != nil {
 		return err
 	}
-	if err := c.Dispatch(g.g, map[string]*webnn.Tensor{"x": g.x}, map[string]*webnn.Tensor{"y": g.y}); err != nil {
+	if err := b.dispatch(g.g, map[string]*webnn.Tensor{"x": g.x}, map[string]*webnn.Tensor{"y": g.y}); err != nil {
 		return err
 	}
 	if err := c.ReadTensorInto(g.y, g.yArr); err != nil {
@@ -53,12 +54,12 @@ func (g *graph) run(c *webnn.Context, dst, x []float32, m int) error {
 	return nil
 }
 
-func (w *Weight) build(rows int) (*graph, error) {
+func (w *Weight) build(rows int) (*matmulGraph, error) {
 	b, l := w.b, &w.layout
 	label := fmt.Sprintf("%s m%d %s %s", w.name, rows, l.Path, b.graph)
 	bd := b.ctx.NewBuilder()
 	kp := l.KPad()
-	g := &graph{rows: rows, k: l.K, kIn: l.K}
+	g := &matmulGraph{rows: rows, k: l.K, kIn: l.K}
 	if kp > l.K && !b.pad {
 		g.k = kp
 	}
@@ -66,7 +67,7 @@ func (w *Weight) build(rows int) (*graph, error) {
 	if kp > g.k {
 		x = bd.Pad("x-pad", x, []int{0, 0}, []int{0, kp - g.k})
 	}
-	wt := w.weightOperand(bd)
+	wt := w.weightOperand(bd, "w")
 	var y *webnn.Operand
 	switch b.graph.Product {
 	case ProductMatmul:
@@ -74,7 +75,7 @@ func (w *Weight) build(rows int) (*graph, error) {
 	default:
 		y = bd.Gemm("y", x, wt, webnn.GemmOptions{BTranspose: true})
 	}
-	gr, err := bd.Build(label, map[string]*webnn.Operand{"y": y})
+	gr, err := b.build(bd, label, map[string]*webnn.Operand{"y": y})
 	if err != nil {
 		return nil, fmt.Errorf("webnn backend: %w", err)
 	}
@@ -91,15 +92,16 @@ func (w *Weight) build(rows int) (*graph, error) {
 	return g, nil
 }
 
-// weightOperand is the [N, KPad] float32 weight as graph operations on the constants.
-func (w *Weight) weightOperand(bd *webnn.Builder) *webnn.Operand {
+// weightOperand is the [N, KPad] float32 weight as graph operations on the constants; label
+// prefixes the nodes' labels.
+func (w *Weight) weightOperand(bd *webnn.Builder, label string) *webnn.Operand {
 	l, shape := &w.layout, w.b.graph
 	kp := l.KPad()
 	switch l.Path {
 	case PathF32:
-		return bd.Constant("w", l.Codes, w.codes)
+		return bd.Constant(label, l.Codes, w.codes)
 	case PathF16Cast:
-		return bd.Cast("w", bd.Constant("w-f16", l.Codes, w.codes), webnn.Float32)
+		return bd.Cast(label, bd.Constant(label+"-f16", l.Codes, w.codes), webnn.Float32)
 	}
 	codes, scales, zeros := l.Codes, l.Scales, l.Zeros
 	if shape.Rank2 { // same bytes, block-wise broadcast over [N, KPad] against [N, G]
@@ -107,21 +109,21 @@ func (w *Weight) weightOperand(bd *webnn.Builder) *webnn.Operand {
 		scales = webnn.Descriptor{DataType: scales.DataType, Shape: []int{l.N, l.G}}
 		zeros = webnn.Descriptor{DataType: zeros.DataType, Shape: []int{l.N, l.G}}
 	}
-	q := bd.Constant("w-codes", codes, w.codes)
-	s := bd.Constant("w-scales", scales, w.scales)
-	z := bd.Constant("w-zeros", zeros, w.zeros)
+	q := bd.Constant(label+"-codes", codes, w.codes)
+	s := bd.Constant(label+"-scales", scales, w.scales)
+	z := bd.Constant(label+"-zeros", zeros, w.zeros)
 	var deq *webnn.Operand
 	if shape.Dequant == DequantCast && w.b.limits.Accepts("cast", "input", codes.DataType, len(codes.Shape)) {
-		qf := bd.Cast("w-codes-f32", q, webnn.Float32)
+		qf := bd.Cast(label+"-codes-f32", q, webnn.Float32)
 		if w.format.Scheme == quant.Asymmetric { // subtract the zero point first, as the reference does
-			qf = bd.Sub("w-centered", qf, bd.Cast("w-zeros-f32", z, webnn.Float32))
+			qf = bd.Sub(label+"-centered", qf, bd.Cast(label+"-zeros-f32", z, webnn.Float32))
 		}
-		deq = bd.Mul("w-dequant", qf, s)
+		deq = bd.Mul(label+"-dequant", qf, s)
 	} else {
-		deq = bd.DequantizeLinear("w-dequant", q, s, z)
+		deq = bd.DequantizeLinear(label+"-dequant", q, s, z)
 	}
 	if shape.Rank2 {
 		return deq
 	}
-	return bd.Reshape("w", deq, []int{l.N, kp})
+	return bd.Reshape(label, deq, []int{l.N, kp})
 }

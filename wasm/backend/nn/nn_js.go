@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall/js"
 
 	"github.com/nibble-ml/nibble/wasm/backend"
@@ -40,9 +41,23 @@ type Backend struct {
 
 	mu    sync.Mutex
 	notes []string
+
+	// builds and dispatches count MLGraph builds and dispatches, so tests can hold the backend
+	// to one build per compiled shape and one dispatch per run.
+	builds, dispatches atomic.Int64
 }
 
 var _ backend.Backend = (*Backend)(nil)
+
+func (b *Backend) build(bd *webnn.Builder, label string, outs map[string]*webnn.Operand) (*webnn.Graph, error) {
+	b.builds.Add(1)
+	return bd.Build(label, outs)
+}
+
+func (b *Backend) dispatch(g *webnn.Graph, in, out map[string]*webnn.Tensor) error {
+	b.dispatches.Add(1)
+	return b.ctx.Dispatch(g, in, out)
+}
 
 // New creates a context (or adopts opt.Context) and reads its opSupportLimits.
 func New(opt Options) (*Backend, error) {
@@ -125,8 +140,9 @@ type Weight struct {
 	zeros  js.Value
 	bytes  int // packed constant bytes, one copy
 
-	mu     sync.Mutex
-	graphs map[int]*graph // by batch-size class
+	mu       sync.Mutex
+	graphs   map[int]*matmulGraph // by batch-size class
+	programs int                  // compiled whole graphs holding a copy of the constants
 }
 
 var _ backend.Weight = (*Weight)(nil)
@@ -140,12 +156,13 @@ func (w *Weight) Path() Path   { return w.layout.Path }
 func (w *Weight) Note() string { return w.layout.Note }
 
 // Bytes counts the packed constants once for the JS-side copy kept for future builds and once
-// per compiled graph (WebNN copies constants into each graph; Chromium 153 has no shared
-// constant tensors: createConstantTensor says "Constant tensors are not supported").
+// per compiled graph, single-matmul or whole (WebNN copies constants into each graph; Chromium
+// 153 has no shared constant tensors: createConstantTensor says "Constant tensors are not
+// supported"). A program that requantizes the weight for QDQ holds that copy instead.
 func (w *Weight) Bytes() int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return int64(w.bytes) * int64(1+len(w.graphs))
+	return int64(w.bytes) * int64(1+len(w.graphs)+w.programs)
 }
 
 // Upload lays t out for the graph (see Plan) and keeps the bytes as JS typed arrays. Graphs are
@@ -156,7 +173,7 @@ func (b *Backend) Upload(t *quant.Tensor) (backend.Weight, error) {
 		return nil, fmt.Errorf("webnn upload: %w", err)
 	}
 	b.note(fmt.Sprintf("%v → %s", t.Format, l.Path))
-	w := &Weight{b: b, name: t.Name, format: t.Format, graphs: map[int]*graph{}}
+	w := &Weight{b: b, name: t.Name, format: t.Format, graphs: map[int]*matmulGraph{}}
 	w.codes = jsutil.BytesToJS(l.CodeBytes)
 	if l.ScaleBytes != nil {
 		w.scales = jsutil.BytesToJS(l.ScaleBytes)
@@ -197,16 +214,16 @@ func (b *Backend) MatMul(dst, x []float32, bw backend.Weight, m int) error {
 	if err != nil {
 		return err
 	}
-	return g.run(b.ctx, dst, x, m)
+	return g.run(b, dst, x, m)
 }
 
-func (w *Weight) graph(mc int) (*graph, error) {
+func (w *Weight) graph(mc int) (*matmulGraph, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.graphLocked(mc)
 }
 
-func (w *Weight) graphLocked(mc int) (*graph, error) {
+func (w *Weight) graphLocked(mc int) (*matmulGraph, error) {
 	if g := w.graphs[mc]; g != nil {
 		return g, nil
 	}

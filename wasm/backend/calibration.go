@@ -1,0 +1,107 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/nibble-ml/nibble/wasm/graph"
+)
+
+// Calibration is what static int8 execution of Linears (weights int8, activations int8 with
+// scales fixed in the compiled graph: W8A8) needs to know before it compiles: for each Linear,
+// the largest |value| its input and its output took on representative inputs. A backend turns a
+// range r into the per-tensor scale r/127; a value beyond the range saturates, so calibrate on
+// inputs like those the model will see (a handful of real sentences is enough for an encoder).
+//
+// Ranges are keyed by the Linear's label, not its node index, so one calibration serves every
+// shape bucket of a model: the buckets' graphs differ in shapes, not labels. Linears that share
+// a label share one range, the union of theirs. A Linear missing from the calibration runs
+// unquantized. The value is plain data (JSON tags) so it can be stored with a model.
+type Calibration struct {
+	Linear map[string]Range `json:"linear"`
+}
+
+// Range is one Linear's calibrated extent.
+type Range struct {
+	In  float32 `json:"in"`  // max |x| over the input
+	Out float32 `json:"out"` // max |y| over the output, bias included
+}
+
+// CalibratedCompiler is a Compiler that can also run Linears on quantized activations (the nn
+// backend's QDQ mode). CompileCalibrated(g, w, nil) is Compile(g, w).
+type CalibratedCompiler interface {
+	Compiler
+	CompileCalibrated(g *graph.Graph, w Weights, c *Calibration) (Program, error)
+}
+
+// Calibrate runs g on ref once per input set and records every Linear's input and output
+// ranges. ref is the cpu reference or any backend's exact Compile: the graph it runs is g with
+// each Linear's input and output added as outputs, so nothing about a backend's internals is
+// needed.
+func Calibrate(ctx context.Context, ref Compiler, g *graph.Graph, ws Weights, inputs [][]graph.Tensor) (*Calibration, error) {
+	if len(inputs) == 0 {
+		return nil, fmt.Errorf("calibrate %q: no input sets", g.Name)
+	}
+	if err := g.Validate(); err != nil {
+		return nil, err
+	}
+	probe := &graph.Graph{Name: g.Name + "+calibration", Nodes: g.Nodes, Inputs: g.Inputs, Outputs: append([]graph.Value(nil), g.Outputs...)}
+	type watch struct {
+		label   string
+		in, out int // indices into the probe's outputs
+	}
+	var watches []watch
+	for i, n := range g.Nodes {
+		if n.Op != graph.OpLinear {
+			continue
+		}
+		watches = append(watches, watch{n.Label, len(probe.Outputs), len(probe.Outputs) + 1})
+		probe.Outputs = append(probe.Outputs, n.Inputs[0], graph.Value(i))
+	}
+	c := &Calibration{Linear: map[string]Range{}}
+	if len(watches) == 0 {
+		return c, nil
+	}
+	prog, err := ref.Compile(probe, ws)
+	if err != nil {
+		return nil, fmt.Errorf("calibrate %q: %w", g.Name, err)
+	}
+	defer prog.Release()
+	for s, in := range inputs {
+		out, err := prog.Run(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("calibrate %q: input set %d: %w", g.Name, s, err)
+		}
+		for _, w := range watches {
+			r := c.Linear[w.label]
+			r.In = max(r.In, maxAbs(out[w.in].F32))
+			r.Out = max(r.Out, maxAbs(out[w.out].F32))
+			c.Linear[w.label] = r
+		}
+	}
+	return c, nil
+}
+
+// Merge widens c's ranges to cover o's (calibrations of several buckets or input sets).
+func (c *Calibration) Merge(o *Calibration) {
+	if c.Linear == nil {
+		c.Linear = map[string]Range{}
+	}
+	for k, r := range o.Linear {
+		m := c.Linear[k]
+		c.Linear[k] = Range{In: max(m.In, r.In), Out: max(m.Out, r.Out)}
+	}
+}
+
+// maxAbs ignores NaN, which would otherwise make every scale NaN; an infinite value is kept and
+// makes the backend refuse to quantize that Linear.
+func maxAbs(v []float32) float32 {
+	var m float32
+	for _, x := range v {
+		if a := float32(math.Abs(float64(x))); a > m {
+			m = a
+		}
+	}
+	return m
+}
