@@ -1,0 +1,154 @@
+package shaders
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nibble-ml/nibble/wasm/webgpu"
+)
+
+// OpFamily is a kernel family of whole-graph execution: one ops_*.wgsl file, with the variants
+// its Variants list. Every family's file follows ops_common.wgsl (the flat-index helpers); the
+// gather family of a weight table also follows decode.wgsl, so quantized rows are read by the
+// same code the matmul kernels use.
+type OpFamily uint8
+
+const (
+	OpUnary   OpFamily = iota // y = f(x) per element
+	OpBinary                  // broadcast a∘b, and the in-place bias add of Linear
+	OpNorm                    // one workgroup per row: layer norm, RMS norm, L2 normalize
+	OpSoftmax                 // one workgroup per row, optional broadcast mask
+	OpMatMul                  // batched a·b or a·bᵀ of two activations
+	OpCopy                    // strided copy: transpose, slice, concat, Linear's zero-padded x
+	OpGather                  // rows of a table by int32 ids (weight chunks or an f32 value)
+	OpPool                    // masked mean over T
+	OpRoPE                    // rotary position embedding
+	numOpFamilies
+)
+
+var opFamilies = [numOpFamilies]struct {
+	name     string
+	variants []string
+}{
+	OpUnary:   {"unary", []string{"relu", "gelu", "silu", "tanh", "scale"}},
+	OpBinary:  {"binary", []string{"add", "sub", "mul", "div", "bias"}},
+	OpNorm:    {"norm", []string{"layernorm", "rmsnorm", "l2"}},
+	OpSoftmax: {"softmax", []string{"plain", "masked"}},
+	OpMatMul:  {"matmul", []string{"ab", "abt"}},
+	OpCopy:    {"copy", []string{"strided"}},
+	OpGather:  {"gather", []string{"weight", "value"}},
+	OpPool:    {"pool", []string{"mean"}},
+	OpRoPE:    {"rope", []string{"halves", "interleaved"}},
+}
+
+func (f OpFamily) String() string {
+	if f < numOpFamilies {
+		return opFamilies[f].name
+	}
+	return fmt.Sprintf("OpFamily(%d)", uint8(f))
+}
+
+// Variants lists the variant names a family accepts.
+func (f OpFamily) Variants() []string {
+	if f < numOpFamilies {
+		return opFamilies[f].variants
+	}
+	return nil
+}
+
+// OpKey selects one op kernel. It is comparable, so it keys a pipeline cache directly.
+type OpKey struct {
+	Family  OpFamily
+	Variant string // one of Family.Variants()
+	WG      int    // threads per workgroup (power of two ≤ 256)
+	// Gather of a weight: the table's storage, as Key's fields of the same names.
+	Bits           int
+	Asym, ScaleF16 bool
+}
+
+// Normalize zeroes the fields the variant does not use.
+func (k OpKey) Normalize() OpKey {
+	if k.Family != OpGather || k.Variant != "weight" {
+		k.Bits, k.Asym, k.ScaleF16 = 0, false, false
+	}
+	if k.Bits == 16 || k.Bits == 32 {
+		k.Asym, k.ScaleF16 = false, false
+	}
+	return k
+}
+
+// Name is a short stable variant name, the label of the module and the pipeline.
+func (k OpKey) Name() string {
+	s := fmt.Sprintf("op-%s-%s-wg%d", k.Family, k.Variant, k.WG)
+	if k.Bits != 0 {
+		s += fmt.Sprintf("-b%d", k.Bits)
+		if k.Asym {
+			s += "-asym"
+		}
+		if k.ScaleF16 {
+			s += "-f16s"
+		}
+	}
+	return s
+}
+
+// Validate says why a key cannot be compiled.
+func (k OpKey) Validate() error {
+	if !slices.Contains(k.Family.Variants(), k.Variant) {
+		return fmt.Errorf("shaders: %s: variant %q of %v (want one of %v)", k.Name(), k.Variant, k.Family, k.Family.Variants())
+	}
+	if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 {
+		return fmt.Errorf("shaders: %s: WG %d must be a power of two ≤ 256", k.Name(), k.WG)
+	}
+	if k.Family == OpGather && k.Variant == "weight" {
+		return k.base().Validate()
+	}
+	return nil
+}
+
+// base is the matmul key whose header and #if names decode.wgsl expects, for a weight gather.
+func (k OpKey) base() Key {
+	return Key{Kernel: GEMV, Bits: k.Bits, Asym: k.Asym, ScaleF16: k.ScaleF16, WG: k.WG, Rows: 1}.Normalize()
+}
+
+// Source returns the WGSL of the variant with its line map.
+func (k OpKey) Source() (webgpu.ShaderSource, error) {
+	k = k.Normalize()
+	if err := k.Validate(); err != nil {
+		return webgpu.ShaderSource{}, err
+	}
+	src := webgpu.ShaderSource{Variant: k.Name()}
+	defs := map[string]bool{}
+	for _, v := range k.Family.Variants() {
+		defs[strings.ToUpper(v)] = v == k.Variant
+	}
+	lines := []string{fmt.Sprintf("const WG: u32 = %du;", k.WG)}
+	fs := []string{"ops_common.wgsl", "ops_" + k.Family.String() + ".wgsl"}
+	if k.Family == OpGather {
+		// decode.wgsl's names are known to both variants: the value variant's #if WEIGHT block
+		// holds them too, and Preprocess rejects unknown names even in dropped blocks.
+		b := k.base()
+		for name, v := range b.Defines() {
+			defs[name] = v
+		}
+		if k.Variant == "weight" {
+			lines = b.header()
+			fs = append([]string{"decode.wgsl"}, fs...)
+		}
+	}
+	for _, f := range fs {
+		text, err := files.ReadFile(f)
+		if err != nil {
+			return src, fmt.Errorf("shaders: %w", err)
+		}
+		body, err := Preprocess(string(text), defs)
+		if err != nil {
+			return src, fmt.Errorf("shaders: %s: %w", f, err)
+		}
+		src.Spans = append(src.Spans, webgpu.SourceSpan{File: "shaders/" + f, Start: len(lines) + 1, Lines: len(body)})
+		lines = append(lines, body...)
+	}
+	src.Code = strings.Join(lines, "\n") + "\n"
+	return src, nil
+}

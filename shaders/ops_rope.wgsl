@@ -1,0 +1,70 @@
+// ops_rope.wgsl: rotary position embedding over x[B, T, H, Dh]: pair i of a head at position p =
+// pos[t] turns by p·base^(−2i/Dh). Variant INTERLEAVED pairs (2i, 2i+1) (GGUF llama), HALVES
+// pairs (i, i + Dh/2) (NeoX).
+//
+// Why the angle is not p·freq fed to cos: positions reach thousands of radians, where an f32
+// product is off by ~1e-4 rad and WGSL's cos and sin are only specified inside [−π, π] (to
+// 2⁻¹¹). So the backend computes freq/2π per pair in float64 and sends it split (h1 and h0 of 12
+// significant bits each, lo the rest); with p split into two 12-bit halves every partial product
+// is exact in f32, and their fractional parts sum to the turn count mod 1 to ~1e-7. The sine and
+// cosine of the reduced angle (|x| ≤ π/4) are short Taylor series, exact to ~1e-9.
+
+struct Params {
+  n: u32,    // B·T·H·Dh/2 pairs
+  t: u32,
+  h: u32,
+  half: u32, // Dh/2
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> pos: array<i32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> freq: array<vec4<f32>>; // (h1, h0, lo, 0) per pair
+
+// cos and sin of 2π·turns, for any turns.
+fn cos_sin_turns(turns: f32) -> vec2<f32> {
+  let q = round(turns * 4.0);
+  let a = (turns - q * 0.25) * 6.2831853071795865;
+  let a2 = a * a;
+  let s = a * (1.0 - a2 / 6.0 * (1.0 - a2 / 20.0 * (1.0 - a2 / 42.0 * (1.0 - a2 / 72.0))));
+  let c = 1.0 - a2 / 2.0 * (1.0 - a2 / 12.0 * (1.0 - a2 / 30.0 * (1.0 - a2 / 56.0 * (1.0 - a2 / 90.0))));
+  // Quadrant q mod 4 rotates (c, s) by q·90°.
+  switch (i32(q) & 3) {
+    case 1: { return vec2<f32>(-s, c); }
+    case 2: { return vec2<f32>(-c, -s); }
+    case 3: { return vec2<f32>(s, -c); }
+    default: { return vec2<f32>(c, s); }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let o = flat_index(gid, nwg);
+  if (o >= params.n) {
+    return;
+  }
+  let i = o % params.half;
+  let head = o / params.half; // (b·T + t)·H + h
+  let t = (head / params.h) % params.t;
+  let p = pos[t];
+  let ap = u32(abs(p));
+  let p1 = f32(ap & 0xfffff000u);
+  let p0 = f32(ap & 0xfffu);
+  let f = freq[i];
+  var turns = fract(p1 * f.x) + fract(p1 * f.y) + fract(p0 * f.x) + fract(p0 * f.y) + fract(f32(ap) * f.z);
+  turns = fract(turns) * sign(f32(p));
+  let cs = cos_sin_turns(turns);
+  let dh = 2u * params.half;
+#if INTERLEAVED
+  let i0 = head * dh + 2u * i;
+  let i1 = i0 + 1u;
+#else
+  let i0 = head * dh + i;
+  let i1 = i0 + params.half;
+#endif
+  let x0 = x[i0];
+  let x1 = x[i1];
+  y[i0] = x0 * cs.x - x1 * cs.y;
+  y[i1] = x0 * cs.y + x1 * cs.x;
+}

@@ -1,0 +1,76 @@
+package shaders
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// allOpKeys lists every op kernel variant, the weight gather in every storage format.
+func allOpKeys() []OpKey {
+	var ks []OpKey
+	for f := OpFamily(0); f < numOpFamilies; f++ {
+		for _, v := range f.Variants() {
+			if f == OpGather && v == "weight" {
+				for _, bits := range []int{2, 4, 8, 16, 32} {
+					for _, asym := range []bool{false, true} {
+						for _, sf16 := range []bool{false, true} {
+							k := OpKey{Family: f, Variant: v, WG: 64, Bits: bits, Asym: asym, ScaleF16: sf16}.Normalize()
+							if (bits == 16 || bits == 32) && (asym || sf16) {
+								continue
+							}
+							ks = append(ks, k)
+						}
+					}
+				}
+				continue
+			}
+			ks = append(ks, OpKey{Family: f, Variant: v, WG: 64})
+		}
+	}
+	return ks
+}
+
+// TestOpSourcesResolve builds every op variant; with NIBBLE_WGSL_DUMP set (a directory) it
+// writes them out, for an offline compile with naga or tint.
+func TestOpSourcesResolve(t *testing.T) {
+	dump := os.Getenv("NIBBLE_WGSL_DUMP")
+	names := map[string]bool{}
+	for _, k := range allOpKeys() {
+		src, err := k.Source()
+		if err != nil {
+			t.Fatalf("%s: %v", k.Name(), err)
+		}
+		if names[k.Name()] {
+			t.Errorf("two variants named %s", k.Name())
+		}
+		names[k.Name()] = true
+		for i, l := range strings.Split(src.Code, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), "#") {
+				t.Errorf("%s: line %d: directive left in the code: %s", k.Name(), i+1, l)
+			}
+		}
+		if f, _ := src.Locate(len(strings.Split(src.Code, "\n")) - 2); f != "shaders/ops_"+k.Family.String()+".wgsl" {
+			t.Errorf("%s: last line maps to %s", k.Name(), f)
+		}
+		if dump != "" {
+			if err := os.WriteFile(filepath.Join(dump, k.Name()+".wgsl"), []byte(src.Code), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func TestOpValidate(t *testing.T) {
+	for _, k := range []OpKey{
+		{Family: OpUnary, Variant: "softmax", WG: 64},
+		{Family: OpNorm, Variant: "rmsnorm", WG: 48},
+		{Family: OpGather, Variant: "weight", WG: 64, Bits: 3},
+		{Family: numOpFamilies, Variant: "x", WG: 64},
+	} {
+		if k.Validate() == nil {
+			t.Errorf("%s: want an error", k.Name())
+		}
+	}
+}
