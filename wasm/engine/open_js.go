@@ -13,6 +13,7 @@ import (
 	"github.com/nibble-ml/nibble/wasm/backend/cpu"
 	"github.com/nibble-ml/nibble/wasm/backend/gpu"
 	"github.com/nibble-ml/nibble/wasm/backend/nn"
+	"github.com/nibble-ml/nibble/wasm/errs"
 	"github.com/nibble-ml/nibble/wasm/stream"
 	"github.com/nibble-ml/nibble/wasm/webgpu"
 	"github.com/nibble-ml/nibble/wasm/webnn"
@@ -39,13 +40,14 @@ func newBackend(name string) (backend.Backend, error) {
 	case "webgpu":
 		b, err := gpu.New(gpu.Options{Label: "nibble"})
 		if err != nil {
-			return nil, fmt.Errorf("webgpu backend: %w", err)
+			// No adapter, no device: what this browser cannot do (unless the error says more).
+			return nil, fmt.Errorf("webgpu backend: %w", errs.Mark(err, errs.ErrUnsupported))
 		}
 		return b, nil
 	case "webnn":
 		b, err := nn.New(nn.Options{})
 		if err != nil {
-			return nil, fmt.Errorf("webnn backend: %w", err)
+			return nil, fmt.Errorf("webnn backend: %w", errs.Mark(err, errs.ErrUnsupported))
 		}
 		return b, nil
 	case "auto", "":
@@ -65,7 +67,7 @@ func newBackend(name string) (backend.Backend, error) {
 		}
 		return autoCPU{cpu.New(), errors.Join(why...)}, nil
 	}
-	return nil, errUnknownBackend(name)
+	return nil, fmt.Errorf("%w: %w", errUnknownBackend(name), errs.ErrBadArgument)
 }
 
 // Probe measures what this browser offers. It never fails: what could not be measured is an

@@ -3,10 +3,11 @@
 package engine
 
 import (
-	"errors"
+	"fmt"
 
 	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/backend/cpu"
+	"github.com/nibble-ml/nibble/wasm/errs"
 	"github.com/nibble-ml/nibble/wasm/stream"
 )
 
@@ -18,9 +19,9 @@ func newBackend(name string) (backend.Backend, error) {
 	case "cpu", "auto", "":
 		return cpu.New(), nil
 	case "webgpu", "webnn":
-		return nil, errors.New(name + " exists only in the browser")
+		return nil, fmt.Errorf("%s exists only in the browser: %w", name, errs.ErrUnsupported)
 	}
-	return nil, errUnknownBackend(name)
+	return nil, fmt.Errorf("%w: %w", errUnknownBackend(name), errs.ErrBadArgument)
 }
 
 // Probe natively reports no browser APIs.

@@ -2,13 +2,13 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"path"
 	"strings"
 
+	"github.com/nibble-ml/nibble/wasm/errs"
 	"github.com/nibble-ml/nibble/wasm/format"
 	"github.com/nibble-ml/nibble/wasm/stream"
 )
@@ -39,7 +39,10 @@ type Spec struct {
 	Notes []string
 }
 
-// Resolve turns a model URL into sources. It accepts:
+// Resolve turns a model URL into sources. Every file a manifest or model.json names must lie
+// inside the model's directory (stream.ConfinedURL: same origin, path under the directory of the
+// URL given), else the model is refused with stream.ErrOutside before any of it is requested. It
+// accepts:
 //   - a model directory ("…/models/tiny/") or its manifest.json: every .safetensors/.gguf file
 //     the manifest lists, with sizes and sha256 checked, or the TF.js model if it lists a
 //     model.json;
@@ -48,11 +51,11 @@ type Spec struct {
 //   - any other URL: one safetensors or GGUF file.
 func Resolve(ctx context.Context, rawURL string) (*Spec, error) {
 	if rawURL == "" {
-		return nil, errors.New("no model URL")
+		return nil, fmt.Errorf("no model URL: %w", errs.ErrBadArgument)
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("model URL %q: %w", rawURL, err)
+		return nil, fmt.Errorf("model URL %q: %w: %w", rawURL, errs.ErrBadArgument, err)
 	}
 	if strings.HasSuffix(u.Path, "/") {
 		u.Path += "manifest.json"
@@ -88,13 +91,21 @@ func fromManifest(ctx context.Context, u *url.URL, man *stream.Manifest) (*Spec,
 	s := &Spec{URL: u.String(), Kind: KindFile}
 	for _, f := range man.Files {
 		if f.Name == "model.json" {
-			return tfjsSpec(ctx, u.ResolveReference(&url.URL{Path: f.Name}), man)
+			mu, err := url.Parse(resolveRef(u, f.Name))
+			if err != nil {
+				return nil, err
+			}
+			return tfjsSpec(ctx, mu, man)
 		}
 	}
 	for _, f := range man.Files {
 		switch path.Ext(f.Name) {
 		case ".safetensors", ".gguf":
-			src, err := stream.ManifestSource(man, f.Name, OpenURL(resolveRef(u, f.Name)))
+			abs, _, err := stream.ConfinedURL(u, f.Name)
+			if err != nil {
+				return nil, err
+			}
+			src, err := stream.ManifestSource(man, f.Name, OpenURL(abs))
 			if err != nil {
 				return nil, err
 			}
@@ -102,7 +113,7 @@ func fromManifest(ctx context.Context, u *url.URL, man *stream.Manifest) (*Spec,
 		}
 	}
 	if len(s.Sources) == 0 {
-		return nil, fmt.Errorf("%s lists no .safetensors, .gguf or model.json file", u)
+		return nil, fmt.Errorf("%s lists no .safetensors, .gguf or model.json file: %w", u, errs.ErrUnsupported)
 	}
 	return s, nil
 }
@@ -121,10 +132,14 @@ func tfjsSpec(ctx context.Context, u *url.URL, man *stream.Manifest) (*Spec, err
 		return nil, fmt.Errorf("%s: %w", u, err)
 	}
 	// Shard paths are relative to model.json, as TF.js resolves them; resolving (rather than
-	// appending to a base) also cleans "./" prefixes before they reach the server.
-	shards := stream.TFJSShards(m, "", man, func(p string) stream.Opener { return OpenURL(resolveRef(u, p)) })
+	// appending to a base) also cleans "./" prefixes before they reach the server, and a path
+	// that leaves the model's directory ("../other/w.bin", "/w.bin", another host) is refused.
+	shards, err := stream.TFJSShardsAt(m, u, man, OpenURL)
+	if err != nil {
+		return nil, err
+	}
 	if len(shards) == 0 {
-		return nil, fmt.Errorf("%s: the weights manifest names no shard", u)
+		return nil, fmt.Errorf("%s: the weights manifest names no shard: %w", u, format.ErrCorrupt)
 	}
 	return &Spec{
 		URL: u.String(), Kind: KindTFJS, Reader: stream.TFJSReader(m, nil),
@@ -175,10 +190,10 @@ func get(ctx context.Context, u string) ([]byte, error) {
 	defer rc.Close()
 	b, err := io.ReadAll(io.LimitReader(rc, maxJSONBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", u, err)
+		return nil, fmt.Errorf("read %s: %w", u, errs.Mark(err, errs.ErrNetwork))
 	}
 	if len(b) > maxJSONBytes {
-		return nil, fmt.Errorf("%s: over %d bytes", u, maxJSONBytes)
+		return nil, fmt.Errorf("%s: over %d bytes: %w", u, maxJSONBytes, errs.ErrTooLarge)
 	}
 	return b, nil
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+
+	"github.com/nibble-ml/nibble/wasm/errs"
 )
 
 // Manifest is a model's manifest.json: every file of the model with its size and sha256. The
@@ -32,18 +34,18 @@ const maxManifestBytes = 4 << 20
 func ParseManifest(r io.Reader) (*Manifest, error) {
 	b, err := io.ReadAll(io.LimitReader(r, maxManifestBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("format: manifest: %w", err)
+		return nil, fmt.Errorf("format: manifest: %w", errs.Mark(err, errs.ErrNetwork))
 	}
 	if len(b) > maxManifestBytes {
-		return nil, fmt.Errorf("format: manifest: over %d bytes", maxManifestBytes)
+		return nil, fmt.Errorf("format: manifest: %w: over %d bytes", ErrLimit, maxManifestBytes)
 	}
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("format: manifest: %w", err)
+		return nil, fmt.Errorf("format: manifest: %w: %v", ErrCorrupt, err)
 	}
 	for _, f := range m.Files {
 		if f.Size < 0 || (f.SHA256 != "" && !isHex64(f.SHA256)) {
-			return nil, fmt.Errorf("format: manifest: file %q: size %d, sha256 %q: want a size ≥ 0 and 64 lowercase hex digits", f.Name, f.Size, f.SHA256)
+			return nil, fmt.Errorf("format: manifest: file %q: %w: size %d, sha256 %q: want a size ≥ 0 and 64 lowercase hex digits", f.Name, ErrCorrupt, f.Size, f.SHA256)
 		}
 	}
 	return &m, nil
@@ -56,7 +58,7 @@ func (m *Manifest) File(name string) (ManifestFile, error) {
 			return f, nil
 		}
 	}
-	return ManifestFile{}, fmt.Errorf("format: manifest of %q has no file %q", m.Model, name)
+	return ManifestFile{}, fmt.Errorf("format: manifest of %q has no file %q: %w", m.Model, name, errs.ErrNotFound)
 }
 
 func isHex64(s string) bool {

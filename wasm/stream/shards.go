@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"net/url"
 	"strings"
 	"sync"
 
+	"github.com/nibble-ml/nibble/wasm/errs"
 	"github.com/nibble-ml/nibble/wasm/format"
 )
 
@@ -283,9 +285,23 @@ func (r *joinReader) HeldBytes() int64 {
 }
 
 // TFJSShards lists the shard files of a TF.js weights manifest in the order format.NewTFJS reads
-// them, each opened with open(base + path). Size and SHA256 come from man (the model server's
-// manifest.json) when it lists the path; man may be nil.
+// them, each opened with open(base + path), unchecked: for a model.json from elsewhere use
+// TFJSShardsAt. Size and SHA256 come from man (the model server's manifest.json) when it lists
+// the path; man may be nil.
 func TFJSShards(m format.TFJSManifest, base string, man *Manifest, open func(url string) Opener) []Shard {
+	out, _ := tfjsShards(m, man, open, func(p string) (string, string, error) { return base + p, strings.TrimPrefix(p, "./"), nil })
+	return out
+}
+
+// TFJSShardsAt is TFJSShards for the model.json at modelURL: every shard path must resolve
+// inside the model's directory (ConfinedURL), or the model is refused (errs.ErrFormat) before
+// any shard is requested. Each shard is looked up in man by its path relative to that
+// directory, so "./w.bin" gets the size and sha256 of "w.bin".
+func TFJSShardsAt(m format.TFJSManifest, modelURL *url.URL, man *Manifest, open func(url string) Opener) ([]Shard, error) {
+	return tfjsShards(m, man, open, func(p string) (string, string, error) { return ConfinedURL(modelURL, p) })
+}
+
+func tfjsShards(m format.TFJSManifest, man *Manifest, open func(url string) Opener, resolve func(path string) (url, name string, err error)) ([]Shard, error) {
 	byName := map[string]format.ManifestFile{}
 	if man != nil {
 		for _, f := range man.Files {
@@ -295,11 +311,54 @@ func TFJSShards(m format.TFJSManifest, base string, man *Manifest, open func(url
 	var out []Shard
 	for _, g := range m {
 		for _, p := range g.Paths {
-			f := byName[strings.TrimPrefix(p, "./")]
-			out = append(out, Shard{Name: p, Open: open(base + p), Size: f.Size, SHA256: f.SHA256})
+			u, name, err := resolve(p)
+			if err != nil {
+				return nil, err
+			}
+			f := byName[name]
+			out = append(out, Shard{Name: p, Open: open(u), Size: f.Size, SHA256: f.SHA256})
 		}
 	}
-	return out
+	return out, nil
+}
+
+// ErrOutside (errs.ErrFormat) is wrapped when a manifest or model.json names a file outside its
+// model's directory: another model's bytes, or a request the model's author chose for the page.
+var ErrOutside = errs.New(errs.ErrFormat, "stream: file outside the model's directory")
+
+// ConfinedURL resolves ref, a file that the file at base (a manifest.json, a model.json) names,
+// and accepts it only inside base's directory: the same scheme, host and port, and a path under
+// base's directory. Dot segments, plain or percent-encoded, and backslashes are refused outright
+// rather than resolved: browsers and servers disagree on them (fetch turns "%2e%2e" into ".."
+// and "\" into "/"). It returns the absolute URL and the path relative to the directory, the
+// name manifest.json lists the file by.
+func ConfinedURL(base *url.URL, ref string) (abs, rel string, err error) {
+	bad := func(why string) (string, string, error) {
+		return "", "", fmt.Errorf("%w: %q %s (the model is at %s)", ErrOutside, ref, why, base.Redacted())
+	}
+	r, err := url.Parse(ref)
+	if err != nil {
+		return bad("is not a URL path")
+	}
+	if r.Scheme != "" || r.Host != "" || r.User != nil || strings.HasPrefix(r.Path, "/") {
+		return bad("is not a path relative to the model")
+	}
+	// One leading "./" is how TF.js converters often write shard paths; any other dot segment
+	// is refused.
+	for _, seg := range strings.Split(strings.TrimPrefix(r.Path, "./"), "/") {
+		if seg == "." || seg == ".." || strings.ContainsAny(seg, "\\\x00") {
+			return bad("has a dot segment, a backslash or a NUL")
+		}
+		if low := strings.ToLower(seg); strings.Contains(low, "%2e") || strings.Contains(low, "%5c") || strings.Contains(low, "%2f") {
+			return bad("has an encoded dot, slash or backslash")
+		}
+	}
+	res := base.ResolveReference(r)
+	dir := base.Path[:strings.LastIndex(base.Path, "/")+1]
+	if res.Scheme != base.Scheme || res.Host != base.Host || !strings.HasPrefix(res.Path, dir) || len(res.Path) == len(dir) {
+		return bad("resolves outside the model's directory")
+	}
+	return res.String(), res.Path[len(dir):], nil
 }
 
 // TFJSReader returns an Options.Reader for a TF.js model's joined shards.
