@@ -2,6 +2,7 @@ package serve
 
 import (
 	"errors"
+	"math"
 	"strings"
 
 	"github.com/nibble-ml/nibble/tools/worker/store"
@@ -46,8 +47,8 @@ func parseRange(header string, size int64) (*store.Range, error) {
 		return nil, errBadRange
 	}
 	if first == "" {
-		// Suffix range: the last n bytes.
-		n, ok := parseDigits(last)
+		// Suffix range: the last n bytes (all of them when n is longer than the object).
+		n, ok := parseBound(last)
 		if !ok || n == 0 || size == 0 {
 			return nil, errBadRange
 		}
@@ -60,7 +61,9 @@ func parseRange(header string, size int64) (*store.Range, error) {
 	}
 	end := size - 1
 	if last != "" {
-		e, ok := parseDigits(last)
+		// A last byte past the end, however many digits it has, means the end (RFC 9110
+		// §14.1.2): a client may ask for "everything up to n" without knowing the size.
+		e, ok := parseBound(last)
 		if !ok || e < start {
 			return nil, errBadRange
 		}
@@ -84,6 +87,15 @@ func parseDigits(s string) (int64, bool) {
 		n = n*10 + int64(c-'0')
 	}
 	return n, true
+}
+
+// parseBound is parseDigits for a value that only bounds a range from above (a last byte, a
+// suffix length): any longer run of digits is just larger than every object, and saturates.
+func parseBound(s string) (int64, bool) {
+	if len(s) > 18 && strings.Trim(s, "0123456789") == "" {
+		return math.MaxInt64, true
+	}
+	return parseDigits(s)
 }
 
 // validToken reports whether s is an RFC 9110 token (a plausible range unit).

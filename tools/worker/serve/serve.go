@@ -98,7 +98,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	segs := strings.Split(strings.TrimPrefix(p, "/models/"), "/")
-	if p == "/models" || len(segs) != 2 {
+	if p == "/models" || len(segs) != 2 || segs[0] == "" || segs[1] == "" {
+		// An empty name ("/models/m/") is a path of another shape, not a bad name: 404, as the
+		// README says.
 		http.Error(w, "not found: paths are /models/{model}/{file}", http.StatusNotFound)
 		return
 	}

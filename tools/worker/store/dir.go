@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -153,6 +154,9 @@ func (d *Dir) List(ctx context.Context, model string) ([]Info, error) {
 	}
 	entries, err := f.ReadDir(-1)
 	f.Close()
+	if missing(err) {
+		return nil, ErrNotFound // a regular file where a model directory would be
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: list model %s: %w", model, err)
 	}
@@ -221,14 +225,15 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// missing reports whether err means the key names nothing servable: absent, or a symbolic
-// link leading out of the root, which os.Root refuses with an unexported error
-// ("path escapes from parent") that can only be recognised by its text.
+// missing reports whether err means the key names nothing servable: absent, under a regular
+// file ("file/x": ENOTDIR, a client's mistake, not a storage failure), or a symbolic link
+// leading out of the root, which os.Root refuses with an unexported error ("path escapes from
+// parent") that can only be recognised by its text.
 func missing(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return true
 	}
 	var pe *fs.PathError
