@@ -10,9 +10,10 @@ import (
 
 // Calibration is what static int8 execution of Linears (weights int8, activations int8 with
 // scales fixed in the compiled graph: W8A8) needs to know before it compiles: for each Linear,
-// the largest |value| its input and its output took on representative inputs. A backend turns a
-// range r into the per-tensor scale r/127; a value beyond the range saturates, so calibrate on
-// inputs like those the model will see (a handful of real sentences is enough for an encoder).
+// the interval its input and its output took on representative inputs. A backend maps an
+// interval onto the 256 int8 codes (asymmetric: a ReLU output [0, m] gets twice the resolution
+// a symmetric ±m would give it); a value outside the interval saturates, so calibrate on inputs
+// like those the model will see (a handful of real sentences is enough for an encoder).
 //
 // Ranges are keyed by the Linear's label, not its node index, so one calibration serves every
 // shape bucket of a model: the buckets' graphs differ in shapes, not labels. Linears that share
@@ -24,8 +25,18 @@ type Calibration struct {
 
 // Range is one Linear's calibrated extent.
 type Range struct {
-	In  float32 `json:"in"`  // max |x| over the input
-	Out float32 `json:"out"` // max |y| over the output, bias included
+	In  Interval `json:"in"`  // over the input x
+	Out Interval `json:"out"` // over the output, bias included
+}
+
+// Interval is [Min, Max]; NaN values are not counted.
+type Interval struct {
+	Min float32 `json:"min"`
+	Max float32 `json:"max"`
+}
+
+func (i Interval) union(o Interval) Interval {
+	return Interval{Min: min(i.Min, o.Min), Max: max(i.Max, o.Max)}
 }
 
 // CalibratedCompiler is a Compiler that can also run Linears on quantized activations (the nn
@@ -74,9 +85,10 @@ func Calibrate(ctx context.Context, ref Compiler, g *graph.Graph, ws Weights, in
 			return nil, fmt.Errorf("calibrate %q: input set %d: %w", g.Name, s, err)
 		}
 		for _, w := range watches {
-			r := c.Linear[w.label]
-			r.In = max(r.In, maxAbs(out[w.in].F32))
-			r.Out = max(r.Out, maxAbs(out[w.out].F32))
+			r := Range{In: extent(out[w.in].F32), Out: extent(out[w.out].F32)}
+			if old, ok := c.Linear[w.label]; ok {
+				r = Range{In: old.In.union(r.In), Out: old.Out.union(r.Out)}
+			}
 			c.Linear[w.label] = r
 		}
 	}
@@ -89,19 +101,24 @@ func (c *Calibration) Merge(o *Calibration) {
 		c.Linear = map[string]Range{}
 	}
 	for k, r := range o.Linear {
-		m := c.Linear[k]
-		c.Linear[k] = Range{In: max(m.In, r.In), Out: max(m.Out, r.Out)}
+		if m, ok := c.Linear[k]; ok {
+			r = Range{In: m.In.union(r.In), Out: m.Out.union(r.Out)}
+		}
+		c.Linear[k] = r
 	}
 }
 
-// maxAbs ignores NaN, which would otherwise make every scale NaN; an infinite value is kept and
+// extent ignores NaN, which would otherwise make every scale NaN; an infinite value is kept and
 // makes the backend refuse to quantize that Linear.
-func maxAbs(v []float32) float32 {
-	var m float32
+func extent(v []float32) Interval {
+	i := Interval{Min: float32(math.Inf(1)), Max: float32(math.Inf(-1))}
 	for _, x := range v {
-		if a := float32(math.Abs(float64(x))); a > m {
-			m = a
+		if x == x {
+			i.Min, i.Max = min(i.Min, x), max(i.Max, x)
 		}
 	}
-	return m
+	if i.Min > i.Max { // nothing but NaN
+		return Interval{}
+	}
+	return i
 }

@@ -46,15 +46,16 @@ func TestCalibrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]backend.Range{"fc": {In: 2, Out: 5.25}, "fc2": {In: 5.25, Out: 10.5}}
+	iv := func(lo, hi float32) backend.Interval { return backend.Interval{Min: lo, Max: hi} }
+	want := map[string]backend.Range{"fc": {In: iv(-2, 1), Out: iv(-4.5, 5.25)}, "fc2": {In: iv(0, 5.25), Out: iv(0, 10.5)}}
 	if len(c.Linear) != 2 || c.Linear["fc"] != want["fc"] || c.Linear["fc2"] != want["fc2"] {
 		t.Fatalf("calibration %v, want %v", c.Linear, want)
 	}
 	if len(g.Outputs) != 1 {
 		t.Fatalf("Calibrate changed the graph's outputs: %v", g.Outputs)
 	}
-	c.Merge(&backend.Calibration{Linear: map[string]backend.Range{"fc": {In: 3, Out: 1}, "other": {In: 1, Out: 1}}})
-	if r := c.Linear["fc"]; r != (backend.Range{In: 3, Out: 5.25}) || len(c.Linear) != 3 {
+	c.Merge(&backend.Calibration{Linear: map[string]backend.Range{"fc": {In: iv(-3, 0), Out: iv(0, 1)}, "other": {In: iv(0, 1), Out: iv(0, 1)}}})
+	if r := c.Linear["fc"]; r != (backend.Range{In: iv(-3, 1), Out: iv(-4.5, 5.25)}) || len(c.Linear) != 3 {
 		t.Fatalf("merged: %v", c.Linear)
 	}
 	js, _ := json.Marshal(c)

@@ -438,8 +438,8 @@ func (l *lowering) qdqLinear(n *graph.Node, w *Weight, x *webnn.Operand, M, K in
 		l.note("linear %q: not in the calibration, runs in float32", n.Label)
 		return nil, false
 	}
-	sx, err1 := actScale(r.In)
-	sy, err2 := actScale(r.Out)
+	sx, zx, err1 := actQuant(r.In)
+	sy, zy, err2 := actQuant(r.Out)
 	if err1 != nil || err2 != nil {
 		l.note("linear %q: calibration unusable (%v), runs in float32", n.Label, errors.Join(err1, err2))
 		return nil, false
@@ -453,7 +453,7 @@ func (l *lowering) qdqLinear(n *graph.Node, w *Weight, x *webnn.Operand, M, K in
 	x = l.padK(lb, x, M, K, qw.kpad)
 	// The activation quantizes to int8 whatever the weight's type: quantizeLinear makes no int4.
 	xsc := l.constant(lb+"/x-scale", []float32{sx}, 1, 1)
-	xzp := bd.ConstantBytes(lb+"/x-zero", webnn.Descriptor{DataType: webnn.Int8, Shape: []int{1, 1}}, []byte{0})
+	xzp := bd.ConstantBytes(lb+"/x-zero", webnn.Descriptor{DataType: webnn.Int8, Shape: []int{1, 1}}, []byte{byte(zx)})
 	xd := bd.DequantizeLinear(lb+"/x-dq", bd.QuantizeLinear(lb+"/x-q", x, xsc, xzp), xsc, xzp)
 	wd := bd.DequantizeLinear(lb+"/w-dq", qw.codes, qw.scales, qw.zeros)
 	o := webnn.GemmOptions{BTranspose: true}
@@ -479,7 +479,8 @@ func (l *lowering) qdqLinear(n *graph.Node, w *Weight, x *webnn.Operand, M, K in
 	}
 	y := bd.Gemm(lb+"/int8-gemm", xd, wd, o)
 	ysc := l.constant(lb+"/y-scale", []float32{sy}, 1, 1)
-	y = bd.DequantizeLinear(lb, bd.QuantizeLinear(lb+"/y-q", y, ysc, xzp), ysc, xzp)
+	yzp := bd.ConstantBytes(lb+"/y-zero", webnn.Descriptor{DataType: webnn.Int8, Shape: []int{1, 1}}, []byte{byte(zy)})
+	y = bd.DequantizeLinear(lb, bd.QuantizeLinear(lb+"/y-q", y, ysc, yzp), ysc, yzp)
 	if after != nil {
 		y = bd.Add(lb+"/+bias", y, after)
 	}

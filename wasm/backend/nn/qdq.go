@@ -51,27 +51,35 @@ type CompileOptions struct {
 	Int4 Int4Policy
 }
 
-// qmax is the largest int8 code the QDQ scales map a calibrated range to; the symmetric range
-// [−127, 127] keeps the zero point 0 for activations and weights alike, which TFLite requires
-// of per-channel weights.
+// qmax is the largest weight code: per-channel weights are symmetric in [−127, 127] (TFLite
+// requires their zero point to be 0).
 const qmax = 127
 
-// actScale is the per-tensor scale of an activation whose calibrated max |value| is r. A zero
-// range (a Linear that only ever saw zeros) gets scale 1, which keeps zeros exact.
-func actScale(r float32) (float32, error) {
-	switch {
-	case math.IsNaN(float64(r)) || math.IsInf(float64(r), 0) || r < 0:
-		return 0, fmt.Errorf("calibrated range %g is not a finite magnitude", r)
-	case r == 0:
-		return 1, nil
+// actQuant maps a calibrated interval onto the int8 codes for an activation: scale and zero
+// point with lo → −128 and hi → 127, the interval first widened to hold 0 so that 0 (padding,
+// ReLU's floor) is exact. An asymmetric interval such as a ReLU output [0, m] gets steps of m/255,
+// half what a symmetric ±m would give. An empty interval (a Linear that only saw zeros) gets
+// scale 1, zero point 0.
+func actQuant(r backend.Interval) (scale float32, zero int8, err error) {
+	lo, hi := float64(min(r.Min, 0)), float64(max(r.Max, 0))
+	if math.IsNaN(lo) || math.IsNaN(hi) || math.IsInf(lo, 0) || math.IsInf(hi, 0) {
+		return 0, 0, fmt.Errorf("calibrated interval [%g, %g] is not finite", r.Min, r.Max)
 	}
-	return r / qmax, nil
+	if hi == lo {
+		return 1, 0, nil
+	}
+	s := float32((hi - lo) / 255)
+	z := math.RoundToEven(-128 - lo/float64(s))
+	return s, int8(max(-128, min(127, z))), nil
 }
 
 // perChannelInt8 requantizes an N×K weight to symmetric int8 with one scale per row, the only
-// weight form TFLite fuses into an int8 FULLY_CONNECTED with a per-tensor activation.
+// weight form TFLite fuses into an int8 FULLY_CONNECTED with a per-tensor activation. A row's
+// range is set by its largest weight, and one outlier column stretches it for the whole row
+// (a grouped format confined it to one group), so the scale is searched for the least squared
+// error rather than mapped from the maximum.
 func perChannelInt8(name string, w []float32, n, k int, bits int) (*quant.Tensor, error) {
-	return quant.Quantize(name, w, n, k, quant.Format{Bits: bits, Scheme: quant.Symmetric}, quant.Options{})
+	return quant.Quantize(name, w, n, k, quant.Format{Bits: bits, Scheme: quant.Symmetric}, quant.Options{Search: true})
 }
 
 // isPerChannelSym reports whether f is already the fused weight form, so its codes are used as
