@@ -39,7 +39,7 @@ func TestCalibrate(t *testing.T) {
 		}
 	}
 	in := [][]graph.Tensor{
-		{graph.F32Tensor([]float32{1, -1}, 1, 2)},  // fc: [-1+0.25, -3.5-1] = [-0.75, -4.5]; relu [0, 0]; fc2 [0, 0]
+		{graph.F32Tensor([]float32{1, -1}, 1, 2)},   // fc: [-1+0.25, -3.5-1] = [-0.75, -4.5]; relu [0, 0]; fc2 [0, 0]
 		{graph.F32Tensor([]float32{-2, 0.5}, 1, 2)}, // fc: [-1+0.25, 6.25-1] = [-0.75, 5.25]; fc2: [10.5, 2.625]
 	}
 	c, err := backend.Calibrate(context.Background(), b, g, ws, in)

@@ -21,7 +21,7 @@ import (
 // the exact, dequantizeLinear and QDQ modes all run it.
 type encoder struct {
 	B, T, D, H, F, Layers int
-	Weights                quant.Format
+	Weights               quant.Format
 }
 
 // useLite is the size the issue measures at: width 512, FFN 1536, 16 tokens, two layers of 4
