@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 export PATH := $(CURDIR)/tools/browser/bin:$(CURDIR)/.cache/bin:/usr/local/go/bin:$(PATH)
 
-.PHONY: run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-worker test-worker-e2e bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big build serve vet
+.PHONY: run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-worker test-worker-e2e bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big build serve vet gpu-prep
 
 deps:
 	@bash tools/browser/install.sh
@@ -83,6 +83,12 @@ serve: deps build
 	ln -sfn ../../site $(WWW)/site
 	(cd $(MODELS) && sep=; printf '['; for d in */; do printf '%s"%s"' "$$sep" "$${d%/}"; sep=,; done; echo ']') > $(WWW)/models.json
 	go run ./tools/worker -dir $(MODELS) -addr 127.0.0.1:8787 -site $(WWW)
+
+# The GPU harness (tools/gpu): builds .gpu/ (git-ignored: Node, dawn.node, the Vulkan loaders,
+# the wasm/backend/gpu test binary) for a lent NVIDIA machine, which has no Node and no registry.
+# There, with .gpu carried: bash tools/gpu/run.sh <go test flags> (README: "WebGPU on an NVIDIA H200").
+gpu-prep:
+	bash tools/gpu/prepare.sh
 
 # nibble and ONNX Runtime Web 1.30 (MatMulNBits, 4-bit, block 32) side by side in one browser:
 # same weights, outputs compared, ms and GB/s per shape and runtime.

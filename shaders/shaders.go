@@ -3,9 +3,12 @@
 // #if/#else/#endif lines resolved. Removed lines are kept as empty lines so a compiler message
 // points at the same line in the .wgsl file (ShaderSource.Locate does the mapping).
 //
-// Files: decode.wgsl (packed-weight readers, shared), gemv.wgsl (one to a few activation rows,
-// bandwidth-bound), gemm.wgsl (many rows: each thread reuses a decoded span across TM rows). Which variant runs where is the
-// backend's policy (wasm/backend/gpu), not this package's.
+// Files: decode.wgsl (packed-weight readers, shared); for one to a few activation rows
+// (bandwidth-bound) gemv.wgsl (shaped for CPU implementations of WebGPU) and gemv_hw.wgsl (for
+// GPUs: codes turned into floats without an int→float conversion); for many rows gemm.wgsl (each
+// thread reuses a decoded span across TM rows, no workgroup memory) and gemm_tile.wgsl (tiles in
+// workgroup memory, for GPUs). Which variant runs where is the backend's policy
+// (wasm/backend/gpu), not this package's.
 package shaders
 
 import (
@@ -24,8 +27,10 @@ var files embed.FS
 type Kernel uint8
 
 const (
-	GEMV Kernel = iota // few activation rows: grid (ceil(n/Rows), m)
-	GEMM               // many activation rows: grid (ceil(n/(WG·Rows)), ceil(m/TM))
+	GEMV     Kernel = iota // few activation rows: grid (ceil(n/Rows), m)
+	GEMM                   // many activation rows: grid (ceil(n/(WG·Rows)), ceil(m/TM))
+	GEMVHW                 // GEMV for GPUs: grid (ceil(n/Rows), m)
+	GEMMTile               // GEMM tiled in workgroup memory: grid (ceil(n/BN), ceil(m/BM)), see Key.Tile
 )
 
 func (k Kernel) String() string {
@@ -34,11 +39,19 @@ func (k Kernel) String() string {
 		return "gemv"
 	case GEMM:
 		return "gemm"
+	case GEMVHW:
+		return "gemv-hw"
+	case GEMMTile:
+		return "gemm-tile"
 	}
 	return fmt.Sprintf("Kernel(%d)", uint8(k))
 }
 
-func (k Kernel) file() string { return k.String() + ".wgsl" }
+func (k Kernel) file() string { return strings.ReplaceAll(k.String(), "-", "_") + ".wgsl" }
+
+// IsGEMV reports whether the kernel reduces along K across a workgroup, one activation row per
+// grid row (GEMV, GEMVHW), rather than tiling activation rows (GEMM, GEMMTile).
+func (k Kernel) IsGEMV() bool { return k == GEMV || k == GEMVHW }
 
 // Key selects one variant. It is comparable, so it keys the backend's pipeline cache directly.
 // Use Normalize before comparing keys built by hand: fields that a format does not use are zeroed.
@@ -52,12 +65,37 @@ type Key struct {
 	// (per-channel, or groups a multiple of 4·32/Bits codes). The group length itself is a
 	// uniform, so group sizes do not multiply the variants (and SwiftShader's compile times).
 	ScalePerVec bool
-	F16         bool // products in f16 (needs the shader-f16 feature); sums stay f32
+	F16         bool // products in f16 (needs the shader-f16 feature); sums stay f32. GEMV, GEMM only
 	Subgroups   bool // subgroupAdd reductions (needs subgroups and the subgroup_id builtin)
 
-	// Threads per workgroup (power of two); weight rows per workgroup (GEMV) or per thread (GEMM).
+	// Threads per workgroup (power of two); weight rows per workgroup (GEMV, GEMVHW) or per
+	// thread (GEMM, GEMMTile).
 	WG, Rows int
-	TM       int // GEMM: activation rows per thread (4, 8, 12 or 16)
+	TM       int // GEMM, GEMMTile: activation rows per thread (GEMM 4, 8, 12 or 16; GEMMTile 4 or 8)
+	// GEMMTile: threads along M (WG/WGM along N) and the K extent of a workgroup-memory tile.
+	WGM, BK int
+}
+
+// Tile is the block of outputs one GEMMTile workgroup computes: BM activation rows × BN weight
+// rows, with BK elements of K staged in workgroup memory per step.
+func (k Key) Tile() (bm, bn, bk int) {
+	if k.Kernel != GEMMTile || k.WGM == 0 {
+		return 0, 0, 0
+	}
+	return k.WGM * k.TM, k.WG / k.WGM * k.Rows, k.BK
+}
+
+// WorkgroupBytes is the workgroup memory a variant declares, to check against the device's
+// maxComputeWorkgroupStorageSize before asking for it.
+func (k Key) WorkgroupBytes() int {
+	switch k.Kernel {
+	case GEMV, GEMVHW:
+		return 2 * 16 * k.WG // two vec4<f32> per thread for the reduction
+	case GEMMTile:
+		bm, bn, bk := k.Tile()
+		return 4 * bk * (bm + bn)
+	}
+	return 0
 }
 
 // Quantized reports whether the weights are codes with scales.
@@ -68,10 +106,18 @@ func (k Key) Normalize() Key {
 	if !k.Quantized() {
 		k.Asym, k.ScaleF16, k.ScalePerVec = false, false, false
 	}
-	if k.Kernel == GEMV {
+	if k.Kernel.IsGEMV() {
 		k.TM = 0
 	} else {
 		k.Subgroups = false
+	}
+	if k.Kernel != GEMMTile {
+		k.WGM, k.BK = 0, 0
+	}
+	if k.Kernel == GEMVHW || k.Kernel == GEMMTile {
+		// Their codes become f32 by the exponent trick (GEMVHW) or once per tile (GEMMTile):
+		// products in f16 would add conversions, not save them.
+		k.F16 = false
 	}
 	return k
 }
@@ -96,9 +142,13 @@ func (k Key) Name() string {
 	default:
 		fmt.Fprintf(&b, "-f%d", k.Bits)
 	}
-	if k.Kernel == GEMV {
+	switch k.Kernel {
+	case GEMV, GEMVHW:
 		fmt.Fprintf(&b, "-wg%dr%d", k.WG, k.Rows)
-	} else {
+	case GEMMTile:
+		bm, bn, bk := k.Tile()
+		fmt.Fprintf(&b, "-%dx%dx%d-t%dx%d", bm, bn, bk, k.TM, k.Rows)
+	default:
 		fmt.Fprintf(&b, "-wg%dr%dm%d", k.WG, k.Rows, k.TM)
 	}
 	if k.F16 {
@@ -118,7 +168,7 @@ func (k Key) Validate() error {
 		return fmt.Errorf("shaders: %s: Bits %d (want 2, 4, 8, 16 or 32)", k.Name(), k.Bits)
 	}
 	switch k.Kernel {
-	case GEMV:
+	case GEMV, GEMVHW:
 		// Two vec4<f32> of partial sums per thread in workgroup memory: WG ≤ 256 is 8 KiB.
 		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 || k.Rows < 1 || k.Rows > 8 {
 			return fmt.Errorf("shaders: %s: WG %d must be a power of two ≤ 256 and Rows %d in 1..8 (one vec4 accumulator per 4 rows)", k.Name(), k.WG, k.Rows)
@@ -127,6 +177,13 @@ func (k Key) Validate() error {
 		// Accumulators are two arrays of four vec4 (rows × activation rows), written out.
 		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 || k.Rows < 1 || k.Rows > 2 || k.TM < 4 || k.TM > 16 || k.TM%4 != 0 {
 			return fmt.Errorf("shaders: %s: WG %d must be a power of two ≤ 256, Rows %d 1 or 2 and TM %d one of 4, 8, 12, 16 (four vec4 accumulators per row)", k.Name(), k.WG, k.Rows, k.TM)
+		}
+	case GEMMTile:
+		// Each thread holds TM×Rows sums as vec4s along N; a tile row of K is whole words of
+		// every width (16 codes of int2 are one word).
+		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 || k.WGM < 1 || k.WGM&(k.WGM-1) != 0 || k.WGM > k.WG ||
+			(k.TM != 4 && k.TM != 8) || (k.Rows != 4 && k.Rows != 8) || (k.BK != 16 && k.BK != 32) {
+			return fmt.Errorf("shaders: %s: WG %d and WGM %d must be powers of two, WGM ≤ WG ≤ 256; TM %d and Rows %d 4 or 8; BK %d 16 or 32", k.Name(), k.WG, k.WGM, k.TM, k.Rows, k.BK)
 		}
 	default:
 		return fmt.Errorf("shaders: unknown kernel %v", k.Kernel)
@@ -142,7 +199,7 @@ func (k Key) Defines() map[string]bool {
 		"SCALE_F16": k.Quantized() && k.ScaleF16,
 		"F16W":      k.Bits == 16,
 		"F16":       k.F16,
-		"SUBGROUPS": k.Kernel == GEMV && k.Subgroups,
+		"SUBGROUPS": k.Kernel.IsGEMV() && k.Subgroups,
 	}
 }
 
@@ -160,8 +217,12 @@ func (k Key) header() []string {
 	u("WG", k.WG)
 	u("ROWS", k.Rows)
 	h = append(h, fmt.Sprintf("const SCALE_PER_VEC: bool = %v;", k.ScalePerVec))
-	if k.Kernel == GEMM {
+	if !k.Kernel.IsGEMV() {
 		u("TM", k.TM)
+	}
+	if k.Kernel == GEMMTile {
+		u("WGM", k.WGM)
+		u("BK", k.BK)
 	}
 	return h
 }

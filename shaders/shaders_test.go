@@ -10,7 +10,7 @@ import (
 // AllKeys lists one key per kernel × format × feature combination the backend can ask for.
 func allKeys() []Key {
 	var ks []Key
-	for _, kern := range []Kernel{GEMV, GEMM} {
+	for _, kern := range []Kernel{GEMV, GEMM, GEMVHW, GEMMTile} {
 		for _, bits := range []int{2, 4, 8, 16, 32} {
 			for _, asym := range []bool{false, true} {
 				for _, spv := range []bool{false, true} {
@@ -18,7 +18,11 @@ func allKeys() []Key {
 						for _, f16 := range []bool{false, true} {
 							for _, sg := range []bool{false, true} {
 								k := Key{Kernel: kern, Bits: bits, Asym: asym, ScalePerVec: spv, ScaleF16: sf16, F16: f16, Subgroups: sg,
-									WG: 64, Rows: 2, TM: 16}.Normalize()
+									WG: 64, Rows: 2, TM: 16}
+								if kern == GEMMTile {
+									k.WG, k.WGM, k.TM, k.Rows, k.BK = 128, 8, 4, 8, 16
+								}
+								k = k.Normalize()
 								ks = append(ks, k)
 							}
 						}

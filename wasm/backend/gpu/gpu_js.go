@@ -111,14 +111,17 @@ func New(opt Options) (*Backend, error) {
 		feats = append(feats, webgpu.FeatureTimestampQuery)
 		b.timing = opt.Timing
 	}
-	// Ask for everything the adapter offers: the defaults (128 MiB bindings) are far below what
-	// most adapters give, and bigger bindings mean fewer splits.
+	// Ask for everything the adapter offers: the defaults (128 MiB bindings, 16 KiB of workgroup
+	// memory) are far below what most adapters give; bigger bindings mean fewer splits, more
+	// workgroup memory larger GEMM tiles.
 	dev, err := ad.RequestDevice(webgpu.DeviceDescriptor{
 		Label:            label + " device",
 		RequiredFeatures: feats,
 		RequiredLimits: map[string]int64{
-			"maxBufferSize":               al.MaxBufferSize,
-			"maxStorageBufferBindingSize": al.MaxStorageBufferBindingSize,
+			"maxBufferSize":                     al.MaxBufferSize,
+			"maxStorageBufferBindingSize":       al.MaxStorageBufferBindingSize,
+			"maxComputeWorkgroupStorageSize":    int64(al.MaxComputeWorkgroupStorageSize),
+			"maxComputeInvocationsPerWorkgroup": int64(al.MaxComputeInvocationsPerWorkgroup),
 		},
 	})
 	if err != nil {
@@ -129,6 +132,8 @@ func New(opt Options) (*Backend, error) {
 	}
 	b.dev = dev
 	dl := dev.Limits()
+	tileNote := ""
+	b.tune, tileNote = b.tune.fit(dl)
 	b.maxBind = min(dl.MaxStorageBufferBindingSize, dl.MaxBufferSize)
 	if opt.MaxBindingSize > 0 {
 		b.maxBind = min(b.maxBind, opt.MaxBindingSize)
@@ -143,6 +148,9 @@ func New(opt Options) (*Backend, error) {
 	}
 	if b.feat.f16 {
 		b.caps.Notes = append(b.caps.Notes, "products in f16 (shader-f16), sums in f32")
+	}
+	if tileNote != "" {
+		b.caps.Notes = append(b.caps.Notes, tileNote)
 	}
 	if opt.MaxBindingSize > 0 {
 		b.caps.Notes = append(b.caps.Notes, fmt.Sprintf("bindings capped at %d bytes by option", b.maxBind))
@@ -416,16 +424,8 @@ func (b *Backend) encode(pl *webgpu.ComputePipeline, key shaders.Key, w *weight,
 	}
 	var ts *webgpu.TimestampWrites
 	if b.timing {
-		if b.query == nil {
-			if b.query, err = b.dev.CreateQuerySet(b.label+" timestamps", 2); err != nil {
-				return err
-			}
-			if b.qbuf, err = b.dev.CreateBuffer(b.label+" timestamps resolve", 16, webgpu.BufferQueryResolve|webgpu.BufferCopySrc); err != nil {
-				return err
-			}
-			if b.qrd, err = b.dev.CreateBuffer(b.label+" timestamps readback", 16, webgpu.BufferMapRead|webgpu.BufferCopyDst); err != nil {
-				return err
-			}
+		if err := b.ensureQuery(); err != nil {
+			return err
 		}
 		ts = &webgpu.TimestampWrites{QuerySet: b.query, Beginning: 0, End: 1}
 	}
@@ -463,6 +463,22 @@ func (b *Backend) encode(pl *webgpu.ComputePipeline, key shaders.Key, w *weight,
 		return err
 	}
 	return b.dev.Queue().Submit(cb)
+}
+
+// ensureQuery creates the timestamp query set and its buffers on first use.
+func (b *Backend) ensureQuery() error {
+	if b.query != nil {
+		return nil
+	}
+	var err error
+	if b.query, err = b.dev.CreateQuerySet(b.label+" timestamps", 2); err != nil {
+		return err
+	}
+	if b.qbuf, err = b.dev.CreateBuffer(b.label+" timestamps resolve", 16, webgpu.BufferQueryResolve|webgpu.BufferCopySrc); err != nil {
+		return err
+	}
+	b.qrd, err = b.dev.CreateBuffer(b.label+" timestamps readback", 16, webgpu.BufferMapRead|webgpu.BufferCopyDst)
+	return err
 }
 
 func (b *Backend) bindGroup(pl *webgpu.ComputePipeline, w *weight, c *wchunk) (*webgpu.BindGroup, error) {
@@ -531,46 +547,84 @@ func (b *Backend) Close() error {
 // from timestamp queries (0 without them) and the wall-clock time per call until the queue
 // drained.
 func (b *Backend) TimeKernel(wt backend.Weight, m, reps int) (gpu, wall time.Duration, err error) {
-	w, ok := wt.(*weight)
-	if !ok || w.b != b || w.chunks == nil || m <= 0 || reps <= 0 {
-		return 0, 0, errors.New("gpu: TimeKernel needs a live weight of this backend, m > 0 and reps > 0")
+	return b.TimeKernels([]backend.Weight{wt}, m, reps)
+}
+
+// TimeKernels is TimeKernel over several weights of one shape and format taken in turn (call i
+// reads ws[i%len(ws)]): weights that together exceed the GPU's last-level cache make each call
+// read its weights from memory, as a model's layers do, rather than from the cache the previous
+// call filled.
+func (b *Backend) TimeKernels(ws []backend.Weight, m, reps int) (gpu, wall time.Duration, err error) {
+	if len(ws) == 0 || m <= 0 || reps <= 0 {
+		return 0, 0, errors.New("gpu: TimeKernels needs weights, m > 0 and reps > 0")
 	}
-	// One MatMul first: it builds the pipeline, sizes the buffers and writes x and the params.
-	n, k := w.Shape()
-	if err := b.MatMul(make([]float32, m*n), make([]float32, m*k), w, m); err != nil {
-		return 0, 0, err
+	var w0 *weight
+	for _, wt := range ws {
+		w, ok := wt.(*weight)
+		if !ok || w.b != b || w.chunks == nil {
+			return 0, 0, errors.New("gpu: TimeKernels needs live weights of this backend")
+		}
+		if w0 != nil && (w.l != w0.l || len(w.chunks) != len(w0.chunks)) {
+			return 0, 0, fmt.Errorf("gpu: TimeKernels: %q and %q differ in shape or format", w0.name, w.name)
+		}
+		w0 = w
+	}
+	// One MatMul per weight first: it builds the pipeline, sizes the buffers, writes x and the
+	// params.
+	n, k := w0.Shape()
+	for _, w := range ws {
+		if err := b.MatMul(make([]float32, m*n), make([]float32, m*k), w, m); err != nil {
+			return 0, 0, err
+		}
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	key := keyFor(w.l.format, m, b.feat, b.tune)
+	key := keyFor(w0.l.format, m, b.feat, b.tune)
 	pl, err := b.pipeline(key)
 	if err != nil {
 		return 0, 0, err
 	}
-	enc, err := b.dev.CreateCommandEncoder(b.label + " timing " + w.name)
+	gpu, wall, err = b.timePass(fmt.Sprintf("%s x%d", key.Name(), reps), func(pass *webgpu.ComputePass) error {
+		pass.SetPipeline(pl)
+		for r := range reps {
+			w := ws[r%len(ws)].(*weight)
+			for _, c := range w.chunks {
+				bg, err := b.bindGroup(pl, w, c)
+				if err != nil {
+					return err
+				}
+				pass.SetBindGroup(0, bg)
+				gx, gy := grid(key, c.r1-c.r0, m)
+				pass.Dispatch(gx, gy, 1)
+			}
+		}
+		return nil
+	})
+	return gpu / time.Duration(reps), wall / time.Duration(reps), err
+}
+
+// timePass records one compute pass, submits it alone and waits for the queue: the GPU time of
+// the pass from timestamp queries (0 without them) and the wall-clock time until the queue
+// drained. The caller holds b.mu.
+func (b *Backend) timePass(label string, record func(*webgpu.ComputePass) error) (gpu, wall time.Duration, err error) {
+	enc, err := b.dev.CreateCommandEncoder(b.label + " timing " + label)
 	if err != nil {
 		return 0, 0, err
 	}
 	var ts *webgpu.TimestampWrites
 	if b.timing {
+		if err := b.ensureQuery(); err != nil {
+			return 0, 0, err
+		}
 		ts = &webgpu.TimestampWrites{QuerySet: b.query, Beginning: 0, End: 1}
 	}
-	pass, err := enc.BeginComputePass(key.Name()+" x"+fmt.Sprint(reps), ts)
+	pass, err := enc.BeginComputePass(label, ts)
 	if err != nil {
 		return 0, 0, err
 	}
-	pass.SetPipeline(pl)
-	for range reps {
-		for _, c := range w.chunks {
-			bg, err := b.bindGroup(pl, w, c)
-			if err != nil {
-				pass.End()
-				return 0, 0, err
-			}
-			pass.SetBindGroup(0, bg)
-			gx, gy := grid(key, c.r1-c.r0, m)
-			pass.Dispatch(gx, gy, 1)
-		}
+	if err := record(pass); err != nil {
+		pass.End()
+		return 0, 0, err
 	}
 	if err := pass.End(); err != nil {
 		return 0, 0, err
@@ -594,12 +648,12 @@ func (b *Backend) TimeKernel(wt backend.Weight, m, reps int) (gpu, wall time.Dur
 	if err := b.dev.Queue().OnSubmittedWorkDone(); err != nil {
 		return 0, 0, err
 	}
-	wall = time.Since(start) / time.Duration(reps)
+	wall = time.Since(start)
 	if b.timing {
 		if err := b.readTiming(); err != nil {
 			return 0, 0, err
 		}
-		gpu = b.gpuTime / time.Duration(reps)
+		gpu = b.gpuTime
 	}
-	return gpu, wall, nil
+	return gpu, wall, b.dev.Err()
 }

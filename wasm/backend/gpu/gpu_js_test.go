@@ -5,10 +5,12 @@ package gpu
 import (
 	"errors"
 	"flag"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nibble-ml/nibble/shaders"
 	"github.com/nibble-ml/nibble/wasm/backend/backendtest"
 	"github.com/nibble-ml/nibble/wasm/quant"
 	"github.com/nibble-ml/nibble/wasm/webgpu"
@@ -56,9 +58,20 @@ func TestAdapter(t *testing.T) {
 	if b.AdapterInfo().IsFallbackAdapter {
 		kind = "SOFTWARE adapter (isFallbackAdapter: true, e.g. SwiftShader): timings are not hardware figures"
 	}
-	t.Logf("adapter: %v; GEMV launch %d×%d", b.AdapterInfo(), b.tune.GEMVWorkgroup, b.tune.GEMVRows)
-	t.Logf("%s; f16 products %v, subgroups %v, timestamp-query %v, maxStorageBufferBindingSize %d, maxBufferSize %d",
-		kind, c.F16, c.Subgroups, c.TimestampQuery, c.MaxStorageBindingSize, c.MaxBufferSize)
+	t.Logf("adapter: %v; GEMV %v %d×%d; GEMM tiles %+v", b.AdapterInfo(), b.tune.GEMVKernel, b.tune.GEMVWorkgroup, b.tune.GEMVRows, b.tune.Tiles)
+	l := b.Device().Limits()
+	t.Logf("%s; f16 products %v, subgroups %v, timestamp-query %v, maxStorageBufferBindingSize %d, maxBufferSize %d, workgroup storage %d B, %d invocations; notes %q",
+		kind, c.F16, c.Subgroups, c.TimestampQuery, c.MaxStorageBindingSize, c.MaxBufferSize, l.MaxComputeWorkgroupStorageSize, l.MaxComputeInvocationsPerWorkgroup, c.Notes)
+	ad, err := webgpu.RequestAdapter(webgpu.AdapterOptions{PowerPreference: "high-performance"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var feats []string
+	for f := range ad.Features() {
+		feats = append(feats, f)
+	}
+	sort.Strings(feats)
+	t.Logf("adapter features: %s", strings.Join(feats, " "))
 	if *f16Flag == "on" && !c.F16 {
 		t.Fatal("-nibble.f16=on but the backend does not use f16 products")
 	}
@@ -82,26 +95,79 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// TestConformanceOtherTuning runs the suite's GEMV-heavy part with the launch shape New did not
-// pick for this adapter (DefaultTuning on a software adapter, SoftwareTuning on hardware), so the
-// CI's SwiftShader still checks the shape hardware runs. A few formats: the shape changes only the
-// reduction and the rows per workgroup, not the decoding.
+// TestConformanceOtherTuning runs the suite with the launch shapes New did not pick for this
+// adapter (DefaultTuning on a software adapter, SoftwareTuning on hardware), so the CI's
+// SwiftShader still checks the kernels hardware runs: gemv_hw.wgsl and gemm_tile.wgsl there.
+// One format per decode path of gemv_hw.wgsl (each width, symmetric and asymmetric, f16 scales,
+// one scale per span or per octet, f16 and f32 weights), not all 74: each format costs
+// SwiftShader seconds of pipeline compiles.
 func TestConformanceOtherTuning(t *testing.T) {
 	other := SoftwareTuning
 	if softwareAdapter(webgpuInfo(t)) {
 		other = DefaultTuning
 	}
 	b := newBackend(t, Options{Poison: true, Tuning: &other})
-	t.Logf("GEMV %d×%d", other.GEMVWorkgroup, other.GEMVRows)
+	if b.tune != other {
+		t.Fatalf("the device cannot run the tuning under test: %v", b.Caps().Notes)
+	}
+	t.Logf("GEMV %v %d×%d, tiles %+v", other.GEMVKernel, other.GEMVWorkgroup, other.GEMVRows, other.Tiles)
 	backendtest.Run(t, b, backendtest.Options{
 		ProductEps: eps(b),
 		Shapes:     append(append([]backendtest.Shape{}, backendtest.DefaultShapes...), wideShapes...),
-		Formats: []quant.Format{
-			{Bits: 32},
-			{Bits: 4, GroupSize: 32},
-			{Bits: 2, Scheme: quant.Asymmetric, GroupSize: 16, Scales: quant.ScaleF16},
-		},
+		Formats:    decodePaths,
 	})
+}
+
+// decodePaths are formats that between them take every branch of the decoders.
+var decodePaths = []quant.Format{
+	{Bits: 32},
+	{Bits: 16},
+	{Bits: 8, GroupSize: 32},
+	{Bits: 8, Scheme: quant.Asymmetric, GroupSize: 0, Scales: quant.ScaleF16},
+	{Bits: 4, GroupSize: 32},
+	{Bits: 4, Scheme: quant.Asymmetric, GroupSize: 16, Scales: quant.ScaleF16},
+	{Bits: 2, GroupSize: 32},
+	{Bits: 2, Scheme: quant.Asymmetric, GroupSize: 16, Scales: quant.ScaleF16},
+	{Bits: 2, Scheme: quant.Asymmetric, GroupSize: 128},
+}
+
+// tileShapes put M across several tile rows with a ragged last one, N across several tile
+// columns with a ragged last one, and K across several BK steps with a ragged last one.
+var tileShapes = []backendtest.Shape{{M: 70, N: 131, K: 300}, {M: 5, N: 70, K: 1000}, {M: 130, N: 33, K: 40}}
+
+// TestConformanceTiles runs every workgroup-memory tile of DefaultTuning on whatever adapter the
+// browser has (SwiftShader in CI), a few formats each; on hardware also the other tiles the GEMM
+// sweep measures (on SwiftShader they would add a minute of compiles to every CI run).
+func TestConformanceTiles(t *testing.T) {
+	tiles := DefaultTuning.Tiles[:]
+	if !softwareAdapter(webgpuInfo(t)) {
+		tiles = append(tiles, sweepTiles...)
+	}
+	seen := map[string]bool{}
+	for _, tl := range tiles {
+		name := tl.key(shaders.Key{Bits: 32}).Name()
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		t.Run(name, func(t *testing.T) {
+			tu := DefaultTuning
+			tu.Tiles = [3]Tile{tl}
+			b := newBackend(t, Options{Poison: true, Tuning: &tu})
+			if b.tune != tu {
+				t.Skipf("this device cannot run the tile: %v", b.Caps().Notes)
+			}
+			backendtest.Run(t, b, backendtest.Options{
+				ProductEps: eps(b),
+				Shapes:     tileShapes,
+				Formats: []quant.Format{
+					{Bits: 32},
+					{Bits: 4, GroupSize: 32},
+					{Bits: 2, Scheme: quant.Asymmetric, GroupSize: 24, Scales: quant.ScaleF16},
+				},
+			})
+		})
+	}
 }
 
 // webgpuInfo is what the adapter New requests says about itself.

@@ -99,34 +99,61 @@ func pad4(b []byte) []byte {
 
 // Tuning is the launch shape of the kernels.
 type Tuning struct {
-	GEMVWorkgroup, GEMVRows int // threads per workgroup (power of two), weight rows per workgroup
-	// GEMM: threads per workgroup (power of two), weight rows per thread (1 or 2), activation
-	// rows per thread (4, 8, 12 or 16).
+	// GEMV: the kernel (shaders.GEMV or shaders.GEMVHW), threads per workgroup (power of two),
+	// weight rows per workgroup.
+	GEMVKernel              shaders.Kernel
+	GEMVWorkgroup, GEMVRows int
+	// GEMM without workgroup memory: threads per workgroup (power of two), weight rows per
+	// thread (1 or 2), activation rows per thread (4, 8, 12 or 16). Used when Tiles is empty.
 	GEMMWorkgroup, GEMMRows, TM int
+	// Tiles, when Tiles[0] is set, run shaders.GEMMTile for m > GEMVMaxM: the first tile whose
+	// MaxM ≥ m, else the last one set. An array, not a slice, so Tunings compare with ==.
+	Tiles [3]Tile
 }
 
-// DefaultTuning: GEMM 64 threads × 2 weight rows × 16 activation rows per thread: one decoded
-// span serves 32 products of four elements, and a 4096-row weight still makes 32 workgroups per
-// 16 activation rows, plenty for SwiftShader's CPU threads (not swept: TM 16 is the kernel's
-// limit, and one variant per format keeps SwiftShader's compiles at ~1-2 s each). GEMV 128×4:
-// on an H100 (Dawn/Vulkan, -nibble.gemv sweep of 32×8, 64×4, 64×8, 128×4, 256×2) it was the
-// best or within 10% of the best for every format and shape of BenchmarkMatMul; 64×8 wins
-// int2/int4 at 11008×4096 by ~15% but loses f32 at 4096×11008 by 25%.
-var DefaultTuning = Tuning{GEMVWorkgroup: 128, GEMVRows: 4, GEMMWorkgroup: 64, GEMMRows: 2, TM: 16}
+// Tile is one launch shape of shaders.GEMMTile: WG threads, WGM of them along M; each thread
+// TM activation rows × TN weight rows; BK elements of K per workgroup-memory step.
+type Tile struct{ MaxM, WG, WGM, TM, TN, BK int }
 
-// SoftwareTuning is DefaultTuning with the GEMV shape for CPU implementations of WebGPU. GEMV
-// 8×4: on SwiftShader (headless Chromium, 2 CPU cores, shared and noisy) a -nibble.gemv sweep of
-// int4 g32 over 20 shapes from 1×8 to 256×1 put 8×4 at 67-128 ms for 1×4096×4096 (median of 3:
-// 73), 207-465 ms for 1×11008×4096 (238) and 143-589 ms for 1×4096×11008 (205), against
-// 689-1216, 1283-3785 and 700-1696 ms for 128×4, five to eight times slower; 4×4, 4×8 and
-// 8×8 were within the noise of 8×4, ≥ 32 threads at least twice as slow, 256×1 ten seconds.
+func (t Tile) set() bool { return t.WG > 0 }
+
+// key is the tile's variant of a base key (format fields set).
+func (t Tile) key(k shaders.Key) shaders.Key {
+	k.Kernel, k.WG, k.WGM, k.TM, k.Rows, k.BK = shaders.GEMMTile, t.WG, t.WGM, t.TM, t.TN, t.BK
+	return k
+}
+
+// DefaultTuning is the launch shape on hardware adapters. GEMV: the GPU kernel, 64 threads × 4
+// rows; GEMM: workgroup-memory tiles, 32×64 up to m = 64, 64×64 up to 256, 128×64 beyond.
+// (Measured choices and the sweeps behind them: wasm/backend/gpu/NOTES.md.) The GEMM fields are
+// the fallback where a device's workgroup memory cannot hold a tile.
+var DefaultTuning = Tuning{
+	GEMVKernel: shaders.GEMVHW, GEMVWorkgroup: 64, GEMVRows: 4,
+	GEMMWorkgroup: 64, GEMMRows: 2, TM: 16,
+	Tiles: [3]Tile{
+		{MaxM: 64, WG: 128, WGM: 8, TM: 4, TN: 4, BK: 16},
+		{MaxM: 256, WG: 256, WGM: 16, TM: 4, TN: 4, BK: 16},
+		{MaxM: 1 << 30, WG: 256, WGM: 16, TM: 8, TN: 4, BK: 16},
+	},
+}
+
+// SoftwareTuning is the launch shape for CPU implementations of WebGPU: gemv.wgsl and gemm.wgsl,
+// no workgroup memory. GEMM 64 threads × 2 weight rows × 16 activation rows per thread: one
+// decoded span serves 32 products of four elements, and a 4096-row weight still makes 32
+// workgroups per 16 activation rows, plenty for SwiftShader's CPU threads (not swept: TM 16 is
+// the kernel's limit, and one variant per format keeps SwiftShader's compiles at ~1-2 s each).
+// GEMV 8×4: on SwiftShader (headless Chromium, 2 CPU cores, shared and noisy) a -nibble.gemv
+// sweep of int4 g32 over 20 shapes from 1×8 to 256×1 put 8×4 at 67-128 ms for 1×4096×4096
+// (median of 3: 73), 207-465 ms for 1×11008×4096 (238) and 143-589 ms for 1×4096×11008 (205),
+// against 689-1216, 1283-3785 and 700-1696 ms for 128×4, five to eight times slower; 4×4, 4×8
+// and 8×8 were within the noise of 8×4, ≥ 32 threads at least twice as slow, 256×1 ten seconds.
 // Why, as far as the sweep shows (not profiled): SwiftShader runs a workgroup as 4-lane SIMD
 // groups (its subgroups, size 4) on 2 CPU threads, switching between groups at each barrier. At
 // 128 threads a 4096-long int4 row is one span per thread: every group pays the setup, the
 // subgroupAdd, the barrier and a 32-entry final sum for one span per row. At 8 threads, 2 groups
 // each loop over 16 spans with the x of a span in registers for 4 rows. Below 4 threads lanes go
 // idle (1×8: 359 ms).
-var SoftwareTuning = Tuning{GEMVWorkgroup: 8, GEMVRows: 4, GEMMWorkgroup: 64, GEMMRows: 2, TM: 16}
+var SoftwareTuning = Tuning{GEMVKernel: shaders.GEMV, GEMVWorkgroup: 8, GEMVRows: 4, GEMMWorkgroup: 64, GEMMRows: 2, TM: 16}
 
 // softwareNames are what software adapters put in GPUAdapterInfo when the browser does not set
 // isFallbackAdapter for them: Firefox on lavapipe reports "llvmpipe (…)" and no flag, and a
@@ -149,13 +176,33 @@ func softwareAdapter(info webgpu.AdapterInfo) bool {
 }
 
 // tuningFor is the launch shape New uses on an adapter unless Options.Tuning overrides it. The
-// adapter class decides, not the adapter: a GPU wants many threads per row to hide memory
-// latency, a CPU emulation wants few workgroups' worth of barriers and scheduling.
+// adapter class decides, not the vendor: a GPU wants many threads per row to hide memory latency
+// and workgroup memory to reuse operands, a CPU emulation wants few workgroups' worth of
+// barriers and scheduling. Each class's shape comes from sweeps measured on one adapter of it
+// (NOTES.md); within a class, what the device grants decides (fit).
 func tuningFor(info webgpu.AdapterInfo) Tuning {
 	if softwareAdapter(info) {
 		return SoftwareTuning
 	}
 	return DefaultTuning
+}
+
+// fit drops the workgroup-memory tiles when a device cannot run one of them (workgroup memory
+// or invocations below what the tile declares): GEMM then runs without workgroup memory. It
+// says why, for Caps.Notes.
+func (tu Tuning) fit(l webgpu.Limits) (Tuning, string) {
+	for _, t := range tu.Tiles {
+		if !t.set() {
+			continue
+		}
+		k := t.key(shaders.Key{Bits: 32})
+		if b := k.WorkgroupBytes(); b > l.MaxComputeWorkgroupStorageSize || t.WG > l.MaxComputeInvocationsPerWorkgroup {
+			tu.Tiles = [3]Tile{}
+			return tu, fmt.Sprintf("GEMM without workgroup memory: tile %s needs %d B and %d invocations, the device has %d B and %d",
+				k.Name(), b, t.WG, l.MaxComputeWorkgroupStorageSize, l.MaxComputeInvocationsPerWorkgroup)
+		}
+	}
+	return tu, ""
 }
 
 // features are what the device grants that changes the variant.
@@ -172,18 +219,40 @@ func keyFor(f quant.Format, m int, feat features, tu Tuning) shaders.Key {
 		// per-channel rows) need one scale per load.
 		k.ScalePerVec = f.GroupSize == 0 || f.GroupSize%(4*32/f.Bits) == 0
 	}
-	if m <= GEMVMaxM {
-		k.Kernel, k.WG, k.Rows, k.Subgroups = shaders.GEMV, tu.GEMVWorkgroup, tu.GEMVRows, feat.subgroups
-	} else {
+	switch {
+	case m <= GEMVMaxM:
+		k.Kernel, k.WG, k.Rows, k.Subgroups = tu.GEMVKernel, tu.GEMVWorkgroup, tu.GEMVRows, feat.subgroups
+	case tu.Tiles[0].set():
+		k = tu.tileFor(m).key(k)
+	default:
 		k.Kernel, k.WG, k.Rows, k.TM = shaders.GEMM, tu.GEMMWorkgroup, tu.GEMMRows, tu.TM
 	}
 	return k.Normalize()
 }
 
+// tileFor is the first tile whose MaxM covers m, else the last one set.
+func (tu Tuning) tileFor(m int) Tile {
+	var t Tile
+	for _, c := range tu.Tiles {
+		if !c.set() {
+			break
+		}
+		t = c
+		if m <= c.MaxM {
+			break
+		}
+	}
+	return t
+}
+
 // grid is the workgroup count of one dispatch of key over rows weight rows and m activation rows.
 func grid(k shaders.Key, rows, m int) (x, y int) {
-	if k.Kernel == shaders.GEMV {
+	switch k.Kernel {
+	case shaders.GEMV, shaders.GEMVHW:
 		return (rows + k.Rows - 1) / k.Rows, m
+	case shaders.GEMMTile:
+		bm, bn, _ := k.Tile()
+		return (rows + bn - 1) / bn, (m + bm - 1) / bm
 	}
 	per := k.WG * k.Rows
 	return (rows + per - 1) / per, (m + k.TM - 1) / k.TM
@@ -191,7 +260,15 @@ func grid(k shaders.Key, rows, m int) (x, y int) {
 
 // rowsPerWorkgroup is the smallest row count one workgroup covers in any kernel, which bounds
 // the rows of one dispatch by the device's workgroups-per-dimension limit.
-func (tu Tuning) rowsPerWorkgroup() int { return min(tu.GEMVRows, tu.GEMMWorkgroup*tu.GEMMRows) }
+func (tu Tuning) rowsPerWorkgroup() int {
+	r := min(tu.GEMVRows, tu.GEMMWorkgroup*tu.GEMMRows)
+	for _, t := range tu.Tiles {
+		if t.set() {
+			r = min(r, t.WG/t.WGM*t.TN)
+		}
+	}
+	return r
+}
 
 // params is the uniform block of decode.wgsl (struct Params), 12 u32.
 func params(l layout, c chunk, m int) [12]uint32 {

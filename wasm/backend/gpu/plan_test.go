@@ -75,11 +75,30 @@ func TestPlanChunks(t *testing.T) {
 
 func TestKeyChoice(t *testing.T) {
 	feat := features{subgroups: true}
-	if k := keyFor(quant.Q4, 1, feat, DefaultTuning); k.Kernel != shaders.GEMV || !k.Subgroups || !k.ScalePerVec {
+	if k := keyFor(quant.Q4, 1, feat, DefaultTuning); k.Kernel != shaders.GEMVHW || !k.Subgroups || !k.ScalePerVec {
 		t.Fatalf("m=1: %s", k.Name())
 	}
-	if k := keyFor(quant.Q4, GEMVMaxM+1, feat, DefaultTuning); k.Kernel != shaders.GEMM || k.Subgroups {
+	if k := keyFor(quant.Q4, 1, feat, SoftwareTuning); k.Kernel != shaders.GEMV || !k.Subgroups || !k.ScalePerVec {
+		t.Fatalf("m=1 software: %s", k.Name())
+	}
+	if k := keyFor(quant.Q4, GEMVMaxM+1, feat, DefaultTuning); k.Kernel != shaders.GEMMTile || k.Subgroups {
 		t.Fatalf("m=%d: %s", GEMVMaxM+1, k.Name())
+	}
+	if k := keyFor(quant.Q4, GEMVMaxM+1, feat, SoftwareTuning); k.Kernel != shaders.GEMM || k.Subgroups {
+		t.Fatalf("m=%d software: %s", GEMVMaxM+1, k.Name())
+	}
+	// Each tile serves the m up to its MaxM; m past the last MaxM takes the last tile.
+	lo := GEMVMaxM + 1
+	for _, tl := range DefaultTuning.Tiles {
+		for _, m := range []int{lo, tl.MaxM} {
+			if got := DefaultTuning.tileFor(m); got != tl {
+				t.Errorf("m=%d: tile %+v, want %+v", m, got, tl)
+			}
+		}
+		lo = tl.MaxM + 1
+	}
+	if got := DefaultTuning.tileFor(1 << 31); got != DefaultTuning.Tiles[2] {
+		t.Errorf("m=2³¹: tile %+v, want the last", got)
 	}
 	a := keyFor(quant.Format{Bits: 32, GroupSize: 64, Scales: quant.ScaleF16}, 1, feat, DefaultTuning)
 	b := keyFor(quant.Format{Bits: 32}, 1, feat, DefaultTuning)
@@ -96,8 +115,14 @@ func TestKeyChoice(t *testing.T) {
 	if x, y := grid(keyFor(quant.Q4, 3, feat, DefaultTuning), 130, 3); x != 33 || y != 3 {
 		t.Fatalf("gemv grid %d×%d", x, y)
 	}
-	if x, y := grid(keyFor(quant.Q4, 19, feat, DefaultTuning), 130, 19); x != (130+DefaultTuning.GEMMWorkgroup*DefaultTuning.GEMMRows-1)/(DefaultTuning.GEMMWorkgroup*DefaultTuning.GEMMRows) || y != (19+DefaultTuning.TM-1)/DefaultTuning.TM {
+	sw := SoftwareTuning
+	if x, y := grid(keyFor(quant.Q4, 19, feat, sw), 130, 19); x != (130+sw.GEMMWorkgroup*sw.GEMMRows-1)/(sw.GEMMWorkgroup*sw.GEMMRows) || y != (19+sw.TM-1)/sw.TM {
 		t.Fatalf("gemm grid %d×%d", x, y)
+	}
+	k := keyFor(quant.Q4, 19, feat, DefaultTuning)
+	bm, bn, _ := k.Tile()
+	if x, y := grid(k, 130, 19); x != (130+bn-1)/bn || y != (19+bm-1)/bm {
+		t.Fatalf("gemm-tile %s grid %d×%d", k.Name(), x, y)
 	}
 }
 
@@ -131,6 +156,16 @@ func TestTuningForAdapter(t *testing.T) {
 	}
 	if SoftwareTuning == DefaultTuning {
 		t.Error("SoftwareTuning equals DefaultTuning: the adapter class would choose nothing")
+	}
+	// The hardware tiles fit WebGPU's default limits' invocations and a desktop GPU's
+	// workgroup memory; with the default 16 KiB they fall back to the GEMM without tiles.
+	desk := webgpu.Limits{MaxComputeWorkgroupStorageSize: 32768, MaxComputeInvocationsPerWorkgroup: 256}
+	if tu, why := DefaultTuning.fit(desk); tu != DefaultTuning || why != "" {
+		t.Errorf("DefaultTuning does not fit %+v: %s", desk, why)
+	}
+	small := webgpu.Limits{MaxComputeWorkgroupStorageSize: 1024, MaxComputeInvocationsPerWorkgroup: 256}
+	if tu, why := DefaultTuning.fit(small); tu.Tiles[0].set() || why == "" {
+		t.Errorf("1 KiB of workgroup memory: tiles kept (%+v)", tu.Tiles)
 	}
 	for _, tu := range []Tuning{DefaultTuning, SoftwareTuning} {
 		for _, f := range backendtest.AllFormats() {

@@ -1,0 +1,165 @@
+// gemm_tile.wgsl: y[m][n] = Σ_k x[m][k]·w[n][k] for many activation rows on a GPU: tiles in
+// workgroup memory (gemm.wgsl, with none, is the variant for CPU implementations of WebGPU).
+//
+// A workgroup computes a BM×BN block of y. Per step of BK along K its threads stage BM×BK
+// activations and BN×BK weights, dequantized once there, in workgroup memory; each thread then
+// accumulates a TM×TN block (TN = ROWS) from it: per k, TM/4 + TN/4 vec4 loads feed TM·TN
+// multiply-adds. A weight is decoded once per workgroup that needs it (m/BM times in all), not
+// once per activation row. The next step's global loads are issued before this step's
+// arithmetic and held in registers, so their latency hides behind it.
+//
+// Thread (ty, tx) owns activation rows 4·ty + 4·WGM·i + {0..3} and weight rows 4·tx + 4·WGN·j +
+// {0..3}: at one k, neighbouring threads read neighbouring vec4s (distinct banks, or one address
+// broadcast). Staging writes go down a column of the tile with consecutive threads on consecutive
+// rows, so they are conflict-free too, and no padding is needed.
+//
+// Grid: (ceil(n / BN), ceil(m / BM), 1). Consts from the header: WG, WGM, TM, ROWS, BK.
+
+@group(0) @binding(1) var<storage, read> w: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+const WGN: u32 = WG / WGM;
+const BM: u32 = WGM * TM;
+const BN: u32 = WGN * ROWS;
+const XV: u32 = BM * BK / 4u;        // x vec4s per tile
+const XPT: u32 = (XV + WG - 1u) / WG; // … per thread
+const WPR: u32 = BK / EW;             // words of one weight row per tile
+const WW: u32 = BN * WPR;             // words per tile
+const WPT: u32 = (WW + WG - 1u) / WG; // … per thread
+
+// as[k][m] and bs[k][n], as vec4s along m and n.
+var<workgroup> as_: array<vec4<f32>, BK * BM / 4u>;
+var<workgroup> bs: array<vec4<f32>, BK * BN / 4u>;
+
+struct Tile {
+  n0: u32,
+  m0: u32,
+}
+
+// Global loads of tile t into registers. Past K (kp, row_words) they read zeros; rows past n and
+// m read the last real one (results dropped at the store).
+fn load_tile(tl: Tile, t: u32, tid: u32, xr: ptr<function, array<vec4<f32>, XPT>>, wr: ptr<function, array<u32, WPT>>) {
+  let kx = params.kp / 4u;
+  for (var j = 0u; j < XPT; j++) {
+    let v = j * WG + tid;
+    let kv = t * (BK / 4u) + v / BM;
+    var xv = vec4<f32>(0.0);
+    if (v < XV && kv < kx) {
+      xv = x[min(tl.m0 + v % BM, params.m - 1u) * kx + kv];
+    }
+    (*xr)[j] = xv;
+  }
+  for (var j = 0u; j < WPT; j++) {
+    let l = j * WG + tid;
+    let wk = t * WPR + l / BN;
+    var wd = 0u;
+    if (l < WW && wk < params.row_words) {
+      wd = w[min(tl.n0 + l % BN, params.n - 1u) * params.row_words + wk];
+    }
+    (*wr)[j] = wd;
+  }
+}
+
+fn put_b(k: u32, n: u32, v: f32) {
+  bs[k * (BN / 4u) + n / 4u][n % 4u] = v;
+}
+
+// Registers of tile t into workgroup memory, the weights dequantized.
+fn store_tile(tl: Tile, t: u32, tid: u32, xr: ptr<function, array<vec4<f32>, XPT>>, wr: ptr<function, array<u32, WPT>>) {
+  for (var j = 0u; j < XPT; j++) {
+    let v = j * WG + tid;
+    if (v < XV) {
+      let r = v % BM;
+      let k = 4u * (v / BM);
+      let xv = (*xr)[j];
+      as_[k * (BM / 4u) + r / 4u][r % 4u] = xv.x;
+      as_[(k + 1u) * (BM / 4u) + r / 4u][r % 4u] = xv.y;
+      as_[(k + 2u) * (BM / 4u) + r / 4u][r % 4u] = xv.z;
+      as_[(k + 3u) * (BM / 4u) + r / 4u][r % 4u] = xv.w;
+    }
+  }
+  for (var j = 0u; j < WPT; j++) {
+    let l = j * WG + tid;
+    if (l < WW) {
+      let n = l % BN;
+      let e0 = (l / BN) * EW; // first element of the word within the tile
+      let wd = (*wr)[j];
+#if QUANT
+      let row = min(tl.n0 + n, params.n - 1u);
+      // Groups are multiples of 8 long: four aligned codes share one scale.
+      for (var e4 = 0u; e4 < EW / 4u; e4++) {
+        let g = group_of(t * BK + e0 + 4u * e4);
+        let q = (codes_at(wd, 4u * e4) - zero_at(row, g)) * scale_at(row, g);
+        put_b(e0 + 4u * e4, n, q.x);
+        put_b(e0 + 4u * e4 + 1u, n, q.y);
+        put_b(e0 + 4u * e4 + 2u, n, q.z);
+        put_b(e0 + 4u * e4 + 3u, n, q.w);
+      }
+#else
+#if F16W
+      let h = unpack2x16float(wd);
+      put_b(e0, n, h.x);
+      put_b(e0 + 1u, n, h.y);
+#else
+      put_b(e0, n, bitcast<f32>(wd));
+#endif
+#endif
+    }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  let tl = Tile(wid.x * BN, wid.y * BM);
+  let tx = tid % WGN;
+  let ty = tid / WGN;
+  let tiles = (params.kp + BK - 1u) / BK;
+  var xr: array<vec4<f32>, XPT>;
+  var wr: array<u32, WPT>;
+  // acc[i·TN/4 + j]: activation row i of the thread, its weight rows 4j..4j+3.
+  var acc: array<vec4<f32>, TM * ROWS / 4u>;
+  load_tile(tl, 0u, tid, &xr, &wr);
+  store_tile(tl, 0u, tid, &xr, &wr);
+  workgroupBarrier();
+  for (var t = 0u; t < tiles; t++) {
+    if (t + 1u < tiles) {
+      load_tile(tl, t + 1u, tid, &xr, &wr);
+    }
+    for (var k = 0u; k < BK; k++) {
+      var a: array<vec4<f32>, TM / 4u>;
+      var b: array<vec4<f32>, ROWS / 4u>;
+      for (var i = 0u; i < TM / 4u; i++) {
+        a[i] = as_[k * (BM / 4u) + i * WGM + ty];
+      }
+      for (var j = 0u; j < ROWS / 4u; j++) {
+        b[j] = bs[k * (BN / 4u) + j * WGN + tx];
+      }
+      for (var i = 0u; i < TM; i++) {
+        let av = vec4<f32>(a[i / 4u][i % 4u]);
+        for (var j = 0u; j < ROWS / 4u; j++) {
+          acc[i * (ROWS / 4u) + j] = fma(av, b[j], acc[i * (ROWS / 4u) + j]);
+        }
+      }
+    }
+    workgroupBarrier();
+    if (t + 1u < tiles) {
+      store_tile(tl, t + 1u, tid, &xr, &wr);
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < TM; i++) {
+    let m = tl.m0 + (i / 4u) * 4u * WGM + 4u * ty + i % 4u;
+    if (m < params.m) {
+      for (var j = 0u; j < ROWS / 4u; j++) {
+        let v = acc[i * (ROWS / 4u) + j];
+        let n = tl.n0 + j * 4u * WGN + 4u * tx;
+        let base = m * params.y_stride + params.y_offset + n;
+        if (n < params.n) { y[base] = v.x; }
+        if (n + 1u < params.n) { y[base + 1u] = v.y; }
+        if (n + 2u < params.n) { y[base + 2u] = v.z; }
+        if (n + 3u < params.n) { y[base + 3u] = v.w; }
+      }
+    }
+  }
+}
