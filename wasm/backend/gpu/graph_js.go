@@ -1,0 +1,798 @@
+//go:build js && wasm
+
+package gpu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"syscall/js"
+	"unsafe"
+	"weak"
+
+	"github.com/nibble-ml/nibble/shaders"
+	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/graph"
+	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/quant"
+	"github.com/nibble-ml/nibble/wasm/webgpu"
+)
+
+// poisonArena makes Compile fill the arena with NaN, so an output that no dispatch writes reads
+// as NaN instead of as the zeros a fresh buffer holds. The package's tests set it; it is not an
+// Option because no caller outside them wants it.
+var poisonArena bool
+
+// elemWG is the workgroup of the one-invocation-per-element kernels, rowWG that of the
+// one-workgroup-per-row reductions (norms, softmax).
+const elemWG, rowWG = 64, 64
+
+// maxGroups is WebGPU's default maxComputeWorkgroupsPerDimension; grids fold into a second
+// dimension beyond it.
+const maxGroups = 65535
+
+var _ backend.Compiler = (*Backend)(nil)
+
+// Compile binds g's weights and builds everything a forward needs: the liveness-planned arena,
+// the constants (Const data, float weights read as values, RoPE tables), every op's parameters
+// in one uniform buffer, pipelines and bind groups. A Run then only writes the inputs, records
+// the prebuilt dispatches into one command encoder, submits once and maps one readback buffer.
+func (b *Backend) Compile(g *graph.Graph, ws backend.Weights) (backend.Program, error) {
+	bound, err := backend.BindWeights(g, ws)
+	if err != nil {
+		return nil, fmt.Errorf("gpu compile: %w", err)
+	}
+	weights := map[string]*weight{}
+	for name, bw := range bound {
+		w, ok := bw.(*weight)
+		if !ok || w.b != b {
+			return nil, fmt.Errorf("gpu compile %q: weight %q was not uploaded to this backend", g.Name, name)
+		}
+		if w.chunks == nil {
+			return nil, fmt.Errorf("gpu compile %q: weight %q was released", g.Name, name)
+		}
+		weights[name] = w
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, errors.New("gpu compile: backend closed")
+	}
+	if err := b.dev.Err(); err != nil {
+		return nil, fmt.Errorf("gpu compile %q: %w", g.Name, err)
+	}
+	p := &program{b: b, g: g}
+	c := &compiler{p: p, weights: weights, ops: b.opPipelines()}
+	if err := b.dev.PushErrorScope("validation"); err != nil {
+		return nil, err
+	}
+	err = c.compile()
+	if perr := b.dev.PopErrorScope("compile " + g.Name); err == nil {
+		err = perr
+	}
+	if err != nil {
+		p.destroy()
+		return nil, fmt.Errorf("gpu compile %q: %w", g.Name, err)
+	}
+	return p, nil
+}
+
+// program is a compiled graph. Its buffers are its own; the weights stay the caller's.
+type program struct {
+	b        *Backend
+	g        *graph.Graph
+	plan     *graphPlan
+	slabs    []*webgpu.Buffer
+	consts   *webgpu.Buffer
+	zeroIDs  *webgpu.Buffer // one int32 0: the ids of the gathers that densify weights
+	params   *webgpu.Buffer
+	readback *webgpu.Buffer
+	steps    []step
+	inputs   []ioRange // per g.Inputs (bytes 0: an input nothing reads)
+	outputs  []ioRange // per g.Outputs, at their offsets in readback
+	stage    js.Value  // staging Uint8Array for the inputs, as large as the largest
+	host     []byte    // the mapped readback, copied in one call
+	released bool
+}
+
+// step is one dispatch, or a Linear's matmul (its own pipeline and one dispatch per chunk).
+type step struct {
+	pl     *webgpu.ComputePipeline
+	group  *webgpu.BindGroup
+	gx, gy int
+	mm     *boundMatMul
+}
+
+// ioRange is where an input is written or an output read.
+type ioRange struct {
+	buf       *webgpu.Buffer
+	off, size int64 // in buf
+	at        int64 // outputs: offset in the readback buffer
+}
+
+// opCaches holds each Backend's op pipelines, beside the Backend rather than in it: its cache
+// of matmul pipelines is keyed by shaders.Key, and an op kernel is a shaders.OpKey. Weak keys let
+// a closed Backend and its cache be collected.
+var opCaches sync.Map // weak.Pointer[Backend] → *opCache
+
+type opCache struct {
+	m map[shaders.OpKey]*webgpu.ComputePipeline
+}
+
+func (b *Backend) opPipelines() *opCache {
+	wp := weak.Make(b)
+	if c, ok := opCaches.Load(wp); ok {
+		return c.(*opCache)
+	}
+	c, loaded := opCaches.LoadOrStore(wp, &opCache{m: map[shaders.OpKey]*webgpu.ComputePipeline{}})
+	if !loaded {
+		runtime.AddCleanup(b, func(wp weak.Pointer[Backend]) { opCaches.Delete(wp) }, wp)
+	}
+	return c.(*opCache)
+}
+
+// pipeline returns the cached pipeline of an op kernel, building it on first use. The caller
+// holds b.mu.
+func (b *Backend) opPipeline(cache *opCache, k shaders.OpKey) (*webgpu.ComputePipeline, error) {
+	k = k.Normalize()
+	if p := cache.m[k]; p != nil {
+		return p, nil
+	}
+	src, err := k.Source()
+	if err != nil {
+		return nil, err
+	}
+	src.Variant = b.label + " " + src.Variant
+	p, err := b.dev.CreateComputePipeline(src, "main", nil)
+	if err != nil {
+		return nil, err
+	}
+	cache.m[k] = p
+	return p, nil
+}
+
+// compiler builds one program. Bind groups need the params buffer, whose size is known only
+// once every op has added its blocks, so ops queue their bind groups in later.
+type compiler struct {
+	p         *program
+	weights   map[string]*weight
+	ops       *opCache
+	params    []byte // the uniform image, one slot per block
+	slot      int64  // bytes per slot: minUniformBufferOffsetAlignment, at least 256
+	later     []func() error
+	densify   []step  // compile-time dispatches: float weights read as values, made dense
+	constData []byte  // the constant buffer's image
+	stepsOut  *[]step // where the current op's steps go
+}
+
+func (c *compiler) compile() error {
+	p, b, g := c.p, c.p.b, c.p.g
+	dl := b.dev.Limits()
+	c.slot = max(256, int64(dl.MinUniformBufferOffsetAlignment))
+	lim := arenaLimits{
+		align:      max(16, int64(dl.MinStorageBufferOffsetAlignment)),
+		maxBinding: b.maxBind,
+		maxSlab:    dl.MaxBufferSize,
+	}
+	var err error
+	p.plan, err = planGraph(g, func(i int) int {
+		return c.weights[g.Nodes[g.Nodes[i].Inputs[1]].Attr.Name].paddedK()
+	}, lim)
+	if err != nil {
+		return err
+	}
+	if err := c.buffers(); err != nil {
+		return err
+	}
+	c.stepsOut = &p.steps
+	for i := range g.Nodes {
+		if !p.plan.needed[i] {
+			continue
+		}
+		if err := c.op(i); err != nil {
+			n := &g.Nodes[i]
+			return fmt.Errorf("%%%d %s %q: %w", i, n.Op, n.Label, err)
+		}
+	}
+	c.stepsOut = &c.densify
+	for i, n := range g.Nodes {
+		if p.plan.dense[i] {
+			if err := c.densifyWeight(i, c.weights[n.Attr.Name]); err != nil {
+				return fmt.Errorf("weight %q: %w", n.Attr.Name, err)
+			}
+		}
+	}
+	if p.params, err = b.dev.CreateBuffer(c.label("params"), max(int64(len(c.params)), 16), webgpu.BufferUniform|webgpu.BufferCopyDst); err != nil {
+		return err
+	}
+	for _, f := range c.later {
+		if err := f(); err != nil {
+			return err
+		}
+	}
+	q := b.dev.Queue()
+	if len(c.params) > 0 {
+		if err := q.WriteBuffer(p.params, 0, jsutil.BytesToJS(c.params), 0, int64(len(c.params))); err != nil {
+			return err
+		}
+	}
+	if len(c.constData) > 0 {
+		if err := q.WriteBuffer(p.consts, 0, jsutil.BytesToJS(c.constData), 0, int64(len(c.constData))); err != nil {
+			return err
+		}
+	}
+	if poisonArena {
+		if err := p.poison(); err != nil {
+			return err
+		}
+	}
+	if len(c.densify) > 0 {
+		enc, err := b.dev.CreateCommandEncoder(c.label("densify"))
+		if err != nil {
+			return err
+		}
+		if err := p.record(enc, c.densify, "densify"); err != nil {
+			return err
+		}
+		cb, err := enc.Finish()
+		if err != nil {
+			return err
+		}
+		if err := q.Submit(cb); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *compiler) label(what string) string {
+	return fmt.Sprintf("%s graph %s %s", c.p.b.label, c.p.g.Name, what)
+}
+
+// buffers creates the arena slabs, the constant and readback buffers, and lays out the
+// inputs, outputs and constants.
+func (c *compiler) buffers() error {
+	p, b, g, pl := c.p, c.p.b, c.p.g, c.p.plan
+	for s, size := range pl.slabs {
+		buf, err := b.dev.CreateBuffer(c.label(fmt.Sprintf("arena %d", s)), size, webgpu.BufferStorage|webgpu.BufferCopyDst|webgpu.BufferCopySrc)
+		if err != nil {
+			return err
+		}
+		p.slabs = append(p.slabs, buf)
+	}
+	var err error
+	if p.consts, err = b.dev.CreateBuffer(c.label("constants"), max(pl.consts, 16), webgpu.BufferStorage|webgpu.BufferCopyDst|webgpu.BufferCopySrc); err != nil {
+		return err
+	}
+	c.constData = make([]byte, pl.consts)
+	for i, n := range g.Nodes {
+		switch {
+		case n.Op == graph.OpConst && pl.needed[i]:
+			copy(c.constData[pl.at[i].off:], f32bytes(n.Attr.Data))
+		case n.Op == graph.OpRoPE && pl.needed[i]:
+			putFloats(c.constData[pl.freq[i].off:], ropeTable(n.Attr.Base, n.Shape[3]))
+		}
+	}
+	maxIn := int64(0)
+	for _, v := range g.Inputs {
+		r := ioRange{}
+		if pl.needed[v] {
+			at := pl.at[v]
+			r = ioRange{buf: p.buf(at), off: at.off, size: int64(g.Nodes[v].Shape.Size()) * 4}
+		}
+		maxIn = max(maxIn, r.size)
+		p.inputs = append(p.inputs, r)
+	}
+	p.stage = js.Global().Get("Uint8Array").New(max(maxIn, 4))
+	var read int64
+	for _, v := range g.Outputs {
+		at := pl.at[pl.root[v]]
+		r := ioRange{buf: p.buf(at), off: at.off, size: int64(g.Nodes[v].Shape.Size()) * 4, at: read}
+		read += r.size
+		p.outputs = append(p.outputs, r)
+	}
+	p.host = make([]byte, read)
+	p.readback, err = b.dev.CreateBuffer(c.label("readback"), max(read, 4), webgpu.BufferMapRead|webgpu.BufferCopyDst)
+	return err
+}
+
+// buf is the buffer a place is in.
+func (p *program) buf(at place) *webgpu.Buffer {
+	if at.slab == constSlab {
+		return p.consts
+	}
+	return p.slabs[at.slab]
+}
+
+// bind is binding i over the storage of value v.
+func (p *program) bind(i int, v graph.Value) webgpu.BufferBinding {
+	return p.bindPlace(i, p.plan.at[p.plan.root[v]])
+}
+
+func (p *program) bindPlace(i int, at place) webgpu.BufferBinding {
+	return webgpu.BufferBinding{Binding: i, Buffer: p.buf(at), Offset: at.off, Size: at.size}
+}
+
+// block adds a uniform block to the params image and returns its binding, with a nil Buffer
+// that withParams replaces once the params buffer exists. The binding spans the whole slot: a
+// kernel's struct may be longer than the words an op sets (the rest is zero).
+func (c *compiler) block(binding int, words []uint32) webgpu.BufferBinding {
+	off := int64(len(c.params))
+	c.params = append(c.params, make([]byte, c.slot)...)
+	copy(c.params[off:], unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), 4*len(words)))
+	return webgpu.BufferBinding{Binding: binding, Offset: off, Size: c.slot}
+}
+
+// withParams is bs with the params buffer in the bindings block made.
+func (c *compiler) withParams(bs []webgpu.BufferBinding) []webgpu.BufferBinding {
+	out := make([]webgpu.BufferBinding, len(bs))
+	for i, e := range bs {
+		if e.Buffer == nil {
+			e.Buffer = c.p.params
+		}
+		out[i] = e
+	}
+	return out
+}
+
+// dispatch queues one dispatch of kernel k: its uniform words at binding 0, the operands, and a
+// grid covering groups workgroups.
+func (c *compiler) dispatch(what string, k shaders.OpKey, words []uint32, groups int, operands ...webgpu.BufferBinding) error {
+	return c.dispatchWith(what, k, groups, append([]webgpu.BufferBinding{c.block(0, words)}, operands...))
+}
+
+// dispatchWith queues one dispatch whose bindings (uniform blocks included) the caller made.
+func (c *compiler) dispatchWith(what string, k shaders.OpKey, groups int, bindings []webgpu.BufferBinding) error {
+	pl, err := c.p.b.opPipeline(c.ops, k)
+	if err != nil {
+		return err
+	}
+	gx := min(groups, maxGroups)
+	gy := (groups + gx - 1) / gx
+	out := c.stepsOut
+	*out = append(*out, step{pl: pl, gx: gx, gy: gy})
+	i := len(*out) - 1
+	label := c.label(what)
+	c.later = append(c.later, func() error {
+		g, err := c.p.b.dev.CreateBindGroup(label, pl.BindGroupLayout(0), c.withParams(bindings)...)
+		(*out)[i].group = g
+		return err
+	})
+	return nil
+}
+
+func groupsFor(n, wg int) int { return (n + wg - 1) / wg }
+
+// op lowers node i into steps.
+func (c *compiler) op(i int) error {
+	p, g := c.p, c.p.g
+	n := &g.Nodes[i]
+	v := graph.Value(i)
+	what := fmt.Sprintf("%%%d %s %s", i, n.Op, n.Label)
+	in := func(j int) graph.Value { return n.Inputs[j] }
+	shape := func(j int) graph.Shape { return g.Nodes[n.Inputs[j]].Shape }
+	size := n.Shape.Size()
+	switch n.Op {
+	case graph.OpInput, graph.OpConst, graph.OpWeight, graph.OpReshape:
+		return nil // written before the run, at Compile, or a view
+	case graph.OpScale, graph.OpReLU, graph.OpGELU, graph.OpSiLU, graph.OpTanh:
+		k := shaders.OpKey{Family: shaders.OpUnary, Variant: n.Op.String(), WG: elemWG}
+		return c.dispatch(what, k, []uint32{uint32(size), math.Float32bits(n.Attr.Scale), 0, 0}, groupsFor(size, elemWG),
+			p.bind(1, in(0)), p.bind(2, v))
+	case graph.OpAdd, graph.OpSub, graph.OpMul, graph.OpDiv:
+		dims, st := mergeDims(n.Shape, broadcastStrides(shape(0), n.Shape), broadcastStrides(shape(1), n.Shape))
+		if len(dims) > 8 {
+			return fmt.Errorf("broadcast over %d dimensions that do not merge; the kernel takes 8", len(dims))
+		}
+		words := append([]uint32{uint32(size), uint32(len(dims)), 0, 0}, pack8(dims, st[0], st[1])...)
+		k := shaders.OpKey{Family: shaders.OpBinary, Variant: n.Op.String(), WG: elemWG}
+		return c.dispatch(what, k, words, groupsFor(size, elemWG), p.bind(1, in(0)), p.bind(2, in(1)), p.bind(3, v))
+	case graph.OpLayerNorm, graph.OpRMSNorm, graph.OpL2Normalize:
+		D := n.Shape[len(n.Shape)-1]
+		words := []uint32{uint32(size / D), uint32(D), math.Float32bits(n.Attr.Eps), 0}
+		ops := []webgpu.BufferBinding{p.bind(1, in(0)), p.bind(2, v)}
+		variant := map[graph.Op]string{graph.OpLayerNorm: "layernorm", graph.OpRMSNorm: "rmsnorm", graph.OpL2Normalize: "l2"}[n.Op]
+		if n.Op != graph.OpL2Normalize {
+			ops = append(ops, p.bind(3, in(1)))
+		}
+		if n.Op == graph.OpLayerNorm {
+			ops = append(ops, p.bind(4, in(2)))
+		}
+		return c.dispatch(what, shaders.OpKey{Family: shaders.OpNorm, Variant: variant, WG: rowWG}, words, size/D, ops...)
+	case graph.OpSoftmax:
+		r := len(n.Shape)
+		D := n.Shape[r-1]
+		ops := []webgpu.BufferBinding{p.bind(1, in(0)), p.bind(2, v)}
+		words := []uint32{uint32(size / D), uint32(D), 0, 0}
+		variant := "plain"
+		if in(1) != graph.None {
+			variant = "masked"
+			mst := broadcastStrides(shape(1), n.Shape)
+			dims, st := mergeDims(n.Shape[:r-1], mst[:r-1])
+			if len(dims) > 8 {
+				return fmt.Errorf("mask over %d dimensions that do not merge; the kernel takes 8", len(dims))
+			}
+			words = append([]uint32{uint32(size / D), uint32(D), uint32(len(dims)), uint32(mst[r-1])}, pack8(dims, st[0])...)
+			ops = append(ops, p.bind(3, in(1)))
+		}
+		return c.dispatch(what, shaders.OpKey{Family: shaders.OpSoftmax, Variant: variant, WG: rowWG}, words, size/D, ops...)
+	case graph.OpMatMul:
+		as, r := shape(0), len(n.Shape)
+		M, K, N := as[r-2], as[r-1], n.Shape[r-1]
+		variant := "ab"
+		if n.Attr.TransB {
+			variant = "abt"
+		}
+		k := shaders.OpKey{Family: shaders.OpMatMul, Variant: variant, WG: elemWG}
+		return c.dispatch(what, k, []uint32{uint32(size), uint32(M), uint32(N), uint32(K)}, groupsFor(size, elemWG),
+			p.bind(1, in(0)), p.bind(2, in(1)), p.bind(3, v))
+	case graph.OpTranspose:
+		xs := rowStrides(shape(0))
+		ss := make([]int, len(n.Attr.Perm))
+		for d, a := range n.Attr.Perm {
+			ss[d] = xs[a]
+		}
+		return c.copy(what, n.Shape, ss, rowStrides(n.Shape), 0, 0, -1, p.bind(1, in(0)), p.bind(2, v))
+	case graph.OpSlice:
+		xs := rowStrides(shape(0))
+		return c.copy(what, n.Shape, xs, rowStrides(n.Shape), n.Attr.Start*xs[n.Attr.Axis], 0, -1, p.bind(1, in(0)), p.bind(2, v))
+	case graph.OpConcat:
+		os := rowStrides(n.Shape)
+		off := 0
+		for j := range n.Inputs {
+			s := shape(j)
+			if err := c.copy(fmt.Sprintf("%s [%d]", what, j), s, rowStrides(s), os, 0, off*os[n.Attr.Axis], -1, p.bind(1, in(j)), p.bind(2, v)); err != nil {
+				return err
+			}
+			off += s[n.Attr.Axis]
+		}
+		return nil
+	case graph.OpMeanPool:
+		xs := shape(0)
+		k := shaders.OpKey{Family: shaders.OpPool, Variant: "mean", WG: elemWG}
+		return c.dispatch(what, k, []uint32{uint32(xs[0]), uint32(xs[1]), uint32(xs[2]), 0}, groupsFor(size, elemWG),
+			p.bind(1, in(0)), p.bind(2, in(1)), p.bind(3, v))
+	case graph.OpRoPE:
+		s := n.Shape
+		variant := "halves"
+		if n.Attr.Interleaved {
+			variant = "interleaved"
+		}
+		k := shaders.OpKey{Family: shaders.OpRoPE, Variant: variant, WG: elemWG}
+		return c.dispatch(what, k, []uint32{uint32(size / 2), uint32(s[1]), uint32(s[2]), uint32(s[3] / 2)}, groupsFor(size/2, elemWG),
+			p.bind(1, in(0)), p.bind(2, in(1)), p.bind(3, v), p.bindPlace(4, p.plan.freq[i]))
+	case graph.OpGather:
+		return c.gather(what, n, v)
+	case graph.OpLinear:
+		return c.linear(what, i, n)
+	}
+	return fmt.Errorf("op %s has no WebGPU kernel", n.Op)
+}
+
+// copy queues the strided copy of dims from x (strides ss from sbase) to y (strides ds from
+// dbase); lim ≥ 0 zero-fills the indices whose last coordinate is ≥ lim.
+func (c *compiler) copy(what string, dims graph.Shape, ss, ds []int, sbase, dbase, lim int, x, y webgpu.BufferBinding) error {
+	size := dims.Size()
+	md, st := mergeDims(dims, ss, ds)
+	if lim >= 0 {
+		// The zero fill tests the last coordinate: that dimension must stay as it is.
+		r := len(dims) - 1
+		lead, lst := mergeDims(dims[:r], ss[:r], ds[:r])
+		md = append(lead, dims[r])
+		st = [][]int{append(lst[0], ss[r]), append(lst[1], ds[r])}
+	}
+	if len(md) > 8 {
+		return fmt.Errorf("copy over %d dimensions that do not merge; the kernel takes 8", len(md))
+	}
+	l := uint32(math.MaxUint32)
+	if lim >= 0 {
+		l = uint32(lim)
+	}
+	words := append([]uint32{uint32(size), uint32(len(md)), uint32(sbase), uint32(dbase), l, 0, 0, 0}, pack8(md, st[0], st[1])...)
+	k := shaders.OpKey{Family: shaders.OpCopy, Variant: "strided", WG: elemWG}
+	x.Binding, y.Binding = 1, 2
+	return c.dispatch(what, k, words, groupsFor(size, elemWG), x, y)
+}
+
+// linear queues x·wᵀ (+ bias): x copied into zero-padded rows first when the weight's device
+// rows are longer than K, the matmul kernels of gpu_js.go, then the bias added in place.
+func (c *compiler) linear(what string, i int, n *graph.Node) error {
+	p := c.p
+	w := c.weights[p.g.Nodes[n.Inputs[1]].Attr.Name]
+	N, K := w.Shape()
+	m := p.g.Nodes[n.Inputs[0]].Shape.Size() / K
+	kp := w.paddedK()
+	x := p.bind(2, n.Inputs[0])
+	if pad := p.plan.pad[i]; pad.size > 0 {
+		padded := p.bindPlace(2, pad)
+		if err := c.copy(what+" pad", graph.Shape{m, kp}, []int{K, 1}, []int{kp, 1}, 0, 0, K, x, padded); err != nil {
+			return err
+		}
+		x = padded
+	}
+	x.Size = int64(m*kp) * 4
+	y := p.bind(3, graph.Value(i))
+	var pars []webgpu.BufferBinding
+	for _, words := range w.matmulParams(m) {
+		pars = append(pars, c.block(0, words[:]))
+	}
+	p.steps = append(p.steps, step{})
+	si := len(p.steps) - 1
+	label := c.label(what)
+	c.later = append(c.later, func() error {
+		bm, err := p.b.bindMatMul(label, w, m, x, y, c.withParams(pars))
+		p.steps[si].mm = bm
+		return err
+	})
+	if b := n.Inputs[2]; b != graph.None {
+		words := append([]uint32{uint32(m * N), 1, 0, 0}, pack8([]int{N})...)
+		k := shaders.OpKey{Family: shaders.OpBinary, Variant: "bias", WG: elemWG}
+		return c.dispatch(what+" bias", k, words, groupsFor(m*N, elemWG), p.bind(2, b), p.bind(3, graph.Value(i)))
+	}
+	return nil
+}
+
+// gather queues table[ids]: from an f32 value, or from a resident weight one dispatch per row
+// chunk (see ops_gather.wgsl).
+func (c *compiler) gather(what string, n *graph.Node, v graph.Value) error {
+	p := c.p
+	t, ids := n.Inputs[0], n.Inputs[1]
+	tn := &p.g.Nodes[t]
+	V, D := tn.Shape[0], tn.Shape[1]
+	count := p.g.Nodes[ids].Shape.Size()
+	if tn.Op != graph.OpWeight {
+		k := shaders.OpKey{Family: shaders.OpGather, Variant: "value", WG: elemWG}
+		words := []uint32{uint32(count), uint32(D), uint32(V), 0, 0, 0, 1, 0}
+		return c.dispatchWith(what, k, groupsFor(count*D, elemWG), []webgpu.BufferBinding{c.block(6, words), p.bind(1, t), p.bind(2, ids), p.bind(3, v)})
+	}
+	return c.gatherWeight(what, c.weights[tn.Attr.Name], count, D, V, p.bind(2, ids), p.bind(3, v))
+}
+
+// gatherWeight reads count rows of d elements of a [v, d] view of w.
+func (c *compiler) gatherWeight(what string, w *weight, count, d, v int, ids, y webgpu.BufferBinding) error {
+	f := w.l.format
+	k := shaders.OpKey{Family: shaders.OpGather, Variant: "weight", WG: elemWG, Bits: f.Bits,
+		Asym: f.Scheme == quant.Asymmetric, ScaleF16: f.Scales == quant.ScaleF16}
+	dec := w.matmulParams(1)
+	for ci, ch := range w.chunks {
+		first := uint32(0)
+		if ci == 0 {
+			first = 1
+		}
+		words := []uint32{uint32(count), uint32(d), uint32(v), uint32(w.l.k), uint32(ch.r0), uint32(ch.r1), first, 0}
+		// decode.wgsl's Params (binding 0) describe the chunk; the gather's own are at binding 6.
+		bs := []webgpu.BufferBinding{c.block(0, dec[ci][:]), c.block(6, words), {Binding: 1, Buffer: ch.data}, ids, y}
+		if ch.scales != nil {
+			bs = append(bs, webgpu.BufferBinding{Binding: 4, Buffer: ch.scales})
+		}
+		if ch.zeros != nil {
+			bs = append(bs, webgpu.BufferBinding{Binding: 5, Buffer: ch.zeros})
+		}
+		if err := c.dispatchWith(fmt.Sprintf("%s rows %d-%d", what, ch.r0, ch.r1), k, groupsFor(count*d, elemWG), bs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// densifyWeight queues the compile-time copy of a float weight into its dense f32 place in the
+// constant buffer: a gather of row 0 of the weight viewed as [1, size].
+func (c *compiler) densifyWeight(i int, w *weight) error {
+	p := c.p
+	size := p.g.Nodes[i].Shape.Size()
+	if p.zeroIDs == nil {
+		// Its own buffer: in the constant buffer it would be read while that buffer is written.
+		var err error
+		if p.zeroIDs, err = p.b.dev.CreateBuffer(c.label("zero ids"), 16, webgpu.BufferStorage); err != nil {
+			return err
+		}
+	}
+	ids := webgpu.BufferBinding{Binding: 2, Buffer: p.zeroIDs}
+	return c.gatherWeight(fmt.Sprintf("densify %s", w.name), w, 1, size, 1, ids, p.bind(3, graph.Value(i)))
+}
+
+// pack8 lays out int lists as array<vec4<u32>, 2> each (zero-filled to 8).
+func pack8(lists ...[]int) []uint32 {
+	out := make([]uint32, 8*len(lists))
+	for i, l := range lists {
+		for j, v := range l {
+			out[8*i+j] = uint32(v)
+		}
+	}
+	return out
+}
+
+// ropeTable is ops_rope.wgsl's freq: per pair i, base^(−2i/dh)/2π split into (h1, h0, lo, 0),
+// h1 and h0 of 12 significant bits so that their products with 12-bit halves of a position are
+// exact in f32.
+func ropeTable(base float32, dh int) []float32 {
+	out := make([]float32, 0, dh/2*4)
+	for i := 0; i < dh/2; i++ {
+		c := math.Pow(float64(base), -2*float64(i)/float64(dh)) / (2 * math.Pi)
+		hi := float32(c)
+		h1 := math.Float32frombits(math.Float32bits(hi) &^ 0xfff)
+		out = append(out, h1, hi-h1, float32(c-float64(hi)), 0)
+	}
+	return out
+}
+
+func putFloats(dst []byte, f []float32) { copy(dst, f32bytes(f)) }
+
+func i32bytes(v []int32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
+}
+
+// poison fills every arena slab with NaN.
+func (p *program) poison() error {
+	const chunk = 1 << 20
+	nan := make([]float32, chunk/4)
+	for i := range nan {
+		nan[i] = float32(math.NaN())
+	}
+	arr := jsutil.BytesToJS(f32bytes(nan))
+	for _, s := range p.slabs {
+		for off := int64(0); off < s.Size(); off += chunk {
+			if err := p.b.dev.Queue().WriteBuffer(s, off, arr, 0, min(chunk, s.Size()-off)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// record appends steps to one compute pass of enc.
+func (p *program) record(enc *webgpu.CommandEncoder, steps []step, label string) error {
+	pass, err := enc.BeginComputePass(p.b.label+" graph "+p.g.Name+" "+label, nil)
+	if err != nil {
+		return err
+	}
+	for _, s := range steps {
+		if s.mm != nil {
+			s.mm.record(pass)
+			continue
+		}
+		pass.SetPipeline(s.pl)
+		pass.SetBindGroup(0, s.group)
+		pass.Dispatch(s.gx, s.gy, 1)
+	}
+	return pass.End()
+}
+
+// Run writes the inputs, records every dispatch and the copies of the outputs into one command
+// encoder, submits it once and maps the one readback buffer once.
+func (p *program) Run(ctx context.Context, in []graph.Tensor) ([]graph.Tensor, error) {
+	out, err := p.run(ctx, in, true)
+	if err != nil {
+		return nil, fmt.Errorf("gpu run %q: %w", p.g.Name, err)
+	}
+	return out, nil
+}
+
+// run is Run; without readback it waits for the queue instead of mapping (the benchmark's
+// measure of what the readback costs).
+func (p *program) run(ctx context.Context, in []graph.Tensor, readback bool) ([]graph.Tensor, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := p.g.CheckInputs(in); err != nil {
+		return nil, err
+	}
+	b := p.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case p.released:
+		return nil, errors.New("program released")
+	case b.closed:
+		return nil, errors.New("backend closed")
+	}
+	if err := b.dev.Err(); err != nil {
+		return nil, err
+	}
+	q := b.dev.Queue()
+	for i, r := range p.inputs {
+		if r.size == 0 {
+			continue
+		}
+		data := f32bytes(in[i].F32)
+		if in[i].I32 != nil {
+			data = i32bytes(in[i].I32)
+		}
+		js.CopyBytesToJS(p.stage, data)
+		if err := q.WriteBuffer(r.buf, r.off, p.stage, 0, r.size); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.dev.PushErrorScope("validation"); err != nil {
+		return nil, err
+	}
+	err := p.submit(readback)
+	if err == nil {
+		if readback {
+			err = p.read()
+		} else {
+			err = q.OnSubmittedWorkDone()
+		}
+	}
+	if perr := b.dev.PopErrorScope("run " + p.g.Name); err == nil {
+		err = perr
+	}
+	if err != nil || !readback {
+		return nil, err
+	}
+	out := make([]graph.Tensor, len(p.outputs))
+	for j, r := range p.outputs {
+		n := &p.g.Nodes[p.g.Outputs[j]]
+		src := p.host[r.at : r.at+r.size]
+		t := graph.Tensor{Shape: n.Shape}
+		if n.DType == graph.Int32 {
+			t.I32 = make([]int32, n.Shape.Size())
+			copy(i32bytes(t.I32), src)
+		} else {
+			t.F32 = make([]float32, n.Shape.Size())
+			copy(f32bytes(t.F32), src)
+		}
+		out[j] = t
+	}
+	return out, nil
+}
+
+func (p *program) submit(readback bool) error {
+	enc, err := p.b.dev.CreateCommandEncoder(p.b.label + " graph " + p.g.Name)
+	if err != nil {
+		return err
+	}
+	if err := p.record(enc, p.steps, "forward"); err != nil {
+		return err
+	}
+	if readback {
+		for _, r := range p.outputs {
+			if err := enc.CopyBufferToBuffer(r.buf, r.off, p.readback, r.at, r.size); err != nil {
+				return err
+			}
+		}
+	}
+	cb, err := enc.Finish()
+	if err != nil {
+		return err
+	}
+	return p.b.dev.Queue().Submit(cb)
+}
+
+func (p *program) read() error {
+	size := p.readback.Size()
+	if err := p.readback.MapAsync(webgpu.MapRead, 0, size); err != nil {
+		return err
+	}
+	ab, err := p.readback.MappedRange(0, size)
+	if err == nil {
+		jsutil.CopyBytesToGo(p.host, ab)
+	}
+	p.readback.Unmap()
+	return err
+}
+
+// Release frees the program's buffers now; the weights stay resident.
+func (p *program) Release() error {
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	p.destroy()
+	return nil
+}
+
+func (p *program) destroy() {
+	p.released = true
+	for _, s := range p.slabs {
+		s.Destroy()
+	}
+	for _, buf := range []*webgpu.Buffer{p.consts, p.zeroIDs, p.params, p.readback} {
+		buf.Destroy()
+	}
+	p.slabs, p.consts, p.zeroIDs, p.params, p.readback = nil, nil, nil, nil, nil
+}
