@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 export PATH := $(CURDIR)/tools/browser/bin:$(CURDIR)/.cache/bin:/usr/local/go/bin:$(PATH)
 
-.PHONY: run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-worker test-worker-e2e bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big build serve vet gpu-prep
+.PHONY: run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-worker test-worker-e2e bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big fuzz-stream build serve vet gpu-prep
 
 deps:
 	@bash tools/browser/install.sh
@@ -60,6 +60,17 @@ bench-worker: deps ## 100 MB shard over loopback: Worker under wrangler dev vs n
 
 bench-stream-big: deps ## 570 MB fp16 safetensors → q4 in the browser: peak memory, MB/s, early start
 	go run ./tools/streamserve -big 544 -- bash tools/browser/test-js.sh ./wasm/stream -v -run=BrowserBig -test.timeout=10m
+
+# The loader's fuzz targets (wasm/stream/fuzz_test.go), FUZZTIME each (default 60s): hostile
+# files through the whole loader (allocation bounded), fault schedules (chunk, shard and Range
+# resume offsets) that must not change a byte, manifest paths that must stay in the model's
+# directory. Prints each target's elapsed time and exec count; a failure prints its input.
+FUZZTIME ?= 60s
+fuzz-stream:
+	log=$$(mktemp); for t in FuzzLoadFile FuzzLoadFaults FuzzConfinedURL; do \
+		go test ./wasm/stream -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) >"$$log" 2>&1 || { cat "$$log"; exit 1; }; \
+		echo "$$t: $$(grep -o 'elapsed: [^,]*, execs: [0-9]*' "$$log" | tail -1)"; \
+	done; rm -f "$$log"
 
 bench-webnn: deps ## WebNN f32/int8/int4 graphs, JSON lines (~3 min)
 	bash tools/browser/test-js.sh ./wasm/backend/nn -run=^$$ -bench=WebNN -benchtime=1x -timeout=15m

@@ -343,15 +343,25 @@ func ConfinedURL(base *url.URL, ref string) (abs, rel string, err error) {
 	if r.Scheme != "" || r.Host != "" || r.User != nil || strings.HasPrefix(r.Path, "/") {
 		return bad("is not a path relative to the model")
 	}
-	// One leading "./" is how TF.js converters often write shard paths; any other dot segment
-	// is refused.
-	for _, seg := range strings.Split(strings.TrimPrefix(r.Path, "./"), "/") {
+	// One leading "./", as written, is how TF.js converters often write shard paths; any other
+	// dot segment (decoded: "%2e/" is one) is refused.
+	p := r.Path
+	if strings.HasPrefix(ref, "./") {
+		p = p[2:]
+	}
+	segs := strings.Split(p, "/")
+	for _, seg := range segs {
 		if seg == "." || seg == ".." || strings.ContainsAny(seg, "\\\x00") {
 			return bad("has a dot segment, a backslash or a NUL")
 		}
+		// Still encoded after one decoding: a server that decodes twice would see dots or
+		// separators.
 		if low := strings.ToLower(seg); strings.Contains(low, "%2e") || strings.Contains(low, "%5c") || strings.Contains(low, "%2f") {
 			return bad("has an encoded dot, slash or backslash")
 		}
+	}
+	if segs[len(segs)-1] == "" {
+		return bad("names a directory, not a file")
 	}
 	res := base.ResolveReference(r)
 	dir := base.Path[:strings.LastIndex(base.Path, "/")+1]
