@@ -17,6 +17,13 @@
 // [BrowserCache]; [MemCache] natively), keyed by the file's hash and the quantization options,
 // so a reload reads them back, progressively and checked, with no download and no quantization.
 //
+// Files are hostile until proven otherwise: nothing is allocated from a size a header declares
+// before it is checked against the file's size (the manifest's, or the server's), the caller's
+// Options.MemoryBudget and wasm/format's Limits; where no size is known, a tensor's buffers grow
+// with the rows that really arrived. Every file a manifest names must lie in the model's
+// directory ([ConfinedURL]). Every error wraps one of wasm/errs's kinds, and one a retry cannot
+// fix (a 404, a file shorter than its manifest says) is not retried.
+//
 // A [Load] is asynchronous: [Start] returns at once, and a model can ask [Load.IsResident] or
 // [Load.Wait] for the tensors of layer i and run it while later layers still stream.
 //
