@@ -16,5 +16,16 @@ var (
 	ErrBadArgument = errs.ErrBadArgument // BAD_ARGUMENT
 )
 
-// Code returns the JS API's error code for err ("NOT_FOUND", "NETWORK"...), "" for nil.
-func Code(err error) string { return errs.Code(err) }
+// ErrorKind returns the kind err wraps (one of the above), nil for nil. In the browser a lost WebGPU
+// device or WebNN context (webgpu.ErrDeviceLost, webnn.ErrLost) is ErrDeviceLost whatever else
+// the error says: the model must be loaded again.
+func ErrorKind(err error) error { return deviceKind(err) }
+
+// Code returns the JS API's error code for err ("NOT_FOUND", "DEVICE_LOST"...), "" for nil,
+// "INTERNAL" for an error of no kind.
+func Code(err error) string {
+	if k := ErrorKind(err); k != nil {
+		return errs.Code(k)
+	}
+	return errs.Code(err)
+}

@@ -142,3 +142,12 @@ func probeWebNN() (f WebNNFacts) {
 }
 
 func wasmMemory() int64 { return stream.LinearMemoryBytes() }
+
+// deviceKind gives the device-loss errors of the browser bindings their kind: the bindings
+// predate wasm/errs and wrap only their own sentinels.
+func deviceKind(err error) error {
+	if errors.Is(err, webgpu.ErrDeviceLost) || errors.Is(err, webnn.ErrLost) {
+		return errs.ErrDeviceLost
+	}
+	return errs.Kind(err)
+}

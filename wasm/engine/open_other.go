@@ -39,3 +39,6 @@ func wasmMemory() int64 { return 0 }
 var memCache stream.MemCache
 
 func openCache() (stream.Cache, error) { return &memCache, nil }
+
+// deviceKind is errs.Kind: natively no device can be lost.
+func deviceKind(err error) error { return errs.Kind(err) }
