@@ -243,6 +243,8 @@ func TestHostileLoad(t *testing.T) {
 // tensor whole), with and without the stream size: they end in an error or cleanly (the NaN
 // files are well-formed) having allocated little.
 func TestHostileReaders(t *testing.T) {
+	var most uint64
+	defer func() { t.Logf("at most %d KiB allocated by one read", most>>10) }()
 	for _, c := range hostileCases() {
 		file := hostileFile(t, c.file)
 		for _, size := range []int64{0, int64(len(file))} {
@@ -262,6 +264,7 @@ func TestHostileReaders(t *testing.T) {
 					_, err = r.Next()
 				}
 			})
+			most = max(most, n)
 			if err == io.EOF {
 				err = nil
 			}
