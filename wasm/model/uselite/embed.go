@@ -106,9 +106,22 @@ func (e *Encoder) run(ctx context.Context, texts []string, st *staging) ([][]flo
 	if len(texts) == 0 {
 		return nil, fmt.Errorf("%w: no texts to embed", ErrInput)
 	}
-	out := make([][]float32, 0, len(texts))
-	for lo := 0; lo < len(texts); lo += MaxBatch {
-		b := e.Tokenize(texts[lo:min(lo+MaxBatch, len(texts))])
+	// Passes take sentences of similar length, so one long text does not pad every other
+	// sentence of the list to its length (the cost grows with B·T).
+	order := make([]int, len(texts))
+	lengths := make([]int, len(texts))
+	for i, s := range texts {
+		order[i], lengths[i] = i, len(e.Tokenizer.Encode(s))
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return lengths[a] - lengths[b] })
+	out := make([][]float32, len(texts))
+	for lo := 0; lo < len(order); lo += MaxBatch {
+		idx := order[lo:min(lo+MaxBatch, len(order))]
+		part := make([]string, len(idx))
+		for j, i := range idx {
+			part[j] = texts[i]
+		}
+		b := e.Tokenize(part)
 		var emb []float32
 		var err error
 		if st != nil {
@@ -119,8 +132,8 @@ func (e *Encoder) run(ctx context.Context, texts []string, st *staging) ([][]flo
 		if err != nil {
 			return nil, err
 		}
-		for i := 0; i < b.Count; i++ {
-			out = append(out, slices.Clone(emb[i*e.Config.Out:(i+1)*e.Config.Out]))
+		for j, i := range idx {
+			out[i] = slices.Clone(emb[j*e.Config.Out : (j+1)*e.Config.Out])
 		}
 	}
 	return out, nil
