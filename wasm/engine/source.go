@@ -37,6 +37,9 @@ type Spec struct {
 	Reader func(io.Reader) (format.Reader, error)
 	// Notes say what was assumed (no manifest, so no sha256 check...).
 	Notes []string
+	// TFJS is a TF.js model's weights manifest (nil for other kinds): the tensor names, known
+	// before any weight arrives, tell the model's architecture.
+	TFJS format.TFJSManifest
 }
 
 // Resolve turns a model URL into sources. Every file a manifest or model.json names must lie
@@ -142,7 +145,7 @@ func tfjsSpec(ctx context.Context, u *url.URL, man *stream.Manifest) (*Spec, err
 		return nil, fmt.Errorf("%s: the weights manifest names no shard: %w", u, format.ErrCorrupt)
 	}
 	return &Spec{
-		URL: u.String(), Kind: KindTFJS, Reader: stream.TFJSReader(m, nil),
+		URL: u.String(), Kind: KindTFJS, Reader: stream.TFJSReader(m, nil), TFJS: m,
 		Sources: []stream.Source{stream.JoinSource(path.Base(u.Path)+" shards", shards...)},
 		Notes:   []string{shardNote(shards)},
 	}, nil
