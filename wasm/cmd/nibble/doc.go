@@ -38,6 +38,12 @@
 //	m.notes                         // [string]: assumptions and backend choices
 //	m.tensors()                     // [{name, shape, dtype, format, bytes, f32Bytes, resident, layer}]
 //	m.memory()                      // {f32Bytes, residentBytes, reductionPct, peakHeldBytes, ...}
+//	m.arch                          // "use-lite" when nibble runs the whole model, else ""
+//	await m.embed(texts)            // texts: a string or an array of strings; resolves to an
+//	                                // array of Float32Array(512), one unit-length embedding per
+//	                                // text, in order (USE-lite). Texts past 128 tokens are
+//	                                // clipped, as the model itself does. An empty list, a
+//	                                // non-string, or a model nibble cannot run whole reject.
 //	await m.matmul(name, x, rows)   // Float32Array y[rows×N] = x[rows×K] · dequant(W)ᵀ
 //	await m.measure({m: 1, runs: 5, maxLayers: 64, onLayer: r => ...})
 //	    // per weight matrix: {name, n, k, m, format, bytes, f32Bytes, medianMs, minMs, runs,

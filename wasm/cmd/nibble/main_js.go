@@ -98,7 +98,7 @@ func handle(m *engine.Model) js.Value {
 	h := js.ValueOf(map[string]any{
 		"url": m.Spec.URL, "kind": string(m.Spec.Kind), "backend": m.Backend.Name(), "format": m.Format,
 		"bytes": mem.ResidentBytes, "f32Bytes": mem.F32Bytes, "notes": toJS(m.Notes()),
-		"loadMs": p.ElapsedMS, "cache": m.Cached,
+		"loadMs": p.ElapsedMS, "cache": m.Cached, "arch": m.Arch(),
 		"cacheHits": p.CacheHits, "cacheRead": p.CacheRead, "cacheWritten": p.CacheWritten,
 	})
 	methods := map[string]js.Func{}
@@ -123,6 +123,23 @@ func handle(m *engine.Model) js.Value {
 				return nil, err
 			}
 			return jsutil.Float32sToJS(y), nil
+		})
+	})
+	def("embed", func(args []js.Value) any {
+		texts, err := textsArg(args)
+		if err != nil {
+			return reject(err)
+		}
+		return promise(func() (any, error) {
+			out, err := m.Embed(context.Background(), texts)
+			if err != nil {
+				return nil, err
+			}
+			arr := js.Global().Get("Array").New(len(out))
+			for i, e := range out {
+				arr.SetIndex(i, jsutil.Float32sToJS(e))
+			}
+			return arr, nil
 		})
 	})
 	def("measure", func(args []js.Value) any {
@@ -221,4 +238,35 @@ func optInt(o js.Value, key string) int {
 		return v.Int()
 	}
 	return 0
+}
+
+// textsArg reads embed's argument: a string, or an array of strings (anything else is a
+// BAD_ARGUMENT naming what was given, so a page passing numbers or a NodeList learns why).
+func textsArg(args []js.Value) ([]string, error) {
+	bad := func(why string) ([]string, error) {
+		return nil, fmt.Errorf("%w: embed(texts): %s", engine.ErrBadArgument, why)
+	}
+	if len(args) == 0 {
+		return bad("no texts given")
+	}
+	a := args[0]
+	if a.Type() == js.TypeString {
+		return []string{a.String()}, nil
+	}
+	if !js.Global().Get("Array").Call("isArray", a).Bool() {
+		return bad("want a string or an array of strings, got a " + a.Type().String())
+	}
+	n := a.Length()
+	if n == 0 {
+		return bad("the list is empty")
+	}
+	out := make([]string, n)
+	for i := range out {
+		v := a.Index(i)
+		if v.Type() != js.TypeString {
+			return bad(fmt.Sprintf("texts[%d] is a %s, not a string", i, v.Type()))
+		}
+		out[i] = v.String()
+	}
+	return out, nil
 }
