@@ -5,8 +5,6 @@ import (
 	"context"
 	"embed"
 	"encoding/binary"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -278,20 +276,18 @@ func TestHostileReaders(t *testing.T) {
 	}
 }
 
-var _ = errors.Is
-var _ = json.Valid
 
 // TestUnknownSizeIdentical: with no size to vouch for its bytes, a tensor's buffers grow with the
 // rows that arrive (several doublings here) and the result is byte-identical to the whole-tensor
 // reference, through resumes too; the pending memory accounting ends at zero.
 func TestUnknownSizeIdentical(t *testing.T) {
-	for _, c := range []struct {
-		name  string
-		gguf  bool
-		specs []spec
-	}{{"safetensors", false, stdSpecs}, {"gguf", true, ggufSpecs}} {
-		t.Run(c.name, func(t *testing.T) {
-			m := makeModel(t, c.gguf, 3, c.specs)
+	for _, gguf := range []bool{false, true} {
+		specs := stdSpecs
+		if gguf {
+			specs = ggufSpecs
+		}
+		t.Run(fmt.Sprint("gguf=", gguf), func(t *testing.T) {
+			m := makeModel(t, gguf, 3, specs)
 			want := m.reference(t, DefaultPlan)
 			first := m.infos[0].Offset
 			for _, opt := range []Options{smallOpts(), {ChunkBytes: 256, Window: 1024, Workers: 2, RetryDelay: 1, StallTimeout: -1}} {
