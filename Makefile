@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 export PATH := $(CURDIR)/tools/browser/bin:$(CURDIR)/.cache/bin:/usr/local/go/bin:$(PATH)
 
-.PHONY: run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-worker test-worker-e2e bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big fuzz-stream build serve vet gpu-prep
+.PHONY: run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-embed-js bench-embed test-worker test-worker-e2e bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big fuzz-stream build serve vet gpu-prep
 
 deps:
 	@bash tools/browser/install.sh
@@ -15,7 +15,7 @@ deps:
 run: deps
 	go run ./tools/quanttest report
 
-test: deps vet test-go test-js test-stream-js test-tfjsref test-firefox test-worker test-worker-e2e
+test: deps vet test-go test-js test-stream-js test-tfjsref test-embed-js test-firefox test-worker test-worker-e2e
 
 vet:
 	go vet ./...
@@ -44,6 +44,15 @@ test-stream-js:
 # nibble's embeddings): TF.js and the model from a local server; the backends must agree (~15 s).
 test-tfjsref:
 	go run ./tools/streamserve -big 0 -- bash tools/browser/test-js.sh ./wasm/internal/tfjsref -v
+
+# USE-lite end to end in Chromium: nibble's fp32 embeddings on cpu, webgpu and webnn against
+# TF.js running the same model.json in the same page (cosine distance ≤ 1e-5 per sentence).
+test-embed-js:
+	go run ./tools/streamserve -big 0 -- bash tools/browser/test-js.sh ./wasm/engine -run TestBrowserEmbed -v
+
+# The README's USE-lite table: nibble per backend × precision and TF.js's backends, same page.
+bench-embed: deps
+	NIBBLE_EMBED_TABLE=1 go run ./tools/streamserve -big 0 -- bash tools/browser/test-js.sh ./wasm/engine -run TestBrowserEmbedTable -v -timeout 60m
 
 # The Cloudflare Worker under wrangler dev (local R2): full, ranged, conditional and hostile
 # requests checked by status and sha256.
