@@ -106,7 +106,7 @@ func (e *Encoder) run(ctx context.Context, texts []string, st *staging) ([][]flo
 	if len(texts) == 0 {
 		return nil, fmt.Errorf("%w: no texts to embed", ErrInput)
 	}
-	// Passes take sentences of similar length, so one long text does not pad every other
+	// Each pass takes sentences of one length bucket, so one long text does not pad every other
 	// sentence of the list to its length (the cost grows with B·T).
 	order := make([]int, len(texts))
 	lengths := make([]int, len(texts))
@@ -115,8 +115,14 @@ func (e *Encoder) run(ctx context.Context, texts []string, st *staging) ([][]flo
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return lengths[a] - lengths[b] })
 	out := make([][]float32, len(texts))
-	for lo := 0; lo < len(order); lo += MaxBatch {
-		idx := order[lo:min(lo+MaxBatch, len(order))]
+	for lo := 0; lo < len(order); {
+		// A pass ends at MaxBatch sentences or where the length bucket changes.
+		hi := lo + 1
+		for hi < len(order) && hi-lo < MaxBatch && bucket(LengthBuckets, max(1, lengths[order[hi]])) == bucket(LengthBuckets, max(1, lengths[order[lo]])) {
+			hi++
+		}
+		idx := order[lo:hi]
+		lo = hi
 		part := make([]string, len(idx))
 		for j, i := range idx {
 			part[j] = texts[i]
