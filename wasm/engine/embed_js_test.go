@@ -98,12 +98,18 @@ func TestBrowserEmbedMatchesTFJS(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Release()
-			if err := m.Wait(ctx); err != nil {
-				t.Fatal(err)
-			}
+			// Embed at once: the embedding and each layer run as their weights arrive.
 			got, err := m.Embed(ctx, texts)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if err := m.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			p := m.Progress()
+			t.Logf("%s: load %.0f ms (%d bytes), first output %.0f ms after load start", b, p.ElapsedMS, p.BytesReceived, p.FirstOutputMS)
+			if p.FirstOutputMS <= 0 {
+				t.Error("no first output time")
 			}
 			worst := 0.0
 			for i := range texts {

@@ -45,6 +45,10 @@ type Progress struct {
 	Resumes         int     `json:"resumes"`
 	ElapsedMS       float64 `json:"elapsedMs"`
 	FirstReadyMS    float64 `json:"firstReadyMs"`
+	// FirstOutputMS is when the first model output (an Embed stage) was computed, since Load; 0
+	// until one has been. With an Embed called during the load it shows the overlap of
+	// inference and download.
+	FirstOutputMS float64 `json:"firstOutputMs"`
 	WasmMemoryBytes int64   `json:"wasmMemoryBytes"` // 0 natively
 	// CacheHits counts the files read from the cache (their bytes are not in BytesReceived);
 	// CacheRead and CacheWritten count cache entry bytes.
@@ -158,6 +162,7 @@ func (m *Model) reportProgress() {
 // Progress is a snapshot of the load.
 func (m *Model) Progress() Progress {
 	p := progressOf(m.load.Progress())
+	p.FirstOutputMS = ms(m.FirstOutput())
 	select {
 	case <-m.load.Done():
 		p.Done = true
