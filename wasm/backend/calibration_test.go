@@ -3,6 +3,7 @@ package backend_test
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"testing"
 
 	"github.com/nibble-ml/nibble/wasm/backend"
@@ -60,4 +61,31 @@ func TestCalibrate(t *testing.T) {
 	}
 	js, _ := json.Marshal(c)
 	t.Logf("%s", js)
+}
+
+// TestInterval8 checks the int8 mapping: 0 exact, the ends on −128 and 127, a ReLU interval
+// [0, m] at steps of m/255, an empty one harmless, a non-finite one refused.
+func TestInterval8(t *testing.T) {
+	for _, c := range []struct {
+		iv    backend.Interval
+		scale float32
+		zero  int8
+	}{
+		{backend.Interval{Min: 0, Max: 2.55}, 0.01, -128},
+		{backend.Interval{Min: -1.275, Max: 1.275}, 0.01, 0},
+		{backend.Interval{Min: -2.55, Max: 0}, 0.01, 127},
+		{backend.Interval{Min: 0.5, Max: 2.55}, 0.01, -128}, // widened to hold 0
+		{backend.Interval{}, 1, 0},
+	} {
+		s, z, err := c.iv.Int8()
+		if err != nil || math.Abs(float64(s-c.scale)) > 1e-7 || z != c.zero {
+			t.Errorf("%v: scale %g zero %d (%v), want %g %d", c.iv, s, z, err, c.scale, c.zero)
+		}
+		if q := math.RoundToEven(0/float64(s)) + float64(z); (q-float64(z))*float64(s) != 0 {
+			t.Errorf("%v: 0 is not exact", c.iv)
+		}
+	}
+	if _, _, err := (backend.Interval{Min: float32(math.Inf(-1)), Max: 1}).Int8(); err == nil {
+		t.Error("infinite interval: want an error")
+	}
 }

@@ -71,11 +71,13 @@
 // With a calibration (CompileOptions, backend.Calibration) every calibrated Linear whose weight
 // has 8 bits is written in the form Chromium's TFLite backend fuses into one int8
 // FULLY_CONNECTED (graph_builder_tflite.cc, CanFuseQuantizeAndGetOutput for gemm): x →
-// quantizeLinear/dequantizeLinear (int8, per-tensor scale In/127, zero point 0) → gemm(bTranspose)
-// with the weight dequantizeLinear(int8 [N, K], scale [N, 1], zero point 0) and the bias as
-// dequantizeLinear(int32 [N], scale sx·sw[n]) in c → quantizeLinear/dequantizeLinear (int8,
-// scale Out/127). Without the output quantize there is no fusion. Weights stored grouped or
-// asymmetric are requantized per-channel symmetric at Compile (one more rounding). The fusion
-// rule wants the weight codes in the activation's type, and quantizeLinear makes no int4, so int4
-// weights are never fused: Int4Policy picks between keeping them exact and widening to int8.
+// quantizeLinear/dequantizeLinear (int8, per-tensor scale and zero point from the calibrated
+// interval) → gemm(bTranspose) with the weight dequantizeLinear(int8 [N, K], positive scale
+// [N, 1], zero point 0) and the bias as dequantizeLinear(int32 [N], scale sx·sw[n]) in c →
+// quantizeLinear/dequantizeLinear (int8, the output's interval). Without the output quantize
+// there is no fusion; with a negative weight scale (quant's symmetric formats store some) the
+// graph does not build, so fused weights are always requantized per-channel with positive scales
+// (one more rounding of at most half an int8 step). The fusion rule wants the weight codes in the
+// activation's type, and quantizeLinear makes no int4, so int4 weights are never fused:
+// Int4Policy picks between keeping them exact and widening to int8.
 package nn

@@ -438,8 +438,8 @@ func (l *lowering) qdqLinear(n *graph.Node, w *Weight, x *webnn.Operand, M, K in
 		l.note("linear %q: not in the calibration, runs in float32", n.Label)
 		return nil, false
 	}
-	sx, zx, err1 := actQuant(r.In)
-	sy, zy, err2 := actQuant(r.Out)
+	sx, zx, err1 := r.In.Int8()
+	sy, zy, err2 := r.Out.Int8()
 	if err1 != nil || err2 != nil {
 		l.note("linear %q: calibration unusable (%v), runs in float32", n.Label, errors.Join(err1, err2))
 		return nil, false
@@ -502,9 +502,10 @@ func (l *lowering) constValues(v graph.Value) ([]float32, bool) {
 	return nil, false
 }
 
-// qdqWeight lays w out per-channel for the fused form, once per compile. Symmetric per-channel
-// int8 weights keep their codes; any other format is dequantized as the exact graph would and
-// requantized per-channel, which adds one rounding (noted).
+// qdqWeight lays w out per-channel for the fused form, once per compile: the weight is
+// dequantized exactly as the exact graph would and quantized per-channel symmetric
+// (perChannelSym). A weight stored in that form keeps its codes; any other format gets one more
+// rounding, noted.
 func (l *lowering) qdqWeight(n *graph.Node, w *Weight) (*qdqWeight, error) {
 	if q := l.qdq[w.name]; q != nil {
 		return q, nil
@@ -513,47 +514,43 @@ func (l *lowering) qdqWeight(n *graph.Node, w *Weight) (*qdqWeight, error) {
 	if w.format.Bits < 8 && l.opt.Int4 == Int4QDQ {
 		bits = 4
 	}
-	lay := &w.layout
-	codes, scales := w.codes, w.scales
-	var sw []float32
-	if isPerChannelSym(w.format, bits) && lay.Path == pathOf(signedType(bits)) {
-		sb := make([]byte, lay.Scales.ByteLength())
-		jsutil.CopyBytesToGo(sb, scales)
-		sw = le32Floats(sb)
-	} else {
-		cb := make([]byte, lay.Codes.ByteLength())
-		jsutil.CopyBytesToGo(cb, w.codes)
-		full := *lay
-		full.CodeBytes = cb
-		if lay.Scales.DataType != "" {
-			full.ScaleBytes = make([]byte, lay.Scales.ByteLength())
-			full.ZeroBytes = make([]byte, lay.Zeros.ByteLength())
-			jsutil.CopyBytesToGo(full.ScaleBytes, w.scales)
-			jsutil.CopyBytesToGo(full.ZeroBytes, w.zeros)
+	lay := w.layout
+	lay.CodeBytes = make([]byte, lay.Codes.ByteLength())
+	jsutil.CopyBytesToGo(lay.CodeBytes, w.codes)
+	if lay.Scales.DataType != "" {
+		lay.ScaleBytes = make([]byte, lay.Scales.ByteLength())
+		lay.ZeroBytes = make([]byte, lay.Zeros.ByteLength())
+		jsutil.CopyBytesToGo(lay.ScaleBytes, w.scales)
+		jsutil.CopyBytesToGo(lay.ZeroBytes, w.zeros)
+	}
+	N, K := lay.N, lay.K
+	kp := K
+	if bits == 4 {
+		kp = roundUp(K, 2) // whole bytes per row
+	}
+	wf := lay.Dequantize()
+	if kp != K {
+		padded := make([]float32, N*kp)
+		for r := 0; r < N; r++ {
+			copy(padded[r*kp:], wf[r*K:(r+1)*K])
 		}
-		t, err := perChannelInt8(w.name, full.Dequantize(), lay.N, lay.K, bits)
-		if err != nil {
-			return nil, err
-		}
-		re, err := Plan(t, l.b.limits)
-		if err != nil {
-			return nil, err
-		}
-		if re.Path != pathOf(signedType(bits)) {
-			return nil, fmt.Errorf("per-channel %d-bit requantization of %q took path %s", bits, w.name, re.Path)
-		}
-		l.note("linear %q: weight %q (%v) requantized to %d-bit per-channel symmetric for the fused int8 form", n.Label, w.name, w.format, bits)
-		lay = re
-		codes, scales = jsutil.BytesToJS(re.CodeBytes), jsutil.BytesToJS(re.ScaleBytes)
-		sw = le32Floats(re.ScaleBytes)
+		wf = padded
+	}
+	codes, sw, exact := perChannelSym(wf, N, kp, bits)
+	if !exact {
+		l.note("linear %q: weight %q (%v) requantized to %d-bit per-channel symmetric for the fused form", n.Label, w.name, w.format, bits)
 	}
 	dt := signedType(bits)
-	kp := lay.KPad()
-	zeros := make([]byte, webnn.Descriptor{DataType: dt, Shape: []int{lay.N, 1}}.ByteLength())
+	sb := make([]byte, 4*N)
+	for i, v := range sw {
+		binary.LittleEndian.PutUint32(sb[4*i:], math.Float32bits(v))
+	}
+	shape := []int{N, 1}
+	zd := webnn.Descriptor{DataType: dt, Shape: shape}
 	q := &qdqWeight{dt: dt, sw: sw, kpad: kp,
-		codes:  l.bd.Constant(w.name+"-codes", webnn.Descriptor{DataType: dt, Shape: []int{lay.N, kp}}, codes),
-		scales: l.bd.Constant(w.name+"-scales", webnn.Descriptor{DataType: webnn.Float32, Shape: []int{lay.N, 1}}, scales),
-		zeros:  l.bd.ConstantBytes(w.name+"-zeros", webnn.Descriptor{DataType: dt, Shape: []int{lay.N, 1}}, zeros),
+		codes:  l.bd.ConstantBytes(w.name+"-codes", webnn.Descriptor{DataType: dt, Shape: []int{N, kp}}, packCodes(codes, bits)),
+		scales: l.bd.ConstantBytes(w.name+"-scales", webnn.Descriptor{DataType: webnn.Float32, Shape: shape}, sb),
+		zeros:  l.bd.ConstantBytes(w.name+"-zeros", zd, make([]byte, zd.ByteLength())),
 	}
 	l.qdq[w.name] = q
 	return q, nil

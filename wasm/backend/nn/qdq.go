@@ -2,11 +2,9 @@ package nn
 
 import (
 	"encoding/binary"
-	"fmt"
 	"math"
 
 	"github.com/nibble-ml/nibble/wasm/backend"
-	"github.com/nibble-ml/nibble/wasm/quant"
 )
 
 // Int4Policy says what the QDQ mode does with a Linear whose weight has 4 (or 2) bits. Chromium's
@@ -42,50 +40,62 @@ func (p Int4Policy) String() string {
 // conformance bound.
 type CompileOptions struct {
 	// Calibration, if set, runs every Linear with an 8-bit weight that it has a range for in
-	// TFLite's fusable QDQ form: x quantized to int8 per-tensor with scale In/127, the weight
-	// int8 per-channel (requantized at Compile when stored grouped or asymmetric), the bias int32
-	// at scale sx·sw[n], the output quantized to int8 with scale Out/127. Anything else runs as
-	// in the exact mode.
+	// TFLite's fusable QDQ form: x quantized to int8 per-tensor over its calibrated interval
+	// (Interval.Int8), the weight int8 per-channel symmetric (perChannelSym), the bias int32 at
+	// scale sx·sw[n], the output quantized to int8 over its interval. Anything else runs as in
+	// the exact mode; the program's notes say which and why.
 	Calibration *backend.Calibration
 	// Int4 is the QDQ mode's choice for 4- and 2-bit Linear weights.
 	Int4 Int4Policy
 }
 
-// qmax is the largest weight code: per-channel weights are symmetric in [−127, 127] (TFLite
-// requires their zero point to be 0).
-const qmax = 127
-
-// actQuant maps a calibrated interval onto the int8 codes for an activation: scale and zero
-// point with lo → −128 and hi → 127, the interval first widened to hold 0 so that 0 (padding,
-// ReLU's floor) is exact. An asymmetric interval such as a ReLU output [0, m] gets steps of m/255,
-// half what a symmetric ±m would give. An empty interval (a Linear that only saw zeros) gets
-// scale 1, zero point 0.
-func actQuant(r backend.Interval) (scale float32, zero int8, err error) {
-	lo, hi := float64(min(r.Min, 0)), float64(max(r.Max, 0))
-	if math.IsNaN(lo) || math.IsNaN(hi) || math.IsInf(lo, 0) || math.IsInf(hi, 0) {
-		return 0, 0, fmt.Errorf("calibrated interval [%g, %g] is not finite", r.Min, r.Max)
+// perChannelSym quantizes an N×K weight (row-major) the only way TFLite fuses into an int8
+// FULLY_CONNECTED with a per-tensor activation: symmetric, one positive scale per row, codes in
+// [−qmax, qmax] with qmax = 2^(bits−1) − 1, so the zero point is 0. quant's symmetric formats may
+// store a negative scale with −2^(bits−1) codes (the extreme value's sign picks the scale's);
+// TFLite rejects negative scales ("Failed to allocate tensors"), so fused weights always come
+// from here. A row already of this form (codes·scale with its largest |code| = qmax) comes back
+// with the same codes; exact reports whether every row did.
+func perChannelSym(w []float32, n, k, bits int) (codes []int8, scales []float32, exact bool) {
+	qmax := float64(int(1)<<(bits-1) - 1)
+	codes, scales, exact = make([]int8, n*k), make([]float32, n), true
+	for r := 0; r < n; r++ {
+		row := w[r*k : (r+1)*k]
+		var m float32
+		for _, v := range row {
+			m = max(m, float32(math.Abs(float64(v))))
+		}
+		s := float32(1) // an all-zero row: any positive scale, codes 0
+		if m > 0 {
+			s = float32(float64(m) / qmax)
+		}
+		scales[r] = s
+		for c, v := range row {
+			q := max(-qmax, min(qmax, math.RoundToEven(float64(v)/float64(s))))
+			codes[r*k+c] = int8(q)
+			if float32(q)*s != v {
+				exact = false
+			}
+		}
 	}
-	if hi == lo {
-		return 1, 0, nil
-	}
-	s := float32((hi - lo) / 255)
-	z := math.RoundToEven(-128 - lo/float64(s))
-	return s, int8(max(-128, min(127, z))), nil
+	return codes, scales, exact
 }
 
-// perChannelInt8 requantizes an N×K weight to symmetric int8 with one scale per row, the only
-// weight form TFLite fuses into an int8 FULLY_CONNECTED with a per-tensor activation. A row's
-// range is set by its largest weight, and one outlier column stretches it for the whole row
-// (a grouped format confined it to one group), so the scale is searched for the least squared
-// error rather than mapped from the maximum.
-func perChannelInt8(name string, w []float32, n, k int, bits int) (*quant.Tensor, error) {
-	return quant.Quantize(name, w, n, k, quant.Format{Bits: bits, Scheme: quant.Symmetric}, quant.Options{Search: true})
-}
-
-// isPerChannelSym reports whether f is already the fused weight form, so its codes are used as
-// stored, with no second rounding.
-func isPerChannelSym(f quant.Format, bits int) bool {
-	return f.Bits == bits && f.Scheme == quant.Symmetric && f.GroupSize == 0
+// packCodes lays int8 codes out as a WebNN constant of bits 8 (one a byte) or 4 (two a byte,
+// element 2i in the low nibble, densely across rows).
+func packCodes(codes []int8, bits int) []byte {
+	if bits == 8 {
+		out := make([]byte, len(codes))
+		for i, q := range codes {
+			out[i] = byte(q)
+		}
+		return out
+	}
+	out := make([]byte, (len(codes)+1)/2)
+	for i, q := range codes {
+		out[i/2] |= byte(q) & 0xf << (4 * (i % 2))
+	}
+	return out
 }
 
 // quantizeBias turns a float bias into the int32 codes TFLite's int8 FULLY_CONNECTED adds to its
