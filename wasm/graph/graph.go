@@ -90,8 +90,9 @@ type Attr struct {
 	TransB      bool    // MatMul: b is [..., N, K]
 	Base        float32 // RoPE: theta base
 	Interleaved bool    // RoPE: rotate adjacent pairs (GGUF llama) rather than halves (NeoX)
-	Name        string  // Input, Weight: the tensor's name
+	Name        string  // Input, Weight, State: the tensor's name
 	Data        []float32
+	Storage     StateFormat // State: how the backend stores its elements
 }
 
 // Graph is a network under construction or built. The zero value is not usable: use New.
@@ -240,6 +241,10 @@ func (n *Node) attrString() string {
 		if a.TransB {
 			return "bᵀ"
 		}
+	case OpState:
+		return fmt.Sprintf("%q %s", a.Name, a.Storage)
+	case OpStateWrite:
+		return fmt.Sprintf("keep [0:%d]", a.End)
 	case OpRoPE:
 		s := fmt.Sprintf("base=%g", a.Base)
 		if a.Interleaved {

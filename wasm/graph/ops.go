@@ -35,13 +35,15 @@ const (
 	OpMeanPool
 	OpL2Normalize
 	OpRoPE
+	OpState
+	OpStateWrite
 	numOps
 )
 
 var opNames = [numOps]string{
 	"input", "const", "weight", "gather", "linear", "matmul", "add", "sub", "mul", "div", "scale",
 	"layernorm", "rmsnorm", "softmax", "relu", "gelu", "silu", "tanh", "transpose", "reshape",
-	"slice", "concat", "meanpool", "l2normalize", "rope",
+	"slice", "concat", "meanpool", "l2normalize", "rope", "state", "statewrite",
 }
 
 func (o Op) String() string {
@@ -189,6 +191,9 @@ func (g *Graph) add(n Node) Value {
 		}
 		if !g.valid(in) {
 			return g.fail(n.Op, n.Label, "operand %d is not a value of this graph (%d)", i, in)
+		}
+		if g.Nodes[in].Op == OpState && (n.Op != OpStateWrite || i != 0) {
+			return g.fail(n.Op, n.Label, "operand %d is state %q: a state is read only through the StateWrite that updates it", i, g.Nodes[in].Attr.Name)
 		}
 	}
 	shape, dt, err := g.infer(&n)
@@ -419,6 +424,8 @@ func (g *Graph) infer(n *Node) (Shape, DType, error) {
 			return nil, 0, fmt.Errorf("base %g must be positive", n.Attr.Base)
 		}
 		return x, Float32, f32(0)
+	case OpState, OpStateWrite:
+		return g.inferState(n)
 	}
 	return nil, 0, fmt.Errorf("unknown op %d", n.Op)
 }

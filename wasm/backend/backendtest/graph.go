@@ -351,6 +351,9 @@ func RunGraphs(t *testing.T, b backend.Backend, opt GraphOptions) {
 			}
 		})
 	}
+	if opt.Only == "" || contains("state/", opt.Only) {
+		t.Run("states", func(t *testing.T) { RunStates(t, b, opt) })
+	}
 }
 
 func contains(s, sub string) bool {

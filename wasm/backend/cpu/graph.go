@@ -27,6 +27,18 @@ func (b *Backend) Compile(g *graph.Graph, ws backend.Weights) (backend.Program, 
 		}
 		p.weights[name] = cw.t
 	}
+	states, err := backend.BindStates(g, ws)
+	if err != nil {
+		return nil, err
+	}
+	p.states = map[string]*state{}
+	for name, st := range states {
+		cs, ok := st.(*state)
+		if !ok {
+			return nil, fmt.Errorf("cpu compile %q: state %q was not allocated by this backend", g.Name, name)
+		}
+		p.states[name] = cs
+	}
 	return p, nil
 }
 
@@ -39,6 +51,7 @@ type program struct {
 	mu      sync.Mutex
 	dense   map[string][]float32 // float weights read by elementwise ops, dequantized once
 	last    []int
+	states  map[string]*state
 }
 
 func (p *program) Release() error { p.weights, p.dense = nil, nil; return nil }
@@ -100,6 +113,13 @@ func (p *program) eval(n *graph.Node, vals []value) (value, error) {
 	g := p.g
 	arg := func(i int) []float32 { return vals[n.Inputs[i]].f }
 	shape := func(i int) graph.Shape { return g.Nodes[n.Inputs[i]].Shape }
+	switch n.Op {
+	case graph.OpState:
+		return value{}, nil // read only by its StateWrite, which goes to the buffer
+	case graph.OpStateWrite:
+		f, err := stateWrite(p.states[g.Nodes[n.Inputs[0]].Attr.Name], n, arg(1), vals[n.Inputs[2]].i)
+		return value{f: f}, err
+	}
 	out := make([]float32, n.Shape.Size())
 	switch n.Op {
 	case graph.OpConst:
