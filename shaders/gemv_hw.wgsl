@@ -4,18 +4,23 @@
 //
 // Each thread reads one vec4<u32> "span" (4 to 64 weights) of each of ROWS weight rows per step,
 // and the WG threads of a workgroup read consecutive spans, so a subgroup's loads of one row are
-// one contiguous run. The x values of a span are loaded once and serve the ROWS rows; the row
-// loads are all issued before any arithmetic. A workgroup reduces its partial sums with
-// subgroupAdd where the device has subgroups, else with a workgroup-memory tree.
+// one contiguous run. The row loads are all issued before any arithmetic; then the span is walked
+// one octet (8 weights) at a time, the octet's x loaded once for the ROWS rows, so a thread holds
+// 2 x vectors rather than a whole span's (16 for int2) and one sum per row: fewer registers, more
+// threads in flight, more loads in flight. A workgroup reduces its sums with subgroupAdd where the
+// device has subgroups, else with a workgroup-memory tree.
 //
 // Codes become floats without an int→float conversion (a quarter-rate instruction on NVIDIA
 // GPUs, which held gemv.wgsl's 4-bit kernel far below the memory's bandwidth): OR-ing a code,
 // left where it sits in its word, into the mantissa of 2²³ gives exactly 2²³ + code·2^p, and one
-// subtraction leaves (code − zero)·2^p. Each lane of a vec4 keeps its own 2^p (the PW vector)
-// through the sums, divided out once per row at the end. Symmetric codes are two's complement:
+// subtraction leaves (code − zero)·2^p. The 2^p of each lane (the PW vector) is divided out of
+// the octet's x instead (IPW), once for all rows. Symmetric codes are two's complement:
 // XOR-ing their sign bits (SIGN) turns each into code + 2^(BITS−1), which the same subtraction
 // removes. All of this is exact; only products and sums round, as in gemv.wgsl. Products are
 // always f32 here (Key.Normalize drops F16).
+//
+// With PREFETCH a thread issues the loads of its next span before summing the current one, so a
+// thread keeps loads in flight while it computes (at the cost of a second span's registers).
 //
 // Grid: (ceil(n / ROWS), m, 1); workgroup WG threads (a power of two); ROWS 1..8; SCALE_PER_VEC
 // as in gemv.wgsl.
@@ -41,6 +46,8 @@ const PW = select(select(select(vec4<f32>(1.0, 4.0, 16.0, 64.0), vec4<f32>(1.0, 
                          vec4<f32>(1.0, 256.0, 1.0, 256.0), BITS == 8u),
                   vec4<f32>(1.0), BITS > 8u);
 const IPW = vec4<f32>(1.0) / PW;
+// One scale (or none: f16, f32 weights) serves a whole span.
+const ONE_SCALE: bool = SCALE_PER_VEC || BITS > 8u;
 const SIGN: u32 = select(select(0xAAAAAAAAu, 0x88888888u, BITS == 4u), 0x80808080u, BITS == 8u);
 // What a symmetric code reads as after the XOR and the OR, per lane: 2²³ + 2^(BITS−1)·2^p.
 const BASE_SYM = vec4<f32>(MAGICF) + f32(1u << (min(BITS, 8u) - 1u)) * PW;
@@ -49,8 +56,12 @@ fn mag(v: vec4<u32>) -> vec4<f32> {
   return bitcast<vec4<f32>>(v | vec4<u32>(MAGIC));
 }
 
-// Σ (q − z)·2^p·x over octet o (a constant) of span wv, lane by lane; base = 2²³ + z·2^p.
-fn oct(wv: vec4<u32>, o: u32, base: vec4<f32>, xa: vec4<f32>, xb: vec4<f32>) -> vec4<f32> {
+// Σ (q − z)·x over octet o (a constant) of span wv, where base = 2²³ + z·2^p and xa, xb are the
+// octet's x divided by the lane powers 2^p (exact: powers of two). A chain of fused multiply-adds.
+fn oct1(wv: vec4<u32>, o: u32, base: vec4<f32>, xa: vec4<f32>, xb: vec4<f32>) -> f32 {
+  var fa: vec4<f32>;
+  var fb = vec4<f32>(0.0);
+#if QUANT
   var a: vec4<u32>;
   var b: vec4<u32>;
   if (BITS == 8u) {
@@ -67,10 +78,29 @@ fn oct(wv: vec4<u32>, o: u32, base: vec4<f32>, xa: vec4<f32>, xb: vec4<f32>) -> 
     a = vec4<u32>(hw) & M2;
     b = vec4<u32>(hw >> 8u) & M2;
   }
-  return (mag(a) - base) * xa + (mag(b) - base) * xb;
+  fa = mag(a) - base;
+  fb = mag(b) - base;
+#else
+#if F16W
+  fa = vec4<f32>(unpack2x16float(wv.x), unpack2x16float(wv.y));
+  fb = vec4<f32>(unpack2x16float(wv.z), unpack2x16float(wv.w));
+#else
+  fa = bitcast<vec4<f32>>(wv);
+#endif
+#endif
+  var t = fa.x * xa.x;
+  t = fma(fa.y, xa.y, t);
+  t = fma(fa.z, xa.z, t);
+  t = fma(fa.w, xa.w, t);
+  if (EW > 1u) {
+    t = fma(fb.x, xb.x, t);
+    t = fma(fb.y, xb.y, t);
+    t = fma(fb.z, xb.z, t);
+    t = fma(fb.w, xb.w, t);
+  }
+  return t;
 }
 
-#if QUANT
 fn base_at(row: u32, g: u32) -> vec4<f32> {
 #if ASYM
   return vec4<f32>(MAGICF) + zero_at(row, g) * PW;
@@ -78,52 +108,53 @@ fn base_at(row: u32, g: u32) -> vec4<f32> {
   return BASE_SYM;
 #endif
 }
-#endif
 
-// Σ w·x over one span wv0 of row, lane-weighted by PW; xs holds the span's x, gs each octet's group.
-fn row_span(wv0: vec4<u32>, row: u32, xs: array<vec4<f32>, 16>, gs: array<u32, 8>) -> vec4<f32> {
+fn scale_or_one(row: u32, g: u32) -> f32 {
 #if QUANT
-#if ASYM
-  let wv = wv0;
+  return scale_at(row, g);
 #else
-  let wv = wv0 ^ vec4<u32>(SIGN);
-#endif
-  if (SCALE_PER_VEC) {
-    let base = base_at(row, gs[0]);
-    var t = oct(wv, 0u, base, xs[0], xs[1]);
-    if (NOCT > 1u) { t += oct(wv, 1u, base, xs[2], xs[3]); }
-    if (NOCT > 2u) { t += oct(wv, 2u, base, xs[4], xs[5]) + oct(wv, 3u, base, xs[6], xs[7]); }
-    if (NOCT > 4u) {
-      t += oct(wv, 4u, base, xs[8], xs[9]) + oct(wv, 5u, base, xs[10], xs[11]);
-      t += oct(wv, 6u, base, xs[12], xs[13]) + oct(wv, 7u, base, xs[14], xs[15]);
-    }
-    return t * scale_at(row, gs[0]);
-  }
-  var t = oct(wv, 0u, base_at(row, gs[0]), xs[0], xs[1]) * scale_at(row, gs[0]);
-  if (NOCT > 1u) { t += oct(wv, 1u, base_at(row, gs[1]), xs[2], xs[3]) * scale_at(row, gs[1]); }
-  if (NOCT > 2u) {
-    t += oct(wv, 2u, base_at(row, gs[2]), xs[4], xs[5]) * scale_at(row, gs[2]);
-    t += oct(wv, 3u, base_at(row, gs[3]), xs[6], xs[7]) * scale_at(row, gs[3]);
-  }
-  if (NOCT > 4u) {
-    t += oct(wv, 4u, base_at(row, gs[4]), xs[8], xs[9]) * scale_at(row, gs[4]);
-    t += oct(wv, 5u, base_at(row, gs[5]), xs[10], xs[11]) * scale_at(row, gs[5]);
-    t += oct(wv, 6u, base_at(row, gs[6]), xs[12], xs[13]) * scale_at(row, gs[6]);
-    t += oct(wv, 7u, base_at(row, gs[7]), xs[14], xs[15]) * scale_at(row, gs[7]);
-  }
-  return t;
-#else
-#if F16W
-  return vec4<f32>(unpack2x16float(wv0.x), unpack2x16float(wv0.y)) * xs[0] +
-         vec4<f32>(unpack2x16float(wv0.z), unpack2x16float(wv0.w)) * xs[1];
-#else
-  return bitcast<vec4<f32>>(wv0) * xs[0];
-#endif
+  return 1.0;
 #endif
 }
 
-// x vec4 j of the span starting at xi; j folds to a constant, so spans of fewer than 16 vec4s
-// load only what they use.
+// One step of a thread: span i of each of its rows, its scale and base where one serves the span.
+struct Span {
+  w: array<vec4<u32>, 8>,
+  s: array<f32, 8>,
+  b: array<vec4<f32>, 8>,
+}
+
+// acc[r] += Σ over octet o of row r's span (o a constant). The octet's x is loaded once for all
+// rows; the scale multiplies once per octet and row.
+fn oct_rows(o: u32, sp: Span, rows: array<u32, 8>, k0: u32, xi: u32, acc: array<f32, 8>) -> array<f32, 8> {
+  let xa = xl(xi, 2u * o) * IPW;
+  let xb = xl(xi, 2u * o + 1u) * IPW;
+  var s = sp.s;
+  var b = sp.b;
+  if (!ONE_SCALE) {
+    let g = group_of(k0 + 8u * o);
+    s[0] = scale_or_one(rows[0], g); b[0] = base_at(rows[0], g);
+    if (ROWS > 1u) { s[1] = scale_or_one(rows[1], g); b[1] = base_at(rows[1], g); }
+    if (ROWS > 2u) { s[2] = scale_or_one(rows[2], g); b[2] = base_at(rows[2], g); }
+    if (ROWS > 3u) { s[3] = scale_or_one(rows[3], g); b[3] = base_at(rows[3], g); }
+    if (ROWS > 4u) { s[4] = scale_or_one(rows[4], g); b[4] = base_at(rows[4], g); }
+    if (ROWS > 5u) { s[5] = scale_or_one(rows[5], g); b[5] = base_at(rows[5], g); }
+    if (ROWS > 6u) { s[6] = scale_or_one(rows[6], g); b[6] = base_at(rows[6], g); }
+    if (ROWS > 7u) { s[7] = scale_or_one(rows[7], g); b[7] = base_at(rows[7], g); }
+  }
+  var a = acc;
+  a[0] = fma(oct1(sp.w[0], o, b[0], xa, xb), s[0], a[0]);
+  if (ROWS > 1u) { a[1] = fma(oct1(sp.w[1], o, b[1], xa, xb), s[1], a[1]); }
+  if (ROWS > 2u) { a[2] = fma(oct1(sp.w[2], o, b[2], xa, xb), s[2], a[2]); }
+  if (ROWS > 3u) { a[3] = fma(oct1(sp.w[3], o, b[3], xa, xb), s[3], a[3]); }
+  if (ROWS > 4u) { a[4] = fma(oct1(sp.w[4], o, b[4], xa, xb), s[4], a[4]); }
+  if (ROWS > 5u) { a[5] = fma(oct1(sp.w[5], o, b[5], xa, xb), s[5], a[5]); }
+  if (ROWS > 6u) { a[6] = fma(oct1(sp.w[6], o, b[6], xa, xb), s[6], a[6]); }
+  if (ROWS > 7u) { a[7] = fma(oct1(sp.w[7], o, b[7], xa, xb), s[7], a[7]); }
+  return a;
+}
+
+// x vec4 j of the span starting at xi; j folds to a constant.
 fn xl(xi: u32, j: u32) -> vec4<f32> {
   if (j < EW) {
     return x[xi + j];
@@ -131,12 +162,39 @@ fn xl(xi: u32, j: u32) -> vec4<f32> {
   return vec4<f32>(0.0);
 }
 
-// Span i of the row starting at word vector rb, or zeros for a row this workgroup does not have.
-fn wl(rb: u32, i: u32, r: u32) -> vec4<u32> {
-  if (r < ROWS) {
-    return w[rb + i];
+// Span i of row r (a constant) of the workgroup, its sign bits flipped when symmetric, or zeros
+// for a row this variant does not have.
+fn wl(rows: array<u32, 8>, rv: u32, i: u32, r: u32) -> vec4<u32> {
+  if (r >= ROWS) {
+    return vec4<u32>(0u);
   }
-  return vec4<u32>(0u);
+  var v = w[rows[r] * rv + i];
+#if QUANT
+#if !ASYM
+  v ^= vec4<u32>(SIGN);
+#endif
+#endif
+  return v;
+}
+
+// Span i of every row of the workgroup, and its scale and base where one serves the span: all
+// the loads first, so they are in flight together.
+fn load_span(rows: array<u32, 8>, rv: u32, i: u32) -> Span {
+  var sp: Span;
+  sp.w = array<vec4<u32>, 8>(wl(rows, rv, i, 0u), wl(rows, rv, i, 1u), wl(rows, rv, i, 2u), wl(rows, rv, i, 3u),
+                             wl(rows, rv, i, 4u), wl(rows, rv, i, 5u), wl(rows, rv, i, 6u), wl(rows, rv, i, 7u));
+  if (ONE_SCALE) {
+    let g = group_of(i * 4u * EW);
+    sp.s[0] = scale_or_one(rows[0], g); sp.b[0] = base_at(rows[0], g);
+    if (ROWS > 1u) { sp.s[1] = scale_or_one(rows[1], g); sp.b[1] = base_at(rows[1], g); }
+    if (ROWS > 2u) { sp.s[2] = scale_or_one(rows[2], g); sp.b[2] = base_at(rows[2], g); }
+    if (ROWS > 3u) { sp.s[3] = scale_or_one(rows[3], g); sp.b[3] = base_at(rows[3], g); }
+    if (ROWS > 4u) { sp.s[4] = scale_or_one(rows[4], g); sp.b[4] = base_at(rows[4], g); }
+    if (ROWS > 5u) { sp.s[5] = scale_or_one(rows[5], g); sp.b[5] = base_at(rows[5], g); }
+    if (ROWS > 6u) { sp.s[6] = scale_or_one(rows[6], g); sp.b[6] = base_at(rows[6], g); }
+    if (ROWS > 7u) { sp.s[7] = scale_or_one(rows[7], g); sp.b[7] = base_at(rows[7], g); }
+  }
+  return sp;
 }
 
 @compute @workgroup_size(WG)
@@ -154,66 +212,46 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   let xb = mi * (params.kp / 4u);
   // Rows past n (the last workgroup) read row n−1 again: no branch per row, results dropped.
   let last = params.n - 1u;
-  let r1 = min(row0 + 1u, last);
-  let r2 = min(row0 + 2u, last);
-  let r3 = min(row0 + 3u, last);
-  let r4 = min(row0 + 4u, last);
-  let r5 = min(row0 + 5u, last);
-  let r6 = min(row0 + 6u, last);
-  let r7 = min(row0 + 7u, last);
-  var a0 = vec4<f32>(0.0);
-  var a1 = vec4<f32>(0.0);
-  var a2 = vec4<f32>(0.0);
-  var a3 = vec4<f32>(0.0);
-  var a4 = vec4<f32>(0.0);
-  var a5 = vec4<f32>(0.0);
-  var a6 = vec4<f32>(0.0);
-  var a7 = vec4<f32>(0.0);
+  let rows = array<u32, 8>(row0, min(row0 + 1u, last), min(row0 + 2u, last), min(row0 + 3u, last),
+                           min(row0 + 4u, last), min(row0 + 5u, last), min(row0 + 6u, last), min(row0 + 7u, last));
+  var acc: array<f32, 8>;
   // A uniform trip count keeps the barriers and subgroup operations below in uniform control flow.
   let iters = (rv + WG - 1u) / WG;
+  var next: Span;
+  if (PREFETCH && tid < rv) {
+    next = load_span(rows, rv, tid);
+  }
   for (var it = 0u; it < iters; it++) {
     let i = it * WG + tid;
-    if (i < rv) {
-      // Every row's load first, so they are in flight together.
-      let w0 = w[row0 * rv + i];
-      let w1 = wl(r1 * rv, i, 1u);
-      let w2 = wl(r2 * rv, i, 2u);
-      let w3 = wl(r3 * rv, i, 3u);
-      let w4 = wl(r4 * rv, i, 4u);
-      let w5 = wl(r5 * rv, i, 5u);
-      let w6 = wl(r6 * rv, i, 6u);
-      let w7 = wl(r7 * rv, i, 7u);
-      let xi = xb + i * EW;
-      let xs = array<vec4<f32>, 16>(xl(xi, 0u), xl(xi, 1u), xl(xi, 2u), xl(xi, 3u), xl(xi, 4u), xl(xi, 5u),
-                                    xl(xi, 6u), xl(xi, 7u), xl(xi, 8u), xl(xi, 9u), xl(xi, 10u), xl(xi, 11u),
-                                    xl(xi, 12u), xl(xi, 13u), xl(xi, 14u), xl(xi, 15u));
-      // Group of each octet, shared by the ROWS rows.
-      var gs: array<u32, 8>;
-#if QUANT
-      let k0 = i * 4u * EW;
-      gs[0] = group_of(k0);
-      if (!SCALE_PER_VEC) {
-        if (NOCT > 1u) { gs[1] = group_of(k0 + 8u); }
-        if (NOCT > 2u) { gs[2] = group_of(k0 + 16u); gs[3] = group_of(k0 + 24u); }
-        if (NOCT > 4u) {
-          gs[4] = group_of(k0 + 32u); gs[5] = group_of(k0 + 40u);
-          gs[6] = group_of(k0 + 48u); gs[7] = group_of(k0 + 56u);
-        }
+    var sp: Span;
+    if (PREFETCH) {
+      sp = next;
+      if (i + WG < rv) {
+        next = load_span(rows, rv, i + WG);
       }
-#endif
-      a0 += row_span(w0, row0, xs, gs);
-      if (ROWS > 1u) { a1 += row_span(w1, r1, xs, gs); }
-      if (ROWS > 2u) { a2 += row_span(w2, r2, xs, gs); }
-      if (ROWS > 3u) { a3 += row_span(w3, r3, xs, gs); }
-      if (ROWS > 4u) { a4 += row_span(w4, r4, xs, gs); }
-      if (ROWS > 5u) { a5 += row_span(w5, r5, xs, gs); }
-      if (ROWS > 6u) { a6 += row_span(w6, r6, xs, gs); }
-      if (ROWS > 7u) { a7 += row_span(w7, r7, xs, gs); }
+    } else if (i < rv) {
+      sp = load_span(rows, rv, i);
+    }
+    if (i < rv) {
+      let k0 = i * 4u * EW;
+      let xi = xb + i * EW;
+      acc = oct_rows(0u, sp, rows, k0, xi, acc);
+      if (NOCT > 1u) { acc = oct_rows(1u, sp, rows, k0, xi, acc); }
+      if (NOCT > 2u) {
+        acc = oct_rows(2u, sp, rows, k0, xi, acc);
+        acc = oct_rows(3u, sp, rows, k0, xi, acc);
+      }
+      if (NOCT > 4u) {
+        acc = oct_rows(4u, sp, rows, k0, xi, acc);
+        acc = oct_rows(5u, sp, rows, k0, xi, acc);
+        acc = oct_rows(6u, sp, rows, k0, xi, acc);
+        acc = oct_rows(7u, sp, rows, k0, xi, acc);
+      }
     }
   }
-  // One sum per row, the lane powers divided out: rows 0..3 in p0, 4..7 in p1.
-  let p0 = vec4<f32>(dot(a0, IPW), dot(a1, IPW), dot(a2, IPW), dot(a3, IPW));
-  let p1 = vec4<f32>(dot(a4, IPW), dot(a5, IPW), dot(a6, IPW), dot(a7, IPW));
+  // Rows 0..3 in p0, 4..7 in p1.
+  let p0 = vec4<f32>(acc[0], acc[1], acc[2], acc[3]);
+  let p1 = vec4<f32>(acc[4], acc[5], acc[6], acc[7]);
 #if SUBGROUPS
   let s0 = subgroupAdd(p0);
   var s1 = vec4<f32>(0.0);

@@ -30,8 +30,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   // dims[0].x is the row length N.
   y[i] = y[i] + b[i % params.dims[0].x];
 #else
-  let u = a[strided(i, params.rank, params.dims, params.sa)];
-  let v = b[strided(i, params.rank, params.dims, params.sb)];
+  var rem = i;
+  var ia = 0u;
+  var ib = 0u;
+  for (var j = params.rank; j > 0u; j--) {
+    let d = j - 1u;
+    let n = params.dims[d >> 2u][d & 3u];
+    let q = rem / n;
+    let r = rem - q * n;
+    ia += r * params.sa[d >> 2u][d & 3u];
+    ib += r * params.sb[d >> 2u][d & 3u];
+    rem = q;
+  }
+  let u = a[ia];
+  let v = b[ib];
 #if ADD
   y[i] = u + v;
 #endif

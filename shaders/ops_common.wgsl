@@ -7,6 +7,8 @@
 //
 // Shapes and strides travel in uniforms as array<vec4<u32>, 2>: rank ≤ 8 (the backend merges
 // dimensions that are contiguous on both sides first, so a rank-6 transpose rarely needs 6).
+// Kernels walk them in loops that read the uniform in place: a helper taking the arrays as
+// arguments would copy them per call, which SwiftShader does through memory, lane by lane.
 
 // Flat index of an invocation of a 2D grid of one-dimensional workgroups.
 fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
@@ -18,18 +20,22 @@ fn flat_group(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return wid.x + wid.y * nwg.x;
 }
 
-fn at8(a: array<vec4<u32>, 2>, d: u32) -> u32 {
-  return a[d / 4u][d % 4u];
-}
+// Workgroup memory of the row reductions (ops_norm, ops_softmax); kernels that do not reduce
+// never touch it, so their pipelines do not allocate it.
+var<workgroup> red: array<f32, WG>;
 
-// Offset of element i of a row-major shape dims (the first rank entries) under strides st.
-fn strided(i: u32, rank: u32, dims: array<vec4<u32>, 2>, st: array<vec4<u32>, 2>) -> u32 {
-  var rem = i;
-  var off = 0u;
-  for (var d = rank; d > 0u; d--) {
-    let n = at8(dims, d - 1u);
-    off += (rem % n) * at8(st, d - 1u);
-    rem /= n;
+// Max (is_max) or sum of v over the workgroup, returned to every thread. Call it in uniform
+// control flow; the trailing barrier lets red be reused at once.
+fn wg_reduce(v: f32, tid: u32, is_max: bool) -> f32 {
+  red[tid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (tid < s) {
+      red[tid] = select(red[tid] + red[tid + s], max(red[tid], red[tid + s]), is_max);
+    }
+    workgroupBarrier();
   }
-  return off;
+  let r = red[0];
+  workgroupBarrier();
+  return r;
 }

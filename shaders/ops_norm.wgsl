@@ -23,23 +23,6 @@ struct Params {
 @group(0) @binding(4) var<storage, read> beta: array<f32>;
 #endif
 
-var<workgroup> red: array<f32, WG>;
-
-// Σ of v over the workgroup, returned to every thread. The trailing barrier lets red be reused.
-fn wg_sum(v: f32, tid: u32) -> f32 {
-  red[tid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (tid < s) {
-      red[tid] += red[tid + s];
-    }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) tid: u32) {
@@ -55,13 +38,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var c = tid; c < d; c += WG) {
     s += x[base + c];
   }
-  let mean = wg_sum(s, tid) / f32(d);
+  let mean = wg_reduce(s, tid, false) / f32(d);
   var v = 0.0;
   for (var c = tid; c < d; c += WG) {
     let e = x[base + c] - mean;
     v += e * e;
   }
-  let inv = inverseSqrt(wg_sum(v, tid) / f32(d) + params.eps);
+  let inv = inverseSqrt(wg_reduce(v, tid, false) / f32(d) + params.eps);
   for (var c = tid; c < d; c += WG) {
     y[base + c] = (x[base + c] - mean) * inv * gamma[c] + beta[c];
   }
@@ -71,7 +54,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let e = x[base + c];
     ss += e * e;
   }
-  let tot = wg_sum(ss, tid);
+  let tot = wg_reduce(ss, tid, false);
 #if RMSNORM
   let inv = inverseSqrt(tot / f32(d) + params.eps);
   for (var c = tid; c < d; c += WG) {

@@ -21,23 +21,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> mask: array<f32>;
 #endif
 
-var<workgroup> red: array<f32, WG>;
-
-// Max (is_max) or sum of v over the workgroup, returned to every thread.
-fn wg_reduce(v: f32, tid: u32, is_max: bool) -> f32 {
-  red[tid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (tid < s) {
-      red[tid] = select(red[tid] + red[tid + s], max(red[tid], red[tid + s]), is_max);
-    }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) tid: u32) {
@@ -48,7 +31,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let d = params.d;
   let base = row * d;
 #if MASKED
-  let mbase = strided(row, params.rank, params.dims, params.ms);
+  var rem = row;
+  var mbase = 0u;
+  for (var j = params.rank; j > 0u; j--) {
+    let dd = j - 1u;
+    let n = params.dims[dd >> 2u][dd & 3u];
+    mbase += (rem % n) * params.ms[dd >> 2u][dd & 3u];
+    rem /= n;
+  }
 #endif
   // −FLT_MAX stands for −∞: WGSL has no infinity literal. A row with nothing kept keeps it, and
   // every entry then writes 0.

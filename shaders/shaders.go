@@ -74,6 +74,12 @@ type Key struct {
 	TM       int // GEMM, GEMMTile: activation rows per thread (GEMM 4, 8, 12 or 16; GEMMTile 4 or 8)
 	// GEMMTile: threads along M (WG/WGM along N) and the K extent of a workgroup-memory tile.
 	WGM, BK int
+	// GEMMTile: thread groups that split each K step of a tile (1 or 2; 0 means 1): the
+	// workgroup has WG·KSplit threads, the groups' sums are added at the end. More threads in
+	// flight per tile where tiles are few (m = 128 makes 128 64×64 tiles for 132 SMs).
+	KSplit int
+	// GEMVHW: load the next span while summing this one (software pipelining).
+	Prefetch bool
 }
 
 // Tile is the block of outputs one GEMMTile workgroup computes: BM activation rows × BN weight
@@ -112,7 +118,12 @@ func (k Key) Normalize() Key {
 		k.Subgroups = false
 	}
 	if k.Kernel != GEMMTile {
-		k.WGM, k.BK = 0, 0
+		k.WGM, k.BK, k.KSplit = 0, 0, 0
+	} else if k.KSplit == 0 {
+		k.KSplit = 1
+	}
+	if k.Kernel != GEMVHW {
+		k.Prefetch = false
 	}
 	if k.Kernel == GEMVHW || k.Kernel == GEMMTile {
 		// Their codes become f32 by the exponent trick (GEMVHW) or once per tile (GEMMTile):
@@ -148,6 +159,9 @@ func (k Key) Name() string {
 	case GEMMTile:
 		bm, bn, bk := k.Tile()
 		fmt.Fprintf(&b, "-%dx%dx%d-t%dx%d", bm, bn, bk, k.TM, k.Rows)
+		if k.KSplit > 1 {
+			fmt.Fprintf(&b, "-ks%d", k.KSplit)
+		}
 	default:
 		fmt.Fprintf(&b, "-wg%dr%dm%d", k.WG, k.Rows, k.TM)
 	}
@@ -156,6 +170,9 @@ func (k Key) Name() string {
 	}
 	if k.Subgroups {
 		b.WriteString("-sg")
+	}
+	if k.Prefetch {
+		b.WriteString("-pf")
 	}
 	return b.String()
 }
@@ -182,8 +199,9 @@ func (k Key) Validate() error {
 		// Each thread holds TM×Rows sums as vec4s along N; a tile row of K is whole words of
 		// every width (16 codes of int2 are one word).
 		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 || k.WGM < 1 || k.WGM&(k.WGM-1) != 0 || k.WGM > k.WG ||
-			(k.TM != 4 && k.TM != 8) || (k.Rows != 4 && k.Rows != 8) || (k.BK != 16 && k.BK != 32) {
-			return fmt.Errorf("shaders: %s: WG %d and WGM %d must be powers of two, WGM ≤ WG ≤ 256; TM %d and Rows %d 4 or 8; BK %d 16 or 32", k.Name(), k.WG, k.WGM, k.TM, k.Rows, k.BK)
+			(k.TM != 4 && k.TM != 8) || (k.Rows != 4 && k.Rows != 8) || (k.BK != 16 && k.BK != 32) ||
+			(k.KSplit > 2) || (k.KSplit == 2 && k.WG < 32) {
+			return fmt.Errorf("shaders: %s: WG %d and WGM %d must be powers of two, WGM ≤ WG ≤ 256; TM %d and Rows %d 4 or 8; BK %d 16 or 32; KSplit %d 1 or 2 (2 with WG ≥ 32, so a subgroup stays within one group)", k.Name(), k.WG, k.WGM, k.TM, k.Rows, k.BK, k.KSplit)
 		}
 	default:
 		return fmt.Errorf("shaders: unknown kernel %v", k.Kernel)
@@ -223,6 +241,10 @@ func (k Key) header() []string {
 	if k.Kernel == GEMMTile {
 		u("WGM", k.WGM)
 		u("BK", k.BK)
+		u("KS", max(k.KSplit, 1))
+	}
+	if k.Kernel == GEMVHW {
+		h = append(h, fmt.Sprintf("const PREFETCH: bool = %v;", k.Prefetch))
 	}
 	return h
 }

@@ -22,6 +22,13 @@ func allKeys() []Key {
 								if kern == GEMMTile {
 									k.WG, k.WGM, k.TM, k.Rows, k.BK = 128, 8, 4, 8, 16
 								}
+								ks = append(ks, k.Normalize())
+								if kern == GEMVHW {
+									k.Prefetch = true
+								}
+								if kern == GEMMTile {
+									k.KSplit = 2
+								}
 								k = k.Normalize()
 								ks = append(ks, k)
 							}

@@ -348,3 +348,23 @@ func broadcastStrides(in, out graph.Shape) []int {
 	}
 	return st
 }
+
+// rowWorkgroup is the workgroup of the row reductions (norms, softmax) over rows of d elements.
+// A GPU wants about four elements a thread, within 32..256 threads. A software adapter wants
+// few threads: SwiftShader runs a workgroup as 4-lane SIMD groups and switches between them at
+// every barrier, and a reduction is all barriers (encoder block at B=30, T=16: a masked
+// softmax over 1920 rows of 16 took ~200 ms with 64 threads a row; see BenchmarkGraphEncoder).
+func rowWorkgroup(d int, software bool) int {
+	if software {
+		return softwareRowWG
+	}
+	wg := 32
+	for wg < 256 && 4*wg < d {
+		wg *= 2
+	}
+	return wg
+}
+
+// softwareRowWG is rowWorkgroup's choice on software adapters (a variable: the benchmark's
+// -nibble.rowwg sweeps it).
+var softwareRowWG = 4

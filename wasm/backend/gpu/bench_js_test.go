@@ -70,9 +70,13 @@ var (
 	benchReps = flag.Int("nibble.reps", 10, "dispatches per kernel timing")
 	// -nibble.gemv and -nibble.gemm time more launch shapes beside the adapter's default, to
 	// choose a shape on a new adapter without a rebuild.
-	benchGEMV = flag.String("nibble.gemv", "", "more GEMV shapes, comma-separated [hw|sw]WGxROWS (hw: gemv_hw.wgsl, sw: gemv.wgsl, neither: the default kernel), or sweep")
-	benchGEMM = flag.String("nibble.gemm", "", "more GEMM shapes, comma-separated WGMxWGNxTMxTNxBK tiles or flat (gemm.wgsl), or sweep")
-	benchSet  = flag.String("nibble.set", "quick", "cases: quick (small, for SwiftShader), readme (the README table), sweep (readme's shapes, fewer formats)")
+	benchGEMV = flag.String("nibble.gemv", "", "more GEMV shapes, comma-separated [hw|sw]WGxROWS[p] (hw: gemv_hw.wgsl, sw: gemv.wgsl, neither: the default kernel; p: prefetch), or sweep")
+	benchGEMM = flag.String("nibble.gemm", "", "more GEMM shapes, comma-separated WGMxWGNxTMxTNxBK[xKS] tiles or flat (gemm.wgsl), or sweep")
+	// Timings drift with the GPU's state (the first variant of a case was at times faster than
+	// the same kernel timed later): rounds time the whole list again, and the summary takes the
+	// median per variant.
+	benchRounds = flag.Int("nibble.rounds", 1, "times each case's variant list is timed")
+	benchSet    = flag.String("nibble.set", "quick", "cases: quick (small, for SwiftShader), readme (the README table), sweep (readme's shapes, fewer formats)")
 	// Weights rotate through copies adding up to this much, so each call reads them from memory
 	// rather than from the last-level cache (an H200's L2 is 50 MB).
 	benchRotate = flag.Int("nibble.rotate", 128, "MiB of weight copies one timing rotates through; 0: one copy")
@@ -81,21 +85,29 @@ var (
 
 // sweepTiles are the GEMMTile shapes -nibble.gemm=sweep times (DefaultTuning's among them).
 var sweepTiles = []Tile{
-	{WG: 64, WGM: 4, TM: 4, TN: 4, BK: 32},   // 16×64
-	{WG: 128, WGM: 4, TM: 4, TN: 4, BK: 16},  // 16×128
-	{WG: 128, WGM: 8, TM: 4, TN: 4, BK: 16},  // 32×64
-	{WG: 128, WGM: 8, TM: 4, TN: 8, BK: 16},  // 32×128
-	{WG: 256, WGM: 16, TM: 4, TN: 4, BK: 16}, // 64×64
-	{WG: 256, WGM: 16, TM: 4, TN: 4, BK: 32}, // 64×64, deeper steps
-	{WG: 128, WGM: 16, TM: 4, TN: 8, BK: 16}, // 64×64, 32 sums a thread
-	{WG: 256, WGM: 16, TM: 8, TN: 4, BK: 16}, // 128×64
-	{WG: 256, WGM: 32, TM: 4, TN: 8, BK: 16}, // 128×64, other thread shape
-	{WG: 256, WGM: 16, TM: 8, TN: 8, BK: 16}, // 128×128
-	{WG: 256, WGM: 8, TM: 8, TN: 8, BK: 16},  // 64×256
+	{WG: 64, WGM: 4, TM: 4, TN: 4, BK: 32},          // 16×64
+	{WG: 128, WGM: 4, TM: 4, TN: 4, BK: 16},         // 16×128
+	{WG: 128, WGM: 8, TM: 4, TN: 4, BK: 16},         // 32×64
+	{WG: 128, WGM: 8, TM: 4, TN: 8, BK: 16},         // 32×128
+	{WG: 256, WGM: 16, TM: 4, TN: 4, BK: 16},        // 64×64
+	{WG: 256, WGM: 16, TM: 4, TN: 4, BK: 32},        // 64×64, deeper steps
+	{WG: 128, WGM: 16, TM: 4, TN: 8, BK: 16},        // 64×64, 32 sums a thread
+	{WG: 256, WGM: 16, TM: 8, TN: 4, BK: 16},        // 128×64
+	{WG: 256, WGM: 32, TM: 4, TN: 8, BK: 16},        // 128×64, other thread shape
+	{WG: 256, WGM: 16, TM: 8, TN: 8, BK: 16},        // 128×128
+	{WG: 256, WGM: 8, TM: 8, TN: 8, BK: 16},         // 64×256
+	{WG: 128, WGM: 8, TM: 4, TN: 4, BK: 32},         // 32×64, deeper steps
+	{WG: 256, WGM: 16, TM: 8, TN: 4, BK: 32},        // 128×64, deeper steps
+	{WG: 256, WGM: 8, TM: 8, TN: 4, BK: 32},         // 64×128, deeper steps
+	{WG: 256, WGM: 16, TM: 4, TN: 4, BK: 32, KS: 2}, // 64×64, K steps split over 512 threads
+	{WG: 128, WGM: 8, TM: 4, TN: 4, BK: 32, KS: 2},  // 32×64, split
+	{WG: 256, WGM: 16, TM: 8, TN: 4, BK: 32, KS: 2}, // 128×64, split
+	{WG: 256, WGM: 8, TM: 8, TN: 4, BK: 32, KS: 2},  // 64×128, split
+	{WG: 128, WGM: 16, TM: 4, TN: 8, BK: 32, KS: 2}, // 64×64, 32 sums a thread, split
 }
 
 // sweepGEMV are the GEMV shapes -nibble.gemv=sweep times.
-var sweepGEMV = []string{"hw32x4", "hw32x8", "hw64x2", "hw64x4", "hw64x8", "hw128x2", "hw128x4", "hw128x8", "hw256x2", "hw256x4", "sw128x4"}
+var sweepGEMV = []string{"hw32x4", "hw32x8", "hw64x4", "hw64x8", "hw128x4", "hw128x8", "hw256x4", "hw256x8", "sw128x4"}
 
 // variant is one launch shape a case is timed with.
 type variant struct {
@@ -123,9 +135,10 @@ func variants(tb testing.TB, def Tuning, m int) []variant {
 			case strings.HasPrefix(s, "sw"):
 				tu.GEMVKernel = shaders.GEMV
 			}
-			if _, err := fmt.Sscanf(strings.TrimLeft(s, "hsw"), "%dx%d", &tu.GEMVWorkgroup, &tu.GEMVRows); err != nil {
-				tb.Fatalf("-nibble.gemv %q: want [hw|sw]WGxROWS: %v", s, err)
+			if _, err := fmt.Sscanf(strings.TrimSuffix(strings.TrimLeft(s, "hsw"), "p"), "%dx%d", &tu.GEMVWorkgroup, &tu.GEMVRows); err != nil {
+				tb.Fatalf("-nibble.gemv %q: want [hw|sw]WGxROWS[p]: %v", s, err)
 			}
+			tu.GEMVPrefetch = strings.HasSuffix(s, "p")
 			vs = append(vs, variant{s, tu})
 		}
 		return vs
@@ -142,8 +155,8 @@ func variants(tb testing.TB, def Tuning, m int) []variant {
 			tiles = append(tiles, sweepTiles...)
 		default:
 			var t Tile
-			if _, err := fmt.Sscanf(s, "%dx%dx%dx%dx%d", &t.WGM, &t.WG, &t.TM, &t.TN, &t.BK); err != nil {
-				tb.Fatalf("-nibble.gemm %q: want WGMxWGNxTMxTNxBK: %v", s, err)
+			if n, _ := fmt.Sscanf(s, "%dx%dx%dx%dx%dx%d", &t.WGM, &t.WG, &t.TM, &t.TN, &t.BK, &t.KS); n < 5 {
+				tb.Fatalf("-nibble.gemm %q: want WGMxWGNxTMxTNxBK[xKS]", s)
 			}
 			t.WG *= t.WGM
 			tiles = append(tiles, t)
@@ -153,7 +166,7 @@ func variants(tb testing.TB, def Tuning, m int) []variant {
 		tu := def
 		t.MaxM = 1 << 30
 		tu.Tiles = [3]Tile{t}
-		vs = append(vs, variant{fmt.Sprintf("%dx%dx%dx%dx%d", t.WGM, t.WG/t.WGM, t.TM, t.TN, t.BK), tu})
+		vs = append(vs, variant{fmt.Sprintf("%dx%dx%dx%dx%dx%d", t.WGM, t.WG/t.WGM, t.TM, t.TN, t.BK, max(t.KS, 1)), tu})
 	}
 	return vs
 }
@@ -203,10 +216,11 @@ func benchCases(tb testing.TB) []benchCase {
 	case "sweep":
 		add(1, 4096, 4096, q8, q4, q2)
 		add(1, 11008, 4096, q4)
-		add(1, 16384, 16384, q8, q4, q2)
-		for _, m := range []int{16, 64, 128, 512} {
+		add(1, 16384, 16384, q8, q4, q4h, q2)
+		for _, m := range []int{16, 32, 64, 128, 256, 512} {
 			add(m, 4096, 4096, q4)
 		}
+		add(128, 4096, 4096, q8, q2)
 	default:
 		tb.Fatalf("-nibble.set=%q: want quick, readme or sweep", *benchSet)
 	}
@@ -267,11 +281,8 @@ func BenchmarkReadCeiling(b *testing.B) {
 	defer src.Destroy()
 	var best float64
 	var bestName string
-	for _, sh := range [][2]int{{256, 4}, {256, 8}, {256, 16}, {128, 8}, {512, 8}} {
+	for _, sh := range [][2]int{{256, 4}, {256, 8}, {256, 16}, {128, 8}} {
 		wg, per := sh[0], sh[1]
-		if wg > be.Caps().MaxWorkgroupInvocations {
-			continue
-		}
 		code := fmt.Sprintf(`@group(0) @binding(0) var<storage, read> src: array<vec4<u32>>;
 @group(0) @binding(1) var<storage, read_write> dst: array<u32>;
 @compute @workgroup_size(%d)
@@ -375,23 +386,25 @@ func BenchmarkMatMul(b *testing.B) {
 			}
 			dst := make([]float32, c.m*c.n)
 			ref := newReference(rng, t, x, c.m)
-			reps := *benchReps
-			if c.m > GEMVMaxM {
-				reps = max(3, reps/10)
+			warm := 300 * time.Millisecond // the first variant of a case follows seconds of CPU work
+			var vs []variant
+			for range *benchRounds {
+				vs = append(vs, variants(b, def, c.m)...)
 			}
-			for _, v := range variants(b, def, c.m) {
+			for _, v := range vs {
 				be.mu.Lock()
 				be.tune = v.tu
 				be.mu.Unlock()
 				key := keyFor(c.f, c.m, be.feat, v.tu)
-				gpu, wall, err := be.TimeKernels(ws, c.m, reps)
+				per, wall, reps, err := timeVariant(be, ws, c.m, warm)
 				if err != nil {
 					b.Fatalf("%s: %v", key.Name(), err)
 				}
-				per, source := wall, fmt.Sprintf("wall clock over %d dispatches in one submit", reps)
-				if gpu > 0 {
-					per, source = gpu, fmt.Sprintf("timestamp-query over %d dispatches in one pass", reps)
+				source := fmt.Sprintf("wall clock, median of 3 passes of %d dispatches in one submit, after %v of warm-up", reps, warm)
+				if be.timing {
+					source = fmt.Sprintf("timestamp-query, median of 3 passes of %d dispatches in one pass, after %v of warm-up", reps, warm)
 				}
+				warm = 100 * time.Millisecond
 				r := result{Bench: c.kind(), M: c.m, N: c.n, K: c.k, Format: c.f.String(), Variant: v.name, Key: key.Name(),
 					MS: per.Seconds() * 1e3, MSWall: wall.Seconds() * 1e3, Timing: source, WeightBytes: ws[0].Bytes(),
 					MovedBytes: ws[0].Bytes() + int64(4*c.m*(c.k+c.n)), Copies: copies, Adapter: info.Description, Software: info.IsFallbackAdapter}
@@ -438,6 +451,45 @@ func BenchmarkMatMul(b *testing.B) {
 }
 
 var done = map[string]bool{}
+
+// timeVariant times the current tuning on ws: first calls until warm has passed (a GPU idle
+// during the case's set-up runs at lower clocks, memory clock too, for a while after work
+// resumes), then 3 passes of enough dispatches for ≥ 20 ms of GPU time each (-nibble.reps at
+// least); it returns the median per call.
+func timeVariant(be *Backend, ws []backend.Weight, m int, warm time.Duration) (per, wall time.Duration, reps int, err error) {
+	reps = *benchReps
+	start := time.Now()
+	for {
+		g, w, err := be.TimeKernels(ws, m, reps)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		p := g
+		if p == 0 {
+			p = w
+		}
+		if p > 0 {
+			reps = int(min(20000, max(int64(*benchReps), int64(20*time.Millisecond/p)+1)))
+		}
+		if time.Since(start) >= warm {
+			break
+		}
+	}
+	var pers, walls []time.Duration
+	for range 3 {
+		g, w, err := be.TimeKernels(ws, m, reps)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		if g == 0 {
+			g = w
+		}
+		pers, walls = append(pers, g), append(walls, w)
+	}
+	sort.Slice(pers, func(i, j int) bool { return pers[i] < pers[j] })
+	sort.Slice(walls, func(i, j int) bool { return walls[i] < walls[j] })
+	return pers[1], walls[1], reps, nil
+}
 
 // reference holds the float64 products at sampled outputs: rows 0 and m−1 (and one between),
 // 96 columns spread over N with the first and the last.

@@ -26,9 +26,9 @@ import (
 // Option because no caller outside them wants it.
 var poisonArena bool
 
-// elemWG is the workgroup of the one-invocation-per-element kernels, rowWG that of the
-// one-workgroup-per-row reductions (norms, softmax).
-const elemWG, rowWG = 64, 64
+// elemWG is the workgroup of the one-invocation-per-element kernels (no barriers, so the size
+// matters little); the row reductions take rowWorkgroup's.
+const elemWG = 64
 
 // maxGroups is WebGPU's default maxComputeWorkgroupsPerDimension; grids fold into a second
 // dimension beyond it.
@@ -91,7 +91,7 @@ type program struct {
 	params   *webgpu.Buffer
 	readback *webgpu.Buffer
 	steps    []step
-	inputs   []ioRange // per g.Inputs (bytes 0: an input nothing reads)
+	inputs   []ioRange // per g.Inputs (size 0: an input nothing reads)
 	outputs  []ioRange // per g.Outputs, at their offsets in readback
 	stage    js.Value  // staging Uint8Array for the inputs, as large as the largest
 	host     []byte    // the mapped readback, copied in one call
@@ -113,9 +113,9 @@ type ioRange struct {
 	at        int64 // outputs: offset in the readback buffer
 }
 
-// opCaches holds each Backend's op pipelines, beside the Backend rather than in it: its cache
-// of matmul pipelines is keyed by shaders.Key, and an op kernel is a shaders.OpKey. Weak keys let
-// a closed Backend and its cache be collected.
+// opCaches holds each Backend's op pipelines. A field of Backend would do; the cache sits here
+// because gpu_js.go was being retuned (issue 15) while this was written, and a field can move
+// in once that lands. Weak keys let a closed Backend and its cache be collected.
 var opCaches sync.Map // weak.Pointer[Backend] → *opCache
 
 type opCache struct {
@@ -134,7 +134,7 @@ func (b *Backend) opPipelines() *opCache {
 	return c.(*opCache)
 }
 
-// pipeline returns the cached pipeline of an op kernel, building it on first use. The caller
+// opPipeline returns the cached pipeline of an op kernel, building it on first use. The caller
 // holds b.mu.
 func (b *Backend) opPipeline(cache *opCache, k shaders.OpKey) (*webgpu.ComputePipeline, error) {
 	k = k.Normalize()
@@ -366,6 +366,9 @@ func (c *compiler) dispatchWith(what string, k shaders.OpKey, groups int, bindin
 
 func groupsFor(n, wg int) int { return (n + wg - 1) / wg }
 
+// copyVec is ops_copy.wgsl's VEC: elements one invocation copies along the last dimension.
+const copyVec = 4
+
 // op lowers node i into steps.
 func (c *compiler) op(i int) error {
 	p, g := c.p, c.p.g
@@ -401,7 +404,8 @@ func (c *compiler) op(i int) error {
 		if n.Op == graph.OpLayerNorm {
 			ops = append(ops, p.bind(4, in(2)))
 		}
-		return c.dispatch(what, shaders.OpKey{Family: shaders.OpNorm, Variant: variant, WG: rowWG}, words, size/D, ops...)
+		wg := rowWorkgroup(D, p.b.caps.Software)
+		return c.dispatch(what, shaders.OpKey{Family: shaders.OpNorm, Variant: variant, WG: wg}, words, size/D, ops...)
 	case graph.OpSoftmax:
 		r := len(n.Shape)
 		D := n.Shape[r-1]
@@ -418,7 +422,8 @@ func (c *compiler) op(i int) error {
 			words = append([]uint32{uint32(size / D), uint32(D), uint32(len(dims)), uint32(mst[r-1])}, pack8(dims, st[0])...)
 			ops = append(ops, p.bind(3, in(1)))
 		}
-		return c.dispatch(what, shaders.OpKey{Family: shaders.OpSoftmax, Variant: variant, WG: rowWG}, words, size/D, ops...)
+		wg := rowWorkgroup(D, p.b.caps.Software)
+		return c.dispatch(what, shaders.OpKey{Family: shaders.OpSoftmax, Variant: variant, WG: wg}, words, size/D, ops...)
 	case graph.OpMatMul:
 		as, r := shape(0), len(n.Shape)
 		M, K, N := as[r-2], as[r-1], n.Shape[r-1]
@@ -491,10 +496,13 @@ func (c *compiler) copy(what string, dims graph.Shape, ss, ds []int, sbase, dbas
 	if lim >= 0 {
 		l = uint32(lim)
 	}
-	words := append([]uint32{uint32(size), uint32(len(md)), uint32(sbase), uint32(dbase), l, 0, 0, 0}, pack8(md, st[0], st[1])...)
+	last := md[len(md)-1]
+	chunks := (last + copyVec - 1) / copyVec
+	threads := size / last * chunks
+	words := append([]uint32{uint32(threads), uint32(len(md)), uint32(sbase), uint32(dbase), l, uint32(chunks), 0, 0}, pack8(md, st[0], st[1])...)
 	k := shaders.OpKey{Family: shaders.OpCopy, Variant: "strided", WG: elemWG}
 	x.Binding, y.Binding = 1, 2
-	return c.dispatch(what, k, words, groupsFor(size, elemWG), x, y)
+	return c.dispatch(what, k, words, groupsFor(threads, elemWG), x, y)
 }
 
 // linear queues x·wᵀ (+ bias): x copied into zero-padded rows first when the weight's device

@@ -255,3 +255,23 @@ func TestGraphRunOneSubmit(t *testing.T) {
 	}
 	t.Logf("%d runs: %d steps each, %d submits, %d mapAsync", runs, len(prog.(*program).steps), calls.Get("submit").Int(), calls.Get("mapAsync").Int())
 }
+
+// TestGraphRowWorkgroups runs the row reductions (norms, softmax, the encoder block's) at the
+// workgroup sizes rowWorkgroup picks on hardware, whatever adapter the test has: the CI's
+// SwiftShader would otherwise only ever run its own size.
+func TestGraphRowWorkgroups(t *testing.T) {
+	poisoned(t)
+	defer func(wg int) { softwareRowWG = wg }(softwareRowWG)
+	for _, wg := range []int{32, 256} {
+		softwareRowWG = wg
+		b := newBackend(t, Options{})
+		if !b.caps.Software {
+			t.Skip("a hardware adapter runs these sizes in TestGraphConformance")
+		}
+		for _, only := range []string{"norm/", "softmax/", "block/encoder-f32"} {
+			t.Run(fmt.Sprintf("wg%d/%s", wg, only), func(t *testing.T) {
+				backendtest.RunGraphs(t, b, backendtest.GraphOptions{Tolerance: graphTolerance(b), Only: only})
+			})
+		}
+	}
+}

@@ -103,6 +103,7 @@ type Tuning struct {
 	// weight rows per workgroup.
 	GEMVKernel              shaders.Kernel
 	GEMVWorkgroup, GEMVRows int
+	GEMVPrefetch            bool // gemv_hw.wgsl: load the next span while summing this one
 	// GEMM without workgroup memory: threads per workgroup (power of two), weight rows per
 	// thread (1 or 2), activation rows per thread (4, 8, 12 or 16). Used when Tiles is empty.
 	GEMMWorkgroup, GEMMRows, TM int
@@ -111,15 +112,16 @@ type Tuning struct {
 	Tiles [3]Tile
 }
 
-// Tile is one launch shape of shaders.GEMMTile: WG threads, WGM of them along M; each thread
-// TM activation rows × TN weight rows; BK elements of K per workgroup-memory step.
-type Tile struct{ MaxM, WG, WGM, TM, TN, BK int }
+// Tile is one launch shape of shaders.GEMMTile: WG threads per tile, WGM of them along M; each
+// thread TM activation rows × TN weight rows; BK elements of K per workgroup-memory step; KS
+// groups of WG threads splitting each step (0 or 1: one group).
+type Tile struct{ MaxM, WG, WGM, TM, TN, BK, KS int }
 
 func (t Tile) set() bool { return t.WG > 0 }
 
 // key is the tile's variant of a base key (format fields set).
 func (t Tile) key(k shaders.Key) shaders.Key {
-	k.Kernel, k.WG, k.WGM, k.TM, k.Rows, k.BK = shaders.GEMMTile, t.WG, t.WGM, t.TM, t.TN, t.BK
+	k.Kernel, k.WG, k.WGM, k.TM, k.Rows, k.BK, k.KSplit = shaders.GEMMTile, t.WG, t.WGM, t.TM, t.TN, t.BK, t.KS
 	return k
 }
 
@@ -187,22 +189,29 @@ func tuningFor(info webgpu.AdapterInfo) Tuning {
 	return DefaultTuning
 }
 
-// fit drops the workgroup-memory tiles when a device cannot run one of them (workgroup memory
-// or invocations below what the tile declares): GEMM then runs without workgroup memory. It
-// says why, for Caps.Notes.
+// fit adapts the tiles to what a device grants: a tile whose split K steps need more threads
+// than a workgroup may have runs unsplit; when workgroup memory cannot hold a tile, GEMM runs
+// without workgroup memory. It says what it changed, for Caps.Notes.
 func (tu Tuning) fit(l webgpu.Limits) (Tuning, string) {
-	for _, t := range tu.Tiles {
+	var notes []string
+	maxThreads := min(l.MaxComputeInvocationsPerWorkgroup, l.MaxComputeWorkgroupSizeX)
+	for i, t := range tu.Tiles {
 		if !t.set() {
 			continue
 		}
 		k := t.key(shaders.Key{Bits: 32})
-		if b := k.WorkgroupBytes(); b > l.MaxComputeWorkgroupStorageSize || t.WG > l.MaxComputeInvocationsPerWorkgroup {
+		if t.KS > 1 && t.WG*t.KS > maxThreads {
+			tu.Tiles[i].KS = 1
+			notes = append(notes, fmt.Sprintf("tile %s unsplit: %d threads, the device allows %d", k.Name(), t.WG*t.KS, maxThreads))
+			t.KS = 1
+		}
+		if b := k.WorkgroupBytes(); b > l.MaxComputeWorkgroupStorageSize || t.WG > maxThreads {
 			tu.Tiles = [3]Tile{}
-			return tu, fmt.Sprintf("GEMM without workgroup memory: tile %s needs %d B and %d invocations, the device has %d B and %d",
-				k.Name(), b, t.WG, l.MaxComputeWorkgroupStorageSize, l.MaxComputeInvocationsPerWorkgroup)
+			return tu, fmt.Sprintf("GEMM without workgroup memory: tile %s needs %d B and %d threads, the device has %d B and %d",
+				k.Name(), b, t.WG, l.MaxComputeWorkgroupStorageSize, maxThreads)
 		}
 	}
-	return tu, ""
+	return tu, strings.Join(notes, "; ")
 }
 
 // features are what the device grants that changes the variant.
@@ -221,7 +230,7 @@ func keyFor(f quant.Format, m int, feat features, tu Tuning) shaders.Key {
 	}
 	switch {
 	case m <= GEMVMaxM:
-		k.Kernel, k.WG, k.Rows, k.Subgroups = tu.GEMVKernel, tu.GEMVWorkgroup, tu.GEMVRows, feat.subgroups
+		k.Kernel, k.WG, k.Rows, k.Subgroups, k.Prefetch = tu.GEMVKernel, tu.GEMVWorkgroup, tu.GEMVRows, feat.subgroups, tu.GEMVPrefetch
 	case tu.Tiles[0].set():
 		k = tu.tileFor(m).key(k)
 	default:

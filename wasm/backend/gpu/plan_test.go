@@ -159,13 +159,18 @@ func TestTuningForAdapter(t *testing.T) {
 	}
 	// The hardware tiles fit WebGPU's default limits' invocations and a desktop GPU's
 	// workgroup memory; with the default 16 KiB they fall back to the GEMM without tiles.
-	desk := webgpu.Limits{MaxComputeWorkgroupStorageSize: 32768, MaxComputeInvocationsPerWorkgroup: 256}
+	desk := webgpu.Limits{MaxComputeWorkgroupStorageSize: 32768, MaxComputeInvocationsPerWorkgroup: 1024, MaxComputeWorkgroupSizeX: 1024}
 	if tu, why := DefaultTuning.fit(desk); tu != DefaultTuning || why != "" {
 		t.Errorf("DefaultTuning does not fit %+v: %s", desk, why)
 	}
-	small := webgpu.Limits{MaxComputeWorkgroupStorageSize: 1024, MaxComputeInvocationsPerWorkgroup: 256}
+	small := webgpu.Limits{MaxComputeWorkgroupStorageSize: 1024, MaxComputeInvocationsPerWorkgroup: 256, MaxComputeWorkgroupSizeX: 256}
 	if tu, why := DefaultTuning.fit(small); tu.Tiles[0].set() || why == "" {
 		t.Errorf("1 KiB of workgroup memory: tiles kept (%+v)", tu.Tiles)
+	}
+	split := Tuning{Tiles: [3]Tile{{MaxM: 1 << 30, WG: 256, WGM: 16, TM: 4, TN: 4, BK: 32, KS: 2}}}
+	base := webgpu.Limits{MaxComputeWorkgroupStorageSize: 16384, MaxComputeInvocationsPerWorkgroup: 256, MaxComputeWorkgroupSizeX: 256}
+	if tu, why := split.fit(base); tu.Tiles[0].KS != 1 || !tu.Tiles[0].set() || why == "" {
+		t.Errorf("512 threads on a 256-thread device: %+v (%s), want the tile unsplit", tu.Tiles[0], why)
 	}
 	for _, tu := range []Tuning{DefaultTuning, SoftwareTuning} {
 		for _, f := range backendtest.AllFormats() {
