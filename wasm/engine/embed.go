@@ -115,6 +115,9 @@ func (a *useLite) encoder(ctx context.Context, m *Model) (*uselite.Encoder, erro
 	if err != nil {
 		return nil, err
 	}
+	if c := m.opt.Cache; c != nil && !*c {
+		ctx = withoutFileCache(ctx)
+	}
 	vocab, err := get(ctx, vocabURL)
 	if err != nil {
 		return nil, fmt.Errorf("use-lite vocabulary (vocab.json beside model.json): %w", err)
@@ -152,7 +155,7 @@ func (m *Model) Arch() string {
 // are resident (FirstOutput then says when the first stage ran).
 func (m *Model) Embed(ctx context.Context, texts []string) ([][]float32, error) {
 	if m.arch == nil {
-		return nil, fmt.Errorf("%w: %s is not a model nibble can embed with (it runs Universal Sentence Encoder Lite, TF.js model.json); its weights can still be multiplied", ErrUnsupported, m.Spec.URL)
+		return nil, fmt.Errorf("%w: %s is not a model nibble can embed with (it runs Universal Sentence Encoder Lite, TF.js model.json); its weights can still be multiplied", ErrModel, m.Spec.URL)
 	}
 	if len(texts) == 0 {
 		return nil, fmt.Errorf("%w: embed needs at least one text", ErrBadArgument)

@@ -9,6 +9,7 @@ var (
 	ErrNotFound    = errs.ErrNotFound    // NOT_FOUND
 	ErrFormat      = errs.ErrFormat      // UNSUPPORTED_FORMAT: damaged, or not what its manifest says
 	ErrUnsupported = errs.ErrUnsupported // UNSUPPORTED_FORMAT: a type, version or API not here
+	ErrModel       = errs.ErrModel       // UNSUPPORTED_MODEL: weights load, the architecture does not run
 	ErrTooLarge    = errs.ErrTooLarge    // OUT_OF_MEMORY
 	ErrNetwork     = errs.ErrNetwork     // NETWORK
 	ErrAborted     = errs.ErrAborted     // ABORTED

@@ -25,6 +25,10 @@ type Options struct {
 	// no quantization. nil (the default) caches every file that has a sha256 or a version to
 	// key it by; false neither reads nor writes the cache.
 	Cache *bool `json:"cache"`
+	// MemoryBudget, when positive, bounds the bytes the quantized model may hold: a model whose
+	// headers declare more fails with ErrTooLarge (OUT_OF_MEMORY) before its weights are
+	// allocated (stream.Options.MemoryBudget).
+	MemoryBudget int64 `json:"memoryBudget"`
 	// OnProgress, if set, is called from a goroutine at most every ProgressEvery while the load
 	// runs, and once more when it ends.
 	OnProgress    func(Progress) `json:"-"`
@@ -108,6 +112,9 @@ func Load(ctx context.Context, url string, opt Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opt.Cache != nil && !*opt.Cache {
+		ctx = withoutFileCache(ctx)
+	}
 	spec, err := Resolve(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", url, err)
@@ -122,7 +129,7 @@ func Load(ctx context.Context, url string, opt Options) (*Model, error) {
 		// The plan is not in stream's key (a stale format only shows when the entry is read, and
 		// the load then overwrites it): keying by the format gives each its own entry, so
 		// switching formats back and forth does not rewrite the cache every time.
-		CacheTag: "engine plan " + opt.Format}
+		CacheTag: "engine plan " + opt.Format, MemoryBudget: opt.MemoryBudget}
 	sopt.Cache, m.notes = cacheFor(spec, opt.Cache)
 	m.Cached = sopt.Cache != nil
 	var up stream.Uploader = b

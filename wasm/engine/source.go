@@ -84,6 +84,18 @@ func Resolve(ctx context.Context, rawURL string) (*Spec, error) {
 			s.Notes = append(notes, s.Notes...)
 		}
 		return s, err
+	case path.Ext(base) == "" && base != "":
+		// "…/models/use-lite" written without its slash: a directory if it has a manifest.
+		dir := *u
+		dir.Path += "/manifest.json"
+		if man, err := getManifest(ctx, dir.String()); err == nil {
+			s, err := fromManifest(ctx, &dir, man)
+			if s != nil {
+				s.Notes = append(s.Notes, fmt.Sprintf("%s read as the directory %s/ (its manifest.json is there)", rawURL, rawURL))
+			}
+			return s, err
+		}
+		fallthrough
 	default:
 		return &Spec{URL: u.String(), Kind: KindFile, Sources: []stream.Source{{Name: base, Open: OpenURL(u.String())}},
 			Notes: []string{"a single file without a manifest: no size or sha256 check, and not cached (nothing to key it by)"}}, nil
@@ -186,6 +198,18 @@ func getManifest(ctx context.Context, u string) (*stream.Manifest, error) {
 
 // get reads a small file whole.
 func get(ctx context.Context, u string) ([]byte, error) {
+	b, err := fetchSmall(ctx, u)
+	if err != nil {
+		if kept, ok := recallFile(ctx, u, err); ok {
+			return kept, nil
+		}
+		return nil, err
+	}
+	rememberFile(ctx, u, b)
+	return b, nil
+}
+
+func fetchSmall(ctx context.Context, u string) ([]byte, error) {
 	rc, err := OpenURL(u)(ctx, 0)
 	if err != nil {
 		return nil, err

@@ -7,6 +7,8 @@
 //	                                    truncated, wrong size or sha256, NaN/Inf weights)
 //	ErrUnsupported  UNSUPPORTED_FORMAT  well-formed, but a version, data type or API this build or
 //	                                    browser does not have
+//	ErrModel        UNSUPPORTED_MODEL   the weights load, but nibble cannot run this architecture
+//	                                    whole (embed on a model it does not know); also ErrUnsupported
 //	ErrTooLarge     OUT_OF_MEMORY       over a limit or a memory budget: a smaller model or format
 //	ErrNetwork      NETWORK             the server or the connection failed; retrying may help
 //	ErrAborted      ABORTED             cancelled, released or timed out by the caller
@@ -34,6 +36,8 @@ var (
 	ErrAborted     = errors.New("aborted")
 	ErrDeviceLost  = errors.New("device lost")
 	ErrBadArgument = errors.New("bad argument")
+	// ErrModel is also ErrUnsupported, so callers that test for that still match.
+	ErrModel = New(ErrUnsupported, "unsupported model")
 )
 
 // kinds is the order Kind looks in: an error that wraps several kinds (a read cut by a cancel,
@@ -46,6 +50,7 @@ var kinds = []struct {
 	{ErrAborted, "ABORTED"},
 	{ErrTooLarge, "OUT_OF_MEMORY"},
 	{ErrNotFound, "NOT_FOUND"},
+	{ErrModel, "UNSUPPORTED_MODEL"},
 	{ErrUnsupported, "UNSUPPORTED_FORMAT"},
 	{ErrFormat, "UNSUPPORTED_FORMAT"},
 	{ErrBadArgument, "BAD_ARGUMENT"},

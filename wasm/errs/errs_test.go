@@ -23,6 +23,7 @@ func TestKinds(t *testing.T) {
 		{Mark(io.ErrUnexpectedEOF, ErrNetwork), ErrNetwork, "NETWORK"},
 		{Mark(fmt.Errorf("x: %w", ErrTooLarge), ErrNetwork), ErrTooLarge, "OUT_OF_MEMORY"},
 		{fmt.Errorf("gpu: %w", ErrDeviceLost), ErrDeviceLost, "DEVICE_LOST"},
+		{fmt.Errorf("embed: %w", ErrModel), ErrModel, "UNSUPPORTED_MODEL"},
 	}
 	for _, c := range cases {
 		if got := Kind(c.err); got != c.kind {
