@@ -178,8 +178,8 @@ func BenchmarkGraphModes(b *testing.B) {
 		modes []mode
 	}{
 		{f32, []mode{{"f32", nil}}},
-		{q8pcSym, append(exact, qdq(Int4Dequantize))},
-		{q8g32Sym, append(exact, qdq(Int4Dequantize))},
+		{q8pcSym, append(exact, mode{"qdq", &CompileOptions{}})},
+		{q8g32Sym, append(exact, mode{"qdq", &CompileOptions{}})},
 		{q4g32, append(exact, qdq(Int4Widen), qdq(Int4QDQ))},
 	}
 	for i := 0; i < b.N; i++ {

@@ -31,6 +31,8 @@ type lowering struct {
 	qdq    map[string]*qdqWeight
 	scalar map[scalarKey]*webnn.Operand
 	notes  []string
+	// embedded counts the constant bytes made of each weight, for Weight.Bytes.
+	embedded map[string]int64
 }
 
 type scalarKey struct {
@@ -41,7 +43,8 @@ type scalarKey struct {
 func newLowering(b *Backend, g *graph.Graph, w map[string]*Weight, opt CompileOptions) *lowering {
 	return &lowering{b: b, bd: b.ctx.NewBuilder(), g: g, w: w, opt: opt,
 		vals: make([]*webnn.Operand, len(g.Nodes)), floats: map[string]*webnn.Operand{},
-		linear: map[string]*webnn.Operand{}, qdq: map[string]*qdqWeight{}, scalar: map[scalarKey]*webnn.Operand{}}
+		linear: map[string]*webnn.Operand{}, qdq: map[string]*qdqWeight{}, scalar: map[scalarKey]*webnn.Operand{},
+		embedded: map[string]int64{}}
 }
 
 func (l *lowering) note(format string, args ...any) {
@@ -116,6 +119,7 @@ func (l *lowering) floatWeight(n *graph.Node) *webnn.Operand {
 	w := l.w[n.Attr.Name]
 	d := webnn.Descriptor{DataType: w.layout.Codes.DataType, Shape: n.Shape}
 	o := l.bd.Constant(n.Attr.Name, d, w.codes)
+	l.embedded[w.name] += int64(d.ByteLength())
 	if d.DataType != webnn.Float32 {
 		o = l.bd.Cast(n.Attr.Name+"-f32", o, webnn.Float32)
 	}
@@ -335,6 +339,7 @@ func (l *lowering) gather(n *graph.Node) *webnn.Operand {
 	case !w.format.Quantized() || w.layout.Path == PathF32:
 		d := webnn.Descriptor{DataType: w.layout.Codes.DataType, Shape: []int{V, D}}
 		rows = bd.Gather(lb+"/rows", bd.Constant(tn.Attr.Name, d, w.codes), safe, 0)
+		l.embedded[w.name] += int64(d.ByteLength())
 		if d.DataType != webnn.Float32 {
 			rows = bd.Cast(lb+"/rows-f32", rows, webnn.Float32)
 		}
@@ -352,6 +357,7 @@ func (l *lowering) gather(n *graph.Node) *webnn.Operand {
 			zd = webnn.Descriptor{DataType: webnn.Int8, Shape: zd.Shape}
 			l.note("gather %q: int4 table %q widened to int8 in the graph (gather takes no int4)", n.Label, tn.Attr.Name)
 		}
+		l.embedded[w.name] += int64(cd.ByteLength() + lay.Scales.ByteLength() + zd.ByteLength())
 		q := bd.Gather(lb+"/codes", bd.Constant(tn.Attr.Name+"-codes", cd, codes), safe, 0)
 		s := bd.Gather(lb+"/scales", bd.Constant(tn.Attr.Name+"-scales", lay.Scales, w.scales), safe, 0)
 		z := bd.Gather(lb+"/zeros", bd.Constant(tn.Attr.Name+"-zeros", zd, zeros), safe, 0)
@@ -385,6 +391,7 @@ func (l *lowering) linearOp(n *graph.Node) *webnn.Operand {
 	if wt == nil {
 		wt = w.weightOperand(bd, w.name)
 		l.linear[w.name] = wt
+		l.embedded[w.name] += int64(w.bytes)
 	}
 	o := webnn.GemmOptions{BTranspose: true}
 	if n.Inputs[2] != graph.None {
@@ -553,6 +560,7 @@ func (l *lowering) qdqWeight(n *graph.Node, w *Weight) (*qdqWeight, error) {
 		zeros:  l.bd.ConstantBytes(w.name+"-zeros", zd, make([]byte, zd.ByteLength())),
 	}
 	l.qdq[w.name] = q
+	l.embedded[w.name] += int64(len(codes)*bits/8 + len(sb) + zd.ByteLength())
 	return q, nil
 }
 

@@ -140,9 +140,9 @@ type Weight struct {
 	zeros  js.Value
 	bytes  int // packed constant bytes, one copy
 
-	mu       sync.Mutex
-	graphs   map[int]*matmulGraph // by batch-size class
-	programs int                  // compiled whole graphs holding a copy of the constants
+	mu         sync.Mutex
+	graphs     map[int]*matmulGraph // by batch-size class
+	inPrograms int64                // constant bytes compiled whole graphs hold of this weight
 }
 
 var _ backend.Weight = (*Weight)(nil)
@@ -155,14 +155,15 @@ func (w *Weight) Format() quant.Format { return w.format }
 func (w *Weight) Path() Path   { return w.layout.Path }
 func (w *Weight) Note() string { return w.layout.Note }
 
-// Bytes counts the packed constants once for the JS-side copy kept for future builds and once
-// per compiled graph, single-matmul or whole (WebNN copies constants into each graph; Chromium
-// 153 has no shared constant tensors: createConstantTensor says "Constant tensors are not
-// supported"). A program that requantizes the weight for QDQ holds that copy instead.
+// Bytes counts the packed constants once for the JS-side copy kept for future builds, once per
+// single-matmul graph, and what each compiled whole graph embeds of it (WebNN copies constants
+// into each graph; Chromium 153 has no shared constant tensors: createConstantTensor says
+// "Constant tensors are not supported"). A whole graph may hold another form than the upload's:
+// int8 codes widened from int4 for gather or for QDQ.
 func (w *Weight) Bytes() int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return int64(w.bytes) * int64(1+len(w.graphs)+w.programs)
+	return int64(w.bytes)*int64(1+len(w.graphs)) + w.inPrograms
 }
 
 // Upload lays t out for the graph (see Plan) and keeps the bytes as JS typed arrays. Graphs are

@@ -29,8 +29,9 @@ func (b *Backend) Compile(g *graph.Graph, ws backend.Weights) (backend.Program, 
 	return b.CompileWith(g, ws, CompileOptions{})
 }
 
-// CompileCalibrated is CompileWith with the calibration and the default Int4 policy: the QDQ
-// mode for every calibrated Linear with an 8-bit weight.
+// CompileCalibrated is CompileWith with the calibration and the default Int4 policy: the fused
+// QDQ form for every calibrated Linear with an 8-bit weight, and with a 2- or 4-bit one widened
+// to int8 (Int4Widen).
 func (b *Backend) CompileCalibrated(g *graph.Graph, ws backend.Weights, c *backend.Calibration) (backend.Program, error) {
 	return b.CompileWith(g, ws, CompileOptions{Calibration: c})
 }
@@ -87,9 +88,11 @@ func (b *Backend) CompileWith(g *graph.Graph, ws backend.Weights, opt CompileOpt
 		p.Release()
 		return nil, fmt.Errorf("webnn compile %q: %w", g.Name, err)
 	}
-	for _, w := range weights {
+	p.embedded = l.embedded
+	for name, n := range l.embedded {
+		w := weights[name]
 		w.mu.Lock()
-		w.programs++
+		w.inPrograms += n
 		w.mu.Unlock()
 		p.weights = append(p.weights, w)
 	}
@@ -104,13 +107,14 @@ func outputName(i int) string { return fmt.Sprintf("out%d", i) }
 // program is one compiled graph with an MLTensor and a staging typed array per input and
 // output, reused by every Run.
 type program struct {
-	b       *Backend
-	g       *graph.Graph
-	mg      *webnn.Graph
-	ins     []*ioTensor // in g.Inputs order; unused inputs (read by no output) have no tensor
-	outs    []*ioTensor
-	weights []*Weight
-	notes   []string
+	b        *Backend
+	g        *graph.Graph
+	mg       *webnn.Graph
+	ins      []*ioTensor // in g.Inputs order; unused inputs (read by no output) have no tensor
+	outs     []*ioTensor
+	weights  []*Weight
+	embedded map[string]int64 // constant bytes of each weight inside mg
+	notes    []string
 
 	mu sync.Mutex
 }
@@ -227,7 +231,7 @@ func (p *program) Release() error {
 	}
 	for _, w := range p.weights {
 		w.mu.Lock()
-		w.programs--
+		w.inPrograms -= p.embedded[w.name]
 		w.mu.Unlock()
 	}
 	p.weights = nil

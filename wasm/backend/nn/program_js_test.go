@@ -105,3 +105,43 @@ func TestBucketReuse(t *testing.T) {
 		t.Errorf("%d runs dispatched %d times", len(lengths), n)
 	}
 }
+
+// TestOutputEdges covers what an MLGraph does not allow directly or the suite does not reach: a
+// graph input returned as an output, one value returned twice, an input no output reads, an int32
+// output, and a 1-D Linear.
+func TestOutputEdges(t *testing.T) {
+	b := newBackend(t, Options{})
+	g := graph.New("edges")
+	x := g.Input("x", graph.Float32, 2, 3)
+	g.Input("unused", graph.Float32, 4)
+	ids := g.Input("ids", graph.Int32, 2, 2)
+	v := g.Input("v", graph.Float32, 3)
+	y := g.Tanh("y", x)
+	lin := g.Linear("lin", v, g.Weight("w", 2, 3), graph.None)
+	if err := g.Output(x, y, y, g.Transpose("idsT", ids, 1, 0), lin); err != nil {
+		t.Fatal(err)
+	}
+	wq, _ := quant.Quantize("w", []float32{1, 2, 3, -1, 0.5, 0}, 2, 3, quant.Format{Bits: 32}, quant.Options{})
+	ws := map[string]*quant.Tensor{"w": wq}
+	p, err := b.Compile(g, upload(t, b, ws))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Release()
+	in := []graph.Tensor{
+		graph.F32Tensor([]float32{1, -2, 3, 0.5, 0, -1}, 2, 3),
+		graph.F32Tensor([]float32{9, 9, 9, 9}, 4),
+		graph.I32Tensor([]int32{1, 2, 3, 4}, 2, 2),
+		graph.F32Tensor([]float32{1, 1, 2}, 3),
+	}
+	got, err := p.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := cpuRun(t, g, ws, in)
+	for i := range want {
+		if err := backendtest.CompareTensors(want[i], got[i], 2e-4); err != nil {
+			t.Errorf("output %d: %v", i, err)
+		}
+	}
+}

@@ -23,7 +23,7 @@ import (
 func TestQDQLinear(t *testing.T) {
 	b := newBackend(t, Options{})
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, f := range []quant.Format{{Bits: 8, Scheme: quant.Symmetric}, {Bits: 8, Scheme: quant.Symmetric, GroupSize: 32}, {Bits: 8, Scheme: quant.Asymmetric, GroupSize: 0}} {
+	for _, f := range []quant.Format{{Bits: 8, Scheme: quant.Symmetric}, {Bits: 8, Scheme: quant.Symmetric, GroupSize: 32}, {Bits: 8, Scheme: quant.Asymmetric, GroupSize: 0}, quant.Q4} {
 		t.Run(f.String(), func(t *testing.T) {
 			const N, K = 67, 301
 			g := graph.New("qdq-linear")
@@ -50,11 +50,22 @@ func TestQDQLinear(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := b.CompileCalibrated(g, upload(t, b, ws), cal)
+			nw := upload(t, b, ws)
+			held := nw["w"].Bytes()
+			p, err := b.CompileCalibrated(g, nw, cal)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer p.Release()
+			// The graph holds int8 codes, one scale and one zero point a row.
+			if d := nw["w"].Bytes() - held; d != N*K+5*N {
+				t.Errorf("compiled graph adds %d bytes to the weight, want %d", d, N*K+5*N)
+			}
+			defer func() {
+				p.Release()
+				if nw["w"].Bytes() != held {
+					t.Errorf("after Release the weight holds %d bytes, want %d", nw["w"].Bytes(), held)
+				}
+			}()
 			for _, n := range p.(*program).Notes() {
 				t.Log("note: ", n)
 				if strings.Contains(n, "runs in float32") {
