@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -149,7 +150,7 @@ func variants(tb testing.TB, def Tuning, m int) []variant {
 		case "":
 		case "flat":
 			tu := def
-			tu.Tiles = [3]Tile{}
+			tu.Tiles = [5]Tile{}
 			vs = append(vs, variant{"flat", tu})
 		case "sweep":
 			tiles = append(tiles, sweepTiles...)
@@ -165,7 +166,7 @@ func variants(tb testing.TB, def Tuning, m int) []variant {
 	for _, t := range tiles {
 		tu := def
 		t.MaxM = 1 << 30
-		tu.Tiles = [3]Tile{t}
+		tu.Tiles = [5]Tile{t}
 		vs = append(vs, variant{fmt.Sprintf("%dx%dx%dx%dx%dx%d", t.WGM, t.WG/t.WGM, t.TM, t.TN, t.BK, max(t.KS, 1)), tu})
 	}
 	return vs
@@ -569,35 +570,91 @@ func printSummary() {
 	if ceilingGBps > 0 {
 		fmt.Printf("read ceiling: %.0f GB/s\n", ceilingGBps)
 	}
-	fmt.Printf("%-5s %-16s %-22s %-14s %-44s %10s %9s %6s %8s %s\n", "kind", "m×n×k", "format", "variant", "key", "ms", "GB/s", "%ceil", "TFLOP/s", "check")
+	fmt.Printf("%-5s %-16s %-22s %-16s %-48s %10s %9s %6s %8s %s\n", "kind", "m×n×k", "format", "variant", "key", "ms", "GB/s", "%ceil", "TFLOP/s", "check")
+	type ck struct{ kind, shape, format, variant string }
+	med := map[ck][]result{}
+	var order []ck
 	for _, r := range results {
 		if r.Bench == "ceiling" {
 			continue
 		}
-		fmt.Printf("%-5s %-16s %-22s %-14s %-44s %10.4f %9.0f %6.1f %8.2f %s\n", r.Bench, fmt.Sprintf("%dx%dx%d", r.M, r.N, r.K),
+		fmt.Printf("%-5s %-16s %-22s %-16s %-48s %10.4f %9.0f %6.1f %8.2f %s\n", r.Bench, fmt.Sprintf("%dx%dx%d", r.M, r.N, r.K),
 			r.Format, r.Variant, r.Key, r.MS, r.GBps, r.PctCeiling, r.TFLOPs, r.Check)
+		c := ck{r.Bench, fmt.Sprintf("%dx%dx%d", r.M, r.N, r.K), r.Format, r.Variant}
+		if _, ok := med[c]; !ok {
+			order = append(order, c)
+		}
+		med[c] = append(med[c], r)
 	}
-	// Best variant per case, for choosing defaults.
-	type ck struct {
-		kind, shape, format string
+	// The median of the rounds of each (case, variant); a failed check disqualifies the variant.
+	median := func(rs []result) (result, bool) {
+		for _, r := range rs {
+			if r.Check != "ok" && r.Check != "skipped" {
+				return r, false
+			}
+		}
+		s := append([]result(nil), rs...)
+		sort.Slice(s, func(i, j int) bool { return s[i].MS < s[j].MS })
+		return s[len(s)/2], true
 	}
-	best := map[ck]result{}
-	var order []ck
-	for _, r := range results {
-		if r.Bench == "ceiling" || r.Check != "ok" && r.Check != "skipped" {
+	type cs struct{ kind, shape, format string }
+	best := map[cs]result{}
+	var corder []cs
+	for _, c := range order {
+		r, ok := median(med[c])
+		if !ok {
 			continue
 		}
-		c := ck{r.Bench, fmt.Sprintf("%dx%dx%d", r.M, r.N, r.K), r.Format}
-		if b, ok := best[c]; !ok || r.MS < b.MS {
-			if !ok {
-				order = append(order, c)
+		k := cs{c.kind, c.shape, c.format}
+		if b, seen := best[k]; !seen || r.MS < b.MS {
+			if !seen {
+				corder = append(corder, k)
 			}
-			best[c] = r
+			best[k] = r
 		}
 	}
-	fmt.Println("\nNIBBLE_BEST (fastest checked variant per case)")
-	for _, c := range order {
-		r := best[c]
-		fmt.Printf("%-5s %-16s %-22s %-14s %10.4f ms %9.0f GB/s %6.1f%% %8.2f TFLOP/s\n", c.kind, c.shape, c.format, r.Variant, r.MS, r.GBps, r.PctCeiling, r.TFLOPs)
+	fmt.Printf("\nNIBBLE_BEST (fastest checked variant per case, median of %d rounds)\n", *benchRounds)
+	for _, k := range corder {
+		r := best[k]
+		fmt.Printf("%-5s %-16s %-22s %-16s %10.4f ms %9.0f GB/s %6.1f%% %8.2f TFLOP/s\n", k.kind, k.shape, k.format, r.Variant, r.MS, r.GBps, r.PctCeiling, r.TFLOPs)
+	}
+	// The default variants as markdown: shapes down, formats across.
+	for _, kind := range []string{"gemv", "gemm"} {
+		var shapes, formats []string
+		cell := map[[2]string]string{}
+		for _, c := range order {
+			if c.kind != kind || c.variant != "default" {
+				continue
+			}
+			r, ok := median(med[c])
+			if !ok {
+				continue
+			}
+			if !slices.Contains(shapes, c.shape) {
+				shapes = append(shapes, c.shape)
+			}
+			if !slices.Contains(formats, c.format) {
+				formats = append(formats, c.format)
+			}
+			v := fmt.Sprintf("%.4f ms, %.0f GB/s", r.MS, r.GBps)
+			if r.PctCeiling > 0 {
+				v += fmt.Sprintf(" (%.0f%%)", r.PctCeiling)
+			}
+			if kind == "gemm" {
+				v = fmt.Sprintf("%.3f ms, %.1f TFLOP/s", r.MS, r.TFLOPs)
+			}
+			cell[[2]string{c.shape, c.format}] = v
+		}
+		if len(shapes) == 0 {
+			continue
+		}
+		fmt.Printf("\nNIBBLE_MARKDOWN %s (default variants, median of %d rounds)\n| %s | m×n×k | %s |\n|---|---|%s\n", kind, *benchRounds, kind, strings.Join(formats, " | "), strings.Repeat("---|", len(formats)))
+		for _, sh := range shapes {
+			row := make([]string, len(formats))
+			for i, f := range formats {
+				row[i] = cell[[2]string{sh, f}]
+			}
+			fmt.Printf("| %s | %s | %s |\n", strings.ToUpper(kind), sh, strings.Join(row, " | "))
+		}
 	}
 }

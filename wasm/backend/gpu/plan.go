@@ -109,7 +109,7 @@ type Tuning struct {
 	GEMMWorkgroup, GEMMRows, TM int
 	// Tiles, when Tiles[0] is set, run shaders.GEMMTile for m > GEMVMaxM: the first tile whose
 	// MaxM ≥ m, else the last one set. An array, not a slice, so Tunings compare with ==.
-	Tiles [3]Tile
+	Tiles [5]Tile
 }
 
 // Tile is one launch shape of shaders.GEMMTile: WG threads per tile, WGM of them along M; each
@@ -125,16 +125,22 @@ func (t Tile) key(k shaders.Key) shaders.Key {
 	return k
 }
 
-// DefaultTuning is the launch shape on hardware adapters. GEMV: the GPU kernel, 64 threads × 4
-// rows; GEMM: workgroup-memory tiles, 32×64 up to m = 64, 64×64 up to 256, 128×64 beyond.
-// (Measured choices and the sweeps behind them: wasm/backend/gpu/NOTES.md.) The GEMM fields are
-// the fallback where a device's workgroup memory cannot hold a tile.
+// DefaultTuning is the launch shape on hardware adapters, from sweeps on an NVIDIA H200 (Dawn
+// over Vulkan; NOTES.md has the figures). GEMV: gemv_hw.wgsl, 128 threads × 8 rows, the fastest
+// or within 5% of it on every GEMV case swept (1×4096² to 1×16384², int2/4/8), where 64×4 was
+// 5-45% slower and prefetching the next span 5-30% slower (its registers cost more threads than
+// its loads gain). GEMM: workgroup-memory tiles by m, each the fastest of 13 swept at its m
+// (4096×4096 int4): 16×64 split for m ≤ 32, 32×64 to 64, 64×64 (4×8 a thread) split to 128,
+// 64×128 split to 256, 128×64 beyond. The GEMM fields are the fallback where a device's
+// workgroup memory cannot hold a tile.
 var DefaultTuning = Tuning{
-	GEMVKernel: shaders.GEMVHW, GEMVWorkgroup: 64, GEMVRows: 4,
+	GEMVKernel: shaders.GEMVHW, GEMVWorkgroup: 128, GEMVRows: 8,
 	GEMMWorkgroup: 64, GEMMRows: 2, TM: 16,
-	Tiles: [3]Tile{
-		{MaxM: 64, WG: 128, WGM: 8, TM: 4, TN: 4, BK: 16},
-		{MaxM: 256, WG: 256, WGM: 16, TM: 4, TN: 4, BK: 16},
+	Tiles: [5]Tile{
+		{MaxM: 32, WG: 64, WGM: 4, TM: 4, TN: 4, BK: 32, KS: 2},
+		{MaxM: 64, WG: 128, WGM: 8, TM: 4, TN: 4, BK: 32},
+		{MaxM: 128, WG: 128, WGM: 16, TM: 4, TN: 8, BK: 32, KS: 2},
+		{MaxM: 256, WG: 256, WGM: 8, TM: 8, TN: 4, BK: 32, KS: 2},
 		{MaxM: 1 << 30, WG: 256, WGM: 16, TM: 8, TN: 4, BK: 16},
 	},
 }
@@ -206,7 +212,7 @@ func (tu Tuning) fit(l webgpu.Limits) (Tuning, string) {
 			t.KS = 1
 		}
 		if b := k.WorkgroupBytes(); b > l.MaxComputeWorkgroupStorageSize || t.WG > maxThreads {
-			tu.Tiles = [3]Tile{}
+			tu.Tiles = [5]Tile{}
 			return tu, fmt.Sprintf("GEMM without workgroup memory: tile %s needs %d B and %d threads, the device has %d B and %d",
 				k.Name(), b, t.WG, l.MaxComputeWorkgroupStorageSize, maxThreads)
 		}

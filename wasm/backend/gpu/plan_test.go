@@ -97,7 +97,7 @@ func TestKeyChoice(t *testing.T) {
 		}
 		lo = tl.MaxM + 1
 	}
-	if got := DefaultTuning.tileFor(1 << 31); got != DefaultTuning.Tiles[2] {
+	if got := DefaultTuning.tileFor(1 << 31); got != DefaultTuning.Tiles[len(DefaultTuning.Tiles)-1] {
 		t.Errorf("m=2³¹: tile %+v, want the last", got)
 	}
 	a := keyFor(quant.Format{Bits: 32, GroupSize: 64, Scales: quant.ScaleF16}, 1, feat, DefaultTuning)
@@ -112,7 +112,7 @@ func TestKeyChoice(t *testing.T) {
 			}
 		}
 	}
-	if x, y := grid(keyFor(quant.Q4, 3, feat, DefaultTuning), 130, 3); x != 33 || y != 3 {
+	if x, y := grid(keyFor(quant.Q4, 3, feat, DefaultTuning), 130, 3); x != (130+DefaultTuning.GEMVRows-1)/DefaultTuning.GEMVRows || y != 3 {
 		t.Fatalf("gemv grid %d×%d", x, y)
 	}
 	sw := SoftwareTuning
@@ -167,7 +167,7 @@ func TestTuningForAdapter(t *testing.T) {
 	if tu, why := DefaultTuning.fit(small); tu.Tiles[0].set() || why == "" {
 		t.Errorf("1 KiB of workgroup memory: tiles kept (%+v)", tu.Tiles)
 	}
-	split := Tuning{Tiles: [3]Tile{{MaxM: 1 << 30, WG: 256, WGM: 16, TM: 4, TN: 4, BK: 32, KS: 2}}}
+	split := Tuning{Tiles: [5]Tile{{MaxM: 1 << 30, WG: 256, WGM: 16, TM: 4, TN: 4, BK: 32, KS: 2}}}
 	base := webgpu.Limits{MaxComputeWorkgroupStorageSize: 16384, MaxComputeInvocationsPerWorkgroup: 256, MaxComputeWorkgroupSizeX: 256}
 	if tu, why := split.fit(base); tu.Tiles[0].KS != 1 || !tu.Tiles[0].set() || why == "" {
 		t.Errorf("512 threads on a 256-thread device: %+v (%s), want the tile unsplit", tu.Tiles[0], why)
