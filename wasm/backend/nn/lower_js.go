@@ -424,7 +424,6 @@ func (l *lowering) unflatten(n *graph.Node, y *webnn.Operand) *webnn.Operand {
 // bias codes.
 type qdqWeight struct {
 	codes, scales, zeros *webnn.Operand
-	dt                   webnn.DataType
 	sw                   []float32
 	kpad                 int
 }
@@ -451,11 +450,7 @@ func (l *lowering) qdqLinear(n *graph.Node, w *Weight, x *webnn.Operand, M, K in
 		l.note("linear %q: calibration unusable (%v), runs in float32", n.Label, errors.Join(err1, err2))
 		return nil, false
 	}
-	qw, err := l.qdqWeight(n, w)
-	if err != nil {
-		l.note("linear %q: %v, runs in float32", n.Label, err)
-		return nil, false
-	}
+	qw := l.qdqWeight(n, w)
 	bd, lb := l.bd, n.Label
 	x = l.padK(lb, x, M, K, qw.kpad)
 	// The activation quantizes to int8 whatever the weight's type: quantizeLinear makes no int4.
@@ -513,9 +508,9 @@ func (l *lowering) constValues(v graph.Value) ([]float32, bool) {
 // dequantized exactly as the exact graph would and quantized per-channel symmetric
 // (perChannelSym). A weight stored in that form keeps its codes; any other format gets one more
 // rounding, noted.
-func (l *lowering) qdqWeight(n *graph.Node, w *Weight) (*qdqWeight, error) {
+func (l *lowering) qdqWeight(n *graph.Node, w *Weight) *qdqWeight {
 	if q := l.qdq[w.name]; q != nil {
-		return q, nil
+		return q
 	}
 	bits := 8
 	if w.format.Bits < 8 && l.opt.Int4 == Int4QDQ {
@@ -554,14 +549,14 @@ func (l *lowering) qdqWeight(n *graph.Node, w *Weight) (*qdqWeight, error) {
 	}
 	shape := []int{N, 1}
 	zd := webnn.Descriptor{DataType: dt, Shape: shape}
-	q := &qdqWeight{dt: dt, sw: sw, kpad: kp,
+	q := &qdqWeight{sw: sw, kpad: kp,
 		codes:  l.bd.ConstantBytes(w.name+"-codes", webnn.Descriptor{DataType: dt, Shape: []int{N, kp}}, packCodes(codes, bits)),
 		scales: l.bd.ConstantBytes(w.name+"-scales", webnn.Descriptor{DataType: webnn.Float32, Shape: shape}, sb),
 		zeros:  l.bd.ConstantBytes(w.name+"-zeros", zd, make([]byte, zd.ByteLength())),
 	}
 	l.qdq[w.name] = q
 	l.embedded[w.name] += int64(len(codes)*bits/8 + len(sb) + zd.ByteLength())
-	return q, nil
+	return q
 }
 
 func signedType(bits int) webnn.DataType {
