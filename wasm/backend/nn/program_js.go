@@ -96,9 +96,6 @@ func (b *Backend) CompileWith(g *graph.Graph, ws backend.Weights, opt CompileOpt
 		w.mu.Unlock()
 		p.weights = append(p.weights, w)
 	}
-	for _, s := range l.notes {
-		b.note(s)
-	}
 	return p, nil
 }
 
@@ -151,7 +148,8 @@ func dataType(d graph.DType) webnn.DataType {
 }
 
 // Notes say which parts of the graph did not take the path asked for, and why (a Linear left
-// out of the QDQ form, a weight requantized).
+// out of the QDQ form, a weight requantized). Callers holding a backend.Program reach it as
+// interface{ Notes() []string }.
 func (p *program) Notes() []string { return slices.Clone(p.notes) }
 
 // Run writes the inputs, dispatches the graph once and reads every output.
