@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"syscall/js"
 	"testing"
 
@@ -23,26 +25,53 @@ func poisoned(t *testing.T) {
 	t.Cleanup(func() { poisonArena = false })
 }
 
-// graphTolerance is the suite's default, or the bound f16 products need (see f16GraphTolerance).
-func graphTolerance(b *Backend) float64 {
-	if b.ComputeF16() {
-		return f16GraphTolerance
+// graphTolerance is the suite's default for f32 products; with f16 products it is
+// f16OpTolerance, or f16BlockTolerance for the composite blocks.
+func graphTolerance(b *Backend, block bool) float64 {
+	switch {
+	case !b.ComputeF16():
+		return 0
+	case block:
+		return f16BlockTolerance
 	}
-	return 0
+	return f16OpTolerance
 }
 
-// f16GraphTolerance: with f16 products a Linear's output carries, per product, the roundings of
-// x and of x·w to f16 (2⁻¹¹ each, the bound TestConformance derives); over K random-signed
-// products they add like a random walk, ~√2·2⁻¹¹ ≈ 7e-4 of the output's RMS in one element
-// (the suite measures against |want| + RMS), ~3e-3 at four sigma. The blocks chain four
-// Linears through norms that keep the scale, so 4e-3 would be the budget of one; measured on
-// Firefox/lavapipe the worst element of the whole suite is below it (see the issue 9 report).
-const f16GraphTolerance = 4e-3
+// f16OpTolerance bounds a single Linear with products in f16: x (and float weights) and each
+// product round to f16, three roundings of 2⁻¹¹, random-signed over K terms, so an element is
+// off by σ ≈ √3·2⁻¹¹ ≈ 8.5e-4 of the output's RMS (the suite measures against |want| + RMS).
+// 4e-3 is 4.7σ. Measured on Firefox ESR (lavapipe, shader-f16), 12 seeds × 7 formats: worst
+// 2.4e-3. The other ops do not use f16 (worst 1.4e-6, RoPE).
+const f16OpTolerance = 4e-3
+
+// f16BlockTolerance bounds the encoder and decoder blocks with f16 products. No bound follows
+// from the Linears' σ: the blocks amplify absolute errors (the encoder's tanh over mean-pooled
+// activations of RMS ~24 passes them into outputs of scale 1; the decoder's attention logits
+// and SwiGLU's product of two Linears likewise), and the amplification depends on the draw.
+// Measured on Firefox ESR, 12 seeds × 6 blocks: median 3e-3 to 1e-2, worst 2.7e-2; one run in
+// about a hundred reached 9.8e-2. At 0.15 the blocks still catch what breaks a block (a wrong
+// layout, mask or unwritten output is off by O(1)); TestGraphConformance in Chromium holds
+// them to 2e-4 with f32 products.
+const f16BlockTolerance = 0.15
+
+// f16Categories are the suite's case prefixes, each run at its own tolerance with f16 products.
+var f16Categories = []string{"unary/", "binary/", "norm/", "softmax/", "linear/", "gather/", "matmul/", "layout/", "pool/", "rope/", "block/"}
 
 func TestGraphConformance(t *testing.T) {
 	poisoned(t)
 	b := newBackend(t, Options{})
-	backendtest.RunGraphs(t, b, backendtest.GraphOptions{Tolerance: graphTolerance(b)})
+	if !b.ComputeF16() {
+		backendtest.RunGraphs(t, b, backendtest.GraphOptions{})
+		return
+	}
+	for _, c := range backendtest.GraphCases(rand.New(rand.NewPCG(1, 1)), nil) {
+		if !slices.ContainsFunc(f16Categories, func(p string) bool { return strings.HasPrefix(c.Name, p) }) {
+			t.Errorf("case %s is in no f16 category: add its prefix to f16Categories", c.Name)
+		}
+	}
+	for _, only := range f16Categories {
+		backendtest.RunGraphs(t, b, backendtest.GraphOptions{Tolerance: graphTolerance(b, only == "block/"), Only: only})
+	}
 }
 
 // localCase is a graph of this file's own, checked against the cpu like the suite's cases.
@@ -55,7 +84,7 @@ func checkLocal(t *testing.T, b *Backend, name string, build func(g *graph.Graph
 		t.Fatal(err)
 	}
 	c := backendtest.GraphCase{Name: name, Graph: g, Weights: ws, Inputs: inputs}
-	if err := backendtest.CheckGraph(b, b, cpu.New(), c, rng, graphTolerance(b)); err != nil {
+	if err := backendtest.CheckGraph(b, b, cpu.New(), c, rng, graphTolerance(b, false)); err != nil {
 		t.Error(err)
 	}
 }
@@ -270,7 +299,7 @@ func TestGraphRowWorkgroups(t *testing.T) {
 		}
 		for _, only := range []string{"norm/", "softmax/", "block/encoder-f32"} {
 			t.Run(fmt.Sprintf("wg%d/%s", wg, only), func(t *testing.T) {
-				backendtest.RunGraphs(t, b, backendtest.GraphOptions{Tolerance: graphTolerance(b), Only: only})
+				backendtest.RunGraphs(t, b, backendtest.GraphOptions{Tolerance: graphTolerance(b, only == "block/encoder-f32"), Only: only})
 			})
 		}
 	}
