@@ -31,8 +31,14 @@ type Encoder struct {
 	Tokenizer *Tokenizer
 	Backend   backend.Compiler
 	Weights   backend.Weights
+	// Int8Activations runs the Linears with int8 activations (static W8A8, calibrated once on
+	// CalibrationSentences) where the backend can (backend.CalibratedCompiler: WebNN, whose
+	// TFLite backend then runs fused int8 kernels); other backends ignore it. Faster there, at
+	// the cost of the activations' int8 rounding.
+	Int8Activations bool
 
 	mu     sync.Mutex
+	cal    *backend.Calibration
 	whole  map[[2]int]backend.Program
 	staged map[[2]int][]backend.Program
 }
@@ -159,7 +165,7 @@ func (e *Encoder) runWhole(ctx context.Context, b Batch) ([]float32, error) {
 		if err != nil {
 			return nil, err
 		}
-		if p, err = e.Backend.Compile(g, e.Weights); err != nil {
+		if p, err = e.compile(ctx, g); err != nil {
 			return nil, fmt.Errorf("use-lite: compile %s: %w", g.Name, err)
 		}
 		if e.whole == nil {
@@ -214,6 +220,27 @@ func (e *Encoder) runStaged(ctx context.Context, b Batch, st *staging) ([]float3
 		}
 	}
 	return x.F32, nil
+}
+
+// compile builds g exactly, or with calibrated int8 activations when asked and possible.
+func (e *Encoder) compile(ctx context.Context, g *graph.Graph) (backend.Program, error) {
+	cc, ok := e.Backend.(backend.CalibratedCompiler)
+	if !e.Int8Activations || !ok {
+		return e.Backend.Compile(g, e.Weights)
+	}
+	if e.cal == nil {
+		cb := e.Tokenize(CalibrationSentences)
+		cg, err := e.Config.Build(cb.B, cb.T)
+		if err != nil {
+			return nil, err
+		}
+		// The exact graph on the same backend is the reference: its Linears' inputs and
+		// outputs are what the int8 graph will see.
+		if e.cal, err = backend.Calibrate(ctx, e.Backend, cg, e.Weights, [][]graph.Tensor{e.inputs(cb)}); err != nil {
+			return nil, fmt.Errorf("calibrating int8 activations: %w", err)
+		}
+	}
+	return cc.CompileCalibrated(g, e.Weights, e.cal)
 }
 
 // Release frees every compiled program.
