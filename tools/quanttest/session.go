@@ -103,6 +103,12 @@ func run(ctx context.Context, f *runFlags, stderr io.Writer) ([]quanteval.Result
 	}
 	s := &session{logf: logf, verbose: f.verbose, browser: f.browser, marker: marker}
 	err = s.run(ctx, runner, wasm, base+"/job.json", f.headless)
+	for i := range s.results {
+		// Firefox leaves GPUAdapterInfo empty; its runner learns the device from the Vulkan loader.
+		if r := &s.results[i]; s.device != "" && r.Platform == "webgpu" && r.PeerBackend == "" {
+			r.Adapter = "Vulkan device " + s.device + "; " + r.Adapter
+		}
+	}
 	if n := sweep(s.marker); n > 0 {
 		logf("stopped %d leftover browser process(es)", n)
 	}
@@ -421,7 +427,7 @@ func (s *session) why(err error) string {
 	if len(last) > 3 {
 		last = last[len(last)-3:]
 	}
-	msg := strings.Join(last, " | ")
+	msg := strings.Join(last, "; ")
 	if msg == "" && err != nil {
 		msg = err.Error()
 	}
@@ -488,12 +494,8 @@ func (s *session) line(l string) {
 			return
 		}
 		r.Browser = s.browser
-		if s.device != "" && r.Platform == "webgpu" && r.Adapter == "" {
-			r.Adapter = s.device
-		}
 		switch {
-		case r.Error != "":
-			s.logf("%s %s %s: %s", r.Runtime, r.Platform, r.Format, r.Error)
+		case r.Error != "": // said once, at the end
 		case r.Reference == "" || r.Runtime == "nibble" && r.Format == "f32":
 			s.logf("%s %s %s: %s held, load %.0f ms, latency %.1f ms (the reference)", r.Runtime, r.Platform, r.Format,
 				quanteval.Bytes(r.WeightBytes), r.LoadMS, r.LatencyMedianMS)

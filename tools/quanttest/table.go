@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -16,13 +17,16 @@ func writeTable(w io.Writer, rs []quanteval.Result) {
 	if len(rs) == 0 {
 		return
 	}
-	r0 := rs[0]
-	fmt.Fprintf(w, "\n%s in %s: error against the fp32 run on the same platform in the same browser; latency of one text after a warm-up (median / p90 of %d runs)\n\n", r0.Model, r0.Browser, r0.Runs)
+	runs := 0
+	for _, r := range rs {
+		runs = max(runs, r.Runs)
+	}
+	fmt.Fprintf(w, "\n%s in %s: error against the fp32 run on the same platform in the same browser; latency of one text after a warm-up (median / p90 of %d runs)\n\n", rs[0].Model, rs[0].Browser, runs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
 	fmt.Fprintln(tw, "platform\truntime\tformat\tf32\theld\tsaved\tload ms\tfirst out ms\tms med\tms p90\tbatch ms\tcos mean\tcos min\trel RMS\tNN kept\tverdict\t")
 	for _, r := range rs {
 		if r.Error != "" {
-			fmt.Fprintf(tw, "%s\t%s\t%s\terror: %s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", r.Platform, runtimeName(r), r.Format, clip(r.Error, 110))
+			fmt.Fprintf(tw, "%s\t%s\t%s\terror (below)\t\t\t\t\t\t\t\t\t\t\t\t\t\n", r.Platform, runtimeName(r), r.Format)
 			continue
 		}
 		cos, lo, rms, nn := "ref", "ref", "ref", "ref"
@@ -36,18 +40,25 @@ func writeTable(w io.Writer, rs []quanteval.Result) {
 		if r.BatchTexts > 0 {
 			batch = fmt.Sprintf("%.0f (%d)", r.BatchMS, r.BatchTexts)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f%%\t%.0f\t%.0f\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
-			r.Platform, runtimeName(r), r.Format, quanteval.Bytes(r.F32Bytes), quanteval.Bytes(r.WeightBytes), r.ReductionPct,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+			r.Platform, runtimeName(r), r.Format, quanteval.Bytes(r.F32Bytes), quanteval.Bytes(r.WeightBytes), pct(r.ReductionPct),
 			r.LoadMS, r.FirstOutputMS, r.LatencyMedianMS, r.LatencyP90MS, batch, cos, lo, rms, nn, verdictShort(r))
 	}
 	tw.Flush()
+	for _, r := range rs {
+		if r.Error != "" {
+			fmt.Fprintf(w, "  error: %s %s %s: %s\n", r.Platform, runtimeName(r), r.Format, r.Error)
+		}
+	}
 
-	fmt.Fprintln(w, "\nWhat ran each platform:")
 	seen := map[string]bool{}
 	for _, r := range rs {
 		key := r.Platform + "/" + runtimeName(r)
 		if r.Error != "" || seen[key] {
 			continue
+		}
+		if len(seen) == 0 {
+			fmt.Fprintln(w, "\nWhat ran each platform:")
 		}
 		seen[key] = true
 		fmt.Fprintf(w, "  %-7s %-18s %s — %s", r.Platform, runtimeName(r), r.Adapter, r.Verdict)
@@ -56,13 +67,25 @@ func writeTable(w io.Writer, rs []quanteval.Result) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintln(w, "\nPlans (tensors by the format the backend holds them in):")
+	header := "\nPlans (tensors by the format the backend holds them in):"
 	for _, r := range rs {
 		if r.Error == "" && len(r.Plan) > 0 {
+			if header != "" {
+				fmt.Fprintln(w, header)
+				header = ""
+			}
 			fmt.Fprintf(w, "  %-7s %-14s %s\n", r.Platform, r.Format, quanteval.PlanString(r.Plan))
 		}
 	}
 	writeTradeoff(w, rs)
+}
+
+// pct writes a percentage with no "-0.0%" for a rounding hair below zero.
+func pct(p float64) string {
+	if math.Abs(p) < 0.05 {
+		p = 0
+	}
+	return fmt.Sprintf("%.1f%%", p)
 }
 
 func runtimeName(r quanteval.Result) string {
@@ -117,8 +140,8 @@ func writeTradeoff(w io.Writer, rs []quanteval.Result) {
 				mark = "*"
 			}
 			cos := cosineOf(r)
-			fmt.Fprintf(w, "  %s %-14s %10s (%5.1f%% saved)  1−cos %-8.2g NN kept %3.0f%%  %7.1f ms\n", mark, r.Format,
-				quanteval.Bytes(r.WeightBytes), r.ReductionPct, 1-cos, 100*rankingOf(r), r.LatencyMedianMS)
+			fmt.Fprintf(w, "  %s %-14s %10s (%6s saved)  1−cos %-8.2g NN kept %3.0f%%  %7.1f ms\n", mark, r.Format,
+				quanteval.Bytes(r.WeightBytes), pct(r.ReductionPct), 1-cos, 100*rankingOf(r), r.LatencyMedianMS)
 		}
 	}
 }

@@ -47,10 +47,10 @@ type Need struct {
 // (0: no such limit) under limit total bytes (0: none); "" when it fits.
 func Fits(need Need, maxBind, limit int64) string {
 	if limit > 0 && need.TotalBytes > limit {
-		return fmt.Sprintf("needs %s of weights, more than -memory-limit %s", Bytes(need.TotalBytes), Bytes(limit))
+		return fmt.Sprintf("needs %s (%d bytes) of weights, more than -memory-limit %s (%d bytes)", Bytes(need.TotalBytes), need.TotalBytes, Bytes(limit), limit)
 	}
 	if maxBind > 0 && need.LargestBytes > maxBind {
-		return fmt.Sprintf("tensor %s needs %s in one buffer, more than this adapter's largest storage binding (%s)", need.Largest, Bytes(need.LargestBytes), Bytes(maxBind))
+		return fmt.Sprintf("tensor %s needs %d bytes in one buffer, more than this adapter's largest storage binding (%d bytes, %s)", need.Largest, need.LargestBytes, maxBind, Bytes(maxBind))
 	}
 	return ""
 }

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bytes"
+	"encoding/xml"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nibble-ml/nibble/wasm/engine"
+	"github.com/nibble-ml/nibble/wasm/quanteval"
+)
+
+func TestParseRun(t *testing.T) {
+	f, err := parseRun(strings.Fields("-bits 2,4,8,16,32 -group-size 32,128,0 -scheme asym"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"q2-asym-g32", "q2-asym-g128", "q2-asym-pc", "q4-asym-g32", "q4-asym-g128", "q4-asym-pc",
+		"q8-asym-g32", "q8-asym-g128", "q8-asym-pc", "f16", "f32"}
+	if got := f.formats(); !slices.Equal(got, want) {
+		t.Errorf("formats %v, want %v", got, want)
+	}
+	for _, name := range f.formats() {
+		if _, err := engine.ParseFormat(name); err != nil {
+			t.Errorf("the engine refuses %s: %v", name, err)
+		}
+	}
+	for _, bad := range []string{"-bits 3", "-scheme x", "-browser safari", "-platform tpu", "-compare onnx",
+		"-runs 0", "-texts 1", "-memory-limit lots", "-mixed-precision", "extra"} {
+		if _, err := parseRun(strings.Fields(bad), io.Discard); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if f, err := parseRun([]string{"-memory-limit", "1.5MiB"}, io.Discard); err != nil || f.memoryLimit != 3<<19 {
+		t.Errorf("-memory-limit 1.5MiB: %v %v", f, err)
+	}
+}
+
+// results are two platforms of a sweep and an error row, as a page reports them.
+func results() []quanteval.Result {
+	rs := []quanteval.Result{{Runtime: "nibble", Platform: "error-platform", Error: "webnn is not available"}}
+	for _, p := range []string{"webgpu", "cpu"} {
+		for i, f := range []string{"f32", "q8-sym-g32", "q4-sym-g32"} {
+			r := quanteval.Result{Model: "use-lite", Browser: "chromium", Runtime: "nibble", Platform: p, Format: f,
+				F32Bytes: 28 << 20, WeightBytes: int64(28<<20) >> (2 * i), LatencyMedianMS: float64(10 + i), Runs: 3,
+				Plan: []quanteval.Group{{Format: f, Tensors: 11, Bytes: 1 << 20}}}
+			if i > 0 {
+				r.Reference, r.CosineMean, r.RankingAgreement = "nibble f32 on "+p, 1-0.01*float64(i*i), 1
+			}
+			rs = append(rs, r)
+		}
+	}
+	return rs
+}
+
+func TestTableAndPlot(t *testing.T) {
+	var b bytes.Buffer
+	writeTable(&b, results())
+	out := b.String()
+	for _, want := range []string{"error: error-platform nibble", "Trade-off on webgpu", "* q4-sym-g32", "11×q8-sym-g32"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	svgText := svg(results()[1:])
+	d := xml.NewDecoder(strings.NewReader(svgText))
+	circles := 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("SVG is not well-formed: %v", err)
+		}
+		if s, ok := tok.(xml.StartElement); ok && s.Name.Local == "circle" {
+			circles++
+		}
+	}
+	if want := 2*6 + 2; circles != want { // two panels × six points, two legend dots
+		t.Errorf("%d circles, want %d", circles, want)
+	}
+}
