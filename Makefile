@@ -7,15 +7,25 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 export PATH := $(CURDIR)/tools/browser/bin:$(CURDIR)/.cache/bin:/usr/local/go/bin:$(PATH)
 
-.PHONY: run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-embed-js bench-embed test-worker test-worker-e2e bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big fuzz-stream build serve vet gpu-prep
+.PHONY: run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-embed-js bench-embed test-worker test-worker-e2e bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big fuzz-stream build serve vet gpu-prep test-quanttest weights
 
 deps:
 	@bash tools/browser/install.sh
 
+# The main job: USE-lite in headless Chromium on every platform it offers (webgpu on SwiftShader,
+# webnn, cpu) at fp32, int8 and int4 (group 32), TF.js beside it; the table on stdout, progress on
+# stderr, the trade-off drawn in out/quanttest.svg. QUANTTEST_FLAGS adds or overrides flags
+# (go run ./tools/quanttest run -h).
+QUANTTEST_FLAGS ?=
 run: deps
-	go run ./tools/quanttest report
+	mkdir -p out
+	go run ./tools/quanttest run -platform all -bits 32,8,4 -group-size 32 -runs 5 -texts 16 -compare tfjs -plot out/quanttest.svg $(QUANTTEST_FLAGS)
 
-test: deps vet test-go test-js test-stream-js test-tfjsref test-embed-js test-firefox test-worker test-worker-e2e
+# The native weight report (no browser): weight error and bytes per bits × scheme × group.
+weights:
+	go run ./tools/quanttest weights
+
+test: deps vet test-go test-js test-stream-js test-tfjsref test-embed-js test-firefox test-worker test-worker-e2e test-quanttest
 
 vet:
 	go vet ./...
@@ -49,6 +59,12 @@ test-tfjsref:
 # TF.js running the same model.json in the same page (cosine distance ≤ 1e-5 per sentence).
 test-embed-js:
 	go run ./tools/streamserve -big 0 -- bash tools/browser/test-js.sh ./wasm/engine -run TestBrowserEmbed -v
+
+# quanttest run end to end (~2.5 min): one configuration per platform in Chromium, its -json
+# checked; a failing browser start, a platform the browser lacks, a model that does not fit and
+# Ctrl-C each end in one line and exit 1 with no browser process left.
+test-quanttest:
+	NIBBLE_QUANTTEST_E2E=1 go test ./tools/quanttest -run E2E -v -timeout 10m
 
 # The README's USE-lite table: nibble per backend × precision and TF.js's backends, same page.
 bench-embed: deps
