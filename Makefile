@@ -13,13 +13,13 @@ deps:
 	@bash tools/browser/install.sh
 
 # The main job: USE-lite in headless Chromium on every platform it offers (webgpu on SwiftShader,
-# webnn, cpu) at fp32, int8 and int4 (group 32), TF.js beside it; the table on stdout, progress on
+# webnn, cpu) at fp32, int8 and int4 (group 32); the table on stdout, progress on
 # stderr, the trade-off drawn in out/quanttest.svg. QUANTTEST_FLAGS adds or overrides flags
-# (go run ./tools/quanttest run -h).
+# (go run ./tools/quanttest run -h): QUANTTEST_FLAGS=-compare=tfjs adds TF.js beside it (~1 min more).
 QUANTTEST_FLAGS ?=
 run: deps
 	mkdir -p out
-	go run ./tools/quanttest run -platform all -bits 32,8,4 -group-size 32 -runs 5 -texts 16 -compare tfjs -plot out/quanttest.svg $(QUANTTEST_FLAGS)
+	go run ./tools/quanttest run -platform all -bits 32,8,4 -group-size 32 -runs 5 -texts 12 -plot out/quanttest.svg $(QUANTTEST_FLAGS)
 
 # The native weight report (no browser): weight error and bytes per bits × scheme × group.
 weights:
@@ -69,6 +69,16 @@ test-quanttest:
 # The README's USE-lite table: nibble per backend × precision and TF.js's backends, same page.
 bench-embed: deps
 	NIBBLE_EMBED_TABLE=1 go run ./tools/streamserve -big 0 -- bash tools/browser/test-js.sh ./wasm/engine -run TestBrowserEmbedTable -v -timeout 60m
+
+# USE-lite's per-tensor sensitivity (natively, ~6 min on 2 busy cores), which the "mixed" policy
+# reads; then each policy's plan measured on other sentences (bytes, cosine to fp32).
+sensitivity: deps
+	go run ./tools/sensitivity
+	go run ./tools/sensitivity -eval
+
+# The README's precision-plan table: policies × backends in Chromium (bytes, cosine, latency).
+bench-plan: deps
+	NIBBLE_PLAN_TABLE=1 go run ./tools/streamserve -big 0 -- bash tools/browser/test-js.sh ./wasm/engine -run TestBrowserPolicyTable -v -timeout 60m
 
 # The Cloudflare Worker under wrangler dev (local R2): full, ranged, conditional and hostile
 # requests checked by status and sha256.
