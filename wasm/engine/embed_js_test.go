@@ -12,28 +12,12 @@ import (
 
 	"github.com/nibble-ml/nibble/wasm/internal/tfjsref"
 	"github.com/nibble-ml/nibble/wasm/model/uselite"
+	"github.com/nibble-ml/nibble/wasm/quanteval"
 )
 
-// The sentence set of the browser tests and of the README table: pairs that mean the same, so
-// nearest-neighbour ranking means something.
-var embedSentences = []string{
-	"How old are you?", "What is your age?",
-	"The weather is lovely today.", "It is sunny and warm outside.",
-	"I love eating pizza with friends.", "Pizza is my favourite food.",
-	"The stock market fell sharply this morning.", "Shares dropped at the opening bell.",
-	"She plays the violin beautifully.", "Her music performance was wonderful.",
-	"Where is the nearest train station?", "How do I get to the railway station?",
-	"The cat sat on the mat.", "A dog is sleeping on the rug.",
-	"Machine learning models run in the browser.", "Neural networks can execute on a web page.",
-	"I forgot my password again.", "How can I reset my login credentials?",
-	"The movie was boring and far too long.", "That film was dull and overlong.",
-	"Please close the window, it is cold.", "Could you shut the window? I'm freezing.",
-	"Quantum computers use qubits.", "The recipe needs two eggs and some flour.",
-	"He ran the marathon in under three hours.", "Our team won the championship last night.",
-	"Ünïcödé façade — “quotes”, ﬁligree and Ｆｕｌｌ-width!", "   ",
-	"A very long sentence" + strings.Repeat(" that keeps going and going", 40) + ".",
-	"The last sentence of the set.",
-}
+// The sentence set of the browser tests and of the README table (quanteval's, which
+// tools/quanttest uses too): pairs that mean the same, so nearest-neighbour ranking means something.
+var embedSentences = quanteval.Sentences
 
 // embedEnv gives the model URL and TF.js's vendor URL that tools/streamserve sets.
 func embedEnv(t *testing.T) (model, vendor string) {
@@ -72,15 +56,7 @@ func tfjsEmbeddings(t *testing.T, ctx context.Context, model, vendor, backend st
 	return want, tok
 }
 
-func cosine64(a, b []float32) float64 {
-	var ab, aa, bb float64
-	for i := range a {
-		ab += float64(a[i]) * float64(b[i])
-		aa += float64(a[i]) * float64(a[i])
-		bb += float64(b[i]) * float64(b[i])
-	}
-	return ab / math.Sqrt(aa*bb)
-}
+func cosine64(a, b []float32) float64 { return quanteval.Cosine(a, b) }
 
 // TestBrowserEmbedMatchesTFJS: nibble's fp32 embeddings on every backend against TF.js running
 // the same model.json in the same page: cosine distance ≤ 1e-5 for every sentence.
@@ -220,18 +196,4 @@ func TestBrowserEmbedTable(t *testing.T) {
 }
 
 // neighbours gives each vector's nearest other vector by cosine.
-func neighbours(v [][]float32) []int {
-	out := make([]int, len(v))
-	for i := range v {
-		best, bi := -2.0, -1
-		for j := range v {
-			if j != i {
-				if c := cosine64(v[i], v[j]); c > best {
-					best, bi = c, j
-				}
-			}
-		}
-		out[i] = bi
-	}
-	return out
-}
+func neighbours(v [][]float32) []int { return quanteval.Neighbours(v) }
