@@ -17,9 +17,6 @@
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-var<workgroup> red0: array<vec4<f32>, WG>;
-var<workgroup> red1: array<vec4<f32>, WG>;
-
 // Σ (q − z)·x over octet o (a constant) of span wv, with x of the span in xs.
 fn oct_dot(wv: vec4<u32>, o: u32, z: f32, xs: ptr<function, array<vec4<f32>, 16>>) -> f32 {
   let e = 8u * o;
@@ -124,34 +121,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
   }
 #if SUBGROUPS
-  let s0 = subgroupAdd(a0);
-  var s1 = vec4<f32>(0.0);
-  if (ROWS > 4u) { s1 = subgroupAdd(a1); }
-  if (lane == 0u) {
-    red0[sg] = s0;
-    red1[sg] = s1;
-  }
-  workgroupBarrier();
-  if (tid < ROWS && row0 + tid < params.n) {
-    var t = 0.0;
-    for (var j = 0u; j < nsg; j++) {
-      t += select(red0[j][tid & 3u], red1[j][tid & 3u], tid > 3u);
-    }
-    y[mi * params.y_stride + params.y_offset + row0 + tid] = t;
-  }
+  reduce_store(a0, a1, tid, vec3<u32>(lane, sg, nsg), row0, mi);
 #else
-  red0[tid] = a0;
-  red1[tid] = a1;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (tid < s) {
-      red0[tid] += red0[tid + s];
-      if (ROWS > 4u) { red1[tid] += red1[tid + s]; }
-    }
-    workgroupBarrier();
-  }
-  if (tid < ROWS && row0 + tid < params.n) {
-    y[mi * params.y_stride + params.y_offset + row0 + tid] = select(red0[0][tid & 3u], red1[0][tid & 3u], tid > 3u);
-  }
+  reduce_store(a0, a1, tid, vec3<u32>(0u), row0, mi);
 #endif
 }

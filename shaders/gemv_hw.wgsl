@@ -29,9 +29,6 @@
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-var<workgroup> red0: array<vec4<f32>, WG>;
-var<workgroup> red1: array<vec4<f32>, WG>;
-
 // 2²³: a float whose mantissa unit is 1, so OR-ed integer bits below bit 23 read as themselves.
 const MAGIC: u32 = 0x4B000000u;
 const MAGICF: f32 = 8388608.0;
@@ -253,34 +250,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   let p0 = vec4<f32>(acc[0], acc[1], acc[2], acc[3]);
   let p1 = vec4<f32>(acc[4], acc[5], acc[6], acc[7]);
 #if SUBGROUPS
-  let s0 = subgroupAdd(p0);
-  var s1 = vec4<f32>(0.0);
-  if (ROWS > 4u) { s1 = subgroupAdd(p1); }
-  if (lane == 0u) {
-    red0[sg] = s0;
-    red1[sg] = s1;
-  }
-  workgroupBarrier();
-  if (tid < ROWS && row0 + tid < params.n) {
-    var t = 0.0;
-    for (var j = 0u; j < nsg; j++) {
-      t += select(red0[j][tid & 3u], red1[j][tid & 3u], tid > 3u);
-    }
-    y[mi * params.y_stride + params.y_offset + row0 + tid] = t;
-  }
+  reduce_store(p0, p1, tid, vec3<u32>(lane, sg, nsg), row0, mi);
 #else
-  red0[tid] = p0;
-  red1[tid] = p1;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (tid < s) {
-      red0[tid] += red0[tid + s];
-      if (ROWS > 4u) { red1[tid] += red1[tid + s]; }
-    }
-    workgroupBarrier();
-  }
-  if (tid < ROWS && row0 + tid < params.n) {
-    y[mi * params.y_stride + params.y_offset + row0 + tid] = select(red0[0][tid & 3u], red1[0][tid & 3u], tid > 3u);
-  }
+  reduce_store(p0, p1, tid, vec3<u32>(0u), row0, mi);
 #endif
 }

@@ -3,7 +3,8 @@
 // #if/#else/#endif lines resolved. Removed lines are kept as empty lines so a compiler message
 // points at the same line in the .wgsl file (ShaderSource.Locate does the mapping).
 //
-// Files: decode.wgsl (packed-weight readers, shared); for one to a few activation rows
+// Files: decode.wgsl (packed-weight readers, shared); gemv_reduce.wgsl (the workgroup sum both
+// GEMV kernels end with); for one to a few activation rows
 // (bandwidth-bound) gemv.wgsl (shaped for CPU implementations of WebGPU) and gemv_hw.wgsl (for
 // GPUs: codes turned into floats without an int→float conversion); for many rows gemm.wgsl (each
 // thread reuses a decoded span across TM rows, no workgroup memory) and gemm_tile.wgsl (tiles in
@@ -258,7 +259,11 @@ func (k Key) Source() (webgpu.ShaderSource, error) {
 	src := webgpu.ShaderSource{Variant: k.Name()}
 	lines := k.header()
 	defs := k.Defines()
-	for _, f := range []string{"decode.wgsl", k.Kernel.file()} {
+	parts := []string{"decode.wgsl", k.Kernel.file()}
+	if k.Kernel.IsGEMV() {
+		parts = []string{"decode.wgsl", "gemv_reduce.wgsl", k.Kernel.file()}
+	}
+	for _, f := range parts {
 		text, err := files.ReadFile(f)
 		if err != nil {
 			return src, fmt.Errorf("shaders: %w", err)

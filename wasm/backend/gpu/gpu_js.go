@@ -396,6 +396,10 @@ func (b *Backend) matmul(dst, x []float32, w *weight, m int) error {
 		return submitErr
 	}
 	if err := b.rd.MapAsync(webgpu.MapRead, 0, yBytes); err != nil {
+		// A map that timed out may still be pending: every later copy into this buffer would
+		// fail validation ("still mapped"). Drop it; the next call makes a new one.
+		b.rd.Destroy()
+		b.rd = nil
 		return err
 	}
 	ab, err := b.rd.MappedRange(0, yBytes)

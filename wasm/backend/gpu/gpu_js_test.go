@@ -38,6 +38,11 @@ func f16Mode(t testing.TB) F16Mode {
 func newBackend(t testing.TB, opt Options) *Backend {
 	t.Helper()
 	opt.F16 = f16Mode(t)
+	if opt.Timeout == 0 {
+		// lavapipe compiles a pipeline at its first dispatch: the int2 GEMM took over the default
+		// minute on a loaded 2-core machine (load average 15).
+		opt.Timeout = 5 * time.Minute
+	}
 	b, err := New(opt)
 	switch {
 	case errors.Is(err, webgpu.ErrNoWebGPU):

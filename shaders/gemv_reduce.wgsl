@@ -1,0 +1,45 @@
+// gemv_reduce.wgsl: the end of both GEMV kernels (gemv.wgsl, gemv_hw.wgsl), prepended to them
+// after decode.wgsl. A workgroup's threads each hold partial sums of the same ROWS rows; they are
+// added up with subgroupAdd where the device has subgroups (then across subgroups in workgroup
+// memory, which holds no assumption on how threads map to subgroups), else with a
+// workgroup-memory tree, and written to y.
+
+var<workgroup> red0: array<vec4<f32>, WG>;
+var<workgroup> red1: array<vec4<f32>, WG>;
+
+// p0 holds this thread's sums of rows 0..3, p1 of rows 4..7; sgi is (subgroup_invocation_id,
+// subgroup_id, num_subgroups) where the kernel has subgroups. Every thread calls it, in uniform
+// control flow.
+fn reduce_store(p0: vec4<f32>, p1: vec4<f32>, tid: u32, sgi: vec3<u32>, row0: u32, mi: u32) {
+#if SUBGROUPS
+  let s0 = subgroupAdd(p0);
+  var s1 = vec4<f32>(0.0);
+  if (ROWS > 4u) { s1 = subgroupAdd(p1); }
+  if (sgi.x == 0u) {
+    red0[sgi.y] = s0;
+    red1[sgi.y] = s1;
+  }
+  workgroupBarrier();
+  if (tid < ROWS && row0 + tid < params.n) {
+    var t = 0.0;
+    for (var j = 0u; j < sgi.z; j++) {
+      t += select(red0[j][tid & 3u], red1[j][tid & 3u], tid > 3u);
+    }
+    y[mi * params.y_stride + params.y_offset + row0 + tid] = t;
+  }
+#else
+  red0[tid] = p0;
+  red1[tid] = p1;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (tid < s) {
+      red0[tid] += red0[tid + s];
+      if (ROWS > 4u) { red1[tid] += red1[tid + s]; }
+    }
+    workgroupBarrier();
+  }
+  if (tid < ROWS && row0 + tid < params.n) {
+    y[mi * params.y_stride + params.y_offset + row0 + tid] = select(red0[0][tid & 3u], red1[0][tid & 3u], tid > 3u);
+  }
+#endif
+}
