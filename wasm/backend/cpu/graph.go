@@ -230,32 +230,8 @@ func unaryFunc(op graph.Op) func(float32) float32 {
 	}
 }
 
-// strides of a row-major shape.
-func strides(s graph.Shape) []int {
-	st := make([]int, len(s))
-	acc := 1
-	for i := len(s) - 1; i >= 0; i-- {
-		st[i] = acc
-		acc *= s[i]
-	}
-	return st
-}
-
-// broadcastStrides gives, for each dimension of out, the stride of in (0 where in broadcasts).
-func broadcastStrides(in, out graph.Shape) []int {
-	st := make([]int, len(out))
-	ist := strides(in)
-	off := len(out) - len(in)
-	for i := range out {
-		if j := i - off; j >= 0 && in[j] != 1 {
-			st[i] = ist[j]
-		}
-	}
-	return st
-}
-
 func broadcast(op graph.Op, out []float32, os graph.Shape, a []float32, as graph.Shape, b []float32, bs graph.Shape) {
-	sa, sb := broadcastStrides(as, os), broadcastStrides(bs, os)
+	sa, sb := graph.BroadcastStrides(as, os), graph.BroadcastStrides(bs, os)
 	idx := make([]int, len(os))
 	for i := range out {
 		ia, ib := 0, 0
@@ -350,7 +326,7 @@ func softmax(out, x []float32, xs graph.Shape, mask []float32, ms graph.Shape) {
 	D := xs[len(xs)-1]
 	var mst []int
 	if mask != nil {
-		mst = broadcastStrides(ms, xs)
+		mst = graph.BroadcastStrides(ms, xs)
 	}
 	idx := make([]int, len(xs))
 	for r := 0; r < len(x)/D; r++ {
@@ -405,7 +381,7 @@ func transposeI(out, x []int32, xs graph.Shape, perm []int) {
 
 // permute calls move(dst, src) for every element of a transpose of xs by perm.
 func permute(n int, xs graph.Shape, perm []int, move func(dst, src int)) {
-	ist := strides(xs)
+	ist := xs.Strides()
 	os := make(graph.Shape, len(perm))
 	for i, p := range perm {
 		os[i] = xs[p]

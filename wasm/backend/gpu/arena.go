@@ -325,30 +325,6 @@ func mergeDims(dims []int, strides ...[]int) ([]int, [][]int) {
 	return od, os
 }
 
-// rowStrides are the strides of a dense row-major shape.
-func rowStrides(s graph.Shape) []int {
-	st := make([]int, len(s))
-	acc := 1
-	for i := len(s) - 1; i >= 0; i-- {
-		st[i] = acc
-		acc *= s[i]
-	}
-	return st
-}
-
-// broadcastStrides gives, for each dimension of out, the stride of in (0 where in broadcasts).
-func broadcastStrides(in, out graph.Shape) []int {
-	st := make([]int, len(out))
-	ist := rowStrides(in)
-	off := len(out) - len(in)
-	for i := range out {
-		if j := i - off; j >= 0 && in[j] != 1 {
-			st[i] = ist[j]
-		}
-	}
-	return st
-}
-
 // rowWorkgroup is the workgroup of the row reductions (norms, softmax) over rows of d elements.
 // A GPU wants about four elements a thread, within 32..256 threads. A software adapter wants
 // few threads: SwiftShader runs a workgroup as 4-lane SIMD groups and switches between them at

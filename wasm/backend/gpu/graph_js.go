@@ -386,7 +386,7 @@ func (c *compiler) op(i int) error {
 		return c.dispatch(what, k, []uint32{uint32(size), math.Float32bits(n.Attr.Scale), 0, 0}, groupsFor(size, elemWG),
 			p.bind(1, in(0)), p.bind(2, v))
 	case graph.OpAdd, graph.OpSub, graph.OpMul, graph.OpDiv:
-		dims, st := mergeDims(n.Shape, broadcastStrides(shape(0), n.Shape), broadcastStrides(shape(1), n.Shape))
+		dims, st := mergeDims(n.Shape, graph.BroadcastStrides(shape(0), n.Shape), graph.BroadcastStrides(shape(1), n.Shape))
 		if len(dims) > 8 {
 			return fmt.Errorf("broadcast over %d dimensions that do not merge; the kernel takes 8", len(dims))
 		}
@@ -414,7 +414,7 @@ func (c *compiler) op(i int) error {
 		variant := "plain"
 		if in(1) != graph.None {
 			variant = "masked"
-			mst := broadcastStrides(shape(1), n.Shape)
+			mst := graph.BroadcastStrides(shape(1), n.Shape)
 			dims, st := mergeDims(n.Shape[:r-1], mst[:r-1])
 			if len(dims) > 8 {
 				return fmt.Errorf("mask over %d dimensions that do not merge; the kernel takes 8", len(dims))
@@ -435,21 +435,21 @@ func (c *compiler) op(i int) error {
 		return c.dispatch(what, k, []uint32{uint32(size), uint32(M), uint32(N), uint32(K)}, groupsFor(size, elemWG),
 			p.bind(1, in(0)), p.bind(2, in(1)), p.bind(3, v))
 	case graph.OpTranspose:
-		xs := rowStrides(shape(0))
+		xs := shape(0).Strides()
 		ss := make([]int, len(n.Attr.Perm))
 		for d, a := range n.Attr.Perm {
 			ss[d] = xs[a]
 		}
-		return c.copy(what, n.Shape, ss, rowStrides(n.Shape), 0, 0, -1, p.bind(1, in(0)), p.bind(2, v))
+		return c.copy(what, n.Shape, ss, n.Shape.Strides(), 0, 0, -1, p.bind(1, in(0)), p.bind(2, v))
 	case graph.OpSlice:
-		xs := rowStrides(shape(0))
-		return c.copy(what, n.Shape, xs, rowStrides(n.Shape), n.Attr.Start*xs[n.Attr.Axis], 0, -1, p.bind(1, in(0)), p.bind(2, v))
+		xs := shape(0).Strides()
+		return c.copy(what, n.Shape, xs, n.Shape.Strides(), n.Attr.Start*xs[n.Attr.Axis], 0, -1, p.bind(1, in(0)), p.bind(2, v))
 	case graph.OpConcat:
-		os := rowStrides(n.Shape)
+		os := n.Shape.Strides()
 		off := 0
 		for j := range n.Inputs {
 			s := shape(j)
-			if err := c.copy(fmt.Sprintf("%s [%d]", what, j), s, rowStrides(s), os, 0, off*os[n.Attr.Axis], -1, p.bind(1, in(j)), p.bind(2, v)); err != nil {
+			if err := c.copy(fmt.Sprintf("%s [%d]", what, j), s, s.Strides(), os, 0, off*os[n.Attr.Axis], -1, p.bind(1, in(j)), p.bind(2, v)); err != nil {
 				return err
 			}
 			off += s[n.Attr.Axis]
