@@ -7,11 +7,12 @@
 // one contiguous run. The row loads are all issued before any arithmetic; then the span is walked
 // one octet (8 weights) at a time, the octet's x loaded once for the ROWS rows, so a thread holds
 // 2 x vectors rather than a whole span's (16 for int2) and one sum per row: fewer registers, more
-// threads in flight, more loads in flight. A workgroup reduces its sums with subgroupAdd where the
-// device has subgroups, else with a workgroup-memory tree.
+// threads in flight, more loads in flight. The workgroup then sums its threads' sums
+// (gemv_reduce.wgsl).
 //
 // Codes become floats without an int→float conversion (a quarter-rate instruction on NVIDIA
-// GPUs, which held gemv.wgsl's 4-bit kernel far below the memory's bandwidth): OR-ing a code,
+// GPUs; on an H200 gemv.wgsl's 4-bit kernel reads 1.86 TB/s at 16384², this one 2.61: NOTES.md):
+// OR-ing a code,
 // left where it sits in its word, into the mantissa of 2²³ gives exactly 2²³ + code·2^p, and one
 // subtraction leaves (code − zero)·2^p. The 2^p of each lane (the PW vector) is divided out of
 // the octet's x instead (IPW), once for all rows. Symmetric codes are two's complement:
