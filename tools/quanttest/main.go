@@ -1,3 +1,5 @@
+//go:build !(js && wasm)
+
 // Command quanttest is nibble's quantization test tool.
 //
 //	go run ./tools/quanttest run [flags]      a model in a real browser, per platform × format (run -h)
