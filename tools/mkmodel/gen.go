@@ -34,6 +34,10 @@ type options struct {
 	Layers        int
 	Rows, Cols    int
 	Embed         bool // add embeddings, final norm and output head
+	LLM           bool // a complete decoder llama.cpp runs (llm.go): metadata and tokenizer too
+	Tokenizer     string
+	Context       int
+	Peak          float64
 }
 
 // summary is what generate reports.
@@ -49,7 +53,13 @@ func generate(w io.Writer, o options) (summary, error) {
 	if !ok {
 		return summary{}, fmt.Errorf("unknown -format %q (want safetensors-f32|f16|bf16 or gguf-f32|f16|q8_0|q4_0)", o.Format)
 	}
-	m, err := buildModel(o.Shape, o.Layers, o.Rows, o.Cols, o.Embed, of.gguf)
+	var m *model
+	var err error
+	if o.LLM {
+		m, err = llmModel(o)
+	} else {
+		m, err = buildModel(o.Shape, o.Layers, o.Rows, o.Cols, o.Embed, of.gguf)
+	}
 	if err != nil {
 		return summary{}, err
 	}
@@ -86,6 +96,9 @@ func generate(w io.Writer, o options) (summary, error) {
 	var buf []byte
 	for i, t := range m.Tensors {
 		src := newRowSource(o.Seed, t)
+		if sc, ok := m.Scale[t.Name]; ok {
+			src.std *= sc
+		}
 		rb := rowBytes(infos[i].DType, src.k)
 		if cap(row) < src.k {
 			row = make([]float32, src.k)
@@ -95,7 +108,11 @@ func generate(w io.Writer, o options) (summary, error) {
 		}
 		row, buf = row[:src.k], buf[:rb]
 		for range src.n {
-			src.next(row)
+			if d, ok := m.Fixed[t.Name]; ok {
+				copy(row, d)
+			} else {
+				src.next(row)
+			}
 			encodeRow(infos[i].DType, buf, row)
 			if _, err := out.Write(buf); err != nil {
 				return sum, fmt.Errorf("%s: %w", t.Name, err)

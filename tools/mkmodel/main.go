@@ -9,6 +9,7 @@
 //	go run ./tools/mkmodel -shape llama-1b -format safetensors-f16 -seed 1 -o out.safetensors
 //	go run ./tools/mkmodel -shape llama-7b -layers 2 -format gguf-q4_0 -o l7b.gguf
 //	go run ./tools/mkmodel -shape custom -rows 1024 -cols 4096 -format gguf-q8_0 -o m.gguf
+//	go run ./tools/mkmodel -llm -shape llama-tiny -layers 2 -format gguf-f32 -o tiny.gguf
 package main
 
 import (
@@ -30,6 +31,10 @@ func main() {
 	flag.IntVar(&o.Rows, "rows", 0, "rows (output features) for -shape custom")
 	flag.IntVar(&o.Cols, "cols", 0, "columns (input features) for -shape custom")
 	flag.BoolVar(&o.Embed, "embed", false, "also write the embedding tables, final norm and output head (llama-7b, llama-1b, bert-base)")
+	flag.BoolVar(&o.LLM, "llm", false, "a complete decoder llama.cpp runs: llama.* metadata, tokenizer vocabulary, head scaled for peaked logits (-shape llama-tiny|llama-tiny3|tinyllama|llama-1b|llama-7b, GGUF formats)")
+	flag.StringVar(&o.Tokenizer, "tokenizer", "", "with -llm: llama (SentencePiece) or gpt2 (byte-level BPE); default the shape's own")
+	flag.IntVar(&o.Context, "ctx", 0, "with -llm: llama.context_length (default the shape's own)")
+	flag.Float64Var(&o.Peak, "peak", 0, "with -llm: spread of the head's rows, in units of 1/√hidden (default 6)")
 	flag.StringVar(&out, "o", "", "output file, or - for stdout")
 	flag.Parse()
 	if out == "" {

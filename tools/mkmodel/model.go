@@ -28,6 +28,8 @@ type model struct {
 	Arch    string
 	Tensors []tensorSpec
 	Meta    []format.GGUFKV
+	Scale   map[string]float64   // multiplies a tensor's spread (absent: 1)
+	Fixed   map[string][]float32 // fixed values of a 1-D tensor (rope_freqs), not drawn ones
 }
 
 // llama describes the sizes of one Llama-family model.

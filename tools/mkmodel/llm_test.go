@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"testing"
+
+	"github.com/nibble-ml/nibble/wasm/format"
+)
+
+// TestLLM writes each -llm shape's small variant and reads it back: llama.* metadata, a
+// vocabulary of exactly the stated size with its types (and scores or merges), every tensor.
+func TestLLM(t *testing.T) {
+	for _, shape := range []string{"llama-tiny", "llama-tiny3"} {
+		var buf bytes.Buffer
+		if _, err := generate(&buf, options{Shape: shape, Format: "gguf-q4_0", Seed: 1, Layers: 2, LLM: true}); err != nil {
+			t.Fatal(err)
+		}
+		g, err := format.NewGGUF(bytes.NewReader(buf.Bytes()), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := decoders[shape]
+		if v, _ := format.GGUFMeta[uint32](g, "llama.attention.head_count_kv"); int(v) != d.kvHeads {
+			t.Errorf("%s: head_count_kv %d", shape, v)
+		}
+		tokens, _ := format.GGUFMeta[[]string](g, "tokenizer.ggml.tokens")
+		types, _ := format.GGUFMeta[[]int32](g, "tokenizer.ggml.token_type")
+		if len(tokens) != d.vocab || len(types) != d.vocab {
+			t.Errorf("%s: %d tokens, %d types, want %d", shape, len(tokens), len(types), d.vocab)
+		}
+		seen := map[string]bool{}
+		for _, tk := range tokens {
+			if seen[tk] {
+				t.Errorf("%s: token %q twice", shape, tk)
+			}
+			seen[tk] = true
+		}
+		if d.tokenizer == "gpt2" {
+			merges, _ := format.GGUFMeta[[]string](g, "tokenizer.ggml.merges")
+			if len(merges) < 100 {
+				t.Errorf("%s: %d merges", shape, len(merges))
+			}
+		}
+		n := 0
+		for {
+			tn, err := g.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+			if tn.Name == "rope_freqs.weight" {
+				f, _ := tn.Float32()
+				if f[0] != 1 || f[len(f)-1] != 32 {
+					t.Errorf("rope_freqs %v: want 1 for the highest frequency, 32 for the lowest", f)
+				}
+			}
+		}
+		want := 2*9 + 2 // layers, embeddings, final norm
+		if !d.tied {
+			want++
+		}
+		if d.llama3 {
+			want++
+		}
+		if n != want {
+			t.Errorf("%s: %d tensors, want %d", shape, n, want)
+		}
+	}
+}
