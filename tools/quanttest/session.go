@@ -502,8 +502,8 @@ func (s *session) line(l string) {
 			s.logf("%s %s %s: %s held, load %.0f ms, latency %.1f ms (the reference)", r.Runtime, r.Platform, r.Format,
 				quanteval.Bytes(r.WeightBytes), r.LoadMS, r.LatencyMedianMS)
 		default:
-			s.logf("%s %s %s: %s held (%.0f%% less), load %.0f ms, latency %.1f ms, cosine %.5f", r.Runtime, r.Platform, r.Format,
-				quanteval.Bytes(r.WeightBytes), r.ReductionPct, r.LoadMS, r.LatencyMedianMS, r.CosineMean)
+			s.logf("%s %s %s: %s held (%s saved), load %.0f ms, latency %.1f ms, cosine %.5f", r.Runtime, r.Platform, r.Format,
+				quanteval.Bytes(r.WeightBytes), pct(r.ReductionPct), r.LoadMS, r.LatencyMedianMS, r.CosineMean)
 		}
 		s.results = append(s.results, r)
 	case "fatal":
