@@ -1,0 +1,283 @@
+package llama
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/errs"
+	"github.com/nibble-ml/nibble/wasm/graph"
+)
+
+// Backend is what the decoder runs on: whole graphs, and states for the KV cache.
+type Backend interface {
+	backend.Compiler
+	backend.StateAllocator
+}
+
+// Options size the KV cache.
+type Options struct {
+	// Context is the cache's length in tokens: prompt and generated tokens together. 0 means the
+	// file's context_length, capped at DefaultContext.
+	Context int
+	// Cache is the storage of the cached keys and values: f32, f16 or int8 per head with a scale.
+	Cache graph.StateFormat
+}
+
+// DefaultContext caps the cache when Options.Context is 0: a file may state 128K positions,
+// which in f32 would take gigabytes a page does not have.
+const DefaultContext = 2048
+
+// Model is a decoder bound to a backend: weights resident, a KV cache allocated at its full
+// length (so it never moves as it fills), programs compiled per shape bucket and reused.
+// Not safe for concurrent use.
+type Model struct {
+	Config *Config
+	opt    Options
+	b      Backend
+	ws     backend.Weights
+	states backend.StateMap
+	progs  map[progKey]backend.Program
+	// Pos is how many tokens the cache holds.
+	Pos int
+}
+
+type progKey struct {
+	rows, keep int
+	all        bool
+}
+
+// New allocates the KV cache on b and binds the weights; graphs compile on first use.
+func New(c *Config, b Backend, ws backend.Weights, opt Options) (*Model, error) {
+	if opt.Context <= 0 {
+		opt.Context = min(c.Context, DefaultContext)
+	}
+	if opt.Context > c.Context {
+		return nil, errs.Mark(fmt.Errorf("llama: a cache of %d tokens is longer than the model's context_length %d", opt.Context, c.Context), errs.ErrBadArgument)
+	}
+	m := &Model{Config: c, opt: opt, b: b, ws: ws, states: backend.StateMap{}, progs: map[progKey]backend.Program{}}
+	for i := 0; i < c.Layers; i++ {
+		for _, kv := range []string{"k", "v"} {
+			spec := graph.StateSpec{Name: cacheName(i, kv), Shape: graph.Shape{opt.Context, c.KVHeads, c.HeadDim}, Storage: opt.Cache}
+			s, err := b.NewState(spec)
+			if err != nil {
+				m.Release()
+				return nil, fmt.Errorf("llama: KV cache %s: %w", spec.Name, err)
+			}
+			m.states[spec.Name] = s
+		}
+	}
+	return m, nil
+}
+
+func cacheName(layer int, kv string) string { return fmt.Sprintf("blk.%d.cache_%s", layer, kv) }
+
+// Context is the cache's length in tokens.
+func (m *Model) Context() int { return m.opt.Context }
+
+// KVBytes is the memory the KV cache holds; KVBytesPerToken what each cached token costs.
+func (m *Model) KVBytes() int64 {
+	var n int64
+	for _, s := range m.states {
+		n += s.Bytes()
+	}
+	return n
+}
+
+func (m *Model) KVBytesPerToken() int64 { return m.KVBytes() / int64(m.opt.Context) }
+
+// Release frees the programs and the cache.
+func (m *Model) Release() {
+	for _, p := range m.progs {
+		p.Release()
+	}
+	for _, s := range m.states {
+		s.Release()
+	}
+	m.progs, m.states = nil, nil
+}
+
+// Reset empties the cache (the next Forward starts at position 0). Nothing is cleared: rows at
+// or after Pos are masked until written again.
+func (m *Model) Reset() { m.Pos = 0 }
+
+// Forward runs ids at positions Pos, Pos+1, … (writing their keys and values into the cache) and
+// returns the logits after the last one, or after each one when all is set ([len(ids)][Vocab]).
+func (m *Model) Forward(ctx context.Context, ids []int32, all bool) ([][]float32, error) {
+	if m.states == nil {
+		return nil, errs.Mark(fmt.Errorf("llama: model released"), errs.ErrBadArgument)
+	}
+	T := len(ids)
+	if T == 0 {
+		return nil, errs.Mark(fmt.Errorf("llama: no tokens to run"), errs.ErrBadArgument)
+	}
+	if m.Pos+T > m.opt.Context {
+		return nil, errs.Mark(fmt.Errorf("llama: %d tokens after %d cached exceed the context of %d tokens", T, m.Pos, m.opt.Context), errs.ErrTooLarge)
+	}
+	for _, id := range ids {
+		if id < 0 || int(id) >= m.Config.Vocab {
+			return nil, errs.Mark(fmt.Errorf("llama: token id %d outside the vocabulary of %d", id, m.Config.Vocab), errs.ErrBadArgument)
+		}
+	}
+	rows := bucket(T, m.opt.Context-m.Pos)
+	keep := bucket(m.Pos+rows, m.opt.Context)
+	key := progKey{rows, keep, all}
+	p, ok := m.progs[key]
+	if !ok {
+		g, err := m.Config.Build(rows, keep, m.opt.Cache, m.opt.Context, all)
+		if err != nil {
+			return nil, err
+		}
+		if p, err = m.b.Compile(g, backend.WithStates(m.ws, m.states)); err != nil {
+			return nil, fmt.Errorf("llama: compile %s: %w", g.Name, err)
+		}
+		m.progs[key] = p
+	}
+	in := m.Config.inputs(ids, m.Pos, rows, keep)
+	out, err := p.Run(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	m.Pos += T
+	V := m.Config.Vocab
+	logits := out[0].F32
+	if !all {
+		return [][]float32{logits[:V]}, nil
+	}
+	res := make([][]float32, T)
+	for t := range res {
+		res[t] = logits[t*V : (t+1)*V]
+	}
+	return res, nil
+}
+
+// bucket rounds n up to a power of two of at least 16, within limit (n itself beyond it), so a
+// few graphs serve every length: padded rows are masked out and later overwritten.
+func bucket(n, limit int) int {
+	if n == 1 {
+		return 1 // decode: one row, never padded
+	}
+	b := 16
+	for b < n {
+		b *= 2
+	}
+	if b > limit {
+		return max(n, min(b, limit))
+	}
+	return b
+}
+
+// inputs are a run's tensors: ids (padded with 0), the write position, rope tables for rows
+// positions, the causal mask over keep cached rows, and the row whose logits are wanted.
+func (c *Config) inputs(ids []int32, pos, rows, keep int) []graph.Tensor {
+	T := len(ids)
+	padded := make([]int32, rows)
+	copy(padded, ids)
+	ps := make([]int, rows)
+	for i := range ps {
+		ps[i] = pos + i
+	}
+	cos, sin := c.Rope(ps)
+	mask := make([]float32, rows*keep)
+	for t := 0; t < rows; t++ {
+		for j := 0; j <= min(pos+t, keep-1); j++ {
+			mask[t*keep+j] = 1
+		}
+	}
+	half := c.HeadDim / 2
+	return []graph.Tensor{
+		graph.I32Tensor(padded, rows),
+		graph.I32Tensor([]int32{int32(pos)}, 1),
+		graph.F32Tensor(cos, rows, 1, half, 1),
+		graph.F32Tensor(sin, rows, 1, half, 1),
+		graph.F32Tensor(mask, rows, keep),
+		graph.I32Tensor([]int32{int32(T - 1)}, 1),
+	}
+}
+
+// Build is the decoder's graph for rows tokens written into a cache of context rows of the given
+// storage, attending over its first keep rows: logits [1, Vocab] for the row named by the
+// input "last" (or [rows, Vocab] for every row, when all).
+//
+// Inputs, in order: ids i32 [rows], pos i32 [1] (where the rows go in the cache), rope_cos and
+// rope_sin f32 [rows, 1, HeadDim/2, 1], mask f32 [rows, keep] (1 where a row may attend), last
+// i32 [1].
+func (c *Config) Build(rows, keep int, storage graph.StateFormat, context int, all bool) (*graph.Graph, error) {
+	g := graph.New(fmt.Sprintf("llama/rows%d/keep%d", rows, keep))
+	half := c.HeadDim / 2
+	ids := g.Input("ids", graph.Int32, rows)
+	pos := g.Input("pos", graph.Int32, 1)
+	cos := g.Input("rope_cos", graph.Float32, rows, 1, half, 1)
+	sin := g.Input("rope_sin", graph.Float32, rows, 1, half, 1)
+	mask := g.Input("mask", graph.Float32, rows, keep)
+	last := g.Input("last", graph.Int32, 1)
+	x := g.Gather("embed", g.Weight(TokenEmbd, c.Vocab, c.Hidden), ids)
+	for i := 0; i < c.Layers; i++ {
+		x = c.layer(g, i, x, pos, cos, sin, mask, rows, keep, storage, context)
+	}
+	if !all {
+		x = g.Gather("last", x, last)
+	}
+	x = g.RMSNorm("output_norm", x, g.Weight(OutputNorm, c.Hidden), c.Eps)
+	head := Output
+	if c.Tied {
+		head = TokenEmbd
+	}
+	logits := g.Linear("logits", x, g.Weight(head, c.Vocab, c.Hidden), graph.None)
+	if err := g.Output(logits); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// layer is one block: x + attention(norm(x)), then + SwiGLU(norm(·)).
+func (c *Config) layer(g *graph.Graph, i int, x, pos, cos, sin, mask graph.Value, rows, keep int, storage graph.StateFormat, context int) graph.Value {
+	w := func(name string, shape ...int) graph.Value { return g.Weight(LayerTensor(i, name), shape...) }
+	l := func(s string) string { return fmt.Sprintf("blk.%d/%s", i, s) }
+	D, H, KV, Dh := c.Hidden, c.Heads, c.KVHeads, c.HeadDim
+	G := H / KV
+	h := g.RMSNorm(l("attn_norm"), x, w("attn_norm", D), c.Eps)
+	q := g.Linear(l("q"), h, w("attn_q", D, D), graph.None)
+	k := g.Linear(l("k"), h, w("attn_k", KV*Dh, D), graph.None)
+	v := g.Linear(l("v"), h, w("attn_v", KV*Dh, D), graph.None)
+	q = c.rope(g, l("q_rope"), q, cos, sin, rows, H)
+	k = c.rope(g, l("k_rope"), k, cos, sin, rows, KV)
+	v = g.Reshape(l("v_heads"), v, rows, KV, Dh)
+	ks := g.StateWrite(l("k_cache"), g.State(cacheName(i, "k"), storage, context, KV, Dh), k, pos, keep)
+	vs := g.StateWrite(l("v_cache"), g.State(cacheName(i, "v"), storage, context, KV, Dh), v, pos, keep)
+	// Query head h reads KV head h/G: group the G query heads of each KV head into one batch.
+	qg := g.Reshape(l("q_group"), q, rows, KV, G, Dh)
+	qg = g.Transpose(l("q_t"), qg, 1, 2, 0, 3) // [KV, G, rows, Dh]
+	qg = g.Reshape(l("q_flat"), qg, KV, G*rows, Dh)
+	kt := g.Transpose(l("k_t"), ks, 1, 0, 2) // [KV, keep, Dh]
+	vt := g.Transpose(l("v_t"), vs, 1, 0, 2)
+	s := g.MatMul(l("qk"), qg, kt, true) // [KV, G·rows, keep]
+	s = g.Scale(l("qk_scale"), s, float32(1/math.Sqrt(float64(Dh))))
+	s = g.Reshape(l("scores"), s, KV, G, rows, keep)
+	p := g.Softmax(l("attn"), s, mask)
+	p = g.Reshape(l("attn_flat"), p, KV, G*rows, keep)
+	o := g.MatMul(l("av"), p, vt, false) // [KV, G·rows, Dh]
+	o = g.Reshape(l("o_group"), o, KV, G, rows, Dh)
+	o = g.Transpose(l("o_t"), o, 2, 0, 1, 3) // [rows, KV, G, Dh]
+	o = g.Reshape(l("o_flat"), o, rows, D)
+	x = g.Add(l("attn_res"), x, g.Linear(l("o"), o, w("attn_output", D, D), graph.None))
+	h = g.RMSNorm(l("ffn_norm"), x, w("ffn_norm", D), c.Eps)
+	gate := g.SiLU(l("gate_silu"), g.Linear(l("gate"), h, w("ffn_gate", c.FFN, D), graph.None))
+	up := g.Linear(l("up"), h, w("ffn_up", c.FFN, D), graph.None)
+	down := g.Linear(l("down"), g.Mul(l("swiglu"), gate, up), w("ffn_down", D, c.FFN), graph.None)
+	return g.Add(l("ffn_res"), x, down)
+}
+
+// rope rotates the adjacent pairs (2i, 2i+1) of each head of x [rows, heads·Dh] by the angles
+// the tables hold: x0·cos − x1·sin, x0·sin + x1·cos. Tables rather than the RoPE op because the
+// file may scale each frequency (rope_freqs) or the positions (linear scaling).
+func (c *Config) rope(g *graph.Graph, label string, x, cos, sin graph.Value, rows, heads int) graph.Value {
+	half := c.HeadDim / 2
+	xp := g.Reshape(label+"/pairs", x, rows, heads, half, 2)
+	x0 := g.Slice(label+"/x0", xp, 3, 0, 1)
+	x1 := g.Slice(label+"/x1", xp, 3, 1, 2)
+	y0 := g.Sub(label+"/y0", g.Mul(label+"/x0c", x0, cos), g.Mul(label+"/x1s", x1, sin))
+	y1 := g.Add(label+"/y1", g.Mul(label+"/x0s", x0, sin), g.Mul(label+"/x1c", x1, cos))
+	return g.Reshape(label+"/heads", g.Concat(label+"/join", 3, y0, y1), rows, heads, c.HeadDim)
+}
