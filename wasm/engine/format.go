@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nibble-ml/nibble/wasm/errs"
 	"github.com/nibble-ml/nibble/wasm/format"
 	"github.com/nibble-ml/nibble/wasm/quant"
 	"github.com/nibble-ml/nibble/wasm/stream"
@@ -91,7 +92,7 @@ func PlanFor(name string) (stream.Plan, error) {
 	}
 	f, err := ParseFormat(name)
 	if err != nil {
-		return nil, err
+		return nil, errs.Mark(err, errs.ErrBadArgument)
 	}
 	return func(t *format.TensorInfo) quant.Format {
 		if !isLayer(t) {

@@ -1,0 +1,242 @@
+// Types of @nibble-ml/nibble. Field names are the Go engine's JSON tags (wasm/engine,
+// wasm/internal/jsapi): the same objects the wasm returns.
+
+/** Where the wasm runs and where it is fetched from; set before the first call. */
+export declare const env: {
+  /** Run nibble in a dedicated Web Worker (default where Workers exist); false: the page's thread. */
+  worker: boolean;
+  /** URL of nibble.wasm; default: beside this module (bundlers emit it). */
+  wasmURL: string | URL | undefined;
+};
+
+export type Backend = "auto" | "webgpu" | "webnn" | "cpu";
+
+/** A weight format: "q<bits>-<sym|asym>-<g<group>|pc>[-f16|-f32]", "f16", "f32" or "auto". */
+export type Format =
+  | "auto" | "q4-sym-g32" | "q4-asym-g32" | "q4-sym-g128" | "q8-sym-g32" | "q8-asym-g128"
+  | "q2-asym-g16" | "q4-sym-g32-f16" | "q8-sym-pc" | "f16" | "f32" | (string & {});
+
+/** Formats by intent, for callers who do not want to pick a bit width. */
+export type Policy = "auto" | "balanced" | "quality" | "small";
+
+/** The stable codes of NibbleError. */
+export type ErrorCode =
+  | "NOT_FOUND" | "UNSUPPORTED_FORMAT" | "UNSUPPORTED_MODEL" | "OUT_OF_MEMORY" | "DEVICE_LOST"
+  | "ABORTED" | "NETWORK" | "BAD_ARGUMENT" | "INTERNAL";
+
+/** Every rejection of the package. */
+export declare class NibbleError extends Error {
+  readonly name: "NibbleError";
+  /** What went wrong, stable across versions: switch on it. */
+  readonly code: ErrorCode;
+  /** One line a person can act on. */
+  readonly message: string;
+  /** An Error whose message is the whole Go error chain (for bug reports). */
+  readonly cause: Error | undefined;
+}
+
+export interface LoadOptions {
+  /** "auto" (default): WebGPU on a hardware adapter, else WebNN, else the CPU. */
+  backend?: Backend;
+  /** The weight matrices' format (default "auto": q4-sym-g32). Give format or policy. */
+  format?: Format;
+  policy?: Policy;
+  /** Bytes the quantized model may hold; a model that needs more fails with OUT_OF_MEMORY. */
+  memoryBudget?: number;
+  /** Pick each group's scale by error search: slower loads, lower error. */
+  search?: boolean;
+  /**
+   * Keep the quantized tensors, and the model's manifest, in the Cache API ("nibble-quantized")
+   * and load from there next time, with no download, and offline. Default: on for every file
+   * with a sha256 (a model directory with manifest.json); false neither reads nor writes.
+   */
+  cache?: boolean;
+  /** Cancels the load and frees what it held; the promise rejects with code ABORTED. */
+  signal?: AbortSignal;
+  /** Called about every 100 ms while the load runs, and once at its end. */
+  onProgress?: (p: Progress) => void;
+  /** Overrides env.worker for this load. */
+  worker?: boolean;
+}
+
+export interface Progress {
+  source: string;
+  bytesReceived: number;
+  bytesTotal: number;
+  tensorsReady: number;
+  tensorsTotal: number;
+  heldBytes: number;
+  peakHeldBytes: number;
+  residentBytes: number;
+  quantizedTotal: number;
+  resumes: number;
+  elapsedMs: number;
+  firstReadyMs: number;
+  firstOutputMs: number;
+  /** The wasm's linear memory now. */
+  wasmMemoryBytes: number;
+  /** Files read from the cache (their bytes are not in bytesReceived). */
+  cacheHits: number;
+  cacheRead: number;
+  cacheWritten: number;
+  done: boolean;
+  error?: string;
+}
+
+export interface Memory {
+  f32Bytes: number;
+  residentBytes: number;
+  reductionPct: number;
+  layerF32Bytes: number;
+  layerBytes: number;
+  peakHeldBytes: number;
+  wasmMemoryBytes: number;
+  tensorsPending: number;
+}
+
+export interface Stats extends Memory {
+  url: string;
+  kind: "file" | "tfjs";
+  arch: string;
+  backend: Exclude<Backend, "auto">;
+  format: string;
+  loadMs: number;
+  firstOutputMs: number;
+  bytesReceived: number;
+  resumes: number;
+  /** Whether the load used the cache; files read from it; entry bytes read and written. */
+  cache: boolean;
+  cacheHits: number;
+  cacheRead: number;
+  cacheWritten: number;
+  /** Loads sharing this model (concurrent loads of one URL share one download). */
+  handles: number;
+  notes: string[];
+}
+
+export interface TensorPlan {
+  name: string;
+  shape: number[];
+  /** As stored in the file. */
+  dtype: string;
+  /** As held by the backend. */
+  format: string;
+  bytes: number;
+  f32Bytes: number;
+  resident: boolean;
+  /** A weight matrix (what measure() times). */
+  layer: boolean;
+}
+
+export interface Plan {
+  backend: Exclude<Backend, "auto">;
+  format: string;
+  tensors: TensorPlan[];
+}
+
+export interface EmbedOptions {
+  /** Stops the run at its next stage; the promise rejects with code ABORTED. */
+  signal?: AbortSignal;
+}
+
+export interface MeasureOptions {
+  m?: number;
+  runs?: number;
+  maxLayers?: number;
+  seed?: number;
+  onLayer?: (r: LayerResult) => void;
+}
+
+export interface LayerResult {
+  name: string;
+  n: number;
+  k: number;
+  m: number;
+  format: string;
+  bytes: number;
+  f32Bytes: number;
+  medianMs: number;
+  minMs: number;
+  runs: number;
+  relRms: number;
+  cosine: number;
+  maxAbs: number;
+  error?: string;
+}
+
+/** A loaded model. Its methods run where the model lives (the worker by default). */
+export declare class Model {
+  readonly url: string;
+  readonly kind: "file" | "tfjs";
+  /** "use-lite" when nibble runs the whole model (embed), else "". */
+  readonly arch: string;
+  readonly backend: Exclude<Backend, "auto">;
+  readonly format: string;
+  readonly loadMs: number;
+  /** Bytes held for the weights, and the same tensors as float32. */
+  readonly bytes: number;
+  readonly f32Bytes: number;
+  readonly cache: boolean;
+  readonly notes: string[];
+  /**
+   * One unit-length Float32Array(512) per text, in order (Universal Sentence Encoder Lite).
+   * Texts past 128 tokens are clipped, as the model does. Rejects UNSUPPORTED_MODEL for a model
+   * nibble cannot run whole, BAD_ARGUMENT for an empty list or a non-string.
+   */
+  embed(texts: string | string[], options?: EmbedOptions): Promise<Float32Array[]>;
+  /** Text generation, where this build and model have it; else rejects UNSUPPORTED_MODEL. */
+  generate(prompt: string, options?: Record<string, unknown>): Promise<unknown>;
+  stats(): Promise<Stats>;
+  plan(): Promise<Plan>;
+  tensors(): Promise<TensorPlan[]>;
+  /** y[rows×N] = x[rows×K] · dequant(W)ᵀ for one resident weight matrix. */
+  matmul(name: string, x: Float32Array, rows: number): Promise<Float32Array>;
+  /** Each weight matrix's latency on the backend and error against float32. */
+  measure(options?: MeasureOptions): Promise<LayerResult[]>;
+  /** Frees the model (the last of the loads sharing it frees the weights and the backend). */
+  dispose(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Loads a model: a directory ending in "/" (with manifest.json; "…/m" is understood too), a
+ * manifest.json, a TF.js model.json, or one .safetensors / .gguf file. Resolves once every
+ * tensor is resident.
+ */
+export declare function load(url: string, options?: LoadOptions): Promise<Model>;
+
+export interface Devices {
+  webgpu: {
+    available: boolean;
+    error?: string;
+    vendor: string;
+    architecture: string;
+    device: string;
+    description: string;
+    /** A CPU emulation (SwiftShader, lavapipe). */
+    software: boolean;
+    shaderF16: boolean;
+    subgroups: boolean;
+    timestampQuery: boolean;
+    subgroupMinSize: number;
+    subgroupMaxSize: number;
+    features: string[];
+    limits: Record<string, number>;
+  };
+  webnn: {
+    available: boolean;
+    error?: string;
+    deviceType: string;
+    dequantizeLinear: string[];
+    constants: string[];
+    float16: boolean;
+    summary: string[];
+  };
+  cpu: { gomaxprocs: number; goVersion: string };
+}
+
+/** What the thread nibble runs on offers (the worker's, by default). */
+export declare function devices(options?: { worker?: boolean }): Promise<Devices>;
+
+/** nibble's version and the Go version that built it. */
+export declare function version(options?: { worker?: boolean }): Promise<string>;
