@@ -146,6 +146,9 @@ func (m *Model) Arch() string {
 	if m.arch != nil {
 		return ArchUSELite
 	}
+	if m.llama != nil {
+		return ArchLlama
+	}
 	return ""
 }
 

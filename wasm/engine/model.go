@@ -95,6 +95,7 @@ type Model struct {
 	closed   bool
 
 	arch        *useLite      // the architecture the engine recognised (nil: weights only)
+	llama       *llamaArch    // a Llama GGUF decoder (generate.go), nil otherwise
 	started     time.Time     // when Load was called
 	firstOutput time.Duration // since started, when the first output was computed
 }
@@ -119,6 +120,10 @@ func Load(ctx context.Context, url string, opt Options) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", url, err)
 	}
+	la, err := detectLlama(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", url, err)
+	}
 	b, err := NewBackend(opt.Backend)
 	if err != nil {
 		return nil, err
@@ -138,6 +143,9 @@ func Load(ctx context.Context, url string, opt Options) (*Model, error) {
 		// The cache holds what the loader produced, which the architecture's plan changes
 		// (float32 kernels, transposed on upload): entries of a weights-only load must not match.
 		sopt.CacheTag += " arch " + ArchUSELite
+	}
+	if m.llama = la; la != nil {
+		up = la.wrap(up)
 	}
 	m.load = stream.Start(lctx, up, sopt, spec.Sources...)
 	go m.reportProgress()
@@ -320,6 +328,9 @@ func (m *Model) Release() error {
 	m.closed = true
 	m.mu.Unlock()
 	m.cancel()
+	if m.llama != nil {
+		m.llama.release()
+	}
 	err := m.load.Release()
 	return errors.Join(err, m.Backend.Close())
 }
