@@ -17,6 +17,12 @@ import (
 type Options struct {
 	Backend string `json:"backend"` // "auto" (default), "webgpu", "webnn", "cpu"
 	Format  string `json:"format"`  // "auto" (default) or a ParseFormat name, for weight matrices
+	// Policy, when set, chooses precision per tensor instead of Format (plan.Policies: "auto",
+	// "quality", "balanced", "mixed", "small", "int4", "tiny"); Model.Plan says what it chose.
+	Policy string `json:"policy"`
+	// Overrides pin tensors to formats whatever the policy says: "pattern=format[@backend],…",
+	// the pattern a glob on the name or "role:<role>" (plan.Override).
+	Overrides string `json:"overrides"`
 	// Search picks each group's scale by error search (quant.Options.Search): slower loads,
 	// lower error.
 	Search bool `json:"search"`
@@ -27,7 +33,10 @@ type Options struct {
 	Cache *bool `json:"cache"`
 	// MemoryBudget, when positive, bounds the bytes the quantized model may hold: a model whose
 	// headers declare more fails with ErrTooLarge (OUT_OF_MEMORY) before its weights are
-	// allocated (stream.Options.MemoryBudget).
+	// allocated (stream.Options.MemoryBudget). With a Policy it is also the plan's budget: "auto"
+	// and "mixed" choose the most accurate plan under it, and one that cannot fit fails before
+	// anything but the model's JSON is fetched (with no budget, a policy takes half of
+	// navigator.deviceMemory where the browser tells it).
 	MemoryBudget int64 `json:"memoryBudget"`
 	// OnProgress, if set, is called from a goroutine at most every ProgressEvery while the load
 	// runs, and once more when it ends.
@@ -37,22 +46,22 @@ type Options struct {
 
 // Progress is stream.Progress in the JS API's units (milliseconds, bytes) plus the wasm memory.
 type Progress struct {
-	Source          string  `json:"source"`
-	BytesReceived   int64   `json:"bytesReceived"`
-	BytesTotal      int64   `json:"bytesTotal"`
-	TensorsReady    int     `json:"tensorsReady"`
-	TensorsTotal    int     `json:"tensorsTotal"`
-	HeldBytes       int64   `json:"heldBytes"`
-	PeakHeldBytes   int64   `json:"peakHeldBytes"`
-	ResidentBytes   int64   `json:"residentBytes"`
-	QuantizedTotal  int64   `json:"quantizedTotal"`
-	Resumes         int     `json:"resumes"`
-	ElapsedMS       float64 `json:"elapsedMs"`
-	FirstReadyMS    float64 `json:"firstReadyMs"`
+	Source         string  `json:"source"`
+	BytesReceived  int64   `json:"bytesReceived"`
+	BytesTotal     int64   `json:"bytesTotal"`
+	TensorsReady   int     `json:"tensorsReady"`
+	TensorsTotal   int     `json:"tensorsTotal"`
+	HeldBytes      int64   `json:"heldBytes"`
+	PeakHeldBytes  int64   `json:"peakHeldBytes"`
+	ResidentBytes  int64   `json:"residentBytes"`
+	QuantizedTotal int64   `json:"quantizedTotal"`
+	Resumes        int     `json:"resumes"`
+	ElapsedMS      float64 `json:"elapsedMs"`
+	FirstReadyMS   float64 `json:"firstReadyMs"`
 	// FirstOutputMS is when the first model output (an Embed stage) was computed, since Load; 0
 	// until one has been. With an Embed called during the load it shows the overlap of
 	// inference and download.
-	FirstOutputMS float64 `json:"firstOutputMs"`
+	FirstOutputMS   float64 `json:"firstOutputMs"`
 	WasmMemoryBytes int64   `json:"wasmMemoryBytes"` // 0 natively
 	// CacheHits counts the files read from the cache (their bytes are not in BytesReceived);
 	// CacheRead and CacheWritten count cache entry bytes.
@@ -84,11 +93,13 @@ type Model struct {
 	// Cached says whether the load used the cache (read it, or wrote what it quantized).
 	Cached bool
 
-	notes  []string // what the load decided beyond Spec.Notes (the cache)
-	load   *stream.Load
-	cancel context.CancelFunc
-	opt    Options
-	plan   stream.Plan
+	notes   []string // what the load decided beyond Spec.Notes (the cache)
+	load    *stream.Load
+	cancel  context.CancelFunc
+	opt     Options
+	plan    stream.Plan
+	planned *planned       // the precision plan (Plan)
+	guard   *guardUploader // probes each kernel variant at load
 
 	progDone chan struct{}
 	mu       sync.Mutex
@@ -109,6 +120,9 @@ func Load(ctx context.Context, url string, opt Options) (*Model, error) {
 	if opt.Backend == "" {
 		opt.Backend = "auto"
 	}
+	if opt.Policy != "" && opt.Format != FormatAuto {
+		return nil, fmt.Errorf("%w: give a policy (%q) or a format (%q), not both", ErrBadArgument, opt.Policy, opt.Format)
+	}
 	plan, err := PlanFor(opt.Format)
 	if err != nil {
 		return nil, err
@@ -128,21 +142,41 @@ func Load(ctx context.Context, url string, opt Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	pl, err := makePlan(ctx, spec, opt, b, plan)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("load %s: %w", url, err), b.Close())
+	}
+	tag, streamBudget := "engine plan "+opt.Format, opt.MemoryBudget
+	if opt.Policy != "" {
+		plan, tag = pl.streamPlan, pl.cacheTag()
+		if pl.req.Tensors != nil {
+			// Make checked the budget against every tensor as held; the loader would count
+			// tensors an architecture quantizes on upload (USE-lite's kernels) as float32.
+			streamBudget = 0
+		}
+	}
 	lctx, cancel := context.WithCancel(context.Background())
-	m := &Model{Spec: spec, Backend: b, Format: opt.Format, cancel: cancel, opt: opt, plan: plan, progDone: make(chan struct{}), started: time.Now()}
+	m := &Model{Spec: spec, Backend: b, Format: opt.Format, cancel: cancel, opt: opt, plan: plan, planned: pl, progDone: make(chan struct{}), started: time.Now()}
 	sopt := stream.Options{Plan: plan, Quant: quant.Options{Search: opt.Search}, Reader: spec.Reader,
 		// The plan is not in stream's key (a stale format only shows when the entry is read, and
 		// the load then overwrites it): keying by the format gives each its own entry, so
 		// switching formats back and forth does not rewrite the cache every time.
-		CacheTag: "engine plan " + opt.Format, MemoryBudget: opt.MemoryBudget}
+		CacheTag: tag, MemoryBudget: streamBudget}
 	sopt.Cache, m.notes = cacheFor(spec, opt.Cache)
 	m.Cached = sopt.Cache != nil
-	var up stream.Uploader = b
+	m.guard = newGuard(b, b, opt.Backend != "auto", pl)
+	var up stream.Uploader = m.guard
 	if m.arch = detectArch(spec); m.arch != nil {
-		sopt.Plan, up = m.arch.wrap(sopt.Plan, b)
+		sopt.Plan, up = m.arch.wrap(sopt.Plan, up)
 		// The cache holds what the loader produced, which the architecture's plan changes
 		// (float32 kernels, transposed on upload): entries of a weights-only load must not match.
 		sopt.CacheTag += " arch " + ArchUSELite
+	}
+	if pl.fixed != nil {
+		sopt.Plan = pl.streamPlan // the same formats, recorded for Plan
+		if m.arch != nil {
+			sopt.Plan, _ = m.arch.wrap(pl.streamPlan, b)
+		}
 	}
 	if m.llama = la; la != nil {
 		up = la.wrap(up)
@@ -315,6 +349,7 @@ func (m *Model) Notes() []string {
 		notes = append(notes, "auto chose the CPU: "+why.Error())
 	}
 	notes = append(notes, m.Backend.Caps().Notes...)
+	notes = append(notes, m.guard.Notes()...)
 	return notes
 }
 

@@ -94,8 +94,8 @@ func TestNamedPolicies(t *testing.T) {
 	want := map[string]map[string]string{
 		"quality":  {"blk.0.attn_q.weight": "q8-sym-g32-f32", "blk.0.ffn_up.weight": "q8-sym-g32-f32", "token_embd.weight": "q8-sym-g32-f32"},
 		"balanced": {"blk.0.attn_q.weight": "q8-sym-g32-f32", "blk.0.ffn_up.weight": "q4-sym-g32-f32", "output.weight": "q8-sym-g32-f32"},
-		"small":    {"blk.0.attn_q.weight": "q4-sym-g32-f32", "token_embd.weight": "q8-sym-g32-f32", "output.weight": "q4-sym-g32-f32"},
-		"tiny":     {"blk.1.ffn_down.weight": "q2-asym-g16-f16", "blk.1.attn_v.weight": "q4-sym-g32-f16"},
+		"small":    {"blk.0.attn_q.weight": "q4-sym-g16-f16", "token_embd.weight": "q4-sym-g16-f16", "output.weight": "q4-sym-g16-f16"},
+		"tiny":     {"blk.1.ffn_down.weight": "q4-sym-g32-f16", "blk.1.attn_v.weight": "q4-sym-g32-f16"},
 	}
 	var last int64
 	for _, name := range []string{"quality", "balanced", "small", "tiny"} {
@@ -168,14 +168,14 @@ func TestMissingFeatures(t *testing.T) {
 	}
 	// A second backend that holds int4 takes the tensor instead of widening it.
 	gpu := Caps{Backend: "webgpu", WeightBits: []int{2, 4, 8, 16, 32}}
-	p = mustMake(t, Request{Tensors: ts, Policy: Policies["small"], Backends: []Caps{webnn, gpu}})
-	if c, _ := p.Lookup("blk.0.attn_q.weight"); c.Format.Bits != 4 || c.Backend != "webgpu" {
-		t.Errorf("hybrid: %s on %s (%s)", c.Format, c.Backend, c.Reason)
+	p = mustMake(t, Request{Tensors: ts, Policy: Policies["balanced"], Backends: []Caps{webnn, gpu}})
+	if c, _ := p.Lookup("blk.0.ffn_up.weight"); c.Format.Bits != 4 || c.Backend != "webgpu" {
+		t.Errorf("hybrid: int4 FFN %s on %s (%s)", c.Format, c.Backend, c.Reason)
 	}
-	if c, _ := p.Lookup("token_embd.weight"); c.Backend != "webnn" {
-		t.Errorf("int8 embeddings on %s, want the preferred webnn", c.Backend)
+	if c, _ := p.Lookup("blk.0.attn_q.weight"); c.Backend != "webnn" {
+		t.Errorf("int8 attention on %s, want the preferred webnn", c.Backend)
 	}
-	// A buffer limit smaller than the int8 embeddings (147 MB): nothing holds them.
+	// A buffer limit below the int8 embeddings (147 MB), above int4's (82 MB).
 	small := Caps{Backend: "webgpu", WeightBits: []int{2, 4, 8}, MaxBufferSize: 128 << 20}
 	_, err := Make(Request{Tensors: ts, Policy: Policies["quality"], Backends: []Caps{small}})
 	if !errors.Is(err, ErrNoFit) || !strings.Contains(err.Error(), "token_embd.weight") || !strings.Contains(err.Error(), "largest buffer") {
@@ -183,7 +183,7 @@ func TestMissingFeatures(t *testing.T) {
 	}
 	// Adaptive moves down to the first tier whose embeddings are int4.
 	p = mustMake(t, Request{Tensors: ts, Policy: Policies["auto"], Backends: []Caps{small}})
-	if p.Policy != "auto:int4" {
+	if p.Policy != "auto:small" {
 		t.Errorf("adaptive under a 64 MiB buffer: %s", p.Policy)
 	}
 }
@@ -300,7 +300,7 @@ func TestMixed(t *testing.T) {
 	}
 	// Without sensitivity data it falls back to its rules and says so.
 	p = mustMake(t, Request{Tensors: ts, Policy: Policies["mixed"]})
-	if !strings.Contains(strings.Join(p.Notes, " "), "no sensitivity") || formatOf(t, p, "token_embd.weight") != "q8-sym-g32-f32" {
+	if !strings.Contains(strings.Join(p.Notes, " "), "no sensitivity") || formatOf(t, p, "token_embd.weight") != "q8-sym-g32-f32" || formatOf(t, p, "blk.0.ffn_up.weight") != "q4-sym-g32-f32" {
 		t.Errorf("mixed without data: %v", p.Notes)
 	}
 	// A budget below every cheapest format fails.
