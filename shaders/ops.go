@@ -24,6 +24,7 @@ const (
 	OpGather                  // rows of a table by int32 ids (weight chunks or an f32 value)
 	OpPool                    // masked mean over T
 	OpRoPE                    // rotary position embedding
+	OpState                   // a graph.State's write at a run-time row and its read as f32
 	numOpFamilies
 )
 
@@ -40,6 +41,7 @@ var opFamilies = [numOpFamilies]struct {
 	OpGather:  {"gather", []string{"weight", "value"}},
 	OpPool:    {"pool", []string{"mean"}},
 	OpRoPE:    {"rope", []string{"halves", "interleaved"}},
+	OpState:   {"state", []string{"write_f32", "write_f16", "write_int8", "read_f32", "read_f16", "read_int8"}},
 }
 
 func (f OpFamily) String() string {

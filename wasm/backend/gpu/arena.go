@@ -174,7 +174,7 @@ func planGraph(g *graph.Graph, paddedK func(node int) int, lim arenaLimits) (*gr
 	colour := make([]int, n)
 	inArena := func(v graph.Value) bool {
 		op := g.Nodes[p.root[v]].Op
-		return op != graph.OpConst && op != graph.OpWeight
+		return op != graph.OpConst && op != graph.OpWeight && op != graph.OpState
 	}
 	colourOf := func(v graph.Value) int {
 		if v == graph.None || !inArena(v) {
@@ -215,6 +215,8 @@ func planGraph(g *graph.Graph, paddedK func(node int) int, lim arenaLimits) (*gr
 			if p.dense[i] {
 				p.at[i] = addConst(bytes)
 			}
+		case graph.OpState:
+			// A buffer of its own (state_js.go), shared with other programs.
 		case graph.OpInput:
 			// Written before the first dispatch; only read after.
 			spans = append(spans, span{first: 0, last: max(last[i], i), size: bytes})

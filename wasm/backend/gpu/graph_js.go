@@ -66,6 +66,9 @@ func (b *Backend) Compile(g *graph.Graph, ws backend.Weights) (backend.Program, 
 	}
 	p := &program{b: b, g: g}
 	c := &compiler{p: p, weights: weights, ops: b.opPipelines()}
+	if err := c.bindStates(ws); err != nil {
+		return nil, fmt.Errorf("gpu compile %q: %w", g.Name, err)
+	}
 	if err := b.dev.PushErrorScope("validation"); err != nil {
 		return nil, err
 	}
@@ -96,6 +99,8 @@ type program struct {
 	stage    js.Value  // staging Uint8Array for the inputs, as large as the largest
 	host     []byte    // the mapped readback, copied in one call
 	released bool
+	// stateChecks: one per StateWrite, checked before a run is submitted.
+	stateChecks []stateCheck
 }
 
 // step is one dispatch, or a Linear's matmul (its own pipeline and one dispatch per chunk).
@@ -166,6 +171,7 @@ type compiler struct {
 	densify   []step  // compile-time dispatches: float weights read as values, made dense
 	constData []byte  // the constant buffer's image
 	stepsOut  *[]step // where the current op's steps go
+	states    map[string]*state
 }
 
 func (c *compiler) compile() error {
@@ -379,8 +385,10 @@ func (c *compiler) op(i int) error {
 	shape := func(j int) graph.Shape { return g.Nodes[n.Inputs[j]].Shape }
 	size := n.Shape.Size()
 	switch n.Op {
-	case graph.OpInput, graph.OpConst, graph.OpWeight, graph.OpReshape:
-		return nil // written before the run, at Compile, or a view
+	case graph.OpInput, graph.OpConst, graph.OpWeight, graph.OpReshape, graph.OpState:
+		return nil // written before the run, at Compile, a view, or a buffer of its own
+	case graph.OpStateWrite:
+		return c.stateWrite(what, i, n)
 	case graph.OpScale, graph.OpReLU, graph.OpGELU, graph.OpSiLU, graph.OpTanh:
 		k := shaders.OpKey{Family: shaders.OpUnary, Variant: n.Op.String(), WG: elemWG}
 		return c.dispatch(what, k, []uint32{uint32(size), math.Float32bits(n.Attr.Scale), 0, 0}, groupsFor(size, elemWG),
@@ -694,6 +702,9 @@ func (p *program) run(ctx context.Context, in []graph.Tensor, readback bool) ([]
 	b := p.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := p.checkStates(in); err != nil {
+		return nil, err
+	}
 	switch {
 	case p.released:
 		return nil, errors.New("program released")
