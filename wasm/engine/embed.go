@@ -135,7 +135,7 @@ func (a *useLite) encoder(ctx context.Context, m *Model) (*uselite.Encoder, erro
 		return nil, fmt.Errorf("%w: %w", ErrUnsupported, err)
 	}
 	if a.enc == nil {
-		a.enc = &uselite.Encoder{Config: cfg, Tokenizer: tok, Backend: comp, Weights: m.load}
+		a.enc = &uselite.Encoder{Config: cfg, Tokenizer: tok, Backend: comp, Weights: m.load, Int8Activations: m.opt.Int8Activations}
 	}
 	return a.enc, nil
 }

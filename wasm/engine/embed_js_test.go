@@ -141,9 +141,14 @@ func TestBrowserEmbedTable(t *testing.T) {
 		backends = strings.Split(b, ",")
 	}
 	for _, b := range backends {
-		for _, f := range []string{"f32", "q8-sym-g32", "q4-sym-g32", "q4-sym-g128"} {
+		formats := []string{"f32", "q8-sym-g32", "q4-sym-g32", "q4-sym-g128"}
+		if b == "webnn" {
+			formats = append(formats, "q8-sym-g32+int8act", "q4-sym-g32+int8act")
+		}
+		for _, f := range formats {
 			off := false
-			m, err := Load(ctx, model, Options{Backend: b, Format: f, Cache: &off})
+			format, act := strings.CutSuffix(f, "+int8act")
+			m, err := Load(ctx, model, Options{Backend: b, Format: format, Cache: &off, Int8Activations: act})
 			if err == nil {
 				err = m.Wait(ctx)
 			}
@@ -173,7 +178,11 @@ func TestBrowserEmbedTable(t *testing.T) {
 		}
 	}
 	facts, _ := tfjsref.Describe(ctx)
-	for _, b := range []string{"wasm", "cpu", "webgpu"} {
+	peers := []string{"wasm", "cpu", "webgpu"}
+	if os.Getenv("NIBBLE_EMBED_TFJS") == "0" {
+		peers = nil
+	}
+	for _, b := range peers {
 		if err := tfjsref.SetBackend(ctx, b); err != nil {
 			fmt.Printf("| TF.js %s | %s | error: %v |\n", tfjsref.Version, b, err)
 			continue

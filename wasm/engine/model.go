@@ -38,6 +38,11 @@ type Options struct {
 	// anything but the model's JSON is fetched (with no budget, a policy takes half of
 	// navigator.deviceMemory where the browser tells it).
 	MemoryBudget int64 `json:"memoryBudget"`
+	// Int8Activations runs an encoder's Linears with int8 activations calibrated once on
+	// built-in sentences (static W8A8) where the backend fuses them: on WebNN, TFLite's int8
+	// kernels, several times faster than its dequantize-every-dispatch path for quantized
+	// weights. Other backends ignore it. It adds the activations' int8 rounding to the error.
+	Int8Activations bool `json:"int8Activations"`
 	// OnProgress, if set, is called from a goroutine at most every ProgressEvery while the load
 	// runs, and once more when it ends.
 	OnProgress    func(Progress) `json:"-"`
