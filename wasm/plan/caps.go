@@ -1,5 +1,9 @@
 // Package plan turns what a device can really do into per-tensor choices: bits, group size,
-// scheme and backend. It is pure Go; backends fill Caps from measured limits and features.
+// scheme, scale type and backend, each with its reason. Inputs are the model's tensors (roles
+// inferred from their names), the Caps every backend measured, a memory budget, a Policy and,
+// for the mixed policy, the model's measured Sensitivity; Make returns a Plan, or ErrNoFit
+// before anything is fetched. It is pure Go and imports no backend (backends import it for
+// Caps); measuring sensitivity belongs to each model package (uselite.Native.Sensitivity).
 package plan
 
 // Caps are the facts a backend measured about the device it runs on. Nothing here is guessed
