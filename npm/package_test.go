@@ -60,6 +60,10 @@ func TestPackage(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeTiny(t, filepath.Join(models, "tiny"))
+	if err := os.MkdirAll(filepath.Join(models, "llama"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ctx, root, nil, "go", "run", "./tools/mkmodel", "-llm", "-shape", "llama-tiny", "-layers", "2", "-format", "gguf-q8_0", "-seed", "1", "-o", filepath.Join(models, "llama/model.gguf"))
 	junk := make([]byte, 4096)
 	for i := range junk {
 		junk[i] = byte(rand.N(256))
@@ -118,6 +122,7 @@ func TestPackage(t *testing.T) {
 	t.Run("shared", func(t *testing.T) { checkShared(t, eval, gate) })
 	t.Run("abort", func(t *testing.T) { checkAbort(t, eval, gate) })
 	t.Run("offline", func(t *testing.T) { checkOffline(t, eval, gate) })
+	t.Run("generate", func(t *testing.T) { checkGenerate(t, eval) })
 	t.Run("memory", func(t *testing.T) { checkMemory(t, eval) })
 }
 
@@ -225,7 +230,18 @@ func checkErrors(t *testing.T, eval evalFunc) {
 	}
 	var res struct {
 		Errors  map[string]failure
-		NoSlash struct{ Arch, URL string }
+		NoSlash struct {
+			Arch, URL string
+			Plan      struct {
+				Backend   string
+				Precision struct {
+					Policy  string
+					Bytes   int64
+					Tensors []struct{ Name, Format, Reason string }
+				}
+				Tensors []struct{ Name, Format string }
+			}
+		}
 	}
 	eval("error codes", script(`
 const out = {};
@@ -240,10 +256,10 @@ const tiny = await nb.load("/models/tiny/", {backend: "cpu", cache: false});
 out.embedTiny = await failure(tiny.embed("hello"));
 await tiny.dispose();
 out.disposed = await failure(tiny.stats());
-const m = await nb.load("/models/use-lite", {backend: "cpu"});
+const m = await nb.load("/models/use-lite", {backend: "cpu", policy: "quality"});
 out.embedEmpty = await failure(m.embed([]));
 out.embedNumber = await failure(m.embed([1]));
-const noSlash = {arch: m.arch, url: m.url};
+const noSlash = {arch: m.arch, url: m.url, plan: await m.plan()};
 await m.dispose();
 return {errors: out, noSlash};`), &res)
 	want := map[string]struct{ code, has string }{
@@ -272,6 +288,11 @@ return {errors: out, noSlash};`), &res)
 	t.Logf("cause of missing: %s", res.Errors["missing"].Cause)
 	if res.NoSlash.Arch != "use-lite" {
 		t.Errorf("/models/use-lite without its slash: %+v, want the USE-lite directory", res.NoSlash)
+	}
+	p := res.NoSlash.Plan
+	t.Logf("plan(): %s on %s, %d bytes planned, %d tensors; first: %+v", p.Precision.Policy, p.Backend, p.Precision.Bytes, len(p.Tensors), p.Precision.Tensors[:min(1, len(p.Precision.Tensors))])
+	if p.Backend != "cpu" || len(p.Tensors) == 0 || len(p.Precision.Tensors) == 0 || p.Precision.Tensors[0].Reason == "" {
+		t.Errorf("plan(): %+v", p)
 	}
 }
 
@@ -365,6 +386,43 @@ try {
 	}
 	if res.Uncached.Code != "NETWORK" {
 		t.Errorf("a model never cached, offline: %+v, want NETWORK", res.Uncached)
+	}
+}
+
+// generate streams tokens from the worker (onToken crosses back as each is sampled), and the
+// same seed gives the same text; a model that cannot generate says so.
+func checkGenerate(t *testing.T, eval evalFunc) {
+	var res struct {
+		A, B struct {
+			Text   string
+			Tokens []int32
+			MS     float64
+		}
+		Streamed []string
+		Arch     string
+		Aborted  struct{ Code string }
+		NotLlama struct{ Code, Message string }
+	}
+	eval("generate", script(`
+const m = await nb.load("/models/llama/", {backend: "cpu", cache: false});
+const streamed = [];
+const a = await m.generate("Hello", {maxTokens: 8, temperature: 0.8, seed: 7, onToken: t => streamed.push(t.text)});
+const b = await m.generate("Hello", {maxTokens: 8, temperature: 0.8, seed: 7});
+const pre = new AbortController(); pre.abort();
+const aborted = await failure(m.generate("Hello", {maxTokens: 8, signal: pre.signal}));
+const arch = m.arch;
+await m.dispose();
+const u = await nb.load("/models/use-lite/", {backend: "cpu"});
+const notLlama = await failure(u.generate("Hello"));
+await u.dispose();
+return {a, b, streamed, arch, aborted, notLlama};`), &res)
+	t.Logf("generate: %d tokens in %.0f ms (%q), streamed %d; on USE-lite: %s", len(res.A.Tokens), res.A.MS, res.A.Text, len(res.Streamed), res.NotLlama.Message)
+	if res.Arch != "llama" || len(res.A.Tokens) == 0 || len(res.A.Tokens) > 8 || len(res.Streamed) != len(res.A.Tokens) ||
+		strings.Join(res.Streamed, "") != res.A.Text || res.A.Text != res.B.Text {
+		t.Errorf("generate: %+v", res)
+	}
+	if res.Aborted.Code != "ABORTED" || res.NotLlama.Code != "UNSUPPORTED_MODEL" {
+		t.Errorf("generate with an aborted signal: %s; on USE-lite: %s", res.Aborted.Code, res.NotLlama.Code)
 	}
 }
 

@@ -16,8 +16,13 @@ export type Format =
   | "auto" | "q4-sym-g32" | "q4-asym-g32" | "q4-sym-g128" | "q8-sym-g32" | "q8-asym-g128"
   | "q2-asym-g16" | "q4-sym-g32-f16" | "q8-sym-pc" | "f16" | "f32" | (string & {});
 
-/** Formats by intent, for callers who do not want to pick a bit width. */
-export type Policy = "auto" | "balanced" | "quality" | "small";
+/**
+ * Precision by intent (wasm/plan): "auto" picks the most accurate tier that fits memoryBudget and
+ * the device; "quality" int8; "balanced" int8 with int4 where measured harmless; "mixed" per
+ * tensor from measured sensitivity; "small" int4 g16 f16 scales; "int4" q4-sym-g32; "tiny" the
+ * fewest int4 bytes.
+ */
+export type Policy = "auto" | "quality" | "balanced" | "mixed" | "small" | "int4" | "tiny";
 
 /** The stable codes of NibbleError. */
 export type ErrorCode =
@@ -41,7 +46,13 @@ export interface LoadOptions {
   /** The weight matrices' format (default "auto": q4-sym-g32). Give format or policy. */
   format?: Format;
   policy?: Policy;
-  /** Bytes the quantized model may hold; a model that needs more fails with OUT_OF_MEMORY. */
+  /** Pins tensors to formats whatever the policy says: "pattern=format[@backend],…" (a glob on
+   * the tensor's name, or "role:<role>"). */
+  overrides?: string;
+  /**
+   * Bytes the quantized model may hold: with a policy, the plan's budget; a model that cannot
+   * fit fails with OUT_OF_MEMORY before its weights are fetched.
+   */
   memoryBudget?: number;
   /** Pick each group's scale by error search: slower loads, lower error. */
   search?: boolean;
@@ -128,15 +139,78 @@ export interface TensorPlan {
   layer: boolean;
 }
 
+/** One tensor's line of the precision plan: its format and why. */
+export interface PlanChoice {
+  name: string;
+  role:
+    | "embedding" | "attn_q" | "attn_k" | "attn_v" | "attn_qkv" | "attn_out" | "ffn_up" | "ffn_gate"
+    | "ffn_down" | "dense" | "head" | "norm" | "bias" | "other" | (string & {});
+  layer: number;
+  shape: number[];
+  format: string;
+  bits: number;
+  groupSize?: number;
+  scheme?: string;
+  scales?: string;
+  backend?: string;
+  bytes: number;
+  reason: string;
+}
+
+/** The precision plan a load followed (wasm/plan). */
+export interface PrecisionPlan {
+  policy: string;
+  budget?: number;
+  bytes: number;
+  f32Bytes: number;
+  backends?: string[];
+  /** The output's error predicted from measured per-tensor sensitivity, where there is data. */
+  predicted?: { metric: string; meanLoss: number; worstLoss: number };
+  tensors: PlanChoice[];
+  notes?: string[];
+}
+
 export interface Plan {
   backend: Exclude<Backend, "auto">;
   format: string;
+  precision: PrecisionPlan | null;
+  /** Each tensor as held now. */
   tensors: TensorPlan[];
 }
 
 export interface EmbedOptions {
   /** Stops the run at its next stage; the promise rejects with code ABORTED. */
   signal?: AbortSignal;
+}
+
+export interface GenerateOptions {
+  /** Stop after this many tokens (default: at the end-of-generation token or a full cache). */
+  maxTokens?: number;
+  /** 0 (default): greedy. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  /** The same seed gives the same tokens. */
+  seed?: number;
+  /** The KV cache's length in tokens (default the model's, capped at 2048). */
+  context?: number;
+  /** The KV cache's storage (default "f32"). */
+  cache?: "f32" | "f16" | "int8";
+  /** Stops before the next token; the promise rejects with code ABORTED. */
+  signal?: AbortSignal;
+  onToken?: (t: Token) => void;
+}
+
+/** One generated token; text is "" for a token that ends inside a UTF-8 character. */
+export interface Token {
+  id: number;
+  text: string;
+}
+
+export interface Generation {
+  text: string;
+  tokens: number[];
+  ms: number;
 }
 
 export interface MeasureOptions {
@@ -168,7 +242,7 @@ export interface LayerResult {
 export declare class Model {
   readonly url: string;
   readonly kind: "file" | "tfjs";
-  /** "use-lite" when nibble runs the whole model (embed), else "". */
+  /** "use-lite" (embed) or "llama" (generate) when nibble runs the whole model, else "". */
   readonly arch: string;
   readonly backend: Exclude<Backend, "auto">;
   readonly format: string;
@@ -184,8 +258,11 @@ export declare class Model {
    * nibble cannot run whole, BAD_ARGUMENT for an empty list or a non-string.
    */
   embed(texts: string | string[], options?: EmbedOptions): Promise<Float32Array[]>;
-  /** Text generation, where this build and model have it; else rejects UNSUPPORTED_MODEL. */
-  generate(prompt: string, options?: Record<string, unknown>): Promise<unknown>;
+  /**
+   * Generates text after prompt (a Llama-family GGUF model); rejects UNSUPPORTED_MODEL for
+   * other models. onToken sees each token as it is sampled.
+   */
+  generate(prompt: string, options?: GenerateOptions): Promise<Generation>;
   stats(): Promise<Stats>;
   plan(): Promise<Plan>;
   tensors(): Promise<TensorPlan[]>;

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall/js"
 
 	"github.com/nibble-ml/nibble/wasm/engine"
 	"github.com/nibble-ml/nibble/wasm/errs"
 	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/plan"
 )
 
 var (
@@ -31,7 +33,7 @@ func New() js.Value {
 		"version":  version(),
 		"backends": toJS(engine.Backends),
 		"formats":  toJS(engine.Formats),
-		"policies": toJS(policyNames),
+		"policies": toJS(plan.PolicyNames()),
 		"devices": js.FuncOf(func(js.Value, []js.Value) any {
 			return promise("devices()", "", func() (any, error) { return toJS(engine.Probe()), nil })
 		}),
@@ -47,17 +49,7 @@ func version() string {
 	return v + " (" + runtime.Version() + ")"
 }
 
-// policies name formats by intent, for callers who do not want to pick a bit width.
-var policies = map[string]string{
-	"auto":     engine.FormatAuto,
-	"balanced": engine.FormatAuto,
-	"quality":  "q8-sym-g32",
-	"small":    "q4-sym-g128",
-}
-
-var policyNames = []string{"auto", "balanced", "quality", "small"}
-
-// load(url, {backend, format | policy, search, cache, memoryBudget, signal, onProgress}) →
+// load(url, {backend, format | policy, overrides, search, cache, memoryBudget, signal, onProgress}) →
 // Promise<model>.
 func load(_ js.Value, args []js.Value) any {
 	if len(args) < 1 || args[0].Type() != js.TypeString {
@@ -98,15 +90,15 @@ func loadOptions(o js.Value) (opt engine.Options, onProgress, signal js.Value, e
 	opt.Backend = optString(o, "backend")
 	opt.Format = optString(o, "format")
 	if p := optString(o, "policy"); p != "" {
-		f, ok := policies[p]
-		if !ok {
-			return opt, js.Undefined(), js.Undefined(), bad("policy %q: want one of %v", p, policyNames)
+		if _, err := plan.PolicyByName(p); err != nil {
+			return opt, js.Undefined(), js.Undefined(), bad("policy %q: want one of %s", p, strings.Join(plan.PolicyNames(), ", "))
 		}
 		if opt.Format != "" {
 			return opt, js.Undefined(), js.Undefined(), bad("give format or policy, not both")
 		}
-		opt.Format = f
+		opt.Policy = p
 	}
+	opt.Overrides = optString(o, "overrides")
 	opt.Search = o.Get("search").Truthy()
 	switch c := o.Get("cache"); c.Type() {
 	case js.TypeUndefined, js.TypeNull:
@@ -199,6 +191,7 @@ func handle(s *shared) js.Value {
 			return arr, nil
 		})
 	})
+	def("generate", generateMethod(m))
 	def("measure", func(args []js.Value) any {
 		var opt engine.MeasureOptions
 		if len(args) > 0 && args[0].Type() == js.TypeObject {
@@ -264,15 +257,17 @@ func statsOf(s *shared) Stats {
 	}
 }
 
-// Plan is what the load decided: the backend, and each tensor's format as held.
+// Plan is what the load decided: the backend, the precision plan (each tensor's format and
+// why, bytes, the predicted error: engine.Model.Plan) and each tensor as held.
 type Plan struct {
-	Backend string               `json:"backend"`
-	Format  string               `json:"format"`
-	Tensors []engine.TensorFacts `json:"tensors"`
+	Backend   string               `json:"backend"`
+	Format    string               `json:"format"`
+	Precision *plan.Plan           `json:"precision"`
+	Tensors   []engine.TensorFacts `json:"tensors"`
 }
 
 func planOf(m *engine.Model) Plan {
-	return Plan{Backend: m.Backend.Name(), Format: m.Format, Tensors: m.Tensors()}
+	return Plan{Backend: m.Backend.Name(), Format: m.Format, Precision: m.Plan(), Tensors: m.Tensors()}
 }
 
 // releasedMethod replaces a model's methods once it is released.

@@ -23,7 +23,8 @@
 //	                                //   constants, float16, summary, error}, cpu: {...}}
 //	const m = await nibble.load(url, {backend: "auto", format: "q4-sym-g32", search: false,
 //	                                  cache: true, memoryBudget: 0, signal, onProgress: p => ...})
-//	    // policy: "auto" | "balanced" | "quality" | "small" instead of format. signal: an
+//	    // policy (wasm/plan: "auto", "quality", "balanced", "mixed", "small", "int4", "tiny")
+//	    // instead of format, overrides ("pattern=format[@backend],…"). signal: an
 //	    // AbortSignal that cancels the load and frees what it held. Loads of one URL with the
 //	    // same options share one download (and one model, released with the last handle).
 //	    // url: a model directory (".../models/tiny/"), its manifest.json, a TF.js model.json or
@@ -54,12 +55,16 @@
 //	                                // text, in order (USE-lite). Texts past 128 tokens are
 //	                                // clipped, as the model itself does. An empty list, a
 //	                                // non-string, or a model nibble cannot run whole reject.
+//	await m.generate(prompt, {maxTokens, temperature, topK, topP, seed, context, cache, signal,
+//	                          onToken: t => ...})
+//	                                // a Llama GGUF model: resolves to {text, tokens, ms}; onToken
+//	                                // gets each {id, text} as it is sampled
 //	await m.matmul(name, x, rows)   // Float32Array y[rows×N] = x[rows×K] · dequant(W)ᵀ
 //	await m.measure({m: 1, runs: 5, maxLayers: 64, onLayer: r => ...})
 //	    // per weight matrix: {name, n, k, m, format, bytes, f32Bytes, medianMs, minMs, runs,
 //	    //  relRms, cosine, maxAbs, error} against a float32 reference streamed from the same file
 //	m.stats()                       // memory(), the load's figures, notes and handles in one object
-//	m.plan()                        // {backend, format, tensors: tensors()}
+//	m.plan()                        // {backend, format, precision: the plan (wasm/plan), tensors}
 //	m.release(), m.dispose()        // this handle is done; the last one frees weights and the
 //	                                // backend; later calls reject
 package jsapi

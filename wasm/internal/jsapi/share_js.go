@@ -38,7 +38,7 @@ func loadKey(url string, opt engine.Options) string {
 	if opt.Cache != nil {
 		cache = fmt.Sprint(*opt.Cache)
 	}
-	return fmt.Sprintf("%s\x00%s\x00%s\x00%v\x00%s\x00%d", url, opt.Backend, opt.Format, opt.Search, cache, opt.MemoryBudget)
+	return fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%v\x00%s\x00%d", url, opt.Backend, opt.Format, opt.Policy, opt.Overrides, opt.Search, cache, opt.MemoryBudget)
 }
 
 // acquire joins the load of url with opt, starting it if none is running or loaded, and waits
