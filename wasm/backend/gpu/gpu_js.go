@@ -67,6 +67,7 @@ type Backend struct {
 
 	mu        sync.Mutex
 	pipelines map[shaders.Key]*webgpu.ComputePipeline
+	ops       map[shaders.OpKey]*webgpu.ComputePipeline // graph programs' op kernels (graph_js.go)
 	x, y, rd  *webgpu.Buffer
 	gen       int // bumped when x or y is reallocated: bind groups made for older buffers are stale
 	stage     js.Value

@@ -7,11 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 	"syscall/js"
 	"unsafe"
-	"weak"
 
 	"github.com/nibble-ml/nibble/shaders"
 	"github.com/nibble-ml/nibble/wasm/backend"
@@ -65,7 +62,7 @@ func (b *Backend) Compile(g *graph.Graph, ws backend.Weights) (backend.Program, 
 		return nil, fmt.Errorf("gpu compile %q: %w", g.Name, err)
 	}
 	p := &program{b: b, g: g}
-	c := &compiler{p: p, weights: weights, ops: b.opPipelines()}
+	c := &compiler{p: p, weights: weights}
 	if err := c.bindStates(ws); err != nil {
 		return nil, fmt.Errorf("gpu compile %q: %w", g.Name, err)
 	}
@@ -118,32 +115,11 @@ type ioRange struct {
 	at        int64 // outputs: offset in the readback buffer
 }
 
-// opCaches holds each Backend's op pipelines. A field of Backend would do; the cache sits here
-// because gpu_js.go was being retuned (issue 15) while this was written, and a field can move
-// in once that lands. Weak keys let a closed Backend and its cache be collected.
-var opCaches sync.Map // weak.Pointer[Backend] → *opCache
-
-type opCache struct {
-	m map[shaders.OpKey]*webgpu.ComputePipeline
-}
-
-func (b *Backend) opPipelines() *opCache {
-	wp := weak.Make(b)
-	if c, ok := opCaches.Load(wp); ok {
-		return c.(*opCache)
-	}
-	c, loaded := opCaches.LoadOrStore(wp, &opCache{m: map[shaders.OpKey]*webgpu.ComputePipeline{}})
-	if !loaded {
-		runtime.AddCleanup(b, func(wp weak.Pointer[Backend]) { opCaches.Delete(wp) }, wp)
-	}
-	return c.(*opCache)
-}
-
 // opPipeline returns the cached pipeline of an op kernel, building it on first use. The caller
 // holds b.mu.
-func (b *Backend) opPipeline(cache *opCache, k shaders.OpKey) (*webgpu.ComputePipeline, error) {
+func (b *Backend) opPipeline(k shaders.OpKey) (*webgpu.ComputePipeline, error) {
 	k = k.Normalize()
-	if p := cache.m[k]; p != nil {
+	if p := b.ops[k]; p != nil {
 		return p, nil
 	}
 	src, err := k.Source()
@@ -155,7 +131,10 @@ func (b *Backend) opPipeline(cache *opCache, k shaders.OpKey) (*webgpu.ComputePi
 	if err != nil {
 		return nil, err
 	}
-	cache.m[k] = p
+	if b.ops == nil {
+		b.ops = map[shaders.OpKey]*webgpu.ComputePipeline{}
+	}
+	b.ops[k] = p
 	return p, nil
 }
 
@@ -164,7 +143,6 @@ func (b *Backend) opPipeline(cache *opCache, k shaders.OpKey) (*webgpu.ComputePi
 type compiler struct {
 	p         *program
 	weights   map[string]*weight
-	ops       *opCache
 	params    []byte // the uniform image, one slot per block
 	slot      int64  // bytes per slot: minUniformBufferOffsetAlignment, at least 256
 	later     []func() error
@@ -352,7 +330,7 @@ func (c *compiler) dispatch(what string, k shaders.OpKey, words []uint32, groups
 
 // dispatchWith queues one dispatch whose bindings (uniform blocks included) the caller made.
 func (c *compiler) dispatchWith(what string, k shaders.OpKey, groups int, bindings []webgpu.BufferBinding) error {
-	pl, err := c.p.b.opPipeline(c.ops, k)
+	pl, err := c.p.b.opPipeline(k)
 	if err != nil {
 		return err
 	}
