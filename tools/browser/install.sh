@@ -65,3 +65,18 @@ if [[ ! -x $ff_exec ]] || [[ -n $(find tools/browser/firefox go.mod go.sum -newe
   log "go build $ff_exec"
   go build -o "$ff_exec" ./tools/browser/firefox
 fi
+
+# WebKitGTK (the Safari engine) for tools/browser/test-webkit.sh: Debian's webkit2gtk-driver
+# (WebKitWebDriver, which pulls in libwebkit2gtk-4.1-0 and its MiniBrowser) and Xvfb, since
+# Debian's WebKitGTK has no headless mode. The runner is the Firefox one under another name.
+wk_missing=()
+for p in webkit2gtk-driver xvfb; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || wk_missing+=("$p")
+done
+if ((${#wk_missing[@]})); then
+  log "apt-get install ${wk_missing[*]}"
+  sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${wk_missing[@]}" >/dev/null
+fi
+ln -sf firefox_wasm_exec .cache/bin/webkit_wasm_exec

@@ -179,6 +179,9 @@ func (b *bidiConn) readLoop() {
 	}
 }
 
+// labelLogs names the browser on the page's own console messages we print.
+var labelLogs = "firefox"
+
 // logEntry is the part of a BiDi log.Entry we print.
 type logEntry struct {
 	Type       string `json:"type"`  // "console", "javascript"
@@ -202,7 +205,7 @@ func printLogEntry(w io.Writer, e *logEntry) {
 		where = e.Type + " " + e.Level
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "firefox %s: %s\n", where, e.Text)
+	fmt.Fprintf(&sb, "%s %s: %s\n", labelLogs, where, e.Text)
 	if e.Type == "javascript" {
 		for _, f := range e.StackTrace.CallFrames {
 			fmt.Fprintf(&sb, "\tat %s (%s:%d)\n", f.FunctionName, f.URL, f.LineNumber+1)

@@ -29,6 +29,13 @@
 //
 // The test binary sees the variables named NIBBLE_* and GO* of this process (the wasm has no
 // room for a whole environment: argv and env share 8 KiB in wasm_exec.js).
+//
+// Called as webkit_wasm_exec (a link install.sh makes to this binary), it runs the test in
+// WebKitGTK's MiniBrowser instead, the Safari engine: it starts Xvfb and WebKitWebDriver on
+// loopback, and since WebKitWebDriver speaks only classic WebDriver (no BiDi, so no console
+// events), the page queues its output and console messages and we drain them with a script every
+// pollInterval (webdriver.go, webkit.go). WEBKIT_WEBDRIVER, WEBKIT_BROWSER and WEBKIT_BROWSER_ARGS
+// pick the driver, the browser and extra browser flags.
 package main
 
 import (
@@ -48,6 +55,9 @@ const (
 	// defaultStartTimeout is how long Firefox may take to listen for BiDi. A warm start here takes
 	// about a second; a cold one on a 2-core CI machine with a fresh profile takes many more.
 	defaultStartTimeout = 90 * time.Second
+	// pollInterval is how often a WebKit page is asked for its queued output: fast enough that
+	// a test's lines come as they are written, slow enough to cost the page nothing measurable.
+	pollInterval = 100 * time.Millisecond
 	// exitGrace is added to -test.timeout so the test's own timeout panic, with its goroutine
 	// dump, gets printed before we give up on the page.
 	exitGrace = 30 * time.Second
@@ -62,7 +72,7 @@ var errUsage = errors.New("usage: firefox_wasm_exec file.wasm [test flags...]")
 func main() {
 	code, err := run(os.Args[1:])
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "firefox_wasm_exec: %v\n", err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
 		if code == 0 {
 			code = 1
 		}
@@ -102,11 +112,15 @@ func run(args []string) (int, error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGHUP)
 	defer stop()
 
-	srv, err := serve(wasmPath, args, env)
+	webkitMode := strings.HasPrefix(filepath.Base(os.Args[0]), "webkit")
+	srv, err := serve(wasmPath, args, env, webkitMode)
 	if err != nil {
 		return 1, err
 	}
 	defer srv.Close()
+	if webkitMode {
+		return runWebKit(ctx, srv, args, testTimeout, startTimeout, debug)
+	}
 
 	ff, err := startFirefox(ctx, startTimeout, debug)
 	if err != nil {

@@ -35,8 +35,9 @@ type server struct {
 	startOnce sync.Once
 }
 
-// serve starts the server for the wasm file; args are the test's argv (binary, then flags).
-func serve(wasmPath string, args []string, env map[string]string) (*server, error) {
+// serve starts the server for the wasm file; args are the test's argv (binary, then flags). poll
+// tells the page to queue its output for classicConn.drain instead of only logging it.
+func serve(wasmPath string, args []string, env map[string]string, poll bool) (*server, error) {
 	wasmExec, err := findWasmExec()
 	if err != nil {
 		return nil, err
@@ -45,7 +46,7 @@ func serve(wasmPath string, args []string, env map[string]string) (*server, erro
 	if err != nil {
 		return nil, err
 	}
-	config, err := json.Marshal(map[string]any{"argv": args, "env": env, "cwd": cwd})
+	config, err := json.Marshal(map[string]any{"argv": args, "env": env, "cwd": cwd, "poll": poll})
 	if err != nil {
 		return nil, err
 	}

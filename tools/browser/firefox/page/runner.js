@@ -4,7 +4,45 @@
 (() => {
 	// The token in our URL (/<token>/index.html) marks our console messages as the test's output.
 	const token = location.pathname.split("/")[1];
-	const log = console.log.bind(console);
+	const consoleLog = console.log.bind(console);
+	// Poll mode (WebKit: classic WebDriver has no console events): every message also goes into
+	// a queue that webkit_wasm_exec empties through nibbleDrain, as BiDi log entries would come.
+	// Until config.json says which mode, messages are queued; plain mode drops the queue then.
+	let queue = [];
+	globalThis.nibbleDrain = () => {
+		const q = queue || [];
+		if (queue) {
+			queue = [];
+		}
+		return q;
+	};
+	const log = (text) => {
+		if (queue) {
+			queue.push({ type: "console", method: "log", level: "info", text });
+		}
+		consoleLog(text);
+	};
+	// The page's own messages (a test's console.error, an uncaught exception) reach the runner
+	// too, labelled as the browser's, as over BiDi.
+	for (const method of ["error", "warn", "info", "log"]) {
+		const orig = console[method].bind(console);
+		console[method] = (...a) => {
+			if (queue) {
+				queue.push({ type: "console", method, level: method, text: a.map(String).join(" ") });
+			}
+			orig(...a);
+		};
+	}
+	addEventListener("error", (e) => {
+		if (queue) {
+			queue.push({ type: "javascript", level: "error", text: `${e.message} (${e.filename}:${e.lineno})` });
+		}
+	});
+	addEventListener("unhandledrejection", (e) => {
+		if (queue) {
+			queue.push({ type: "javascript", level: "error", text: `unhandled rejection: ${e.reason && e.reason.stack ? e.reason.stack : e.reason}` });
+		}
+	});
 	// Well under any message size limit, and a multiple of 3 so pieces encode on their own.
 	const piece = 3 << 16;
 
@@ -95,6 +133,9 @@
 		let go;
 		try {
 			const config = await (await fetch("config.json")).json();
+			if (!config.poll) {
+				queue = null;
+			}
 			go = new Go();
 			go.argv = config.argv;
 			go.env = config.env;
