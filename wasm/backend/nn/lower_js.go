@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/graph"
 	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
 	"github.com/nibble-ml/nibble/wasm/webnn"
@@ -33,6 +34,11 @@ type lowering struct {
 	notes  []string
 	// embedded counts the constant bytes made of each weight, for Weight.Bytes.
 	embedded map[string]int64
+	// states are the graph's bound states; stateOuts the updated state parts, extra outputs
+	// of the MLGraph (state_js.go); stateIO one entry per StateWrite lowered.
+	states    map[string]backend.State
+	stateOuts map[string]*webnn.Operand
+	stateIO   []*stateIO
 }
 
 type scalarKey struct {
@@ -44,7 +50,7 @@ func newLowering(b *Backend, g *graph.Graph, w map[string]*Weight, opt CompileOp
 	return &lowering{b: b, bd: b.ctx.NewBuilder(), g: g, w: w, opt: opt,
 		vals: make([]*webnn.Operand, len(g.Nodes)), floats: map[string]*webnn.Operand{},
 		linear: map[string]*webnn.Operand{}, qdq: map[string]*qdqWeight{}, scalar: map[scalarKey]*webnn.Operand{},
-		embedded: map[string]int64{}}
+		embedded: map[string]int64{}, stateOuts: map[string]*webnn.Operand{}}
 }
 
 func (l *lowering) note(format string, args ...any) {
@@ -97,6 +103,9 @@ func (l *lowering) lower() (map[string]*webnn.Operand, error) {
 		}
 		seen[v] = true
 		outs[outputName(i)] = o
+	}
+	for name, o := range l.stateOuts {
+		outs[name] = o
 	}
 	return outs, l.bd.Err()
 }
@@ -234,6 +243,13 @@ func (l *lowering) node(i int, n *graph.Node) error {
 		out = bd.Div(lb, x, bd.Sqrt(lb+"/norm", bd.Max(lb+"/max(Σx², eps)", ss, l.f(float64(n.Attr.Eps)))))
 	case graph.OpRoPE:
 		out = l.rope(n, in(0), in(1))
+	case graph.OpState:
+		return nil // an input of the MLGraph that its StateWrite declares
+	case graph.OpStateWrite:
+		var err error
+		if out, err = l.stateWrite(n); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("op %s has no WebNN lowering", n.Op)
 	}

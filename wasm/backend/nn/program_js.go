@@ -56,7 +56,12 @@ func (b *Backend) CompileWith(g *graph.Graph, ws backend.Weights, opt CompileOpt
 		}
 		weights[name] = w
 	}
+	states, err := backend.BindStates(g, ws)
+	if err != nil {
+		return nil, fmt.Errorf("webnn compile %q: %w", g.Name, err)
+	}
 	l := newLowering(b, g, weights, opt)
+	l.states = states
 	outs, err := l.lower()
 	if err != nil {
 		return nil, fmt.Errorf("webnn compile %q: %w", g.Name, err)
@@ -65,7 +70,7 @@ func (b *Backend) CompileWith(g *graph.Graph, ws backend.Weights, opt CompileOpt
 	if err != nil {
 		return nil, fmt.Errorf("webnn compile %q: %w", g.Name, err)
 	}
-	p := &program{b: b, g: g, mg: mg, notes: l.notes}
+	p := &program{b: b, g: g, mg: mg, notes: l.notes, states: l.stateIO}
 	for _, v := range g.Inputs {
 		n := g.Node(v)
 		io := &ioTensor{name: n.Attr.Name, node: v, used: l.used[v]}
@@ -112,6 +117,7 @@ type program struct {
 	weights  []*Weight
 	embedded map[string]int64 // constant bytes of each weight inside mg
 	notes    []string
+	states   []*stateIO // one per StateWrite: its state's tensors, swapped after each dispatch
 
 	mu sync.Mutex
 }
@@ -185,9 +191,13 @@ func (p *program) Run(ctx context.Context, in []graph.Tensor) ([]graph.Tensor, e
 	for _, io := range p.outs {
 		outputs[io.name] = io.t
 	}
+	if err := p.stateTensors(in, inputs, outputs); err != nil {
+		return nil, fmt.Errorf("webnn run %q: %w", p.g.Name, err)
+	}
 	if err := p.b.dispatch(p.mg, inputs, outputs); err != nil {
 		return nil, fmt.Errorf("webnn run %q: %w", p.g.Name, err)
 	}
+	p.swapStates()
 	out := make([]graph.Tensor, len(p.outs))
 	for i, io := range p.outs {
 		if err := c.ReadTensorInto(io.t, io.arr); err != nil {
