@@ -5,6 +5,7 @@ import (
 	"runtime"
 
 	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/backend/cpu"
 )
 
 // Devices are the facts Probe measured in this browser. Field names are the JS API's.
@@ -67,8 +68,12 @@ func errUnknownBackend(name string) error {
 }
 
 // autoCPU is the CPU backend that "auto" fell back to, carrying why the others were not used.
+// It embeds the concrete *cpu.Backend, not the backend.Backend interface: the optional
+// interfaces (backend.Compiler for whole graphs, StateAllocator, …) are found by type assertion,
+// and an embedded interface would hide them, leaving a browser without WebGPU and WebNN (WebKit)
+// unable to embed.
 type autoCPU struct {
-	backend.Backend
+	*cpu.Backend
 	why error
 }
 
