@@ -1,0 +1,261 @@
+//go:build js && wasm
+
+package llama
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/backend/cpu"
+	"github.com/nibble-ml/nibble/wasm/backend/gpu"
+	"github.com/nibble-ml/nibble/wasm/backend/nn"
+	"github.com/nibble-ml/nibble/wasm/graph"
+)
+
+// The browser tests read the GGUF files that make test-llama-browser writes with tools/mkmodel
+// (the same arguments as goldenFiles) and serves through tools/streamserve at
+// $NIBBLE_STREAM_URL/llama/<label>.gguf; the golden data is embedded, since a test in the
+// browser has no file system.
+
+//go:embed testdata/llamacpp.json
+var goldenJSON []byte
+
+func browserBackends(t *testing.T) map[string]func() (Backend, error) {
+	return map[string]func() (Backend, error){
+		"cpu":    func() (Backend, error) { return cpu.New(), nil },
+		"webgpu": func() (Backend, error) { return gpu.New(gpu.Options{Timeout: 5 * time.Minute}) },
+		"webnn":  func() (Backend, error) { return nn.New(nn.Options{}) },
+	}
+}
+
+func fetchModel(t *testing.T, file string) io.ReadCloser {
+	t.Helper()
+	base := os.Getenv("NIBBLE_STREAM_URL")
+	if base == "" {
+		t.Skip("NIBBLE_STREAM_URL is unset: run make test-llama-browser")
+	}
+	resp, err := http.Get(base + "/llama/" + file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		resp.Body.Close()
+		t.Fatalf("GET %s: %s", file, resp.Status)
+	}
+	return resp.Body
+}
+
+func closeBackend(b Backend) {
+	if c, ok := b.(interface{ Close() error }); ok {
+		c.Close()
+	}
+}
+
+// TestBrowserDecoder runs the golden prompt through each backend and file format and compares
+// the log-probabilities with llama.cpp's and with the cpu's, then generates 32 greedy tokens at
+// F32 (prefill, then one decode per token over the backend's KV cache) and compares them with
+// llama.cpp's token for token.
+func TestBrowserDecoder(t *testing.T) {
+	var g golden
+	if err := json.Unmarshal(goldenJSON, &g); err != nil {
+		t.Fatal(err)
+	}
+	labels := []string{"spm-f32", "spm-f16", "spm-q8_0", "spm-q4_0", "bpe-f32"}
+	ref := map[string][][]float32{}
+	for _, be := range []string{"cpu", "webgpu", "webnn"} {
+		t.Run(be, func(t *testing.T) {
+			b, err := browserBackends(t)[be]()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeBackend(b)
+			for _, label := range labels {
+				want := g.Models[label]
+				ff := goldenFiles[label][1][5:]
+				body := fetchModel(t, label+".gguf")
+				f, err := ReadGGUF(body, b.(backend.Backend))
+				body.Close()
+				if err != nil {
+					t.Fatalf("%s: %v", label, err)
+				}
+				m, err := New(f.Config, b, f.Weights, Options{Context: 128})
+				if err != nil {
+					t.Fatalf("%s: %v", label, err)
+				}
+				start := time.Now()
+				logits, err := m.Forward(context.Background(), want.IDs, true)
+				if err != nil {
+					t.Fatalf("%s: %v", label, err)
+				}
+				prefill := time.Since(start)
+				worst, at := compareTop(logits, want.Top)
+				// The cpu's bounds hold on every backend: at F32 webgpu and webnn differ from the
+				// cpu by float32 summation order only (measured ≤ 3.5e-5 in log p).
+				bound := logitBounds[ff]
+				vsCPU := 0.0
+				if be == "cpu" {
+					ref[label] = logits
+				} else if r := ref[label]; r != nil {
+					for p := range r {
+						a, c := logSoftmax(r[p]), logSoftmax(logits[p])
+						for i := range a {
+							if a[i] > -12 {
+								vsCPU = max(vsCPU, abs(a[i]-c[i]))
+							}
+						}
+					}
+				}
+				t.Logf("%s %s: worst |Δ log p| vs llama.cpp %.2e (bound %g) at %s; vs cpu %.2e; prefill %d tokens %v", be, label, worst, bound, at, vsCPU, len(want.IDs), prefill.Round(time.Millisecond))
+				if worst > bound {
+					t.Errorf("%s %s: |Δ log p| %.3g > %g at %s", be, label, worst, bound, at)
+				}
+				if label == "spm-f32" {
+					cacheFormats(t, be, b, f, want.IDs, logits)
+				}
+				if ff == "f32" {
+					var got []int32
+					start = time.Now()
+					err = m.Generate(context.Background(), want.IDs, Sampling{MaxTokens: len(want.Greedy)}, f.Tokenizer, func(id int32) error {
+						got = append(got, id)
+						return nil
+					})
+					if err != nil {
+						t.Fatalf("%s: %v", label, err)
+					}
+					if !slices.Equal(got, want.Greedy) {
+						t.Errorf("%s %s: greedy %v\nllama.cpp %v", be, label, got, want.Greedy)
+					} else {
+						t.Logf("%s %s: %d greedy tokens equal llama.cpp's (%v with prefill)", be, label, len(got), time.Since(start).Round(time.Millisecond))
+					}
+				}
+				m.Release()
+				f.Release()
+			}
+		})
+	}
+}
+
+// cacheFormats runs the prompt over an f16 and an int8 KV cache on the backend and reports the
+// largest |Δ log p| against the f32 cache's logits and the bytes per token (bounds: f16 0.05,
+// int8 0.5; the cpu measures 0.26 for int8 in TestCacheFormats).
+func cacheFormats(t *testing.T, be string, b Backend, f *File, ids []int32, f32 [][]float32) {
+	for _, c := range []struct {
+		storage graph.StateFormat
+		bound   float64
+	}{{graph.StateF16, 0.05}, {graph.StateInt8, 0.5}} {
+		m, err := New(f.Config, b, f.Weights, Options{Context: 128, Cache: c.storage})
+		if err != nil {
+			t.Fatalf("%s cache: %v", c.storage, err)
+		}
+		lg, err := m.Forward(context.Background(), ids, true)
+		if err != nil {
+			t.Fatalf("%s cache: %v", c.storage, err)
+		}
+		worst := 0.0
+		for p := range lg {
+			a, d := logSoftmax(f32[p]), logSoftmax(lg[p])
+			for i := range a {
+				if a[i] > -12 {
+					worst = max(worst, abs(a[i]-d[i]))
+				}
+			}
+		}
+		t.Logf("%s: %s KV cache: |Δ log p| vs the f32 cache %.3g (bound %g), %d bytes per token held (f32: %d per token of the spec)", be, c.storage, worst, c.bound, m.KVBytesPerToken(), int64(2*f.Config.Layers*f.Config.KVHeads*f.Config.HeadDim*4))
+		if worst > c.bound {
+			t.Errorf("%s: %s cache |Δ log p| %.3g > %g", be, c.storage, worst, c.bound)
+		}
+		m.Release()
+	}
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// TestBrowserBig (NIBBLE_LLAMA_BIG=layers, the file llama-1b.gguf served beside the small ones)
+// loads a Llama-3.2-1B-shaped Q4_0 file in the browser on each backend named in
+// NIBBLE_LLAMA_BIG_BACKENDS (default cpu) and generates: Go heap and wasm memory after the load
+// (linear memory never shrinks, so Sys is its peak), prefill and decode tokens/s, and the KV
+// cache bytes per token for each storage.
+func TestBrowserBig(t *testing.T) {
+	layers, _ := strconv.Atoi(os.Getenv("NIBBLE_LLAMA_BIG"))
+	if layers == 0 {
+		t.Skip("set NIBBLE_LLAMA_BIG=<layers> (make llama-big-browser)")
+	}
+	bes := []string{"cpu"}
+	if s := os.Getenv("NIBBLE_LLAMA_BIG_BACKENDS"); s != "" {
+		bes = strings.Split(s, ",")
+	}
+	for _, be := range bes {
+		t.Run(be, func(t *testing.T) {
+			b, err := browserBackends(t)[be]()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeBackend(b)
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			before := ms.Sys
+			start := time.Now()
+			body := fetchModel(t, "llama-1b.gguf")
+			f, err := ReadGGUF(body, b.(backend.Backend))
+			body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Release()
+			load := time.Since(start)
+			runtime.ReadMemStats(&ms)
+			t.Logf("%s: 1B-shaped Q4_0, %d of 16 layers: loaded in %v; wasm memory (Go Sys, its peak) %.1f MiB (%.1f before), heap in use %.1f MiB",
+				be, f.Config.Layers, load.Round(time.Millisecond), float64(ms.Sys)/(1<<20), float64(before)/(1<<20), float64(ms.HeapInuse)/(1<<20))
+			for _, storage := range []graph.StateFormat{graph.StateF32, graph.StateF16, graph.StateInt8} {
+				m, err := New(f.Config, b, f.Weights, Options{Context: 256, Cache: storage})
+				if err != nil {
+					t.Fatalf("%s: %v", storage, err)
+				}
+				if storage != graph.StateF32 {
+					t.Logf("%s: KV cache %s: %d bytes per token", be, storage, m.KVBytesPerToken())
+					m.Release()
+					continue
+				}
+				prompt := append([]int32{f.Tokenizer.BOS}, f.Tokenizer.Encode("The quick brown fox jumps over the lazy dog", false)...)
+				start := time.Now()
+				if _, err := m.Forward(context.Background(), prompt, false); err != nil {
+					t.Fatal(err)
+				}
+				pre := time.Since(start)
+				const n = 8
+				start = time.Now()
+				var got []int32
+				id := int32(1)
+				for range n {
+					lg, err := m.Forward(context.Background(), []int32{id}, false)
+					if err != nil {
+						t.Fatal(err)
+					}
+					id = int32(slices.Index(lg[0], slices.Max(lg[0])))
+					got = append(got, id)
+				}
+				dec := time.Since(start)
+				t.Logf("%s: prefill %d tokens %.2f tok/s, decode %d tokens %.2f tok/s, KV cache %s %d bytes per token; tokens %v %q",
+					be, len(prompt), float64(len(prompt))/pre.Seconds(), n, n/dec.Seconds(), storage, m.KVBytesPerToken(), got, f.Tokenizer.Decode(got))
+				m.Release()
+			}
+		})
+	}
+}
