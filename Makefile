@@ -154,9 +154,11 @@ test-llama:
 
 # The decoder in headless Chromium (~1 min): the golden prompt's logits on cpu, webgpu and webnn
 # against llama.cpp per file format (F32/F16/Q8_0/Q4_0), f16 and int8 KV caches against f32,
-# 32 greedy tokens at F32 over each backend's KV cache equal to llama.cpp's.
+# 32 greedy tokens at F32 over each backend's KV cache equal to llama.cpp's; then JS's
+# for await (const t of m.generate(...)), abort and return() within one token.
 test-llama-browser: deps
 	bash wasm/model/llama/testdata/browser.sh -run TestBrowserDecoder -v
+	NIBBLE_BROWSER_PKG=./wasm/internal/jsapi bash wasm/model/llama/testdata/browser.sh -run TestGenerateIterator -v
 
 # A Llama-3.2-1B-shaped Q4_0 file (LAYERS of its 16) loaded and generating in headless Chromium
 # on each of BACKENDS: wasm memory after the load, prefill/decode tokens/s, KV bytes per token.

@@ -3,6 +3,7 @@
 package jsapi
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"syscall/js"
@@ -20,7 +21,8 @@ type Generation struct {
 }
 
 // generate(prompt, {maxTokens, temperature, topK, topP, seed, context, cache, signal, onToken})
-// → Promise<Generation>; onToken gets each {id, text} as it is sampled.
+// → Promise<Generation>, also async-iterable over the tokens (tokenStream); onToken gets each
+// {id, text} as it is sampled.
 func generateMethod(m *engine.Model) func(args []js.Value) any {
 	return func(args []js.Value) any {
 		if len(args) < 1 || args[0].Type() != js.TypeString {
@@ -43,17 +45,23 @@ func generateMethod(m *engine.Model) func(args []js.Value) any {
 			}
 		}
 		ctx, stop := signalContext(signal)
-		return promise("generate(prompt)", "", func() (any, error) {
+		ctx, closed := context.WithCancelCause(ctx)
+		ts := newTokenStream(func() { closed(fmt.Errorf("the token iterator was closed: %w", errs.ErrAborted)) })
+		return ts.attach(promise("generate(prompt)", "", func() (any, error) {
 			defer stop()
+			defer closed(nil)
 			t0 := time.Now()
 			var g Generation
 			var text strings.Builder
 			err := m.Generate(ctx, prompt, opt, func(t engine.Token) error {
 				g.Tokens = append(g.Tokens, t.ID)
 				text.WriteString(t.Text)
+				tok := toJS(t)
 				if onToken.Truthy() {
-					callSafe(onToken, toJS(t))
+					callSafe(onToken, tok)
 				}
+				ts.push(tok)
+				yieldToPage()
 				return nil
 			})
 			if err != nil {
@@ -61,7 +69,7 @@ func generateMethod(m *engine.Model) func(args []js.Value) any {
 			}
 			g.Text, g.MS = text.String(), ms(time.Since(t0))
 			return toJS(g), nil
-		})
+		}))
 	}
 }
 

@@ -25,4 +25,4 @@ if [ -n "${NIBBLE_LLAMA_BIG:-}" ]; then
   "$tmp/mkmodel" -llm -shape llama-1b -layers "$NIBBLE_LLAMA_BIG" -format gguf-q4_0 -ctx 2048 -o "$tmp/llama/llama-1b.gguf" 2>/dev/null
   ls -l "$tmp/llama/llama-1b.gguf" >&2
 fi
-go run ./tools/streamserve -big 0 -small 1 -dir "$tmp" -- bash tools/browser/test-js.sh ./wasm/model/llama "$@"
+go run ./tools/streamserve -big 0 -small 1 -dir "$tmp" -- bash tools/browser/test-js.sh "${NIBBLE_BROWSER_PKG:-./wasm/model/llama}" "$@"
