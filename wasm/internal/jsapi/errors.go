@@ -22,7 +22,7 @@ var advice = map[string]string{
 	"NOT_FOUND":          "not found (HTTP 404): check the URL",
 	"UNSUPPORTED_FORMAT": "nibble cannot read this",
 	"UNSUPPORTED_MODEL":  "nibble loads this model's weights but cannot run it whole (embed runs Universal Sentence Encoder Lite, generate Llama-family GGUF)",
-	"OUT_OF_MEMORY":      "too large for this device or for memoryBudget: choose a smaller format (q4-sym-g128) or model, or raise memoryBudget",
+	"OUT_OF_MEMORY":      "too large for this device or for memoryBudget: choose a smaller policy (small, tiny) or model, or raise memoryBudget",
 	"DEVICE_LOST":        "the GPU or WebNN device was lost: load the model again",
 	"ABORTED":            "aborted",
 	"NETWORK":            "network error: check the connection and the server, then retry",
