@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 export PATH := $(CURDIR)/tools/browser/bin:$(CURDIR)/.cache/bin:/usr/local/go/bin:$(PATH)
 
-.PHONY: run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-embed-js bench-embed test-worker test-worker-e2e bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big fuzz-stream build serve vet gpu-prep test-quanttest weights test-llama test-llama-browser llama-big-browser llama-golden package test-package package-sizes
+.PHONY: run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-embed-js bench-embed test-worker test-worker-e2e bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big fuzz-stream build serve vet gpu-prep test-quanttest weights test-llama test-llama-browser llama-big-browser llama-golden package test-package package-sizes test-webkit
 
 deps:
 	@bash tools/browser/install.sh
@@ -25,7 +25,7 @@ run: deps
 weights:
 	go run ./tools/quanttest weights
 
-test: deps vet test-go test-js test-stream-js test-tfjsref test-embed-js test-package test-firefox test-worker test-worker-e2e test-quanttest test-llama-browser
+test: deps vet test-go test-js test-stream-js test-tfjsref test-embed-js test-package test-firefox test-worker test-worker-e2e test-quanttest test-llama-browser test-webkit
 
 vet:
 	go vet ./...
@@ -36,6 +36,13 @@ test-go:
 
 test-js:
 	bash tools/browser/test-js.sh
+
+# WebKitGTK's MiniBrowser, the Safari engine, on Xvfb (no WebGPU, no WebNN: the cpu path; ~2 min):
+# the runner itself, USE-lite's embeddings against TF.js's golden, the demo page without console errors.
+test-webkit:
+	bash tools/browser/test-webkit.sh ./wasm/internal/jsutil
+	NIBBLE_EXPECT_CPU_ONLY=1 go run ./tools/streamserve -big 0 -small 0 -- bash tools/browser/test-webkit.sh ./wasm/engine -run TestBrowserEmbedGoldenCPU -v
+	NIBBLE_WEBKIT=1 go test ./site -run TestDemoInWebKit -v
 
 # Firefox ESR (WebGPU on lavapipe, with shader-f16): the f16 paths run for real here.
 test-firefox:

@@ -85,6 +85,9 @@ func run(args []string) (int, error) {
 	if len(args) < 1 {
 		return 2, errUsage
 	}
+	if strings.HasPrefix(filepath.Base(os.Args[0]), "webkit") && strings.HasPrefix(args[0], "-page") {
+		return runPage(args)
+	}
 	wasmPath, err := filepath.Abs(args[0])
 	if err != nil {
 		return 2, err

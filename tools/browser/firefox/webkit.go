@@ -6,12 +6,14 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,9 +32,9 @@ type webkit struct {
 
 // proc is a child process in its own process group, with its last output lines kept.
 type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when it has exited; waitErr is set then
+	name    string
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when it has exited; waitErr is set then
 	waitErr error
 
 	mu   sync.Mutex
@@ -290,5 +292,66 @@ func runWebKit(ctx context.Context, srv *server, args []string, testTimeout, sta
 		return 1, fmt.Errorf("%w%s", err, wk.outputTail())
 	case <-ctx.Done():
 		return 1, errors.New("interrupted; WebKit and Xvfb stopped")
+	}
+}
+
+// runPage is the page mode (webkit_wasm_exec -page URL -ready EXPR [-wait DURATION]) for tests
+// of a whole page, such as the demo, rather than a test binary: it opens url in WebKit, prints
+// every log entry the page queues for nibbleDrain (the page must queue them, as runner.js does)
+// to stderr, labelled, and evaluates the expression EXPR every pollInterval until it is neither
+// null nor false; then it prints that value as JSON to stdout and exits 0. Waiting longer than
+// DURATION (default 2m) exits 1.
+func runPage(args []string) (int, error) {
+	fs := flag.NewFlagSet("webkit_wasm_exec -page", flag.ContinueOnError)
+	url := fs.String("page", "", "the page to open")
+	ready := fs.String("ready", "true", "a JavaScript expression: done when neither null nor false; printed as JSON")
+	wait := fs.Duration("wait", 2*time.Minute, "how long to wait for -ready")
+	if err := fs.Parse(args); err != nil {
+		return 2, err
+	}
+	labelLogs = "webkit"
+	debug := os.Getenv("FIREFOX_WASM_EXEC_DEBUG") == "1"
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGHUP)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *wait)
+	defer cancel()
+	wk, err := startWebKit(ctx, defaultStartTimeout, debug)
+	if err != nil {
+		return 1, err
+	}
+	defer wk.Stop()
+	wd := &classicConn{base: wk.base, debug: debug, client: &http.Client{}}
+	if err := wd.start(ctx, wk.capabilities(), *url); err != nil {
+		return 1, fmt.Errorf("%w%s", err, wk.outputTail())
+	}
+	defer wd.Close()
+	script := "const v = (" + *ready + "); return v === undefined ? null : v;"
+	for {
+		entries, err := wd.drain(ctx)
+		if err != nil {
+			return 1, fmt.Errorf("%w%s", err, wk.outputTail())
+		}
+		for i := range entries {
+			printLogEntry(os.Stderr, &entries[i])
+		}
+		raw, err := wd.call(ctx, "POST", "/session/"+wd.session+"/execute/sync", map[string]any{"script": script, "args": []any{}})
+		if err != nil {
+			return 1, fmt.Errorf("-ready: %w", err)
+		}
+		if s := string(raw); s != "null" && s != "false" {
+			// One more drain: what the page logged on its way to ready.
+			if entries, err := wd.drain(ctx); err == nil {
+				for i := range entries {
+					printLogEntry(os.Stderr, &entries[i])
+				}
+			}
+			fmt.Println(s)
+			return 0, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 1, fmt.Errorf("-ready %q was not met within %v", *ready, *wait)
+		case <-time.After(pollInterval):
+		}
 	}
 }
