@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -37,7 +38,9 @@ type llamaArch struct {
 // type) is not an error: the weights load as before and Generate says why it cannot run. A
 // Llama file whose metadata or tokenizer this engine cannot run fails here, before the load.
 func detectLlama(ctx context.Context, spec *Spec) (*llamaArch, error) {
-	if spec.Kind != KindFile || len(spec.Sources) != 1 {
+	// Only a .gguf name costs the extra header request: a safetensors file (or a load that the
+	// cache serves) must not reach the server for it.
+	if spec.Kind != KindFile || len(spec.Sources) != 1 || !strings.HasSuffix(strings.ToLower(spec.Sources[0].Name), ".gguf") {
 		return nil, nil
 	}
 	rc, err := spec.Sources[0].Open(ctx, 0)
