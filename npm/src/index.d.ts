@@ -260,9 +260,11 @@ export declare class Model {
   embed(texts: string | string[], options?: EmbedOptions): Promise<Float32Array[]>;
   /**
    * Generates text after prompt (a Llama-family GGUF model); rejects UNSUPPORTED_MODEL for
-   * other models. onToken sees each token as it is sampled.
+   * other models. onToken sees each token as it is sampled. The promise is also an async
+   * iterable over the tokens, `for await (const t of m.generate(prompt)) …`; leaving the loop
+   * early stops the generation (the promise then rejects ABORTED), as the signal does.
    */
-  generate(prompt: string, options?: GenerateOptions): Promise<Generation>;
+  generate(prompt: string, options?: GenerateOptions): Promise<Generation> & AsyncIterable<Token>;
   stats(): Promise<Stats>;
   plan(): Promise<Plan>;
   tensors(): Promise<TensorPlan[]>;

@@ -190,8 +190,54 @@ export class Model {
     return this.#call("embed", options ? [texts, options] : [texts]);
   }
 
-  generate(prompt, options) {
-    return this.#call("generate", options ? [prompt, options] : [prompt]);
+  /**
+   * The promise resolves to the whole Generation and is also async-iterable over the tokens:
+   * for await (const t of m.generate(prompt)). The tokens come through onToken (a worker can
+   * send no iterator back); leaving the loop early aborts the generation.
+   */
+  generate(prompt, options = {}) {
+    const { onToken, signal, ...rest } = options;
+    const stop = new AbortController();
+    const onAbort = () => stop.abort(signal.reason);
+    if (signal?.aborted) stop.abort(signal.reason);
+    else signal?.addEventListener("abort", onAbort, { once: true });
+    const queue = [];
+    const waiting = [];
+    let done = false;
+    let failure;
+    const push = (t) => {
+      if (onToken) onToken(t);
+      if (done) return;
+      const w = waiting.shift();
+      if (w) w.resolve({ value: t, done: false });
+      else queue.push(t);
+    };
+    const finish = (err) => {
+      if (done) return;
+      done = true;
+      failure = err;
+      signal?.removeEventListener("abort", onAbort);
+      for (const w of waiting.splice(0)) {
+        if (err) w.reject(err);
+        else w.resolve({ value: undefined, done: true });
+      }
+    };
+    const p = this.#call("generate", [prompt, { ...rest, signal: stop.signal, onToken: push }]);
+    p.then(() => finish(), finish);
+    p[Symbol.asyncIterator] = () => ({
+      next() {
+        if (queue.length) return Promise.resolve({ value: queue.shift(), done: false });
+        if (done) return failure ? Promise.reject(failure) : Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+      },
+      return() {
+        if (!done) stop.abort();
+        queue.length = 0;
+        finish();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    });
+    return p;
   }
 
   stats() {
