@@ -44,6 +44,9 @@ func loadKey(url string, opt engine.Options) string {
 // acquire joins the load of url with opt, starting it if none is running or loaded, and waits
 // for it (or for ctx: the caller's AbortSignal).
 func acquire(ctx context.Context, url string, opt engine.Options, onProgress js.Value) (*shared, error) {
+	if ctx.Err() != nil { // a signal that had fired: start nothing
+		return nil, fmt.Errorf("load %s: %w", url, context.Cause(ctx))
+	}
 	sharedMu.Lock()
 	key := loadKey(url, opt)
 	s := loads[key]
