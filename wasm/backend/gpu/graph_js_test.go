@@ -54,8 +54,9 @@ const f16OpTolerance = 4e-3
 // them to 2e-4 with f32 products.
 const f16BlockTolerance = 0.15
 
-// f16Categories are the suite's case prefixes, each run at its own tolerance with f16 products.
-var f16Categories = []string{"unary/", "binary/", "norm/", "softmax/", "linear/", "gather/", "matmul/", "layout/", "pool/", "rope/", "block/"}
+// f16Categories are the suite's case prefixes, each run at its own tolerance with f16 products
+// ("state/" selects backendtest.RunStates).
+var f16Categories = []string{"unary/", "binary/", "norm/", "softmax/", "linear/", "gather/", "matmul/", "layout/", "pool/", "rope/", "block/", "state/"}
 
 func TestGraphConformance(t *testing.T) {
 	poisoned(t)
