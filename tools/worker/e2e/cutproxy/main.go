@@ -14,7 +14,14 @@
 // -url-file, which is how the script knows it is ready. One line per request on stderr; on
 // SIGTERM/SIGINT it prints how many cuts it made and exits.
 //
+// The stress test (tools/worker/stress.sh) makes the network slow and unreliable for the whole
+// load instead: -rate paces every matching body through one shared link (several pages then
+// split it, as tabs behind one slow connection do), and -reset-every resets every matching GET
+// response, however many, after that many body bytes with a TCP RST (SO_LINGER 0), which fetch
+// reports as ERR_CONNECTION_RESET rather than a short body.
+//
 //	cutproxy -upstream http://127.0.0.1:8787 -cut-after 9000000 -cuts 2 -url-file proxy.url
+//	cutproxy -upstream http://127.0.0.1:8787 -rate 16000000 -reset-every 4000000 -url-file proxy.url
 package main
 
 import (
@@ -46,6 +53,8 @@ func main() {
 	cutAfter := flag.Int64("cut-after", 4<<20, "body bytes of a response to send before cutting the connection")
 	cuts := flag.Int("cuts", 1, "how many GET responses of a matching path to cut; later ones pass whole")
 	match := flag.String("match", ".safetensors", "cut only GETs whose path ends with this")
+	rate := flag.Int64("rate", 0, "bytes per second that all matching response bodies share (0: unlimited)")
+	resetEvery := flag.Int64("reset-every", 0, "reset every matching GET response after this many body bytes (0: never)")
 	flag.Parse()
 	u, err := url.Parse(*upstream)
 	if err != nil || u.Scheme == "" || u.Host == "" {
@@ -54,7 +63,14 @@ func main() {
 	if *cutAfter <= 0 {
 		log.Fatal("-cut-after must be positive")
 	}
+	if *rate < 0 || *resetEvery < 0 {
+		log.Fatal("-rate and -reset-every must not be negative")
+	}
 	p := newProxy(u, *cutAfter, *cuts, *match)
+	p.resetEvery = *resetEvery
+	if *rate > 0 {
+		p.pace = &pacer{rate: float64(*rate)}
+	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)
@@ -73,7 +89,11 @@ func main() {
 			log.Fatal(err)
 		}
 	}
-	log.Printf("listening on %s → %s; cutting the first %d GET responses of *%s after %d bytes", base, u, *cuts, *match, *cutAfter)
+	if p.resetEvery > 0 {
+		log.Printf("listening on %s → %s; resetting every GET response of *%s after %d bytes, %d bytes/s shared (0: unlimited)", base, u, *match, p.resetEvery, *rate)
+	} else {
+		log.Printf("listening on %s → %s; cutting the first %d GET responses of *%s after %d bytes", base, u, *cuts, *match, *cutAfter)
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	select {
@@ -103,6 +123,9 @@ type proxy struct {
 	cutAfter int64
 	cuts     int64
 	match    string
+	// resetEvery > 0 replaces cuts: every matching GET is reset after that many body bytes.
+	resetEvery int64
+	pace       *pacer // nil: unlimited
 
 	mu       sync.Mutex
 	matched  int64 // GETs of a matching path so far
@@ -120,13 +143,18 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		desc += " If-Range: " + v
 	}
 	cut := false
+	cw := &countWriter{ResponseWriter: w, start: rangeStart(r)}
 	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, p.match) {
 		p.mu.Lock()
 		p.matched++
 		cut = p.matched <= p.cuts
 		p.mu.Unlock()
+		cw.pace = p.pace
+		if p.resetEvery > 0 {
+			cut = false
+			cw.limit, cw.reset = p.resetEvery, true
+		}
 	}
-	cw := &countWriter{ResponseWriter: w, start: rangeStart(r)}
 	if cut {
 		cw.limit = p.cutAfter
 	}
@@ -142,7 +170,11 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if errors.Is(asError(v), errCut) {
 			n := p.made.Add(1)
-			log.Printf("%s → %d, CUT %d after %d bytes, at byte %d of the file", desc, cw.status, n, cw.n, cw.start+cw.n)
+			what := "CUT"
+			if cw.reset {
+				what = "RESET"
+			}
+			log.Printf("%s → %d, %s %d after %d bytes, at byte %d of the file", desc, cw.status, what, n, cw.n, cw.start+cw.n)
 		} else {
 			log.Printf("%s → %d, aborted after %d bytes: %v", desc, cw.status, cw.n, v)
 		}
@@ -180,6 +212,8 @@ type countWriter struct {
 	start  int64 // file offset of the first body byte (Range), for the log
 	n      int64
 	limit  int64 // 0: no cut
+	reset  bool  // cut with a TCP RST rather than a close
+	pace   *pacer
 }
 
 func (c *countWriter) WriteHeader(code int) {
@@ -197,14 +231,26 @@ func (c *countWriter) Write(b []byte) (int, error) {
 	// passes whole.
 	if c.limit > 0 && c.n+int64(len(b)) > c.limit {
 		k := c.limit - c.n
+		c.pace.wait(k)
 		m, err := c.ResponseWriter.Write(b[:k])
 		c.n += int64(m)
 		if err != nil {
 			return m, err
 		}
-		http.NewResponseController(c.ResponseWriter).Flush()
+		rc := http.NewResponseController(c.ResponseWriter)
+		rc.Flush()
+		if c.reset {
+			// Hijack flushes what the handler wrote; a zero linger makes Close send RST.
+			if conn, _, err := rc.Hijack(); err == nil {
+				if tc, ok := conn.(*net.TCPConn); ok {
+					tc.SetLinger(0)
+				}
+				conn.Close()
+			}
+		}
 		panic(errCut)
 	}
+	c.pace.wait(int64(len(b)))
 	m, err := c.ResponseWriter.Write(b)
 	c.n += int64(m)
 	return m, err
@@ -215,3 +261,28 @@ func (c *countWriter) Flush() { http.NewResponseController(c.ResponseWriter).Flu
 
 // Unwrap lets http.ResponseController find the real writer.
 func (c *countWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// pacer is one slow link that every paced body shares: each write reserves its bytes' time on
+// the link, in arrival order, and waits for it. An idle link banks no credit, so a burst after a
+// pause is paced too.
+type pacer struct {
+	rate float64 // bytes per second
+
+	mu   sync.Mutex
+	next time.Time // when the link is free again
+}
+
+func (p *pacer) wait(n int64) {
+	if p == nil || n <= 0 {
+		return
+	}
+	p.mu.Lock()
+	now := time.Now()
+	if p.next.Before(now) {
+		p.next = now
+	}
+	at := p.next
+	p.next = at.Add(time.Duration(float64(n) / p.rate * float64(time.Second)))
+	p.mu.Unlock()
+	time.Sleep(time.Until(at))
+}
