@@ -14,11 +14,11 @@ type option struct {
 
 // allocate is the sensitivity-driven choice. Every tensor starts at its cheapest measured
 // format; then, one step at a time, the upgrade with the most error removed per byte added is
-// taken, while it fits the budget (or, with none, until the predicted worst sample is within
-// the policy's MaxLoss). Error is the sum over tensors of each one's measured loss per
+// taken while it fits the budget, until the predicted worst sample is within maxLoss (0: until
+// nothing more fits). Error is the sum over tensors of each one's measured loss per
 // calibration sample (losses of small independent perturbations add); a step is judged by the
 // mean plus the worst sample of that sum, so the worst sentence counts, not just the average.
-func (r *Request) allocate(p *Plan, pol Policy, idx []int, budget int64) error {
+func (r *Request) allocate(p *Plan, pol Policy, idx []int, budget int64, maxLoss float64) error {
 	var fixed int64
 	for i := range p.Tensors {
 		if !slices.Contains(idx, i) {
@@ -69,7 +69,7 @@ func (r *Request) allocate(p *Plan, pol Policy, idx []int, budget int64) error {
 	next := make([]float64, samples)
 	for {
 		now, worst := score(sum)
-		if budget == 0 && worst <= pol.MaxLoss {
+		if (maxLoss > 0 || budget == 0) && worst <= maxLoss {
 			break
 		}
 		bestN, bestK, bestRatio := -1, -1, 0.0

@@ -225,7 +225,13 @@ func (r *Request) makeWith(pol Policy, budget int64) (*Plan, error) {
 		}
 	}
 	if len(mixed) > 0 {
-		if err := r.allocate(p, pol, mixed, budget); err != nil {
+		// The caller's budget asks for the most accurate plan under it; the device's only bounds
+		// the smallest plan that meets the policy's target.
+		maxLoss := pol.MaxLoss
+		if r.Budget > 0 {
+			maxLoss = 0
+		}
+		if err := r.allocate(p, pol, mixed, budget, maxLoss); err != nil {
 			return nil, err
 		}
 	}

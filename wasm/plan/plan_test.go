@@ -336,3 +336,19 @@ func TestPinnedBackend(t *testing.T) {
 		t.Errorf("attention on %s", c.Backend)
 	}
 }
+
+// TestMixedDeviceBudget: a budget from the device's memory bounds the mixed plan but does not
+// turn it into "spend everything": only the caller's budget does.
+func TestMixedDeviceBudget(t *testing.T) {
+	ts := llama()
+	sens := sensitivity(ts)
+	target := mustMake(t, Request{Tensors: ts, Policy: Policies["mixed"], Sensitivity: sens})
+	device := mustMake(t, Request{Tensors: ts, Policy: Policies["mixed"], Sensitivity: sens, DeviceMemory: 1 << 40})
+	if device.Bytes != target.Bytes {
+		t.Errorf("with 1 TiB of device memory: %d bytes, with none %d", device.Bytes, target.Bytes)
+	}
+	caller := mustMake(t, Request{Tensors: ts, Policy: Policies["mixed"], Sensitivity: sens, Budget: 1 << 40})
+	if caller.Bytes <= target.Bytes || caller.Predicted.WorstLoss >= target.Predicted.WorstLoss {
+		t.Errorf("a 1 TiB caller budget: %d bytes (worst %.3g), the target's %d (%.3g)", caller.Bytes, caller.Predicted.WorstLoss, target.Bytes, target.Predicted.WorstLoss)
+	}
+}
