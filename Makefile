@@ -38,9 +38,12 @@ test-js:
 	bash tools/browser/test-js.sh
 
 # WebKitGTK's MiniBrowser, the Safari engine, on Xvfb (no WebGPU, no WebNN: the cpu path; ~2 min):
-# the runner itself, USE-lite's embeddings against TF.js's golden, the demo page without console errors.
+# the runner itself, a streamed load's peak memory (WebKit's fetch body has no backpressure: see
+# wasm/stream.coalescing), USE-lite's embeddings against TF.js's golden, the demo page without
+# console errors.
 test-webkit:
 	bash tools/browser/test-webkit.sh ./wasm/internal/jsutil
+	go run ./tools/streamserve -big 32 -small 0 -- bash tools/browser/test-webkit.sh ./wasm/stream -v -run 'BrowserBig$$'
 	NIBBLE_EXPECT_CPU_ONLY=1 go run ./tools/streamserve -big 0 -small 0 -- bash tools/browser/test-webkit.sh ./wasm/engine -run TestBrowserEmbedGoldenCPU -v
 	NIBBLE_WEBKIT=1 go test ./site -run TestDemoInWebKit -v
 
