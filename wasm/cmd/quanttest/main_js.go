@@ -146,6 +146,9 @@ func choose(asked []string, dev *engine.Devices) (out []string, missing []missin
 // reference embeddings (nil when the model embeds nothing or the reference failed).
 func runPlatform(ctx context.Context, job *quanteval.Job, dev *engine.Devices, platform string) *reference {
 	formats := append([]string{"f32"}, job.Formats...)
+	for _, p := range job.Policies {
+		formats = append(formats, policyPrefix+p)
+	}
 	var ref *reference
 	done := map[string]bool{}
 	for _, f := range formats {
@@ -155,7 +158,10 @@ func runPlatform(ctx context.Context, job *quanteval.Job, dev *engine.Devices, p
 		done[f] = true
 		r, out := runOne(ctx, job, dev, platform, f, ref)
 		if f == "f32" {
-			ref = &reference{name: "nibble f32 on " + r.Platform, platform: r.Platform, out: out, f32Bytes: r.F32Bytes}
+			ref = &reference{name: "nibble f32 on " + r.Platform, platform: r.Platform, f32Bytes: r.F32Bytes}
+			if out != nil {
+				ref.out, ref.gen = out.emb, out.gen
+			}
 			if !slices.Contains(job.Formats, "f32") {
 				continue // the reference only: not a row the user asked for
 			}
@@ -169,11 +175,25 @@ type reference struct {
 	name, platform string
 	out            [][]float32
 	f32Bytes       int64
+	gen            *generation // a decoder's reference
 }
 
-func runOne(ctx context.Context, job *quanteval.Job, dev *engine.Devices, platform, format string, ref *reference) (quanteval.Result, [][]float32) {
+// policyPrefix marks a configuration that the precision planner chooses (Options.Policy)
+// rather than one format for every matrix.
+const policyPrefix = "policy:"
+
+// outputs are what a configuration produced, kept when it is the f32 reference.
+type outputs struct {
+	emb [][]float32 // an embedding model's vectors, one per text
+	gen *generation // a decoder's greedy tokens
+}
+
+func runOne(ctx context.Context, job *quanteval.Job, dev *engine.Devices, platform, format string, ref *reference) (quanteval.Result, *outputs) {
 	r := quanteval.Result{Model: job.ModelName, Runtime: "nibble", Platform: platform, Format: format}
-	if q, err := engine.ParseFormat(format); err == nil {
+	opt := engine.Options{Backend: platform, Format: format}
+	if pol, ok := strings.CutPrefix(format, policyPrefix); ok {
+		r.Policy, opt.Format, opt.Policy = pol, "", pol
+	} else if q, err := engine.ParseFormat(format); err == nil {
 		r.Bits, r.GroupSize = q.Bits, q.GroupSize
 		if q.Bits < 16 {
 			r.Scheme = "sym"
@@ -188,7 +208,8 @@ func runOne(ctx context.Context, job *quanteval.Job, dev *engine.Devices, platfo
 	}
 	progress("%s %s: loading", platform, format)
 	off := false
-	m, err := engine.Load(ctx, job.Model, engine.Options{Backend: platform, Format: format, Cache: &off})
+	opt.Cache = &off
+	m, err := engine.Load(ctx, job.Model, opt)
 	if err != nil {
 		r.Error = oneLine(err.Error())
 		return r, nil
@@ -196,6 +217,9 @@ func runOne(ctx context.Context, job *quanteval.Job, dev *engine.Devices, platfo
 	defer m.Release()
 	r.Platform = m.Backend.Name()
 	describe(&r, m)
+	if m.Arch() == engine.ArchLlama {
+		return r, &outputs{gen: runDecoder(ctx, job, &r, m, ref)}
+	}
 	var out [][]float32
 	if m.Arch() != "" {
 		// Embed at once: the early stages run while later weights still stream (first output).
@@ -213,8 +237,9 @@ func runOne(ctx context.Context, job *quanteval.Job, dev *engine.Devices, platfo
 	mem := m.Memory()
 	r.F32Bytes, r.WeightBytes, r.ReductionPct = mem.F32Bytes, mem.ResidentBytes, mem.ReductionPct
 	r.PeakHeldMiB = float64(mem.PeakHeldBytes) / (1 << 20)
-	r.Plan = plan(m)
 	describe(&r, m) // again: backends note the paths they took as weights arrived
+	r.Plan = plan(m)
+	planned(&r, m)
 	if m.Arch() == "" {
 		measureLayers(ctx, &r, m, job.Runs)
 		return r, nil
@@ -224,17 +249,17 @@ func runOne(ctx context.Context, job *quanteval.Job, dev *engine.Devices, platfo
 	ms, err := timeRuns(job.Runs, func() error { _, err := m.Embed(ctx, one); return err })
 	if err != nil {
 		r.Error = oneLine(err.Error())
-		return r, out
+		return r, &outputs{emb: out}
 	}
 	r.Runs, r.LatencyMedianMS, r.LatencyP90MS = len(ms), quanteval.Percentile(ms, 50), quanteval.Percentile(ms, 90)
 	t0 := time.Now()
 	if _, err := m.Embed(ctx, job.Texts); err != nil {
 		r.Error = oneLine(err.Error())
-		return r, out
+		return r, &outputs{emb: out}
 	}
 	r.BatchMS, r.BatchTexts = msSince(t0), len(job.Texts)
 	compare(&r, ref, out)
-	return r, out
+	return r, &outputs{emb: out}
 }
 
 func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
@@ -314,6 +339,20 @@ func describe(r *quanteval.Result, m *engine.Model) {
 	}
 	r.Features = f
 	r.Notes = slices.Compact(append(r.Notes[:0], m.Notes()...))
+}
+
+// planned adds what the planner says of a policy row's plan: the policy it resolved to ("auto"
+// names its tier), the predicted worst loss, and its notes (a fallback to rules is one).
+func planned(r *quanteval.Result, m *engine.Model) {
+	p := m.Plan()
+	if p == nil || r.Policy == "" {
+		return
+	}
+	r.PlanPolicy = p.Policy
+	if p.Predicted != nil {
+		r.PredictedLoss = p.Predicted.WorstLoss
+	}
+	r.Notes = append(r.Notes, p.Notes...)
 }
 
 // plan groups the resident tensors by the format the backend holds them in.
