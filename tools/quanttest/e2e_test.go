@@ -198,3 +198,39 @@ func TestE2EFailures(t *testing.T) {
 		noLeftovers(t, marker)
 	})
 }
+
+// TestE2EPolicyDecoder: a planner policy as a configuration row, on the synthetic Llama decoder
+// in the Go backend (seconds, where USE-lite's loads take tens): the row carries its plan, the
+// decoder's speeds and its top-1 agreement with the f32 run.
+func TestE2EPolicyDecoder(t *testing.T) {
+	bin := e2e(t)
+	o := quanttest(t, bin, nil, "-json", "-model", "llama-synthetic:llama-tiny", "-platform", "cpu", "-bits", "32", "-policy", "mixed", "-runs", "1", "-tokens", "8")
+	if o.code != 0 {
+		t.Fatalf("exit %d\n%s", o.code, o.stderr)
+	}
+	var rs []quanteval.Result
+	for _, l := range strings.Split(strings.TrimSpace(o.stdout), "\n") {
+		var r quanteval.Result
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("-json line %q: %v", l, err)
+		}
+		rs = append(rs, r)
+	}
+	if len(rs) != 2 || rs[0].Format != "f32" || rs[1].Format != "policy:mixed" {
+		t.Fatalf("want the f32 and policy:mixed rows, got %+v", rs)
+	}
+	for _, r := range rs {
+		t.Logf("%s: %d → %d bytes, load %.0f ms, prefill %.0f tok/s, decode %.0f tok/s, top-1 %.2f of %d, plan %s",
+			r.Format, r.F32Bytes, r.WeightBytes, r.LoadMS, r.PrefillTokPerS, r.DecodeTokPerS, r.Top1Agreement, r.Top1Positions, quanteval.PlanString(r.Plan))
+		if r.Error != "" || r.PromptTokens == 0 || r.GeneratedTokens == 0 || r.PrefillTokPerS <= 0 || r.DecodeTokPerS <= 0 || r.KVCacheBytes <= 0 {
+			t.Errorf("%s: decoder figures missing: %+v", r.Format, r)
+		}
+	}
+	m := rs[1]
+	if m.Policy != "mixed" || m.PlanPolicy == "" || len(m.Plan) < 2 || m.WeightBytes >= m.F32Bytes {
+		t.Errorf("policy row: policy %q, plan %q %v, %d of %d bytes", m.Policy, m.PlanPolicy, m.Plan, m.WeightBytes, m.F32Bytes)
+	}
+	if m.Reference == "" || m.Top1Positions != 8 || m.Top1Agreement < 0.5 {
+		t.Errorf("policy row: top-1 %.2f of %d against %q", m.Top1Agreement, m.Top1Positions, m.Reference)
+	}
+}
