@@ -67,7 +67,14 @@ func TestTableAndPlot(t *testing.T) {
 	var b bytes.Buffer
 	writeTable(&b, results())
 	out := b.String()
-	for _, want := range []string{"error: error-platform nibble", "Trade-off on webgpu", "* q4-sym-g32", "11×q8-sym-g32"} {
+	rs := append(results(), quanteval.Result{Runtime: "onnxruntime-web 1.30.0", Platform: "cpu", NotRun: "no ONNX export"})
+	if code := exitCode(rs[1:]); code != 0 { // past the error row
+		t.Errorf("a row not run by design fails the run: exit %d", code)
+	}
+	b.Reset()
+	writeTable(&b, rs)
+	out = b.String()
+	for _, want := range []string{"error: error-platform nibble", "Trade-off on webgpu", "* q4-sym-g32", "11×q8-sym-g32", "not run (below)", "not run: cpu onnxruntime-web 1.30.0: no ONNX export"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

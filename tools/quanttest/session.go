@@ -563,6 +563,8 @@ func (s *session) line(l string) {
 		r.Browser = s.browser
 		switch {
 		case r.Error != "": // said once, at the end
+		case r.NotRun != "":
+			s.logf("%s %s: not run: %s", r.Runtime, r.Platform, r.NotRun)
 		case r.Reference == "" || r.Runtime == "nibble" && r.Format == "f32":
 			s.logf("%s %s %s: %s held, load %.0f ms, latency %.1f ms (the reference)", r.Runtime, r.Platform, r.Format,
 				quanteval.Bytes(r.WeightBytes), r.LoadMS, r.LatencyMedianMS)

@@ -31,6 +31,8 @@ func writeTable(w io.Writer, rs []quanteval.Result) {
 	for _, r := range rs {
 		if r.Error != "" {
 			fmt.Fprintf(w, "  error: %s %s %s: %s\n", r.Platform, runtimeName(r), r.Format, r.Error)
+		} else if r.NotRun != "" {
+			fmt.Fprintf(w, "  not run: %s %s: %s\n", r.Platform, runtimeName(r), r.NotRun)
 		}
 	}
 	writeAdapters(w, rs)
@@ -58,8 +60,8 @@ func writeDecoderTable(w io.Writer, rs []quanteval.Result, runs int) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
 	fmt.Fprintln(tw, "platform\truntime\tformat\tf32\theld\tsaved\tKV cache\tload ms\tprefill tok/s\tdecode tok/s\tms med\ttop-1\tverdict\t")
 	for _, r := range rs {
-		if r.Error != "" {
-			fmt.Fprintf(tw, "%s\t%s\t%s\terror (below)\t\t\t\t\t\t\t\t\t\t\n", r.Platform, runtimeName(r), r.Format)
+		if r.Error != "" || r.NotRun != "" {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\t\t\t\t\t\t\t\t\t\n", r.Platform, runtimeName(r), r.Format, notMeasured(r))
 			continue
 		}
 		top1 := "ref"
@@ -78,8 +80,8 @@ func writeEmbeddingTable(w io.Writer, rs []quanteval.Result, runs int) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
 	fmt.Fprintln(tw, "platform\truntime\tformat\tf32\theld\tsaved\tload ms\tfirst out ms\tms med\tms p90\tbatch ms\tcos mean\tcos min\trel RMS\tNN kept\tverdict\t")
 	for _, r := range rs {
-		if r.Error != "" {
-			fmt.Fprintf(tw, "%s\t%s\t%s\terror (below)\t\t\t\t\t\t\t\t\t\t\t\t\t\n", r.Platform, runtimeName(r), r.Format)
+		if r.Error != "" || r.NotRun != "" {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", r.Platform, runtimeName(r), r.Format, notMeasured(r))
 			continue
 		}
 		cos, lo, rms, nn := "ref", "ref", "ref", "ref"
@@ -105,7 +107,7 @@ func writeAdapters(w io.Writer, rs []quanteval.Result) {
 	seen := map[string]bool{}
 	for _, r := range rs {
 		key := r.Platform + "/" + runtimeName(r)
-		if r.Error != "" || seen[key] {
+		if r.Error != "" || r.NotRun != "" || seen[key] {
 			continue
 		}
 		if len(seen) == 0 {
@@ -141,6 +143,14 @@ func planOf(r quanteval.Result) string {
 		s += fmt.Sprintf(", predicted worst 1−cos %.2g", r.PredictedLoss)
 	}
 	return s + ")"
+}
+
+// notMeasured is the row text of a configuration without figures.
+func notMeasured(r quanteval.Result) string {
+	if r.Error != "" {
+		return "error (below)"
+	}
+	return "not run (below)"
 }
 
 // pct writes a percentage with no "-0.0%" for a rounding hair below zero.

@@ -143,6 +143,9 @@ type Result struct {
 	Plan     []Group  `json:"plan"`     // tensors by the format they are held in
 	Notes    []string `json:"notes,omitempty"`
 	Error    string   `json:"error,omitempty"`
+	// NotRun says why a configuration asked for was not measured by design (a peer that cannot
+	// run this model); unlike Error it does not fail the run.
+	NotRun string `json:"notRun,omitempty"`
 }
 
 // Group is one line of a plan: how many tensors are held in a format, and their bytes.
