@@ -1,3 +1,5 @@
+//go:build !(js && wasm)
+
 // Command stress is the browser side of tools/worker/stress.sh: it opens -pages tabs of
 // tools/worker/e2e/stresspage in one headless Chromium (tools/browser/bin/headless_shell), all
 // at once, each loading the same model from -base (the Worker under wrangler dev, behind
