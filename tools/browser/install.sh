@@ -9,17 +9,20 @@ log() { echo "deps: $*"; }
 
 # apt: libnss3 for the headless_shell; curl, procps (pgrep) and util-linux (setsid) for the
 # wrangler test; firefox-esr (further down) for the shader-f16 tests (see DESIGN.md).
-apt_pkgs=(libnss3 ca-certificates curl procps util-linux ${NIBBLE_APT_EXTRA:-})
-missing=()
-for p in "${apt_pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
+# apt_ensure installs those of its packages that are not installed yet (one apt-get update first).
+apt_ensure() {
+  local missing=() p sudo=""
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
   log "apt-get install ${missing[*]}"
-  sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo
+  [[ $(id -u) -eq 0 ]] || sudo=sudo
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+}
+apt_pkgs=(libnss3 ca-certificates curl procps util-linux ${NIBBLE_APT_EXTRA:-})
+apt_ensure "${apt_pkgs[@]}"
 
 # npm: exact versions from package-lock.json; reinstalled only when the lock changed.
 stamp=node_modules/.nibble-lock.sha256
@@ -48,16 +51,7 @@ ln -sf wasmbrowsertest .cache/bin/go_js_wasm_exec
 # our own WebDriver BiDi runner (tools/browser/firefox) for the f16 kernels. mesa-vulkan-drivers
 # brings lavapipe, which firefox-esr does not pull in: without it requestAdapter() returns null.
 # A fresh install (17 packages, ~80 MB download, ~400 MB on disk) took ~22 s here.
-ff_missing=()
-for p in firefox-esr mesa-vulkan-drivers; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || ff_missing+=("$p")
-done
-if ((${#ff_missing[@]})); then
-  log "apt-get install ${ff_missing[*]}"
-  sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${ff_missing[@]}" >/dev/null
-fi
+apt_ensure firefox-esr mesa-vulkan-drivers
 
 # The Firefox runner for `go test -exec`, rebuilt only when a source file is newer than the binary.
 ff_exec=.cache/bin/firefox_wasm_exec
@@ -69,14 +63,5 @@ fi
 # WebKitGTK (the Safari engine) for tools/browser/test-webkit.sh: Debian's webkit2gtk-driver
 # (WebKitWebDriver, which pulls in libwebkit2gtk-4.1-0 and its MiniBrowser) and Xvfb, since
 # Debian's WebKitGTK has no headless mode. The runner is the Firefox one under another name.
-wk_missing=()
-for p in webkit2gtk-driver xvfb; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || wk_missing+=("$p")
-done
-if ((${#wk_missing[@]})); then
-  log "apt-get install ${wk_missing[*]}"
-  sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${wk_missing[@]}" >/dev/null
-fi
+apt_ensure webkit2gtk-driver xvfb
 ln -sf firefox_wasm_exec .cache/bin/webkit_wasm_exec

@@ -141,18 +141,43 @@ func run(args []string) (int, error) {
 		return 1, fmt.Errorf("%w%s", err, ff.stderrTail())
 	}
 
+	code, err := awaitTest(ctx, srv, out, testTimeout, startTimeout, browserWatch{
+		name: "firefox", exited: ff.exited, exitErr: func() error { return ff.waitErr },
+		failed: bidi.failed, tail: ff.stderrTail, stopped: "firefox stopped and its profile removed",
+	})
+	if err == nil && verbose(args[1:]) {
+		if dev := ff.VulkanDevice(); dev != "" {
+			fmt.Fprintf(os.Stderr, "firefox_wasm_exec: %s, WebGPU on Vulkan device %s\n", bidi.browser, dev)
+		}
+	}
+	return code, err
+}
+
+// browserWatch is what awaitTest watches besides the page: the browser's process (for WebKit,
+// its driver's) and the connection that drives it.
+type browserWatch struct {
+	name    string
+	exited  <-chan struct{}
+	exitErr func() error
+	failed  <-chan error
+	tail    func() string // the browser's last output lines, for error messages
+	stopped string        // what an interrupt leaves cleaned up, for its message
+}
+
+// awaitTest waits for the page to start the test and then for the test's exit code.
+func awaitTest(ctx context.Context, srv *server, out *output, testTimeout, startTimeout time.Duration, b browserWatch) (int, error) {
 	// A page that fails to load (or a script that fails to parse) would otherwise be noticed only
 	// at the test's timeout, ten minutes later.
 	select {
 	case <-srv.started:
 	case <-time.After(startTimeout):
-		return 1, fmt.Errorf("the page %s did not start the test within %v%s", srv.pageURL(), startTimeout, ff.stderrTail())
-	case <-ff.exited:
-		return 1, fmt.Errorf("firefox exited before the test started (%v)%s", ff.waitErr, ff.stderrTail())
-	case err := <-bidi.failed:
-		return 1, fmt.Errorf("webdriver bidi: %w%s", err, ff.stderrTail())
+		return 1, fmt.Errorf("the page %s did not start the test within %v%s", srv.pageURL(), startTimeout, b.tail())
+	case <-b.exited:
+		return 1, fmt.Errorf("%s exited before the test started (%v)%s", b.name, b.exitErr(), b.tail())
+	case err := <-b.failed:
+		return 1, fmt.Errorf("webdriver: %w%s", err, b.tail())
 	case <-ctx.Done():
-		return 1, errors.New("interrupted; firefox stopped and its profile removed")
+		return 1, errors.New("interrupted; " + b.stopped)
 	}
 
 	var deadline <-chan time.Time
@@ -163,22 +188,17 @@ func run(args []string) (int, error) {
 	}
 	select {
 	case code := <-out.exited:
-		if verbose(args[1:]) {
-			if dev := ff.VulkanDevice(); dev != "" {
-				fmt.Fprintf(os.Stderr, "firefox_wasm_exec: %s, WebGPU on Vulkan device %s\n", bidi.browser, dev)
-			}
-		}
 		return code, nil
 	case <-deadline:
 		// The test's own timeout should have fired first; it cannot while Go code spins without
 		// yielding, because then the page's event loop (which runs Go's timers) never turns.
 		return 1, fmt.Errorf("the test did not exit within -test.timeout=%v + %v: the page hung or crashed", testTimeout, exitGrace)
-	case <-ff.exited:
-		return 1, fmt.Errorf("firefox exited before the test did (%v)%s", ff.waitErr, ff.stderrTail())
-	case err := <-bidi.failed:
-		return 1, fmt.Errorf("webdriver bidi: %w%s", err, ff.stderrTail())
+	case <-b.exited:
+		return 1, fmt.Errorf("%s exited before the test did (%v)%s", b.name, b.exitErr(), b.tail())
+	case err := <-b.failed:
+		return 1, fmt.Errorf("webdriver: %w%s", err, b.tail())
 	case <-ctx.Done():
-		return 1, errors.New("interrupted; firefox stopped and its profile removed")
+		return 1, errors.New("interrupted; " + b.stopped)
 	}
 }
 

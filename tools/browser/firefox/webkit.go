@@ -260,39 +260,14 @@ func runWebKit(ctx context.Context, srv *server, args []string, testTimeout, sta
 	failed := make(chan error, 1)
 	go wd.poll(pollCtx, pollInterval, out.handle, failed)
 
-	select {
-	case <-srv.started:
-	case <-time.After(startTimeout):
-		return 1, fmt.Errorf("the page %s did not start the test within %v%s", srv.pageURL(), startTimeout, wk.outputTail())
-	case <-wk.driver.exited:
-		return 1, fmt.Errorf("WebKitWebDriver exited before the test started (%v)%s", wk.driver.waitErr, wk.outputTail())
-	case err := <-failed:
-		return 1, fmt.Errorf("%w%s", err, wk.outputTail())
-	case <-ctx.Done():
-		return 1, errors.New("interrupted; WebKit and Xvfb stopped")
+	code, err := awaitTest(ctx, srv, out, testTimeout, startTimeout, browserWatch{
+		name: "WebKitWebDriver", exited: wk.driver.exited, exitErr: func() error { return wk.driver.waitErr },
+		failed: failed, tail: wk.outputTail, stopped: "WebKit and Xvfb stopped",
+	})
+	if err == nil && verbose(args[1:]) {
+		fmt.Fprintf(os.Stderr, "webkit_wasm_exec: %s on Xvfb %s\n", wd.browser, wk.display)
 	}
-
-	var deadline <-chan time.Time
-	if testTimeout > 0 {
-		t := time.NewTimer(testTimeout + exitGrace)
-		defer t.Stop()
-		deadline = t.C
-	}
-	select {
-	case code := <-out.exited:
-		if verbose(args[1:]) {
-			fmt.Fprintf(os.Stderr, "webkit_wasm_exec: %s on Xvfb %s\n", wd.browser, wk.display)
-		}
-		return code, nil
-	case <-deadline:
-		return 1, fmt.Errorf("the test did not exit within -test.timeout=%v + %v: the page hung or crashed", testTimeout, exitGrace)
-	case <-wk.driver.exited:
-		return 1, fmt.Errorf("WebKitWebDriver exited before the test did (%v)%s", wk.driver.waitErr, wk.outputTail())
-	case err := <-failed:
-		return 1, fmt.Errorf("%w%s", err, wk.outputTail())
-	case <-ctx.Done():
-		return 1, errors.New("interrupted; WebKit and Xvfb stopped")
-	}
+	return code, err
 }
 
 // runPage is the page mode (webkit_wasm_exec -page URL -ready EXPR [-wait DURATION]) for tests
