@@ -118,9 +118,13 @@ func (g *guardUploader) probe(t *quant.Tensor, w backend.Weight) error {
 	if err != nil {
 		return err
 	}
-	if e, err := quant.Compare(want, got); err != nil || !(e.RelRMS <= guardBound) {
+	e, err := quant.Compare(want, got)
+	if err != nil || !(e.RelRMS <= guardBound) {
 		return fmt.Errorf("%w: %s on %s, probe through %q: relative error %.3g > %.0e", ErrGuard, t.Format, g.b.Name(), t.Name, e.RelRMS, guardBound)
 	}
+	g.mu.Lock()
+	g.notes = append(g.notes, fmt.Sprintf("guard: %s on %s matches the cpu reference (relative error %.2g)", t.Format, g.b.Name(), e.RelRMS))
+	g.mu.Unlock()
 	return nil
 }
 

@@ -92,4 +92,7 @@ func TestGuard(t *testing.T) {
 			t.Errorf("%s held as %s with a correct kernel", tf.Name, tf.Format)
 		}
 	}
+	if notes := strings.Join(m2.Notes(), "; "); !strings.Contains(notes, "guard: q4-sym-g32-f32 on cpu matches") {
+		t.Errorf("a passed probe is not in the notes: %s", notes)
+	}
 }

@@ -79,6 +79,11 @@ func TestBrowserPolicyTable(t *testing.T) {
 				// The GPU pads rows; WebNN holds its constants once per compiled graph.
 				t.Logf("%s %s: the backend holds %d bytes, the plan said %d", b, pol, mem.ResidentBytes, p.Bytes)
 			}
+			for _, n := range m.Notes() {
+				if strings.HasPrefix(n, "guard") {
+					t.Logf("%s %s: %s", b, pol, n)
+				}
+			}
 			m.Release()
 		}
 	}
