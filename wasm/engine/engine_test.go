@@ -438,19 +438,7 @@ func TestEmbedUSELite(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(src, "model.json")); err != nil {
 		t.Skip("USE-lite not installed (make deps)")
 	}
-	raw, err := os.ReadFile("../model/uselite/testdata/embeddings_tfjs.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var golden struct {
-		Cases []struct {
-			Text      string    `json:"text"`
-			Embedding []float32 `json:"embedding"`
-		} `json:"cases"`
-	}
-	if err := json.Unmarshal(raw, &golden); err != nil {
-		t.Fatal(err)
-	}
+	golden := readTFJSGolden(t)
 	golden.Cases = golden.Cases[:8]
 	texts := make([]string, len(golden.Cases))
 	for i, c := range golden.Cases {

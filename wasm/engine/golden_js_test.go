@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"math"
 	"os"
 	"slices"
@@ -33,20 +32,7 @@ func TestBrowserEmbedGoldenCPU(t *testing.T) {
 		t.Skip("needs tools/streamserve (NIBBLE_STREAM_URL): make test-webkit")
 	}
 	model := base + "/use-lite/"
-	raw, err := os.ReadFile("../model/uselite/testdata/embeddings_tfjs.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var golden struct {
-		Cases []struct {
-			Text      string    `json:"text"`
-			IDs       []int32   `json:"ids"`
-			Embedding []float32 `json:"embedding"`
-		} `json:"cases"`
-	}
-	if err := json.Unmarshal(raw, &golden); err != nil {
-		t.Fatal(err)
-	}
+	golden := readTFJSGolden(t)
 	texts := make([]string, len(golden.Cases))
 	for i, c := range golden.Cases {
 		texts[i] = c.Text
