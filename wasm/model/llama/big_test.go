@@ -1,3 +1,8 @@
+//go:build !(js && wasm)
+
+// The native tests build GGUF files with tools/mkmodel through the go command, which a test
+// binary in the browser cannot run.
+
 package llama
 
 import (
