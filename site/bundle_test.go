@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -44,6 +45,7 @@ import (
 var (
 	demoModel  = flag.String("demo", "", "also run the page on this model (tiny, use-lite) on every backend and log its figures")
 	demoFormat = flag.String("demo.format", "auto", "format for -demo")
+	shots      = flag.String("shots", "", "save the page's screenshots (1280 and 390 px) in this directory")
 )
 
 // tinyModel is the synthetic model the test loads: a K that is not a multiple of the group
@@ -62,7 +64,7 @@ func TestBundleInBrowser(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, ".cache/chromium/chromium")); err != nil {
 		t.Skip("no headless_shell: run 'make deps' (tools/browser/install.sh)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
 	defer cancel()
 
 	www := t.TempDir()
@@ -129,14 +131,19 @@ func TestBundleInBrowser(t *testing.T) {
 	defer bcancel()
 	bctx, bcancel = chromedp.NewContext(bctx)
 	defer bcancel()
+	var consoleErrors atomic.Int64
 	err = chromedp.Listen(bctx, func(ev any) {
 		switch ev := ev.(type) {
 		case *cdpruntime.EventExceptionThrown:
+			consoleErrors.Add(1)
 			t.Logf("page exception: %s", ev.ExceptionDetails.Text)
 		case *cdpruntime.EventConsoleAPICalled:
 			var parts []string
 			for _, a := range ev.Args {
 				parts = append(parts, strings.Trim(string(a.Value), `"`))
+			}
+			if ev.Type == cdpruntime.ConsoleAPICalledTypeError {
+				consoleErrors.Add(1)
 			}
 			t.Logf("console.%s: %s", ev.Type, strings.Join(parts, " "))
 		}
@@ -192,6 +199,9 @@ func TestBundleInBrowser(t *testing.T) {
       const m = await nibble.load("/models/use-lite/model.json", {backend: "cpu"});
       out.use = {kind: m.kind, bytes: m.bytes, f32Bytes: m.f32Bytes, notes: m.notes,
         y: Array.from(await m.matmul(%q, new Float32Array(%s), 1))};
+      // What the page's similarity panel must show for its default sentences, through the API.
+      out.use.sentences = document.getElementById("sentences").value.split("\n");
+      out.use.emb = (await m.embed(out.use.sentences)).map(e => Array.from(e));
       await m.release();
     } catch (e) { out.use = {error: String(e.message)}; }
   }
@@ -213,8 +223,31 @@ func TestBundleInBrowser(t *testing.T) {
   }
   out.layerRows = document.querySelectorAll("#layers tbody tr").length;
   out.page = $("nibble-demo").innerText;
+  // The similarity panel: USE-lite on the cpu at the API's default precision, the default
+  // sentences compared through the buttons.
+  const waitStatus = async (...prefixes) => {
+    for (let i = 0; i < 1200; i++) {
+      const s = $("status").textContent;
+      if (s.startsWith("Error") || prefixes.some(p => s.startsWith(p))) return s;
+      await new Promise(r => setTimeout(r, 50));
+    }
+    return $("status").textContent;
+  };
+  if (%t) {
+    $("model").value = "use-lite"; $("backend").value = "cpu"; $("format").value = "auto";
+    $("load").click();
+    await new Promise(r => setTimeout(r, 50));
+    out.sim = {loaded: await waitStatus("Loaded")};
+    $("embed").click();
+    await new Promise(r => setTimeout(r, 50));
+    out.sim.compared = await waitStatus("Compared");
+    const cells = id => Array.from(document.querySelectorAll("#" + id + " text[data-v]")).map(e => +e.dataset.v);
+    out.sim.f32 = cells("sim-f32"); out.sim.chosen = cells("sim-chosen");
+    out.sim.agreement = $("agreement").textContent;
+    out.sim.pictures = ["memory-svg", "error-svg", "plan-svg"].filter(id => $(id));
+  }
   return out;
-})()`, js(x0), fmtName, rows, rows, cacheFmt, rows, haveUSE, useLayer, js(xUSE), fmtName)
+})()`, js(x0), fmtName, rows, rows, cacheFmt, rows, haveUSE, useLayer, js(xUSE), fmtName, haveUSE)
 
 	var res struct {
 		Version string
@@ -231,6 +264,13 @@ func TestBundleInBrowser(t *testing.T) {
 			Bytes, F32Bytes int64
 			Notes           []string
 			Y               []float32
+			Sentences       []string
+			Emb             [][]float32
+		}
+		Sim *struct {
+			Loaded, Compared, Agreement string
+			F32, Chosen                 []float64
+			Pictures                    []string
 		}
 		PageLoads []struct {
 			Line          string
@@ -347,6 +387,13 @@ func TestBundleInBrowser(t *testing.T) {
 	if res.LayerRows != 2 {
 		t.Errorf("the page measured %d layers of the tiny model, want 2", res.LayerRows)
 	}
+	if haveUSE {
+		checkSimilarity(t, res.Use.Sentences, res.Use.Emb, res.Sim)
+	}
+	checkLayout(t, bctx)
+	if n := consoleErrors.Load(); n > 0 {
+		t.Errorf("%d console errors or uncaught exceptions in the page (logged above)", n)
+	}
 	if *demoModel != "" {
 		for _, backend := range []string{"cpu", "webgpu", "webnn"} {
 			demo := fmt.Sprintf(`(async () => {
@@ -365,6 +412,79 @@ func TestBundleInBrowser(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("demo %s on %s, %s:\n%s", *demoModel, backend, *demoFormat, text)
+		}
+	}
+}
+
+// checkSimilarity checks the page's similarity heatmap for the loaded precision against
+// Similarity of the API's embeddings of the same sentences, and that the float32 one and the
+// pictures are there.
+func checkSimilarity(t *testing.T, sentences []string, emb [][]float32, sim *struct {
+	Loaded, Compared, Agreement string
+	F32, Chosen                 []float64
+	Pictures                    []string
+}) {
+	t.Helper()
+	if sim == nil || !strings.HasPrefix(sim.Compared, "Compared") {
+		t.Fatalf("similarity panel: %+v", sim)
+	}
+	t.Logf("similarity: %s / %s\n%s\nfloat32 %v\nchosen %v", sim.Loaded, sim.Compared, sim.Agreement, sim.F32, sim.Chosen)
+	n := len(sentences)
+	want := Similarity(emb)
+	if len(emb) != n || len(sim.Chosen) != n*n || len(sim.F32) != n*n {
+		t.Fatalf("%d sentences, %d API embeddings, %d and %d heatmap cells", n, len(emb), len(sim.F32), len(sim.Chosen))
+	}
+	for i := range n {
+		for j := range n {
+			got, w := sim.Chosen[i*n+j], want[i][j]
+			if math.Abs(got-w) > 1e-6 {
+				t.Errorf("heatmap cell %d·%d shows %.7f, the API's embeddings give %.7f", i+1, j+1, got, w)
+			}
+			// float32 and the default precision agree on which pairs are alike.
+			if math.Abs(sim.F32[i*n+j]-w) > 0.05 {
+				t.Errorf("float32 cell %d·%d %.4f vs %.4f", i+1, j+1, sim.F32[i*n+j], w)
+			}
+		}
+	}
+	if !strings.Contains(sim.Agreement, "Cosine between the float32 and auto embeddings: mean 0.9") {
+		t.Errorf("agreement line: %q", sim.Agreement)
+	}
+	if len(sim.Pictures) != 3 {
+		t.Errorf("pictures drawn: %v, want memory, error and plan", sim.Pictures)
+	}
+}
+
+// checkLayout checks the page at a phone's width with every folded detail open: nothing may
+// make the page scroll sideways. It saves screenshots at 1280 and 390 px to -shots (a temporary
+// directory when unset).
+func checkLayout(t *testing.T, ctx context.Context) {
+	t.Helper()
+	dir := *shots
+	if dir == "" {
+		dir = t.TempDir()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []int64{1280, 390} {
+		err := chromedp.Do(ctx, chromedp.EmulateViewport(w, 900), chromedp.Sleep(200*time.Millisecond))
+		var width int
+		if err == nil {
+			width, err = chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("details").forEach(d => d.open = true), document.documentElement.scrollWidth`))
+		}
+		var png []byte
+		if err == nil {
+			png, err = chromedp.Run(ctx, chromedp.FullScreenshot(80))
+		}
+		if err != nil {
+			t.Fatalf("layout at %d px: %v", w, err)
+		}
+		f := filepath.Join(dir, fmt.Sprintf("demo-%d.jpg", w))
+		if err := os.WriteFile(f, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("at %d px the page is %d px wide; screenshot %s", w, width, f)
+		if width > int(w) {
+			t.Errorf("at %d px wide the page scrolls sideways: document.scrollWidth = %d", w, width)
 		}
 	}
 }
@@ -435,7 +555,7 @@ func checkPage(t *testing.T, page string, d engine.Devices) {
 	if strings.Contains(page, "Loading nibble") {
 		t.Errorf("the demo did not mount")
 	}
-	for _, want := range []string{WebGPULine(d.WebGPU), WebNNLine(d.WebNN), "Measured 2 layers on webgpu", "weight matrices", "reduction"} {
+	for _, want := range []string{WebGPULine(d.WebGPU), WebNNLine(d.WebNN), "Measured 2 layers on webgpu", "weight matrices", "at float32"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page does not show %q", want)
 		}

@@ -160,3 +160,57 @@ func nonEmpty(ss ...string) []string {
 	}
 	return out
 }
+
+// CapsLine is the first screen's one line on what this browser offers; the tables behind it
+// are folded away. It keeps WebGPULine and WebNNLine whole: they are the honest verdicts.
+func CapsLine(d *engine.Devices) string {
+	gpu := WebGPULine(d.WebGPU)
+	if d.WebGPU.Available {
+		gpu += "; shader-f16 " + yesNo(d.WebGPU.ShaderF16)
+	} else {
+		gpu += " (nibble uses WebNN or the CPU instead)"
+	}
+	return "WebGPU: " + gpu + " · " + WebNNLine(d.WebNN) + " · CPU: pure Go, always there"
+}
+
+// Sentences splits the text box into at most max non-empty trimmed lines.
+func Sentences(text string, max int) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if l = strings.TrimSpace(l); l != "" && len(out) < max {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// PrecisionBars turns per-precision figures into bars, largest first.
+func PrecisionBars(by map[string]float64, text func(float64) string) []Bar {
+	bars := make([]Bar, 0, len(by))
+	for p, v := range by {
+		bars = append(bars, Bar{Label: p, Value: v, Text: text(v)})
+	}
+	sort.Slice(bars, func(i, j int) bool {
+		if bars[i].Value != bars[j].Value {
+			return bars[i].Value > bars[j].Value
+		}
+		return bars[i].Label < bars[j].Label
+	})
+	return bars
+}
+
+// LayerErrorBars draws each measured weight matrix's relative RMS error, labelled by the tail
+// of its name after the last distinct path part, with the full name in the bar's text kept short
+// by numbering: two layers never share a label.
+func LayerErrorBars(res []engine.LayerResult) []Bar {
+	bars := make([]Bar, 0, len(res))
+	for i, r := range res {
+		label := fmt.Sprintf("%d %s", i+1, ShortName(r.Name, 14))
+		text := fmt.Sprintf("%.2e %s", r.RelRMS, r.Format)
+		if r.Error != "" {
+			text = "error"
+		}
+		bars = append(bars, Bar{Label: label, Value: r.RelRMS, Text: text})
+	}
+	return bars
+}

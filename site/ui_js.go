@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"syscall/js"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"honnef.co/go/js/dom/v2"
 
 	"github.com/nibble-ml/nibble/wasm/engine"
+	"github.com/nibble-ml/nibble/wasm/plan"
 )
 
 // RootID is the element the demo mounts into.
@@ -38,18 +40,25 @@ func Mount() {
 type ui struct {
 	doc dom.Document
 
-	devices, status, notes            dom.Element
-	model, backend, format, rows      dom.Element
+	caps, devices, status, notes      dom.Element
+	model, backend, format            dom.Element
 	cache                             *dom.HTMLInputElement
-	load, release                     *dom.HTMLButtonElement
+	load, release, measure, embed     *dom.HTMLButtonElement
 	bar                               *dom.HTMLProgressElement
 	progressText, memory, layers, hdr dom.Element
-	loadLine                          dom.Element
+	loadLine, planPic, try, sentences dom.Element
+	sim, agreement, errPic, layerPic  dom.Element
 
 	mu    sync.Mutex
 	m     *engine.Model
+	ref   *engine.Model // USE-lite as float32 on the cpu reference, for the similarity panel
+	name  string        // the loaded model's name
+	prec  string        // the loaded model's precision, as the picker named it
 	busy  bool
 	softw bool
+	// What this page measured per precision of the loaded model, for the pictures: resident
+	// bytes, and 1 − mean cosine to float32 embeddings. Keyed by model then precision.
+	memBy, errBy map[string]map[string]float64
 }
 
 // el creates an element with a class and text (either may be empty) and appends children.
@@ -69,15 +78,23 @@ func (u *ui) el(tag, class, text string, children ...dom.Node) dom.Element {
 
 func (u *ui) withID(e dom.Element, id string) dom.Element { e.SetID(id); return e }
 
+func (u *ui) button(id, class, text string, do func()) *dom.HTMLButtonElement {
+	b := u.withID(u.el("button", class, text), id).(*dom.HTMLButtonElement)
+	b.SetAttribute("type", "button")
+	b.AddEventListener("click", false, func(dom.Event) { go do() })
+	return b
+}
+
+// defaultSentences show both near-paraphrases and unrelated pairs, so the heatmap has contrast.
+const defaultSentences = "The cat sat on the mat.\nA kitten is resting on a rug.\nStock markets fell sharply today.\nShares dropped at the opening bell."
+
 func (u *ui) build(root dom.Element) {
 	root.SetInnerHTML("")
+	u.memBy, u.errBy = map[string]map[string]float64{}, map[string]map[string]float64{}
 	u.hdr = u.el("header", "", "",
 		u.el("h1", "", "nibble"),
-		u.el("p", "tagline", "Quantized neural networks in the browser: one Go WebAssembly bundle, WebGPU kernels, WebNN graphs, a pure-Go fallback. Every figure below is measured in this page."))
+		u.el("p", "tagline", "Quantized neural networks in your browser: a Go WebAssembly bundle streams a model, quantizes it as it arrives, and runs it on WebGPU, WebNN or the CPU. Every figure below is measured in this page."))
 	root.AppendChild(u.hdr)
-
-	u.devices = u.withID(u.el("div", "facts", "Measuring this browser…"), "devices")
-	root.AppendChild(u.el("section", "card", "", u.el("h2", "", "This browser"), u.devices))
 
 	u.model = u.withID(u.el("select", "", ""), "model")
 	u.backend = u.withID(u.el("select", "", ""), "backend")
@@ -85,27 +102,32 @@ func (u *ui) build(root dom.Element) {
 	for _, b := range engine.Backends {
 		u.backend.AppendChild(u.option(b, b))
 	}
+	formats := u.el("optgroup", "", "")
+	formats.SetAttribute("label", "one format for every weight matrix")
 	for _, f := range engine.Formats {
-		u.format.AppendChild(u.option(f, f))
+		formats.AppendChild(u.option(f, f))
 	}
-	u.rows = u.withID(u.el("input", "", ""), "rows")
-	u.rows.SetAttribute("type", "number")
-	u.rows.SetAttribute("min", "1")
-	u.rows.SetAttribute("max", "64")
-	u.rows.SetAttribute("value", "1")
+	policies := u.el("optgroup", "", "")
+	policies.SetAttribute("label", "a policy: the planner picks per tensor")
+	for _, p := range plan.PolicyNames() {
+		policies.AppendChild(u.option("policy:"+p, "policy "+p))
+	}
+	u.format.AppendChild(formats)
+	u.format.AppendChild(policies)
 	u.cache = u.withID(u.el("input", "", ""), "cache").(*dom.HTMLInputElement)
 	u.cache.SetAttribute("type", "checkbox")
 	u.cache.SetChecked(true)
-	u.load = u.withID(u.el("button", "primary", "Load and measure"), "load").(*dom.HTMLButtonElement)
-	u.release = u.withID(u.el("button", "", "Release"), "release").(*dom.HTMLButtonElement)
+	u.load = u.button("load", "primary", "Load", u.run)
+	u.release = u.button("release", "", "Release", func() { u.drop("released") })
 	u.release.SetDisabled(true)
-	u.load.AddEventListener("click", false, func(dom.Event) { go u.run() })
-	u.release.AddEventListener("click", false, func(dom.Event) { go u.drop("released") })
+	u.caps = u.withID(u.el("p", "caps", "Measuring this browser…"), "caps")
+	u.devices = u.withID(u.el("div", "facts", ""), "devices")
 	root.AppendChild(u.el("section", "card", "",
-		u.el("h2", "", "Model"),
 		u.el("div", "controls", "",
-			u.label("model", u.model), u.label("backend", u.backend), u.label("format", u.format),
-			u.label("activation rows (m)", u.rows), u.label("cache quantized", u.cache), u.load, u.release)))
+			u.label("model", u.model), u.label("precision", u.format), u.label("backend", u.backend),
+			u.label("cache quantized", u.cache), u.load, u.release),
+		u.caps,
+		u.el("details", "", "", u.el("summary", "", "This browser in detail"), u.devices)))
 
 	u.bar = u.withID(u.el("progress", "", ""), "bytes-bar").(*dom.HTMLProgressElement)
 	u.bar.SetMax(1)
@@ -114,12 +136,34 @@ func (u *ui) build(root dom.Element) {
 	u.loadLine = u.withID(u.el("p", "load-line", ""), "load-line")
 	u.status = u.withID(u.el("p", "status", ""), "status")
 	u.notes = u.withID(u.el("ul", "notes", ""), "notes")
-	root.AppendChild(u.el("section", "card", "", u.el("h2", "", "Streaming"), u.bar, u.progressText, u.loadLine, u.status, u.notes))
+	root.AppendChild(u.el("section", "card", "", u.el("h2", "", "Loading"), u.bar, u.progressText, u.loadLine, u.status,
+		u.el("details", "", "", u.el("summary", "", "What the load decided"), u.notes)))
 
-	u.memory = u.withID(u.el("div", "", ""), "memory")
-	u.layers = u.withID(u.el("div", "", ""), "layers")
-	root.AppendChild(u.el("section", "card", "", u.el("h2", "", "Memory"), u.memory))
-	root.AppendChild(u.el("section", "card", "", u.el("h2", "", "Per-layer matmul"), u.layers))
+	u.sentences = u.withID(u.el("textarea", "", ""), "sentences")
+	u.sentences.SetAttribute("rows", "5")
+	u.sentences.SetAttribute("aria-label", "sentences, one per line")
+	u.sentences.Underlying().Set("value", defaultSentences)
+	u.embed = u.button("embed", "primary", "Compare sentences", u.compare)
+	u.sim = u.withID(u.el("div", "pics", ""), "sim")
+	u.agreement = u.withID(u.el("p", "", ""), "agreement")
+	u.try = u.withID(u.el("section", "card", "",
+		u.el("h2", "", "Try it: sentence similarity"),
+		u.el("p", "small", "One sentence a line (up to 8). The loaded model embeds them; so does USE-lite in float32 on the CPU reference. Each heatmap is the cosine between every pair; the line below says how far the chosen precision moved the embeddings."),
+		u.sentences, u.el("div", "controls", "", u.embed), u.sim, u.agreement), "try")
+	u.try.SetAttribute("hidden", "")
+	root.AppendChild(u.try)
+
+	u.memory = u.withID(u.el("div", "pics", ""), "memory")
+	u.errPic = u.withID(u.el("div", "pics", ""), "error-pic")
+	u.planPic = u.withID(u.el("div", "", ""), "plan")
+	root.AppendChild(u.el("section", "card", "", u.el("h2", "", "Trade-offs"), u.memory, u.errPic, u.planPic))
+
+	u.measure = u.button("measure", "", "Measure every weight matrix", u.measureLayers)
+	u.measure.SetDisabled(true)
+	u.layerPic = u.withID(u.el("div", "", ""), "layer-pic")
+	u.layers = u.withID(u.el("div", "scroll", ""), "layers")
+	root.AppendChild(u.el("section", "card", "", u.el("h2", "", "Per-layer matmul"),
+		u.el("div", "controls", "", u.measure), u.layerPic, u.layers))
 }
 
 func (u *ui) option(value, text string) dom.Element {
@@ -136,18 +180,18 @@ func value(e dom.Element) string { return e.Underlying().Get("value").String() }
 
 func (u *ui) probe() {
 	d := engine.Probe()
-	u.devices.SetInnerHTML("")
-	gpu := u.el("p", "verdict", WebGPULine(d.WebGPU))
-	if d.WebGPU.Software {
-		gpu.SetAttribute("class", "verdict software")
+	u.caps.SetTextContent(CapsLine(d))
+	if d.WebGPU.Software || !d.WebGPU.Available {
+		u.caps.SetAttribute("class", "caps software")
 	}
+	u.devices.SetInnerHTML("")
 	u.devices.AppendChild(u.el("h3", "", "WebGPU"))
-	u.devices.AppendChild(gpu)
-	u.devices.AppendChild(u.table([]string{"feature or limit", "value"}, factRows(WebGPUFacts(d.WebGPU))))
+	u.devices.AppendChild(u.el("p", "verdict", WebGPULine(d.WebGPU)))
+	u.devices.AppendChild(u.scroll(u.table([]string{"feature or limit", "value"}, factRows(WebGPUFacts(d.WebGPU)))))
 	u.devices.AppendChild(u.el("h3", "", "WebNN"))
 	u.devices.AppendChild(u.el("p", "verdict", WebNNLine(d.WebNN)))
 	if d.WebNN.Available {
-		u.devices.AppendChild(u.table([]string{"op", "accepts"}, summaryRows(d.WebNN.Summary)))
+		u.devices.AppendChild(u.scroll(u.table([]string{"op", "accepts"}, summaryRows(d.WebNN.Summary))))
 	}
 	u.devices.AppendChild(u.el("h3", "", "CPU"))
 	u.devices.AppendChild(u.el("p", "verdict", fmt.Sprintf("Go %s, GOMAXPROCS %d (the wasm module runs on one thread)", d.CPU.GoVersion, d.CPU.GOMAXPROCS)))
@@ -155,6 +199,9 @@ func (u *ui) probe() {
 	u.softw = d.WebGPU.Software
 	u.mu.Unlock()
 }
+
+// scroll wraps a wide table so that it scrolls inside its card instead of widening the page.
+func (u *ui) scroll(e dom.Element) dom.Element { return u.el("div", "scroll", "", e) }
 
 func factRows(fs []Fact) [][]string {
 	rows := make([][]string, len(fs))
@@ -191,7 +238,11 @@ func (u *ui) listModels() {
 		}
 	}
 	for _, n := range names {
-		u.model.AppendChild(u.option(n, n))
+		o := u.option(n, n)
+		if n == "use-lite" { // the real model is the first thing to try
+			o.SetAttribute("selected", "")
+		}
+		u.model.AppendChild(o)
 	}
 }
 
@@ -202,18 +253,23 @@ func pageURL(rel string) string {
 
 func (u *ui) drop(why string) {
 	u.mu.Lock()
-	m := u.m
-	u.m = nil
+	m, ref := u.m, u.ref
+	u.m, u.ref = nil, nil
 	u.mu.Unlock()
+	if ref != nil {
+		ref.Release()
+	}
 	if m != nil {
 		m.Release()
 		u.status.SetTextContent("Model " + why + ": its weights and backend are freed.")
 	}
 	u.release.SetDisabled(true)
+	u.measure.SetDisabled(true)
+	u.try.SetAttribute("hidden", "")
 }
 
-// run loads the chosen model and measures it; it runs on its own goroutine.
-func (u *ui) run() {
+// lock runs f unless another button's work is running; the buttons stay disabled meanwhile.
+func (u *ui) lock(f func()) {
 	u.mu.Lock()
 	if u.busy {
 		u.mu.Unlock()
@@ -222,37 +278,43 @@ func (u *ui) run() {
 	u.busy = true
 	u.mu.Unlock()
 	u.load.SetDisabled(true)
+	u.embed.SetDisabled(true)
 	defer func() {
 		u.mu.Lock()
 		u.busy = false
 		u.mu.Unlock()
 		u.load.SetDisabled(false)
+		u.embed.SetDisabled(false)
 	}()
+	f()
+}
+
+// run loads the chosen model; it runs on its own goroutine.
+func (u *ui) run() { u.lock(u.loadModel) }
+
+func (u *ui) loadModel() {
 	u.drop("replaced")
-	u.memory.SetInnerHTML("")
-	u.layers.SetInnerHTML("")
-	u.notes.SetInnerHTML("")
+	for _, e := range []dom.Element{u.memory, u.errPic, u.planPic, u.layers, u.layerPic, u.notes, u.sim} {
+		e.SetInnerHTML("")
+	}
 	u.loadLine.SetTextContent("")
-	name, backend, format := value(u.model), value(u.backend), value(u.format)
+	u.agreement.SetTextContent("")
+	u.status.SetAttribute("class", "status")
+	name, backend, prec := value(u.model), value(u.backend), value(u.format)
 	useCache := u.cache.Checked()
-	rows := 1
-	fmt.Sscan(value(u.rows), &rows)
-	rows = max(1, min(rows, 64))
 	if name == "" {
 		u.fail("no model to load: the server lists none")
 		return
 	}
-	u.status.SetTextContent(fmt.Sprintf("Loading %s on %s as %s…", name, backend, format))
+	opt := engine.Options{Backend: backend, Format: prec, Cache: &useCache, OnProgress: u.progress}
+	if p, ok := strings.CutPrefix(prec, "policy:"); ok {
+		opt.Format, opt.Policy = "", p
+	}
+	// A reload from the cache receives no bytes: start from an empty bar, not the last load's.
+	u.bar.SetValue(0)
+	u.status.SetTextContent(fmt.Sprintf("Loading %s on %s as %s…", name, backend, prec))
 	ctx := context.Background()
-	m, err := engine.Load(ctx, pageURL("models/"+name+"/"), engine.Options{
-		Backend: backend, Format: format, Cache: &useCache,
-		OnProgress: func(p engine.Progress) {
-			if p.BytesTotal > 0 {
-				u.bar.SetValue(float64(p.BytesReceived) / float64(p.BytesTotal))
-			}
-			u.progressText.SetTextContent(ProgressLine(p))
-		},
-	})
+	m, err := engine.Load(ctx, pageURL("models/"+name+"/"), opt)
 	if err != nil {
 		u.fail(err.Error())
 		return
@@ -262,22 +324,76 @@ func (u *ui) run() {
 		u.fail(err.Error())
 		return
 	}
+	u.bar.SetValue(1)
 	u.mu.Lock()
-	u.m = m
+	u.m, u.name, u.prec = m, name, prec
 	soft := u.softw
 	u.mu.Unlock()
 	u.release.SetDisabled(false)
+	u.measure.SetDisabled(false)
 	u.loadLine.SetTextContent(LoadLine(m.Progress(), m.Cached))
 	for _, n := range m.Notes() {
 		u.notes.AppendChild(u.el("li", "", n))
 	}
-	u.showMemory(m.Memory())
-	u.status.SetTextContent(fmt.Sprintf("Loaded on %s. Measuring every weight matrix (m = %d) against a float32 reference streamed from the same file…", m.Backend.Name(), rows))
 	if m.Backend.Name() == "webgpu" && soft {
-		u.notes.AppendChild(u.el("li", "software", "WebGPU runs on a software adapter here: the latencies below are a CPU emulation of a GPU."))
+		u.notes.AppendChild(u.el("li", "software", "WebGPU runs on a software adapter here: latencies are a CPU emulation of a GPU."))
 	}
+	mem := m.Memory()
+	record(u.memBy, name, prec, float64(mem.ResidentBytes))
+	u.showMemory(name, mem)
+	if p := m.Plan(); p != nil && len(p.Tensors) > 0 {
+		u.planPic.SetInnerHTML(PlanSVG("plan-svg", p) + `<p class="small">One cell per tensor in file order; hover a cell for its name, format and the planner's reason.</p>`)
+	}
+	u.status.SetTextContent(fmt.Sprintf("Loaded %s on %s (%s).", name, m.Backend.Name(), m.Arch()))
+	if m.Arch() == engine.ArchUSELite {
+		u.try.RemoveAttribute("hidden")
+		u.showErrors(name)
+		return
+	}
+	if m.Arch() == "" { // weights only: the per-layer matmul is all there is to see
+		u.measureModel(m)
+	}
+}
+
+// progress draws a load's progress. The bar follows bytes on a download and tensors on a read
+// from the cache (which receives no bytes), and ends full.
+func (u *ui) progress(p engine.Progress) {
+	switch {
+	case p.Done && p.Error == "":
+		u.bar.SetValue(1)
+	case p.CacheHits == 0 && p.BytesTotal > 0:
+		u.bar.SetValue(float64(p.BytesReceived) / float64(p.BytesTotal))
+	case p.TensorsTotal > 0:
+		u.bar.SetValue(float64(p.TensorsReady) / float64(p.TensorsTotal))
+	}
+	u.progressText.SetTextContent(ProgressLine(p))
+}
+
+func record(by map[string]map[string]float64, model, prec string, v float64) {
+	if by[model] == nil {
+		by[model] = map[string]float64{}
+	}
+	by[model][prec] = v
+}
+
+func (u *ui) measureLayers() {
+	u.lock(func() {
+		u.mu.Lock()
+		m := u.m
+		u.mu.Unlock()
+		if m != nil {
+			u.measureModel(m)
+		}
+	})
+}
+
+func (u *ui) measureModel(m *engine.Model) {
+	u.layers.SetInnerHTML("")
+	u.layerPic.SetInnerHTML("")
+	u.status.SetTextContent(fmt.Sprintf("Measuring every weight matrix on %s against a float32 reference streamed from the same file…", m.Backend.Name()))
 	tbody := u.layerTable()
-	res, err := m.Measure(ctx, engine.MeasureOptions{M: rows, Runs: 5, OnLayer: func(r engine.LayerResult) {
+	ctx := context.Background()
+	res, err := m.Measure(ctx, engine.MeasureOptions{M: 1, Runs: 5, OnLayer: func(r engine.LayerResult) {
 		tbody.AppendChild(u.row(layerCells(r), r.Error != ""))
 	}})
 	if err != nil {
@@ -288,7 +404,82 @@ func (u *ui) run() {
 	for _, r := range res {
 		total += r.MedianMS
 	}
+	u.layerPic.SetInnerHTML(BarsSVG("layer-error", "relative RMS error per weight matrix (vs float32)", LayerErrorBars(res)))
 	u.status.SetTextContent(fmt.Sprintf("Measured %d layers on %s: %.2f ms for one pass over all of them (sum of medians).", len(res), m.Backend.Name(), total))
+}
+
+// compare embeds the sentences with the loaded model and with the float32 reference, and
+// draws both similarity matrices.
+func (u *ui) compare() {
+	u.lock(func() {
+		u.mu.Lock()
+		m, ref, name, prec := u.m, u.ref, u.name, u.prec
+		u.mu.Unlock()
+		if m == nil || m.Arch() != engine.ArchUSELite {
+			u.fail("load USE-lite first")
+			return
+		}
+		texts := Sentences(value(u.sentences), 8)
+		if len(texts) < 2 {
+			u.fail("type at least two sentences, one a line")
+			return
+		}
+		u.status.SetAttribute("class", "status")
+		ctx := context.Background()
+		if ref == nil {
+			u.status.SetTextContent("Loading USE-lite in float32 on the CPU reference, to compare against…")
+			no := false
+			r, err := engine.Load(ctx, pageURL("models/"+name+"/"), engine.Options{Backend: "cpu", Format: "f32", Cache: &no})
+			if err == nil {
+				err = r.Wait(ctx)
+			}
+			if err != nil {
+				u.fail("the float32 reference: " + err.Error())
+				return
+			}
+			ref = r
+			u.mu.Lock()
+			u.ref = r
+			u.mu.Unlock()
+		}
+		u.status.SetTextContent(fmt.Sprintf("Embedding %d sentences…", len(texts)))
+		t0 := time.Now()
+		got, err := m.Embed(ctx, texts)
+		took := time.Since(t0)
+		if err != nil {
+			u.fail(err.Error())
+			return
+		}
+		want, err := ref.Embed(ctx, texts)
+		if err != nil {
+			u.fail("the float32 reference: " + err.Error())
+			return
+		}
+		mean, worst, diff := Agreement(want, got)
+		record(u.errBy, name, prec, 1-mean)
+		list := u.el("ol", "sentences", "")
+		for _, t := range texts {
+			list.AppendChild(u.el("li", "", t))
+		}
+		u.sim.SetInnerHTML(HeatmapSVG("sim-f32", "float32 (cpu)", Similarity(want)) +
+			HeatmapSVG("sim-chosen", prec+" ("+m.Backend.Name()+")", Similarity(got)))
+		u.sim.AppendChild(list)
+		u.agreement.SetTextContent(fmt.Sprintf("Cosine between the float32 and %s embeddings: mean %.6f, worst %.6f; similarities differ by at most %.4f. Embedding took %.0f ms on %s.",
+			prec, mean, worst, diff, float64(took)/float64(time.Millisecond), m.Backend.Name()))
+		u.status.SetTextContent(fmt.Sprintf("Compared %d sentences.", len(texts)))
+		u.showErrors(name)
+	})
+}
+
+// showErrors draws the error of every precision of this model compared in this page so far.
+func (u *ui) showErrors(name string) {
+	bars := PrecisionBars(u.errBy[name], func(v float64) string { return fmt.Sprintf("%.2e", v) })
+	if len(bars) == 0 {
+		u.errPic.SetInnerHTML(`<p class="small">Compare sentences to add this precision's error to the picture.</p>`)
+		return
+	}
+	u.errPic.SetInnerHTML(BarsSVG("error-svg", "1 − cosine to float32 embeddings, by precision", bars) +
+		`<p class="small">Each precision you load and compare adds a bar (same sentences: fair only if you keep them).</p>`)
 }
 
 func (u *ui) fail(msg string) {
@@ -296,17 +487,15 @@ func (u *ui) fail(msg string) {
 	u.status.SetAttribute("class", "status error")
 }
 
-func (u *ui) showMemory(mem engine.Memory) {
-	u.status.SetAttribute("class", "status")
-	u.memory.SetInnerHTML("")
-	u.memory.AppendChild(u.table([]string{"", "float32", "held", "reduction"}, [][]string{
-		{"all tensors", Bytes(mem.F32Bytes), Bytes(mem.ResidentBytes), fmt.Sprintf("%.1f %%", mem.ReductionPct)},
-		{"weight matrices", Bytes(mem.LayerF32Bytes), Bytes(mem.LayerBytes), fmt.Sprintf("%.1f %%", pct(mem.LayerBytes, mem.LayerF32Bytes))},
-	}))
-	extra := fmt.Sprintf("Peak in-flight while loading: %s.", Bytes(mem.PeakHeldBytes))
+func (u *ui) showMemory(name string, mem engine.Memory) {
+	bars := append([]Bar{{Label: "float32", Value: float64(mem.F32Bytes), Text: Bytes(mem.F32Bytes), Class: "ref"}},
+		PrecisionBars(u.memBy[name], func(v float64) string { return Bytes(int64(v)) })...)
+	extra := fmt.Sprintf("Now held: %s of %s at float32 (%.1f %% less); weight matrices %s of %s. Peak in-flight while loading: %s.",
+		Bytes(mem.ResidentBytes), Bytes(mem.F32Bytes), mem.ReductionPct, Bytes(mem.LayerBytes), Bytes(mem.LayerF32Bytes), Bytes(mem.PeakHeldBytes))
 	if mem.WasmMemory > 0 {
 		extra += fmt.Sprintf(" WebAssembly linear memory now: %s.", Bytes(mem.WasmMemory))
 	}
+	u.memory.SetInnerHTML(BarsSVG("memory-svg", "memory held, by precision loaded in this page", bars))
 	u.memory.AppendChild(u.el("p", "small", extra+" “Held” is what the backend reports for its weights: GPU rows padded to 16 bytes, WebNN constants counted once per copy."))
 }
 
@@ -319,6 +508,7 @@ func pct(part, whole int64) float64 {
 
 func (u *ui) layerTable() dom.Element {
 	t := u.table([]string{"layer", "N×K", "format", "held", "median ms", "min ms", "MB/s", "rel RMS", "cosine"}, nil)
+	t.SetAttribute("class", "layers")
 	u.layers.AppendChild(t)
 	u.layers.AppendChild(u.el("p", "small", "Latency: nibble's MatMul end to end (activations in, dispatch, result read back), one warm-up then 5 runs, timed with the page clock (performance.now: coarse, often 0.1 ms). MB/s: weight bytes held ÷ median. Error: the backend's product against x·Wᵀ with the file's float32 weights, accumulated in float64."))
 	return t.QuerySelector("tbody")
@@ -326,13 +516,13 @@ func (u *ui) layerTable() dom.Element {
 
 func layerCells(r engine.LayerResult) []string {
 	if r.Error != "" {
-		return []string{ShortName(r.Name, 64), fmt.Sprintf("%d×%d", r.N, r.K), r.Format, Bytes(r.Bytes), "", "", "", "error", r.Error}
+		return []string{r.Name, fmt.Sprintf("%d×%d", r.N, r.K), r.Format, Bytes(r.Bytes), "", "", "", "error", r.Error}
 	}
 	gbs := 0.0
 	if r.MedianMS > 0 {
 		gbs = float64(r.Bytes) / (r.MedianMS * 1e3)
 	}
-	return []string{ShortName(r.Name, 64), fmt.Sprintf("%d×%d", r.N, r.K), r.Format, Bytes(r.Bytes),
+	return []string{r.Name, fmt.Sprintf("%d×%d", r.N, r.K), r.Format, Bytes(r.Bytes),
 		fmt.Sprintf("%.3f", r.MedianMS), fmt.Sprintf("%.3f", r.MinMS), fmt.Sprintf("%.1f", gbs),
 		fmt.Sprintf("%.2e", r.RelRMS), fmt.Sprintf("%.6f", r.Cosine)}
 }
