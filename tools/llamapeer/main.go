@@ -1,0 +1,207 @@
+//go:build !(js && wasm)
+
+// Command llamapeer runs nibble's Llama decoder (each backend) and wllama (npm @wllama/wllama,
+// llama.cpp compiled to wasm) side by side in one headless Chromium on the same GGUF file, and
+// prints prefill and decode tokens/s for each.
+//
+//	go run ./tools/llamapeer [-shape llama-1b -layers 2 -format gguf-q4_0 -tokens 8]
+//
+// It writes the file with tools/mkmodel, builds page/ for js/wasm, serves index.html, the wasm,
+// wasm_exec.js, the model and wllama's esm/ folder (cross-origin isolated, so wllama may use
+// threads), and drives tools/browser/bin/headless_shell with chromedp: one page, nibble's
+// backends in turn, then wllama with 1 thread and with every core.
+package main
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	cdpruntime "github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+//go:embed index.html
+var indexHTML []byte
+
+// prompt is page/main_js.go's Prompt.
+const prompt = "The quick brown fox jumps over the lazy dog, and the model"
+
+type result struct {
+	Runtime    string  `json:"runtime"`
+	LoadMS     float64 `json:"loadMs"`
+	PrefillN   int     `json:"prefillN"`
+	PrefillMS  float64 `json:"prefillMs"`
+	DecodeN    int     `json:"decodeN"`
+	DecodeMS   float64 `json:"decodeMs"`
+	KVPerToken int64   `json:"kvBytesPerToken"`
+	WasmMiB    float64 `json:"wasmMiB"`
+	Text       string  `json:"text"`
+	Error      string  `json:"error"`
+	Layers     int     `json:"layers"`
+	Isolated   bool    `json:"isolated"`
+}
+
+func main() {
+	shape := flag.String("shape", "llama-1b", "mkmodel -shape")
+	layers := flag.Int("layers", 2, "layers of the shape's")
+	ff := flag.String("format", "gguf-q4_0", "mkmodel -format")
+	tokens := flag.Int("tokens", 8, "greedy tokens decoded")
+	backends := flag.String("backends", "webgpu,cpu", "nibble backends, in this order")
+	flag.Parse()
+	log.SetFlags(0)
+	if err := run(*shape, *layers, *ff, *tokens, strings.Split(*backends, ",")); err != nil {
+		log.Fatal("llamapeer: ", err)
+	}
+}
+
+func run(shape string, layers int, ff string, tokens int, backends []string) error {
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	launcher := filepath.Join(root, "tools/browser/bin/headless_shell")
+	wl := filepath.Join(root, "node_modules/@wllama/wllama/esm")
+	for _, p := range []string{launcher, wl} {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("%s is missing: run make deps from the repository root", p)
+		}
+	}
+	tmp, err := os.MkdirTemp("", "llamapeer-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	model := filepath.Join(tmp, "model.gguf")
+	if out, err := exec.Command("go", "run", "./tools/mkmodel", "-llm", "-shape", shape, "-layers", fmt.Sprint(layers), "-format", ff, "-seed", "1", "-o", model).CombinedOutput(); err != nil {
+		return fmt.Errorf("mkmodel: %v\n%s", err, out)
+	}
+	wasm := filepath.Join(tmp, "nibble.wasm")
+	build := exec.Command("go", "build", "-o", wasm, "./tools/llamapeer/page")
+	build.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build page: %v\n%s", err, out)
+	}
+	goroot, _ := exec.Command("go", "env", "GOROOT").Output()
+	fi, _ := os.Stat(model)
+	log.Printf("%s %s, %d layers: %.1f MiB", shape, ff, layers, float64(fi.Size())/(1<<20))
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(indexHTML)
+	})
+	mux.HandleFunc("/wasm_exec.js", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, filepath.Join(strings.TrimSpace(string(goroot)), "lib/wasm/wasm_exec.js"))
+	})
+	mux.HandleFunc("/nibble.wasm", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, wasm) })
+	mux.HandleFunc("/model.gguf", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, model) })
+	mux.Handle("/wllama/esm/", http.StripPrefix("/wllama/esm/", http.FileServer(http.Dir(wl))))
+	isolated := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// wllama's threads need SharedArrayBuffer, which only a cross-origin isolated page has.
+		w.Header().Set("Cross-Origin-Opener-Policy", "same-origin")
+		w.Header().Set("Cross-Origin-Embedder-Policy", "require-corp")
+		w.Header().Set("Cross-Origin-Resource-Policy", "same-origin")
+		mux.ServeHTTP(w, r)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: isolated}
+	go srv.Serve(ln)
+	defer srv.Close()
+	base := "http://" + ln.Addr().String()
+
+	ctx, cancel := chromedp.NewExecAllocator(context.Background(), chromedp.ExecPath(launcher))
+	defer cancel()
+	ctx, cancel = chromedp.NewContext(ctx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	if err := chromedp.Do(ctx); err != nil {
+		return fmt.Errorf("starting %s: %w", launcher, err)
+	}
+	err = chromedp.Listen(ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *cdpruntime.EventExceptionThrown:
+			d := ev.ExceptionDetails
+			desc := d.Text
+			if d.Exception != nil {
+				desc += " " + d.Exception.Description
+			}
+			log.Printf("page exception at %s:%d: %s", d.URL, d.LineNumber, desc)
+		case *cdpruntime.EventConsoleAPICalled:
+			if ev.Type != cdpruntime.ConsoleAPICalledTypeError && ev.Type != cdpruntime.ConsoleAPICalledTypeWarning {
+				return
+			}
+			var parts []string
+			for _, a := range ev.Args {
+				parts = append(parts, strings.Trim(string(a.Value), `"`)+a.Description)
+			}
+			log.Printf("console.%s: %s", ev.Type, strings.Join(parts, " "))
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
+		return err
+	}
+	eval := func(script string) (result, error) {
+		var r result
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](script, chromedp.EvalAwaitPromise))
+		if err == nil {
+			err = json.Unmarshal([]byte(s), &r)
+		}
+		return r, err
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`new Promise((ok, fail) => { let n = 0; const t = setInterval(() => {
+		if (window.nibbleRun && window.runWllama) { clearInterval(t); ok(true); }
+		else if (++n > 1200) { clearInterval(t); fail(new Error("the page did not start in 60 s: nibbleRun " + !!window.nibbleRun + ", runWllama " + !!window.runWllama)); } }, 50); })`, chromedp.EvalAwaitPromise)); err != nil {
+		return err
+	}
+	log.Printf("page ready")
+	var rs []result
+	for _, be := range backends {
+		r, err := eval(fmt.Sprintf("nibbleRun(%q, %d)", be, tokens))
+		if err != nil {
+			return err
+		}
+		log.Printf("%+v", r)
+		rs = append(rs, r)
+	}
+	for _, th := range []int{1, runtime.NumCPU()} {
+		r, err := eval(fmt.Sprintf("runWllama(%q, %d, %d)", prompt, tokens, th))
+		if err != nil {
+			r.Runtime, r.Error = fmt.Sprintf("wllama (%d threads)", th), err.Error()
+		}
+		log.Printf("%+v", r)
+		rs = append(rs, r)
+		if runtime.NumCPU() == 1 {
+			break
+		}
+	}
+	fmt.Printf("\n%s %s, %d layers, prompt %d tokens, %d greedy tokens; headless Chromium, %d cores\n\n", shape, ff, layers, rs[0].PrefillN, tokens, runtime.NumCPU())
+	fmt.Println("| runtime | load s | prefill tok/s | decode tok/s | text |")
+	fmt.Println("|---|---:|---:|---:|---|")
+	for _, r := range rs {
+		if r.Error != "" {
+			fmt.Printf("| %s | failed: %s | | | |\n", r.Runtime, r.Error)
+			continue
+		}
+		fmt.Printf("| %s | %.1f | %.2f | %.2f | %q |\n", r.Runtime, r.LoadMS/1000, float64(r.PrefillN)/(r.PrefillMS/1000), float64(r.DecodeN)/(r.DecodeMS/1000), r.Text)
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+//go:build js && wasm
+
+// Command page is nibble's half of tools/llamapeer: it exposes nibbleRun(backend, tokens) to the
+// page, which loads /model.gguf onto that backend through wasm/model/llama and times a prefill
+// of the prompt and greedy decode steps, as wllama is timed beside it.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"runtime"
+	"slices"
+	"syscall/js"
+	"time"
+
+	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/backend/cpu"
+	"github.com/nibble-ml/nibble/wasm/backend/gpu"
+	"github.com/nibble-ml/nibble/wasm/backend/nn"
+	"github.com/nibble-ml/nibble/wasm/model/llama"
+)
+
+// Prompt is the text both runtimes prefill.
+const Prompt = "The quick brown fox jumps over the lazy dog, and the model"
+
+type result struct {
+	Runtime    string  `json:"runtime"`
+	LoadMS     float64 `json:"loadMs"`
+	PrefillN   int     `json:"prefillN"`
+	PrefillMS  float64 `json:"prefillMs"`
+	DecodeN    int     `json:"decodeN"`
+	DecodeMS   float64 `json:"decodeMs"`
+	KVPerToken int64   `json:"kvBytesPerToken"`
+	WasmMiB    float64 `json:"wasmMiB"`
+	Text       string  `json:"text"`
+	Error      string  `json:"error,omitempty"`
+	Layers     int     `json:"layers"`
+}
+
+func run(be string, tokens int) (r result) {
+	r.Runtime = "nibble-" + be
+	fail := func(err error) result { r.Error = err.Error(); return r }
+	var b interface {
+		llama.Backend
+		backend.Backend
+	}
+	var err error
+	switch be {
+	case "cpu":
+		b = cpu.New()
+	case "webgpu":
+		var g *gpu.Backend
+		g, err = gpu.New(gpu.Options{Timeout: 5 * time.Minute})
+		b = g
+		if err == nil {
+			defer g.Close()
+		}
+	case "webnn":
+		var n *nn.Backend
+		n, err = nn.New(nn.Options{})
+		b = n
+		if err == nil {
+			defer n.Close()
+		}
+	default:
+		err = fmt.Errorf("backend %q", be)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	t0 := time.Now()
+	resp, err := http.Get("/model.gguf")
+	if err != nil {
+		return fail(err)
+	}
+	f, err := llama.ReadGGUF(resp.Body, b)
+	resp.Body.Close()
+	if err != nil {
+		return fail(err)
+	}
+	defer f.Release()
+	r.LoadMS = ms(time.Since(t0))
+	r.Layers = f.Config.Layers
+	m, err := llama.New(f.Config, b, f.Weights, llama.Options{Context: 256})
+	if err != nil {
+		return fail(err)
+	}
+	defer m.Release()
+	r.KVPerToken = m.KVBytesPerToken()
+	ids := append([]int32{f.Tokenizer.BOS}, f.Tokenizer.Encode(Prompt, false)...)
+	ctx := context.Background()
+	// One untimed prefill compiles the programs of both shapes' buckets, as wllama's warm-up
+	// does its graph allocation; the timed runs start from an empty cache.
+	if _, err := m.Forward(ctx, ids, false); err != nil {
+		return fail(err)
+	}
+	if _, err := m.Forward(ctx, ids[:1], false); err != nil {
+		return fail(err)
+	}
+	m.Reset()
+	t0 = time.Now()
+	lg, err := m.Forward(ctx, ids, false)
+	if err != nil {
+		return fail(err)
+	}
+	r.PrefillN, r.PrefillMS = len(ids), ms(time.Since(t0))
+	var out []int32
+	t0 = time.Now()
+	for range tokens {
+		id := int32(slices.Index(lg[0], slices.Max(lg[0])))
+		out = append(out, id)
+		if lg, err = m.Forward(ctx, []int32{id}, false); err != nil {
+			return fail(err)
+		}
+	}
+	r.DecodeN, r.DecodeMS = tokens, ms(time.Since(t0))
+	r.Text = f.Tokenizer.Decode(out)
+	var st runtime.MemStats
+	runtime.ReadMemStats(&st)
+	r.WasmMiB = float64(st.Sys) / (1 << 20)
+	return r
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func main() {
+	promise := js.Global().Get("Promise")
+	js.Global().Set("nibbleRun", js.FuncOf(func(_ js.Value, args []js.Value) any {
+		be, n := args[0].String(), args[1].Int()
+		var exec js.Func
+		exec = js.FuncOf(func(_ js.Value, pa []js.Value) any {
+			exec.Release()
+			go func() {
+				b, _ := json.Marshal(run(be, n))
+				pa[0].Invoke(string(b))
+			}()
+			return nil
+		})
+		return promise.New(exec)
+	}))
+	js.Global().Call("postMessage", "nibble-ready", "*")
+	select {}
+}
