@@ -473,12 +473,12 @@ func checkLayout(t *testing.T, ctx context.Context) {
 		}
 		var png []byte
 		if err == nil {
-			png, err = chromedp.Run(ctx, chromedp.FullScreenshot(80))
+			png, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		}
 		if err != nil {
 			t.Fatalf("layout at %d px: %v", w, err)
 		}
-		f := filepath.Join(dir, fmt.Sprintf("demo-%d.jpg", w))
+		f := filepath.Join(dir, fmt.Sprintf("demo-%d.png", w))
 		if err := os.WriteFile(f, png, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -154,7 +154,8 @@ func PlanSVG(id string, p *plan.Plan) string {
 	count := map[int]int{}
 	var s strings.Builder
 	fmt.Fprintf(&s, `<svg id="%s" class="plan" viewBox="0 0 %d %d" role="img" aria-label="precision plan, one cell per tensor, colour = bits">`, id, w, h)
-	fmt.Fprintf(&s, `<text x="0" y="14" class="t">plan %q: %d tensors, %s of %s</text>`, p.Policy, n, Bytes(p.Bytes), Bytes(p.F32Bytes))
+	// Short enough for the picture's width; the float32 size is in the memory picture.
+	fmt.Fprintf(&s, `<text x="0" y="14" class="t">plan %q: %d tensors, %s</text>`, p.Policy, n, Bytes(p.Bytes))
 	for i, c := range p.Tensors {
 		bits := c.Format.Bits
 		count[bits]++

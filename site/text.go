@@ -199,9 +199,9 @@ func PrecisionBars(by map[string]float64, text func(float64) string) []Bar {
 	return bars
 }
 
-// LayerErrorBars draws each measured weight matrix's relative RMS error, labelled by the tail
-// of its name after the last distinct path part, with the full name in the bar's text kept short
-// by numbering: two layers never share a label.
+// LayerErrorBars draws each measured weight matrix's relative RMS error. Labels are numbered
+// (the table's row order) before the name's tail, so two layers whose tails match never share
+// a label; the table beside it has the full names.
 func LayerErrorBars(res []engine.LayerResult) []Bar {
 	bars := make([]Bar, 0, len(res))
 	for i, r := range res {
