@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 export PATH := $(CURDIR)/tools/browser/bin:$(CURDIR)/.cache/bin:/usr/local/go/bin:$(PATH)
 
-.PHONY: run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-embed-js bench-embed test-worker test-worker-e2e stress-worker bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big fuzz-stream build serve vet gpu-prep test-quanttest weights test-llama test-llama-browser llama-big-browser llama-golden package test-package package-sizes test-webkit
+.PHONY: run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-embed-js bench-embed test-worker test-worker-e2e stress-worker bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big fuzz-stream build serve vet gpu-prep test-quanttest weights test-llama test-llama-browser llama-big-browser bench-llama llama-golden package test-package package-sizes test-webkit
 
 deps:
 	@bash tools/browser/install.sh
@@ -183,6 +183,11 @@ LAYERS ?= 2
 BACKENDS ?= cpu,webgpu,webnn
 llama-big-browser: deps
 	NIBBLE_LLAMA_BIG=$(LAYERS) NIBBLE_LLAMA_BIG_BACKENDS=$(BACKENDS) bash wasm/model/llama/testdata/browser.sh -run TestBrowserBig -v -test.timeout 20m
+
+# nibble's decoder (each backend) beside wllama (llama.cpp in wasm) in one headless Chromium on
+# the same GGUF: prefill and decode tokens/s (tools/llamapeer; flags: -shape -layers -backends).
+bench-llama: deps
+	go run ./tools/llamapeer -shape llama-1b -layers 2 -backends webgpu
 
 # Regenerates wasm/model/llama/testdata/llamacpp.json with llama.cpp itself (minutes on 2 cores).
 llama-golden: deps
