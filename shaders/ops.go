@@ -15,16 +15,17 @@ import (
 type OpFamily uint8
 
 const (
-	OpUnary   OpFamily = iota // y = f(x) per element
-	OpBinary                  // broadcast a∘b, and the in-place bias add of Linear
-	OpNorm                    // one workgroup per row: layer norm, RMS norm, L2 normalize
-	OpSoftmax                 // one workgroup per row, optional broadcast mask
-	OpMatMul                  // batched a·b or a·bᵀ of two activations
-	OpCopy                    // strided copy: transpose, slice, concat, Linear's zero-padded x
-	OpGather                  // rows of a table by int32 ids (weight chunks or an f32 value)
-	OpPool                    // masked mean over T
-	OpRoPE                    // rotary position embedding
-	OpState                   // a graph.State's write at a run-time row and its read as f32
+	OpUnary      OpFamily = iota // y = f(x) per element
+	OpBinary                     // broadcast a∘b, and the in-place bias add of Linear
+	OpNorm                       // one workgroup per row: layer norm, RMS norm, L2 normalize
+	OpSoftmax                    // one workgroup per row, optional broadcast mask
+	OpMatMul                     // batched a·b or a·bᵀ of two activations
+	OpCopy                       // strided copy: transpose, slice, concat, Linear's zero-padded x
+	OpGather                     // rows of a table by int32 ids (weight chunks or an f32 value)
+	OpPool                       // masked mean over T
+	OpRoPE                       // rotary position embedding
+	OpStateWrite                 // rows into a graph.State at a run-time row, in its storage format
+	OpStateRead                  // a graph.State's first rows as f32
 	numOpFamilies
 )
 
@@ -32,16 +33,17 @@ var opFamilies = [numOpFamilies]struct {
 	name     string
 	variants []string
 }{
-	OpUnary:   {"unary", []string{"relu", "gelu", "silu", "tanh", "scale"}},
-	OpBinary:  {"binary", []string{"add", "sub", "mul", "div", "bias"}},
-	OpNorm:    {"norm", []string{"layernorm", "rmsnorm", "l2"}},
-	OpSoftmax: {"softmax", []string{"plain", "masked"}},
-	OpMatMul:  {"matmul", []string{"ab", "abt"}},
-	OpCopy:    {"copy", []string{"strided"}},
-	OpGather:  {"gather", []string{"weight", "value"}},
-	OpPool:    {"pool", []string{"mean"}},
-	OpRoPE:    {"rope", []string{"halves", "interleaved"}},
-	OpState:   {"state", []string{"write_f32", "write_f16", "write_int8", "read_f32", "read_f16", "read_int8"}},
+	OpUnary:      {"unary", []string{"relu", "gelu", "silu", "tanh", "scale"}},
+	OpBinary:     {"binary", []string{"add", "sub", "mul", "div", "bias"}},
+	OpNorm:       {"norm", []string{"layernorm", "rmsnorm", "l2"}},
+	OpSoftmax:    {"softmax", []string{"plain", "masked"}},
+	OpMatMul:     {"matmul", []string{"ab", "abt"}},
+	OpCopy:       {"copy", []string{"strided"}},
+	OpGather:     {"gather", []string{"weight", "value"}},
+	OpPool:       {"pool", []string{"mean"}},
+	OpRoPE:       {"rope", []string{"halves", "interleaved"}},
+	OpStateWrite: {"state_write", []string{"f32", "f16", "int8"}},
+	OpStateRead:  {"state_read", []string{"f32", "f16", "int8"}},
 }
 
 func (f OpFamily) String() string {

@@ -144,15 +144,14 @@ func (c *compiler) stateWrite(what string, i int, n *graph.Node) error {
 	case graph.StateInt8:
 		words[0] = uint32(written / s.d)
 	}
-	k := shaders.OpKey{Family: shaders.OpState, Variant: "write_" + storage, WG: elemWG}
+	k := shaders.OpKey{Family: shaders.OpStateWrite, Variant: storage, WG: elemWG}
 	if err := c.dispatch(what+" write", k, words, groupsFor(int(words[0]), elemWG), p.bind(1, n.Inputs[1]), p.bind(2, n.Inputs[2]), whole); err != nil {
 		return err
 	}
 	read := n.Shape.Size()
-	rw := slices.Clone(words)
-	rw[0] = uint32(read)
 	whole.Binding = 1
-	k.Variant = "read_" + storage
+	k.Family = shaders.OpStateRead
+	rw := []uint32{uint32(read), uint32(s.d), uint32(s.scaleAt), uint32(s.wpr)}
 	return c.dispatch(what+" read", k, rw, groupsFor(read, elemWG), whole, p.bind(2, graph.Value(i)))
 }
 

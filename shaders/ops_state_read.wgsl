@@ -1,0 +1,44 @@
+// ops_state_read.wgsl: the read half of a StateWrite: rows [0, keep) of a state as f32, after
+// ops_state_write.wgsl stored the new rows (dispatches of one pass run in order). The state's
+// layout per format is that file's.
+
+struct Params {
+  n: u32,          // elements read
+  d: u32,          // int8: elements per scaled row
+  scale_word: u32, // int8: first word of the scales
+  wpr: u32,        // int8: words per scaled row
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> st: array<u32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = flat_index(gid, nwg);
+  if (t < params.n) {
+    y[t] = load(t);
+  }
+}
+
+#if F32
+fn load(t: u32) -> f32 {
+  return bitcast<f32>(st[t]);
+}
+#endif
+
+#if F16
+fn load(t: u32) -> f32 {
+  return unpack2x16float(st[t / 2u])[t & 1u];
+}
+#endif
+
+#if INT8
+fn load(t: u32) -> f32 {
+  let row = t / params.d;
+  let c = t - row * params.d;
+  let word = st[row * params.wpr + c / 4u];
+  let q = i32(word << (24u - 8u * (c & 3u))) >> 24u; // sign-extends the byte
+  return bitcast<f32>(st[params.scale_word + row]) * f32(q);
+}
+#endif

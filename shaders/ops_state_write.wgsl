@@ -1,0 +1,122 @@
+// ops_state_write.wgsl: the write half of a StateWrite (a graph.State, e.g. a KV cache, kept in a
+// buffer of its own across runs, outside the liveness arena): x's T rows are stored at row pos[0],
+// read from the device so one recorded command buffer serves every position, in the storage
+// format of the variant. ops_state_read.wgsl then returns rows [0, keep) as f32.
+//
+// The state buffer is array<u32> whatever the format:
+//   f32:  one word per element.
+//   f16:  two IEEE halves per word, element 2i in the low half. WGSL's f16 type needs the
+//         shader-f16 feature, which SwiftShader lacks, so halves are packed by hand, rounded to
+//         nearest even as the cpu's float16.Fromfloat32 does (pack2x16float's rounding is left to
+//         the implementation). One invocation per word, so a word half kept is never raced.
+//   int8: each row of D elements (one head of one token) in ceil(D/4) words, four codes a word,
+//         low byte first, so no two invocations share a word; then one f32 scale per row from
+//         word scale_word. scale = max|x|/127, code = round(x/scale) half away from zero (Go's
+//         math.Round), within ±127. One invocation per row.
+// Rows past the end are not written (the host rejects such a run before it is submitted).
+
+struct Params {
+  n: u32,          // invocations
+  row_elems: u32,  // elements of one state row (all axes after the first)
+  d: u32,          // int8: elements per scaled row (the last axis)
+  scale_word: u32, // int8: first word of the scales
+  s_rows: u32,     // rows of the state
+  t_rows: u32,     // rows written
+  wpr: u32,        // int8: words per scaled row
+  _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> pos: array<i32>;
+@group(0) @binding(3) var<storage, read_write> st: array<u32>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = flat_index(gid, nwg);
+  let p = pos[0];
+  if (t >= params.n || p < 0 || u32(p) + params.t_rows > params.s_rows) {
+    return;
+  }
+  store(t, u32(p) * params.row_elems);
+}
+
+#if F32
+fn store(t: u32, a: u32) {
+  st[a + t] = bitcast<u32>(x[t]);
+}
+#endif
+
+#if F16
+fn half_bits(v: f32) -> u32 {
+  let b = bitcast<u32>(clamp(v, -65504.0, 65504.0));
+  let sign = (b >> 16u) & 0x8000u;
+  let e = i32((b >> 23u) & 0xffu) - 112; // f16's biased exponent
+  let m = b & 0x7fffffu;
+  if (e <= 0) {
+    if (e < -10) {
+      return sign;
+    }
+    let full = m | 0x800000u;
+    let shift = u32(14 - e);
+    var h = full >> shift;
+    let rem = full & ((1u << shift) - 1u);
+    let half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (h & 1u) == 1u)) {
+      h += 1u;
+    }
+    return sign | h;
+  }
+  var h = (u32(e) << 10u) | (m >> 13u);
+  let rem = m & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u) == 1u)) {
+    h += 1u; // a carry into the exponent is the correct rounding too
+  }
+  return sign | h;
+}
+
+// t is a word of the written span: the elements a/2 + t covers, those in [a, a+len) replaced.
+fn store(t: u32, a: u32) {
+  let len = params.t_rows * params.row_elems;
+  let w = a / 2u + t;
+  let e0 = 2u * w;
+  if (e0 + 1u < a || e0 >= a + len) {
+    return;
+  }
+  var lo = st[w] & 0xffffu;
+  var hi = st[w] >> 16u;
+  if (e0 >= a) {
+    lo = half_bits(x[e0 - a]);
+  }
+  if (e0 + 1u < a + len) {
+    hi = half_bits(x[e0 + 1u - a]);
+  }
+  st[w] = lo | (hi << 16u);
+}
+#endif
+
+#if INT8
+// t is a scaled row of x.
+fn store(t: u32, a: u32) {
+  let src = t * params.d;
+  let row = a / params.d + t;
+  var amax = 0.0;
+  for (var i = 0u; i < params.d; i++) {
+    amax = max(amax, abs(x[src + i]));
+  }
+  let sc = amax / 127.0;
+  st[params.scale_word + row] = bitcast<u32>(sc);
+  for (var wd = 0u; wd < params.wpr; wd++) {
+    var word = 0u;
+    for (var j = 0u; j < 4u; j++) {
+      let i = wd * 4u + j;
+      if (i < params.d && sc != 0.0) {
+        let v = x[src + i] / sc;
+        let q = clamp(sign(v) * floor(abs(v) + 0.5), -127.0, 127.0);
+        word |= (u32(i32(q)) & 0xffu) << (8u * j);
+      }
+    }
+    st[row * params.wpr + wd] = word;
+  }
+}
+#endif
