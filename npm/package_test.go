@@ -402,7 +402,10 @@ func checkGenerate(t *testing.T, eval evalFunc) {
 		}
 		Streamed []string
 		Iterated []string
-		Broke    struct{ Code string }
+		Broke    struct {
+			Code      string
+			Generated int // tokens of a generation the break did not stop
+		}
 		Arch     string
 		Aborted  struct{ Code string }
 		NotLlama struct{ Code, Message string }
@@ -416,10 +419,13 @@ const pre = new AbortController(); pre.abort();
 const aborted = await failure(m.generate("Hello", {maxTokens: 8, signal: pre.signal}));
 const iterated = [];
 for await (const t of m.generate("Hello", {maxTokens: 8, temperature: 0.8, seed: 7})) iterated.push(t.text);
-const g = m.generate("Hello", {maxTokens: 64});
+// Long enough that the abort from the page lands mid-run (a worker round trip away), and
+// sampled: greedy decoding of this random model can meet the end token within a few tokens.
+const g = m.generate("Hello", {maxTokens: 1000, temperature: 0.8, seed: 7});
 let taken = 0;
 for await (const t of g) if (++taken === 3) break;
 const broke = await failure(g);
+broke.generated = await g.then(r => r.tokens.length, () => -1);
 const arch = m.arch;
 await m.dispose();
 const u = await nb.load("/models/use-lite/", {backend: "cpu"});
@@ -432,7 +438,7 @@ return {a, b, streamed, iterated, broke, arch, aborted, notLlama};`), &res)
 		t.Errorf("generate: %+v", res)
 	}
 	if strings.Join(res.Iterated, "") != res.A.Text || res.Broke.Code != "ABORTED" {
-		t.Errorf("for await over generate: %q (want %q); after break: %q, want ABORTED", strings.Join(res.Iterated, ""), res.A.Text, res.Broke.Code)
+		t.Errorf("for await over generate: %q (want %q); after break: %q (%d tokens generated), want ABORTED", strings.Join(res.Iterated, ""), res.A.Text, res.Broke.Code, res.Broke.Generated)
 	}
 	if res.Aborted.Code != "ABORTED" || res.NotLlama.Code != "UNSUPPORTED_MODEL" {
 		t.Errorf("generate with an aborted signal: %s; on USE-lite: %s", res.Aborted.Code, res.NotLlama.Code)

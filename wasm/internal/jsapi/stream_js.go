@@ -130,15 +130,31 @@ func (s *tokenStream) attach(p js.Value) js.Value {
 	return p
 }
 
+var jsMessageChannel = js.Global().Get("MessageChannel")
+
 // yieldToPage returns to the JS event loop once, between two tokens. Go's wasm runs the
 // generation on the page's (or worker's) only thread and returns to JS only when every
 // goroutine waits, so without this an AbortSignal's abort event, a worker's abort message and
 // the page's own for-await body would all wait for the whole generation. scheduler.yield()
 // (Chromium 129+) resumes ahead of other tasks; elsewhere a setTimeout(0) task, clamped to a
-// few ms, which a token's compute dwarfs.
+// few ms, which a token's compute dwarfs. In a worker, resuming ahead of other tasks is what
+// must not happen: the page's abort is a message already queued there (with scheduler.yield a
+// for-await break in the page stopped nothing: 251 tokens ran on). A MessageChannel message is
+// a task of the same source, queued behind it.
 func yieldToPage() {
 	var p js.Value
-	if s := js.Global().Get("scheduler"); s.Truthy() && s.Get("yield").Type() == js.TypeFunction {
+	if !js.Global().Get("document").Truthy() {
+		ch := jsMessageChannel.New()
+		defer ch.Get("port1").Call("close")
+		var exec js.Func
+		exec = js.FuncOf(func(_ js.Value, args []js.Value) any {
+			exec.Release()
+			ch.Get("port1").Set("onmessage", args[0])
+			ch.Get("port2").Call("postMessage", nil)
+			return nil
+		})
+		p = jsPromise.New(exec)
+	} else if s := js.Global().Get("scheduler"); s.Truthy() && s.Get("yield").Type() == js.TypeFunction {
 		p = s.Call("yield")
 	} else {
 		var exec js.Func
