@@ -30,28 +30,12 @@ import (
 
 	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/nibble-ml/nibble/tools/llamapeer/peer"
 )
 
 //go:embed index.html
 var indexHTML []byte
-
-// prompt is page/main_js.go's Prompt.
-const prompt = "The quick brown fox jumps over the lazy dog, and the model"
-
-type result struct {
-	Runtime    string  `json:"runtime"`
-	LoadMS     float64 `json:"loadMs"`
-	PrefillN   int     `json:"prefillN"`
-	PrefillMS  float64 `json:"prefillMs"`
-	DecodeN    int     `json:"decodeN"`
-	DecodeMS   float64 `json:"decodeMs"`
-	KVPerToken int64   `json:"kvBytesPerToken"`
-	WasmMiB    float64 `json:"wasmMiB"`
-	Text       string  `json:"text"`
-	Error      string  `json:"error"`
-	Layers     int     `json:"layers"`
-	Isolated   bool    `json:"isolated"`
-}
 
 func main() {
 	shape := flag.String("shape", "llama-1b", "mkmodel -shape")
@@ -159,8 +143,8 @@ func run(shape string, layers int, ff string, tokens int, backends []string) err
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
 		return err
 	}
-	eval := func(script string) (result, error) {
-		var r result
+	eval := func(script string) (peer.Result, error) {
+		var r peer.Result
 		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](script, chromedp.EvalAwaitPromise))
 		if err == nil {
 			err = json.Unmarshal([]byte(s), &r)
@@ -173,7 +157,7 @@ func run(shape string, layers int, ff string, tokens int, backends []string) err
 		return err
 	}
 	log.Printf("page ready")
-	var rs []result
+	var rs []peer.Result
 	for _, be := range backends {
 		r, err := eval(fmt.Sprintf("nibbleRun(%q, %d)", be, tokens))
 		if err != nil {
@@ -183,7 +167,7 @@ func run(shape string, layers int, ff string, tokens int, backends []string) err
 		rs = append(rs, r)
 	}
 	for _, th := range []int{1, runtime.NumCPU()} {
-		r, err := eval(fmt.Sprintf("runWllama(%q, %d, %d)", prompt, tokens, th))
+		r, err := eval(fmt.Sprintf("runWllama(%q, %d, %d)", peer.Prompt, tokens, th))
 		if err != nil {
 			r.Runtime, r.Error = fmt.Sprintf("wllama (%d threads)", th), err.Error()
 		}

@@ -15,6 +15,7 @@ import (
 	"syscall/js"
 	"time"
 
+	"github.com/nibble-ml/nibble/tools/llamapeer/peer"
 	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/backend/cpu"
 	"github.com/nibble-ml/nibble/wasm/backend/gpu"
@@ -22,26 +23,9 @@ import (
 	"github.com/nibble-ml/nibble/wasm/model/llama"
 )
 
-// Prompt is the text both runtimes prefill.
-const Prompt = "The quick brown fox jumps over the lazy dog, and the model"
-
-type result struct {
-	Runtime    string  `json:"runtime"`
-	LoadMS     float64 `json:"loadMs"`
-	PrefillN   int     `json:"prefillN"`
-	PrefillMS  float64 `json:"prefillMs"`
-	DecodeN    int     `json:"decodeN"`
-	DecodeMS   float64 `json:"decodeMs"`
-	KVPerToken int64   `json:"kvBytesPerToken"`
-	WasmMiB    float64 `json:"wasmMiB"`
-	Text       string  `json:"text"`
-	Error      string  `json:"error,omitempty"`
-	Layers     int     `json:"layers"`
-}
-
-func run(be string, tokens int) (r result) {
+func run(be string, tokens int) (r peer.Result) {
 	r.Runtime = "nibble-" + be
-	fail := func(err error) result { r.Error = err.Error(); return r }
+	fail := func(err error) peer.Result { r.Error = err.Error(); return r }
 	var b interface {
 		llama.Backend
 		backend.Backend
@@ -89,7 +73,7 @@ func run(be string, tokens int) (r result) {
 	}
 	defer m.Release()
 	r.KVPerToken = m.KVBytesPerToken()
-	ids := append([]int32{f.Tokenizer.BOS}, f.Tokenizer.Encode(Prompt, false)...)
+	ids := append([]int32{f.Tokenizer.BOS}, f.Tokenizer.Encode(peer.Prompt, false)...)
 	ctx := context.Background()
 	// One untimed prefill compiles the programs of both shapes' buckets, as wllama's warm-up
 	// does its graph allocation; the timed runs start from an empty cache.

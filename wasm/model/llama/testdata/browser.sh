@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the llama package's browser tests (browser_js_test.go) in headless Chromium: writes the
-# golden files with tools/mkmodel (golden.sh's arguments) into a temporary directory, with
+# golden files of files.txt with tools/mkmodel (golden.sh's arguments) into a temporary directory, with
 # NIBBLE_LLAMA_BIG=<layers> also a Llama-3.2-1B-shaped Q4_0 file of that many layers, serves
 # them through tools/streamserve at $NIBBLE_STREAM_URL/llama/ and runs tools/browser/test-js.sh
 # with the arguments given (e.g. -run TestBrowserDecoder -v).
@@ -14,13 +14,7 @@ mkdir -p "$tmp/llama"
 go build -o "$tmp/mkmodel" ./tools/mkmodel
 while read -r label shape format; do
   "$tmp/mkmodel" -llm -shape "$shape" -layers 2 -format "$format" -seed 1 -o "$tmp/llama/$label.gguf" 2>/dev/null
-done <<'LIST'
-spm-f32 llama-tiny gguf-f32
-spm-f16 llama-tiny gguf-f16
-spm-q8_0 llama-tiny gguf-q8_0
-spm-q4_0 llama-tiny gguf-q4_0
-bpe-f32 llama-tiny3 gguf-f32
-LIST
+done <"$here/files.txt"
 if [ -n "${NIBBLE_LLAMA_BIG:-}" ]; then
   "$tmp/mkmodel" -llm -shape llama-1b -layers "$NIBBLE_LLAMA_BIG" -format gguf-q4_0 -ctx 2048 -o "$tmp/llama/llama-1b.gguf" 2>/dev/null
   ls -l "$tmp/llama/llama-1b.gguf" >&2
