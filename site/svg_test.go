@@ -52,3 +52,15 @@ func TestBarsAndPlan(t *testing.T) {
 		t.Errorf("plan: %s", svg)
 	}
 }
+
+func TestLatencySVG(t *testing.T) {
+	bars := LatencyBars(map[string]Latency{LatencyKey("cpu", "auto"): {MS: 40, Texts: 4}, LatencyKey("webgpu", "policy:q4<&>"): {MS: 90, Texts: 4}})
+	if len(bars) != 2 || bars[0].Label != "webgpu × policy:q4<&>" || bars[1].Text != "40.0 ms, 4 texts" {
+		t.Fatalf("bars: %+v", bars)
+	}
+	s := LatencySVG("lat", bars)
+	wellFormed(t, s)
+	if !strings.Contains(s, `id="lat"`) || !strings.Contains(s, "cpu × auto") {
+		t.Errorf("latency svg: %s", s)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/nibble-ml/nibble/wasm/engine"
 )
@@ -213,4 +214,65 @@ func LayerErrorBars(res []engine.LayerResult) []Bar {
 		bars = append(bars, Bar{Label: label, Value: r.RelRMS, Text: text})
 	}
 	return bars
+}
+
+// Latency is one Compare's embedding time, as the page measured it.
+type Latency struct {
+	MS    float64
+	Texts int
+}
+
+// LatencyKey names a backend and precision pair in the latency picture.
+func LatencyKey(backend, prec string) string { return backend + " × " + prec }
+
+// LatencyBars turns per backend × precision latencies into bars, slowest first.
+func LatencyBars(by map[string]Latency) []Bar {
+	bars := make([]Bar, 0, len(by))
+	for k, l := range by {
+		bars = append(bars, Bar{Label: k, Value: l.MS, Text: fmt.Sprintf("%.1f ms, %d texts", l.MS, l.Texts)})
+	}
+	sort.Slice(bars, func(i, j int) bool {
+		if bars[i].Value != bars[j].Value {
+			return bars[i].Value > bars[j].Value
+		}
+		return bars[i].Label < bars[j].Label
+	})
+	return bars
+}
+
+// SyntheticLLM reports whether a model the picker names is tools/mkmodel's random decoder.
+func SyntheticLLM(name string) bool { return strings.HasPrefix(name, "llama-tiny") }
+
+// RateLine says how fast a generation ran: tokens, time spent decoding (page updates between
+// tokens excluded) and tokens per second, and when the first token came.
+func RateLine(tokens int, decode, first time.Duration, done bool) string {
+	if tokens == 0 {
+		return "Waiting for the first token…"
+	}
+	rate := 0.0
+	if decode > 0 {
+		rate = float64(tokens) / decode.Seconds()
+	}
+	state := "so far, "
+	if done {
+		state = "in "
+	}
+	return fmt.Sprintf("%d tokens %s%.0f ms: %.1f tokens/s (first token after %.0f ms, prompt included).",
+		tokens, state, float64(decode)/float64(time.Millisecond), rate, float64(first)/float64(time.Millisecond))
+}
+
+// VisibleToken shows a token's control characters (a random decoder emits them) as their
+// Unicode control pictures, keeping newlines and tabs.
+func VisibleToken(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\t':
+			return r
+		case r < 0x20:
+			return 0x2400 + r
+		case r == 0x7f:
+			return 0x2421
+		}
+		return r
+	}, s)
 }

@@ -3,6 +3,7 @@ package site
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nibble-ml/nibble/wasm/engine"
 )
@@ -43,5 +44,20 @@ func TestLoadLine(t *testing.T) {
 		if got := LoadLine(c.p, c.cached); !strings.Contains(got, c.want) {
 			t.Errorf("LoadLine(%+v, %v) = %q, want it to contain %q", c.p, c.cached, got, c.want)
 		}
+	}
+}
+
+func TestRateLineAndTokens(t *testing.T) {
+	if got := RateLine(8, 40*time.Millisecond, 10*time.Millisecond, true); got != "8 tokens in 40 ms: 200.0 tokens/s (first token after 10 ms, prompt included)." {
+		t.Errorf("rate: %q", got)
+	}
+	if got := RateLine(0, 0, 0, false); strings.Contains(got, "tokens/s") {
+		t.Errorf("no tokens yet: %q", got)
+	}
+	if got := VisibleToken("a\x06\nb\x7f"); got != "a\u2406\nb\u2421" {
+		t.Errorf("visible: %q", got)
+	}
+	if !SyntheticLLM("llama-tiny") || SyntheticLLM("use-lite") {
+		t.Error("SyntheticLLM")
 	}
 }

@@ -48,6 +48,11 @@ type ui struct {
 	progressText, memory, layers, hdr dom.Element
 	loadLine, planPic, try, sentences dom.Element
 	sim, agreement, errPic, layerPic  dom.Element
+	// The text-generation panel (a Llama decoder) and the latency picture.
+	gen, genNote, genOut, genRate  dom.Element
+	prompt, maxTokens, temperature dom.Element
+	generate, stop                 *dom.HTMLButtonElement
+	latPic                         dom.Element
 
 	mu    sync.Mutex
 	m     *engine.Model
@@ -59,6 +64,9 @@ type ui struct {
 	// What this page measured per precision of the loaded model, for the pictures: resident
 	// bytes, and 1 − mean cosine to float32 embeddings. Keyed by model then precision.
 	memBy, errBy map[string]map[string]float64
+	// Each Compare's embedding time, keyed by model then backend × precision.
+	latBy     map[string]map[string]Latency
+	genCancel context.CancelFunc // stops the running generation; nil when none runs
 }
 
 // el creates an element with a class and text (either may be empty) and appends children.
@@ -91,6 +99,7 @@ const defaultSentences = "The cat sat on the mat.\nA kitten is resting on a rug.
 func (u *ui) build(root dom.Element) {
 	root.SetInnerHTML("")
 	u.memBy, u.errBy = map[string]map[string]float64{}, map[string]map[string]float64{}
+	u.latBy = map[string]map[string]Latency{}
 	u.hdr = u.el("header", "", "",
 		u.el("h1", "", "nibble"),
 		u.el("p", "tagline", "Quantized neural networks in your browser: a Go WebAssembly bundle streams a model, quantizes it as it arrives, and runs it on WebGPU, WebNN or the CPU. Every figure below is measured in this page."))
@@ -153,10 +162,33 @@ func (u *ui) build(root dom.Element) {
 	u.try.SetAttribute("hidden", "")
 	root.AppendChild(u.try)
 
+	u.prompt = u.withID(u.el("textarea", "", ""), "prompt")
+	u.prompt.SetAttribute("rows", "3")
+	u.prompt.SetAttribute("aria-label", "prompt")
+	u.prompt.Underlying().Set("value", "Once upon a time")
+	u.maxTokens = u.number("max-tokens", "32", "1", "512", "1")
+	u.temperature = u.number("temperature", "0.8", "0", "2", "0.1")
+	u.generate = u.button("generate", "primary", "Generate", u.runGenerate)
+	u.stop = u.button("stop", "", "Stop", u.stopGenerate)
+	u.stop.SetDisabled(true)
+	u.genNote = u.withID(u.el("p", "synthetic", "random weights: for speed, not meaning"), "gen-note")
+	u.genOut = u.withID(u.el("div", "gen-out", ""), "gen-out")
+	u.genRate = u.withID(u.el("p", "small", ""), "gen-rate")
+	u.gen = u.withID(u.el("section", "card", "",
+		u.el("h2", "", "Try it: text generation"),
+		u.genNote,
+		u.el("p", "small", "The loaded decoder continues the prompt one token at a time; each token is shown as it comes."),
+		u.prompt,
+		u.el("div", "controls", "", u.label("max tokens", u.maxTokens), u.label("temperature", u.temperature), u.generate, u.stop),
+		u.genOut, u.genRate), "gen")
+	u.gen.SetAttribute("hidden", "")
+	root.AppendChild(u.gen)
+
 	u.memory = u.withID(u.el("div", "pics", ""), "memory")
 	u.errPic = u.withID(u.el("div", "pics", ""), "error-pic")
+	u.latPic = u.withID(u.el("div", "pics", ""), "latency-pic")
 	u.planPic = u.withID(u.el("div", "", ""), "plan")
-	root.AppendChild(u.el("section", "card", "", u.el("h2", "", "Trade-offs"), u.memory, u.errPic, u.planPic))
+	root.AppendChild(u.el("section", "card", "", u.el("h2", "", "Trade-offs"), u.memory, u.errPic, u.latPic, u.planPic))
 
 	u.measure = u.button("measure", "", "Measure every weight matrix", u.measureLayers)
 	u.measure.SetDisabled(true)
@@ -164,6 +196,17 @@ func (u *ui) build(root dom.Element) {
 	u.layers = u.withID(u.el("div", "scroll", ""), "layers")
 	root.AppendChild(u.el("section", "card", "", u.el("h2", "", "Per-layer matmul"),
 		u.el("div", "controls", "", u.measure), u.layerPic, u.layers))
+}
+
+// number is a numeric input with a default, bounds and a step.
+func (u *ui) number(id, def, lo, hi, step string) dom.Element {
+	e := u.withID(u.el("input", "", ""), id)
+	e.SetAttribute("type", "number")
+	e.SetAttribute("min", lo)
+	e.SetAttribute("max", hi)
+	e.SetAttribute("step", step)
+	e.Underlying().Set("value", def)
+	return e
 }
 
 func (u *ui) option(value, text string) dom.Element {
@@ -253,9 +296,12 @@ func pageURL(rel string) string {
 
 func (u *ui) drop(why string) {
 	u.mu.Lock()
-	m, ref := u.m, u.ref
+	m, ref, stop := u.m, u.ref, u.genCancel
 	u.m, u.ref = nil, nil
 	u.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 	if ref != nil {
 		ref.Release()
 	}
@@ -266,6 +312,7 @@ func (u *ui) drop(why string) {
 	u.release.SetDisabled(true)
 	u.measure.SetDisabled(true)
 	u.try.SetAttribute("hidden", "")
+	u.gen.SetAttribute("hidden", "")
 }
 
 // lock runs f unless another button's work is running; the buttons stay disabled meanwhile.
@@ -279,12 +326,14 @@ func (u *ui) lock(f func()) {
 	u.mu.Unlock()
 	u.load.SetDisabled(true)
 	u.embed.SetDisabled(true)
+	u.generate.SetDisabled(true)
 	defer func() {
 		u.mu.Lock()
 		u.busy = false
 		u.mu.Unlock()
 		u.load.SetDisabled(false)
 		u.embed.SetDisabled(false)
+		u.generate.SetDisabled(false)
 	}()
 	f()
 }
@@ -299,6 +348,8 @@ func (u *ui) loadModel() {
 	}
 	u.loadLine.SetTextContent("")
 	u.agreement.SetTextContent("")
+	u.genOut.SetTextContent("")
+	u.genRate.SetTextContent("")
 	u.status.SetAttribute("class", "status")
 	name, backend, prec := value(u.model), value(u.backend), value(u.format)
 	useCache := u.cache.Checked()
@@ -348,6 +399,15 @@ func (u *ui) loadModel() {
 	if m.Arch() == engine.ArchUSELite {
 		u.try.RemoveAttribute("hidden")
 		u.showErrors(name)
+		return
+	}
+	if m.Arch() == engine.ArchLlama {
+		if SyntheticLLM(name) {
+			u.genNote.RemoveAttribute("hidden")
+		} else {
+			u.genNote.SetAttribute("hidden", "")
+		}
+		u.gen.RemoveAttribute("hidden")
 		return
 	}
 	if m.Arch() == "" { // weights only: the per-layer matmul is all there is to see
@@ -457,6 +517,10 @@ func (u *ui) compare() {
 		}
 		mean, worst, diff := Agreement(want, got)
 		record(u.errBy, name, prec, 1-mean)
+		if u.latBy[name] == nil {
+			u.latBy[name] = map[string]Latency{}
+		}
+		u.latBy[name][LatencyKey(m.Backend.Name(), prec)] = Latency{MS: float64(took) / float64(time.Millisecond), Texts: len(texts)}
 		list := u.el("ol", "sentences", "")
 		for _, t := range texts {
 			list.AppendChild(u.el("li", "", t))
@@ -468,7 +532,96 @@ func (u *ui) compare() {
 			prec, mean, worst, diff, float64(took)/float64(time.Millisecond), m.Backend.Name()))
 		u.status.SetTextContent(fmt.Sprintf("Compared %d sentences.", len(texts)))
 		u.showErrors(name)
+		u.showLatency(name)
 	})
+}
+
+// showLatency draws the embedding time of every backend × precision of this model compared in
+// this page so far (the last Compare of each).
+func (u *ui) showLatency(name string) {
+	bars := LatencyBars(u.latBy[name])
+	if len(bars) == 0 {
+		u.latPic.SetInnerHTML("")
+		return
+	}
+	u.latPic.SetInnerHTML(LatencySVG("latency-svg", bars) +
+		`<p class="small">The loaded model's Embed call for the sentences above, timed with the page clock; the float32 reference is not included. Each backend and precision you load and compare adds a bar; the first call on a backend includes its warm-up.</p>`)
+}
+
+// runGenerate streams the loaded decoder's continuation of the prompt into the page.
+func (u *ui) runGenerate() {
+	u.lock(func() {
+		u.mu.Lock()
+		m := u.m
+		u.mu.Unlock()
+		if m == nil || m.Arch() != engine.ArchLlama {
+			u.fail("load a Llama GGUF model first")
+			return
+		}
+		opt := engine.GenerateOptions{MaxTokens: 32, Temperature: 0.8, Seed: uint64(time.Now().UnixNano())}
+		if _, err := fmt.Sscan(value(u.maxTokens), &opt.MaxTokens); err != nil || opt.MaxTokens < 1 {
+			u.fail("max tokens must be a whole number of at least 1")
+			return
+		}
+		if _, err := fmt.Sscan(value(u.temperature), &opt.Temperature); err != nil || opt.Temperature < 0 {
+			u.fail("temperature must be a number of at least 0")
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		u.mu.Lock()
+		u.genCancel = cancel
+		u.mu.Unlock()
+		defer func() {
+			u.mu.Lock()
+			u.genCancel = nil
+			u.mu.Unlock()
+			u.stop.SetDisabled(true)
+		}()
+		u.stop.SetDisabled(false)
+		u.status.SetAttribute("class", "status")
+		u.status.SetTextContent(fmt.Sprintf("Generating up to %d tokens on %s…", opt.MaxTokens, m.Backend.Name()))
+		prompt := value(u.prompt)
+		u.genOut.SetInnerHTML("")
+		u.genOut.AppendChild(u.el("span", "prompt", prompt))
+		u.genRate.SetTextContent(RateLine(0, 0, 0, false))
+		var n int
+		var paused, first time.Duration
+		t0 := time.Now()
+		err := m.Generate(ctx, prompt, opt, func(tk engine.Token) error {
+			n++
+			if n == 1 {
+				first = time.Since(t0)
+			}
+			u.genOut.AppendChild(u.el("span", "tok", VisibleToken(tk.Text)))
+			u.genOut.SetAttribute("data-tokens", fmt.Sprint(n))
+			u.genRate.SetTextContent(RateLine(n, time.Since(t0)-paused, first, false))
+			// Let the browser draw this token before the next one is computed; the pause is
+			// not decoding time.
+			p0 := time.Now()
+			time.Sleep(time.Millisecond)
+			paused += time.Since(p0)
+			return nil
+		})
+		u.genRate.SetTextContent(RateLine(n, time.Since(t0)-paused, first, true))
+		switch {
+		case err != nil && ctx.Err() != nil:
+			u.status.SetTextContent(fmt.Sprintf("Stopped after %d tokens.", n))
+		case err != nil:
+			u.fail(err.Error())
+		default:
+			u.status.SetTextContent(fmt.Sprintf("Generated %d tokens on %s.", n, m.Backend.Name()))
+		}
+	})
+}
+
+func (u *ui) stopGenerate() {
+	u.mu.Lock()
+	stop := u.genCancel
+	u.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 }
 
 // showErrors draws the error of every precision of this model compared in this page so far.
