@@ -49,7 +49,7 @@ func main() {
 	}
 	h := serve.New(models)
 	if *site != "" {
-		h.Site = http.FileServer(http.Dir(*site))
+		h.Site = newSiteHandler(*site)
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -63,6 +63,10 @@ func main() {
 	}
 	// The line a script waits for: the address with the port actually bound (":0" works).
 	fmt.Printf("serving %s on http://%s/models/\n", *dir, ln.Addr())
+	if *site != "" {
+		// The page's URL, the line `make serve` (tools/serve.sh) and the site's browser test wait for.
+		fmt.Printf("nibble demo: http://%s/\n", ln.Addr())
+	}
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		log.Fatal(err)
 	}
