@@ -262,7 +262,19 @@ func TestBundleInBrowser(t *testing.T) {
     out.gen.spans = document.querySelectorAll("#gen-out span.tok").length;
     out.gen.text = $("gen-out").textContent;
     out.gen.rate = $("gen-rate").textContent;
+    // An error in the page: one line, the whole message in an expandable <details>.
+    $("max-tokens").value = "0";
+    $("generate").click();
+    await new Promise(r => setTimeout(r, 50));
+    await waitStatus();
+    const det = $("status").querySelector("details");
+    out.errorUI = {lines: $("status").querySelectorAll(".error-line").length, line: $("status").querySelector(".error-line")?.textContent || "",
+      summary: det?.querySelector("summary")?.textContent || "", full: det?.querySelector("pre")?.textContent || ""};
   }
+  // Keyboard: every control is focusable and has a name (a label, aria-label or its text).
+  out.unreachable = Array.from(document.querySelectorAll("#nibble-demo :is(button, input, select, textarea, summary)"))
+    .filter(e => e.tabIndex < 0 || !(e.getAttribute("aria-label") || e.closest("label") || (e.labels && e.labels.length) || e.textContent.trim()))
+    .map(e => e.outerHTML.slice(0, 80));
   return out;
 })()`, js(x0), fmtName, rows, rows, cacheFmt, rows, haveUSE, useLayer, js(xUSE), fmtName, haveUSE, haveLLM)
 
@@ -296,6 +308,11 @@ func TestBundleInBrowser(t *testing.T) {
 		}
 		Page      string
 		LayerRows int
+		ErrorUI   *struct {
+			Lines               int
+			Line, Summary, Full string
+		}
+		Unreachable []string
 	}
 	raw, err := chromedp.Run(bctx, chromedp.Evaluate[[]byte](script, chromedp.EvalAwaitPromise))
 	if err != nil {
@@ -402,6 +419,9 @@ func TestBundleInBrowser(t *testing.T) {
 			t.Errorf("page load %d says %q, want %q…", i+1, l.Line, want)
 		}
 	}
+	if len(res.Unreachable) > 0 {
+		t.Errorf("controls a keyboard cannot reach or that have no name: %q", res.Unreachable)
+	}
 	if res.LayerRows != 2 {
 		t.Errorf("the page measured %d layers of the tiny model, want 2", res.LayerRows)
 	}
@@ -410,6 +430,10 @@ func TestBundleInBrowser(t *testing.T) {
 	}
 	if haveLLM {
 		checkGenerate(t, res.Gen)
+		if e := res.ErrorUI; e == nil || e.Lines != 1 || !strings.HasPrefix(e.Line, "Error: ") || strings.Contains(e.Line, "\n") ||
+			e.Summary != "Details" || e.Full == "" || !strings.Contains(e.Line, e.Full[:min(len(e.Full), 20)]) {
+			t.Errorf("an error in the page: %+v; want one line starting 'Error: ' and the full message in <details>", e)
+		}
 	}
 	checkLayout(t, bctx)
 	if n := consoleErrors.Load(); n > 0 {

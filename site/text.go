@@ -276,3 +276,24 @@ func VisibleToken(s string) string {
 		return r
 	}, s)
 }
+
+// errLineMax is how many characters of an error the page's one-line summary keeps.
+const errLineMax = 140
+
+// ErrorLine is the one readable line the page shows for an error: its first line, spaces
+// collapsed, cut at errLineMax characters with an ellipsis. The full text goes in a
+// <details> under it. It also reports whether the line left anything out.
+func ErrorLine(msg string) (line string, cut bool) {
+	msg = strings.TrimSpace(msg)
+	first, rest, multi := strings.Cut(msg, "\n")
+	line = strings.Join(strings.Fields(first), " ")
+	cut = multi && strings.TrimSpace(rest) != ""
+	if r := []rune(line); len(r) > errLineMax {
+		line = strings.TrimRight(string(r[:errLineMax-1]), " :,;") + "…"
+		cut = true
+	}
+	if line == "" {
+		line = "unknown error"
+	}
+	return line, cut
+}

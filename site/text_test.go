@@ -61,3 +61,26 @@ func TestRateLineAndTokens(t *testing.T) {
 		t.Error("SyntheticLLM")
 	}
 }
+
+func TestErrorLine(t *testing.T) {
+	long := strings.Repeat("word ", 60)
+	for _, tc := range []struct {
+		msg, want string
+		cut       bool
+	}{
+		{"load failed", "load failed", false},
+		{"  fetch:\tnetwork   error  ", "fetch: network error", false},
+		{"first line\nstack frame 1\nstack frame 2", "first line", true},
+		{"only line\n\n", "only line", false},
+		{"", "unknown error", false},
+		{long, strings.TrimRight(long[:errLineMax-1], " ") + "…", true},
+	} {
+		got, cut := ErrorLine(tc.msg)
+		if got != tc.want || cut != tc.cut {
+			t.Errorf("ErrorLine(%q) = %q, %v; want %q, %v", tc.msg, got, cut, tc.want, tc.cut)
+		}
+		if strings.Contains(got, "\n") || len([]rune(got)) > errLineMax {
+			t.Errorf("ErrorLine(%q) = %q: not one line of at most %d characters", tc.msg, got, errLineMax)
+		}
+	}
+}

@@ -143,7 +143,8 @@ func (u *ui) build(root dom.Element) {
 	u.bar.SetValue(0)
 	u.progressText = u.withID(u.el("p", "progress-text", "Nothing loaded yet."), "progress-text")
 	u.loadLine = u.withID(u.el("p", "load-line", ""), "load-line")
-	u.status = u.withID(u.el("p", "status", ""), "status")
+	u.status = u.withID(u.el("div", "status", ""), "status")
+	u.status.SetAttribute("role", "status")
 	u.notes = u.withID(u.el("ul", "notes", ""), "notes")
 	root.AppendChild(u.el("section", "card", "", u.el("h2", "", "Loading"), u.bar, u.progressText, u.loadLine, u.status,
 		u.el("details", "", "", u.el("summary", "", "What the load decided"), u.notes)))
@@ -636,7 +637,12 @@ func (u *ui) showErrors(name string) {
 }
 
 func (u *ui) fail(msg string) {
-	u.status.SetTextContent("Error: " + msg)
+	// One readable line; the whole message, however long, in a <details> a keyboard can open.
+	line, _ := ErrorLine(msg)
+	u.status.SetTextContent("")
+	u.status.AppendChild(u.el("span", "error-line", "Error: "+line))
+	full := u.el("pre", "error-full", strings.TrimSpace(msg))
+	u.status.AppendChild(u.el("details", "error-details", "", u.el("summary", "", "Details"), full))
 	u.status.SetAttribute("class", "status error")
 }
 
