@@ -141,18 +141,5 @@ func (k OpKey) Source() (webgpu.ShaderSource, error) {
 			fs = append([]string{"decode.wgsl"}, fs...)
 		}
 	}
-	for _, f := range fs {
-		text, err := files.ReadFile(f)
-		if err != nil {
-			return src, fmt.Errorf("shaders: %w", err)
-		}
-		body, err := Preprocess(string(text), defs)
-		if err != nil {
-			return src, fmt.Errorf("shaders: %s: %w", f, err)
-		}
-		src.Spans = append(src.Spans, webgpu.SourceSpan{File: "shaders/" + f, Start: len(lines) + 1, Lines: len(body)})
-		lines = append(lines, body...)
-	}
-	src.Code = strings.Join(lines, "\n") + "\n"
-	return src, nil
+	return assemble(src, lines, fs, defs)
 }

@@ -263,6 +263,12 @@ func (k Key) Source() (webgpu.ShaderSource, error) {
 	if k.Kernel.IsGEMV() {
 		parts = []string{"decode.wgsl", "gemv_reduce.wgsl", k.Kernel.file()}
 	}
+	return assemble(src, lines, parts, defs)
+}
+
+// assemble appends the preprocessed files to the header lines and records where each file's
+// lines start, so a compile error maps back to the file and line it came from.
+func assemble(src webgpu.ShaderSource, lines, parts []string, defs map[string]bool) (webgpu.ShaderSource, error) {
 	for _, f := range parts {
 		text, err := files.ReadFile(f)
 		if err != nil {
