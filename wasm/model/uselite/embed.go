@@ -53,18 +53,28 @@ type Batch struct {
 
 // Tokenize tokenizes texts and pads them into a bucket. Tokens past Config.MaxLength are
 // dropped, as the model's own ClipToMaxLength does.
-func (e *Encoder) Tokenize(texts []string) Batch {
+func (e *Encoder) Tokenize(texts []string) Batch { return e.pad(e.encode(texts)) }
+
+// encode tokenizes each text, clipped to Config.MaxLength.
+func (e *Encoder) encode(texts []string) [][]int32 {
 	ids := make([][]int32, len(texts))
-	longest := 1
 	for i, s := range texts {
 		t := e.Tokenizer.Encode(s)
 		if len(t) > e.Config.MaxLength {
 			t = t[:e.Config.MaxLength]
 		}
 		ids[i] = t
+	}
+	return ids
+}
+
+// pad lays token lists out in a bucket, −1 and mask 0 past each list's end.
+func (e *Encoder) pad(ids [][]int32) Batch {
+	longest := 1
+	for _, t := range ids {
 		longest = max(longest, len(t))
 	}
-	b := Batch{B: bucket(BatchBuckets, len(texts)), T: bucket(LengthBuckets, longest), Count: len(texts)}
+	b := Batch{B: bucket(BatchBuckets, len(ids)), T: bucket(LengthBuckets, longest), Count: len(ids)}
 	if b.T < longest { // MaxLength above the last bucket
 		b.T = longest
 	}
@@ -114,26 +124,27 @@ func (e *Encoder) run(ctx context.Context, texts []string, st *staging) ([][]flo
 	}
 	// Each pass takes sentences of one length bucket, so one long text does not pad every other
 	// sentence of the list to its length (the cost grows with B·T).
+	ids := e.encode(texts)
 	order := make([]int, len(texts))
-	lengths := make([]int, len(texts))
-	for i, s := range texts {
-		order[i], lengths[i] = i, len(e.Tokenizer.Encode(s))
+	for i := range order {
+		order[i] = i
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return lengths[a] - lengths[b] })
+	slices.SortStableFunc(order, func(a, b int) int { return len(ids[a]) - len(ids[b]) })
+	lengthBucket := func(i int) int { return bucket(LengthBuckets, max(1, len(ids[i]))) }
 	out := make([][]float32, len(texts))
 	for lo := 0; lo < len(order); {
 		// A pass ends at MaxBatch sentences or where the length bucket changes.
 		hi := lo + 1
-		for hi < len(order) && hi-lo < MaxBatch && bucket(LengthBuckets, max(1, lengths[order[hi]])) == bucket(LengthBuckets, max(1, lengths[order[lo]])) {
+		for hi < len(order) && hi-lo < MaxBatch && lengthBucket(order[hi]) == lengthBucket(order[lo]) {
 			hi++
 		}
 		idx := order[lo:hi]
 		lo = hi
-		part := make([]string, len(idx))
+		part := make([][]int32, len(idx))
 		for j, i := range idx {
-			part[j] = texts[i]
+			part[j] = ids[i]
 		}
-		b := e.Tokenize(part)
+		b := e.pad(part)
 		var emb []float32
 		var err error
 		if st != nil {
@@ -189,7 +200,8 @@ func (e *Encoder) runStaged(ctx context.Context, b Batch, st *staging) ([]float3
 		return nil, err
 	}
 	progs := e.staged[key]
-	ids, mask := e.inputs(b)[0], e.inputs(b)[1]
+	batchIn := e.inputs(b)
+	ids, mask := batchIn[0], batchIn[1]
 	var x graph.Tensor
 	for i, s := range stages {
 		if err := st.wait(ctx, s.Weights...); err != nil {
