@@ -14,7 +14,7 @@ func TestBuildAndPrint(t *testing.T) {
 	h := g.Linear("proj", emb, g.Weight("w", 6, 8), g.Weight("b", 6))
 	h = g.LayerNorm("ln", h, g.Weight("gamma", 6), g.Weight("beta", 6), 1e-6)
 	q := g.Transpose("heads", g.Reshape("split", h, 2, 5, 2, 3), 0, 2, 1, 3) // [2,2,5,3]
-	s := g.MatMul("scores", q, q, true)                                     // [2,2,5,5]
+	s := g.MatMul("scores", q, q, true)                                      // [2,2,5,5]
 	p := g.Softmax("probs", s, g.Reshape("keymask", mask, 2, 1, 1, 5))
 	o := g.MatMul("attend", p, q, false)
 	o = g.Reshape("merge", g.Transpose("unheads", o, 0, 2, 1, 3), 2, 5, 6)
@@ -45,9 +45,9 @@ func TestBuildAndPrint(t *testing.T) {
 
 func TestShapeErrorsAtBuildTime(t *testing.T) {
 	cases := []struct {
-		name string
+		name  string
 		build func(g *Graph)
-		want string
+		want  string
 	}{
 		{"linear K", func(g *Graph) { g.Linear("fc", g.Input("x", Float32, 3, 7), g.Weight("w", 4, 8), None) }, "K must match"},
 		{"linear bias", func(g *Graph) { g.Linear("fc", g.Input("x", Float32, 3, 8), g.Weight("w", 4, 8), g.Weight("b", 5)) }, "want [4]"},
@@ -60,7 +60,9 @@ func TestShapeErrorsAtBuildTime(t *testing.T) {
 		{"gather ids", func(g *Graph) { g.Gather("e", g.Weight("t", 4, 2), g.Input("ids", Float32, 3)) }, "want i32"},
 		{"concat", func(g *Graph) { g.Concat("c", 1, g.Input("a", Float32, 2, 3), g.Input("b", Float32, 3, 3)) }, "dimension 0"},
 		{"softmax mask", func(g *Graph) { g.Softmax("s", g.Input("a", Float32, 2, 3), g.Input("m", Float32, 3, 3)) }, "does not broadcast"},
-		{"layernorm gamma", func(g *Graph) { g.LayerNorm("ln", g.Input("a", Float32, 2, 3), g.Weight("g", 4), g.Weight("b", 3), 1e-5) }, "want [3]"},
+		{"layernorm gamma", func(g *Graph) {
+			g.LayerNorm("ln", g.Input("a", Float32, 2, 3), g.Weight("g", 4), g.Weight("b", 3), 1e-5)
+		}, "want [3]"},
 		{"rope odd", func(g *Graph) { g.RoPE("r", g.Input("x", Float32, 1, 2, 2, 3), g.Input("p", Int32, 2), 1e4, false) }, "Dh even"},
 		{"meanpool", func(g *Graph) { g.MeanPool("p", g.Input("x", Float32, 2, 3, 4), g.Input("m", Float32, 2, 4)) }, "want x [B, T, D]"},
 		{"zero dim", func(g *Graph) { g.Input("x", Float32, 2, 0) }, "must be positive"},

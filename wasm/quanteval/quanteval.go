@@ -33,12 +33,12 @@ type Job struct {
 	// Prompt.
 	// PromptTokens is Prompt's length in tokens as the model's tokenizer encodes it (BOS
 	// included), counted natively: the engine does not say, and prefill speed needs it.
-	Prompt       string `json:"prompt,omitempty"`
-	Tokens       int    `json:"tokens,omitempty"`
-	PromptTokens int    `json:"promptTokens,omitempty"`
-	Runs    int      `json:"runs"`    // timed single-text runs after one warm-up
-	Texts   []string `json:"texts"`   // the accuracy set (embeddings); Texts[0] is the timed text
-	Compare []string `json:"compare"` // peers: "tfjs"
+	Prompt       string   `json:"prompt,omitempty"`
+	Tokens       int      `json:"tokens,omitempty"`
+	PromptTokens int      `json:"promptTokens,omitempty"`
+	Runs         int      `json:"runs"`    // timed single-text runs after one warm-up
+	Texts        []string `json:"texts"`   // the accuracy set (embeddings); Texts[0] is the timed text
+	Compare      []string `json:"compare"` // peers: "tfjs"
 	// Need is what each format needs, read natively from the model's headers before the browser
 	// starts; the page refuses a configuration that does not fit before loading a byte.
 	Need map[string]Need `json:"need"`
@@ -94,9 +94,9 @@ type Result struct {
 	Policy        string  `json:"policy,omitempty"`
 	PlanPolicy    string  `json:"planPolicy,omitempty"`
 	PredictedLoss float64 `json:"predictedLoss,omitempty"`
-	Bits        int    `json:"bits"`
-	GroupSize   int    `json:"groupSize"` // 0: per channel or not quantized
-	Scheme      string `json:"scheme"`    // "sym", "asym", "" for floats
+	Bits          int     `json:"bits"`
+	GroupSize     int     `json:"groupSize"` // 0: per channel or not quantized
+	Scheme        string  `json:"scheme"`    // "sym", "asym", "" for floats
 
 	F32Bytes     int64   `json:"f32Bytes"`     // every tensor as float32
 	WeightBytes  int64   `json:"weightBytes"`  // what the backend holds (Weight.Bytes summed)

@@ -276,7 +276,6 @@ func TestHostileReaders(t *testing.T) {
 	}
 }
 
-
 // TestUnknownSizeIdentical: with no size to vouch for its bytes, a tensor's buffers grow with the
 // rows that arrive (several doublings here) and the result is byte-identical to the whole-tensor
 // reference, through resumes too; the pending memory accounting ends at zero.

@@ -48,7 +48,9 @@ func GraphCases(rng *rand.Rand, supports func(quant.Format) bool) []GraphCase {
 		cs = append(cs, GraphCase{Name: name, Graph: g, Weights: ws.t, Inputs: inputs})
 	}
 	normal := func(shape ...int) func(rng *rand.Rand) graph.Tensor {
-		return func(rng *rand.Rand) graph.Tensor { return graph.F32Tensor(randn(rng, graph.Shape(shape).Size()), shape...) }
+		return func(rng *rand.Rand) graph.Tensor {
+			return graph.F32Tensor(randn(rng, graph.Shape(shape).Size()), shape...)
+		}
 	}
 	ins := func(fs ...func(rng *rand.Rand) graph.Tensor) func(rng *rand.Rand) []graph.Tensor {
 		return func(rng *rand.Rand) []graph.Tensor {

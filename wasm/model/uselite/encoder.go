@@ -53,8 +53,8 @@ const (
 
 // LayerNames are the tensors of transformer layer i.
 type LayerNames struct {
-	LN1Scale, LN1Bias, QKV, QKVBias, Out, OutBias string
-	Adjust, AdjustBias                              string // "" when the layer keeps its width
+	LN1Scale, LN1Bias, QKV, QKVBias, Out, OutBias     string
+	Adjust, AdjustBias                                string // in the file only where the layer widens
 	LN2Scale, LN2Bias, FFN1, FFN1Bias, FFN2, FFN2Bias string
 	QScale, HeadDim                                   string
 }
