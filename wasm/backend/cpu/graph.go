@@ -193,12 +193,13 @@ func (p *program) eval(n *graph.Node, vals []value) (value, error) {
 		}
 		softmax(out, arg(0), n.Shape, mask, ms)
 	case graph.OpTranspose:
-		transpose(out, arg(0), vals[n.Inputs[0]].i, shape(0), n.Attr.Perm)
-		if vals[n.Inputs[0]].i != nil {
+		if xi := vals[n.Inputs[0]].i; xi != nil {
 			iout := make([]int32, len(out))
-			transposeI(iout, vals[n.Inputs[0]].i, shape(0), n.Attr.Perm)
+			permute(len(xi), shape(0), n.Attr.Perm, func(dst, src int) { iout[dst] = xi[src] })
 			return value{i: iout}, nil
 		}
+		x := arg(0)
+		permute(len(x), shape(0), n.Attr.Perm, func(dst, src int) { out[dst] = x[src] })
 	case graph.OpReshape:
 		return vals[n.Inputs[0]], nil // same row-major elements; values are never written in place
 	case graph.OpSlice:
@@ -366,17 +367,6 @@ func softmax(out, x []float32, xs graph.Shape, mask []float32, ms graph.Shape) {
 			idx[d] = 0
 		}
 	}
-}
-
-func transpose(out, x []float32, xi []int32, xs graph.Shape, perm []int) {
-	if x == nil {
-		return
-	}
-	permute(len(x), xs, perm, func(dst, src int) { out[dst] = x[src] })
-}
-
-func transposeI(out, x []int32, xs graph.Shape, perm []int) {
-	permute(len(x), xs, perm, func(dst, src int) { out[dst] = x[src] })
 }
 
 // permute calls move(dst, src) for every element of a transpose of xs by perm.
