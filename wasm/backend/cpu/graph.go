@@ -119,9 +119,6 @@ func (p *program) eval(n *graph.Node, vals []value) (value, error) {
 	case graph.OpStateWrite:
 		f, err := stateWrite(p.states[g.Nodes[n.Inputs[0]].Attr.Name], n, arg(1), vals[n.Inputs[2]].i)
 		return value{f: f}, err
-	}
-	out := make([]float32, n.Shape.Size())
-	switch n.Op {
 	case graph.OpConst:
 		return value{f: n.Attr.Data}, nil
 	case graph.OpWeight:
@@ -130,6 +127,17 @@ func (p *program) eval(n *graph.Node, vals []value) (value, error) {
 			return value{}, nil // read only by Gather and Linear, which use the packed rows
 		}
 		return value{f: p.denseWeight(n.Attr.Name)}, nil
+	case graph.OpReshape:
+		return vals[n.Inputs[0]], nil // same row-major elements; values are never written in place
+	case graph.OpSlice:
+		return sliceValue(vals[n.Inputs[0]], shape(0), n.Attr.Axis, n.Attr.Start, n.Attr.End), nil
+	case graph.OpConcat:
+		return concatValues(g, n, vals), nil
+	}
+	// The ops below write a fresh float32 result; the ones above return a value they made or
+	// share, so they need no buffer.
+	out := make([]float32, n.Shape.Size())
+	switch n.Op {
 	case graph.OpGather:
 		ids := vals[n.Inputs[1]].i
 		tn := &g.Nodes[n.Inputs[0]]
@@ -200,12 +208,6 @@ func (p *program) eval(n *graph.Node, vals []value) (value, error) {
 		}
 		x := arg(0)
 		permute(len(x), shape(0), n.Attr.Perm, func(dst, src int) { out[dst] = x[src] })
-	case graph.OpReshape:
-		return vals[n.Inputs[0]], nil // same row-major elements; values are never written in place
-	case graph.OpSlice:
-		return sliceValue(vals[n.Inputs[0]], shape(0), n.Attr.Axis, n.Attr.Start, n.Attr.End), nil
-	case graph.OpConcat:
-		return concatValues(g, n, vals), nil
 	case graph.OpMeanPool:
 		meanPool(out, arg(0), arg(1), shape(0))
 	case graph.OpL2Normalize:
