@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -344,7 +345,7 @@ func RunGraphs(t *testing.T, b backend.Backend, opt GraphOptions) {
 	rng := rand.New(rand.NewPCG(seed, 0x6772617068))
 	ref := cpu.New()
 	for _, c := range GraphCases(rng, opt.Supports) {
-		if opt.Only != "" && !contains(c.Name, opt.Only) {
+		if opt.Only != "" && !strings.Contains(c.Name, opt.Only) {
 			continue
 		}
 		t.Run(c.Name, func(t *testing.T) {
@@ -353,18 +354,9 @@ func RunGraphs(t *testing.T, b backend.Backend, opt GraphOptions) {
 			}
 		})
 	}
-	if opt.Only == "" || contains("state/", opt.Only) {
+	if opt.Only == "" || strings.Contains("state/", opt.Only) {
 		t.Run("states", func(t *testing.T) { RunStates(t, b, opt) })
 	}
-}
-
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
 }
 
 // CheckGraph compiles c on b and on ref, runs both twice on fresh inputs and compares.
