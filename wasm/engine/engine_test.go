@@ -26,6 +26,7 @@ import (
 	"github.com/nibble-ml/nibble/tools/worker/store"
 	"github.com/nibble-ml/nibble/wasm/format"
 	"github.com/nibble-ml/nibble/wasm/quant"
+	"github.com/nibble-ml/nibble/wasm/quanteval"
 	"github.com/nibble-ml/nibble/wasm/stream"
 )
 
@@ -472,7 +473,7 @@ func TestEmbedUSELite(t *testing.T) {
 	}
 	for i, c := range golden.Cases {
 		for _, got := range [][]float32{early[i], whole[i]} {
-			if d := 1 - cosineF(got, c.Embedding); d > 1e-5 {
+			if d := 1 - quanteval.Cosine(got, c.Embedding); d > 1e-5 {
 				t.Errorf("%q: cosine distance to TF.js %.3g", c.Text, d)
 			}
 		}
@@ -488,14 +489,4 @@ func TestEmbedUSELite(t *testing.T) {
 	if _, err := m.Embed(ctx, nil); !errors.Is(err, ErrBadArgument) {
 		t.Errorf("empty list: %v", err)
 	}
-}
-
-func cosineF(a, b []float32) float64 {
-	var ab, aa, bb float64
-	for i := range a {
-		ab += float64(a[i]) * float64(b[i])
-		aa += float64(a[i]) * float64(a[i])
-		bb += float64(b[i]) * float64(b[i])
-	}
-	return ab / math.Sqrt(aa*bb)
 }
