@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"flag"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/nibble-ml/nibble/wasm/backend/cpu"
 	"github.com/nibble-ml/nibble/wasm/format"
 	"github.com/nibble-ml/nibble/wasm/quant"
+	"github.com/nibble-ml/nibble/wasm/quanteval"
 )
 
 var loadQuantOptions quant.Options
@@ -210,16 +210,6 @@ func equalIDs(a, b []int32) bool {
 	return true
 }
 
-func cosine(a, b []float32) float64 {
-	var ab, aa, bb float64
-	for i := range a {
-		ab += float64(a[i]) * float64(b[i])
-		aa += float64(a[i]) * float64(a[i])
-		bb += float64(b[i]) * float64(b[i])
-	}
-	return ab / math.Sqrt(aa*bb)
-}
-
 // TestMatchesTFJS: nibble's fp32 encoder on the cpu against TF.js's own output for the same
 // model file and ids (testdata/embeddings_tfjs.json, written by gen/embed.mjs under node), one
 // sentence at a time and as one padded batch.
@@ -244,7 +234,7 @@ func TestMatchesTFJS(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, got := range [][]float32{one[0], batch[i]} {
-			d := 1 - cosine(got, g.Embedding)
+			d := 1 - quanteval.Cosine(got, g.Embedding)
 			worst = max(worst, d)
 			if d > 1e-5 {
 				t.Errorf("%q: cosine distance to TF.js %.3g > 1e-5", short(g.Text), d)
@@ -280,7 +270,7 @@ func TestStagedEqualsWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range whole {
-		if d := 1 - cosine(whole[i], staged[i]); d > 1e-6 {
+		if d := 1 - quanteval.Cosine(whole[i], staged[i]); d > 1e-6 {
 			t.Errorf("%q: staged differs from whole (cosine distance %.3g)", texts[i], d)
 		}
 	}
@@ -320,7 +310,7 @@ func TestQuantizedQuality(t *testing.T) {
 		}
 		worst := 1.0
 		for i := range got {
-			cs := cosine(got[i], want[i])
+			cs := quanteval.Cosine(got[i], want[i])
 			worst = min(worst, cs)
 			if cs < c.min {
 				t.Errorf("%s %q: cosine to fp32 %.5f < %.3f", c.f, short(texts[i]), cs, c.min)
