@@ -56,8 +56,6 @@ func tfjsEmbeddings(t *testing.T, ctx context.Context, model, vendor, backend st
 	return want, tok
 }
 
-func cosine64(a, b []float32) float64 { return quanteval.Cosine(a, b) }
-
 // TestBrowserEmbedMatchesTFJS: nibble's fp32 embeddings on every backend against TF.js running
 // the same model.json in the same page: cosine distance ≤ 1e-5 for every sentence.
 func TestBrowserEmbedMatchesTFJS(t *testing.T) {
@@ -89,7 +87,7 @@ func TestBrowserEmbedMatchesTFJS(t *testing.T) {
 			}
 			worst := 0.0
 			for i := range texts {
-				d := 1 - cosine64(got[i], want[i])
+				d := 1 - quanteval.Cosine(got[i], want[i])
 				worst = max(worst, d)
 				if d > 1e-5 || math.IsNaN(d) {
 					t.Errorf("%q: cosine distance to TF.js %.3g > 1e-5", texts[i], d)
@@ -164,7 +162,7 @@ func TestBrowserEmbedTable(t *testing.T) {
 			}
 			lo, mean := 1.0, 0.0
 			for i := range got {
-				c := cosine64(got[i], ref[i])
+				c := quanteval.Cosine(got[i], ref[i])
 				lo, mean = min(lo, c), mean+c/float64(len(got))
 			}
 			kept := slices.Equal(neighbours(got), refNN)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nibble-ml/nibble/wasm/model/uselite"
+	"github.com/nibble-ml/nibble/wasm/quanteval"
 )
 
 // goldenCPUBound is the cosine distance to TF.js's committed embeddings the cpu path must stay
@@ -96,7 +97,7 @@ func TestBrowserEmbedGoldenCPU(t *testing.T) {
 	worst := 0.0
 	h := sha256.New()
 	for i, c := range golden.Cases {
-		dist := 1 - cosine64(got[i], c.Embedding)
+		dist := 1 - quanteval.Cosine(got[i], c.Embedding)
 		worst = max(worst, dist)
 		if dist > goldenCPUBound || math.IsNaN(dist) {
 			t.Errorf("%q: cosine distance to TF.js %.3g > %g", c.Text, dist, goldenCPUBound)

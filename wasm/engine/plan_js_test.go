@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nibble-ml/nibble/wasm/quanteval"
 )
 
 // TestBrowserPolicyTable prints the README's precision-plan table (NIBBLE_PLAN_TABLE=1; make
@@ -61,7 +63,7 @@ func TestBrowserPolicyTable(t *testing.T) {
 			}
 			lo, mean := 1.0, 0.0
 			for i := range got {
-				c := cosine64(got[i], ref[i])
+				c := quanteval.Cosine(got[i], ref[i])
 				lo, mean = min(lo, c), mean+c/float64(len(got))
 			}
 			var ms []float64
