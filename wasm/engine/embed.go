@@ -67,6 +67,15 @@ func (a *useLite) wrap(plan stream.Plan, up stream.Uploader) (stream.Plan, strea
 	return streamPlan, &arrangeUploader{a: a, plan: plan, up: up}
 }
 
+// heldLayout adapts a load outside Model (a reference, a native copy) so its tensors come out
+// in the layout a loaded model holds them: the architecture's wrap where one is recognised.
+func heldLayout(spec *Spec, plan stream.Plan, up stream.Uploader) (stream.Plan, stream.Uploader) {
+	if a := detectArch(spec); a != nil {
+		return a.wrap(plan, up)
+	}
+	return plan, up
+}
+
 type arrangeUploader struct {
 	a    *useLite
 	plan stream.Plan // for the arranged shape

@@ -22,10 +22,7 @@ func Quantized(ctx context.Context, url, formatName string) (map[string]*quant.T
 		return nil, err
 	}
 	k := &keeper{out: map[string]*quant.Tensor{}}
-	var up stream.Uploader = k
-	if a := detectArch(spec); a != nil {
-		plan, up = a.wrap(plan, k) // the layout a loaded model holds (transposed kernels)
-	}
+	plan, up := heldLayout(spec, plan, k)
 	l := stream.Start(ctx, up, stream.Options{Plan: plan, Reader: spec.Reader}, spec.Sources...)
 	if _, err := l.Result(ctx); err != nil {
 		return nil, err

@@ -155,12 +155,8 @@ func median(sorted []float64) float64 {
 // xs, quant.MatMul(xs[name], m, W) (float64 accumulation). Each tensor is dropped once multiplied.
 func Reference(ctx context.Context, spec *Spec, xs map[string][]float32, m int) (map[string][]float32, error) {
 	ref := &refUploader{xs: xs, m: m, out: map[string][]float32{}}
-	f32 := func(*format.TensorInfo) quant.Format { return stream.F32 }
-	var up stream.Uploader = ref
-	if a := detectArch(spec); a != nil {
-		_, up = a.wrap(f32, ref) // the same layout the model holds (transposed kernels)
-	}
-	l := stream.Start(ctx, up, stream.Options{Plan: f32, Reader: spec.Reader}, spec.Sources...)
+	plan, up := heldLayout(spec, func(*format.TensorInfo) quant.Format { return stream.F32 }, ref)
+	l := stream.Start(ctx, up, stream.Options{Plan: plan, Reader: spec.Reader}, spec.Sources...)
 	defer l.Release()
 	if _, err := l.Result(ctx); err != nil {
 		return nil, err
