@@ -42,7 +42,7 @@ test-js:
 # wasm/stream.coalescing), USE-lite's embeddings against TF.js's golden, the demo page without
 # console errors.
 test-webkit:
-	bash tools/browser/test-webkit.sh ./wasm/internal/jsutil
+	bash tools/browser/test-webkit.sh ./wasm/jsutil
 	go run ./tools/streamserve -big 32 -small 0 -- bash tools/browser/test-webkit.sh ./wasm/stream -v -run 'BrowserBig$$'
 	NIBBLE_EXPECT_CPU_ONLY=1 go run ./tools/streamserve -big 0 -small 0 -- bash tools/browser/test-webkit.sh ./wasm/engine -run TestBrowserEmbedGoldenCPU -v
 	NIBBLE_WEBKIT=1 go test ./site -run TestDemoInWebKit -v
@@ -50,7 +50,7 @@ test-webkit:
 # Firefox ESR (WebGPU on lavapipe, with shader-f16): the f16 paths run for real here.
 test-firefox:
 	bash tools/browser/test-firefox.sh ./wasm/internal/smoke -run WebGPU
-	bash tools/browser/test-firefox.sh ./wasm/internal/jsutil
+	bash tools/browser/test-firefox.sh ./wasm/jsutil
 	# lavapipe compiles the unrolled GEMM variants slowly (this step took 413 s of a 10m43s
 	# make test on the 2-core machine): go test's default 10-minute limit is too close.
 	bash tools/browser/test-firefox.sh ./wasm/backend/gpu -nibble.f16=on -run 'TestConformance$$|TestAdapter' -timeout=30m

@@ -9,15 +9,13 @@ import (
 	"syscall/js"
 	"time"
 
-	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/jsutil"
 )
 
 // Looked up once, like fetch's.
 var (
 	jsReadableStream = js.Global().Get("ReadableStream")
 	jsResponse       = js.Global().Get("Response")
-	jsPromise        = js.Global().Get("Promise")
-	jsError          = js.Global().Get("Error")
 )
 
 // cacheChunk is the size of the pieces Put hands the browser: big enough that the per-chunk
@@ -108,7 +106,7 @@ func (c *browserCache) Put(key string, r io.Reader) error {
 	// settles once it has read the next chunk.
 	pull := js.FuncOf(func(_ js.Value, args []js.Value) any {
 		ctrl := args[0]
-		p := jsPromise.New(executor)
+		p := jsutil.PromiseClass.New(executor)
 		res := resolve
 		go func() {
 			defer res.Invoke()
@@ -125,7 +123,7 @@ func (c *browserCache) Put(key string, r io.Reader) error {
 				ctrl.Call("close")
 			case err != nil:
 				done = true
-				ctrl.Call("error", jsError.New(err.Error()))
+				ctrl.Call("error", jsutil.NewError(err.Error()))
 			}
 		}()
 		return p

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/nibble-ml/nibble/wasm/errs"
-	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/jsutil"
 )
 
 // Looked up once: every open and every chunk would otherwise walk the global object.

@@ -7,7 +7,7 @@ import (
 	"sort"
 	"syscall/js"
 
-	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/jsutil"
 )
 
 // Adapter is GPUAdapter. https://www.w3.org/TR/webgpu/#gpuadapter

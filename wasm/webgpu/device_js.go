@@ -9,7 +9,7 @@ import (
 	"syscall/js"
 	"time"
 
-	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/jsutil"
 )
 
 // Device is GPUDevice. https://www.w3.org/TR/webgpu/#gpudevice
@@ -39,7 +39,7 @@ func newDevice(v js.Value, label string) *Device {
 	d := &Device{v: v, label: label, Timeout: DefaultTimeout}
 	d.queue = &Queue{v: v.Get("queue"), d: d}
 	d.onLost = js.FuncOf(func(_ js.Value, args []js.Value) any {
-		info := arg0(args)
+		info := jsutil.Arg0(args)
 		reason, msg := "unknown", ""
 		if info.Truthy() {
 			reason, msg = info.Get("reason").String(), info.Get("message").String()
@@ -48,13 +48,13 @@ func newDevice(v js.Value, label string) *Device {
 		d.mu.Lock()
 		d.lost = err
 		d.mu.Unlock()
-		return promiseClass.Call("reject", errorClass.New(err.Error()))
+		return jsutil.Reject(jsutil.NewError(err.Error()))
 	})
 	d.lostReject = v.Get("lost").Call("then", d.onLost)
 	// Handled here once so a lost device is never reported as an unhandled rejection.
 	d.lostReject.Call("catch", js.FuncOf(func(js.Value, []js.Value) any { return nil }))
 	d.onError = js.FuncOf(func(_ js.Value, args []js.Value) any {
-		e := arg0(args).Get("error")
+		e := jsutil.Arg0(args).Get("error")
 		d.mu.Lock()
 		if d.uncaptured == nil {
 			d.uncaptured = fmt.Errorf("%w (uncaptured, device %q): %s", ErrValidation, label, e.Get("message").String())
@@ -64,13 +64,6 @@ func newDevice(v js.Value, label string) *Device {
 	})
 	v.Call("addEventListener", "uncapturederror", d.onError)
 	return d
-}
-
-func arg0(args []js.Value) js.Value {
-	if len(args) == 0 {
-		return js.Undefined()
-	}
-	return args[0]
 }
 
 // Label returns the label the device was requested with.
@@ -112,7 +105,7 @@ func (d *Device) await(what string, p js.Value) (js.Value, error) {
 	if err := d.lostErr(); err != nil {
 		return js.Undefined(), fmt.Errorf("%s: %w", what, err)
 	}
-	race := promiseClass.Call("race", []any{p, d.lostReject})
+	race := jsutil.PromiseClass.Call("race", []any{p, d.lostReject})
 	v, err := jsutil.Await(race, d.Timeout)
 	if err != nil {
 		if lost := d.lostErr(); lost != nil {

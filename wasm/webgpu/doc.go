@@ -13,5 +13,5 @@
 //     into an error on the next call (ErrDeviceLost), never a hang.
 //
 // It owns no policy: which kernel to run, how to split tensors or what to cache belongs to
-// wasm/backend/gpu. It must not import anything above wasm/internal/jsutil.
+// wasm/backend/gpu. It must not import anything above wasm/jsutil.
 package webgpu

@@ -7,14 +7,7 @@ import (
 	"syscall/js"
 	"time"
 
-	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
-)
-
-// Looked up once: each js.Global().Get is a round trip into JavaScript.
-var (
-	promiseClass = js.Global().Get("Promise")
-	errorClass   = js.Global().Get("Error")
-	objectClass  = js.Global().Get("Object")
+	"github.com/nibble-ml/nibble/wasm/jsutil"
 )
 
 // DefaultTimeout bounds every await unless a Device says otherwise. Software adapters compile

@@ -5,7 +5,7 @@ package webgpu
 import (
 	"syscall/js"
 
-	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/jsutil"
 )
 
 // QuerySet is GPUQuerySet of type "timestamp". https://www.w3.org/TR/webgpu/#gpuqueryset

@@ -3,7 +3,7 @@
 // opSupportLimits.
 //
 // It owns the crossing into WebNN and nothing else: no quantization layouts, no graph planning
-// (that is wasm/backend/nn), no generic promise or typed-array chores (wasm/internal/jsutil).
+// (that is wasm/backend/nn), no generic promise or typed-array chores (wasm/jsutil).
 // Every promise is awaited with a timeout, because a browser whose WebNN is half-enabled can
 // leave createContext or build pending forever; every thrown exception comes back as a Go
 // error; every operand gets a label so a failed build names the node.

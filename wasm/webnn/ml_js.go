@@ -8,7 +8,7 @@ import (
 	"syscall/js"
 	"time"
 
-	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/jsutil"
 )
 
 // Timeouts bound every promise this package awaits. WebNN that is compiled in but not enabled

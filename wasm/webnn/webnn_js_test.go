@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/jsutil"
 )
 
 func cpuContext(t *testing.T) *Context {
@@ -63,7 +63,7 @@ func TestBadContext(t *testing.T) {
 	orig := m.Get("createContext")
 	defer m.Set("createContext", orig)
 	reject := js.FuncOf(func(js.Value, []js.Value) any {
-		return js.Global().Get("Promise").Call("reject", js.Global().Get("DOMException").New("WebNN is not supported on this platform.", "NotSupportedError"))
+		return jsutil.PromiseClass.Call("reject", js.Global().Get("DOMException").New("WebNN is not supported on this platform.", "NotSupportedError"))
 	})
 	defer reject.Release()
 	m.Set("createContext", reject)
@@ -75,7 +75,7 @@ func TestBadContext(t *testing.T) {
 	t.Logf("rejected: %v", err)
 
 	hang := js.FuncOf(func(js.Value, []js.Value) any {
-		return js.Global().Get("Promise").New(js.FuncOf(func(js.Value, []js.Value) any { return nil }))
+		return jsutil.PromiseClass.New(js.FuncOf(func(js.Value, []js.Value) any { return nil }))
 	})
 	defer hang.Release()
 	m.Set("createContext", hang)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall/js"
 	"time"
+
+	"github.com/nibble-ml/nibble/wasm/jsutil"
 )
 
 // R2 serves model files from an R2 bucket binding, under a key prefix: key "m/f" is the
@@ -36,8 +38,6 @@ func NewR2(bucket js.Value, prefix string) (*R2, error) {
 	return &R2{bucket: bucket, prefix: prefix}, nil
 }
 
-var objectClass = js.Global().Get("Object")
-
 // Head implements Store: one R2 head operation.
 func (b *R2) Head(ctx context.Context, key string) (Info, error) {
 	if _, _, err := SplitKey(key); err != nil {
@@ -59,19 +59,19 @@ func (b *R2) Get(ctx context.Context, key string, r *Range, etag string) (*Objec
 	if _, _, err := SplitKey(key); err != nil {
 		return nil, err
 	}
-	opts := objectClass.New()
+	opts := jsutil.ObjectClass.New()
 	if r != nil {
 		if r.Offset < 0 || r.Length <= 0 {
 			return nil, fmt.Errorf("store: invalid range %d+%d of %s", r.Offset, r.Length, key)
 		}
-		rng := objectClass.New()
+		rng := jsutil.ObjectClass.New()
 		// Offsets are JS numbers: exact up to 2^53 bytes, far beyond R2's object size limit.
 		rng.Set("offset", float64(r.Offset))
 		rng.Set("length", float64(r.Length))
 		opts.Set("range", rng)
 	}
 	if etag != "" {
-		cond := objectClass.New()
+		cond := jsutil.ObjectClass.New()
 		cond.Set("etagMatches", strings.Trim(etag, `"`)) // R2 compares the bare etag
 		opts.Set("onlyIf", cond)
 	}
@@ -103,7 +103,7 @@ func (b *R2) List(ctx context.Context, model string) ([]Info, error) {
 	var out []Info
 	cursor := ""
 	for {
-		opts := objectClass.New()
+		opts := jsutil.ObjectClass.New()
 		opts.Set("prefix", b.prefix+model+"/")
 		opts.Set("delimiter", "/")
 		// customMetadata carries the sha256 (see README); R2 leaves it out unless asked.
@@ -155,59 +155,17 @@ func (b *R2) info(v js.Value) Info {
 }
 
 // call invokes a bucket method and awaits its promise. A synchronous throw (a bad argument)
-// and a rejection both come back as errors naming the method.
-func (b *R2) call(ctx context.Context, method string, args ...any) (v js.Value, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("store: R2 %s threw: %v", method, r)
-		}
-	}()
-	v, err = await(ctx, b.bucket.Call(method, args...))
+// and a rejection both come back as errors naming the method. The caller is a goroutine, never
+// a js.FuncOf callback, so awaiting does not block the JS event loop.
+func (b *R2) call(ctx context.Context, method string, args ...any) (js.Value, error) {
+	p, err := jsutil.Call(b.bucket, method, args...)
+	if err == nil {
+		p, err = jsutil.AwaitContext(ctx, p)
+	}
 	if err != nil {
 		return js.Value{}, fmt.Errorf("store: R2 %s: %w", method, err)
 	}
-	return v, nil
-}
-
-// await waits for a promise without blocking the JS event loop (the caller is a goroutine,
-// never a js.FuncOf callback) and releases both callbacks once it settles.
-func await(ctx context.Context, p js.Value) (js.Value, error) {
-	type result struct {
-		v   js.Value
-		err error
-	}
-	ch := make(chan result, 1)
-	onOK := js.FuncOf(func(_ js.Value, args []js.Value) any {
-		ch <- result{v: arg0(args)}
-		return nil
-	})
-	onErr := js.FuncOf(func(_ js.Value, args []js.Value) any {
-		e := arg0(args)
-		msg := e.String()
-		if e.Type() == js.TypeObject && e.Get("message").Type() == js.TypeString {
-			msg = e.Get("name").String() + ": " + e.Get("message").String()
-		}
-		ch <- result{err: errors.New(msg)}
-		return nil
-	})
-	p.Call("then", onOK, onErr)
-	select {
-	case r := <-ch:
-		onOK.Release()
-		onErr.Release()
-		return r.v, r.err
-	case <-ctx.Done():
-		// The callbacks stay alive: the promise may still settle, and calling a released
-		// function would crash the Worker's Go instance. Two small closures leak instead.
-		return js.Value{}, ctx.Err()
-	}
-}
-
-func arg0(args []js.Value) js.Value {
-	if len(args) == 0 {
-		return js.Undefined()
-	}
-	return args[0]
+	return p, nil
 }
 
 // streamBody is an R2 body: a ReadableStream. Copied with io.Copy to a syumai/workers
@@ -250,7 +208,7 @@ func (s *streamBody) Read(p []byte) (int, error) {
 		if s.reader.IsUndefined() {
 			s.reader = s.stream.Call("getReader")
 		}
-		res, err := await(context.Background(), s.reader.Call("read"))
+		res, err := jsutil.Await(s.reader.Call("read"), 0)
 		if err != nil {
 			return 0, fmt.Errorf("store: read R2 body: %w", err)
 		}

@@ -11,7 +11,7 @@ import (
 	"syscall/js"
 
 	"github.com/nibble-ml/nibble/wasm/backend"
-	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/jsutil"
 	"github.com/nibble-ml/nibble/wasm/plan"
 	"github.com/nibble-ml/nibble/wasm/quant"
 	"github.com/nibble-ml/nibble/wasm/webnn"

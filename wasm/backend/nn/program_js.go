@@ -12,7 +12,7 @@ import (
 
 	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/graph"
-	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/jsutil"
 	"github.com/nibble-ml/nibble/wasm/webnn"
 )
 

@@ -13,13 +13,11 @@ import (
 
 	"github.com/nibble-ml/nibble/wasm/engine"
 	"github.com/nibble-ml/nibble/wasm/errs"
-	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/jsutil"
 	"github.com/nibble-ml/nibble/wasm/plan"
 )
 
 var (
-	jsPromise     = js.Global().Get("Promise")
-	jsError       = js.Global().Get("Error")
 	jsJSON        = js.Global().Get("JSON")
 	jsF32         = js.Global().Get("Float32Array")
 	jsArray       = js.Global().Get("Array")
@@ -219,7 +217,7 @@ func handle(s *shared) js.Value {
 		if err != nil {
 			return reject("dispose()", "", err)
 		}
-		return jsPromise.Call("resolve")
+		return jsutil.PromiseClass.Call("resolve")
 	}
 	def("release", release)
 	def("dispose", release)
@@ -299,18 +297,18 @@ func promise(what, url string, f func() (any, error)) js.Value {
 		}()
 		return nil
 	})
-	return jsPromise.New(executor)
+	return jsutil.PromiseClass.New(executor)
 }
 
 func reject(what, url string, err error) js.Value {
-	return jsPromise.Call("reject", jsErr(what, url, err))
+	return jsutil.Reject(jsErr(what, url, err))
 }
 
 // jsErr is an Error whose message is the Go chain, with code (Failure.Code) and summary (its
 // one-line Message): the npm package turns the three into a NibbleError.
 func jsErr(what, url string, err error) js.Value {
 	f := Describe(what, url, err)
-	e := jsError.New(f.Chain)
+	e := jsutil.NewError(f.Chain)
 	e.Set("code", f.Code)
 	e.Set("summary", f.Message)
 	return e
@@ -320,7 +318,7 @@ func jsErr(what, url string, err error) js.Value {
 func toJS(v any) js.Value {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return jsError.New("nibble: cannot encode result: " + err.Error())
+		return jsutil.NewError("nibble: cannot encode result: " + err.Error())
 	}
 	return jsJSON.Call("parse", string(b))
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/jsutil"
 )
 
 // TestGenerateIterator drives m.generate as a page does, over a llama-tiny GGUF that

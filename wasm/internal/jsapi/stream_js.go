@@ -7,7 +7,7 @@ import (
 	"syscall/js"
 	"time"
 
-	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/jsutil"
 )
 
 var jsSymbolAsyncIterator = js.Global().Get("Symbol").Get("asyncIterator")
@@ -109,7 +109,7 @@ func (s *tokenStream) attach(p js.Value) js.Value {
 			}
 			return nil
 		})
-		return jsPromise.New(exec)
+		return jsutil.PromiseClass.New(exec)
 	})
 	ret = js.FuncOf(func(js.Value, []js.Value) any {
 		s.mu.Lock()
@@ -120,7 +120,7 @@ func (s *tokenStream) attach(p js.Value) js.Value {
 			s.stop()
 		}
 		s.finish(js.Undefined())
-		return jsPromise.Call("resolve", iterResult(js.Undefined(), true))
+		return jsutil.PromiseClass.Call("resolve", iterResult(js.Undefined(), true))
 	})
 	it := js.Global().Get("Object").New()
 	it.Set("next", next)
@@ -153,7 +153,7 @@ func yieldToPage() {
 			ch.Get("port2").Call("postMessage", nil)
 			return nil
 		})
-		p = jsPromise.New(exec)
+		p = jsutil.PromiseClass.New(exec)
 	} else if s := js.Global().Get("scheduler"); s.Truthy() && s.Get("yield").Type() == js.TypeFunction {
 		p = s.Call("yield")
 	} else {
@@ -163,7 +163,7 @@ func yieldToPage() {
 			js.Global().Call("setTimeout", args[0], 0)
 			return nil
 		})
-		p = jsPromise.New(exec)
+		p = jsutil.PromiseClass.New(exec)
 	}
 	_, _ = jsutil.Await(p, time.Minute)
 }

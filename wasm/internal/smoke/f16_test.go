@@ -12,7 +12,7 @@ import (
 
 	"github.com/x448/float16"
 
-	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/jsutil"
 )
 
 // requireF16Env, set to 1, makes a missing shader-f16 a failure instead of a skip.

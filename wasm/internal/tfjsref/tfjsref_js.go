@@ -13,7 +13,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/nibble-ml/nibble/wasm/internal/jsutil"
+	"github.com/nibble-ml/nibble/wasm/jsutil"
 	"github.com/nibble-ml/nibble/wasm/webgpu"
 )
 

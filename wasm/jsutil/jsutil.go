@@ -3,6 +3,7 @@
 package jsutil
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"syscall/js"
@@ -10,12 +11,21 @@ import (
 	"unsafe"
 )
 
-// Constructors and helpers are looked up once: each js.Global().Get is a round trip.
+// The constructors every package needs, looked up once here: each js.Global().Get is a round
+// trip into JavaScript.
 var (
-	promiseClass = js.Global().Get("Promise")
+	PromiseClass = js.Global().Get("Promise")
+	ErrorClass   = js.Global().Get("Error")
+	ObjectClass  = js.Global().Get("Object")
 	uint8Array   = js.Global().Get("Uint8Array")
 	float32Array = js.Global().Get("Float32Array")
 )
+
+// NewError returns a new JS Error with the message msg.
+func NewError(msg string) js.Value { return ErrorClass.New(msg) }
+
+// Reject returns Promise.reject(reason).
+func Reject(reason js.Value) js.Value { return PromiseClass.Call("reject", reason) }
 
 // ErrTimeout is wrapped by Await when the promise did not settle in time.
 var ErrTimeout = errors.New("jsutil: promise did not settle in time")
@@ -57,44 +67,51 @@ func ToError(v js.Value) error {
 // js.FuncOf callback: start a goroutine there. Non-promise values are wrapped with
 // Promise.resolve, so thenables and plain values work too.
 func Await(p js.Value, timeout time.Duration) (js.Value, error) {
+	ctx := context.Background()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("%w (%v)", ErrTimeout, timeout))
+		defer cancel()
+	}
+	return AwaitContext(ctx, p)
+}
+
+// AwaitContext is Await bounded by ctx instead of a timeout: when ctx ends first it returns
+// context.Cause(ctx).
+func AwaitContext(ctx context.Context, p js.Value) (js.Value, error) {
 	type result struct {
 		v   js.Value
 		err error
 	}
-	// Buffered: a settle that arrives after a timeout must not block the JS event loop.
+	// Buffered: a settle that arrives after ctx ended must not block the JS event loop.
 	ch := make(chan result, 1)
 	onOK := js.FuncOf(func(_ js.Value, args []js.Value) any {
-		ch <- result{v: arg0(args)}
+		ch <- result{v: Arg0(args)}
 		return nil
 	})
 	onErr := js.FuncOf(func(_ js.Value, args []js.Value) any {
-		ch <- result{err: ToError(arg0(args))}
+		ch <- result{err: ToError(Arg0(args))}
 		return nil
 	})
-	if _, err := Call(promiseClass.Call("resolve", p), "then", onOK, onErr); err != nil {
+	if _, err := Call(PromiseClass.Call("resolve", p), "then", onOK, onErr); err != nil {
 		onOK.Release()
 		onErr.Release()
 		return js.Undefined(), err
-	}
-	var timer <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		timer = t.C
 	}
 	select {
 	case r := <-ch:
 		onOK.Release()
 		onErr.Release()
 		return r.v, r.err
-	case <-timer:
+	case <-ctx.Done():
 		// The callbacks stay alive: the promise may still settle, and calling a released
 		// function would crash the whole program. Two small closures leak instead.
-		return js.Undefined(), fmt.Errorf("%w (%v)", ErrTimeout, timeout)
+		return js.Undefined(), context.Cause(ctx)
 	}
 }
 
-func arg0(args []js.Value) js.Value {
+// Arg0 is a callback's first argument, or undefined when JS passed none.
+func Arg0(args []js.Value) js.Value {
 	if len(args) == 0 {
 		return js.Undefined()
 	}

@@ -3,6 +3,7 @@
 package jsutil
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"slices"
@@ -12,7 +13,7 @@ import (
 )
 
 func TestAwait(t *testing.T) {
-	promise := js.Global().Get("Promise")
+	promise := PromiseClass
 	v, err := Await(promise.Call("resolve", 42), time.Second)
 	if err != nil || v.Int() != 42 {
 		t.Fatalf("resolved promise: got %v, %v; want 42, nil", v, err)
@@ -34,6 +35,27 @@ func TestAwait(t *testing.T) {
 	}
 	if v, err := Await(js.ValueOf("plain"), time.Second); err != nil || v.String() != "plain" {
 		t.Fatalf("plain value: got %v, %v", v, err)
+	}
+}
+
+func TestAwaitContext(t *testing.T) {
+	never := PromiseClass.New(js.FuncOf(func(js.Value, []js.Value) any { return nil }))
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	if _, err := AwaitContext(ctx, never); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled context: got %v, want context.Canceled", err)
+	}
+	v, err := AwaitContext(context.Background(), PromiseClass.Call("resolve", "ok"))
+	if err != nil || v.String() != "ok" {
+		t.Fatalf("resolved promise: got %v, %v; want ok, nil", v, err)
+	}
+	_, err = AwaitContext(context.Background(), Reject(NewError("boom")))
+	var je *Error
+	if !errors.As(err, &je) || je.Name != "Error" || je.Message != "boom" {
+		t.Fatalf("Reject(NewError): got %v, want Error: boom", err)
+	}
+	if got := Arg0(nil); !got.IsUndefined() {
+		t.Fatalf("Arg0(nil) = %v, want undefined", got)
 	}
 }
 
