@@ -207,153 +207,32 @@ func (g *Graph) add(n Node) Value {
 
 func (g *Graph) in(n *Node, i int) *Node { return &g.Nodes[n.Inputs[i]] }
 
+// infer checks n's operands and attributes and returns its output shape and type; each op
+// family's rules are in an infer* method below.
 func (g *Graph) infer(n *Node) (Shape, DType, error) {
-	f32 := func(i int) error {
-		if x := g.in(n, i); x.DType != Float32 {
-			return fmt.Errorf("operand %d (%s) is %s, want f32", i, x.Label, x.DType)
-		}
-		return nil
-	}
-	rankAtLeast := func(i, r int) (Shape, error) {
-		s := g.in(n, i).Shape
-		if len(s) < r {
-			return nil, fmt.Errorf("operand %d (%s) has shape %s, want rank ≥ %d", i, g.in(n, i).Label, s, r)
-		}
-		return s, nil
-	}
 	switch n.Op {
-	case OpInput, OpWeight:
-		if n.Attr.Name == "" {
-			return nil, 0, fmt.Errorf("empty name")
-		}
-		if err := positive(n.Shape); err != nil {
-			return nil, 0, err
-		}
-		return n.Shape, n.DType, nil
-	case OpConst:
-		if err := positive(n.Shape); err != nil {
-			return nil, 0, err
-		}
-		if len(n.Attr.Data) != n.Shape.Size() {
-			return nil, 0, fmt.Errorf("%d values for shape %s (%d elements)", len(n.Attr.Data), n.Shape, n.Shape.Size())
-		}
-		return n.Shape, Float32, nil
+	case OpInput, OpWeight, OpConst:
+		return inferLeaf(n)
 	case OpGather:
-		t, ids := g.in(n, 0), g.in(n, 1)
-		if len(t.Shape) != 2 {
-			return nil, 0, fmt.Errorf("table %s has shape %s, want [V, D]", t.Label, t.Shape)
-		}
-		if ids.DType != Int32 {
-			return nil, 0, fmt.Errorf("ids %s are %s, want i32", ids.Label, ids.DType)
-		}
-		return append(slices.Clone(ids.Shape), t.Shape[1]), Float32, nil
+		return g.inferGather(n)
 	case OpLinear:
-		x, err := rankAtLeast(0, 1)
-		if err != nil {
-			return nil, 0, err
-		}
-		w := g.in(n, 1)
-		if w.Op != OpWeight || len(w.Shape) != 2 {
-			return nil, 0, fmt.Errorf("w %s must be a Weight of shape [N, K], is %s %s", w.Label, w.Op, w.Shape)
-		}
-		if err := f32(0); err != nil {
-			return nil, 0, err
-		}
-		N, K := w.Shape[0], w.Shape[1]
-		if x[len(x)-1] != K {
-			return nil, 0, fmt.Errorf("x %s ends in %d, w %s is [N=%d, K=%d]: K must match", x, x[len(x)-1], w.Label, N, K)
-		}
-		if b := n.Inputs[2]; b != None {
-			if bs := g.Nodes[b].Shape; bs.Size() != N || len(bs) != 1 {
-				return nil, 0, fmt.Errorf("bias %s has shape %s, want [%d]", g.Nodes[b].Label, bs, N)
-			}
-		}
-		out := slices.Clone(x)
-		out[len(out)-1] = N
-		return out, Float32, nil
+		return g.inferLinear(n)
 	case OpMatMul:
-		a, err := rankAtLeast(0, 2)
-		if err != nil {
-			return nil, 0, err
-		}
-		b, err := rankAtLeast(1, 2)
-		if err != nil {
-			return nil, 0, err
-		}
-		if err := errors2(f32(0), f32(1)); err != nil {
-			return nil, 0, err
-		}
-		if len(a) != len(b) || !slices.Equal(a[:len(a)-2], b[:len(b)-2]) {
-			return nil, 0, fmt.Errorf("batch dimensions differ: a %s, b %s", a, b)
-		}
-		M, K := a[len(a)-2], a[len(a)-1]
-		Kb, N := b[len(b)-2], b[len(b)-1]
-		if n.Attr.TransB {
-			Kb, N = N, Kb
-		}
-		if K != Kb {
-			return nil, 0, fmt.Errorf("a %s has K=%d, b %s has K=%d (transB=%v)", a, K, b, Kb, n.Attr.TransB)
-		}
-		out := slices.Clone(a)
-		out[len(out)-2], out[len(out)-1] = M, N
-		return out, Float32, nil
+		return g.inferMatMul(n)
 	case OpAdd, OpSub, OpMul, OpDiv:
-		if err := errors2(f32(0), f32(1)); err != nil {
+		if err := errors2(g.f32(n, 0), g.f32(n, 1)); err != nil {
 			return nil, 0, err
 		}
 		out, err := Broadcast(g.in(n, 0).Shape, g.in(n, 1).Shape)
 		return out, Float32, err
 	case OpScale, OpReLU, OpGELU, OpSiLU, OpTanh:
-		return g.in(n, 0).Shape, Float32, f32(0)
+		return g.in(n, 0).Shape, Float32, g.f32(n, 0)
 	case OpLayerNorm, OpRMSNorm:
-		x, err := rankAtLeast(0, 1)
-		if err != nil {
-			return nil, 0, err
-		}
-		if err := f32(0); err != nil {
-			return nil, 0, err
-		}
-		D := x[len(x)-1]
-		for i := 1; i < len(n.Inputs); i++ {
-			if s := g.in(n, i).Shape; s.Size() != D || len(s) != 1 {
-				return nil, 0, fmt.Errorf("operand %d (%s) has shape %s, want [%d]", i, g.in(n, i).Label, s, D)
-			}
-		}
-		if !(n.Attr.Eps >= 0) {
-			return nil, 0, fmt.Errorf("eps %g", n.Attr.Eps)
-		}
-		return x, Float32, nil
+		return g.inferNorm(n)
 	case OpSoftmax:
-		x, err := rankAtLeast(0, 1)
-		if err != nil {
-			return nil, 0, err
-		}
-		if m := n.Inputs[1]; m != None {
-			if err := f32(1); err != nil {
-				return nil, 0, err
-			}
-			b, err := Broadcast(x, g.Nodes[m].Shape)
-			if err != nil || !slices.Equal(b, x) {
-				return nil, 0, fmt.Errorf("mask %s does not broadcast to x %s", g.Nodes[m].Shape, x)
-			}
-		}
-		return x, Float32, f32(0)
+		return g.inferSoftmax(n)
 	case OpTranspose:
-		x := g.in(n, 0).Shape
-		p := n.Attr.Perm
-		if len(p) != len(x) {
-			return nil, 0, fmt.Errorf("perm %v for rank %d", p, len(x))
-		}
-		seen := make([]bool, len(p))
-		out := make(Shape, len(p))
-		for i, a := range p {
-			if a < 0 || a >= len(p) || seen[a] {
-				return nil, 0, fmt.Errorf("perm %v is not a permutation of 0..%d", p, len(p)-1)
-			}
-			seen[a] = true
-			out[i] = x[a]
-		}
-		return out, g.in(n, 0).DType, nil
+		return g.inferTranspose(n)
 	case OpReshape:
 		if err := positive(n.Shape); err != nil {
 			return nil, 0, err
@@ -363,71 +242,247 @@ func (g *Graph) infer(n *Node) (Shape, DType, error) {
 		}
 		return slices.Clone(n.Shape), g.in(n, 0).DType, nil
 	case OpSlice:
-		x := g.in(n, 0).Shape
-		a := n.Attr
-		if a.Axis < 0 || a.Axis >= len(x) {
-			return nil, 0, fmt.Errorf("axis %d of rank %d", a.Axis, len(x))
-		}
-		if a.Start < 0 || a.End > x[a.Axis] || a.Start >= a.End {
-			return nil, 0, fmt.Errorf("[%d:%d] outside axis %d of size %d", a.Start, a.End, a.Axis, x[a.Axis])
-		}
-		out := slices.Clone(x)
-		out[a.Axis] = a.End - a.Start
-		return out, g.in(n, 0).DType, nil
+		return g.inferSlice(n)
 	case OpConcat:
-		if len(n.Inputs) == 0 {
-			return nil, 0, fmt.Errorf("nothing to concatenate")
-		}
-		first := g.in(n, 0)
-		ax := n.Attr.Axis
-		if ax < 0 || ax >= len(first.Shape) {
-			return nil, 0, fmt.Errorf("axis %d of rank %d", ax, len(first.Shape))
-		}
-		out := slices.Clone(first.Shape)
-		for i := 1; i < len(n.Inputs); i++ {
-			s := g.in(n, i)
-			if len(s.Shape) != len(out) || s.DType != first.DType {
-				return nil, 0, fmt.Errorf("operand %d is %s %s, operand 0 %s %s", i, s.Shape, s.DType, first.Shape, first.DType)
-			}
-			for d := range out {
-				if d != ax && s.Shape[d] != out[d] {
-					return nil, 0, fmt.Errorf("operand %d has %d in dimension %d, operand 0 %d", i, s.Shape[d], d, out[d])
-				}
-			}
-			out[ax] += s.Shape[ax]
-		}
-		return out, first.DType, nil
+		return g.inferConcat(n)
 	case OpMeanPool:
 		x, m := g.in(n, 0).Shape, g.in(n, 1).Shape
 		if len(x) != 3 || len(m) != 2 || m[0] != x[0] || m[1] != x[1] {
 			return nil, 0, fmt.Errorf("x %s and mask %s: want x [B, T, D] and mask [B, T]", x, m)
 		}
-		return Shape{x[0], x[2]}, Float32, errors2(f32(0), f32(1))
+		return Shape{x[0], x[2]}, Float32, errors2(g.f32(n, 0), g.f32(n, 1))
 	case OpL2Normalize:
-		if _, err := rankAtLeast(0, 1); err != nil {
+		if _, err := g.rankAtLeast(n, 0, 1); err != nil {
 			return nil, 0, err
 		}
-		return g.in(n, 0).Shape, Float32, f32(0)
+		return g.in(n, 0).Shape, Float32, g.f32(n, 0)
 	case OpRoPE:
-		x, err := rankAtLeast(0, 4)
-		if err != nil {
-			return nil, 0, err
-		}
-		p := g.in(n, 1)
-		if len(x) != 4 || x[3]%2 != 0 {
-			return nil, 0, fmt.Errorf("x %s: want [B, T, H, Dh] with Dh even", x)
-		}
-		if p.DType != Int32 || len(p.Shape) != 1 || p.Shape[0] != x[1] {
-			return nil, 0, fmt.Errorf("pos %s %s: want i32 [T=%d]", p.Shape, p.DType, x[1])
-		}
-		if !(n.Attr.Base > 0) {
-			return nil, 0, fmt.Errorf("base %g must be positive", n.Attr.Base)
-		}
-		return x, Float32, f32(0)
+		return g.inferRoPE(n)
 	case OpState, OpStateWrite:
 		return g.inferState(n)
 	}
 	return nil, 0, fmt.Errorf("unknown op %d", n.Op)
+}
+
+// f32 checks that operand i of n is float32.
+func (g *Graph) f32(n *Node, i int) error {
+	if x := g.in(n, i); x.DType != Float32 {
+		return fmt.Errorf("operand %d (%s) is %s, want f32", i, x.Label, x.DType)
+	}
+	return nil
+}
+
+// rankAtLeast returns the shape of operand i of n, checked to have rank r or more.
+func (g *Graph) rankAtLeast(n *Node, i, r int) (Shape, error) {
+	s := g.in(n, i).Shape
+	if len(s) < r {
+		return nil, fmt.Errorf("operand %d (%s) has shape %s, want rank ≥ %d", i, g.in(n, i).Label, s, r)
+	}
+	return s, nil
+}
+
+// inferLeaf checks an Input, Weight or Const: positive dimensions, a name, the data's length.
+func inferLeaf(n *Node) (Shape, DType, error) {
+	if n.Op != OpConst && n.Attr.Name == "" {
+		return nil, 0, fmt.Errorf("empty name")
+	}
+	if err := positive(n.Shape); err != nil {
+		return nil, 0, err
+	}
+	if n.Op != OpConst {
+		return n.Shape, n.DType, nil
+	}
+	if len(n.Attr.Data) != n.Shape.Size() {
+		return nil, 0, fmt.Errorf("%d values for shape %s (%d elements)", len(n.Attr.Data), n.Shape, n.Shape.Size())
+	}
+	return n.Shape, Float32, nil
+}
+
+// inferGather: table [V, D], i32 ids of any shape → ids' shape + [D].
+func (g *Graph) inferGather(n *Node) (Shape, DType, error) {
+	t, ids := g.in(n, 0), g.in(n, 1)
+	if len(t.Shape) != 2 {
+		return nil, 0, fmt.Errorf("table %s has shape %s, want [V, D]", t.Label, t.Shape)
+	}
+	if ids.DType != Int32 {
+		return nil, 0, fmt.Errorf("ids %s are %s, want i32", ids.Label, ids.DType)
+	}
+	return append(slices.Clone(ids.Shape), t.Shape[1]), Float32, nil
+}
+
+// inferLinear: x [..., K] times a Weight [N, K], optional bias [N] → [..., N].
+func (g *Graph) inferLinear(n *Node) (Shape, DType, error) {
+	x, err := g.rankAtLeast(n, 0, 1)
+	if err != nil {
+		return nil, 0, err
+	}
+	w := g.in(n, 1)
+	if w.Op != OpWeight || len(w.Shape) != 2 {
+		return nil, 0, fmt.Errorf("w %s must be a Weight of shape [N, K], is %s %s", w.Label, w.Op, w.Shape)
+	}
+	if err := g.f32(n, 0); err != nil {
+		return nil, 0, err
+	}
+	N, K := w.Shape[0], w.Shape[1]
+	if x[len(x)-1] != K {
+		return nil, 0, fmt.Errorf("x %s ends in %d, w %s is [N=%d, K=%d]: K must match", x, x[len(x)-1], w.Label, N, K)
+	}
+	if b := n.Inputs[2]; b != None {
+		if bs := g.Nodes[b].Shape; bs.Size() != N || len(bs) != 1 {
+			return nil, 0, fmt.Errorf("bias %s has shape %s, want [%d]", g.Nodes[b].Label, bs, N)
+		}
+	}
+	out := slices.Clone(x)
+	out[len(out)-1] = N
+	return out, Float32, nil
+}
+
+// inferMatMul: a [..., M, K] times b [..., K, N] (or [..., N, K] with TransB), same batch
+// dimensions → [..., M, N].
+func (g *Graph) inferMatMul(n *Node) (Shape, DType, error) {
+	a, err := g.rankAtLeast(n, 0, 2)
+	if err != nil {
+		return nil, 0, err
+	}
+	b, err := g.rankAtLeast(n, 1, 2)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := errors2(g.f32(n, 0), g.f32(n, 1)); err != nil {
+		return nil, 0, err
+	}
+	if len(a) != len(b) || !slices.Equal(a[:len(a)-2], b[:len(b)-2]) {
+		return nil, 0, fmt.Errorf("batch dimensions differ: a %s, b %s", a, b)
+	}
+	M, K := a[len(a)-2], a[len(a)-1]
+	Kb, N := b[len(b)-2], b[len(b)-1]
+	if n.Attr.TransB {
+		Kb, N = N, Kb
+	}
+	if K != Kb {
+		return nil, 0, fmt.Errorf("a %s has K=%d, b %s has K=%d (transB=%v)", a, K, b, Kb, n.Attr.TransB)
+	}
+	out := slices.Clone(a)
+	out[len(out)-2], out[len(out)-1] = M, N
+	return out, Float32, nil
+}
+
+// inferNorm: LayerNorm and RMSNorm over the last dimension D, every parameter [D].
+func (g *Graph) inferNorm(n *Node) (Shape, DType, error) {
+	x, err := g.rankAtLeast(n, 0, 1)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := g.f32(n, 0); err != nil {
+		return nil, 0, err
+	}
+	D := x[len(x)-1]
+	for i := 1; i < len(n.Inputs); i++ {
+		if s := g.in(n, i).Shape; s.Size() != D || len(s) != 1 {
+			return nil, 0, fmt.Errorf("operand %d (%s) has shape %s, want [%d]", i, g.in(n, i).Label, s, D)
+		}
+	}
+	if !(n.Attr.Eps >= 0) {
+		return nil, 0, fmt.Errorf("eps %g", n.Attr.Eps)
+	}
+	return x, Float32, nil
+}
+
+// inferSoftmax: over the last dimension, with an optional mask that broadcasts to x.
+func (g *Graph) inferSoftmax(n *Node) (Shape, DType, error) {
+	x, err := g.rankAtLeast(n, 0, 1)
+	if err != nil {
+		return nil, 0, err
+	}
+	if m := n.Inputs[1]; m != None {
+		if err := g.f32(n, 1); err != nil {
+			return nil, 0, err
+		}
+		b, err := Broadcast(x, g.Nodes[m].Shape)
+		if err != nil || !slices.Equal(b, x) {
+			return nil, 0, fmt.Errorf("mask %s does not broadcast to x %s", g.Nodes[m].Shape, x)
+		}
+	}
+	return x, Float32, g.f32(n, 0)
+}
+
+// inferTranspose: Perm must be a permutation of x's dimensions.
+func (g *Graph) inferTranspose(n *Node) (Shape, DType, error) {
+	x := g.in(n, 0).Shape
+	p := n.Attr.Perm
+	if len(p) != len(x) {
+		return nil, 0, fmt.Errorf("perm %v for rank %d", p, len(x))
+	}
+	seen := make([]bool, len(p))
+	out := make(Shape, len(p))
+	for i, a := range p {
+		if a < 0 || a >= len(p) || seen[a] {
+			return nil, 0, fmt.Errorf("perm %v is not a permutation of 0..%d", p, len(p)-1)
+		}
+		seen[a] = true
+		out[i] = x[a]
+	}
+	return out, g.in(n, 0).DType, nil
+}
+
+// inferSlice: a non-empty [Start, End) inside Axis.
+func (g *Graph) inferSlice(n *Node) (Shape, DType, error) {
+	x := g.in(n, 0).Shape
+	a := n.Attr
+	if a.Axis < 0 || a.Axis >= len(x) {
+		return nil, 0, fmt.Errorf("axis %d of rank %d", a.Axis, len(x))
+	}
+	if a.Start < 0 || a.End > x[a.Axis] || a.Start >= a.End {
+		return nil, 0, fmt.Errorf("[%d:%d] outside axis %d of size %d", a.Start, a.End, a.Axis, x[a.Axis])
+	}
+	out := slices.Clone(x)
+	out[a.Axis] = a.End - a.Start
+	return out, g.in(n, 0).DType, nil
+}
+
+// inferConcat: operands of one type and rank that differ only along Axis.
+func (g *Graph) inferConcat(n *Node) (Shape, DType, error) {
+	if len(n.Inputs) == 0 {
+		return nil, 0, fmt.Errorf("nothing to concatenate")
+	}
+	first := g.in(n, 0)
+	ax := n.Attr.Axis
+	if ax < 0 || ax >= len(first.Shape) {
+		return nil, 0, fmt.Errorf("axis %d of rank %d", ax, len(first.Shape))
+	}
+	out := slices.Clone(first.Shape)
+	for i := 1; i < len(n.Inputs); i++ {
+		s := g.in(n, i)
+		if len(s.Shape) != len(out) || s.DType != first.DType {
+			return nil, 0, fmt.Errorf("operand %d is %s %s, operand 0 %s %s", i, s.Shape, s.DType, first.Shape, first.DType)
+		}
+		for d := range out {
+			if d != ax && s.Shape[d] != out[d] {
+				return nil, 0, fmt.Errorf("operand %d has %d in dimension %d, operand 0 %d", i, s.Shape[d], d, out[d])
+			}
+		}
+		out[ax] += s.Shape[ax]
+	}
+	return out, first.DType, nil
+}
+
+// inferRoPE: x [B, T, H, Dh] with Dh even, i32 positions [T], a positive base.
+func (g *Graph) inferRoPE(n *Node) (Shape, DType, error) {
+	x, err := g.rankAtLeast(n, 0, 4)
+	if err != nil {
+		return nil, 0, err
+	}
+	p := g.in(n, 1)
+	if len(x) != 4 || x[3]%2 != 0 {
+		return nil, 0, fmt.Errorf("x %s: want [B, T, H, Dh] with Dh even", x)
+	}
+	if p.DType != Int32 || len(p.Shape) != 1 || p.Shape[0] != x[1] {
+		return nil, 0, fmt.Errorf("pos %s %s: want i32 [T=%d]", p.Shape, p.DType, x[1])
+	}
+	if !(n.Attr.Base > 0) {
+		return nil, 0, fmt.Errorf("base %g must be positive", n.Attr.Base)
+	}
+	return x, Float32, g.f32(n, 0)
 }
 
 // Broadcast is the NumPy broadcast of two shapes.
