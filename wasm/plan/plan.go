@@ -44,7 +44,10 @@ type Plan struct {
 	// tensor's measured loss per calibration sample); nil without sensitivity data.
 	Predicted *Prediction `json:"predicted,omitempty"`
 	Tensors   []Choice    `json:"tensors"`
-	Notes     []string    `json:"notes,omitempty"`
+	// Placement is where a hybrid load runs each stage of the model (nil unless the backend
+	// is "hybrid" and the model has stages), set once the load's probe has run.
+	Placement *Placement `json:"placement,omitempty"`
+	Notes     []string   `json:"notes,omitempty"`
 }
 
 // Prediction is a plan's error estimated from sensitivity data.
@@ -62,8 +65,11 @@ type Choice struct {
 	Shape   []int        `json:"shape"`
 	Format  quant.Format `json:"-"`
 	Backend string       `json:"backend,omitempty"`
-	Bytes   int64        `json:"bytes"`
-	Reason  string       `json:"reason"`
+	// Pinned says an override named the backend: a hybrid load runs the tensor's stage there
+	// or fails.
+	Pinned bool   `json:"pinned,omitempty"`
+	Bytes  int64  `json:"bytes"`
+	Reason string `json:"reason"`
 }
 
 type choiceJSON struct {
@@ -77,6 +83,7 @@ type choiceJSON struct {
 	Scheme    string `json:"scheme,omitempty"`
 	Scales    string `json:"scales,omitempty"`
 	Backend   string `json:"backend,omitempty"`
+	Pinned    bool   `json:"pinned,omitempty"`
 	Bytes     int64  `json:"bytes"`
 	Reason    string `json:"reason"`
 }
@@ -85,7 +92,7 @@ type choiceJSON struct {
 // scales) for pages that read one field; reading back uses the name.
 func (c Choice) MarshalJSON() ([]byte, error) {
 	j := choiceJSON{Name: c.Name, Role: c.Role, Layer: c.Layer, Shape: c.Shape, Format: c.Format.String(),
-		Bits: c.Format.Bits, Backend: c.Backend, Bytes: c.Bytes, Reason: c.Reason}
+		Bits: c.Format.Bits, Backend: c.Backend, Pinned: c.Pinned, Bytes: c.Bytes, Reason: c.Reason}
 	if c.Format.Quantized() {
 		j.GroupSize, j.Scheme, j.Scales = c.Format.GroupSize, c.Format.Scheme.String(), c.Format.Scales.String()
 	}
@@ -101,7 +108,7 @@ func (c *Choice) UnmarshalJSON(raw []byte) error {
 	if err != nil {
 		return fmt.Errorf("plan: tensor %q: %w", j.Name, err)
 	}
-	*c = Choice{Name: j.Name, Role: j.Role, Layer: j.Layer, Shape: j.Shape, Format: f, Backend: j.Backend, Bytes: j.Bytes, Reason: j.Reason}
+	*c = Choice{Name: j.Name, Role: j.Role, Layer: j.Layer, Shape: j.Shape, Format: f, Backend: j.Backend, Pinned: j.Pinned, Bytes: j.Bytes, Reason: j.Reason}
 	return nil
 }
 
@@ -414,7 +421,7 @@ func (o *Override) apply(cs []Choice, pinned []bool) (int, error) {
 		if o.Format != "" {
 			cs[i].Format = f
 		}
-		cs[i].Backend = o.Backend
+		cs[i].Backend, cs[i].Pinned = o.Backend, o.Backend != ""
 		cs[i].Reason = "override " + o.Pattern
 	}
 	return n, nil
@@ -467,6 +474,9 @@ func (p *Plan) Table() string {
 	}
 	for _, n := range p.Notes {
 		b.WriteString("note: " + n + "\n")
+	}
+	if p.Placement != nil {
+		b.WriteString(p.Placement.Table())
 	}
 	return b.String()
 }
