@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -65,11 +67,26 @@ func AllFormats() []quant.Format {
 	return fs
 }
 
+// Seed is the seed of a suite's random draws: NIBBLE_SEED when it is set (to replay the run
+// whose log named that seed: NIBBLE_SEED=123 go test …), else the clock. It logs the seed
+// under what.
+func Seed(t testing.TB, what string) uint64 {
+	if s := os.Getenv("NIBBLE_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("NIBBLE_SEED=%q: %v", s, err)
+		}
+		t.Logf("%s: seed %d (from NIBBLE_SEED)", what, v)
+		return v
+	}
+	v := uint64(time.Now().UnixNano())
+	t.Logf("%s: seed %d (NIBBLE_SEED=%d replays it)", what, v, v)
+	return v
+}
+
 // Run runs the whole suite against b.
 func Run(t *testing.T, b backend.Backend, opt Options) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("backend %s: seed %d (set NIBBLE_SEED in a debugger to replay)", b.Name(), seed)
-	rng := rand.New(rand.NewPCG(seed, 0x6e6962626c65))
+	rng := rand.New(rand.NewPCG(Seed(t, "backend "+b.Name()+": matmul"), 0x6e6962626c65))
 	t.Run("Shapes", func(t *testing.T) { testShapeErrors(t, b) })
 	formats, shapes := opt.Formats, opt.Shapes
 	if formats == nil {

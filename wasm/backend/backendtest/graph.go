@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/backend/cpu"
@@ -39,32 +38,54 @@ type GraphCase struct {
 // GraphCases builds every case: each op alone at awkward sizes, and composite blocks (an
 // encoder layer with a padding mask, a decoder layer with RoPE and a causal mask).
 func GraphCases(rng *rand.Rand, supports func(quant.Format) bool) []GraphCase {
-	var cs []GraphCase
-	add := func(name string, build func(g *graph.Graph, w weightSet) error, inputs func(rng *rand.Rand) []graph.Tensor) {
-		g := graph.New(name)
-		ws := weightSet{rng: rng, t: map[string]*quant.Tensor{}}
-		if err := build(g, ws); err != nil {
-			panic(fmt.Sprintf("backendtest: case %s: %v", name, err))
-		}
-		cs = append(cs, GraphCase{Name: name, Graph: g, Weights: ws.t, Inputs: inputs})
-	}
-	normal := func(shape ...int) func(rng *rand.Rand) graph.Tensor {
-		return func(rng *rand.Rand) graph.Tensor {
-			return graph.F32Tensor(randn(rng, graph.Shape(shape).Size()), shape...)
-		}
-	}
-	ins := func(fs ...func(rng *rand.Rand) graph.Tensor) func(rng *rand.Rand) []graph.Tensor {
-		return func(rng *rand.Rand) []graph.Tensor {
-			out := make([]graph.Tensor, len(fs))
-			for i, f := range fs {
-				out[i] = f(rng)
-			}
-			return out
-		}
-	}
+	cs := &caseSet{rng: rng}
+	cs.elementwise()
+	cs.reductions()
+	cs.weighted(graphFormats(supports))
+	cs.shapes()
+	cs.blocks(graphFormats(supports))
+	return cs.cases
+}
 
+// caseSet collects graph cases; its weights come from one generator, so the order cases are
+// added in is the order their weights are drawn in.
+type caseSet struct {
+	rng   *rand.Rand
+	cases []GraphCase
+}
+
+// add builds a case named name; a build error is a bug in this file, so it panics.
+func (cs *caseSet) add(name string, build func(g *graph.Graph, w weightSet) error, inputs func(rng *rand.Rand) []graph.Tensor) {
+	g := graph.New(name)
+	ws := weightSet{rng: cs.rng, t: map[string]*quant.Tensor{}}
+	if err := build(g, ws); err != nil {
+		panic(fmt.Sprintf("backendtest: case %s: %v", name, err))
+	}
+	cs.cases = append(cs.cases, GraphCase{Name: name, Graph: g, Weights: ws.t, Inputs: inputs})
+}
+
+// normal draws a float32 tensor of the shape, N(0, 1).
+func normal(shape ...int) func(rng *rand.Rand) graph.Tensor {
+	return func(rng *rand.Rand) graph.Tensor {
+		return graph.F32Tensor(randn(rng, graph.Shape(shape).Size()), shape...)
+	}
+}
+
+// ins draws one tensor from each of fs: a case's inputs.
+func ins(fs ...func(rng *rand.Rand) graph.Tensor) func(rng *rand.Rand) []graph.Tensor {
+	return func(rng *rand.Rand) []graph.Tensor {
+		out := make([]graph.Tensor, len(fs))
+		for i, f := range fs {
+			out[i] = f(rng)
+		}
+		return out
+	}
+}
+
+// elementwise: each unary op, and each binary op broadcasting an input and a weight.
+func (cs *caseSet) elementwise() {
 	for _, op := range []graph.Op{graph.OpReLU, graph.OpGELU, graph.OpSiLU, graph.OpTanh, graph.OpScale} {
-		add("unary/"+op.String(), func(g *graph.Graph, _ weightSet) error {
+		cs.add("unary/"+op.String(), func(g *graph.Graph, _ weightSet) error {
 			x := g.Input("x", graph.Float32, 3, 37)
 			var y graph.Value
 			switch op {
@@ -83,7 +104,7 @@ func GraphCases(rng *rand.Rand, supports func(quant.Format) bool) []GraphCase {
 		}, ins(normal(3, 37)))
 	}
 	for _, op := range []graph.Op{graph.OpAdd, graph.OpSub, graph.OpMul, graph.OpDiv} {
-		add("binary/"+op.String(), func(g *graph.Graph, w weightSet) error {
+		cs.add("binary/"+op.String(), func(g *graph.Graph, w weightSet) error {
 			a := g.Input("a", graph.Float32, 2, 3, 37)
 			b := g.Input("b", graph.Float32, 2, 1, 37)
 			c := g.Input("c", graph.Float32, 3, 1)
@@ -102,34 +123,41 @@ func GraphCases(rng *rand.Rand, supports func(quant.Format) bool) []GraphCase {
 			y = bin("yc", y, c)
 			y = bin("yw", y, w.f32(g, "bias", 37))
 			return g.Output(y, bin("same", a, a))
-		}, func(rng *rand.Rand) []graph.Tensor {
-			// Divisors away from zero, so Div's outputs stay in range.
-			c := randn(rng, 3)
-			for i := range c {
-				c[i] = 0.5 + float32(math.Abs(float64(c[i])))
-			}
-			b := randn(rng, 74)
-			for i := range b {
-				b[i] = 1.5 + b[i]*0.1
-			}
-			return []graph.Tensor{graph.F32Tensor(randn(rng, 222), 2, 3, 37), graph.F32Tensor(b, 2, 1, 37), graph.F32Tensor(c, 3, 1)}
-		})
+		}, binaryInputs)
 	}
-	add("norm/layernorm", func(g *graph.Graph, w weightSet) error {
+}
+
+// binaryInputs are the binary cases' a, b and c, with divisors away from zero so Div's
+// outputs stay in range.
+func binaryInputs(rng *rand.Rand) []graph.Tensor {
+	c := randn(rng, 3)
+	for i := range c {
+		c[i] = 0.5 + float32(math.Abs(float64(c[i])))
+	}
+	b := randn(rng, 74)
+	for i := range b {
+		b[i] = 1.5 + b[i]*0.1
+	}
+	return []graph.Tensor{graph.F32Tensor(randn(rng, 222), 2, 3, 37), graph.F32Tensor(b, 2, 1, 37), graph.F32Tensor(c, 3, 1)}
+}
+
+// reductions: the norms and softmax, plain and masked.
+func (cs *caseSet) reductions() {
+	cs.add("norm/layernorm", func(g *graph.Graph, w weightSet) error {
 		x := g.Input("x", graph.Float32, 5, 67)
 		return g.Output(g.LayerNorm("ln", x, w.f32(g, "gamma", 67), w.f32(g, "beta", 67), 1e-6))
 	}, ins(normal(5, 67)))
-	add("norm/rmsnorm", func(g *graph.Graph, w weightSet) error {
+	cs.add("norm/rmsnorm", func(g *graph.Graph, w weightSet) error {
 		x := g.Input("x", graph.Float32, 5, 67)
 		return g.Output(g.RMSNorm("rms", x, w.f32(g, "gamma", 67), 1e-5))
 	}, ins(normal(5, 67)))
-	add("norm/l2normalize", func(g *graph.Graph, _ weightSet) error {
+	cs.add("norm/l2normalize", func(g *graph.Graph, _ weightSet) error {
 		return g.Output(g.L2Normalize("l2", g.Input("x", graph.Float32, 4, 45), 1e-12))
 	}, ins(normal(4, 45)))
-	add("softmax/plain", func(g *graph.Graph, _ weightSet) error {
+	cs.add("softmax/plain", func(g *graph.Graph, _ weightSet) error {
 		return g.Output(g.Softmax("p", g.Input("x", graph.Float32, 2, 3, 5, 19), graph.None))
 	}, ins(normal(2, 3, 5, 19)))
-	add("softmax/masked", func(g *graph.Graph, _ weightSet) error {
+	cs.add("softmax/masked", func(g *graph.Graph, _ weightSet) error {
 		x := g.Input("x", graph.Float32, 2, 3, 5, 19)
 		m := g.Input("mask", graph.Float32, 2, 1, 1, 19)
 		return g.Output(g.Softmax("p", x, m))
@@ -140,14 +168,18 @@ func GraphCases(rng *rand.Rand, supports func(quant.Format) bool) []GraphCase {
 		}
 		return graph.F32Tensor(m, 2, 1, 1, 19)
 	}))
-	for _, f := range graphFormats(supports) {
-		add("linear/"+f.String(), func(g *graph.Graph, w weightSet) error {
+}
+
+// weighted: Linear (with and without bias) and Gather (with out-of-range ids) per format.
+func (cs *caseSet) weighted(formats []quant.Format) {
+	for _, f := range formats {
+		cs.add("linear/"+f.String(), func(g *graph.Graph, w weightSet) error {
 			x := g.Input("x", graph.Float32, 2, 3, 300)
 			y := g.Linear("fc", x, w.matrix(g, "w", 67, 300, f), w.f32(g, "b", 67))
 			z := g.Linear("fc-nobias", g.Reshape("flat", x, 6, 300), w.matrix(g, "w", 67, 300, f), graph.None)
 			return g.Output(y, z)
 		}, ins(normal(2, 3, 300)))
-		add("gather/"+f.String(), func(g *graph.Graph, w weightSet) error {
+		cs.add("gather/"+f.String(), func(g *graph.Graph, w weightSet) error {
 			ids := g.Input("ids", graph.Int32, 2, 7)
 			return g.Output(g.Gather("embed", w.matrix(g, "table", 41, 70, f), ids))
 		}, func(rng *rand.Rand) []graph.Tensor {
@@ -159,13 +191,17 @@ func GraphCases(rng *rand.Rand, supports func(quant.Format) bool) []GraphCase {
 			return []graph.Tensor{graph.I32Tensor(ids, 2, 7)}
 		})
 	}
-	add("matmul/batched", func(g *graph.Graph, _ weightSet) error {
+}
+
+// shapes: batched MatMul, the layout ops chained, masked mean pooling, RoPE both ways.
+func (cs *caseSet) shapes() {
+	cs.add("matmul/batched", func(g *graph.Graph, _ weightSet) error {
 		a := g.Input("a", graph.Float32, 2, 3, 5, 17)
 		b := g.Input("b", graph.Float32, 2, 3, 17, 9)
 		bt := g.Input("bt", graph.Float32, 2, 3, 9, 17)
 		return g.Output(g.MatMul("ab", a, b, false), g.MatMul("abt", a, bt, true))
 	}, ins(normal(2, 3, 5, 17), normal(2, 3, 17, 9), normal(2, 3, 9, 17)))
-	add("layout/transpose-reshape-slice-concat", func(g *graph.Graph, _ weightSet) error {
+	cs.add("layout/transpose-reshape-slice-concat", func(g *graph.Graph, _ weightSet) error {
 		x := g.Input("x", graph.Float32, 2, 5, 3, 7)
 		t := g.Transpose("t", x, 0, 2, 1, 3)
 		r := g.Reshape("r", t, 6, 35)
@@ -175,24 +211,30 @@ func GraphCases(rng *rand.Rand, supports func(quant.Format) bool) []GraphCase {
 		c0 := g.Concat("c0", 0, g.Slice("s3", t2, 0, 2, 5), t2)
 		return g.Output(c, c0)
 	}, ins(normal(2, 5, 3, 7)))
-	add("pool/meanpool", func(g *graph.Graph, _ weightSet) error {
+	cs.add("pool/meanpool", func(g *graph.Graph, _ weightSet) error {
 		return g.Output(g.MeanPool("pool", g.Input("x", graph.Float32, 3, 6, 29), g.Input("mask", graph.Float32, 3, 6)))
 	}, ins(normal(3, 6, 29), func(rng *rand.Rand) graph.Tensor {
 		return graph.F32Tensor([]float32{1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0}, 3, 6)
 	}))
 	for _, inter := range []bool{false, true} {
-		add(fmt.Sprintf("rope/interleaved=%v", inter), func(g *graph.Graph, _ weightSet) error {
+		cs.add(fmt.Sprintf("rope/interleaved=%v", inter), func(g *graph.Graph, _ weightSet) error {
 			return g.Output(g.RoPE("rope", g.Input("x", graph.Float32, 2, 5, 3, 10), g.Input("pos", graph.Int32, 5), 10000, inter))
 		}, ins(normal(2, 5, 3, 10), func(rng *rand.Rand) graph.Tensor {
 			return graph.I32Tensor([]int32{0, 1, 7, 300, 4095}, 5)
 		}))
 	}
-	for _, f := range graphFormats(supports) {
+}
+
+// blocks: an encoder layer (encoderBlock) and a decoder layer (buildDecoderBlock) at 4 and
+// 32 bits.
+func (cs *caseSet) blocks(formats []quant.Format) {
+	for _, f := range formats {
 		if f.Bits != 4 && f.Bits != 32 {
 			continue
 		}
-		add("block/encoder-"+f.String(), func(g *graph.Graph, w weightSet) error {
-			return buildEncoderBlock(g, w, f)
+		cs.add("block/encoder-"+f.String(), func(g *graph.Graph, w weightSet) error {
+			emb, hidden := encoderBlock.Build(g, blockWeights{w, f})
+			return g.Output(emb, hidden)
 		}, ins(normal(2, 7, 40), func(rng *rand.Rand) graph.Tensor {
 			m := make([]float32, 14)
 			for i := range m {
@@ -201,7 +243,7 @@ func GraphCases(rng *rand.Rand, supports func(quant.Format) bool) []GraphCase {
 			m[7+5], m[7+6] = 0, 0 // the second sequence is two tokens shorter
 			return graph.F32Tensor(m, 2, 7)
 		}))
-		add("block/decoder-"+f.String(), func(g *graph.Graph, w weightSet) error {
+		cs.add("block/decoder-"+f.String(), func(g *graph.Graph, w weightSet) error {
 			return buildDecoderBlock(g, w, f)
 		}, ins(normal(1, 6, 48), func(rng *rand.Rand) graph.Tensor {
 			return graph.I32Tensor([]int32{3, 4, 5, 6, 7, 8}, 6)
@@ -215,30 +257,25 @@ func GraphCases(rng *rand.Rand, supports func(quant.Format) bool) []GraphCase {
 			return graph.F32Tensor(m, 1, 1, 6, 6)
 		}))
 	}
-	return cs
 }
 
-// buildEncoderBlock is a pre-norm transformer encoder layer with a key padding mask, mean
-// pooling and L2 normalization: x[2, 7, 40], 4 heads of 10, FFN 70.
-func buildEncoderBlock(g *graph.Graph, w weightSet, f quant.Format) error {
-	const B, T, D, H, Dh, F = 2, 7, 40, 4, 10, 70
-	x := g.Input("x", graph.Float32, B, T, D)
-	mask := g.Input("mask", graph.Float32, B, T)
-	h := g.LayerNorm("ln1", x, w.f32(g, "ln1.g", D), w.f32(g, "ln1.b", D), 1e-6)
-	qkv := g.Linear("qkv", h, w.matrix(g, "qkv", 3*D, D, f), w.f32(g, "qkv.b", 3*D))
-	heads := func(i int) graph.Value {
-		s := g.Slice(fmt.Sprint("split", i), qkv, 2, i*D, (i+1)*D)
-		return g.Transpose(fmt.Sprint("heads", i), g.Reshape(fmt.Sprint("r", i), s, B, T, H, Dh), 0, 2, 1, 3)
-	}
-	q := g.Scale("q", heads(0), float32(1/math.Sqrt(Dh)))
-	p := g.Softmax("probs", g.MatMul("scores", q, heads(1), true), g.Reshape("keymask", mask, B, 1, 1, T))
-	o := g.Reshape("merge", g.Transpose("unheads", g.MatMul("attend", p, heads(2), false), 0, 2, 1, 3), B, T, D)
-	x = g.Add("res1", x, g.Linear("out", o, w.matrix(g, "out", D, D, f), w.f32(g, "out.b", D)))
-	h = g.LayerNorm("ln2", x, w.f32(g, "ln2.g", D), w.f32(g, "ln2.b", D), 1e-6)
-	h = g.ReLU("relu", g.Linear("ffn1", h, w.matrix(g, "ffn1", F, D, f), w.f32(g, "ffn1.b", F)))
-	x = g.Add("res2", x, g.Linear("ffn2", h, w.matrix(g, "ffn2", D, F, f), w.f32(g, "ffn2.b", D)))
-	pooled := g.Tanh("tanh", g.MeanPool("pool", x, mask))
-	return g.Output(g.L2Normalize("l2", pooled, 1e-12), x)
+// encoderBlock is the conformance suite's encoder: one layer over x[2, 7, 40], 4 heads of 10,
+// FFN 70, no dense layer; both the embedding and the hidden states are outputs.
+var encoderBlock = Encoder{B: 2, T: 7, D: 40, H: 4, F: 70, Layers: 1}
+
+// blockWeights are a weightSet's weights as EncoderWeights, matrices in format f; vectors are
+// 1 + 0.2·N(0, 1) whatever the mean (as the other cases' f32 weights).
+type blockWeights struct {
+	weightSet
+	f quant.Format
+}
+
+func (w blockWeights) Matrix(g *graph.Graph, name string, n, k int) graph.Value {
+	return w.matrix(g, name, n, k, w.f)
+}
+
+func (w blockWeights) Vector(g *graph.Graph, name string, n int, _ float64) graph.Value {
+	return w.f32(g, name, n)
 }
 
 // buildDecoderBlock is a Llama-style layer: RMSNorm, RoPE, grouped-query attention (4 query
@@ -340,9 +377,7 @@ func RunGraphs(t *testing.T, b backend.Backend, opt GraphOptions) {
 	if !ok {
 		t.Fatalf("backend %s does not execute graphs (no Compile)", b.Name())
 	}
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("backend %s: graph seed %d", b.Name(), seed)
-	rng := rand.New(rand.NewPCG(seed, 0x6772617068))
+	rng := rand.New(rand.NewPCG(Seed(t, "backend "+b.Name()+": graphs"), 0x6772617068))
 	ref := cpu.New()
 	for _, c := range GraphCases(rng, opt.Supports) {
 		if opt.Only != "" && !strings.Contains(c.Name, opt.Only) {
