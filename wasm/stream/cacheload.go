@@ -15,8 +15,8 @@ import (
 func (l *Load) noteCacheErr(err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.cacheErr == nil {
-		l.cacheErr = err
+	if l.cache.err == nil {
+		l.cache.err = err
 	}
 }
 
@@ -25,7 +25,7 @@ func (l *Load) noteCacheErr(err error) {
 func (l *Load) CacheErr() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.cacheErr
+	return l.cache.err
 }
 
 // loadCached delivers src's tensors from the cache entry under key. hit reports that every
@@ -33,44 +33,71 @@ func (l *Load) CacheErr() error {
 // tensors already uploaded from the entry (each checked) stay resident, and the network pass
 // skips them. err is set only for failures that end the load (cancellation, an upload error).
 func (l *Load) loadCached(ctx context.Context, src Source, key string) (hit bool, err error) {
+	rc, cr := l.openEntry(src, key)
+	if cr == nil {
+		return false, nil
+	}
+	defer rc.Close()
+	quantized, err := l.registerEntry(src, cr)
+	if err != nil {
+		return false, err
+	}
+	l.report()
+	damage, err := l.uploadEntry(ctx, cr)
+	if damage != nil {
+		l.unregisterEntry(src, key, cr, quantized, damage)
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// openEntry opens the entry under key and reads its header: nil (and rc closed) on a miss, a
+// damaged header (the entry is deleted) or an entry for another plan (the network load
+// overwrites it).
+func (l *Load) openEntry(src Source, key string) (rc io.ReadCloser, cr *cacheReader) {
 	rc, err := l.opt.Cache.Get(key)
 	if err != nil {
 		if !errors.Is(err, ErrCacheMiss) {
 			l.noteCacheErr(fmt.Errorf("stream: cache get %s: %w", src.Name, err))
 		}
-		return false, nil
+		return nil, nil
 	}
-	defer rc.Close()
-	cr, err := newCacheReader(rc, key)
+	cr, err = newCacheReader(rc, key)
 	if err != nil {
 		l.noteCacheErr(fmt.Errorf("stream: cache entry of %s: %w", src.Name, err))
 		l.opt.Cache.Delete(key)
-		return false, nil
+		rc.Close()
+		return nil, nil
 	}
 	for i := range cr.h.Tensors {
 		ct := &cr.h.Tensors[i]
 		if f := l.opt.Plan(&ct.TensorInfo); f != ct.format() {
-			// Not damage: the plan changed. The network load overwrites the entry.
+			// Not damage: the plan changed.
 			l.noteCacheErr(fmt.Errorf("stream: cache entry of %s: tensor %q is %v, the plan now says %v: %w", src.Name, ct.Name, ct.format(), f, ErrCacheEntry))
-			return false, nil
+			rc.Close()
+			return nil, nil
 		}
 	}
+	return rc, cr
+}
 
-	// Register the tensors as the header parse would, undone below if the entry fails.
+// registerEntry registers the entry's tensors as the plan stage registers a file's (undone by
+// unregisterEntry if the entry turns out damaged); the tensors without bytes are ready at once.
+// It returns the quantized bytes the entry declares.
+func (l *Load) registerEntry(src Source, cr *cacheReader) (quantized int64, err error) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	for i := range cr.h.Tensors {
 		ct := &cr.h.Tensors[i]
-		if _, dup := l.formats[ct.Name]; dup {
-			l.mu.Unlock()
-			return false, fmt.Errorf("stream: %s: tensor %q is also in an earlier file: %w", src.Name, ct.Name, format.ErrCorrupt)
+		if _, dup := l.tensors.formats[ct.Name]; dup {
+			return 0, fmt.Errorf("stream: %s: tensor %q is also in an earlier file: %w", src.Name, ct.Name, format.ErrCorrupt)
 		}
 	}
-	var quantized int64
 	for i := range cr.h.Tensors {
 		ct := &cr.h.Tensors[i]
 		n, k, _ := ct.nk()
-		l.formats[ct.Name] = ct.format()
-		l.tensors = append(l.tensors, ct.TensorInfo)
+		l.tensors.formats[ct.Name] = ct.format()
+		l.tensors.infos = append(l.tensors.infos, ct.TensorInfo)
 		if ct.hasBytes() {
 			quantized += int64(ct.format().TensorBytes(n, k))
 		}
@@ -82,40 +109,47 @@ func (l *Load) loadCached(ctx context.Context, src Source, key string) (hit bool
 	l.prog.CacheHits++
 	l.prog.CacheRead += cr.n
 	for i := range cr.h.Tensors {
-		if ct := &cr.h.Tensors[i]; !ct.hasBytes() && !l.fromCache[ct.Name] {
-			l.fromCache[ct.Name] = true
+		if ct := &cr.h.Tensors[i]; !ct.hasBytes() && !l.cache.fromCache[ct.Name] {
+			l.cache.fromCache[ct.Name] = true
 			l.tensorReadyLocked(ct.Name, nil, "")
 		}
 	}
-	l.mu.Unlock()
-	l.report()
+	return quantized, nil
+}
 
-	undo := func(cause error) {
-		l.noteCacheErr(fmt.Errorf("stream: cache entry of %s: %w", src.Name, cause))
-		l.opt.Cache.Delete(key)
-		l.mu.Lock()
-		drop := make(map[string]bool, len(cr.h.Tensors))
-		for _, ct := range cr.h.Tensors {
-			drop[ct.Name] = true
-			delete(l.formats, ct.Name)
-		}
-		kept := l.tensors[:0]
-		for _, ti := range l.tensors {
-			if !drop[ti.Name] {
-				kept = append(kept, ti)
-			}
-		}
-		l.tensors = kept
-		l.prog.TensorsTotal -= len(cr.h.Tensors)
-		l.prog.QuantizedTotal -= quantized
-		l.prog.BytesTotal += src.Size
-		l.prog.CacheHits--
-		l.mu.Unlock()
+// unregisterEntry undoes registerEntry after the entry turned out damaged (cause), but for the
+// tensors already uploaded from it, and deletes the entry.
+func (l *Load) unregisterEntry(src Source, key string, cr *cacheReader, quantized int64, cause error) {
+	l.noteCacheErr(fmt.Errorf("stream: cache entry of %s: %w", src.Name, cause))
+	l.opt.Cache.Delete(key)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	drop := make(map[string]bool, len(cr.h.Tensors))
+	for _, ct := range cr.h.Tensors {
+		drop[ct.Name] = true
+		delete(l.tensors.formats, ct.Name)
 	}
+	kept := l.tensors.infos[:0]
+	for _, ti := range l.tensors.infos {
+		if !drop[ti.Name] {
+			kept = append(kept, ti)
+		}
+	}
+	l.tensors.infos = kept
+	l.prog.TensorsTotal -= len(cr.h.Tensors)
+	l.prog.QuantizedTotal -= quantized
+	l.prog.BytesTotal += src.Size
+	l.prog.CacheHits--
+}
+
+// uploadEntry uploads the entry's tensors one at a time as they are read and checked. damage is
+// what was wrong with the entry (its reader's error before the end); err a failure that ends the
+// load (cancellation, an upload error).
+func (l *Load) uploadEntry(ctx context.Context, cr *cacheReader) (damage, err error) {
 	last := cr.n
 	for {
 		if err := ctx.Err(); err != nil {
-			return false, err
+			return nil, err
 		}
 		_, t, err := cr.next()
 		l.mu.Lock()
@@ -123,20 +157,19 @@ func (l *Load) loadCached(ctx context.Context, src Source, key string) (hit bool
 		l.mu.Unlock()
 		last = cr.n
 		if err == io.EOF {
-			return true, nil
+			return nil, nil
 		}
 		if err != nil {
-			undo(err)
-			return false, nil
+			return err, nil
 		}
-		l.pending.Add(int64(t.Bytes()))
+		l.mem.pending.Add(int64(t.Bytes()))
 		w, err := l.up.Upload(t)
-		l.pending.Add(-int64(t.Bytes()))
+		l.mem.pending.Add(-int64(t.Bytes()))
 		if err != nil {
-			return false, fmt.Errorf("stream: upload %q (from the cache): %w", t.Name, err)
+			return nil, fmt.Errorf("stream: upload %q (from the cache): %w", t.Name, err)
 		}
 		l.mu.Lock()
-		l.fromCache[t.Name] = true
+		l.cache.fromCache[t.Name] = true
 		l.tensorReadyLocked(t.Name, w, "")
 		l.mu.Unlock()
 		l.report()
@@ -162,9 +195,9 @@ type entryWriter struct {
 func (l *Load) startEntry(src Source, key string, ts []*tensorJob) *entryWriter {
 	pr, pw := io.Pipe()
 	ew := &entryWriter{l: l, key: key, pw: pw}
-	l.cacheWG.Add(1)
+	l.cache.puts.Add(1)
 	go func() {
-		defer l.cacheWG.Done()
+		defer l.cache.puts.Done()
 		err := l.opt.Cache.Put(key, pr)
 		// Put may return before reading everything (a full quota): unblock the writer.
 		pr.CloseWithError(errors.New("stream: cache put returned"))
@@ -174,7 +207,7 @@ func (l *Load) startEntry(src Source, key string, ts []*tensorJob) *entryWriter 
 	}()
 	h := &cacheHeader{Key: key, Tensors: make([]cacheTensor, len(ts))}
 	for i, t := range ts {
-		h.Tensors[i] = newCacheTensor(t.info, l.formats[t.info.Name])
+		h.Tensors[i] = newCacheTensor(t.info, t.format)
 		if t.info.Size > 0 {
 			ew.left++
 		}
@@ -187,7 +220,7 @@ func (l *Load) startEntry(src Source, key string, ts []*tensorJob) *entryWriter 
 	}
 	ew.cw = cw
 	l.mu.Lock()
-	l.entries = append(l.entries, ew)
+	l.cache.entries = append(l.cache.entries, ew)
 	l.mu.Unlock()
 	return ew
 }
