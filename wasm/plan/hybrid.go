@@ -73,7 +73,8 @@ func (p *Probe) String() string {
 // backend that did not match is skipped, and the stage's Moved says so; a pinned stage whose
 // backend did not match fails the placement with ErrPlacement. When no stage is pinned and one
 // backend running the whole model as a single graph beats the per-stage choice (which pays a
-// host round trip at every stage), every stage goes there: hybrid only where it wins.
+// host round trip at every stage), and matched the reference in every stage, every stage goes
+// there: hybrid only where it wins.
 func Place(pl *Placement) error {
 	pinned := false
 	pl.SplitMS = 0
@@ -86,7 +87,7 @@ func Place(pl *Placement) error {
 		pl.SplitMS += s.ms()
 	}
 	pl.ChosenMS = pl.SplitMS
-	if best := fastest(pl.Whole, pl.Bound); best != nil && !pinned && best.MS < pl.SplitMS {
+	if best := fastest(pl.Whole, pl.Bound); best != nil && !pinned && best.MS < pl.SplitMS && pl.passes(best.Backend) {
 		for i := range pl.Stages {
 			s := &pl.Stages[i]
 			if s.Backend != best.Backend {
@@ -180,6 +181,17 @@ func (s *Stage) ms() float64 {
 		}
 	}
 	return 0
+}
+
+// passes reports whether backend matched the reference in every stage's probe.
+func (pl *Placement) passes(backend string) bool {
+	for _, s := range pl.Stages {
+		i := slices.IndexFunc(s.Probe, func(p Probe) bool { return p.Backend == backend })
+		if i < 0 || !s.Probe[i].ok(pl.Bound) {
+			return false
+		}
+	}
+	return true
 }
 
 func fastest(ps []Probe, bound float64) *Probe {

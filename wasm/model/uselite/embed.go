@@ -41,6 +41,23 @@ type Encoder struct {
 	cal    *backend.Calibration
 	whole  map[[2]int]backend.Program
 	staged map[[2]int][]backend.Program
+
+	placement []Target                     // per stage (SetPlacement); nil: one backend
+	placed    map[[2]int][]backend.Program // per bucket, one program per segment
+	crossings Crossings
+}
+
+// Target is a backend a stage of the encoder may run on, with the weights it holds.
+type Target struct {
+	Name    string
+	Backend backend.Compiler
+	Weights backend.Weights
+}
+
+// Crossings count the activations that passed from one backend to another.
+type Crossings struct {
+	Count int   `json:"count"` // stage boundaries crossed, over every pass run
+	Bytes int64 `json:"bytes"` // the activations' bytes that crossed, through host memory
 }
 
 // Batch is a bucket of tokenized sentences, padded.
@@ -147,9 +164,12 @@ func (e *Encoder) run(ctx context.Context, texts []string, st *staging) ([][]flo
 		b := e.pad(part)
 		var emb []float32
 		var err error
-		if st != nil {
+		switch {
+		case e.placement != nil:
+			emb, err = e.runPlaced(ctx, b)
+		case st != nil:
 			emb, err = e.runStaged(ctx, b, st)
-		} else {
+		default:
 			emb, err = e.runWhole(ctx, b)
 		}
 		if err != nil {
@@ -268,6 +288,7 @@ func (e *Encoder) Release() error {
 			errs = append(errs, p.Release())
 		}
 	}
+	errs = append(errs, e.releasePlaced())
 	e.whole, e.staged = nil, nil
 	return errors.Join(errs...)
 }

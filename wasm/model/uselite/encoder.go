@@ -310,51 +310,85 @@ const (
 
 // Build is the whole encoder for a batch bucket: ids, mask → embeddings [B, Out], unit length.
 func (c *Config) Build(B, T int) (*graph.Graph, error) {
-	g := graph.New(fmt.Sprintf("use-lite %d×%d", B, T))
-	ids := g.Input(InputIDs, graph.Int32, B, T)
-	mask := g.Input(InputMask, graph.Float32, B, T)
-	x := c.embed(g, ids)
-	for i := range c.Layers {
-		x = c.layer(g, i, x, mask, B, T)
+	return c.segment(fmt.Sprintf("use-lite %d×%d", B, T), B, T, 0, c.NumStages())
+}
+
+// NumStages is how many pieces Stages splits the encoder into: the embedding, each layer, the head.
+func (c *Config) NumStages() int { return len(c.Layers) + 2 }
+
+// StageName names piece i of Stages: "embed", "layer 0", …, "head".
+func (c *Config) StageName(i int) string {
+	switch {
+	case i == 0:
+		return "embed"
+	case i <= len(c.Layers):
+		return fmt.Sprintf("layer %d", i-1)
 	}
-	if err := g.Output(c.head(g, x, mask)); err != nil {
-		return nil, err
-	}
-	return g, nil
+	return "head"
 }
 
 // Stages splits Build into the embedding, each layer and the head, so a caller can start on
 // the first while later weights still stream. Running them in order gives Build's output.
 func (c *Config) Stages(B, T int) ([]Stage, error) {
 	var out []Stage
-	finish := func(g *graph.Graph, v graph.Value) error {
-		if err := g.Output(v); err != nil {
-			return err
-		}
-		out = append(out, Stage{Graph: g, Weights: g.Weights()})
-		return nil
-	}
-	g := graph.New(fmt.Sprintf("use-lite embed %d×%d", B, T))
-	if err := finish(g, c.embed(g, g.Input(InputIDs, graph.Int32, B, T))); err != nil {
-		return nil, err
-	}
-	width := c.Embed
-	for i := range c.Layers {
-		g := graph.New(fmt.Sprintf("use-lite layer %d %d×%d", i, B, T))
-		x := g.Input(InputX, graph.Float32, B, T, width)
-		mask := g.Input(InputMask, graph.Float32, B, T)
-		if err := finish(g, c.layer(g, i, x, mask, B, T)); err != nil {
+	for i := range c.NumStages() {
+		g, err := c.Segment(B, T, i, i+1)
+		if err != nil {
 			return nil, err
 		}
-		width = c.Layers[i].Width
-	}
-	g = graph.New(fmt.Sprintf("use-lite head %d×%d", B, T))
-	x := g.Input(InputX, graph.Float32, B, T, width)
-	mask := g.Input(InputMask, graph.Float32, B, T)
-	if err := finish(g, c.head(g, x, mask)); err != nil {
-		return nil, err
+		out = append(out, Stage{Graph: g, Weights: g.Weights()})
 	}
 	return out, nil
+}
+
+// Segment is stages lo…hi−1 of Stages as one graph, so pieces that run on the same backend
+// pass their activations on inside it. Its inputs: ids [B, T] when lo is 0, else x [B, T,
+// width]; then the mask, when any of its stages reads it (all but the embedding). Its output
+// is x, or the embeddings when hi is NumStages.
+func (c *Config) Segment(B, T, lo, hi int) (*graph.Graph, error) {
+	name := c.StageName(lo)
+	if hi > lo+1 {
+		name += "…" + c.StageName(hi-1)
+	}
+	return c.segment(fmt.Sprintf("use-lite %s %d×%d", name, B, T), B, T, lo, hi)
+}
+
+func (c *Config) segment(name string, B, T, lo, hi int) (*graph.Graph, error) {
+	if lo < 0 || hi > c.NumStages() || lo >= hi {
+		return nil, fmt.Errorf("use-lite: stages [%d, %d) of %d", lo, hi, c.NumStages())
+	}
+	g := graph.New(name)
+	var x, mask graph.Value
+	if lo == 0 {
+		x = g.Input(InputIDs, graph.Int32, B, T)
+	} else {
+		x = g.Input(InputX, graph.Float32, B, T, c.width(lo))
+	}
+	if hi > 1 {
+		mask = g.Input(InputMask, graph.Float32, B, T)
+	}
+	for i := lo; i < hi; i++ {
+		switch {
+		case i == 0:
+			x = c.embed(g, x)
+		case i <= len(c.Layers):
+			x = c.layer(g, i-1, x, mask, B, T)
+		default:
+			x = c.head(g, x, mask)
+		}
+	}
+	if err := g.Output(x); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// width is the residual stream's width entering stage i (i ≥ 1).
+func (c *Config) width(i int) int {
+	if i == 1 {
+		return c.Embed
+	}
+	return c.Layers[i-2].Width
 }
 
 func (c *Config) embed(g *graph.Graph, ids graph.Value) graph.Value {
