@@ -139,41 +139,10 @@ func (p *program) eval(n *graph.Node, vals []value) (value, error) {
 	out := make([]float32, n.Shape.Size())
 	switch n.Op {
 	case graph.OpGather:
-		ids := vals[n.Inputs[1]].i
-		tn := &g.Nodes[n.Inputs[0]]
-		V, D := tn.Shape[0], tn.Shape[1]
-		for r, id := range ids {
-			row := out[r*D : (r+1)*D]
-			if id < 0 || int(id) >= V {
-				continue // zeros, as the op defines
-			}
-			if tn.Op == graph.OpWeight {
-				// The resident tensor may be [V, D] or any [n, k] with the same elements.
-				t := p.weights[tn.Attr.Name]
-				if t.K == D {
-					t.DequantizeRow(int(id), row)
-					continue
-				}
-				copy(row, p.denseWeight(tn.Attr.Name)[int(id)*D:])
-				continue
-			}
-			copy(row, vals[n.Inputs[0]].f[int(id)*D:(int(id)+1)*D])
-		}
+		p.gather(out, n, vals)
 	case graph.OpLinear:
-		w := p.weights[g.Nodes[n.Inputs[1]].Attr.Name]
-		x := arg(0)
-		m := len(x) / w.K
-		if err := p.b.MatMul(out, x, &weight{t: w}, m); err != nil {
+		if err := p.linear(out, n, vals); err != nil {
 			return value{}, err
-		}
-		if n.Inputs[2] != graph.None {
-			bias := arg(2)
-			for r := 0; r < m; r++ {
-				row := out[r*w.N : (r+1)*w.N]
-				for j := range row {
-					row[j] += bias[j]
-				}
-			}
 		}
 	case graph.OpMatMul:
 		matmul(out, arg(0), arg(1), shape(0), shape(1), n.Attr.TransB)
@@ -218,6 +187,52 @@ func (p *program) eval(n *graph.Node, vals []value) (value, error) {
 		return value{}, fmt.Errorf("op %s is not implemented on the cpu", n.Op)
 	}
 	return value{f: out}, nil
+}
+
+// gather writes the rows of n's table that its ids name into out; an id outside the table is
+// a row of zeros, as the op defines.
+func (p *program) gather(out []float32, n *graph.Node, vals []value) {
+	ids := vals[n.Inputs[1]].i
+	tn := &p.g.Nodes[n.Inputs[0]]
+	V, D := tn.Shape[0], tn.Shape[1]
+	for r, id := range ids {
+		row := out[r*D : (r+1)*D]
+		if id < 0 || int(id) >= V {
+			continue
+		}
+		if tn.Op == graph.OpWeight {
+			// The resident tensor may be [V, D] or any [n, k] with the same elements.
+			t := p.weights[tn.Attr.Name]
+			if t.K == D {
+				t.DequantizeRow(int(id), row)
+				continue
+			}
+			copy(row, p.denseWeight(tn.Attr.Name)[int(id)*D:])
+			continue
+		}
+		copy(row, vals[n.Inputs[0]].f[int(id)*D:(int(id)+1)*D])
+	}
+}
+
+// linear writes x·Wᵀ (+ bias) into out, the matmul on the weight's packed rows.
+func (p *program) linear(out []float32, n *graph.Node, vals []value) error {
+	w := p.weights[p.g.Nodes[n.Inputs[1]].Attr.Name]
+	x := vals[n.Inputs[0]].f
+	m := len(x) / w.K
+	if err := p.b.MatMul(out, x, &weight{t: w}, m); err != nil {
+		return err
+	}
+	if n.Inputs[2] == graph.None {
+		return nil
+	}
+	bias := vals[n.Inputs[2]].f
+	for r := 0; r < m; r++ {
+		row := out[r*w.N : (r+1)*w.N]
+		for j := range row {
+			row[j] += bias[j]
+		}
+	}
+	return nil
 }
 
 func unaryFunc(op graph.Op) func(float32) float32 {
