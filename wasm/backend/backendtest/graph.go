@@ -3,6 +3,7 @@ package backendtest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -233,7 +234,8 @@ func (cs *caseSet) blocks(formats []quant.Format) {
 			continue
 		}
 		cs.add("block/encoder-"+f.String(), func(g *graph.Graph, w weightSet) error {
-			emb, hidden := encoderBlock.Build(g, blockWeights{w, f})
+			emb, hidden, drawn := encoderBlock.Build(g, blockWeights{w.rng, f})
+			maps.Copy(w.t, drawn)
 			return g.Output(emb, hidden)
 		}, ins(normal(2, 7, 40), func(rng *rand.Rand) graph.Tensor {
 			m := make([]float32, 14)
@@ -263,19 +265,36 @@ func (cs *caseSet) blocks(formats []quant.Format) {
 // FFN 70, no dense layer; both the embedding and the hidden states are outputs.
 var encoderBlock = Encoder{B: 2, T: 7, D: 40, H: 4, F: 70, Layers: 1}
 
-// blockWeights are a weightSet's weights as EncoderWeights, matrices in format f; vectors are
-// 1 + 0.2·N(0, 1) whatever the mean (as the other cases' f32 weights).
+// blockWeights draw the encoder block's weights as the other cases' weightSet does: matrices
+// RandomWeights·10 in format f, vectors 1 + 0.2·N(0, 1) whatever the mean.
 type blockWeights struct {
-	weightSet
-	f quant.Format
+	rng *rand.Rand
+	f   quant.Format
 }
 
-func (w blockWeights) Matrix(g *graph.Graph, name string, n, k int) graph.Value {
-	return w.matrix(g, name, n, k, w.f)
+func (w blockWeights) Matrix(name string, n, k int) *quant.Tensor {
+	vals := RandomWeights(w.rng, n, k)
+	for i := range vals {
+		vals[i] *= 10 // ~0.2 per weight: activations keep their size through a layer
+	}
+	return MustQuantize(name, vals, n, k, w.f)
 }
 
-func (w blockWeights) Vector(g *graph.Graph, name string, n int, _ float64) graph.Value {
-	return w.f32(g, name, n)
+func (w blockWeights) Vector(name string, n int, _ float64) *quant.Tensor {
+	vals := randn(w.rng, n)
+	for i := range vals {
+		vals[i] = 1 + 0.2*vals[i]
+	}
+	return MustQuantize(name, vals, 1, n, quant.Format{Bits: 32})
+}
+
+// MustQuantize is quant.Quantize for test weights, which are always valid: an error panics.
+func MustQuantize(name string, vals []float32, n, k int, f quant.Format) *quant.Tensor {
+	t, err := quant.Quantize(name, vals, n, k, f, quant.Options{})
+	if err != nil {
+		panic(err)
+	}
+	return t
 }
 
 // buildDecoderBlock is a Llama-style layer: RMSNorm, RoPE, grouped-query attention (4 query
@@ -333,30 +352,14 @@ type weightSet struct {
 
 func (w weightSet) matrix(g *graph.Graph, name string, n, k int, f quant.Format) graph.Value {
 	if _, ok := w.t[name]; !ok {
-		vals := RandomWeights(w.rng, n, k)
-		for i := range vals {
-			vals[i] *= 10 // ~0.2 per weight: activations keep their size through a layer
-		}
-		t, err := quant.Quantize(name, vals, n, k, f, quant.Options{})
-		if err != nil {
-			panic(err)
-		}
-		w.t[name] = t
+		w.t[name] = blockWeights{w.rng, f}.Matrix(name, n, k)
 	}
 	return g.Weight(name, n, k)
 }
 
 func (w weightSet) f32(g *graph.Graph, name string, n int) graph.Value {
 	if _, ok := w.t[name]; !ok {
-		vals := randn(w.rng, n)
-		for i := range vals {
-			vals[i] = 1 + 0.2*vals[i]
-		}
-		t, err := quant.Quantize(name, vals, 1, n, quant.Format{Bits: 32}, quant.Options{})
-		if err != nil {
-			panic(err)
-		}
-		w.t[name] = t
+		w.t[name] = blockWeights{rng: w.rng}.Vector(name, n, 1)
 	}
 	return g.Weight(name, n)
 }

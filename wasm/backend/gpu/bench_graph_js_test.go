@@ -6,13 +6,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/backend/backendtest"
 	"github.com/nibble-ml/nibble/wasm/graph"
 	"github.com/nibble-ml/nibble/wasm/quant"
 )
@@ -23,49 +23,30 @@ var benchProfile = flag.Bool("nibble.profile", false, "time each dispatch step o
 // -nibble.rowwg sets the row reductions' workgroup on software adapters.
 var benchRowWG = flag.Int("nibble.rowwg", 0, "row-reduction workgroup on software adapters (0: the default)")
 
-// encoderSize is a transformer encoder the shape of Universal Sentence Encoder Lite's: width D,
-// H heads, FFN width F, layers deep, over B sequences of T tokens.
-type encoderSize struct{ B, T, D, H, F, Layers int }
-
-// buildEncoder is buildEncoderBlock of backendtest at any size, stacked: pre-norm layers with a
-// key padding mask, then masked mean pooling and L2 normalization. Weights are synthetic
-// (syntheticTensor): the benchmark times the graph, not the values.
-func buildEncoder(s encoderSize, f quant.Format, rng *rand.Rand) (*graph.Graph, map[string]*quant.Tensor, error) {
+// buildEncoder is backendtest.Encoder of size s, its weights synthetic (syntheticTensor): the
+// benchmark times the graph, not the values.
+func buildEncoder(s backendtest.Encoder, f quant.Format, rng *rand.Rand) (*graph.Graph, map[string]*quant.Tensor, error) {
 	g := graph.New(fmt.Sprintf("encoder B%d T%d D%d", s.B, s.T, s.D))
-	ws := map[string]*quant.Tensor{}
-	mat := func(name string, n, k int, f quant.Format) graph.Value {
-		t := syntheticTensor(rng, n, k, f)
-		t.Name = name
-		ws[name] = t
-		if n == 1 {
-			return g.Weight(name, k)
-		}
-		return g.Weight(name, n, k)
-	}
-	vec := func(name string, n int) graph.Value { return mat(name, 1, n, quant.Format{Bits: 32}) }
-	B, T, D, H := s.B, s.T, s.D, s.H
-	Dh := D / H
-	x := g.Input("x", graph.Float32, B, T, D)
-	mask := g.Input("mask", graph.Float32, B, T)
-	keyMask := g.Reshape("keymask", mask, B, 1, 1, T)
-	for l := 0; l < s.Layers; l++ {
-		p := fmt.Sprintf("l%d/", l)
-		h := g.LayerNorm(p+"ln1", x, vec(p+"ln1.g", D), vec(p+"ln1.b", D), 1e-6)
-		qkv := g.Linear(p+"qkv", h, mat(p+"qkv", 3*D, D, f), vec(p+"qkv.b", 3*D))
-		heads := func(i int) graph.Value {
-			sl := g.Slice(fmt.Sprint(p, "split", i), qkv, 2, i*D, (i+1)*D)
-			return g.Transpose(fmt.Sprint(p, "heads", i), g.Reshape(fmt.Sprint(p, "r", i), sl, B, T, H, Dh), 0, 2, 1, 3)
-		}
-		q := g.Scale(p+"q", heads(0), float32(1/math.Sqrt(float64(Dh))))
-		pr := g.Softmax(p+"probs", g.MatMul(p+"scores", q, heads(1), true), keyMask)
-		o := g.Reshape(p+"merge", g.Transpose(p+"unheads", g.MatMul(p+"attend", pr, heads(2), false), 0, 2, 1, 3), B, T, D)
-		x = g.Add(p+"res1", x, g.Linear(p+"out", o, mat(p+"out", D, D, f), vec(p+"out.b", D)))
-		h = g.LayerNorm(p+"ln2", x, vec(p+"ln2.g", D), vec(p+"ln2.b", D), 1e-6)
-		h = g.ReLU(p+"relu", g.Linear(p+"ffn1", h, mat(p+"ffn1", s.F, D, f), vec(p+"ffn1.b", s.F)))
-		x = g.Add(p+"res2", x, g.Linear(p+"ffn2", h, mat(p+"ffn2", D, s.F, f), vec(p+"ffn2.b", D)))
-	}
-	err := g.Output(g.L2Normalize("l2", g.MeanPool("pool", x, mask), 1e-12))
-	return g, ws, err
+	emb, _, ws := s.Build(g, syntheticWeights{rng, f})
+	return g, ws, g.Output(emb)
+}
+
+// syntheticWeights are syntheticTensor matrices in format f and float32 vectors.
+type syntheticWeights struct {
+	rng *rand.Rand
+	f   quant.Format
+}
+
+func (w syntheticWeights) Matrix(name string, n, k int) *quant.Tensor {
+	t := syntheticTensor(w.rng, n, k, w.f)
+	t.Name = name
+	return t
+}
+
+func (w syntheticWeights) Vector(name string, n int, _ float64) *quant.Tensor {
+	t := syntheticTensor(w.rng, 1, n, quant.Format{Bits: 32})
+	t.Name = name
+	return t
 }
 
 // BenchmarkGraphEncoder times one forward of a 2-layer encoder at USE-lite's size (D 512, 4
@@ -80,7 +61,7 @@ func BenchmarkGraphEncoder(bb *testing.B) {
 	b := newBackend(bb, Options{})
 	for _, f := range []quant.Format{quant.Q4, {Bits: 32}} {
 		for _, batch := range []int{1, 30} {
-			s := encoderSize{B: batch, T: 16, D: 512, H: 4, F: 1536, Layers: 2}
+			s := backendtest.Encoder{B: batch, T: 16, D: 512, H: 4, F: 1536, Layers: 2}
 			bb.Run(fmt.Sprintf("%v/B=%d", f, batch), func(bb *testing.B) {
 				benchEncoder(bb, b, s, f)
 			})
@@ -88,7 +69,7 @@ func BenchmarkGraphEncoder(bb *testing.B) {
 	}
 }
 
-func benchEncoder(bb *testing.B, b *Backend, s encoderSize, f quant.Format) {
+func benchEncoder(bb *testing.B, b *Backend, s backendtest.Encoder, f quant.Format) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	g, qs, err := buildEncoder(s, f, rng)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/backend/backendtest"
 	"github.com/nibble-ml/nibble/wasm/backend/cpu"
 	"github.com/nibble-ml/nibble/wasm/graph"
 	"github.com/nibble-ml/nibble/wasm/quant"
@@ -34,65 +35,41 @@ func (e encoder) String() string {
 	return fmt.Sprintf("encoder B%d T%d D%d F%d L%d %v", e.B, e.T, e.D, e.F, e.Layers, e.Weights)
 }
 
-// build returns the graph and its weights. Matrices have Gaussian rows of varied scale around
-// unit gain, so activations keep their size layer to layer and attention logits stay of order
-// one, as in a trained encoder. (backendtest.RandomWeights' outlier column, scaled to unit gain
-// in a 64-wide layer, makes every attention row one-hot: a test of softmax saturation, not of
-// int8 arithmetic.)
+// build returns the graph (backendtest.Encoder with USE-lite's dense layer) and its weights.
+// Matrices have Gaussian rows of varied scale around unit gain, so activations keep their size
+// layer to layer and attention logits stay of order one, as in a trained encoder.
+// (backendtest.RandomWeights' outlier column, scaled to unit gain in a 64-wide layer, makes
+// every attention row one-hot: a test of softmax saturation, not of int8 arithmetic.)
 func (e encoder) build(rng *rand.Rand) (*graph.Graph, map[string]*quant.Tensor, error) {
 	g := graph.New(e.String())
-	ws := map[string]*quant.Tensor{}
-	matrix := func(name string, n, k int) graph.Value {
-		v := make([]float32, n*k)
-		for r := 0; r < n; r++ {
-			s := math.Exp(0.3*rng.NormFloat64()) / math.Sqrt(float64(k))
-			for c := 0; c < k; c++ {
-				v[r*k+c] = float32(s * rng.NormFloat64())
-			}
+	emb, _, ws := backendtest.Encoder{B: e.B, T: e.T, D: e.D, H: e.H, F: e.F, Layers: e.Layers, Dense: true}.Build(g, gaussianWeights{rng, e.Weights})
+	return g, ws, g.Output(emb)
+}
+
+// gaussianWeights are the encoder's weights: matrices with N(0, 1) rows scaled by
+// exp(0.3·N(0, 1))/√k, in format f; vectors mean + 0.1·N(0, 1) in float32.
+type gaussianWeights struct {
+	rng *rand.Rand
+	f   quant.Format
+}
+
+func (w gaussianWeights) Matrix(name string, n, k int) *quant.Tensor {
+	v := make([]float32, n*k)
+	for r := 0; r < n; r++ {
+		s := math.Exp(0.3*w.rng.NormFloat64()) / math.Sqrt(float64(k))
+		for c := 0; c < k; c++ {
+			v[r*k+c] = float32(s * w.rng.NormFloat64())
 		}
-		t, err := quant.Quantize(name, v, n, k, e.Weights, quant.Options{})
-		if err != nil {
-			panic(err)
-		}
-		ws[name] = t
-		return g.Weight(name, n, k)
 	}
-	vector := func(name string, n int, mean, sd float64) graph.Value {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(mean + sd*rng.NormFloat64())
-		}
-		t, err := quant.Quantize(name, v, 1, n, quant.Format{Bits: 32}, quant.Options{})
-		if err != nil {
-			panic(err)
-		}
-		ws[name] = t
-		return g.Weight(name, n)
+	return backendtest.MustQuantize(name, v, n, k, w.f)
+}
+
+func (w gaussianWeights) Vector(name string, n int, mean float64) *quant.Tensor {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(mean + 0.1*w.rng.NormFloat64())
 	}
-	B, T, D, H, F := e.B, e.T, e.D, e.H, e.F
-	Dh := D / H
-	x := g.Input("x", graph.Float32, B, T, D)
-	mask := g.Input("mask", graph.Float32, B, T)
-	keys := g.Reshape("keymask", mask, B, 1, 1, T)
-	for l := 0; l < e.Layers; l++ {
-		p := fmt.Sprintf("layer%d/", l)
-		h := g.LayerNorm(p+"ln1", x, vector(p+"ln1.g", D, 1, 0.1), vector(p+"ln1.b", D, 0, 0.1), 1e-6)
-		qkv := g.Linear(p+"qkv", h, matrix(p+"qkv", 3*D, D), vector(p+"qkv.b", 3*D, 0, 0.1))
-		heads := func(i int) graph.Value {
-			s := g.Slice(fmt.Sprint(p, "split", i), qkv, 2, i*D, (i+1)*D)
-			return g.Transpose(fmt.Sprint(p, "heads", i), g.Reshape(fmt.Sprint(p, "r", i), s, B, T, H, Dh), 0, 2, 1, 3)
-		}
-		q := g.Scale(p+"q", heads(0), float32(1/math.Sqrt(float64(Dh))))
-		probs := g.Softmax(p+"probs", g.MatMul(p+"scores", q, heads(1), true), keys)
-		o := g.Reshape(p+"merge", g.Transpose(p+"unheads", g.MatMul(p+"attend", probs, heads(2), false), 0, 2, 1, 3), B, T, D)
-		x = g.Add(p+"res1", x, g.Linear(p+"out", o, matrix(p+"out", D, D), vector(p+"out.b", D, 0, 0.1)))
-		h = g.LayerNorm(p+"ln2", x, vector(p+"ln2.g", D, 1, 0.1), vector(p+"ln2.b", D, 0, 0.1), 1e-6)
-		h = g.ReLU(p+"relu", g.Linear(p+"ffn1", h, matrix(p+"ffn1", F, D), vector(p+"ffn1.b", F, 0, 0.1)))
-		x = g.Add(p+"res2", x, g.Linear(p+"ffn2", h, matrix(p+"ffn2", D, F), vector(p+"ffn2.b", D, 0, 0.1)))
-	}
-	pooled := g.MeanPool("pool", x, mask)
-	dense := g.Tanh("tanh", g.Linear("dense", pooled, matrix("dense", D, D), vector("dense.b", D, 0, 0.1)))
-	return g, ws, g.Output(g.L2Normalize("l2", dense, 1e-12))
+	return backendtest.MustQuantize(name, v, 1, n, quant.Format{Bits: 32})
 }
 
 // inputs are token embeddings N(0, 1) with sentences of random length 1…T (the rest padding).
