@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/nibble-ml/nibble/wasm/backend/backendtest"
+	"github.com/nibble-ml/nibble/wasm/graph/onnx"
 	"github.com/nibble-ml/nibble/wasm/quant"
 )
 
@@ -67,7 +68,7 @@ type Case struct {
 	Name  string
 	Shape Shape
 	T     *quant.Tensor
-	ORT   *ORTWeight
+	ORT   *onnx.ORTWeight
 	X     []float32
 	Ref   []float32 // quant.MatMul: float64 accumulation over nibble's dequantized weights
 	Model []byte    // the ONNX model with ORT's layout of T as initializers
@@ -87,7 +88,7 @@ func NewCase(s Shape, f quant.Format, seed uint64) (*Case, error) {
 	if err != nil {
 		return nil, err
 	}
-	ort, err := ToORT(t)
+	ort, err := onnx.ToORT(t)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +100,7 @@ func NewCase(s Shape, f quant.Format, seed uint64) (*Case, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Case{Name: name, Shape: s, T: t, ORT: ort, X: x, Ref: ref, Model: MatMulNBitsModel(ort, s.M)}, nil
+	return &Case{Name: name, Shape: s, T: t, ORT: ort, X: x, Ref: ref, Model: onnx.MatMulNBitsModel(ort, s.M)}, nil
 }
 
 // caseMeta is what the page learns about a case from /plan.json; the bytes come from

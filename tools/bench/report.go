@@ -3,7 +3,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -203,12 +202,4 @@ func WriteJSON(w io.Writer, lines []Line) error {
 		}
 	}
 	return nil
-}
-
-func bytesFloat32(b []byte) []float32 {
-	f := make([]float32, len(b)/4)
-	for i := range f {
-		f[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return f
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nibble-ml/nibble/wasm/graph/onnx"
 )
 
 //go:embed web
@@ -141,7 +143,7 @@ func (s *server) serveCase(w http.ResponseWriter, r *http.Request) {
 	var b []byte
 	switch r.PathValue("file") {
 	case "x.bin":
-		b = float32Bytes(c.X)
+		b = onnx.Float32Bytes(c.X)
 	case "data.bin":
 		b = c.T.Data
 	case "scales.bin":
@@ -203,7 +205,7 @@ func (s *server) postOutput(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("output of %s: %d bytes, want 4·M·N = %d", cs, len(b), 4*len(c.Ref)), http.StatusBadRequest)
 		return
 	}
-	out := bytesFloat32(b)
+	out := onnx.BytesFloat32(b)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	res := s.results[key(rt, cs)]

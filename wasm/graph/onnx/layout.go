@@ -1,6 +1,10 @@
-//go:build !(js && wasm)
-
-package main
+// Package onnx writes nibble graphs as ONNX models for ONNX Runtime (Web): the standard-domain
+// ops of opset 17, and com.microsoft MatMulNBits / GatherBlockQuantized for 4-bit weights in
+// ORT's layout (ToORT). The protobuf is written by hand (proto.go lists the field numbers), and
+// Parse reads it back, so that the exporter is checked natively without ONNX Runtime.
+//
+// The package is pure Go and must stay free of syscall/js.
+package onnx
 
 import (
 	"fmt"
@@ -52,7 +56,7 @@ func ToORT(t *quant.Tensor) (*ORTWeight, error) {
 		return nil, err
 	}
 	if t.Bits != 4 {
-		return nil, fmt.Errorf("ort layout %q: %d-bit weights: this harness converts 4-bit weights only", t.Name, t.Bits)
+		return nil, fmt.Errorf("ort layout %q: %d-bit weights: 4-bit weights only", t.Name, t.Bits)
 	}
 	bs := t.GroupSize
 	if bs < 16 || bs&(bs-1) != 0 {
