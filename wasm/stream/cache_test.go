@@ -154,35 +154,28 @@ func sameAsRef(t *testing.T, rec *recorder, want map[string]*quant.Tensor) {
 // TestCacheReload: the first load stores the entry, the second reads every tensor from it without
 // opening the file, byte-identical, for safetensors and GGUF.
 func TestCacheReload(t *testing.T) {
-	for _, c := range []struct {
-		name  string
-		gguf  bool
-		specs []spec
-	}{{"safetensors", false, stdSpecs}, {"gguf", true, ggufSpecs}} {
-		t.Run(c.name, func(t *testing.T) {
-			m := makeModel(t, c.gguf, 11, c.specs)
-			want := m.reference(t, DefaultPlan)
-			var mc MemCache
-			rec, l, srv := cacheRun(t, m, &mc, smallOpts())
-			sameAsRef(t, rec, want)
-			key := CacheKey(m.source(nil), smallOpts())
-			if len(srv.opens) != 1 || mc.Entry(key) == nil || l.CacheErr() != nil {
-				t.Fatalf("first load: %d opens, entry %d bytes, cache error %v", len(srv.opens), len(mc.Entry(key)), l.CacheErr())
-			}
-			if p := l.Progress(); p.CacheWritten != int64(len(mc.Entry(key))) {
-				t.Errorf("progress says %d bytes written, the entry has %d", p.CacheWritten, len(mc.Entry(key)))
-			}
-			rec, l, srv = cacheRun(t, m, &mc, smallOpts())
-			sameAsRef(t, rec, want)
-			p := l.Progress()
-			if len(srv.opens) != 0 || p.CacheHits != 1 || p.TensorsReady != len(c.specs) || p.ResidentBytes != p.QuantizedTotal || l.CacheErr() != nil {
-				t.Fatalf("reload: %d opens, progress %v, cache error %v", len(srv.opens), p, l.CacheErr())
-			}
-			if got := l.Tensors(); len(got) != len(m.infos) {
-				t.Fatalf("reload lists %d tensors, want %d", len(got), len(m.infos))
-			}
-		})
-	}
+	eachFormat(t, 11, func(t *testing.T, m *testModel) {
+		want := m.reference(t, DefaultPlan)
+		var mc MemCache
+		rec, l, srv := cacheRun(t, m, &mc, smallOpts())
+		sameAsRef(t, rec, want)
+		key := CacheKey(m.source(nil), smallOpts())
+		if len(srv.opens) != 1 || mc.Entry(key) == nil || l.CacheErr() != nil {
+			t.Fatalf("first load: %d opens, entry %d bytes, cache error %v", len(srv.opens), len(mc.Entry(key)), l.CacheErr())
+		}
+		if p := l.Progress(); p.CacheWritten != int64(len(mc.Entry(key))) {
+			t.Errorf("progress says %d bytes written, the entry has %d", p.CacheWritten, len(mc.Entry(key)))
+		}
+		rec, l, srv = cacheRun(t, m, &mc, smallOpts())
+		sameAsRef(t, rec, want)
+		p := l.Progress()
+		if len(srv.opens) != 0 || p.CacheHits != 1 || p.TensorsReady != len(m.infos) || p.ResidentBytes != p.QuantizedTotal || l.CacheErr() != nil {
+			t.Fatalf("reload: %d opens, progress %v, cache error %v", len(srv.opens), p, l.CacheErr())
+		}
+		if got := l.Tensors(); len(got) != len(m.infos) {
+			t.Fatalf("reload lists %d tensors, want %d", len(got), len(m.infos))
+		}
+	})
 }
 
 // TestCacheDamagedEntry: a damaged entry is never used in part; the load falls back to the network

@@ -134,6 +134,13 @@ func makeModel(t testing.TB, gguf bool, seed uint64, specs []spec) *testModel {
 	return m
 }
 
+// eachFormat runs f on a model of each file format made with seed: safetensors of stdSpecs and
+// GGUF of ggufSpecs.
+func eachFormat(t *testing.T, seed uint64, f func(t *testing.T, m *testModel)) {
+	t.Run("safetensors", func(t *testing.T) { f(t, makeModel(t, false, seed, stdSpecs)) })
+	t.Run("gguf", func(t *testing.T) { f(t, makeModel(t, true, seed, ggufSpecs)) })
+}
+
 // reference quantizes every tensor of m whole, the way a loader that held everything would.
 func (m *testModel) reference(t testing.TB, plan Plan) map[string]*quant.Tensor {
 	t.Helper()

@@ -17,29 +17,22 @@ import (
 // TestMatchesWholeTensor: quantizing a few rows at a time as they arrive gives exactly the bytes
 // quantizing each whole tensor gives, for every source type and both file formats.
 func TestMatchesWholeTensor(t *testing.T) {
-	for _, c := range []struct {
-		name  string
-		gguf  bool
-		specs []spec
-	}{{"safetensors", false, stdSpecs}, {"gguf", true, ggufSpecs}} {
-		t.Run(c.name, func(t *testing.T) {
-			m := makeModel(t, c.gguf, 1, c.specs)
-			want := m.reference(t, DefaultPlan)
-			for _, opt := range []Options{smallOpts(), {}} {
-				srv := &memServer{data: m.file}
-				rec := newRecorder()
-				got, l := mustLoad(t, rec, opt, m.source(srv.open))
-				sameTensors(t, got, want)
-				p := l.Progress()
-				if p.BytesReceived != int64(len(m.file)) || p.TensorsReady != len(c.specs) || p.ResidentBytes != p.QuantizedTotal {
-					t.Errorf("progress %v: want all %d bytes, %d tensors, resident = quantized total", p, len(m.file), len(c.specs))
-				}
-				if len(srv.opens) != 1 {
-					t.Errorf("%d connections for a clean stream", len(srv.opens))
-				}
+	eachFormat(t, 1, func(t *testing.T, m *testModel) {
+		want := m.reference(t, DefaultPlan)
+		for _, opt := range []Options{smallOpts(), {}} {
+			srv := &memServer{data: m.file}
+			rec := newRecorder()
+			got, l := mustLoad(t, rec, opt, m.source(srv.open))
+			sameTensors(t, got, want)
+			p := l.Progress()
+			if p.BytesReceived != int64(len(m.file)) || p.TensorsReady != len(m.infos) || p.ResidentBytes != p.QuantizedTotal {
+				t.Errorf("progress %v: want all %d bytes, %d tensors, resident = quantized total", p, len(m.file), len(m.infos))
 			}
-		})
-	}
+			if len(srv.opens) != 1 {
+				t.Errorf("%d connections for a clean stream", len(srv.opens))
+			}
+		}
+	})
 }
 
 // TestPlanFormats: the plan's format is honoured for every scheme, including a lossy one for a
