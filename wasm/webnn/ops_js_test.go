@@ -80,12 +80,27 @@ func TestOps(t *testing.T) {
 	c := cpuContext(t)
 	b := c.NewBuilder()
 	xs := []int{2, 3}
+	xv := []float32{1, -2, 3, 0.5, 0, -1}
 	x := b.Input("x", Descriptor{Float32, xs}) // [[1 -2 3] [0.5 0 -1]]
+	outs := opOutputs(b, x)
+	if b.Gelu("gelu", x); b.Err() != nil {
+		t.Fatal(b.Err())
+	}
+	got := run(t, c, b, xs, xv, outs)
+	for k, w := range opWants(xv) {
+		if !near(got[k], w, 1e-5) {
+			t.Errorf("%s = %v, want %v", k, got[k], w)
+		}
+	}
+}
+
+// opOutputs builds one output per binding TestOps checks, over x [2, 3].
+func opOutputs(b *Builder, x *Operand) map[string]*Operand {
 	one := f32c(b, "one", nil, 1)
 	ids := b.Constant("ids", Descriptor{Int32, []int{3}}, jsutil.BytesToJS([]byte{2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0}))
 	xzp := b.ConstantBytes("zp", Descriptor{Int8, []int{1, 1}}, []byte{0})
 	xsc := f32c(b, "sc", []int{1, 1}, 0.5)
-	outs := map[string]*Operand{
+	return map[string]*Operand{
 		"add":      b.Add("add", x, one),
 		"div":      b.Div("div", x, f32c(b, "two", nil, 2)),
 		"max":      b.Max("max", x, one),
@@ -116,10 +131,10 @@ func TestOps(t *testing.T) {
 		"ln":       b.LayerNormalization("ln", x, f32c(b, "g", []int{3}, 1, 1, 2), f32c(b, "bb", []int{3}, 0, 1, 0), []int{1}, 0),
 		"gemm":     b.Gemm("gemm", x, x, GemmOptions{BTranspose: true, C: f32c(b, "c", []int{2}, 10, 20)}),
 	}
-	if b.Gelu("gelu", x); b.Err() != nil {
-		t.Fatal(b.Err())
-	}
-	got := run(t, c, b, xs, []float32{1, -2, 3, 0.5, 0, -1}, outs)
+}
+
+// opWants are opOutputs' answers for x = xv, computed in float64.
+func opWants(xv []float32) map[string][]float32 {
 	e := func(f func(float64) float64, v ...float32) []float32 {
 		out := make([]float32, len(v))
 		for i, x := range v {
@@ -127,7 +142,6 @@ func TestOps(t *testing.T) {
 		}
 		return out
 	}
-	xv := []float32{1, -2, 3, 0.5, 0, -1}
 	sm := func(r []float32) []float32 {
 		var s float64
 		for _, v := range r {
@@ -144,7 +158,7 @@ func TestOps(t *testing.T) {
 		s := math.Sqrt(v / 3)
 		return []float32{float32((float64(r[0]) - m) / s), float32((float64(r[1])-m)/s + 1), float32(2 * (float64(r[2]) - m) / s)}
 	}
-	want := map[string][]float32{
+	return map[string][]float32{
 		"add":      {2, -1, 4, 1.5, 1, 0},
 		"div":      {0.5, -1, 1.5, 0.25, 0, -0.5},
 		"max":      {1, 1, 3, 1, 1, 1},
@@ -174,11 +188,6 @@ func TestOps(t *testing.T) {
 		"qdq":      {1, -2, 3, 0.5, 0, -1},
 		"ln":       append(ln(xv[:3]), ln(xv[3:])...),
 		"gemm":     {14 + 10, -2.5 + 20, -2.5 + 10, 1.25 + 20},
-	}
-	for k, w := range want {
-		if !near(got[k], w, 1e-5) {
-			t.Errorf("%s = %v, want %v", k, got[k], w)
-		}
 	}
 }
 

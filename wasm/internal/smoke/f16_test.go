@@ -46,97 +46,10 @@ const f16Shader = `enable f16;
 // f16 for real: results within f16 rounding of float64 math, and f16 rounding where f32 would
 // keep more bits.
 func TestWebGPUShaderF16(t *testing.T) {
-	gpu := js.Global().Get("navigator").Get("gpu")
-	if !gpu.Truthy() {
-		t.Fatalf("navigator.gpu is missing: WebGPU is off (Firefox needs dom.webgpu.enabled; Chromium --enable-unsafe-webgpu)")
-	}
-	adapter := await(t, "requestAdapter", gpu.Call("requestAdapter"))
-	if adapter.IsNull() {
-		t.Fatalf("requestAdapter returned null: no WebGPU adapter (Firefox: gfx.webgpu.ignore-blocklist and Mesa's lavapipe from mesa-vulkan-drivers)")
-	}
-	logAdapter(t, adapter)
-	if !adapter.Get("features").Call("has", "shader-f16").Bool() {
-		if os.Getenv(requireF16Env) == "1" {
-			t.Fatalf("the adapter lacks shader-f16 and %s=1 says this browser has it", requireF16Env)
-		}
-		t.Skipf("the adapter lacks shader-f16 (optional; run tools/browser/test-firefox.sh for a browser that has it)")
-	}
-	device := await(t, "requestDevice", adapter.Call("requestDevice",
-		map[string]any{"label": "smoke-f16", "requiredFeatures": []any{"shader-f16"}}))
+	device := f16Device(t)
 	defer device.Call("destroy")
-	if !device.Get("features").Call("has", "shader-f16").Bool() {
-		t.Fatalf("requestDevice with requiredFeatures [shader-f16] gave a device without it")
-	}
-
-	// Random f16 inputs, then two cases where f16 and f32 differ: (1+2⁻¹⁰)² = 1+2⁻⁹+2⁻²⁰ keeps
-	// its 2⁻²⁰ in f32 but not in f16, whose spacing at 1.5 is 2⁻¹⁰.
-	const n = 1000 // not a multiple of the workgroup size
-	xs, ws := make([]float16.Float16, n), make([]float16.Float16, n)
-	rng := rand.New(rand.NewPCG(16, 16))
-	for i := range xs {
-		xs[i] = float16.Fromfloat32(float32(rng.Float64()*8 - 4))
-		ws[i] = float16.Fromfloat32(float32(rng.Float64()*8 - 4))
-	}
-	onePlus := float16.Fromfloat32(1 + 1.0/1024)
-	xs[0], ws[0] = onePlus, onePlus
-	xs[1], ws[1] = onePlus, float16.Fromfloat32(-(1 + 1.0/1024))
-
-	usage := js.Global().Get("GPUBufferUsage")
-	storage := usage.Get("STORAGE").Int() | usage.Get("COPY_SRC").Int() | usage.Get("COPY_DST").Int()
-	buffer := func(label string, size int, data []byte) js.Value {
-		b := call(t, device, "createBuffer", map[string]any{"label": label, "size": size, "usage": storage})
-		call(t, device.Get("queue"), "writeBuffer", b, 0, jsutil.BytesToJS(data))
-		return b
-	}
-	poison := make([]byte, 4*n) // 0xff…: NaN in f16 and f32, so an unwritten element shows
-	for i := range poison {
-		poison[i] = 0xff
-	}
-	xb, wb := buffer("smoke-f16-x", 2*n, f16Bytes(xs)), buffer("smoke-f16-w", 2*n, f16Bytes(ws))
-	yb, y32b := buffer("smoke-f16-y", 2*n, poison[:2*n]), buffer("smoke-f16-y32", 4*n, poison)
-
-	device.Call("pushErrorScope", "validation")
-	module := call(t, device, "createShaderModule", map[string]any{"label": "smoke-f16", "code": f16Shader})
-	info := await(t, "getCompilationInfo", module.Call("getCompilationInfo"))
-	for _, m := range jsArray(info.Get("messages")) {
-		if m.Get("type").String() == "error" {
-			t.Errorf("smoke-f16 shader line %d: %s", m.Get("lineNum").Int(), m.Get("message").String())
-		}
-	}
-	pipeline := call(t, device, "createComputePipeline", map[string]any{"label": "smoke-f16",
-		"layout": "auto", "compute": map[string]any{"module": module, "entryPoint": "main"}})
-	entries := []any{}
-	for i, b := range []js.Value{xb, wb, yb, y32b} {
-		entries = append(entries, map[string]any{"binding": i, "resource": map[string]any{"buffer": b}})
-	}
-	group := call(t, device, "createBindGroup", map[string]any{"label": "smoke-f16",
-		"layout": pipeline.Call("getBindGroupLayout", 0), "entries": entries})
-	if err := await(t, "popErrorScope", device.Call("popErrorScope")); !err.IsNull() {
-		t.Fatalf("smoke-f16 pipeline: %s", err.Get("message").String())
-	}
-
-	readY := call(t, device, "createBuffer", map[string]any{"label": "smoke-f16-read-y", "size": 2 * n,
-		"usage": usage.Get("MAP_READ").Int() | usage.Get("COPY_DST").Int()})
-	readY32 := call(t, device, "createBuffer", map[string]any{"label": "smoke-f16-read-y32", "size": 4 * n,
-		"usage": usage.Get("MAP_READ").Int() | usage.Get("COPY_DST").Int()})
-	enc := call(t, device, "createCommandEncoder", map[string]any{"label": "smoke-f16"})
-	pass := call(t, enc, "beginComputePass", map[string]any{"label": "smoke-f16"})
-	pass.Call("setPipeline", pipeline)
-	pass.Call("setBindGroup", 0, group)
-	pass.Call("dispatchWorkgroups", (n+63)/64)
-	pass.Call("end")
-	enc.Call("copyBufferToBuffer", yb, 0, readY, 0, 2*n)
-	enc.Call("copyBufferToBuffer", y32b, 0, readY32, 0, 4*n)
-	device.Get("queue").Call("submit", []any{enc.Call("finish")})
-	mapRead := js.Global().Get("GPUMapMode").Get("READ").Int()
-	await(t, "mapAsync y", readY.Call("mapAsync", mapRead))
-	await(t, "mapAsync y32", readY32.Call("mapAsync", mapRead))
-	yBytes := make([]byte, 2*n)
-	jsutil.CopyBytesToGo(yBytes, readY.Call("getMappedRange"))
-	y32 := make([]float32, n)
-	jsutil.CopyFloat32sToGo(y32, readY32.Call("getMappedRange"))
-	readY.Call("unmap")
-	readY32.Call("unmap")
+	xs, ws := f16Inputs()
+	yBytes, y32 := runF16Shader(t, device, xs, ws)
 
 	// y = x·w + 0.5 rounds at most twice (or once, fused) to f16, whose unit roundoff is 2⁻¹¹.
 	const u = 1.0 / 2048
@@ -158,6 +71,118 @@ func TestWebGPUShaderF16(t *testing.T) {
 	if want := float32(-(0.5 + 1.0/512)); y32[1] != want {
 		t.Errorf("-(1+2⁻¹⁰)² + 0.5 = %v (0x%x), want %v: not computed in f16", y32[1], math.Float32bits(y32[1]), want)
 	}
+}
+
+// f16Device returns a device with shader-f16, or skips when the adapter lacks it (fails when
+// requireF16Env says it must have it).
+func f16Device(t *testing.T) js.Value {
+	gpu := js.Global().Get("navigator").Get("gpu")
+	if !gpu.Truthy() {
+		t.Fatalf("navigator.gpu is missing: WebGPU is off (Firefox needs dom.webgpu.enabled; Chromium --enable-unsafe-webgpu)")
+	}
+	adapter := await(t, "requestAdapter", gpu.Call("requestAdapter"))
+	if adapter.IsNull() {
+		t.Fatalf("requestAdapter returned null: no WebGPU adapter (Firefox: gfx.webgpu.ignore-blocklist and Mesa's lavapipe from mesa-vulkan-drivers)")
+	}
+	logAdapter(t, adapter)
+	if !adapter.Get("features").Call("has", "shader-f16").Bool() {
+		if os.Getenv(requireF16Env) == "1" {
+			t.Fatalf("the adapter lacks shader-f16 and %s=1 says this browser has it", requireF16Env)
+		}
+		t.Skipf("the adapter lacks shader-f16 (optional; run tools/browser/test-firefox.sh for a browser that has it)")
+	}
+	device := await(t, "requestDevice", adapter.Call("requestDevice",
+		map[string]any{"label": "smoke-f16", "requiredFeatures": []any{"shader-f16"}}))
+	if !device.Get("features").Call("has", "shader-f16").Bool() {
+		device.Call("destroy")
+		t.Fatalf("requestDevice with requiredFeatures [shader-f16] gave a device without it")
+	}
+	return device
+}
+
+// f16Inputs are 1000 random f16 pairs (not a multiple of the workgroup size), then two cases
+// where f16 and f32 differ: (1+2⁻¹⁰)² = 1+2⁻⁹+2⁻²⁰ keeps its 2⁻²⁰ in f32 but not in f16, whose
+// spacing at 1.5 is 2⁻¹⁰.
+func f16Inputs() (xs, ws []float16.Float16) {
+	const n = 1000
+	xs, ws = make([]float16.Float16, n), make([]float16.Float16, n)
+	rng := rand.New(rand.NewPCG(16, 16))
+	for i := range xs {
+		xs[i] = float16.Fromfloat32(float32(rng.Float64()*8 - 4))
+		ws[i] = float16.Fromfloat32(float32(rng.Float64()*8 - 4))
+	}
+	onePlus := float16.Fromfloat32(1 + 1.0/1024)
+	xs[0], ws[0] = onePlus, onePlus
+	xs[1], ws[1] = onePlus, float16.Fromfloat32(-(1 + 1.0/1024))
+	return xs, ws
+}
+
+// runF16Shader runs f16Shader over xs and ws on device and reads back y (f16 bytes) and y32.
+// Outputs start as 0xff… (NaN in f16 and f32), so an unwritten element shows.
+func runF16Shader(t *testing.T, device js.Value, xs, ws []float16.Float16) (yBytes []byte, y32 []float32) {
+	n := len(xs)
+	usage := js.Global().Get("GPUBufferUsage")
+	storage := usage.Get("STORAGE").Int() | usage.Get("COPY_SRC").Int() | usage.Get("COPY_DST").Int()
+	buffer := func(label string, size int, data []byte) js.Value {
+		b := call(t, device, "createBuffer", map[string]any{"label": label, "size": size, "usage": storage})
+		call(t, device.Get("queue"), "writeBuffer", b, 0, jsutil.BytesToJS(data))
+		return b
+	}
+	poison := make([]byte, 4*n)
+	for i := range poison {
+		poison[i] = 0xff
+	}
+	xb, wb := buffer("smoke-f16-x", 2*n, f16Bytes(xs)), buffer("smoke-f16-w", 2*n, f16Bytes(ws))
+	yb, y32b := buffer("smoke-f16-y", 2*n, poison[:2*n]), buffer("smoke-f16-y32", 4*n, poison)
+	pipeline, group := f16Pipeline(t, device, xb, wb, yb, y32b)
+
+	readY := call(t, device, "createBuffer", map[string]any{"label": "smoke-f16-read-y", "size": 2 * n,
+		"usage": usage.Get("MAP_READ").Int() | usage.Get("COPY_DST").Int()})
+	readY32 := call(t, device, "createBuffer", map[string]any{"label": "smoke-f16-read-y32", "size": 4 * n,
+		"usage": usage.Get("MAP_READ").Int() | usage.Get("COPY_DST").Int()})
+	enc := call(t, device, "createCommandEncoder", map[string]any{"label": "smoke-f16"})
+	pass := call(t, enc, "beginComputePass", map[string]any{"label": "smoke-f16"})
+	pass.Call("setPipeline", pipeline)
+	pass.Call("setBindGroup", 0, group)
+	pass.Call("dispatchWorkgroups", (n+63)/64)
+	pass.Call("end")
+	enc.Call("copyBufferToBuffer", yb, 0, readY, 0, 2*n)
+	enc.Call("copyBufferToBuffer", y32b, 0, readY32, 0, 4*n)
+	device.Get("queue").Call("submit", []any{enc.Call("finish")})
+	mapRead := js.Global().Get("GPUMapMode").Get("READ").Int()
+	await(t, "mapAsync y", readY.Call("mapAsync", mapRead))
+	await(t, "mapAsync y32", readY32.Call("mapAsync", mapRead))
+	yBytes = make([]byte, 2*n)
+	jsutil.CopyBytesToGo(yBytes, readY.Call("getMappedRange"))
+	y32 = make([]float32, n)
+	jsutil.CopyFloat32sToGo(y32, readY32.Call("getMappedRange"))
+	readY.Call("unmap")
+	readY32.Call("unmap")
+	return yBytes, y32
+}
+
+// f16Pipeline compiles f16Shader (its compile errors by line) and binds the four buffers.
+func f16Pipeline(t *testing.T, device js.Value, buffers ...js.Value) (pipeline, group js.Value) {
+	device.Call("pushErrorScope", "validation")
+	module := call(t, device, "createShaderModule", map[string]any{"label": "smoke-f16", "code": f16Shader})
+	info := await(t, "getCompilationInfo", module.Call("getCompilationInfo"))
+	for _, m := range jsArray(info.Get("messages")) {
+		if m.Get("type").String() == "error" {
+			t.Errorf("smoke-f16 shader line %d: %s", m.Get("lineNum").Int(), m.Get("message").String())
+		}
+	}
+	pipeline = call(t, device, "createComputePipeline", map[string]any{"label": "smoke-f16",
+		"layout": "auto", "compute": map[string]any{"module": module, "entryPoint": "main"}})
+	entries := []any{}
+	for i, b := range buffers {
+		entries = append(entries, map[string]any{"binding": i, "resource": map[string]any{"buffer": b}})
+	}
+	group = call(t, device, "createBindGroup", map[string]any{"label": "smoke-f16",
+		"layout": pipeline.Call("getBindGroupLayout", 0), "entries": entries})
+	if err := await(t, "popErrorScope", device.Call("popErrorScope")); !err.IsNull() {
+		t.Fatalf("smoke-f16 pipeline: %s", err.Get("message").String())
+	}
+	return pipeline, group
 }
 
 // logAdapter prints what a report needs to say which adapter ran: a software one (lavapipe,
