@@ -19,6 +19,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,11 +89,24 @@ func run(ctx context.Context, f *runFlags, stderr io.Writer) ([]quanteval.Result
 	if len(f.compare) > 0 {
 		job.Vendor = base + "/vendor/tfjs"
 	}
+	var ort []ortExport
+	if slices.Contains(f.compare, "ort") && m.kind == "tfjs" && m.dir != "" {
+		logf("exporting %s as ONNX for onnxruntime-web (%s)", f.model, strings.Join(ortFormats(formats), ", "))
+		if ort, job.MaxLength, err = exportUSELite(filepath.Join(m.dir, m.name), formats); err != nil && !errors.Is(err, errNotUSELite) {
+			ln.Close()
+			return nil, err
+		}
+		job.ORTVendor = base + "/vendor/ort/"
+		for _, o := range ort {
+			job.ORT = append(job.ORT, quanteval.ORTModel{Format: o.format, URL: base + "/ort/use-lite-" + o.format + ".onnx",
+				WeightBytes: o.model.WeightBytes(), Ops: opsSummary(o.model)})
+		}
+	}
 	jobJSON, err := json.Marshal(job)
 	if err != nil {
 		return nil, err
 	}
-	h, closeStore, err := handler(root, m, jobJSON)
+	h, closeStore, err := handler(root, m, jobJSON, ort)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -324,7 +338,7 @@ func (v vendorFS) Open(name string) (fs.File, error) {
 	return v.fsys.Open(path.Join(pkg, "dist", file))
 }
 
-func handler(root string, m *model, job []byte) (http.Handler, func(), error) {
+func handler(root string, m *model, job []byte, ort []ortExport) (http.Handler, func(), error) {
 	mux := http.NewServeMux()
 	closeStore := func() {}
 	if m.dir != "" {
@@ -337,6 +351,14 @@ func handler(root string, m *model, job []byte) (http.Handler, func(), error) {
 	}
 	vendor := http.FileServerFS(vendorFS{os.DirFS(filepath.Join(root, "node_modules/@tensorflow"))})
 	mux.Handle("GET /vendor/tfjs/", http.StripPrefix("/vendor/tfjs", vendor))
+	// onnxruntime-web's bundles and wasm, from node_modules: never a CDN.
+	mux.Handle("GET /vendor/ort/", http.StripPrefix("/vendor/ort/", http.FileServer(http.Dir(filepath.Join(root, "node_modules/onnxruntime-web/dist")))))
+	for _, o := range ort {
+		mux.HandleFunc("GET /ort/use-lite-"+o.format+".onnx", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Write(o.bytes)
+		})
+	}
 	mux.HandleFunc("GET /job.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(job)
@@ -345,6 +367,9 @@ func handler(root string, m *model, job []byte) (http.Handler, func(), error) {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		w.Header().Set("Cross-Origin-Resource-Policy", "cross-origin")
+		if strings.HasSuffix(r.URL.Path, ".mjs") {
+			w.Header().Set("Content-Type", "text/javascript")
+		}
 		mux.ServeHTTP(w, r)
 	}), closeStore, nil
 }

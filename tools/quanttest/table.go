@@ -35,6 +35,11 @@ func writeTable(w io.Writer, rs []quanteval.Result) {
 			fmt.Fprintf(w, "  not run: %s %s: %s\n", r.Platform, runtimeName(r), r.NotRun)
 		}
 	}
+	for _, r := range rs {
+		if r.SameWeights != "" {
+			fmt.Fprintf(w, "  same weights: %s %s %s against %s: cosine mean %.6f, min %.6f\n", r.Platform, runtimeName(r), r.Format, r.SameWeights, r.SameWeightsCosineMean, r.SameWeightsCosineMin)
+		}
+	}
 	writeAdapters(w, rs)
 	if !isDecoder(rs) {
 		writeTradeoff(w, rs) // its axes are embedding cosine and ranking
@@ -172,7 +177,7 @@ func verdictShort(r quanteval.Result) string {
 	switch {
 	case r.Hardware:
 		return "hardware"
-	case r.Platform == "webgpu" && (r.PeerBackend == "" || r.PeerBackend == "webgpu"):
+	case r.Platform == "webgpu" && (r.PeerBackend == "" || strings.HasSuffix(r.PeerBackend, "webgpu")):
 		return "software adapter"
 	}
 	return "CPU"

@@ -38,12 +38,27 @@ type Job struct {
 	PromptTokens int      `json:"promptTokens,omitempty"`
 	Runs         int      `json:"runs"`    // timed single-text runs after one warm-up
 	Texts        []string `json:"texts"`   // the accuracy set (embeddings); Texts[0] is the timed text
-	Compare      []string `json:"compare"` // peers: "tfjs"
+	Compare      []string `json:"compare"` // peers: "tfjs", "ort"
+	// ORT are the ONNX exports of the model ONNX Runtime Web runs with -compare ort (USE-lite
+	// only), from ORTVendor (onnxruntime-web's dist/ files); MaxLength is the model's token
+	// limit, for tokenizing as the engine does.
+	ORT       []ORTModel `json:"ort,omitempty"`
+	ORTVendor string     `json:"ortVendor,omitempty"`
+	MaxLength int        `json:"maxLength,omitempty"`
 	// Need is what each format needs, read natively from the model's headers before the browser
 	// starts; the page refuses a configuration that does not fit before loading a byte.
 	Need map[string]Need `json:"need"`
 	// MemoryLimit, when positive, is the most weight bytes a configuration may hold (-memory-limit).
 	MemoryLimit int64 `json:"memoryLimit,omitempty"`
+}
+
+// ORTModel is one ONNX export of the model (wasm/graph/onnx), made natively from the same file
+// and the same quantized codes as the engine's format of that name.
+type ORTModel struct {
+	Format      string `json:"format"`      // "f32", or the engine's 4-bit format ("q4-sym-g32")
+	URL         string `json:"url"`         // the .onnx file
+	WeightBytes int64  `json:"weightBytes"` // its initializers' bytes
+	Ops         string `json:"ops"`         // its operators, counted ("14×MatMul, …")
 }
 
 // Need is the weight memory a model needs in one format.
@@ -120,6 +135,11 @@ type Result struct {
 	CosineMin        float64 `json:"cosineMin"`
 	RelRMS           float64 `json:"relRms"`
 	RankingAgreement float64 `json:"rankingAgreement"`
+	// A peer's row with the same weights as a nibble row (ONNX Runtime's 4-bit export holds the
+	// codes nibble's format holds): the cosine of this row's embeddings to that row's.
+	SameWeights           string  `json:"sameWeights,omitempty"`
+	SameWeightsCosineMean float64 `json:"sameWeightsCosineMean,omitempty"`
+	SameWeightsCosineMin  float64 `json:"sameWeightsCosineMin,omitempty"`
 
 	// A decoder's figures (Arch "llama"): PromptTokens prefilled then GeneratedTokens decoded
 	// greedily; prefill is time to the first token, decode the rest. Top1Agreement is the share

@@ -89,24 +89,21 @@ func run() error {
 	}
 	var peers peerSet
 	for _, p := range platforms {
-		ref := runPlatform(ctx, &job, dev, p)
+		ref, outs := runPlatform(ctx, &job, dev, p)
 		if slices.Contains(job.Compare, "tfjs") {
 			peers.tfjs(ctx, &job, p, ref)
 		}
 		if slices.Contains(job.Compare, "ort") {
-			emit("result", quanteval.Result{Model: job.ModelName, Runtime: "onnxruntime-web 1.30.0", Platform: p, NotRun: ortWhy})
+			peers.ort(ctx, &job, dev, p, ref, outs)
 		}
 	}
 	return nil
 }
 
-// ortWhy is the ONNX Runtime Web row: ORT runs ONNX graphs, and none of these models has one.
-// A per-layer comparison (each weight matrix as a MatMulNBits graph, 4-bit block 32, beside
-// nibble's MatMul of the same matrix) is what make bench-ort measures; quanttest does not run it
-// yet, and a whole-model row from it would pass one matrix's latency off as the model's.
-const ortWhy = "not measured: ONNX Runtime Web runs ONNX graphs and there is no ONNX export of this model " +
-	"(USE-lite ships as a TF.js graph model and nothing in nibble converts it), so no whole-model ORT figure exists; " +
-	"per-layer MatMulNBits (4-bit, block 32) against nibble's matmul of the same weights is make bench-ort, not yet part of quanttest"
+// ortWhy is the ONNX Runtime Web row of a model with no ONNX export: wasm/graph/onnx exports
+// USE-lite's graph (tools/quanttest does, natively); the other models are not exported.
+const ortWhy = "not measured: ONNX Runtime Web runs ONNX graphs and only USE-lite is exported (wasm/graph/onnx); " +
+	"per-layer MatMulNBits (4-bit, block 32) against nibble's matmul of the same weights is make bench-ort"
 
 type missingPlatform struct{ name, why string }
 
@@ -150,13 +147,15 @@ func choose(asked []string, dev *engine.Devices) (out []string, missing []missin
 }
 
 // runPlatform loads the fp32 reference and then every format on one platform; it returns the
-// reference embeddings (nil when the model embeds nothing or the reference failed).
-func runPlatform(ctx context.Context, job *quanteval.Job, dev *engine.Devices, platform string) *reference {
+// reference (nil embeddings when the model embeds nothing or the reference failed) and the
+// embeddings of every format that gave some, for peers holding the same weights.
+func runPlatform(ctx context.Context, job *quanteval.Job, dev *engine.Devices, platform string) (*reference, map[string][][]float32) {
 	formats := append([]string{"f32"}, job.Formats...)
 	for _, p := range job.Policies {
 		formats = append(formats, policyPrefix+p)
 	}
 	var ref *reference
+	embs := map[string][][]float32{}
 	done := map[string]bool{}
 	for _, f := range formats {
 		if done[f] {
@@ -164,6 +163,9 @@ func runPlatform(ctx context.Context, job *quanteval.Job, dev *engine.Devices, p
 		}
 		done[f] = true
 		r, out := runOne(ctx, job, dev, platform, f, ref)
+		if out != nil && out.emb != nil && r.Error == "" {
+			embs[f] = out.emb
+		}
 		if f == "f32" {
 			ref = &reference{name: "nibble f32 on " + r.Platform, platform: r.Platform, f32Bytes: r.F32Bytes}
 			if out != nil {
@@ -175,7 +177,7 @@ func runPlatform(ctx context.Context, job *quanteval.Job, dev *engine.Devices, p
 		}
 		emit("result", r)
 	}
-	return ref
+	return ref, embs
 }
 
 type reference struct {
