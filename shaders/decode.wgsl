@@ -28,7 +28,7 @@ struct Params {
   y_stride: u32,   // N of the whole weight: the dst row stride
   y_offset: u32,   // first row of this chunk within dst
   group: u32,     // group length along K (K itself when per-channel)
-  _pad1: u32,
+  group_shift: u32, // log2(group) when group is a power of two, else 32: a shift, not a division
   _pad2: u32,
 }
 
@@ -48,6 +48,9 @@ struct Params {
 // (one int4 word, half an int2 word) never straddles two groups. Padding elements past K could
 // land in group G: clamped, they read a real scale and multiply x = 0.
 fn group_of(k: u32) -> u32 {
+  if (params.group_shift < 32u) {
+    return min(k >> params.group_shift, params.groups - 1u);
+  }
   return min(k / params.group, params.groups - 1u);
 }
 

@@ -49,14 +49,26 @@ const ONE_SCALE: bool = SCALE_PER_VEC || BITS > 8u;
 const SIGN: u32 = select(select(0xAAAAAAAAu, 0x88888888u, BITS == 4u), 0x80808080u, BITS == 8u);
 // What a symmetric code reads as after the XOR and the OR, per lane: 2²³ + 2^(BITS−1)·2^p.
 const BASE_SYM = vec4<f32>(MAGICF) + f32(1u << (min(BITS, 8u) - 1u)) * PW;
+// The lane masks of this width, and what a masked code is XOR-ed with: the exponent of 2²³ and,
+// for symmetric codes, the code's sign bit (two's complement becomes code + 2^(BITS−1)). Mask,
+// sign flip and exponent are one three-input logic op per code ((v & M) ^ C), where OR-ing
+// the exponent and XOR-ing the sign of the word beforehand were two, plus one XOR per word.
+const MK = select(select(M2, M4, BITS == 4u), M8, BITS == 8u);
+#if ASYM
+const MX = vec4<u32>(MAGIC);
+#else
+const MX = (vec4<u32>(SIGN) & MK) | vec4<u32>(MAGIC);
+#endif
 
+// The floats 2²³ + code·2^p of the codes in v's lanes (masked here).
 fn mag(v: vec4<u32>) -> vec4<f32> {
-  return bitcast<vec4<f32>>(v | vec4<u32>(MAGIC));
+  return bitcast<vec4<f32>>((v & MK) ^ MX);
 }
 
-// Σ (q − z)·x over octet o (a constant) of span wv, where base = 2²³ + z·2^p and xa, xb are the
-// octet's x divided by the lane powers 2^p (exact: powers of two). A chain of fused multiply-adds.
-fn oct1(wv: vec4<u32>, o: u32, base: vec4<f32>, xa: vec4<f32>, xb: vec4<f32>) -> f32 {
+// t + Σ (q − z)·x over octet o (a constant) of span wv, where base = 2²³ + z·2^p and xa, xb are
+// the octet's x divided by the lane powers 2^p (exact: powers of two). A chain of fused
+// multiply-adds.
+fn oct1(wv: vec4<u32>, o: u32, base: vec4<f32>, xa: vec4<f32>, xb: vec4<f32>, t0: f32) -> f32 {
   var fa: vec4<f32>;
   var fb = vec4<f32>(0.0);
 #if QUANT
@@ -65,16 +77,16 @@ fn oct1(wv: vec4<u32>, o: u32, base: vec4<f32>, xa: vec4<f32>, xb: vec4<f32>) ->
   if (BITS == 8u) {
     let wa = wv[2u * o];
     let wb = wv[2u * o + 1u];
-    a = vec4<u32>(wa, wa, wa >> 16u, wa >> 16u) & M8;
-    b = vec4<u32>(wb, wb, wb >> 16u, wb >> 16u) & M8;
+    a = vec4<u32>(wa, wa, wa >> 16u, wa >> 16u);
+    b = vec4<u32>(wb, wb, wb >> 16u, wb >> 16u);
   } else if (BITS == 4u) {
     let wd = wv[o];
-    a = vec4<u32>(wd) & M4;
-    b = vec4<u32>(wd >> 16u) & M4;
+    a = vec4<u32>(wd);
+    b = vec4<u32>(wd >> 16u);
   } else {
     let hw = wv[o / 2u] >> (16u * (o % 2u));
-    a = vec4<u32>(hw) & M2;
-    b = vec4<u32>(hw >> 8u) & M2;
+    a = vec4<u32>(hw);
+    b = vec4<u32>(hw >> 8u);
   }
   fa = mag(a) - base;
   fb = mag(b) - base;
@@ -86,7 +98,7 @@ fn oct1(wv: vec4<u32>, o: u32, base: vec4<f32>, xa: vec4<f32>, xb: vec4<f32>) ->
   fa = bitcast<vec4<f32>>(wv);
 #endif
 #endif
-  var t = fa.x * xa.x;
+  var t = fma(fa.x, xa.x, t0);
   t = fma(fa.y, xa.y, t);
   t = fma(fa.z, xa.z, t);
   t = fma(fa.w, xa.w, t);
@@ -123,7 +135,8 @@ struct Span {
 }
 
 // acc[r] += Σ over octet o of row r's span (o a constant). The octet's x is loaded once for all
-// rows; the scale multiplies once per octet and row.
+// rows. Where one scale serves the span (ONE_SCALE), acc holds the span's unscaled sums and the
+// caller scales them once (scale_rows); else the scale multiplies once per octet and row.
 fn oct_rows(o: u32, sp: Span, rows: array<u32, 8>, k0: u32, xi: u32, acc: array<f32, 8>) -> array<f32, 8> {
   let xa = xl(xi, 2u * o) * IPW;
   let xb = xl(xi, 2u * o + 1u) * IPW;
@@ -141,14 +154,56 @@ fn oct_rows(o: u32, sp: Span, rows: array<u32, 8>, k0: u32, xi: u32, acc: array<
     if (ROWS > 7u) { s[7] = scale_or_one(rows[7], g); b[7] = base_at(rows[7], g); }
   }
   var a = acc;
-  a[0] = fma(oct1(sp.w[0], o, b[0], xa, xb), s[0], a[0]);
-  if (ROWS > 1u) { a[1] = fma(oct1(sp.w[1], o, b[1], xa, xb), s[1], a[1]); }
-  if (ROWS > 2u) { a[2] = fma(oct1(sp.w[2], o, b[2], xa, xb), s[2], a[2]); }
-  if (ROWS > 3u) { a[3] = fma(oct1(sp.w[3], o, b[3], xa, xb), s[3], a[3]); }
-  if (ROWS > 4u) { a[4] = fma(oct1(sp.w[4], o, b[4], xa, xb), s[4], a[4]); }
-  if (ROWS > 5u) { a[5] = fma(oct1(sp.w[5], o, b[5], xa, xb), s[5], a[5]); }
-  if (ROWS > 6u) { a[6] = fma(oct1(sp.w[6], o, b[6], xa, xb), s[6], a[6]); }
-  if (ROWS > 7u) { a[7] = fma(oct1(sp.w[7], o, b[7], xa, xb), s[7], a[7]); }
+  if (ONE_SCALE) {
+    a[0] = oct1(sp.w[0], o, b[0], xa, xb, a[0]);
+    if (ROWS > 1u) { a[1] = oct1(sp.w[1], o, b[1], xa, xb, a[1]); }
+    if (ROWS > 2u) { a[2] = oct1(sp.w[2], o, b[2], xa, xb, a[2]); }
+    if (ROWS > 3u) { a[3] = oct1(sp.w[3], o, b[3], xa, xb, a[3]); }
+    if (ROWS > 4u) { a[4] = oct1(sp.w[4], o, b[4], xa, xb, a[4]); }
+    if (ROWS > 5u) { a[5] = oct1(sp.w[5], o, b[5], xa, xb, a[5]); }
+    if (ROWS > 6u) { a[6] = oct1(sp.w[6], o, b[6], xa, xb, a[6]); }
+    if (ROWS > 7u) { a[7] = oct1(sp.w[7], o, b[7], xa, xb, a[7]); }
+    return a;
+  }
+  a[0] = fma(oct1(sp.w[0], o, b[0], xa, xb, 0.0), s[0], a[0]);
+  if (ROWS > 1u) { a[1] = fma(oct1(sp.w[1], o, b[1], xa, xb, 0.0), s[1], a[1]); }
+  if (ROWS > 2u) { a[2] = fma(oct1(sp.w[2], o, b[2], xa, xb, 0.0), s[2], a[2]); }
+  if (ROWS > 3u) { a[3] = fma(oct1(sp.w[3], o, b[3], xa, xb, 0.0), s[3], a[3]); }
+  if (ROWS > 4u) { a[4] = fma(oct1(sp.w[4], o, b[4], xa, xb, 0.0), s[4], a[4]); }
+  if (ROWS > 5u) { a[5] = fma(oct1(sp.w[5], o, b[5], xa, xb, 0.0), s[5], a[5]); }
+  if (ROWS > 6u) { a[6] = fma(oct1(sp.w[6], o, b[6], xa, xb, 0.0), s[6], a[6]); }
+  if (ROWS > 7u) { a[7] = fma(oct1(sp.w[7], o, b[7], xa, xb, 0.0), s[7], a[7]); }
+  return a;
+}
+
+// acc[r] += t[r]·s[r]: a span's sums scaled once (ONE_SCALE).
+fn scale_rows(t: array<f32, 8>, s: array<f32, 8>, acc: array<f32, 8>) -> array<f32, 8> {
+  var a = acc;
+  a[0] = fma(t[0], s[0], a[0]);
+  if (ROWS > 1u) { a[1] = fma(t[1], s[1], a[1]); }
+  if (ROWS > 2u) { a[2] = fma(t[2], s[2], a[2]); }
+  if (ROWS > 3u) { a[3] = fma(t[3], s[3], a[3]); }
+  if (ROWS > 4u) { a[4] = fma(t[4], s[4], a[4]); }
+  if (ROWS > 5u) { a[5] = fma(t[5], s[5], a[5]); }
+  if (ROWS > 6u) { a[6] = fma(t[6], s[6], a[6]); }
+  if (ROWS > 7u) { a[7] = fma(t[7], s[7], a[7]); }
+  return a;
+}
+
+// The octets of one span of every row added to acc (see oct_rows for what acc holds).
+fn span_rows(sp: Span, rows: array<u32, 8>, k0: u32, xi: u32, acc: array<f32, 8>) -> array<f32, 8> {
+  var a = oct_rows(0u, sp, rows, k0, xi, acc);
+  if (NOCT > 1u) { a = oct_rows(1u, sp, rows, k0, xi, a); }
+  if (NOCT > 2u) {
+    a = oct_rows(2u, sp, rows, k0, xi, a);
+    a = oct_rows(3u, sp, rows, k0, xi, a);
+  }
+  if (NOCT > 4u) {
+    a = oct_rows(4u, sp, rows, k0, xi, a);
+    a = oct_rows(5u, sp, rows, k0, xi, a);
+    a = oct_rows(6u, sp, rows, k0, xi, a);
+    a = oct_rows(7u, sp, rows, k0, xi, a);
+  }
   return a;
 }
 
@@ -160,19 +215,12 @@ fn xl(xi: u32, j: u32) -> vec4<f32> {
   return vec4<f32>(0.0);
 }
 
-// Span i of row r (a constant) of the workgroup, its sign bits flipped when symmetric, or zeros
-// for a row this variant does not have.
+// Span i of row r (a constant) of the workgroup, or zeros for a row this variant does not have.
 fn wl(rows: array<u32, 8>, rv: u32, i: u32, r: u32) -> vec4<u32> {
   if (r >= ROWS) {
     return vec4<u32>(0u);
   }
-  var v = w[rows[r] * rv + i];
-#if QUANT
-#if !ASYM
-  v ^= vec4<u32>(SIGN);
-#endif
-#endif
-  return v;
+  return w[rows[r] * rv + i];
 }
 
 // Span i of every row of the workgroup, and its scale and base where one serves the span: all
@@ -233,17 +281,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     if (i < rv) {
       let k0 = i * 4u * EW;
       let xi = xb + i * EW;
-      acc = oct_rows(0u, sp, rows, k0, xi, acc);
-      if (NOCT > 1u) { acc = oct_rows(1u, sp, rows, k0, xi, acc); }
-      if (NOCT > 2u) {
-        acc = oct_rows(2u, sp, rows, k0, xi, acc);
-        acc = oct_rows(3u, sp, rows, k0, xi, acc);
-      }
-      if (NOCT > 4u) {
-        acc = oct_rows(4u, sp, rows, k0, xi, acc);
-        acc = oct_rows(5u, sp, rows, k0, xi, acc);
-        acc = oct_rows(6u, sp, rows, k0, xi, acc);
-        acc = oct_rows(7u, sp, rows, k0, xi, acc);
+      if (ONE_SCALE) {
+        acc = scale_rows(span_rows(sp, rows, k0, xi, array<f32, 8>()), sp.s, acc);
+      } else {
+        acc = span_rows(sp, rows, k0, xi, acc);
       }
     }
   }

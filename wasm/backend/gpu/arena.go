@@ -116,22 +116,51 @@ func valueBytes(n int) int64 { return alignUp(int64(n)*4, 16) }
 func planGraph(g *graph.Graph, paddedK func(node int) int, lim arenaLimits) (*graphPlan, error) {
 	n := len(g.Nodes)
 	p := &graphPlan{
-		needed: make([]bool, n), root: make([]graph.Value, n), at: make([]place, n),
+		needed: neededNodes(g), root: make([]graph.Value, n), at: make([]place, n),
 		dense: make([]bool, n), pad: make([]place, n), freq: make([]place, n),
 	}
-	for _, o := range g.Outputs {
-		p.needed[o] = true
+	pb := &planBuilder{g: g, p: p, lim: lim, paddedK: paddedK, last: p.lifetimes(g), colour: make([]int, n)}
+	for i := range g.Nodes {
+		if p.needed[i] && p.root[i] == graph.Value(i) {
+			pb.node(i)
+		}
 	}
-	for i := n - 1; i >= 0; i-- {
-		if p.needed[i] {
+	if pb.constErr != nil {
+		return nil, pb.constErr
+	}
+	if p.consts > lim.maxSlab {
+		return nil, fmt.Errorf("graph %q: constants and float weights read as values need %d bytes, more than the device's largest buffer (%d)", g.Name, p.consts, lim.maxSlab)
+	}
+	if err := pb.pack(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// neededNodes marks the nodes a run computes: the outputs and, transitively, what they read.
+func neededNodes(g *graph.Graph) []bool {
+	needed := make([]bool, len(g.Nodes))
+	for _, o := range g.Outputs {
+		needed[o] = true
+	}
+	for i := len(g.Nodes) - 1; i >= 0; i-- {
+		if needed[i] {
 			for _, in := range g.Nodes[i].Inputs {
 				if in != graph.None {
-					p.needed[in] = true
+					needed[in] = true
 				}
 			}
 		}
 	}
-	// Views resolve to their root; a root lives until the last needed read of any of its views.
+	return needed
+}
+
+// lifetimes resolves views to their root (p.root), marks the weights read as values (p.dense:
+// anything but a Linear's weight or a Gather's table) and returns the last node that reads
+// each root (len(g.Nodes) for an output, -1 for none): a root lives until the last needed read
+// of any of its views.
+func (p *graphPlan) lifetimes(g *graph.Graph) []int {
+	n := len(g.Nodes)
 	last := make([]int, n)
 	for i := range last {
 		last[i] = -1
@@ -165,126 +194,142 @@ func planGraph(g *graph.Graph, paddedK func(node int) int, lim arenaLimits) (*gr
 			p.dense[r] = true
 		}
 	}
+	return last
+}
 
-	// Colours: WebGPU validates buffer usage per dispatch and per whole buffer, not per range, so
-	// a buffer bound as read-only storage (an operand) and as writable storage (the result) in
-	// one dispatch is an error even where the ranges are apart. Every arena value therefore gets
-	// a colour (a family of buffers) different from the colours its dispatches read; in a chain
-	// of ops they alternate between two.
-	colour := make([]int, n)
-	inArena := func(v graph.Value) bool {
-		op := g.Nodes[p.root[v]].Op
-		return op != graph.OpConst && op != graph.OpWeight && op != graph.OpState
+// planBuilder collects the arena spans of a plan with their colours, then packs them.
+//
+// Colours: WebGPU validates buffer usage per dispatch and per whole buffer, not per range, so
+// a buffer bound as read-only storage (an operand) and as writable storage (the result) in
+// one dispatch is an error even where the ranges are apart. Every arena value therefore gets
+// a colour (a family of buffers) different from the colours its dispatches read; in a chain
+// of ops they alternate between two.
+type planBuilder struct {
+	g        *graph.Graph
+	p        *graphPlan
+	lim      arenaLimits
+	paddedK  func(node int) int
+	last     []int // per root: the last node that reads it
+	colour   []int // per arena root
+	spans    []span
+	colours  []int         // per span
+	owner    []func(place) // per span: where its placement goes
+	constErr error
+}
+
+// inArena reports whether v's storage is an arena buffer (not a constant, weight or state).
+func (pb *planBuilder) inArena(v graph.Value) bool {
+	op := pb.g.Nodes[pb.p.root[v]].Op
+	return op != graph.OpConst && op != graph.OpWeight && op != graph.OpState
+}
+
+// colourOf is v's colour, -1 for no value or one outside the arena.
+func (pb *planBuilder) colourOf(v graph.Value) int {
+	if v == graph.None || !pb.inArena(v) {
+		return -1
 	}
-	colourOf := func(v graph.Value) int {
-		if v == graph.None || !inArena(v) {
-			return -1
+	return pb.colour[pb.p.root[v]]
+}
+
+// freeColour is the smallest colour not taken.
+func freeColour(taken ...int) int {
+	c := 0
+	for slices.Contains(taken, c) {
+		c++
+	}
+	return c
+}
+
+// addConst reserves bytes in the constant buffer.
+func (pb *planBuilder) addConst(bytes int64) place {
+	p, lim := pb.p, pb.lim
+	if bytes > lim.maxBinding && pb.constErr == nil {
+		pb.constErr = fmt.Errorf("graph %q: a constant of %d bytes is larger than one binding may be (%d)", pb.g.Name, bytes, lim.maxBinding)
+	}
+	p.consts = alignUp(p.consts, lim.align)
+	pl := place{slab: constSlab, off: p.consts, size: bytes}
+	p.consts += bytes
+	return pl
+}
+
+// addSpan adds an arena buffer of colour c whose placement set receives.
+func (pb *planBuilder) addSpan(s span, c int, set func(place)) {
+	pb.spans = append(pb.spans, s)
+	pb.colours = append(pb.colours, c)
+	pb.owner = append(pb.owner, set)
+}
+
+// node places root i: in the constant buffer, in a buffer of its own, or as arena spans.
+func (pb *planBuilder) node(i int) {
+	p, g := pb.p, pb.g
+	nd := &g.Nodes[i]
+	bytes := valueBytes(nd.Shape.Size())
+	result := func(c int) {
+		pb.colour[i] = c
+		pb.addSpan(span{first: i, last: max(pb.last[i], i), size: bytes}, c, func(pl place) { p.at[i] = pl })
+	}
+	switch nd.Op {
+	case graph.OpConst:
+		p.at[i] = pb.addConst(bytes)
+	case graph.OpWeight:
+		if p.dense[i] {
+			p.at[i] = pb.addConst(bytes)
 		}
-		return colour[p.root[v]]
-	}
-	free := func(taken ...int) int {
-		c := 0
-		for slices.Contains(taken, c) {
-			c++
+	case graph.OpState:
+		// A buffer of its own (state_js.go), shared with other programs.
+	case graph.OpInput:
+		// Written before the first dispatch; only read after.
+		pb.addSpan(span{first: 0, last: max(pb.last[i], i), size: bytes}, 0, func(pl place) { p.at[i] = pl })
+	case graph.OpLinear:
+		// x → (zero-padded copy →) matmul → bias added in place: the result's colour
+		// differs from the padded copy's (or x's) and the bias's; the copy's from x's.
+		x := nd.Inputs[0]
+		matmulIn := pb.colourOf(x)
+		K := g.Nodes[nd.Inputs[1]].Shape[1]
+		if kp := pb.paddedK(i); kp != K {
+			matmulIn = freeColour(pb.colourOf(x))
+			pb.addSpan(span{first: i, last: i, size: valueBytes(g.Nodes[x].Shape.Size() / K * kp)}, matmulIn, func(pl place) { p.pad[i] = pl })
 		}
-		return c
-	}
-	var spans []span
-	var colours []int
-	var owner []func(place) // where each span's placement goes
-	var constErr error
-	addConst := func(bytes int64) place {
-		if bytes > lim.maxBinding && constErr == nil {
-			constErr = fmt.Errorf("graph %q: a constant of %d bytes is larger than one binding may be (%d)", g.Name, bytes, lim.maxBinding)
+		result(freeColour(matmulIn, pb.colourOf(nd.Inputs[2])))
+	default:
+		var taken []int
+		for _, in := range nd.Inputs {
+			taken = append(taken, pb.colourOf(in))
 		}
-		p.consts = alignUp(p.consts, lim.align)
-		pl := place{slab: constSlab, off: p.consts, size: bytes}
-		p.consts += bytes
-		return pl
+		result(freeColour(taken...))
 	}
-	for i := range g.Nodes {
-		nd := &g.Nodes[i]
-		if !p.needed[i] || p.root[i] != graph.Value(i) {
-			continue
-		}
-		bytes := valueBytes(nd.Shape.Size())
-		switch nd.Op {
-		case graph.OpConst:
-			p.at[i] = addConst(bytes)
-		case graph.OpWeight:
-			if p.dense[i] {
-				p.at[i] = addConst(bytes)
-			}
-		case graph.OpState:
-			// A buffer of its own (state_js.go), shared with other programs.
-		case graph.OpInput:
-			// Written before the first dispatch; only read after.
-			spans = append(spans, span{first: 0, last: max(last[i], i), size: bytes})
-			colours = append(colours, 0)
-			owner = append(owner, func(pl place) { p.at[i] = pl })
-		case graph.OpLinear:
-			// x → (zero-padded copy →) matmul → bias added in place: the result's colour
-			// differs from the padded copy's (or x's) and the bias's; the copy's from x's.
-			x := nd.Inputs[0]
-			matmulIn := colourOf(x)
-			K := g.Nodes[nd.Inputs[1]].Shape[1]
-			if kp := paddedK(i); kp != K {
-				matmulIn = free(colourOf(x))
-				spans = append(spans, span{first: i, last: i, size: valueBytes(g.Nodes[x].Shape.Size() / K * kp)})
-				colours = append(colours, matmulIn)
-				owner = append(owner, func(pl place) { p.pad[i] = pl })
-			}
-			colour[i] = free(matmulIn, colourOf(nd.Inputs[2]))
-			spans = append(spans, span{first: i, last: max(last[i], i), size: bytes})
-			colours = append(colours, colour[i])
-			owner = append(owner, func(pl place) { p.at[i] = pl })
-		default:
-			var taken []int
-			for _, in := range nd.Inputs {
-				taken = append(taken, colourOf(in))
-			}
-			colour[i] = free(taken...)
-			spans = append(spans, span{first: i, last: max(last[i], i), size: bytes})
-			colours = append(colours, colour[i])
-			owner = append(owner, func(pl place) { p.at[i] = pl })
-		}
-		switch nd.Op {
-		case graph.OpRoPE:
-			p.freq[i] = addConst(int64(nd.Shape[3]/2) * 16)
-		}
+	if nd.Op == graph.OpRoPE {
+		p.freq[i] = pb.addConst(int64(nd.Shape[3]/2) * 16)
 	}
-	if constErr != nil {
-		return nil, constErr
-	}
-	if p.consts > lim.maxSlab {
-		return nil, fmt.Errorf("graph %q: constants and float weights read as values need %d bytes, more than the device's largest buffer (%d)", g.Name, p.consts, lim.maxSlab)
-	}
-	// Each colour is packed on its own; its slabs follow the previous colour's.
-	p.spans, p.placed = spans, make([]place, len(spans))
+}
+
+// pack places each colour's spans on their own; a colour's slabs follow the previous colour's.
+func (pb *planBuilder) pack() error {
+	p := pb.p
+	p.spans, p.placed = pb.spans, make([]place, len(pb.spans))
 	for c := 0; ; c++ {
 		var idx []int
 		var cs []span
-		for j, sc := range colours {
+		for j, sc := range pb.colours {
 			if sc == c {
-				idx, cs = append(idx, j), append(cs, spans[j])
+				idx, cs = append(idx, j), append(cs, pb.spans[j])
 			}
 		}
 		if len(idx) == 0 {
-			break
+			return nil
 		}
-		at, slabs, err := packArena(cs, lim)
+		at, slabs, err := packArena(cs, pb.lim)
 		if err != nil {
-			return nil, fmt.Errorf("graph %q: %w", g.Name, err)
+			return fmt.Errorf("graph %q: %w", pb.g.Name, err)
 		}
 		for k, j := range idx {
 			pl := at[k]
 			pl.slab += len(p.slabs)
 			p.placed[j] = pl
-			owner[j](pl)
+			pb.owner[j](pl)
 		}
 		p.slabs = append(p.slabs, slabs...)
 	}
-	return p, nil
 }
 
 // mergeDims drops dimensions of size 1 and merges neighbours that are contiguous under every

@@ -38,9 +38,6 @@ type Options struct {
 	// MaxBindingSize caps the bytes one storage binding holds, below the device limit. Tests
 	// set a few KiB so that the row-splitting path runs on small tensors.
 	MaxBindingSize int64
-	// Poison fills the output buffer with NaN before each dispatch, so a kernel that skips an
-	// output cannot pass on a previous call's values. For tests.
-	Poison bool
 	// Timing records GPU time of each MatMul with timestamp queries (when the device has them);
 	// read it with LastGPUTime.
 	Timing bool
@@ -49,6 +46,10 @@ type Options struct {
 	Tuning *Tuning
 	// Timeout bounds every await (default webgpu.DefaultTimeout).
 	Timeout time.Duration
+
+	// poison fills the output buffer with NaN before each MatMul, so a kernel that skips an
+	// output cannot pass on a previous call's values. The package's tests set it.
+	poison bool
 }
 
 // Backend runs matmuls on one WebGPU device. MatMul calls are serialized: they share the
@@ -185,15 +186,16 @@ type weight struct {
 	l      layout
 	chunks []*wchunk
 	bytes  int64
+	// MatMul's dispatches per variant, bound to the backend's x, y and the chunks' params
+	// buffers (layout "auto" makes bind groups pipeline-specific); stale once gen != b.gen.
+	bound map[shaders.Key]*boundMatMul
+	gen   int
 }
 
 type wchunk struct {
 	chunk
 	data, scales, zeros, params *webgpu.Buffer
-	// Bind groups per pipeline: layout "auto" makes them pipeline-specific.
-	groups map[*webgpu.ComputePipeline]*webgpu.BindGroup
-	gen    int
-	pm     int // the m its params buffer was last written for
+	pm                          int // the m its params buffer was last written for
 }
 
 func (w *weight) Name() string         { return w.name }
@@ -243,7 +245,7 @@ func (b *Backend) Upload(t *quant.Tensor) (backend.Weight, error) {
 		return buf, q.WriteBuffer(buf, 0, arr, 0, int64(len(data)))
 	}
 	for _, c := range cs {
-		wc := &wchunk{chunk: c, groups: map[*webgpu.ComputePipeline]*webgpu.BindGroup{}}
+		wc := &wchunk{chunk: c}
 		w.chunks = append(w.chunks, wc)
 		name := fmt.Sprintf("%s %s rows %d-%d", b.label, t.Name, c.r0, c.r1)
 		if len(cs) == 1 {
@@ -262,7 +264,7 @@ func (b *Backend) Upload(t *quant.Tensor) (backend.Weight, error) {
 				return fail(err)
 			}
 		}
-		if wc.params, err = b.dev.CreateBuffer(name+" params", 48, webgpu.BufferUniform|webgpu.BufferCopyDst); err != nil {
+		if wc.params, err = b.dev.CreateBuffer(name+" params", paramBytes, webgpu.BufferUniform|webgpu.BufferCopyDst); err != nil {
 			return fail(err)
 		}
 	}
@@ -351,10 +353,7 @@ func (b *Backend) MatMul(dst, x []float32, wt backend.Weight, m int) error {
 func (b *Backend) matmul(dst, x []float32, w *weight, m int) error {
 	l := w.l
 	key := keyFor(l.format, m, b.feat, b.tune)
-	pl, err := b.pipeline(key)
-	if err != nil {
-		return err
-	}
+	var err error
 	xBytes, yBytes := int64(m*l.kp*4), int64(m*l.n*4)
 	if b.x, err = b.ensure(b.x, "activations", xBytes, webgpu.BufferStorage|webgpu.BufferCopyDst); err != nil {
 		return err
@@ -374,7 +373,7 @@ func (b *Backend) matmul(dst, x []float32, w *weight, m int) error {
 	if err := q.WriteBuffer(b.x, 0, b.stageBytes(f32bytes(xp)), 0, xBytes); err != nil {
 		return err
 	}
-	if b.opt.Poison {
+	if b.opt.poison {
 		nan := make([]float32, m*l.n)
 		for i := range nan {
 			nan[i] = float32(math.NaN())
@@ -389,7 +388,7 @@ func (b *Backend) matmul(dst, x []float32, w *weight, m int) error {
 	if err := b.dev.PushErrorScope("validation"); err != nil {
 		return err
 	}
-	submitErr := b.encode(pl, key, w, m, yBytes)
+	submitErr := b.encode(key, w, m, yBytes)
 	if err := b.dev.PopErrorScope("dispatch " + key.Name()); err != nil {
 		return err
 	}
@@ -418,12 +417,12 @@ func (b *Backend) matmul(dst, x []float32, w *weight, m int) error {
 
 // writeParams writes the uniform block of each chunk of w for m activation rows.
 func (b *Backend) writeParams(w *weight, m int) error {
-	var pbytes [48]byte
+	var pbytes [paramBytes]byte
 	for _, c := range w.chunks {
 		for i, v := range params(w.l, c.chunk, m) {
 			binary.LittleEndian.PutUint32(pbytes[4*i:], v)
 		}
-		if err := b.dev.Queue().WriteBuffer(c.params, 0, jsutil.BytesToJS(pbytes[:]), 0, 48); err != nil {
+		if err := b.dev.Queue().WriteBuffer(c.params, 0, jsutil.BytesToJS(pbytes[:]), 0, paramBytes); err != nil {
 			return err
 		}
 		c.pm = m
@@ -431,55 +430,94 @@ func (b *Backend) writeParams(w *weight, m int) error {
 	return nil
 }
 
-// encode records one compute pass with a dispatch per chunk, then the copy to the readback
-// buffer, and submits it.
-func (b *Backend) encode(pl *webgpu.ComputePipeline, key shaders.Key, w *weight, m int, yBytes int64) error {
-	enc, err := b.dev.CreateCommandEncoder(b.label + " matmul " + w.name)
+// encode records the matmul's compute pass and the copy of y to the readback buffer, and
+// submits them.
+func (b *Backend) encode(key shaders.Key, w *weight, m int, yBytes int64) error {
+	bm, err := b.boundFor(w, key, m)
 	if err != nil {
 		return err
 	}
-	var ts *webgpu.TimestampWrites
-	if b.timing {
-		if err := b.ensureQuery(); err != nil {
-			return err
-		}
-		ts = &webgpu.TimestampWrites{QuerySet: b.query, Beginning: 0, End: 1}
-	}
-	pass, err := enc.BeginComputePass(key.Name(), ts)
-	if err != nil {
-		return err
-	}
-	pass.SetPipeline(pl)
-	for _, c := range w.chunks {
-		bg, err := b.bindGroup(pl, w, c)
-		if err != nil {
-			pass.End()
-			return err
-		}
-		pass.SetBindGroup(0, bg)
-		gx, gy := grid(key, c.r1-c.r0, m)
-		pass.Dispatch(gx, gy, 1)
-	}
-	if err := pass.End(); err != nil {
-		return err
-	}
-	if err := enc.CopyBufferToBuffer(b.y, 0, b.rd, 0, yBytes); err != nil {
-		return err
-	}
-	if b.timing {
-		if err := enc.ResolveQuerySet(b.query, 0, 2, b.qbuf, 0); err != nil {
-			return err
-		}
-		if err := enc.CopyBufferToBuffer(b.qbuf, 0, b.qrd, 0, 16); err != nil {
-			return err
-		}
-	}
-	cb, err := enc.Finish()
+	cb, err := b.passCommands("matmul "+w.name, key.Name(), func(pass *webgpu.ComputePass) error {
+		bm.record(pass)
+		return nil
+	}, func(enc *webgpu.CommandEncoder) error {
+		return enc.CopyBufferToBuffer(b.y, 0, b.rd, 0, yBytes)
+	})
 	if err != nil {
 		return err
 	}
 	return b.dev.Queue().Submit(cb)
 }
+
+// boundFor is w's matmul of variant key bound to the backend's x and y and the chunks' params
+// buffers, for m activation rows: the bind groups are made once per variant (again when x or y
+// was reallocated), the grid is m's. The caller holds b.mu.
+func (b *Backend) boundFor(w *weight, key shaders.Key, m int) (boundMatMul, error) {
+	if w.gen != b.gen || w.bound == nil {
+		w.bound = map[shaders.Key]*boundMatMul{}
+		w.gen = b.gen
+	}
+	bm := w.bound[key]
+	if bm == nil {
+		pars := make([]webgpu.BufferBinding, len(w.chunks))
+		for i, c := range w.chunks {
+			pars[i] = webgpu.BufferBinding{Buffer: c.params}
+		}
+		var err error
+		if bm, err = b.bindMatMul(b.label, w, key, m, webgpu.BufferBinding{Buffer: b.x}, webgpu.BufferBinding{Buffer: b.y}, pars); err != nil {
+			return boundMatMul{}, err
+		}
+		w.bound[key] = bm
+	}
+	out := *bm
+	out.m = m
+	return out, nil
+}
+
+// passCommands is the one way the backend records a pass of its own: a command encoder, one
+// compute pass (with timestamp writes when timing) that record fills, then what after adds (may
+// be nil), then the timestamps resolved into their readback buffer. The caller submits.
+func (b *Backend) passCommands(what, label string, record func(*webgpu.ComputePass) error, after func(*webgpu.CommandEncoder) error) (*webgpu.CommandBuffer, error) {
+	enc, err := b.dev.CreateCommandEncoder(b.label + " " + what)
+	if err != nil {
+		return nil, err
+	}
+	var ts *webgpu.TimestampWrites
+	if b.timing {
+		if err := b.ensureQuery(); err != nil {
+			return nil, err
+		}
+		ts = &webgpu.TimestampWrites{QuerySet: b.query, Beginning: 0, End: 1}
+	}
+	pass, err := enc.BeginComputePass(label, ts)
+	if err != nil {
+		return nil, err
+	}
+	if err := record(pass); err != nil {
+		pass.End()
+		return nil, err
+	}
+	if err := pass.End(); err != nil {
+		return nil, err
+	}
+	if after != nil {
+		if err := after(enc); err != nil {
+			return nil, err
+		}
+	}
+	if b.timing {
+		if err := enc.ResolveQuerySet(b.query, 0, 2, b.qbuf, 0); err != nil {
+			return nil, err
+		}
+		if err := enc.CopyBufferToBuffer(b.qbuf, 0, b.qrd, 0, timestampBytes); err != nil {
+			return nil, err
+		}
+	}
+	return enc.Finish()
+}
+
+// timestampBytes is what the two timestamps of a pass take: two u64.
+const timestampBytes = 16
 
 // ensureQuery creates the timestamp query set and its buffers on first use.
 func (b *Backend) ensureQuery() error {
@@ -490,51 +528,23 @@ func (b *Backend) ensureQuery() error {
 	if b.query, err = b.dev.CreateQuerySet(b.label+" timestamps", 2); err != nil {
 		return err
 	}
-	if b.qbuf, err = b.dev.CreateBuffer(b.label+" timestamps resolve", 16, webgpu.BufferQueryResolve|webgpu.BufferCopySrc); err != nil {
+	if b.qbuf, err = b.dev.CreateBuffer(b.label+" timestamps resolve", timestampBytes, webgpu.BufferQueryResolve|webgpu.BufferCopySrc); err != nil {
 		return err
 	}
-	b.qrd, err = b.dev.CreateBuffer(b.label+" timestamps readback", 16, webgpu.BufferMapRead|webgpu.BufferCopyDst)
+	b.qrd, err = b.dev.CreateBuffer(b.label+" timestamps readback", timestampBytes, webgpu.BufferMapRead|webgpu.BufferCopyDst)
 	return err
 }
 
-func (b *Backend) bindGroup(pl *webgpu.ComputePipeline, w *weight, c *wchunk) (*webgpu.BindGroup, error) {
-	if c.gen != b.gen {
-		clear(c.groups)
-		c.gen = b.gen
-	}
-	if g := c.groups[pl]; g != nil {
-		return g, nil
-	}
-	es := []webgpu.BufferBinding{
-		{Binding: 0, Buffer: c.params},
-		{Binding: 1, Buffer: c.data},
-		{Binding: 2, Buffer: b.x},
-		{Binding: 3, Buffer: b.y},
-	}
-	if c.scales != nil {
-		es = append(es, webgpu.BufferBinding{Binding: 4, Buffer: c.scales})
-	}
-	if c.zeros != nil {
-		es = append(es, webgpu.BufferBinding{Binding: 5, Buffer: c.zeros})
-	}
-	g, err := b.dev.CreateBindGroup(fmt.Sprintf("%s %s rows %d-%d", b.label, w.name, c.r0, c.r1), pl.BindGroupLayout(0), es...)
-	if err != nil {
-		return nil, err
-	}
-	c.groups[pl] = g
-	return g, nil
-}
-
 func (b *Backend) readTiming() error {
-	if err := b.qrd.MapAsync(webgpu.MapRead, 0, 16); err != nil {
+	if err := b.qrd.MapAsync(webgpu.MapRead, 0, timestampBytes); err != nil {
 		return err
 	}
-	ab, err := b.qrd.MappedRange(0, 16)
+	ab, err := b.qrd.MappedRange(0, timestampBytes)
 	if err != nil {
 		b.qrd.Unmap()
 		return err
 	}
-	var raw [16]byte
+	var raw [timestampBytes]byte
 	jsutil.CopyBytesToGo(raw[:], ab)
 	b.qrd.Unmap()
 	t0, t1 := binary.LittleEndian.Uint64(raw[:]), binary.LittleEndian.Uint64(raw[8:])
@@ -556,32 +566,26 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-// TimeKernel measures the kernels alone: x is written once, then reps copies of the matmul's
-// dispatches are recorded in one compute pass and submitted together, so per-call overheads
-// (the write of x, the readback, promise round trips) and timestamp quantization (Dawn rounds
-// timestamps to tens of microseconds) are divided by reps. It returns the GPU time per call
-// from timestamp queries (0 without them) and the wall-clock time per call until the queue
-// drained.
-func (b *Backend) TimeKernel(wt backend.Weight, m, reps int) (gpu, wall time.Duration, err error) {
-	return b.TimeKernels([]backend.Weight{wt}, m, reps)
-}
-
-// TimeKernels is TimeKernel over several weights of one shape and format taken in turn (call i
-// reads ws[i%len(ws)]): weights that together exceed the GPU's last-level cache make each call
-// read its weights from memory, as a model's layers do, rather than from the cache the previous
-// call filled.
-func (b *Backend) TimeKernels(ws []backend.Weight, m, reps int) (gpu, wall time.Duration, err error) {
+// timeKernels measures the kernels alone, for the benchmarks: x is written once, then reps
+// calls' dispatches are recorded in one compute pass and submitted together, so per-call
+// overheads (the write of x, the readback, promise round trips) and timestamp quantization
+// (Dawn rounds timestamps to tens of microseconds) are divided by reps. Call i reads
+// ws[i%len(ws)], weights of one shape and format: weights that together exceed the GPU's
+// last-level cache make each call read its weights from memory, as a model's layers do, rather
+// than from the cache the previous call filled. It returns the GPU time per call from timestamp
+// queries (0 without them) and the wall-clock time per call until the queue drained.
+func (b *Backend) timeKernels(ws []backend.Weight, m, reps int) (gpu, wall time.Duration, err error) {
 	if len(ws) == 0 || m <= 0 || reps <= 0 {
-		return 0, 0, errors.New("gpu: TimeKernels needs weights, m > 0 and reps > 0")
+		return 0, 0, errors.New("gpu: timeKernels needs weights, m > 0 and reps > 0")
 	}
 	var w0 *weight
 	for _, wt := range ws {
 		w, ok := wt.(*weight)
 		if !ok || w.b != b || w.chunks == nil {
-			return 0, 0, errors.New("gpu: TimeKernels needs live weights of this backend")
+			return 0, 0, errors.New("gpu: timeKernels needs live weights of this backend")
 		}
 		if w0 != nil && (w.l != w0.l || len(w.chunks) != len(w0.chunks)) {
-			return 0, 0, fmt.Errorf("gpu: TimeKernels: %q and %q differ in shape or format", w0.name, w.name)
+			return 0, 0, fmt.Errorf("gpu: timeKernels: %q and %q differ in shape or format", w0.name, w.name)
 		}
 		w0 = w
 	}
@@ -594,31 +598,22 @@ func (b *Backend) TimeKernels(ws []backend.Weight, m, reps int) (gpu, wall time.
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, wt := range ws[1:] {
-		if w := wt.(*weight); w.chunks[0].pm != m {
+	key := keyFor(w0.l.format, m, b.feat, b.tune)
+	bms := make([]boundMatMul, len(ws))
+	for i, wt := range ws {
+		w := wt.(*weight)
+		if w.chunks[0].pm != m {
 			if err := b.writeParams(w, m); err != nil {
 				return 0, 0, err
 			}
 		}
-	}
-	key := keyFor(w0.l.format, m, b.feat, b.tune)
-	pl, err := b.pipeline(key)
-	if err != nil {
-		return 0, 0, err
+		if bms[i], err = b.boundFor(w, key, m); err != nil {
+			return 0, 0, err
+		}
 	}
 	gpu, wall, err = b.timePass(fmt.Sprintf("%s x%d", key.Name(), reps), func(pass *webgpu.ComputePass) error {
-		pass.SetPipeline(pl)
 		for r := range reps {
-			w := ws[r%len(ws)].(*weight)
-			for _, c := range w.chunks {
-				bg, err := b.bindGroup(pl, w, c)
-				if err != nil {
-					return err
-				}
-				pass.SetBindGroup(0, bg)
-				gx, gy := grid(key, c.r1-c.r0, m)
-				pass.Dispatch(gx, gy, 1)
-			}
+			bms[r%len(bms)].record(pass)
 		}
 		return nil
 	})
@@ -642,37 +637,7 @@ func (b *Backend) timePass(label string, record func(*webgpu.ComputePass) error)
 }
 
 func (b *Backend) timePassIn(label string, record func(*webgpu.ComputePass) error) (gpu, wall time.Duration, err error) {
-	enc, err := b.dev.CreateCommandEncoder(b.label + " timing " + label)
-	if err != nil {
-		return 0, 0, err
-	}
-	var ts *webgpu.TimestampWrites
-	if b.timing {
-		if err := b.ensureQuery(); err != nil {
-			return 0, 0, err
-		}
-		ts = &webgpu.TimestampWrites{QuerySet: b.query, Beginning: 0, End: 1}
-	}
-	pass, err := enc.BeginComputePass(label, ts)
-	if err != nil {
-		return 0, 0, err
-	}
-	if err := record(pass); err != nil {
-		pass.End()
-		return 0, 0, err
-	}
-	if err := pass.End(); err != nil {
-		return 0, 0, err
-	}
-	if b.timing {
-		if err := enc.ResolveQuerySet(b.query, 0, 2, b.qbuf, 0); err != nil {
-			return 0, 0, err
-		}
-		if err := enc.CopyBufferToBuffer(b.qbuf, 0, b.qrd, 0, 16); err != nil {
-			return 0, 0, err
-		}
-	}
-	cb, err := enc.Finish()
+	cb, err := b.passCommands("timing "+label, label, record, nil)
 	if err != nil {
 		return 0, 0, err
 	}

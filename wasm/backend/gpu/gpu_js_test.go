@@ -93,7 +93,7 @@ func eps(b *Backend) float64 {
 }
 
 func TestConformance(t *testing.T) {
-	b := newBackend(t, Options{Poison: true})
+	b := newBackend(t, Options{poison: true})
 	backendtest.Run(t, b, backendtest.Options{
 		ProductEps: eps(b),
 		Shapes:     append(append([]backendtest.Shape{}, backendtest.DefaultShapes...), wideShapes...),
@@ -111,7 +111,7 @@ func TestConformanceOtherTuning(t *testing.T) {
 	if softwareAdapter(webgpuInfo(t)) {
 		other = DefaultTuning
 	}
-	b := newBackend(t, Options{Poison: true, Tuning: &other})
+	b := newBackend(t, Options{poison: true, Tuning: &other})
 	// The device may run a split tile unsplit (fit), but it must run tiles if the tuning has them.
 	want, _ := other.fit(b.Device().Limits())
 	if b.tune != want || other.Tiles[0].set() && !want.Tiles[0].set() {
@@ -161,7 +161,7 @@ func TestConformanceTiles(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			tu := DefaultTuning
 			tu.Tiles = [5]Tile{tl}
-			b := newBackend(t, Options{Poison: true, Tuning: &tu})
+			b := newBackend(t, Options{poison: true, Tuning: &tu})
 			if !b.tune.Tiles[0].set() {
 				t.Skipf("this device cannot run the tile: %v", b.Caps().Notes)
 			}
@@ -196,7 +196,7 @@ func webgpuInfo(t *testing.T) webgpu.AdapterInfo {
 // zero points, per-channel, plain f16/f32 rows. (Every format costs SwiftShader seconds of
 // pipeline compiles; TestConformance covers the rest.)
 func TestConformanceSplit(t *testing.T) {
-	b := newBackend(t, Options{Poison: true, MaxBindingSize: 4096, NoSubgroups: true})
+	b := newBackend(t, Options{poison: true, MaxBindingSize: 4096, NoSubgroups: true})
 	backendtest.Run(t, b, backendtest.Options{ProductEps: eps(b), Formats: []quant.Format{
 		{Bits: 32}, {Bits: 16},
 		{Bits: 4, GroupSize: 32},

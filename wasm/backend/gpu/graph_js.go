@@ -355,112 +355,156 @@ const copyVec = 4
 
 // op lowers node i into steps.
 func (c *compiler) op(i int) error {
-	p, g := c.p, c.p.g
-	n := &g.Nodes[i]
-	v := graph.Value(i)
+	n := &c.p.g.Nodes[i]
 	what := fmt.Sprintf("%%%d %s %s", i, n.Op, n.Label)
-	in := func(j int) graph.Value { return n.Inputs[j] }
-	shape := func(j int) graph.Shape { return g.Nodes[n.Inputs[j]].Shape }
-	size := n.Shape.Size()
 	switch n.Op {
 	case graph.OpInput, graph.OpConst, graph.OpWeight, graph.OpReshape, graph.OpState:
 		return nil // written before the run, at Compile, a view, or a buffer of its own
 	case graph.OpStateWrite:
 		return c.stateWrite(what, i, n)
 	case graph.OpScale, graph.OpReLU, graph.OpGELU, graph.OpSiLU, graph.OpTanh:
-		k := shaders.OpKey{Family: shaders.OpUnary, Variant: n.Op.String(), WG: elemWG}
-		return c.dispatch(what, k, []uint32{uint32(size), math.Float32bits(n.Attr.Scale), 0, 0}, groupsFor(size, elemWG),
-			p.bind(1, in(0)), p.bind(2, v))
+		return c.unary(what, i, n)
 	case graph.OpAdd, graph.OpSub, graph.OpMul, graph.OpDiv:
-		dims, st := mergeDims(n.Shape, graph.BroadcastStrides(shape(0), n.Shape), graph.BroadcastStrides(shape(1), n.Shape))
-		if len(dims) > 8 {
-			return fmt.Errorf("broadcast over %d dimensions that do not merge; the kernel takes 8", len(dims))
-		}
-		words := append([]uint32{uint32(size), uint32(len(dims)), 0, 0}, pack8(dims, st[0], st[1])...)
-		k := shaders.OpKey{Family: shaders.OpBinary, Variant: n.Op.String(), WG: elemWG}
-		return c.dispatch(what, k, words, groupsFor(size, elemWG), p.bind(1, in(0)), p.bind(2, in(1)), p.bind(3, v))
+		return c.binary(what, i, n)
 	case graph.OpLayerNorm, graph.OpRMSNorm, graph.OpL2Normalize:
-		D := n.Shape[len(n.Shape)-1]
-		words := []uint32{uint32(size / D), uint32(D), math.Float32bits(n.Attr.Eps), 0}
-		ops := []webgpu.BufferBinding{p.bind(1, in(0)), p.bind(2, v)}
-		variant := map[graph.Op]string{graph.OpLayerNorm: "layernorm", graph.OpRMSNorm: "rmsnorm", graph.OpL2Normalize: "l2"}[n.Op]
-		if n.Op != graph.OpL2Normalize {
-			ops = append(ops, p.bind(3, in(1)))
-		}
-		if n.Op == graph.OpLayerNorm {
-			ops = append(ops, p.bind(4, in(2)))
-		}
-		wg := rowWorkgroup(D, p.b.caps.Software)
-		return c.dispatch(what, shaders.OpKey{Family: shaders.OpNorm, Variant: variant, WG: wg}, words, size/D, ops...)
+		return c.norm(what, i, n)
 	case graph.OpSoftmax:
-		r := len(n.Shape)
-		D := n.Shape[r-1]
-		ops := []webgpu.BufferBinding{p.bind(1, in(0)), p.bind(2, v)}
-		words := []uint32{uint32(size / D), uint32(D), 0, 0}
-		variant := "plain"
-		if in(1) != graph.None {
-			variant = "masked"
-			mst := graph.BroadcastStrides(shape(1), n.Shape)
-			dims, st := mergeDims(n.Shape[:r-1], mst[:r-1])
-			if len(dims) > 8 {
-				return fmt.Errorf("mask over %d dimensions that do not merge; the kernel takes 8", len(dims))
-			}
-			words = append([]uint32{uint32(size / D), uint32(D), uint32(len(dims)), uint32(mst[r-1])}, pack8(dims, st[0])...)
-			ops = append(ops, p.bind(3, in(1)))
-		}
-		wg := rowWorkgroup(D, p.b.caps.Software)
-		return c.dispatch(what, shaders.OpKey{Family: shaders.OpSoftmax, Variant: variant, WG: wg}, words, size/D, ops...)
+		return c.softmax(what, i, n)
 	case graph.OpMatMul:
-		as, r := shape(0), len(n.Shape)
-		M, K, N := as[r-2], as[r-1], n.Shape[r-1]
-		variant := "ab"
-		if n.Attr.TransB {
-			variant = "abt"
-		}
-		k := shaders.OpKey{Family: shaders.OpMatMul, Variant: variant, WG: elemWG}
-		return c.dispatch(what, k, []uint32{uint32(size), uint32(M), uint32(N), uint32(K)}, groupsFor(size, elemWG),
-			p.bind(1, in(0)), p.bind(2, in(1)), p.bind(3, v))
-	case graph.OpTranspose:
-		xs := shape(0).Strides()
-		ss := make([]int, len(n.Attr.Perm))
-		for d, a := range n.Attr.Perm {
-			ss[d] = xs[a]
-		}
-		return c.copy(what, n.Shape, ss, n.Shape.Strides(), 0, 0, -1, p.bind(1, in(0)), p.bind(2, v))
-	case graph.OpSlice:
-		xs := shape(0).Strides()
-		return c.copy(what, n.Shape, xs, n.Shape.Strides(), n.Attr.Start*xs[n.Attr.Axis], 0, -1, p.bind(1, in(0)), p.bind(2, v))
-	case graph.OpConcat:
-		os := n.Shape.Strides()
-		off := 0
-		for j := range n.Inputs {
-			s := shape(j)
-			if err := c.copy(fmt.Sprintf("%s [%d]", what, j), s, s.Strides(), os, 0, off*os[n.Attr.Axis], -1, p.bind(1, in(j)), p.bind(2, v)); err != nil {
-				return err
-			}
-			off += s[n.Attr.Axis]
-		}
-		return nil
+		return c.matmul(what, i, n)
+	case graph.OpTranspose, graph.OpSlice, graph.OpConcat:
+		return c.rearrange(what, i, n)
 	case graph.OpMeanPool:
-		xs := shape(0)
+		xs := c.shape(n, 0)
 		k := shaders.OpKey{Family: shaders.OpPool, Variant: "mean", WG: elemWG}
-		return c.dispatch(what, k, []uint32{uint32(xs[0]), uint32(xs[1]), uint32(xs[2]), 0}, groupsFor(size, elemWG),
-			p.bind(1, in(0)), p.bind(2, in(1)), p.bind(3, v))
+		return c.dispatch(what, k, []uint32{uint32(xs[0]), uint32(xs[1]), uint32(xs[2]), 0}, groupsFor(n.Shape.Size(), elemWG),
+			c.p.bind(1, n.Inputs[0]), c.p.bind(2, n.Inputs[1]), c.p.bind(3, graph.Value(i)))
 	case graph.OpRoPE:
-		s := n.Shape
-		variant := "halves"
-		if n.Attr.Interleaved {
-			variant = "interleaved"
-		}
-		k := shaders.OpKey{Family: shaders.OpRoPE, Variant: variant, WG: elemWG}
-		return c.dispatch(what, k, []uint32{uint32(size / 2), uint32(s[1]), uint32(s[2]), uint32(s[3] / 2)}, groupsFor(size/2, elemWG),
-			p.bind(1, in(0)), p.bind(2, in(1)), p.bind(3, v), p.bindPlace(4, p.plan.freq[i]))
+		return c.rope(what, i, n)
 	case graph.OpGather:
-		return c.gather(what, n, v)
+		return c.gather(what, n, graph.Value(i))
 	case graph.OpLinear:
 		return c.linear(what, i, n)
 	}
 	return fmt.Errorf("op %s has no WebGPU kernel", n.Op)
+}
+
+// shape is the shape of operand j of n.
+func (c *compiler) shape(n *graph.Node, j int) graph.Shape { return c.p.g.Nodes[n.Inputs[j]].Shape }
+
+// unary queues an elementwise op of one operand (Scale's factor in the uniform block).
+func (c *compiler) unary(what string, i int, n *graph.Node) error {
+	size := n.Shape.Size()
+	k := shaders.OpKey{Family: shaders.OpUnary, Variant: n.Op.String(), WG: elemWG}
+	return c.dispatch(what, k, []uint32{uint32(size), math.Float32bits(n.Attr.Scale), 0, 0}, groupsFor(size, elemWG),
+		c.p.bind(1, n.Inputs[0]), c.p.bind(2, graph.Value(i)))
+}
+
+// binary queues an elementwise op of two broadcast operands.
+func (c *compiler) binary(what string, i int, n *graph.Node) error {
+	size := n.Shape.Size()
+	dims, st := mergeDims(n.Shape, graph.BroadcastStrides(c.shape(n, 0), n.Shape), graph.BroadcastStrides(c.shape(n, 1), n.Shape))
+	if len(dims) > 8 {
+		return fmt.Errorf("broadcast over %d dimensions that do not merge; the kernel takes 8", len(dims))
+	}
+	words := append([]uint32{uint32(size), uint32(len(dims)), 0, 0}, pack8(dims, st[0], st[1])...)
+	k := shaders.OpKey{Family: shaders.OpBinary, Variant: n.Op.String(), WG: elemWG}
+	return c.dispatch(what, k, words, groupsFor(size, elemWG), c.p.bind(1, n.Inputs[0]), c.p.bind(2, n.Inputs[1]), c.p.bind(3, graph.Value(i)))
+}
+
+// norm queues a row normalization over the last dimension (with gain, and bias for LayerNorm).
+func (c *compiler) norm(what string, i int, n *graph.Node) error {
+	p := c.p
+	size := n.Shape.Size()
+	D := n.Shape[len(n.Shape)-1]
+	words := []uint32{uint32(size / D), uint32(D), math.Float32bits(n.Attr.Eps), 0}
+	ops := []webgpu.BufferBinding{p.bind(1, n.Inputs[0]), p.bind(2, graph.Value(i))}
+	variant := map[graph.Op]string{graph.OpLayerNorm: "layernorm", graph.OpRMSNorm: "rmsnorm", graph.OpL2Normalize: "l2"}[n.Op]
+	if n.Op != graph.OpL2Normalize {
+		ops = append(ops, p.bind(3, n.Inputs[1]))
+	}
+	if n.Op == graph.OpLayerNorm {
+		ops = append(ops, p.bind(4, n.Inputs[2]))
+	}
+	wg := rowWorkgroup(D, p.b.caps.Software)
+	return c.dispatch(what, shaders.OpKey{Family: shaders.OpNorm, Variant: variant, WG: wg}, words, size/D, ops...)
+}
+
+// softmax queues a softmax over the last dimension, masked where n has a second operand.
+func (c *compiler) softmax(what string, i int, n *graph.Node) error {
+	p := c.p
+	size := n.Shape.Size()
+	r := len(n.Shape)
+	D := n.Shape[r-1]
+	ops := []webgpu.BufferBinding{p.bind(1, n.Inputs[0]), p.bind(2, graph.Value(i))}
+	words := []uint32{uint32(size / D), uint32(D), 0, 0}
+	variant := "plain"
+	if mask := n.Inputs[1]; mask != graph.None {
+		variant = "masked"
+		mst := graph.BroadcastStrides(c.shape(n, 1), n.Shape)
+		dims, st := mergeDims(n.Shape[:r-1], mst[:r-1])
+		if len(dims) > 8 {
+			return fmt.Errorf("mask over %d dimensions that do not merge; the kernel takes 8", len(dims))
+		}
+		words = append([]uint32{uint32(size / D), uint32(D), uint32(len(dims)), uint32(mst[r-1])}, pack8(dims, st[0])...)
+		ops = append(ops, p.bind(3, mask))
+	}
+	wg := rowWorkgroup(D, p.b.caps.Software)
+	return c.dispatch(what, shaders.OpKey{Family: shaders.OpSoftmax, Variant: variant, WG: wg}, words, size/D, ops...)
+}
+
+// matmul queues a batched product of two values (attention's scores and mix).
+func (c *compiler) matmul(what string, i int, n *graph.Node) error {
+	size := n.Shape.Size()
+	as, r := c.shape(n, 0), len(n.Shape)
+	M, K, N := as[r-2], as[r-1], n.Shape[r-1]
+	variant := "ab"
+	if n.Attr.TransB {
+		variant = "abt"
+	}
+	k := shaders.OpKey{Family: shaders.OpMatMul, Variant: variant, WG: elemWG}
+	return c.dispatch(what, k, []uint32{uint32(size), uint32(M), uint32(N), uint32(K)}, groupsFor(size, elemWG),
+		c.p.bind(1, n.Inputs[0]), c.p.bind(2, n.Inputs[1]), c.p.bind(3, graph.Value(i)))
+}
+
+// rearrange queues the strided copies of a Transpose, a Slice or a Concat.
+func (c *compiler) rearrange(what string, i int, n *graph.Node) error {
+	p, v := c.p, graph.Value(i)
+	switch n.Op {
+	case graph.OpTranspose:
+		xs := c.shape(n, 0).Strides()
+		ss := make([]int, len(n.Attr.Perm))
+		for d, a := range n.Attr.Perm {
+			ss[d] = xs[a]
+		}
+		return c.copy(what, n.Shape, ss, n.Shape.Strides(), 0, 0, -1, p.bind(1, n.Inputs[0]), p.bind(2, v))
+	case graph.OpSlice:
+		xs := c.shape(n, 0).Strides()
+		return c.copy(what, n.Shape, xs, n.Shape.Strides(), n.Attr.Start*xs[n.Attr.Axis], 0, -1, p.bind(1, n.Inputs[0]), p.bind(2, v))
+	}
+	os := n.Shape.Strides()
+	off := 0
+	for j := range n.Inputs {
+		s := c.shape(n, j)
+		if err := c.copy(fmt.Sprintf("%s [%d]", what, j), s, s.Strides(), os, 0, off*os[n.Attr.Axis], -1, p.bind(1, n.Inputs[j]), p.bind(2, v)); err != nil {
+			return err
+		}
+		off += s[n.Attr.Axis]
+	}
+	return nil
+}
+
+// rope queues the rotation of x's pairs by its positions (frequency table in the constants).
+func (c *compiler) rope(what string, i int, n *graph.Node) error {
+	p := c.p
+	s, size := n.Shape, n.Shape.Size()
+	variant := "halves"
+	if n.Attr.Interleaved {
+		variant = "interleaved"
+	}
+	k := shaders.OpKey{Family: shaders.OpRoPE, Variant: variant, WG: elemWG}
+	return c.dispatch(what, k, []uint32{uint32(size / 2), uint32(s[1]), uint32(s[2]), uint32(s[3] / 2)}, groupsFor(size/2, elemWG),
+		p.bind(1, n.Inputs[0]), p.bind(2, n.Inputs[1]), p.bind(3, graph.Value(i)), p.bindPlace(4, p.plan.freq[i]))
 }
 
 // copy queues the strided copy of dims from x (strides ss from sbase) to y (strides ds from
@@ -517,7 +561,7 @@ func (c *compiler) linear(what string, i int, n *graph.Node) error {
 	si := len(p.steps) - 1
 	label := c.label(what)
 	c.later = append(c.later, func() error {
-		bm, err := p.b.bindMatMul(label, w, m, x, y, c.withParams(pars))
+		bm, err := p.b.bindMatMul(label, w, keyFor(w.l.format, m, p.b.feat, p.b.tune), m, x, y, c.withParams(pars))
 		p.steps[si].mm = bm
 		return err
 	})
@@ -646,6 +690,12 @@ func (p *program) record(enc *webgpu.CommandEncoder, steps []step, label string)
 	if err != nil {
 		return err
 	}
+	recordSteps(pass, steps)
+	return pass.End()
+}
+
+// recordSteps appends steps' dispatches to pass.
+func recordSteps(pass *webgpu.ComputePass, steps []step) {
 	for _, s := range steps {
 		if s.mm != nil {
 			s.mm.record(pass)
@@ -655,7 +705,6 @@ func (p *program) record(enc *webgpu.CommandEncoder, steps []step, label string)
 		pass.SetBindGroup(0, s.group)
 		pass.Dispatch(s.gx, s.gy, 1)
 	}
-	return pass.End()
 }
 
 // Run writes the inputs, records every dispatch and the copies of the outputs into one command

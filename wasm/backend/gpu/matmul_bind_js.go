@@ -17,13 +17,14 @@ type boundMatMul struct {
 	key    shaders.Key
 	pl     *webgpu.ComputePipeline
 	groups []*webgpu.BindGroup
-	grids  [][2]int
+	rows   []int // weight rows of each chunk
+	m      int   // activation rows: with rows, the grid
 }
 
 // matmulParams is the uniform block (decode.wgsl's Params) of each chunk of w for m rows, for the
 // caller to write where bindMatMul's params ranges point.
-func (w *weight) matmulParams(m int) [][12]uint32 {
-	out := make([][12]uint32, len(w.chunks))
+func (w *weight) matmulParams(m int) []paramBlock {
+	out := make([]paramBlock, len(w.chunks))
 	for i, c := range w.chunks {
 		out[i] = params(w.l, c.chunk, m)
 	}
@@ -33,19 +34,19 @@ func (w *weight) matmulParams(m int) [][12]uint32 {
 // paddedK is the row length x must have: K padded with zeros to whole device rows of w.
 func (w *weight) paddedK() int { return w.l.kp }
 
-// bindMatMul builds the pipeline and one bind group per chunk of w for m activation rows. x holds
-// m rows of w.paddedK() floats (zero past K), y receives m rows of N, and params[i] is a 48-byte
-// uniform range holding w.matmulParams(m)[i]. The caller holds b.mu (the pipeline cache).
-func (b *Backend) bindMatMul(label string, w *weight, m int, x, y webgpu.BufferBinding, params []webgpu.BufferBinding) (*boundMatMul, error) {
+// bindMatMul builds the pipeline of variant key and one bind group per chunk of w for m
+// activation rows. x holds m rows of w.paddedK() floats (zero past K), y receives m rows of N,
+// and params[i] is a paramBytes uniform range holding w.matmulParams(m)[i]. The caller holds
+// b.mu (the pipeline cache).
+func (b *Backend) bindMatMul(label string, w *weight, key shaders.Key, m int, x, y webgpu.BufferBinding, params []webgpu.BufferBinding) (*boundMatMul, error) {
 	if len(params) != len(w.chunks) {
 		return nil, fmt.Errorf("gpu: bind matmul %q: %d params ranges for %d chunks", w.name, len(params), len(w.chunks))
 	}
-	key := keyFor(w.l.format, m, b.feat, b.tune)
 	pl, err := b.pipeline(key)
 	if err != nil {
 		return nil, err
 	}
-	bm := &boundMatMul{key: key, pl: pl}
+	bm := &boundMatMul{key: key, pl: pl, m: m}
 	x.Binding, y.Binding = 2, 3
 	for i, c := range w.chunks {
 		p := params[i]
@@ -61,18 +62,19 @@ func (b *Backend) bindMatMul(label string, w *weight, m int, x, y webgpu.BufferB
 		if err != nil {
 			return nil, err
 		}
-		gx, gy := grid(key, c.r1-c.r0, m)
 		bm.groups = append(bm.groups, g)
-		bm.grids = append(bm.grids, [2]int{gx, gy})
+		bm.rows = append(bm.rows, c.r1-c.r0)
 	}
 	return bm, nil
 }
 
-// record appends the matmul's dispatches to pass.
+// record appends the matmul's dispatches to pass: every matmul the backend runs (MatMul, the
+// benchmarks' timed passes, a graph program's Linear) is recorded here.
 func (bm *boundMatMul) record(pass *webgpu.ComputePass) {
 	pass.SetPipeline(bm.pl)
 	for i, g := range bm.groups {
 		pass.SetBindGroup(0, g)
-		pass.Dispatch(bm.grids[i][0], bm.grids[i][1], 1)
+		gx, gy := grid(bm.key, bm.rows[i], bm.m)
+		pass.Dispatch(gx, gy, 1)
 	}
 }

@@ -9,7 +9,9 @@ package gpu
 
 import (
 	"fmt"
+	"math/bits"
 	"strings"
+	"unsafe"
 
 	"github.com/nibble-ml/nibble/shaders"
 	"github.com/nibble-ml/nibble/wasm/quant"
@@ -285,12 +287,27 @@ func (tu Tuning) rowsPerWorkgroup() int {
 	return r
 }
 
-// params is the uniform block of decode.wgsl (struct Params), 12 u32.
-func params(l layout, c chunk, m int) [12]uint32 {
-	return [12]uint32{
+// paramBlock is the uniform block of every matmul dispatch: decode.wgsl's struct Params.
+type paramBlock [12]uint32
+
+// paramBytes is a paramBlock's size on the device.
+const paramBytes = int64(unsafe.Sizeof(paramBlock{}))
+
+// params is the uniform block of the dispatch over chunk c of a weight for m activation rows.
+func params(l layout, c chunk, m int) paramBlock {
+	return paramBlock{
 		uint32(c.r1 - c.r0), uint32(l.k), uint32(l.kp), uint32(l.rowBytes / 4), uint32(l.groups),
-		uint32(l.zeroBytes / 4), uint32(m), uint32(l.n), uint32(c.r0), uint32(max(l.group, 1)), 0, 0,
+		uint32(l.zeroBytes / 4), uint32(m), uint32(l.n), uint32(c.r0), uint32(max(l.group, 1)), groupShift(l.group), 0,
 	}
+}
+
+// groupShift is decode.wgsl's params.group_shift: log2(group) for a power of two, else 32 (the
+// kernels divide).
+func groupShift(group int) uint32 {
+	if group < 1 || group&(group-1) != 0 {
+		return 32
+	}
+	return uint32(bits.TrailingZeros(uint(group)))
 }
 
 // padX copies x (m rows of k) into dst (m rows of kp), zero-filling each row's tail.

@@ -3,6 +3,8 @@ package gpu
 import (
 	"bytes"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/nibble-ml/nibble/shaders"
@@ -179,6 +181,33 @@ func TestTuningForAdapter(t *testing.T) {
 					t.Errorf("%+v: %v", tu, err)
 				}
 			}
+		}
+	}
+}
+
+// TestParamBlockMatchesWGSL checks that paramBlock has as many words as decode.wgsl's struct
+// Params, and that the group shift is a shift only where a shift equals the division.
+func TestParamBlockMatchesWGSL(t *testing.T) {
+	src, err := os.ReadFile("../../../shaders/decode.wgsl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.SplitN(strings.SplitN(string(src), "struct Params {", 2)[1], "}", 2)[0]
+	if words := strings.Count(body, ": u32,"); int64(words)*4 != paramBytes {
+		t.Fatalf("struct Params has %d u32 fields, paramBlock %d bytes", words, paramBytes)
+	}
+	if paramBytes%16 != 0 {
+		t.Fatalf("paramBytes %d: a uniform block is a multiple of 16 bytes", paramBytes)
+	}
+	for _, g := range []int{1, 8, 16, 32, 64, 128, 24, 100, 1000, 4096, 11008} {
+		s := groupShift(g)
+		for _, k := range []int{0, 7, 31, 32, 33, 1023, 4095, 11007} {
+			if s < 32 && k>>s != k/g {
+				t.Fatalf("group %d: shift %d gives %d for k %d, division %d", g, s, k>>s, k, k/g)
+			}
+		}
+		if (s == 32) != (g&(g-1) != 0) {
+			t.Fatalf("group %d: shift %d", g, s)
 		}
 	}
 }

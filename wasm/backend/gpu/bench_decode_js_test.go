@@ -1,0 +1,331 @@
+//go:build js && wasm
+
+package gpu
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/graph"
+	"github.com/nibble-ml/nibble/wasm/model/llama"
+	"github.com/nibble-ml/nibble/wasm/quant"
+	"github.com/nibble-ml/nibble/wasm/webgpu"
+)
+
+var (
+	// -nibble.decode picks the decoder BenchmarkDecode runs: 7b (Llama-2-7B's shape) or tiny
+	// (a 2-layer toy for trying the harness on SwiftShader); auto: 7b on hardware.
+	benchDecode = flag.String("nibble.decode", "auto", "decoder shape of BenchmarkDecode: 7b, tiny or auto")
+	// -nibble.decodekeep lists the cache lengths a decode step is timed at: the token at
+	// position keep−1, attending over keep cached rows (powers of two from 16: llama's buckets).
+	benchDecodeKeep = flag.String("nibble.decodekeep", "128,2048", "cache lengths (powers of two ≥ 16) of the timed decode steps")
+)
+
+// decodeShape is a decoder with the formats of its weights.
+type decodeShape struct {
+	name           string
+	c              llama.Config
+	attn, ffn      quant.Format // the layers' attention and FFN projections
+	embd, head     quant.Format // token table (one row read per token) and output head
+	cache          graph.StateFormat
+	context, steps int
+}
+
+var (
+	llama7B = decodeShape{
+		name: "llama-7b",
+		c: llama.Config{Layers: 32, Hidden: 4096, FFN: 11008, Heads: 32, KVHeads: 32, HeadDim: 128, Vocab: 32000,
+			Context: 4096, Eps: 1e-5, RopeBase: 10000, RopeScale: 1},
+		attn: q8, ffn: q4, embd: q4, head: q8, cache: graph.StateF16, context: 4096, steps: 20,
+	}
+	llamaTiny = decodeShape{
+		name: "llama-tiny",
+		c: llama.Config{Layers: 2, Hidden: 256, FFN: 512, Heads: 4, KVHeads: 2, HeadDim: 64, Vocab: 512,
+			Context: 512, Eps: 1e-5, RopeBase: 10000, RopeScale: 1},
+		attn: q8, ffn: q4, embd: q4, head: q8, cache: graph.StateF16, context: 512, steps: 3,
+	}
+)
+
+// decodeWeights uploads random weights of every tensor the decoder reads. Every layer gets
+// buffers of its own (so a token reads all of them from memory), uploaded from one host copy
+// per tensor kind: a 7B model's 5 GB never sit in wasm memory at once.
+func decodeWeights(b *testing.B, be *Backend, s decodeShape) (backend.WeightMap, map[string]int64) {
+	rng := rand.New(rand.NewPCG(11, 13))
+	c := s.c
+	D, KVD := c.Hidden, c.KVHeads*c.HeadDim
+	kinds := map[string]*quant.Tensor{
+		"attn_q": syntheticTensor(rng, D, D, s.attn), "attn_k": syntheticTensor(rng, KVD, D, s.attn),
+		"attn_v": syntheticTensor(rng, KVD, D, s.attn), "attn_output": syntheticTensor(rng, D, D, s.attn),
+		"ffn_gate": syntheticTensor(rng, c.FFN, D, s.ffn), "ffn_up": syntheticTensor(rng, c.FFN, D, s.ffn),
+		"ffn_down":  syntheticTensor(rng, D, c.FFN, s.ffn),
+		"attn_norm": normWeight(rng, D), "ffn_norm": normWeight(rng, D),
+	}
+	ws := backend.WeightMap{}
+	bytes := map[string]int64{} // per tensor name: bytes a token reads
+	up := func(name string, t *quant.Tensor) {
+		tt := *t
+		tt.Name = name
+		w, err := be.Upload(&tt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { w.Release() })
+		ws[name] = w
+		bytes[name] = w.Bytes()
+	}
+	for i := 0; i < c.Layers; i++ {
+		for kind, t := range kinds {
+			up(llama.LayerTensor(i, kind), t)
+		}
+	}
+	up(llama.OutputNorm, normWeight(rng, D))
+	up(llama.Output, syntheticTensor(rng, c.Vocab, D, s.head))
+	up(llama.TokenEmbd, syntheticTensor(rng, c.Vocab, D, s.embd))
+	bytes[llama.TokenEmbd] /= int64(c.Vocab) // one row per token
+	return ws, bytes
+}
+
+// normWeight is an f32 RMSNorm gain around 1.
+func normWeight(rng *rand.Rand, n int) *quant.Tensor {
+	t := syntheticTensor(rng, 1, n, f32)
+	for i := 0; i < n; i++ {
+		t.Data[4*i+3] = 0x3f // 1 + small: exponent of 1, the random mantissa kept
+		t.Data[4*i+2] |= 0x80
+	}
+	return t
+}
+
+// decodeResult is one BenchmarkDecode line, NIBBLE_DECODE in the log.
+type decodeResult struct {
+	Model         string  `json:"model"`
+	Pos           int     `json:"pos"`
+	Keep          int     `json:"keep"`
+	Steps         int     `json:"steps"`
+	Dispatches    int     `json:"dispatches"`
+	MSToken       float64 `json:"ms_token"`
+	TokPerS       float64 `json:"tok_per_s"`
+	BytesToken    int64   `json:"bytes_token"`
+	WeightBytes   int64   `json:"weight_bytes"`
+	KVBytes       int64   `json:"kv_bytes"`
+	CeilingGBps   float64 `json:"ceiling_gbps"`
+	LimitTokPerS  float64 `json:"limit_tok_per_s"`
+	PctLimit      float64 `json:"pct_limit"`
+	MSGPU         float64 `json:"ms_gpu_forward"`
+	MSGPUMatMul   float64 `json:"ms_gpu_matmuls"`
+	MSGPUOther    float64 `json:"ms_gpu_other"`
+	MSEncode      float64 `json:"ms_encode"`
+	MSNoReadback  float64 `json:"ms_no_readback"`
+	MatMulGBps    float64 `json:"matmul_gbps"`
+	Adapter       string  `json:"adapter"`
+	Software      bool    `json:"software"`
+	LogitsChecked string  `json:"logits"`
+}
+
+// BenchmarkDecode times decode steps of a Llama-shaped decoder through the graph runtime:
+// llama.Model.Forward of one token (inputs written, the whole graph recorded into one pass,
+// submitted, the logits read back), with random weights (int8 attention and head, int4 FFN and
+// token table, g32, f32 scales) and an f16 KV cache, at the cache positions of
+// -nibble.decodekeep. Against it: the bandwidth limit, bytes a token must read (every weight, one
+// row of the token table, the cached keys and values it attends over) ÷ the read ceiling of
+// this run. Beside it, from the same compiled graph: its GPU time from timestamp queries (the
+// whole forward, its matmuls alone, the other dispatches alone) and the host's recording time.
+func BenchmarkDecode(b *testing.B) {
+	be := newBackend(b, Options{Timing: true})
+	s := llamaTiny
+	if *benchDecode == "7b" || *benchDecode == "auto" && !be.Caps().Software {
+		s = llama7B
+	}
+	ceil := ceiling(b, be)
+	start := time.Now()
+	ws, bytes := decodeWeights(b, be, s)
+	var weightBytes int64
+	for _, n := range bytes {
+		weightBytes += n
+	}
+	b.Logf("%s: %d tensors, %.2f GB a token reads of weights, uploaded in %v", s.name, len(ws), float64(weightBytes)/1e9, time.Since(start).Round(time.Millisecond))
+	c := s.c
+	m, err := llama.New(&c, be, ws, llama.Options{Context: s.context, Cache: s.cache})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Release()
+	ctx := context.Background()
+	for _, ks := range strings.Split(*benchDecodeKeep, ",") {
+		keep, err := strconv.Atoi(ks)
+		if err != nil || keep < 16 || keep&(keep-1) != 0 || keep > s.context {
+			b.Fatalf("-nibble.decodekeep %q: want powers of two from 16 to %d", ks, s.context)
+		}
+		pos := keep - 1
+		r := decodeResult{Model: s.name, Pos: pos, Keep: keep, Steps: s.steps, WeightBytes: weightBytes, CeilingGBps: ceil,
+			Adapter: be.AdapterInfo().Description, Software: be.Caps().Software}
+		r.KVBytes = int64(c.Layers) * 2 * int64(keep) * int64(c.KVHeads*c.HeadDim) * stateElemBytes(s.cache)
+		r.BytesToken = r.WeightBytes + r.KVBytes
+		var times []time.Duration
+		for i := range 3 + s.steps { // 3 warm-up steps: the first compiles the graph
+			m.Pos = pos
+			t0 := time.Now()
+			out, err := m.Forward(ctx, []int32{int32((pos + 7*i) % c.Vocab)}, false)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if i >= 3 {
+				times = append(times, time.Since(t0))
+			}
+			r.LogitsChecked = finiteLogits(out[0])
+		}
+		slices.Sort(times)
+		med := times[len(times)/2]
+		r.MSToken = med.Seconds() * 1e3
+		r.TokPerS = 1 / med.Seconds()
+		if ceil > 0 {
+			r.LimitTokPerS = ceil * 1e9 / float64(r.BytesToken)
+			r.PctLimit = 100 * r.TokPerS / r.LimitTokPerS
+		}
+		decodeBreakdown(b, be, s, ws, keep, &r)
+		line, _ := json.Marshal(r)
+		fmt.Printf("NIBBLE_DECODE %s\n", line)
+		b.Logf("%s pos %d (keep %d): %.2f ms a token, %.1f tok/s; limit %.1f tok/s (%.2f GB ÷ %.0f GB/s): %.1f%%; GPU %.2f ms over %d dispatches (the matmuls alone %.2f ms, %.0f GB/s; the rest alone %.2f ms), recording %.2f ms, without readback %.2f ms",
+			s.name, pos, keep, r.MSToken, r.TokPerS, r.LimitTokPerS, float64(r.BytesToken)/1e9, ceil, r.PctLimit,
+			r.MSGPU, r.Dispatches, r.MSGPUMatMul, r.MatMulGBps, r.MSGPUOther, r.MSEncode, r.MSNoReadback)
+		if r.LogitsChecked != "finite" {
+			b.Errorf("%s pos %d: logits %s", s.name, pos, r.LogitsChecked)
+		}
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// decodeBreakdown compiles the decode graph of keep again, on states of its own, and times it in
+// parts: the GPU time of the whole forward, of its matmuls alone and of the other dispatches
+// alone (timestamp queries, median of 5), the host's recording of the pass, and a forward that
+// waits for the queue instead of reading back.
+func decodeBreakdown(b *testing.B, be *Backend, s decodeShape, ws backend.WeightMap, keep int, r *decodeResult) {
+	c := s.c
+	g, err := c.Build(1, keep, s.cache, s.context, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	states := backend.StateMap{}
+	for _, n := range g.Nodes {
+		if n.Op == graph.OpState {
+			st, err := be.NewState(graph.StateSpec{Name: n.Attr.Name, Shape: n.Shape, Storage: n.Attr.Storage})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Release()
+			states[n.Attr.Name] = st
+		}
+	}
+	prog, err := be.Compile(g, backend.WithStates(ws, states))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer prog.Release()
+	p := prog.(*program)
+	var mms, others []step
+	var mmBytes int64
+	for _, st := range p.steps {
+		if st.mm != nil {
+			mms = append(mms, st)
+			r.Dispatches += len(st.mm.groups)
+			continue
+		}
+		others = append(others, st)
+		r.Dispatches++
+	}
+	for _, n := range g.Nodes {
+		if n.Op == graph.OpLinear {
+			w := ws[g.Nodes[n.Inputs[1]].Attr.Name]
+			mmBytes += w.Bytes()
+		}
+	}
+	timed := func(label string, steps []step) float64 {
+		var ds []time.Duration
+		for range 6 {
+			be.mu.Lock()
+			gpu, wall, err := be.timePass(label, func(pass *webgpu.ComputePass) error {
+				recordSteps(pass, steps)
+				return nil
+			})
+			be.mu.Unlock()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if gpu == 0 {
+				gpu = wall
+			}
+			ds = append(ds, gpu)
+		}
+		slices.Sort(ds[1:])
+		return ds[1+len(ds[1:])/2].Seconds() * 1e3
+	}
+	r.MSGPU = timed("decode forward", p.steps)
+	r.MSGPUMatMul = timed("decode matmuls", mms)
+	r.MSGPUOther = timed("decode other ops", others)
+	r.MatMulGBps = float64(mmBytes) / r.MSGPUMatMul / 1e6
+	var enc, bare []time.Duration
+	in := decodeInputs(c, keep)
+	for range 5 {
+		d, err := p.encodeAlone()
+		if err != nil {
+			b.Fatal(err)
+		}
+		enc = append(enc, d)
+		t0 := time.Now()
+		if _, err := p.run(context.Background(), in, false); err != nil {
+			b.Fatal(err)
+		}
+		bare = append(bare, time.Since(t0))
+	}
+	slices.Sort(enc)
+	slices.Sort(bare)
+	r.MSEncode = enc[2].Seconds() * 1e3
+	r.MSNoReadback = bare[2].Seconds() * 1e3
+}
+
+// decodeInputs are the inputs of a one-token step at position keep−1 (Build's order).
+func decodeInputs(c llama.Config, keep int) []graph.Tensor {
+	pos := keep - 1
+	cos, sin := c.Rope([]int{pos})
+	mask := make([]float32, keep)
+	for j := range mask {
+		mask[j] = 1
+	}
+	half := c.HeadDim / 2
+	return []graph.Tensor{
+		graph.I32Tensor([]int32{1}, 1),
+		graph.I32Tensor([]int32{int32(pos)}, 1),
+		graph.F32Tensor(cos, 1, 1, half, 1),
+		graph.F32Tensor(sin, 1, 1, half, 1),
+		graph.F32Tensor(mask, 1, keep),
+		graph.I32Tensor([]int32{0}, 1),
+	}
+}
+
+func stateElemBytes(f graph.StateFormat) int64 {
+	switch f {
+	case graph.StateF16:
+		return 2
+	case graph.StateInt8:
+		return 1
+	}
+	return 4
+}
+
+// finiteLogits says whether every logit is a finite number (random weights give no other check).
+func finiteLogits(l []float32) string {
+	for i, v := range l {
+		if v != v || v > 3e38 || v < -3e38 {
+			return fmt.Sprintf("logit %d is %v", i, v)
+		}
+	}
+	return "finite"
+}
