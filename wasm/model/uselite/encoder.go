@@ -169,28 +169,9 @@ type (
 // shapes agree with each other, so a different USE variant fails here, with a reason, rather
 // than producing wrong embeddings.
 func ReadConfig(shapes Shapes, values Values, layers int) (*Config, error) {
-	bad := func(format string, args ...any) (*Config, error) {
-		return nil, fmt.Errorf("%w: %s", ErrNotUSELite, fmt.Sprintf(format, args...))
-	}
-	scalar := func(name string) (float32, error) {
-		v, ok := values(name)
-		if !ok || len(v) != 1 {
-			return 0, fmt.Errorf("%w: constant %s missing or not a scalar", ErrNotUSELite, name)
-		}
-		return v[0], nil
-	}
-	shape := func(name string, rank int) ([]int, error) {
-		s, ok := shapes(name)
-		for ok && len(s) > rank && s[0] == 1 {
-			s = s[1:] // 1×1 conv kernels [1, 1, in, out]
-		}
-		if !ok || len(s) != rank {
-			return nil, fmt.Errorf("%w: tensor %s missing or not rank %d (%v)", ErrNotUSELite, name, rank, s)
-		}
-		return s, nil
-	}
+	r := configReader{shapes, values}
 	c := &Config{}
-	emb, err := shape(NameEmbeddings, 2)
+	emb, err := r.shape(NameEmbeddings, 2)
 	if err != nil {
 		return nil, err
 	}
@@ -199,83 +180,123 @@ func ReadConfig(shapes Shapes, values Values, layers int) (*Config, error) {
 		dst  *float32
 		name string
 	}{{&c.Eps, nameEps}, {&c.L2Eps, nameL2Eps}} {
-		if *p.dst, err = scalar(p.name); err != nil {
+		if *p.dst, err = r.scalar(p.name); err != nil {
 			return nil, err
 		}
 	}
-	ml, err := scalar(nameMaxLength)
+	ml, err := r.scalar(nameMaxLength)
 	if err != nil {
 		return nil, err
 	}
 	c.MaxLength = int(ml)
-	heads, err := scalar(nameHeads)
+	heads, err := r.scalar(nameHeads)
 	if err != nil {
 		return nil, err
 	}
 	ts, ok := values(nameTimescales)
 	if !ok || 2*len(ts) != c.Embed {
-		return bad("timing signal has %d timescales for width %d", len(ts), c.Embed)
+		return nil, notUSELite("timing signal has %d timescales for width %d", len(ts), c.Embed)
 	}
 	c.Timescales = ts
 	width := c.Embed
 	if layers == 0 {
-		return bad("no transformer layer")
+		return nil, notUSELite("no transformer layer")
 	}
 	for i := 0; i < layers; i++ {
-		n := Layer(i)
-		l := LayerConfig{In: width, Heads: int(heads)}
-		qkv, err := shape(n.QKV, 2)
+		l, err := r.layer(i, width, int(heads))
 		if err != nil {
 			return nil, err
 		}
-		out, err := shape(n.Out, 2)
-		if err != nil {
-			return nil, err
-		}
-		f1, err := shape(n.FFN1, 2)
-		if err != nil {
-			return nil, err
-		}
-		if qkv[0] != width || qkv[1]%3 != 0 {
-			return bad("layer %d: qkv kernel %v for input width %d", i, qkv, width)
-		}
-		inner := qkv[1] / 3
-		hd, err := scalar(n.HeadDim)
-		if err != nil {
-			return nil, err
-		}
-		l.HeadDim = int(hd)
-		if l.Heads*l.HeadDim != inner || out[0] != inner {
-			return bad("layer %d: %d heads × %d ≠ attention width %d (output kernel %v)", i, l.Heads, l.HeadDim, inner, out)
-		}
-		l.Width = out[1]
-		if l.QScale, err = scalar(n.QScale); err != nil {
-			return nil, err
-		}
-		if adj, ok := shapes(n.Adjust); ok {
-			if len(adj) != 2 || adj[0] != width || adj[1] != l.Width {
-				return bad("layer %d: residual dense %v, want [%d %d]", i, adj, width, l.Width)
-			}
-			l.Adjust = true
-		} else if width != l.Width {
-			return bad("layer %d widens %d → %d with no residual dense layer", i, width, l.Width)
-		}
-		if f1[0] != l.Width {
-			return bad("layer %d: FFN kernel %v for width %d", i, f1, l.Width)
-		}
-		l.FFN = f1[1]
 		c.Layers = append(c.Layers, l)
 		width = l.Width
 	}
-	tw, err := shape(NameTanhWeights, 2)
+	tw, err := r.shape(NameTanhWeights, 2)
 	if err != nil {
 		return nil, err
 	}
 	if tw[0] != width {
-		return bad("tanh layer %v after width %d", tw, width)
+		return nil, notUSELite("tanh layer %v after width %d", tw, width)
 	}
 	c.Out = tw[1]
 	return c, nil
+}
+
+// notUSELite is an ErrNotUSELite saying why.
+func notUSELite(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrNotUSELite, fmt.Sprintf(format, args...))
+}
+
+// configReader reads ReadConfig's tensors: shapes checked for rank, constants for being
+// scalars.
+type configReader struct {
+	shapes Shapes
+	values Values
+}
+
+func (r configReader) scalar(name string) (float32, error) {
+	v, ok := r.values(name)
+	if !ok || len(v) != 1 {
+		return 0, fmt.Errorf("%w: constant %s missing or not a scalar", ErrNotUSELite, name)
+	}
+	return v[0], nil
+}
+
+func (r configReader) shape(name string, rank int) ([]int, error) {
+	s, ok := r.shapes(name)
+	for ok && len(s) > rank && s[0] == 1 {
+		s = s[1:] // 1×1 conv kernels [1, 1, in, out]
+	}
+	if !ok || len(s) != rank {
+		return nil, fmt.Errorf("%w: tensor %s missing or not rank %d (%v)", ErrNotUSELite, name, rank, s)
+	}
+	return s, nil
+}
+
+// layer reads layer i, whose input is width wide: its kernels' shapes must chain.
+func (r configReader) layer(i, width, heads int) (LayerConfig, error) {
+	n := Layer(i)
+	l := LayerConfig{In: width, Heads: heads}
+	qkv, err := r.shape(n.QKV, 2)
+	if err != nil {
+		return l, err
+	}
+	out, err := r.shape(n.Out, 2)
+	if err != nil {
+		return l, err
+	}
+	f1, err := r.shape(n.FFN1, 2)
+	if err != nil {
+		return l, err
+	}
+	if qkv[0] != width || qkv[1]%3 != 0 {
+		return l, notUSELite("layer %d: qkv kernel %v for input width %d", i, qkv, width)
+	}
+	inner := qkv[1] / 3
+	hd, err := r.scalar(n.HeadDim)
+	if err != nil {
+		return l, err
+	}
+	l.HeadDim = int(hd)
+	if l.Heads*l.HeadDim != inner || out[0] != inner {
+		return l, notUSELite("layer %d: %d heads × %d ≠ attention width %d (output kernel %v)", i, l.Heads, l.HeadDim, inner, out)
+	}
+	l.Width = out[1]
+	if l.QScale, err = r.scalar(n.QScale); err != nil {
+		return l, err
+	}
+	if adj, ok := r.shapes(n.Adjust); ok {
+		if len(adj) != 2 || adj[0] != width || adj[1] != l.Width {
+			return l, notUSELite("layer %d: residual dense %v, want [%d %d]", i, adj, width, l.Width)
+		}
+		l.Adjust = true
+	} else if width != l.Width {
+		return l, notUSELite("layer %d widens %d → %d with no residual dense layer", i, width, l.Width)
+	}
+	if f1[0] != l.Width {
+		return l, notUSELite("layer %d: FFN kernel %v for width %d", i, f1, l.Width)
+	}
+	l.FFN = f1[1]
+	return l, nil
 }
 
 // Timing is the timing signal of positions 0..T−1: [T, Embed]. The product is rounded to
