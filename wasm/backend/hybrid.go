@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/nibble-ml/nibble/wasm/graph"
 	"github.com/nibble-ml/nibble/wasm/plan"
 	"github.com/nibble-ml/nibble/wasm/quant"
 )
@@ -78,6 +79,15 @@ func (h *Hybrid) Close() error {
 		errs = append(errs, m.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// Compile compiles g on the first member, over its own copies.
+func (h *Hybrid) Compile(g *graph.Graph, ws Weights) (Program, error) {
+	c, own, ok := h.Member(0, ws)
+	if !ok {
+		return nil, fmt.Errorf("hybrid: %s does not run whole graphs", h.members[0].Name())
+	}
+	return c.Compile(g, own)
 }
 
 // Member returns member i as a Compiler over its own copies of the weights ws resolves (ws

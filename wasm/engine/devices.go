@@ -58,9 +58,9 @@ func cpuFacts() CPUFacts {
 }
 
 // Backends are the names NewBackend accepts.
-var Backends = []string{"auto", "webgpu", "webnn", "cpu"}
+var Backends = []string{"auto", "webgpu", "webnn", "cpu", BackendHybrid}
 
-// NewBackend creates a backend by name: "webgpu", "webnn", "cpu" or "auto".
+// NewBackend creates a backend by name: "webgpu", "webnn", "cpu", "hybrid" or "auto".
 func NewBackend(name string) (backend.Backend, error) { return newBackend(name) }
 
 func errUnknownBackend(name string) error {

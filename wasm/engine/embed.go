@@ -28,6 +28,8 @@ type useLite struct {
 	mu     sync.Mutex
 	values map[string][]float32 // config constants, kept as they pass the loader
 	enc    *uselite.Encoder
+
+	placement placement // a hybrid load's stages (hybrid.go)
 }
 
 // detectArch recognises a model from its tensor names, before any weight arrives.
@@ -172,7 +174,7 @@ func (m *Model) Embed(ctx context.Context, texts []string) ([][]float32, error) 
 	if len(texts) == 0 {
 		return nil, fmt.Errorf("%w: embed needs at least one text", ErrBadArgument)
 	}
-	enc, err := m.arch.encoder(ctx, m)
+	enc, err := m.arch.ready(ctx, m)
 	if err != nil {
 		return nil, m.kinded(fmt.Errorf("embed: %w", err))
 	}

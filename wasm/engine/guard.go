@@ -49,7 +49,9 @@ func newGuard(up stream.Uploader, b backend.Backend, pinned bool, pl *planned) *
 }
 
 func (g *guardUploader) Upload(t *quant.Tensor) (backend.Weight, error) {
-	if g.b.Name() == "cpu" && !guardAll || !t.Format.Quantized() && t.Format.Bits != 16 || t.N < 2 {
+	// A hybrid load checks whole stages against the cpu instead (hybrid.go): a wrong kernel
+	// moves its stage to another backend.
+	if g.b.Name() == "cpu" && !guardAll || g.b.Name() == BackendHybrid || !t.Format.Quantized() && t.Format.Bits != 16 || t.N < 2 {
 		return g.up.Upload(t)
 	}
 	g.mu.Lock()

@@ -15,8 +15,11 @@ import (
 
 // Options choose how a model is loaded. Field names are the JS API's.
 type Options struct {
-	Backend string `json:"backend"` // "auto" (default), "webgpu", "webnn", "cpu"
-	Format  string `json:"format"`  // "auto" (default) or a ParseFormat name, for weight matrices
+	// Backend is "auto" (default), "webgpu", "webnn", "cpu" or "hybrid": weights on every
+	// backend the browser offers, each stage of the model placed on the one that ran it fastest
+	// and matched the cpu in a probe at load (BackendHybrid; Model.Plan's Placement says where).
+	Backend string `json:"backend"`
+	Format  string `json:"format"` // "auto" (default) or a ParseFormat name, for weight matrices
 	// Policy, when set, chooses precision per tensor instead of Format (plan.Policies: "auto",
 	// "quality", "balanced", "mixed", "small", "int4", "tiny"); Model.Plan says what it chose.
 	Policy string `json:"policy"`
@@ -242,6 +245,12 @@ func (m *Model) Wait(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load %s on %s: %w", m.Spec.URL, m.Backend.Name(), err)
 	}
+	if _, hybrid := m.Backend.(*backend.Hybrid); hybrid && m.arch != nil {
+		// The probe belongs to the load: Plan shows each stage's backend once Wait returns.
+		if _, err := m.arch.ready(ctx, m); err != nil {
+			return fmt.Errorf("load %s on %s: %w", m.Spec.URL, m.Backend.Name(), err)
+		}
+	}
 	return nil
 }
 
@@ -352,6 +361,16 @@ func (m *Model) Notes() []string {
 	}
 	if why := FallbackReason(m.Backend); why != nil {
 		notes = append(notes, "auto chose the CPU: "+why.Error())
+	}
+	if h, ok := m.Backend.(*backend.Hybrid); ok {
+		for _, b := range h.Members() {
+			if why := FallbackReason(b); why != nil {
+				notes = append(notes, "hybrid without WebGPU or WebNN: "+why.Error())
+			}
+		}
+	}
+	if m.arch != nil {
+		notes = append(notes, m.arch.placementNotes()...)
 	}
 	notes = append(notes, m.Backend.Caps().Notes...)
 	notes = append(notes, m.guard.Notes()...)

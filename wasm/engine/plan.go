@@ -47,7 +47,7 @@ func makePlan(ctx context.Context, spec *Spec, opt Options, b backend.Backend, f
 		return nil, err
 	}
 	p := &planned{opt: opt, req: plan.Request{Policy: pol, Budget: opt.MemoryBudget, Overrides: overrides,
-		Backends: []plan.Caps{b.Caps()}, DeviceMemory: deviceMemory()}}
+		Backends: hybridCaps(b), DeviceMemory: deviceMemory()}}
 	tensors := knownTensors(spec)
 	if tensors == nil {
 		// Headers arrive with the stream: rules by role, one tensor at a time.
@@ -189,6 +189,12 @@ func (m *Model) Plan() *plan.Plan {
 	defer m.planned.mu.Unlock()
 	c := *m.planned.plan
 	c.Tensors = append([]plan.Choice(nil), c.Tensors...)
+	if c.Placement != nil && m.arch != nil {
+		pl := *c.Placement
+		cr := m.arch.crossings()
+		pl.Crossed, pl.CrossedBytes = cr.Count, cr.Bytes
+		c.Placement = &pl
+	}
 	return &c
 }
 

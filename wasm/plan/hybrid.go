@@ -32,8 +32,12 @@ type Placement struct {
 	ChosenMS float64 `json:"chosenMs"`
 	// Crossings is the number of stage boundaries where the backend changes: host transfers of
 	// the activations per forward pass.
-	Crossings int      `json:"crossings"`
-	Notes     []string `json:"notes,omitempty"`
+	Crossings int `json:"crossings"`
+	// Crossed counts the crossings made so far, over every pass run, and CrossedBytes the
+	// activations' bytes they moved (a snapshot taken when the plan is read).
+	Crossed      int      `json:"crossed"`
+	CrossedBytes int64    `json:"crossedBytes"`
+	Notes        []string `json:"notes,omitempty"`
 }
 
 // Stage is one piece of the model and where it runs.

@@ -2,6 +2,7 @@ package uselite
 
 import (
 	"context"
+	"math"
 	"strings"
 	"testing"
 
@@ -13,8 +14,8 @@ import (
 	"github.com/nibble-ml/nibble/wasm/quanteval"
 )
 
-// wrongLayer0 compiles like cpu, but a graph that holds layer 0 doubles its output: a wrong
-// kernel in that layer.
+// wrongLayer0 compiles like cpu, but a graph that holds layer 0 puts out NaN: a kernel in that
+// layer that wrote garbage.
 type wrongLayer0 struct{ *cpu.Backend }
 
 func (w wrongLayer0) Compile(g *graph.Graph, ws backend.Weights) (backend.Program, error) {
@@ -24,26 +25,25 @@ func (w wrongLayer0) Compile(g *graph.Graph, ws backend.Weights) (backend.Progra
 	}
 	for _, n := range g.Nodes {
 		if strings.HasPrefix(n.Label, "layer0/") {
-			return doubled{p}, nil
+			return poisoned{p}, nil
 		}
 	}
 	return p, nil
 }
 
-type doubled struct{ backend.Program }
+type poisoned struct{ backend.Program }
 
-func (d doubled) Run(ctx context.Context, in []graph.Tensor) ([]graph.Tensor, error) {
-	out, err := d.Program.Run(ctx, in)
+func (p poisoned) Run(ctx context.Context, in []graph.Tensor) ([]graph.Tensor, error) {
+	out, err := p.Program.Run(ctx, in)
 	for i := range out {
-		for j := range out[i].F32 {
-			out[i].F32[j] *= 2
-		}
+		out[i].F32[len(out[i].F32)/2] = float32(math.NaN())
 	}
 	return out, err
 }
 
-// TestPlacedStagesEqualWhole: the probe measures every stage on every target, the guard keeps
-// a wrong layer off the target that computes it wrong, and the encoder run stage by stage
+// TestPlacedStagesEqualWhole: the probe measures every stage on every target and finds the
+// wrong one (in the stage that makes the error, and in the whole model), the placement keeps it
+// off that target, and the encoder run stage by stage
 // across targets gives the whole graph's embeddings, counting each crossing.
 func TestPlacedStagesEqualWhole(t *testing.T) {
 	l := loadNative(t, matrices(quant.Q4))
@@ -67,13 +67,19 @@ func TestPlacedStagesEqualWhole(t *testing.T) {
 	if n := len(pl.Stages); n != l.enc.Config.NumStages() || len(pl.Whole) != 2 {
 		t.Fatalf("%d stages, %d whole probes", n, len(pl.Whole))
 	}
-	l0 := pl.Stages[1]
-	if l0.Name != "layer 0" || l0.Backend != "cpu" || !strings.Contains(l0.Moved, "wrong") {
-		t.Errorf("layer 0 should have moved off the wrong backend: %+v", l0)
+	for i, st := range pl.Stages {
+		for _, p := range st.Probe {
+			if wrong := p.Backend == "wrong" && i == 1; wrong != (p.RelErr >= 1e29) || p.Error != "" {
+				t.Errorf("stage %s on %s: error %g %q", st.Name, p.Backend, p.RelErr, p.Error)
+			}
+		}
+	}
+	if l0 := pl.Stages[1]; l0.Name != "layer 0" || l0.Backend != "cpu" {
+		t.Errorf("layer 0 should run on the correct backend: %+v", l0)
 	}
 	for _, p := range pl.Whole {
-		if p.Backend == "wrong" && p.RelErr < 0.1 {
-			t.Errorf("the whole model on the wrong backend matched: %+v", p)
+		if (p.Backend == "wrong") != (p.RelErr >= 1e29) {
+			t.Errorf("the whole model on %s: error %g", p.Backend, p.RelErr)
 		}
 	}
 	// Alternate the targets stage by stage: every boundary is a crossing.

@@ -50,6 +50,8 @@ func newBackend(name string) (backend.Backend, error) {
 			return nil, fmt.Errorf("webnn backend: %w", errs.Mark(err, errs.ErrUnsupported))
 		}
 		return b, nil
+	case BackendHybrid:
+		return newHybrid()
 	case "auto", "":
 		var why []error
 		if b, err := gpu.New(gpu.Options{Label: "nibble"}); err != nil {

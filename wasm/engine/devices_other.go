@@ -13,11 +13,14 @@ import (
 
 func openURL(u string) stream.Opener { return stream.HTTP(nil, u) }
 
-// newBackend natively knows only the CPU: WebGPU and WebNN live in the browser.
+// newBackend natively knows only the CPU: WebGPU and WebNN live in the browser (a hybrid
+// load holds its weights on the cpu alone).
 func newBackend(name string) (backend.Backend, error) {
 	switch name {
 	case "cpu", "auto", "":
 		return cpu.New(), nil
+	case BackendHybrid:
+		return newHybrid()
 	case "webgpu", "webnn":
 		return nil, fmt.Errorf("%s exists only in the browser: %w", name, errs.ErrUnsupported)
 	}
