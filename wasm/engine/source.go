@@ -13,7 +13,7 @@ import (
 	"github.com/nibble-ml/nibble/wasm/stream"
 )
 
-// OpenURL returns an Opener for one URL: fetch in the browser (open_js.go), net/http natively.
+// OpenURL returns an Opener for one URL: fetch in the browser (devices_js.go), net/http natively.
 // Tests may replace it.
 var OpenURL = openURL
 
