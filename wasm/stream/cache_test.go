@@ -141,16 +141,6 @@ func cacheRun(t *testing.T, m *testModel, c *MemCache, opt Options) (*recorder, 
 	return rec, l, srv
 }
 
-func sameAsRef(t *testing.T, rec *recorder, want map[string]*quant.Tensor) {
-	t.Helper()
-	for name, w := range want {
-		g := rec.tensors[name]
-		if g == nil || g.Format != w.Format || !bytes.Equal(g.Data, w.Data) || !bytes.Equal(g.Scales, w.Scales) || !bytes.Equal(g.Zeros, w.Zeros) {
-			t.Fatalf("tensor %q differs from the reference", name)
-		}
-	}
-}
-
 // TestCacheReload: the first load stores the entry, the second reads every tensor from it without
 // opening the file, byte-identical, for safetensors and GGUF.
 func TestCacheReload(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -231,10 +230,77 @@ func sameTensors(t *testing.T, got map[string]backend.Weight, want map[string]*q
 		if g.N != w.N || g.K != w.K || g.Format != w.Format {
 			t.Fatalf("tensor %q: %d×%d %v, want %d×%d %v", name, g.N, g.K, g.Format, w.N, w.K, w.Format)
 		}
-		if !bytes.Equal(g.Data, w.Data) || !bytes.Equal(g.Scales, w.Scales) || !bytes.Equal(g.Zeros, w.Zeros) {
+		if !sameQuant(g, w) {
 			t.Fatalf("tensor %q (%v): bytes differ from the reference", name, w.Format)
 		}
 	}
+}
+
+// sameQuant reports whether a and b hold the same format and bytes.
+func sameQuant(a, b *quant.Tensor) bool {
+	return a != nil && b != nil && a.Format == b.Format && bytes.Equal(a.Data, b.Data) && bytes.Equal(a.Scales, b.Scales) && bytes.Equal(a.Zeros, b.Zeros)
+}
+
+// sameAsRef fails unless rec uploaded every tensor of want, byte-identical.
+func sameAsRef(t *testing.T, rec *recorder, want map[string]*quant.Tensor) {
+	t.Helper()
+	for name, w := range want {
+		if !sameQuant(rec.tensors[name], w) {
+			t.Fatalf("tensor %q differs from the reference", name)
+		}
+	}
+}
+
+// quantizeAll reads every tensor of r and quantizes each whole into DefaultPlan's format, the
+// way a loader that held everything would; tensors without values are left out (the loader
+// uploads none for them). It is the reference for files the test did not write (TF.js shards).
+func quantizeAll(t *testing.T, r interface{ Next() (*format.Tensor, error) }) map[string]*quant.Tensor {
+	t.Helper()
+	want := map[string]*quant.Tensor{}
+	for {
+		tt, err := r.Next()
+		if err == io.EOF {
+			return want
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := tt.Float32()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v) == 0 {
+			continue
+		}
+		k := 1
+		if len(tt.Shape) > 0 {
+			k = tt.Shape[len(tt.Shape)-1]
+		}
+		q, err := quant.Quantize(tt.Name, v, len(v)/k, k, DefaultPlan(&tt.TensorInfo), quant.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[tt.Name] = q
+	}
+}
+
+// readTFJSModel reads a served TF.js model's manifest.json and model.json under base (a URL
+// ending in "/") through open.
+func readTFJSModel(t *testing.T, base string, open func(url string) io.ReadCloser) (*Manifest, format.TFJSManifest) {
+	t.Helper()
+	rc := open(base + "manifest.json")
+	man, err := format.ParseManifest(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc = open(base + "model.json")
+	tm, err := format.ParseTFJSModel(rc, nil)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return man, tm
 }
 
 // fault is what one connection does wrong. Offsets are absolute in the file; -1 means never.
@@ -362,4 +428,3 @@ func mustLoad(t *testing.T, up Uploader, opt Options, srcs ...Source) (map[strin
 	return ws, l
 }
 
-var _ = math.Abs

@@ -19,7 +19,6 @@ import (
 	"github.com/nibble-ml/nibble/tools/worker/store"
 	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/format"
-	"github.com/nibble-ml/nibble/wasm/quant"
 )
 
 // splitShards cuts file at the given offsets into shards served from memory with faults.
@@ -128,88 +127,31 @@ func useLiteDir(t *testing.T) string {
 // quantized whole. A reset in the middle of a shard resumes there; a corrupted shard fails.
 func TestTFJSOverHTTP(t *testing.T) {
 	dir := useLiteDir(t)
-	st, err := store.OpenDir(filepath.Dir(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ts := httptest.NewServer(&faultserve.Handler{Next: serve.New(st)})
-	defer ts.Close()
-	base := ts.URL + "/models/" + filepath.Base(dir) + "/"
-
-	open := func(url string) (io.ReadCloser, error) { return HTTP(nil, url)(context.Background(), 0) }
-	rc, err := open(base + "manifest.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	man, err := format.ParseManifest(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err = open(base + "model.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tm, err := format.ParseTFJSModel(rc, nil)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// The reference: the directory read directly, each tensor quantized whole.
-	want := map[string]*quant.Tensor{}
+	base := serveModelDir(t, dir)
+	man, tm := readTFJSModel(t, base, func(url string) io.ReadCloser {
+		rc, err := HTTP(nil, url)(context.Background(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rc
+	})
 	ref, err := format.OpenTFJSDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		tt, err := ref.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		v, err := tt.Float32()
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, k := 1, 1
-		if len(tt.Shape) > 0 && tt.Shape[len(tt.Shape)-1] > 0 {
-			k = tt.Shape[len(tt.Shape)-1]
-			n = len(v) / k
-		}
-		if len(v) == 0 {
-			continue
-		}
-		q, err := quant.Quantize(tt.Name, v, n, k, DefaultPlan(&tt.TensorInfo), quant.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		want[tt.Name] = q
-	}
+	want := quantizeAll(t, ref) // the directory read directly, each tensor quantized whole
 	ref.Close()
 
 	opt := Options{Reader: TFJSReader(tm, nil), RetryDelay: 1}
-	query := func(shard int, q string) func(string) Opener {
-		i := 0
-		return func(url string) Opener {
-			if i++; i == shard+1 {
-				url += q
-			}
-			return HTTP(nil, url)
-		}
-	}
 	for _, c := range []struct {
 		name    string
 		open    func(string) Opener
 		resumes int
 		err     error
 	}{
-		{"clean", query(-1, ""), 0, nil},
-		{"reset mid-shard", query(3, "?reset=1234567"), 1, nil},
-		{"corrupt shard", query(5, "?corrupt=100"), 0, ErrChecksum},
+		{"clean", shardQuery(-1, ""), 0, nil},
+		{"reset mid-shard", shardQuery(3, "?reset=1234567"), 1, nil},
+		{"corrupt shard", shardQuery(5, "?corrupt=100"), 0, ErrChecksum},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			shards := TFJSShards(tm, base, man, c.open)
@@ -230,24 +172,50 @@ func TestTFJSOverHTTP(t *testing.T) {
 			}
 			p := l.Progress()
 			t.Logf("%s: %v", c.name, p)
-			nonEmpty := map[string]backend.Weight{}
-			for n, w := range got {
-				if w != nil {
-					nonEmpty[n] = w
-				}
+			if n := withBytes(got); n != len(want) {
+				t.Fatalf("%d tensors with bytes, the directory has %d", n, len(want))
 			}
-			if len(nonEmpty) != len(want) {
-				t.Fatalf("%d tensors with bytes, the directory has %d", len(nonEmpty), len(want))
-			}
-			for name, w := range want {
-				g := rec.tensors[name]
-				if g == nil || g.Format != w.Format || string(g.Data) != string(w.Data) || string(g.Scales) != string(w.Scales) || string(g.Zeros) != string(w.Zeros) {
-					t.Fatalf("tensor %q differs from the direct read", name)
-				}
-			}
+			sameAsRef(t, rec, want)
 			if p.Resumes != c.resumes {
 				t.Errorf("%d resumes, want %d", p.Resumes, c.resumes)
 			}
 		})
 	}
+}
+
+// serveModelDir serves the model directory dir through tools/worker's handler behind
+// faultserve's fault injection and returns the model's base URL.
+func serveModelDir(t *testing.T, dir string) string {
+	t.Helper()
+	st, err := store.OpenDir(filepath.Dir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ts := httptest.NewServer(&faultserve.Handler{Next: serve.New(st)})
+	t.Cleanup(ts.Close)
+	return ts.URL + "/models/" + filepath.Base(dir) + "/"
+}
+
+// shardQuery opens shards over HTTP, appending q (a faultserve request) to the URL of shard
+// number shard (counted from 0; -1: none).
+func shardQuery(shard int, q string) func(string) Opener {
+	i := 0
+	return func(url string) Opener {
+		if i++; i == shard+1 {
+			url += q
+		}
+		return HTTP(nil, url)
+	}
+}
+
+// withBytes counts the weights that hold bytes (a tensor without values uploads none).
+func withBytes(ws map[string]backend.Weight) int {
+	n := 0
+	for _, w := range ws {
+		if w != nil {
+			n++
+		}
+	}
+	return n
 }

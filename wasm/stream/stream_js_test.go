@@ -61,7 +61,7 @@ func TestBrowserFaults(t *testing.T) {
 	clean := manifestSource(t, "small", "")
 	ref := newRecorder()
 	opt := Options{StallTimeout: time.Second, RetryDelay: 10 * time.Millisecond}
-	want, l := mustLoad(t, ref, opt, clean)
+	_, l := mustLoad(t, ref, opt, clean)
 	p := l.Progress()
 	t.Logf("clean: %v", p)
 	first := int64(1 << 20)
@@ -80,7 +80,7 @@ func TestBrowserFaults(t *testing.T) {
 			rec := newRecorder()
 			start := time.Now()
 			l := Start(context.Background(), rec, opt, manifestSource(t, c.model, c.query))
-			got, err := l.Result(context.Background())
+			_, err := l.Result(context.Background())
 			t.Logf("%v in %v: %v", c.query, time.Since(start).Round(time.Millisecond), err)
 			if c.err != nil {
 				if !errors.Is(err, c.err) {
@@ -94,12 +94,7 @@ func TestBrowserFaults(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for name, w := range want {
-				q := w.(*recWeight).t
-				if g := got[name].(*recWeight).t; string(g.Data) != string(q.Data) || string(g.Scales) != string(q.Scales) || string(g.Zeros) != string(q.Zeros) {
-					t.Fatalf("tensor %q differs from the clean load", name)
-				}
-			}
+			sameAsRef(t, rec, ref.tensors)
 			if r := l.Progress().Resumes; r != c.resumes {
 				t.Errorf("%d resumes, want %d", r, c.resumes)
 			}
@@ -273,12 +268,7 @@ func TestBrowserCacheReload(t *testing.T) {
 	if len(again.tensors) != len(first.tensors) {
 		t.Fatalf("reload has %d tensors, the first load %d", len(again.tensors), len(first.tensors))
 	}
-	for name, w := range first.tensors {
-		g := again.tensors[name]
-		if g == nil || g.Format != w.Format || string(g.Data) != string(w.Data) || string(g.Scales) != string(w.Scales) || string(g.Zeros) != string(w.Zeros) {
-			t.Fatalf("tensor %q differs after the reload", name)
-		}
-	}
+	sameAsRef(t, again, first.tensors)
 }
 
 // TestBrowserTFJS streams the real USE-lite (model.json + 7 shards, served by streamserve as
@@ -294,58 +284,8 @@ func TestBrowserTFJS(t *testing.T) {
 		}
 		return rc
 	}
-	rc := get(base + "manifest.json")
-	man, err := format.ParseManifest(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc = get(base + "model.json")
-	tm, err := format.ParseTFJSModel(rc, nil)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// The reference: every shard fetched raw, back to back, each tensor quantized whole.
-	var raws []io.Reader
-	for _, g := range tm {
-		for _, p := range g.Paths {
-			rc := get(base + p)
-			defer rc.Close()
-			raws = append(raws, rc)
-		}
-	}
-	fr, err := format.NewTFJS(tm, io.MultiReader(raws...), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]*quant.Tensor{}
-	for {
-		tt, err := fr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		v, err := tt.Float32()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(v) == 0 {
-			continue
-		}
-		k := 1
-		if len(tt.Shape) > 0 {
-			k = tt.Shape[len(tt.Shape)-1]
-		}
-		q, err := quant.Quantize(tt.Name, v, len(v)/k, k, DefaultPlan(&tt.TensorInfo), quant.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		want[tt.Name] = q
-	}
+	man, tm := readTFJSModel(t, base, get)
+	want := rawShardsReference(t, tm, base, get)
 
 	name := fmt.Sprintf("nibble-test-tfjs-%d", time.Now().UnixNano())
 	c, err := BrowserCache(name)
@@ -374,14 +314,27 @@ func TestBrowserTFJS(t *testing.T) {
 		if run != "first load" && (opens.Load() != 0 || p.CacheHits != 1) {
 			t.Fatalf("the reload made %d shard requests, %d cache hits", opens.Load(), p.CacheHits)
 		}
-		for n, w := range want {
-			g := rec.tensors[n]
-			if g == nil || g.Format != w.Format || string(g.Data) != string(w.Data) || string(g.Scales) != string(w.Scales) || string(g.Zeros) != string(w.Zeros) {
-				t.Fatalf("%s: tensor %q differs from the raw shards quantized whole", run, n)
-			}
-		}
+		sameAsRef(t, rec, want)
 		if len(rec.tensors) != len(want) {
 			t.Fatalf("%s: %d tensors, want %d", run, len(rec.tensors), len(want))
 		}
 	}
+}
+
+// rawShardsReference is the reference for a served TF.js model: every shard fetched raw, back to
+// back, each tensor quantized whole.
+func rawShardsReference(t *testing.T, tm format.TFJSManifest, base string, get func(url string) io.ReadCloser) map[string]*quant.Tensor {
+	var raws []io.Reader
+	for _, g := range tm {
+		for _, p := range g.Paths {
+			rc := get(base + p)
+			defer rc.Close()
+			raws = append(raws, rc)
+		}
+	}
+	fr, err := format.NewTFJS(tm, io.MultiReader(raws...), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return quantizeAll(t, fr)
 }
