@@ -251,12 +251,15 @@ func sameAsRef(t *testing.T, rec *recorder, want map[string]*quant.Tensor) {
 	}
 }
 
+// tensorReader yields a file's tensors one by one (format.Reader, format.TFJSModel).
+type tensorReader interface {
+	Next() (*format.Tensor, error)
+}
+
 // quantizeAll reads every tensor of r and quantizes each whole into DefaultPlan's format, the
 // way a loader that held everything would; tensors without values are left out (the loader
 // uploads none for them). It is the reference for files the test did not write (TF.js shards).
-func quantizeAll(t *testing.T, r interface {
-	Next() (*format.Tensor, error)
-}) map[string]*quant.Tensor {
+func quantizeAll(t *testing.T, r tensorReader) map[string]*quant.Tensor {
 	t.Helper()
 	want := map[string]*quant.Tensor{}
 	for {
