@@ -29,22 +29,32 @@ func TestGenerateIterator(t *testing.T) {
 	}
 	defer m.Call("dispose")
 	const prompt = "The quick brown fox"
-	iter := func(p js.Value) js.Value {
-		return js.Global().Get("Reflect").Call("get", p, jsSymbolAsyncIterator).Call("call", p)
-	}
-	next := func(it js.Value) (id int, done bool, err error) {
-		r, err := jsutil.Await(it.Call("next"), time.Minute)
-		if err != nil || r.Get("done").Bool() {
-			return 0, true, err
-		}
-		return r.Get("value").Get("id").Int(), false, nil
-	}
+	checkIteratorEqualsPromise(t, m, prompt)
+	checkAbortStopsIterator(t, m, prompt)
+	checkReturnStopsGeneration(t, m, prompt)
+}
 
+// asyncIter is p[Symbol.asyncIterator](): what for await calls.
+func asyncIter(p js.Value) js.Value {
+	return js.Global().Get("Reflect").Call("get", p, jsSymbolAsyncIterator).Call("call", p)
+}
+
+// nextToken awaits it.next(): the token's id, or done.
+func nextToken(it js.Value) (id int, done bool, err error) {
+	r, err := jsutil.Await(it.Call("next"), time.Minute)
+	if err != nil || r.Get("done").Bool() {
+		return 0, true, err
+	}
+	return r.Get("value").Get("id").Int(), false, nil
+}
+
+// checkIteratorEqualsPromise: for await over the tokens gives the promise's Generation.
+func checkIteratorEqualsPromise(t *testing.T, m js.Value, prompt string) {
 	p := m.Call("generate", prompt, map[string]any{"maxTokens": 12})
-	it := iter(p)
+	it := asyncIter(p)
 	var ids []int
 	for {
-		id, done, err := next(it)
+		id, done, err := nextToken(it)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,17 +75,20 @@ func TestGenerateIterator(t *testing.T) {
 		t.Errorf("for await gave %v, the promise's tokens %v", ids, want)
 	}
 	t.Logf("for await: %d tokens equal the promise's: %q", len(ids), g.Get("text").String())
+}
 
-	// Abort after 3 tokens: the generation stops within one token, next() rejects ABORTED.
+// checkAbortStopsIterator aborts after 3 tokens: the generation stops within one token,
+// next() and the promise reject ABORTED.
+func checkAbortStopsIterator(t *testing.T, m js.Value, prompt string) {
 	produced := 0
 	count := js.FuncOf(func(js.Value, []js.Value) any { produced++; return nil })
 	defer count.Release()
 	ac := js.Global().Get("AbortController").New()
-	p = m.Call("generate", prompt, map[string]any{"maxTokens": 64, "signal": ac.Get("signal"), "onToken": count})
-	it = iter(p)
+	p := m.Call("generate", prompt, map[string]any{"maxTokens": 64, "signal": ac.Get("signal"), "onToken": count})
+	it := asyncIter(p)
 	var got, atAbort int
 	for {
-		_, done, err := next(it)
+		_, done, err := nextToken(it)
 		if err != nil {
 			if !strings.Contains(strings.ToLower(err.Error()), "abort") {
 				t.Errorf("after abort: %v, want ABORTED", err)
@@ -97,13 +110,18 @@ func TestGenerateIterator(t *testing.T) {
 	if produced-atAbort > 1 {
 		t.Errorf("%d tokens produced after the abort, want ≤ 1", produced-atAbort)
 	}
+}
 
-	// Leaving the loop: return() stops the generation; the promise rejects ABORTED.
-	produced = 0
-	p = m.Call("generate", prompt, map[string]any{"maxTokens": 64, "onToken": count})
-	it = iter(p)
+// checkReturnStopsGeneration leaves the loop after 2 tokens: return() stops the generation
+// within one token; the promise rejects ABORTED.
+func checkReturnStopsGeneration(t *testing.T, m js.Value, prompt string) {
+	produced := 0
+	count := js.FuncOf(func(js.Value, []js.Value) any { produced++; return nil })
+	defer count.Release()
+	p := m.Call("generate", prompt, map[string]any{"maxTokens": 64, "onToken": count})
+	it := asyncIter(p)
 	for range 2 {
-		if _, _, err := next(it); err != nil {
+		if _, _, err := nextToken(it); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -111,10 +129,10 @@ func TestGenerateIterator(t *testing.T) {
 	if _, err := jsutil.Await(it.Call("return"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if _, done, _ := next(it); !done {
+	if _, done, _ := nextToken(it); !done {
 		t.Error("next() after return() is not done")
 	}
-	_, err = jsutil.Await(p, time.Minute)
+	_, err := jsutil.Await(p, time.Minute)
 	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "abort") {
 		t.Errorf("the promise after return(): %v, want ABORTED", err)
 	}
