@@ -27,9 +27,13 @@ weights:
 
 test: deps vet test-go test-js test-stream-js test-tfjsref test-embed-js test-package test-firefox test-worker test-worker-e2e test-quanttest test-llama-browser test-webkit
 
+# go vet for both targets, then the ten longest functions in wasm/ (tools/longfuncs); one over
+# LONGFUNCS_MAX lines fails (0: print only).
+LONGFUNCS_MAX ?= 0
 vet:
 	go vet ./...
 	GOOS=js GOARCH=wasm go vet ./...
+	go run ./tools/longfuncs -max $(LONGFUNCS_MAX) wasm
 
 test-go:
 	go test ./...
