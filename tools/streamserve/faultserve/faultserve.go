@@ -23,7 +23,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -68,21 +67,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n := h.seen[key]
 		h.mu.Unlock()
 		if n <= times {
-			h.Next.ServeHTTP(&faultWriter{ResponseWriter: w, r: r, kind: kind, at: at, start: rangeStart(r)}, r2)
+			h.Next.ServeHTTP(&faultWriter{ResponseWriter: w, r: r, kind: kind, at: at, start: RangeStart(r)}, r2)
 			return
 		}
 	}
 	h.Next.ServeHTTP(w, r2)
-}
-
-func rangeStart(r *http.Request) int64 {
-	v, ok := strings.CutPrefix(r.Header.Get("Range"), "bytes=")
-	if !ok {
-		return 0
-	}
-	v, _, _ = strings.Cut(v, "-")
-	n, _ := strconv.ParseInt(v, 10, 64)
-	return n
 }
 
 // faultWriter counts the body bytes (at absolute file offsets) and misbehaves at one of them.

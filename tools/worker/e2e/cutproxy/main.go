@@ -36,12 +36,13 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/nibble-ml/nibble/tools/streamserve/faultserve"
 )
 
 func main() {
@@ -143,7 +144,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		desc += " If-Range: " + v
 	}
 	cut := false
-	cw := &countWriter{ResponseWriter: w, start: rangeStart(r)}
+	cw := &countWriter{ResponseWriter: w, start: faultserve.RangeStart(r)}
 	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, p.match) {
 		p.mu.Lock()
 		p.matched++
@@ -185,18 +186,6 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 var errCut = errors.New("cut on purpose")
-
-// rangeStart is the file offset of a response's first body byte: the start of a "bytes=N-" or
-// "bytes=N-M" request (the loader's form), 0 otherwise. Only the log uses it.
-func rangeStart(r *http.Request) int64 {
-	v, ok := strings.CutPrefix(r.Header.Get("Range"), "bytes=")
-	if !ok {
-		return 0
-	}
-	v, _, _ = strings.Cut(v, "-")
-	n, _ := strconv.ParseInt(v, 10, 64)
-	return n
-}
 
 func asError(v any) error {
 	if err, ok := v.(error); ok {
