@@ -1,0 +1,201 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nibble-ml/nibble/wasm/graph"
+	"github.com/nibble-ml/nibble/wasm/quanteval"
+)
+
+// hybridBound is the largest cosine distance a hybrid embedding may have from the cpu's with
+// the same quantized weights: only the order of float sums (and WebNN's kernels) differ.
+const hybridBound = 1e-4
+
+// loadWait loads url with opt and waits for it (the hybrid probe included).
+func loadWait(ctx context.Context, url string, opt Options) (*Model, error) {
+	m, err := Load(ctx, url, opt)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Wait(ctx); err != nil {
+		m.Release()
+		return nil, err
+	}
+	return m, nil
+}
+
+// worstDistance is the largest cosine distance between got and want, row by row; NaN counts
+// as the worst.
+func worstDistance(got, want [][]float32) float64 {
+	worst := 0.0
+	for i := range want {
+		d := 1 - quanteval.Cosine(got[i], want[i])
+		if !(d <= worst) {
+			worst = d
+		}
+	}
+	return worst
+}
+
+// TestBrowserEmbedHybrid: WebGPU (SwiftShader), WebNN (TFLite) and the cpu in one page. A
+// hybrid load probes every stage on each, places them, and embeds as the cpu does; a wrong
+// kernel in layer 0 on WebNN (the test hook) keeps that stage off WebNN; pinned there by an
+// override, the load fails.
+func TestBrowserEmbedHybrid(t *testing.T) {
+	base, _ := embedEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	texts := embedSentences[:6]
+	ref, err := loadWait(ctx, base, Options{Backend: "cpu", Policy: "quality"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ref.Embed(ctx, texts)
+	ref.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(m *Model, what string) {
+		t.Helper()
+		got, err := m.Embed(ctx, texts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := worstDistance(got, want); !(d <= hybridBound) {
+			t.Errorf("%s: worst cosine distance to the cpu %.3g > %.0e", what, d, hybridBound)
+		}
+	}
+
+	m, err := loadWait(ctx, base, Options{Backend: BackendHybrid, Policy: "quality"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := m.Plan().Placement
+	if pl == nil {
+		t.Fatal("no placement in the plan")
+	}
+	t.Log(pl.Table())
+	for _, s := range pl.Stages {
+		var probed []string
+		for _, p := range s.Probe {
+			probed = append(probed, p.Backend)
+		}
+		if slices.Sort(probed); strings.Join(probed, ",") != "cpu,webgpu,webnn" {
+			t.Errorf("stage %s probed on %v, want cpu, webgpu and webnn", s.Name, probed)
+		}
+	}
+	check(m, "hybrid")
+	if got := m.Plan().Placement; got.Crossings > 0 && got.Crossed == 0 {
+		t.Errorf("%d crossings per pass, none counted", got.Crossings)
+	}
+	t.Logf("hybrid: %d bytes held after placement; notes: %s", m.Memory().ResidentBytes, strings.Join(m.Notes(), "; "))
+	m.Release()
+
+	hybridFault = func(target string, g *graph.Graph) bool {
+		return target == "webnn" && slices.ContainsFunc(g.Nodes, func(n graph.Node) bool { return strings.HasPrefix(n.Label, "layer0/") })
+	}
+	defer func() { hybridFault = nil }()
+	m, err = loadWait(ctx, base, Options{Backend: BackendHybrid, Policy: "quality"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l0 := m.Plan().Placement.Stages[1]
+	t.Logf("layer 0 with a wrong webnn kernel: on %s; %s", l0.Backend, l0.Reason)
+	if l0.Backend == "webnn" {
+		t.Errorf("layer 0 stayed on the wrong webnn: %+v", l0)
+	}
+	for _, p := range l0.Probe {
+		if p.Backend == "webnn" && p.Error == "" && p.RelErr <= guardBound {
+			t.Errorf("the probe did not see the wrong kernel: %+v", p)
+		}
+	}
+	check(m, "hybrid, layer 0 moved")
+	m.Release()
+
+	_, err = loadWait(ctx, base, Options{Backend: BackendHybrid, Policy: "quality", Overrides: "*Layer_0/*=@webnn"})
+	if !errors.Is(err, ErrGuard) || !strings.Contains(err.Error(), "pinned to webnn") {
+		t.Errorf("layer 0 pinned to a wrong webnn: %v", err)
+	}
+}
+
+// TestBrowserHybridTable prints the README's hybrid table (NIBBLE_HYBRID_TABLE=1): USE-lite
+// per policy on webgpu, webnn, hybrid as placed by its probe, and a split pinned by overrides
+// (layers on WebNN, the embedding and head on WebGPU), all in one page: where each stage ran,
+// crossings per pass, worst cosine to the cpu with the same weights, and median latency of 1
+// and of 30 sentences.
+func TestBrowserHybridTable(t *testing.T) {
+	if os.Getenv("NIBBLE_HYBRID_TABLE") == "" {
+		t.Skip("set NIBBLE_HYBRID_TABLE=1")
+	}
+	base, _ := embedEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
+	defer cancel()
+	texts, one := embedSentences, embedSentences[:1]
+	runs := 3
+	timeIt := func(f func() error) float64 {
+		var ms []float64
+		for range runs {
+			t0 := time.Now()
+			if err := f(); err != nil {
+				t.Fatal(err)
+			}
+			ms = append(ms, float64(time.Since(t0).Microseconds())/1000)
+		}
+		slices.Sort(ms)
+		return ms[len(ms)/2]
+	}
+	split := "*Layer_*=@webnn,module/Embeddings_en=@webgpu,module/Encoder_en/hidden_layers/*=@webgpu"
+	policies := []string{"quality", "int4"}
+	if p := os.Getenv("NIBBLE_HYBRID_POLICIES"); p != "" {
+		policies = strings.Split(p, ",")
+	}
+	fmt.Println("| policy | backend | stages (embed, layer 0, layer 1, head) | crossings / pass | worst cosine to cpu | load + probe s | 1 sentence ms | 30 sentences ms |")
+	fmt.Println("|---|---|---|---:|---:|---:|---:|---:|")
+	for _, pol := range policies {
+		ref, err := loadWait(ctx, base, Options{Backend: "cpu", Policy: pol})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ref.Embed(ctx, texts)
+		ref.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct{ name, backend, overrides string }{
+			{"webgpu", "webgpu", ""}, {"webnn", "webnn", ""}, {"hybrid (probe's choice)", BackendHybrid, ""},
+			{"hybrid, split pinned", BackendHybrid, split},
+		} {
+			t0 := time.Now()
+			m, err := loadWait(ctx, base, Options{Backend: c.backend, Policy: pol, Overrides: c.overrides})
+			if err != nil {
+				fmt.Printf("| %s | %s | error: %v |\n", pol, c.name, err)
+				continue
+			}
+			load := time.Since(t0).Seconds()
+			got, err := m.Embed(ctx, texts) // compiles the buckets
+			if err != nil {
+				t.Fatal(err)
+			}
+			t1 := timeIt(func() error { _, err := m.Embed(ctx, one); return err })
+			t30 := timeIt(func() error { _, err := m.Embed(ctx, texts); return err })
+			where, crossings := c.backend+" (one graph)", "0"
+			if pl := m.Plan().Placement; pl != nil {
+				var s []string
+				for _, st := range pl.Stages {
+					s = append(s, st.Backend)
+				}
+				where, crossings = strings.Join(s, ", "), fmt.Sprint(pl.Crossings)
+				t.Logf("%s %s:\n%s", pol, c.name, pl.Table())
+			}
+			fmt.Printf("| %s | %s | %s | %s | %.5f | %.1f | %.1f | %.1f |\n", pol, c.name, where, crossings, 1-worstDistance(got, want), load, t1, t30)
+			m.Release()
+		}
+	}
+}
