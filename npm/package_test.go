@@ -24,9 +24,9 @@ import (
 	"testing"
 	"time"
 
-	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/nibble-ml/nibble/tools/browser"
 	"github.com/nibble-ml/nibble/tools/worker/serve"
 	"github.com/nibble-ml/nibble/tools/worker/store"
 	"github.com/nibble-ml/nibble/wasm/format"
@@ -87,18 +87,7 @@ func TestPackage(t *testing.T) {
 	defer bcancel()
 	bctx, bcancel = chromedp.NewContext(bctx)
 	defer bcancel()
-	if err := chromedp.Listen(bctx, func(ev any) {
-		switch ev := ev.(type) {
-		case *cdpruntime.EventExceptionThrown:
-			t.Logf("page exception: %s", ev.ExceptionDetails.Text)
-		case *cdpruntime.EventConsoleAPICalled:
-			var parts []string
-			for _, a := range ev.Args {
-				parts = append(parts, strings.Trim(string(a.Value), `"`))
-			}
-			t.Logf("console.%s: %s", ev.Type, strings.Join(parts, " "))
-		}
-	}); err != nil {
+	if err := browser.ListenConsole(bctx, func(m browser.Message) { t.Log(m) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/")); err != nil {

@@ -35,9 +35,9 @@ import (
 	"testing"
 	"time"
 
-	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/nibble-ml/nibble/tools/browser"
 	"github.com/nibble-ml/nibble/wasm/engine"
 	"github.com/nibble-ml/nibble/wasm/format"
 	"github.com/nibble-ml/nibble/wasm/quant"
@@ -152,21 +152,11 @@ func TestBundleInBrowser(t *testing.T) {
 	bctx, bcancel = chromedp.NewContext(bctx)
 	defer bcancel()
 	var consoleErrors atomic.Int64
-	err = chromedp.Listen(bctx, func(ev any) {
-		switch ev := ev.(type) {
-		case *cdpruntime.EventExceptionThrown:
+	err = browser.ListenConsole(bctx, func(m browser.Message) {
+		if m.IsError() {
 			consoleErrors.Add(1)
-			t.Logf("page exception: %s", ev.ExceptionDetails.Text)
-		case *cdpruntime.EventConsoleAPICalled:
-			var parts []string
-			for _, a := range ev.Args {
-				parts = append(parts, strings.Trim(string(a.Value), `"`))
-			}
-			if ev.Type == cdpruntime.ConsoleAPICalledTypeError {
-				consoleErrors.Add(1)
-			}
-			t.Logf("console.%s: %s", ev.Type, strings.Join(parts, " "))
 		}
+		t.Log(m)
 	})
 	if err != nil {
 		t.Fatal(err)
