@@ -28,9 +28,9 @@ import (
 	"strings"
 	"time"
 
-	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/nibble-ml/nibble/tools/browser"
 	"github.com/nibble-ml/nibble/tools/llamapeer/peer"
 )
 
@@ -117,24 +117,9 @@ func run(shape string, layers int, ff string, tokens int, backends []string) err
 	if err := chromedp.Do(ctx); err != nil {
 		return fmt.Errorf("starting %s: %w", launcher, err)
 	}
-	err = chromedp.Listen(ctx, func(ev any) {
-		switch ev := ev.(type) {
-		case *cdpruntime.EventExceptionThrown:
-			d := ev.ExceptionDetails
-			desc := d.Text
-			if d.Exception != nil {
-				desc += " " + d.Exception.Description
-			}
-			log.Printf("page exception at %s:%d: %s", d.URL, d.LineNumber, desc)
-		case *cdpruntime.EventConsoleAPICalled:
-			if ev.Type != cdpruntime.ConsoleAPICalledTypeError && ev.Type != cdpruntime.ConsoleAPICalledTypeWarning {
-				return
-			}
-			var parts []string
-			for _, a := range ev.Args {
-				parts = append(parts, strings.Trim(string(a.Value), `"`)+a.Description)
-			}
-			log.Printf("console.%s: %s", ev.Type, strings.Join(parts, " "))
+	err = browser.ListenConsole(ctx, func(m browser.Message) {
+		if m.IsError() || m.Type == "warning" {
+			log.Print(m)
 		}
 	})
 	if err != nil {
