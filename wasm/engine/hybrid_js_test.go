@@ -31,6 +31,21 @@ func loadWait(ctx context.Context, url string, opt Options) (*Model, error) {
 	return m, nil
 }
 
+// cpuEmbeddings are the cpu backend's embeddings of texts with the policy's weights.
+func cpuEmbeddings(t *testing.T, ctx context.Context, url, policy string, texts []string) [][]float32 {
+	t.Helper()
+	ref, err := loadWait(ctx, url, Options{Backend: "cpu", Policy: policy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Release()
+	want, err := ref.Embed(ctx, texts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return want
+}
+
 // worstDistance is the largest cosine distance between got and want, row by row; NaN counts
 // as the worst.
 func worstDistance(got, want [][]float32) float64 {
@@ -53,15 +68,7 @@ func TestBrowserEmbedHybrid(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	texts := embedSentences[:6]
-	ref, err := loadWait(ctx, base, Options{Backend: "cpu", Policy: "quality"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := ref.Embed(ctx, texts)
-	ref.Release()
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := cpuEmbeddings(t, ctx, base, "quality", texts)
 	check := func(m *Model, what string) {
 		t.Helper()
 		got, err := m.Embed(ctx, texts)
@@ -159,15 +166,7 @@ func TestBrowserHybridTable(t *testing.T) {
 	fmt.Println("| policy | backend | stages (embed, layer 0, layer 1, head) | crossings / pass | worst cosine to cpu | load + probe s | 1 sentence ms | 30 sentences ms |")
 	fmt.Println("|---|---|---|---:|---:|---:|---:|---:|")
 	for _, pol := range policies {
-		ref, err := loadWait(ctx, base, Options{Backend: "cpu", Policy: pol})
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := ref.Embed(ctx, texts)
-		ref.Release()
-		if err != nil {
-			t.Fatal(err)
-		}
+		want := cpuEmbeddings(t, ctx, base, pol, texts)
 		for _, c := range []struct{ name, backend, overrides string }{
 			{"webgpu", "webgpu", ""}, {"webnn", "webnn", ""}, {"hybrid (probe's choice)", BackendHybrid, ""},
 			{"hybrid, split pinned", BackendHybrid, split},
