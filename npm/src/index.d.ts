@@ -9,7 +9,8 @@ export declare const env: {
   wasmURL: string | URL | undefined;
 };
 
-export type Backend = "auto" | "webgpu" | "webnn" | "cpu";
+/** "hybrid": weights on every backend offered, each stage of the model on the one a probe at load found fastest and correct (Plan.precision.placement). */
+export type Backend = "auto" | "webgpu" | "webnn" | "cpu" | "hybrid";
 
 /** A weight format: "q<bits>-<sym|asym>-<g<group>|pc>[-f16|-f32]", "f16", "f32" or "auto". */
 export type Format =
@@ -153,8 +154,37 @@ export interface PlanChoice {
   scheme?: string;
   scales?: string;
   backend?: string;
+  /** An override named the backend: a hybrid load runs the tensor's stage there or fails. */
+  pinned?: boolean;
   bytes: number;
   reason: string;
+}
+
+/** What a hybrid load's probe measured of one stage (or the whole model) on one backend. */
+export interface PlacementProbe {
+  backend: string;
+  /** Median of the timed runs, upload and readback included. */
+  ms: number;
+  /** Relative RMS error against the reference's (cpu) output. */
+  relErr: number;
+  error?: string;
+}
+
+/** Where a hybrid load runs each stage of the model, and why (wasm/plan Placement). */
+export interface Placement {
+  reference: string;
+  bound: number;
+  probe: string;
+  stages: { name: string; pinned?: string; probe: PlacementProbe[]; backend: string; reason: string; moved?: string }[];
+  whole: PlacementProbe[];
+  splitMs: number;
+  chosenMs: number;
+  /** Stage boundaries per pass where the backend changes (activations cross through host memory). */
+  crossings: number;
+  /** Crossings made so far, and the bytes they moved. */
+  crossed: number;
+  crossedBytes: number;
+  notes?: string[];
 }
 
 /** The precision plan a load followed (wasm/plan). */
@@ -167,6 +197,8 @@ export interface PrecisionPlan {
   /** The output's error predicted from measured per-tensor sensitivity, where there is data. */
   predicted?: { metric: string; meanLoss: number; worstLoss: number };
   tensors: PlanChoice[];
+  /** A hybrid load's placement of the model's stages. */
+  placement?: Placement;
   notes?: string[];
 }
 

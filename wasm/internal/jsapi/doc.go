@@ -15,7 +15,7 @@
 // wasm/errs) and summary (one line a person can act on; Describe).
 //
 //	nibble.version                  // string: module version and Go version
-//	nibble.backends                 // ["auto", "webgpu", "webnn", "cpu"]
+//	nibble.backends                 // ["auto", "webgpu", "webnn", "cpu", "hybrid"]
 //	nibble.formats                  // format names the demo offers ("auto", "q4-sym-g32", ...)
 //	await nibble.devices()          // {webgpu: {available, vendor, architecture, software,
 //	                                //   shaderF16, subgroups, timestampQuery, features, limits,
