@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nibble-ml/nibble/wasm/format"
+	"github.com/nibble-ml/nibble/wasm/internal/testutil"
 )
 
 // tinyLlama writes tools/mkmodel's llama-tiny GGUF (the file the llama package's golden data
@@ -81,20 +82,7 @@ func rewrite(t *testing.T, src []byte, drop []string, set map[string]any) []byte
 		infos = append(infos, format.TensorInfo{Name: tn.Name, DType: tn.DType, Shape: tn.Shape})
 		data = append(data, slices.Clone(tn.Data))
 	}
-	var buf bytes.Buffer
-	w, err := format.NewGGUFWriter(&buf, infos, meta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range data {
-		if _, err := w.Write(d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return testutil.GGUF(t, infos, meta, data...)
 }
 
 // TestGenerateLlama loads a Llama GGUF over HTTP on the cpu and generates greedily: the tokens

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/format"
+	"github.com/nibble-ml/nibble/wasm/internal/testutil"
 	"github.com/nibble-ml/nibble/wasm/quant"
 )
 
@@ -98,29 +99,16 @@ func makeModel(t testing.TB, gguf bool, seed uint64, specs []spec) *testModel {
 		data[i] = encode(s.dtype, values(seed+uint64(i), n, k))
 		infos[i] = format.TensorInfo{Name: s.name, DType: s.dtype, Shape: s.shape}
 	}
-	var buf bytes.Buffer
-	var w io.WriteCloser
-	var err error
+	m := &testModel{}
 	if gguf {
-		w, err = format.NewGGUFWriter(&buf, infos, []format.GGUFKV{{Key: "general.name", Value: "test"}})
+		m.file = testutil.GGUF(t, infos, []format.GGUFKV{{Key: "general.name", Value: "test"}}, data...)
 	} else {
-		w, err = format.NewSafetensorsWriter(&buf, infos, map[string]string{"format": "pt"})
+		m.file = testutil.Safetensors(t, infos, map[string]string{"format": "pt"}, data...)
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range data {
-		if _, err := w.Write(d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	m := &testModel{file: buf.Bytes()}
 	sum := sha256.Sum256(m.file)
 	m.sha256 = hex.EncodeToString(sum[:])
 	var r format.Reader
+	var err error
 	if gguf {
 		r, err = format.NewGGUF(bytes.NewReader(m.file), nil)
 	} else {
