@@ -39,28 +39,43 @@ import (
 	"sync"
 	"time"
 
-	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/nibble-ml/nibble/tools/browser"
 	"github.com/nibble-ml/nibble/wasm/quant"
 )
 
 var allRuntimes = []string{"nibble-webgpu", "ort-webgpu", "nibble-webnn", "ort-webnn", "ort-wasm"}
 
+// options are the command's flags.
+type options struct {
+	quick        bool
+	shapes       string // comma-separated MxNxK, "" for the default set
+	runtimes     string // comma-separated, in order
+	jsonOut      string
+	warmup, runs int
+	scheme       string // sym or asym
+	seed         uint64
+	timeout      time.Duration // one runtime's page
+	rounds       int
+	verbose      bool
+}
+
 func main() {
-	quick := flag.Bool("quick", false, "small set: "+fmt.Sprint(quickShapes)+", fewer runs (about 2 minutes on 2 CPU cores)")
-	shapes := flag.String("shapes", "", "comma-separated MxNxK shapes (default: the issue's four, or -quick's)")
-	rts := flag.String("runtimes", strings.Join(allRuntimes, ","), "runtimes to run, in this order")
-	jsonOut := flag.String("json", "", "also write the JSON lines to this file")
-	warmup := flag.Int("warmup", 1, "untimed runs after the first (which is reported apart)")
-	runs := flag.Int("runs", 5, "timed runs (the median is reported)")
-	scheme := flag.String("scheme", "sym", "sym: nibble symmetric int4, ORT's default zero point 8; asym: unsigned codes with zero points")
-	seed := flag.Uint64("seed", 1, "seed of the random weights and activations")
-	timeout := flag.Duration("timeout", 20*time.Minute, "limit for one runtime's page")
-	rounds := flag.Int("rounds", 1, "run the whole runtime sequence this many times and pool the timed runs (interleaves runtimes on a noisy machine)")
-	verbose := flag.Bool("v", false, "print the page's console")
+	var o options
+	flag.BoolVar(&o.quick, "quick", false, "small set: "+fmt.Sprint(quickShapes)+", fewer runs (about 2 minutes on 2 CPU cores)")
+	flag.StringVar(&o.shapes, "shapes", "", "comma-separated MxNxK shapes (default: the issue's four, or -quick's)")
+	flag.StringVar(&o.runtimes, "runtimes", strings.Join(allRuntimes, ","), "runtimes to run, in this order")
+	flag.StringVar(&o.jsonOut, "json", "", "also write the JSON lines to this file")
+	flag.IntVar(&o.warmup, "warmup", 1, "untimed runs after the first (which is reported apart)")
+	flag.IntVar(&o.runs, "runs", 5, "timed runs (the median is reported)")
+	flag.StringVar(&o.scheme, "scheme", "sym", "sym: nibble symmetric int4, ORT's default zero point 8; asym: unsigned codes with zero points")
+	flag.Uint64Var(&o.seed, "seed", 1, "seed of the random weights and activations")
+	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "limit for one runtime's page")
+	flag.IntVar(&o.rounds, "rounds", 1, "run the whole runtime sequence this many times and pool the timed runs (interleaves runtimes on a noisy machine)")
+	flag.BoolVar(&o.verbose, "v", false, "print the page's console")
 	flag.Parse()
-	if err := run(*quick, *shapes, *rts, *jsonOut, *warmup, *runs, *scheme, *seed, *timeout, *rounds, *verbose); err != nil {
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -70,86 +85,78 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
 }
 
-func run(quick bool, shapeList, rtList, jsonOut string, warmup, runs int, scheme string, seed uint64, timeout time.Duration, rounds int, verbose bool) error {
-	shapes := fullShapes
-	if quick {
-		shapes = quickShapes
+// selection is what the options resolve to: the shapes, the runtimes in order, the weight format.
+type selection struct {
+	shapes   []Shape
+	runtimes []string
+	format   quant.Format
+}
+
+// resolve checks the options and applies -quick's defaults (to runs and warmup left at theirs).
+func (o *options) resolve() (selection, error) {
+	p := selection{shapes: fullShapes, format: quant.Q4} // int4, symmetric, group 32, f32 scales: MatMulNBits bits=4 block_size=32
+	if o.quick {
+		p.shapes = quickShapes
 		// nibble-webgpu's GEMM takes seconds per run on SwiftShader: three timed runs after the
 		// first, and a GEMM of a quarter of the 4096×4096 weights, keep -quick near two minutes on a
 		// 2-core machine.
-		if runs == 5 {
-			runs = 3
+		if o.runs == 5 {
+			o.runs = 3
 		}
-		if warmup == 1 {
-			warmup = 0
+		if o.warmup == 1 {
+			o.warmup = 0
 		}
 	}
-	if shapeList != "" {
+	if o.shapes != "" {
 		var err error
-		if shapes, err = ParseShapes(shapeList); err != nil {
-			return err
+		if p.shapes, err = ParseShapes(o.shapes); err != nil {
+			return p, err
 		}
 	}
-	runtimes := strings.Split(rtList, ",")
-	for _, rt := range runtimes {
+	p.runtimes = strings.Split(o.runtimes, ",")
+	for _, rt := range p.runtimes {
 		if !slices.Contains(allRuntimes, rt) {
-			return fmt.Errorf("runtime %q: want some of %v", rt, allRuntimes)
+			return p, fmt.Errorf("runtime %q: want some of %v", rt, allRuntimes)
 		}
 	}
-	f := quant.Q4 // int4, symmetric, group 32, f32 scales: MatMulNBits bits=4 block_size=32
-	switch scheme {
+	switch o.scheme {
 	case "sym":
 	case "asym":
-		f.Scheme = quant.Asymmetric
+		p.format.Scheme = quant.Asymmetric
 	default:
-		return fmt.Errorf("-scheme %q: want sym or asym", scheme)
+		return p, fmt.Errorf("-scheme %q: want sym or asym", o.scheme)
 	}
+	return p, nil
+}
 
+func run(o options) error {
+	p, err := o.resolve()
+	if err != nil {
+		return err
+	}
 	root, err := repoRoot()
 	if err != nil {
 		return err
 	}
 	launcher := filepath.Join(root, "tools/browser/bin/headless_shell")
 	ortDir := filepath.Join(root, "node_modules/onnxruntime-web/dist")
-	for _, p := range []string{filepath.Join(root, ".cache/chromium/chromium"), filepath.Join(ortDir, "ort.webgpu.min.mjs")} {
-		if _, err := os.Stat(p); err != nil {
-			return fmt.Errorf("%s is missing: run 'make deps' (tools/browser/install.sh)", p)
+	for _, path := range []string{filepath.Join(root, ".cache/chromium/chromium"), filepath.Join(ortDir, "ort.webgpu.min.mjs")} {
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("%s is missing: run 'make deps' (tools/browser/install.sh)", path)
 		}
 	}
-
-	// The wasm build and the cases (quantize + float64 reference) are independent: overlap them.
 	wasmPath := filepath.Join(root, ".cache/bench/nibble.wasm")
-	var buildErr error
-	var wg sync.WaitGroup
-	wg.Go(func() { buildErr = buildPage(root, wasmPath) })
-	start := time.Now()
-	cases := make([]*Case, len(shapes))
-	errs := make([]error, len(shapes))
-	sem := make(chan struct{}, runtime.NumCPU())
-	for i, s := range shapes {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			cases[i], errs[i] = NewCase(s, f, seed)
-		})
+	cases, err := prepare(root, wasmPath, p.shapes, p.format, o.seed)
+	if err != nil {
+		return err
 	}
-	wg.Wait()
-	if buildErr != nil {
-		return buildErr
-	}
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	logf("%d cases quantized (%s) with float64 references in %v", len(cases), f, time.Since(start).Round(time.Millisecond))
 
 	srv := &server{cases: map[string]*Case{}, wasmPath: wasmPath, goroot: runtime.GOROOT(), ortDir: ortDir,
 		results: map[string]*Result{}, done: make(chan doneMsg, 1), logf: logf}
 	if gr, err := exec.Command("go", "env", "GOROOT").Output(); err == nil {
 		srv.goroot = strings.TrimSpace(string(gr)) // the toolchain that built the wasm, whose wasm_exec.js matches
 	}
-	srv.plan = Plan{Warmup: warmup, Runs: runs}
+	srv.plan = Plan{Warmup: o.warmup, Runs: o.runs}
 	for _, c := range cases {
 		srv.cases[c.Name] = c
 		srv.plan.Cases = append(srv.plan.Cases, c.meta())
@@ -168,96 +175,117 @@ func run(quick bool, shapeList, rtList, jsonOut string, warmup, runs int, scheme
 		return fmt.Errorf("starting %s: %w", launcher, err)
 	}
 	// The handler only formats and writes to stderr: fast enough for chromedp's read loop.
-	err = chromedp.Listen(ctx, func(ev any) {
-		switch ev := ev.(type) {
-		case *cdpruntime.EventExceptionThrown:
-			d := ev.ExceptionDetails
-			desc := d.Text
-			if d.Exception != nil {
-				desc += " " + d.Exception.Description
-			}
-			logf("page exception at %s:%d: %s", d.URL, d.LineNumber, oneLine(desc))
-		case *cdpruntime.EventConsoleAPICalled:
-			if !verbose && ev.Type != cdpruntime.ConsoleAPICalledTypeError {
-				return
-			}
-			var parts []string
-			for _, a := range ev.Args {
-				if len(a.Value) > 0 {
-					parts = append(parts, strings.Trim(string(a.Value), `"`))
-				} else {
-					parts = append(parts, a.Description)
-				}
-			}
-			logf("console.%s: %s", ev.Type, oneLine(strings.Join(parts, " ")))
+	err = browser.ListenConsole(ctx, func(m browser.Message) {
+		if o.verbose || m.IsError() {
+			logf("%s", oneLine(m.String()))
 		}
 	})
 	if err != nil {
 		return err
 	}
-
-	verboseQuery := ""
-	if verbose {
-		verboseQuery = "&verbose"
-	}
 	pages := []string{"probe"}
-	for range max(rounds, 1) {
-		pages = append(pages, runtimes...)
+	for range max(o.rounds, 1) {
+		pages = append(pages, p.runtimes...)
 	}
 	for _, page := range pages {
-		t0 := time.Now()
-		logf("%s: loading page", page)
-		srv.expect(page)
-		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/index.html?runtime="+page+verboseQuery)); err != nil {
-			return fmt.Errorf("%s: %w", page, err)
+		if err := srv.runPage(ctx, base, page, o); err != nil {
+			return err
 		}
-		select {
-		case d := <-srv.done:
-			if d.Error != "" {
-				logf("%s: %s", page, d.Error)
-				if page != "probe" {
-					srv.failMissing(page, d.Error)
-				}
-			}
-		case <-time.After(timeout):
-			logf("%s: no answer in %v", page, timeout)
-			srv.failMissing(page, fmt.Sprintf("timed out after %v", timeout))
-		}
-		srv.expect("")
-		select { // a /done that raced the timeout must not be taken for the next page's
-		case <-srv.done:
-		default:
-		}
-		logf("%s: done in %v", page, time.Since(t0).Round(time.Millisecond))
-		// Leave the page so its device, graphs and sessions are released before the next one.
-		chromedp.Do(ctx, chromedp.Navigate("about:blank"))
 	}
+	return o.report(root, ortDir, srv, cases, p)
+}
 
+// prepare builds the nibble page into wasmPath and, meanwhile, quantizes the cases and computes
+// their float64 references, one shape per core.
+func prepare(root, wasmPath string, shapes []Shape, f quant.Format, seed uint64) ([]*Case, error) {
+	var buildErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { buildErr = buildPage(root, wasmPath) })
+	start := time.Now()
+	cases := make([]*Case, len(shapes))
+	errs := make([]error, len(shapes))
+	sem := make(chan struct{}, runtime.NumCPU())
+	for i, s := range shapes {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			cases[i], errs[i] = NewCase(s, f, seed)
+		})
+	}
+	wg.Wait()
+	if buildErr != nil {
+		return nil, buildErr
+	}
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	logf("%d cases quantized (%s) with float64 references in %v", len(cases), f, time.Since(start).Round(time.Millisecond))
+	return cases, nil
+}
+
+// runPage loads one runtime's page (or the probe) and waits for its /done, or o.timeout; the
+// cases it did not answer are recorded as failed with the reason.
+func (s *server) runPage(ctx context.Context, base, page string, o options) error {
+	verboseQuery := ""
+	if o.verbose {
+		verboseQuery = "&verbose"
+	}
+	t0 := time.Now()
+	logf("%s: loading page", page)
+	s.expect(page)
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/index.html?runtime="+page+verboseQuery)); err != nil {
+		return fmt.Errorf("%s: %w", page, err)
+	}
+	select {
+	case d := <-s.done:
+		if d.Error != "" {
+			logf("%s: %s", page, d.Error)
+			if page != "probe" {
+				s.failMissing(page, d.Error)
+			}
+		}
+	case <-time.After(o.timeout):
+		logf("%s: no answer in %v", page, o.timeout)
+		s.failMissing(page, fmt.Sprintf("timed out after %v", o.timeout))
+	}
+	s.expect("")
+	select { // a /done that raced the timeout must not be taken for the next page's
+	case <-s.done:
+	default:
+	}
+	logf("%s: done in %v", page, time.Since(t0).Round(time.Millisecond))
+	// Leave the page so its device, graphs and sessions are released before the next one.
+	chromedp.Do(ctx, chromedp.Navigate("about:blank"))
+	return nil
+}
+
+// report prints the table and the JSON lines (and writes them to o.jsonOut).
+func (o options) report(root, ortDir string, srv *server, cases []*Case, p selection) error {
 	srv.mu.Lock()
-	lines := Lines(cases, runtimes, srv.results, srv.probe)
+	lines := Lines(cases, p.runtimes, srv.results, srv.probe)
 	probe := srv.probe
 	srv.mu.Unlock()
 	rev := nibbleRev(root)
 	for i := range lines {
 		lines[i].Rev = rev
 	}
-	fmt.Printf("\nnibble %s vs ONNX Runtime Web %s, MatMulNBits-equivalent %s weights (%s), %d round(s) of %d warm-up + %d timed runs, median\n\n", rev, ortVersion(ortDir), f, scheme, max(rounds, 1), warmup, runs)
+	fmt.Printf("\nnibble %s vs ONNX Runtime Web %s, MatMulNBits-equivalent %s weights (%s), %d round(s) of %d warm-up + %d timed runs, median\n\n", rev, ortVersion(ortDir), p.format, o.scheme, max(o.rounds, 1), o.warmup, o.runs)
 	WriteTable(os.Stdout, lines, probe)
 	fmt.Println()
 	if err := WriteJSON(os.Stdout, lines); err != nil {
 		return err
 	}
-	if jsonOut != "" {
-		fh, err := os.Create(jsonOut)
-		if err != nil {
-			return err
-		}
-		defer fh.Close()
-		if err := WriteJSON(fh, lines); err != nil {
-			return err
-		}
+	if o.jsonOut == "" {
+		return nil
 	}
-	return nil
+	fh, err := os.Create(o.jsonOut)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	return WriteJSON(fh, lines)
 }
 
 // failMissing records err for every case of runtime rt that has no result yet.
