@@ -54,13 +54,13 @@ type ui struct {
 	generate, stop                 *dom.HTMLButtonElement
 	latPic                         dom.Element
 
-	mu    sync.Mutex
-	m     *engine.Model
-	ref   *engine.Model // USE-lite as float32 on the cpu reference, for the similarity panel
-	name  string        // the loaded model's name
-	prec  string        // the loaded model's precision, as the picker named it
-	busy  bool
-	softw bool
+	mu          sync.Mutex
+	m           *engine.Model
+	ref         *engine.Model // USE-lite as float32 on the cpu reference, for the similarity panel
+	name        string        // the loaded model's name
+	prec        string        // the loaded model's precision, as the picker named it
+	busy        bool
+	softwareGPU bool // the WebGPU adapter is a software one (SwiftShader, lavapipe)
 	// What this page measured per precision of the loaded model, for the pictures: resident
 	// bytes, and 1 − mean cosine to float32 embeddings. Keyed by model then precision.
 	memBy, errBy map[string]map[string]float64
@@ -240,7 +240,7 @@ func (u *ui) probe() {
 	u.devices.AppendChild(u.el("h3", "", "CPU"))
 	u.devices.AppendChild(u.el("p", "verdict", fmt.Sprintf("Go %s, GOMAXPROCS %d (the wasm module runs on one thread)", d.CPU.GoVersion, d.CPU.GOMAXPROCS)))
 	u.mu.Lock()
-	u.softw = d.WebGPU.Software
+	u.softwareGPU = d.WebGPU.Software
 	u.mu.Unlock()
 }
 
@@ -379,7 +379,7 @@ func (u *ui) loadModel() {
 	u.bar.SetValue(1)
 	u.mu.Lock()
 	u.m, u.name, u.prec = m, name, prec
-	soft := u.softw
+	soft := u.softwareGPU
 	u.mu.Unlock()
 	u.release.SetDisabled(false)
 	u.measure.SetDisabled(false)
@@ -677,12 +677,12 @@ func layerCells(r engine.LayerResult) []string {
 	if r.Error != "" {
 		return []string{r.Name, fmt.Sprintf("%d×%d", r.N, r.K), r.Format, Bytes(r.Bytes), "", "", "", "error", r.Error}
 	}
-	gbs := 0.0
+	mbPerS := 0.0
 	if r.MedianMS > 0 {
-		gbs = float64(r.Bytes) / (r.MedianMS * 1e3)
+		mbPerS = float64(r.Bytes) / (r.MedianMS * 1e3) // bytes per ms ÷ 1000 = MB/s
 	}
 	return []string{r.Name, fmt.Sprintf("%d×%d", r.N, r.K), r.Format, Bytes(r.Bytes),
-		fmt.Sprintf("%.3f", r.MedianMS), fmt.Sprintf("%.3f", r.MinMS), fmt.Sprintf("%.1f", gbs),
+		fmt.Sprintf("%.3f", r.MedianMS), fmt.Sprintf("%.3f", r.MinMS), fmt.Sprintf("%.1f", mbPerS),
 		fmt.Sprintf("%.2e", r.RelRMS), fmt.Sprintf("%.6f", r.Cosine)}
 }
 
