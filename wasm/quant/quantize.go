@@ -12,9 +12,12 @@ import (
 // Options tune how codes are chosen. The zero value is plain min/max rounding.
 type Options struct {
 	// Search chooses each group's scale (and zero point) to minimise the squared error of the
-	// group instead of mapping its extreme value onto the extreme code. It tries a small grid of
-	// clipped ranges, then refits the scale by least squares for the chosen codes, as llama.cpp's
-	// make_qx_quants does. Slower to quantize, never worse than plain rounding on the group.
+	// group instead of mapping its extreme value onto the extreme code: candidate scales
+	// (clipped ranges) are ranked by the error their codes give with a least-squares scale, as
+	// llama.cpp's make_qx_quants ranks them, and the best is refitted (search.go). Same bytes,
+	// same decode; never worse than plain rounding on the group. On USE-lite it reaches the
+	// per-group optimum for q4 (0.943× plain rounding's rel RMS for q4-sym-g32), at about a
+	// tenth of plain rounding's speed.
 	Search bool
 }
 
@@ -258,41 +261,7 @@ func symmetricGroup(x []float32, f Format, opt Options, q []int) float32 {
 		codes(x, s, 0, qmin, qmax, q)
 		return s
 	}
-	best := assign(x, s, 0, qmin, qmax, q)
-	trial := make([]int, len(q))
-	try := func(c float32) {
-		c = roundScale(f.Scales, c)
-		if c == 0 || c == s {
-			return
-		}
-		if e := assign(x, c, 0, qmin, qmax, trial); e < best {
-			best, s = e, c
-			copy(q, trial)
-		}
-	}
-	nmax := float32(-qmin)
-	for is := -9; is <= 9; is++ {
-		// Candidate: the extreme maps to a slightly larger or smaller code than qmin, then the
-		// scale is refitted to the codes that candidate produced.
-		c := m / -(nmax + 0.1*float32(is))
-		assign(x, roundScale(f.Scales, c), 0, qmin, qmax, trial)
-		try(c)
-		try(refit(x, trial, 0))
-	}
-	// Alternate refit and reassignment while it helps.
-	for range 3 {
-		c := roundScale(f.Scales, refit(x, q, 0))
-		if c == 0 || c == s {
-			break
-		}
-		if e := assign(x, c, 0, qmin, qmax, trial); e < best {
-			best, s = e, c
-			copy(q, trial)
-		} else {
-			break
-		}
-	}
-	return s
+	return searchSymmetric(x, f, m, s, q)
 }
 
 func asymmetricGroup(x []float32, f Format, opt Options, q []int) (float32, int) {
@@ -314,39 +283,7 @@ func asymmetricGroup(x []float32, f Format, opt Options, q []int) (float32, int)
 		codes(x, s, z, 0, qmax, q)
 		return s, z
 	}
-	best := assign(x, s, z, 0, qmax, q)
-	trial := make([]int, len(q))
-	try := func(c float32, cz int) {
-		c = roundScale(f.Scales, c)
-		if c <= 0 || cz < 0 || cz > qmax {
-			return
-		}
-		if e := assign(x, c, cz, 0, qmax, trial); e < best {
-			best, s, z = e, c, cz
-			copy(q, trial)
-		}
-	}
-	// Shrink the range from either end (clipping outliers), refit each candidate's scale to its
-	// codes, and try the zero points beside the refitted one. A 4×4 grid keeps this within a
-	// few times the cost of plain rounding while catching most of the gain of a finer one.
-	shrink := []float32{0, 0.04, 0.1, 0.2}
-	for _, a := range shrink {
-		for _, b := range shrink {
-			l, h := lo*(1-a), hi*(1-b)
-			c := roundScale(f.Scales, (h-l)/float32(qmax))
-			if c <= 0 {
-				continue
-			}
-			cz := zeroFor(c, l)
-			try(c, cz)
-			assign(x, c, cz, 0, qmax, trial)
-			c = refit(x, trial, cz)
-			for dz := -1; dz <= 1; dz++ {
-				try(c, cz+dz)
-			}
-		}
-	}
-	return s, z
+	return searchAsymmetric(x, f, lo, hi, s, z, q)
 }
 
 func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }
