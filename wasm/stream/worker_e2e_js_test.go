@@ -13,10 +13,8 @@ import (
 	"time"
 
 	"github.com/nibble-ml/nibble/tools/worker/e2e/qsum"
-	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/backend/cpu"
 	"github.com/nibble-ml/nibble/wasm/format"
-	"github.com/nibble-ml/nibble/wasm/quant"
 )
 
 // The end-to-end test of issue 6 (item 4) needs the Worker under wrangler dev and a cutting
@@ -38,24 +36,6 @@ func workerE2EEnv(t *testing.T, key, def string) string {
 		t.Fatalf("%s is not set: %s", key, workerE2EHint)
 	}
 	return def
-}
-
-// workerE2EUploader uploads into the CPU backend and keeps each uploaded tensor (the backend keeps
-// the same bytes: Upload holds a reference), so the test can sum exactly what is resident.
-type workerE2EUploader struct {
-	be *cpu.Backend
-	mu sync.Mutex
-	t  map[string]*quant.Tensor
-}
-
-func (u *workerE2EUploader) Upload(t *quant.Tensor) (backend.Weight, error) {
-	w, err := u.be.Upload(t)
-	if err == nil {
-		u.mu.Lock()
-		u.t[t.Name] = t
-		u.mu.Unlock()
-	}
-	return w, err
 }
 
 // workerE2EResult is one load: the progress at its end, its duration and how many tensors it
@@ -99,7 +79,7 @@ func workerE2ELoad(t *testing.T, base, model, file string) (map[string]string, w
 	}
 	be := cpu.New()
 	t.Cleanup(func() { be.Close() })
-	up := &workerE2EUploader{be: be, t: map[string]*quant.Tensor{}}
+	up := &qsum.Keeper{Up: be}
 	// The proxy's cuts end the body at once; a short first retry keeps the test quick, and the
 	// default stall timeout (30 s) leaves room for a slow machine.
 	opt := Options{RetryDelay: 20 * time.Millisecond}
@@ -112,13 +92,8 @@ func workerE2ELoad(t *testing.T, base, model, file string) (map[string]string, w
 	mu.Lock()
 	r := workerE2EResult{Progress: l.Progress(), d: time.Since(start), tensors: l.Tensors(), opens: opens}
 	mu.Unlock()
-	sums := map[string]string{}
-	for name, q := range up.t {
-		sums[name] = qsum.Sum(q)
-		if q.Bits == 4 {
-			r.q4++
-		}
-	}
+	sums, q4 := up.Sums()
+	r.q4 = q4
 	return sums, r
 }
 

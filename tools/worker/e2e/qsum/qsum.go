@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
+	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/quant"
 )
 
@@ -69,4 +71,45 @@ func Parse(s string) (map[string]string, error) {
 		return nil, fmt.Errorf("qsum: no sums in %q", s)
 	}
 	return sums, nil
+}
+
+// Uploader is the part of a backend a load uploads through (wasm/stream.Uploader).
+type Uploader interface {
+	Upload(t *quant.Tensor) (backend.Weight, error)
+}
+
+// Keeper uploads through a backend and keeps each tensor it uploaded (a backend keeps the same
+// bytes: Upload holds a reference), so a load's sums are of exactly what is resident. The browser
+// test and the stress page both load through one.
+type Keeper struct {
+	Up Uploader
+	mu sync.Mutex
+	t  map[string]*quant.Tensor
+}
+
+func (k *Keeper) Upload(t *quant.Tensor) (backend.Weight, error) {
+	w, err := k.Up.Upload(t)
+	if err == nil {
+		k.mu.Lock()
+		if k.t == nil {
+			k.t = map[string]*quant.Tensor{}
+		}
+		k.t[t.Name] = t
+		k.mu.Unlock()
+	}
+	return w, err
+}
+
+// Sums returns the Sum of every tensor uploaded, by name, and how many of them are 4-bit.
+func (k *Keeper) Sums() (sums map[string]string, q4 int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	sums = make(map[string]string, len(k.t))
+	for name, t := range k.t {
+		sums[name] = Sum(t)
+		if t.Bits == 4 {
+			q4++
+		}
+	}
+	return sums, q4
 }

@@ -1,8 +1,10 @@
 package qsum
 
 import (
+	"errors"
 	"testing"
 
+	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/quant"
 )
 
@@ -55,5 +57,40 @@ func TestEncodeParse(t *testing.T) {
 		if _, err := Parse(bad); err == nil {
 			t.Errorf("Parse(%q): want an error", bad)
 		}
+	}
+}
+
+// failingUploader fails every Upload after the first n.
+type failingUploader struct{ n int }
+
+func (f *failingUploader) Upload(t *quant.Tensor) (backend.Weight, error) {
+	if f.n == 0 {
+		return nil, errors.New("full")
+	}
+	f.n--
+	return nil, nil
+}
+
+// TestKeeper: the sums are of the tensors the backend accepted, by name; a rejected one is not kept.
+func TestKeeper(t *testing.T) {
+	w := make([]float32, 2*64)
+	for i := range w {
+		w[i] = float32(i%7) - 3
+	}
+	a, _ := quant.Quantize("a", w, 2, 64, quant.Q4, quant.Options{})
+	b, _ := quant.Quantize("b", w, 2, 64, quant.Format{Bits: 8, Scheme: quant.Symmetric, GroupSize: 32}, quant.Options{})
+	c, _ := quant.Quantize("c", w, 2, 64, quant.Q4, quant.Options{})
+	k := &Keeper{Up: &failingUploader{n: 2}}
+	for _, q := range []*quant.Tensor{a, b} {
+		if _, err := k.Upload(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := k.Upload(c); err == nil {
+		t.Fatal("the backend's error was not returned")
+	}
+	sums, q4 := k.Sums()
+	if len(sums) != 2 || sums["a"] != Sum(a) || sums["b"] != Sum(b) || q4 != 1 {
+		t.Fatalf("sums %v, %d 4-bit; want a's and b's, 1 4-bit", sums, q4)
 	}
 }

@@ -18,15 +18,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"sync"
 	"syscall/js"
 	"time"
 
 	"github.com/nibble-ml/nibble/tools/worker/e2e/qsum"
-	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/backend/cpu"
 	"github.com/nibble-ml/nibble/wasm/format"
-	"github.com/nibble-ml/nibble/wasm/quant"
 	"github.com/nibble-ml/nibble/wasm/stream"
 )
 
@@ -44,24 +41,6 @@ type Result struct {
 	// (wasm memory never shrinks, so this is the page's peak).
 	LinearStart int64 `json:"linearStart"`
 	LinearPeak  int64 `json:"linearPeak"`
-}
-
-// keeper uploads into the CPU backend and keeps each tensor (the backend holds the same bytes),
-// so the page can sum exactly what is resident.
-type keeper struct {
-	be *cpu.Backend
-	mu sync.Mutex
-	t  map[string]*quant.Tensor
-}
-
-func (k *keeper) Upload(t *quant.Tensor) (backend.Weight, error) {
-	w, err := k.be.Upload(t)
-	if err == nil {
-		k.mu.Lock()
-		k.t[t.Name] = t
-		k.mu.Unlock()
-	}
-	return w, err
 }
 
 func main() {
@@ -101,8 +80,9 @@ func load(r *Result) error {
 	if src.SHA256 == "" {
 		return fmt.Errorf("the manifest gives %s no sha256: the load would not check its bytes", file)
 	}
-	k := &keeper{be: cpu.New(), t: map[string]*quant.Tensor{}}
-	defer k.be.Close()
+	be := cpu.New()
+	defer be.Close()
+	k := &qsum.Keeper{Up: be}
 	start := time.Now()
 	// Resets come every few MB by design: a short first retry keeps the load moving, and the
 	// loader's count of failures restarts with every byte that arrives.
@@ -115,13 +95,7 @@ func load(r *Result) error {
 	if err != nil {
 		return fmt.Errorf("load: %w (%+v)", err, p)
 	}
-	sums := map[string]string{}
-	for name, t := range k.t {
-		sums[name] = qsum.Sum(t)
-		if t.Bits == 4 {
-			r.Q4++
-		}
-	}
-	r.Sums = qsum.Encode(sums)
+	sums, q4 := k.Sums()
+	r.Sums, r.Q4 = qsum.Encode(sums), q4
 	return nil
 }
