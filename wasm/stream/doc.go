@@ -27,6 +27,13 @@
 // A [Load] is asynchronous: [Start] returns at once, and a model can ask [Load.IsResident] or
 // [Load.Wait] for the tensors of layer i and run it while later layers still stream.
 //
+// Inside, a file goes through named stages, each a function a test calls alone (pipeline.go):
+// source (a resumable, hashed byte stream) → header (parsed; read-ahead replayed) → plan (each
+// tensor's format, checked against the file's size and the budget) → rows (jobs of whole rows in
+// the pool's buffers, pool.go) → quantize (the workers) → upload (quantize.go) → publish (the
+// file verified, its tensors usable). A file the cache holds skips them all (cacheload.go);
+// load.go holds the Load's state and its methods.
+//
 // The package does not choose precisions beyond a default (that is wasm/plan's job), does not
 // parse file formats itself (wasm/format), and does not touch GPU or WebNN objects except
 // through a backend's Upload.
