@@ -35,8 +35,9 @@ var _ backend.Compiler = (*Backend)(nil)
 
 // Compile binds g's weights and builds everything a forward needs: the liveness-planned arena,
 // the constants (Const data, float weights read as values, RoPE tables), every op's parameters
-// in one uniform buffer, pipelines and bind groups. A Run then only writes the inputs, records
-// the prebuilt dispatches into one command encoder, submits once and maps one readback buffer.
+// in one uniform buffer, pipelines and bind groups. A Run then only writes the inputs, submits
+// the prebuilt dispatches as one command buffer (recorded while the GPU ran the previous Run)
+// and maps one readback buffer.
 func (b *Backend) Compile(g *graph.Graph, ws backend.Weights) (backend.Program, error) {
 	bound, err := backend.BindWeights(g, ws)
 	if err != nil {
@@ -98,6 +99,11 @@ type program struct {
 	released bool
 	// stateChecks: one per StateWrite, checked before a run is submitted.
 	stateChecks []stateCheck
+	// next holds the commands of the next Run, recorded while the GPU ran the last one: a
+	// forward's commands are the same every run (its inputs go through the queue before the
+	// submit), so recording them, thousands of calls into the browser for a large model, need
+	// not wait for the GPU or make it wait.
+	next *webgpu.CommandBuffer
 }
 
 // step is one dispatch, or a Linear's matmul (its own pipeline and one dispatch per chunk).
@@ -707,8 +713,8 @@ func recordSteps(pass *webgpu.ComputePass, steps []step) {
 	}
 }
 
-// Run writes the inputs, records every dispatch and the copies of the outputs into one command
-// encoder, submits it once and maps the one readback buffer once.
+// Run writes the inputs, submits every dispatch and the copies of the outputs as one command
+// buffer (recorded during the previous Run) and maps the one readback buffer once.
 func (p *program) Run(ctx context.Context, in []graph.Tensor) ([]graph.Tensor, error) {
 	out, err := p.run(ctx, in, true)
 	if err != nil {
@@ -789,26 +795,47 @@ func (p *program) run(ctx context.Context, in []graph.Tensor, readback bool) ([]
 	return out, nil
 }
 
+// submit submits a forward: the commands recorded ahead by the last Run where it read back,
+// else new ones. After a forward that reads back it records the next one's while the GPU works;
+// a failure there is left for the next Run to meet when it records again.
 func (p *program) submit(readback bool) error {
-	enc, err := p.b.dev.CreateCommandEncoder(p.b.label + " graph " + p.g.Name)
-	if err != nil {
+	cb := p.next
+	if readback {
+		p.next = nil
+	}
+	if cb == nil || !readback {
+		var err error
+		if cb, err = p.commands(readback); err != nil {
+			return err
+		}
+	}
+	if err := p.b.dev.Queue().Submit(cb); err != nil {
 		return err
 	}
+	if readback {
+		p.next, _ = p.commands(true)
+	}
+	return nil
+}
+
+// commands records one forward: every step in one compute pass, then the copies of the outputs
+// into the readback buffer when readback is set.
+func (p *program) commands(readback bool) (*webgpu.CommandBuffer, error) {
+	enc, err := p.b.dev.CreateCommandEncoder(p.b.label + " graph " + p.g.Name)
+	if err != nil {
+		return nil, err
+	}
 	if err := p.record(enc, p.steps, "forward"); err != nil {
-		return err
+		return nil, err
 	}
 	if readback {
 		for _, r := range p.outputs {
 			if err := enc.CopyBufferToBuffer(r.buf, r.off, p.readback, r.at, r.size); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
-	cb, err := enc.Finish()
-	if err != nil {
-		return err
-	}
-	return p.b.dev.Queue().Submit(cb)
+	return enc.Finish()
 }
 
 func (p *program) read() error {
@@ -834,6 +861,7 @@ func (p *program) Release() error {
 
 func (p *program) destroy() {
 	p.released = true
+	p.next = nil
 	for _, s := range p.slabs {
 		s.Destroy()
 	}
