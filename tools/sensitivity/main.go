@@ -33,6 +33,7 @@ func main() {
 	policies := flag.String("policies", "", "policies for -eval, comma-separated (default: every named one)")
 	budget := flag.Int64("budget", 0, "memory budget in bytes for -eval (0: none)")
 	maxLoss := flag.Float64("max-loss", 0, "for -eval: the mixed policy's MaxLoss (0: its default)")
+	search := flag.Bool("search", false, "quantize with the scale search (quant.Options.Search) instead of plain rounding")
 	flag.Parse()
 	log.SetFlags(0)
 
@@ -40,6 +41,7 @@ func main() {
 	if err != nil {
 		log.Fatalf("%v (run make deps)", err)
 	}
+	nm.Quant.Search = *search
 	ctx := context.Background()
 	if *eval {
 		if err := evaluate(ctx, nm, *evalTexts, *file, *policies, *budget, *maxLoss); err != nil {

@@ -28,6 +28,8 @@ type Native struct {
 	tensors map[string]arranged
 	f32     map[string]backend.Weight // uploaded once: the weights a trial does not change
 	b       *cpu.Backend
+	// Quant is how quantized tensors choose their codes (quant.Options.Search).
+	Quant quant.Options
 }
 
 type arranged struct {
@@ -89,7 +91,7 @@ func OpenNative(dir string) (*Native, error) {
 
 func (nm *Native) upload(name string, f quant.Format) (backend.Weight, error) {
 	a := nm.tensors[name]
-	q, err := quant.Quantize(name, a.rows, a.n, a.k, f, quant.Options{})
+	q, err := quant.Quantize(name, a.rows, a.n, a.k, f, nm.Quant)
 	if err != nil {
 		return nil, fmt.Errorf("%s as %s: %w", name, f, err)
 	}
