@@ -149,6 +149,8 @@ func run(m *Model, inputs map[string]*tensor) ([]*tensor, error) {
 	return outs, nil
 }
 
+// evalNode computes one node from its inputs (float64): an eval* function per op family,
+// the unary ops inline.
 func evalNode(n *Node, in []*tensor) (*tensor, error) {
 	unary := func(f func(float64) float64) *tensor {
 		out := floatT(in[0].shape, make([]float64, len(in[0].f)))
@@ -159,244 +161,27 @@ func evalNode(n *Node, in []*tensor) (*tensor, error) {
 	}
 	switch n.Op {
 	case "Add", "Sub", "Mul", "Div", "Max", "Equal", "Less", "GreaterOrEqual", "And":
-		a, b := in[0], in[1]
-		shape, idx, err := broadcast(a.shape, b.shape)
-		if err != nil {
-			return nil, err
-		}
-		out := &tensor{shape: shape, dt: a.dt}
-		cmp := n.Op == "Equal" || n.Op == "Less" || n.Op == "GreaterOrEqual" || n.Op == "And"
-		if cmp {
-			out.dt = Bool
-		}
-		for k := range size(shape) {
-			ix := idx(k)
-			if n.Op == "And" {
-				out.b = append(out.b, a.b[ix[0]] && b.b[ix[1]])
-				continue
-			}
-			var x, y float64
-			if a.dt == Float {
-				x, y = a.f[ix[0]], b.f[ix[1]]
-			} else {
-				x, y = float64(a.i[ix[0]]), float64(b.i[ix[1]])
-			}
-			if cmp {
-				out.b = append(out.b, map[string]bool{"Equal": x == y, "Less": x < y, "GreaterOrEqual": x >= y}[n.Op])
-				continue
-			}
-			if a.dt != Float {
-				return nil, fmt.Errorf("integer arithmetic is never written")
-			}
-			out.f = append(out.f, map[string]float64{"Add": x + y, "Sub": x - y, "Mul": x * y, "Div": x / y, "Max": math.Max(x, y)}[n.Op])
-		}
-		return out, nil
+		return evalBinary(n, in)
 	case "Where":
-		shape, idx, err := broadcast(in[0].shape, in[1].shape, in[2].shape)
-		if err != nil {
-			return nil, err
-		}
-		out := &tensor{shape: shape, dt: in[1].dt}
-		for k := range size(shape) {
-			ix := idx(k)
-			src, j := in[2], ix[2]
-			if in[0].b[ix[0]] {
-				src, j = in[1], ix[1]
-			}
-			if out.dt == Float {
-				out.f = append(out.f, src.f[j])
-			} else {
-				out.i = append(out.i, src.i[j])
-			}
-		}
-		return out, nil
+		return evalWhere(n, in)
 	case "Cast":
-		if attrInt64(n, "to", 0) != Float || in[0].dt != Bool {
-			return nil, fmt.Errorf("only bool → float casts are written")
-		}
-		out := floatT(in[0].shape, nil)
-		for _, b := range in[0].b {
-			out.f = append(out.f, map[bool]float64{true: 1}[b])
-		}
-		return out, nil
+		return evalCast(n, in)
 	case "Shape":
-		s, e := attrInt64(n, "start", 0), attrInt64(n, "end", int64(len(in[0].shape)))
-		out := &tensor{dt: Int64, shape: []int{int(e - s)}}
-		for _, d := range in[0].shape[s:e] {
-			out.i = append(out.i, int64(d))
-		}
-		return out, nil
+		return evalShape(n, in)
 	case "Unsqueeze":
-		shape := slices.Clone(in[0].shape)
-		for _, a := range in[1].i {
-			shape = slices.Insert(shape, axis(int(a), len(shape)+1), 1)
-		}
-		out := *in[0]
-		out.shape = shape
-		return &out, nil
+		return evalUnsqueeze(n, in)
 	case "Reshape":
-		shape := make([]int, len(in[1].i))
-		infer := -1
-		for i, d := range in[1].i {
-			switch d {
-			case 0:
-				shape[i] = in[0].shape[i]
-			case -1:
-				infer = i
-				shape[i] = 1
-			default:
-				shape[i] = int(d)
-			}
-		}
-		if infer >= 0 {
-			shape[infer] = size(in[0].shape) / size(shape)
-		}
-		if size(shape) != size(in[0].shape) {
-			return nil, fmt.Errorf("reshape %v to %v", in[0].shape, shape)
-		}
-		out := *in[0]
-		out.shape = shape
-		return &out, nil
+		return evalReshape(n, in)
 	case "Transpose":
-		a, _ := n.Attr("perm")
-		x := in[0]
-		r := len(x.shape)
-		shape := make([]int, r)
-		for i, p := range a.Ints {
-			shape[i] = x.shape[p]
-		}
-		st := make([]int, r)
-		acc := 1
-		for i := r - 1; i >= 0; i-- {
-			st[i] = acc
-			acc *= x.shape[i]
-		}
-		out := floatT(shape, make([]float64, len(x.f)))
-		for k := range out.f {
-			src, rem := 0, k
-			for i := r - 1; i >= 0; i-- {
-				src += (rem % shape[i]) * st[a.Ints[i]]
-				rem /= shape[i]
-			}
-			out.f[k] = x.f[src]
-		}
-		return out, nil
+		return evalTranspose(n, in)
 	case "Slice":
-		x := in[0]
-		ax := axis(int(in[3].i[0]), len(x.shape))
-		s, e := int(in[1].i[0]), min(int(in[2].i[0]), x.shape[ax])
-		shape := slices.Clone(x.shape)
-		shape[ax] = e - s
-		outer, inner := size(x.shape[:ax]), size(x.shape[ax+1:])
-		out := &tensor{shape: shape, dt: x.dt}
-		for o := range outer {
-			for j := s; j < e; j++ {
-				base := (o*x.shape[ax] + j) * inner
-				if x.dt == Float {
-					out.f = append(out.f, x.f[base:base+inner]...)
-				} else {
-					out.i = append(out.i, x.i[base:base+inner]...)
-				}
-			}
-		}
-		return out, nil
+		return evalSlice(n, in)
 	case "Concat":
-		ax := axis(int(attrInt64(n, "axis", 0)), len(in[0].shape))
-		shape := slices.Clone(in[0].shape)
-		shape[ax] = 0
-		for _, t := range in {
-			shape[ax] += t.shape[ax]
-		}
-		out := &tensor{shape: shape, dt: in[0].dt}
-		for o := range size(shape[:ax]) {
-			for _, t := range in {
-				w := size(t.shape[ax:])
-				if t.dt == Float {
-					out.f = append(out.f, t.f[o*w:(o+1)*w]...)
-				} else {
-					out.i = append(out.i, t.i[o*w:(o+1)*w]...)
-				}
-			}
-		}
-		return out, nil
+		return evalConcat(n, in)
 	case "Gather", "GatherBlockQuantized":
-		data, ids := in[0], in[1]
-		V := data.shape[0]
-		row := size(data.shape[1:])
-		var scales []float64
-		block := 0
-		if n.Op == "GatherBlockQuantized" {
-			row *= 2 // two codes a byte
-			scales, block = in[2].f, int(attrInt64(n, "block_size", 0))
-		}
-		shape := append(slices.Clone(ids.shape), data.shape[1:]...)
-		if n.Op == "GatherBlockQuantized" {
-			shape[len(shape)-1] *= 2
-		}
-		out := floatT(shape, nil)
-		for _, id := range ids.i {
-			if id < 0 {
-				id += int64(V)
-			}
-			if id < 0 || id >= int64(V) {
-				return nil, fmt.Errorf("index %d out of [0, %d)", id, V)
-			}
-			for j := range row {
-				if scales == nil {
-					out.f = append(out.f, data.f[int(id)*row+j])
-					continue
-				}
-				b := data.i[(int(id)*row+j)/2]
-				code := (b >> (4 * (j % 2))) & 0xF
-				out.f = append(out.f, float64(code-8)*scales[int(id)*(row/block)+j/block])
-			}
-		}
-		return out, nil
+		return evalGather(n, in)
 	case "MatMul", "MatMulNBits":
-		a := in[0]
-		K := a.shape[len(a.shape)-1]
-		M := a.shape[len(a.shape)-2]
-		var N int
-		var w func(batch, k, j int) float64 // b[k][j]
-		if n.Op == "MatMulNBits" {
-			N = int(attrInt64(n, "N", 0))
-			bs := int(attrInt64(n, "block_size", 0))
-			blocks := (K + bs - 1) / bs
-			B, sc := in[1], in[2]
-			w = func(_, k, j int) float64 {
-				byteAt := j*blocks*bs/2 + k/2
-				code := (B.i[byteAt] >> (4 * (k % 2))) & 0xF
-				return float64(code-8) * sc.f[j*blocks+k/bs]
-			}
-			if len(in) > 3 {
-				return nil, fmt.Errorf("zero points are not interpreted here")
-			}
-		} else {
-			b := in[1]
-			N = b.shape[len(b.shape)-1]
-			w = func(batch, k, j int) float64 {
-				if len(b.shape) == 2 {
-					return b.f[k*N+j]
-				}
-				return b.f[batch*K*N+k*N+j]
-			}
-		}
-		batches := size(a.shape[:len(a.shape)-2])
-		shape := slices.Clone(a.shape)
-		shape[len(shape)-1] = N
-		out := floatT(shape, make([]float64, batches*M*N))
-		for bt := range batches {
-			for i := range M {
-				for j := range N {
-					var s float64
-					for k := range K {
-						s += a.f[bt*M*K+i*K+k] * w(bt, k, j)
-					}
-					out.f[bt*M*N+i*N+j] = s
-				}
-			}
-		}
-		return out, nil
+		return evalMatMul(n, in)
 	case "Softmax", "LayerNormalization", "ReduceSum", "ReduceSumSquare", "ReduceMean":
 		return lastAxis(n, in)
 	case "Sqrt":
@@ -411,6 +196,278 @@ func evalNode(n *Node, in []*tensor) (*tensor, error) {
 		return unary(func(v float64) float64 { return 1 / (1 + math.Exp(-v)) }), nil
 	}
 	return nil, fmt.Errorf("not interpreted")
+}
+
+// evalBinary: the broadcasting arithmetic and comparisons, and And.
+func evalBinary(n *Node, in []*tensor) (*tensor, error) {
+	a, b := in[0], in[1]
+	shape, idx, err := broadcast(a.shape, b.shape)
+	if err != nil {
+		return nil, err
+	}
+	out := &tensor{shape: shape, dt: a.dt}
+	cmp := n.Op == "Equal" || n.Op == "Less" || n.Op == "GreaterOrEqual" || n.Op == "And"
+	if cmp {
+		out.dt = Bool
+	}
+	for k := range size(shape) {
+		ix := idx(k)
+		if n.Op == "And" {
+			out.b = append(out.b, a.b[ix[0]] && b.b[ix[1]])
+			continue
+		}
+		var x, y float64
+		if a.dt == Float {
+			x, y = a.f[ix[0]], b.f[ix[1]]
+		} else {
+			x, y = float64(a.i[ix[0]]), float64(b.i[ix[1]])
+		}
+		if cmp {
+			out.b = append(out.b, map[string]bool{"Equal": x == y, "Less": x < y, "GreaterOrEqual": x >= y}[n.Op])
+			continue
+		}
+		if a.dt != Float {
+			return nil, fmt.Errorf("integer arithmetic is never written")
+		}
+		out.f = append(out.f, map[string]float64{"Add": x + y, "Sub": x - y, "Mul": x * y, "Div": x / y, "Max": math.Max(x, y)}[n.Op])
+	}
+	return out, nil
+}
+
+// evalWhere: Where(cond, x, y), broadcast.
+func evalWhere(n *Node, in []*tensor) (*tensor, error) {
+	shape, idx, err := broadcast(in[0].shape, in[1].shape, in[2].shape)
+	if err != nil {
+		return nil, err
+	}
+	out := &tensor{shape: shape, dt: in[1].dt}
+	for k := range size(shape) {
+		ix := idx(k)
+		src, j := in[2], ix[2]
+		if in[0].b[ix[0]] {
+			src, j = in[1], ix[1]
+		}
+		if out.dt == Float {
+			out.f = append(out.f, src.f[j])
+		} else {
+			out.i = append(out.i, src.i[j])
+		}
+	}
+	return out, nil
+}
+
+// evalCast: the one cast written, bool → float.
+func evalCast(n *Node, in []*tensor) (*tensor, error) {
+	if attrInt64(n, "to", 0) != Float || in[0].dt != Bool {
+		return nil, fmt.Errorf("only bool → float casts are written")
+	}
+	out := floatT(in[0].shape, nil)
+	for _, b := range in[0].b {
+		out.f = append(out.f, map[bool]float64{true: 1}[b])
+	}
+	return out, nil
+}
+
+// evalShape: Shape with start and end.
+func evalShape(n *Node, in []*tensor) (*tensor, error) {
+	s, e := attrInt64(n, "start", 0), attrInt64(n, "end", int64(len(in[0].shape)))
+	out := &tensor{dt: Int64, shape: []int{int(e - s)}}
+	for _, d := range in[0].shape[s:e] {
+		out.i = append(out.i, int64(d))
+	}
+	return out, nil
+}
+
+// evalUnsqueeze: Unsqueeze with axes as an input.
+func evalUnsqueeze(n *Node, in []*tensor) (*tensor, error) {
+	shape := slices.Clone(in[0].shape)
+	for _, a := range in[1].i {
+		shape = slices.Insert(shape, axis(int(a), len(shape)+1), 1)
+	}
+	out := *in[0]
+	out.shape = shape
+	return &out, nil
+}
+
+// evalReshape: Reshape with 0 (keep) and -1 (infer).
+func evalReshape(n *Node, in []*tensor) (*tensor, error) {
+	shape := make([]int, len(in[1].i))
+	infer := -1
+	for i, d := range in[1].i {
+		switch d {
+		case 0:
+			shape[i] = in[0].shape[i]
+		case -1:
+			infer = i
+			shape[i] = 1
+		default:
+			shape[i] = int(d)
+		}
+	}
+	if infer >= 0 {
+		shape[infer] = size(in[0].shape) / size(shape)
+	}
+	if size(shape) != size(in[0].shape) {
+		return nil, fmt.Errorf("reshape %v to %v", in[0].shape, shape)
+	}
+	out := *in[0]
+	out.shape = shape
+	return &out, nil
+}
+
+// evalTranspose: Transpose by perm, float data.
+func evalTranspose(n *Node, in []*tensor) (*tensor, error) {
+	a, _ := n.Attr("perm")
+	x := in[0]
+	r := len(x.shape)
+	shape := make([]int, r)
+	for i, p := range a.Ints {
+		shape[i] = x.shape[p]
+	}
+	st := make([]int, r)
+	acc := 1
+	for i := r - 1; i >= 0; i-- {
+		st[i] = acc
+		acc *= x.shape[i]
+	}
+	out := floatT(shape, make([]float64, len(x.f)))
+	for k := range out.f {
+		src, rem := 0, k
+		for i := r - 1; i >= 0; i-- {
+			src += (rem % shape[i]) * st[a.Ints[i]]
+			rem /= shape[i]
+		}
+		out.f[k] = x.f[src]
+	}
+	return out, nil
+}
+
+// evalSlice: Slice of one axis, one start and end.
+func evalSlice(n *Node, in []*tensor) (*tensor, error) {
+	x := in[0]
+	ax := axis(int(in[3].i[0]), len(x.shape))
+	s, e := int(in[1].i[0]), min(int(in[2].i[0]), x.shape[ax])
+	shape := slices.Clone(x.shape)
+	shape[ax] = e - s
+	outer, inner := size(x.shape[:ax]), size(x.shape[ax+1:])
+	out := &tensor{shape: shape, dt: x.dt}
+	for o := range outer {
+		for j := s; j < e; j++ {
+			base := (o*x.shape[ax] + j) * inner
+			if x.dt == Float {
+				out.f = append(out.f, x.f[base:base+inner]...)
+			} else {
+				out.i = append(out.i, x.i[base:base+inner]...)
+			}
+		}
+	}
+	return out, nil
+}
+
+// evalConcat: Concat along axis.
+func evalConcat(n *Node, in []*tensor) (*tensor, error) {
+	ax := axis(int(attrInt64(n, "axis", 0)), len(in[0].shape))
+	shape := slices.Clone(in[0].shape)
+	shape[ax] = 0
+	for _, t := range in {
+		shape[ax] += t.shape[ax]
+	}
+	out := &tensor{shape: shape, dt: in[0].dt}
+	for o := range size(shape[:ax]) {
+		for _, t := range in {
+			w := size(t.shape[ax:])
+			if t.dt == Float {
+				out.f = append(out.f, t.f[o*w:(o+1)*w]...)
+			} else {
+				out.i = append(out.i, t.i[o*w:(o+1)*w]...)
+			}
+		}
+	}
+	return out, nil
+}
+
+// evalGather: Gather along axis 0, and GatherBlockQuantized of 4-bit codes (zero point 8).
+func evalGather(n *Node, in []*tensor) (*tensor, error) {
+	data, ids := in[0], in[1]
+	V := data.shape[0]
+	row := size(data.shape[1:])
+	var scales []float64
+	block := 0
+	if n.Op == "GatherBlockQuantized" {
+		row *= 2 // two codes a byte
+		scales, block = in[2].f, int(attrInt64(n, "block_size", 0))
+	}
+	shape := append(slices.Clone(ids.shape), data.shape[1:]...)
+	if n.Op == "GatherBlockQuantized" {
+		shape[len(shape)-1] *= 2
+	}
+	out := floatT(shape, nil)
+	for _, id := range ids.i {
+		if id < 0 {
+			id += int64(V)
+		}
+		if id < 0 || id >= int64(V) {
+			return nil, fmt.Errorf("index %d out of [0, %d)", id, V)
+		}
+		for j := range row {
+			if scales == nil {
+				out.f = append(out.f, data.f[int(id)*row+j])
+				continue
+			}
+			b := data.i[(int(id)*row+j)/2]
+			code := (b >> (4 * (j % 2))) & 0xF
+			out.f = append(out.f, float64(code-8)*scales[int(id)*(row/block)+j/block])
+		}
+	}
+	return out, nil
+}
+
+// evalMatMul: batched MatMul, and MatMulNBits of 4-bit codes (zero point 8, no zero-point input).
+func evalMatMul(n *Node, in []*tensor) (*tensor, error) {
+	a := in[0]
+	K := a.shape[len(a.shape)-1]
+	M := a.shape[len(a.shape)-2]
+	var N int
+	var w func(batch, k, j int) float64 // b[k][j]
+	if n.Op == "MatMulNBits" {
+		N = int(attrInt64(n, "N", 0))
+		bs := int(attrInt64(n, "block_size", 0))
+		blocks := (K + bs - 1) / bs
+		B, sc := in[1], in[2]
+		w = func(_, k, j int) float64 {
+			byteAt := j*blocks*bs/2 + k/2
+			code := (B.i[byteAt] >> (4 * (k % 2))) & 0xF
+			return float64(code-8) * sc.f[j*blocks+k/bs]
+		}
+		if len(in) > 3 {
+			return nil, fmt.Errorf("zero points are not interpreted here")
+		}
+	} else {
+		b := in[1]
+		N = b.shape[len(b.shape)-1]
+		w = func(batch, k, j int) float64 {
+			if len(b.shape) == 2 {
+				return b.f[k*N+j]
+			}
+			return b.f[batch*K*N+k*N+j]
+		}
+	}
+	batches := size(a.shape[:len(a.shape)-2])
+	shape := slices.Clone(a.shape)
+	shape[len(shape)-1] = N
+	out := floatT(shape, make([]float64, batches*M*N))
+	for bt := range batches {
+		for i := range M {
+			for j := range N {
+				var s float64
+				for k := range K {
+					s += a.f[bt*M*K+i*K+k] * w(bt, k, j)
+				}
+				out.f[bt*M*N+i*N+j] = s
+			}
+		}
+	}
+	return out, nil
 }
 
 // lastAxis evaluates the ops that work along one axis (the last, or a reduction's one axis).
