@@ -106,29 +106,30 @@ func normWeight(rng *rand.Rand, n int) *quant.Tensor {
 
 // decodeResult is one BenchmarkDecode line, NIBBLE_DECODE in the log.
 type decodeResult struct {
-	Model         string  `json:"model"`
-	Pos           int     `json:"pos"`
-	Keep          int     `json:"keep"`
-	Steps         int     `json:"steps"`
-	Dispatches    int     `json:"dispatches"`
-	MSToken       float64 `json:"ms_token"`
-	TokPerS       float64 `json:"tok_per_s"`
-	BytesToken    int64   `json:"bytes_token"`
-	WeightBytes   int64   `json:"weight_bytes"`
-	KVBytes       int64   `json:"kv_bytes"`
-	CeilingGBps   float64 `json:"ceiling_gbps"`
-	LimitTokPerS  float64 `json:"limit_tok_per_s"`
-	PctLimit      float64 `json:"pct_limit"`
-	MSGPU         float64 `json:"ms_gpu_forward"`
-	MSGPUMatMul   float64 `json:"ms_gpu_matmuls"`
-	MSGPUOther    float64 `json:"ms_gpu_other"`
-	MSEncode      float64 `json:"ms_encode"`
-	MSNoReadback  float64 `json:"ms_no_readback"`
-	MSRun         float64 `json:"ms_run"`
-	MatMulGBps    float64 `json:"matmul_gbps"`
-	Adapter       string  `json:"adapter"`
-	Software      bool    `json:"software"`
-	LogitsChecked string  `json:"logits"`
+	Model         string            `json:"model"`
+	Pos           int               `json:"pos"`
+	Keep          int               `json:"keep"`
+	Steps         int               `json:"steps"`
+	Dispatches    int               `json:"dispatches"`
+	MSToken       float64           `json:"ms_token"`
+	TokPerS       float64           `json:"tok_per_s"`
+	BytesToken    int64             `json:"bytes_token"`
+	WeightBytes   int64             `json:"weight_bytes"`
+	KVBytes       int64             `json:"kv_bytes"`
+	CeilingGBps   float64           `json:"ceiling_gbps"`
+	LimitTokPerS  float64           `json:"limit_tok_per_s"`
+	PctLimit      float64           `json:"pct_limit"`
+	MSGPU         float64           `json:"ms_gpu_forward"`
+	MSGPUMatMul   float64           `json:"ms_gpu_matmuls"`
+	MSGPUOther    float64           `json:"ms_gpu_other"`
+	MSEncode      float64           `json:"ms_encode"`
+	MSNoReadback  float64           `json:"ms_no_readback"`
+	MSRun         float64           `json:"ms_run"`
+	Kinds         map[string]string `json:"other_kinds"`
+	MatMulGBps    float64           `json:"matmul_gbps"`
+	Adapter       string            `json:"adapter"`
+	Software      bool              `json:"software"`
+	LogitsChecked string            `json:"logits"`
 }
 
 // BenchmarkDecode times decode steps of a Llama-shaped decoder through the graph runtime:
@@ -282,6 +283,25 @@ func decodeBreakdown(b *testing.B, be *Backend, s decodeShape, ws backend.Weight
 	r.MSGPU = timed("decode forward", p.steps)
 	r.MSGPUMatMul = timed("decode matmuls", mms)
 	r.MSGPUOther = timed("decode other ops", others)
+	// The other dispatches by kernel, each kind alone: where the GPU time of the rest goes.
+	kinds := map[string][]step{}
+	var names []string
+	for _, st := range others {
+		k := st.pl.Label()
+		if i := strings.Index(k, "-wg"); i > 0 {
+			k = k[:i]
+		}
+		k = k[strings.LastIndex(k, " ")+1:]
+		if kinds[k] == nil {
+			names = append(names, k)
+		}
+		kinds[k] = append(kinds[k], st)
+	}
+	r.Kinds = map[string]string{}
+	for _, k := range names {
+		ms := timed("decode "+k, kinds[k])
+		r.Kinds[k] = fmt.Sprintf("%d dispatches, %.3f ms, %.1f µs each", len(kinds[k]), ms, 1e3*ms/float64(len(kinds[k])))
+	}
 	r.MatMulGBps = float64(mmBytes) / r.MSGPUMatMul / 1e6
 	var enc, bare, run []time.Duration
 	for range 5 {
