@@ -15,11 +15,13 @@ deps:
 # The main job: USE-lite in headless Chromium on every platform it offers (webgpu on SwiftShader,
 # webnn, cpu) at fp32, int8, int4 (group 32) and the planner's sensitivity-driven mixed plan; the table on stdout, progress on
 # stderr, the trade-off drawn in out/quanttest.svg. QUANTTEST_FLAGS adds or overrides flags
-# (go run ./tools/quanttest run -h): QUANTTEST_FLAGS=-compare=tfjs adds TF.js beside it (~1 min more).
+# (go run ./tools/quanttest run -h): QUANTTEST_FLAGS=-compare=tfjs,ort adds TF.js and ONNX Runtime
+# Web beside it (~2 min more). -runs 3 keeps it under 3 minutes on 2 busy cores: latency is the
+# median of three timed runs after a warm-up, and "p90" of three is the slowest of them.
 QUANTTEST_FLAGS ?=
 run: deps
 	mkdir -p out
-	go run ./tools/quanttest run -platform all -bits 32,8,4 -group-size 32 -mixed-precision -runs 5 -texts 12 -plot out/quanttest.svg $(QUANTTEST_FLAGS)
+	go run ./tools/quanttest run -platform all -bits 32,8,4 -group-size 32 -mixed-precision -runs 3 -texts 12 -plot out/quanttest.svg $(QUANTTEST_FLAGS)
 
 # The native weight report (no browser): weight error and bytes per bits × scheme × group.
 weights:

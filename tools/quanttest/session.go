@@ -49,6 +49,14 @@ func run(ctx context.Context, f *runFlags, stderr io.Writer) ([]quanteval.Result
 	if err != nil {
 		return nil, err
 	}
+	// The page builds (go build: cached, but seconds of staleness checks and a link on a busy
+	// machine) while the model is resolved, sized and exported.
+	wasm := filepath.Join(root, ".cache", "quanttest", "page.wasm")
+	logf("building the page (GOOS=js GOARCH=wasm ./wasm/cmd/quanttest)")
+	built := make(chan error, 1)
+	start := time.Now()
+	var buildTime time.Duration
+	go func() { err := buildPage(ctx, root, wasm); buildTime = time.Since(start); built <- err }()
 	m, err := resolveModel(ctx, root, f.model, logf)
 	if err != nil {
 		return nil, err
@@ -69,11 +77,6 @@ func run(ctx context.Context, f *runFlags, stderr io.Writer) ([]quanteval.Result
 	}
 	runner, err := findRunner(root, f.browser)
 	if err != nil {
-		return nil, err
-	}
-	wasm := filepath.Join(root, ".cache", "quanttest", "page.wasm")
-	logf("building the page (GOOS=js GOARCH=wasm ./wasm/cmd/quanttest)")
-	if err := buildPage(ctx, root, wasm); err != nil {
 		return nil, err
 	}
 
@@ -124,8 +127,16 @@ func run(ctx context.Context, f *runFlags, stderr io.Writer) ([]quanteval.Result
 		rand.Read(b)
 		marker = hex.EncodeToString(b)
 	}
+	if err := <-built; err != nil {
+		return nil, err
+	}
 	s := &session{logf: logf, verbose: f.verbose, browser: f.browser, marker: marker}
+	browserStart := time.Now()
 	err = s.run(ctx, runner, wasm, base+"/job.json", f.headless)
+	if !s.probeAt.IsZero() {
+		logf("%.1f s in all: before the browser %.1f s (the page's go build %.1f s beside the model's sizing and export), browser start to the page's probe %.1f s, configurations %.1f s",
+			time.Since(start).Seconds(), browserStart.Sub(start).Seconds(), buildTime.Seconds(), s.probeAt.Sub(browserStart).Seconds(), time.Since(s.probeAt).Seconds())
+	}
 	for i := range s.results {
 		// Firefox leaves GPUAdapterInfo empty; its runner learns the device from the Vulkan loader.
 		if r := &s.results[i]; s.device != "" && r.Platform == "webgpu" && r.PeerBackend == "" {
@@ -428,6 +439,7 @@ type session struct {
 	mu       sync.Mutex
 	results  []quanteval.Result
 	probe    *engine.Devices
+	probeAt  time.Time
 	fatal    string
 	done     bool
 	device   string   // Firefox: the Vulkan device its WebGPU opened
@@ -577,7 +589,7 @@ func (s *session) line(l string) {
 			s.fatal = "the page's probe: " + err.Error()
 			return
 		}
-		s.probe = &d
+		s.probe, s.probeAt = &d, time.Now()
 		s.logf("%s: webgpu %s; webnn %s", s.browser, gpuSummary(&d), nnSummary(&d))
 	case "result":
 		var r quanteval.Result

@@ -216,6 +216,7 @@ func runOne(ctx context.Context, job *quanteval.Job, dev *engine.Devices, platfo
 		return r, nil
 	}
 	progress("%s %s: loading", platform, format)
+	start := time.Now()
 	off := false
 	opt.Cache = &off
 	m, err := engine.Load(ctx, job.Model, opt)
@@ -254,6 +255,7 @@ func runOne(ctx context.Context, job *quanteval.Job, dev *engine.Devices, platfo
 		return r, nil
 	}
 	progress("%s %s: loaded in %.0f ms, timing %d runs", r.Platform, format, r.LoadMS, job.Runs)
+	loaded := time.Now()
 	one := job.Texts[:1]
 	ms, err := timeRuns(job.Runs, func() error { _, err := m.Embed(ctx, one); return err })
 	if err != nil {
@@ -267,6 +269,8 @@ func runOne(ctx context.Context, job *quanteval.Job, dev *engine.Devices, platfo
 		return r, &outputs{emb: out}
 	}
 	r.BatchMS, r.BatchTexts = msSince(t0), len(job.Texts)
+	progress("%s %s: %.1f s in all: load and the set's first embedding %.1f s, warm-up and %d runs %.1f s, batch %.1f s",
+		r.Platform, format, time.Since(start).Seconds(), loaded.Sub(start).Seconds(), job.Runs, t0.Sub(loaded).Seconds(), r.BatchMS/1000)
 	compare(&r, ref, out)
 	return r, &outputs{emb: out}
 }

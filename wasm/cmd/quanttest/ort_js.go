@@ -39,6 +39,9 @@ func ortPaths(platform string) []ortPath {
 // ortModules are the bundles imported so far, by file: one import per bundle per page.
 var ortModules = map[string]js.Value{}
 
+// ortSessions: the bundles that have created a session (ORT instantiates its wasm on the first).
+var ortSessions = map[string]bool{}
+
 var importModule = js.Global().Get("Function").New("u", "return import(u)")
 
 func ortModule(ctx context.Context, job *quanteval.Job, file string) (js.Value, error) {
@@ -158,6 +161,10 @@ func runORT(ctx context.Context, job *quanteval.Job, dev *engine.Devices, p ortP
 	}
 	defer func() { jsutil.AwaitContext(ctx, session.Call("release")) }()
 	r.LoadMS = msSince(t0)
+	if !ortSessions[p.module] {
+		ortSessions[p.module] = true
+		r.Notes = append(r.Notes, "load includes instantiating "+p.module+"'s wasm (its first session in the page)")
+	}
 	output := session.Get("outputNames").Index(0).String()
 	run := func(b uselite.Batch) ([]float32, error) {
 		feeds := map[string]any{
