@@ -234,3 +234,45 @@ func TestE2EPolicyDecoder(t *testing.T) {
 		t.Errorf("policy row: top-1 %.2f of %d against %q", m.Top1Agreement, m.Top1Positions, m.Reference)
 	}
 }
+
+// TestE2EORT: -compare ort on the cpu platform: USE-lite exported to ONNX natively and run by
+// onnxruntime-web's wasm EP in the same page. Its f32 embeddings must match nibble's f32 on
+// that platform (cosine ≥ 0.9999 for every text: the same function in float32, summed in
+// another order), and its 4-bit model, holding the engine's own codes, nibble's q4-sym-g32 row.
+func TestE2EORT(t *testing.T) {
+	bin := e2e(t)
+	o := quanttest(t, bin, nil, "-json", "-platform", "cpu", "-bits", "4", "-compare", "ort", "-runs", "1", "-texts", "4")
+	if o.code != 0 {
+		t.Fatalf("exit %d\n%s", o.code, o.stderr)
+	}
+	rows := map[string]quanteval.Result{}
+	for _, l := range strings.Split(strings.TrimSpace(o.stdout), "\n") {
+		var r quanteval.Result
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("-json line %q: %v", l, err)
+		}
+		rows[r.Runtime+"/"+r.PeerBackend+"/"+r.Format] = r
+	}
+	nib, f32, q4 := rows["nibble//q4-sym-g32"], rows["onnxruntime-web 1.30.0/wasm/f32"], rows["onnxruntime-web 1.30.0/wasm/q4-sym-g32"]
+	for name, r := range map[string]quanteval.Result{"nibble q4": nib, "ORT f32": f32, "ORT q4": q4} {
+		t.Logf("%s: %+v", name, r)
+		if r.Error != "" || r.Platform != "cpu" || r.Reference == "" || r.LoadMS <= 0 || r.LatencyMedianMS <= 0 || r.BatchTexts != 4 {
+			t.Errorf("%s: row missing or incomplete (rows: %v)", name, keys(rows))
+		}
+	}
+	if f32.CosineMin < 0.9999 || f32.RelRMS > 1e-3 || f32.WeightBytes < f32.F32Bytes {
+		t.Errorf("ORT f32 against nibble f32: cosine min %.6f, rel RMS %.2g, %d bytes of %d", f32.CosineMin, f32.RelRMS, f32.WeightBytes, f32.F32Bytes)
+	}
+	if q4.SameWeights == "" || q4.SameWeightsCosineMin < 0.9999 || q4.WeightBytes > f32.WeightBytes/5 || q4.CosineMin > 0.999 {
+		t.Errorf("ORT q4: against %q cosine min %.6f; %d bytes (f32 %d); cosine to fp32 %.5f (4-bit should cost some)",
+			q4.SameWeights, q4.SameWeightsCosineMin, q4.WeightBytes, f32.WeightBytes, q4.CosineMin)
+	}
+}
+
+func keys(m map[string]quanteval.Result) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
