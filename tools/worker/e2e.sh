@@ -27,24 +27,11 @@ tail_pid=""
 t0=$SECONDS
 source "$repo/tools/worker/lib.sh"
 
-stop_proxy() {
-	local i
-	[ -n "$proxy_pid" ] || return 0
-	kill -TERM "$proxy_pid" 2>/dev/null || { proxy_pid=""; return 0; }
-	for i in $(seq 1 40); do
-		kill -0 "$proxy_pid" 2>/dev/null || break
-		sleep 0.25
-	done
-	kill -KILL "$proxy_pid" 2>/dev/null || true
-	wait "$proxy_pid" 2>/dev/null || true
-	proxy_pid=""
-}
-
 cleanup() {
 	local rc=$?
 	stop_group "$test_pid" || rc=1
 	[ -z "$tail_pid" ] || kill "$tail_pid" 2>/dev/null || true
-	stop_proxy
+	stop_group "$proxy_pid" || rc=1
 	stop_group "$dev_pid" || rc=1
 	[ -n "$tmp" ] || exit $rc
 	if [ $rc -ne 0 ]; then
@@ -68,7 +55,6 @@ tmp="$(mktemp -d "${TMPDIR:-/tmp}/nibble-worker-e2e.XXXXXX")"
 wrangler_env
 ensure_runtime
 cuts=${E2E_CUTS:-2}
-read -r -a mkflags <<<"${E2E_MKMODEL:--shape bert-base -layers 2 -format safetensors-f16 -seed 11}"
 
 # phase NAME: prints how long the previous phase took (slow CI machines: where did the time go).
 phase_t=$SECONDS
@@ -82,49 +68,23 @@ phase() {
 phase "building mkmodel, the native Worker (-write-manifest), qsums, cutproxy"
 (cd "$repo" && go build -o "$tmp/bin/" ./tools/mkmodel ./tools/worker ./tools/worker/e2e/cutproxy ./tools/worker/e2e/qsums)
 
-# --- the model, its manifest and the native reference.
-model=e2e
-file=model.safetensors
-m="$tmp/models/$model"
-mkdir -p "$m"
+# --- the model, its manifest and the native reference (lib.sh).
 phase "writing the model, its manifest and the native reference"
-"$tmp/bin/mkmodel" "${mkflags[@]}" -o "$m/$file"
-"$tmp/bin/worker" -write-manifest "$m" >/dev/null
-size=$(wc -c <"$m/$file")
+e2e_model
 sha=$(sha256sum <"$m/$file" | cut -c1-64)
 grep -q "\"sha256\": \"$sha\"" "$m/manifest.json" || { echo "worker e2e: manifest.json lacks the model's sha256" >&2; exit 1; }
-"$tmp/bin/qsums" "$m/$file" >"$tmp/qsums.txt"
-[ -s "$tmp/qsums.txt" ] || { echo "worker e2e: the native reference is empty" >&2; exit 1; }
 cut_after=$((size / 3))
 [ $((cut_after * cuts)) -lt "$size" ] || { echo "worker e2e: $cuts cuts of $cut_after bytes do not fit in $size bytes" >&2; exit 1; }
 
 # --- the Worker under wrangler dev, local R2.
-phase "building the Worker"
-bash "$repo/tools/worker/build.sh"
-phase "seeding local R2, starting wrangler dev"
-cat >"$tmp/entries.json" <<JSON
-[
- {"key": "models/$model/$file", "file": "$m/$file"},
- {"key": "models/$model/manifest.json", "file": "$m/manifest.json"}
-]
-JSON
-seed_r2 "$tmp/entries.json"
+phase "building the Worker, seeding local R2, starting wrangler dev"
+serve_e2e_model
 echo "worker e2e: seeded local R2 with $model/$file ($size bytes, sha256 $sha)"
-READY_PATH="/models/$model/manifest.json" start_dev
 got=$(curl -s --max-time 60 "$dev_url/models/$model/manifest.json" | sha256sum | cut -c1-64)
 [ "$got" = "$(sha256sum <"$m/manifest.json" | cut -c1-64)" ] || { echo "worker e2e: the Worker serves another manifest.json" >&2; exit 1; }
 
 # --- the cutting proxy in front of it.
-"$tmp/bin/cutproxy" -upstream "$dev_url" -cut-after "$cut_after" -cuts "$cuts" -match "/$file" \
-	-url-file "$tmp/proxy.url" 2>"$tmp/proxy.log" </dev/null &
-proxy_pid=$!
-deadline=$((SECONDS + 60))
-until [ -s "$tmp/proxy.url" ]; do
-	kill -0 "$proxy_pid" 2>/dev/null || { echo "worker e2e: cutproxy exited:" >&2; cat "$tmp/proxy.log" >&2; exit 1; }
-	[ $SECONDS -lt $deadline ] || { echo "worker e2e: cutproxy not listening after 60s" >&2; exit 1; }
-	sleep 0.2
-done
-proxy_url=$(cat "$tmp/proxy.url")
+start_proxy -cut-after "$cut_after" -cuts "$cuts" -match "/$file"
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 60 "$proxy_url/models/$model/manifest.json" || true)
 [ "$code" = 200 ] || { echo "worker e2e: manifest.json through the proxy: status $code" >&2; exit 1; }
 echo "worker e2e: cutproxy on $proxy_url cuts the first $cuts GETs of $file after $cut_after bytes each"
@@ -139,11 +99,7 @@ phase "running TestBrowserWorkerE2E in Chromium"
 	NIBBLE_WORKER_CUTS="$cuts" bash tools/browser/test-js.sh ./wasm/stream -v -count=1 -timeout=8m \
 	'-run=^TestBrowserWorkerE2E$') >"$tmp/test.log" 2>&1 </dev/null &
 test_pid=$!
-for i in $(seq 1 50); do # setsid runs after the subshell's exec: give it a moment
-	[ "$(ps -o pgid= -p "$test_pid" | tr -d ' ')" = "$test_pid" ] && break
-	sleep 0.1
-done
-[ "$(ps -o pgid= -p "$test_pid" | tr -d ' ')" = "$test_pid" ] || { echo "worker e2e: the test (pid $test_pid) did not get its own process group" >&2; exit 1; }
+in_own_group "$test_pid"
 tail -n +1 -f --pid="$test_pid" "$tmp/test.log" &
 tail_pid=$!
 rc=0
@@ -152,7 +108,8 @@ test_pid=""
 wait "$tail_pid" || true
 tail_pid=""
 phase "browser test done"
-stop_proxy
+stop_group "$proxy_pid"
+proxy_pid=""
 made=$(grep -c ' CUT ' "$tmp/proxy.log" || true)
 fail=0
 [ "$rc" -eq 0 ] || { echo "worker e2e: the browser test failed (exit $rc)" >&2; fail=1; }

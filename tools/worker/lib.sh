@@ -1,5 +1,6 @@
-# Shared by test.sh and bench.sh (sourced, not run): the local Cloudflare runtime under
-# wrangler dev, offline, started and stopped by process group.
+# Shared by test.sh, bench.sh, e2e.sh and stress.sh (sourced, not run): the local Cloudflare
+# runtime under wrangler dev, offline, started and stopped by process group; the end-to-end
+# tests' model, its native reference and the cutting proxy in front of the Worker.
 # Expects: repo (the repository root), tmp (a scratch directory).
 
 wrangler_env() {
@@ -60,15 +61,7 @@ start_dev() {
 		--show-interactive-dev-session=false --log-level info) >"$tmp/dev.log" 2>&1 </dev/null &
 	dev_pid=$!
 	dev_url="http://127.0.0.1:$port"
-	local i
-	for i in $(seq 1 50); do # setsid runs after the subshell's exec: give it a moment
-		[ "$(ps -o pgid= -p "$dev_pid" | tr -d ' ')" = "$dev_pid" ] && break
-		sleep 0.1
-	done
-	if [ "$(ps -o pgid= -p "$dev_pid" | tr -d ' ')" != "$dev_pid" ]; then
-		echo "worker: wrangler dev (pid $dev_pid) did not get its own process group; cannot stop it cleanly" >&2
-		return 1
-	fi
+	in_own_group "$dev_pid"
 	local deadline=$((SECONDS + ${READY_TIMEOUT:-180})) code
 	while :; do
 		if ! kill -0 "$dev_pid" 2>/dev/null; then
@@ -86,6 +79,66 @@ start_dev() {
 		sleep 0.5
 	done
 	echo "worker: wrangler dev ready on $dev_url (pid $dev_pid) in $((SECONDS - t0))s"
+}
+
+# in_own_group PID: setsid runs after the subshell's exec; wait until PID leads its process
+# group, so that stop_group stops everything it starts; fail after 5 s.
+in_own_group() {
+	local i
+	for i in $(seq 1 50); do
+		[ "$(ps -o pgid= -p "$1" | tr -d ' ')" = "$1" ] && return 0
+		sleep 0.1
+	done
+	echo "worker: pid $1 did not get its own process group; cannot stop it cleanly" >&2
+	return 1
+}
+
+# e2e_model: the end-to-end tests' model, $tmp/models/e2e/model.safetensors, written by mkmodel
+# (flags E2E_MKMODEL, default a 2-layer BERT-base shape, 28 MB fp16) with its manifest.json, and
+# its native reference (every tensor quantized whole) in $tmp/qsums.txt. Needs
+# $tmp/bin/{mkmodel,worker,qsums}; sets model, file, m (the model's folder) and size.
+e2e_model() {
+	local mkflags
+	read -r -a mkflags <<<"${E2E_MKMODEL:--shape bert-base -layers 2 -format safetensors-f16 -seed 11}"
+	model=e2e
+	file=model.safetensors
+	m="$tmp/models/$model"
+	mkdir -p "$m"
+	"$tmp/bin/mkmodel" "${mkflags[@]}" -o "$m/$file"
+	"$tmp/bin/worker" -write-manifest "$m" >/dev/null
+	size=$(wc -c <"$m/$file")
+	"$tmp/bin/qsums" "$m/$file" >"$tmp/qsums.txt"
+	[ -s "$tmp/qsums.txt" ] || { echo "worker: the native reference is empty" >&2; return 1; }
+}
+
+# serve_e2e_model: the Worker built, local R2 seeded with e2e_model's file and manifest, and
+# wrangler dev started (start_dev) once it serves the manifest.
+serve_e2e_model() {
+	bash "$repo/tools/worker/build.sh"
+	cat >"$tmp/entries.json" <<JSON
+[
+ {"key": "models/$model/$file", "file": "$m/$file"},
+ {"key": "models/$model/manifest.json", "file": "$m/manifest.json"}
+]
+JSON
+	seed_r2 "$tmp/entries.json"
+	READY_PATH="/models/$model/manifest.json" start_dev
+}
+
+# start_proxy FLAGS...: tools/worker/e2e/cutproxy ($tmp/bin/cutproxy) in front of the Worker
+# in its own process group, logging to $tmp/proxy.log; sets proxy_pid and, once it listens
+# (60 s at most), proxy_url.
+start_proxy() {
+	(exec setsid "$tmp/bin/cutproxy" -upstream "$dev_url" -url-file "$tmp/proxy.url" "$@") 2>"$tmp/proxy.log" </dev/null &
+	proxy_pid=$!
+	in_own_group "$proxy_pid"
+	local deadline=$((SECONDS + 60))
+	until [ -s "$tmp/proxy.url" ]; do
+		kill -0 "$proxy_pid" 2>/dev/null || { echo "worker: cutproxy exited:" >&2; cat "$tmp/proxy.log" >&2; return 1; }
+		[ $SECONDS -lt $deadline ] || { echo "worker: cutproxy not listening after 60s" >&2; return 1; }
+		sleep 0.2
+	done
+	proxy_url=$(cat "$tmp/proxy.url")
 }
 
 # stop_group PID: TERM the process group PID leads (wrangler, its node child, esbuild,

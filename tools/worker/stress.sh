@@ -50,56 +50,17 @@ rate=${STRESS_RATE:-4000000}
 reset_every=${STRESS_RESET_EVERY:-3000000}
 max_linear_mb=${STRESS_MAX_LINEAR_MB:-32}
 max_rss_mb=${STRESS_MAX_WORKER_RSS_MB:-512}
-read -r -a mkflags <<<"${E2E_MKMODEL:--shape bert-base -layers 2 -format safetensors-f16 -seed 11}"
-
-# in_own_group PID: setsid runs after the subshell's exec; wait until PID leads its group.
-in_own_group() {
-	local i
-	for i in $(seq 1 50); do
-		[ "$(ps -o pgid= -p "$1" | tr -d ' ')" = "$1" ] && return 0
-		sleep 0.1
-	done
-	echo "worker stress: pid $1 did not get its own process group" >&2
-	return 1
-}
 
 echo "worker stress: [$((SECONDS - t0))s] building the native tools and the page"
 (cd "$repo" && go build -o "$tmp/bin/" ./tools/mkmodel ./tools/worker ./tools/worker/e2e/cutproxy \
 	./tools/worker/e2e/qsums ./tools/worker/e2e/stress)
 (cd "$repo" && GOOS=js GOARCH=wasm go build -o "$tmp/page.wasm" ./tools/worker/e2e/stresspage)
 
-model=e2e
-file=model.safetensors
-m="$tmp/models/$model"
-mkdir -p "$m"
-"$tmp/bin/mkmodel" "${mkflags[@]}" -o "$m/$file"
-"$tmp/bin/worker" -write-manifest "$m" >/dev/null
-size=$(wc -c <"$m/$file")
-"$tmp/bin/qsums" "$m/$file" >"$tmp/qsums.txt"
-[ -s "$tmp/qsums.txt" ] || { echo "worker stress: the native reference is empty" >&2; exit 1; }
+e2e_model
 
 echo "worker stress: [$((SECONDS - t0))s] building the Worker, starting wrangler dev"
-bash "$repo/tools/worker/build.sh"
-cat >"$tmp/entries.json" <<JSON
-[
- {"key": "models/$model/$file", "file": "$m/$file"},
- {"key": "models/$model/manifest.json", "file": "$m/manifest.json"}
-]
-JSON
-seed_r2 "$tmp/entries.json"
-READY_PATH="/models/$model/manifest.json" start_dev
-
-(exec setsid "$tmp/bin/cutproxy" -upstream "$dev_url" -match "/$file" -rate "$rate" -reset-every "$reset_every" \
-	-url-file "$tmp/proxy.url") 2>"$tmp/proxy.log" </dev/null &
-proxy_pid=$!
-in_own_group "$proxy_pid"
-deadline=$((SECONDS + 60))
-until [ -s "$tmp/proxy.url" ]; do
-	kill -0 "$proxy_pid" 2>/dev/null || { echo "worker stress: cutproxy exited" >&2; exit 1; }
-	[ $SECONDS -lt $deadline ] || { echo "worker stress: cutproxy not listening after 60s" >&2; exit 1; }
-	sleep 0.2
-done
-proxy_url=$(cat "$tmp/proxy.url")
+serve_e2e_model
+start_proxy -match "/$file" -rate "$rate" -reset-every "$reset_every"
 
 # Each Worker process's RSS before the tabs, to tell the load's share of its peak.
 declare -A rss_before
