@@ -111,7 +111,7 @@ func writeEmbeddingTable(w io.Writer, rs []quanteval.Result, runs int) {
 func writeAdapters(w io.Writer, rs []quanteval.Result) {
 	seen := map[string]bool{}
 	for _, r := range rs {
-		key := r.Platform + "/" + runtimeName(r)
+		key := r.Platform + "/" + runtimeName(r) + "/" + strings.Join(r.Features, ",")
 		if r.Error != "" || r.NotRun != "" || seen[key] {
 			continue
 		}

@@ -148,6 +148,7 @@ func runORT(ctx context.Context, job *quanteval.Job, dev *engine.Devices, p ortP
 	session, err := jsutil.AwaitContext(ctx, ort.Get("InferenceSession").Call("create", jsutil.BytesToJS(model), opts))
 	if err != nil && p.ep != "wasm" {
 		r.Notes = append(r.Notes, "with CPU fallback off ORT refused the session ("+oneLine(err.Error())+"): some nodes run on ORT's CPU EP")
+		r.Features = append(r.Features, om.Format+": some nodes on ORT's CPU EP")
 		opts.Delete("extra")
 		t0 = time.Now()
 		if model, err = get(ctx, om.URL); err == nil {
@@ -155,6 +156,7 @@ func runORT(ctx context.Context, job *quanteval.Job, dev *engine.Devices, p ortP
 		}
 	} else if err == nil && p.ep != "wasm" {
 		r.Notes = append(r.Notes, "every node on the "+p.ep+" EP (session created with CPU fallback off)")
+		r.Features = append(r.Features, om.Format+": every node on the "+p.ep+" EP")
 	}
 	if err != nil {
 		return fail(fmt.Errorf("InferenceSession.create: %w", err))
@@ -230,6 +232,7 @@ func runORT(ctx context.Context, job *quanteval.Job, dev *engine.Devices, p ortP
 			r.Verdict = "software adapter (a CPU emulating the GPU): not a hardware figure"
 		}
 	}
+	r.Features = append([]string{p.what}, r.Features...)
 	r.Notes = append(r.Notes, p.what, "held: the bytes of the ONNX model's initializers ("+om.Ops+")",
 		"load: fetching the .onnx and InferenceSession.create; first output adds one 1-text run")
 	return r, out
