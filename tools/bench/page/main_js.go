@@ -10,7 +10,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/graph/onnx"
 	"github.com/nibble-ml/nibble/wasm/quant"
 )
 
@@ -107,7 +107,7 @@ func run(rt string) error {
 		y, err := runCase(be, c, p, res)
 		if err != nil {
 			res.Error = err.Error()
-		} else if _, err := post("/output?runtime="+rt+"&case="+c.Name, "application/octet-stream", float32Bytes(y)); err != nil {
+		} else if _, err := post("/output?runtime="+rt+"&case="+c.Name, "application/octet-stream", onnx.Float32Bytes(y)); err != nil {
 			res.Error = "posting the output: " + err.Error()
 		}
 		b, _ := json.Marshal(res)
@@ -129,7 +129,7 @@ func runCase(be backend.Backend, c caseMeta, p plan, res *result) ([]float32, er
 	if err != nil {
 		return nil, err
 	}
-	x := bytesFloat32(xb)
+	x := onnx.BytesFloat32(xb)
 	// Caps().Notes (the context's whole opSupportLimits) stay out: the weight's note below says
 	// which path was taken and why.
 	if caps := be.Caps(); caps.Adapter != "" {
@@ -226,20 +226,4 @@ func post(path, typ string, body []byte) ([]byte, error) {
 		return nil, fmt.Errorf("POST %s: %s: %s", path, r.Status, b)
 	}
 	return b, nil
-}
-
-func float32Bytes(f []float32) []byte {
-	b := make([]byte, 4*len(f))
-	for i, v := range f {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
-	}
-	return b
-}
-
-func bytesFloat32(b []byte) []float32 {
-	f := make([]float32, len(b)/4)
-	for i := range f {
-		f[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return f
 }
