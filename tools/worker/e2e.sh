@@ -20,19 +20,14 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 tmp=""
-dev_pid=""
-proxy_pid=""
-test_pid=""
 tail_pid=""
 t0=$SECONDS
 source "$repo/tools/worker/lib.sh"
 
 cleanup() {
 	local rc=$?
-	stop_group "$test_pid" || rc=1
 	[ -z "$tail_pid" ] || kill "$tail_pid" 2>/dev/null || true
-	stop_group "$proxy_pid" || rc=1
-	stop_group "$dev_pid" || rc=1
+	stop_started || rc=1
 	[ -n "$tmp" ] || exit $rc
 	if [ $rc -ne 0 ]; then
 		if [ -f "$tmp/proxy.log" ]; then

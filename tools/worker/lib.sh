@@ -141,6 +141,16 @@ start_proxy() {
 	proxy_url=$(cat "$tmp/proxy.url")
 }
 
+# stop_started: stops what a script started, last first: the test (test_pid), the proxy
+# (proxy_pid), wrangler dev (dev_pid), each by its process group; fails if anything survives.
+stop_started() {
+	local rc=0
+	stop_group "${test_pid:-}" || rc=1
+	stop_group "${proxy_pid:-}" || rc=1
+	stop_group "${dev_pid:-}" || rc=1
+	return $rc
+}
+
 # stop_group PID: TERM the process group PID leads (wrangler, its node child, esbuild,
 # workerd), KILL what is left after 10 s, and fail if anything survives.
 stop_group() {

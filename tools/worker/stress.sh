@@ -16,17 +16,12 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 tmp=""
-dev_pid=""
-proxy_pid=""
-test_pid=""
 t0=$SECONDS
 source "$repo/tools/worker/lib.sh"
 
 cleanup() {
 	local rc=$?
-	stop_group "$test_pid" || rc=1
-	stop_group "$proxy_pid" || rc=1
-	stop_group "$dev_pid" || rc=1
+	stop_started || rc=1
 	[ -n "$tmp" ] || exit $rc
 	if [ $rc -ne 0 ]; then
 		for f in proxy.log:20 dev.log:30 stress.log:40; do
