@@ -72,13 +72,19 @@ func (p *Probe) String() string {
 	return fmt.Sprintf("%s %.3g ms (error %.2g)", p.Backend, p.MS, p.RelErr)
 }
 
+// SplitMargin is how much faster than the best single backend a per-stage split must be
+// predicted to be before Place splits: the probe is short and a shared machine's noise is
+// larger than the gap it would chase, and a split compiles more graphs and moves activations
+// through host memory at every crossing.
+const SplitMargin = 0.1
+
 // Place chooses a backend for each stage of pl (whose Stages carry their probes; Whole
 // optional): the fastest whose output matched the reference within pl.Bound. A stage's fastest
 // backend that did not match is skipped, and the stage's Moved says so; a pinned stage whose
 // backend did not match fails the placement with ErrPlacement. When no stage is pinned and one
-// backend running the whole model as a single graph beats the per-stage choice (which pays a
-// host round trip at every stage), and matched the reference in every stage, every stage goes
-// there: hybrid only where it wins.
+// backend running the whole model as a single graph is not SplitMargin slower than the
+// per-stage choice (whose stage times each include a host round trip), and matched the
+// reference in every stage, every stage goes there: hybrid only where it wins.
 func Place(pl *Placement) error {
 	pinned := false
 	pl.SplitMS = 0
@@ -91,11 +97,12 @@ func Place(pl *Placement) error {
 		pl.SplitMS += s.ms()
 	}
 	pl.ChosenMS = pl.SplitMS
-	if best := fastest(pl.Whole, pl.Bound); best != nil && !pinned && best.MS < pl.SplitMS && pl.passes(best.Backend) {
+	best := fastest(pl.Whole, pl.Bound)
+	if best != nil && !pinned && pl.SplitMS >= (1-SplitMargin)*best.MS && pl.passes(best.Backend) {
 		for i := range pl.Stages {
 			s := &pl.Stages[i]
 			if s.Backend != best.Backend {
-				s.Reason = fmt.Sprintf("whole model on %s (%.3g ms) beats the per-stage split (%.3g ms predicted); alone this stage is fastest on %s", best.Backend, best.MS, pl.SplitMS, s.Backend)
+				s.Reason = fmt.Sprintf("whole model on %s (%.3g ms): the per-stage split (%.3g ms predicted) does not save %.0f %%; alone this stage is fastest on %s", best.Backend, best.MS, pl.SplitMS, 100*SplitMargin, s.Backend)
 				s.Backend = best.Backend
 			}
 		}

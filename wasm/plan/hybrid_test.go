@@ -76,6 +76,15 @@ func TestPlaceWholeWins(t *testing.T) {
 	if !strings.Contains(pl.Stages[0].Reason, "whole model on webnn") || len(pl.Notes) == 0 {
 		t.Errorf("no reason for the single backend: %q %q", pl.Stages[0].Reason, pl.Notes)
 	}
+	// A split predicted only a little faster (22 against 23) is not worth its crossings.
+	pl = stages(bk, [][]float64{{2, 3}, {40, 8}, {50, 9}, {3, 4}}, nil)
+	pl.Whole = []Probe{{Backend: "webnn", MS: 23}}
+	if err := Place(pl); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(placed(pl), ","); got != "webnn,webnn,webnn,webnn" {
+		t.Fatalf("placed %s within the margin\n%s", got, pl.Table())
+	}
 	// A whole run that is wrong is not a candidate.
 	pl = stages(bk, [][]float64{{2, 3}, {40, 8}, {50, 9}, {3, 4}}, nil)
 	pl.Whole = []Probe{{Backend: "webgpu", MS: 80}, {Backend: "webnn", MS: 15, RelErr: 0.5}}
