@@ -134,9 +134,11 @@ func TestBrowserEmbedHybrid(t *testing.T) {
 
 // TestBrowserHybridTable prints the README's hybrid table (NIBBLE_HYBRID_TABLE=1): USE-lite
 // per policy on webgpu, webnn, hybrid as placed by its probe, and a split pinned by overrides
-// (layers on WebNN, the embedding and head on WebGPU), all in one page: where each stage ran,
-// crossings per pass, worst cosine to the cpu with the same weights, and median latency of 1
-// and of 30 sentences.
+// (layers on WebNN, the embedding and head on WebGPU), all loaded in one page: where each stage
+// ran, crossings per pass and the activation bytes one 30-sentence embed moved between
+// backends, worst cosine distance to the cpu with the same weights, and the median latency of
+// 1 and of 30 sentences. The timed runs go round robin over the four models, so the shared
+// machine's load drifts over all of them alike.
 func TestBrowserHybridTable(t *testing.T) {
 	if os.Getenv("NIBBLE_HYBRID_TABLE") == "" {
 		t.Skip("set NIBBLE_HYBRID_TABLE=1")
@@ -145,28 +147,28 @@ func TestBrowserHybridTable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	texts, one := embedSentences, embedSentences[:1]
-	runs := 3
-	timeIt := func(f func() error) float64 {
-		var ms []float64
-		for range runs {
-			t0 := time.Now()
-			if err := f(); err != nil {
-				t.Fatal(err)
-			}
-			ms = append(ms, float64(time.Since(t0).Microseconds())/1000)
-		}
-		slices.Sort(ms)
-		return ms[len(ms)/2]
+	runs := 5
+	if r := os.Getenv("NIBBLE_HYBRID_RUNS"); r != "" {
+		fmt.Sscan(r, &runs)
 	}
 	split := "*Layer_*=@webnn,module/Embeddings_en=@webgpu,module/Encoder_en/hidden_layers/*=@webgpu"
 	policies := []string{"quality", "int4"}
 	if p := os.Getenv("NIBBLE_HYBRID_POLICIES"); p != "" {
 		policies = strings.Split(p, ",")
 	}
-	fmt.Println("| policy | backend | stages (embed, layer 0, layer 1, head) | crossings / pass | worst cosine to cpu | load + probe s | 1 sentence ms | 30 sentences ms |")
-	fmt.Println("|---|---|---|---:|---:|---:|---:|---:|")
+	fmt.Println("| policy | backend | stages (embed, layer 0, layer 1, head) | crossings / pass | bytes crossed, 30 sentences | worst cosine distance to cpu | load + probe s | 1 sentence ms | 30 sentences ms |")
+	fmt.Println("|---|---|---|---:|---:|---:|---:|---:|---:|")
+	type row struct {
+		name         string
+		m            *Model
+		where, cross string
+		crossed      int64
+		dist, load   float64
+		t1, t30      []float64
+	}
 	for _, pol := range policies {
 		want := cpuEmbeddings(t, ctx, base, pol, texts)
+		var rows []*row
 		for _, c := range []struct{ name, backend, overrides string }{
 			{"webgpu", "webgpu", ""}, {"webnn", "webnn", ""}, {"hybrid (probe's choice)", BackendHybrid, ""},
 			{"hybrid, split pinned", BackendHybrid, split},
@@ -177,24 +179,44 @@ func TestBrowserHybridTable(t *testing.T) {
 				fmt.Printf("| %s | %s | error: %v |\n", pol, c.name, err)
 				continue
 			}
-			load := time.Since(t0).Seconds()
+			defer m.Release()
+			r := &row{name: c.name, m: m, load: time.Since(t0).Seconds(), where: c.backend + " (one graph)", cross: "0"}
 			got, err := m.Embed(ctx, texts) // compiles the buckets
 			if err != nil {
 				t.Fatal(err)
 			}
-			t1 := timeIt(func() error { _, err := m.Embed(ctx, one); return err })
-			t30 := timeIt(func() error { _, err := m.Embed(ctx, texts); return err })
-			where, crossings := c.backend+" (one graph)", "0"
+			r.dist = worstDistance(got, want)
 			if pl := m.Plan().Placement; pl != nil {
 				var s []string
 				for _, st := range pl.Stages {
 					s = append(s, st.Backend)
 				}
-				where, crossings = strings.Join(s, ", "), fmt.Sprint(pl.Crossings)
+				r.where, r.cross, r.crossed = strings.Join(s, ", "), fmt.Sprint(pl.Crossings), pl.CrossedBytes
 				t.Logf("%s %s:\n%s", pol, c.name, pl.Table())
 			}
-			fmt.Printf("| %s | %s | %s | %s | %.5f | %.1f | %.1f | %.1f |\n", pol, c.name, where, crossings, 1-worstDistance(got, want), load, t1, t30)
-			m.Release()
+			if _, err := m.Embed(ctx, one); err != nil { // its bucket too
+				t.Fatal(err)
+			}
+			rows = append(rows, r)
+		}
+		since := func(t0 time.Time) float64 { return float64(time.Since(t0).Microseconds()) / 1000 }
+		for range runs {
+			for _, r := range rows {
+				t0 := time.Now()
+				if _, err := r.m.Embed(ctx, one); err != nil {
+					t.Fatal(err)
+				}
+				r.t1 = append(r.t1, since(t0))
+				t0 = time.Now()
+				if _, err := r.m.Embed(ctx, texts); err != nil {
+					t.Fatal(err)
+				}
+				r.t30 = append(r.t30, since(t0))
+			}
+		}
+		median := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
+		for _, r := range rows {
+			fmt.Printf("| %s | %s | %s | %s | %d | %.1e | %.1f | %.1f | %.1f |\n", pol, r.name, r.where, r.cross, r.crossed, r.dist, r.load, median(r.t1), median(r.t30))
 		}
 	}
 }
