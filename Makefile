@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 export PATH := $(CURDIR)/tools/browser/bin:$(CURDIR)/.cache/bin:/usr/local/go/bin:$(PATH)
 
-.PHONY: run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-embed-js bench-embed test-worker test-worker-e2e stress-worker bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big fuzz-stream build serve vet gpu-prep test-quanttest weights test-llama test-llama-browser llama-big-browser bench-llama llama-golden package test-package package-sizes test-webkit
+.PHONY: run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-embed-js bench-embed test-worker test-worker-e2e stress-worker bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big fuzz-stream build serve vet gpu-prep test-quanttest weights test-llama test-llama-browser llama-big-browser bench-llama llama-golden package test-package package-sizes test-webkit sensitivity sensitivity-decoder
 
 deps:
 	@bash tools/browser/install.sh
@@ -88,9 +88,19 @@ bench-embed: deps
 
 # USE-lite's per-tensor sensitivity (natively, ~6 min on 2 busy cores), which the "mixed" policy
 # reads; then each policy's plan measured on other sentences (bytes, cosine to fp32).
-sensitivity: deps
+sensitivity: deps sensitivity-decoder
 	go run ./tools/sensitivity
 	go run ./tools/sensitivity -eval
+
+# The same for a Llama decoder (natively, ~30 s): tools/mkmodel's llama-tiny, per-tensor KL of
+# the next-token distribution on the calibration texts, then each policy's plan on the
+# evaluation texts (bytes, KL, |Δ logit|, top-1 agreement). The sensitivity JSON is written
+# beside the model (.cache/sensitivity/llama-tiny.sensitivity.json).
+sensitivity-decoder:
+	mkdir -p .cache/sensitivity
+	go run ./tools/mkmodel -llm -shape llama-tiny -layers 2 -format gguf-f32 -seed 1 -o .cache/sensitivity/llama-tiny.gguf
+	go run ./tools/sensitivity -gguf .cache/sensitivity/llama-tiny.gguf
+	go run ./tools/sensitivity -gguf .cache/sensitivity/llama-tiny.gguf -eval
 
 # The README's precision-plan table: policies × backends in Chromium (bytes, cosine, latency).
 bench-plan: deps

@@ -3,8 +3,14 @@
 // (plan.Sensitivity as JSON). With -eval it instead measures whole plans, one per policy, on an
 // evaluation set: bytes and cosine to fp32, the numbers the README's policy table shows.
 //
+// With -gguf it does the same for a Llama decoder (a GGUF file, e.g. tools/mkmodel's
+// llama-tiny): the loss is the KL divergence of the next-token distribution from fp32's, per
+// prompt, and -eval adds mean |Δ logit| and top-1 agreement, teacher-forced over every position.
+//
 //	go run ./tools/sensitivity            # writes wasm/model/uselite/testdata/sensitivity.json
 //	go run ./tools/sensitivity -eval
+//	go run ./tools/sensitivity -gguf tiny.gguf          # writes tiny.sensitivity.json
+//	go run ./tools/sensitivity -gguf tiny.gguf -eval
 package main
 
 import (
@@ -34,8 +40,26 @@ func main() {
 	budget := flag.Int64("budget", 0, "memory budget in bytes for -eval (0: none)")
 	maxLoss := flag.Float64("max-loss", 0, "for -eval: the mixed policy's MaxLoss (0: its default)")
 	search := flag.Bool("search", false, "quantize with the scale search (quant.Options.Search) instead of plain rounding")
+	gguf := flag.String("gguf", "", "a Llama decoder's GGUF file: measure it instead of USE-lite (-file defaults to FILE.sensitivity.json beside it)")
+	tokens := flag.Int("tokens", 64, "with -gguf: each prompt's length limit in tokens, BOS included")
 	flag.Parse()
 	log.SetFlags(0)
+	if *gguf != "" {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["file"] {
+			*file = strings.TrimSuffix(*gguf, ".gguf") + ".sensitivity.json"
+		}
+		if !set["policies"] {
+			*policies = strings.Join(decoderPolicies, ",")
+		}
+		err := runDecoder(context.Background(), decoderRun{gguf: *gguf, texts: *calib, evalTexts: *evalTexts, formats: *formats,
+			file: *file, eval: *eval, policies: *policies, budget: *budget, maxLoss: *maxLoss, search: *search, tokens: *tokens})
+		if err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 
 	nm, err := uselite.OpenNative(*model)
 	if err != nil {
@@ -53,13 +77,9 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	var cands []quant.Format
-	for _, s := range strings.Split(*formats, ",") {
-		f, err := plan.ParseFormat(strings.TrimSpace(s))
-		if err != nil {
-			log.Fatal(err)
-		}
-		cands = append(cands, f)
+	cands, err := parseFormats(*formats)
+	if err != nil {
+		log.Fatal(err)
 	}
 	start := time.Now()
 	s, err := nm.Sensitivity(ctx, texts, cands, func(name string, l plan.Loss) {
@@ -73,6 +93,78 @@ func main() {
 		log.Fatal(err)
 	}
 	log.Printf("%d tensors × %d formats on %d texts in %s: %s", len(s.Tensors), len(cands), len(texts), time.Since(start).Round(time.Second), *file)
+}
+
+func parseFormats(list string) ([]quant.Format, error) {
+	var cands []quant.Format
+	for _, s := range strings.Split(list, ",") {
+		f, err := plan.ParseFormat(strings.TrimSpace(s))
+		if err != nil {
+			return nil, err
+		}
+		cands = append(cands, f)
+	}
+	return cands, nil
+}
+
+// decoderPolicies are -eval's rows for a decoder: fp32, the named policies, uniform int4, and
+// the mixed policy held to the bytes of int4 and of tiny.
+var decoderPolicies = []string{"f32", "quality", "balanced", "mixed", "small", "int4", "tiny", "mixed@int4", "mixed@tiny"}
+
+type decoderRun struct {
+	gguf, texts, evalTexts, formats, file, policies string
+	eval, search                                    bool
+	budget                                          int64
+	maxLoss                                         float64
+	tokens                                          int
+}
+
+// runDecoder measures the decoder's sensitivity on the calibration texts and writes it, or with
+// eval prints the policy table on the evaluation texts.
+func runDecoder(ctx context.Context, r decoderRun) error {
+	d, err := openDecoder(r.gguf)
+	if err != nil {
+		return err
+	}
+	d.quant.Search = r.search
+	if r.eval {
+		texts, err := uselite.ReadTexts(r.evalTexts)
+		if err != nil {
+			return err
+		}
+		sens, err := plan.ReadSensitivity(r.file)
+		if err != nil {
+			return fmt.Errorf("%w (measure it first: %s -gguf %s)", err, command, r.gguf)
+		}
+		rows, err := d.evaluate(ctx, d.prompts(texts, r.tokens), sens, strings.Split(r.policies, ","), r.budget, r.maxLoss)
+		if err != nil {
+			return err
+		}
+		printDecoderTable(os.Stdout, rows)
+		return nil
+	}
+	texts, err := uselite.ReadTexts(r.texts)
+	if err != nil {
+		return err
+	}
+	cands, err := parseFormats(r.formats)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	prompts := d.prompts(texts, r.tokens)
+	s, err := d.sensitivity(ctx, r.gguf, prompts, cands, func(name string, l plan.Loss) {
+		log.Printf("%-28s %-16s %7d B  mean KL %.5f  worst %.5f", name, l.Format, l.Bytes, l.Mean, l.Worst)
+	})
+	if err != nil {
+		return err
+	}
+	s.Command = fmt.Sprintf("%s -gguf %s -texts %s -formats %s -tokens %d", command, r.gguf, r.texts, r.formats, r.tokens)
+	if err := s.WriteFile(r.file); err != nil {
+		return err
+	}
+	log.Printf("%d tensors × %d formats on %d prompts in %s: %s", len(s.Tensors), len(cands), len(prompts), time.Since(start).Round(time.Second), r.file)
+	return nil
 }
 
 // evaluate makes each policy's plan for USE-lite and measures it on the evaluation texts.

@@ -237,6 +237,35 @@ func Cosine(a, b []float32) float64 {
 	return ab / math.Sqrt(aa*bb)
 }
 
+// LogSoftmax is log softmax(logits), computed in float64: a decoder's log-probabilities.
+func LogSoftmax(logits []float32) []float64 {
+	mx := math.Inf(-1)
+	for _, v := range logits {
+		mx = math.Max(mx, float64(v))
+	}
+	var s float64
+	for _, v := range logits {
+		s += math.Exp(float64(v) - mx)
+	}
+	lz := mx + math.Log(s)
+	out := make([]float64, len(logits))
+	for i, v := range logits {
+		out[i] = float64(v) - lz
+	}
+	return out
+}
+
+// KL is KL(softmax(p) ‖ softmax(q)) in nats: how far a decoder's next-token distribution q
+// (logits) is from the reference's p.
+func KL(p, q []float32) float64 {
+	lp, lq := LogSoftmax(p), LogSoftmax(q)
+	var s float64
+	for i := range lp {
+		s += math.Exp(lp[i]) * (lp[i] - lq[i])
+	}
+	return max(s, 0)
+}
+
 // Neighbours gives each vector's nearest other vector by cosine (-1 for a set of one).
 func Neighbours(v [][]float32) []int {
 	out := make([]int, len(v))

@@ -57,3 +57,27 @@ func TestFits(t *testing.T) {
 		t.Errorf("zero vectors: %v", c)
 	}
 }
+
+func TestKL(t *testing.T) {
+	p := []float32{2, 1, 0}
+	if k := KL(p, p); k != 0 {
+		t.Errorf("KL(p, p) = %v", k)
+	}
+	// Shifting every logit by one constant leaves the distribution as it was.
+	if k := KL(p, []float32{12, 11, 10}); k > 1e-12 {
+		t.Errorf("KL to shifted logits = %v", k)
+	}
+	// Two outcomes, p = (½, ½), q = (e/(1+e), 1/(1+e)): KL = ½ log(½/q₁) + ½ log(½/q₂).
+	q1, q2 := math.E/(1+math.E), 1/(1+math.E)
+	want := 0.5*math.Log(0.5/q1) + 0.5*math.Log(0.5/q2)
+	if k := KL([]float32{0, 0}, []float32{1, 0}); math.Abs(k-want) > 1e-12 {
+		t.Errorf("KL = %v, want %v", k, want)
+	}
+	var sum float64
+	for _, l := range LogSoftmax([]float32{3, -1, 0.5, 7}) {
+		sum += math.Exp(l)
+	}
+	if math.Abs(sum-1) > 1e-12 {
+		t.Errorf("softmax sums to %v", sum)
+	}
+}
