@@ -1,7 +1,8 @@
 // ops_matmul.wgsl: batched products of two activations (attention's q·kᵀ and p·v): y[b][i][j] =
 // Σ_k a[b][i][k]·B[b][k][j], with B = b (variant AB, b is [K, N]) or bᵀ (variant ABT, b is [N, K]).
-// One invocation per output. Attention's operands are small (T×Dh per head) and read from
-// cache; the weight products, which are large, go through gemv.wgsl and gemm.wgsl instead.
+// One invocation per output (AB, ABT), or (AB_SPLIT) K split over a workgroup. Attention's
+// operands are small (T×Dh per head) and read from cache; the weight products, which are large,
+// go through gemv.wgsl and gemm.wgsl instead.
 
 struct Params {
   n_out: u32, // batch·m·n
@@ -15,6 +16,44 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
+#if AB_SPLIT
+// a·b where K is long and the outputs few (p·v of one token over a long cache: 32 heads × 128
+// outputs, K 2048, one invocation per output leaves most of a GPU idle, each walking all of K):
+// a workgroup computes JT adjacent outputs of one row of a; its WG/JT groups of JT threads each
+// sum every (WG/JT)-th k, reading JT adjacent elements of a row of b at a time, and the groups'
+// sums are then added in workgroup memory. Grid: batch·m·ceil(n/JT) workgroups.
+const JT: u32 = 32u;
+const KS: u32 = WG / JT;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) tid: u32) {
+  let n = params.n;
+  let k = params.k;
+  let jblocks = (n + JT - 1u) / JT;
+  let g = flat_group(wid, nwg);
+  let row = g / jblocks; // bt·m + i
+  let j = (g % jblocks) * JT + tid % JT;
+  let live = row < params.n_out / n && j < n;
+  var s = 0.0;
+  if (live) {
+    let ab = row * k;
+    let bb = (row / params.m) * k * n + j;
+    for (var kk = tid / JT; kk < k; kk += KS) {
+      s += a[ab + kk] * b[bb + kk * n];
+    }
+  }
+  red[tid] = s;
+  workgroupBarrier();
+  if (tid < JT && live) {
+    var t = 0.0;
+    for (var q = 0u; q < KS; q++) {
+      t += red[q * JT + tid];
+    }
+    y[row * n + j] = t;
+  }
+}
+#else
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let o = flat_index(gid, nwg);
@@ -42,3 +81,4 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 #endif
   y[o] = s;
 }
+#endif

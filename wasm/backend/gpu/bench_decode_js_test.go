@@ -261,12 +261,12 @@ func decodeBreakdown(b *testing.B, be *Backend, s decodeShape, ws backend.Weight
 		}
 	}
 	timed := func(label string, steps []step) float64 {
+		list := webgpu.NewDispatches(dispatchList(steps))
 		var ds []time.Duration
 		for range 6 {
 			be.mu.Lock()
 			gpu, wall, err := be.timePass(label, func(pass *webgpu.ComputePass) error {
-				recordSteps(pass, steps)
-				return nil
+				return pass.Record(list)
 			})
 			be.mu.Unlock()
 			if err != nil {

@@ -92,10 +92,11 @@ type program struct {
 	params   *webgpu.Buffer
 	readback *webgpu.Buffer
 	steps    []step
-	inputs   []ioRange // per g.Inputs (size 0: an input nothing reads)
-	outputs  []ioRange // per g.Outputs, at their offsets in readback
-	stage    js.Value  // staging Uint8Array for the inputs, as large as the largest
-	host     []byte    // the mapped readback, copied in one call
+	forward  *webgpu.Dispatches // steps as one prepared list: a forward's pass is one call
+	inputs   []ioRange          // per g.Inputs (size 0: an input nothing reads)
+	outputs  []ioRange          // per g.Outputs, at their offsets in readback
+	stage    js.Value           // staging Uint8Array for the inputs, as large as the largest
+	host     []byte             // the mapped readback, copied in one call
 	released bool
 	// stateChecks: one per StateWrite, checked before a run is submitted.
 	stateChecks []stateCheck
@@ -203,6 +204,7 @@ func (c *compiler) compile() error {
 			return err
 		}
 	}
+	p.forward = webgpu.NewDispatches(dispatchList(p.steps))
 	q := b.dev.Queue()
 	if len(c.params) > 0 {
 		if err := q.WriteBuffer(p.params, 0, jsutil.BytesToJS(c.params), 0, int64(len(c.params))); err != nil {
@@ -464,14 +466,32 @@ func (c *compiler) matmul(what string, i int, n *graph.Node) error {
 	size := n.Shape.Size()
 	as, r := c.shape(n, 0), len(n.Shape)
 	M, K, N := as[r-2], as[r-1], n.Shape[r-1]
-	variant := "ab"
-	if n.Attr.TransB {
-		variant = "abt"
+	k := shaders.OpKey{Family: shaders.OpMatMul, Variant: "ab", WG: elemWG}
+	groups := groupsFor(size, elemWG)
+	switch {
+	case n.Attr.TransB:
+		k.Variant = "abt"
+	case splitMatMul(K, c.p.b.caps.Software):
+		k.Variant, k.WG = "ab_split", splitWG
+		groups = size / N * groupsFor(N, splitOutputs)
 	}
-	k := shaders.OpKey{Family: shaders.OpMatMul, Variant: variant, WG: elemWG}
-	return c.dispatch(what, k, []uint32{uint32(size), uint32(M), uint32(N), uint32(K)}, groupsFor(size, elemWG),
+	return c.dispatch(what, k, []uint32{uint32(size), uint32(M), uint32(N), uint32(K)}, groups,
 		c.p.bind(1, n.Inputs[0]), c.p.bind(2, n.Inputs[1]), c.p.bind(3, graph.Value(i)))
 }
+
+// splitWG and splitOutputs are ops_matmul.wgsl's AB_SPLIT launch: WG threads, JT outputs a
+// workgroup.
+const splitWG, splitOutputs = 256, 32
+
+// splitMatMul reports whether a·b over K runs with K split across a workgroup: on GPUs, where
+// K is long enough to give each of the workgroup's 8 groups of threads 32 steps (on an H200 the
+// one-invocation-per-output kernel took 380 µs for p·v of one token over a 2048-token cache,
+// NOTES.md). Software adapters keep one invocation per output: their barriers are costly.
+func splitMatMul(k int, software bool) bool { return forceSplitMatMul || !software && k >= 256 }
+
+// forceSplitMatMul makes every a·b split K: the package's tests set it, so that SwiftShader
+// checks the kernel GPUs run.
+var forceSplitMatMul bool
 
 // rearrange queues the strided copies of a Transpose, a Slice or a Concat.
 func (c *compiler) rearrange(what string, i int, n *graph.Node) error {
@@ -692,25 +712,33 @@ func (p *program) poison() error {
 
 // record appends steps to one compute pass of enc.
 func (p *program) record(enc *webgpu.CommandEncoder, steps []step, label string) error {
+	return p.recordList(enc, webgpu.NewDispatches(dispatchList(steps)), label)
+}
+
+// recordList appends a prepared list of dispatches to one compute pass of enc.
+func (p *program) recordList(enc *webgpu.CommandEncoder, list *webgpu.Dispatches, label string) error {
 	pass, err := enc.BeginComputePass(p.b.label+" graph "+p.g.Name+" "+label, nil)
 	if err != nil {
 		return err
 	}
-	recordSteps(pass, steps)
+	if err := pass.Record(list); err != nil {
+		pass.End()
+		return err
+	}
 	return pass.End()
 }
 
-// recordSteps appends steps' dispatches to pass.
-func recordSteps(pass *webgpu.ComputePass, steps []step) {
+// dispatchList is steps as dispatches: a Linear's one per weight chunk.
+func dispatchList(steps []step) []webgpu.Dispatch {
+	var out []webgpu.Dispatch
 	for _, s := range steps {
 		if s.mm != nil {
-			s.mm.record(pass)
+			out = append(out, s.mm.dispatches()...)
 			continue
 		}
-		pass.SetPipeline(s.pl)
-		pass.SetBindGroup(0, s.group)
-		pass.Dispatch(s.gx, s.gy, 1)
+		out = append(out, webgpu.Dispatch{Pipeline: s.pl, Group: s.group, X: s.gx, Y: s.gy})
 	}
+	return out
 }
 
 // Run writes the inputs, submits every dispatch and the copies of the outputs as one command
@@ -825,7 +853,7 @@ func (p *program) commands(readback bool) (*webgpu.CommandBuffer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := p.record(enc, p.steps, "forward"); err != nil {
+	if err := p.recordList(enc, p.forward, "forward"); err != nil {
 		return nil, err
 	}
 	if readback {

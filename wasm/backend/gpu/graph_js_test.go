@@ -17,6 +17,7 @@ import (
 	"github.com/nibble-ml/nibble/wasm/backend/cpu"
 	"github.com/nibble-ml/nibble/wasm/graph"
 	"github.com/nibble-ml/nibble/wasm/quant"
+	"github.com/nibble-ml/nibble/wasm/webgpu"
 )
 
 // poisoned runs the rest of a test with NaN-filled arenas.
@@ -207,6 +208,7 @@ func TestGraphPoisonCatchesUnwritten(t *testing.T) {
 	defer prog.Release()
 	p := prog.(*program)
 	p.steps = p.steps[:len(p.steps)-1]
+	p.forward = webgpu.NewDispatches(dispatchList(p.steps))
 	out, err := p.Run(context.Background(), []graph.Tensor{normalInput(4, 9)(rand.New(rand.NewPCG(1, 1)))})
 	if err != nil {
 		t.Fatal(err)
@@ -304,5 +306,23 @@ func TestGraphRowWorkgroups(t *testing.T) {
 				backendtest.RunGraphs(t, b, backendtest.GraphOptions{Tolerance: graphTolerance(b, only == "block/encoder-f32"), Only: only})
 			})
 		}
+	}
+}
+
+// TestGraphSplitMatMul runs the suite's batched products and decoder block with every a·b split
+// over K (ops_matmul.wgsl's AB_SPLIT, what GPUs run for long K), which the adapter class rule
+// keeps from SwiftShader otherwise: ragged output blocks (N 9 < 32) and K not a multiple of the
+// workgroup's 8 groups (17) included.
+func TestGraphSplitMatMul(t *testing.T) {
+	poisoned(t)
+	forceSplitMatMul = true
+	t.Cleanup(func() { forceSplitMatMul = false })
+	b := newBackend(t, Options{})
+	for _, only := range []string{"matmul/", "block/decoder-"} {
+		opt := backendtest.GraphOptions{Only: only}
+		if b.ComputeF16() {
+			opt.Tolerance = graphTolerance(b, strings.HasPrefix(only, "block/"))
+		}
+		backendtest.RunGraphs(t, b, opt)
 	}
 }

@@ -68,13 +68,22 @@ func (b *Backend) bindMatMul(label string, w *weight, key shaders.Key, m int, x,
 	return bm, nil
 }
 
-// record appends the matmul's dispatches to pass: every matmul the backend runs (MatMul, the
-// benchmarks' timed passes, a graph program's Linear) is recorded here.
+// record appends the matmul's dispatches to pass (MatMul, the benchmarks' timed passes).
 func (bm *boundMatMul) record(pass *webgpu.ComputePass) {
 	pass.SetPipeline(bm.pl)
-	for i, g := range bm.groups {
-		pass.SetBindGroup(0, g)
-		gx, gy := grid(bm.key, bm.rows[i], bm.m)
-		pass.Dispatch(gx, gy, 1)
+	for _, d := range bm.dispatches() {
+		pass.SetBindGroup(0, d.Group)
+		pass.Dispatch(d.X, d.Y, 1)
 	}
+}
+
+// dispatches are the matmul's dispatches, one per chunk: what record records, and what a graph
+// program's prepared list holds for its Linear.
+func (bm *boundMatMul) dispatches() []webgpu.Dispatch {
+	out := make([]webgpu.Dispatch, len(bm.groups))
+	for i, g := range bm.groups {
+		gx, gy := grid(bm.key, bm.rows[i], bm.m)
+		out[i] = webgpu.Dispatch{Pipeline: bm.pl, Group: g, X: gx, Y: gy}
+	}
+	return out
 }
