@@ -132,10 +132,21 @@ func startWebKit(ctx context.Context, startTimeout time.Duration, debug bool) (*
 		}
 	}()
 	deadline := time.After(startTimeout)
+	if err := wk.startXvfb(ctx, xvfbPath, deadline, startTimeout, debug); err != nil {
+		return nil, err
+	}
+	if err := wk.startDriver(ctx, driverPath, deadline, startTimeout, debug); err != nil {
+		return nil, err
+	}
+	ok = true
+	return wk, nil
+}
 
+// startXvfb starts Xvfb and sets wk.display to the display it names on fd 3.
+func (wk *webkit) startXvfb(ctx context.Context, xvfbPath string, deadline <-chan time.Time, startTimeout time.Duration, debug bool) error {
 	displayR, displayW, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	xcmd := exec.Command(xvfbPath, "-displayfd", "3", "-screen", "0", "1280x1024x24", "-nolisten", "tcp", "-noreset")
 	xcmd.ExtraFiles = []*os.File{displayW}
@@ -143,7 +154,7 @@ func startWebKit(ctx context.Context, startTimeout time.Duration, debug bool) (*
 	displayW.Close()
 	if err != nil {
 		displayR.Close()
-		return nil, err
+		return err
 	}
 	display := make(chan string, 1)
 	go func() {
@@ -154,22 +165,27 @@ func startWebKit(ctx context.Context, startTimeout time.Duration, debug bool) (*
 	select {
 	case d := <-display:
 		if _, err := strconv.Atoi(d); err != nil {
-			return nil, fmt.Errorf("Xvfb did not name its display (%q)%s", d, wk.xvfb.outputTail())
+			return fmt.Errorf("Xvfb did not name its display (%q)%s", d, wk.xvfb.outputTail())
 		}
 		wk.display = ":" + d
+		return nil
 	case <-wk.xvfb.exited:
-		return nil, fmt.Errorf("Xvfb exited while starting (%v)%s", wk.xvfb.waitErr, wk.xvfb.outputTail())
+		return fmt.Errorf("Xvfb exited while starting (%v)%s", wk.xvfb.waitErr, wk.xvfb.outputTail())
 	case <-deadline:
-		return nil, fmt.Errorf("Xvfb did not start within %v%s", startTimeout, wk.xvfb.outputTail())
+		return fmt.Errorf("Xvfb did not start within %v%s", startTimeout, wk.xvfb.outputTail())
 	case <-ctx.Done():
-		return nil, errors.New("interrupted while Xvfb was starting")
+		return errors.New("interrupted while Xvfb was starting")
 	}
+}
 
+// startDriver starts WebKitWebDriver on wk.display and waits until its /status answers 200;
+// it sets wk.base.
+func (wk *webkit) startDriver(ctx context.Context, driverPath string, deadline <-chan time.Time, startTimeout time.Duration, debug bool) error {
 	// WebKitWebDriver cannot pick its own port and say which; a port freed just before has a
 	// small window in which another process could take it, and then the driver exits and we say so.
 	port, err := freePort()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	dcmd := exec.Command(driverPath, "--host=127.0.0.1", "--port="+strconv.Itoa(port))
 	dcmd.Env = append(os.Environ(), "DISPLAY="+wk.display,
@@ -177,7 +193,7 @@ func startWebKit(ctx context.Context, startTimeout time.Duration, debug bool) (*
 		"NO_AT_BRIDGE=1", "WEBKIT_DISABLE_COMPOSITING_MODE=1")
 	wk.driver, err = startProc("WebKitWebDriver", dcmd, debug, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	wk.base = "http://127.0.0.1:" + strconv.Itoa(port)
 	for {
@@ -188,17 +204,16 @@ func startWebKit(ctx context.Context, startTimeout time.Duration, debug bool) (*
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				ok = true
-				return wk, nil
+				return nil
 			}
 		}
 		select {
 		case <-wk.driver.exited:
-			return nil, fmt.Errorf("WebKitWebDriver exited while starting (%v)%s", wk.driver.waitErr, wk.driver.outputTail())
+			return fmt.Errorf("WebKitWebDriver exited while starting (%v)%s", wk.driver.waitErr, wk.driver.outputTail())
 		case <-deadline:
-			return nil, fmt.Errorf("WebKitWebDriver did not answer on %s within %v (a slow machine? set FIREFOX_WASM_EXEC_START=3m)%s", wk.base, startTimeout, wk.driver.outputTail())
+			return fmt.Errorf("WebKitWebDriver did not answer on %s within %v (a slow machine? set FIREFOX_WASM_EXEC_START=3m)%s", wk.base, startTimeout, wk.driver.outputTail())
 		case <-ctx.Done():
-			return nil, errors.New("interrupted while WebKitWebDriver was starting")
+			return errors.New("interrupted while WebKitWebDriver was starting")
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
