@@ -13,11 +13,18 @@ struct Params {
 @group(0) @binding(1) var<storage, read> st: array<u32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
+// Elements per invocation: a long cache is millions of elements, and one a thread left an H200
+// reading 0.4 TB/s (NOTES.md). The backend's grid covers ceil(n / PER) invocations.
+const PER: u32 = 4u;
+
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let t = flat_index(gid, nwg);
-  if (t < params.n) {
-    y[t] = load(t);
+  let t0 = flat_index(gid, nwg) * PER;
+  for (var e = 0u; e < PER; e++) {
+    let t = t0 + e;
+    if (t < params.n) {
+      y[t] = load(t);
+    }
   }
 }
 

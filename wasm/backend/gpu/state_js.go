@@ -152,8 +152,11 @@ func (c *compiler) stateWrite(what string, i int, n *graph.Node) error {
 	whole.Binding = 1
 	k.Family = shaders.OpStateRead
 	rw := []uint32{uint32(read), uint32(s.d), uint32(s.scaleAt), uint32(s.wpr)}
-	return c.dispatch(what+" read", k, rw, groupsFor(read, elemWG), whole, p.bind(2, graph.Value(i)))
+	return c.dispatch(what+" read", k, rw, groupsFor(groupsFor(read, stateReadPer), elemWG), whole, p.bind(2, graph.Value(i)))
 }
+
+// stateReadPer is ops_state_read.wgsl's PER: elements one invocation reads.
+const stateReadPer = 4
 
 // checkStates fails a run whose writes would pass a state's last row, or whose state was
 // released.
