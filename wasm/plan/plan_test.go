@@ -281,10 +281,21 @@ func TestMixed(t *testing.T) {
 		t.Errorf("q4-sym-g32-f32 was not measured, yet a prediction: %+v", p.Predicted)
 	}
 	uniform := mustMake(t, Request{Tensors: ts, Policy: Uniform(mustFormat(Candidates[1])), Sensitivity: sens})
-	// Under the uniform plan's bytes, mixed spends them on the sensitive tensors.
-	p := mustMake(t, Request{Tensors: ts, Policy: Policies["mixed"], Sensitivity: sens, Budget: uniform.Bytes})
-	if p.Bytes > uniform.Bytes || p.Predicted == nil || p.Predicted.WorstLoss >= uniform.Predicted.WorstLoss {
-		t.Fatalf("mixed: %d bytes (budget %d), prediction %+v, uniform's %+v", p.Bytes, uniform.Bytes, p.Predicted, uniform.Predicted)
+	int4 := mustMake(t, Request{Tensors: ts, Policy: Uniform(quant.Q4)})
+	// Under int4's bytes, mixed spends what f16 scales save on the sensitive tensors.
+	p := mustMake(t, Request{Tensors: ts, Policy: Policies["mixed"], Sensitivity: sens, Budget: int4.Bytes})
+	if p.Bytes > int4.Bytes || p.Predicted == nil || p.Predicted.WorstLoss >= uniform.Predicted.WorstLoss {
+		t.Fatalf("mixed: %d bytes (budget %d), prediction %+v, uniform q4-sym-g32-f16's %+v", p.Bytes, int4.Bytes, p.Predicted, uniform.Predicted)
+	}
+	// 2-bit formats enter only when the budget leaves no other way: at the uniform int4 plan's
+	// own bytes mixed is that plan, however cheap int2's measured loss looks; below, it must.
+	p = mustMake(t, Request{Tensors: ts, Policy: Policies["mixed"], Sensitivity: sens, Budget: uniform.Bytes})
+	if n := countBits(p, 2); n != 0 || p.Bytes != uniform.Bytes {
+		t.Errorf("mixed at uniform int4's bytes: %d tensors at 2 bits, %d bytes (uniform %d)", n, p.Bytes, uniform.Bytes)
+	}
+	p = mustMake(t, Request{Tensors: ts, Policy: Policies["mixed"], Sensitivity: sens, Budget: uniform.Bytes - 1})
+	if n := countBits(p, 2); n == 0 || p.Bytes >= uniform.Bytes {
+		t.Errorf("mixed a byte under uniform int4: %d tensors at 2 bits, %d bytes", n, p.Bytes)
 	}
 	emb, _ := p.Lookup("token_embd.weight")
 	ffn, _ := p.Lookup("blk.0.ffn_up.weight")
@@ -351,4 +362,14 @@ func TestMixedDeviceBudget(t *testing.T) {
 	if caller.Bytes <= target.Bytes || caller.Predicted.WorstLoss >= target.Predicted.WorstLoss {
 		t.Errorf("a 1 TiB caller budget: %d bytes (worst %.3g), the target's %d (%.3g)", caller.Bytes, caller.Predicted.WorstLoss, target.Bytes, target.Predicted.WorstLoss)
 	}
+}
+
+func countBits(p *Plan, bits int) int {
+	n := 0
+	for _, c := range p.Tensors {
+		if c.Format.Bits == bits {
+			n++
+		}
+	}
+	return n
 }
