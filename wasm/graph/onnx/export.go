@@ -477,12 +477,33 @@ func (e *exporter) reshape(v graph.Value, x string) (string, error) {
 	if !dynamic {
 		return e.std("Reshape", nil, x, e.ints64(lits...)), nil
 	}
+	// A constant target where it can be one (ORT runs a computed int64 shape on the CPU): 0
+	// copies the input's dimension at the same index, and one symbolic dimension left over is
+	// −1, which Reshape infers.
+	in, err := e.dims(e.g.Nodes[v].Inputs[0])
+	if err != nil {
+		return "", err
+	}
+	left := 0
+	for i, d := range ds {
+		switch {
+		case d.sym < 0:
+		case i < len(in) && in[i].sym == d.sym:
+			lits[i] = 0
+		default:
+			left++
+			lits[i] = -1
+		}
+	}
+	if left <= 1 {
+		return e.std("Reshape", nil, x, e.ints64(lits...)), nil
+	}
 	parts := make([]string, len(ds))
 	for i, d := range ds {
 		if d.sym >= 0 {
 			parts[i] = e.symSize(d.sym)
 		} else {
-			parts[i] = e.ints64(lits[i])
+			parts[i] = e.ints64(int64(d.size))
 		}
 	}
 	return e.std("Reshape", nil, x, e.std("Concat", []Attribute{IntAttr("axis", 0)}, parts...)), nil

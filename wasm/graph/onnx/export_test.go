@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -192,6 +193,9 @@ func TestExportUSELiteMatchesCPU(t *testing.T) {
 		for _, n := range m.Nodes {
 			ops[n.Op]++
 		}
+		if ops["Concat"] != 0 {
+			t.Errorf("%d Concats: every USE-lite Reshape target should be a constant (0 copies, −1 infers)", ops["Concat"])
+		}
 		if q4 && (ops["MatMulNBits"] != 10 || ops["GatherBlockQuantized"] != 1 || ops["MatMul"] != 4) {
 			t.Errorf("4-bit: ops %v, want 10 MatMulNBits (every Linear), 1 GatherBlockQuantized, 4 MatMul (attention)", ops)
 		}
@@ -244,6 +248,32 @@ func TestExportOtherOpsMatchCPU(t *testing.T) {
 	}
 	in := graph.F32Tensor(xs, 2, 3, 32)
 	closeTo(t, "others", w.cpuRun(t, g, []graph.Tensor{in}), onnxRun(t, m, map[string]graph.Tensor{"x": in}), 1e-5)
+}
+
+// A Reshape whose target has two symbolic dimensions in new places gets its shape computed
+// (Shape, Concat) at run time.
+func TestExportComputedReshape(t *testing.T) {
+	build := func(B, T int) *graph.Graph {
+		g := graph.New("swap")
+		x := g.Input("x", graph.Float32, B, T, 2)
+		g.Output(g.Transpose("t", g.Reshape("r", x, T, B, 2), 1, 0, 2)) // the transpose makes a wrong target visible
+		return g
+	}
+	m, err := Export(Options{}, build(2, 3), build(4, 5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(m.Nodes, func(n Node) bool { return n.Op == "Concat" }) {
+		t.Error("no computed target: [T, B, 2] from [B, T, 2] needs one")
+	}
+	g := build(3, 7)
+	xs := make([]float32, 3*7*2)
+	for i := range xs {
+		xs[i] = float32(i)
+	}
+	in := graph.F32Tensor(xs, 3, 7, 2)
+	w := &weightSet{}
+	closeTo(t, "computed reshape", w.cpuRun(t, g, []graph.Tensor{in}), onnxRun(t, m, map[string]graph.Tensor{"x": in}), 0)
 }
 
 func TestExportRejects(t *testing.T) {
