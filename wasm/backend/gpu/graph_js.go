@@ -484,10 +484,11 @@ func (c *compiler) matmul(what string, i int, n *graph.Node) error {
 const splitWG, splitOutputs = 256, 32
 
 // splitMatMul reports whether a·b over K runs with K split across a workgroup: on GPUs, where
-// K is long enough to give each of the workgroup's 8 groups of threads 32 steps (on an H200 the
+// K gives each of the workgroup's 8 groups of threads 8 steps or more (on an H200 the
 // one-invocation-per-output kernel took 380 µs for p·v of one token over a 2048-token cache,
-// NOTES.md). Software adapters keep one invocation per output: their barriers are costly.
-func splitMatMul(k int, software bool) bool { return forceSplitMatMul || !software && k >= 256 }
+// the split one 51 µs; NOTES.md). Software adapters keep one invocation per output: their
+// barriers are costly.
+func splitMatMul(k int, software bool) bool { return forceSplitMatMul || !software && k >= 64 }
 
 // forceSplitMatMul makes every a·b split K: the package's tests set it, so that SwiftShader
 // checks the kernel GPUs run.
