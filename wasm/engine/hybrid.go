@@ -17,12 +17,14 @@ import (
 
 // BackendHybrid holds the weights on every backend the browser offers (WebGPU, WebNN) and on
 // the cpu, then places each stage of the model (USE-lite: the embedding, each layer, the head)
-// on the backend that ran it fastest and correctly in a probe at load (plan.Place). The cpu
-// copy is the guard's reference; copies no stage uses are released once the stages are placed.
+// on the backend that ran it fastest and correctly in a probe at load (plan.Place). The cpu is
+// the guard's reference, and runs a stage only when no other backend ran it correctly; copies
+// no stage uses are released once the stages are placed.
 const BackendHybrid = "hybrid"
 
-// The hybrid probe: a batch of 1×16 tokens, every position real, median of 3 timed runs after
-// one that compiles. Short, because every backend runs every stage and the whole model.
+// The hybrid probe: a batch of 1×16 tokens, every position real; on each accelerator every
+// stage and the whole model run once to compile, then 3 rounds, the median kept; the cpu runs
+// each stage once, for the reference. Short: it is load time.
 const (
 	probeBatch  = 1
 	probeTokens = 16

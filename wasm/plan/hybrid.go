@@ -79,7 +79,8 @@ func (p *Probe) String() string {
 const SplitMargin = 0.1
 
 // Place chooses a backend for each stage of pl (whose Stages carry their probes; Whole
-// optional): the fastest whose output matched the reference within pl.Bound. A stage's fastest
+// optional): the fastest whose output matched the reference within pl.Bound; the reference
+// itself (the cpu) only when no other did. A stage's fastest
 // backend that did not match is skipped, and the stage's Moved says so; a pinned stage whose
 // backend did not match fails the placement with ErrPlacement. When no stage is pinned and one
 // backend running the whole model as a single graph is not SplitMargin slower than the
@@ -90,7 +91,7 @@ func Place(pl *Placement) error {
 	pl.SplitMS = 0
 	for i := range pl.Stages {
 		s := &pl.Stages[i]
-		if err := s.place(pl.Bound); err != nil {
+		if err := s.place(pl.Bound, pl.Reference); err != nil {
 			return err
 		}
 		pinned = pinned || s.Pinned != ""
@@ -118,7 +119,7 @@ func Place(pl *Placement) error {
 	return nil
 }
 
-func (s *Stage) place(bound float64) error {
+func (s *Stage) place(bound float64, ref string) error {
 	var order []*Probe
 	for i := range s.Probe {
 		if s.Pinned == "" || s.Probe[i].Backend == s.Pinned {
@@ -129,7 +130,12 @@ func (s *Stage) place(bound float64) error {
 		return fmt.Errorf("%w: stage %s is pinned to %s, which the probe did not run (backends: %s)", ErrPlacement, s.Name, s.Pinned, s.backends())
 	}
 	slices.SortStableFunc(order, func(a, b *Probe) int {
-		switch { // failures last; among the rest, faster first
+		switch { // the reference and failures last; among the rest, faster first
+		case (a.Backend == ref) != (b.Backend == ref):
+			if b.Backend == ref {
+				return -1
+			}
+			return 1
 		case (a.Error == "") != (b.Error == ""):
 			if a.Error == "" {
 				return -1
@@ -147,6 +153,9 @@ func (s *Stage) place(bound float64) error {
 		if p.ok(bound) {
 			s.Backend = p.Backend
 			s.Reason = "fastest correct: " + s.summary()
+			if p.Backend == ref && len(order) > 1 {
+				s.Reason = "no other backend ran it correctly, so on the reference: " + s.summary()
+			}
 			if s.Pinned != "" {
 				s.Reason = "pinned by an override: " + s.summary()
 			}

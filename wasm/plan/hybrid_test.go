@@ -36,7 +36,7 @@ func placed(pl *Placement) []string {
 func TestPlaceFastestPerStage(t *testing.T) {
 	bk := []string{"webgpu", "webnn", "cpu"}
 	pl := stages(bk, [][]float64{
-		{2, 5, 1},    // embed: a gather, cheapest on cpu
+		{2, 5, 1},    // embed: a gather, cheapest on the cpu, which is only the reference
 		{40, 8, 300}, // layers: webnn's int8 path
 		{50, 9, 280}, //
 		{3, -1, 4},   // head: webnn failed to compile it
@@ -45,16 +45,16 @@ func TestPlaceFastestPerStage(t *testing.T) {
 	if err := Place(pl); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Join(placed(pl), ","), "cpu,webnn,webnn,webgpu"; got != want {
+	if got, want := strings.Join(placed(pl), ","), "webgpu,webnn,webnn,webgpu"; got != want {
 		t.Fatalf("placed %s, want %s\n%s", got, want, pl.Table())
 	}
 	if pl.Crossings != 2 {
-		t.Errorf("crossings %d, want 2 (cpu→webnn, webnn→webgpu)", pl.Crossings)
+		t.Errorf("crossings %d, want 2 (webgpu→webnn, webnn→webgpu)", pl.Crossings)
 	}
-	if pl.SplitMS != 1+8+9+3 || pl.ChosenMS != pl.SplitMS {
-		t.Errorf("split %g chosen %g, want 21 both", pl.SplitMS, pl.ChosenMS)
+	if pl.SplitMS != 2+8+9+3 || pl.ChosenMS != pl.SplitMS {
+		t.Errorf("split %g chosen %g, want 22 both", pl.SplitMS, pl.ChosenMS)
 	}
-	if got := strings.Join(pl.Backends(), ","); got != "cpu,webnn,webgpu" {
+	if got := strings.Join(pl.Backends(), ","); got != "webgpu,webnn" {
 		t.Errorf("Backends %s", got)
 	}
 }
@@ -128,6 +128,11 @@ func TestPlaceGuardMovesStage(t *testing.T) {
 	}
 	if got := strings.Join(placed(pl), ","); got != "webgpu,webnn,webgpu,webgpu" {
 		t.Fatalf("placed %s\n%s", got, pl.Table())
+	}
+	// Every accelerator wrong or failed: the stage falls back to the reference, and says so.
+	pl = stages(bk, [][]float64{{2, -1, 9}}, map[[2]int]float64{{0, 0}: 1})
+	if err := Place(pl); err != nil || pl.Stages[0].Backend != "cpu" || !strings.Contains(pl.Stages[0].Reason, "no other backend") {
+		t.Fatalf("fallback to the reference: %v %+v", err, pl.Stages[0])
 	}
 	// Every backend wrong or failed: the load cannot place the stage.
 	pl = stages(bk, [][]float64{{2, -1, 9}}, map[[2]int]float64{{0, 0}: 1, {0, 2}: 1})

@@ -111,12 +111,14 @@ func (e *Encoder) releasePlaced() error {
 }
 
 // ProbeStages measures every stage, and the whole encoder as one graph, on each target: a
-// B×T batch of seeded token ids (every position real), one warm-up run (which compiles), then
-// the median of runs timed runs, upload and readback included. The target named ref runs
-// first and is the reference: each stage elsewhere gets the reference's output of the stage
-// before it, so an error shows in the stage that makes it, and its output's relative RMS error
-// against the reference's is recorded. A target that cannot compile or run a stage gets the
-// error in its probe; the load goes on with the others.
+// B×T batch of seeded token ids (every position real). The target named ref is the reference:
+// it runs each stage once, in order, and each stage elsewhere gets the reference's output of
+// the stage before it, so an error shows in the stage that makes it; its output's relative
+// RMS error against the reference's is recorded. The other targets compile every graph and run
+// it once (which compiles pipelines, MLGraphs), then run rounds: every graph of every target
+// once per round, runs rounds, so the machine's load drifts over all of them alike; each
+// probe is the median, upload and readback included. A target that cannot compile or run a
+// graph gets the error in its probe; the others go on.
 func (e *Encoder) ProbeStages(ctx context.Context, targets []Target, ref string, B, T, runs int) (*plan.Placement, error) {
 	c, runs := e.Config, max(runs, 1)
 	rng := rand.New(rand.NewPCG(uint64(B), uint64(T)))
@@ -126,73 +128,119 @@ func (e *Encoder) ProbeStages(ctx context.Context, targets []Target, ref string,
 		ids[i], mask[i] = int32(rng.IntN(c.Vocab)), 1
 	}
 	idsT, maskT := graph.I32Tensor(ids, B, T), graph.F32Tensor(mask, B, T)
-	order := slices.Clone(targets)
-	r := slices.IndexFunc(order, func(t Target) bool { return t.Name == ref })
+	r := slices.IndexFunc(targets, func(t Target) bool { return t.Name == ref })
 	if r < 0 {
 		return nil, fmt.Errorf("use-lite probe: the reference %q is not among the targets", ref)
 	}
-	order[0], order[r] = order[r], order[0]
-	pl := &plan.Placement{Reference: ref, Probe: fmt.Sprintf("%d×%d tokens, median of %d runs", B, T, runs)}
 	n := c.NumStages()
+	pl := &plan.Placement{Reference: ref, Probe: fmt.Sprintf("%d×%d tokens, median of %d rounds; %s: one run", B, T, runs, ref)}
 	pl.Stages = make([]plan.Stage, n)
-	want := make([]graph.Tensor, n) // the reference's output of each stage
-	for _, t := range order {
-		for i := range n {
-			x := idsT
-			if i > 0 {
-				x = want[i-1]
-			}
-			g, err := c.Segment(B, T, i, i+1)
-			if err != nil {
-				return nil, err
-			}
-			p, out := timeGraph(ctx, t, g, segmentInputs(i, i+1, idsT, x, maskT), runs)
-			if t.Name == ref {
-				if p.Error != "" {
-					return nil, fmt.Errorf("use-lite probe: the reference %s failed stage %s: %s", ref, c.StageName(i), p.Error)
-				}
-				want[i] = out
-			}
-			p.RelErr = relErr(want[i], out, p.Error)
-			pl.Stages[i].Name = c.StageName(i)
-			pl.Stages[i].Probe = append(pl.Stages[i].Probe, p)
-		}
-		g, err := c.Build(B, T)
-		if err != nil {
+	graphs := make([]*graph.Graph, n+1) // the stages, then the whole model
+	inputs := make([][]graph.Tensor, n+1)
+	want := make([]graph.Tensor, n+1) // the reference's output of each
+	var err error
+	for i := range n {
+		if graphs[i], err = c.Segment(B, T, i, i+1); err != nil {
 			return nil, err
 		}
-		p, out := timeGraph(ctx, t, g, []graph.Tensor{idsT, maskT}, runs)
-		p.RelErr = relErr(want[n-1], out, p.Error)
-		pl.Whole = append(pl.Whole, p)
+		x := idsT
+		if i > 0 {
+			x = want[i-1]
+		}
+		inputs[i] = segmentInputs(i, i+1, idsT, x, maskT)
+		p := &probed{probe: plan.Probe{Backend: ref}}
+		p.compile(targets[r], graphs[i], inputs[i])
+		p.run(ctx)
+		if p.probe.Error != "" {
+			return nil, fmt.Errorf("use-lite probe: the reference %s failed stage %s: %s", ref, c.StageName(i), p.probe.Error)
+		}
+		p.finish()
+		want[i] = p.out
+		pl.Stages[i].Name = c.StageName(i)
+		pl.Stages[i].Probe = append(pl.Stages[i].Probe, p.probe)
+	}
+	if graphs[n], err = c.Build(B, T); err != nil {
+		return nil, err
+	}
+	inputs[n], want[n] = []graph.Tensor{idsT, maskT}, want[n-1]
+	var all [][]*probed // per target other than ref: one per graph
+	for ti, t := range targets {
+		if ti == r {
+			continue
+		}
+		ps := make([]*probed, n+1)
+		for i, g := range graphs {
+			ps[i] = &probed{probe: plan.Probe{Backend: t.Name}}
+			ps[i].compile(t, g, inputs[i])
+			ps[i].run(ctx) // the first run compiles: not what a pass costs
+			ps[i].ms = nil
+		}
+		all = append(all, ps)
+	}
+	for range runs {
+		for _, ps := range all {
+			for _, p := range ps {
+				p.run(ctx)
+			}
+		}
+	}
+	for _, ps := range all {
+		for i, p := range ps {
+			p.finish()
+			p.probe.RelErr = relErr(want[i], p.out, p.probe.Error)
+			if i < n {
+				pl.Stages[i].Probe = append(pl.Stages[i].Probe, p.probe)
+			} else {
+				pl.Whole = append(pl.Whole, p.probe)
+			}
+		}
 	}
 	return pl, ctx.Err()
 }
 
-// timeGraph compiles g on t, runs it once, then runs more times, and gives the median time and
-// the output of the last run.
-func timeGraph(ctx context.Context, t Target, g *graph.Graph, in []graph.Tensor, runs int) (plan.Probe, graph.Tensor) {
-	p := plan.Probe{Backend: t.Name}
+// probed is one graph compiled on one target for the probe, and its timed runs.
+type probed struct {
+	probe plan.Probe
+	prog  backend.Program
+	in    []graph.Tensor
+	ms    []float64
+	out   graph.Tensor
+}
+
+func (p *probed) compile(t Target, g *graph.Graph, in []graph.Tensor) {
 	prog, err := t.Backend.Compile(g, t.Weights)
 	if err != nil {
-		p.Error = "compile: " + err.Error()
-		return p, graph.Tensor{}
+		p.probe.Error = "compile: " + err.Error()
+		return
 	}
-	defer prog.Release()
-	var out []graph.Tensor
-	ms := make([]float64, 0, runs)
-	for r := range runs + 1 {
-		t0 := time.Now()
-		if out, err = prog.Run(ctx, in); err != nil {
-			p.Error = "run: " + err.Error()
-			return p, graph.Tensor{}
-		}
-		if r > 0 { // the first run compiles (pipelines, the MLGraph): not what a pass costs
-			ms = append(ms, float64(time.Since(t0).Microseconds())/1000)
-		}
+	p.prog, p.in = prog, in
+}
+
+// run times one run (nothing once the graph has failed).
+func (p *probed) run(ctx context.Context) {
+	if p.prog == nil || p.probe.Error != "" {
+		return
 	}
-	slices.Sort(ms)
-	p.MS = ms[len(ms)/2]
-	return p, out[0]
+	t0 := time.Now()
+	out, err := p.prog.Run(ctx, p.in)
+	if err != nil {
+		p.probe.Error = "run: " + err.Error()
+		return
+	}
+	p.ms = append(p.ms, float64(time.Since(t0).Microseconds())/1000)
+	p.out = out[0]
+}
+
+// finish takes the median and releases the program.
+func (p *probed) finish() {
+	if p.prog != nil {
+		p.prog.Release()
+		p.prog = nil
+	}
+	if len(p.ms) > 0 {
+		slices.Sort(p.ms)
+		p.probe.MS = p.ms[len(p.ms)/2]
+	}
 }
 
 // relErr is got's relative RMS error against want; a huge finite number when got is not

@@ -64,7 +64,7 @@ func TestPlacedStagesEqualWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log(pl.Table())
-	if n := len(pl.Stages); n != l.enc.Config.NumStages() || len(pl.Whole) != 2 {
+	if n := len(pl.Stages); n != l.enc.Config.NumStages() || len(pl.Whole) != 1 { // the reference runs no whole model
 		t.Fatalf("%d stages, %d whole probes", n, len(pl.Whole))
 	}
 	for i, st := range pl.Stages {
