@@ -37,21 +37,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/nibble-ml/nibble/tools/worker/e2e/qsum"
+	"github.com/nibble-ml/nibble/tools/worker/e2e/tab"
 )
-
-// result mirrors stresspage's Result.
-type result struct {
-	Error         string `json:"error"`
-	Sums          string `json:"sums"`
-	Q4            int    `json:"q4"`
-	BytesReceived int64  `json:"bytesReceived"`
-	ResidentBytes int64  `json:"residentBytes"`
-	PeakHeldBytes int64  `json:"peakHeldBytes"`
-	Resumes       int    `json:"resumes"`
-	Millis        int64  `json:"ms"`
-	LinearStart   int64  `json:"linearStart"`
-	LinearPeak    int64  `json:"linearPeak"`
-}
 
 const page = `<!doctype html><meta charset="utf-8"><title>nibble stress</title>
 <script src="wasm_exec.js"></script>
@@ -175,7 +162,7 @@ func servePage(c config) (pageURL string, stop func(), err error) {
 
 // loadTabs opens c.pages tabs of one Chromium on pageURL at once and returns each tab's
 // result once all are done (or c.timeout passed).
-func loadTabs(c config, pageURL string) ([]result, error) {
+func loadTabs(c config, pageURL string) ([]tab.Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	// Every tab loads at once, so none may be treated as a hidden background tab whose timers
@@ -190,13 +177,13 @@ func loadTabs(c config, pageURL string) ([]result, error) {
 	if err := chromedp.Do(browser); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", c.launcher, err)
 	}
-	results := make([]result, c.pages)
+	results := make([]tab.Result, c.pages)
 	var wg sync.WaitGroup
 	for i := range c.pages {
 		wg.Go(func() {
-			tab, cancelTab := chromedp.NewContext(browser)
+			tabCtx, cancelTab := chromedp.NewContext(browser)
 			defer cancelTab()
-			results[i] = loadTab(tab, pageURL)
+			results[i] = loadTab(tabCtx, pageURL)
 		})
 	}
 	wg.Wait()
@@ -206,7 +193,7 @@ func loadTabs(c config, pageURL string) ([]result, error) {
 // check returns what is wrong with one tab's load: an error, a tensor missing or unlike the
 // native reference want, no 4-bit tensor, a byte count other than the file's, linear memory
 // over the bound.
-func (c config) check(r result, want map[string]string) []string {
+func (c config) check(r tab.Result, want map[string]string) []string {
 	var failed []string
 	fail := func(format string, a ...any) { failed = append(failed, fmt.Sprintf(format, a...)) }
 	if r.Error != "" {
@@ -240,26 +227,26 @@ func (c config) check(r result, want map[string]string) []string {
 	return failed
 }
 
-// loadTab opens the page in tab and waits for its result.
-func loadTab(tab context.Context, pageURL string) result {
-	if err := chromedp.Do(tab, chromedp.Navigate(pageURL)); err != nil {
-		return result{Error: fmt.Sprintf("opening the page: %v", err)}
+// loadTab opens the page in the tab ctx drives and waits for its result.
+func loadTab(ctx context.Context, pageURL string) tab.Result {
+	if err := chromedp.Do(ctx, chromedp.Navigate(pageURL)); err != nil {
+		return tab.Result{Error: fmt.Sprintf("opening the page: %v", err)}
 	}
 	for {
-		s, err := chromedp.Run(tab, chromedp.Evaluate[string](`window.nibbleStress || ""`))
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.nibbleStress || ""`))
 		if err != nil {
-			return result{Error: fmt.Sprintf("reading the result: %v", err)}
+			return tab.Result{Error: fmt.Sprintf("reading the result: %v", err)}
 		}
 		if s != "" {
-			var r result
+			var r tab.Result
 			if err := json.Unmarshal([]byte(s), &r); err != nil {
-				return result{Error: fmt.Sprintf("the page's result %q: %v", s, err)}
+				return tab.Result{Error: fmt.Sprintf("the page's result %q: %v", s, err)}
 			}
 			return r
 		}
 		select {
-		case <-tab.Done():
-			return result{Error: fmt.Sprintf("no result: %v", tab.Err())}
+		case <-ctx.Done():
+			return tab.Result{Error: fmt.Sprintf("no result: %v", ctx.Err())}
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

@@ -22,29 +22,14 @@ import (
 	"time"
 
 	"github.com/nibble-ml/nibble/tools/worker/e2e/qsum"
+	"github.com/nibble-ml/nibble/tools/worker/e2e/tab"
 	"github.com/nibble-ml/nibble/wasm/backend/cpu"
 	"github.com/nibble-ml/nibble/wasm/format"
 	"github.com/nibble-ml/nibble/wasm/stream"
 )
 
-// Result is what the driver reads back from window.nibbleStress.
-type Result struct {
-	Error         string `json:"error,omitempty"`
-	Sums          string `json:"sums"` // qsum.Encode of every resident tensor
-	Q4            int    `json:"q4"`   // tensors quantized to 4 bits
-	BytesReceived int64  `json:"bytesReceived"`
-	ResidentBytes int64  `json:"residentBytes"`
-	PeakHeldBytes int64  `json:"peakHeldBytes"`
-	Resumes       int    `json:"resumes"`
-	Millis        int64  `json:"ms"`
-	// Linear memory when main starts (the Go runtime and the page's code) and after the load
-	// (wasm memory never shrinks, so this is the page's peak).
-	LinearStart int64 `json:"linearStart"`
-	LinearPeak  int64 `json:"linearPeak"`
-}
-
 func main() {
-	r := Result{LinearStart: stream.LinearMemoryBytes()}
+	r := tab.Result{LinearStart: stream.LinearMemoryBytes()}
 	if err := load(&r); err != nil {
 		r.Error = err.Error()
 	}
@@ -53,7 +38,7 @@ func main() {
 	js.Global().Set("nibbleStress", string(b))
 }
 
-func load(r *Result) error {
+func load(r *tab.Result) error {
 	q, err := url.ParseQuery(js.Global().Get("location").Get("search").String()[1:])
 	if err != nil {
 		return err
