@@ -238,8 +238,8 @@ func (pl *Placement) Backends() []string {
 // Table prints the placement: per stage, each backend's probe and the choice.
 func (pl *Placement) Table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "placement (probe %s, against %s, bound %.0e): %d crossing(s) per pass, predicted %.3g ms (per-stage best %.3g ms)\n",
-		pl.Probe, pl.Reference, pl.Bound, pl.Crossings, pl.ChosenMS, pl.SplitMS)
+	fmt.Fprintf(&b, "placement: %d crossing(s) per pass, predicted %.3g ms (per-stage best %.3g ms); reference %s, bound %.0e; probe %s\n",
+		pl.Crossings, pl.ChosenMS, pl.SplitMS, pl.Reference, pl.Bound, pl.Probe)
 	for _, s := range pl.Stages {
 		fmt.Fprintf(&b, "  %-8s → %-7s %s\n", s.Name, s.Backend, s.Reason)
 	}
