@@ -54,7 +54,7 @@ func (b *Builder) Limits() *Limits { return b.limits }
 func (b *Builder) Err() error { return b.err }
 
 func opts(label string, kv ...any) js.Value {
-	o := js.Global().Get("Object").New()
+	o := jsutil.ObjectClass.New()
 	o.Set("label", label)
 	for i := 0; i+1 < len(kv); i += 2 {
 		o.Set(kv[i].(string), kv[i+1])
@@ -255,7 +255,7 @@ func (b *Builder) Build(label string, outputs map[string]*Operand) (*Graph, erro
 	if b.err != nil {
 		return nil, fmt.Errorf("webnn: build %q: %w", label, b.err)
 	}
-	o := js.Global().Get("Object").New()
+	o := jsutil.ObjectClass.New()
 	for k, op := range outputs {
 		o.Set(k, op.v)
 	}

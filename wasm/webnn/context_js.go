@@ -144,7 +144,7 @@ func (c *Context) Dispatch(g *Graph, inputs, outputs map[string]*Tensor) error {
 }
 
 func tensorMap(m map[string]*Tensor) js.Value {
-	o := js.Global().Get("Object").New()
+	o := jsutil.ObjectClass.New()
 	for k, t := range m {
 		o.Set(k, t.v)
 	}
@@ -188,7 +188,7 @@ func (g *Graph) Destroy() {
 }
 
 func (d Descriptor) toJS(label string) js.Value {
-	o := js.Global().Get("Object").New()
+	o := jsutil.ObjectClass.New()
 	o.Set("dataType", string(d.DataType))
 	shape := make([]any, len(d.Shape))
 	for i, s := range d.Shape {

@@ -47,7 +47,7 @@ type ContextOptions struct {
 }
 
 func (o ContextOptions) toJS() js.Value {
-	d := js.Global().Get("Object").New()
+	d := jsutil.ObjectClass.New()
 	if o.DeviceType != "" {
 		d.Set("deviceType", string(o.DeviceType))
 	}

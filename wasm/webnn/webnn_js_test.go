@@ -36,12 +36,12 @@ func TestOpSupportLimitsDump(t *testing.T) {
 // TestMissingML removes navigator.ml and checks the error comes at once and names the flag.
 func TestMissingML(t *testing.T) {
 	nav := js.Global().Get("navigator")
-	proto := js.Global().Get("Object").Call("getPrototypeOf", nav)
-	desc := js.Global().Get("Object").Call("getOwnPropertyDescriptor", proto, "ml")
+	proto := jsutil.ObjectClass.Call("getPrototypeOf", nav)
+	desc := jsutil.ObjectClass.Call("getOwnPropertyDescriptor", proto, "ml")
 	if !desc.Truthy() {
 		t.Skip("navigator.ml is not a prototype accessor here")
 	}
-	js.Global().Get("Object").Call("defineProperty", nav, "ml", map[string]any{"value": js.Undefined(), "configurable": true})
+	jsutil.ObjectClass.Call("defineProperty", nav, "ml", map[string]any{"value": js.Undefined(), "configurable": true})
 	defer js.Global().Get("Reflect").Call("deleteProperty", nav, "ml")
 	start := time.Now()
 	_, err := CreateContext(ContextOptions{DeviceType: CPU})

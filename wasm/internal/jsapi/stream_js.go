@@ -62,7 +62,7 @@ func (s *tokenStream) finish(fail js.Value) {
 }
 
 func iterResult(v js.Value, done bool) js.Value {
-	o := js.Global().Get("Object").New()
+	o := jsutil.ObjectClass.New()
 	o.Set("value", v)
 	o.Set("done", done)
 	return o
@@ -122,7 +122,7 @@ func (s *tokenStream) attach(p js.Value) js.Value {
 		s.finish(js.Undefined())
 		return jsutil.PromiseClass.Call("resolve", iterResult(js.Undefined(), true))
 	})
-	it := js.Global().Get("Object").New()
+	it := jsutil.ObjectClass.New()
 	it.Set("next", next)
 	it.Set("return", ret)
 	iter = js.FuncOf(func(js.Value, []js.Value) any { return it })

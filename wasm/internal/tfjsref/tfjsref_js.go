@@ -280,7 +280,7 @@ func Embed(ctx context.Context, modelURL string, ids [][]int32) ([][]float32, er
 	}
 
 	nnz := len(values)
-	in := js.Global().Get("Object").New()
+	in := jsutil.ObjectClass.New()
 	// The dtype is explicit: without it TF.js would make float32 tensors from the typed
 	// arrays' numbers, and the model's placeholders are int32.
 	it, err := call(tf, "tensor2d", "indices", int32sToJS(indices), []any{nnz, 2}, "int32")
