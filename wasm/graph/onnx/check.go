@@ -7,8 +7,8 @@ import (
 // Ops are the operators this package writes, by domain, with their operand counts (min, max).
 var Ops = map[string]map[string][2]int{
 	"": {
-		"Add": {2, 2}, "Sub": {2, 2}, "Mul": {2, 2}, "Div": {2, 2}, "Max": {2, 2},
-		"Equal": {2, 2}, "Less": {2, 2}, "GreaterOrEqual": {2, 2}, "And": {2, 2}, "Where": {3, 3},
+		"Add": {2, 2}, "Sub": {2, 2}, "Mul": {2, 2}, "Div": {2, 2}, "Clip": {1, 3},
+		"Equal": {2, 2}, "Less": {2, 2}, "GreaterOrEqual": {2, 2}, "Where": {3, 3},
 		"Cast": {1, 1}, "Shape": {1, 1}, "Unsqueeze": {2, 2}, "Reshape": {2, 2}, "Transpose": {1, 1},
 		"Slice": {3, 5}, "Concat": {1, 1 << 20}, "Gather": {2, 2}, "MatMul": {2, 2},
 		"Softmax": {1, 1}, "LayerNormalization": {2, 3}, "ReduceSum": {1, 2}, "ReduceSumSquare": {1, 1},

@@ -160,7 +160,7 @@ func evalNode(n *Node, in []*tensor) (*tensor, error) {
 		return out
 	}
 	switch n.Op {
-	case "Add", "Sub", "Mul", "Div", "Max", "Equal", "Less", "GreaterOrEqual", "And":
+	case "Add", "Sub", "Mul", "Div", "Equal", "Less", "GreaterOrEqual":
 		return evalBinary(n, in)
 	case "Where":
 		return evalWhere(n, in)
@@ -184,6 +184,9 @@ func evalNode(n *Node, in []*tensor) (*tensor, error) {
 		return evalMatMul(n, in)
 	case "Softmax", "LayerNormalization", "ReduceSum", "ReduceSumSquare", "ReduceMean":
 		return lastAxis(n, in)
+	case "Clip": // min only, a scalar: how the exporter writes it
+		lo := in[1].f[0]
+		return unary(func(v float64) float64 { return math.Max(v, lo) }), nil
 	case "Sqrt":
 		return unary(math.Sqrt), nil
 	case "Relu":
@@ -206,16 +209,12 @@ func evalBinary(n *Node, in []*tensor) (*tensor, error) {
 		return nil, err
 	}
 	out := &tensor{shape: shape, dt: a.dt}
-	cmp := n.Op == "Equal" || n.Op == "Less" || n.Op == "GreaterOrEqual" || n.Op == "And"
+	cmp := n.Op == "Equal" || n.Op == "Less" || n.Op == "GreaterOrEqual"
 	if cmp {
 		out.dt = Bool
 	}
 	for k := range size(shape) {
 		ix := idx(k)
-		if n.Op == "And" {
-			out.b = append(out.b, a.b[ix[0]] && b.b[ix[1]])
-			continue
-		}
 		var x, y float64
 		if a.dt == Float {
 			x, y = a.f[ix[0]], b.f[ix[1]]
@@ -229,7 +228,7 @@ func evalBinary(n *Node, in []*tensor) (*tensor, error) {
 		if a.dt != Float {
 			return nil, fmt.Errorf("integer arithmetic is never written")
 		}
-		out.f = append(out.f, map[string]float64{"Add": x + y, "Sub": x - y, "Mul": x * y, "Div": x / y, "Max": math.Max(x, y)}[n.Op])
+		out.f = append(out.f, map[string]float64{"Add": x + y, "Sub": x - y, "Mul": x * y, "Div": x / y}[n.Op])
 	}
 	return out, nil
 }

@@ -414,10 +414,10 @@ func (e *exporter) lower(v graph.Value, n *graph.Node, in []string) (string, err
 		m := e.std("Unsqueeze", nil, in[1], e.ints64(2))
 		sum := e.std("ReduceSum", []Attribute{IntAttr("keepdims", 0)}, e.std("Mul", nil, in[0], m), e.ints64(1))
 		count := e.std("ReduceSum", []Attribute{IntAttr("keepdims", 1)}, in[1], e.ints64(1))
-		return e.std("Div", nil, sum, e.std("Max", nil, count, e.scalarF(1))), nil
+		return e.std("Div", nil, sum, e.std("Clip", nil, count, e.scalarF(1))), nil
 	case graph.OpL2Normalize:
 		ss := e.std("ReduceSumSquare", []Attribute{IntsAttr("axes", -1), IntAttr("keepdims", 1)}, in[0])
-		return e.std("Div", nil, in[0], e.std("Sqrt", nil, e.std("Max", nil, ss, e.scalarF(a.Eps)))), nil
+		return e.std("Div", nil, in[0], e.std("Sqrt", nil, e.std("Clip", nil, ss, e.scalarF(a.Eps)))), nil
 	}
 	return "", fmt.Errorf("%w: op %s", ErrUnsupported, n.Op)
 }
@@ -514,8 +514,10 @@ func (e *exporter) gather(n *graph.Node, in []string) (string, error) {
 	tn := &e.g.Nodes[n.Inputs[0]]
 	V := int32(tn.Shape[0])
 	ids := in[1]
-	valid := e.std("And", nil, e.std("GreaterOrEqual", nil, ids, e.scalarI32(0)), e.std("Less", nil, ids, e.scalarI32(V)))
-	safe := e.std("Where", nil, valid, ids, e.scalarI32(0))
+	// No And (ORT's JSEP has no kernel for it): two Wheres pick the id, a product of the two
+	// tests the rows kept.
+	lo, hi := e.std("GreaterOrEqual", nil, ids, e.scalarI32(0)), e.std("Less", nil, ids, e.scalarI32(V))
+	safe := e.std("Where", nil, lo, e.std("Where", nil, hi, ids, e.scalarI32(0)), e.scalarI32(0))
 	var rows string
 	if tn.Op == graph.OpWeight {
 		w, err := e.weight(tn.Attr.Name)
@@ -538,7 +540,8 @@ func (e *exporter) gather(n *graph.Node, in []string) (string, error) {
 	} else {
 		rows = e.std("Gather", []Attribute{IntAttr("axis", 0)}, in[0], safe)
 	}
-	keep := e.std("Unsqueeze", nil, e.std("Cast", []Attribute{IntAttr("to", Float)}, valid), e.ints64(-1))
+	toF := []Attribute{IntAttr("to", Float)}
+	keep := e.std("Unsqueeze", nil, e.std("Mul", nil, e.std("Cast", toF, lo), e.std("Cast", toF, hi)), e.ints64(-1))
 	return e.std("Mul", nil, rows, keep), nil
 }
 
