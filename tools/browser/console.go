@@ -1,3 +1,5 @@
+//go:build !(js && wasm)
+
 // Package browser is what the Go programs and tests that drive headless Chromium over chromedp
 // share (the shell scripts beside it install the browser and run js tests in it): the page's
 // console and uncaught exceptions as messages.
