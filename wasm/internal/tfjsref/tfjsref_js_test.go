@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nibble-ml/nibble/wasm/quanteval"
 )
 
 // The test needs TF.js and the model from a local server: tools/streamserve serves both and
@@ -46,16 +48,6 @@ func setup(t *testing.T) (context.Context, string) {
 	}
 	t.Logf("TF.js %s loaded from %s in %v", Version, tfjs, time.Since(start).Round(time.Millisecond))
 	return ctx, models + "/use-lite/model.json"
-}
-
-func cosineDistance(a, b []float32) float64 {
-	var dot, na, nb float64
-	for i := range a {
-		dot += float64(a[i]) * float64(b[i])
-		na += float64(a[i]) * float64(a[i])
-		nb += float64(b[i]) * float64(b[i])
-	}
-	return 1 - dot/math.Sqrt(na*nb)
 }
 
 func norm(v []float32) float64 {
@@ -115,14 +107,14 @@ func TestBackends(t *testing.T) {
 		}
 		for i := range e {
 			for j := i + 1; j < len(e); j++ {
-				if d := cosineDistance(e[i], e[j]); d < 1e-3 {
+				if d := 1 - quanteval.Cosine(e[i], e[j]); d < 1e-3 {
 					t.Errorf("%s: sentences %d and %d: cosine distance %.2g: different inputs, (nearly) the same output", b, i, j, d)
 				}
 			}
 		}
 		// A model that ran the wrong graph still gives distinct unit vectors; meaning does not
 		// survive that. Sentences 2 (guitar) and 3 (instrument) against 4 (stock market).
-		if near, far := cosineDistance(e[2], e[3]), cosineDistance(e[2], e[4]); near >= far {
+		if near, far := 1-quanteval.Cosine(e[2], e[3]), 1-quanteval.Cosine(e[2], e[4]); near >= far {
 			t.Errorf("%s: %q is %.3f from %q but %.3f from %q: related sentences should be nearer", b,
 				set[2].Text, near, set[3].Text, far, set[4].Text)
 		}
@@ -133,7 +125,7 @@ func TestBackends(t *testing.T) {
 	for _, b := range Backends[1:] {
 		worst, at := 0.0, 0
 		for i := range ref {
-			if d := cosineDistance(ref[i], got[b][i]); d > worst {
+			if d := 1 - quanteval.Cosine(ref[i], got[b][i]); d > worst {
 				worst, at = d, i
 			}
 		}
@@ -165,22 +157,22 @@ func TestInputEdges(t *testing.T) {
 
 	// Padding is masked: a sentence's embedding does not depend on its batch.
 	batch, alone := embed(a, b), embed(b)
-	t.Logf("batched vs alone: cosine distance %.3g", cosineDistance(batch[1], alone[0]))
-	if d := cosineDistance(batch[1], alone[0]); d > 1e-6 {
+	t.Logf("batched vs alone: cosine distance %.3g", 1-quanteval.Cosine(batch[1], alone[0]))
+	if d := 1 - quanteval.Cosine(batch[1], alone[0]); d > 1e-6 {
 		t.Errorf("sentence batched with a longer one vs alone: cosine distance %.3g", d)
 	}
 
 	// An empty sentence before a non-empty one gets a row: the model's embedding of no tokens.
 	empty := embed(a, nil, b)
-	if d := cosineDistance(empty[2], alone[0]); d > 1e-6 {
+	if d := 1 - quanteval.Cosine(empty[2], alone[0]); d > 1e-6 {
 		t.Errorf("sentence after an empty one vs alone: cosine distance %.3g", d)
 	}
 	emptyFirst := embed(nil, b)
-	if d := cosineDistance(empty[1], emptyFirst[0]); d > 1e-6 {
+	if d := 1 - quanteval.Cosine(empty[1], emptyFirst[0]); d > 1e-6 {
 		t.Errorf("the empty sentence's embedding depends on its batch: cosine distance %.3g", d)
 	}
 	t.Logf("empty sentence: norm %.6f, first values %v, cosine distance to %q: %.3f",
-		norm(empty[1]), empty[1][:4], set[0].Text, cosineDistance(empty[1], empty[0]))
+		norm(empty[1]), empty[1][:4], set[0].Text, 1-quanteval.Cosine(empty[1], empty[0]))
 
 	// Trailing empty sentences get no row from the model: Embed says so.
 	if _, err := Embed(ctx, modelURL, [][]int32{a, nil}); err == nil || !strings.Contains(err.Error(), "no row") {
@@ -198,20 +190,20 @@ func TestInputEdges(t *testing.T) {
 	long = long[:140]
 	clipped := embed(long[:128], long[:129], long)
 	for i, n := range []int{129, 140} {
-		d := cosineDistance(clipped[0], clipped[i+1])
+		d := 1 - quanteval.Cosine(clipped[0], clipped[i+1])
 		t.Logf("%d ids vs their first 128: cosine distance %.3g", n, d)
 		if d > 1e-6 {
 			t.Errorf("%d ids vs their first 128: cosine distance %.3g: the model no longer clips at 128?", n, d)
 		}
 	}
-	if d := cosineDistance(embed(long[:127])[0], clipped[0]); d < 1e-6 {
+	if d := 1 - quanteval.Cosine(embed(long[:127])[0], clipped[0]); d < 1e-6 {
 		t.Errorf("127 vs 128 ids: cosine distance %.3g: position 127 should still count", d)
 	}
 
 	// Id 0 (<unk>) is a token like any other, not padding.
 	unk := embed(append([]int32{0}, b...), b)
-	t.Logf("<unk> + %q vs %q: cosine distance %.3f", set[4].Text, set[4].Text, cosineDistance(unk[0], unk[1]))
-	if d := cosineDistance(unk[0], unk[1]); d < 1e-4 {
+	t.Logf("<unk> + %q vs %q: cosine distance %.3f", set[4].Text, set[4].Text, 1-quanteval.Cosine(unk[0], unk[1]))
+	if d := 1 - quanteval.Cosine(unk[0], unk[1]); d < 1e-4 {
 		t.Errorf("a leading id 0 changed the embedding by only %.3g: is 0 treated as padding?", d)
 	}
 
