@@ -603,13 +603,13 @@ func (s *session) line(l string) {
 		case r.NotRun != "":
 			s.logf("%s %s: not run: %s", r.Runtime, r.Platform, r.NotRun)
 		case r.Reference == "" || r.Runtime == "nibble" && r.Format == "f32":
-			s.logf("%s %s %s: %s held, load %.0f ms, latency %.1f ms (the reference)", r.Runtime, r.Platform, r.Format,
+			s.logf("%s %s %s: %s held, load %.0f ms, latency %.1f ms (the reference)", runtimeName(r), r.Platform, r.Format,
 				quanteval.Bytes(r.WeightBytes), r.LoadMS, r.LatencyMedianMS)
 		case r.GeneratedTokens > 0:
 			s.logf("%s %s %s: %s held (%s saved), load %.0f ms, prefill %.0f tok/s, decode %.0f tok/s, top-1 %.0f%%", r.Runtime, r.Platform, r.Format,
 				quanteval.Bytes(r.WeightBytes), pct(r.ReductionPct), r.LoadMS, r.PrefillTokPerS, r.DecodeTokPerS, 100*r.Top1Agreement)
 		default:
-			s.logf("%s %s %s: %s held (%s saved), load %.0f ms, latency %.1f ms, cosine %.5f", r.Runtime, r.Platform, r.Format,
+			s.logf("%s %s %s: %s held (%s saved), load %.0f ms, latency %.1f ms, cosine %.5f", runtimeName(r), r.Platform, r.Format,
 				quanteval.Bytes(r.WeightBytes), pct(r.ReductionPct), r.LoadMS, r.LatencyMedianMS, r.CosineMean)
 		}
 		s.results = append(s.results, r)
