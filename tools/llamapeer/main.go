@@ -10,6 +10,11 @@
 // wasm_exec.js, the model and wllama's esm/ folder (cross-origin isolated, so wllama may use
 // threads), and drives tools/browser/bin/headless_shell with chromedp: one page, nibble's
 // backends in turn, then wllama with 1 thread and with every core.
+//
+// A backend named webnn-int8 is WebNN with int8 activations (llama.Options.Calibration): the
+// tool calibrates the file natively on the cpu reference (llama.Calibrate over
+// llama.CalibrationText) and serves the ranges as /model.calib.json, as a model would ship them.
+// With -calibrate FILE.gguf -o OUT.json it only writes that calibration.
 package main
 
 import (
@@ -25,32 +30,67 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/chromedp/cdproto/inspector"
 	"github.com/chromedp/chromedp"
 
 	"github.com/nibble-ml/nibble/tools/browser"
 	"github.com/nibble-ml/nibble/tools/llamapeer/peer"
+	"github.com/nibble-ml/nibble/wasm/backend/cpu"
+	"github.com/nibble-ml/nibble/wasm/model/llama"
 )
 
 //go:embed index.html
 var indexHTML []byte
+
+var (
+	verbose = flag.Bool("v", false, "print the page's console.log lines (nibble's progress)")
+	calFile = flag.String("calib", "", "the calibration JSON for webnn-int8: read if it exists, else written there")
+)
 
 func main() {
 	shape := flag.String("shape", "llama-1b", "mkmodel -shape")
 	layers := flag.Int("layers", 2, "layers of the shape's")
 	ff := flag.String("format", "gguf-q4_0", "mkmodel -format")
 	tokens := flag.Int("tokens", 8, "greedy tokens decoded")
-	backends := flag.String("backends", "webgpu,cpu", "nibble backends, in this order")
+	backends := flag.String("backends", "webgpu,cpu", "nibble backends, in this order (cpu, webgpu, webnn, webnn-int8)")
+	calib := flag.String("calibrate", "", "only write the calibration of this GGUF file (to -o)")
+	out := flag.String("o", "", "with -calibrate: the JSON file to write")
+	threads := flag.String("wllama", "1,max", "wllama thread counts to run (max: every core; empty: none)")
 	flag.Parse()
 	log.SetFlags(0)
-	if err := run(*shape, *layers, *ff, *tokens, strings.Split(*backends, ",")); err != nil {
+	if *calib != "" {
+		if err := calibrate(*calib, *out); err != nil {
+			log.Fatal("llamapeer: ", err)
+		}
+		return
+	}
+	if err := run(*shape, *layers, *ff, *tokens, strings.Split(*backends, ","), wllamaThreads(*threads)); err != nil {
 		log.Fatal("llamapeer: ", err)
 	}
 }
 
-func run(shape string, layers int, ff string, tokens int, backends []string) error {
+// wllamaThreads parses -wllama: thread counts, "max" for every core, duplicates dropped.
+func wllamaThreads(s string) []int {
+	var ths []int
+	for _, f := range strings.Split(s, ",") {
+		n := runtime.NumCPU()
+		if f != "max" {
+			if _, err := fmt.Sscan(f, &n); err != nil || n < 1 {
+				continue
+			}
+		}
+		if !slices.Contains(ths, n) {
+			ths = append(ths, n)
+		}
+	}
+	return ths
+}
+
+func run(shape string, layers int, ff string, tokens int, backends []string, threads []int) error {
 	root, err := os.Getwd()
 	if err != nil {
 		return err
@@ -70,6 +110,24 @@ func run(shape string, layers int, ff string, tokens int, backends []string) err
 	model := filepath.Join(tmp, "model.gguf")
 	if out, err := exec.Command("go", "run", "./tools/mkmodel", "-llm", "-shape", shape, "-layers", fmt.Sprint(layers), "-format", ff, "-seed", "1", "-o", model).CombinedOutput(); err != nil {
 		return fmt.Errorf("mkmodel: %v\n%s", err, out)
+	}
+	calJSON := filepath.Join(tmp, "model.calib.json")
+	if *calFile != "" {
+		calJSON = *calFile
+	}
+	for _, be := range backends {
+		if _, err := os.Stat(calJSON); err == nil {
+			log.Printf("calibration from %s", calJSON)
+			break
+		}
+		if strings.HasSuffix(be, "-int8") {
+			t0 := time.Now()
+			if err := calibrate(model, calJSON); err != nil {
+				return err
+			}
+			log.Printf("calibrated on the cpu (native) in %v", time.Since(t0).Round(time.Millisecond))
+			break
+		}
 	}
 	wasm := filepath.Join(tmp, "nibble.wasm")
 	build := exec.Command("go", "build", "-o", wasm, "./tools/llamapeer/page")
@@ -91,6 +149,7 @@ func run(shape string, layers int, ff string, tokens int, backends []string) err
 	})
 	mux.HandleFunc("/nibble.wasm", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, wasm) })
 	mux.HandleFunc("/model.gguf", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, model) })
+	mux.HandleFunc("/model.calib.json", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, calJSON) })
 	mux.Handle("/wllama/esm/", http.StripPrefix("/wllama/esm/", http.FileServer(http.Dir(wl))))
 	isolated := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// wllama's threads need SharedArrayBuffer, which only a cross-origin isolated page has.
@@ -118,11 +177,21 @@ func run(shape string, layers int, ff string, tokens int, backends []string) err
 		return fmt.Errorf("starting %s: %w", launcher, err)
 	}
 	err = browser.ListenConsole(ctx, func(m browser.Message) {
-		if m.IsError() || m.Type == "warning" {
+		if m.IsError() || m.Type == "warning" || *verbose {
 			log.Print(m)
 		}
 	})
 	if err != nil {
+		return err
+	}
+	// A renderer that dies (out of memory, a crash building a graph) never settles the promise
+	// being awaited: say so and stop.
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if _, ok := ev.(*inspector.EventTargetCrashed); ok {
+			log.Print("the page's renderer crashed")
+			cancel()
+		}
+	}); err != nil {
 		return err
 	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
@@ -151,16 +220,13 @@ func run(shape string, layers int, ff string, tokens int, backends []string) err
 		log.Printf("%+v", r)
 		rs = append(rs, r)
 	}
-	for _, th := range []int{1, runtime.NumCPU()} {
+	for _, th := range threads {
 		r, err := eval(fmt.Sprintf("runWllama(%q, %d, %d)", peer.Prompt, tokens, th))
 		if err != nil {
 			r.Runtime, r.Error = fmt.Sprintf("wllama (%d threads)", th), err.Error()
 		}
 		log.Printf("%+v", r)
 		rs = append(rs, r)
-		if runtime.NumCPU() == 1 {
-			break
-		}
 	}
 	fmt.Printf("\n%s %s, %d layers, prompt %d tokens, %d greedy tokens; headless Chromium, %d cores\n\n", shape, ff, layers, rs[0].PrefillN, tokens, runtime.NumCPU())
 	fmt.Println("| runtime | load s | prefill tok/s | decode tok/s | text |")
@@ -173,4 +239,28 @@ func run(shape string, layers int, ff string, tokens int, backends []string) err
 		fmt.Printf("| %s | %.1f | %.2f | %.2f | %q |\n", r.Runtime, r.LoadMS/1000, float64(r.PrefillN)/(r.PrefillMS/1000), float64(r.DecodeN)/(r.DecodeMS/1000), r.Text)
 	}
 	return nil
+}
+
+// calibrate writes the Linear ranges of the GGUF file at path, run on the cpu reference over
+// llama.CalibrationText, as JSON (backend.Calibration) to out.
+func calibrate(path, out string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	file, err := llama.ReadGGUF(f, cpu.New())
+	if err != nil {
+		return err
+	}
+	defer file.Release()
+	cal, err := llama.Calibrate(context.Background(), file.Config, cpu.New(), file.Weights, llama.CalibrationIDs(file.Tokenizer, file.Config))
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(cal)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(out, b, 0o644)
 }

@@ -41,7 +41,7 @@ func run(be string, tokens int) (r peer.Result) {
 		if err == nil {
 			defer g.Close()
 		}
-	case "webnn":
+	case "webnn", "webnn-int8":
 		var n *nn.Backend
 		n, err = nn.New(nn.Options{})
 		b = n
@@ -55,6 +55,9 @@ func run(be string, tokens int) (r peer.Result) {
 		return fail(err)
 	}
 	t0 := time.Now()
+	step := func(what string) {
+		fmt.Printf("nibble-%s: %s at %v\n", be, what, time.Since(t0).Round(time.Millisecond))
+	}
 	resp, err := http.Get("/model.gguf")
 	if err != nil {
 		return fail(err)
@@ -66,8 +69,22 @@ func run(be string, tokens int) (r peer.Result) {
 	}
 	defer f.Release()
 	r.LoadMS = ms(time.Since(t0))
+	step("loaded")
 	r.Layers = f.Config.Layers
-	m, err := llama.New(f.Config, b, f.Weights, llama.Options{Context: 256})
+	opt := llama.Options{Context: 256}
+	if be == "webnn-int8" {
+		// The ranges the tool calibrated natively on the cpu, served beside the model.
+		resp, err := http.Get("/model.calib.json")
+		if err != nil {
+			return fail(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&opt.Calibration)
+		resp.Body.Close()
+		if err != nil {
+			return fail(fmt.Errorf("model.calib.json: %w", err))
+		}
+	}
+	m, err := llama.New(f.Config, b, f.Weights, opt)
 	if err != nil {
 		return fail(err)
 	}
@@ -80,9 +97,11 @@ func run(be string, tokens int) (r peer.Result) {
 	if _, err := m.Forward(ctx, ids, false); err != nil {
 		return fail(err)
 	}
+	step("prefill compiled and ran")
 	if _, err := m.Forward(ctx, ids[:1], false); err != nil {
 		return fail(err)
 	}
+	step("decode compiled and ran")
 	m.Reset()
 	t0 = time.Now()
 	lg, err := m.Forward(ctx, ids, false)

@@ -242,26 +242,50 @@ func planQuantized(t *quant.Tensor, dt webnn.DataType, flip bool, note string) *
 // columns dropped. Tests compare it bit for bit with quant.Dequantize.
 func (l *Layout) Dequantize() []float32 {
 	out := make([]float32, l.N*l.K)
-	kp := l.KPad()
 	for n := 0; n < l.N; n++ {
-		for k := 0; k < l.K; k++ {
-			i := n*kp + k
-			var v float32
-			switch l.Codes.DataType {
-			case webnn.Float32:
-				v = math.Float32frombits(binary.LittleEndian.Uint32(l.CodeBytes[4*i:]))
-			case webnn.Float16:
-				v = f16(binary.LittleEndian.Uint16(l.CodeBytes[2*i:]))
-			default:
-				bits, signed := l.Codes.DataType.Bits(), l.Codes.DataType != webnn.Uint8
-				g := n*l.G + k/l.B
-				s := math.Float32frombits(binary.LittleEndian.Uint32(l.ScaleBytes[4*g:]))
-				q := quant.Code(l.CodeBytes, bits, i, signed)
-				z := quant.Code(l.ZeroBytes, bits, g, signed)
-				v = float32(q-z) * s
-			}
-			out[n*l.K+k] = v
-		}
+		l.rowInto(out[n*l.K:(n+1)*l.K], n, l.CodeBytes, 0, l.ScaleBytes, 0, l.ZeroBytes, 0)
 	}
 	return out
+}
+
+// span is a byte range [Lo, Hi) of one constant.
+type span struct{ Lo, Hi int }
+
+// rowSpans are the byte ranges of the codes, scales and zero points that hold rows [n, n+count):
+// what a host-side read of a few rows (an embedding lookup, a weight requantized in chunks)
+// copies out of the constants. Codes and zero points of 4 bits are packed densely across rows,
+// so a range may start in the middle of a byte; rowInto takes the range's start.
+func (l *Layout) rowSpans(n, count int) (codes, scales, zeros span) {
+	bits := l.Codes.DataType.Bits()
+	kp := l.KPad()
+	codes = span{n * kp * bits / 8, ((n+count)*kp*bits + 7) / 8}
+	if l.Scales.DataType == "" {
+		return codes, span{}, span{}
+	}
+	zb := l.Zeros.DataType.Bits()
+	return codes, span{4 * n * l.G, 4 * (n + count) * l.G}, span{n * l.G * zb / 8, ((n+count)*l.G*zb + 7) / 8}
+}
+
+// rowInto writes row n's K values into dst, as Dequantize computes them, from bytes of the
+// codes, scales and zero points that start at byte offsets co, so and zo of the constants (the
+// whole constants from 0, or ranges that rowSpans gave).
+func (l *Layout) rowInto(dst []float32, n int, codes []byte, co int, scales []byte, so int, zeros []byte, zo int) {
+	kp := l.KPad()
+	bits := l.Codes.DataType.Bits()
+	for k := 0; k < l.K; k++ {
+		i := n*kp + k
+		switch l.Codes.DataType {
+		case webnn.Float32:
+			dst[k] = math.Float32frombits(binary.LittleEndian.Uint32(codes[4*i-co:]))
+		case webnn.Float16:
+			dst[k] = f16(binary.LittleEndian.Uint16(codes[2*i-co:]))
+		default:
+			signed := l.Codes.DataType != webnn.Uint8
+			g := n*l.G + k/l.B
+			s := math.Float32frombits(binary.LittleEndian.Uint32(scales[4*g-so:]))
+			q := quant.Code(codes, bits, i-co*8/bits, signed)
+			z := quant.Code(zeros, bits, g-zo*8/bits, signed)
+			dst[k] = float32(q-z) * s
+		}
+	}
 }

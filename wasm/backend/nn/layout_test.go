@@ -59,6 +59,16 @@ func TestPlanMatchesReference(t *testing.T) {
 						t.Fatalf("%s %v %dx%d path %s: w[%d] = %g, want %g (note: %s)", br.name, f, n, k, l.Path, i, got[i], want[i], l.Note)
 					}
 				}
+				// Each row read back from only its byte ranges (rowSpans), as Weight.Rows and
+				// the QDQ requantization read them out of the JS-held constants.
+				for r := 0; r < n; r++ {
+					cs, ss, zs := l.rowSpans(r, 1)
+					row := make([]float32, k)
+					l.rowInto(row, r, l.CodeBytes[cs.Lo:cs.Hi], cs.Lo, l.ScaleBytes[ss.Lo:ss.Hi], ss.Lo, l.ZeroBytes[zs.Lo:zs.Hi], zs.Lo)
+					if !slices.Equal(row, want[r*k:(r+1)*k]) {
+						t.Fatalf("%s %v %dx%d path %s: row %d read from its spans differs", br.name, f, n, k, l.Path, r)
+					}
+				}
 				if br.name == "chromium153" && f.Quantized() && f.Bits <= 4 && (n > 1 || q.Groups(k) == 1) && l.Path != PathInt4 {
 					t.Errorf("%v on chromium153 took %s, want %s", f, l.Path, PathInt4)
 				}

@@ -523,7 +523,9 @@ func (l *lowering) constValues(v graph.Value) ([]float32, bool) {
 // qdqWeight lays w out per-channel for the fused form, once per compile: the weight is
 // dequantized exactly as the exact graph would and quantized per-channel symmetric
 // (perChannelSym). A weight stored in that form keeps its codes; any other format gets one more
-// rounding, noted.
+// rounding, noted. It works through the rows in chunks read out of the JS-held constants, so a
+// large weight (a 128256-row vocabulary head) never exists whole as float32 in Go: the peak is
+// the new codes plus one chunk.
 func (l *lowering) qdqWeight(n *graph.Node, w *Weight) *qdqWeight {
 	if q := l.qdq[w.name]; q != nil {
 		return q
@@ -532,29 +534,33 @@ func (l *lowering) qdqWeight(n *graph.Node, w *Weight) *qdqWeight {
 	if w.format.Bits < 8 && l.opt.Int4 == Int4QDQ {
 		bits = 4
 	}
-	lay := w.layout
-	lay.CodeBytes = make([]byte, lay.Codes.ByteLength())
-	jsutil.CopyBytesToGo(lay.CodeBytes, w.codes)
-	if lay.Scales.DataType != "" {
-		lay.ScaleBytes = make([]byte, lay.Scales.ByteLength())
-		lay.ZeroBytes = make([]byte, lay.Zeros.ByteLength())
-		jsutil.CopyBytesToGo(lay.ScaleBytes, w.scales)
-		jsutil.CopyBytesToGo(lay.ZeroBytes, w.zeros)
-	}
+	lay := &w.layout
 	N, K := lay.N, lay.K
 	kp := K
 	if bits == 4 {
 		kp = roundUp(K, 2) // whole bytes per row
 	}
-	wf := lay.Dequantize()
-	if kp != K {
-		padded := make([]float32, N*kp)
-		for r := 0; r < N; r++ {
-			copy(padded[r*kp:], wf[r*K:(r+1)*K])
+	packed := make([]byte, N*kp*bits/8)
+	sw := make([]float32, N)
+	exact := true
+	row := make([]float32, kp)
+	const chunk = 1024
+	for r0 := 0; r0 < N; r0 += chunk {
+		cnt := min(chunk, N-r0)
+		cb, sb, zb, cs, ss, zs := w.readRows(r0, cnt)
+		for r := r0; r < r0+cnt; r++ {
+			lay.rowInto(row[:K], r, cb, cs.Lo, sb, ss.Lo, zb, zs.Lo)
+			codes, s, ex := perChannelSym(row, 1, kp, bits)
+			sw[r], exact = s[0], exact && ex
+			if bits == 8 {
+				for c, q := range codes {
+					packed[r*kp+c] = byte(q)
+				}
+			} else {
+				copy(packed[r*kp/2:], packCodes(codes, 4))
+			}
 		}
-		wf = padded
 	}
-	codes, sw, exact := perChannelSym(wf, N, kp, bits)
 	if !exact {
 		l.note("linear %q: weight %q (%v) requantized to %d-bit per-channel symmetric for the fused form", n.Label, w.name, w.format, bits)
 	}
@@ -566,12 +572,12 @@ func (l *lowering) qdqWeight(n *graph.Node, w *Weight) *qdqWeight {
 	shape := []int{N, 1}
 	zd := webnn.Descriptor{DataType: dt, Shape: shape}
 	q := &qdqWeight{sw: sw, kpad: kp,
-		codes:  l.bd.ConstantBytes(w.name+"-codes", webnn.Descriptor{DataType: dt, Shape: []int{N, kp}}, packCodes(codes, bits)),
+		codes:  l.bd.ConstantBytes(w.name+"-codes", webnn.Descriptor{DataType: dt, Shape: []int{N, kp}}, packed),
 		scales: l.bd.ConstantBytes(w.name+"-scales", webnn.Descriptor{DataType: webnn.Float32, Shape: shape}, sb),
 		zeros:  l.bd.ConstantBytes(w.name+"-zeros", zd, make([]byte, zd.ByteLength())),
 	}
 	l.qdq[w.name] = q
-	l.embedded[w.name] += int64(len(codes)*bits/8 + len(sb) + zd.ByteLength())
+	l.embedded[w.name] += int64(len(packed) + len(sb) + zd.ByteLength())
 	return q
 }
 

@@ -182,12 +182,24 @@ func (b *Backend) Upload(t *quant.Tensor) (backend.Weight, error) {
 	}
 	w.layout, w.bytes = *l, l.Bytes()
 	w.layout.CodeBytes, w.layout.ScaleBytes, w.layout.ZeroBytes = nil, nil, nil
-	// Build the m=1 graph now so a bad weight fails at upload, not at first use.
+	// Build the m=1 graph now so a bad weight fails at upload, not at first use; except for a
+	// weight whose float32 form passes eagerBuildLimit (a vocabulary-sized table): its graph
+	// would dequantize all of it, which a whole-graph user (the llama decoder reads such a table
+	// on the host and runs its head in the QDQ form) never needs, and building it killed
+	// Chromium's renderer for a 128256×2048 table.
+	if t.N*t.K > eagerBuildLimit {
+		b.note(fmt.Sprintf("%s: %d×%d, its single-matmul graph is built on first MatMul, not at upload", t.Name, t.N, t.K))
+		return w, nil
+	}
 	if _, err := w.graph(1); err != nil {
 		return nil, err
 	}
 	return w, nil
 }
+
+// eagerBuildLimit is the most weights (64 Mi: 256 MiB as float32) whose single-matmul graph
+// Upload builds at once.
+const eagerBuildLimit = 64 << 20
 
 // class rounds m up to a power of two: graphs are static-shaped, and one per power keeps the
 // number of compiled copies of a weight logarithmic in the batch sizes seen.
@@ -253,4 +265,41 @@ func (b *Backend) Close() error {
 	}
 	b.ctx = nil
 	return nil
+}
+
+// readRows copies the constant bytes of rows [n, n+count) out of the JS-held copy, with the
+// byte offsets they start at (for Layout.rowInto).
+func (w *Weight) readRows(n, count int) (codes, scales, zeros []byte, cs, ss, zs span) {
+	cs, ss, zs = w.layout.rowSpans(n, count)
+	part := func(v js.Value, s span) []byte {
+		if s.Hi == s.Lo {
+			return nil
+		}
+		b := make([]byte, s.Hi-s.Lo)
+		jsutil.CopyBytesToGo(b, v.Call("subarray", s.Lo, s.Hi))
+		return b
+	}
+	return part(w.codes, cs), part(w.scales, ss), part(w.zeros, zs), cs, ss, zs
+}
+
+// Rows dequantizes the rows ids of the weight ([len(ids)][K] row-major, the same values a
+// gather in the graph computes) from the JS-held constants, copying only those rows' bytes out.
+// The llama decoder looks its token embeddings up this way, so the table is not a constant of
+// every graph (WebNN copies constants into each graph that reads them).
+func (w *Weight) Rows(ids []int32) ([]float32, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.graphs == nil {
+		return nil, fmt.Errorf("webnn rows: weight %q was released", w.name)
+	}
+	K := w.layout.K
+	out := make([]float32, len(ids)*K)
+	for i, id := range ids {
+		if id < 0 || int(id) >= w.layout.N {
+			return nil, fmt.Errorf("webnn rows: row %d of weight %q outside [0, %d)", id, w.name, w.layout.N)
+		}
+		c, s, z, cs, ss, zs := w.readRows(int(id), 1)
+		w.layout.rowInto(out[i*K:(i+1)*K], int(id), c, cs.Lo, s, ss.Lo, z, zs.Lo)
+	}
+	return out, nil
 }

@@ -144,7 +144,94 @@ func TestBrowserDecoder(t *testing.T) {
 			}
 		})
 	}
+	t.Run("webnn-int8", func(t *testing.T) { int8Activations(t, &g, ref) })
 }
+
+// int8Activations runs the quantized files on WebNN with int8 activations (Options.Calibration,
+// calibrated on the cpu reference over CalibrationText) and compares the prompt's log-probs with
+// the cpu's exact ones: the worst |Δ log p| among entries above −12 and how often the most likely
+// token agrees. The logits must differ from the exact path's (the int8 path ran) and stay within
+// the bounds.
+func int8Activations(t *testing.T, g *golden, ref map[string][][]float32) {
+	nb, err := nn.New(nn.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nb.Close()
+	for _, label := range []string{"spm-q8_0", "spm-q4_0"} {
+		want := ref[label]
+		if want == nil {
+			t.Fatalf("%s: no cpu logits (the cpu subtest did not run)", label)
+		}
+		ids := g.Models[label].IDs
+		body := fetchModel(t, label+".gguf")
+		cf, err := ReadGGUF(body, cpu.New())
+		body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cal, err := Calibrate(context.Background(), cf.Config, cpu.New(), cf.Weights, CalibrationIDs(cf.Tokenizer, cf.Config))
+		cf.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = fetchModel(t, label+".gguf")
+		f, err := ReadGGUF(body, nb)
+		body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		def := rescoreTop
+		// The default, then without rescoring and rescoring every token (the body's error alone).
+		for _, top := range []int{def, 0, f.Config.Vocab} {
+			rescoreTop = top
+			m, err := New(f.Config, nb, f.Weights, Options{Context: 128, Calibration: cal})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			got, err := m.Forward(context.Background(), ids, true)
+			m.Release()
+			if err != nil {
+				t.Fatal(err)
+			}
+			elapsed := time.Since(start)
+			worst, agree, differs := 0.0, 0, false
+			for p := range want {
+				a, c := logSoftmax(want[p]), logSoftmax(got[p])
+				for i := range a {
+					differs = differs || want[p][i] != got[p][i]
+					if a[i] > -12 {
+						worst = max(worst, abs(a[i]-c[i]))
+					}
+				}
+				if slices.Index(want[p], slices.Max(want[p])) == slices.Index(got[p], slices.Max(got[p])) {
+					agree++
+				}
+			}
+			t.Logf("webnn int8 activations %s, top %d rescored: worst |Δ log p| vs cpu %.3g, top-1 agrees at %d of %d positions; prefill %d tokens %v",
+				label, top, worst, agree, len(want), len(ids), elapsed.Round(time.Millisecond))
+			if top != def {
+				continue
+			}
+			if !differs {
+				t.Errorf("%s: the logits equal the exact path's bit for bit: the int8 form did not run", label)
+			}
+			if worst > int8LogitBound || agree < len(want)*int8AgreeBound/100 {
+				t.Errorf("%s: |Δ log p| %.3g (bound %g), top-1 agreement %d of %d (bound %d%%)", label, worst, int8LogitBound, agree, len(want), int8AgreeBound)
+			}
+		}
+		rescoreTop = def
+		f.Release()
+	}
+}
+
+// int8LogitBound bounds WebNN's int8-activation log-probs against the cpu's exact ones on the
+// small random models (measured: see the test log and README).
+const (
+	int8LogitBound = 4.0
+	int8AgreeBound = 75 // percent of positions
+)
 
 // cacheFormats runs the prompt over an f16 and an int8 KV cache on the backend and reports the
 // largest |Δ log p| against the f32 cache's logits and the bytes per token (bounds: f16 0.05,

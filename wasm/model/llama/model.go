@@ -23,6 +23,25 @@ type Options struct {
 	Context int
 	// Cache is the storage of the cached keys and values: f32, f16 or int8 per head with a scale.
 	Cache graph.StateFormat
+	// Calibration, on a backend that can use it (backend.CalibratedCompiler: WebNN), runs every
+	// Linear with int8 activations at the calibrated ranges (static W8A8: TFLite fuses the
+	// pattern into its int8 kernel); elsewhere it is ignored. See Calibrate. The logits then
+	// differ from the exact path by the int8 rounding of every activation and of the weights
+	// (4-bit weights are widened to int8 per-channel): a mode for speed, measured, not exact.
+	Calibration *backend.Calibration
+}
+
+// RowReader is a weight whose rows the host can read back dequantized: the nn backend's, whose
+// graphs embed every weight they read as constants of their own (WebNN has no constants shared
+// between graphs). Where the token table is one, the decoder looks the prompt's rows up on the
+// host and passes them in (the table never becomes a gather constant), and the output head is a
+// graph of its own, compiled once per row count and shared by every cache bucket, instead of a
+// copy of the vocabulary-sized weight in each bucket's graph; the body's graphs attend over the
+// whole cache (one graph per row count, not one per cache length: each build copies every
+// weight and takes seconds). With a calibration, the head's most likely tokens are rescored
+// on the host (see rescore).
+type RowReader interface {
+	Rows(ids []int32) ([]float32, error)
 }
 
 // DefaultContext caps the cache when Options.Context is 0: a file may state 128K positions,
@@ -39,13 +58,14 @@ type Model struct {
 	ws     backend.Weights
 	states backend.StateMap
 	progs  map[progKey]backend.Program
+	embed  RowReader // the token table when the host looks rows up (see RowReader); nil: a gather in the graph
 	// Pos is how many tokens the cache holds.
 	Pos int
 }
 
 type progKey struct {
 	rows, keep int
-	all        bool
+	all, head  bool
 }
 
 // New allocates the KV cache on b and binds the weights; graphs compile on first use.
@@ -57,6 +77,9 @@ func New(c *Config, b Backend, ws backend.Weights, opt Options) (*Model, error) 
 		return nil, errs.Mark(fmt.Errorf("llama: a cache of %d tokens is longer than the model's context_length %d", opt.Context, c.Context), errs.ErrBadArgument)
 	}
 	m := &Model{Config: c, opt: opt, b: b, ws: ws, states: backend.StateMap{}, progs: map[progKey]backend.Program{}}
+	if w, ok := ws.Weight(TokenEmbd); ok {
+		m.embed, _ = w.(RowReader)
+	}
 	for i := 0; i < c.Layers; i++ {
 		for _, kv := range []string{"k", "v"} {
 			spec := graph.StateSpec{Name: cacheName(i, kv), Shape: graph.Shape{opt.Context, c.KVHeads, c.HeadDim}, Storage: opt.Cache}
@@ -122,24 +145,46 @@ func (m *Model) Forward(ctx context.Context, ids []int32, all bool) ([][]float32
 	}
 	rows := bucket(T, m.opt.Context-m.Pos)
 	keep := bucket(m.Pos+rows, m.opt.Context)
-	key := progKey{rows, keep, all}
-	p, ok := m.progs[key]
-	if !ok {
-		g, err := m.Config.Build(rows, keep, m.opt.Cache, m.opt.Context, all)
-		if err != nil {
-			return nil, err
-		}
-		if p, err = m.b.Compile(g, backend.WithStates(m.ws, m.states)); err != nil {
-			return nil, fmt.Errorf("llama: compile %s: %w", g.Name, err)
-		}
-		m.progs[key] = p
+	host := m.embed != nil
+	if host {
+		// Such a backend copies every weight into each graph, and building one costs seconds:
+		// one graph per row count attending over the whole cache (masked), not one per length.
+		keep = m.opt.Context
+	}
+	p, err := m.program(progKey{rows: rows, keep: keep, all: all}, func() (*graph.Graph, error) {
+		return m.Config.build(part{rows: rows, keep: keep, all: all, embedded: host, split: host}, m.opt.Cache, m.opt.Context)
+	})
+	if err != nil {
+		return nil, err
 	}
 	in := m.Config.inputs(ids, m.Pos, rows, keep)
+	if host {
+		e, err := m.embed.Rows(ids)
+		if err != nil {
+			return nil, fmt.Errorf("llama: %s rows: %w", TokenEmbd, err)
+		}
+		// Padded rows are zeros: masked out of every real row's attention, later overwritten.
+		in[0] = graph.F32Tensor(append(e, make([]float32, (rows-T)*m.Config.Hidden)...), rows, m.Config.Hidden)
+	}
 	out, err := p.Run(ctx, in)
 	if err != nil {
 		return nil, err
 	}
 	m.Pos += T
+	if host {
+		n := out[0].Shape[0]
+		hp, err := m.program(progKey{rows: n, head: true}, func() (*graph.Graph, error) { return m.Config.BuildHead(n) })
+		if err != nil {
+			return nil, err
+		}
+		hidden := out[0]
+		if out, err = hp.Run(ctx, out[:1]); err != nil {
+			return nil, err
+		}
+		if err := m.rescore(out[0].F32, hidden); err != nil {
+			return nil, err
+		}
+	}
 	V := m.Config.Vocab
 	logits := out[0].F32
 	if !all {
@@ -150,6 +195,106 @@ func (m *Model) Forward(ctx context.Context, ids []int32, all bool) ([][]float32
 		res[t] = logits[t*V : (t+1)*V]
 	}
 	return res, nil
+}
+
+// rescoreTop is how many of each row's most likely tokens rescore recomputes.
+var rescoreTop = 32
+
+// rescore, when the head ran with int8 activations, recomputes the logits of each row's
+// rescoreTop most likely tokens exactly on the host: the dot products of the row's hidden state
+// (the body's float32 output) with those rows of the head weight, read back through RowReader.
+// The head's int8 output step (the logits' calibrated range over 255, ~0.5 on a 128K
+// vocabulary) would otherwise decide between near-tied tokens; what remains is the body's int8
+// error in the hidden state.
+func (m *Model) rescore(logits []float32, hidden graph.Tensor) error {
+	if m.opt.Calibration == nil || rescoreTop <= 0 {
+		return nil
+	}
+	if _, ok := m.b.(backend.CalibratedCompiler); !ok {
+		return nil
+	}
+	name := Output
+	if m.Config.Tied {
+		name = TokenEmbd
+	}
+	w, _ := m.ws.Weight(name)
+	head, ok := w.(RowReader)
+	if !ok {
+		return nil
+	}
+	V, D := m.Config.Vocab, m.Config.Hidden
+	for r := 0; r < hidden.Shape[0]; r++ {
+		row := logits[r*V : (r+1)*V]
+		top := topK(row, rescoreTop)
+		ws, err := head.Rows(top)
+		if err != nil {
+			return fmt.Errorf("llama: rescore: %w", err)
+		}
+		h := hidden.F32[r*D : (r+1)*D]
+		for i, id := range top {
+			var s float32
+			for k, v := range ws[i*D : (i+1)*D] {
+				s += h[k] * v
+			}
+			row[id] = s
+		}
+	}
+	return nil
+}
+
+// topK is the indices of the k largest values of v (fewer when v is shorter), in no order.
+func topK(v []float32, k int) []int32 {
+	k = min(k, len(v))
+	idx := make([]int32, 0, k)
+	low := 0 // index into idx of the smallest kept value, once full
+	for i, x := range v {
+		if len(idx) < k {
+			idx = append(idx, int32(i))
+			if len(idx) == k {
+				low = argminAt(v, idx)
+			}
+			continue
+		}
+		if x > v[idx[low]] {
+			idx[low] = int32(i)
+			low = argminAt(v, idx)
+		}
+	}
+	return idx
+}
+
+func argminAt(v []float32, idx []int32) int {
+	j := 0
+	for i := range idx {
+		if v[idx[i]] < v[idx[j]] {
+			j = i
+		}
+	}
+	return j
+}
+
+// program is the compiled graph for key, built and compiled on first use: with int8 activations
+// where a calibration is given and the backend takes one.
+func (m *Model) program(key progKey, build func() (*graph.Graph, error)) (backend.Program, error) {
+	if p, ok := m.progs[key]; ok {
+		return p, nil
+	}
+	g, err := build()
+	if err != nil {
+		return nil, err
+	}
+	ws := backend.WithStates(m.ws, m.states)
+	var p backend.Program
+	if cc, ok := m.b.(backend.CalibratedCompiler); ok && m.opt.Calibration != nil {
+		p, err = cc.CompileCalibrated(g, ws, m.opt.Calibration)
+	} else {
+		p, err = m.b.Compile(g, ws)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("llama: compile %s: %w", g.Name, err)
+	}
+	m.progs[key] = p
+	return p, nil
 }
 
 // bucket rounds n up to a power of two of at least 16, within limit (n itself beyond it), so a
@@ -204,31 +349,72 @@ func (c *Config) inputs(ids []int32, pos, rows, keep int) []graph.Tensor {
 // rope_sin f32 [rows, 1, HeadDim/2, 1], mask f32 [rows, keep] (1 where a row may attend), last
 // i32 [1].
 func (c *Config) Build(rows, keep int, storage graph.StateFormat, context int, all bool) (*graph.Graph, error) {
-	g := graph.New(fmt.Sprintf("llama/rows%d/keep%d", rows, keep))
+	return c.build(part{rows: rows, keep: keep, all: all}, storage, context)
+}
+
+// part is which graph build makes: embedded takes the rows' embeddings as the input "x" f32
+// [rows, Hidden] in place of ids (the host looked them up); split ends at the normalized hidden
+// state ([1, Hidden], or [rows, Hidden] when all) for BuildHead's graph to finish.
+type part struct {
+	rows, keep           int
+	all, embedded, split bool
+}
+
+func (c *Config) build(pt part, storage graph.StateFormat, context int) (*graph.Graph, error) {
+	rows, keep := pt.rows, pt.keep
+	name := fmt.Sprintf("llama/rows%d/keep%d", rows, keep)
+	if pt.split {
+		name += "/body"
+	}
+	g := graph.New(name)
 	half := c.HeadDim / 2
-	ids := g.Input("ids", graph.Int32, rows)
+	var x graph.Value
+	if pt.embedded {
+		x = g.Input("x", graph.Float32, rows, c.Hidden)
+	} else {
+		x = g.Input("ids", graph.Int32, rows)
+	}
 	pos := g.Input("pos", graph.Int32, 1)
 	cos := g.Input("rope_cos", graph.Float32, rows, 1, half, 1)
 	sin := g.Input("rope_sin", graph.Float32, rows, 1, half, 1)
 	mask := g.Input("mask", graph.Float32, rows, keep)
 	last := g.Input("last", graph.Int32, 1)
-	x := g.Gather("embed", g.Weight(TokenEmbd, c.Vocab, c.Hidden), ids)
+	if !pt.embedded {
+		x = g.Gather("embed", g.Weight(TokenEmbd, c.Vocab, c.Hidden), x)
+	}
 	for i := 0; i < c.Layers; i++ {
 		x = c.layer(g, i, x, pos, cos, sin, mask, rows, keep, storage, context)
 	}
-	if !all {
+	if !pt.all {
 		x = g.Gather("last", x, last)
 	}
 	x = g.RMSNorm("output_norm", x, g.Weight(OutputNorm, c.Hidden), c.Eps)
-	head := Output
-	if c.Tied {
-		head = TokenEmbd
+	if !pt.split {
+		x = c.head(g, x)
 	}
-	logits := g.Linear("logits", x, g.Weight(head, c.Vocab, c.Hidden), graph.None)
-	if err := g.Output(logits); err != nil {
+	if err := g.Output(x); err != nil {
 		return nil, err
 	}
 	return g, nil
+}
+
+// BuildHead is the output head alone: logits [rows, Vocab] from the normalized hidden state,
+// the input "x" f32 [rows, Hidden].
+func (c *Config) BuildHead(rows int) (*graph.Graph, error) {
+	g := graph.New(fmt.Sprintf("llama/head/rows%d", rows))
+	if err := g.Output(c.head(g, g.Input("x", graph.Float32, rows, c.Hidden))); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// head is the Linear "logits" over the output weight, or the token table when tied.
+func (c *Config) head(g *graph.Graph, x graph.Value) graph.Value {
+	w := Output
+	if c.Tied {
+		w = TokenEmbd
+	}
+	return g.Linear("logits", x, g.Weight(w, c.Vocab, c.Hidden), graph.None)
 }
 
 // layer is one block: x + attention(norm(x)), then + SwiGLU(norm(·)).
