@@ -41,7 +41,7 @@ var opFamilies = [numOpFamilies]struct {
 	OpCopy:       {"copy", []string{"strided"}},
 	OpGather:     {"gather", []string{"weight", "value"}},
 	OpPool:       {"pool", []string{"mean"}},
-	OpRoPE:       {"rope", []string{"halves", "interleaved"}},
+	OpRoPE:       {"rope", []string{"halves", "interleaved", "table"}},
 	OpStateWrite: {"state_write", []string{"f32", "f16", "int8"}},
 	OpStateRead:  {"state_read", []string{"f32", "f16", "int8"}},
 }

@@ -18,8 +18,36 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> pos: array<i32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+#if TABLE
+// Variant TABLE: the angles come as tables, cos and sin [R, 1, P, 1] for x [R, H, P, 2] (adjacent
+// pairs), as wasm/model/llama writes RoPE in ten graph ops, which the backend runs as this one
+// (fuse.go, tableRotation): y0 = x0·cos − x1·sin, y1 = x0·sin + x1·cos, each product rounded as the ops round it.
+// params.t is unused, params.h is H, params.half is P.
+@group(0) @binding(2) var<storage, read> cos_t: array<f32>;
+@group(0) @binding(4) var<storage, read> sin_t: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let o = flat_index(gid, nwg);
+  if (o >= params.n) {
+    return;
+  }
+  let i = o % params.half;
+  let r = o / (params.half * params.h);
+  let c = cos_t[r * params.half + i];
+  let s = sin_t[r * params.half + i];
+  let x0 = x[2u * o];
+  let x1 = x[2u * o + 1u];
+  let a = x0 * c;
+  let b = x1 * s;
+  let d = x0 * s;
+  let e = x1 * c;
+  y[2u * o] = a - b;
+  y[2u * o + 1u] = d + e;
+}
+#else
+@group(0) @binding(2) var<storage, read> pos: array<i32>;
 @group(0) @binding(4) var<storage, read> freq: array<vec4<f32>>; // (h1, h0, lo, 0) per pair
 
 // cos and sin of 2π·turns, for any turns.
@@ -68,3 +96,4 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   y[i0] = x0 * cs.x - x1 * cs.y;
   y[i1] = x0 * cs.y + x1 * cs.x;
 }
+#endif

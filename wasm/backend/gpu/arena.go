@@ -105,6 +105,17 @@ type graphPlan struct {
 	consts int64         // constant buffer size
 	spans  []span        // every arena buffer (roots and pads) with its lifetime, for tests
 	placed []place       // where each of spans went
+	// ropes are the table rotations run as one dispatch, keyed by their Concat node (fuse.go):
+	// that dispatch reads x, cos and sin, which must live until it and differ in colour from it.
+	ropes map[int]tableRotation
+}
+
+// reads are the values node i's dispatch reads beyond its inputs (a fused rotation's).
+func (p *graphPlan) reads(i int) []graph.Value {
+	if m, ok := p.ropes[i]; ok {
+		return []graph.Value{m.x, m.cos, m.sin}
+	}
+	return nil
 }
 
 // valueBytes is the storage of n elements: 4 bytes each, rounded to 16 so that kernels may bind
@@ -119,6 +130,7 @@ func planGraph(g *graph.Graph, paddedK func(node int) int, lim arenaLimits) (*gr
 		needed: neededNodes(g), root: make([]graph.Value, n), at: make([]place, n),
 		dense: make([]bool, n), pad: make([]place, n), freq: make([]place, n),
 	}
+	p.ropes = findRoPETables(g, p.needed)
 	pb := &planBuilder{g: g, p: p, lim: lim, paddedK: paddedK, last: p.lifetimes(g), colour: make([]int, n)}
 	for i := range g.Nodes {
 		if p.needed[i] && p.root[i] == graph.Value(i) {
@@ -192,6 +204,11 @@ func (p *graphPlan) lifetimes(g *graph.Graph) []int {
 		last[r] = n
 		if g.Nodes[r].Op == graph.OpWeight {
 			p.dense[r] = true
+		}
+	}
+	for i := range p.ropes {
+		for _, v := range p.reads(i) {
+			last[p.root[v]] = max(last[p.root[v]], i)
 		}
 	}
 	return last
@@ -293,7 +310,7 @@ func (pb *planBuilder) node(i int) {
 		result(freeColour(matmulIn, pb.colourOf(nd.Inputs[2])))
 	default:
 		var taken []int
-		for _, in := range nd.Inputs {
+		for _, in := range append(slices.Clone(nd.Inputs), p.reads(i)...) {
 			taken = append(taken, pb.colourOf(in))
 		}
 		result(freeColour(taken...))

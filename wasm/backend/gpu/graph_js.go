@@ -157,6 +157,7 @@ type compiler struct {
 	constData []byte  // the constant buffer's image
 	stepsOut  *[]step // where the current op's steps go
 	states    map[string]*state
+	fused     map[graph.Value]bool // ops a fused dispatch computes: not lowered alone
 }
 
 func (c *compiler) compile() error {
@@ -179,8 +180,14 @@ func (c *compiler) compile() error {
 		return err
 	}
 	c.stepsOut = &p.steps
+	c.fused = map[graph.Value]bool{}
+	for _, m := range p.plan.ropes {
+		for _, v := range m.inner {
+			c.fused[v] = true
+		}
+	}
 	for i := range g.Nodes {
-		if !p.plan.needed[i] {
+		if !p.plan.needed[i] || c.fused[graph.Value(i)] {
 			continue
 		}
 		if err := c.op(i); err != nil {
@@ -381,6 +388,9 @@ func (c *compiler) op(i int) error {
 	case graph.OpMatMul:
 		return c.matmul(what, i, n)
 	case graph.OpTranspose, graph.OpSlice, graph.OpConcat:
+		if m, ok := c.p.plan.ropes[i]; ok {
+			return c.rotateByTables(what, i, n, m)
+		}
 		return c.rearrange(what, i, n)
 	case graph.OpMeanPool:
 		xs := c.shape(n, 0)
@@ -519,6 +529,15 @@ func (c *compiler) rearrange(what string, i int, n *graph.Node) error {
 		off += s[n.Attr.Axis]
 	}
 	return nil
+}
+
+// rotateByTables queues the ten ops of a table rotation ending at Concat node i as one dispatch.
+func (c *compiler) rotateByTables(what string, i int, n *graph.Node, m tableRotation) error {
+	p := c.p
+	pairs := n.Shape.Size() / 2
+	k := shaders.OpKey{Family: shaders.OpRoPE, Variant: "table", WG: elemWG}
+	return c.dispatch(what+" (RoPE by tables)", k, []uint32{uint32(pairs), 0, uint32(n.Shape[1]), uint32(n.Shape[2])}, groupsFor(pairs, elemWG),
+		p.bind(1, m.x), p.bind(2, m.cos), p.bind(3, graph.Value(i)), p.bind(4, m.sin))
 }
 
 // rope queues the rotation of x's pairs by its positions (frequency table in the constants).

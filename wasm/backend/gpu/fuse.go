@@ -1,0 +1,121 @@
+package gpu
+
+import (
+	"slices"
+
+	"github.com/nibble-ml/nibble/wasm/graph"
+)
+
+// tableRotation is a rotation of adjacent pairs by cos and sin tables, written in the graph as ten
+// ops (the way wasm/model/llama writes RoPE, since a file may scale its frequencies):
+//
+//	x0, x1 = Slice(x, 3, 0, 1), Slice(x, 3, 1, 2)        x [R, H, P, 2]
+//	y0 = Sub(Mul(x0, cos), Mul(x1, sin))                   cos, sin [R, 1, P, 1]
+//	y1 = Add(Mul(x0, sin), Mul(x1, cos))
+//	out = Concat(3, y0, y1)
+//
+// The backend runs it as one dispatch (ops_rope.wgsl TABLE) instead of ten: on a GPU each of
+// those small dispatches costs a few microseconds however little it computes.
+type tableRotation struct {
+	x, cos, sin graph.Value
+	inner       []graph.Value // the ops the one dispatch replaces (the Concat aside)
+}
+
+// findRoPETables returns the rotations whose Concat is node i, keyed by i. Every inner op must
+// be read by the rotation alone (not by another op, not an output), so skipping it loses
+// nothing.
+func findRoPETables(g *graph.Graph, needed []bool) map[int]tableRotation {
+	uses := make([]int, len(g.Nodes))
+	for i, n := range g.Nodes {
+		if needed[i] {
+			for _, in := range n.Inputs {
+				if in != graph.None {
+					uses[in]++
+				}
+			}
+		}
+	}
+	for _, o := range g.Outputs {
+		uses[o]++
+	}
+	out := map[int]tableRotation{}
+	for i := range g.Nodes {
+		if !needed[i] {
+			continue
+		}
+		if m, ok := matchRoPETable(g, i, uses); ok {
+			out[i] = m
+		}
+	}
+	return out
+}
+
+// matchRoPETable matches the pattern of tableRotation at Concat node i.
+func matchRoPETable(g *graph.Graph, i int, uses []int) (tableRotation, bool) {
+	n := &g.Nodes[i]
+	if n.Op != graph.OpConcat || len(n.Inputs) != 2 || len(n.Shape) != 4 || n.Attr.Axis != 3 || n.Shape[3] != 2 {
+		return tableRotation{}, false
+	}
+	node := func(v graph.Value, op graph.Op) *graph.Node {
+		if v == graph.None || g.Nodes[v].Op != op {
+			return nil
+		}
+		return &g.Nodes[v]
+	}
+	y0, y1 := node(n.Inputs[0], graph.OpSub), node(n.Inputs[1], graph.OpAdd)
+	if y0 == nil || y1 == nil {
+		return tableRotation{}, false
+	}
+	// y0 = x0·cos − x1·sin, in that order; y1's terms in either order.
+	a, b := node(y0.Inputs[0], graph.OpMul), node(y0.Inputs[1], graph.OpMul)
+	c, d := node(y1.Inputs[0], graph.OpMul), node(y1.Inputs[1], graph.OpMul)
+	if a == nil || b == nil || c == nil || d == nil {
+		return tableRotation{}, false
+	}
+	x0, cos, ok1 := sliceTimes(g, a, 0)
+	x1, sin, ok2 := sliceTimes(g, b, 1)
+	if !ok1 || !ok2 || g.Nodes[x0].Inputs[0] != g.Nodes[x1].Inputs[0] {
+		return tableRotation{}, false
+	}
+	c0, cs, ok3 := sliceTimes(g, c, 0)
+	d1, dc, ok4 := sliceTimes(g, d, 1)
+	if !ok3 || !ok4 {
+		c0, cs, ok3 = sliceTimes(g, d, 0)
+		d1, dc, ok4 = sliceTimes(g, c, 1)
+	}
+	if !ok3 || !ok4 || c0 != x0 || d1 != x1 || cs != sin || dc != cos {
+		return tableRotation{}, false
+	}
+	x := g.Nodes[x0].Inputs[0]
+	R, H, P := n.Shape[0], n.Shape[1], n.Shape[2]
+	if !slices.Equal(g.Nodes[x].Shape, n.Shape) ||
+		!slices.Equal(g.Nodes[cos].Shape, graph.Shape{R, 1, P, 1}) || !slices.Equal(g.Nodes[sin].Shape, graph.Shape{R, 1, P, 1}) || H < 1 {
+		return tableRotation{}, false
+	}
+	inner := []graph.Value{x0, x1, y0.Inputs[0], y0.Inputs[1], y1.Inputs[0], y1.Inputs[1], n.Inputs[0], n.Inputs[1]}
+	want := map[graph.Value]int{x0: 2, x1: 2}
+	for _, v := range inner {
+		w, ok := want[v]
+		if !ok {
+			w = 1
+		}
+		if uses[v] != w {
+			return tableRotation{}, false
+		}
+	}
+	return tableRotation{x: x, cos: cos, sin: sin, inner: inner}, true
+}
+
+// sliceTimes matches m = Mul(s, t) in either order, s = Slice(x, 3, half, half+1) of a rank-4
+// x ending in pairs: it returns s and t.
+func sliceTimes(g *graph.Graph, m *graph.Node, half int) (s, t graph.Value, ok bool) {
+	for _, order := range [2][2]int{{0, 1}, {1, 0}} {
+		s, t = m.Inputs[order[0]], m.Inputs[order[1]]
+		sn := &g.Nodes[s]
+		if sn.Op == graph.OpSlice && sn.Attr.Axis == 3 && sn.Attr.Start == half && sn.Attr.End == half+1 &&
+			len(g.Nodes[sn.Inputs[0]].Shape) == 4 && g.Nodes[sn.Inputs[0]].Shape[3] == 2 {
+			return s, t, true
+		}
+	}
+	return graph.None, graph.None, false
+}

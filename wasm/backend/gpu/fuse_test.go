@@ -1,0 +1,68 @@
+package gpu
+
+import (
+	"testing"
+
+	"github.com/nibble-ml/nibble/wasm/graph"
+	"github.com/nibble-ml/nibble/wasm/model/llama"
+)
+
+// TestFindRoPETables finds both rotations (q and k) of every layer of the decoder's graph, and
+// none where an inner op is read by something else too.
+func TestFindRoPETables(t *testing.T) {
+	c := llama.Config{Layers: 3, Hidden: 64, FFN: 128, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 50, Context: 64, Eps: 1e-5, RopeBase: 10000, RopeScale: 1}
+	for _, rows := range []int{1, 16} {
+		g, err := c.Build(rows, 16, graph.StateF16, 64, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		needed := neededNodes(g)
+		got := findRoPETables(g, needed)
+		if len(got) != 2*c.Layers {
+			t.Fatalf("rows %d: %d rotations found, want %d", rows, len(got), 2*c.Layers)
+		}
+		for i, m := range got {
+			if g.Nodes[m.x].Shape[3] != 2 || len(m.inner) != 8 || g.Nodes[m.cos].Op != graph.OpInput || g.Nodes[m.sin].Op != graph.OpInput {
+				t.Fatalf("rows %d: rotation at %%%d: %+v", rows, i, m)
+			}
+			uses := make([]int, len(g.Nodes))
+			for j, n := range g.Nodes {
+				if needed[j] {
+					for _, in := range n.Inputs {
+						if in != graph.None {
+							uses[in]++
+						}
+					}
+				}
+			}
+			for _, v := range m.inner {
+				uses[v]++ // one more reader
+				if _, ok := matchRoPETable(g, i, uses); ok {
+					t.Fatalf("rows %d: %%%d matched though %%%d has another reader", rows, i, v)
+				}
+				uses[v]--
+			}
+			if _, ok := matchRoPETable(g, i, uses); !ok {
+				t.Fatalf("rows %d: %%%d no longer matches", rows, i)
+			}
+		}
+		// The plan gives the one dispatch what the ten had: its reads in other buffers than its
+		// result (WebGPU's usage rule), alive until it runs.
+		p, err := planGraph(g, func(i int) int { return g.Nodes[g.Nodes[i].Inputs[1]].Shape[1] }, testLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.ropes) != 2*c.Layers {
+			t.Fatalf("rows %d: the plan has %d rotations", rows, len(p.ropes))
+		}
+		for i := range p.ropes {
+			out := p.at[p.root[i]]
+			for _, v := range p.reads(i) {
+				in := p.at[p.root[v]]
+				if in.slab == out.slab {
+					t.Fatalf("rows %d: rotation %%%d reads %%%d from its result's buffer (slab %d)", rows, i, v, in.slab)
+				}
+			}
+		}
+	}
+}
