@@ -22,29 +22,19 @@ struct Params {
 #if TABLE
 // Variant TABLE: the angles come as tables, cos and sin [R, 1, P, 1] for x [R, H, P, 2] (adjacent
 // pairs), as wasm/model/llama writes RoPE in ten graph ops, which the backend runs as this one
-// (fuse.go, tableRotation): y0 = x0·cos − x1·sin, y1 = x0·sin + x1·cos, each product rounded as the ops round it.
-// params.t is unused, params.h is H, params.half is P.
+// (fuse.go, tableRotation): y0 = x0·cos − x1·sin, y1 = x0·sin + x1·cos, each product rounded as
+// the ops round it. params.t is unused, params.h is H, params.half is P.
 @group(0) @binding(2) var<storage, read> cos_t: array<f32>;
 @group(0) @binding(4) var<storage, read> sin_t: array<f32>;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let o = flat_index(gid, nwg);
-  if (o >= params.n) {
-    return;
-  }
-  let i = o % params.half;
-  let r = o / (params.half * params.h);
-  let c = cos_t[r * params.half + i];
-  let s = sin_t[r * params.half + i];
-  let x0 = x[2u * o];
-  let x1 = x[2u * o + 1u];
-  let a = x0 * c;
-  let b = x1 * s;
-  let d = x0 * s;
-  let e = x1 * c;
-  y[2u * o] = a - b;
-  y[2u * o + 1u] = d + e;
+// Pair o: the angle's cos and sin from the tables, the pair's indices in x and y.
+fn angle(o: u32) -> vec2<f32> {
+  let t = (o / (params.half * params.h)) * params.half + o % params.half;
+  return vec2<f32>(cos_t[t], sin_t[t]);
+}
+
+fn pair(o: u32) -> vec2<u32> {
+  return vec2<u32>(2u * o, 2u * o + 1u);
 }
 #else
 @group(0) @binding(2) var<storage, read> pos: array<i32>;
@@ -66,12 +56,8 @@ fn cos_sin_turns(turns: f32) -> vec2<f32> {
   }
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let o = flat_index(gid, nwg);
-  if (o >= params.n) {
-    return;
-  }
+// Pair o: the angle's cos and sin at its position, and the pair's indices in x and y.
+fn angle(o: u32) -> vec2<f32> {
   let i = o % params.half;
   let head = o / params.half; // (b·T + t)·H + h
   let t = (head / params.h) % params.t;
@@ -82,18 +68,34 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let f = freq[i];
   var turns = fract(p1 * f.x) + fract(p1 * f.y) + fract(p0 * f.x) + fract(p0 * f.y) + fract(f32(ap) * f.z);
   turns = fract(turns) * sign(f32(p));
-  let cs = cos_sin_turns(turns);
-  let dh = 2u * params.half;
+  return cos_sin_turns(turns);
+}
+
+fn pair(o: u32) -> vec2<u32> {
+  let i = o % params.half;
+  let base = (o / params.half) * 2u * params.half;
 #if INTERLEAVED
-  let i0 = head * dh + 2u * i;
-  let i1 = i0 + 1u;
+  return vec2<u32>(base + 2u * i, base + 2u * i + 1u);
 #else
-  let i0 = head * dh + i;
-  let i1 = i0 + params.half;
+  return vec2<u32>(base + i, base + i + params.half);
 #endif
-  let x0 = x[i0];
-  let x1 = x[i1];
-  y[i0] = x0 * cs.x - x1 * cs.y;
-  y[i1] = x0 * cs.y + x1 * cs.x;
 }
 #endif
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let o = flat_index(gid, nwg);
+  if (o >= params.n) {
+    return;
+  }
+  let cs = angle(o);
+  let ix = pair(o);
+  let x0 = x[ix.x];
+  let x1 = x[ix.y];
+  let a = x0 * cs.x;
+  let b = x1 * cs.y;
+  let d = x0 * cs.y;
+  let e = x1 * cs.x;
+  y[ix.x] = a - b;
+  y[ix.y] = d + e;
+}

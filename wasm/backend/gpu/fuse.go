@@ -25,6 +25,21 @@ type tableRotation struct {
 // be read by the rotation alone (not by another op, not an output), so skipping it loses
 // nothing.
 func findRoPETables(g *graph.Graph, needed []bool) map[int]tableRotation {
+	uses := readers(g, needed)
+	out := map[int]tableRotation{}
+	for i := range g.Nodes {
+		if !needed[i] {
+			continue
+		}
+		if m, ok := matchRoPETable(g, i, uses); ok {
+			out[i] = m
+		}
+	}
+	return out
+}
+
+// readers counts, per node, the needed nodes that read it (an output counts as one more).
+func readers(g *graph.Graph, needed []bool) []int {
 	uses := make([]int, len(g.Nodes))
 	for i, n := range g.Nodes {
 		if needed[i] {
@@ -38,16 +53,7 @@ func findRoPETables(g *graph.Graph, needed []bool) map[int]tableRotation {
 	for _, o := range g.Outputs {
 		uses[o]++
 	}
-	out := map[int]tableRotation{}
-	for i := range g.Nodes {
-		if !needed[i] {
-			continue
-		}
-		if m, ok := matchRoPETable(g, i, uses); ok {
-			out[i] = m
-		}
-	}
-	return out
+	return uses
 }
 
 // matchRoPETable matches the pattern of tableRotation at Concat node i.

@@ -25,16 +25,7 @@ func TestFindRoPETables(t *testing.T) {
 			if g.Nodes[m.x].Shape[3] != 2 || len(m.inner) != 8 || g.Nodes[m.cos].Op != graph.OpInput || g.Nodes[m.sin].Op != graph.OpInput {
 				t.Fatalf("rows %d: rotation at %%%d: %+v", rows, i, m)
 			}
-			uses := make([]int, len(g.Nodes))
-			for j, n := range g.Nodes {
-				if needed[j] {
-					for _, in := range n.Inputs {
-						if in != graph.None {
-							uses[in]++
-						}
-					}
-				}
-			}
+			uses := readers(g, needed)
 			for _, v := range m.inner {
 				uses[v]++ // one more reader
 				if _, ok := matchRoPETable(g, i, uses); ok {
