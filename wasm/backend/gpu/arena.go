@@ -180,7 +180,7 @@ func (p *graphPlan) lifetimes(g *graph.Graph) []int {
 	for i := range g.Nodes {
 		nd := &g.Nodes[i]
 		p.root[i] = graph.Value(i)
-		if nd.Op == graph.OpReshape {
+		if nd.Op == graph.OpReshape || viewTranspose(g, nd) {
 			p.root[i] = p.root[nd.Inputs[0]]
 		}
 		if !p.needed[i] {
@@ -212,6 +212,26 @@ func (p *graphPlan) lifetimes(g *graph.Graph) []int {
 		}
 	}
 	return last
+}
+
+// viewTranspose reports whether n is a Transpose that moves only axes of size 1: its elements
+// stay in the same order, so like a Reshape it is a view of its input, not a copy (attention's
+// head transposes of a one-token decode step).
+func viewTranspose(g *graph.Graph, n *graph.Node) bool {
+	if n.Op != graph.OpTranspose {
+		return false
+	}
+	in, last := g.Nodes[n.Inputs[0]].Shape, -1
+	for _, a := range n.Attr.Perm {
+		if in[a] == 1 {
+			continue
+		}
+		if a < last {
+			return false
+		}
+		last = a
+	}
+	return true
 }
 
 // planBuilder collects the arena spans of a plan with their colours, then packs them.

@@ -57,3 +57,26 @@ func TestFindRoPETables(t *testing.T) {
 		}
 	}
 }
+
+// TestViewTranspose: a transpose that moves only axes of size 1 keeps the element order.
+func TestViewTranspose(t *testing.T) {
+	for _, c := range []struct {
+		shape []int
+		perm  []int
+		view  bool
+	}{
+		{[]int{1, 32, 1, 128}, []int{1, 2, 0, 3}, true}, // a decode step's query heads
+		{[]int{32, 1, 1, 128}, []int{2, 0, 1, 3}, true},
+		{[]int{16, 32, 1, 128}, []int{1, 2, 0, 3}, false},
+		{[]int{128, 32, 128}, []int{1, 0, 2}, false}, // the cache's keys
+		{[]int{5, 1, 7}, []int{0, 2, 1}, true},
+		{[]int{5, 7}, []int{1, 0}, false},
+	} {
+		g := graph.New("t")
+		x := g.Input("x", graph.Float32, c.shape...)
+		tr := g.Transpose("t", x, c.perm...)
+		if got := viewTranspose(g, &g.Nodes[tr]); got != c.view {
+			t.Errorf("%v perm %v: view %v, want %v", c.shape, c.perm, got, c.view)
+		}
+	}
+}

@@ -388,6 +388,9 @@ func (c *compiler) op(i int) error {
 	case graph.OpMatMul:
 		return c.matmul(what, i, n)
 	case graph.OpTranspose, graph.OpSlice, graph.OpConcat:
+		if viewTranspose(c.p.g, n) {
+			return nil // a view, as a Reshape is (arena.go)
+		}
 		if m, ok := c.p.plan.ropes[i]; ok {
 			return c.rotateByTables(what, i, n, m)
 		}
