@@ -68,7 +68,7 @@ func parseRun(args []string, stderr io.Writer) (*runFlags, error) {
 	fs.BoolVar(&f.headless, "headless", true, "run the browser headless; false needs a display and a browser that can show windows")
 	fs.IntVar(&f.runs, "runs", 5, "timed runs per configuration after one warm-up (latency median and p90)")
 	fs.BoolVar(&f.asJSON, "json", false, "print one JSON object per configuration (fields: README, 'What make run prints') instead of the table")
-	cmp := fs.String("compare", "", "peers run in the same browser on the same adapter, a comma list: tfjs (TF.js 4.22 on the same model.json), ort (ONNX Runtime Web 1.30: no ONNX export of these models exists, so the row says why; make bench-ort compares MatMulNBits layers)")
+	cmp := fs.String("compare", "", "peers run in the same browser on the same adapter, a comma list: tfjs (TF.js 4.22 on the same model.json), ort (ONNX Runtime Web 1.30 on USE-lite exported to ONNX here, wasm/graph/onnx: f32, and each 4-bit format with the engine's codes as MatMulNBits; native WebGPU and JSEP WebGPU beside webgpu, wasm beside the others; another model gets a not-run row)")
 	fs.DurationVar(&f.timeout, "timeout", 15*time.Minute, "limit for the whole run; the browser is stopped when it passes")
 	fs.StringVar(&f.plot, "plot", "", "write the accuracy / memory / latency trade-off as an SVG to this file")
 	limit := fs.String("memory-limit", "", "refuse configurations whose weights need more than this (e.g. 64MiB, 2GB) before loading them")
