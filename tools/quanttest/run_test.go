@@ -6,11 +6,14 @@ import (
 	"bytes"
 	"encoding/xml"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/nibble-ml/nibble/wasm/engine"
+	"github.com/nibble-ml/nibble/wasm/graph/onnx"
 	"github.com/nibble-ml/nibble/wasm/quanteval"
 )
 
@@ -118,5 +121,51 @@ func TestDecoderTable(t *testing.T) {
 	}
 	if strings.Contains(out, "Trade-off") {
 		t.Errorf("a decoder's table has the embedding trade-off:\n%s", out)
+	}
+}
+
+// The ONNX export of the real USE-lite (make deps installs it): a model per format, the 4-bit
+// one holding every weight matrix as MatMulNBits (the embedding table as GatherBlockQuantized)
+// at about a sixth of the f32 bytes, every Reshape target a constant.
+func TestExportUSELite(t *testing.T) {
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, defaultModel)
+	if _, err := os.Stat(filepath.Join(dir, "model.json")); err != nil {
+		t.Skip("USE-lite is not installed (make deps)")
+	}
+	exports, maxLength, err := exportUSELite(dir, []string{"f32", "q8-sym-g32", "q4-sym-g32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(exports) != 2 || exports[0].format != "f32" || exports[1].format != "q4-sym-g32" || maxLength != 128 {
+		t.Fatalf("exports %d, max length %d", len(exports), maxLength)
+	}
+	count := func(m *onnx.Model, op string) int {
+		n := 0
+		for _, node := range m.Nodes {
+			if node.Op == op {
+				n++
+			}
+		}
+		return n
+	}
+	f32, q4 := exports[0].model, exports[1].model
+	if count(f32, "MatMul") != 14 || count(f32, "MatMulNBits") != 0 || count(q4, "MatMulNBits") != 10 || count(q4, "GatherBlockQuantized") != 1 || count(q4, "Concat") != 0 {
+		t.Errorf("ops: f32 %s; q4 %s", opsSummary(f32), opsSummary(q4))
+	}
+	if fb, qb := f32.WeightBytes(), q4.WeightBytes(); fb < 27e6 || qb > fb/5 {
+		t.Errorf("weight bytes: f32 %d, q4 %d", fb, qb)
+	}
+	for _, e := range exports {
+		m, err := onnx.Parse(e.bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := onnx.Check(m); err != nil {
+			t.Errorf("%s: %v", e.format, err)
+		}
 	}
 }
