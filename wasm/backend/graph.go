@@ -48,6 +48,11 @@ func BindWeights(g *graph.Graph, ws Weights) (map[string]Weight, error) {
 		}
 		w, ok := ws.Weight(n.Attr.Name)
 		if !ok {
+			if m, ok := ws.(interface{ Missing(name string) error }); ok {
+				if err := m.Missing(n.Attr.Name); err != nil {
+					return nil, fmt.Errorf("graph %q: weight %q: %w", g.Name, n.Attr.Name, err)
+				}
+			}
 			return nil, fmt.Errorf("graph %q: weight %q is not resident (still loading, or not in the model)", g.Name, n.Attr.Name)
 		}
 		wn, wk := w.Shape()

@@ -116,6 +116,16 @@ func (m memberWeights) Weight(name string) (Weight, bool) {
 	return mw, mw != nil
 }
 
+// Missing says why member i holds no copy of a weight the hybrid holds (BindWeights' error).
+func (m memberWeights) Missing(name string) error {
+	if w, ok := m.ws.Weight(name); ok {
+		if hw, ok := w.(*HybridWeight); ok && hw.On(m.i) == nil {
+			return fmt.Errorf("not held on %s: %w", m.name, hw.Why(m.i))
+		}
+	}
+	return nil
+}
+
 // State passes through, so a graph with states compiles on a member (each member allocates
 // its own; nothing in USE-lite has any).
 func (m memberWeights) State(name string) (State, bool) {

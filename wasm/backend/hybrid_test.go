@@ -3,6 +3,7 @@ package backend_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/nibble-ml/nibble/wasm/backend"
@@ -53,7 +54,7 @@ func TestHybridHoldsACopyPerMember(t *testing.T) {
 			t.Fatalf("member %d runs no graphs", i)
 		}
 		p, err := c.Compile(g, own)
-		if (err == nil) != want {
+		if (err == nil) != want || err != nil && !strings.Contains(err.Error(), "no int4 weights") {
 			t.Fatalf("member %d compile: %v", i, err)
 		}
 		if err != nil {
