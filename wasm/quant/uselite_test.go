@@ -6,7 +6,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/nibble-ml/nibble/wasm/format"
@@ -20,7 +22,8 @@ type matrix struct {
 	w    []float32
 }
 
-// useliteMatrices reads USE-lite's weight matrices (2-D float32, at least 4096 values) from
+// useliteMatrices reads USE-lite's weight matrices (2-D float32 once leading unit dimensions are
+// dropped, at least 4096 values; what tools/quanttest pools) from
 // node_modules in the layout the engine quantizes (kernels as [out][in]); the test skips without
 // them (make deps installs them).
 func useliteMatrices(t testing.TB) []matrix {
@@ -46,7 +49,11 @@ func useliteMatrices(t testing.TB) []matrix {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(tt.Shape) != 2 || tt.DType != format.F32 || tt.NumElements() < 4096 {
+		dims := tt.Shape
+		for len(dims) > 2 && dims[0] == 1 { // 1×1 convolutions are [1, 1, in, out]
+			dims = dims[1:]
+		}
+		if len(dims) != 2 || tt.DType != format.F32 || tt.NumElements() < 4096 {
 			continue
 		}
 		data, err := tt.Float32()
@@ -138,7 +145,9 @@ func groupBound(x []float32, f quant.Format) float64 {
 // sample of groups). Run with -v for the table; the README quotes it.
 func TestSearchUSELite(t *testing.T) {
 	ms := useliteMatrices(t)
-	sampled := os.Getenv("SEARCH_BOUND") != "" // every format's bound: ~2 min; else q4-sym-g32's
+	// SEARCH_BOUND=all measures every format's optimum (~10 min on 2 busy cores), or a
+	// comma-separated list of formats; by default q4-sym-g32-f32's alone.
+	bound := strings.Split(os.Getenv("SEARCH_BOUND"), ",")
 	t.Logf("%d matrices; ratio = search rel RMS / RTN rel RMS", len(ms))
 	for _, bits := range []int{2, 4, 8} {
 		for _, sch := range []quant.Scheme{quant.Symmetric, quant.Asymmetric} {
@@ -148,12 +157,12 @@ func TestSearchUSELite(t *testing.T) {
 				ns, _ := pooledError(t, ms, f, quant.Options{Search: true})
 				ratio := math.Sqrt(ns / nr)
 				line := ""
-				if sampled || f == quant.Q4 {
+				if bound[0] == "all" || slices.Contains(bound, f.String()) || f == quant.Q4 {
 					b := sampleBound(ms, f)
 					line = " sampled groups: search/optimum " + ftoa(b)
-					// The search is within 1 % of the format's optimum for q4 (what ships).
-					if bits == 4 && b > 1.01 {
-						t.Errorf("%v: search is %.3f× the per-group optimum's error (want ≤ 1.01)", f, b)
+					// The search is within 2 % of the format's optimum for q4 (what ships).
+					if bits == 4 && b > 1.02 {
+						t.Errorf("%v: search is %.3f× the per-group optimum's error (want ≤ 1.02)", f, b)
 					}
 				}
 				t.Logf("%-16v RTN %.4f  search %.4f  ratio %.3f%s", f, math.Sqrt(nr/sig), math.Sqrt(ns/sig), ratio, line)
