@@ -19,7 +19,8 @@ import (
 // the cpu, then places each stage of the model (USE-lite: the embedding, each layer, the head)
 // on the backend that ran it fastest and correctly in a probe at load (plan.Place). The cpu is
 // the guard's reference, and runs a stage only when no other backend ran it correctly; copies
-// no stage uses are released once the stages are placed.
+// no stage uses are released once the stages are placed. Until then the weights are held once
+// per backend: a plan's memory budget counts one copy.
 const BackendHybrid = "hybrid"
 
 // The hybrid probe: a batch of 1×16 tokens, every position real; on each accelerator every
