@@ -37,7 +37,7 @@ var opFamilies = [numOpFamilies]struct {
 	OpBinary:     {"binary", []string{"add", "sub", "mul", "div", "bias"}},
 	OpNorm:       {"norm", []string{"layernorm", "rmsnorm", "l2"}},
 	OpSoftmax:    {"softmax", []string{"plain", "masked"}},
-	OpMatMul:     {"matmul", []string{"ab", "abt", "ab_split"}},
+	OpMatMul:     {"matmul", []string{"ab", "abt", "ab_split", "abt_split"}},
 	OpCopy:       {"copy", []string{"strided"}},
 	OpGather:     {"gather", []string{"weight", "value"}},
 	OpPool:       {"pool", []string{"mean"}},
@@ -126,6 +126,9 @@ func (k OpKey) Source() (webgpu.ShaderSource, error) {
 	defs := map[string]bool{}
 	for _, v := range k.Family.Variants() {
 		defs[strings.ToUpper(v)] = v == k.Variant
+	}
+	if k.Family == OpMatMul {
+		defs["SPLIT"] = strings.HasSuffix(k.Variant, "_split") // either product with K split
 	}
 	lines := []string{fmt.Sprintf("const WG: u32 = %du;", k.WG)}
 	fs := []string{"ops_common.wgsl", "ops_" + k.Family.String() + ".wgsl"}

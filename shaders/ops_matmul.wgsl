@@ -1,6 +1,6 @@
 // ops_matmul.wgsl: batched products of two activations (attention's q·kᵀ and p·v): y[b][i][j] =
 // Σ_k a[b][i][k]·B[b][k][j], with B = b (variant AB, b is [K, N]) or bᵀ (variant ABT, b is [N, K]).
-// One invocation per output (AB, ABT), or (AB_SPLIT) K split over a workgroup. Attention's
+// One invocation per output (AB, ABT), or (AB_SPLIT, ABT_SPLIT) K split over a workgroup. Attention's
 // operands are small (T×Dh per head) and read from cache; the weight products, which are large,
 // go through gemv.wgsl and gemm.wgsl instead.
 
@@ -19,12 +19,32 @@ struct Params {
 #if AB_SPLIT
 // a·b where K is long and the outputs few (p·v of one token over a long cache: 32 heads × 128
 // outputs, K 2048, one invocation per output leaves most of a GPU idle, each walking all of K):
-// a workgroup computes JT adjacent outputs of one row of a; its WG/JT groups of JT threads each
-// sum every (WG/JT)-th k, reading JT adjacent elements of a row of b at a time, and the groups'
-// sums are then added in workgroup memory. Grid: batch·m·ceil(n/JT) workgroups.
+// a workgroup computes JT adjacent outputs of one row of a; its KS = WG/JT groups of JT threads
+// each sum every KS-th k, reading JT adjacent elements of a row of b at a time.
 const JT: u32 = 32u;
 const KS: u32 = WG / JT;
 
+fn out_lane(tid: u32) -> u32 { return tid % JT; }
+fn k_lane(tid: u32) -> u32 { return tid / JT; }
+fn b_index(bt: u32, j: u32, kk: u32) -> u32 { return (bt * params.k + kk) * params.n + j; }
+fn partial(tid: u32, q: u32) -> u32 { return tid + q * JT; } // output tid's q-th sum
+#endif
+#if ABT_SPLIT
+// a·bᵀ likewise (q·kᵀ of one token: K = Dh, 2048 outputs a head at a long cache, each reading a
+// row of b that one invocation per output reads with a stride of K between neighbours): a
+// workgroup computes JT outputs, each by KS = 32 threads reading adjacent elements of its row.
+const KS: u32 = 32u;
+const JT: u32 = WG / KS;
+
+fn out_lane(tid: u32) -> u32 { return tid / KS; }
+fn k_lane(tid: u32) -> u32 { return tid % KS; }
+fn b_index(bt: u32, j: u32, kk: u32) -> u32 { return (bt * params.n + j) * params.k + kk; }
+fn partial(tid: u32, q: u32) -> u32 { return tid + q; } // tid = the output's first thread
+#endif
+
+#if SPLIT
+// The split products: then the KS partial sums of each output are added in workgroup memory.
+// Grid: batch·m·ceil(n/JT) workgroups.
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) tid: u32) {
@@ -33,22 +53,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let jblocks = (n + JT - 1u) / JT;
   let g = flat_group(wid, nwg);
   let row = g / jblocks; // bt·m + i
-  let j = (g % jblocks) * JT + tid % JT;
+  let jl = out_lane(tid);
+  let j = (g % jblocks) * JT + jl;
   let live = row < params.n_out / n && j < n;
   var s = 0.0;
   if (live) {
     let ab = row * k;
-    let bb = (row / params.m) * k * n + j;
-    for (var kk = tid / JT; kk < k; kk += KS) {
-      s += a[ab + kk] * b[bb + kk * n];
+    let bt = row / params.m;
+    for (var kk = k_lane(tid); kk < k; kk += KS) {
+      s += a[ab + kk] * b[b_index(bt, j, kk)];
     }
   }
   red[tid] = s;
   workgroupBarrier();
-  if (tid < JT && live) {
+  if (k_lane(tid) == 0u && live) {
     var t = 0.0;
     for (var q = 0u; q < KS; q++) {
-      t += red[q * JT + tid];
+      t += red[partial(tid, q)];
     }
     y[row * n + j] = t;
   }

@@ -481,29 +481,31 @@ func (c *compiler) matmul(what string, i int, n *graph.Node) error {
 	M, K, N := as[r-2], as[r-1], n.Shape[r-1]
 	k := shaders.OpKey{Family: shaders.OpMatMul, Variant: "ab", WG: elemWG}
 	groups := groupsFor(size, elemWG)
-	switch {
-	case n.Attr.TransB:
+	if n.Attr.TransB {
 		k.Variant = "abt"
-	case splitMatMul(K, c.p.b.caps.Software):
-		k.Variant, k.WG = "ab_split", splitWG
-		groups = size / N * groupsFor(N, splitOutputs)
+	}
+	if splitMatMul(K, c.p.b.caps.Software) {
+		// ops_matmul.wgsl's JT: outputs a workgroup of splitWG threads computes.
+		jt := map[bool]int{false: splitWG / 8, true: splitWG / 32}[n.Attr.TransB]
+		k.Variant, k.WG = k.Variant+"_split", splitWG
+		groups = size / N * groupsFor(N, jt)
 	}
 	return c.dispatch(what, k, []uint32{uint32(size), uint32(M), uint32(N), uint32(K)}, groups,
 		c.p.bind(1, n.Inputs[0]), c.p.bind(2, n.Inputs[1]), c.p.bind(3, graph.Value(i)))
 }
 
-// splitWG and splitOutputs are ops_matmul.wgsl's AB_SPLIT launch: WG threads, JT outputs a
-// workgroup.
-const splitWG, splitOutputs = 256, 32
+// splitWG is the workgroup of ops_matmul.wgsl's split products: AB_SPLIT's 8 groups of 32
+// outputs, ABT_SPLIT's 8 outputs of 32 threads each.
+const splitWG = 256
 
-// splitMatMul reports whether a·b over K runs with K split across a workgroup: on GPUs, where
-// K gives each of the workgroup's 8 groups of threads 8 steps or more (on an H200 the
+// splitMatMul reports whether a·b or a·bᵀ over K runs with K split across a workgroup: on GPUs,
+// from K = 64 (on an H200 the
 // one-invocation-per-output kernel took 380 µs for p·v of one token over a 2048-token cache,
 // the split one 51 µs; NOTES.md). Software adapters keep one invocation per output: their
 // barriers are costly.
 func splitMatMul(k int, software bool) bool { return forceSplitMatMul || !software && k >= 64 }
 
-// forceSplitMatMul makes every a·b split K: the package's tests set it, so that SwiftShader
+// forceSplitMatMul makes every product split K: the package's tests set it, so that SwiftShader
 // checks the kernel GPUs run.
 var forceSplitMatMul bool
 

@@ -309,10 +309,10 @@ func TestGraphRowWorkgroups(t *testing.T) {
 	}
 }
 
-// TestGraphSplitMatMul runs the suite's batched products and decoder block with every a·b split
-// over K (ops_matmul.wgsl's AB_SPLIT, what GPUs run for long K), which the adapter class rule
-// keeps from SwiftShader otherwise: ragged output blocks (N 9 < 32) and K not a multiple of the
-// workgroup's 8 groups (17) included.
+// TestGraphSplitMatMul runs the suite's batched products and decoder block with every product
+// split over K (ops_matmul.wgsl's AB_SPLIT and ABT_SPLIT, what GPUs run for long K), which the
+// adapter class rule keeps from SwiftShader otherwise: ragged output blocks (N 9, blocks of 32
+// and 8) and K not a multiple of the groups splitting it (17 over 8 and 32) included.
 func TestGraphSplitMatMul(t *testing.T) {
 	poisoned(t)
 	forceSplitMatMul = true
