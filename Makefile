@@ -181,23 +181,25 @@ test-llama:
 
 # The decoder in headless Chromium (~1 min): the golden prompt's logits on cpu, webgpu and webnn
 # against llama.cpp per file format (F32/F16/Q8_0/Q4_0), f16 and int8 KV caches against f32,
-# 32 greedy tokens at F32 over each backend's KV cache equal to llama.cpp's; then JS's
+# 32 greedy tokens at F32 over each backend's KV cache equal to llama.cpp's; WebNN with int8
+# activations (calibrated on the cpu) against the cpu on Q8_0/Q4_0; then JS's
 # for await (const t of m.generate(...)), abort and return() within one token.
 test-llama-browser: deps
 	bash wasm/model/llama/testdata/browser.sh -run TestBrowserDecoder -v
 	NIBBLE_BROWSER_PKG=./wasm/internal/jsapi bash wasm/model/llama/testdata/browser.sh -run TestGenerateIterator -v
 
 # A Llama-3.2-1B-shaped Q4_0 file (LAYERS of its 16) loaded and generating in headless Chromium
-# on each of BACKENDS: wasm memory after the load, prefill/decode tokens/s, KV bytes per token.
+# on each of BACKENDS (cpu, webgpu, webnn, webnn-int8: calibrated natively first): wasm memory
+# after the load, prefill/decode tokens/s, KV bytes per token.
 LAYERS ?= 2
-BACKENDS ?= cpu,webgpu,webnn
+BACKENDS ?= cpu,webgpu,webnn-int8
 llama-big-browser: deps
 	NIBBLE_LLAMA_BIG=$(LAYERS) NIBBLE_LLAMA_BIG_BACKENDS=$(BACKENDS) bash wasm/model/llama/testdata/browser.sh -run TestBrowserBig -v -test.timeout 20m
 
 # nibble's decoder (each backend) beside wllama (llama.cpp in wasm) in one headless Chromium on
 # the same GGUF: prefill and decode tokens/s (tools/llamapeer; flags: -shape -layers -backends).
 bench-llama: deps
-	go run ./tools/llamapeer -shape llama-1b -layers 2 -backends webgpu
+	go run ./tools/llamapeer -shape llama-1b -layers 2 -backends webnn-int8,webgpu
 
 # Regenerates wasm/model/llama/testdata/llamacpp.json with llama.cpp itself (minutes on 2 cores).
 llama-golden: deps

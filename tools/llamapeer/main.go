@@ -49,6 +49,7 @@ var indexHTML []byte
 var (
 	verbose = flag.Bool("v", false, "print the page's console.log lines (nibble's progress)")
 	calFile = flag.String("calib", "", "the calibration JSON for webnn-int8: read if it exists, else written there")
+	calToks = flag.Int("calib-tokens", 128, "calibrate on at most this many tokens of llama.CalibrationText")
 )
 
 func main() {
@@ -254,7 +255,8 @@ func calibrate(path, out string) error {
 		return err
 	}
 	defer file.Release()
-	cal, err := llama.Calibrate(context.Background(), file.Config, cpu.New(), file.Weights, llama.CalibrationIDs(file.Tokenizer, file.Config))
+	ids := llama.CalibrationIDs(file.Tokenizer, file.Config)
+	cal, err := llama.Calibrate(context.Background(), file.Config, cpu.New(), file.Weights, ids[:min(len(ids), *calToks)])
 	if err != nil {
 		return err
 	}

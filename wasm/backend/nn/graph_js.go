@@ -11,7 +11,10 @@ import (
 	"github.com/nibble-ml/nibble/wasm/webnn"
 )
 
-var float32Array = js.Global().Get("Float32Array")
+var (
+	float32Array = js.Global().Get("Float32Array")
+	uint8Array   = js.Global().Get("Uint8Array")
+)
 
 // matmulGraph is one compiled product for one weight and batch-size class, with its tensors and the
 // typed arrays that stage activations, all reused across calls.

@@ -523,9 +523,10 @@ func (l *lowering) constValues(v graph.Value) ([]float32, bool) {
 // qdqWeight lays w out per-channel for the fused form, once per compile: the weight is
 // dequantized exactly as the exact graph would and quantized per-channel symmetric
 // (perChannelSym). A weight stored in that form keeps its codes; any other format gets one more
-// rounding, noted. It works through the rows in chunks read out of the JS-held constants, so a
-// large weight (a 128256-row vocabulary head) never exists whole as float32 in Go: the peak is
-// the new codes plus one chunk.
+// rounding, noted. It works through the rows in chunks read out of the JS-held constants and
+// writes each chunk's codes straight into the JS array the constant is made of, so a large
+// weight (a 128256-row vocabulary head) never exists whole in Go memory, whose linear memory
+// never shrinks: the Go-side peak is one chunk.
 func (l *lowering) qdqWeight(n *graph.Node, w *Weight) *qdqWeight {
 	if q := l.qdq[w.name]; q != nil {
 		return q
@@ -540,11 +541,13 @@ func (l *lowering) qdqWeight(n *graph.Node, w *Weight) *qdqWeight {
 	if bits == 4 {
 		kp = roundUp(K, 2) // whole bytes per row
 	}
-	packed := make([]byte, N*kp*bits/8)
+	rowBytes := kp * bits / 8
+	packed := uint8Array.New(N * rowBytes)
 	sw := make([]float32, N)
 	exact := true
 	row := make([]float32, kp)
 	const chunk = 1024
+	out := make([]byte, chunk*rowBytes)
 	for r0 := 0; r0 < N; r0 += chunk {
 		cnt := min(chunk, N-r0)
 		cb, sb, zb, cs, ss, zs := w.readRows(r0, cnt)
@@ -552,14 +555,9 @@ func (l *lowering) qdqWeight(n *graph.Node, w *Weight) *qdqWeight {
 			lay.rowInto(row[:K], r, cb, cs.Lo, sb, ss.Lo, zb, zs.Lo)
 			codes, s, ex := perChannelSym(row, 1, kp, bits)
 			sw[r], exact = s[0], exact && ex
-			if bits == 8 {
-				for c, q := range codes {
-					packed[r*kp+c] = byte(q)
-				}
-			} else {
-				copy(packed[r*kp/2:], packCodes(codes, 4))
-			}
+			copy(out[(r-r0)*rowBytes:], packCodes(codes, bits))
 		}
+		jsutil.CopyBytesToJS(packed.Call("subarray", r0*rowBytes, (r0+cnt)*rowBytes), out[:cnt*rowBytes])
 	}
 	if !exact {
 		l.note("linear %q: weight %q (%v) requantized to %d-bit per-channel symmetric for the fused form", n.Label, w.name, w.format, bits)
@@ -572,12 +570,12 @@ func (l *lowering) qdqWeight(n *graph.Node, w *Weight) *qdqWeight {
 	shape := []int{N, 1}
 	zd := webnn.Descriptor{DataType: dt, Shape: shape}
 	q := &qdqWeight{sw: sw, kpad: kp,
-		codes:  l.bd.ConstantBytes(w.name+"-codes", webnn.Descriptor{DataType: dt, Shape: []int{N, kp}}, packed),
+		codes:  l.bd.Constant(w.name+"-codes", webnn.Descriptor{DataType: dt, Shape: []int{N, kp}}, packed),
 		scales: l.bd.ConstantBytes(w.name+"-scales", webnn.Descriptor{DataType: webnn.Float32, Shape: shape}, sb),
 		zeros:  l.bd.ConstantBytes(w.name+"-zeros", zd, make([]byte, zd.ByteLength())),
 	}
 	l.qdq[w.name] = q
-	l.embedded[w.name] += int64(len(packed) + len(sb) + zd.ByteLength())
+	l.embedded[w.name] += int64(N*rowBytes + len(sb) + zd.ByteLength())
 	return q
 }
 

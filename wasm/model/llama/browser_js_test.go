@@ -6,6 +6,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall/js"
 	"testing"
 	"time"
 
@@ -36,6 +38,8 @@ func browserBackends(t *testing.T) map[string]func() (Backend, error) {
 		"cpu":    func() (Backend, error) { return cpu.New(), nil },
 		"webgpu": func() (Backend, error) { return gpu.New(gpu.Options{Timeout: 5 * time.Minute}) },
 		"webnn":  func() (Backend, error) { return nn.New(nn.Options{}) },
+		// int8 activations: the calibration comes from the caller (bigCalibration).
+		"webnn-int8": func() (Backend, error) { return nn.New(nn.Options{}) },
 	}
 }
 
@@ -308,10 +312,14 @@ func TestBrowserBig(t *testing.T) {
 			defer f.Release()
 			load := time.Since(start)
 			runtime.ReadMemStats(&ms)
-			t.Logf("%s: 1B-shaped Q4_0, %d of 16 layers: loaded in %v; wasm memory (Go Sys, its peak) %.1f MiB (%.1f before), heap in use %.1f MiB",
-				be, f.Config.Layers, load.Round(time.Millisecond), float64(ms.Sys)/(1<<20), float64(before)/(1<<20), float64(ms.HeapInuse)/(1<<20))
+			t.Logf("%s: 1B-shaped Q4_0, %d of 16 layers: loaded in %v; wasm memory (Go Sys, its peak) %.1f MiB (%.1f before), heap in use %.1f MiB; %s",
+				be, f.Config.Layers, load.Round(time.Millisecond), float64(ms.Sys)/(1<<20), float64(before)/(1<<20), float64(ms.HeapInuse)/(1<<20), jsHeap())
+			var cal *backend.Calibration
+			if strings.HasSuffix(be, "-int8") {
+				cal = bigCalibration(t)
+			}
 			for _, storage := range []graph.StateFormat{graph.StateF32, graph.StateF16, graph.StateInt8} {
-				m, err := New(f.Config, b, f.Weights, Options{Context: 256, Cache: storage})
+				m, err := New(f.Config, b, f.Weights, Options{Context: 256, Cache: storage, Calibration: cal})
 				if err != nil {
 					t.Fatalf("%s: %v", storage, err)
 				}
@@ -349,10 +357,33 @@ func TestBrowserBig(t *testing.T) {
 					got = append(got, id)
 				}
 				dec := time.Since(start)
-				t.Logf("%s: prefill %d tokens %.2f tok/s, decode %d tokens %.2f tok/s, KV cache %s %d bytes per token; tokens %v %q",
-					be, len(prompt), float64(len(prompt))/pre.Seconds(), n, n/dec.Seconds(), storage, m.KVBytesPerToken(), got, f.Tokenizer.Decode(got))
+				runtime.ReadMemStats(&ms)
+				t.Logf("%s: prefill %d tokens %.2f tok/s, decode %d tokens %.2f tok/s, KV cache %s %d bytes per token; tokens %v %q; wasm memory %.1f MiB, %s",
+					be, len(prompt), float64(len(prompt))/pre.Seconds(), n, n/dec.Seconds(), storage, m.KVBytesPerToken(), got, f.Tokenizer.Decode(got), float64(ms.Sys)/(1<<20), jsHeap())
 				m.Release()
 			}
 		})
 	}
+}
+
+// bigCalibration is llama-1b.calib.json, which browser.sh writes natively on the cpu
+// (tools/llamapeer -calibrate) when a -int8 backend is asked for.
+func bigCalibration(t *testing.T) *backend.Calibration {
+	body := fetchModel(t, "llama-1b.calib.json")
+	defer body.Close()
+	var cal backend.Calibration
+	if err := json.NewDecoder(body).Decode(&cal); err != nil {
+		t.Fatalf("llama-1b.calib.json: %v", err)
+	}
+	return &cal
+}
+
+// jsHeap is Chromium's performance.memory (the page's JS heap, typed arrays' bytes outside it),
+// where there is one.
+func jsHeap() string {
+	pm := js.Global().Get("performance").Get("memory")
+	if !pm.Truthy() {
+		return "no performance.memory"
+	}
+	return fmt.Sprintf("JS heap used %.1f MiB of %.1f", pm.Get("usedJSHeapSize").Float()/(1<<20), pm.Get("totalJSHeapSize").Float()/(1<<20))
 }

@@ -18,5 +18,9 @@ done <"$here/files.txt"
 if [ -n "${NIBBLE_LLAMA_BIG:-}" ]; then
   "$tmp/mkmodel" -llm -shape llama-1b -layers "$NIBBLE_LLAMA_BIG" -format gguf-q4_0 -ctx 2048 -o "$tmp/llama/llama-1b.gguf" 2>/dev/null
   ls -l "$tmp/llama/llama-1b.gguf" >&2
+  if [[ "${NIBBLE_LLAMA_BIG_BACKENDS:-}" == *-int8* ]]; then
+    # int8 activations: the ranges calibrated natively on the cpu, served beside the model.
+    go run ./tools/llamapeer -calibrate "$tmp/llama/llama-1b.gguf" -calib-tokens "${NIBBLE_LLAMA_CALIB_TOKENS:-32}" -o "$tmp/llama/llama-1b.calib.json"
+  fi
 fi
 go run ./tools/streamserve -big 0 -small 1 -dir "$tmp" -- bash tools/browser/test-js.sh "${NIBBLE_BROWSER_PKG:-./wasm/model/llama}" "$@"
