@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 export PATH := $(CURDIR)/tools/browser/bin:$(CURDIR)/.cache/bin:/usr/local/go/bin:$(PATH)
 
-.PHONY: run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-embed-js bench-embed test-worker test-worker-e2e stress-worker bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big fuzz-stream build serve vet gpu-prep test-quanttest weights test-llama test-llama-browser llama-big-browser bench-llama llama-golden package test-package package-sizes test-webkit sensitivity sensitivity-decoder
+.PHONY: bench-hybrid bench-plan run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-embed-js bench-embed test-worker test-worker-e2e stress-worker bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big fuzz-stream build serve vet gpu-prep test-quanttest weights test-llama test-llama-browser llama-big-browser bench-llama llama-golden package test-package package-sizes test-webkit sensitivity sensitivity-decoder
 
 deps:
 	@bash tools/browser/install.sh
@@ -105,6 +105,11 @@ sensitivity-decoder:
 # The README's precision-plan table: policies × backends in Chromium (bytes, cosine, latency).
 bench-plan: deps
 	NIBBLE_PLAN_TABLE=1 go run ./tools/streamserve -big 0 -- bash tools/browser/test-js.sh ./wasm/engine -run TestBrowserPolicyTable -v -timeout 60m
+
+# Hybrid WebGPU/WebNN placement of USE-lite's stages beside each single backend, in one page
+# (README "Precision plans"): median ms for 1 and 30 sentences, crossings per pass.
+bench-hybrid: deps
+	NIBBLE_HYBRID_TABLE=1 go run ./tools/streamserve -big 0 -- bash tools/browser/test-js.sh ./wasm/engine -run TestBrowserHybridTable -v -timeout 40m
 
 # The Cloudflare Worker under wrangler dev (local R2): full, ranged, conditional and hostile
 # requests checked by status and sha256.
