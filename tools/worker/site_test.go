@@ -26,14 +26,7 @@ func TestSiteServesWasm(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newSiteHandler(dir)
-	for _, tc := range []struct {
-		name, path, accept string
-		method             string
-		wantStatus         int
-		wantType           string
-		wantEncoding       string
-		wantVary           bool
-	}{
+	for _, tc := range []siteCase{
 		{"wasm gzip", "/site/nibble.wasm", "gzip, deflate, br", "GET", 200, "application/wasm", "gzip", true},
 		{"wasm gzip q", "/site/nibble.wasm", "br;q=1.0, gzip;q=0.5", "GET", 200, "application/wasm", "gzip", true},
 		{"wasm star", "/site/nibble.wasm", "*", "GET", 200, "application/wasm", "gzip", true},
@@ -51,41 +44,7 @@ func TestSiteServesWasm(t *testing.T) {
 			}
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
-			res := rec.Result()
-			if res.StatusCode != tc.wantStatus {
-				t.Fatalf("status %d, want %d", res.StatusCode, tc.wantStatus)
-			}
-			if got := res.Header.Get("Vary"); (got == "Accept-Encoding") != tc.wantVary {
-				t.Errorf("Vary %q, want it set: %v", got, tc.wantVary)
-			}
-			if tc.wantStatus != 200 {
-				return
-			}
-			if got := res.Header.Get("Content-Type"); got != tc.wantType {
-				t.Errorf("Content-Type %q, want %q", got, tc.wantType)
-			}
-			if got := res.Header.Get("Content-Encoding"); got != tc.wantEncoding {
-				t.Fatalf("Content-Encoding %q, want %q", got, tc.wantEncoding)
-			}
-			if tc.method == "HEAD" || tc.path != "/site/nibble.wasm" {
-				return
-			}
-			body := rec.Body.Bytes()
-			if tc.wantEncoding == "gzip" {
-				if len(body) >= len(wasm) {
-					t.Errorf("gzip body %d bytes, not smaller than %d", len(body), len(wasm))
-				}
-				zr, err := gzip.NewReader(bytes.NewReader(body))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if body, err = io.ReadAll(zr); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if !bytes.Equal(body, wasm) {
-				t.Errorf("body (%d bytes decoded) is not the file (%d bytes)", len(body), len(wasm))
-			}
+			checkSiteResponse(t, rec, tc, wasm)
 		})
 	}
 	// Through a real server, the way a browser gets it: Go's transport asks for gzip and
@@ -103,5 +62,57 @@ func TestSiteServesWasm(t *testing.T) {
 	}
 	if !res.Uncompressed || !bytes.Equal(got, wasm) {
 		t.Errorf("over HTTP: uncompressed by the transport %v, %d bytes, want the file's %d", res.Uncompressed, len(got), len(wasm))
+	}
+}
+
+// siteCase is one request to the site handler and what its answer must be.
+type siteCase struct {
+	name, path, accept string
+	method             string
+	wantStatus         int
+	wantType           string
+	wantEncoding       string
+	wantVary           bool
+}
+
+// checkSiteResponse checks the answer to tc: status, Vary, and for a 200 the Content-Type,
+// Content-Encoding and (for a GET of the wasm) the body, which gunzipped where gzip is said
+// must be the file wasm.
+func checkSiteResponse(t *testing.T, rec *httptest.ResponseRecorder, tc siteCase, wasm []byte) {
+	t.Helper()
+	res := rec.Result()
+	if res.StatusCode != tc.wantStatus {
+		t.Fatalf("status %d, want %d", res.StatusCode, tc.wantStatus)
+	}
+	if got := res.Header.Get("Vary"); (got == "Accept-Encoding") != tc.wantVary {
+		t.Errorf("Vary %q, want it set: %v", got, tc.wantVary)
+	}
+	if tc.wantStatus != 200 {
+		return
+	}
+	if got := res.Header.Get("Content-Type"); got != tc.wantType {
+		t.Errorf("Content-Type %q, want %q", got, tc.wantType)
+	}
+	if got := res.Header.Get("Content-Encoding"); got != tc.wantEncoding {
+		t.Fatalf("Content-Encoding %q, want %q", got, tc.wantEncoding)
+	}
+	if tc.method == "HEAD" || tc.path != "/site/nibble.wasm" {
+		return
+	}
+	body := rec.Body.Bytes()
+	if tc.wantEncoding == "gzip" {
+		if len(body) >= len(wasm) {
+			t.Errorf("gzip body %d bytes, not smaller than %d", len(body), len(wasm))
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body, err = io.ReadAll(zr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(body, wasm) {
+		t.Errorf("body (%d bytes decoded) is not the file (%d bytes)", len(body), len(wasm))
 	}
 }
