@@ -9,12 +9,23 @@ struct Params {
   m: u32,
   n: u32,
   k: u32,
+  // Element strides of b along its batch, output (j) and K axes: b need not be contiguous (the
+  // backend reads a transposed KV cache in place rather than copying it).
+  sb: u32,
+  sj: u32,
+  sk: u32,
+  _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+// Element (bt, k = kk, n = j) of B: b itself (AB) or bᵀ (ABT), through the strides.
+fn b_index(bt: u32, j: u32, kk: u32) -> u32 {
+  return bt * params.sb + j * params.sj + kk * params.sk;
+}
 
 #if AB_SPLIT
 // a·b where K is long and the outputs few (p·v of one token over a long cache: 32 heads × 128
@@ -26,7 +37,6 @@ const KS: u32 = WG / JT;
 
 fn out_lane(tid: u32) -> u32 { return tid % JT; }
 fn k_lane(tid: u32) -> u32 { return tid / JT; }
-fn b_index(bt: u32, j: u32, kk: u32) -> u32 { return (bt * params.k + kk) * params.n + j; }
 fn partial(tid: u32, q: u32) -> u32 { return tid + q * JT; } // output tid's q-th sum
 #endif
 #if ABT_SPLIT
@@ -38,7 +48,6 @@ const JT: u32 = WG / KS;
 
 fn out_lane(tid: u32) -> u32 { return tid / KS; }
 fn k_lane(tid: u32) -> u32 { return tid % KS; }
-fn b_index(bt: u32, j: u32, kk: u32) -> u32 { return (bt * params.n + j) * params.k + kk; }
 fn partial(tid: u32, q: u32) -> u32 { return tid + q; } // tid = the output's first thread
 #endif
 
@@ -89,17 +98,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let j = o % n;
   let ab = bt * params.m * k + i * k;
   var s = 0.0;
-#if ABT
-  let bb = bt * n * k + j * k;
+  let bb = b_index(bt, j, 0u);
   for (var kk = 0u; kk < k; kk++) {
-    s += a[ab + kk] * b[bb + kk];
+    s += a[ab + kk] * b[bb + kk * params.sk];
   }
-#else
-  let bb = bt * k * n + j;
-  for (var kk = 0u; kk < k; kk++) {
-    s += a[ab + kk] * b[bb + kk * n];
-  }
-#endif
   y[o] = s;
 }
 #endif

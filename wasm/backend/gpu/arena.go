@@ -108,14 +108,35 @@ type graphPlan struct {
 	// ropes are the table rotations run as one dispatch, keyed by their Concat node (fuse.go):
 	// that dispatch reads x, cos and sin, which must live until it and differ in colour from it.
 	ropes map[int]tableRotation
+	// stridedB: MatMul nodes that read their B operand's Transpose source in place (fuse.go).
+	stridedB map[int]graph.Value
+	// fused are the ops another node's dispatch computes: they are not dispatched alone.
+	fused map[graph.Value]bool
 }
 
-// reads are the values node i's dispatch reads beyond its inputs (a fused rotation's).
+// reads are the values node i's dispatch reads beyond its inputs (a fused op's).
 func (p *graphPlan) reads(i int) []graph.Value {
 	if m, ok := p.ropes[i]; ok {
 		return []graph.Value{m.x, m.cos, m.sin}
 	}
+	if src, ok := p.stridedB[i]; ok {
+		return []graph.Value{src}
+	}
 	return nil
+}
+
+// fuse finds the ops that run inside another's dispatch (fuse.go).
+func (p *graphPlan) fuse(g *graph.Graph) {
+	uses := readers(g, p.needed)
+	p.ropes, p.stridedB, p.fused = findRoPETables(g, p.needed), findStridedB(g, p.needed, uses), map[graph.Value]bool{}
+	for _, m := range p.ropes {
+		for _, v := range m.inner {
+			p.fused[v] = true
+		}
+	}
+	for i := range p.stridedB {
+		p.fused[g.Nodes[i].Inputs[1]] = true
+	}
 }
 
 // valueBytes is the storage of n elements: 4 bytes each, rounded to 16 so that kernels may bind
@@ -130,11 +151,11 @@ func planGraph(g *graph.Graph, paddedK func(node int) int, lim arenaLimits) (*gr
 		needed: neededNodes(g), root: make([]graph.Value, n), at: make([]place, n),
 		dense: make([]bool, n), pad: make([]place, n), freq: make([]place, n),
 	}
-	p.ropes = findRoPETables(g, p.needed)
+	p.fuse(g)
 	pb := &planBuilder{g: g, p: p, lim: lim, paddedK: paddedK, last: p.lifetimes(g), colour: make([]int, n)}
 	for i := range g.Nodes {
-		if p.needed[i] && p.root[i] == graph.Value(i) {
-			pb.node(i)
+		if p.needed[i] && p.root[i] == graph.Value(i) && !p.fused[graph.Value(i)] {
+			pb.node(i) // a fused op has no storage: its value is never made
 		}
 	}
 	if pb.constErr != nil {
@@ -206,7 +227,7 @@ func (p *graphPlan) lifetimes(g *graph.Graph) []int {
 			p.dense[r] = true
 		}
 	}
-	for i := range p.ropes {
+	for i := range g.Nodes {
 		for _, v := range p.reads(i) {
 			last[p.root[v]] = max(last[p.root[v]], i)
 		}

@@ -125,3 +125,44 @@ func sliceTimes(g *graph.Graph, m *graph.Node, half int) (s, t graph.Value, ok b
 	}
 	return graph.None, graph.None, false
 }
+
+// findStridedB returns, keyed by MatMul node, the source of a B operand that is a real
+// Transpose (not a view) of rank 3 read by that MatMul alone: the product reads the source in
+// place through strides (ops_matmul.wgsl's sb, sj, sk) and the copy is not made. Attention's
+// keys and values over a long cache are the case: [keep, KV, Dh] read as [KV, keep, Dh].
+func findStridedB(g *graph.Graph, needed []bool, uses []int) map[int]graph.Value {
+	out := map[int]graph.Value{}
+	for i, n := range g.Nodes {
+		if !needed[i] || n.Op != graph.OpMatMul {
+			continue
+		}
+		bv := n.Inputs[1]
+		bn := &g.Nodes[bv]
+		if bn.Op == graph.OpTranspose && len(bn.Shape) == 3 && uses[bv] == 1 && !viewTranspose(g, bn) {
+			out[i] = bn.Inputs[0]
+		}
+	}
+	return out
+}
+
+// bStrides are the element strides of a MatMul's B along its batch, output (j) and K axes: of
+// the contiguous operand, or of the source of a Transpose read in place (src != graph.None).
+func bStrides(g *graph.Graph, n *graph.Node, src graph.Value) (sb, sj, sk int) {
+	b := &g.Nodes[n.Inputs[1]]
+	r := len(b.Shape)
+	st := b.Shape.Strides()
+	if src != graph.None {
+		ss := g.Nodes[src].Shape.Strides()
+		for d, a := range b.Attr.Perm {
+			st[d] = ss[a]
+		}
+	}
+	sb = b.Shape[r-1] * b.Shape[r-2] // contiguous batches (several batch axes flatten)
+	if src != graph.None {
+		sb = st[0]
+	}
+	if n.Attr.TransB {
+		return sb, st[r-2], st[r-1]
+	}
+	return sb, st[r-1], st[r-2]
+}

@@ -46,6 +46,24 @@ func TestFindRoPETables(t *testing.T) {
 		if len(p.ropes) != 2*c.Layers {
 			t.Fatalf("rows %d: the plan has %d rotations", rows, len(p.ropes))
 		}
+		// Keys and values are read in place, through strides, by q·kᵀ and p·v.
+		if len(p.stridedB) != 2*c.Layers {
+			t.Fatalf("rows %d: %d products read B in place, want %d", rows, len(p.stridedB), 2*c.Layers)
+		}
+		for i, src := range p.stridedB {
+			n := &g.Nodes[i]
+			sb, sj, sk := bStrides(g, n, src)
+			want := [3]int{c.HeadDim, c.KVHeads * c.HeadDim, 1} // kᵀ: [KV, keep, Dh] of [keep, KV, Dh]
+			if !n.Attr.TransB {
+				want = [3]int{c.HeadDim, 1, c.KVHeads * c.HeadDim} // v: K is keep
+			}
+			if [3]int{sb, sj, sk} != want {
+				t.Fatalf("rows %d: %%%d strides %v, want %v", rows, i, [3]int{sb, sj, sk}, want)
+			}
+			if !p.fused[n.Inputs[1]] || p.at[n.Inputs[1]].size != 0 {
+				t.Fatalf("rows %d: the transpose %%%d is still made", rows, n.Inputs[1])
+			}
+		}
 		for i := range p.ropes {
 			out := p.at[p.root[i]]
 			for _, v := range p.reads(i) {

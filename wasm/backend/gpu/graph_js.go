@@ -157,7 +157,6 @@ type compiler struct {
 	constData []byte  // the constant buffer's image
 	stepsOut  *[]step // where the current op's steps go
 	states    map[string]*state
-	fused     map[graph.Value]bool // ops a fused dispatch computes: not lowered alone
 }
 
 func (c *compiler) compile() error {
@@ -180,14 +179,8 @@ func (c *compiler) compile() error {
 		return err
 	}
 	c.stepsOut = &p.steps
-	c.fused = map[graph.Value]bool{}
-	for _, m := range p.plan.ropes {
-		for _, v := range m.inner {
-			c.fused[v] = true
-		}
-	}
 	for i := range g.Nodes {
-		if !p.plan.needed[i] || c.fused[graph.Value(i)] {
+		if !p.plan.needed[i] || p.plan.fused[graph.Value(i)] {
 			continue
 		}
 		if err := c.op(i); err != nil {
@@ -481,6 +474,14 @@ func (c *compiler) matmul(what string, i int, n *graph.Node) error {
 	M, K, N := as[r-2], as[r-1], n.Shape[r-1]
 	k := shaders.OpKey{Family: shaders.OpMatMul, Variant: "ab", WG: elemWG}
 	groups := groupsFor(size, elemWG)
+	b := n.Inputs[1]
+	src, strided := c.p.plan.stridedB[i]
+	if strided {
+		b = src // the Transpose's source, read in place
+	} else {
+		src = graph.None
+	}
+	sb, sj, sk := bStrides(c.p.g, n, src)
 	if n.Attr.TransB {
 		k.Variant = "abt"
 	}
@@ -490,8 +491,8 @@ func (c *compiler) matmul(what string, i int, n *graph.Node) error {
 		k.Variant, k.WG = k.Variant+"_split", splitWG
 		groups = size / N * groupsFor(N, jt)
 	}
-	return c.dispatch(what, k, []uint32{uint32(size), uint32(M), uint32(N), uint32(K)}, groups,
-		c.p.bind(1, n.Inputs[0]), c.p.bind(2, n.Inputs[1]), c.p.bind(3, graph.Value(i)))
+	words := []uint32{uint32(size), uint32(M), uint32(N), uint32(K), uint32(sb), uint32(sj), uint32(sk), 0}
+	return c.dispatch(what, k, words, groups, c.p.bind(1, n.Inputs[0]), c.p.bind(2, b), c.p.bind(3, graph.Value(i)))
 }
 
 // splitWG is the workgroup of ops_matmul.wgsl's split products: AB_SPLIT's 8 groups of 32

@@ -325,4 +325,27 @@ func TestGraphSplitMatMul(t *testing.T) {
 		}
 		backendtest.RunGraphs(t, b, opt)
 	}
+	checkStridedB(t, b)
+}
+
+// TestGraphStridedB: attention's products read a cache [keep, KV, Dh] transposed to
+// [KV, keep, Dh] in place, through strides, instead of a copy (fuse.go).
+func TestGraphStridedB(t *testing.T) {
+	poisoned(t)
+	checkStridedB(t, newBackend(t, Options{}))
+}
+
+// checkStridedB checks q·kᵀ and p·v over a transposed cache of 70 rows (K 70 and 16: both split
+// and not, where the adapter splits) against the cpu.
+func checkStridedB(t *testing.T, b *Backend) {
+	checkLocal(t, b, "strided b", func(g *graph.Graph, _ map[string]*quant.Tensor) error {
+		q := g.Input("q", graph.Float32, 3, 2, 16)
+		kv := g.Input("kv", graph.Float32, 70, 3, 16)
+		p := g.Input("p", graph.Float32, 3, 2, 70)
+		scores := g.MatMul("qk", q, g.Transpose("kt", kv, 1, 0, 2), true)
+		mix := g.MatMul("pv", p, g.Transpose("vt", kv, 1, 0, 2), false)
+		return g.Output(scores, mix)
+	}, func(rng *rand.Rand) []graph.Tensor {
+		return []graph.Tensor{normalInput(3, 2, 16)(rng), normalInput(70, 3, 16)(rng), normalInput(3, 2, 70)(rng)}
+	})
 }
