@@ -260,29 +260,11 @@ func decodeBreakdown(b *testing.B, be *Backend, s decodeShape, ws backend.Weight
 			b.Fatal(err)
 		}
 	}
-	timed := func(label string, steps []step) float64 {
-		list := webgpu.NewDispatches(dispatchList(steps))
-		var ds []time.Duration
-		for range 6 {
-			be.mu.Lock()
-			gpu, wall, err := be.timePass(label, func(pass *webgpu.ComputePass) error {
-				return pass.Record(list)
-			})
-			be.mu.Unlock()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if gpu == 0 {
-				gpu = wall
-			}
-			ds = append(ds, gpu)
-		}
-		slices.Sort(ds[1:])
-		return ds[1+len(ds[1:])/2].Seconds() * 1e3
-	}
+	timed := func(label string, steps []step) float64 { return gpuMS(b, be, label, steps) }
 	r.MSGPU = timed("decode forward", p.steps)
 	r.MSGPUMatMul = timed("decode matmuls", mms)
 	r.MSGPUOther = timed("decode other ops", others)
+	r.MatMulGBps = float64(mmBytes) / r.MSGPUMatMul / 1e6
 	// The other dispatches by kernel, each kind alone: where the GPU time of the rest goes.
 	kinds := map[string][]step{}
 	var names []string
@@ -302,8 +284,36 @@ func decodeBreakdown(b *testing.B, be *Backend, s decodeShape, ws backend.Weight
 		ms := timed("decode "+k, kinds[k])
 		r.Kinds[k] = fmt.Sprintf("%d dispatches, %.3f ms, %.1f µs each", len(kinds[k]), ms, 1e3*ms/float64(len(kinds[k])))
 	}
-	r.MatMulGBps = float64(mmBytes) / r.MSGPUMatMul / 1e6
-	var enc, bare, run []time.Duration
+	r.MSEncode, r.MSNoReadback, r.MSRun = hostMS(b, p, in)
+}
+
+// gpuMS is the GPU time of steps recorded alone in one pass, from timestamp queries (wall
+// clock without them): the median of 5 after one.
+func gpuMS(b *testing.B, be *Backend, label string, steps []step) float64 {
+	list := webgpu.NewDispatches(dispatchList(steps))
+	var ds []time.Duration
+	for range 6 {
+		be.mu.Lock()
+		gpu, wall, err := be.timePass(label, func(pass *webgpu.ComputePass) error {
+			return pass.Record(list)
+		})
+		be.mu.Unlock()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if gpu == 0 {
+			gpu = wall
+		}
+		ds = append(ds, gpu)
+	}
+	slices.Sort(ds[1:])
+	return ds[1+len(ds[1:])/2].Seconds() * 1e3
+}
+
+// hostMS are medians of 5 of the host's recording of p's forward, of a forward that waits for
+// the queue (recorded then, not ahead), and of Run (recorded ahead, read back).
+func hostMS(b *testing.B, p *program, in []graph.Tensor) (encode, noReadback, run float64) {
+	var enc, bare, full []time.Duration
 	for range 5 {
 		d, err := p.encodeAlone()
 		if err != nil {
@@ -319,13 +329,13 @@ func decodeBreakdown(b *testing.B, be *Backend, s decodeShape, ws backend.Weight
 		if _, err := p.Run(context.Background(), in); err != nil {
 			b.Fatal(err)
 		}
-		run = append(run, time.Since(t0))
+		full = append(full, time.Since(t0))
 	}
 	med := func(ds []time.Duration) float64 {
 		slices.Sort(ds)
 		return ds[len(ds)/2].Seconds() * 1e3
 	}
-	r.MSEncode, r.MSNoReadback, r.MSRun = med(enc), med(bare), med(run)
+	return med(enc), med(bare), med(full)
 }
 
 // decodeInputs are the inputs of a one-token step at position keep−1 (Build's order).
