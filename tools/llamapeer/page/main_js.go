@@ -43,7 +43,7 @@ func run(be string, tokens int) (r peer.Result) {
 		}
 	case "webnn", "webnn-int8":
 		var n *nn.Backend
-		n, err = nn.New(nn.Options{})
+		n, err = nn.New(nn.Options{Lazy: true}) // whole graphs only
 		b = n
 		if err == nil {
 			defer n.Close()

@@ -19,6 +19,14 @@
 // the conformance suite's float32 bound applies unchanged. Every weight reports its Path and a
 // note saying why.
 //
+// # Weights outside graphs
+//
+// WebNN copies every constant into each graph that reads it (Chromium 153 has no shared
+// constant tensors), so a weight's bytes stay in JS and each graph gets its own copy. Weight.Rows
+// reads a few rows back, dequantized, without any graph (the llama decoder's token lookup keeps
+// a 128256-row table out of its graphs that way); Options.Lazy skips the single-matmul graph
+// Upload otherwise builds per weight, which a user of whole graphs never runs.
+//
 // # Why graphs are shaped as they are
 //
 // On Chromium's TFLite CPU backend nothing is constant-folded: dequantizeLinear runs on every

@@ -545,7 +545,7 @@ func (l *lowering) qdqWeight(n *graph.Node, w *Weight) *qdqWeight {
 	packed := uint8Array.New(N * rowBytes)
 	sw := make([]float32, N)
 	exact := true
-	row := make([]float32, kp)
+	row, codes := make([]float32, kp), make([]int8, kp)
 	const chunk = 1024
 	out := make([]byte, chunk*rowBytes)
 	for r0 := 0; r0 < N; r0 += chunk {
@@ -553,9 +553,9 @@ func (l *lowering) qdqWeight(n *graph.Node, w *Weight) *qdqWeight {
 		cb, sb, zb, cs, ss, zs := w.readRows(r0, cnt)
 		for r := r0; r < r0+cnt; r++ {
 			lay.rowInto(row[:K], r, cb, cs.Lo, sb, ss.Lo, zb, zs.Lo)
-			codes, s, ex := perChannelSym(row, 1, kp, bits)
-			sw[r], exact = s[0], exact && ex
-			copy(out[(r-r0)*rowBytes:], packCodes(codes, bits))
+			s, ex := symRow(row, bits, codes)
+			sw[r], exact = s, exact && ex
+			packCodes(out[(r-r0)*rowBytes:(r-r0+1)*rowBytes], codes, bits)
 		}
 		jsutil.CopyBytesToJS(packed.Call("subarray", r0*rowBytes, (r0+cnt)*rowBytes), out[:cnt*rowBytes])
 	}

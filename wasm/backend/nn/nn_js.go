@@ -27,6 +27,10 @@ type Options struct {
 	// Graph picks among the graph shapes measured in bench_js_test.go; the zero value is the
 	// default (and fastest measured) shape.
 	Graph GraphShape
+	// Lazy builds a weight's single-matmul graph on its first MatMul instead of at Upload. A
+	// user of whole graphs only (Compile) never needs those graphs, and each holds another copy
+	// of its weight in the WebNN service; without Lazy a bad weight fails at Upload.
+	Lazy bool
 }
 
 // Backend runs matmuls as WebNN graphs. It is safe for concurrent use; calls on one weight are
@@ -38,6 +42,7 @@ type Backend struct {
 	graph  GraphShape
 	device webnn.DeviceType
 	pad    bool // pad op accepts float32 rank 2: pad x in the graph rather than in Go
+	lazy   bool
 
 	mu    sync.Mutex
 	notes []string
@@ -61,7 +66,7 @@ func (b *Backend) dispatch(g *webnn.Graph, in, out map[string]*webnn.Tensor) err
 
 // New creates a context (or adopts opt.Context) and reads its opSupportLimits.
 func New(opt Options) (*Backend, error) {
-	b := &Backend{ctx: opt.Context, graph: opt.Graph, device: opt.DeviceType}
+	b := &Backend{ctx: opt.Context, graph: opt.Graph, device: opt.DeviceType, lazy: opt.Lazy}
 	if b.device == "" {
 		b.device = webnn.CPU
 	}
@@ -187,6 +192,9 @@ func (b *Backend) Upload(t *quant.Tensor) (backend.Weight, error) {
 	// would dequantize all of it, which a whole-graph user (the llama decoder reads such a table
 	// on the host and runs its head in the QDQ form) never needs, and building it killed
 	// Chromium's renderer for a 128256×2048 table.
+	if b.lazy {
+		return w, nil
+	}
 	if t.N*t.K > eagerBuildLimit {
 		b.note(fmt.Sprintf("%s: %d×%d, its single-matmul graph is built on first MatMul, not at upload", t.Name, t.N, t.K))
 		return w, nil

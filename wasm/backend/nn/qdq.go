@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/quant"
 )
 
 // Int4Policy says what the QDQ mode does with a Linear whose weight has 4 (or 2) bits. Chromium's
@@ -59,45 +60,45 @@ type CompileOptions struct {
 // from here. A row already of this form (codes·scale with its largest |code| = qmax) comes back
 // with the same codes; exact reports whether every row did.
 func perChannelSym(w []float32, n, k, bits int) (codes []int8, scales []float32, exact bool) {
-	qmax := float64(int(1)<<(bits-1) - 1)
 	codes, scales, exact = make([]int8, n*k), make([]float32, n), true
 	for r := 0; r < n; r++ {
-		row := w[r*k : (r+1)*k]
-		var m float32
-		for _, v := range row {
-			m = max(m, float32(math.Abs(float64(v))))
-		}
-		s := float32(1) // an all-zero row: any positive scale, codes 0
-		if m > 0 {
-			s = float32(float64(m) / qmax)
-		}
-		scales[r] = s
-		for c, v := range row {
-			q := max(-qmax, min(qmax, math.RoundToEven(float64(v)/float64(s))))
-			codes[r*k+c] = int8(q)
-			if float32(q)*s != v {
-				exact = false
-			}
-		}
+		s, ex := symRow(w[r*k:(r+1)*k], bits, codes[r*k:(r+1)*k])
+		scales[r], exact = s, exact && ex
 	}
 	return codes, scales, exact
 }
 
-// packCodes lays int8 codes out as a WebNN constant of bits 8 (one a byte) or 4 (two a byte,
-// element 2i in the low nibble, densely across rows).
-func packCodes(codes []int8, bits int) []byte {
-	if bits == 8 {
-		out := make([]byte, len(codes))
-		for i, q := range codes {
-			out[i] = byte(q)
+// symRow is one row of perChannelSym: its codes written into codes, its scale, and whether the
+// row was already of the form. It allocates nothing (qdqWeight calls it for every row of a
+// vocabulary-sized head).
+func symRow(row []float32, bits int, codes []int8) (scale float32, exact bool) {
+	qmax := float64(int(1)<<(bits-1) - 1)
+	var m float32
+	for _, v := range row {
+		m = max(m, float32(math.Abs(float64(v))))
+	}
+	s := float32(1) // an all-zero row: any positive scale, codes 0
+	if m > 0 {
+		s = float32(float64(m) / qmax)
+	}
+	exact = true
+	for c, v := range row {
+		q := max(-qmax, min(qmax, math.RoundToEven(float64(v)/float64(s))))
+		codes[c] = int8(q)
+		if float32(q)*s != v {
+			exact = false
 		}
-		return out
 	}
-	out := make([]byte, (len(codes)+1)/2)
+	return s, exact
+}
+
+// packCodes lays int8 codes out into dst as a WebNN constant of bits 8 (one a byte) or 4 (two a
+// byte, element 2i in the low nibble, densely across rows) and returns dst.
+func packCodes(dst []byte, codes []int8, bits int) []byte {
 	for i, q := range codes {
-		out[i/2] |= byte(q) & 0xf << (4 * (i % 2))
+		quant.PutCode(dst, bits, i, int(q))
 	}
-	return out
+	return dst
 }
 
 // quantizeBias turns a float bias into the int32 codes TFLite's int8 FULLY_CONNECTED adds to its

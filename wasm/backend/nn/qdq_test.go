@@ -46,7 +46,7 @@ func TestPerChannelSym(t *testing.T) {
 
 // TestPackCodes checks the int4 packing WebNN reads: element 2i in the low nibble.
 func TestPackCodes(t *testing.T) {
-	got := packCodes([]int8{1, -2, 7, -7, 3}, 4)
+	got := packCodes(make([]byte, 3), []int8{1, -2, 7, -7, 3}, 4)
 	want := []byte{0xe1, 0x97, 0x03}
 	if string(got) != string(want) {
 		t.Fatalf("packed % x, want % x", got, want)

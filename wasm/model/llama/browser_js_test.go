@@ -38,8 +38,9 @@ func browserBackends(t *testing.T) map[string]func() (Backend, error) {
 		"cpu":    func() (Backend, error) { return cpu.New(), nil },
 		"webgpu": func() (Backend, error) { return gpu.New(gpu.Options{Timeout: 5 * time.Minute}) },
 		"webnn":  func() (Backend, error) { return nn.New(nn.Options{}) },
-		// int8 activations: the calibration comes from the caller (bigCalibration).
-		"webnn-int8": func() (Backend, error) { return nn.New(nn.Options{}) },
+		// int8 activations: the calibration comes from the caller (bigCalibration). Lazy: the
+		// decoder runs whole graphs only, no weight needs its single-matmul graph.
+		"webnn-int8": func() (Backend, error) { return nn.New(nn.Options{Lazy: true}) },
 	}
 }
 
