@@ -57,7 +57,7 @@ func main() {
 	layers := flag.Int("layers", 2, "layers of the shape's")
 	ff := flag.String("format", "gguf-q4_0", "mkmodel -format")
 	tokens := flag.Int("tokens", 8, "greedy tokens decoded")
-	backends := flag.String("backends", "webgpu,cpu", "nibble backends, in this order (cpu, webgpu, webnn, webnn-int8)")
+	backends := flag.String("backends", "webgpu,cpu", "nibble backends, in this order (cpu, webgpu, webnn, webnn-int8, webnn-f32: float32 layers, int8 head)")
 	calib := flag.String("calibrate", "", "only write the calibration of this GGUF file (to -o)")
 	out := flag.String("o", "", "with -calibrate: the JSON file to write")
 	threads := flag.String("wllama", "1,max", "wllama thread counts to run (max: every core; empty: none)")
@@ -121,7 +121,7 @@ func run(shape string, layers int, ff string, tokens int, backends []string, thr
 			log.Printf("calibration from %s", calJSON)
 			break
 		}
-		if strings.HasSuffix(be, "-int8") {
+		if strings.HasSuffix(be, "-int8") || strings.HasSuffix(be, "-f32") {
 			t0 := time.Now()
 			if err := calibrate(model, calJSON); err != nil {
 				return err

@@ -41,9 +41,10 @@ func run(be string, tokens int) (r peer.Result) {
 		if err == nil {
 			defer g.Close()
 		}
-	case "webnn", "webnn-int8":
+	case "webnn", "webnn-int8", "webnn-f32":
 		var n *nn.Backend
-		n, err = nn.New(nn.Options{Lazy: true}) // whole graphs only
+		// Whole graphs only; webnn-f32: the layers' weights as float32 constants.
+		n, err = nn.New(nn.Options{Lazy: true, F32Weights: be == "webnn-f32"})
 		b = n
 		if err == nil {
 			defer n.Close()
@@ -72,7 +73,7 @@ func run(be string, tokens int) (r peer.Result) {
 	step("loaded")
 	r.Layers = f.Config.Layers
 	opt := llama.Options{Context: 256}
-	if be == "webnn-int8" {
+	if be == "webnn-int8" || be == "webnn-f32" {
 		// The ranges the tool calibrated natively on the cpu, served beside the model.
 		resp, err := http.Get("/model.calib.json")
 		if err != nil {
@@ -82,6 +83,9 @@ func run(be string, tokens int) (r peer.Result) {
 		resp.Body.Close()
 		if err != nil {
 			return fail(fmt.Errorf("model.calib.json: %w", err))
+		}
+		if be == "webnn-f32" { // the head alone in int8
+			opt.Calibration = llama.HeadOnly(opt.Calibration)
 		}
 	}
 	m, err := llama.New(f.Config, b, f.Weights, opt)

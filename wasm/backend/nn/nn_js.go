@@ -31,6 +31,10 @@ type Options struct {
 	// user of whole graphs only (Compile) never needs those graphs, and each holds another copy
 	// of its weight in the WebNN service; without Lazy a bad weight fails at Upload.
 	Lazy bool
+	// F32Weights holds every quantized or float16 weight of at most 64M elements dequantized
+	// as a float32 constant (4 bytes a weight, 8× a 4-bit one): TFLite's float32 gemm reads it
+	// with no dequantize per dispatch, exactly. Larger weights keep their codes.
+	F32Weights bool
 }
 
 // Backend runs matmuls as WebNN graphs. It is safe for concurrent use; calls on one weight are
@@ -43,6 +47,7 @@ type Backend struct {
 	device webnn.DeviceType
 	pad    bool // pad op accepts float32 rank 2: pad x in the graph rather than in Go
 	lazy   bool
+	f32    bool
 
 	mu    sync.Mutex
 	notes []string
@@ -66,7 +71,7 @@ func (b *Backend) dispatch(g *webnn.Graph, in, out map[string]*webnn.Tensor) err
 
 // New creates a context (or adopts opt.Context) and reads its opSupportLimits.
 func New(opt Options) (*Backend, error) {
-	b := &Backend{ctx: opt.Context, graph: opt.Graph, device: opt.DeviceType, lazy: opt.Lazy}
+	b := &Backend{ctx: opt.Context, graph: opt.Graph, device: opt.DeviceType, lazy: opt.Lazy, f32: opt.F32Weights}
 	if b.device == "" {
 		b.device = webnn.CPU
 	}
@@ -177,6 +182,9 @@ func (b *Backend) Upload(t *quant.Tensor) (backend.Weight, error) {
 	l, err := Plan(t, b.limits)
 	if err != nil {
 		return nil, fmt.Errorf("webnn upload: %w", err)
+	}
+	if b.f32 && t.Bits < 32 && t.N*t.K <= eagerBuildLimit {
+		l = planDequantized(t, fmt.Sprintf("%v dequantized to float32 in Go (Options.F32Weights)", t.Format))
 	}
 	b.note(fmt.Sprintf("%v → %s", t.Format, l.Path))
 	w := &Weight{b: b, name: t.Name, format: t.Format, graphs: map[int]*matmulGraph{}}

@@ -228,6 +228,50 @@ func int8Activations(t *testing.T, g *golden, ref map[string][][]float32) {
 		}
 		rescoreTop = def
 		f.Release()
+		f32Layers(t, label, ids, want, cal)
+	}
+}
+
+// f32Layers runs label on WebNN with float32 weights (nn.Options.F32Weights) and only the head
+// in the int8 form (HeadOnly), its top tokens rescored: the body is exact, so the log-probs must
+// stay near the cpu's (bound f32LayersBound) and the most likely token agree at every position.
+func f32Layers(t *testing.T, label string, ids []int32, want [][]float32, cal *backend.Calibration) {
+	nb, err := nn.New(nn.Options{Lazy: true, F32Weights: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nb.Close()
+	body := fetchModel(t, label+".gguf")
+	f, err := ReadGGUF(body, nb)
+	body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Release()
+	m, err := New(f.Config, nb, f.Weights, Options{Context: 128, Calibration: HeadOnly(cal)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Release()
+	got, err := m.Forward(context.Background(), ids, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst, agree := 0.0, 0
+	for p := range want {
+		a, c := logSoftmax(want[p]), logSoftmax(got[p])
+		for i := range a {
+			if a[i] > -12 {
+				worst = max(worst, abs(a[i]-c[i]))
+			}
+		}
+		if slices.Index(want[p], slices.Max(want[p])) == slices.Index(got[p], slices.Max(got[p])) {
+			agree++
+		}
+	}
+	t.Logf("webnn float32 layers, int8 head %s: worst |Δ log p| vs cpu %.3g (bound %g), top-1 agrees at %d of %d positions", label, worst, f32LayersBound, agree, len(want))
+	if worst > f32LayersBound || agree != len(want) {
+		t.Errorf("%s float32 layers: |Δ log p| %.3g (bound %g), top-1 agreement %d of %d", label, worst, f32LayersBound, agree, len(want))
 	}
 }
 
@@ -236,6 +280,7 @@ func int8Activations(t *testing.T, g *golden, ref map[string][][]float32) {
 const (
 	int8LogitBound = 4.0
 	int8AgreeBound = 75 // percent of positions
+	f32LayersBound = 1.0
 )
 
 // cacheFormats runs the prompt over an f16 and an int8 KV cache on the backend and reports the

@@ -53,3 +53,14 @@ func Calibrate(ctx context.Context, c *Config, ref Backend, ws backend.Weights, 
 	}
 	return cal, nil
 }
+
+// HeadOnly is c with the output head's range alone: on WebNN the body's Linears then run in
+// float32 (exact, with float32 weights: nn.Options.F32Weights) and only the vocabulary-sized head
+// in the int8 form, its top tokens rescored on the host.
+func HeadOnly(c *backend.Calibration) *backend.Calibration {
+	h := &backend.Calibration{Linear: map[string]backend.Range{}}
+	if r, ok := c.Linear["logits"]; ok {
+		h.Linear["logits"] = r
+	}
+	return h
+}
