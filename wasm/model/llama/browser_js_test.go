@@ -72,6 +72,9 @@ func closeBackend(b Backend) {
 // F32 (prefill, then one decode per token over the backend's KV cache) and compares them with
 // llama.cpp's token for token.
 func TestBrowserDecoder(t *testing.T) {
+	if os.Getenv("NIBBLE_STREAM_URL") == "" {
+		t.Skip("NIBBLE_STREAM_URL is unset: run make test-llama-browser")
+	}
 	var g golden
 	if err := json.Unmarshal(goldenJSON, &g); err != nil {
 		t.Fatal(err)
