@@ -204,7 +204,7 @@ llama-big-browser: deps
 # nibble's decoder (each backend) beside wllama (llama.cpp in wasm) in one headless Chromium on
 # the same GGUF: prefill and decode tokens/s (tools/llamapeer; flags: -shape -layers -backends).
 bench-llama: deps
-	go run ./tools/llamapeer -shape llama-1b -layers 2 -backends webnn-int8,webgpu
+	go run ./tools/llamapeer -shape llama-1b -layers 2 -backends webnn-int8,webnn-f32,webgpu
 
 # Regenerates wasm/model/llama/testdata/llamacpp.json with llama.cpp itself (minutes on 2 cores).
 llama-golden: deps
