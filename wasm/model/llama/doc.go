@@ -11,5 +11,10 @@
 // adjacent pairs (GGUF stores Q and K permuted for it), angles computed as ggml does in float32,
 // query head h reading KV head h/(heads/kv_heads), attention scaled by 1/√head_dim.
 //
+// On a backend whose graphs embed their weights (WebNN: the token table is a RowReader) the token
+// rows are looked up on the host and the head is a graph of its own (see RowReader). A
+// calibration (Calibrate, Options.Calibration) runs the Linears there with int8 activations, the
+// head's most likely tokens rescored in float32; HeadOnly keeps the layers exact.
+//
 // The package is pure Go; it builds graphs and runs them through any backend.Compiler.
 package llama
