@@ -202,9 +202,10 @@ llama-big-browser: deps
 	NIBBLE_LLAMA_BIG=$(LAYERS) NIBBLE_LLAMA_BIG_BACKENDS=$(BACKENDS) bash wasm/model/llama/testdata/browser.sh -run TestBrowserBig -v -test.timeout 20m
 
 # nibble's decoder (each backend) beside wllama (llama.cpp in wasm) in one headless Chromium on
-# the same GGUF: prefill and decode tokens/s (tools/llamapeer; flags: -shape -layers -backends).
+# the same GGUF: prefill and decode tokens/s, and each WebNN mode's top-1 agreement with webgpu's
+# exact tokens, teacher-forced (tools/llamapeer; flags: -shape -layers -backends -tokens -wllama).
 bench-llama: deps
-	go run ./tools/llamapeer -shape llama-1b -layers 2 -backends webnn-int8,webnn-f32,webgpu
+	go run ./tools/llamapeer -shape llama-1b -layers 2 -backends webgpu,webnn-int8,webnn-f32 -tokens 16
 
 # Regenerates wasm/model/llama/testdata/llamacpp.json with llama.cpp itself (minutes on 2 cores).
 llama-golden: deps

@@ -213,13 +213,17 @@ func run(shape string, layers int, ff string, tokens int, backends []string, thr
 	}
 	log.Printf("page ready")
 	var rs []peer.Result
+	var ref []byte // the first backend's tokens: the later ones are teacher-forced on them
 	for _, be := range backends {
-		r, err := eval(fmt.Sprintf("nibbleRun(%q, %d)", be, tokens))
+		r, err := eval(fmt.Sprintf("nibbleRun(%q, %d, %q)", be, tokens, ref))
 		if err != nil {
 			return err
 		}
 		log.Printf("%+v", r)
 		rs = append(rs, r)
+		if ref == nil && r.Error == "" {
+			ref, _ = json.Marshal(r.Tokens)
+		}
 	}
 	for _, th := range threads {
 		r, err := eval(fmt.Sprintf("runWllama(%q, %d, %d)", peer.Prompt, tokens, th))
@@ -230,14 +234,19 @@ func run(shape string, layers int, ff string, tokens int, backends []string, thr
 		rs = append(rs, r)
 	}
 	fmt.Printf("\n%s %s, %d layers, prompt %d tokens, %d greedy tokens; headless Chromium, %d cores\n\n", shape, ff, layers, rs[0].PrefillN, tokens, runtime.NumCPU())
-	fmt.Println("| runtime | load s | prefill tok/s | decode tok/s | text |")
-	fmt.Println("|---|---:|---:|---:|---|")
+	fmt.Printf("top-1: each nibble backend after the first, teacher-forced on the first's tokens (%s): steps whose most likely token is the first's\n\n", backends[0])
+	fmt.Println("| runtime | load s | prefill tok/s | decode tok/s | top-1 | text |")
+	fmt.Println("|---|---:|---:|---:|---:|---|")
 	for _, r := range rs {
 		if r.Error != "" {
-			fmt.Printf("| %s | failed: %s | | | |\n", r.Runtime, r.Error)
+			fmt.Printf("| %s | failed: %s | | | | |\n", r.Runtime, r.Error)
 			continue
 		}
-		fmt.Printf("| %s | %.1f | %.2f | %.2f | %q |\n", r.Runtime, r.LoadMS/1000, float64(r.PrefillN)/(r.PrefillMS/1000), float64(r.DecodeN)/(r.DecodeMS/1000), r.Text)
+		agree := ""
+		if r.Forced {
+			agree = fmt.Sprintf("%d/%d", r.Agree, r.DecodeN)
+		}
+		fmt.Printf("| %s | %.1f | %.2f | %.2f | %s | %q |\n", r.Runtime, r.LoadMS/1000, float64(r.PrefillN)/(r.PrefillMS/1000), float64(r.DecodeN)/(r.DecodeMS/1000), agree, r.Text)
 	}
 	return nil
 }

@@ -23,7 +23,7 @@ import (
 	"github.com/nibble-ml/nibble/wasm/model/llama"
 )
 
-func run(be string, tokens int) (r peer.Result) {
+func run(be string, tokens int, ref []int32) (r peer.Result) {
 	r.Runtime = "nibble-" + be
 	fail := func(err error) peer.Result { r.Error = err.Error(); return r }
 	var b interface {
@@ -115,15 +115,21 @@ func run(be string, tokens int) (r peer.Result) {
 	r.PrefillN, r.PrefillMS = len(ids), ms(time.Since(t0))
 	var out []int32
 	t0 = time.Now()
-	for range tokens {
+	for i := range tokens {
 		id := int32(slices.Index(lg[0], slices.Max(lg[0])))
 		out = append(out, id)
+		if i < len(ref) { // teacher forcing: continue from the reference's token
+			if id == ref[i] {
+				r.Agree++
+			}
+			id, r.Forced = ref[i], true
+		}
 		if lg, err = m.Forward(ctx, []int32{id}, false); err != nil {
 			return fail(err)
 		}
 	}
 	r.DecodeN, r.DecodeMS = tokens, ms(time.Since(t0))
-	r.Text = f.Tokenizer.Decode(out)
+	r.Text, r.Tokens = f.Tokenizer.Decode(out), out
 	var st runtime.MemStats
 	runtime.ReadMemStats(&st)
 	r.WasmMiB = float64(st.Sys) / (1 << 20)
@@ -136,11 +142,15 @@ func main() {
 	promise := js.Global().Get("Promise")
 	js.Global().Set("nibbleRun", js.FuncOf(func(_ js.Value, args []js.Value) any {
 		be, n := args[0].String(), args[1].Int()
+		var ref []int32
+		if len(args) > 2 {
+			json.Unmarshal([]byte(args[2].String()), &ref)
+		}
 		var exec js.Func
 		exec = js.FuncOf(func(_ js.Value, pa []js.Value) any {
 			exec.Release()
 			go func() {
-				b, _ := json.Marshal(run(be, n))
+				b, _ := json.Marshal(run(be, n, ref))
 				pa[0].Invoke(string(b))
 			}()
 			return nil

@@ -19,4 +19,10 @@ type Result struct {
 	Error      string  `json:"error,omitempty"`
 	Layers     int     `json:"layers"`
 	Isolated   bool    `json:"isolated"`
+	// Tokens are nibble's greedy tokens. With reference tokens given, each decode step is fed
+	// the reference's token instead (teacher forcing) and Agree counts the steps whose own most
+	// likely token equals it.
+	Tokens []int32 `json:"tokens,omitempty"`
+	Agree  int     `json:"agree"`
+	Forced bool    `json:"forced"`
 }
