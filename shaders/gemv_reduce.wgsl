@@ -2,9 +2,22 @@
 // after decode.wgsl. A workgroup's threads each hold partial sums of the same ROWS rows; they are
 // added up with subgroupAdd where the device has subgroups (then across subgroups in workgroup
 // memory, which holds no assumption on how threads map to subgroups), else with a
-// workgroup-memory tree, and written to y.
+// workgroup-memory tree, and written to y (plus the residual res, where the key has RESIDUAL).
+
+#if RESIDUAL
+@group(0) @binding(6) var<storage, read> res: array<f32>;
+#endif
 
 var<workgroup> red0: array<vec4<f32>, WG>;
+
+// store writes output i: the sum t, plus the residual's element i with RESIDUAL.
+fn store(i: u32, t: f32) {
+#if RESIDUAL
+  y[i] = t + res[i];
+#else
+  y[i] = t;
+#endif
+}
 var<workgroup> red1: array<vec4<f32>, WG>;
 
 // p0 holds this thread's sums of rows 0..3, p1 of rows 4..7; sgi is (subgroup_invocation_id,
@@ -25,7 +38,7 @@ fn reduce_store(p0: vec4<f32>, p1: vec4<f32>, tid: u32, sgi: vec3<u32>, row0: u3
     for (var j = 0u; j < sgi.z; j++) {
       t += select(red0[j][tid & 3u], red1[j][tid & 3u], tid > 3u);
     }
-    y[mi * params.y_stride + params.y_offset + row0 + tid] = t;
+    store(mi * params.y_stride + params.y_offset + row0 + tid, t);
   }
 #else
   red0[tid] = p0;
@@ -39,7 +52,7 @@ fn reduce_store(p0: vec4<f32>, p1: vec4<f32>, tid: u32, sgi: vec3<u32>, row0: u3
     workgroupBarrier();
   }
   if (tid < ROWS && row0 + tid < params.n) {
-    y[mi * params.y_stride + params.y_offset + row0 + tid] = select(red0[0][tid & 3u], red1[0][tid & 3u], tid > 3u);
+    store(mi * params.y_stride + params.y_offset + row0 + tid, select(red0[0][tid & 3u], red1[0][tid & 3u], tid > 3u));
   }
 #endif
 }

@@ -16,7 +16,7 @@ type OpFamily uint8
 
 const (
 	OpUnary      OpFamily = iota // y = f(x) per element
-	OpBinary                     // broadcast a∘b, and the in-place bias add of Linear
+	OpBinary                     // broadcast a∘b, SiLU(a)·b, and the in-place bias add of Linear
 	OpNorm                       // one workgroup per row: layer norm, RMS norm, L2 normalize
 	OpSoftmax                    // one workgroup per row, optional broadcast mask
 	OpMatMul                     // batched a·b or a·bᵀ of two activations
@@ -34,7 +34,7 @@ var opFamilies = [numOpFamilies]struct {
 	variants []string
 }{
 	OpUnary:      {"unary", []string{"relu", "gelu", "silu", "tanh", "scale"}},
-	OpBinary:     {"binary", []string{"add", "sub", "mul", "div", "bias"}},
+	OpBinary:     {"binary", []string{"add", "sub", "mul", "div", "bias", "silu_mul"}},
 	OpNorm:       {"norm", []string{"layernorm", "rmsnorm", "l2"}},
 	OpSoftmax:    {"softmax", []string{"plain", "masked"}},
 	OpMatMul:     {"matmul", []string{"ab", "abt", "ab_split", "abt_split"}},

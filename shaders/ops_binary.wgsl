@@ -1,5 +1,7 @@
 // ops_binary.wgsl: y = a ∘ b with NumPy broadcasting (variants ADD, SUB, MUL, DIV): y is dense
 // over dims, and a and b are read at strides that are 0 along their broadcast dimensions.
+// Variant SILU_MUL is SiLU(a)·b (a feed-forward's gate times its up projection), one dispatch
+// where the graph has two; SiLU as ops_unary.wgsl computes it.
 // Variant BIAS adds a row vector to y in place (Linear's bias after the matmul wrote y): a
 // separate read binding of y would alias the writable one, which WebGPU rejects.
 
@@ -55,6 +57,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 #endif
 #if DIV
   y[i] = u / v;
+#endif
+#if SILU_MUL
+  let e = exp(-abs(u));
+  y[i] = u * select(e / (1.0 + e), 1.0 / (1.0 + e), u >= 0.0) * v;
 #endif
 #endif
 }

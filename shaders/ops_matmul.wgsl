@@ -2,7 +2,7 @@
 // Σ_k a[b][i][k]·B[b][k][j], with B = b (variant AB, b is [K, N]) or bᵀ (variant ABT, b is [N, K]).
 // One invocation per output (AB, ABT), or (AB_SPLIT, ABT_SPLIT) K split over a workgroup. Attention's
 // operands are small (T×Dh per head) and read from cache; the weight products, which are large,
-// go through gemv.wgsl and gemm.wgsl instead.
+// go through gemv.wgsl and gemm.wgsl instead. Sums are scaled by params.alpha.
 
 struct Params {
   n_out: u32, // batch·m·n
@@ -14,7 +14,9 @@ struct Params {
   sb: u32,
   sj: u32,
   sk: u32,
-  _pad: u32,
+  // Every sum is multiplied by alpha: 1, or the factor of a Scale the backend folded into the
+  // product (attention's 1/√Dh after q·kᵀ: one dispatch, not two).
+  alpha: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -80,7 +82,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var q = 0u; q < KS; q++) {
       t += red[partial(tid, q)];
     }
-    y[row * n + j] = t;
+    y[row * n + j] = t * params.alpha;
   }
 }
 #else
@@ -102,6 +104,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   for (var kk = 0u; kk < k; kk++) {
     s += a[ab + kk] * b[bb + kk * params.sk];
   }
-  y[o] = s;
+  y[o] = s * params.alpha;
 }
 #endif

@@ -81,6 +81,9 @@ type Key struct {
 	KSplit int
 	// GEMVHW: load the next span while summing this one (software pipelining).
 	Prefetch bool
+	// GEMV, GEMVHW: y = x·wᵀ + res, the residual (binding 6, y's shape) added as the sums are
+	// stored: a Linear and the Add that follows it are one dispatch.
+	Residual bool
 }
 
 // Tile is the block of outputs one GEMMTile workgroup computes: BM activation rows × BN weight
@@ -125,6 +128,9 @@ func (k Key) Normalize() Key {
 	}
 	if k.Kernel != GEMVHW {
 		k.Prefetch = false
+	}
+	if !k.Kernel.IsGEMV() {
+		k.Residual = false
 	}
 	if k.Kernel == GEMVHW || k.Kernel == GEMMTile {
 		// Their codes become f32 by the exponent trick (GEMVHW) or once per tile (GEMMTile):
@@ -175,6 +181,9 @@ func (k Key) Name() string {
 	if k.Prefetch {
 		b.WriteString("-pf")
 	}
+	if k.Residual {
+		b.WriteString("-res")
+	}
 	return b.String()
 }
 
@@ -219,6 +228,7 @@ func (k Key) Defines() map[string]bool {
 		"F16W":      k.Bits == 16,
 		"F16":       k.F16,
 		"SUBGROUPS": k.Kernel.IsGEMV() && k.Subgroups,
+		"RESIDUAL":  k.Kernel.IsGEMV() && k.Residual,
 	}
 }
 

@@ -26,6 +26,11 @@ func allKeys() []Key {
 								if kern == GEMVHW {
 									k.Prefetch = true
 								}
+								if kern.IsGEMV() {
+									r := k
+									r.Residual = true
+									ks = append(ks, r.Normalize())
+								}
 								if kern == GEMMTile {
 									k.KSplit = 2
 								}

@@ -110,6 +110,12 @@ type graphPlan struct {
 	ropes map[int]tableRotation
 	// stridedB: MatMul nodes that read their B operand's Transpose source in place (fuse.go).
 	stridedB map[int]graph.Value
+	// scaled: Scale nodes computed by the MatMul they scale (fuse.go), keyed by the Scale.
+	scaled map[int]scaledProduct
+	// siluMuls: Mul nodes of a SiLU and another value, as one dispatch (fuse.go).
+	siluMuls map[int]siluProduct
+	// residuals: Add nodes computed by the Linear they add to (fuse.go), keyed by the Add.
+	residuals map[int]residualLinear
 	// fused are the ops another node's dispatch computes: they are not dispatched alone.
 	fused map[graph.Value]bool
 }
@@ -122,11 +128,20 @@ func (p *graphPlan) reads(i int) []graph.Value {
 	if src, ok := p.stridedB[i]; ok {
 		return []graph.Value{src}
 	}
+	if s, ok := p.scaled[i]; ok {
+		return append([]graph.Value{s.a, s.b}, p.reads(int(s.mm))...)
+	}
+	if s, ok := p.siluMuls[i]; ok {
+		return []graph.Value{s.a}
+	}
+	if r, ok := p.residuals[i]; ok {
+		return []graph.Value{r.x}
+	}
 	return nil
 }
 
 // fuse finds the ops that run inside another's dispatch (fuse.go).
-func (p *graphPlan) fuse(g *graph.Graph) {
+func (p *graphPlan) fuse(g *graph.Graph, paddedK func(node int) int) {
 	uses := readers(g, p.needed)
 	p.ropes, p.stridedB, p.fused = findRoPETables(g, p.needed), findStridedB(g, p.needed, uses), map[graph.Value]bool{}
 	for _, m := range p.ropes {
@@ -136,6 +151,17 @@ func (p *graphPlan) fuse(g *graph.Graph) {
 	}
 	for i := range p.stridedB {
 		p.fused[g.Nodes[i].Inputs[1]] = true
+	}
+	p.scaled, p.siluMuls = findScaledProducts(g, p.needed, uses), findSiLUProducts(g, p.needed, uses)
+	for _, s := range p.scaled {
+		p.fused[s.mm] = true
+	}
+	for _, s := range p.siluMuls {
+		p.fused[s.silu] = true
+	}
+	p.residuals = findResidualLinears(g, p.needed, uses, paddedK)
+	for _, r := range p.residuals {
+		p.fused[r.lin] = true
 	}
 }
 
@@ -151,7 +177,7 @@ func planGraph(g *graph.Graph, paddedK func(node int) int, lim arenaLimits) (*gr
 		needed: neededNodes(g), root: make([]graph.Value, n), at: make([]place, n),
 		dense: make([]bool, n), pad: make([]place, n), freq: make([]place, n),
 	}
-	p.fuse(g)
+	p.fuse(g, paddedK)
 	pb := &planBuilder{g: g, p: p, lim: lim, paddedK: paddedK, last: p.lifetimes(g), colour: make([]int, n)}
 	for i := range g.Nodes {
 		if p.needed[i] && p.root[i] == graph.Value(i) && !p.fused[graph.Value(i)] {

@@ -111,8 +111,8 @@ func TestPlanGraphCases(t *testing.T) {
 		}
 		checkDisjoint(t, p.spans, p.placed, testLimits, p.slabs)
 		for i, n := range g.Nodes {
-			if !p.needed[i] {
-				continue
+			if !p.needed[i] || p.fused[graph.Value(i)] {
+				continue // a fused op has no storage and no dispatch of its own
 			}
 			r := p.root[i]
 			if n.Op == graph.OpReshape && r != p.root[n.Inputs[0]] {
@@ -178,7 +178,7 @@ func checkUsage(t *testing.T, name string, g *graph.Graph, p *graphPlan, i int) 
 		uses = []use{{"matmul", []int{slabOf(n.Inputs[0])}, p.at[i].slab}, {"bias", []int{slabOf(n.Inputs[2])}, p.at[i].slab}}
 	default:
 		u := use{what: n.Op.String(), writes: p.at[i].slab}
-		for _, in := range n.Inputs {
+		for _, in := range append(slices.Clone(n.Inputs), p.reads(i)...) {
 			u.reads = append(u.reads, slabOf(in))
 		}
 		uses = []use{u}

@@ -166,3 +166,77 @@ func bStrides(g *graph.Graph, n *graph.Node, src graph.Value) (sb, sj, sk int) {
 	}
 	return sb, st[r-1], st[r-2]
 }
+
+// findScaledProducts returns, keyed by Scale node, the MatMul it scales where the product is
+// read by that Scale alone: the product's kernel multiplies its sums by the factor
+// (ops_matmul.wgsl's alpha), so attention's q·kᵀ and its 1/√Dh are one dispatch.
+func findScaledProducts(g *graph.Graph, needed []bool, uses []int) map[int]scaledProduct {
+	out := map[int]scaledProduct{}
+	for i, n := range g.Nodes {
+		if !needed[i] || n.Op != graph.OpScale {
+			continue
+		}
+		if mm := n.Inputs[0]; g.Nodes[mm].Op == graph.OpMatMul && uses[mm] == 1 {
+			out[i] = scaledProduct{mm: mm, a: g.Nodes[mm].Inputs[0], b: g.Nodes[mm].Inputs[1]}
+		}
+	}
+	return out
+}
+
+// scaledProduct is a MatMul of a and b run with a Scale's factor.
+type scaledProduct struct{ mm, a, b graph.Value }
+
+// siluProduct is Mul(SiLU(a), b) in either order, the SiLU read by the Mul alone: one
+// dispatch (ops_binary.wgsl SILU_MUL) instead of two.
+type siluProduct struct {
+	silu, a, b graph.Value // the SiLU node, its input, the Mul's other operand
+}
+
+// findSiLUProducts returns the SiLU products keyed by their Mul node.
+func findSiLUProducts(g *graph.Graph, needed []bool, uses []int) map[int]siluProduct {
+	out := map[int]siluProduct{}
+	for i, n := range g.Nodes {
+		if !needed[i] || n.Op != graph.OpMul {
+			continue
+		}
+		for j, s := range n.Inputs {
+			if g.Nodes[s].Op == graph.OpSiLU && uses[s] == 1 && n.Inputs[1-j] != s {
+				out[i] = siluProduct{silu: s, a: g.Nodes[s].Inputs[0], b: n.Inputs[1-j]}
+				break
+			}
+		}
+	}
+	return out
+}
+
+// residualLinear is Add(res, Linear(x, w)) in either order, the Linear without bias and read by
+// the Add alone: the GEMV kernel adds res as it stores its sums (shaders.Key.Residual), so a
+// Linear and the residual connection after it are one dispatch.
+type residualLinear struct {
+	lin, x, res graph.Value // the Linear, its input, the value added
+}
+
+// findResidualLinears returns the residual Linears keyed by their Add node. The Linear must run
+// a GEMV (at most GEMVMaxM activation rows: the GEMM kernels have no residual) and read x as it
+// is (paddedK(lin) == K: no zero-padded copy), and res must have the Add's shape.
+func findResidualLinears(g *graph.Graph, needed []bool, uses []int, paddedK func(node int) int) map[int]residualLinear {
+	out := map[int]residualLinear{}
+	for i, n := range g.Nodes {
+		if !needed[i] || n.Op != graph.OpAdd {
+			continue
+		}
+		for j, lin := range n.Inputs {
+			ln, res := &g.Nodes[lin], n.Inputs[1-j]
+			if ln.Op != graph.OpLinear || uses[lin] != 1 || ln.Inputs[2] != graph.None || res == lin ||
+				!slices.Equal(ln.Shape, n.Shape) || !slices.Equal(g.Nodes[res].Shape, n.Shape) {
+				continue
+			}
+			N, K := g.Nodes[ln.Inputs[1]].Shape[0], g.Nodes[ln.Inputs[1]].Shape[1]
+			if n.Shape.Size()/N <= GEMVMaxM && paddedK(int(lin)) == K {
+				out[i] = residualLinear{lin: lin, x: ln.Inputs[0], res: res}
+				break
+			}
+		}
+	}
+	return out
+}

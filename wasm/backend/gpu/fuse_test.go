@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/nibble-ml/nibble/wasm/graph"
@@ -10,12 +11,8 @@ import (
 // TestFindRoPETables finds both rotations (q and k) of every layer of the decoder's graph, and
 // none where an inner op is read by something else too.
 func TestFindRoPETables(t *testing.T) {
-	c := llama.Config{Layers: 3, Hidden: 64, FFN: 128, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 50, Context: 64, Eps: 1e-5, RopeBase: 10000, RopeScale: 1}
 	for _, rows := range []int{1, 16} {
-		g, err := c.Build(rows, 16, graph.StateF16, 64, false)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, g := decoderGraph(t, rows)
 		needed := neededNodes(g)
 		got := findRoPETables(g, needed)
 		if len(got) != 2*c.Layers {
@@ -97,4 +94,67 @@ func TestViewTranspose(t *testing.T) {
 			t.Errorf("%v perm %v: view %v, want %v", c.shape, c.perm, got, c.view)
 		}
 	}
+}
+
+// TestFindFusions: in the decoder's graph every layer's q·kᵀ runs with its scale, its SiLU
+// with the product after it, and (one row: the GEMV) both residual Adds with their Linears;
+// each fused dispatch reads nothing from its result's buffer and nothing it reads dies early.
+func TestFindFusions(t *testing.T) {
+	for _, rows := range []int{1, 16} {
+		c, g := decoderGraph(t, rows)
+		p, err := planGraph(g, func(i int) int { return g.Nodes[g.Nodes[i].Inputs[1]].Shape[1] }, testLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantRes := 2 * c.Layers
+		if rows > GEMVMaxM {
+			wantRes = 0 // a GEMM has no residual epilogue
+		}
+		if len(p.scaled) != c.Layers || len(p.siluMuls) != c.Layers || len(p.residuals) != wantRes {
+			t.Fatalf("rows %d: %d scaled products, %d SiLU products, %d residual Linears; want %d, %d, %d",
+				rows, len(p.scaled), len(p.siluMuls), len(p.residuals), c.Layers, c.Layers, wantRes)
+		}
+		var fusedAt []int
+		for i, s := range p.scaled {
+			if !p.fused[s.mm] || p.at[s.mm].size != 0 {
+				t.Fatalf("rows %d: the product %%%d is still made", rows, s.mm)
+			}
+			fusedAt = append(fusedAt, i)
+		}
+		for i := range p.siluMuls {
+			fusedAt = append(fusedAt, i)
+		}
+		for i, r := range p.residuals {
+			if !p.fused[r.lin] || p.at[r.lin].size != 0 {
+				t.Fatalf("rows %d: the Linear %%%d is still made", rows, r.lin)
+			}
+			fusedAt = append(fusedAt, i)
+		}
+		last := p.lifetimes(g)
+		for _, i := range fusedAt {
+			out := p.at[p.root[i]]
+			for _, v := range append(slices.Clone(g.Nodes[i].Inputs), p.reads(i)...) {
+				if p.fused[v] {
+					continue
+				}
+				if in := p.at[p.root[v]]; in.size > 0 && in.slab == out.slab {
+					t.Fatalf("rows %d: %%%d reads %%%d from its result's buffer (slab %d)", rows, i, v, in.slab)
+				}
+				if last[p.root[v]] < i {
+					t.Fatalf("rows %d: %%%d reads %%%d after its last use %d", rows, i, v, last[p.root[v]])
+				}
+			}
+		}
+	}
+}
+
+// decoderGraph is a small decoder's graph of rows token rows.
+func decoderGraph(t *testing.T, rows int) (llama.Config, *graph.Graph) {
+	t.Helper()
+	c := llama.Config{Layers: 3, Hidden: 64, FFN: 128, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 50, Context: 64, Eps: 1e-5, RopeBase: 10000, RopeScale: 1}
+	g, err := c.Build(rows, 16, graph.StateF16, 64, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, g
 }

@@ -371,15 +371,24 @@ func (c *compiler) op(i int) error {
 	case graph.OpStateWrite:
 		return c.stateWrite(what, i, n)
 	case graph.OpScale, graph.OpReLU, graph.OpGELU, graph.OpSiLU, graph.OpTanh:
+		if s, ok := c.p.plan.scaled[i]; ok {
+			return c.product(what+" (product scaled)", int(s.mm), graph.Value(i), n.Attr.Scale)
+		}
 		return c.unary(what, i, n)
 	case graph.OpAdd, graph.OpSub, graph.OpMul, graph.OpDiv:
+		if s, ok := c.p.plan.siluMuls[i]; ok {
+			return c.broadcast(what+" (SiLU·mul)", "silu_mul", graph.Value(i), s.a, s.b)
+		}
+		if r, ok := c.p.plan.residuals[i]; ok {
+			return c.linearTo(what+" (Linear + residual)", int(r.lin), graph.Value(i), r.res)
+		}
 		return c.binary(what, i, n)
 	case graph.OpLayerNorm, graph.OpRMSNorm, graph.OpL2Normalize:
 		return c.norm(what, i, n)
 	case graph.OpSoftmax:
 		return c.softmax(what, i, n)
 	case graph.OpMatMul:
-		return c.matmul(what, i, n)
+		return c.product(what, i, graph.Value(i), 1)
 	case graph.OpTranspose, graph.OpSlice, graph.OpConcat:
 		if viewTranspose(c.p.g, n) {
 			return nil // a view, as a Reshape is (arena.go)
@@ -398,7 +407,7 @@ func (c *compiler) op(i int) error {
 	case graph.OpGather:
 		return c.gather(what, n, graph.Value(i))
 	case graph.OpLinear:
-		return c.linear(what, i, n)
+		return c.linearTo(what, i, graph.Value(i), graph.None)
 	}
 	return fmt.Errorf("op %s has no WebGPU kernel", n.Op)
 }
@@ -416,14 +425,21 @@ func (c *compiler) unary(what string, i int, n *graph.Node) error {
 
 // binary queues an elementwise op of two broadcast operands.
 func (c *compiler) binary(what string, i int, n *graph.Node) error {
-	size := n.Shape.Size()
-	dims, st := mergeDims(n.Shape, graph.BroadcastStrides(c.shape(n, 0), n.Shape), graph.BroadcastStrides(c.shape(n, 1), n.Shape))
+	return c.broadcast(what, n.Op.String(), graph.Value(i), n.Inputs[0], n.Inputs[1])
+}
+
+// broadcast queues ops_binary.wgsl's variant over a and b broadcast to y's shape.
+func (c *compiler) broadcast(what, variant string, y, a, b graph.Value) error {
+	g := c.p.g
+	ys := g.Nodes[y].Shape
+	size := ys.Size()
+	dims, st := mergeDims(ys, graph.BroadcastStrides(g.Nodes[a].Shape, ys), graph.BroadcastStrides(g.Nodes[b].Shape, ys))
 	if len(dims) > 8 {
 		return fmt.Errorf("broadcast over %d dimensions that do not merge; the kernel takes 8", len(dims))
 	}
 	words := append([]uint32{uint32(size), uint32(len(dims)), 0, 0}, pack8(dims, st[0], st[1])...)
-	k := shaders.OpKey{Family: shaders.OpBinary, Variant: n.Op.String(), WG: elemWG}
-	return c.dispatch(what, k, words, groupsFor(size, elemWG), c.p.bind(1, n.Inputs[0]), c.p.bind(2, n.Inputs[1]), c.p.bind(3, graph.Value(i)))
+	k := shaders.OpKey{Family: shaders.OpBinary, Variant: variant, WG: elemWG}
+	return c.dispatch(what, k, words, groupsFor(size, elemWG), c.p.bind(1, a), c.p.bind(2, b), c.p.bind(3, y))
 }
 
 // norm queues a row normalization over the last dimension (with gain, and bias for LayerNorm).
@@ -467,8 +483,10 @@ func (c *compiler) softmax(what string, i int, n *graph.Node) error {
 	return c.dispatch(what, shaders.OpKey{Family: shaders.OpSoftmax, Variant: variant, WG: wg}, words, size/D, ops...)
 }
 
-// matmul queues a batched product of two values (attention's scores and mix).
-func (c *compiler) matmul(what string, i int, n *graph.Node) error {
+// product queues the batched product of two values of MatMul node i (attention's scores and
+// mix), its sums times alpha, into out's storage: i itself, or a Scale of it (fuse.go).
+func (c *compiler) product(what string, i int, out graph.Value, alpha float32) error {
+	n := &c.p.g.Nodes[i]
 	size := n.Shape.Size()
 	as, r := c.shape(n, 0), len(n.Shape)
 	M, K, N := as[r-2], as[r-1], n.Shape[r-1]
@@ -491,8 +509,8 @@ func (c *compiler) matmul(what string, i int, n *graph.Node) error {
 		k.Variant, k.WG = k.Variant+"_split", splitWG
 		groups = size / N * groupsFor(N, jt)
 	}
-	words := []uint32{uint32(size), uint32(M), uint32(N), uint32(K), uint32(sb), uint32(sj), uint32(sk), 0}
-	return c.dispatch(what, k, words, groups, c.p.bind(1, n.Inputs[0]), c.p.bind(2, b), c.p.bind(3, graph.Value(i)))
+	words := []uint32{uint32(size), uint32(M), uint32(N), uint32(K), uint32(sb), uint32(sj), uint32(sk), math.Float32bits(alpha)}
+	return c.dispatch(what, k, words, groups, c.p.bind(1, n.Inputs[0]), c.p.bind(2, b), c.p.bind(3, out))
 }
 
 // splitWG is the workgroup of ops_matmul.wgsl's split products: AB_SPLIT's 8 groups of 32
@@ -587,10 +605,13 @@ func (c *compiler) copy(what string, dims graph.Shape, ss, ds []int, sbase, dbas
 	return c.dispatch(what, k, words, groupsFor(threads, elemWG), x, y)
 }
 
-// linear queues x·wᵀ (+ bias): x copied into zero-padded rows first when the weight's device
-// rows are longer than K, the matmul kernels of gpu_js.go, then the bias added in place.
-func (c *compiler) linear(what string, i int, n *graph.Node) error {
+// linearTo queues x·wᵀ (+ bias) of Linear node i into out's storage: x copied into zero-padded
+// rows first when the weight's device rows are longer than K, the matmul kernels of gpu_js.go,
+// then the bias added in place. With res (not graph.None), out is the Add of res and the
+// Linear, added by the GEMV kernel as it stores (fuse.go's residualLinear).
+func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	p := c.p
+	n := &p.g.Nodes[i]
 	w := c.weights[p.g.Nodes[n.Inputs[1]].Attr.Name]
 	N, K := w.Shape()
 	m := p.g.Nodes[n.Inputs[0]].Shape.Size() / K
@@ -604,7 +625,13 @@ func (c *compiler) linear(what string, i int, n *graph.Node) error {
 		x = padded
 	}
 	x.Size = int64(m*kp) * 4
-	y := p.bind(3, graph.Value(i))
+	y := p.bind(3, out)
+	key := keyFor(w.l.format, m, p.b.feat, p.b.tune)
+	var extra []webgpu.BufferBinding
+	if res != graph.None {
+		key.Residual = true
+		extra = append(extra, p.bind(6, res))
+	}
 	var pars []webgpu.BufferBinding
 	for _, words := range w.matmulParams(m) {
 		pars = append(pars, c.block(0, words[:]))
@@ -613,14 +640,14 @@ func (c *compiler) linear(what string, i int, n *graph.Node) error {
 	si := len(p.steps) - 1
 	label := c.label(what)
 	c.later = append(c.later, func() error {
-		bm, err := p.b.bindMatMul(label, w, keyFor(w.l.format, m, p.b.feat, p.b.tune), m, x, y, c.withParams(pars))
+		bm, err := p.b.bindMatMul(label, w, key, m, x, y, c.withParams(pars), extra...)
 		p.steps[si].mm = bm
 		return err
 	})
 	if b := n.Inputs[2]; b != graph.None {
 		words := append([]uint32{uint32(m * N), 1, 0, 0}, pack8([]int{N})...)
 		k := shaders.OpKey{Family: shaders.OpBinary, Variant: "bias", WG: elemWG}
-		return c.dispatch(what+" bias", k, words, groupsFor(m*N, elemWG), p.bind(2, b), p.bind(3, graph.Value(i)))
+		return c.dispatch(what+" bias", k, words, groupsFor(m*N, elemWG), p.bind(2, b), p.bind(3, out))
 	}
 	return nil
 }

@@ -349,3 +349,82 @@ func checkStridedB(t *testing.T, b *Backend) {
 		return []graph.Tensor{normalInput(3, 2, 16)(rng), normalInput(70, 3, 16)(rng), normalInput(3, 2, 70)(rng)}
 	})
 }
+
+// TestGraphFusions checks fuse.go's dispatches that do two ops' work against the cpu, on
+// poisoned arenas: a Linear with the residual Add after it (the GEMV kernels' Residual, both
+// operand orders, m = 1 and 3, N not a multiple of the rows a workgroup sums, weights split into
+// chunks under a 4 KiB binding cap; m = 5 and a padded K stay unfused), SiLU(a)·b with b
+// broadcast and on either side, and q·kᵀ with its scale (B in place and not). It runs both
+// adapter classes' GEMV kernels whatever the adapter.
+func TestGraphFusions(t *testing.T) {
+	poisoned(t)
+	own := newBackend(t, Options{MaxBindingSize: 4096})
+	other := SoftwareTuning
+	if own.caps.Software {
+		other = DefaultTuning
+	}
+	for bi, b := range []*Backend{own, newBackend(t, Options{MaxBindingSize: 4096, Tuning: &other})} {
+		rng := rand.New(rand.NewPCG(9, 10))
+		for _, f := range []quant.Format{
+			{Bits: 32},
+			{Bits: 4, GroupSize: 32},
+			{Bits: 8, Scheme: quant.Asymmetric, GroupSize: 32, Scales: quant.ScaleF16},
+			{Bits: 2, GroupSize: 32}, // K = 160 pads to 192 codes: x is copied, no fusion
+		} {
+			t.Run(fmt.Sprintf("tuning%d/%v", bi, f), func(t *testing.T) {
+				const N, K = 200, 160
+				w := quantized(t, "w", rng, N, K, f)
+				ms := []int{1, 3, 5}
+				var g *graph.Graph
+				checkLocal(t, b, "fusions "+f.String(), func(gr *graph.Graph, ws map[string]*quant.Tensor) error {
+					g, ws["w"] = gr, w
+					var outs []graph.Value
+					for j, m := range ms {
+						x := g.Input(fmt.Sprint("x", m), graph.Float32, m, K)
+						r := g.Input(fmt.Sprint("r", m), graph.Float32, m, N)
+						lin := g.Linear(fmt.Sprint("fc", m), x, g.Weight("w", N, K), graph.None)
+						if j%2 == 0 {
+							outs = append(outs, g.Add(fmt.Sprint("res", m), r, lin))
+						} else {
+							outs = append(outs, g.Add(fmt.Sprint("res", m), lin, r))
+						}
+					}
+					a := g.Input("a", graph.Float32, 3, 37)
+					bb := g.Input("b", graph.Float32, 37)
+					outs = append(outs, g.Mul("swiglu", g.SiLU("silu", a), bb), g.Mul("swiglu2", bb, g.SiLU("silu2", g.Scale("a2", a, -3))))
+					q := g.Input("q", graph.Float32, 2, 3, 8) // small enough for the binding cap
+					kv := g.Input("kv", graph.Float32, 30, 2, 8)
+					kd := g.Input("k", graph.Float32, 2, 30, 8)
+					outs = append(outs, g.Scale("s1", g.MatMul("qk1", q, g.Transpose("kt", kv, 1, 0, 2), true), 0.25),
+						g.Scale("s2", g.MatMul("qk2", q, kd, true), -0.5))
+					return g.Output(outs...)
+				}, func(rng *rand.Rand) []graph.Tensor {
+					var in []graph.Tensor
+					for _, m := range ms {
+						in = append(in, normalInput(m, K)(rng), normalInput(m, N)(rng))
+					}
+					return append(in, normalInput(3, 37)(rng), normalInput(37)(rng),
+						normalInput(2, 3, 8)(rng), normalInput(30, 2, 8)(rng), normalInput(2, 30, 8)(rng))
+				})
+				// What fused: the residuals only where the GEMV reads x as it is.
+				wb, err := b.Upload(w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				kp := wb.(*weight).paddedK()
+				wb.Release()
+				p, err := planGraph(g, func(int) int { return kp }, testLimits)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantRes := 2
+				if kp != K {
+					wantRes = 0
+				}
+				if len(p.residuals) != wantRes || len(p.siluMuls) != 2 || len(p.scaled) != 2 {
+					t.Errorf("fused %d residual Linears, %d SiLU products, %d scaled products; want %d, 2, 2", len(p.residuals), len(p.siluMuls), len(p.scaled), wantRes)
+				}
+			})
+		}
+	}
+}

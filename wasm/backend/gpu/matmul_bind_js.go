@@ -36,9 +36,10 @@ func (w *weight) paddedK() int { return w.l.kp }
 
 // bindMatMul builds the pipeline of variant key and one bind group per chunk of w for m
 // activation rows. x holds m rows of w.paddedK() floats (zero past K), y receives m rows of N,
-// and params[i] is a paramBytes uniform range holding w.matmulParams(m)[i]. The caller holds
-// b.mu (the pipeline cache).
-func (b *Backend) bindMatMul(label string, w *weight, key shaders.Key, m int, x, y webgpu.BufferBinding, params []webgpu.BufferBinding) (*boundMatMul, error) {
+// and params[i] is a paramBytes uniform range holding w.matmulParams(m)[i]; extra bindings (a
+// Residual key's res at 6) go into every chunk's group. The caller holds b.mu (the pipeline
+// cache).
+func (b *Backend) bindMatMul(label string, w *weight, key shaders.Key, m int, x, y webgpu.BufferBinding, params []webgpu.BufferBinding, extra ...webgpu.BufferBinding) (*boundMatMul, error) {
 	if len(params) != len(w.chunks) {
 		return nil, fmt.Errorf("gpu: bind matmul %q: %d params ranges for %d chunks", w.name, len(params), len(w.chunks))
 	}
@@ -58,6 +59,7 @@ func (b *Backend) bindMatMul(label string, w *weight, key shaders.Key, m int, x,
 		if c.zeros != nil {
 			es = append(es, webgpu.BufferBinding{Binding: 5, Buffer: c.zeros})
 		}
+		es = append(es, extra...)
 		g, err := b.dev.CreateBindGroup(fmt.Sprintf("%s %s rows %d-%d", label, w.name, c.r0, c.r1), pl.BindGroupLayout(0), es...)
 		if err != nil {
 			return nil, err
