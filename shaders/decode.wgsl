@@ -29,7 +29,7 @@ struct Params {
   y_offset: u32,   // first row of this chunk within dst
   group: u32,     // group length along K (K itself when per-channel)
   group_shift: u32, // log2(group) when group is a power of two, else 32: a shift, not a division
-  _pad2: u32,
+  eps: f32,         // NORM: the RMS norm's epsilon
 }
 
 @group(0) @binding(0) var<uniform> params: Params;

@@ -121,8 +121,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
   }
 #if SUBGROUPS
-  reduce_store(a0, a1, tid, vec3<u32>(lane, sg, nsg), row0, mi);
+  reduce_store(a0, a1, 0.0, tid, vec3<u32>(lane, sg, nsg), row0, mi);
 #else
-  reduce_store(a0, a1, tid, vec3<u32>(0u), row0, mi);
+  reduce_store(a0, a1, 0.0, tid, vec3<u32>(0u), row0, mi);
 #endif
 }

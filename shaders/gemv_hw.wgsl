@@ -23,12 +23,22 @@
 // With PREFETCH a thread issues the loads of its next span before summing the current one, so a
 // thread keeps loads in flight while it computes (at the cost of a second span's registers).
 //
+// With NORM, x is the input of an RMS norm with gain (binding 7) that the product reads: each
+// thread sums the squares of its share of x's row first (independent loads, before the weights'),
+// the octets' x are multiplied by the gain as they load, and gemv_reduce.wgsl scales each sum by
+// the row's 1/√(mean(x²) + eps). The norm's own dispatch, a row of one workgroup, goes away.
+//
 // Grid: (ceil(n / ROWS), m, 1); workgroup WG threads (a power of two); ROWS 1..8; SCALE_PER_VEC
 // as in gemv.wgsl.
 
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+#if NORM
+@group(0) @binding(7) var<storage, read> gain: array<vec4<f32>>;
+// The first vec4 of this workgroup's x row: the gain's vec4 j multiplies x's xrow + j.
+var<private> xrow: u32;
+#endif
 
 // 2²³: a float whose mantissa unit is 1, so OR-ed integer bits below bit 23 read as themselves.
 const MAGIC: u32 = 0x4B000000u;
@@ -210,7 +220,11 @@ fn span_rows(sp: Span, rows: array<u32, 8>, k0: u32, xi: u32, acc: array<f32, 8>
 // x vec4 j of the span starting at xi; j folds to a constant.
 fn xl(xi: u32, j: u32) -> vec4<f32> {
   if (j < EW) {
+#if NORM
+    return x[xi + j] * gain[xi + j - xrow];
+#else
     return x[xi + j];
+#endif
   }
   return vec4<f32>(0.0);
 }
@@ -261,6 +275,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   let rows = array<u32, 8>(row0, min(row0 + 1u, last), min(row0 + 2u, last), min(row0 + 3u, last),
                            min(row0 + 4u, last), min(row0 + 5u, last), min(row0 + 6u, last), min(row0 + 7u, last));
   var acc: array<f32, 8>;
+  var ss = 0.0;
+#if NORM
+  xrow = xb;
+  for (var c = tid; c < params.kp / 4u; c += WG) {
+    let v = x[xb + c];
+    ss = fma(v.x, v.x, fma(v.y, v.y, fma(v.z, v.z, fma(v.w, v.w, ss))));
+  }
+#endif
   // A uniform trip count keeps the barriers and subgroup operations below in uniform control flow.
   let iters = (rv + WG - 1u) / WG;
   var next: Span;
@@ -292,8 +314,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   let p0 = vec4<f32>(acc[0], acc[1], acc[2], acc[3]);
   let p1 = vec4<f32>(acc[4], acc[5], acc[6], acc[7]);
 #if SUBGROUPS
-  reduce_store(p0, p1, tid, vec3<u32>(lane, sg, nsg), row0, mi);
+  reduce_store(p0, p1, ss, tid, vec3<u32>(lane, sg, nsg), row0, mi);
 #else
-  reduce_store(p0, p1, tid, vec3<u32>(0u), row0, mi);
+  reduce_store(p0, p1, ss, tid, vec3<u32>(0u), row0, mi);
 #endif
 }

@@ -3,12 +3,26 @@
 // added up with subgroupAdd where the device has subgroups (then across subgroups in workgroup
 // memory, which holds no assumption on how threads map to subgroups), else with a
 // workgroup-memory tree, and written to y (plus the residual res, where the key has RESIDUAL).
+// With NORM (gemv_hw.wgsl only) the threads' sums of x² are added up beside the rows' sums, and
+// each row's sum is multiplied by 1/√(mean(x²) + eps): the RMS norm before the product.
 
 #if RESIDUAL
 @group(0) @binding(6) var<storage, read> res: array<f32>;
 #endif
 
 var<workgroup> red0: array<vec4<f32>, WG>;
+#if NORM
+var<workgroup> red2: array<f32, WG>;
+#endif
+
+// norm_scale is 1/√(mean(x²) + eps) of the activation row whose Σx² is q, or 1 without NORM.
+fn norm_scale(q: f32) -> f32 {
+#if NORM
+  return inverseSqrt(q / f32(params.k) + params.eps);
+#else
+  return 1.0;
+#endif
+}
 
 // store writes output i: the sum t, plus the residual's element i with RESIDUAL.
 fn store(i: u32, t: f32) {
@@ -20,39 +34,59 @@ fn store(i: u32, t: f32) {
 }
 var<workgroup> red1: array<vec4<f32>, WG>;
 
-// p0 holds this thread's sums of rows 0..3, p1 of rows 4..7; sgi is (subgroup_invocation_id,
+// p0 holds this thread's sums of rows 0..3, p1 of rows 4..7, ss its part of Σx² (NORM); sgi is (subgroup_invocation_id,
 // subgroup_id, num_subgroups) where the kernel has subgroups. Every thread calls it, in uniform
 // control flow.
-fn reduce_store(p0: vec4<f32>, p1: vec4<f32>, tid: u32, sgi: vec3<u32>, row0: u32, mi: u32) {
+fn reduce_store(p0: vec4<f32>, p1: vec4<f32>, ss: f32, tid: u32, sgi: vec3<u32>, row0: u32, mi: u32) {
 #if SUBGROUPS
   let s0 = subgroupAdd(p0);
   var s1 = vec4<f32>(0.0);
   if (ROWS > 4u) { s1 = subgroupAdd(p1); }
+#if NORM
+  let q = subgroupAdd(ss);
+#endif
   if (sgi.x == 0u) {
     red0[sgi.y] = s0;
     red1[sgi.y] = s1;
+#if NORM
+    red2[sgi.y] = q;
+#endif
   }
   workgroupBarrier();
   if (tid < ROWS && row0 + tid < params.n) {
     var t = 0.0;
+    var qt = 0.0;
     for (var j = 0u; j < sgi.z; j++) {
       t += select(red0[j][tid & 3u], red1[j][tid & 3u], tid > 3u);
+#if NORM
+      qt += red2[j];
+#endif
     }
-    store(mi * params.y_stride + params.y_offset + row0 + tid, t);
+    store(mi * params.y_stride + params.y_offset + row0 + tid, t * norm_scale(qt));
   }
 #else
   red0[tid] = p0;
   red1[tid] = p1;
+#if NORM
+  red2[tid] = ss;
+#endif
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s >>= 1u) {
     if (tid < s) {
       red0[tid] += red0[tid + s];
       if (ROWS > 4u) { red1[tid] += red1[tid + s]; }
+#if NORM
+      red2[tid] += red2[tid + s];
+#endif
     }
     workgroupBarrier();
   }
   if (tid < ROWS && row0 + tid < params.n) {
-    store(mi * params.y_stride + params.y_offset + row0 + tid, select(red0[0][tid & 3u], red1[0][tid & 3u], tid > 3u));
+    var qt = 0.0;
+#if NORM
+    qt = red2[0];
+#endif
+    store(mi * params.y_stride + params.y_offset + row0 + tid, select(red0[0][tid & 3u], red1[0][tid & 3u], tid > 3u) * norm_scale(qt));
   }
 #endif
 }

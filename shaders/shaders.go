@@ -84,6 +84,9 @@ type Key struct {
 	// GEMV, GEMVHW: y = x·wᵀ + res, the residual (binding 6, y's shape) added as the sums are
 	// stored: a Linear and the Add that follows it are one dispatch.
 	Residual bool
+	// GEMVHW: x is an RMS norm's input, the gain at binding 7 and params.eps: the kernel
+	// normalizes as it reads (a norm and the Linears after it, one dispatch each Linear).
+	Norm bool
 }
 
 // Tile is the block of outputs one GEMMTile workgroup computes: BM activation rows × BN weight
@@ -100,6 +103,9 @@ func (k Key) Tile() (bm, bn, bk int) {
 func (k Key) WorkgroupBytes() int {
 	switch k.Kernel {
 	case GEMV, GEMVHW:
+		if k.Kernel == GEMVHW && k.Norm {
+			return 2*16*k.WG + 4*k.WG // and Σx²
+		}
 		return 2 * 16 * k.WG // two vec4<f32> per thread for the reduction
 	case GEMMTile:
 		bm, bn, bk := k.Tile()
@@ -131,6 +137,9 @@ func (k Key) Normalize() Key {
 	}
 	if !k.Kernel.IsGEMV() {
 		k.Residual = false
+	}
+	if k.Kernel != GEMVHW {
+		k.Norm = false
 	}
 	if k.Kernel == GEMVHW || k.Kernel == GEMMTile {
 		// Their codes become f32 by the exponent trick (GEMVHW) or once per tile (GEMMTile):
@@ -184,6 +193,9 @@ func (k Key) Name() string {
 	if k.Residual {
 		b.WriteString("-res")
 	}
+	if k.Norm {
+		b.WriteString("-norm")
+	}
 	return b.String()
 }
 
@@ -229,6 +241,7 @@ func (k Key) Defines() map[string]bool {
 		"F16":       k.F16,
 		"SUBGROUPS": k.Kernel.IsGEMV() && k.Subgroups,
 		"RESIDUAL":  k.Kernel.IsGEMV() && k.Residual,
+		"NORM":      k.Kernel == GEMVHW && k.Norm,
 	}
 }
 

@@ -30,6 +30,8 @@ func allKeys() []Key {
 									r := k
 									r.Residual = true
 									ks = append(ks, r.Normalize())
+									r.Norm = true
+									ks = append(ks, r.Normalize())
 								}
 								if kern == GEMMTile {
 									k.KSplit = 2

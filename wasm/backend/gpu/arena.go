@@ -34,6 +34,9 @@ type arenaLimits struct {
 	align      int64 // minStorageBufferOffsetAlignment: every binding's offset is a multiple
 	maxBinding int64 // maxStorageBufferBindingSize: no value may be larger
 	maxSlab    int64 // maxBufferSize: a slab is one buffer
+	// gemvNorm: the adapter's GEMV kernel (gemv_hw.wgsl) can normalize its x, so an RMSNorm
+	// read only by GEMVs runs inside them (fuse.go's normedLinear).
+	gemvNorm bool
 }
 
 func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
@@ -116,6 +119,8 @@ type graphPlan struct {
 	siluMuls map[int]siluProduct
 	// residuals: Add nodes computed by the Linear they add to (fuse.go), keyed by the Add.
 	residuals map[int]residualLinear
+	// normed: Linear nodes that normalize their x themselves (fuse.go), keyed by the Linear.
+	normed map[int]normedLinear
 	// fused are the ops another node's dispatch computes: they are not dispatched alone.
 	fused map[graph.Value]bool
 }
@@ -135,13 +140,16 @@ func (p *graphPlan) reads(i int) []graph.Value {
 		return []graph.Value{s.a}
 	}
 	if r, ok := p.residuals[i]; ok {
-		return []graph.Value{r.x}
+		return append([]graph.Value{r.x}, p.reads(int(r.lin))...)
+	}
+	if n, ok := p.normed[i]; ok {
+		return []graph.Value{n.x, n.gain}
 	}
 	return nil
 }
 
 // fuse finds the ops that run inside another's dispatch (fuse.go).
-func (p *graphPlan) fuse(g *graph.Graph, paddedK func(node int) int) {
+func (p *graphPlan) fuse(g *graph.Graph, paddedK func(node int) int, lim arenaLimits) {
 	uses := readers(g, p.needed)
 	p.ropes, p.stridedB, p.fused = findRoPETables(g, p.needed), findStridedB(g, p.needed, uses), map[graph.Value]bool{}
 	for _, m := range p.ropes {
@@ -163,6 +171,10 @@ func (p *graphPlan) fuse(g *graph.Graph, paddedK func(node int) int) {
 	for _, r := range p.residuals {
 		p.fused[r.lin] = true
 	}
+	p.normed = findNormedLinears(g, p.needed, uses, paddedK, lim)
+	for _, n := range p.normed {
+		p.fused[n.norm] = true
+	}
 }
 
 // valueBytes is the storage of n elements: 4 bytes each, rounded to 16 so that kernels may bind
@@ -177,7 +189,7 @@ func planGraph(g *graph.Graph, paddedK func(node int) int, lim arenaLimits) (*gr
 		needed: neededNodes(g), root: make([]graph.Value, n), at: make([]place, n),
 		dense: make([]bool, n), pad: make([]place, n), freq: make([]place, n),
 	}
-	p.fuse(g, paddedK)
+	p.fuse(g, paddedK, lim)
 	pb := &planBuilder{g: g, p: p, lim: lim, paddedK: paddedK, last: p.lifetimes(g), colour: make([]int, n)}
 	for i := range g.Nodes {
 		if p.needed[i] && p.root[i] == graph.Value(i) && !p.fused[graph.Value(i)] {
@@ -374,7 +386,11 @@ func (pb *planBuilder) node(i int) {
 			matmulIn = freeColour(pb.colourOf(x))
 			pb.addSpan(span{first: i, last: i, size: valueBytes(g.Nodes[x].Shape.Size() / K * kp)}, matmulIn, func(pl place) { p.pad[i] = pl })
 		}
-		result(freeColour(matmulIn, pb.colourOf(nd.Inputs[2])))
+		taken := []int{matmulIn, pb.colourOf(nd.Inputs[2])}
+		for _, v := range p.reads(i) { // a normalizing GEMV's x and gain
+			taken = append(taken, pb.colourOf(v))
+		}
+		result(freeColour(taken...))
 	default:
 		var taken []int
 		for _, in := range append(slices.Clone(nd.Inputs), p.reads(i)...) {

@@ -240,3 +240,43 @@ func findResidualLinears(g *graph.Graph, needed []bool, uses []int, paddedK func
 	}
 	return out
 }
+
+// normedLinear is a Linear whose x is an RMSNorm's result: the GEMV normalizes as it reads
+// (shaders.Key.Norm: Σx² beside the product, the gain on x's loads, the scale at the store).
+type normedLinear struct {
+	norm, x, gain graph.Value // the RMSNorm, its input, its gain
+	eps           float32
+}
+
+// findNormedLinears returns, keyed by Linear node, the Linears that read an RMSNorm which
+// nothing else reads (not even an output), where every such Linear runs a GEMV (at most
+// GEMVMaxM rows) on x as it is (paddedK == K). Only gemv_hw.wgsl has the prologue, so lim's
+// gemvNorm says whether the adapter's GEMV kernel is that one.
+func findNormedLinears(g *graph.Graph, needed []bool, uses []int, paddedK func(node int) int, lim arenaLimits) map[int]normedLinear {
+	out := map[int]normedLinear{}
+	if !lim.gemvNorm {
+		return out
+	}
+	readers := map[graph.Value][]int{}
+	for i, n := range g.Nodes {
+		if !needed[i] || n.Op != graph.OpLinear {
+			continue
+		}
+		nrm := &g.Nodes[n.Inputs[0]]
+		N, K := g.Nodes[n.Inputs[1]].Shape[0], g.Nodes[n.Inputs[1]].Shape[1]
+		if nrm.Op == graph.OpRMSNorm && nrm.Inputs[1] != graph.None && n.Shape.Size()/N <= GEMVMaxM && paddedK(i) == K &&
+			slices.Equal(g.Nodes[nrm.Inputs[0]].Shape, nrm.Shape) && g.Nodes[nrm.Inputs[1]].Shape.Size() == K {
+			readers[n.Inputs[0]] = append(readers[n.Inputs[0]], i)
+		}
+	}
+	for v, lins := range readers {
+		if uses[v] != len(lins) {
+			continue
+		}
+		nrm := &g.Nodes[v]
+		for _, i := range lins {
+			out[i] = normedLinear{norm: v, x: nrm.Inputs[0], gain: nrm.Inputs[1], eps: nrm.Attr.Eps}
+		}
+	}
+	return out
+}

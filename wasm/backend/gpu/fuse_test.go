@@ -97,22 +97,27 @@ func TestViewTranspose(t *testing.T) {
 }
 
 // TestFindFusions: in the decoder's graph every layer's q·kᵀ runs with its scale, its SiLU
-// with the product after it, and (one row: the GEMV) both residual Adds with their Linears;
+// with the product after it, and (one row: the GEMV) both residual Adds with their Linears and
+// both norms inside the Linears that read them;
 // each fused dispatch reads nothing from its result's buffer and nothing it reads dies early.
 func TestFindFusions(t *testing.T) {
 	for _, rows := range []int{1, 16} {
 		c, g := decoderGraph(t, rows)
-		p, err := planGraph(g, func(i int) int { return g.Nodes[g.Nodes[i].Inputs[1]].Shape[1] }, testLimits)
+		lim := testLimits
+		lim.gemvNorm = true
+		p, err := planGraph(g, func(i int) int { return g.Nodes[g.Nodes[i].Inputs[1]].Shape[1] }, lim)
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantRes := 2 * c.Layers
+		// One row runs GEMVs: both residual Adds, and q, k, v, gate, up and the head normalizing
+		// their x. A GEMM has neither epilogue nor prologue; the head reads the last row alone.
+		wantRes, wantNormed := 2*c.Layers, 5*c.Layers+1
 		if rows > GEMVMaxM {
-			wantRes = 0 // a GEMM has no residual epilogue
+			wantRes, wantNormed = 0, 1
 		}
-		if len(p.scaled) != c.Layers || len(p.siluMuls) != c.Layers || len(p.residuals) != wantRes {
-			t.Fatalf("rows %d: %d scaled products, %d SiLU products, %d residual Linears; want %d, %d, %d",
-				rows, len(p.scaled), len(p.siluMuls), len(p.residuals), c.Layers, c.Layers, wantRes)
+		if len(p.scaled) != c.Layers || len(p.siluMuls) != c.Layers || len(p.residuals) != wantRes || len(p.normed) != wantNormed {
+			t.Fatalf("rows %d: %d scaled products, %d SiLU products, %d residual Linears, %d normalizing; want %d, %d, %d, %d",
+				rows, len(p.scaled), len(p.siluMuls), len(p.residuals), len(p.normed), c.Layers, c.Layers, wantRes, wantNormed)
 		}
 		var fusedAt []int
 		for i, s := range p.scaled {
@@ -130,11 +135,17 @@ func TestFindFusions(t *testing.T) {
 			}
 			fusedAt = append(fusedAt, i)
 		}
+		for i, n := range p.normed {
+			if !p.fused[n.norm] || p.at[n.norm].size != 0 {
+				t.Fatalf("rows %d: the norm %%%d is still made", rows, n.norm)
+			}
+			fusedAt = append(fusedAt, i)
+		}
 		last := p.lifetimes(g)
 		for _, i := range fusedAt {
 			out := p.at[p.root[i]]
 			for _, v := range append(slices.Clone(g.Nodes[i].Inputs), p.reads(i)...) {
-				if p.fused[v] {
+				if v == graph.None || p.fused[v] {
 					continue
 				}
 				if in := p.at[p.root[v]]; in.size > 0 && in.slab == out.slab {

@@ -167,6 +167,7 @@ func (c *compiler) compile() error {
 		align:      max(16, int64(dl.MinStorageBufferOffsetAlignment)),
 		maxBinding: b.maxBind,
 		maxSlab:    dl.MaxBufferSize,
+		gemvNorm:   b.tune.GEMVKernel == shaders.GEMVHW,
 	}
 	var err error
 	p.plan, err = planGraph(g, func(i int) int {
@@ -617,6 +618,10 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	m := p.g.Nodes[n.Inputs[0]].Shape.Size() / K
 	kp := w.paddedK()
 	x := p.bind(2, n.Inputs[0])
+	nl, normed := p.plan.normed[i]
+	if normed {
+		x = p.bind(2, nl.x) // the norm's input: the GEMV normalizes it
+	}
 	if pad := p.plan.pad[i]; pad.size > 0 {
 		padded := p.bindPlace(2, pad)
 		if err := c.copy(what+" pad", graph.Shape{m, kp}, []int{K, 1}, []int{kp, 1}, 0, 0, K, x, padded); err != nil {
@@ -632,8 +637,15 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 		key.Residual = true
 		extra = append(extra, p.bind(6, res))
 	}
+	if normed {
+		key.Norm = true
+		extra = append(extra, p.bind(7, nl.gain))
+	}
 	var pars []webgpu.BufferBinding
 	for _, words := range w.matmulParams(m) {
+		if normed {
+			words[11] = math.Float32bits(nl.eps) // decode.wgsl's params.eps
+		}
 		pars = append(pars, c.block(0, words[:]))
 	}
 	p.steps = append(p.steps, step{})

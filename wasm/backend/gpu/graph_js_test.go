@@ -12,6 +12,7 @@ import (
 	"syscall/js"
 	"testing"
 
+	"github.com/nibble-ml/nibble/shaders"
 	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/backend/backendtest"
 	"github.com/nibble-ml/nibble/wasm/backend/cpu"
@@ -351,7 +352,8 @@ func checkStridedB(t *testing.T, b *Backend) {
 }
 
 // TestGraphFusions checks fuse.go's dispatches that do two ops' work against the cpu, on
-// poisoned arenas: a Linear with the residual Add after it (the GEMV kernels' Residual, both
+// poisoned arenas: an RMS norm inside the two Linears that read it (gemv_hw.wgsl's Norm, with
+// and without a residual), a Linear with the residual Add after it (the GEMV kernels' Residual, both
 // operand orders, m = 1 and 3, N not a multiple of the rows a workgroup sums, weights split into
 // chunks under a 4 KiB binding cap; m = 5 and a padded K stay unfused), SiLU(a)·b with b
 // broadcast and on either side, and q·kᵀ with its scale (B in place and not). It runs both
@@ -379,6 +381,7 @@ func TestGraphFusions(t *testing.T) {
 				checkLocal(t, b, "fusions "+f.String(), func(gr *graph.Graph, ws map[string]*quant.Tensor) error {
 					g, ws["w"] = gr, w
 					var outs []graph.Value
+					gain := g.Input("gain", graph.Float32, K)
 					for j, m := range ms {
 						x := g.Input(fmt.Sprint("x", m), graph.Float32, m, K)
 						r := g.Input(fmt.Sprint("r", m), graph.Float32, m, N)
@@ -388,6 +391,10 @@ func TestGraphFusions(t *testing.T) {
 						} else {
 							outs = append(outs, g.Add(fmt.Sprint("res", m), lin, r))
 						}
+						// A norm read by two Linears, one of them with a residual too.
+						h := g.RMSNorm(fmt.Sprint("norm", m), g.Input(fmt.Sprint("xn", m), graph.Float32, m, K), gain, 1e-5)
+						outs = append(outs, g.Linear(fmt.Sprint("q", m), h, g.Weight("w", N, K), graph.None),
+							g.Add(fmt.Sprint("kres", m), r, g.Linear(fmt.Sprint("k", m), h, g.Weight("w", N, K), graph.None)))
 					}
 					a := g.Input("a", graph.Float32, 3, 37)
 					bb := g.Input("b", graph.Float32, 37)
@@ -399,9 +406,9 @@ func TestGraphFusions(t *testing.T) {
 						g.Scale("s2", g.MatMul("qk2", q, kd, true), -0.5))
 					return g.Output(outs...)
 				}, func(rng *rand.Rand) []graph.Tensor {
-					var in []graph.Tensor
+					in := []graph.Tensor{normalInput(K)(rng)}
 					for _, m := range ms {
-						in = append(in, normalInput(m, K)(rng), normalInput(m, N)(rng))
+						in = append(in, normalInput(m, K)(rng), normalInput(m, N)(rng), normalInput(m, K)(rng))
 					}
 					return append(in, normalInput(3, 37)(rng), normalInput(37)(rng),
 						normalInput(2, 3, 8)(rng), normalInput(30, 2, 8)(rng), normalInput(2, 30, 8)(rng))
@@ -413,16 +420,22 @@ func TestGraphFusions(t *testing.T) {
 				}
 				kp := wb.(*weight).paddedK()
 				wb.Release()
-				p, err := planGraph(g, func(int) int { return kp }, testLimits)
+				lim := testLimits
+				lim.gemvNorm = b.tune.GEMVKernel == shaders.GEMVHW
+				p, err := planGraph(g, func(int) int { return kp }, lim)
 				if err != nil {
 					t.Fatal(err)
 				}
-				wantRes := 2
+				wantRes, wantNormed := 4, 4
 				if kp != K {
-					wantRes = 0
+					wantRes, wantNormed = 0, 0
 				}
-				if len(p.residuals) != wantRes || len(p.siluMuls) != 2 || len(p.scaled) != 2 {
-					t.Errorf("fused %d residual Linears, %d SiLU products, %d scaled products; want %d, 2, 2", len(p.residuals), len(p.siluMuls), len(p.scaled), wantRes)
+				if !lim.gemvNorm {
+					wantNormed = 0 // gemv.wgsl has no norm prologue
+				}
+				if len(p.residuals) != wantRes || len(p.normed) != wantNormed || len(p.siluMuls) != 2 || len(p.scaled) != 2 {
+					t.Errorf("fused %d residual Linears, %d normalizing, %d SiLU products, %d scaled products; want %d, %d, 2, 2",
+						len(p.residuals), len(p.normed), len(p.siluMuls), len(p.scaled), wantRes, wantNormed)
 				}
 			})
 		}

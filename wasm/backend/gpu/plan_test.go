@@ -193,8 +193,8 @@ func TestParamBlockMatchesWGSL(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := strings.SplitN(strings.SplitN(string(src), "struct Params {", 2)[1], "}", 2)[0]
-	if words := strings.Count(body, ": u32,"); int64(words)*4 != paramBytes {
-		t.Fatalf("struct Params has %d u32 fields, paramBlock %d bytes", words, paramBytes)
+	if words := strings.Count(body, ": u32,") + strings.Count(body, ": f32,"); int64(words)*4 != paramBytes {
+		t.Fatalf("struct Params has %d 32-bit fields, paramBlock %d bytes", words, paramBytes)
 	}
 	if paramBytes%16 != 0 {
 		t.Fatalf("paramBytes %d: a uniform block is a multiple of 16 bytes", paramBytes)
