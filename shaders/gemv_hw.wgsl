@@ -23,10 +23,12 @@
 // With PREFETCH a thread issues the loads of its next span before summing the current one, so a
 // thread keeps loads in flight while it computes (at the cost of a second span's registers).
 //
-// With NORM, x is the input of an RMS norm with gain (binding 7) that the product reads: each
-// thread sums the squares of its share of x's row first (independent loads, before the weights'),
-// the octets' x are multiplied by the gain as they load, and gemv_reduce.wgsl scales each sum by
-// the row's 1/√(mean(x²) + eps). The norm's own dispatch, a row of one workgroup, goes away.
+// With NORM, x is the input of an RMS norm with gain (binding 7) that the product reads: as a
+// thread loads an x vec4 (each once per span, and the workgroup's spans cover the row once) it
+// adds its squares to xss and multiplies it by the gain; gemv_reduce.wgsl sums xss over the
+// workgroup and scales each row's sum by 1/√(mean(x²) + eps). No load is added but the gain's;
+// the norm's own dispatch, a row of one workgroup, goes away. (A first version read the whole
+// row for Σx² before the weights: on an H200 that made the step's GEMVs 0.7 ms slower.)
 //
 // Grid: (ceil(n / ROWS), m, 1); workgroup WG threads (a power of two); ROWS 1..8; SCALE_PER_VEC
 // as in gemv.wgsl.
@@ -38,6 +40,8 @@
 @group(0) @binding(7) var<storage, read> gain: array<vec4<f32>>;
 // The first vec4 of this workgroup's x row: the gain's vec4 j multiplies x's xrow + j.
 var<private> xrow: u32;
+// This thread's Σx² over the x vec4s it loaded.
+var<private> xss: f32;
 #endif
 
 // 2²³: a float whose mantissa unit is 1, so OR-ed integer bits below bit 23 read as themselves.
@@ -221,7 +225,9 @@ fn span_rows(sp: Span, rows: array<u32, 8>, k0: u32, xi: u32, acc: array<f32, 8>
 fn xl(xi: u32, j: u32) -> vec4<f32> {
   if (j < EW) {
 #if NORM
-    return x[xi + j] * gain[xi + j - xrow];
+    let v = x[xi + j];
+    xss = fma(v.x, v.x, fma(v.y, v.y, fma(v.z, v.z, fma(v.w, v.w, xss))));
+    return v * gain[xi + j - xrow];
 #else
     return x[xi + j];
 #endif
@@ -275,13 +281,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   let rows = array<u32, 8>(row0, min(row0 + 1u, last), min(row0 + 2u, last), min(row0 + 3u, last),
                            min(row0 + 4u, last), min(row0 + 5u, last), min(row0 + 6u, last), min(row0 + 7u, last));
   var acc: array<f32, 8>;
-  var ss = 0.0;
 #if NORM
   xrow = xb;
-  for (var c = tid; c < params.kp / 4u; c += WG) {
-    let v = x[xb + c];
-    ss = fma(v.x, v.x, fma(v.y, v.y, fma(v.z, v.z, fma(v.w, v.w, ss))));
-  }
+  xss = 0.0;
 #endif
   // A uniform trip count keeps the barriers and subgroup operations below in uniform control flow.
   let iters = (rv + WG - 1u) / WG;
@@ -313,6 +315,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   // Rows 0..3 in p0, 4..7 in p1.
   let p0 = vec4<f32>(acc[0], acc[1], acc[2], acc[3]);
   let p1 = vec4<f32>(acc[4], acc[5], acc[6], acc[7]);
+  var ss = 0.0;
+#if NORM
+  ss = xss;
+#endif
 #if SUBGROUPS
   reduce_store(p0, p1, ss, tid, vec3<u32>(lane, sg, nsg), row0, mi);
 #else

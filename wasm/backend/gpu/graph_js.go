@@ -167,7 +167,7 @@ func (c *compiler) compile() error {
 		align:      max(16, int64(dl.MinStorageBufferOffsetAlignment)),
 		maxBinding: b.maxBind,
 		maxSlab:    dl.MaxBufferSize,
-		gemvNorm:   b.tune.GEMVKernel == shaders.GEMVHW,
+		gemvNorm:   fuseGEMVNorm && b.tune.GEMVKernel == shaders.GEMVHW,
 	}
 	var err error
 	p.plan, err = planGraph(g, func(i int) int {
@@ -524,6 +524,10 @@ const splitWG = 256
 // the split one 51 µs; NOTES.md). Software adapters keep one invocation per output: their
 // barriers are costly.
 func splitMatMul(k int, software bool) bool { return forceSplitMatMul || !software && k >= 64 }
+
+// fuseGEMVNorm lets RMS norms run inside the GEMVs that read them (fuse.go's normedLinear);
+// BenchmarkDecode's -nibble.gemvnorm=false times a step without, to weigh the fusion.
+var fuseGEMVNorm = true
 
 // forceSplitMatMul makes every product split K: the package's tests set it, so that SwiftShader
 // checks the kernel GPUs run.
