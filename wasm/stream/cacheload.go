@@ -194,14 +194,14 @@ type entryWriter struct {
 // startEntry begins the entry for src's tensors (ts, in file order, with the formats chosen).
 func (l *Load) startEntry(src Source, key string, ts []*tensorJob) *entryWriter {
 	pr, pw := io.Pipe()
-	ew := &entryWriter{l: l, key: key, pw: pw}
+	entry := &entryWriter{l: l, key: key, pw: pw}
 	l.cache.puts.Add(1)
 	go func() {
 		defer l.cache.puts.Done()
 		err := l.opt.Cache.Put(key, pr)
 		// Put may return before reading everything (a full quota): unblock the writer.
 		pr.CloseWithError(errors.New("stream: cache put returned"))
-		if err != nil && !ew.aborted() {
+		if err != nil && !entry.aborted() {
 			l.noteCacheErr(fmt.Errorf("stream: cache put %s: %w", src.Name, err))
 		}
 	}()
@@ -209,20 +209,20 @@ func (l *Load) startEntry(src Source, key string, ts []*tensorJob) *entryWriter 
 	for i, t := range ts {
 		h.Tensors[i] = newCacheTensor(t.info, t.format)
 		if t.info.Size > 0 {
-			ew.left++
+			entry.left++
 		}
 	}
 	cw, err := newCacheWriter(countWriter{pw, l}, h)
 	if err != nil {
-		ew.abort(err)
+		entry.abort(err)
 		l.noteCacheErr(fmt.Errorf("stream: cache put %s: %w", src.Name, err))
-		return ew
+		return entry
 	}
-	ew.cw = cw
+	entry.cw = cw
 	l.mu.Lock()
-	l.cache.entries = append(l.cache.entries, ew)
+	l.cache.entries = append(l.cache.entries, entry)
 	l.mu.Unlock()
-	return ew
+	return entry
 }
 
 type countWriter struct {
@@ -238,59 +238,59 @@ func (c countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (ew *entryWriter) aborted() bool {
-	ew.mu.Lock()
-	defer ew.mu.Unlock()
-	return ew.closed && ew.cw == nil
+func (entry *entryWriter) aborted() bool {
+	entry.mu.Lock()
+	defer entry.mu.Unlock()
+	return entry.closed && entry.cw == nil
 }
 
 // tensor writes one uploaded tensor's record.
-func (ew *entryWriter) tensor(t *quant.Tensor) {
-	ew.mu.Lock()
-	defer ew.mu.Unlock()
-	if ew.closed || ew.cw == nil {
+func (entry *entryWriter) tensor(t *quant.Tensor) {
+	entry.mu.Lock()
+	defer entry.mu.Unlock()
+	if entry.closed || entry.cw == nil {
 		return
 	}
-	if err := ew.cw.tensor(t); err != nil {
-		ew.abortLocked(err)
+	if err := entry.cw.tensor(t); err != nil {
+		entry.abortLocked(err)
 		return
 	}
-	ew.left--
-	ew.finishLocked()
+	entry.left--
+	entry.finishLocked()
 }
 
 // verify says the file's size and hash checked out.
-func (ew *entryWriter) verify() {
-	ew.mu.Lock()
-	defer ew.mu.Unlock()
-	ew.verified = true
-	ew.finishLocked()
+func (entry *entryWriter) verify() {
+	entry.mu.Lock()
+	defer entry.mu.Unlock()
+	entry.verified = true
+	entry.finishLocked()
 }
 
-func (ew *entryWriter) finishLocked() {
-	if ew.closed || ew.cw == nil || !ew.verified || ew.left > 0 {
+func (entry *entryWriter) finishLocked() {
+	if entry.closed || entry.cw == nil || !entry.verified || entry.left > 0 {
 		return
 	}
-	if err := ew.cw.end(); err != nil {
-		ew.abortLocked(err)
+	if err := entry.cw.end(); err != nil {
+		entry.abortLocked(err)
 		return
 	}
-	ew.closed = true
-	ew.pw.Close()
+	entry.closed = true
+	entry.pw.Close()
 }
 
 // abort ends the entry with err: Put sees it and stores nothing.
-func (ew *entryWriter) abort(err error) {
-	ew.mu.Lock()
-	defer ew.mu.Unlock()
-	ew.abortLocked(err)
+func (entry *entryWriter) abort(err error) {
+	entry.mu.Lock()
+	defer entry.mu.Unlock()
+	entry.abortLocked(err)
 }
 
-func (ew *entryWriter) abortLocked(err error) {
-	if ew.closed {
+func (entry *entryWriter) abortLocked(err error) {
+	if entry.closed {
 		return
 	}
-	ew.closed = true
-	ew.cw = nil
-	ew.pw.CloseWithError(err)
+	entry.closed = true
+	entry.cw = nil
+	entry.pw.CloseWithError(err)
 }

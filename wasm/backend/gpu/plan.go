@@ -148,21 +148,11 @@ var DefaultTuning = Tuning{
 }
 
 // SoftwareTuning is the launch shape for CPU implementations of WebGPU: gemv.wgsl and gemm.wgsl,
-// no workgroup memory. GEMM 64 threads × 2 weight rows × 16 activation rows per thread: one
-// decoded span serves 32 products of four elements, and a 4096-row weight still makes 32
-// workgroups per 16 activation rows, plenty for SwiftShader's CPU threads (not swept: TM 16 is
-// the kernel's limit, and one variant per format keeps SwiftShader's compiles at ~1-2 s each).
-// GEMV 8×4: on SwiftShader (headless Chromium, 2 CPU cores, shared and noisy) a -nibble.gemv
-// sweep of int4 g32 over 20 shapes from 1×8 to 256×1 put 8×4 at 67-128 ms for 1×4096×4096
-// (median of 3: 73), 207-465 ms for 1×11008×4096 (238) and 143-589 ms for 1×4096×11008 (205),
-// against 689-1216, 1283-3785 and 700-1696 ms for 128×4, five to eight times slower; 4×4, 4×8
-// and 8×8 were within the noise of 8×4, ≥ 32 threads at least twice as slow, 256×1 ten seconds.
-// Why, as far as the sweep shows (not profiled): SwiftShader runs a workgroup as 4-lane SIMD
-// groups (its subgroups, size 4) on 2 CPU threads, switching between groups at each barrier. At
-// 128 threads a 4096-long int4 row is one span per thread: every group pays the setup, the
-// subgroupAdd, the barrier and a 32-entry final sum for one span per row. At 8 threads, 2 groups
-// each loop over 16 spans with the x of a span in registers for 4 rows. Below 4 threads lanes go
-// idle (1×8: 359 ms).
+// no workgroup memory. GEMM 64 threads × 2 weight rows × 16 activation rows per thread (TM 16 is
+// the kernel's limit; one variant per format keeps SwiftShader's compiles at ~1-2 s each). GEMV
+// 8 threads × 4 rows: SwiftShader runs a workgroup as 4-lane SIMD groups on its CPU threads, and
+// few groups that each loop over many spans beat many groups of one span each (the sweep and its
+// figures: NOTES.md, "SwiftShader's launch shape").
 var SoftwareTuning = Tuning{GEMVKernel: shaders.GEMV, GEMVWorkgroup: 8, GEMVRows: 4, GEMMWorkgroup: 64, GEMMRows: 2, TM: 16}
 
 // softwareNames are what software adapters put in GPUAdapterInfo when the browser does not set

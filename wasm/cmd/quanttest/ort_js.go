@@ -129,15 +129,7 @@ func (s *peerSet) ort(ctx context.Context, job *quanteval.Job, dev *engine.Devic
 
 func runORT(ctx context.Context, job *quanteval.Job, dev *engine.Devices, p ortPath, om quanteval.ORTModel) (quanteval.Result, [][]float32) {
 	r := quanteval.Result{Model: job.ModelName, Runtime: "onnxruntime-web", PeerBackend: p.name, Format: om.Format, WeightBytes: om.WeightBytes}
-	if q, err := engine.ParseFormat(om.Format); err == nil {
-		r.Bits, r.GroupSize = q.Bits, q.GroupSize
-		if q.Bits < 16 {
-			r.Scheme = "sym"
-			if q.Scheme == quant.Asymmetric {
-				r.Scheme = "asym"
-			}
-		}
-	}
+	setORTFormat(&r, om.Format)
 	fail := func(err error) (quanteval.Result, [][]float32) {
 		r.Error = oneLine(err.Error())
 		return r, nil
@@ -164,31 +156,9 @@ func runORT(ctx context.Context, job *quanteval.Job, dev *engine.Devices, p ortP
 	r.Notes = append(r.Notes, fmt.Sprintf("ORT's start on this path (wasm instantiation, EP setup: a one-node session, once per page) took %.0f ms, not counted in load", start))
 
 	t0 := time.Now()
-	model, err := get(ctx, om.URL)
+	session, err := ortSession(ctx, ort, p, om, &r, &t0)
 	if err != nil {
 		return fail(err)
-	}
-	// First with ORT's CPU fallback off, so that a session proves every node runs on the EP
-	// asked for; if ORT refuses, again with fallback, and the row says so.
-	opts := js.ValueOf(map[string]any{"executionProviders": []any{p.ep}, "graphOptimizationLevel": "all"})
-	if p.ep != "wasm" {
-		opts.Set("extra", map[string]any{"session": map[string]any{"disable_cpu_ep_fallback": "1"}})
-	}
-	session, err := jsutil.AwaitContext(ctx, ort.Get("InferenceSession").Call("create", jsutil.BytesToJS(model), opts))
-	if err != nil && p.ep != "wasm" {
-		r.Notes = append(r.Notes, "with CPU fallback off ORT refused the session ("+oneLine(err.Error())+"): some nodes run on ORT's CPU EP")
-		r.Features = append(r.Features, om.Format+": some nodes on ORT's CPU EP")
-		opts.Delete("extra")
-		t0 = time.Now()
-		if model, err = get(ctx, om.URL); err == nil {
-			session, err = jsutil.AwaitContext(ctx, ort.Get("InferenceSession").Call("create", jsutil.BytesToJS(model), opts))
-		}
-	} else if err == nil && p.ep != "wasm" {
-		r.Notes = append(r.Notes, "every node on the "+p.ep+" EP (session created with CPU fallback off)")
-		r.Features = append(r.Features, om.Format+": every node on the "+p.ep+" EP")
-	}
-	if err != nil {
-		return fail(fmt.Errorf("InferenceSession.create: %w", err))
 	}
 	defer func() { jsutil.AwaitContext(ctx, session.Call("release")) }()
 	r.LoadMS = msSince(t0)
@@ -246,6 +216,58 @@ func runORT(ctx context.Context, job *quanteval.Job, dev *engine.Devices, p ortP
 		return fail(err)
 	}
 	r.BatchMS, r.BatchTexts = msSince(t1), len(job.Texts)
+	describeORT(&r, p, dev, om)
+	return r, out
+}
+
+// setORTFormat fills the row's bits, group size and scheme from the format's name.
+func setORTFormat(r *quanteval.Result, format string) {
+	q, err := engine.ParseFormat(format)
+	if err != nil {
+		return
+	}
+	r.Bits, r.GroupSize = q.Bits, q.GroupSize
+	if q.Bits < 16 {
+		r.Scheme = "sym"
+		if q.Scheme == quant.Asymmetric {
+			r.Scheme = "asym"
+		}
+	}
+}
+
+// ortSession fetches the model and creates its InferenceSession on p's EP. It asks first with
+// ORT's CPU fallback off, so that a session proves every node runs on the EP asked for; if ORT
+// refuses, again with fallback (t0 restarts), and the row says so.
+func ortSession(ctx context.Context, ort js.Value, p ortPath, om quanteval.ORTModel, r *quanteval.Result, t0 *time.Time) (js.Value, error) {
+	model, err := get(ctx, om.URL)
+	if err != nil {
+		return js.Undefined(), err
+	}
+	opts := js.ValueOf(map[string]any{"executionProviders": []any{p.ep}, "graphOptimizationLevel": "all"})
+	if p.ep != "wasm" {
+		opts.Set("extra", map[string]any{"session": map[string]any{"disable_cpu_ep_fallback": "1"}})
+	}
+	session, err := jsutil.AwaitContext(ctx, ort.Get("InferenceSession").Call("create", jsutil.BytesToJS(model), opts))
+	if err != nil && p.ep != "wasm" {
+		r.Notes = append(r.Notes, "with CPU fallback off ORT refused the session ("+oneLine(err.Error())+"): some nodes run on ORT's CPU EP")
+		r.Features = append(r.Features, om.Format+": some nodes on ORT's CPU EP")
+		opts.Delete("extra")
+		*t0 = time.Now()
+		if model, err = get(ctx, om.URL); err == nil {
+			session, err = jsutil.AwaitContext(ctx, ort.Get("InferenceSession").Call("create", jsutil.BytesToJS(model), opts))
+		}
+	} else if err == nil && p.ep != "wasm" {
+		r.Notes = append(r.Notes, "every node on the "+p.ep+" EP (session created with CPU fallback off)")
+		r.Features = append(r.Features, om.Format+": every node on the "+p.ep+" EP")
+	}
+	if err != nil {
+		return js.Undefined(), fmt.Errorf("InferenceSession.create: %w", err)
+	}
+	return session, nil
+}
+
+// describeORT fills the row's adapter, verdict, features and notes for path p.
+func describeORT(r *quanteval.Result, p ortPath, dev *engine.Devices, om quanteval.ORTModel) {
 	if p.ep == "wasm" {
 		r.Adapter = "ORT wasm EP, 1 thread (the page is not cross-origin isolated)"
 		r.Verdict = "software: ORT wasm on the CPU, 1 thread"
@@ -260,7 +282,6 @@ func runORT(ctx context.Context, job *quanteval.Job, dev *engine.Devices, p ortP
 	r.Features = append([]string{p.what}, r.Features...)
 	r.Notes = append(r.Notes, p.what, "held: the bytes of the ONNX model's initializers ("+om.Ops+")",
 		"load: fetching the .onnx and InferenceSession.create; first output adds one 1-text run")
-	return r, out
 }
 
 // passes groups texts as uselite.Encoder does: by length bucket, at most MaxBatch a pass.
