@@ -23,6 +23,7 @@ import (
 	"github.com/nibble-ml/nibble/wasm/backend/gpu"
 	"github.com/nibble-ml/nibble/wasm/backend/nn"
 	"github.com/nibble-ml/nibble/wasm/graph"
+	"github.com/nibble-ml/nibble/wasm/quanteval"
 )
 
 // The browser tests read the GGUF files that make test-llama-browser writes with tools/mkmodel
@@ -116,7 +117,7 @@ func TestBrowserDecoder(t *testing.T) {
 					ref[label] = logits
 				} else if r := ref[label]; r != nil {
 					for p := range r {
-						a, c := logSoftmax(r[p]), logSoftmax(logits[p])
+						a, c := quanteval.LogSoftmax(r[p]), quanteval.LogSoftmax(logits[p])
 						for i := range a {
 							if a[i] > -12 {
 								vsCPU = max(vsCPU, abs(a[i]-c[i]))
@@ -206,7 +207,7 @@ func int8Activations(t *testing.T, g *golden, ref map[string][][]float32) {
 			elapsed := time.Since(start)
 			worst, agree, differs := 0.0, 0, false
 			for p := range want {
-				a, c := logSoftmax(want[p]), logSoftmax(got[p])
+				a, c := quanteval.LogSoftmax(want[p]), quanteval.LogSoftmax(got[p])
 				for i := range a {
 					differs = differs || want[p][i] != got[p][i]
 					if a[i] > -12 {
@@ -262,7 +263,7 @@ func f32Layers(t *testing.T, label string, ids []int32, want [][]float32, cal *b
 	}
 	worst, agree := 0.0, 0
 	for p := range want {
-		a, c := logSoftmax(want[p]), logSoftmax(got[p])
+		a, c := quanteval.LogSoftmax(want[p]), quanteval.LogSoftmax(got[p])
 		for i := range a {
 			if a[i] > -12 {
 				worst = max(worst, abs(a[i]-c[i]))
@@ -304,7 +305,7 @@ func cacheFormats(t *testing.T, be string, b Backend, f *File, ids []int32, f32 
 		}
 		worst := 0.0
 		for p := range lg {
-			a, d := logSoftmax(f32[p]), logSoftmax(lg[p])
+			a, d := quanteval.LogSoftmax(f32[p]), quanteval.LogSoftmax(lg[p])
 			for i := range a {
 				if a[i] > -12 {
 					worst = max(worst, abs(a[i]-d[i]))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nibble-ml/nibble/wasm/backend/cpu"
 	"github.com/nibble-ml/nibble/wasm/graph"
+	"github.com/nibble-ml/nibble/wasm/quanteval"
 )
 
 // golden is testdata/llamacpp.json (written by testdata/golden.sh from llama.cpp).
@@ -128,28 +129,11 @@ func TestTokenizerMatchesLlamaCpp(t *testing.T) {
 	}
 }
 
-// logSoftmax of logits, in float64.
-func logSoftmax(logits []float32) []float64 {
-	mx := math.Inf(-1)
-	for _, v := range logits {
-		mx = math.Max(mx, float64(v))
-	}
-	var s float64
-	for _, v := range logits {
-		s += math.Exp(float64(v) - mx)
-	}
-	out := make([]float64, len(logits))
-	for i, v := range logits {
-		out[i] = float64(v) - mx - math.Log(s)
-	}
-	return out
-}
-
 // compareTop is the largest |log p − llama.cpp's log p| over the tokens llama.cpp ranks in its
 // top 40 with log p ≥ −12 (below that, its float32 probabilities lose digits), at every position.
 func compareTop(logits [][]float32, top [][][2]float64) (worst float64, at string) {
 	for pos, tops := range top {
-		lp := logSoftmax(logits[pos])
+		lp := quanteval.LogSoftmax(logits[pos])
 		for _, e := range tops {
 			if e[1] < -12 {
 				continue
@@ -263,7 +247,7 @@ func TestCacheFormats(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a, b := logSoftmax(got[0]), logSoftmax(want[i])
+			a, b := quanteval.LogSoftmax(got[0]), quanteval.LogSoftmax(want[i])
 			for j := range a {
 				if b[j] > -12 {
 					worst = math.Max(worst, math.Abs(a[j]-b[j]))
