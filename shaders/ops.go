@@ -26,6 +26,7 @@ const (
 	OpRoPE                       // rotary position embedding
 	OpStateWrite                 // rows into a graph.State at a run-time row, in its storage format
 	OpStateRead                  // a graph.State's first rows as f32
+	OpArgMax                     // one workgroup per row: index of the largest element (graph.ArgMax)
 	numOpFamilies
 )
 
@@ -44,6 +45,7 @@ var opFamilies = [numOpFamilies]struct {
 	OpRoPE:       {"rope", []string{"halves", "interleaved", "table"}},
 	OpStateWrite: {"state_write", []string{"f32", "f16", "int8"}},
 	OpStateRead:  {"state_read", []string{"f32", "f16", "int8"}},
+	OpArgMax:     {"argmax", []string{"last"}},
 }
 
 func (f OpFamily) String() string {
