@@ -280,3 +280,57 @@ func findNormedLinears(g *graph.Graph, needed []bool, uses []int, paddedK func(n
 	}
 	return out
 }
+
+// findStatesInPlace returns the StateWrite nodes whose kept rows only products read, each as its
+// B operand (through views, or through a Transpose the product reads in place: stridedB): the
+// products then read the state's own buffer (f32, packed f16 halves or int8 rows with scales,
+// ops_state_load.wgsl), so the dispatch that converts the kept rows to an f32 value every run
+// is not made, nor its arena storage. A decoder's KV cache is the case: at 2048 cached rows the
+// conversion was most of a step's non-matmul time (NOTES.md).
+func findStatesInPlace(g *graph.Graph, needed []bool, stridedB map[int]graph.Value) map[int]bool {
+	outputs := map[graph.Value]bool{}
+	for _, o := range g.Outputs {
+		outputs[o] = true
+	}
+	inPlaceT := map[graph.Value]bool{} // Transposes a product reads through strides
+	for m := range stridedB {
+		inPlaceT[g.Nodes[m].Inputs[1]] = true
+	}
+	readBy := make([][]int, len(g.Nodes))
+	for i, n := range g.Nodes {
+		if needed[i] {
+			for _, in := range n.Inputs {
+				if in != graph.None && !slices.Contains(readBy[in], i) {
+					readBy[in] = append(readBy[in], i)
+				}
+			}
+		}
+	}
+	var onlyProducts func(v graph.Value) bool
+	onlyProducts = func(v graph.Value) bool {
+		if outputs[v] {
+			return false
+		}
+		for _, r := range readBy[v] {
+			rn := &g.Nodes[r]
+			switch {
+			case rn.Op == graph.OpMatMul && rn.Inputs[1] == v && rn.Inputs[0] != v:
+			case inPlaceT[graph.Value(r)]:
+			case rn.Op == graph.OpReshape || viewTranspose(g, rn):
+				if !onlyProducts(graph.Value(r)) {
+					return false
+				}
+			default:
+				return false
+			}
+		}
+		return true
+	}
+	out := map[int]bool{}
+	for i, n := range g.Nodes {
+		if needed[i] && n.Op == graph.OpStateWrite && onlyProducts(graph.Value(i)) {
+			out[i] = true
+		}
+	}
+	return out
+}
