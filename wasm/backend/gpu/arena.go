@@ -123,6 +123,9 @@ type graphPlan struct {
 	normed map[int]normedLinear
 	// fused are the ops another node's dispatch computes: they are not dispatched alone.
 	fused map[graph.Value]bool
+	// statesInPlace: StateWrite nodes whose kept rows products read from the state's buffer
+	// (fuse.go): only the write is dispatched, and the value has no storage.
+	statesInPlace map[int]bool
 }
 
 // reads are the values node i's dispatch reads beyond its inputs (a fused op's).
@@ -175,6 +178,7 @@ func (p *graphPlan) fuse(g *graph.Graph, paddedK func(node int) int, lim arenaLi
 	for _, n := range p.normed {
 		p.fused[n.norm] = true
 	}
+	p.statesInPlace = findStatesInPlace(g, p.needed, p.stridedB)
 }
 
 // valueBytes is the storage of n elements: 4 bytes each, rounded to 16 so that kernels may bind
@@ -192,7 +196,7 @@ func planGraph(g *graph.Graph, paddedK func(node int) int, lim arenaLimits) (*gr
 	p.fuse(g, paddedK, lim)
 	pb := &planBuilder{g: g, p: p, lim: lim, paddedK: paddedK, last: p.lifetimes(g), colour: make([]int, n)}
 	for i := range g.Nodes {
-		if p.needed[i] && p.root[i] == graph.Value(i) && !p.fused[graph.Value(i)] {
+		if p.needed[i] && p.root[i] == graph.Value(i) && !p.fused[graph.Value(i)] && !p.statesInPlace[i] {
 			pb.node(i) // a fused op has no storage: its value is never made
 		}
 	}
@@ -315,8 +319,9 @@ type planBuilder struct {
 
 // inArena reports whether v's storage is an arena buffer (not a constant, weight or state).
 func (pb *planBuilder) inArena(v graph.Value) bool {
-	op := pb.g.Nodes[pb.p.root[v]].Op
-	return op != graph.OpConst && op != graph.OpWeight && op != graph.OpState
+	r := pb.p.root[v]
+	op := pb.g.Nodes[r].Op
+	return op != graph.OpConst && op != graph.OpWeight && op != graph.OpState && !pb.p.statesInPlace[int(r)]
 }
 
 // colourOf is v's colour, -1 for no value or one outside the arena.
