@@ -71,7 +71,14 @@ type OpKey struct {
 	// Gather of a weight: the table's storage, as Key's fields of the same names.
 	Bits           int
 	Asym, ScaleF16 bool
+	// State is, for a product (OpMatMul), the storage of a graph.State whose buffer its b is,
+	// read in place (ops_state_load.wgsl): "f16" or "int8"; "" when b is f32 (a value, or an
+	// f32 state, whose buffer holds plain floats).
+	State string
 }
+
+// StateFormats are the OpKey.State values a product reads in place.
+var StateFormats = []string{"f16", "int8"}
 
 // Normalize zeroes the fields the variant does not use.
 func (k OpKey) Normalize() OpKey {
@@ -80,6 +87,9 @@ func (k OpKey) Normalize() OpKey {
 	}
 	if k.Bits == 16 || k.Bits == 32 {
 		k.Asym, k.ScaleF16 = false, false
+	}
+	if k.Family != OpMatMul {
+		k.State = ""
 	}
 	return k
 }
@@ -96,6 +106,9 @@ func (k OpKey) Name() string {
 			s += "-f16s"
 		}
 	}
+	if k.State != "" {
+		s += "-state-" + k.State
+	}
 	return s
 }
 
@@ -109,6 +122,9 @@ func (k OpKey) Validate() error {
 	}
 	if k.Family == OpGather && k.Variant == "weight" {
 		return k.base().Validate()
+	}
+	if k.State != "" && (k.Family != OpMatMul || !slices.Contains(StateFormats, k.State)) {
+		return fmt.Errorf("shaders: %s: a %s kernel reads no state stored as %q (products read %v)", k.Name(), k.Family, k.State, StateFormats)
 	}
 	return nil
 }
@@ -129,11 +145,19 @@ func (k OpKey) Source() (webgpu.ShaderSource, error) {
 	for _, v := range k.Family.Variants() {
 		defs[strings.ToUpper(v)] = v == k.Variant
 	}
-	if k.Family == OpMatMul {
-		defs["SPLIT"] = strings.HasSuffix(k.Variant, "_split") // either product with K split
-	}
 	lines := []string{fmt.Sprintf("const WG: u32 = %du;", k.WG)}
 	fs := []string{"ops_common.wgsl", "ops_" + k.Family.String() + ".wgsl"}
+	if k.Family == OpMatMul {
+		defs["SPLIT"] = strings.HasSuffix(k.Variant, "_split") // either product with K split
+		// b a state's buffer: ops_state_load.wgsl's names, as the state read's variants set them.
+		defs["STATE"] = k.State != ""
+		for _, f := range OpStateRead.Variants() {
+			defs[strings.ToUpper(f)] = f == k.State
+		}
+	}
+	if k.Family == OpMatMul || k.Family == OpStateRead {
+		fs = []string{"ops_common.wgsl", "ops_state_load.wgsl", fs[1]}
+	}
 	if k.Family == OpGather {
 		// decode.wgsl's names are known to both variants: the value variant's #if WEIGHT block
 		// holds them too, and Preprocess rejects unknown names even in dropped blocks.

@@ -3,6 +3,10 @@
 // One invocation per output (AB, ABT), or (AB_SPLIT, ABT_SPLIT) K split over a workgroup. Attention's
 // operands are small (T×Dh per head) and read from cache; the weight products, which are large,
 // go through gemv.wgsl and gemm.wgsl instead. Sums are scaled by params.alpha.
+//
+// With STATE, b is a graph.State's buffer (a KV cache stored as f16 halves or int8 rows with
+// scales), each element read through ops_state_load.wgsl: attention reads the cache in place
+// instead of a copy converted to f32 every run. An f32 state is plain floats: no STATE needed.
 
 struct Params {
   n_out: u32, // batch·m·n
@@ -17,12 +21,31 @@ struct Params {
   // Every sum is multiplied by alpha: 1, or the factor of a Scale the backend folded into the
   // product (attention's 1/√Dh after q·kᵀ: one dispatch, not two).
   alpha: f32,
+  // STATE INT8: ops_state_load.wgsl's layout of the cache (elements per scaled row, first word
+  // of the scales, words per scaled row).
+  d: u32,
+  scale_word: u32,
+  wpr: u32,
+  _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+#if STATE
+@group(0) @binding(2) var<storage, read> st: array<u32>;
+
+fn load_b(e: u32) -> f32 {
+  return state_load(e);
+}
+#else
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+
+fn load_b(e: u32) -> f32 {
+  return b[e];
+}
+#endif
 
 // Element (bt, k = kk, n = j) of B: b itself (AB) or bᵀ (ABT), through the strides.
 fn b_index(bt: u32, j: u32, kk: u32) -> u32 {
@@ -72,7 +95,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let ab = row * k;
     let bt = row / params.m;
     for (var kk = k_lane(tid); kk < k; kk += KS) {
-      s += a[ab + kk] * b[b_index(bt, j, kk)];
+      s += a[ab + kk] * load_b(b_index(bt, j, kk));
     }
   }
   red[tid] = s;
@@ -102,7 +125,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   var s = 0.0;
   let bb = b_index(bt, j, 0u);
   for (var kk = 0u; kk < k; kk++) {
-    s += a[ab + kk] * b[bb + kk * params.sk];
+    s += a[ab + kk] * load_b(bb + kk * params.sk);
   }
   y[o] = s * params.alpha;
 }

@@ -1,6 +1,6 @@
 // ops_state_read.wgsl: the read half of a StateWrite: rows [0, keep) of a state as f32, after
 // ops_state_write.wgsl stored the new rows (dispatches of one pass run in order). The state's
-// layout per format is that file's.
+// layout per format is that file's; ops_state_load.wgsl reads it.
 
 struct Params {
   n: u32,          // elements read
@@ -23,29 +23,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   for (var e = 0u; e < PER; e++) {
     let t = t0 + e;
     if (t < params.n) {
-      y[t] = load(t);
+      y[t] = state_load(t);
     }
   }
 }
-
-#if F32
-fn load(t: u32) -> f32 {
-  return bitcast<f32>(st[t]);
-}
-#endif
-
-#if F16
-fn load(t: u32) -> f32 {
-  return unpack2x16float(st[t / 2u])[t & 1u];
-}
-#endif
-
-#if INT8
-fn load(t: u32) -> f32 {
-  let row = t / params.d;
-  let c = t - row * params.d;
-  let word = st[row * params.wpr + c / 4u];
-  let q = i32(word << (24u - 8u * (c & 3u))) >> 24u; // sign-extends the byte
-  return bitcast<f32>(st[params.scale_word + row]) * f32(q);
-}
-#endif

@@ -27,6 +27,11 @@ func allOpKeys() []OpKey {
 				continue
 			}
 			ks = append(ks, OpKey{Family: f, Variant: v, WG: 64})
+			if f == OpMatMul {
+				for _, st := range StateFormats {
+					ks = append(ks, OpKey{Family: f, Variant: v, WG: 64, State: st})
+				}
+			}
 		}
 	}
 	return ks
@@ -68,6 +73,8 @@ func TestOpValidate(t *testing.T) {
 		{Family: OpNorm, Variant: "rmsnorm", WG: 48},
 		{Family: OpGather, Variant: "weight", WG: 64, Bits: 3},
 		{Family: numOpFamilies, Variant: "x", WG: 64},
+		{Family: OpMatMul, Variant: "abt", WG: 64, State: "f32"},
+		{Family: OpMatMul, Variant: "abt", WG: 64, State: "q4"},
 	} {
 		if k.Validate() == nil {
 			t.Errorf("%s: want an error", k.Name())

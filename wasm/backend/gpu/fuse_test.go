@@ -169,3 +169,62 @@ func decoderGraph(t *testing.T, rows int) (llama.Config, *graph.Graph) {
 	}
 	return c, g
 }
+
+// TestFindStatesInPlace: every cache write of the decoder's graph leaves its kept rows to the
+// products (no state read, no storage), and a write whose rows something else reads too (an
+// output, an elementwise op, a view of them read by such an op) keeps its read.
+func TestFindStatesInPlace(t *testing.T) {
+	for _, rows := range []int{1, 16} {
+		c, g := decoderGraph(t, rows)
+		p, err := planGraph(g, func(i int) int { return g.Nodes[g.Nodes[i].Inputs[1]].Shape[1] }, testLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.statesInPlace) != 2*c.Layers {
+			t.Fatalf("rows %d: %d states read in place, want %d", rows, len(p.statesInPlace), 2*c.Layers)
+		}
+		for i := range p.statesInPlace {
+			if g.Nodes[i].Op != graph.OpStateWrite || p.at[i].size != 0 {
+				t.Fatalf("rows %d: %%%d %s in place with storage %+v", rows, i, g.Nodes[i].Op, p.at[i])
+			}
+		}
+	}
+	for _, c := range []struct {
+		name  string
+		build func(g *graph.Graph, kept, q graph.Value) []graph.Value
+		want  bool
+	}{
+		{"strided", func(g *graph.Graph, kept, q graph.Value) []graph.Value {
+			return []graph.Value{g.MatMul("qk", q, g.Transpose("kt", kept, 1, 0, 2), true)}
+		}, true},
+		{"view", func(g *graph.Graph, kept, q graph.Value) []graph.Value {
+			return []graph.Value{g.MatMul("qk", g.Reshape("q1", q, 1, 2, 8), g.Reshape("k1", kept, 1, 12, 8), true)}
+		}, true},
+		{"output", func(g *graph.Graph, kept, q graph.Value) []graph.Value {
+			return []graph.Value{kept, g.MatMul("qk", q, g.Transpose("kt", kept, 1, 0, 2), true)}
+		}, false},
+		{"elementwise", func(g *graph.Graph, kept, q graph.Value) []graph.Value {
+			return []graph.Value{g.Scale("half", kept, 0.5), g.MatMul("qk", q, g.Transpose("kt", kept, 1, 0, 2), true)}
+		}, false},
+		{"view read elsewhere", func(g *graph.Graph, kept, q graph.Value) []graph.Value {
+			return []graph.Value{g.Scale("half", g.Reshape("flat", kept, 96), 0.5)}
+		}, false},
+		{"a operand", func(g *graph.Graph, kept, q graph.Value) []graph.Value {
+			return []graph.Value{g.MatMul("kq", g.Transpose("kt", kept, 1, 0, 2), g.Transpose("qt", q, 0, 2, 1), false)}
+		}, false},
+	} {
+		g := graph.New(c.name)
+		x := g.Input("x", graph.Float32, 1, 2, 8)
+		pos := g.Input("pos", graph.Int32, 1)
+		q := g.Input("q", graph.Float32, 2, 1, 8)
+		kept := g.StateWrite("write", g.State("cache", graph.StateF16, 20, 2, 8), x, pos, 6)
+		if err := g.Output(c.build(g, kept, q)...); err != nil {
+			t.Fatal(err)
+		}
+		needed := neededNodes(g)
+		got := findStatesInPlace(g, needed, findStridedB(g, needed, readers(g, needed)))
+		if got[int(kept)] != c.want {
+			t.Errorf("%s: in place %v, want %v", c.name, got[int(kept)], c.want)
+		}
+	}
+}

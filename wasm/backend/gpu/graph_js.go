@@ -512,7 +512,14 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 		groups = size / N * groupsFor(N, jt)
 	}
 	words := []uint32{uint32(size), uint32(M), uint32(N), uint32(K), uint32(sb), uint32(sj), uint32(sk), math.Float32bits(alpha)}
-	return c.dispatch(what, k, words, groups, c.p.bind(1, n.Inputs[0]), c.p.bind(2, b), c.p.bind(3, out))
+	bb := c.p.bind(2, b)
+	if s := c.stateInPlace(b); s != nil {
+		// b is the state's buffer: read in place, no f32 copy (fuse.go's findStatesInPlace).
+		bb = webgpu.BufferBinding{Binding: 2, Buffer: s.buf, Size: s.buf.Size()}
+		k.State = map[graph.StateFormat]string{graph.StateF16: "f16", graph.StateInt8: "int8"}[s.spec.Storage]
+		words = append(words, uint32(s.d), uint32(s.scaleAt), uint32(s.wpr), 0)
+	}
+	return c.dispatch(what, k, words, groups, c.p.bind(1, n.Inputs[0]), bb, c.p.bind(3, out))
 }
 
 // splitWG is the workgroup of ops_matmul.wgsl's split products: AB_SPLIT's 8 groups of 32

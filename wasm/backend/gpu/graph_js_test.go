@@ -441,3 +441,103 @@ func TestGraphFusions(t *testing.T) {
 		}
 	}
 }
+
+// TestGraphStatesInPlace: q·kᵀ (scaled) and p·v read a KV cache from the state's buffer in
+// each storage format, with no state read (fuse.go's findStatesInPlace): rows of 3 heads × 5
+// (an odd count of f16 halves, so rows start mid-word; int8 rows not whole words), keys also
+// through a view (one KV head), split products and not, against the cpu over a prefill and
+// decode steps that share the states, on poisoned arenas.
+func TestGraphStatesInPlace(t *testing.T) {
+	poisoned(t)
+	t.Cleanup(func() { forceSplitMatMul = false })
+	b := newBackend(t, Options{})
+	ref := cpu.New()
+	const S, KV, G, Dh, T, keep = 40, 3, 2, 5, 4, 16
+	graphs := func(storage graph.StateFormat) []*graph.Graph {
+		var gs []*graph.Graph
+		for _, rows := range []int{T, 1} {
+			g := graph.New(fmt.Sprintf("in place/%s/rows%d", storage, rows))
+			k := g.Input("k", graph.Float32, rows, KV, Dh)
+			v := g.Input("v", graph.Float32, rows, KV, Dh)
+			w := g.Input("w", graph.Float32, rows, 1, Dh)
+			pos := g.Input("pos", graph.Int32, 1)
+			q := g.Input("q", graph.Float32, KV, G*rows, Dh)
+			p := g.Input("p", graph.Float32, KV, G*rows, keep)
+			ks := g.StateWrite("k write", g.State("k", storage, S, KV, Dh), k, pos, keep)
+			vs := g.StateWrite("v write", g.State("v", storage, S, KV, Dh), v, pos, keep)
+			ws := g.StateWrite("w write", g.State("w", storage, S, 1, Dh), w, pos, keep)
+			scores := g.Scale("scale", g.MatMul("qk", q, g.Transpose("kt", ks, 1, 0, 2), true), 0.4)
+			mix := g.MatMul("pv", p, g.Transpose("vt", vs, 1, 0, 2), false)
+			one := g.MatMul("qw", g.Reshape("q1", q, 1, KV*G*rows, Dh), g.Transpose("wt", ws, 1, 0, 2), true) // [1, keep, Dh]: a view
+			if err := g.Output(scores, mix, one); err != nil {
+				t.Fatal(err)
+			}
+			gs = append(gs, g)
+		}
+		return gs
+	}
+	type side struct {
+		progs  []backend.Program
+		states backend.StateMap
+	}
+	open := func(t *testing.T, c backend.Compiler, a backend.StateAllocator, gs []*graph.Graph) side {
+		s := side{states: backend.StateMap{}}
+		for _, sp := range gs[0].States() {
+			st, err := a.NewState(sp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Release() })
+			s.states[sp.Name] = st
+		}
+		for _, g := range gs {
+			p, err := c.Compile(g, backend.WithStates(backend.WeightMap{}, s.states))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Release() })
+			s.progs = append(s.progs, p)
+		}
+		return s
+	}
+	for _, split := range []bool{false, true} {
+		for _, storage := range []graph.StateFormat{graph.StateF32, graph.StateF16, graph.StateInt8} {
+			t.Run(fmt.Sprintf("split=%v/%s", split, storage), func(t *testing.T) {
+				forceSplitMatMul = split
+				gs := graphs(storage)
+				got, want := open(t, b, b, gs), open(t, ref, ref, gs)
+				for _, p := range got.progs {
+					if n := len(p.(*program).plan.statesInPlace); n != 3 {
+						t.Fatalf("%d states read in place, want 3", n)
+					}
+				}
+				rng := rand.New(rand.NewPCG(11, 12))
+				for step, at := range []struct{ graph, pos int }{{0, 0}, {1, 4}, {1, 5}, {0, 6}, {1, 10}, {1, 15}, {1, 30}} {
+					g := gs[at.graph]
+					var in []graph.Tensor
+					for _, v := range g.Inputs {
+						n := g.Node(v)
+						if n.DType == graph.Int32 {
+							in = append(in, graph.I32Tensor([]int32{int32(at.pos)}, 1))
+							continue
+						}
+						in = append(in, normalInput(n.Shape...)(rng))
+					}
+					w, err := want.progs[at.graph].Run(context.Background(), in)
+					if err != nil {
+						t.Fatal(err)
+					}
+					o, err := got.progs[at.graph].Run(context.Background(), in)
+					if err != nil {
+						t.Fatalf("step %d: %v", step, err)
+					}
+					for j := range w {
+						if err := backendtest.CompareTensors(w[j], o[j], max(graphTolerance(b, false), 2e-4)); err != nil {
+							t.Errorf("step %d (%s at %d), output %d: %v", step, g.Name, at.pos, j, err)
+						}
+					}
+				}
+			})
+		}
+	}
+}

@@ -116,8 +116,9 @@ func (c *compiler) bindStates(ws backend.Weights) error {
 }
 
 // stateWrite lowers a StateWrite: the write of x's rows at pos, then the read of rows
-// [0, keep) into the node's value. Dispatches in one pass run in order, so the read sees the
-// write.
+// [0, keep) into the node's value, unless only products read them and do so in the state's
+// buffer (fuse.go's findStatesInPlace). Dispatches in one pass run in order, so the read (or
+// the product) sees the write.
 func (c *compiler) stateWrite(what string, i int, n *graph.Node) error {
 	p, g := c.p, c.p.g
 	name := g.Nodes[n.Inputs[0]].Attr.Name
@@ -148,11 +149,25 @@ func (c *compiler) stateWrite(what string, i int, n *graph.Node) error {
 	if err := c.dispatch(what+" write", k, words, groupsFor(int(words[0]), elemWG), p.bind(1, n.Inputs[1]), p.bind(2, n.Inputs[2]), whole); err != nil {
 		return err
 	}
+	if p.plan.statesInPlace[i] {
+		return nil // the products read the state's buffer (product, stateInPlace)
+	}
 	read := n.Shape.Size()
 	whole.Binding = 1
 	k.Family = shaders.OpStateRead
 	rw := []uint32{uint32(read), uint32(s.d), uint32(s.scaleAt), uint32(s.wpr)}
 	return c.dispatch(what+" read", k, rw, groupsFor(groupsFor(read, stateReadPer), elemWG), whole, p.bind(2, graph.Value(i)))
+}
+
+// stateInPlace is the state whose buffer holds v's elements where v is (a view of) the kept
+// rows of a StateWrite that products read in place; nil otherwise.
+func (c *compiler) stateInPlace(v graph.Value) *state {
+	g := c.p.g
+	r := c.p.plan.root[v]
+	if !c.p.plan.statesInPlace[int(r)] {
+		return nil
+	}
+	return c.states[g.Nodes[g.Nodes[r].Inputs[0]].Attr.Name]
 }
 
 // stateReadPer is ops_state_read.wgsl's PER: elements one invocation reads.
