@@ -2,6 +2,7 @@ package graph
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -67,6 +68,8 @@ func TestShapeErrorsAtBuildTime(t *testing.T) {
 		{"meanpool", func(g *Graph) { g.MeanPool("p", g.Input("x", Float32, 2, 3, 4), g.Input("m", Float32, 2, 4)) }, "want x [B, T, D]"},
 		{"zero dim", func(g *Graph) { g.Input("x", Float32, 2, 0) }, "must be positive"},
 		{"const size", func(g *Graph) { g.Const("c", []float32{1, 2}, 3) }, "2 values"},
+		{"argmax rank", func(g *Graph) { g.ArgMax("a", g.Input("x", Float32, 5)) }, "want rank ≥ 2"},
+		{"argmax i32", func(g *Graph) { g.ArgMax("a", g.Input("x", Int32, 1, 5)) }, "want f32"},
 	}
 	for _, c := range cases {
 		g := New(c.name)
@@ -79,6 +82,23 @@ func TestShapeErrorsAtBuildTime(t *testing.T) {
 		if g.Input("later", Float32, 1) != None || g.Output() != err {
 			t.Errorf("%s: the error is not sticky", c.name)
 		}
+	}
+}
+
+func TestArgMaxShape(t *testing.T) {
+	g := New("argmax")
+	a := g.ArgMax("next", g.Input("logits", Float32, 2, 3, 7))
+	if err := g.Output(a); err != nil {
+		t.Fatal(err)
+	}
+	if n := g.Node(a); !slices.Equal(n.Shape, Shape{2, 3}) || n.DType != Int32 {
+		t.Errorf("argmax of [2×3×7]: %s %s, want [2×3] i32", n.Shape, n.DType)
+	}
+	if err := g.Validate(); err != nil {
+		t.Error(err)
+	}
+	if s := g.String(); !strings.Contains(s, "argmax(%0) [2×3] i32  next") {
+		t.Errorf("printed:\n%s", s)
 	}
 }
 

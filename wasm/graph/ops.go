@@ -37,13 +37,14 @@ const (
 	OpRoPE
 	OpState
 	OpStateWrite
+	OpArgMax
 	numOps
 )
 
 var opNames = [numOps]string{
 	"input", "const", "weight", "gather", "linear", "matmul", "add", "sub", "mul", "div", "scale",
 	"layernorm", "rmsnorm", "softmax", "relu", "gelu", "silu", "tanh", "transpose", "reshape",
-	"slice", "concat", "meanpool", "l2normalize", "rope", "state", "statewrite",
+	"slice", "concat", "meanpool", "l2normalize", "rope", "state", "statewrite", "argmax",
 }
 
 func (o Op) String() string {
@@ -179,6 +180,28 @@ func (g *Graph) RoPE(label string, x, pos Value, base float32, interleaved bool)
 	return g.add(Node{Op: OpRoPE, Label: label, Inputs: []Value{x, pos}, Attr: Attr{Base: base, Interleaved: interleaved}})
 }
 
+// ArgMax is the index along the last axis of x[..., N] (rank ≥ 2) of its largest element, as
+// int32 out[...]: for each row, a scan from index 0 that moves to element i only when x[i] >
+// x[best], so ties go to the lowest index and a NaN is never picked unless it is element 0
+// (nothing compares greater than it). This is exactly greedy decoding's choice (llama's
+// Sampler.Next at temperature 0), so a backend can pick the next token without the logits
+// leaving the device.
+func (g *Graph) ArgMax(label string, x Value) Value {
+	return g.add(Node{Op: OpArgMax, Label: label, Inputs: []Value{x}})
+}
+
+// FirstMax is ArgMax of one row: the index a scan from 0 ends on, moving only to strictly
+// larger elements. row must not be empty.
+func FirstMax(row []float32) int {
+	best := 0
+	for i, v := range row {
+		if v > row[best] {
+			best = i
+		}
+	}
+	return best
+}
+
 // add checks n's operands, infers its shape and type, and appends it.
 func (g *Graph) add(n Node) Value {
 	if g.err != nil {
@@ -260,6 +283,12 @@ func (g *Graph) infer(n *Node) (Shape, DType, error) {
 		return g.inferRoPE(n)
 	case OpState, OpStateWrite:
 		return g.inferState(n)
+	case OpArgMax:
+		x, err := g.rankAtLeast(n, 0, 2)
+		if err != nil {
+			return nil, 0, err
+		}
+		return slices.Clone(x[:len(x)-1]), Int32, g.f32(n, 0)
 	}
 	return nil, 0, fmt.Errorf("unknown op %d", n.Op)
 }

@@ -133,6 +133,13 @@ func (p *program) eval(n *graph.Node, vals []value) (value, error) {
 		return sliceValue(vals[n.Inputs[0]], shape(0), n.Attr.Axis, n.Attr.Start, n.Attr.End), nil
 	case graph.OpConcat:
 		return concatValues(g, n, vals), nil
+	case graph.OpArgMax:
+		x, N := arg(0), shape(0)[len(shape(0))-1]
+		out := make([]int32, len(x)/N)
+		for r := range out {
+			out[r] = int32(graph.FirstMax(x[r*N : (r+1)*N]))
+		}
+		return value{i: out}, nil
 	}
 	// The ops below write a fresh float32 result; the ones above return a value they made or
 	// share, so they need no buffer.

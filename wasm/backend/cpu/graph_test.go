@@ -102,3 +102,32 @@ func TestRoPEByHand(t *testing.T) {
 func TestGraphCasesRun(t *testing.T) {
 	backendtest.RunGraphs(t, cpu.New(), backendtest.GraphOptions{Tolerance: 1e-12})
 }
+
+// ArgMax by hand: the first of tied maxima, NaN never picked after element 0, −∞ rows.
+func TestArgMaxByHand(t *testing.T) {
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	rows := [][]float32{
+		{1, 3, 2, 3},     // tie: the first 3
+		{-5, -2, -2, -9}, // tie among negatives
+		{2, nan, 7, nan}, // NaN skipped
+		{nan, 9, inf, 1}, // NaN at 0: nothing compares greater
+		{-inf, -inf, -inf, -inf},
+		{0, 0, 0, 1e-30},
+	}
+	want := []int32{1, 1, 2, 0, 0, 3}
+	var x []float32
+	for _, r := range rows {
+		x = append(x, r...)
+	}
+	g := graph.New("argmax")
+	g.Output(g.ArgMax("a", g.Input("x", graph.Float32, 2, 3, 4)))
+	out := run(t, g, nil, graph.F32Tensor(x, 2, 3, 4))
+	if got := out[0].I32; len(got) != len(want) || out[0].Shape.String() != "[2×3]" {
+		t.Fatalf("argmax: %v %s, want %v [2×3]", got, out[0].Shape, want)
+	}
+	for i := range want {
+		if out[0].I32[i] != want[i] {
+			t.Errorf("row %d %v: %d, want %d", i, rows[i], out[0].I32[i], want[i])
+		}
+	}
+}

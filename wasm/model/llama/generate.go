@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/nibble-ml/nibble/wasm/errs"
+	"github.com/nibble-ml/nibble/wasm/graph"
 )
 
 // Sampling chooses each next token. The zero value is greedy decoding until the end-of-
@@ -39,13 +40,7 @@ func NewSampler(s Sampling) (*Sampler, error) {
 // Next picks a token from logits.
 func (z *Sampler) Next(logits []float32) int32 {
 	if z.s.Temperature <= 0 {
-		best := 0
-		for i, v := range logits {
-			if v > logits[best] {
-				best = i
-			}
-		}
-		return int32(best)
+		return int32(graph.FirstMax(logits)) // what the graph op ArgMax computes on a device
 	}
 	z.idx = z.idx[:0]
 	for i := range logits {
