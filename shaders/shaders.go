@@ -6,7 +6,8 @@
 // Files: decode.wgsl (packed-weight readers, shared); gemv_reduce.wgsl (the workgroup sum both
 // GEMV kernels end with); for one to a few activation rows
 // (bandwidth-bound) gemv.wgsl (shaped for CPU implementations of WebGPU) and gemv_hw.wgsl (for
-// GPUs: codes turned into floats without an int→float conversion); for many rows gemm.wgsl (each
+// GPUs: codes turned into floats without an int→float conversion) and gemv_a8.wgsl (int8
+// activations, integer dot products: an opt-in precision mode); for many rows gemm.wgsl (each
 // thread reuses a decoded span across TM rows, no workgroup memory) and gemm_tile.wgsl (tiles in
 // workgroup memory, for GPUs). Which variant runs where is the backend's policy
 // (wasm/backend/gpu), not this package's.
@@ -32,6 +33,9 @@ const (
 	GEMM                   // many activation rows: grid (ceil(n/(WG·Rows)), ceil(m/TM))
 	GEMVHW                 // GEMV for GPUs: grid (ceil(n/Rows), m)
 	GEMMTile               // GEMM tiled in workgroup memory: grid (ceil(n/BN), ceil(m/BM)), see Key.Tile
+	// GEMV with int8 activations (an opt-in precision mode): x quantized per block as it is
+	// read, packed 4×8-bit integer dot products; weight codes only (Bits 2, 4, 8). Grid as GEMVHW.
+	GEMVA8
 )
 
 func (k Kernel) String() string {
@@ -44,6 +48,8 @@ func (k Kernel) String() string {
 		return "gemv-hw"
 	case GEMMTile:
 		return "gemm-tile"
+	case GEMVA8:
+		return "gemv-a8"
 	}
 	return fmt.Sprintf("Kernel(%d)", uint8(k))
 }
@@ -51,8 +57,11 @@ func (k Kernel) String() string {
 func (k Kernel) file() string { return strings.ReplaceAll(k.String(), "-", "_") + ".wgsl" }
 
 // IsGEMV reports whether the kernel reduces along K across a workgroup, one activation row per
-// grid row (GEMV, GEMVHW), rather than tiling activation rows (GEMM, GEMMTile).
-func (k Kernel) IsGEMV() bool { return k == GEMV || k == GEMVHW }
+// grid row (GEMV, GEMVHW, GEMVA8), rather than tiling activation rows (GEMM, GEMMTile).
+func (k Kernel) IsGEMV() bool { return k == GEMV || k == GEMVHW || k == GEMVA8 }
+
+// normGEMV reports whether the kernel can take an RMS norm's input (Key.Norm).
+func (k Kernel) normGEMV() bool { return k == GEMVHW || k == GEMVA8 }
 
 // Key selects one variant. It is comparable, so it keys the backend's pipeline cache directly.
 // Use Normalize before comparing keys built by hand: fields that a format does not use are zeroed.
@@ -84,7 +93,7 @@ type Key struct {
 	// GEMV, GEMVHW: y = x·wᵀ + res, the residual (binding 6, y's shape) added as the sums are
 	// stored: a Linear and the Add that follows it are one dispatch.
 	Residual bool
-	// GEMVHW: x is an RMS norm's input, the gain at binding 7 and params.eps: the kernel
+	// GEMVHW, GEMVA8: x is an RMS norm's input, the gain at binding 7 and params.eps: the kernel
 	// normalizes as it reads (a norm and the Linears after it, one dispatch each Linear).
 	Norm bool
 }
@@ -102,8 +111,8 @@ func (k Key) Tile() (bm, bn, bk int) {
 // maxComputeWorkgroupStorageSize before asking for it.
 func (k Key) WorkgroupBytes() int {
 	switch k.Kernel {
-	case GEMV, GEMVHW:
-		if k.Kernel == GEMVHW && k.Norm {
+	case GEMV, GEMVHW, GEMVA8:
+		if k.Kernel.normGEMV() && k.Norm {
 			return 2*16*k.WG + 4*k.WG // and Σx²
 		}
 		return 2 * 16 * k.WG // two vec4<f32> per thread for the reduction
@@ -138,12 +147,15 @@ func (k Key) Normalize() Key {
 	if !k.Kernel.IsGEMV() {
 		k.Residual = false
 	}
-	if k.Kernel != GEMVHW {
+	if !k.Kernel.normGEMV() {
 		k.Norm = false
 	}
-	if k.Kernel == GEMVHW || k.Kernel == GEMMTile {
-		// Their codes become f32 by the exponent trick (GEMVHW) or once per tile (GEMMTile):
-		// products in f16 would add conversions, not save them.
+	if k.Kernel == GEMVA8 {
+		k.ScalePerVec = false // it reads a scale per activation block whatever the group
+	}
+	if k.Kernel == GEMVHW || k.Kernel == GEMMTile || k.Kernel == GEMVA8 {
+		// Their codes become f32 by the exponent trick (GEMVHW) or once per tile (GEMMTile), or
+		// their products are integers (GEMVA8): products in f16 would add conversions.
 		k.F16 = false
 	}
 	return k
@@ -170,7 +182,7 @@ func (k Key) Name() string {
 		fmt.Fprintf(&b, "-f%d", k.Bits)
 	}
 	switch k.Kernel {
-	case GEMV, GEMVHW:
+	case GEMV, GEMVHW, GEMVA8:
 		fmt.Fprintf(&b, "-wg%dr%d", k.WG, k.Rows)
 	case GEMMTile:
 		bm, bn, bk := k.Tile()
@@ -206,8 +218,11 @@ func (k Key) Validate() error {
 	default:
 		return fmt.Errorf("shaders: %s: Bits %d (want 2, 4, 8, 16 or 32)", k.Name(), k.Bits)
 	}
+	if k.Kernel == GEMVA8 && !k.Quantized() {
+		return fmt.Errorf("shaders: %s: int8 activations need weight codes (Bits 2, 4 or 8), not Bits %d", k.Name(), k.Bits)
+	}
 	switch k.Kernel {
-	case GEMV, GEMVHW:
+	case GEMV, GEMVHW, GEMVA8:
 		// Two vec4<f32> of partial sums per thread in workgroup memory: WG ≤ 256 is 8 KiB.
 		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 || k.Rows < 1 || k.Rows > 8 {
 			return fmt.Errorf("shaders: %s: WG %d must be a power of two ≤ 256 and Rows %d in 1..8 (one vec4 accumulator per 4 rows)", k.Name(), k.WG, k.Rows)
@@ -241,7 +256,7 @@ func (k Key) Defines() map[string]bool {
 		"F16":       k.F16,
 		"SUBGROUPS": k.Kernel.IsGEMV() && k.Subgroups,
 		"RESIDUAL":  k.Kernel.IsGEMV() && k.Residual,
-		"NORM":      k.Kernel == GEMVHW && k.Norm,
+		"NORM":      k.Kernel.normGEMV() && k.Norm,
 	}
 }
 

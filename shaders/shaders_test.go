@@ -45,6 +45,21 @@ func allKeys() []Key {
 			}
 		}
 	}
+	// GEMVA8 takes weight codes only.
+	for _, bits := range []int{2, 4, 8} {
+		for _, asym := range []bool{false, true} {
+			for _, sf16 := range []bool{false, true} {
+				for _, sg := range []bool{false, true} {
+					k := Key{Kernel: GEMVA8, Bits: bits, Asym: asym, ScaleF16: sf16, Subgroups: sg, WG: 128, Rows: 8}
+					ks = append(ks, k.Normalize())
+					k.Residual = true
+					ks = append(ks, k.Normalize())
+					k.Norm = true
+					ks = append(ks, k.Normalize())
+				}
+			}
+		}
+	}
 	seen := map[Key]bool{}
 	var out []Key
 	for _, k := range ks {
@@ -121,6 +136,8 @@ func TestValidate(t *testing.T) {
 		{Kernel: GEMV, Bits: 4, WG: 64, Rows: 9},
 		{Kernel: GEMM, Bits: 4, WG: 64, Rows: 2, TM: 32},
 		{Kernel: GEMM, Bits: 4, WG: 64, Rows: 3, TM: 16},
+		{Kernel: GEMVA8, Bits: 16, WG: 128, Rows: 8},
+		{Kernel: GEMVA8, Bits: 32, WG: 128, Rows: 8},
 	} {
 		if k.Validate() == nil {
 			t.Errorf("%+v: want an error", k)

@@ -1,0 +1,357 @@
+// gemv_a8.wgsl: y[m][n] = Σ_k x[m][k]·w[n][k] for one to a few activation rows, with the
+// activations rounded to int8 (an opt-in precision mode: the backend's Options.Int8Activations)
+// so that codes times activations are packed 4×8-bit integer dot products (dot4I8Packed, SPIR-V
+// OpSDot), as llama.cpp's CUDA MMVQ does. gemv_hw.wgsl spends ~3.3 instructions per 4-bit weight
+// turning codes into floats and multiplying them; this kernel spends ~0.7 (two masks and two dot
+// products per word of 8 codes, a few per block of 32) plus the activations' rounding, shared by
+// the ROWS rows of a workgroup.
+//
+// The activations, exactly (wasm/quant.QuantizeActivations is the reference): each activation
+// row, zero-padded to kp, is cut into blocks of QB elements from its start (16 for 8-bit codes:
+// one vec4<u32> load of a row; 32 for 4- and 2-bit codes). For a block with amax = max |x_i|:
+//   d   = amax · f32(1/127)                    (one rounding)
+//   inv = 127 / amax, or 0 where amax < 2⁻¹²⁰  (WGSL division: within 2.5 ULP)
+//   q_i = roundEven(x_i · inv)                 (an fma with 1.5·2²³: ties to even)
+// so |q_i| ≤ 127, and x_i ≈ d·q_i. The division and a product the GPU may or may not round first
+// can turn a code whose x_i·inv lies within |x_i·inv|·2⁻²¹ of a half-integer the other way; the
+// conformance tests allow exactly those (backendtest.CheckA8). With NORM the block holds x·gain
+// (the RMS scale, common to the row, is applied after the sum, as in gemv_hw.wgsl).
+//
+// A thread quantizes the x of its span (one block; two for int2) once, for all ROWS rows, and
+// keeps it as packed words in the order of the weight bytes it meets: a weight word's codes
+// become P = 8/BITS words of four bytes, bytes j of word p holding element j·P + p. Per row and
+// block the products are summed in i32 (exact), corrected for the codes' offset with Σq (one dot
+// product per packed word, shared by the rows), turned into f32 without a conversion instruction
+// (added to the bits of 1.5·2²³, then 1.5·2²³ subtracted: exact below 2²²), and scaled once by
+// s·d. How codes become signed bytes without a shift where they can (the byte's top field read
+// in place is the code times 2^(8−BITS)):
+//   int8 sym:   the word as it is;             asym: XOR 0x80 (u − 128), Σ += 128·Σq
+//   int4 sym:   low nibbles (q + 8 after XOR 8) minus 8·Σq over them; high nibbles in place (16q)
+//          asym: low nibbles (u); high nibbles in place XOR 0x80 (16(u − 8)), Σ += 8·Σq over them
+//   int2: fields 0, 1 of each byte of the word and of the word >> 4, field 1 in place (4·code);
+//         sym codes XOR 2 (q + 2), Σ −= 2·Σq
+// and z·Σq is subtracted per row where codes are asymmetric. The high fields' products are summed
+// apart and divided by their power of two (exact: a shift).
+//
+// Formats: codes (BITS 2, 4, 8), groups a multiple of QB or per channel (then every block lies in
+// one group), f32 or f16 scales. Grid: (ceil(n / ROWS), m, 1); workgroup WG threads; ROWS 1..8;
+// the end is gemv_reduce.wgsl (RESIDUAL, NORM, subgroups) as for gemv_hw.wgsl.
+
+@group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+#if NORM
+@group(0) @binding(7) var<storage, read> gain: array<vec4<f32>>;
+// The first vec4 of this workgroup's x row: the gain's vec4 j multiplies x's xrow + j.
+var<private> xrow: u32;
+// This thread's Σx² over the x vec4s it loaded.
+var<private> xss: f32;
+#endif
+
+// Activations per block, blocks per span (a span is one vec4<u32> of a weight row: 4·EW codes),
+// x vec4s (and packed words) per block.
+const QB: u32 = min(32u, 4u * EW);
+const NB: u32 = 4u * EW / QB;
+const XV: u32 = QB / 4u;
+// 1.5·2²³ and its bits: a float in [2²³, 2²⁴) has a mantissa unit of 1, so an integer t with
+// |t| < 2²² added to it reads as itself in the low bits (two's complement in the low byte).
+const RND: f32 = 12582912.0;
+const RNDI: i32 = 0x4B400000;
+// f32(1/127), the float the reference multiplies by (rounded to nearest from 1/127).
+const INV127: f32 = bitcast<f32>(0x3C010204u);
+// Below this a block quantizes to zeros: 127/amax would overflow f32.
+const TINY: f32 = 0x1p-120f;
+const ONES: u32 = 0x01010101u;
+#if ASYM
+const F8: u32 = 0x80808080u;
+const F4LO: u32 = 0u;
+const F4HI: u32 = 0x80808080u;
+const F2LO: u32 = 0u;
+const F2HI: u32 = 0u;
+#else
+const F8: u32 = 0u;
+const F4LO: u32 = 0x08080808u;
+const F4HI: u32 = 0u;
+const F2LO: u32 = 0x02020202u;
+const F2HI: u32 = 0x08080808u;
+#endif
+
+// x vec4 j (a constant) of the block starting at vec4 xi, times the gain with NORM.
+fn xl(xi: u32, j: u32) -> vec4<f32> {
+#if NORM
+  let v = x[xi + j];
+  xss = fma(v.x, v.x, fma(v.y, v.y, fma(v.z, v.z, fma(v.w, v.w, xss))));
+  return v * gain[xi + j - xrow];
+#else
+  return x[xi + j];
+#endif
+}
+
+// One block of activations as int8: packed codes (XV words, in the weights' byte order), the
+// block's scale d, Σq, and base: RNDI plus the part of the codes' offset correction every row
+// shares.
+struct XB {
+  p: array<u32, 8>,
+  d: f32,
+  sx: i32,
+  base: i32,
+}
+
+// The low bytes of four biased floats (their codes, two's complement) as one word.
+fn pk(a: u32, b: u32, c: u32, e: u32) -> u32 {
+  return pack4xU8(vec4<u32>(a, b, c, e));
+}
+
+// The block of activations starting at x vec4 xi, quantized.
+fn quant_block(xi: u32) -> XB {
+  var v: array<vec4<f32>, 8>;
+  v[0] = xl(xi, 0u);
+  v[1] = xl(xi, 1u);
+  v[2] = xl(xi, 2u);
+  v[3] = xl(xi, 3u);
+  var m = max(max(abs(v[0]), abs(v[1])), max(abs(v[2]), abs(v[3])));
+  if (XV > 4u) {
+    v[4] = xl(xi, 4u);
+    v[5] = xl(xi, 5u);
+    v[6] = xl(xi, 6u);
+    v[7] = xl(xi, 7u);
+    m = max(m, max(max(abs(v[4]), abs(v[5])), max(abs(v[6]), abs(v[7]))));
+  }
+  let amax = max(max(m.x, m.y), max(m.z, m.w));
+  let inv = vec4<f32>(select(0.0, 127.0 / amax, amax >= TINY));
+  var u: array<vec4<u32>, 8>;
+  u[0] = bitcast<vec4<u32>>(fma(v[0], inv, vec4<f32>(RND)));
+  u[1] = bitcast<vec4<u32>>(fma(v[1], inv, vec4<f32>(RND)));
+  u[2] = bitcast<vec4<u32>>(fma(v[2], inv, vec4<f32>(RND)));
+  u[3] = bitcast<vec4<u32>>(fma(v[3], inv, vec4<f32>(RND)));
+  if (XV > 4u) {
+    u[4] = bitcast<vec4<u32>>(fma(v[4], inv, vec4<f32>(RND)));
+    u[5] = bitcast<vec4<u32>>(fma(v[5], inv, vec4<f32>(RND)));
+    u[6] = bitcast<vec4<u32>>(fma(v[6], inv, vec4<f32>(RND)));
+    u[7] = bitcast<vec4<u32>>(fma(v[7], inv, vec4<f32>(RND)));
+  }
+  var r: XB;
+  r.d = amax * INV127;
+  // Σq over the words that meet low fields (even) and high fields (odd).
+  var se = 0;
+  var so = 0;
+  if (BITS == 8u) {
+    r.p[0] = pack4xU8(u[0]);
+    r.p[1] = pack4xU8(u[1]);
+    r.p[2] = pack4xU8(u[2]);
+    r.p[3] = pack4xU8(u[3]);
+    se = dot4I8Packed(r.p[0], ONES) + dot4I8Packed(r.p[1], ONES) + dot4I8Packed(r.p[2], ONES) + dot4I8Packed(r.p[3], ONES);
+  } else {
+    if (BITS == 4u) {
+      // Word wd of the span: elements 8wd..8wd+7 are x vec4s 2wd, 2wd+1; low nibbles even.
+      r.p[0] = pk(u[0].x, u[0].z, u[1].x, u[1].z);
+      r.p[1] = pk(u[0].y, u[0].w, u[1].y, u[1].w);
+      r.p[2] = pk(u[2].x, u[2].z, u[3].x, u[3].z);
+      r.p[3] = pk(u[2].y, u[2].w, u[3].y, u[3].w);
+      r.p[4] = pk(u[4].x, u[4].z, u[5].x, u[5].z);
+      r.p[5] = pk(u[4].y, u[4].w, u[5].y, u[5].w);
+      r.p[6] = pk(u[6].x, u[6].z, u[7].x, u[7].z);
+      r.p[7] = pk(u[6].y, u[6].w, u[7].y, u[7].w);
+    } else {
+      // Word wd of the block: elements 16wd..16wd+15 are x vec4s 4wd..4wd+3; field f of byte
+      // j is element 4j + f. Packed word 4wd + f holds field f.
+      r.p[0] = pk(u[0].x, u[1].x, u[2].x, u[3].x);
+      r.p[1] = pk(u[0].y, u[1].y, u[2].y, u[3].y);
+      r.p[2] = pk(u[0].z, u[1].z, u[2].z, u[3].z);
+      r.p[3] = pk(u[0].w, u[1].w, u[2].w, u[3].w);
+      r.p[4] = pk(u[4].x, u[5].x, u[6].x, u[7].x);
+      r.p[5] = pk(u[4].y, u[5].y, u[6].y, u[7].y);
+      r.p[6] = pk(u[4].z, u[5].z, u[6].z, u[7].z);
+      r.p[7] = pk(u[4].w, u[5].w, u[6].w, u[7].w);
+    }
+    se = dot4I8Packed(r.p[0], ONES) + dot4I8Packed(r.p[2], ONES) + dot4I8Packed(r.p[4], ONES) + dot4I8Packed(r.p[6], ONES);
+    so = dot4I8Packed(r.p[1], ONES) + dot4I8Packed(r.p[3], ONES) + dot4I8Packed(r.p[5], ONES) + dot4I8Packed(r.p[7], ONES);
+  }
+  r.sx = se + so;
+  var c = 0;
+#if ASYM
+  if (BITS == 8u) {
+    c = 128 * r.sx;
+  } else if (BITS == 4u) {
+    c = 8 * so;
+  }
+#else
+  if (BITS == 4u) {
+    c = -8 * se;
+  } else if (BITS == 2u) {
+    c = -2 * r.sx;
+  }
+#endif
+  r.base = RNDI + c;
+  return r;
+}
+
+// RNDI + Σ (code − offset)·q over block b (a constant) of a row's span wv, where a starts at
+// the block's base (the offsets are in it, see quant_block and base_at).
+fn rowdot(wv: vec4<u32>, b: u32, xp: array<u32, 8>, a0: i32) -> i32 {
+  var a = a0;
+  var h = 0;
+  if (BITS == 8u) {
+    a = dot4I8Packed(wv.x ^ F8, xp[0]) + a;
+    a = dot4I8Packed(wv.y ^ F8, xp[1]) + a;
+    a = dot4I8Packed(wv.z ^ F8, xp[2]) + a;
+    a = dot4I8Packed(wv.w ^ F8, xp[3]) + a;
+    return a;
+  }
+  if (BITS == 4u) {
+    a = dot4I8Packed((wv.x & 0x0F0F0F0Fu) ^ F4LO, xp[0]) + a;
+    h = dot4I8Packed((wv.x & 0xF0F0F0F0u) ^ F4HI, xp[1]) + h;
+    a = dot4I8Packed((wv.y & 0x0F0F0F0Fu) ^ F4LO, xp[2]) + a;
+    h = dot4I8Packed((wv.y & 0xF0F0F0F0u) ^ F4HI, xp[3]) + h;
+    a = dot4I8Packed((wv.z & 0x0F0F0F0Fu) ^ F4LO, xp[4]) + a;
+    h = dot4I8Packed((wv.z & 0xF0F0F0F0u) ^ F4HI, xp[5]) + h;
+    a = dot4I8Packed((wv.w & 0x0F0F0F0Fu) ^ F4LO, xp[6]) + a;
+    h = dot4I8Packed((wv.w & 0xF0F0F0F0u) ^ F4HI, xp[7]) + h;
+    return a + (h >> 4u);
+  }
+  let w0 = wv[2u * b];
+  let w1 = wv[2u * b + 1u];
+  let t0 = w0 >> 4u;
+  let t1 = w1 >> 4u;
+  a = dot4I8Packed((w0 & 0x03030303u) ^ F2LO, xp[0]) + a;
+  h = dot4I8Packed((w0 & 0x0C0C0C0Cu) ^ F2HI, xp[1]) + h;
+  a = dot4I8Packed((t0 & 0x03030303u) ^ F2LO, xp[2]) + a;
+  h = dot4I8Packed((t0 & 0x0C0C0C0Cu) ^ F2HI, xp[3]) + h;
+  a = dot4I8Packed((w1 & 0x03030303u) ^ F2LO, xp[4]) + a;
+  h = dot4I8Packed((w1 & 0x0C0C0C0Cu) ^ F2HI, xp[5]) + h;
+  a = dot4I8Packed((t1 & 0x03030303u) ^ F2LO, xp[6]) + a;
+  h = dot4I8Packed((t1 & 0x0C0C0C0Cu) ^ F2HI, xp[7]) + h;
+  return a + (h >> 2u);
+}
+
+// One step of a thread: span i of each of its rows, and the scale (and zero point) of each of
+// the span's blocks.
+struct Span {
+  w: array<vec4<u32>, 8>,
+  s: array<vec2<f32>, 8>,
+#if ASYM
+  z: array<vec2<i32>, 8>,
+#endif
+}
+
+#if ASYM
+// The zero point of group g of row as an integer.
+fn zcode(row: u32, g: u32) -> i32 {
+  let wd = zeros[row * params.zero_words + g / EW];
+  return i32((wd >> ((g % EW) * BITS)) & ((1u << BITS) - 1u));
+}
+#endif
+
+// Span i of row r (a constant) of the workgroup, or zeros for a row this variant does not have.
+fn wl(rows: array<u32, 8>, rv: u32, i: u32, r: u32) -> vec4<u32> {
+  if (r >= ROWS) {
+    return vec4<u32>(0u);
+  }
+  return w[rows[r] * rv + i];
+}
+
+// Row r's scale and zero point of the span's blocks (groups g0, g1), into sp.
+fn span_meta(sp: ptr<function, Span>, rows: array<u32, 8>, r: u32, g0: u32, g1: u32) {
+  if (r >= ROWS) {
+    return;
+  }
+  (*sp).s[r] = vec2<f32>(scale_at(rows[r], g0), scale_at(rows[r], g1));
+#if ASYM
+  (*sp).z[r] = vec2<i32>(zcode(rows[r], g0), zcode(rows[r], g1));
+#endif
+}
+
+// Span i of every row of the workgroup: the weight loads first, so they are in flight together.
+fn load_span(rows: array<u32, 8>, rv: u32, i: u32) -> Span {
+  var sp: Span;
+  sp.w = array<vec4<u32>, 8>(wl(rows, rv, i, 0u), wl(rows, rv, i, 1u), wl(rows, rv, i, 2u), wl(rows, rv, i, 3u),
+                             wl(rows, rv, i, 4u), wl(rows, rv, i, 5u), wl(rows, rv, i, 6u), wl(rows, rv, i, 7u));
+  let k0 = i * 4u * EW;
+  let g0 = group_of(k0);
+  var g1 = g0;
+  if (NB > 1u) {
+    g1 = group_of(k0 + QB);
+  }
+  span_meta(&sp, rows, 0u, g0, g1);
+  span_meta(&sp, rows, 1u, g0, g1);
+  span_meta(&sp, rows, 2u, g0, g1);
+  span_meta(&sp, rows, 3u, g0, g1);
+  span_meta(&sp, rows, 4u, g0, g1);
+  span_meta(&sp, rows, 5u, g0, g1);
+  span_meta(&sp, rows, 6u, g0, g1);
+  span_meta(&sp, rows, 7u, g0, g1);
+  return sp;
+}
+
+// a + s·d·Σ (code − zero)·q over block b of row r's span (r, b constants).
+fn row1(sp: Span, r: u32, b: u32, xq: XB, a: f32) -> f32 {
+  var base = xq.base;
+#if ASYM
+  base -= sp.z[r][b] * xq.sx;
+#endif
+  let t = bitcast<f32>(rowdot(sp.w[r], b, xq.p, base)) - RND;
+  return fma(t, sp.s[r][b] * xq.d, a);
+}
+
+// Block b of the span of every row added to acc.
+fn rows_block(sp: Span, b: u32, xq: XB, acc: array<f32, 8>) -> array<f32, 8> {
+  var a = acc;
+  a[0] = row1(sp, 0u, b, xq, a[0]);
+  if (ROWS > 1u) { a[1] = row1(sp, 1u, b, xq, a[1]); }
+  if (ROWS > 2u) { a[2] = row1(sp, 2u, b, xq, a[2]); }
+  if (ROWS > 3u) { a[3] = row1(sp, 3u, b, xq, a[3]); }
+  if (ROWS > 4u) { a[4] = row1(sp, 4u, b, xq, a[4]); }
+  if (ROWS > 5u) { a[5] = row1(sp, 5u, b, xq, a[5]); }
+  if (ROWS > 6u) { a[6] = row1(sp, 6u, b, xq, a[6]); }
+  if (ROWS > 7u) { a[7] = row1(sp, 7u, b, xq, a[7]); }
+  return a;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(local_invocation_index) tid: u32,
+#if SUBGROUPS
+        @builtin(subgroup_invocation_id) lane: u32,
+        @builtin(subgroup_id) sg: u32,
+        @builtin(num_subgroups) nsg: u32,
+#endif
+) {
+  let row0 = wid.x * ROWS;
+  let mi = wid.y;
+  let rv = params.row_words / 4u;
+  let xb = mi * (params.kp / 4u);
+  // Rows past n (the last workgroup) read row n−1 again: no branch per row, results dropped.
+  let last = params.n - 1u;
+  let rows = array<u32, 8>(row0, min(row0 + 1u, last), min(row0 + 2u, last), min(row0 + 3u, last),
+                           min(row0 + 4u, last), min(row0 + 5u, last), min(row0 + 6u, last), min(row0 + 7u, last));
+  var acc: array<f32, 8>;
+#if NORM
+  xrow = xb;
+  xss = 0.0;
+#endif
+  // A uniform trip count keeps the barriers and subgroup operations below in uniform control flow.
+  let iters = (rv + WG - 1u) / WG;
+  for (var it = 0u; it < iters; it++) {
+    let i = it * WG + tid;
+    if (i < rv) {
+      let sp = load_span(rows, rv, i);
+      let xi = xb + i * EW;
+      acc = rows_block(sp, 0u, quant_block(xi), acc);
+      if (NB > 1u) {
+        acc = rows_block(sp, 1u, quant_block(xi + XV), acc);
+      }
+    }
+  }
+  // Rows 0..3 in p0, 4..7 in p1.
+  let p0 = vec4<f32>(acc[0], acc[1], acc[2], acc[3]);
+  let p1 = vec4<f32>(acc[4], acc[5], acc[6], acc[7]);
+  var ss = 0.0;
+#if NORM
+  ss = xss;
+#endif
+#if SUBGROUPS
+  reduce_store(p0, p1, ss, tid, vec3<u32>(lane, sg, nsg), row0, mi);
+#else
+  reduce_store(p0, p1, ss, tid, vec3<u32>(0u), row0, mi);
+#endif
+}
