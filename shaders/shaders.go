@@ -96,6 +96,11 @@ type Key struct {
 	// GEMVHW, GEMVA8: x is an RMS norm's input, the gain at binding 7 and params.eps: the kernel
 	// normalizes as it reads (a norm and the Linears after it, one dispatch each Linear).
 	Norm bool
+	// GEMVHW: the weights one dispatch reads, 2 or 3 (0 and 1: one): Linears of one x whose
+	// weights share a layout but for N, each workgroup's rows within one weight (gemv_hw.wgsl
+	// MULTI; the others' codes, scales and zero points at bindings 8-13, where each weight
+	// starts and stores at binding 14). One dispatch instead of q, k, v's three.
+	Weights int
 }
 
 // Tile is the block of outputs one GEMMTile workgroup computes: BM activation rows × BN weight
@@ -149,6 +154,9 @@ func (k Key) Normalize() Key {
 	}
 	if !k.Kernel.normGEMV() {
 		k.Norm = false
+	}
+	if k.Kernel != GEMVHW || k.Weights < 2 {
+		k.Weights = 0
 	}
 	if k.Kernel == GEMVA8 {
 		k.ScalePerVec = false // it reads a scale per activation block whatever the group
@@ -208,6 +216,9 @@ func (k Key) Name() string {
 	if k.Norm {
 		b.WriteString("-norm")
 	}
+	if k.Weights > 1 {
+		fmt.Fprintf(&b, "-w%d", k.Weights)
+	}
 	return b.String()
 }
 
@@ -226,6 +237,9 @@ func (k Key) Validate() error {
 		// Two vec4<f32> of partial sums per thread in workgroup memory: WG ≤ 256 is 8 KiB.
 		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 || k.Rows < 1 || k.Rows > 8 {
 			return fmt.Errorf("shaders: %s: WG %d must be a power of two ≤ 256 and Rows %d in 1..8 (one vec4 accumulator per 4 rows)", k.Name(), k.WG, k.Rows)
+		}
+		if k.Weights > 3 {
+			return fmt.Errorf("shaders: %s: %d weights in one dispatch (at most 3)", k.Name(), k.Weights)
 		}
 	case GEMM:
 		// Accumulators are two arrays of four vec4 (rows × activation rows), written out.
@@ -257,6 +271,8 @@ func (k Key) Defines() map[string]bool {
 		"SUBGROUPS": k.Kernel.IsGEMV() && k.Subgroups,
 		"RESIDUAL":  k.Kernel.IsGEMV() && k.Residual,
 		"NORM":      k.Kernel.normGEMV() && k.Norm,
+		"MULTI":     k.Kernel == GEMVHW && k.Weights > 1,
+		"MULTI3":    k.Kernel == GEMVHW && k.Weights > 2,
 	}
 }
 
