@@ -33,15 +33,33 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-#if QUANT
 #if SCALE_F16
-@group(0) @binding(4) var<storage, read> scales: array<u32>;
+alias ScaleWord = u32;
 #else
-@group(0) @binding(4) var<storage, read> scales: array<f32>;
+alias ScaleWord = f32;
 #endif
+#if QUANT
+@group(0) @binding(4) var<storage, read> scales: array<ScaleWord>;
 #endif
 #if ASYM
 @group(0) @binding(5) var<storage, read> zeros: array<u32>;
+#endif
+#if MULTI
+// gemv_hw.wgsl MULTI: which weight this workgroup's rows are in (0: the one at bindings 1, 4, 5),
+// set before any load; the scales and zero points of the second and third.
+var<private> sel: u32;
+#if QUANT
+@group(0) @binding(10) var<storage, read> scales1: array<ScaleWord>;
+#if MULTI3
+@group(0) @binding(11) var<storage, read> scales2: array<ScaleWord>;
+#endif
+#endif
+#if ASYM
+@group(0) @binding(12) var<storage, read> zeros1: array<u32>;
+#if MULTI3
+@group(0) @binding(13) var<storage, read> zeros2: array<u32>;
+#endif
+#endif
 #endif
 
 // Group of the element k of a row. Groups are multiples of 8 long, so an aligned run of 8 codes
@@ -55,21 +73,53 @@ fn group_of(k: u32) -> u32 {
 }
 
 #if QUANT
+// Word j of the scales (of this workgroup's weight with MULTI).
+fn scale_word(j: u32) -> ScaleWord {
+#if MULTI
+  if (sel == 1u) {
+    return scales1[j];
+  }
+#if MULTI3
+  if (sel == 2u) {
+    return scales2[j];
+  }
+#endif
+#endif
+  return scales[j];
+}
+
 fn scale_at(row: u32, g: u32) -> f32 {
   let i = row * params.groups + g;
 #if SCALE_F16
-  let pair = unpack2x16float(scales[i >> 1u]);
+  let pair = unpack2x16float(scale_word(i >> 1u));
   return select(pair.x, pair.y, (i & 1u) == 1u);
 #else
-  return scales[i];
+  return scale_word(i);
 #endif
+}
+#endif
+
+#if ASYM
+// Word j of the packed zero points (of this workgroup's weight with MULTI).
+fn zero_word(j: u32) -> u32 {
+#if MULTI
+  if (sel == 1u) {
+    return zeros1[j];
+  }
+#if MULTI3
+  if (sel == 2u) {
+    return zeros2[j];
+  }
+#endif
+#endif
+  return zeros[j];
 }
 #endif
 
 // Zero point of group g in row, as f32 (0 when symmetric).
 fn zero_at(row: u32, g: u32) -> f32 {
 #if ASYM
-  let wd = zeros[row * params.zero_words + g / EW];
+  let wd = zero_word(row * params.zero_words + g / EW);
   return f32((wd >> ((g % EW) * BITS)) & ((1u << BITS) - 1u));
 #else
   return 0.0;
