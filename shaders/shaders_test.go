@@ -33,6 +33,15 @@ func allKeys() []Key {
 									r.Norm = true
 									ks = append(ks, r.Normalize())
 								}
+								if kern == GEMVHW {
+									for _, nw := range []int{2, 3} {
+										mw := k
+										mw.Weights = nw
+										ks = append(ks, mw.Normalize())
+										mw.Norm = true
+										ks = append(ks, mw.Normalize())
+									}
+								}
 								if kern == GEMMTile {
 									k.KSplit = 2
 								}
