@@ -30,12 +30,33 @@
 // the norm's own dispatch, a row of one workgroup, goes away. (A first version read the whole
 // row for Σx² before the weights: on an H200 that made the step's GEMVs 0.7 ms slower.)
 //
-// Grid: (ceil(n / ROWS), m, 1); workgroup WG threads (a power of two); ROWS 1..8; SCALE_PER_VEC
-// as in gemv.wgsl.
+// With MULTI, one dispatch computes two or three Linears of the same x (q, k and v; gate and up):
+// weights of one layout but for N, the second and third at bindings 8, 9 (their scales and zero
+// points decode.wgsl's 10-13). The grid covers their rows one after the other, each weight's a
+// whole number of workgroups (multi.start), so a workgroup picks its weight once (decode.wgsl's
+// sel) and every load branches on that uniform value. Each weight's outputs go to its own block
+// of y (multi.ybase). On a GPU each dispatch costs ~5 µs before its bytes stream (NOTES.md).
+//
+// Grid: (ceil(n / ROWS), m, 1), n the rows of all weights with MULTI; workgroup WG threads (a
+// power of two); ROWS 1..8; SCALE_PER_VEC as in gemv.wgsl.
 
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+#if MULTI
+@group(0) @binding(8) var<storage, read> w1: array<vec4<u32>>;
+#if MULTI3
+@group(0) @binding(9) var<storage, read> w2: array<vec4<u32>>;
+#endif
+// Per weight: its first row in the grid's rows (a multiple of ROWS; start[3] past the last), its
+// rows, and where its outputs start in y (activation row mi of weight j at ybase[j] + mi·n[j]).
+struct Multi {
+  start: vec4<u32>,
+  n: vec4<u32>,
+  ybase: vec4<u32>,
+}
+@group(0) @binding(14) var<uniform> multi: Multi;
+#endif
 #if NORM
 @group(0) @binding(7) var<storage, read> gain: array<vec4<f32>>;
 // The first vec4 of this workgroup's x row: the gain's vec4 j multiplies x's xrow + j.
@@ -240,7 +261,18 @@ fn wl(rows: array<u32, 8>, rv: u32, i: u32, r: u32) -> vec4<u32> {
   if (r >= ROWS) {
     return vec4<u32>(0u);
   }
-  return w[rows[r] * rv + i];
+  let j = rows[r] * rv + i;
+#if MULTI
+  if (sel == 1u) {
+    return w1[j];
+  }
+#if MULTI3
+  if (sel == 2u) {
+    return w2[j];
+  }
+#endif
+#endif
+  return w[j];
 }
 
 // Span i of every row of the workgroup, and its scale and base where one serves the span: all
@@ -272,12 +304,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_subgroups) nsg: u32,
 #endif
 ) {
-  let row0 = wid.x * ROWS;
+  var row0 = wid.x * ROWS;
   let mi = wid.y;
   let rv = params.row_words / 4u;
   let xb = mi * (params.kp / 4u);
+#if MULTI
+  sel = select(0u, 1u, row0 >= multi.start[1]);
+#if MULTI3
+  sel = select(sel, 2u, row0 >= multi.start[2]);
+#endif
+  row0 -= multi.start[sel];
+#endif
   // Rows past n (the last workgroup) read row n−1 again: no branch per row, results dropped.
-  let last = params.n - 1u;
+  let last = out_rows() - 1u;
   let rows = array<u32, 8>(row0, min(row0 + 1u, last), min(row0 + 2u, last), min(row0 + 3u, last),
                            min(row0 + 4u, last), min(row0 + 5u, last), min(row0 + 6u, last), min(row0 + 7u, last));
   var acc: array<f32, 8>;

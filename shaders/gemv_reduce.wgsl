@@ -24,6 +24,24 @@ fn norm_scale(q: f32) -> f32 {
 #endif
 }
 
+// out_rows is how many rows the weight of this workgroup has; out_index where output (mi, row)
+// of it goes in y: with MULTI (gemv_hw.wgsl) the weight's own block of y.
+fn out_rows() -> u32 {
+#if MULTI
+  return multi.n[sel];
+#else
+  return params.n;
+#endif
+}
+
+fn out_index(mi: u32, row: u32) -> u32 {
+#if MULTI
+  return multi.ybase[sel] + mi * multi.n[sel] + row;
+#else
+  return mi * params.y_stride + params.y_offset + row;
+#endif
+}
+
 // store writes output i: the sum t, plus the residual's element i with RESIDUAL.
 fn store(i: u32, t: f32) {
 #if RESIDUAL
@@ -53,7 +71,7 @@ fn reduce_store(p0: vec4<f32>, p1: vec4<f32>, ss: f32, tid: u32, sgi: vec3<u32>,
 #endif
   }
   workgroupBarrier();
-  if (tid < ROWS && row0 + tid < params.n) {
+  if (tid < ROWS && row0 + tid < out_rows()) {
     var t = 0.0;
     var qt = 0.0;
     for (var j = 0u; j < sgi.z; j++) {
@@ -62,7 +80,7 @@ fn reduce_store(p0: vec4<f32>, p1: vec4<f32>, ss: f32, tid: u32, sgi: vec3<u32>,
       qt += red2[j];
 #endif
     }
-    store(mi * params.y_stride + params.y_offset + row0 + tid, t * norm_scale(qt));
+    store(out_index(mi, row0 + tid), t * norm_scale(qt));
   }
 #else
   red0[tid] = p0;
@@ -81,12 +99,12 @@ fn reduce_store(p0: vec4<f32>, p1: vec4<f32>, ss: f32, tid: u32, sgi: vec3<u32>,
     }
     workgroupBarrier();
   }
-  if (tid < ROWS && row0 + tid < params.n) {
+  if (tid < ROWS && row0 + tid < out_rows()) {
     var qt = 0.0;
 #if NORM
     qt = red2[0];
 #endif
-    store(mi * params.y_stride + params.y_offset + row0 + tid, select(red0[0][tid & 3u], red1[0][tid & 3u], tid > 3u) * norm_scale(qt));
+    store(out_index(mi, row0 + tid), select(red0[0][tid & 3u], red1[0][tid & 3u], tid > 3u) * norm_scale(qt));
   }
 #endif
 }
