@@ -103,7 +103,9 @@ type program struct {
 	// forward's commands are the same every run (its inputs go through the queue before the
 	// submit), so recording them, thousands of calls into the browser for a large model, need
 	// not wait for the GPU or make it wait.
-	next *webgpu.CommandBuffer
+	next  *webgpu.CommandBuffer
+	runs  uint64 // runs submitted, queued ones included: a Feed names the last (run_js.go)
+	chain chain  // Queue's readback buffers and commands (run_js.go)
 }
 
 // step is one dispatch, or a Linear's matmul (its own pipeline and one dispatch per chunk).
@@ -829,6 +831,7 @@ func (p *program) Release() error {
 func (p *program) destroy() {
 	p.released = true
 	p.next = nil
+	p.chain.destroy()
 	for _, s := range p.slabs {
 		s.Destroy()
 	}
