@@ -66,6 +66,7 @@ type Model struct {
 type progKey struct {
 	rows, keep int
 	all, head  bool
+	greedy     bool // ends in ArgMax: the next token id, not the logits (chain.go)
 }
 
 // New allocates the KV cache on b and binds the weights; graphs compile on first use.
