@@ -14,8 +14,9 @@
 //   q_i = roundEven(x_i · inv)                 (an fma with 1.5·2²³: ties to even)
 // so |q_i| ≤ 127, and x_i ≈ d·q_i. The division and a product the GPU may or may not round first
 // can turn a code whose x_i·inv lies within |x_i·inv|·2⁻²¹ of a half-integer the other way; the
-// conformance tests allow exactly those (backendtest.CheckA8). With NORM the block holds x·gain
-// (the RMS scale, common to the row, is applied after the sum, as in gemv_hw.wgsl).
+// conformance tests allow exactly those (quant.NearHalf; wasm/backend/gpu TestConformanceA8).
+// With NORM the block holds x·gain (the RMS scale, common to the row, is applied after the sum,
+// as in gemv_hw.wgsl).
 //
 // A thread quantizes the x of its span (one block; two for int2) once, for all ROWS rows, and
 // keeps it as packed words in the order of the weight bytes it meets: a weight word's codes

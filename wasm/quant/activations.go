@@ -153,3 +153,33 @@ func (p *A8Product) Bound(i, n int) float64 {
 	j := i*p.N + n
 	return float64(p.Blocks+2)*0x1p-24*p.Mag[j] + p.Near[j] + 1e-30
 }
+
+// ActivationError is the documented bound of what rounding the activations to int8 changes in
+// a product with w (a.K == w.K), per output (M×N): Σ_i |w_i|·e_i with e_i = d·(½ + 2⁻¹³) of
+// x_i's block, or |x_i| where the block's amax is below 2⁻¹²⁰ (quantized to zeros). A kernel's
+// float roundings come on top (A8Product.Bound, backendtest's f32 bound).
+func ActivationError(x []float32, a *Int8Rows, w *Tensor) []float64 {
+	out := make([]float64, a.M*w.N)
+	nb := a.Blocks()
+	e := make([]float64, a.K)
+	row := make([]float32, w.K)
+	for i := 0; i < a.M; i++ {
+		for k := range e {
+			if d := a.Scales[i*nb+k/a.Block]; d >= tinyBlock*inv127 {
+				e[k] = float64(d) * (0.5 + 0x1p-13)
+			} else {
+				e[k] = math.Abs(float64(x[i*a.K+k]))
+			}
+		}
+		for n := 0; n < w.N; n++ {
+			w.DequantizeRow(n, row)
+			var s float64
+			for k, v := range row {
+				// DequantizeRow rounds s·(q−z) to float32: 2⁻²⁴ of it at most.
+				s += math.Abs(float64(v)) * (1 + 0x1p-24) * e[k]
+			}
+			out[i*w.N+n] = s
+		}
+	}
+	return out
+}

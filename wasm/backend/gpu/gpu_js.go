@@ -46,6 +46,13 @@ type Options struct {
 	Tuning *Tuning
 	// Timeout bounds every await (default webgpu.DefaultTimeout).
 	Timeout time.Duration
+	// Int8Activations runs GEMV (m ≤ GEMVMaxM) with the activations rounded to int8 per block
+	// of 16 or 32 (quant.QuantizeActivations) and packed integer dot products
+	// (shaders/gemv_a8.wgsl), where the weights are codes whose groups are whole blocks
+	// (quant.Int8ActivationsFit) and WGSL has packed_4x8_integer_dot_product. It adds the
+	// activations' rounding to the error: |Δy| ≤ Σ|w|·d·(½ + 2⁻¹³), d = a block's max|x|/127.
+	// Other formats, and GEMM, keep f32 activations; Caps.Notes says what applied.
+	Int8Activations bool
 
 	// poison fills the output buffer with NaN before each MatMul, so a kernel that skips an
 	// output cannot pass on a previous call's values. The package's tests set it.
@@ -105,7 +112,9 @@ func New(opt Options) (*Backend, error) {
 		b.feat.f16 = true
 	}
 	// The GEMV reduction needs the subgroup_id builtin too; without it, subgroups are no use.
-	if !opt.NoSubgroups && af[webgpu.FeatureSubgroups] && webgpu.WGSLLanguageFeatures()["subgroup_id"] {
+	wgsl := webgpu.WGSLLanguageFeatures()
+	b.feat.dot4 = wgsl["packed_4x8_integer_dot_product"]
+	if !opt.NoSubgroups && af[webgpu.FeatureSubgroups] && wgsl["subgroup_id"] {
 		feats = append(feats, webgpu.FeatureSubgroups)
 		b.feat.subgroups = true
 	}
@@ -151,6 +160,13 @@ func New(opt Options) (*Backend, error) {
 	}
 	if b.feat.f16 {
 		b.caps.Notes = append(b.caps.Notes, "products in f16 (shader-f16), sums in f32")
+	}
+	switch {
+	case opt.Int8Activations && b.feat.dot4:
+		b.tune.GEMVInt8 = true
+		b.caps.Notes = append(b.caps.Notes, "GEMV with int8 activations (blocks of 16 for int8 weights, 32 for int4 and int2; groups that are whole blocks)")
+	case opt.Int8Activations:
+		b.caps.Notes = append(b.caps.Notes, "int8 activations asked for, but WGSL here has no packed_4x8_integer_dot_product: f32 activations")
 	}
 	if tileNote != "" {
 		b.caps.Notes = append(b.caps.Notes, tileNote)

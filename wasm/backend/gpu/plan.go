@@ -106,6 +106,10 @@ type Tuning struct {
 	GEMVKernel              shaders.Kernel
 	GEMVWorkgroup, GEMVRows int
 	GEMVPrefetch            bool // gemv_hw.wgsl: load the next span while summing this one
+	// GEMVInt8 runs GEMV with int8 activations (gemv_a8.wgsl, at GEMVWorkgroup × GEMVRows)
+	// where the weights fit (quant.Int8ActivationsFit) and the device has packed integer dot
+	// products. A precision mode (Options.Int8Activations), off in every default Tuning.
+	GEMVInt8 bool
 	// GEMM without workgroup memory: threads per workgroup (power of two), weight rows per
 	// thread (1 or 2), activation rows per thread (4, 8, 12 or 16). Used when Tiles is empty.
 	GEMMWorkgroup, GEMMRows, TM int
@@ -212,10 +216,12 @@ func (tu Tuning) fit(l webgpu.Limits) (Tuning, string) {
 	return tu, strings.Join(notes, "; ")
 }
 
-// features are what the device grants that changes the variant.
-type features struct{ f16, subgroups bool }
+// features are what the device grants that changes the variant: shader-f16, subgroups (with
+// the subgroup_id builtin), and WGSL's packed_4x8_integer_dot_product (dot4I8Packed).
+type features struct{ f16, subgroups, dot4 bool }
 
-// keyFor picks the variant for a weight format and an activation row count.
+// keyFor picks the variant for a weight format and an activation row count. With
+// tu.GEMVInt8 a GEMV whose weights fit runs gemv_a8.wgsl; any other keeps the f32 kernels.
 func keyFor(f quant.Format, m int, feat features, tu Tuning) shaders.Key {
 	k := shaders.Key{
 		Bits: f.Bits, Asym: f.Scheme == quant.Asymmetric,
@@ -227,6 +233,8 @@ func keyFor(f quant.Format, m int, feat features, tu Tuning) shaders.Key {
 		k.ScalePerVec = f.GroupSize == 0 || f.GroupSize%(4*32/f.Bits) == 0
 	}
 	switch {
+	case m <= GEMVMaxM && tu.GEMVInt8 && feat.dot4 && quant.Int8ActivationsFit(f):
+		k.Kernel, k.WG, k.Rows, k.Subgroups = shaders.GEMVA8, tu.GEMVWorkgroup, tu.GEMVRows, feat.subgroups
 	case m <= GEMVMaxM:
 		k.Kernel, k.WG, k.Rows, k.Subgroups, k.Prefetch = tu.GEMVKernel, tu.GEMVWorkgroup, tu.GEMVRows, feat.subgroups, tu.GEMVPrefetch
 	case tu.Tiles[0].set():
@@ -255,7 +263,7 @@ func (tu Tuning) tileFor(m int) Tile {
 // grid is the workgroup count of one dispatch of key over rows weight rows and m activation rows.
 func grid(k shaders.Key, rows, m int) (x, y int) {
 	switch k.Kernel {
-	case shaders.GEMV, shaders.GEMVHW:
+	case shaders.GEMV, shaders.GEMVHW, shaders.GEMVA8:
 		return (rows + k.Rows - 1) / k.Rows, m
 	case shaders.GEMMTile:
 		bm, bn, _ := k.Tile()

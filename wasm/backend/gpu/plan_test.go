@@ -109,7 +109,7 @@ func TestKeyChoice(t *testing.T) {
 	}
 	for _, f := range backendtest.AllFormats() {
 		for _, m := range []int{1, 19} {
-			if err := keyFor(f, m, features{true, true}, DefaultTuning).Validate(); err != nil {
+			if err := keyFor(f, m, features{f16: true, subgroups: true, dot4: true}, DefaultTuning).Validate(); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -125,6 +125,47 @@ func TestKeyChoice(t *testing.T) {
 	bm, bn, _ := k.Tile()
 	if x, y := grid(k, 130, 19); x != (130+bn-1)/bn || y != (19+bm-1)/bm {
 		t.Fatalf("gemm-tile %s grid %d×%d", k.Name(), x, y)
+	}
+}
+
+// TestKeyChoiceInt8 checks that int8 activations are opt-in, apply to GEMV only, to formats
+// whose groups are whole activation blocks and where the device has packed dot products, and
+// keep the graph's fused variants (Residual, Norm) on the A8 kernel.
+func TestKeyChoiceInt8(t *testing.T) {
+	feat := features{subgroups: true, dot4: true}
+	for _, tu := range []Tuning{DefaultTuning, SoftwareTuning} {
+		if tu.GEMVInt8 {
+			t.Fatalf("%+v: int8 activations on by default", tu)
+		}
+		a8 := tu
+		a8.GEMVInt8 = true
+		for _, f := range backendtest.AllFormats() {
+			for _, m := range []int{1, GEMVMaxM, GEMVMaxM + 1} {
+				k := keyFor(f, m, feat, a8)
+				want := m <= GEMVMaxM && quant.Int8ActivationsFit(f)
+				if (k.Kernel == shaders.GEMVA8) != want {
+					t.Errorf("%v m=%d: %s, want A8 %v", f, m, k.Name(), want)
+				}
+				if k.Kernel == shaders.GEMVA8 && (k.WG != tu.GEMVWorkgroup || k.Rows != tu.GEMVRows || !k.Subgroups) {
+					t.Errorf("%v: %s, want the tuning's %d×%d with subgroups", f, k.Name(), tu.GEMVWorkgroup, tu.GEMVRows)
+				}
+				if err := k.Validate(); err != nil {
+					t.Error(err)
+				}
+				if off := keyFor(f, m, feat, tu); off.Kernel == shaders.GEMVA8 {
+					t.Errorf("%v m=%d: %s without GEMVInt8", f, m, off.Name())
+				}
+				if k.Kernel == shaders.GEMVA8 {
+					k.Residual, k.Norm = true, true
+					if n := k.Normalize(); !n.Residual || !n.Norm {
+						t.Errorf("%s: the A8 kernel drops Residual or Norm", n.Name())
+					}
+				}
+			}
+		}
+		if k := keyFor(quant.Q4, 1, features{subgroups: true}, a8); k.Kernel == shaders.GEMVA8 {
+			t.Errorf("no packed dot products: %s", k.Name())
+		}
 	}
 }
 
@@ -177,7 +218,7 @@ func TestTuningForAdapter(t *testing.T) {
 	for _, tu := range []Tuning{DefaultTuning, SoftwareTuning} {
 		for _, f := range backendtest.AllFormats() {
 			for _, m := range []int{1, GEMVMaxM, GEMVMaxM + 1} {
-				if err := keyFor(f, m, features{true, true}, tu).Validate(); err != nil {
+				if err := keyFor(f, m, features{f16: true, subgroups: true, dot4: true}, tu).Validate(); err != nil {
 					t.Errorf("%+v: %v", tu, err)
 				}
 			}

@@ -1,0 +1,202 @@
+//go:build js && wasm
+
+package gpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/nibble-ml/nibble/shaders"
+	"github.com/nibble-ml/nibble/wasm/backend/backendtest"
+	"github.com/nibble-ml/nibble/wasm/quant"
+)
+
+// a8Formats take every path of gemv_a8.wgsl: each width, symmetric and asymmetric, f16 scales,
+// groups of one block, of several and per channel (two blocks of an int2 span in one group or
+// in two).
+var a8Formats = []quant.Format{
+	{Bits: 8, GroupSize: 32},
+	{Bits: 8, GroupSize: 16, Scales: quant.ScaleF16},
+	{Bits: 8, Scheme: quant.Asymmetric, GroupSize: 0, Scales: quant.ScaleF16},
+	{Bits: 4, GroupSize: 32},
+	{Bits: 4, GroupSize: 0},
+	{Bits: 4, Scheme: quant.Asymmetric, GroupSize: 64, Scales: quant.ScaleF16},
+	{Bits: 2, GroupSize: 32},
+	{Bits: 2, Scheme: quant.Asymmetric, GroupSize: 32},
+	{Bits: 2, Scheme: quant.Asymmetric, GroupSize: 128, Scales: quant.ScaleF16},
+}
+
+// a8Shapes: m = 1..4, N not a multiple of any row count, K not a multiple of a block (a short
+// last block, padding past K), and one K of whole spans.
+var a8Shapes = []backendtest.Shape{{M: 1, N: 1, K: 17}, {M: 1, N: 37, K: 300}, {M: 2, N: 67, K: 1000}, {M: 3, N: 130, K: 257}, {M: 4, N: 20, K: 1024}}
+
+// TestConformanceA8 runs the int8-activation GEMV against quant.MatMulA8 (fresh random inputs,
+// poisoned outputs) with the adapter's launch shape and the other class's (on SwiftShader:
+// gemv_a8.wgsl at 8×4 and at DefaultTuning's 128×8), with and without subgroups. The bound is
+// A8Product.Bound: the kernel's float roundings, and a code off by one only where the reference
+// marks it Near.
+func TestConformanceA8(t *testing.T) {
+	other := SoftwareTuning
+	if softwareAdapter(webgpuInfo(t)) {
+		other = DefaultTuning
+	}
+	for _, c := range []struct {
+		name string
+		opt  Options
+	}{
+		{"adapter", Options{}},
+		{"other", Options{Tuning: &other}},
+		{"no-subgroups", Options{Tuning: &other, NoSubgroups: true}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.opt.poison, c.opt.Int8Activations = true, true
+			b := newBackend(t, c.opt)
+			if !b.feat.dot4 {
+				t.Fatalf("this browser's WGSL has no packed_4x8_integer_dot_product (notes %q): the int8-activation kernel cannot run", b.Caps().Notes)
+			}
+			rng := rand.New(rand.NewPCG(backendtest.Seed(t, "a8 conformance"), 0xa8))
+			for _, f := range a8Formats {
+				for _, s := range a8Shapes {
+					if k := keyFor(f, s.M, b.feat, b.tune); k.Kernel != shaders.GEMVA8 {
+						t.Fatalf("%v m=%d: key %s, want gemv-a8", f, s.M, k.Name())
+					}
+					if err := checkA8(b, rng, s, f); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// checkA8 runs one case on b (int8 activations on) and compares it with the reference.
+func checkA8(b *Backend, rng *rand.Rand, s backendtest.Shape, f quant.Format) error {
+	name := fmt.Sprintf("%s %dx%dx%d", f, s.M, s.N, s.K)
+	t, x, got, err := runRandom(b, rng, s, f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	a, err := quant.QuantizeActivations(x, s.M, s.K, quant.ActivationBlock(f.Bits))
+	if err != nil {
+		return err
+	}
+	ref, err := quant.MatMulA8(a, t)
+	if err != nil {
+		return err
+	}
+	bad := 0
+	var first error
+	for i := 0; i < s.M; i++ {
+		for n := 0; n < s.N; n++ {
+			g, w, bound := float64(got[i*s.N+n]), ref.Y[i*s.N+n], ref.Bound(i, n)
+			if math.IsNaN(g) || math.Abs(g-w) > bound {
+				bad++
+				if first == nil {
+					first = fmt.Errorf("%s: y[%d][%d] = %g, want %g (|diff| %.3g > bound %.3g)", name, i, n, g, w, math.Abs(g-w), bound)
+				}
+			}
+		}
+	}
+	if bad > 0 {
+		return fmt.Errorf("%w (%d of %d outputs wrong)", first, bad, s.M*s.N)
+	}
+	return nil
+}
+
+// runRandom quantizes fresh random weights of shape s in format f, uploads them, and multiplies
+// fresh random activations on b into a poisoned output.
+func runRandom(b *Backend, rng *rand.Rand, s backendtest.Shape, f quant.Format) (*quant.Tensor, []float32, []float32, error) {
+	t, err := quant.Quantize("a8", backendtest.RandomWeights(rng, s.N, s.K), s.N, s.K, f, quant.Options{})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	x := make([]float32, s.M*s.K)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	w, err := b.Upload(t)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer w.Release()
+	got := make([]float32, s.M*s.N)
+	for i := range got {
+		got[i] = float32(math.NaN())
+	}
+	return t, x, got, b.MatMul(got, x, w, s.M)
+}
+
+// TestInt8ActivationsError checks the mode against the exact product: off by default (the
+// result is within backendtest's f32 bound), on it is within the documented activation
+// rounding bound (quant.ActivationError plus the float roundings) and, for some output,
+// outside the f32 one (the int8 kernel did run).
+func TestInt8ActivationsError(t *testing.T) {
+	def := newBackend(t, Options{poison: true})
+	if def.tune.GEMVInt8 || def.opt.Int8Activations {
+		t.Fatal("int8 activations on by default")
+	}
+	on := newBackend(t, Options{poison: true, Int8Activations: true})
+	if !strings.Contains(strings.Join(on.Caps().Notes, "; "), "int8 activations") {
+		t.Errorf("Caps.Notes do not say int8 activations: %q", on.Caps().Notes)
+	}
+	rng := rand.New(rand.NewPCG(backendtest.Seed(t, "a8 error"), 0xa8e))
+	s := backendtest.Shape{M: 2, N: 130, K: 1000}
+	for _, f := range []quant.Format{quant.Q4, {Bits: 8, GroupSize: 32}, {Bits: 2, Scheme: quant.Asymmetric, GroupSize: 64}} {
+		for _, c := range []struct {
+			b  *Backend
+			a8 bool
+		}{{def, false}, {on, true}} {
+			t.Run(fmt.Sprintf("%v/a8=%v", f, c.a8), func(t *testing.T) {
+				q, x, got, err := runRandom(c.b, rng, s, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				exact, err := quant.MatMul(x, s.M, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				a, err := quant.QuantizeActivations(x, s.M, s.K, quant.ActivationBlock(f.Bits))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ref, err := quant.MatMulA8(a, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				act := quant.ActivationError(x, a, q)
+				deq := quant.Dequantize(q)
+				outside := 0
+				for i := 0; i < s.M; i++ {
+					for n := 0; n < s.N; n++ {
+						var mag float64
+						for k := 0; k < s.K; k++ {
+							mag += math.Abs(float64(x[i*s.K+k]) * float64(deq[n*s.K+k]))
+						}
+						// backendtest's f32 bound, γ = 3u + (K+1)u.
+						f32 := (3 + float64(s.K+1)) * 0x1p-24 * mag
+						bound := f32
+						if c.a8 {
+							// The activations' rounding, the kernel's roundings, the dequantized
+							// weights' (2⁻²⁴ each) and y's.
+							bound = act[i*s.N+n] + ref.Bound(i, n) + 0x1p-24*mag + 0x1p-24*math.Abs(float64(exact[i*s.N+n]))
+						}
+						d := math.Abs(float64(got[i*s.N+n]) - float64(exact[i*s.N+n]))
+						if math.IsNaN(d) || d > bound {
+							t.Fatalf("y[%d][%d] = %g, exact %g: |diff| %.3g > bound %.3g", i, n, got[i*s.N+n], exact[i*s.N+n], d, bound)
+						}
+						if d > f32 {
+							outside++
+						}
+					}
+				}
+				if c.a8 && outside == 0 {
+					t.Fatal("every output within the f32 bound: the int8 kernel did not run")
+				}
+				t.Logf("%d of %d outputs outside the f32 bound", outside, s.M*s.N)
+			})
+		}
+	}
+}
