@@ -82,7 +82,43 @@ var (
 	// rather than from the last-level cache (an H200's L2 is 50 MB).
 	benchRotate = flag.Int("nibble.rotate", 128, "MiB of weight copies one timing rotates through; 0: one copy")
 	benchCheck  = flag.Bool("nibble.check", true, "check sampled outputs of every timed variant against the pure-Go reference")
+	// -nibble.a8 times the int8-activation GEMV (Options.Int8Activations) beside the f32 one,
+	// for the formats it takes, where WGSL has packed dot products; its rows carry the format
+	// with "+a8", so the summary and the markdown table show both side by side.
+	benchA8 = flag.String("nibble.a8", "on", "int8-activation GEMV variants: on (the default launch shape), off, sweep, or comma-separated WGxROWS shapes besides the default")
 )
+
+// sweepA8 are the int8-activation GEMV shapes -nibble.a8=sweep times besides the default.
+var sweepA8 = []string{"64x8", "128x4", "256x8", "256x4", "64x4"}
+
+// a8Variants are the int8-activation variants of a GEMV case: def's launch shape (named
+// "default": the "+a8" format tells it apart) and those of -nibble.a8.
+func a8Variants(tb testing.TB, def Tuning) []variant {
+	if *benchA8 == "off" {
+		return nil
+	}
+	tu := def
+	tu.GEMVInt8 = true
+	vs := []variant{{"default", tu}}
+	specs := *benchA8
+	switch specs {
+	case "on":
+		specs = ""
+	case "sweep":
+		specs = strings.Join(sweepA8, ",")
+	}
+	for _, s := range strings.Split(specs, ",") {
+		if s == "" {
+			continue
+		}
+		v := tu
+		if _, err := fmt.Sscanf(s, "%dx%d", &v.GEMVWorkgroup, &v.GEMVRows); err != nil {
+			tb.Fatalf("-nibble.a8 %q: want on, off, sweep or WGxROWS shapes: %v", s, err)
+		}
+		vs = append(vs, variant{"a8-" + s, v})
+	}
+	return vs
+}
 
 // sweepTiles are the GEMMTile shapes -nibble.gemm=sweep times (DefaultTuning's among them).
 var sweepTiles = []Tile{
@@ -404,7 +440,11 @@ func BenchmarkMatMul(b *testing.B) {
 			var vs []variant
 			for range *benchRounds {
 				vs = append(vs, variants(b, def, c.m)...)
+				if c.m <= GEMVMaxM && be.feat.dot4 && quant.Int8ActivationsFit(c.f) {
+					vs = append(vs, a8Variants(b, def)...)
+				}
 			}
+			var refA8 *reference
 			for _, v := range vs {
 				be.mu.Lock()
 				be.tune = v.tu
@@ -419,7 +459,16 @@ func BenchmarkMatMul(b *testing.B) {
 					source = fmt.Sprintf("timestamp-query, median of 3 passes of %d dispatches in one pass, after %v of warm-up", reps, warm)
 				}
 				warm = 100 * time.Millisecond
-				r := result{Bench: c.kind(), M: c.m, N: c.n, K: c.k, Format: c.f.String(), Variant: v.name, Key: key.Name(),
+				format, want := c.f.String(), ref
+				if key.Kernel == shaders.GEMVA8 {
+					if refA8 == nil {
+						if refA8, err = ref.int8Activations(t, x, c.m); err != nil {
+							b.Fatal(err)
+						}
+					}
+					format, want = format+"+a8", refA8
+				}
+				r := result{Bench: c.kind(), M: c.m, N: c.n, K: c.k, Format: format, Variant: v.name, Key: key.Name(),
 					MS: per.Seconds() * 1e3, MSWall: wall.Seconds() * 1e3, Timing: source, WeightBytes: ws[0].Bytes(),
 					MovedBytes: ws[0].Bytes() + int64(4*c.m*(c.k+c.n)), Copies: copies, Adapter: info.Description, Software: info.IsFallbackAdapter}
 				r.GBps = float64(r.WeightBytes) / per.Seconds() / 1e9
@@ -436,7 +485,7 @@ func BenchmarkMatMul(b *testing.B) {
 						b.Fatal(err)
 					}
 					r.Check = "ok"
-					if err := ref.check(dst); err != nil {
+					if err := want.check(dst); err != nil {
 						r.Check = err.Error()
 						b.Errorf("%s %s: %v", name, key.Name(), err)
 					}
@@ -506,12 +555,12 @@ func timeVariant(be *Backend, ws []backend.Weight, m int, warm time.Duration) (p
 }
 
 // reference holds the float64 products at sampled outputs: rows 0 and m−1 (and one between),
-// 96 columns spread over N with the first and the last.
+// 96 columns spread over N with the first and the last; and how far a kernel may be from each.
 type reference struct {
-	name       string
-	rows, cols []int
-	want, mag  []float64 // per (row, col)
-	n, k       int
+	name        string
+	rows, cols  []int
+	want, bound []float64 // per (row, col)
+	n, k        int
 }
 
 func newReference(rng *rand.Rand, t *quant.Tensor, x []float32, m int) *reference {
@@ -529,7 +578,10 @@ func newReference(rng *rand.Rand, t *quant.Tensor, x []float32, m int) *referenc
 	sort.Ints(r.cols)
 	row := make([]float32, t.K)
 	r.want = make([]float64, len(r.rows)*len(r.cols))
-	r.mag = make([]float64, len(r.want))
+	r.bound = make([]float64, len(r.want))
+	// backendtest's f32 bound, γ·Σ|x·w| with γ = 3u + (K+1)u (f16 products are not timed here).
+	const u = 0x1p-24
+	gamma := 3*u + float64(t.K+1)*u
 	for j, n := range r.cols {
 		t.DequantizeRow(n, row)
 		for i, mi := range r.rows {
@@ -539,23 +591,49 @@ func newReference(rng *rand.Rand, t *quant.Tensor, x []float32, m int) *referenc
 				s += p
 				a += math.Abs(p)
 			}
-			r.want[i*len(r.cols)+j], r.mag[i*len(r.cols)+j] = s, a
+			r.want[i*len(r.cols)+j], r.bound[i*len(r.cols)+j] = s, gamma*a+1e-30
 		}
 	}
 	return r
 }
 
-// check compares got (m×N) at the sampled outputs under backendtest's f32 bound, γ·Σ|x·w| with
-// γ = 3u + (K+1)u (the suite derives it; f16 products are not timed here).
+// int8Activations is the reference of the int8-activation GEMV at r's sampled outputs
+// (quant.MatMulA8 over the sampled weight rows, A8Product.Bound).
+func (r *reference) int8Activations(t *quant.Tensor, x []float32, m int) (*reference, error) {
+	sub := &quant.Tensor{Name: t.Name, N: len(r.cols), K: t.K, Format: t.Format}
+	rs, ss, zs := t.RowStride(t.K), t.Groups(t.K)*t.Format.Scales.Size(), t.ZeroStride(t.K)
+	for _, n := range r.cols {
+		sub.Data = append(sub.Data, t.Data[n*rs:(n+1)*rs]...)
+		sub.Scales = append(sub.Scales, t.Scales[n*ss:(n+1)*ss]...)
+		sub.Zeros = append(sub.Zeros, t.Zeros[n*zs:(n+1)*zs]...)
+	}
+	a, err := quant.QuantizeActivations(x, m, t.K, quant.ActivationBlock(t.Bits))
+	if err != nil {
+		return nil, err
+	}
+	p, err := quant.MatMulA8(a, sub)
+	if err != nil {
+		return nil, err
+	}
+	out := *r
+	out.name = t.Name + " int8 activations"
+	out.want, out.bound = make([]float64, len(r.want)), make([]float64, len(r.want))
+	for i, mi := range r.rows {
+		for j := range r.cols {
+			out.want[i*len(r.cols)+j], out.bound[i*len(r.cols)+j] = p.Y[mi*sub.N+j], p.Bound(mi, j)
+		}
+	}
+	return &out, nil
+}
+
+// check compares got (m×N) at the sampled outputs with the reference under its bound.
 func (r *reference) check(got []float32) error {
-	const u = 0x1p-24
-	gamma := 3*u + float64(r.k+1)*u
 	bad := 0
 	var first string
 	for i, mi := range r.rows {
 		for j, n := range r.cols {
 			g, w := float64(got[mi*r.n+n]), r.want[i*len(r.cols)+j]
-			if math.IsNaN(g) || math.Abs(g-w) > gamma*r.mag[i*len(r.cols)+j]+1e-30 {
+			if math.IsNaN(g) || math.Abs(g-w) > r.bound[i*len(r.cols)+j] {
 				if bad == 0 {
 					first = fmt.Sprintf("y[%d][%d] = %g, want %g", mi, n, g, w)
 				}
