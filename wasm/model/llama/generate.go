@@ -87,6 +87,10 @@ func (z *Sampler) Next(logits []float32) int32 {
 // generated token until tok says it ends the generation (that token is not yielded),
 // s.MaxTokens tokens, or the cache is full. ctx is checked before every token, so a cancel stops
 // it within one token's time. yield's error stops it and is returned.
+//
+// Greedy decoding (Temperature ≤ 0) on a backend whose programs chain runs (backend.Chainer:
+// webgpu) picks each token on the device (ArgMax) and keeps ChainDepth steps queued ahead of
+// the host; the ids, the stop and Pos afterwards are those of the step-by-step loop.
 func (m *Model) Generate(ctx context.Context, prompt []int32, s Sampling, tok *Tokenizer, yield func(id int32) error) error {
 	z, err := NewSampler(s)
 	if err != nil {
@@ -99,6 +103,11 @@ func (m *Model) Generate(ctx context.Context, prompt []int32, s Sampling, tok *T
 	logits, err := m.Forward(ctx, prompt, false)
 	if err != nil {
 		return err
+	}
+	if s.Temperature <= 0 {
+		if chained, err := m.generateChained(ctx, z.Next(logits[0]), s, tok, yield); chained {
+			return err
+		}
 	}
 	for n := 0; s.MaxTokens == 0 || n < s.MaxTokens; n++ {
 		id := z.Next(logits[0])
