@@ -206,6 +206,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.Logf("%s pos %d (keep %d): %.2f ms a token, %.1f tok/s; limit %.1f tok/s (%.2f GB ÷ %.0f GB/s): %.1f%%; GPU %.2f ms over %d dispatches (the matmuls alone %.2f ms, %.0f GB/s; the rest alone %.2f ms), recording %.2f ms; the program's Run %.2f ms, without readback (recorded, not ahead) %.2f ms",
 			s.name, pos, keep, r.MSToken, r.TokPerS, r.LimitTokPerS, float64(r.BytesToken)/1e9, ceil, r.PctLimit,
 			r.MSGPU, r.Dispatches, r.MSGPUMatMul, r.MatMulGBps, r.MSGPUOther, r.MSEncode, r.MSRun, r.MSNoReadback)
+		decodeChained(b, be, s, ws, r) // the chained greedy row (bench_generate_js_test.go)
 		if r.LogitsChecked != "finite" {
 			b.Errorf("%s pos %d: logits %s", s.name, pos, r.LogitsChecked)
 		}

@@ -1,0 +1,152 @@
+//go:build js && wasm
+
+package gpu
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/graph"
+	"github.com/nibble-ml/nibble/wasm/model/llama"
+)
+
+var (
+	// -nibble.chaindepth is how many greedy steps BenchmarkDecode's chained row keeps queued.
+	benchChainDepth = flag.Int("nibble.chaindepth", llama.ChainDepth, "greedy decode steps BenchmarkDecode's chained row keeps in flight")
+	// -nibble.chaintokens is how many tokens that row times (after 300 ms of warm-up).
+	benchChainTokens = flag.Int("nibble.chaintokens", 64, "tokens BenchmarkDecode's chained row times")
+)
+
+// chainedResult is BenchmarkDecode's chained row, NIBBLE_DECODE_CHAINED in the log.
+type chainedResult struct {
+	Model        string  `json:"model"`
+	Pos          int     `json:"pos"`
+	Keep         int     `json:"keep"`
+	Tokens       int     `json:"tokens"`
+	Depth        int     `json:"depth"`
+	MSToken      float64 `json:"ms_token"`
+	TokPerS      float64 `json:"tok_per_s"`
+	PctLimit     float64 `json:"pct_limit"`
+	MSTokenSync  float64 `json:"ms_token_sync"`  // the synchronous Forward row's
+	MSGPU        float64 `json:"ms_gpu_forward"` // timestamp queries, the Forward row's
+	MSHostBusy   float64 `json:"ms_host_busy"`   // per token: Queue, reading an id back, the loop
+	MSHostHidden float64 `json:"ms_host_hidden"` // per token: sync − chained
+	IDsChecked   string  `json:"ids"`
+}
+
+// decodeChained is BenchmarkDecode's chained greedy row at keep cached rows: the decode graph
+// ending in ArgMax (as llama's greedy Generate runs it), compiled on states of its own, run as
+// a chain of steps at position keep−1, each step's id fed to the next on the device, depth
+// steps in flight. Its time per token is the steady state of the chain: from the wait that
+// ends the warm-up to the wait of the last timed token. Beside it, the host's busy time per
+// token (all of it but the waits), which the GPU no longer waits for when it is below the
+// GPU's time; and a check of the chain: the last fed step run alone on the id it was fed
+// gives the id the chain read back.
+func decodeChained(b *testing.B, be *Backend, s decodeShape, ws backend.WeightMap, sync decodeResult) {
+	c := s.c
+	keep := sync.Keep
+	g, err := c.Build(1, keep, s.cache, s.context, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	next := g.ArgMax("next", g.Outputs[0])
+	g.Outputs = g.Outputs[:0]
+	if err := g.Output(next); err != nil {
+		b.Fatal(err)
+	}
+	prog, release := compileWithStates(b, be, g, ws)
+	defer release()
+	p := prog.(*program)
+	in := decodeInputs(c, keep)
+	ctx := context.Background()
+	depth, n := max(*benchChainDepth, 1), *benchChainTokens
+	var flight []backend.Queued
+	var ids []int32
+	var last backend.Queued
+	var waiting time.Duration
+	step := func() {
+		q, err := p.Queue(ctx, in, backend.Feed{From: last})
+		if err != nil {
+			b.Fatal(err)
+		}
+		last, flight = q, append(flight, q)
+		if len(flight) < depth {
+			return
+		}
+		t0 := time.Now()
+		out, err := flight[0].Wait(ctx)
+		waiting += time.Since(t0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		flight = flight[1:]
+		ids = append(ids, out[0].I32[0])
+	}
+	for t0 := time.Now(); time.Since(t0) < 300*time.Millisecond || len(ids) == 0; {
+		step()
+	}
+	warm := len(ids)
+	waiting = 0
+	t0 := time.Now()
+	for len(ids) < warm+n {
+		step()
+	}
+	total := time.Since(t0)
+	for _, q := range flight {
+		if _, err := q.Wait(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	r := chainedResult{Model: s.name, Pos: keep - 1, Keep: keep, Tokens: n, Depth: depth,
+		MSToken: total.Seconds() * 1e3 / float64(n), MSTokenSync: sync.MSToken, MSGPU: sync.MSGPU}
+	r.TokPerS = 1e3 / r.MSToken
+	if sync.LimitTokPerS > 0 {
+		r.PctLimit = 100 * r.TokPerS / sync.LimitTokPerS
+	}
+	r.MSHostBusy = (total - waiting).Seconds() * 1e3 / float64(n)
+	r.MSHostHidden = r.MSTokenSync - r.MSToken
+	// The chain's last two ids read back: the step fed the first made the second.
+	in[0] = graph.I32Tensor([]int32{ids[len(ids)-2]}, 1)
+	out, err := p.Run(ctx, in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.IDsChecked = "equal"
+	if got, want := out[0].I32[0], ids[len(ids)-1]; got != want {
+		r.IDsChecked = fmt.Sprintf("step on id %d alone gives %d, the chain read %d", ids[len(ids)-2], got, want)
+		b.Errorf("%s pos %d chained: %s", s.name, r.Pos, r.IDsChecked)
+	}
+	line, _ := json.Marshal(r)
+	fmt.Printf("NIBBLE_DECODE_CHAINED %s\n", line)
+	b.Logf("%s pos %d (keep %d) chained greedy, %d in flight: %.2f ms a token, %.1f tok/s, %.1f%% of the limit (synchronous Forward %.2f ms, GPU %.2f ms); host busy %.2f ms a token, %.2f ms a token off the critical path; ids %s",
+		s.name, r.Pos, keep, depth, r.MSToken, r.TokPerS, r.PctLimit, r.MSTokenSync, r.MSGPU, r.MSHostBusy, r.MSHostHidden, r.IDsChecked)
+}
+
+// compileWithStates compiles g on be with states of its own (zeros), released by release.
+func compileWithStates(b *testing.B, be *Backend, g *graph.Graph, ws backend.WeightMap) (backend.Program, func()) {
+	states := backend.StateMap{}
+	release := func() {
+		for _, st := range states {
+			st.Release()
+		}
+	}
+	for _, spec := range g.States() {
+		st, err := be.NewState(spec)
+		if err != nil {
+			release()
+			b.Fatal(err)
+		}
+		states[spec.Name] = st
+	}
+	prog, err := be.Compile(g, backend.WithStates(ws, states))
+	if err != nil {
+		release()
+		b.Fatal(err)
+	}
+	return prog, func() { prog.Release(); release() }
+}
