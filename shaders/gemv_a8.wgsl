@@ -256,9 +256,20 @@ fn span_meta(sp: ptr<function, Span>, rows: array<u32, 8>, r: u32, g0: u32, g1: 
   if (r >= ROWS) {
     return;
   }
-  (*sp).s[r] = vec2<f32>(scale_at(rows[r], g0), scale_at(rows[r], g1));
+  // One block per span (NB 1) reads one scale; int2's two blocks may lie in two groups.
+  let s0 = scale_at(rows[r], g0);
+  var s1 = s0;
+  if (NB > 1u) {
+    s1 = scale_at(rows[r], g1);
+  }
+  (*sp).s[r] = vec2<f32>(s0, s1);
 #if ASYM
-  (*sp).z[r] = vec2<i32>(zcode(rows[r], g0), zcode(rows[r], g1));
+  let z0 = zcode(rows[r], g0);
+  var z1 = z0;
+  if (NB > 1u) {
+    z1 = zcode(rows[r], g1);
+  }
+  (*sp).z[r] = vec2<i32>(z0, z1);
 #endif
 }
 

@@ -3,6 +3,7 @@
 package gpu
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -10,7 +11,9 @@ import (
 	"testing"
 
 	"github.com/nibble-ml/nibble/shaders"
+	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/backend/backendtest"
+	"github.com/nibble-ml/nibble/wasm/graph"
 	"github.com/nibble-ml/nibble/wasm/quant"
 )
 
@@ -196,6 +199,96 @@ func TestInt8ActivationsError(t *testing.T) {
 					t.Fatal("every output within the f32 bound: the int8 kernel did not run")
 				}
 				t.Logf("%d of %d outputs outside the f32 bound", outside, s.M*s.N)
+			})
+		}
+	}
+}
+
+// TestGraphA8 runs the int8-activation GEMV inside a graph program with the variants the graph
+// asks for (gemv_hw.wgsl's launch shape, so the RMS norm fuses: Norm and Residual keys on
+// gemv_a8.wgsl) on a poisoned arena, against the reference: the norm's x·gain quantized
+// (quant.QuantizeActivations of the f32 products), quant.MatMulA8, times 1/√(mean(x²) + eps),
+// plus the residual. The bound adds to A8Product.Bound (scaled by the norm) the norm's own
+// roundings: Σx² in f32 (K·u relative), /K and + eps (2u), inverseSqrt (WGSL: 2 ULP, 4u), halved
+// by the square root, then the product and the residual's sum (u each).
+func TestGraphA8(t *testing.T) {
+	poisoned(t)
+	tu := DefaultTuning
+	b := newBackend(t, Options{Int8Activations: true, Tuning: &tu})
+	if !b.feat.dot4 {
+		t.Fatalf("no packed_4x8_integer_dot_product (notes %q)", b.Caps().Notes)
+	}
+	rng := rand.New(rand.NewPCG(backendtest.Seed(t, "a8 graph"), 0xa89))
+	const N, K, eps = 70, 256, 1e-5
+	for _, f := range []quant.Format{quant.Q4, {Bits: 8, Scheme: quant.Asymmetric, GroupSize: 32, Scales: quant.ScaleF16}, {Bits: 2, GroupSize: 64}} {
+		for _, m := range []int{1, 3} {
+			t.Run(fmt.Sprintf("%v/m%d", f, m), func(t *testing.T) {
+				q, err := quant.Quantize("w", backendtest.RandomWeights(rng, N, K), N, K, f, quant.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				g := graph.New("a8")
+				x := g.Input("x", graph.Float32, m, K)
+				gain := g.Input("gain", graph.Float32, K)
+				r := g.Input("r", graph.Float32, m, N)
+				h := g.RMSNorm("norm", x, gain, eps)
+				g.Output(g.Add("res", r, g.Linear("fc", h, g.Weight("w", N, K), graph.None)))
+				wb, err := b.Upload(q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer wb.Release()
+				lim := testLimits
+				lim.gemvNorm = fuseGEMVNorm
+				if p, err := planGraph(g, func(int) int { return wb.(*weight).paddedK() }, lim); err != nil || len(p.normed) != 1 || len(p.residuals) != 1 {
+					t.Fatalf("the norm and the residual did not fuse into the GEMV (err %v)", err)
+				}
+				prog, err := b.Compile(g, backend.WeightMap{"w": wb})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer prog.Release()
+				fused := false
+				for k := range b.pipelines {
+					fused = fused || k.Kernel == shaders.GEMVA8 && k.Norm && k.Residual
+				}
+				if !fused {
+					t.Fatal("no gemv-a8 pipeline with Norm and Residual was built")
+				}
+				in := []graph.Tensor{normalInput(m, K)(rng), normalInput(K)(rng), normalInput(m, N)(rng)}
+				out, err := prog.Run(context.Background(), in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				xs, gs, rs := in[0].F32, in[1].F32, in[2].F32
+				v := make([]float32, m*K)
+				for i := range v {
+					v[i] = xs[i] * gs[i%K]
+				}
+				a, err := quant.QuantizeActivations(v, m, K, quant.ActivationBlock(f.Bits))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ref, err := quant.MatMulA8(a, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				const u = 0x1p-24
+				for i := 0; i < m; i++ {
+					var ss float64
+					for _, xv := range xs[i*K : (i+1)*K] {
+						ss += float64(xv) * float64(xv)
+					}
+					rn := 1 / math.Sqrt(ss/K+eps)
+					for n := 0; n < N; n++ {
+						yr := ref.Y[i*N+n] * rn
+						want := yr + float64(rs[i*N+n])
+						bound := rn*ref.Bound(i, n) + u*((float64(K)+6)/2+1)*math.Abs(yr) + u*math.Abs(want)
+						if got := float64(out[0].F32[i*N+n]); math.IsNaN(got) || math.Abs(got-want) > bound {
+							t.Fatalf("y[%d][%d] = %g, want %g (|diff| %.3g > bound %.3g)", i, n, got, want, math.Abs(got-want), bound)
+						}
+					}
+				}
 			})
 		}
 	}
