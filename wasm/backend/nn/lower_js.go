@@ -250,9 +250,7 @@ func (l *lowering) node(i int, n *graph.Node) error {
 		if out, err = l.stateWrite(n); err != nil {
 			return err
 		}
-	case graph.OpArgMax:
-		// MLGraphBuilder.argMax leaves NaN unspecified and wasm/webnn binds no int32 output path
-		// for it yet: greedy decoding on WebNN picks the token from the logits on the host.
+	case graph.OpArgMax: // argMax leaves NaN unspecified, and wasm/webnn does not bind it: pick on the host
 		return fmt.Errorf("op %s is not supported on WebNN (pick on the host from the values)", n.Op)
 	default:
 		return fmt.Errorf("op %s has no WebNN lowering", n.Op)
