@@ -37,6 +37,9 @@ type arenaLimits struct {
 	// gemvNorm: the adapter's GEMV kernel (gemv_hw.wgsl) can normalize its x, so an RMSNorm
 	// read only by GEMVs runs inside them (fuse.go's normedLinear).
 	gemvNorm bool
+	// gemvWeights: the most Linears of one x one GEMV dispatch may compute (fuse.go's
+	// findLinearGroups; below 2, none).
+	gemvWeights int
 }
 
 func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
@@ -126,6 +129,10 @@ type graphPlan struct {
 	// statesInPlace: StateWrite nodes whose kept rows products read from the state's buffer
 	// (fuse.go): only the write is dispatched, and the value has no storage.
 	statesInPlace map[int]bool
+	// groups: Linears of one x computed by one dispatch (fuse.go), keyed by the first, which
+	// leads the list; groupLead: each other member's first, from whose node its result lives.
+	groups    map[int][]graph.Value
+	groupLead map[int]int
 }
 
 // reads are the values node i's dispatch reads beyond its inputs (a fused op's).
@@ -179,6 +186,12 @@ func (p *graphPlan) fuse(g *graph.Graph, paddedK func(node int) int, lim arenaLi
 		p.fused[n.norm] = true
 	}
 	p.statesInPlace = findStatesInPlace(g, p.needed, p.stridedB)
+	p.groups, p.groupLead = findLinearGroups(g, p.needed, p.fused, paddedK, lim), map[int]int{}
+	for lead, lins := range p.groups {
+		for _, v := range lins[1:] {
+			p.groupLead[int(v)] = lead
+		}
+	}
 }
 
 // valueBytes is the storage of n elements: 4 bytes each, rounded to 16 so that kernels may bind
@@ -365,9 +378,13 @@ func (pb *planBuilder) node(i int) {
 	p, g := pb.p, pb.g
 	nd := &g.Nodes[i]
 	bytes := valueBytes(nd.Shape.Size())
+	first := i
+	if lead, ok := p.groupLead[i]; ok {
+		first = lead // written by the group's dispatch, at its first Linear
+	}
 	result := func(c int) {
 		pb.colour[i] = c
-		pb.addSpan(span{first: i, last: max(pb.last[i], i), size: bytes}, c, func(pl place) { p.at[i] = pl })
+		pb.addSpan(span{first: first, last: max(pb.last[i], i), size: bytes}, c, func(pl place) { p.at[i] = pl })
 	}
 	switch nd.Op {
 	case graph.OpConst:
