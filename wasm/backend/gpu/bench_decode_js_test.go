@@ -29,6 +29,7 @@ var (
 	// position keep−1, attending over keep cached rows (powers of two from 16: llama's buckets).
 	benchDecodeKeep = flag.String("nibble.decodekeep", "128,2048", "cache lengths (powers of two ≥ 16) of the timed decode steps")
 	benchGEMVNorm   = flag.Bool("nibble.gemvnorm", true, "run RMS norms inside the GEMVs after them (false: as dispatches of their own)")
+	benchGEMVGroups = flag.Bool("nibble.gemvgroups", true, "run the Linears of one x (q, k, v; gate, up) as one GEMV (false: one dispatch each)")
 )
 
 // decodeShape is a decoder with the formats of its weights.
@@ -142,8 +143,8 @@ type decodeResult struct {
 // this run. Beside it, from the same compiled graph: its GPU time from timestamp queries (the
 // whole forward, its matmuls alone, the other dispatches alone) and the host's recording time.
 func BenchmarkDecode(b *testing.B) {
-	fuseGEMVNorm = *benchGEMVNorm
-	defer func() { fuseGEMVNorm = true }()
+	fuseGEMVNorm, fuseGEMVGroups = *benchGEMVNorm, *benchGEMVGroups
+	defer func() { fuseGEMVNorm, fuseGEMVGroups = true, true }()
 	be := newBackend(b, Options{Timing: true})
 	s := llamaTiny
 	if *benchDecode == "7b" || *benchDecode == "auto" && !be.Caps().Software {

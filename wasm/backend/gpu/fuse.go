@@ -334,3 +334,42 @@ func findStatesInPlace(g *graph.Graph, needed []bool, stridedB map[int]graph.Val
 	}
 	return out
 }
+
+// findLinearGroups returns, keyed by the first in node order, the Linears that one GEMV
+// dispatch can compute together (gemv_hw.wgsl MULTI, shaders.Key.Weights): up to
+// lim.gemvWeights Linears without bias of the same x value (a decoder's q, k and v; gate and
+// up), at most GEMVMaxM rows, x read as it is (paddedK == K), none of them run by a residual
+// Add (fused). Whether their weights share a layout is the compiler's to check (it runs a
+// group whose weights differ as separate dispatches, in the first one's place); the plan makes
+// every member's result live from the first one's node, where the dispatch writes them all.
+func findLinearGroups(g *graph.Graph, needed []bool, fused map[graph.Value]bool, paddedK func(node int) int, lim arenaLimits) map[int][]graph.Value {
+	out := map[int][]graph.Value{}
+	if lim.gemvWeights < 2 {
+		return out
+	}
+	byX := map[graph.Value][]graph.Value{}
+	var xs []graph.Value
+	for i, n := range g.Nodes {
+		if !needed[i] || n.Op != graph.OpLinear || n.Inputs[2] != graph.None || fused[graph.Value(i)] {
+			continue
+		}
+		N, K := g.Nodes[n.Inputs[1]].Shape[0], g.Nodes[n.Inputs[1]].Shape[1]
+		if n.Shape.Size()/N > GEMVMaxM || paddedK(i) != K {
+			continue
+		}
+		x := n.Inputs[0]
+		if byX[x] == nil {
+			xs = append(xs, x)
+		}
+		byX[x] = append(byX[x], graph.Value(i))
+	}
+	for _, x := range xs {
+		lins := byX[x]
+		for len(lins) >= 2 {
+			k := min(len(lins), lim.gemvWeights)
+			out[int(lins[0])] = lins[:k:k]
+			lins = lins[k:]
+		}
+	}
+	return out
+}

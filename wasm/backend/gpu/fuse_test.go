@@ -228,3 +228,104 @@ func TestFindStatesInPlace(t *testing.T) {
 		}
 	}
 }
+
+// TestFindLinearGroups: in the decoder's one-row graph q, k and v are one group and gate and up
+// another in every layer (pairs where a dispatch takes two weights), the other members' results
+// live from the group's first Linear and the plan keeps them apart from what it reads; prefill's
+// GEMMs, and an adapter without the kernel, have none.
+func TestFindLinearGroups(t *testing.T) {
+	for _, c := range []struct {
+		rows, weights int
+		sizes         []int // per layer
+	}{{1, 3, []int{3, 2}}, {1, 2, []int{2, 2}}, {1, 0, nil}, {16, 3, nil}} {
+		cfg, g := decoderGraph(t, c.rows)
+		lim := testLimits
+		lim.gemvNorm, lim.gemvWeights = true, c.weights
+		p, err := planGraph(g, func(i int) int { return g.Nodes[g.Nodes[i].Inputs[1]].Shape[1] }, lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sizes []int
+		for _, lins := range p.groups {
+			sizes = append(sizes, len(lins))
+		}
+		slices.Sort(sizes)
+		var want []int
+		for range cfg.Layers {
+			want = append(want, c.sizes...)
+		}
+		slices.Sort(want)
+		if !slices.Equal(sizes, want) {
+			t.Fatalf("rows %d, %d weights: group sizes %v, want %v", c.rows, c.weights, sizes, want)
+		}
+		last := p.lifetimes(g)
+		for lead, lins := range p.groups {
+			x := g.Nodes[lead].Inputs[0]
+			for j, v := range lins {
+				if g.Nodes[v].Inputs[0] != x || (j > 0 && p.groupLead[int(v)] != lead) || (j > 0 && v <= lins[j-1]) {
+					t.Fatalf("rows %d: group %v of %%%d", c.rows, lins, lead)
+				}
+				// Written at the lead: no value the dispatch reads shares its result's buffer,
+				// and its span starts there.
+				out := p.at[v]
+				for _, r := range append([]graph.Value{x}, p.reads(lead)...) {
+					if in := p.at[p.root[r]]; in.size > 0 && in.slab == out.slab {
+						t.Fatalf("rows %d: group %v reads %%%d from %%%d's buffer", c.rows, lins, r, v)
+					}
+				}
+				if n := sharers(p, out, lead, last[v]); n != 0 {
+					t.Fatalf("rows %d: %%%d of group %%%d shares its bytes with %d other values from the lead on", c.rows, v, lead, n)
+				}
+				if last[p.root[x]] < int(v) {
+					t.Fatalf("rows %d: x of %%%d dies at %d", c.rows, v, last[p.root[x]])
+				}
+			}
+		}
+	}
+}
+
+// TestGroupMemberLivesFromLead: a value made and dropped between a group's first Linear and
+// another member (t, read by u alone) must not take the member's bytes, which the group's
+// dispatch wrote before it.
+func TestGroupMemberLivesFromLead(t *testing.T) {
+	g := graph.New("group")
+	x := g.Input("x", graph.Float32, 1, 64)
+	yin := g.Input("y", graph.Float32, 1, 32)
+	a := g.Linear("a", x, g.Weight("wa", 32, 64), graph.None)
+	tv := g.Scale("t", yin, 2)
+	u := g.Scale("u", tv, 3)
+	c := g.Linear("c", x, g.Weight("wc", 32, 64), graph.None)
+	if err := g.Output(a, u, c); err != nil {
+		t.Fatal(err)
+	}
+	lim := testLimits
+	lim.gemvWeights = 3
+	p, err := planGraph(g, func(i int) int { return 64 }, lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(p.groups[int(a)], []graph.Value{a, c}) {
+		t.Fatalf("groups %v, want [%d %d] at %d", p.groups, a, c, a)
+	}
+	if n := sharers(p, p.at[c], int(a), p.lifetimes(g)[c]); n != 0 {
+		t.Fatalf("c shares its bytes with %d values from a on", n)
+	}
+}
+
+// sharers counts the arena spans other than the value's own (at out, living until last) that
+// share out's bytes at some node of [first, last].
+func sharers(p *graphPlan, out place, first, last int) int {
+	n := 0
+	own := false
+	for si, s := range p.spans {
+		at := p.placed[si]
+		if at == out && s.last == last && !own {
+			own = true
+			continue
+		}
+		if at.slab == out.slab && at.off < out.off+out.size && out.off < at.off+at.size && s.first <= last && first <= s.last {
+			n++
+		}
+	}
+	return n
+}

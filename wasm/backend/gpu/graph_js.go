@@ -170,6 +170,9 @@ func (c *compiler) compile() error {
 		maxSlab:    dl.MaxBufferSize,
 		gemvNorm:   fuseGEMVNorm && b.tune.GEMVKernel == shaders.GEMVHW,
 	}
+	if fuseGEMVGroups && b.tune.GEMVKernel == shaders.GEMVHW {
+		lim.gemvWeights = 3 // linearGroup runs fewer where the bindings do not fit
+	}
 	var err error
 	p.plan, err = planGraph(g, func(i int) int {
 		return c.weights[g.Nodes[g.Nodes[i].Inputs[1]].Attr.Name].paddedK()
@@ -182,8 +185,8 @@ func (c *compiler) compile() error {
 	}
 	c.stepsOut = &p.steps
 	for i := range g.Nodes {
-		if !p.plan.needed[i] || p.plan.fused[graph.Value(i)] {
-			continue
+		if _, member := p.plan.groupLead[i]; !p.plan.needed[i] || p.plan.fused[graph.Value(i)] || member {
+			continue // a group's other Linears run in its first one's place (linearGroup)
 		}
 		if err := c.op(i); err != nil {
 			n := &g.Nodes[i]
@@ -409,6 +412,9 @@ func (c *compiler) op(i int) error {
 	case graph.OpGather:
 		return c.gather(what, n, graph.Value(i))
 	case graph.OpLinear:
+		if lins, ok := c.p.plan.groups[i]; ok {
+			return c.linearGroup(lins)
+		}
 		return c.linearTo(what, i, graph.Value(i), graph.None)
 	case graph.OpArgMax:
 		return c.argMax(what, i, n) // argmax_js.go
@@ -534,6 +540,10 @@ const splitWG = 256
 // the split one 51 µs; NOTES.md). Software adapters keep one invocation per output: their
 // barriers are costly.
 func splitMatMul(k int, software bool) bool { return forceSplitMatMul || !software && k >= 64 }
+
+// fuseGEMVGroups lets the Linears of one x run as one GEMV (fuse.go's findLinearGroups);
+// BenchmarkDecode's -nibble.gemvgroups=false times a step without, to weigh the fusion.
+var fuseGEMVGroups = true
 
 // fuseGEMVNorm lets RMS norms run inside the GEMVs that read them (fuse.go's normedLinear);
 // BenchmarkDecode's -nibble.gemvnorm=false times a step without, to weigh the fusion.

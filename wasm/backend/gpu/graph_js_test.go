@@ -5,6 +5,7 @@ package gpu
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -351,6 +352,42 @@ func checkStridedB(t *testing.T, b *Backend) {
 	})
 }
 
+// uploadAll uploads qs to b, released when the test ends.
+func uploadAll(tb testing.TB, b *Backend, qs map[string]*quant.Tensor) backend.WeightMap {
+	ws := backend.WeightMap{}
+	for name, q := range qs {
+		w, err := b.Upload(q)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { w.Release() })
+		ws[name] = w
+	}
+	return ws
+}
+
+// fusionFormats are the weight formats of the GEMV fusion tests: float, symmetric int4 with f32
+// scales, asymmetric int8 with f16 scales (the most bindings a weight takes), and int2, whose
+// K = 160 pads to 192 codes: x is copied, so nothing fuses or groups.
+var fusionFormats = []quant.Format{
+	{Bits: 32},
+	{Bits: 4, GroupSize: 32},
+	{Bits: 8, Scheme: quant.Asymmetric, GroupSize: 32, Scales: quant.ScaleF16},
+	{Bits: 2, GroupSize: 32},
+}
+
+// bothGEMVKernels are a backend of the adapter's own tuning and one of the other adapter
+// class's (DefaultTuning on SwiftShader), so both GEMV kernels run whatever the adapter.
+func bothGEMVKernels(t *testing.T, opt Options) []*Backend {
+	own := newBackend(t, opt)
+	other := SoftwareTuning
+	if own.caps.Software {
+		other = DefaultTuning
+	}
+	opt.Tuning = &other
+	return []*Backend{own, newBackend(t, opt)}
+}
+
 // TestGraphFusions checks fuse.go's dispatches that do two ops' work against the cpu, on
 // poisoned arenas: an RMS norm inside the two Linears that read it (gemv_hw.wgsl's Norm, with
 // and without a residual), a Linear with the residual Add after it (the GEMV kernels' Residual, both
@@ -360,19 +397,9 @@ func checkStridedB(t *testing.T, b *Backend) {
 // adapter classes' GEMV kernels whatever the adapter.
 func TestGraphFusions(t *testing.T) {
 	poisoned(t)
-	own := newBackend(t, Options{MaxBindingSize: 4096})
-	other := SoftwareTuning
-	if own.caps.Software {
-		other = DefaultTuning
-	}
-	for bi, b := range []*Backend{own, newBackend(t, Options{MaxBindingSize: 4096, Tuning: &other})} {
+	for bi, b := range bothGEMVKernels(t, Options{MaxBindingSize: 4096}) {
 		rng := rand.New(rand.NewPCG(9, 10))
-		for _, f := range []quant.Format{
-			{Bits: 32},
-			{Bits: 4, GroupSize: 32},
-			{Bits: 8, Scheme: quant.Asymmetric, GroupSize: 32, Scales: quant.ScaleF16},
-			{Bits: 2, GroupSize: 32}, // K = 160 pads to 192 codes: x is copied, no fusion
-		} {
+		for _, f := range fusionFormats {
 			t.Run(fmt.Sprintf("tuning%d/%v", bi, f), func(t *testing.T) {
 				const N, K = 200, 160
 				w := quantized(t, "w", rng, N, K, f)
@@ -537,6 +564,72 @@ func TestGraphStatesInPlace(t *testing.T) {
 						}
 					}
 				}
+			})
+		}
+	}
+}
+
+// TestGraphLinearGroups checks Linears of one x run as one GEMV of several weights (fuse.go's
+// findLinearGroups, gemv_hw.wgsl MULTI) against the cpu, on poisoned arenas: three weights of
+// 64, 40 and 20 rows (the last ragged) on a plain x and on an RMS norm's input, m = 1 and 3, in
+// formats whose bindings fit three, two or one weight a dispatch (asymmetric codes with the
+// norm: none) and one whose x is padded (none). Both adapter classes' GEMV kernels run; only
+// gemv_hw.wgsl groups, and where it runs some dispatch must read several weights.
+func TestGraphLinearGroups(t *testing.T) {
+	poisoned(t)
+	rng := rand.New(rand.NewPCG(13, 14))
+	const K = 160
+	ns := []int{64, 40, 20}
+	for bi, b := range bothGEMVKernels(t, Options{}) {
+		for _, f := range fusionFormats {
+			t.Run(fmt.Sprintf("tuning%d/%v", bi, f), func(t *testing.T) {
+				ws := map[string]*quant.Tensor{}
+				for j, n := range ns {
+					ws[fmt.Sprint("w", j)] = quantized(t, fmt.Sprint("w", j), rng, n, K, f)
+				}
+				build := func(g *graph.Graph) error {
+					var outs []graph.Value
+					gain := g.Input("gain", graph.Float32, K)
+					for _, m := range []int{1, 3} {
+						x := g.Input(fmt.Sprint("x", m), graph.Float32, m, K)
+						h := g.RMSNorm(fmt.Sprint("norm", m), g.Input(fmt.Sprint("xn", m), graph.Float32, m, K), gain, 1e-5)
+						for _, in := range []graph.Value{x, h} {
+							for j, n := range ns {
+								outs = append(outs, g.Linear(fmt.Sprintf("lin%d/%d", in, j), in, g.Weight(fmt.Sprint("w", j), n, K), graph.None))
+							}
+						}
+					}
+					return g.Output(outs...)
+				}
+				var g *graph.Graph
+				checkLocal(t, b, "groups "+f.String(), func(gr *graph.Graph, w map[string]*quant.Tensor) error {
+					g = gr
+					maps.Copy(w, ws)
+					return build(gr)
+				}, func(rng *rand.Rand) []graph.Tensor {
+					in := []graph.Tensor{normalInput(K)(rng)}
+					for _, m := range []int{1, 3} {
+						in = append(in, normalInput(m, K)(rng), normalInput(m, K)(rng))
+					}
+					return in
+				})
+				// Which dispatches read several weights.
+				prog, err := b.Compile(g, uploadAll(t, b, ws))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer prog.Release()
+				multi := 0
+				for _, s := range prog.(*program).steps {
+					if s.mm != nil && s.mm.key.Weights > 1 {
+						multi++
+					}
+				}
+				hw := b.tune.GEMVKernel == shaders.GEMVHW
+				if want := hw && f.Bits != 2; (multi > 0) != want {
+					t.Errorf("%d dispatches read several weights; want some: %v", multi, want)
+				}
+				t.Logf("12 Linears: %d dispatches read several weights", multi)
 			})
 		}
 	}

@@ -4,8 +4,11 @@ package gpu
 
 import (
 	"fmt"
+	"math"
+	"strings"
 
 	"github.com/nibble-ml/nibble/shaders"
+	"github.com/nibble-ml/nibble/wasm/graph"
 	"github.com/nibble-ml/nibble/wasm/webgpu"
 )
 
@@ -88,4 +91,150 @@ func (bm *boundMatMul) dispatches() []webgpu.Dispatch {
 		out[i] = webgpu.Dispatch{Pipeline: bm.pl, Group: g, X: gx, Y: gy}
 	}
 	return out
+}
+
+// linearGroup queues the Linears of one x (fuse.go's findLinearGroups) as GEMV dispatches of
+// several weights each (gemv_hw.wgsl MULTI): as many at a time as the device's storage bindings
+// allow, where their weights share a layout but for N (one chunk each, every weight's rows but
+// the last's a whole number of workgroups) and their results lie in one arena slab, which y
+// spans; anything else runs as a Linear of its own, in the group's place.
+func (c *compiler) linearGroup(lins []graph.Value) error {
+	p := c.p
+	for len(lins) > 0 {
+		k := c.groupable(lins)
+		if k < 2 {
+			n := &p.g.Nodes[lins[0]]
+			if err := c.linearTo(fmt.Sprintf("%%%d %s %s", lins[0], n.Op, n.Label), int(lins[0]), lins[0], graph.None); err != nil {
+				return err
+			}
+			lins = lins[1:]
+			continue
+		}
+		if err := c.multiLinear(lins[:k]); err != nil {
+			return err
+		}
+		lins = lins[k:]
+	}
+	return nil
+}
+
+// groupable is how many of lins, from the first, one dispatch can compute (below 2: none).
+func (c *compiler) groupable(lins []graph.Value) int {
+	p := c.p
+	w0 := c.linearWeight(lins[0])
+	m := p.g.Nodes[lins[0]].Shape.Size() / w0.l.n
+	key := keyFor(w0.l.format, m, p.b.feat, p.b.tune)
+	if key.Kernel != shaders.GEMVHW {
+		return 0
+	}
+	// Storage bindings: x, y, the norm's gain, and each weight's codes, scales and zero points.
+	per := 1
+	if w0.l.format.Quantized() {
+		per++
+		if key.Asym {
+			per++
+		}
+	}
+	fixed := 2
+	if _, normed := p.plan.normed[int(lins[0])]; normed {
+		fixed++
+	}
+	most := min(len(lins), 3, (p.b.dev.Limits().MaxStorageBuffersPerShaderStage-fixed)/per)
+	at0 := p.plan.at[lins[0]]
+	lo, hi, rows := at0.off, at0.off+at0.size, 0
+	k := 0
+	for ; k < most; k++ {
+		w := c.linearWeight(lins[k])
+		at := p.plan.at[lins[k]]
+		l := w.l
+		l.n = w0.l.n
+		lo2, hi2 := min(lo, at.off), max(hi, at.off+at.size)
+		if l != w0.l || len(w.chunks) != 1 || at.slab != at0.slab || at.slab == constSlab || hi2-lo2 > p.b.maxBind || rows+w.l.n > p.b.maxRows {
+			break
+		}
+		lo, hi, rows = lo2, hi2, rows+w.l.n
+		if w.l.n%key.Rows != 0 {
+			k++ // its rows end a group: the next weight would start mid-workgroup
+			break
+		}
+	}
+	return k
+}
+
+// linearWeight is the weight Linear node v reads.
+func (c *compiler) linearWeight(v graph.Value) *weight {
+	g := c.p.g
+	return c.weights[g.Nodes[g.Nodes[v].Inputs[1]].Attr.Name]
+}
+
+// multiLinear queues lins (groupable) as one GEMV dispatch: the first weight at the usual
+// bindings, the others' at 8-13, each weight's first row, rows and place in y at 14.
+func (c *compiler) multiLinear(lins []graph.Value) error {
+	p := c.p
+	n0 := &p.g.Nodes[lins[0]]
+	w0 := c.linearWeight(lins[0])
+	K := w0.l.k
+	m := n0.Shape.Size() / w0.l.n
+	x := p.bind(2, n0.Inputs[0])
+	nl, normed := p.plan.normed[int(lins[0])]
+	if normed {
+		x = p.bind(2, nl.x)
+	}
+	x.Size = int64(m*K) * 4
+	key := keyFor(w0.l.format, m, p.b.feat, p.b.tune)
+	key.Weights, key.Norm = len(lins), normed
+	lo, hi := p.plan.at[lins[0]].off, int64(0)
+	for _, v := range lins {
+		lo, hi = min(lo, p.plan.at[v].off), max(hi, p.plan.at[v].off+p.plan.at[v].size)
+	}
+	at0 := p.plan.at[lins[0]]
+	y := webgpu.BufferBinding{Binding: 3, Buffer: p.buf(at0), Offset: lo, Size: hi - lo}
+	// Multi's start, n and ybase, a vec4 each; start past the last weight is every row.
+	multi := make([]uint32, 12)
+	var extra []webgpu.BufferBinding
+	rows := 0
+	for j, v := range lins {
+		w := c.linearWeight(v)
+		multi[j], multi[4+j], multi[8+j] = uint32(rows), uint32(w.l.n), uint32((p.plan.at[v].off-lo)/4)
+		rows += w.l.n
+		if j == 0 {
+			continue
+		}
+		ch := w.chunks[0]
+		extra = append(extra, webgpu.BufferBinding{Binding: 7 + j, Buffer: ch.data})
+		if ch.scales != nil {
+			extra = append(extra, webgpu.BufferBinding{Binding: 9 + j, Buffer: ch.scales})
+		}
+		if ch.zeros != nil {
+			extra = append(extra, webgpu.BufferBinding{Binding: 11 + j, Buffer: ch.zeros})
+		}
+	}
+	for j := len(lins); j < 4; j++ {
+		multi[j] = uint32(rows)
+	}
+	extra = append(extra, c.block(14, multi))
+	if normed {
+		extra = append(extra, p.bind(7, nl.gain))
+	}
+	words := w0.matmulParams(m)[0]
+	if normed {
+		words[11] = math.Float32bits(nl.eps) // decode.wgsl's params.eps
+	}
+	pars := []webgpu.BufferBinding{c.block(0, words[:])}
+	var names []string
+	for _, v := range lins {
+		names = append(names, p.g.Nodes[v].Label)
+	}
+	p.steps = append(p.steps, step{})
+	si := len(p.steps) - 1
+	label := c.label(fmt.Sprintf("%%%d Linear %s (one GEMV)", lins[0], strings.Join(names, ", ")))
+	c.later = append(c.later, func() error {
+		bm, err := p.b.bindMatMul(label, w0, key, m, x, y, c.withParams(pars), c.withParams(extra)...)
+		if err == nil {
+			bm.rows[0] = rows
+		}
+		p.steps[si].mm = bm
+		return err
+	})
+	return nil
 }

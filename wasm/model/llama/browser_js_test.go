@@ -38,7 +38,13 @@ func browserBackends(t *testing.T) map[string]func() (Backend, error) {
 	return map[string]func() (Backend, error){
 		"cpu":    func() (Backend, error) { return cpu.New(), nil },
 		"webgpu": func() (Backend, error) { return gpu.New(gpu.Options{Timeout: 5 * time.Minute}) },
-		"webnn":  func() (Backend, error) { return nn.New(nn.Options{}) },
+		// The kernels and fusions GPUs get (gemv_hw.wgsl: RMS norms inside the GEMVs, q, k, v
+		// and gate, up as one GEMV each), run by SwiftShader.
+		"webgpu-hw": func() (Backend, error) {
+			tu := gpu.DefaultTuning
+			return gpu.New(gpu.Options{Timeout: 5 * time.Minute, Tuning: &tu})
+		},
+		"webnn": func() (Backend, error) { return nn.New(nn.Options{}) },
 		// int8 activations: the calibration comes from the caller (bigCalibration). Lazy: the
 		// decoder runs whole graphs only, no weight needs its single-matmul graph.
 		"webnn-int8": func() (Backend, error) { return nn.New(nn.Options{Lazy: true}) },
@@ -82,7 +88,7 @@ func TestBrowserDecoder(t *testing.T) {
 	}
 	labels := []string{"spm-f32", "spm-f16", "spm-q8_0", "spm-q4_0", "bpe-f32"}
 	ref := map[string][][]float32{}
-	for _, be := range []string{"cpu", "webgpu", "webnn"} {
+	for _, be := range []string{"cpu", "webgpu", "webgpu-hw", "webnn"} {
 		t.Run(be, func(t *testing.T) {
 			b, err := browserBackends(t)[be]()
 			if err != nil {
