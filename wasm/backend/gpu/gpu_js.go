@@ -124,7 +124,8 @@ func New(opt Options) (*Backend, error) {
 	}
 	// Ask for everything the adapter offers: the defaults (128 MiB bindings, 16 KiB of workgroup
 	// memory) are far below what most adapters give; bigger bindings mean fewer splits, more
-	// workgroup memory larger GEMM tiles.
+	// workgroup memory larger GEMM tiles, more storage buffers a stage more weights in one GEMV
+	// (matmul_bind_js.go's linearGroup: q, k and v with their scales and the norm's gain are 9).
 	dev, err := ad.RequestDevice(webgpu.DeviceDescriptor{
 		Label:            label + " device",
 		RequiredFeatures: feats,
@@ -134,6 +135,7 @@ func New(opt Options) (*Backend, error) {
 			"maxComputeWorkgroupStorageSize":    int64(al.MaxComputeWorkgroupStorageSize),
 			"maxComputeInvocationsPerWorkgroup": int64(al.MaxComputeInvocationsPerWorkgroup),
 			"maxComputeWorkgroupSizeX":          int64(al.MaxComputeWorkgroupSizeX),
+			"maxStorageBuffersPerShaderStage":   int64(al.MaxStorageBuffersPerShaderStage),
 		},
 	})
 	if err != nil {
