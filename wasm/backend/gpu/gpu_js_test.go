@@ -65,8 +65,8 @@ func TestAdapter(t *testing.T) {
 	}
 	t.Logf("adapter: %v; GEMV %v %d×%d; GEMM tiles %+v", b.AdapterInfo(), b.tune.GEMVKernel, b.tune.GEMVWorkgroup, b.tune.GEMVRows, b.tune.Tiles)
 	l := b.Device().Limits()
-	t.Logf("%s; f16 products %v, subgroups %v, timestamp-query %v, maxStorageBufferBindingSize %d, maxBufferSize %d, workgroup storage %d B, %d invocations; notes %q",
-		kind, c.F16, c.Subgroups, c.TimestampQuery, c.MaxStorageBindingSize, c.MaxBufferSize, l.MaxComputeWorkgroupStorageSize, l.MaxComputeInvocationsPerWorkgroup, c.Notes)
+	t.Logf("%s; f16 products %v, subgroups %v, packed int8 dot products (WGSL) %v, timestamp-query %v, maxStorageBufferBindingSize %d, maxBufferSize %d, workgroup storage %d B, %d invocations; notes %q",
+		kind, c.F16, c.Subgroups, b.feat.dot4, c.TimestampQuery, c.MaxStorageBindingSize, c.MaxBufferSize, l.MaxComputeWorkgroupStorageSize, l.MaxComputeInvocationsPerWorkgroup, c.Notes)
 	ad, err := webgpu.RequestAdapter(webgpu.AdapterOptions{PowerPreference: "high-performance"})
 	if err != nil {
 		t.Fatal(err)
