@@ -572,8 +572,8 @@ func TestGraphStatesInPlace(t *testing.T) {
 // TestGraphLinearGroups checks Linears of one x run as one GEMV of several weights (fuse.go's
 // findLinearGroups, gemv_hw.wgsl MULTI) against the cpu, on poisoned arenas: three weights of
 // 64, 40 and 20 rows (the last ragged) on a plain x and on an RMS norm's input, m = 1 and 3, in
-// formats whose bindings fit three, two or one weight a dispatch (asymmetric codes with the
-// norm: none) and one whose x is padded (none). Both adapter classes' GEMV kernels run; only
+// formats that bind one to three buffers a weight (as many weights a dispatch as the device's
+// storage buffers allow) and one whose x is padded (no group). Both adapter classes' GEMV kernels run; only
 // gemv_hw.wgsl groups, and where it runs some dispatch must read several weights.
 func TestGraphLinearGroups(t *testing.T) {
 	poisoned(t)
@@ -629,7 +629,7 @@ func TestGraphLinearGroups(t *testing.T) {
 				if want := hw && f.Bits != 2; (multi > 0) != want {
 					t.Errorf("%d dispatches read several weights; want some: %v", multi, want)
 				}
-				t.Logf("12 Linears: %d dispatches read several weights", multi)
+				t.Logf("12 Linears: %d dispatches read several weights (%d storage buffers a stage)", multi, b.dev.Limits().MaxStorageBuffersPerShaderStage)
 			})
 		}
 	}
