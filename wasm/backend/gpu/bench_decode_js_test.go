@@ -212,6 +212,7 @@ func BenchmarkDecode(b *testing.B) {
 			b.Errorf("%s pos %d: logits %s", s.name, pos, r.LogitsChecked)
 		}
 	}
+	generateRows(b, s, m) // greedy Generate, chained and step by step (bench_generate_js_test.go)
 	b.ReportMetric(0, "ns/op")
 }
 

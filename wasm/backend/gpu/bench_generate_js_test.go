@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -149,4 +150,58 @@ func compileWithStates(b *testing.B, be *Backend, g *graph.Graph, ws backend.Wei
 		b.Fatal(err)
 	}
 	return prog, func() { prog.Release(); release() }
+}
+
+// -nibble.generate is how many tokens BenchmarkDecode's Generate rows produce (0: no rows).
+var benchGenerate = flag.Int("nibble.generate", 48, "tokens BenchmarkDecode's Generate rows produce from a one-token prompt (0: none)")
+
+// generateResult is one of BenchmarkDecode's Generate rows, NIBBLE_GENERATE in the log.
+type generateResult struct {
+	Model   string  `json:"model"`
+	Depth   int     `json:"depth"` // llama.ChainDepth: 0 is the step-by-step loop
+	Tokens  int     `json:"tokens"`
+	MSToken float64 `json:"ms_token"`
+	TokPerS float64 `json:"tok_per_s"`
+	IDs     string  `json:"ids"`
+}
+
+// generateRows time greedy llama.Model.Generate as a caller sees it, from a one-token prompt,
+// chained (ChainDepth steps in flight) and step by step: the time per token from the first
+// token yielded to the last (the prompt's forward apart), after a first call that compiled
+// the programs of every cache bucket it reaches. Both must yield the same ids.
+func generateRows(b *testing.B, s decodeShape, m *llama.Model) {
+	n := *benchGenerate
+	if n < 2 {
+		return
+	}
+	var ids [2][]int32
+	for i, depth := range []int{max(*benchChainDepth, 1), 0} {
+		old := llama.ChainDepth
+		llama.ChainDepth = depth
+		var first, end time.Time
+		for range 2 { // the first call compiles
+			ids[i] = ids[i][:0]
+			err := m.Generate(context.Background(), []int32{1}, llama.Sampling{MaxTokens: n}, nil, func(id int32) error {
+				if ids[i] = append(ids[i], id); len(ids[i]) == 1 {
+					first = time.Now()
+				}
+				end = time.Now()
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		llama.ChainDepth = old
+		r := generateResult{Model: s.name, Depth: depth, Tokens: n, IDs: "equal"}
+		r.MSToken = end.Sub(first).Seconds() * 1e3 / float64(n-1)
+		r.TokPerS = 1e3 / r.MSToken
+		if i == 1 && !slices.Equal(ids[0], ids[1]) {
+			r.IDs = fmt.Sprintf("chained %v, step by step %v", ids[0], ids[1])
+			b.Errorf("%s Generate: %s", s.name, r.IDs)
+		}
+		line, _ := json.Marshal(r)
+		fmt.Printf("NIBBLE_GENERATE %s\n", line)
+		b.Logf("%s Generate, %d greedy tokens from position 1, %d steps in flight: %.2f ms a token, %.1f tok/s", s.name, n, depth, r.MSToken, r.TokPerS)
+	}
 }
