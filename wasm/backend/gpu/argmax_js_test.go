@@ -184,4 +184,7 @@ func TestQueueFeed(t *testing.T) {
 	if q != nil {
 		q.Wait(ctx)
 	}
+	if _, err := last.Wait(ctx); err == nil || !strings.Contains(err.Error(), "waited for already") {
+		t.Errorf("a second Wait: %v, want an error", err)
+	}
 }

@@ -203,6 +203,8 @@ type queued struct {
 	run  uint64 // p.runs when it was submitted
 	buf  *webgpu.Buffer
 	done chan error
+	// waited is set by the first Wait (which alone receives from done), under b.mu.
+	waited bool
 }
 
 // Queue writes in and submits a run without waiting for it (backend.Chainer): the fed input
@@ -334,10 +336,18 @@ func (p *program) copies(src, dst ioRange, buf *webgpu.Buffer) (pre, post *webgp
 	return pre, post, err
 }
 
-// Wait waits for the run's readback and returns its outputs; the readback buffer then serves
-// a later Queue. When ctx ends first, the buffer is returned once its mapping settles.
+// Wait waits for the run's readback and returns its outputs (once: a second Wait is an error);
+// the readback buffer then serves a later Queue. When ctx ends first, the buffer is returned
+// once its mapping settles.
 func (r *queued) Wait(ctx context.Context) ([]graph.Tensor, error) {
 	p := r.p
+	p.b.mu.Lock()
+	again := r.waited
+	r.waited = true
+	p.b.mu.Unlock()
+	if again {
+		return nil, fmt.Errorf("gpu wait %q: this run was waited for already", p.g.Name)
+	}
 	var err error
 	select {
 	case err = <-r.done:
