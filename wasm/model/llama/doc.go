@@ -16,5 +16,9 @@
 // calibration (Calibrate, Options.Calibration) runs the Linears there with int8 activations, the
 // head's most likely tokens rescored in float32; HeadOnly keeps the layers exact.
 //
+// Greedy generation on a backend whose programs chain runs (backend.Chainer: webgpu) ends each
+// decode graph in ArgMax and feeds the id to the next step on the device, ChainDepth steps
+// queued ahead: the device does not wait for the host between tokens (see Model.Generate).
+//
 // The package is pure Go; it builds graphs and runs them through any backend.Compiler.
 package llama
