@@ -44,17 +44,14 @@ type step struct {
 // step's token id comes from the step before it on the device. It yields exactly the ids the
 // step-by-step loop yields and stops where it stops, with m.Pos where that loop leaves it (the
 // steps computed ahead wrote cache rows at or past m.Pos, which are masked until written
-// again). ok is false, with nothing done, where the backend cannot chain.
+// again). ok is false, with nothing yielded, where the backend cannot chain or compile ArgMax.
 func (m *Model) generateChained(ctx context.Context, first int32, s Sampling, tok *Tokenizer, yield func(id int32) error) (ok bool, err error) {
 	if ChainDepth <= 0 || m.embed != nil || m.Pos >= m.opt.Context {
 		return false, nil // the host looks rows up: every step's id goes through it anyway
 	}
 	p0, err := m.greedyStep(bucket(m.Pos+1, m.opt.Context))
-	if err != nil {
-		return true, err
-	}
-	if _, chains := p0.(backend.Chainer); !chains {
-		return false, nil
+	if _, chains := p0.(backend.Chainer); err != nil || !chains {
+		return false, nil // a backend that cannot run ArgMax (WebNN) or chain keeps the step loop
 	}
 	P := m.Pos
 	// canRun says whether the step-by-step loop runs step k: after yielding token k, it stops
