@@ -210,8 +210,9 @@ type queued struct {
 // Queue writes in and submits a run without waiting for it (backend.Chainer): the fed input
 // copied on the device first, the forward recorded ahead by the last Queue, then the outputs
 // copied into a readback buffer of this run's own (which a goroutine maps while the host goes
-// on) and into the carry a later feed reads. Its validation errors surface at Wait, through the device's uncaptured errors: an error
-// scope popped here would make every run wait for the GPU process.
+// on) and into the carry a later feed reads. Its validation errors surface at Wait, through
+// the device's uncaptured errors: an error scope popped here would make every run wait for the
+// GPU process.
 func (p *program) Queue(ctx context.Context, in []graph.Tensor, feed backend.Feed) (backend.Queued, error) {
 	q, err := p.queue(ctx, in, feed)
 	if err != nil {
