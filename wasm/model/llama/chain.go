@@ -33,21 +33,15 @@ func (m *Model) greedyStep(keep int) (backend.Program, error) {
 	})
 }
 
-// step is a queued decode step: k consumes token k (at position P+k) and makes token k+1.
-type step struct {
-	k int
-	q backend.Queued
-}
-
 // generateChained is Generate's loop after the prompt on a backend that chains runs, for greedy
-// sampling: first is token 0 (picked on the host from the prompt's logits), and each decode
-// step's token id comes from the step before it on the device. It yields exactly the ids the
+// sampling: first is token 0 (picked on the host from the prompt's logits), and decode step k
+// (at position Pos+k) runs token k, its id fed from step k−1 on the device, and makes token k+1. It yields exactly the ids the
 // step-by-step loop yields and stops where it stops, with m.Pos where that loop leaves it (the
 // steps computed ahead wrote cache rows at or past m.Pos, which are masked until written
 // again). ok is false, with nothing yielded, where the backend cannot chain or compile ArgMax.
 func (m *Model) generateChained(ctx context.Context, first int32, s Sampling, tok *Tokenizer, yield func(id int32) error) (ok bool, err error) {
 	if ChainDepth <= 0 || m.embed != nil || m.Pos >= m.opt.Context {
-		return false, nil // the host looks rows up: every step's id goes through it anyway
+		return false, nil // off, or the host looks rows up (each id goes through it), or no room
 	}
 	p0, err := m.greedyStep(bucket(m.Pos+1, m.opt.Context))
 	if _, chains := p0.(backend.Chainer); err != nil || !chains {
