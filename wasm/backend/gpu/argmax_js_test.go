@@ -16,7 +16,8 @@ import (
 )
 
 // TestGraphArgMax checks ArgMax against the cpu exactly, over rows longer and shorter than a
-// workgroup: random rows, ties split across threads, NaN (first and later), ±∞, −0 beside +0.
+// workgroup (software adapters' and hardware's): random rows, ties split across threads, NaN
+// (first and later), ±∞, −0 beside +0.
 func TestGraphArgMax(t *testing.T) {
 	poisoned(t)
 	b := newBackend(t, Options{})
@@ -62,12 +63,18 @@ func TestGraphArgMax(t *testing.T) {
 		}
 		in := []graph.Tensor{graph.F32Tensor(x, len(rows), d)}
 		want := runOnce(t, cpu.New(), g, in)[0].I32
-		got := runOnce(t, b, g, in)[0].I32
-		for i := range want {
-			if got[i] != want[i] {
-				t.Errorf("d %d row %d: %d, want %d", d, i, got[i], want[i])
+		// The workgroup both kinds of adapter get (rowWorkgroup), whichever this one is.
+		sw := b.caps.Software
+		for _, software := range []bool{true, false} {
+			b.caps.Software = software
+			got := runOnce(t, b, g, in)[0].I32
+			for i := range want {
+				if got[i] != want[i] {
+					t.Errorf("d %d row %d, workgroup %d: %d, want %d", d, i, rowWorkgroup(d, software), got[i], want[i])
+				}
 			}
 		}
+		b.caps.Software = sw
 	}
 }
 
