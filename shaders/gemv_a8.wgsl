@@ -4,7 +4,7 @@
 // OpSDot), as llama.cpp's CUDA MMVQ does. gemv_hw.wgsl spends ~3.3 instructions per 4-bit weight
 // turning codes into floats and multiplying them; this kernel spends ~0.7 (two masks and two dot
 // products per word of 8 codes, a few per block of 32) plus the activations' rounding, shared by
-// the ROWS rows of a workgroup.
+// the rows of a workgroup.
 //
 // The activations, exactly (wasm/quant.QuantizeActivations is the reference): each activation
 // row, zero-padded to kp, is cut into blocks of QB elements from its start (16 for 8-bit codes:
@@ -18,7 +18,7 @@
 // With NORM the block holds x·gain (the RMS scale, common to the row, is applied after the sum,
 // as in gemv_hw.wgsl).
 //
-// A thread quantizes the x of its span (one block; two for int2) once, for all ROWS rows, and
+// A thread quantizes the x of its span (one block; two for int2) once, for all its rows, and
 // keeps it as packed words in the order of the weight bytes it meets: a weight word's codes
 // become P = 8/BITS words of four bytes, bytes j of word p holding element j·P + p. Per row and
 // block the products are summed in i32 (exact), corrected for the codes' offset with Σq (one dot
@@ -35,12 +35,28 @@
 // apart and divided by their power of two (exact: a shift).
 //
 // Formats: codes (BITS 2, 4, 8), groups a multiple of QB or per channel (then every block lies in
-// one group), f32 or f16 scales. Grid: (ceil(n / ROWS), m, 1); workgroup WG threads; ROWS 1..8;
-// the end is gemv_reduce.wgsl (RESIDUAL, NORM, subgroups) as for gemv_hw.wgsl.
+// one group), f32 or f16 scales. Grid: (ceil(n / (ROWS·RG)), m, 1), n the rows of all weights
+// with MULTI; workgroup WG threads; ROWS·RG rows a workgroup (1..8, or 16: RG groups of ROWS
+// rows, which gemv_reduce.wgsl sums one after the other). The end is gemv_reduce.wgsl
+// (RESIDUAL, NORM, subgroups); MULTI (two or three weights of one x) as in gemv_hw.wgsl.
 
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+#if MULTI
+@group(0) @binding(8) var<storage, read> w1: array<vec4<u32>>;
+#if MULTI3
+@group(0) @binding(9) var<storage, read> w2: array<vec4<u32>>;
+#endif
+// As in gemv_hw.wgsl: per weight its first row in the grid's rows (a multiple of ROWS·RG;
+// start[3] past the last), its rows, and where its outputs start in y.
+struct Multi {
+  start: vec4<u32>,
+  n: vec4<u32>,
+  ybase: vec4<u32>,
+}
+@group(0) @binding(14) var<uniform> multi: Multi;
+#endif
 #if NORM
 @group(0) @binding(7) var<storage, read> gain: array<vec4<f32>>;
 // The first vec4 of this workgroup's x row: the gain's vec4 j multiplies x's xrow + j.
@@ -52,6 +68,8 @@ var<private> xss: f32;
 // Activations per block, blocks per span (a span is one vec4<u32> of a weight row: 4·EW codes),
 // x vec4s (and packed words) per block.
 const QB: u32 = min(32u, 4u * EW);
+// Rows of a workgroup.
+const NR: u32 = ROWS * RG;
 const NB: u32 = 4u * EW / QB;
 const XV: u32 = QB / 4u;
 // 1.5·2²³ and its bits: a float in [2²³, 2²⁴) has a mantissa unit of 1, so an integer t with
@@ -228,32 +246,43 @@ fn rowdot(wv: vec4<u32>, b: u32, xp: array<u32, 8>, a0: i32) -> i32 {
 // One step of a thread: span i of each of its rows, and the scale (and zero point) of each of
 // the span's blocks.
 struct Span {
-  w: array<vec4<u32>, 8>,
-  s: array<vec2<f32>, 8>,
+  w: array<vec4<u32>, 16>,
+  s: array<vec2<f32>, 16>,
 #if ASYM
-  z: array<vec2<i32>, 8>,
+  z: array<vec2<i32>, 16>,
 #endif
 }
 
 #if ASYM
 // The zero point of group g of row as an integer.
 fn zcode(row: u32, g: u32) -> i32 {
-  let wd = zeros[row * params.zero_words + g / EW];
+  let wd = zero_word(row * params.zero_words + g / EW);
   return i32((wd >> ((g % EW) * BITS)) & ((1u << BITS) - 1u));
 }
 #endif
 
 // Span i of row r (a constant) of the workgroup, or zeros for a row this variant does not have.
-fn wl(rows: array<u32, 8>, rv: u32, i: u32, r: u32) -> vec4<u32> {
-  if (r >= ROWS) {
+fn wl(rows: array<u32, 16>, rv: u32, i: u32, r: u32) -> vec4<u32> {
+  if (r >= NR) {
     return vec4<u32>(0u);
   }
-  return w[rows[r] * rv + i];
+  let j = rows[r] * rv + i;
+#if MULTI
+  if (sel == 1u) {
+    return w1[j];
+  }
+#if MULTI3
+  if (sel == 2u) {
+    return w2[j];
+  }
+#endif
+#endif
+  return w[j];
 }
 
 // Row r's scale and zero point of the span's blocks (groups g0, g1), into sp.
-fn span_meta(sp: ptr<function, Span>, rows: array<u32, 8>, r: u32, g0: u32, g1: u32) {
-  if (r >= ROWS) {
+fn span_meta(sp: ptr<function, Span>, rows: array<u32, 16>, r: u32, g0: u32, g1: u32) {
+  if (r >= NR) {
     return;
   }
   // One block per span (NB 1) reads one scale; int2's two blocks may lie in two groups.
@@ -274,10 +303,12 @@ fn span_meta(sp: ptr<function, Span>, rows: array<u32, 8>, r: u32, g0: u32, g1: 
 }
 
 // Span i of every row of the workgroup: the weight loads first, so they are in flight together.
-fn load_span(rows: array<u32, 8>, rv: u32, i: u32) -> Span {
+fn load_span(rows: array<u32, 16>, rv: u32, i: u32) -> Span {
   var sp: Span;
-  sp.w = array<vec4<u32>, 8>(wl(rows, rv, i, 0u), wl(rows, rv, i, 1u), wl(rows, rv, i, 2u), wl(rows, rv, i, 3u),
-                             wl(rows, rv, i, 4u), wl(rows, rv, i, 5u), wl(rows, rv, i, 6u), wl(rows, rv, i, 7u));
+  sp.w = array<vec4<u32>, 16>(wl(rows, rv, i, 0u), wl(rows, rv, i, 1u), wl(rows, rv, i, 2u), wl(rows, rv, i, 3u),
+                              wl(rows, rv, i, 4u), wl(rows, rv, i, 5u), wl(rows, rv, i, 6u), wl(rows, rv, i, 7u),
+                              wl(rows, rv, i, 8u), wl(rows, rv, i, 9u), wl(rows, rv, i, 10u), wl(rows, rv, i, 11u),
+                              wl(rows, rv, i, 12u), wl(rows, rv, i, 13u), wl(rows, rv, i, 14u), wl(rows, rv, i, 15u));
   let k0 = i * 4u * EW;
   let g0 = group_of(k0);
   var g1 = g0;
@@ -292,6 +323,16 @@ fn load_span(rows: array<u32, 8>, rv: u32, i: u32) -> Span {
   span_meta(&sp, rows, 5u, g0, g1);
   span_meta(&sp, rows, 6u, g0, g1);
   span_meta(&sp, rows, 7u, g0, g1);
+  if (NR > 8u) {
+    span_meta(&sp, rows, 8u, g0, g1);
+    span_meta(&sp, rows, 9u, g0, g1);
+    span_meta(&sp, rows, 10u, g0, g1);
+    span_meta(&sp, rows, 11u, g0, g1);
+    span_meta(&sp, rows, 12u, g0, g1);
+    span_meta(&sp, rows, 13u, g0, g1);
+    span_meta(&sp, rows, 14u, g0, g1);
+    span_meta(&sp, rows, 15u, g0, g1);
+  }
   return sp;
 }
 
@@ -306,16 +347,26 @@ fn row1(sp: Span, r: u32, b: u32, xq: XB, a: f32) -> f32 {
 }
 
 // Block b of the span of every row added to acc.
-fn rows_block(sp: Span, b: u32, xq: XB, acc: array<f32, 8>) -> array<f32, 8> {
+fn rows_block(sp: Span, b: u32, xq: XB, acc: array<f32, 16>) -> array<f32, 16> {
   var a = acc;
   a[0] = row1(sp, 0u, b, xq, a[0]);
-  if (ROWS > 1u) { a[1] = row1(sp, 1u, b, xq, a[1]); }
-  if (ROWS > 2u) { a[2] = row1(sp, 2u, b, xq, a[2]); }
-  if (ROWS > 3u) { a[3] = row1(sp, 3u, b, xq, a[3]); }
-  if (ROWS > 4u) { a[4] = row1(sp, 4u, b, xq, a[4]); }
-  if (ROWS > 5u) { a[5] = row1(sp, 5u, b, xq, a[5]); }
-  if (ROWS > 6u) { a[6] = row1(sp, 6u, b, xq, a[6]); }
-  if (ROWS > 7u) { a[7] = row1(sp, 7u, b, xq, a[7]); }
+  if (NR > 1u) { a[1] = row1(sp, 1u, b, xq, a[1]); }
+  if (NR > 2u) { a[2] = row1(sp, 2u, b, xq, a[2]); }
+  if (NR > 3u) { a[3] = row1(sp, 3u, b, xq, a[3]); }
+  if (NR > 4u) { a[4] = row1(sp, 4u, b, xq, a[4]); }
+  if (NR > 5u) { a[5] = row1(sp, 5u, b, xq, a[5]); }
+  if (NR > 6u) { a[6] = row1(sp, 6u, b, xq, a[6]); }
+  if (NR > 7u) { a[7] = row1(sp, 7u, b, xq, a[7]); }
+  if (NR > 8u) {
+    a[8] = row1(sp, 8u, b, xq, a[8]);
+    a[9] = row1(sp, 9u, b, xq, a[9]);
+    a[10] = row1(sp, 10u, b, xq, a[10]);
+    a[11] = row1(sp, 11u, b, xq, a[11]);
+    a[12] = row1(sp, 12u, b, xq, a[12]);
+    a[13] = row1(sp, 13u, b, xq, a[13]);
+    a[14] = row1(sp, 14u, b, xq, a[14]);
+    a[15] = row1(sp, 15u, b, xq, a[15]);
+  }
   return a;
 }
 
@@ -328,15 +379,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_subgroups) nsg: u32,
 #endif
 ) {
-  let row0 = wid.x * ROWS;
+  var row0 = wid.x * NR;
   let mi = wid.y;
   let rv = params.row_words / 4u;
   let xb = mi * (params.kp / 4u);
+#if MULTI
+  sel = select(0u, 1u, row0 >= multi.start[1]);
+#if MULTI3
+  sel = select(sel, 2u, row0 >= multi.start[2]);
+#endif
+  row0 -= multi.start[sel];
+#endif
   // Rows past n (the last workgroup) read row n−1 again: no branch per row, results dropped.
-  let last = params.n - 1u;
-  let rows = array<u32, 8>(row0, min(row0 + 1u, last), min(row0 + 2u, last), min(row0 + 3u, last),
-                           min(row0 + 4u, last), min(row0 + 5u, last), min(row0 + 6u, last), min(row0 + 7u, last));
-  var acc: array<f32, 8>;
+  let last = out_rows() - 1u;
+  let rows = array<u32, 16>(min(row0, last), min(row0 + 1u, last), min(row0 + 2u, last), min(row0 + 3u, last),
+                            min(row0 + 4u, last), min(row0 + 5u, last), min(row0 + 6u, last), min(row0 + 7u, last),
+                            min(row0 + 8u, last), min(row0 + 9u, last), min(row0 + 10u, last), min(row0 + 11u, last),
+                            min(row0 + 12u, last), min(row0 + 13u, last), min(row0 + 14u, last), min(row0 + 15u, last));
+  var acc: array<f32, 16>;
 #if NORM
   xrow = xb;
   xss = 0.0;
@@ -354,16 +414,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
       }
     }
   }
-  // Rows 0..3 in p0, 4..7 in p1.
-  let p0 = vec4<f32>(acc[0], acc[1], acc[2], acc[3]);
-  let p1 = vec4<f32>(acc[4], acc[5], acc[6], acc[7]);
   var ss = 0.0;
 #if NORM
   ss = xss;
 #endif
+  var sgi = vec3<u32>(0u);
 #if SUBGROUPS
-  reduce_store(p0, p1, ss, tid, vec3<u32>(lane, sg, nsg), row0, mi);
-#else
-  reduce_store(p0, p1, ss, tid, vec3<u32>(0u), row0, mi);
+  sgi = vec3<u32>(lane, sg, nsg);
 #endif
+  // Rows 0..3 in the first vec4, 4..7 in the second; then the second group's.
+  reduce_store(vec4<f32>(acc[0], acc[1], acc[2], acc[3]), vec4<f32>(acc[4], acc[5], acc[6], acc[7]), ss, tid, sgi, row0, mi);
+  if (RG > 1u) {
+    // The reduction's workgroup memory is read until the first group's rows are stored.
+    workgroupBarrier();
+    reduce_store(vec4<f32>(acc[8], acc[9], acc[10], acc[11]), vec4<f32>(acc[12], acc[13], acc[14], acc[15]), ss, tid, sgi, row0 + 8u, mi);
+  }
 }

@@ -60,8 +60,9 @@ func (k Kernel) file() string { return strings.ReplaceAll(k.String(), "-", "_") 
 // grid row (GEMV, GEMVHW, GEMVA8), rather than tiling activation rows (GEMM, GEMMTile).
 func (k Kernel) IsGEMV() bool { return k == GEMV || k == GEMVHW || k == GEMVA8 }
 
-// normGEMV reports whether the kernel can take an RMS norm's input (Key.Norm).
-func (k Kernel) normGEMV() bool { return k == GEMVHW || k == GEMVA8 }
+// hwGEMV reports whether the kernel is a GEMV for GPUs (GEMVHW, GEMVA8): those take an RMS
+// norm's input (Key.Norm) and several weights a dispatch (Key.Weights).
+func (k Kernel) hwGEMV() bool { return k == GEMVHW || k == GEMVA8 }
 
 // Key selects one variant. It is comparable, so it keys the backend's pipeline cache directly.
 // Use Normalize before comparing keys built by hand: fields that a format does not use are zeroed.
@@ -96,7 +97,7 @@ type Key struct {
 	// GEMVHW, GEMVA8: x is an RMS norm's input, the gain at binding 7 and params.eps: the kernel
 	// normalizes as it reads (a norm and the Linears after it, one dispatch each Linear).
 	Norm bool
-	// GEMVHW: the weights one dispatch reads, 2 or 3 (0 and 1: one): Linears of one x whose
+	// GEMVHW, GEMVA8: the weights one dispatch reads, 2 or 3 (0 and 1: one): Linears of one x whose
 	// weights share a layout but for N, each workgroup's rows within one weight (gemv_hw.wgsl
 	// MULTI; the others' codes, scales and zero points at bindings 8-13, where each weight
 	// starts and stores at binding 14). One dispatch instead of q, k, v's three.
@@ -117,7 +118,7 @@ func (k Key) Tile() (bm, bn, bk int) {
 func (k Key) WorkgroupBytes() int {
 	switch k.Kernel {
 	case GEMV, GEMVHW, GEMVA8:
-		if k.Kernel.normGEMV() && k.Norm {
+		if k.Kernel.hwGEMV() && k.Norm {
 			return 2*16*k.WG + 4*k.WG // and Σx²
 		}
 		return 2 * 16 * k.WG // two vec4<f32> per thread for the reduction
@@ -152,10 +153,10 @@ func (k Key) Normalize() Key {
 	if !k.Kernel.IsGEMV() {
 		k.Residual = false
 	}
-	if !k.Kernel.normGEMV() {
+	if !k.Kernel.hwGEMV() {
 		k.Norm = false
 	}
-	if k.Kernel != GEMVHW || k.Weights < 2 {
+	if !k.Kernel.hwGEMV() || k.Weights < 2 {
 		k.Weights = 0
 	}
 	if k.Kernel == GEMVA8 {
@@ -235,7 +236,9 @@ func (k Key) Validate() error {
 	switch k.Kernel {
 	case GEMV, GEMVHW, GEMVA8:
 		// Two vec4<f32> of partial sums per thread in workgroup memory: WG ≤ 256 is 8 KiB.
-		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 || k.Rows < 1 || k.Rows > 8 {
+		// GEMVA8 may also take 16 rows: two groups of 8, reduced in turn.
+		a8Rows := k.Kernel == GEMVA8 && k.Rows == 16
+		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 || k.Rows < 1 || k.Rows > 8 && !a8Rows {
 			return fmt.Errorf("shaders: %s: WG %d must be a power of two ≤ 256 and Rows %d in 1..8 (one vec4 accumulator per 4 rows)", k.Name(), k.WG, k.Rows)
 		}
 		if k.Weights > 3 {
@@ -270,9 +273,9 @@ func (k Key) Defines() map[string]bool {
 		"F16":       k.F16,
 		"SUBGROUPS": k.Kernel.IsGEMV() && k.Subgroups,
 		"RESIDUAL":  k.Kernel.IsGEMV() && k.Residual,
-		"NORM":      k.Kernel.normGEMV() && k.Norm,
-		"MULTI":     k.Kernel == GEMVHW && k.Weights > 1,
-		"MULTI3":    k.Kernel == GEMVHW && k.Weights > 2,
+		"NORM":      k.Kernel.hwGEMV() && k.Norm,
+		"MULTI":     k.Kernel.hwGEMV() && k.Weights > 1,
+		"MULTI3":    k.Kernel.hwGEMV() && k.Weights > 2,
 	}
 }
 
@@ -288,7 +291,13 @@ func (k Key) header() []string {
 	u("BITS", k.Bits)
 	u("EW", 32/k.Bits)
 	u("WG", k.WG)
-	u("ROWS", k.Rows)
+	if k.Kernel == GEMVA8 {
+		// gemv_reduce.wgsl sums 8 rows at a time: 16 rows are two groups (RG) of 8 (ROWS).
+		u("ROWS", min(k.Rows, 8))
+		u("RG", (k.Rows+7)/8)
+	} else {
+		u("ROWS", k.Rows)
+	}
 	h = append(h, fmt.Sprintf("const SCALE_PER_VEC: bool = %v;", k.ScalePerVec))
 	if !k.Kernel.IsGEMV() {
 		u("TM", k.TM)

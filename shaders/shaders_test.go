@@ -65,6 +65,13 @@ func allKeys() []Key {
 					ks = append(ks, k.Normalize())
 					k.Norm = true
 					ks = append(ks, k.Normalize())
+					for _, n := range []int{2, 3} {
+						m := k
+						m.Weights, m.Residual = n, false
+						ks = append(ks, m.Normalize())
+					}
+					k.Rows = 16
+					ks = append(ks, k.Normalize())
 				}
 			}
 		}

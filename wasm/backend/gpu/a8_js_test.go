@@ -38,7 +38,8 @@ var a8Shapes = []backendtest.Shape{{M: 1, N: 1, K: 17}, {M: 1, N: 37, K: 300}, {
 
 // TestConformanceA8 runs the int8-activation GEMV against quant.MatMulA8 (fresh random inputs,
 // poisoned outputs) with the adapter's launch shape and the other class's (on SwiftShader:
-// gemv_a8.wgsl at 8×4 and at DefaultTuning's 128×8), with and without subgroups. The bound is
+// gemv_a8.wgsl at 8×4 and at DefaultTuning's 128×8), with and without subgroups, and with 16
+// rows a workgroup (two groups of 8 reduced in turn). The bound is
 // A8Product.Bound: the kernel's float roundings, and a code off by one only where the reference
 // marks it Near.
 func TestConformanceA8(t *testing.T) {
@@ -46,6 +47,8 @@ func TestConformanceA8(t *testing.T) {
 	if softwareAdapter(webgpuInfo(t)) {
 		other = DefaultTuning
 	}
+	rows16 := DefaultTuning
+	rows16.GEMVWorkgroup, rows16.GEMVRows = 64, 16
 	for _, c := range []struct {
 		name string
 		opt  Options
@@ -53,6 +56,7 @@ func TestConformanceA8(t *testing.T) {
 		{"adapter", Options{}},
 		{"other", Options{Tuning: &other}},
 		{"no-subgroups", Options{Tuning: &other, NoSubgroups: true}},
+		{"rows16", Options{Tuning: &rows16}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.opt.poison, c.opt.Int8Activations = true, true
@@ -227,35 +231,63 @@ func TestGraphA8(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				// w, and the three of a group (one layout but N; the last N ragged).
+				ws := map[string]*quant.Tensor{"w": q}
+				wm := backend.WeightMap{}
+				for _, gw := range []struct {
+					name string
+					n    int
+				}{{"w", N}, {"wq", 64}, {"wk", 40}, {"wv", 30}} {
+					if ws[gw.name] == nil {
+						if ws[gw.name], err = quant.Quantize(gw.name, backendtest.RandomWeights(rng, gw.n, K), gw.n, K, f, quant.Options{}); err != nil {
+							t.Fatal(err)
+						}
+					}
+					wb, err := b.Upload(ws[gw.name])
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer wb.Release()
+					wm[gw.name] = wb
+				}
 				g := graph.New("a8")
 				x := g.Input("x", graph.Float32, m, K)
 				gain := g.Input("gain", graph.Float32, K)
 				r := g.Input("r", graph.Float32, m, N)
+				z := g.Input("z", graph.Float32, m, K)
 				h := g.RMSNorm("norm", x, gain, eps)
-				g.Output(g.Add("res", r, g.Linear("fc", h, g.Weight("w", N, K), graph.None)))
-				wb, err := b.Upload(q)
-				if err != nil {
-					t.Fatal(err)
+				lin := func(name string, x graph.Value, w string) graph.Value {
+					t := ws[w]
+					return g.Linear(name, x, g.Weight(w, t.N, t.K), graph.None)
 				}
-				defer wb.Release()
+				// A norm read by a residual Linear and by a group of three; a group of two of z.
+				outs := []graph.Value{g.Add("res", r, lin("fc", h, "w")), lin("q", h, "wq"), lin("k", h, "wk"), lin("v", h, "wv"),
+					lin("q2", z, "wq"), lin("k2", z, "wk")}
+				g.Output(outs...)
 				lim := testLimits
-				lim.gemvNorm = fuseGEMVNorm
-				if p, err := planGraph(g, func(int) int { return wb.(*weight).paddedK() }, lim); err != nil || len(p.normed) != 1 || len(p.residuals) != 1 {
-					t.Fatalf("the norm and the residual did not fuse into the GEMV (err %v)", err)
+				lim.gemvNorm, lim.gemvWeights = fuseGEMVNorm, 3
+				if p, err := planGraph(g, func(int) int { return K }, lim); err != nil || len(p.normed) != 4 || len(p.residuals) != 1 || len(p.groups) != 2 {
+					t.Fatalf("the norm, the residual and the groups did not fuse into the GEMVs (err %v)", err)
 				}
-				prog, err := b.Compile(g, backend.WeightMap{"w": wb})
+				prog, err := b.Compile(g, wm)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer prog.Release()
-				fused := false
+				built := map[string]bool{}
 				for k := range b.pipelines {
-					fused = fused || k.Kernel == shaders.GEMVA8 && k.Norm && k.Residual
+					if k.Kernel == shaders.GEMVA8 {
+						built[fmt.Sprintf("norm %v residual %v weights %d", k.Norm, k.Residual, k.Weights)] = true
+					}
 				}
-				if !fused {
-					t.Fatal("no gemv-a8 pipeline with Norm and Residual was built")
+				if !built["norm true residual true weights 0"] {
+					t.Errorf("no gemv-a8 pipeline with the norm and the residual (built: %v)", built)
 				}
-				in := []graph.Tensor{normalInput(m, K)(rng), normalInput(K)(rng), normalInput(m, N)(rng)}
+				// The graph groups Linears on gemv_a8.wgsl where matmul_bind_js.go's groupable
+				// takes it (MULTI); else they run as dispatches of their own. Either way every
+				// output is checked below.
+				t.Logf("gemv-a8 pipelines: %v", built)
+				in := []graph.Tensor{normalInput(m, K)(rng), normalInput(K)(rng), normalInput(m, N)(rng), normalInput(m, K)(rng)}
 				out, err := prog.Run(context.Background(), in)
 				if err != nil {
 					t.Fatal(err)
@@ -265,30 +297,49 @@ func TestGraphA8(t *testing.T) {
 				for i := range v {
 					v[i] = xs[i] * gs[i%K]
 				}
-				a, err := quant.QuantizeActivations(v, m, K, quant.ActivationBlock(f.Bits))
-				if err != nil {
-					t.Fatal(err)
-				}
-				ref, err := quant.MatMulA8(a, q)
-				if err != nil {
-					t.Fatal(err)
-				}
-				const u = 0x1p-24
-				for i := 0; i < m; i++ {
+				rn := make([]float64, m) // each row's 1/√(mean(x²) + eps)
+				for i := range rn {
 					var ss float64
 					for _, xv := range xs[i*K : (i+1)*K] {
 						ss += float64(xv) * float64(xv)
 					}
-					rn := 1 / math.Sqrt(ss/K+eps)
-					for n := 0; n < N; n++ {
-						yr := ref.Y[i*N+n] * rn
-						want := yr + float64(rs[i*N+n])
-						bound := rn*ref.Bound(i, n) + u*((float64(K)+6)/2+1)*math.Abs(yr) + u*math.Abs(want)
-						if got := float64(out[0].F32[i*N+n]); math.IsNaN(got) || math.Abs(got-want) > bound {
-							t.Fatalf("y[%d][%d] = %g, want %g (|diff| %.3g > bound %.3g)", i, n, got, want, math.Abs(got-want), bound)
+					rn[i] = 1 / math.Sqrt(ss/K+eps)
+				}
+				const u = 0x1p-24
+				// check compares output o with act·w: scaled by the norm where norm, plus r where res.
+				check := func(o int, act []float32, w string, norm, res bool) {
+					t.Helper()
+					wt := ws[w]
+					a, err := quant.QuantizeActivations(act, m, K, quant.ActivationBlock(f.Bits))
+					if err != nil {
+						t.Fatal(err)
+					}
+					ref, err := quant.MatMulA8(a, wt)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for i := 0; i < m; i++ {
+						for n := 0; n < wt.N; n++ {
+							want, bound := ref.Y[i*wt.N+n], ref.Bound(i, n)
+							if norm {
+								want, bound = want*rn[i], rn[i]*bound+u*((float64(K)+6)/2+1)*math.Abs(want*rn[i])
+							}
+							if res {
+								want += float64(rs[i*wt.N+n])
+								bound += u * math.Abs(want)
+							}
+							if got := float64(out[o].F32[i*wt.N+n]); math.IsNaN(got) || math.Abs(got-want) > bound {
+								t.Fatalf("output %d (%s) y[%d][%d] = %g, want %g (|diff| %.3g > bound %.3g)", o, w, i, n, got, want, math.Abs(got-want), bound)
+							}
 						}
 					}
 				}
+				check(0, v, "w", true, true)
+				check(1, v, "wq", true, false)
+				check(2, v, "wk", true, false)
+				check(3, v, "wv", true, false)
+				check(4, in[3].F32, "wq", false, false)
+				check(5, in[3].F32, "wk", false, false)
 			})
 		}
 	}
