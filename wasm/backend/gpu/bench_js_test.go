@@ -89,7 +89,8 @@ var (
 )
 
 // sweepA8 are the int8-activation GEMV shapes -nibble.a8=sweep times besides the default.
-var sweepA8 = []string{"64x8", "128x4", "256x8", "256x4", "64x4"}
+// (16 rows a workgroup is gemv_a8.wgsl's alone: half the activations' quantization per weight.)
+var sweepA8 = []string{"64x8", "256x8", "128x4", "64x16", "128x16", "256x16"}
 
 // a8Variants are the int8-activation variants of a GEMV case: def's launch shape (named
 // "default": the "+a8" format tells it apart) and those of -nibble.a8.
