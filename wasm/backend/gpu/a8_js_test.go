@@ -37,15 +37,23 @@ var a8Formats = []quant.Format{
 var a8Shapes = []backendtest.Shape{{M: 1, N: 1, K: 17}, {M: 1, N: 37, K: 300}, {M: 2, N: 67, K: 1000}, {M: 3, N: 130, K: 257}, {M: 4, N: 20, K: 1024}}
 
 // TestConformanceA8 runs the int8-activation GEMV against quant.MatMulA8 (fresh random inputs,
-// poisoned outputs) with the adapter's launch shape and the other class's (on SwiftShader:
-// gemv_a8.wgsl at 8×4 and at DefaultTuning's 128×8), with and without subgroups, and with 16
-// rows a workgroup (two groups of 8 reduced in turn). The bound is
-// A8Product.Bound: the kernel's float roundings, and a code off by one only where the reference
-// marks it Near.
+// poisoned outputs; a8Formats on a software adapter, every format the kernel takes on a GPU)
+// with the adapter's launch shape and the other class's (on SwiftShader: gemv_a8.wgsl at 8×4
+// and at DefaultTuning's 128×8), with and without subgroups, and with 16 rows a workgroup (two
+// groups of 8 reduced in turn). The bound is A8Product.Bound: the kernel's float roundings, and
+// a code off by one only where the reference marks it Near.
 func TestConformanceA8(t *testing.T) {
-	other := SoftwareTuning
+	other, formats := SoftwareTuning, a8Formats
 	if softwareAdapter(webgpuInfo(t)) {
 		other = DefaultTuning
+	} else {
+		// A GPU compiles in milliseconds: every format the kernel takes.
+		formats = nil
+		for _, f := range backendtest.AllFormats() {
+			if quant.Int8ActivationsFit(f) {
+				formats = append(formats, f)
+			}
+		}
 	}
 	rows16 := DefaultTuning
 	rows16.GEMVWorkgroup, rows16.GEMVRows = 64, 16
@@ -65,7 +73,7 @@ func TestConformanceA8(t *testing.T) {
 				t.Fatalf("this browser's WGSL has no packed_4x8_integer_dot_product (notes %q): the int8-activation kernel cannot run", b.Caps().Notes)
 			}
 			rng := rand.New(rand.NewPCG(backendtest.Seed(t, "a8 conformance"), 0xa8))
-			for _, f := range a8Formats {
+			for _, f := range formats {
 				for _, s := range a8Shapes {
 					if k := keyFor(f, s.M, b.feat, b.tune); k.Kernel != shaders.GEMVA8 {
 						t.Fatalf("%v m=%d: key %s, want gemv-a8", f, s.M, k.Name())
