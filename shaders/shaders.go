@@ -79,8 +79,8 @@ type Key struct {
 	F16         bool // products in f16 (needs the shader-f16 feature); sums stay f32. GEMV, GEMM only
 	Subgroups   bool // subgroupAdd reductions (needs subgroups and the subgroup_id builtin)
 
-	// Threads per workgroup (power of two); weight rows per workgroup (GEMV, GEMVHW) or per
-	// thread (GEMM, GEMMTile).
+	// Threads per workgroup (power of two); weight rows per workgroup (GEMV, GEMVHW: 1..8;
+	// GEMVA8: 1..8 or 16) or per thread (GEMM, GEMMTile).
 	WG, Rows int
 	TM       int // GEMM, GEMMTile: activation rows per thread (GEMM 4, 8, 12 or 16; GEMMTile 4 or 8)
 	// GEMMTile: threads along M (WG/WGM along N) and the K extent of a workgroup-memory tile.
