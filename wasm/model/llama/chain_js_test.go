@@ -15,7 +15,7 @@ import (
 // steps (ArgMax on the device, ChainDepth queued ahead), against the step-by-step loop on the
 // cpu and on webgpu itself (ChainDepth 0): the same ids, stops, errors and Pos. The cache it
 // leaves gives the next token's logits as the step-by-step webgpu's does, exactly, and as the
-// cpu's within float32 summation order.
+// cpu's within float32 summation order (with f32 products: f16 ones are held to webgpu only).
 func TestBrowserChainedGreedy(t *testing.T) {
 	c := chainTiny
 	g, err := gpu.New(gpu.Options{Timeout: 5 * time.Minute})
@@ -56,5 +56,10 @@ func TestBrowserChainedGreedy(t *testing.T) {
 	stepwise := run(g, 0)
 	chained := run(g, ChainDepth)
 	compareGenerations(t, chained, stepwise, 0)
+	if g.ComputeF16() {
+		// f16 products (Firefox's lavapipe) move the logits by ~2e-3: near ties may flip.
+		t.Log("f16 products: the cpu comparison is skipped; chained and step by step agree exactly")
+		return
+	}
 	compareGenerations(t, chained, want, 1e-4)
 }
