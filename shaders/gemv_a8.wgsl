@@ -11,7 +11,7 @@
 // one vec4<u32> load of a row; 32 for 4- and 2-bit codes). For a block with amax = max |x_i|:
 //   d   = amax · f32(1/127)                    (one rounding)
 //   inv = 127 / amax, or 0 where amax < 2⁻¹²⁰  (WGSL division: within 2.5 ULP)
-//   q_i = roundEven(x_i · inv)                 (an fma with 1.5·2²³: ties to even)
+//   q_i = roundEven(x_i · inv)                 (an fma with 1.5·2²³ + 128: ties to even)
 // so |q_i| ≤ 127, and x_i ≈ d·q_i. The division and a product the GPU may or may not round first
 // can turn a code whose x_i·inv lies within |x_i·inv|·2⁻²¹ of a half-integer the other way; the
 // conformance tests allow exactly those (quant.NearHalf; wasm/backend/gpu TestConformanceA8).
@@ -76,6 +76,10 @@ const XV: u32 = QB / 4u;
 // |t| < 2²² added to it reads as itself in the low bits (two's complement in the low byte).
 const RND: f32 = 12582912.0;
 const RNDI: i32 = 0x4B400000;
+// 1.5·2²³ + 128: an activation's code q lands as the bits 0x4B400000 + q + 128, its low byte
+// q + 128 (0..255) with no borrow into the constant above it, so four of them pack by adds
+// (pk) rather than masks and shifts.
+const RNDX: f32 = 12583040.0;
 // f32(1/127), the float the reference multiplies by (rounded to nearest from 1/127).
 const INV127: f32 = bitcast<f32>(0x3C010204u);
 // Below this a block quantizes to zeros: 127/amax would overflow f32.
@@ -116,9 +120,12 @@ struct XB {
   base: i32,
 }
 
-// The low bytes of four biased floats (their codes, two's complement) as one word.
+// The codes of four floats biased by RNDX as one word of int8: a + b·2⁸ + c·2¹⁶ + e·2²⁴
+// (mod 2³²) is Σ (q + 128)·2^(8i) plus the constant 0x4B400000·(1 + 2⁸) = 0x8B400000 (the
+// higher shifts of it vanish mod 2³²); XOR 0x80 per byte turns q + 128 into q's two's
+// complement. Four multiply-adds and a logic op, where pack4xU8 masks and shifts each lane.
 fn pk(a: u32, b: u32, c: u32, e: u32) -> u32 {
-  return pack4xU8(vec4<u32>(a, b, c, e));
+  return ((a + b * 0x100u + c * 0x10000u + e * 0x1000000u) - 0x8B400000u) ^ 0x80808080u;
 }
 
 // The block of activations starting at x vec4 xi, quantized.
@@ -139,15 +146,15 @@ fn quant_block(xi: u32) -> XB {
   let amax = max(max(m.x, m.y), max(m.z, m.w));
   let inv = vec4<f32>(select(0.0, 127.0 / amax, amax >= TINY));
   var u: array<vec4<u32>, 8>;
-  u[0] = bitcast<vec4<u32>>(fma(v[0], inv, vec4<f32>(RND)));
-  u[1] = bitcast<vec4<u32>>(fma(v[1], inv, vec4<f32>(RND)));
-  u[2] = bitcast<vec4<u32>>(fma(v[2], inv, vec4<f32>(RND)));
-  u[3] = bitcast<vec4<u32>>(fma(v[3], inv, vec4<f32>(RND)));
+  u[0] = bitcast<vec4<u32>>(fma(v[0], inv, vec4<f32>(RNDX)));
+  u[1] = bitcast<vec4<u32>>(fma(v[1], inv, vec4<f32>(RNDX)));
+  u[2] = bitcast<vec4<u32>>(fma(v[2], inv, vec4<f32>(RNDX)));
+  u[3] = bitcast<vec4<u32>>(fma(v[3], inv, vec4<f32>(RNDX)));
   if (XV > 4u) {
-    u[4] = bitcast<vec4<u32>>(fma(v[4], inv, vec4<f32>(RND)));
-    u[5] = bitcast<vec4<u32>>(fma(v[5], inv, vec4<f32>(RND)));
-    u[6] = bitcast<vec4<u32>>(fma(v[6], inv, vec4<f32>(RND)));
-    u[7] = bitcast<vec4<u32>>(fma(v[7], inv, vec4<f32>(RND)));
+    u[4] = bitcast<vec4<u32>>(fma(v[4], inv, vec4<f32>(RNDX)));
+    u[5] = bitcast<vec4<u32>>(fma(v[5], inv, vec4<f32>(RNDX)));
+    u[6] = bitcast<vec4<u32>>(fma(v[6], inv, vec4<f32>(RNDX)));
+    u[7] = bitcast<vec4<u32>>(fma(v[7], inv, vec4<f32>(RNDX)));
   }
   var r: XB;
   r.d = amax * INV127;
@@ -155,10 +162,10 @@ fn quant_block(xi: u32) -> XB {
   var se = 0;
   var so = 0;
   if (BITS == 8u) {
-    r.p[0] = pack4xU8(u[0]);
-    r.p[1] = pack4xU8(u[1]);
-    r.p[2] = pack4xU8(u[2]);
-    r.p[3] = pack4xU8(u[3]);
+    r.p[0] = pk(u[0].x, u[0].y, u[0].z, u[0].w);
+    r.p[1] = pk(u[1].x, u[1].y, u[1].z, u[1].w);
+    r.p[2] = pk(u[2].x, u[2].y, u[2].z, u[2].w);
+    r.p[3] = pk(u[3].x, u[3].y, u[3].z, u[3].w);
     se = dot4I8Packed(r.p[0], ONES) + dot4I8Packed(r.p[1], ONES) + dot4I8Packed(r.p[2], ONES) + dot4I8Packed(r.p[3], ONES);
   } else {
     if (BITS == 4u) {
