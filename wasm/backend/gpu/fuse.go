@@ -373,3 +373,37 @@ func findLinearGroups(g *graph.Graph, needed []bool, fused map[graph.Value]bool,
 	}
 	return out
 }
+
+// softmaxProduct is a·b whose a is (a view of) a softmax over K read by that product alone:
+// the product normalizes the softmax's input as it reads it (ops_matmul.wgsl SOFTMAX), so the
+// softmax is not a dispatch of its own (attention's p·v after its masked softmax).
+type softmaxProduct struct {
+	softmax, x, mask graph.Value // the Softmax, its input, its mask (graph.None: none)
+	views            []graph.Value
+}
+
+// findSoftmaxProducts returns the softmax products keyed by their MatMul node: a MatMul without
+// TransB whose a is the Softmax or Reshapes of it (each read by the next alone) and whose rows
+// are the softmax's (its last axis is K).
+func findSoftmaxProducts(g *graph.Graph, needed []bool, uses []int) map[int]softmaxProduct {
+	out := map[int]softmaxProduct{}
+	for i, n := range g.Nodes {
+		if !needed[i] || n.Op != graph.OpMatMul || n.Attr.TransB {
+			continue
+		}
+		var views []graph.Value
+		a := n.Inputs[0]
+		for g.Nodes[a].Op == graph.OpReshape && uses[a] == 1 {
+			views = append(views, a)
+			a = g.Nodes[a].Inputs[0]
+		}
+		sn := &g.Nodes[a]
+		as := g.Nodes[n.Inputs[0]].Shape
+		if sn.Op != graph.OpSoftmax || uses[a] != 1 || a == n.Inputs[1] ||
+			sn.Shape[len(sn.Shape)-1] != as[len(as)-1] {
+			continue
+		}
+		out[i] = softmaxProduct{softmax: a, x: sn.Inputs[0], mask: sn.Inputs[1], views: views}
+	}
+	return out
+}
