@@ -40,6 +40,9 @@ type arenaLimits struct {
 	// gemvWeights: the most Linears of one x one GEMV dispatch may compute (fuse.go's
 	// findLinearGroups; below 2, none).
 	gemvWeights int
+	// softmaxProducts: a softmax read only by a·b runs inside it (fuse.go's
+	// findSoftmaxProducts): GPUs, where a dispatch costs microseconds whatever it computes.
+	softmaxProducts bool
 }
 
 func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
@@ -133,12 +136,24 @@ type graphPlan struct {
 	// leads the list; groupLead: each other member's first, from whose node its result lives.
 	groups    map[int][]graph.Value
 	groupLead map[int]int
+	// softmaxes: products that normalize their a as they read it (fuse.go), keyed by MatMul.
+	softmaxes map[int]softmaxProduct
 }
 
 // reads are the values node i's dispatch reads beyond its inputs (a fused op's).
 func (p *graphPlan) reads(i int) []graph.Value {
 	if m, ok := p.ropes[i]; ok {
 		return []graph.Value{m.x, m.cos, m.sin}
+	}
+	if sm, ok := p.softmaxes[i]; ok {
+		out := []graph.Value{sm.x} // the softmax's operands, and B's source
+		if sm.mask != graph.None {
+			out = append(out, sm.mask)
+		}
+		if src, ok := p.stridedB[i]; ok {
+			out = append(out, src)
+		}
+		return out
 	}
 	if src, ok := p.stridedB[i]; ok {
 		return []graph.Value{src}
@@ -186,6 +201,16 @@ func (p *graphPlan) fuse(g *graph.Graph, paddedK func(node int) int, lim arenaLi
 		p.fused[n.norm] = true
 	}
 	p.statesInPlace = findStatesInPlace(g, p.needed, p.stridedB)
+	p.softmaxes = map[int]softmaxProduct{}
+	if lim.softmaxProducts {
+		p.softmaxes = findSoftmaxProducts(g, p.needed, uses)
+	}
+	for _, sm := range p.softmaxes {
+		p.fused[sm.softmax] = true
+		for _, v := range sm.views {
+			p.fused[v] = true
+		}
+	}
 	p.groups, p.groupLead = findLinearGroups(g, p.needed, p.fused, paddedK, lim), map[int]int{}
 	for lead, lins := range p.groups {
 		for _, v := range lins[1:] {
