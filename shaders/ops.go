@@ -75,6 +75,10 @@ type OpKey struct {
 	// read in place (ops_state_load.wgsl): "f16" or "int8"; "" when b is f32 (a value, or an
 	// f32 state, whose buffer holds plain floats).
 	State string
+	// Softmax is, for a·b (variants ab, ab_split), the softmax a's rows are normalized by as the
+	// product reads them (ops_matmul.wgsl SOFTMAX): "plain", or "masked" (the mask at binding
+	// 4); "" when a holds the weights themselves.
+	Softmax string
 }
 
 // StateFormats are the OpKey.State values a product reads in place.
@@ -89,7 +93,7 @@ func (k OpKey) Normalize() OpKey {
 		k.Asym, k.ScaleF16 = false, false
 	}
 	if k.Family != OpMatMul {
-		k.State = ""
+		k.State, k.Softmax = "", ""
 	}
 	return k
 }
@@ -109,6 +113,9 @@ func (k OpKey) Name() string {
 	if k.State != "" {
 		s += "-state-" + k.State
 	}
+	if k.Softmax != "" {
+		s += "-softmax-" + k.Softmax
+	}
 	return s
 }
 
@@ -125,6 +132,10 @@ func (k OpKey) Validate() error {
 	}
 	if k.State != "" && (k.Family != OpMatMul || !slices.Contains(StateFormats, k.State)) {
 		return fmt.Errorf("shaders: %s: a %s kernel reads no state stored as %q (products read %v)", k.Name(), k.Family, k.State, StateFormats)
+	}
+	if k.Softmax != "" && (k.Family != OpMatMul || !strings.HasPrefix(k.Variant, "ab") || strings.HasPrefix(k.Variant, "abt") ||
+		!slices.Contains(OpSoftmax.Variants(), k.Softmax)) {
+		return fmt.Errorf("shaders: %s: softmax %q fuses into a·b (ab, ab_split) only, as one of %v", k.Name(), k.Softmax, OpSoftmax.Variants())
 	}
 	return nil
 }
@@ -151,6 +162,7 @@ func (k OpKey) Source() (webgpu.ShaderSource, error) {
 		defs["SPLIT"] = strings.HasSuffix(k.Variant, "_split") // either product with K split
 		// b a state's buffer: ops_state_load.wgsl's names, as the state read's variants set them.
 		defs["STATE"] = k.State != ""
+		defs["SOFTMAX"], defs["SMASK"] = k.Softmax != "", k.Softmax == "masked"
 		for _, f := range OpStateRead.Variants() {
 			defs[strings.ToUpper(f)] = f == k.State
 		}

@@ -4,6 +4,12 @@
 // operands are small (T×Dh per head) and read from cache; the weight products, which are large,
 // go through gemv.wgsl and gemm.wgsl instead. Sums are scaled by params.alpha.
 //
+// With SOFTMAX (a·b only), a holds the scores a softmax over K would turn into the weights a·b
+// reads (attention's p·v after its masked softmax): the product normalizes each row as it reads
+// it, as ops_softmax.wgsl would (e = exp(x − max) where the mask keeps the entry, else 0, times
+// 1/Σe), so the softmax is not a dispatch of its own. SMASK: the mask at binding 4, broadcast
+// as ops_softmax.wgsl's (rank, dims, ms, mlast).
+//
 // With STATE, b is a graph.State's buffer (a KV cache stored as f16 halves or int8 rows with
 // scales), each element read through ops_state_load.wgsl: attention reads the cache in place
 // instead of a copy converted to f32 every run. An f32 state is plain floats: no STATE needed.
@@ -27,6 +33,12 @@ struct Params {
   scale_word: u32,
   wpr: u32,
   _pad: u32,
+  // SOFTMAX SMASK: the mask's layout, as ops_softmax.wgsl's Params.
+  rank: u32,
+  mlast: u32,
+  _pad2: vec2<u32>,
+  dims: array<vec4<u32>, 2>,
+  ms: array<vec4<u32>, 2>,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -44,6 +56,41 @@ fn load_b(e: u32) -> f32 {
 
 fn load_b(e: u32) -> f32 {
   return b[e];
+}
+#endif
+
+#if SMASK
+@group(0) @binding(4) var<storage, read> mask: array<f32>;
+#endif
+
+#if SOFTMAX
+// The mask offset of a's row r (its coordinates before the last dimension times the mask's
+// strides), 0 without a mask.
+fn mask_base(r: u32) -> u32 {
+  var mb = 0u;
+#if SMASK
+  var rem = r;
+  for (var j = params.rank; j > 0u; j--) {
+    let dd = j - 1u;
+    let nd = params.dims[dd >> 2u][dd & 3u];
+    mb += (rem % nd) * params.ms[dd >> 2u][dd & 3u];
+    rem /= nd;
+  }
+#endif
+  return mb;
+}
+
+fn kept(mb: u32, c: u32) -> bool {
+#if SMASK
+  return mask[mb + c * params.mlast] != 0.0;
+#else
+  return true;
+#endif
+}
+
+// exp(x − mx) where the mask keeps entry c, else 0: ops_softmax.wgsl's numerator.
+fn softmax_e(x: f32, mx: f32, mb: u32, c: u32) -> f32 {
+  return select(0.0, exp(x - mx), kept(mb, c));
 }
 #endif
 
@@ -76,6 +123,13 @@ fn k_lane(tid: u32) -> u32 { return tid % KS; }
 fn partial(tid: u32, q: u32) -> u32 { return tid + q; } // tid = the output's first thread
 #endif
 
+#if SOFTMAX
+#if SPLIT
+// SOFTMAX: one chunk of K's softmax weights, shared by the workgroup's outputs.
+var<workgroup> pw: array<f32, WG>;
+#endif
+#endif
+
 #if SPLIT
 // The split products: then the KS partial sums of each output are added in workgroup memory.
 // Grid: batch·m·ceil(n/JT) workgroups.
@@ -91,6 +145,40 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let j = (g % jblocks) * JT + jl;
   let live = row < params.n_out / n && j < n;
   var s = 0.0;
+#if SOFTMAX
+  // The row's max and 1/Σe over the workgroup (every thread takes part, so the barriers stay in
+  // uniform control flow; a workgroup past the last row reads the last row), then K in chunks of
+  // WG: each weight computed once into pw, then read by the JT outputs.
+  let srow = min(row, params.n_out / n - 1u);
+  let sb = srow * k;
+  let mb = mask_base(srow);
+  var mx = -3.402823e38;
+  for (var c = tid; c < k; c += WG) {
+    if (kept(mb, c)) {
+      mx = max(mx, a[sb + c]);
+    }
+  }
+  mx = wg_reduce(mx, tid, true);
+  var sum = 0.0;
+  for (var c = tid; c < k; c += WG) {
+    sum += softmax_e(a[sb + c], mx, mb, c);
+  }
+  sum = wg_reduce(sum, tid, false);
+  let inv = select(0.0, 1.0 / sum, sum > 0.0);
+  let bt = srow / params.m;
+  for (var c0 = 0u; c0 < k; c0 += WG) {
+    let c = c0 + tid;
+    let cc = min(c, k - 1u);
+    pw[tid] = select(0.0, softmax_e(a[sb + cc], mx, mb, cc) * inv, c < k);
+    workgroupBarrier();
+    if (live) {
+      for (var q = k_lane(tid); q < WG && c0 + q < k; q += KS) {
+        s += pw[q] * load_b(b_index(bt, j, c0 + q));
+      }
+    }
+    workgroupBarrier();
+  }
+#else
   if (live) {
     let ab = row * k;
     let bt = row / params.m;
@@ -98,6 +186,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       s += a[ab + kk] * load_b(b_index(bt, j, kk));
     }
   }
+#endif
   red[tid] = s;
   workgroupBarrier();
   if (k_lane(tid) == 0u && live) {
@@ -124,9 +213,28 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let ab = bt * params.m * k + i * k;
   var s = 0.0;
   let bb = b_index(bt, j, 0u);
+#if SOFTMAX
+  // The row's max and 1/Σe first, by this invocation alone (software adapters; short rows).
+  let mb = mask_base(o / n);
+  var mx = -3.402823e38;
+  for (var kk = 0u; kk < k; kk++) {
+    if (kept(mb, kk)) {
+      mx = max(mx, a[ab + kk]);
+    }
+  }
+  var sum = 0.0;
+  for (var kk = 0u; kk < k; kk++) {
+    sum += softmax_e(a[ab + kk], mx, mb, kk);
+  }
+  let inv = select(0.0, 1.0 / sum, sum > 0.0);
+  for (var kk = 0u; kk < k; kk++) {
+    s += softmax_e(a[ab + kk], mx, mb, kk) * inv * load_b(bb + kk * params.sk);
+  }
+#else
   for (var kk = 0u; kk < k; kk++) {
     s += a[ab + kk] * load_b(bb + kk * params.sk);
   }
+#endif
   y[o] = s * params.alpha;
 }
 #endif

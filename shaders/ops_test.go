@@ -28,8 +28,15 @@ func allOpKeys() []OpKey {
 			}
 			ks = append(ks, OpKey{Family: f, Variant: v, WG: 64})
 			if f == OpMatMul {
-				for _, st := range StateFormats {
-					ks = append(ks, OpKey{Family: f, Variant: v, WG: 64, State: st})
+				for _, st := range append([]string{""}, StateFormats...) {
+					if st != "" {
+						ks = append(ks, OpKey{Family: f, Variant: v, WG: 64, State: st})
+					}
+					if v == "ab" || v == "ab_split" {
+						for _, sm := range OpSoftmax.Variants() {
+							ks = append(ks, OpKey{Family: f, Variant: v, WG: 64, State: st, Softmax: sm})
+						}
+					}
 				}
 			}
 		}
@@ -75,6 +82,9 @@ func TestOpValidate(t *testing.T) {
 		{Family: numOpFamilies, Variant: "x", WG: 64},
 		{Family: OpMatMul, Variant: "abt", WG: 64, State: "f32"},
 		{Family: OpMatMul, Variant: "abt", WG: 64, State: "q4"},
+		{Family: OpMatMul, Variant: "abt_split", WG: 64, Softmax: "masked"},
+		{Family: OpMatMul, Variant: "ab", WG: 64, Softmax: "exp"},
+		{Family: OpSoftmax, Variant: "masked", WG: 64, Softmax: "masked"},
 	} {
 		if k.Validate() == nil {
 			t.Errorf("%s: want an error", k.Name())

@@ -329,3 +329,70 @@ func sharers(p *graphPlan, out place, first, last int) int {
 	}
 	return n
 }
+
+// TestFindSoftmaxProducts: every layer's p·v of the decoder normalizes the scores itself (its
+// softmax and the view after it have no storage, and the product reads the scores and the
+// mask); a softmax something else reads too, or over another axis than K, stays.
+func TestFindSoftmaxProducts(t *testing.T) {
+	for _, rows := range []int{1, 16} {
+		c, g := decoderGraph(t, rows)
+		lim := testLimits
+		lim.softmaxProducts = true
+		p, err := planGraph(g, func(i int) int { return g.Nodes[g.Nodes[i].Inputs[1]].Shape[1] }, lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.softmaxes) != c.Layers {
+			t.Fatalf("rows %d: %d softmax products, want %d", rows, len(p.softmaxes), c.Layers)
+		}
+		last := p.lifetimes(g)
+		for i, sm := range p.softmaxes {
+			if !p.fused[sm.softmax] || p.at[sm.softmax].size != 0 || sm.mask == graph.None || len(sm.views) != 1 {
+				t.Fatalf("rows %d: %%%d: %+v", rows, i, sm)
+			}
+			for _, v := range []graph.Value{sm.x, sm.mask} {
+				if last[p.root[v]] < i {
+					t.Fatalf("rows %d: %%%d reads %%%d after its last use", rows, i, v)
+				}
+			}
+		}
+	}
+	for _, c := range []struct {
+		name string
+		a    func(g *graph.Graph, s, m graph.Value) (graph.Value, []graph.Value)
+		want bool
+	}{
+		{"masked", func(g *graph.Graph, s, m graph.Value) (graph.Value, []graph.Value) {
+			return g.Softmax("p", s, m), nil
+		}, true},
+		{"plain through a view", func(g *graph.Graph, s, m graph.Value) (graph.Value, []graph.Value) {
+			return g.Reshape("flat", g.Softmax("p", s, graph.None), 2, 3, 5), nil
+		}, true},
+		{"read twice", func(g *graph.Graph, s, m graph.Value) (graph.Value, []graph.Value) {
+			p := g.Softmax("p", s, m)
+			return p, []graph.Value{g.Scale("twice", p, 2)}
+		}, false},
+		{"an output", func(g *graph.Graph, s, m graph.Value) (graph.Value, []graph.Value) {
+			p := g.Softmax("p", s, m)
+			return p, []graph.Value{p}
+		}, false},
+		{"K is not the softmax's axis", func(g *graph.Graph, s, m graph.Value) (graph.Value, []graph.Value) {
+			return g.Reshape("other", g.Softmax("p", s, m), 2, 5, 3), nil
+		}, false},
+	} {
+		g := graph.New(c.name)
+		s := g.Input("s", graph.Float32, 2, 3, 5)
+		m := g.Input("m", graph.Float32, 3, 5)
+		a, more := c.a(g, s, m)
+		bs := g.Node(a).Shape
+		b := g.Input("b", graph.Float32, 2, bs[2], 4)
+		if err := g.Output(append(more, g.MatMul("pv", a, b, false))...); err != nil {
+			t.Fatal(err)
+		}
+		needed := neededNodes(g)
+		got := findSoftmaxProducts(g, needed, readers(g, needed))
+		if (len(got) == 1) != c.want {
+			t.Errorf("%s: %d softmax products, want one: %v", c.name, len(got), c.want)
+		}
+	}
+}

@@ -170,6 +170,9 @@ func (c *compiler) compile() error {
 		maxSlab:    dl.MaxBufferSize,
 		gemvNorm:   fuseGEMVNorm && b.tune.GEMVKernel == shaders.GEMVHW,
 	}
+	// Software adapters run products one invocation per output (splitMatMul): there each would
+	// recompute its row's softmax, where the softmax's own dispatch costs them nothing much.
+	lim.softmaxProducts = !b.caps.Software || forceSplitMatMul || forceSoftmaxProducts
 	if fuseGEMVGroups && b.tune.GEMVKernel == shaders.GEMVHW {
 		lim.gemvWeights = 3 // linearGroup runs fewer where the bindings do not fit
 	}
@@ -481,16 +484,29 @@ func (c *compiler) softmax(what string, i int, n *graph.Node) error {
 	variant := "plain"
 	if mask := n.Inputs[1]; mask != graph.None {
 		variant = "masked"
-		mst := graph.BroadcastStrides(c.shape(n, 1), n.Shape)
-		dims, st := mergeDims(n.Shape[:r-1], mst[:r-1])
-		if len(dims) > 8 {
-			return fmt.Errorf("mask over %d dimensions that do not merge; the kernel takes 8", len(dims))
+		mw, err := c.maskWords(n)
+		if err != nil {
+			return err
 		}
-		words = append([]uint32{uint32(size / D), uint32(D), uint32(len(dims)), uint32(mst[r-1])}, pack8(dims, st[0])...)
+		words = append(words[:2], mw[0], mw[1]) // rank, mlast, then dims and ms
+		words = append(words, mw[4:]...)
 		ops = append(ops, p.bind(3, mask))
 	}
 	wg := rowWorkgroup(D, p.b.caps.Software)
 	return c.dispatch(what, shaders.OpKey{Family: shaders.OpSoftmax, Variant: variant, WG: wg}, words, size/D, ops...)
+}
+
+// maskWords are how softmax node n's kernel finds a row's mask entries (ops_softmax.wgsl's
+// rank, mlast, two words unused, dims and ms; ops_matmul.wgsl's SMASK fields): the mask's
+// broadcast strides over the rows' dimensions, merged, and along the last.
+func (c *compiler) maskWords(n *graph.Node) ([]uint32, error) {
+	r := len(n.Shape)
+	mst := graph.BroadcastStrides(c.shape(n, 1), n.Shape)
+	dims, st := mergeDims(n.Shape[:r-1], mst[:r-1])
+	if len(dims) > 8 {
+		return nil, fmt.Errorf("mask over %d dimensions that do not merge; the kernel takes 8", len(dims))
+	}
+	return append([]uint32{uint32(len(dims)), uint32(mst[r-1]), 0, 0}, pack8(dims, st[0])...), nil
 }
 
 // product queues the batched product of two values of MatMul node i (attention's scores and
@@ -519,15 +535,31 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 		k.Variant, k.WG = k.Variant+"_split", splitWG
 		groups = size / N * groupsFor(N, jt)
 	}
-	words := []uint32{uint32(size), uint32(M), uint32(N), uint32(K), uint32(sb), uint32(sj), uint32(sk), math.Float32bits(alpha)}
+	words := make([]uint32, 12, 32)
+	copy(words, []uint32{uint32(size), uint32(M), uint32(N), uint32(K), uint32(sb), uint32(sj), uint32(sk), math.Float32bits(alpha)})
 	bb := c.p.bind(2, b)
 	if s := c.stateInPlace(b); s != nil {
 		// b is the state's buffer: read in place, no f32 copy (fuse.go's findStatesInPlace).
 		bb = webgpu.BufferBinding{Binding: 2, Buffer: s.buf, Size: s.buf.Size()}
 		k.State = map[graph.StateFormat]string{graph.StateF16: "f16", graph.StateInt8: "int8"}[s.spec.Storage]
-		words = append(words, uint32(s.d), uint32(s.scaleAt), uint32(s.wpr), 0)
+		copy(words[8:], []uint32{uint32(s.d), uint32(s.scaleAt), uint32(s.wpr)})
 	}
-	return c.dispatch(what, k, words, groups, c.p.bind(1, n.Inputs[0]), bb, c.p.bind(3, out))
+	operands := []webgpu.BufferBinding{c.p.bind(1, n.Inputs[0]), bb, c.p.bind(3, out)}
+	if sm, ok := c.p.plan.softmaxes[i]; ok {
+		// a is the softmax's input, normalized as the product reads it (fuse.go).
+		operands[0] = c.p.bind(1, sm.x)
+		k.Softmax = "plain"
+		if sm.mask != graph.None {
+			k.Softmax = "masked"
+			mw, err := c.maskWords(&c.p.g.Nodes[sm.softmax])
+			if err != nil {
+				return err
+			}
+			words = append(words, mw...)
+			operands = append(operands, c.p.bind(4, sm.mask))
+		}
+	}
+	return c.dispatch(what, k, words, groups, operands...)
 }
 
 // splitWG is the workgroup of ops_matmul.wgsl's split products: AB_SPLIT's 8 groups of 32
@@ -548,6 +580,10 @@ var fuseGEMVGroups = true
 // fuseGEMVNorm lets RMS norms run inside the GEMVs that read them (fuse.go's normedLinear);
 // BenchmarkDecode's -nibble.gemvnorm=false times a step without, to weigh the fusion.
 var fuseGEMVNorm = true
+
+// forceSoftmaxProducts runs softmaxes inside the products after them on software adapters too:
+// the package's tests set it, so that SwiftShader checks the unsplit kernel's SOFTMAX.
+var forceSoftmaxProducts bool
 
 // forceSplitMatMul makes every product split K: the package's tests set it, so that SwiftShader
 // checks the kernel GPUs run.

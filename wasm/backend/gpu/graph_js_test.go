@@ -634,3 +634,46 @@ func TestGraphLinearGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestGraphSoftmaxProducts checks a·b that normalizes a softmax's input as it reads it
+// (fuse.go's findSoftmaxProducts, ops_matmul.wgsl SOFTMAX) against the cpu, on poisoned arenas:
+// a masked softmax over 70 keys (K past one chunk of the split kernel's 256 and not a multiple
+// of it, rows with a few keys kept and one with none) broadcast over heads, through a view, with
+// b a cache read in place through strides; and a plain softmax with b as it is; split and not.
+func TestGraphSoftmaxProducts(t *testing.T) {
+	poisoned(t)
+	forceSoftmaxProducts = true
+	t.Cleanup(func() { forceSplitMatMul, forceSoftmaxProducts = false, false })
+	b := newBackend(t, Options{})
+	for _, split := range []bool{false, true} {
+		for _, keys := range []int{70, 300} {
+			forceSplitMatMul = split
+			var g *graph.Graph
+			checkLocal(t, b, fmt.Sprintf("softmax products split=%v keys=%d", split, keys), func(gr *graph.Graph, _ map[string]*quant.Tensor) error {
+				g = gr
+				s := g.Input("s", graph.Float32, 3, 2, 4, keys)
+				mask := g.Input("mask", graph.Float32, 4, keys)
+				kv := g.Input("kv", graph.Float32, keys, 3, 16)
+				p := g.Reshape("flat", g.Softmax("p", s, mask), 3, 8, keys)
+				mix := g.MatMul("pv", p, g.Transpose("vt", kv, 1, 0, 2), false)
+				plain := g.MatMul("pw", g.Softmax("q", g.Input("s2", graph.Float32, 2, 3, keys), graph.None), g.Input("w", graph.Float32, 2, keys, 5), false)
+				return g.Output(mix, plain)
+			}, func(rng *rand.Rand) []graph.Tensor {
+				m := make([]float32, 4*keys)
+				for r := 0; r < 3; r++ { // row 3 keeps nothing
+					for c := range keys {
+						if c <= 7*r+3 || rng.IntN(3) == 0 {
+							m[r*keys+c] = 1
+						}
+					}
+				}
+				return []graph.Tensor{normalInput(3, 2, 4, keys)(rng), graph.F32Tensor(m, 4, keys), normalInput(keys, 3, 16)(rng),
+					normalInput(2, 3, keys)(rng), normalInput(2, keys, 5)(rng)}
+			})
+			needed := neededNodes(g)
+			if n := len(findSoftmaxProducts(g, needed, readers(g, needed))); n != 2 {
+				t.Errorf("%d softmax products, want 2", n)
+			}
+		}
+	}
+}
