@@ -473,10 +473,12 @@ func TestGraphFusions(t *testing.T) {
 // each storage format, with no state read (fuse.go's findStatesInPlace): rows of 3 heads × 5
 // (an odd count of f16 halves, so rows start mid-word; int8 rows not whole words), keys also
 // through a view (one KV head), split products and not, against the cpu over a prefill and
-// decode steps that share the states, on poisoned arenas.
+// decode steps that share the states, on poisoned arenas; values also read by a product that
+// normalizes its softmax as it reads it (fuse.go's findSoftmaxProducts).
 func TestGraphStatesInPlace(t *testing.T) {
 	poisoned(t)
-	t.Cleanup(func() { forceSplitMatMul = false })
+	forceSoftmaxProducts = true
+	t.Cleanup(func() { forceSplitMatMul, forceSoftmaxProducts = false, false })
 	b := newBackend(t, Options{})
 	ref := cpu.New()
 	const S, KV, G, Dh, T, keep = 40, 3, 2, 5, 4, 16
@@ -496,7 +498,8 @@ func TestGraphStatesInPlace(t *testing.T) {
 			scores := g.Scale("scale", g.MatMul("qk", q, g.Transpose("kt", ks, 1, 0, 2), true), 0.4)
 			mix := g.MatMul("pv", p, g.Transpose("vt", vs, 1, 0, 2), false)
 			one := g.MatMul("qw", g.Reshape("q1", q, 1, KV*G*rows, Dh), g.Transpose("wt", ws, 1, 0, 2), true) // [1, keep, Dh]: a view
-			if err := g.Output(scores, mix, one); err != nil {
+			soft := g.MatMul("sv", g.Softmax("soft", p, graph.None), g.Transpose("vt2", vs, 1, 0, 2), false)
+			if err := g.Output(scores, mix, one, soft); err != nil {
 				t.Fatal(err)
 			}
 			gs = append(gs, g)
@@ -534,8 +537,8 @@ func TestGraphStatesInPlace(t *testing.T) {
 				gs := graphs(storage)
 				got, want := open(t, b, b, gs), open(t, ref, ref, gs)
 				for _, p := range got.progs {
-					if n := len(p.(*program).plan.statesInPlace); n != 3 {
-						t.Fatalf("%d states read in place, want 3", n)
+					if pl := p.(*program).plan; len(pl.statesInPlace) != 3 || len(pl.softmaxes) != 1 {
+						t.Fatalf("%d states read in place, %d softmax products; want 3, 1", len(pl.statesInPlace), len(pl.softmaxes))
 					}
 				}
 				rng := rand.New(rand.NewPCG(11, 12))
