@@ -79,6 +79,9 @@ type OpKey struct {
 	// product reads them (ops_matmul.wgsl SOFTMAX): "plain", or "masked" (the mask at binding
 	// 4); "" when a holds the weights themselves.
 	Softmax string
+	// Pair is, for a state write, two states of one shape and format written at the same row by
+	// one dispatch (ops_state_write.wgsl PAIR: the second's x and state at bindings 4 and 5).
+	Pair bool
 }
 
 // StateFormats are the OpKey.State values a product reads in place.
@@ -94,6 +97,9 @@ func (k OpKey) Normalize() OpKey {
 	}
 	if k.Family != OpMatMul {
 		k.State, k.Softmax = "", ""
+	}
+	if k.Family != OpStateWrite {
+		k.Pair = false
 	}
 	return k
 }
@@ -115,6 +121,9 @@ func (k OpKey) Name() string {
 	}
 	if k.Softmax != "" {
 		s += "-softmax-" + k.Softmax
+	}
+	if k.Pair {
+		s += "-pair"
 	}
 	return s
 }
@@ -166,6 +175,9 @@ func (k OpKey) Source() (webgpu.ShaderSource, error) {
 		for _, f := range OpStateRead.Variants() {
 			defs[strings.ToUpper(f)] = f == k.State
 		}
+	}
+	if k.Family == OpStateWrite {
+		defs["PAIR"] = k.Pair
 	}
 	if k.Family == OpMatMul || k.Family == OpStateRead {
 		fs = []string{"ops_common.wgsl", "ops_state_load.wgsl", fs[1]}

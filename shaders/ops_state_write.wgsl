@@ -14,6 +14,9 @@
 //         word scale_word. scale = max|x|/127, code = round(x/scale) half away from zero (Go's
 //         math.Round), within ±127. One invocation per row.
 // Rows past the end are not written (the host rejects such a run before it is submitted).
+//
+// PAIR writes two states of one shape and format at the same row in one dispatch (a decoder's
+// keys and values): the second's x and state at bindings 4 and 5, invocations n.. for it.
 
 struct Params {
   n: u32,          // invocations
@@ -30,10 +33,49 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> pos: array<i32>;
 @group(0) @binding(3) var<storage, read_write> st: array<u32>;
+#if PAIR
+@group(0) @binding(4) var<storage, read> x2: array<f32>;
+@group(0) @binding(5) var<storage, read_write> st2: array<u32>;
+#endif
+
+// Whether this invocation writes the second state of a PAIR.
+var<private> second: bool;
+
+fn xv(i: u32) -> f32 {
+#if PAIR
+  if (second) {
+    return x2[i];
+  }
+#endif
+  return x[i];
+}
+
+fn st_get(w: u32) -> u32 {
+#if PAIR
+  if (second) {
+    return st2[w];
+  }
+#endif
+  return st[w];
+}
+
+fn st_set(w: u32, v: u32) {
+#if PAIR
+  if (second) {
+    st2[w] = v;
+    return;
+  }
+#endif
+  st[w] = v;
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let t = flat_index(gid, nwg);
+  var t = flat_index(gid, nwg);
+#if PAIR
+  second = t >= params.n;
+  t = select(t, t - params.n, second);
+#endif
   let p = pos[0];
   if (t >= params.n || p < 0 || u32(p) + params.t_rows > params.s_rows) {
     return;
@@ -43,7 +85,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 #if F32
 fn store(t: u32, a: u32) {
-  st[a + t] = bitcast<u32>(x[t]);
+  st_set(a + t, bitcast<u32>(xv(t)));
 }
 #endif
 
@@ -83,15 +125,16 @@ fn store(t: u32, a: u32) {
   if (e0 + 1u < a || e0 >= a + len) {
     return;
   }
-  var lo = st[w] & 0xffffu;
-  var hi = st[w] >> 16u;
+  let old = st_get(w);
+  var lo = old & 0xffffu;
+  var hi = old >> 16u;
   if (e0 >= a) {
-    lo = half_bits(x[e0 - a]);
+    lo = half_bits(xv(e0 - a));
   }
   if (e0 + 1u < a + len) {
-    hi = half_bits(x[e0 + 1u - a]);
+    hi = half_bits(xv(e0 + 1u - a));
   }
-  st[w] = lo | (hi << 16u);
+  st_set(w, lo | (hi << 16u));
 }
 #endif
 
@@ -102,21 +145,21 @@ fn store(t: u32, a: u32) {
   let row = a / params.d + t;
   var amax = 0.0;
   for (var i = 0u; i < params.d; i++) {
-    amax = max(amax, abs(x[src + i]));
+    amax = max(amax, abs(xv(src + i)));
   }
   let sc = amax / 127.0;
-  st[params.scale_word + row] = bitcast<u32>(sc);
+  st_set(params.scale_word + row, bitcast<u32>(sc));
   for (var wd = 0u; wd < params.wpr; wd++) {
     var word = 0u;
     for (var j = 0u; j < 4u; j++) {
       let i = wd * 4u + j;
       if (i < params.d && sc != 0.0) {
-        let v = x[src + i] / sc;
+        let v = xv(src + i) / sc;
         let q = clamp(sign(v) * floor(abs(v) + 0.5), -127.0, 127.0);
         word |= (u32(i32(q)) & 0xffu) << (8u * j);
       }
     }
-    st[row * params.wpr + wd] = word;
+    st_set(row * params.wpr + wd, word);
   }
 }
 #endif

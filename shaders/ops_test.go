@@ -27,6 +27,9 @@ func allOpKeys() []OpKey {
 				continue
 			}
 			ks = append(ks, OpKey{Family: f, Variant: v, WG: 64})
+			if f == OpStateWrite {
+				ks = append(ks, OpKey{Family: f, Variant: v, WG: 64, Pair: true})
+			}
 			if f == OpMatMul {
 				for _, st := range append([]string{""}, StateFormats...) {
 					if st != "" {

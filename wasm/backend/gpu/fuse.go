@@ -407,3 +407,33 @@ func findSoftmaxProducts(g *graph.Graph, needed []bool, uses []int) map[int]soft
 	}
 	return out
 }
+
+// findStateWritePairs pairs StateWrites whose writes one dispatch can make (ops_state_write.wgsl
+// PAIR): the same position value, states of one shape and storage format (two states: a graph
+// writes each once), x of one shape, and the second's x made before the first runs (its write
+// moves there; its read, if any, stays where it was). A decoder's keys and values are the
+// case. The result maps the first to the second.
+func findStateWritePairs(g *graph.Graph, needed []bool) map[int]int {
+	out := map[int]int{}
+	taken := map[int]bool{}
+	for i, n := range g.Nodes {
+		if !needed[i] || n.Op != graph.OpStateWrite || taken[i] {
+			continue
+		}
+		si := &g.Nodes[n.Inputs[0]]
+		for j := i + 1; j < len(g.Nodes); j++ {
+			m := &g.Nodes[j]
+			if !needed[j] || m.Op != graph.OpStateWrite || taken[j] {
+				continue
+			}
+			sj := &g.Nodes[m.Inputs[0]]
+			if m.Inputs[2] == n.Inputs[2] && sj.Attr.Storage == si.Attr.Storage && slices.Equal(sj.Shape, si.Shape) &&
+				slices.Equal(g.Nodes[m.Inputs[1]].Shape, g.Nodes[n.Inputs[1]].Shape) && int(m.Inputs[1]) < i {
+				out[i] = j
+				taken[i], taken[j] = true, true
+				break
+			}
+		}
+	}
+	return out
+}

@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nibble-ml/nibble/wasm/graph"
@@ -393,6 +394,51 @@ func TestFindSoftmaxProducts(t *testing.T) {
 		got := findSoftmaxProducts(g, needed, readers(g, needed))
 		if (len(got) == 1) != c.want {
 			t.Errorf("%s: %d softmax products, want one: %v", c.name, len(got), c.want)
+		}
+	}
+}
+
+// TestFindStateWritePairs: every layer's key and value writes pair up; writes at other
+// positions, of other formats, or whose second x is made after the first write, do not.
+func TestFindStateWritePairs(t *testing.T) {
+	for _, rows := range []int{1, 16} {
+		c, g := decoderGraph(t, rows)
+		got := findStateWritePairs(g, neededNodes(g))
+		if len(got) != c.Layers {
+			t.Fatalf("rows %d: %d pairs, want %d", rows, len(got), c.Layers)
+		}
+		for i, j := range got {
+			if !strings.HasSuffix(g.Nodes[i].Label, "k_cache") || !strings.HasSuffix(g.Nodes[j].Label, "v_cache") {
+				t.Fatalf("rows %d: %s with %s", rows, g.Nodes[i].Label, g.Nodes[j].Label)
+			}
+		}
+	}
+	for _, c := range []struct {
+		name           string
+		second         graph.StateFormat
+		otherPos, late bool // the second at another position; its x made after the first write
+		want           int
+	}{
+		{"pair", graph.StateF16, false, false, 1},
+		{"other position", graph.StateF16, true, false, 0},
+		{"other format", graph.StateInt8, false, false, 0},
+		{"x made after the first", graph.StateF16, false, true, 0},
+	} {
+		g := graph.New(c.name)
+		pos, pos2 := g.Input("pos", graph.Int32, 1), g.Input("pos2", graph.Int32, 1)
+		x, y := g.Input("x", graph.Float32, 1, 2, 4), g.Input("y", graph.Float32, 1, 2, 4)
+		a := g.StateWrite("a", g.State("a", graph.StateF16, 8, 2, 4), x, pos, 4)
+		if c.otherPos {
+			pos = pos2
+		}
+		if c.late {
+			y = g.Scale("late", x, 2)
+		}
+		if err := g.Output(a, g.StateWrite("b", g.State("b", c.second, 8, 2, 4), y, pos, 4)); err != nil {
+			t.Fatal(err)
+		}
+		if got := findStateWritePairs(g, neededNodes(g)); len(got) != c.want {
+			t.Errorf("%s: %d pairs, want %d", c.name, len(got), c.want)
 		}
 	}
 }

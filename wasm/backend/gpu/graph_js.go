@@ -158,6 +158,9 @@ type compiler struct {
 	constData []byte  // the constant buffer's image
 	stepsOut  *[]step // where the current op's steps go
 	states    map[string]*state
+	// statePairs: StateWrites whose dispatch writes another's rows too (fuse.go), to that one;
+	// pairedWith: the other way.
+	statePairs, pairedWith map[int]int
 }
 
 func (c *compiler) compile() error {
@@ -185,6 +188,10 @@ func (c *compiler) compile() error {
 	}
 	if err := c.buffers(); err != nil {
 		return err
+	}
+	c.statePairs, c.pairedWith = findStateWritePairs(g, p.plan.needed), map[int]int{}
+	for i, j := range c.statePairs {
+		c.pairedWith[j] = i
 	}
 	c.stepsOut = &p.steps
 	for i := range g.Nodes {

@@ -474,7 +474,8 @@ func TestGraphFusions(t *testing.T) {
 // (an odd count of f16 halves, so rows start mid-word; int8 rows not whole words), keys also
 // through a view (one KV head), split products and not, against the cpu over a prefill and
 // decode steps that share the states, on poisoned arenas; values also read by a product that
-// normalizes its softmax as it reads it (fuse.go's findSoftmaxProducts).
+// normalizes its softmax as it reads it (fuse.go's findSoftmaxProducts); the keys' and values'
+// writes as one dispatch (fuse.go's findStateWritePairs).
 func TestGraphStatesInPlace(t *testing.T) {
 	poisoned(t)
 	forceSoftmaxProducts = true
@@ -535,6 +536,9 @@ func TestGraphStatesInPlace(t *testing.T) {
 			t.Run(fmt.Sprintf("split=%v/%s", split, storage), func(t *testing.T) {
 				forceSplitMatMul = split
 				gs := graphs(storage)
+				if n := len(findStateWritePairs(gs[0], neededNodes(gs[0]))); n != 1 {
+					t.Fatalf("%d state writes paired, want the keys' and values'", n)
+				}
 				got, want := open(t, b, b, gs), open(t, ref, ref, gs)
 				for _, p := range got.progs {
 					if pl := p.(*program).plan; len(pl.statesInPlace) != 3 || len(pl.softmaxes) != 1 {

@@ -117,7 +117,8 @@ func (c *compiler) bindStates(ws backend.Weights) error {
 
 // stateWrite lowers a StateWrite: the write of x's rows at pos, then the read of rows
 // [0, keep) into the node's value, unless only products read them and do so in the state's
-// buffer (fuse.go's findStatesInPlace). Dispatches in one pass run in order, so the read (or
+// buffer (fuse.go's findStatesInPlace). Of a pair (fuse.go's findStateWritePairs) the first
+// writes both; the second only reads. Dispatches in one pass run in order, so the read (or
 // the product) sees the write.
 func (c *compiler) stateWrite(what string, i int, n *graph.Node) error {
 	p, g := c.p, c.p.g
@@ -146,9 +147,26 @@ func (c *compiler) stateWrite(what string, i int, n *graph.Node) error {
 		words[0] = uint32(written / s.d)
 	}
 	k := shaders.OpKey{Family: shaders.OpStateWrite, Variant: storage, WG: elemWG}
-	if err := c.dispatch(what+" write", k, words, groupsFor(int(words[0]), elemWG), p.bind(1, n.Inputs[1]), p.bind(2, n.Inputs[2]), whole); err != nil {
-		return err
+	ops := []webgpu.BufferBinding{p.bind(1, n.Inputs[1]), p.bind(2, n.Inputs[2]), whole}
+	invocations, label := int(words[0]), what+" write"
+	if j, ok := c.statePairs[i]; ok {
+		// The second StateWrite's rows too (fuse.go's findStateWritePairs): its x at 4, its
+		// state at 5, invocations past the first's.
+		m := &g.Nodes[j]
+		s2 := c.states[g.Nodes[m.Inputs[0]].Attr.Name]
+		if s2 == nil {
+			return fmt.Errorf("state %q not bound", g.Nodes[m.Inputs[0]].Attr.Name)
+		}
+		k.Pair, label = true, label+" (and "+m.Label+")"
+		ops = append(ops, p.bind(4, m.Inputs[1]), webgpu.BufferBinding{Binding: 5, Buffer: s2.buf, Size: s2.buf.Size()})
+		invocations *= 2
 	}
+	if _, second := c.pairedWith[i]; !second {
+		if err := c.dispatch(label, k, words, groupsFor(invocations, elemWG), ops...); err != nil {
+			return err
+		}
+	}
+	k.Pair = false
 	if p.plan.statesInPlace[i] {
 		return nil // the products read the state's buffer (product, stateInPlace)
 	}
