@@ -41,8 +41,17 @@
 // (RESIDUAL, NORM, subgroups); MULTI (two or three weights of one x) as in gemv_hw.wgsl.
 
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
+#if XQ
+// x quantized by the pre-pass (QUANTX): XS vec4s a block, see main below.
+@group(0) @binding(2) var<storage, read> xq: array<vec4<u32>>;
+#else
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+#endif
+#if QUANTX
+@group(0) @binding(3) var<storage, read_write> xq_out: array<vec4<u32>>;
+#else
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+#endif
 #if MULTI
 @group(0) @binding(8) var<storage, read> w1: array<vec4<u32>>;
 #if MULTI3
@@ -72,6 +81,8 @@ const QB: u32 = min(32u, 4u * EW);
 const NR: u32 = ROWS * RG;
 const NB: u32 = 4u * EW / QB;
 const XV: u32 = QB / 4u;
+// vec4<u32>s of a block quantized ahead (XQ, QUANTX): its XV packed words, then d, Σq and base.
+const XS: u32 = (XV + 6u) / 4u;
 // 1.5·2²³ and its bits: a float in [2²³, 2²⁴) has a mantissa unit of 1, so an integer t with
 // |t| < 2²² added to it reads as itself in the low bits (two's complement in the low byte).
 const RND: f32 = 12582912.0;
@@ -99,6 +110,7 @@ const F2LO: u32 = 0x02020202u;
 const F2HI: u32 = 0x08080808u;
 #endif
 
+#if !XQ
 // x vec4 j (a constant) of the block starting at vec4 xi, times the gain with NORM.
 fn xl(xi: u32, j: u32) -> vec4<f32> {
 #if NORM
@@ -109,6 +121,8 @@ fn xl(xi: u32, j: u32) -> vec4<f32> {
   return x[xi + j];
 #endif
 }
+
+#endif
 
 // One block of activations as int8: packed codes (XV words, in the weights' byte order), the
 // block's scale d, Σq, and base: RNDI plus the part of the codes' offset correction every row
@@ -128,6 +142,7 @@ fn pk(a: u32, b: u32, c: u32, e: u32) -> u32 {
   return ((a + b * 0x100u + c * 0x10000u + e * 0x1000000u) - 0x8B400000u) ^ 0x80808080u;
 }
 
+#if !XQ
 // The block of activations starting at x vec4 xi, quantized.
 fn quant_block(xi: u32) -> XB {
   var v: array<vec4<f32>, 8>;
@@ -211,6 +226,56 @@ fn quant_block(xi: u32) -> XB {
   r.base = RNDI + c;
   return r;
 }
+#endif
+
+#if XQ
+// Block blk of activation row mi as the pre-pass stored it.
+fn load_block(mi: u32, blk: u32) -> XB {
+  let o = (mi * (params.kp / QB) + blk) * XS;
+  let a = xq[o];
+  var r: XB;
+  r.p[0] = a.x;
+  r.p[1] = a.y;
+  r.p[2] = a.z;
+  r.p[3] = a.w;
+  var t = xq[o + 1u];
+  if (XV > 4u) {
+    r.p[4] = t.x;
+    r.p[5] = t.y;
+    r.p[6] = t.z;
+    r.p[7] = t.w;
+    t = xq[o + 2u];
+  }
+  r.d = bitcast<f32>(t.x);
+  r.sx = bitcast<i32>(t.y);
+  r.base = bitcast<i32>(t.z);
+  return r;
+}
+#endif
+
+#if QUANTX
+// The pre-pass (shaders.A8Quant): thread (blk, mi) quantizes block blk of activation row mi and
+// stores it as XS vec4s, for a GEMV that reads x quantized (XQ). One dispatch more, but the
+// activations are quantized once per GEMV rather than once per workgroup.
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let nbl = params.kp / QB;
+  let blk = gid.x;
+  let mi = gid.y;
+  if (blk >= nbl) {
+    return;
+  }
+  let r = quant_block(mi * (params.kp / 4u) + blk * XV);
+  let o = (mi * nbl + blk) * XS;
+  xq_out[o] = vec4<u32>(r.p[0], r.p[1], r.p[2], r.p[3]);
+  var t = o + 1u;
+  if (XV > 4u) {
+    xq_out[t] = vec4<u32>(r.p[4], r.p[5], r.p[6], r.p[7]);
+    t += 1u;
+  }
+  xq_out[t] = vec4<u32>(bitcast<u32>(r.d), bitcast<u32>(r.sx), bitcast<u32>(r.base), 0u);
+}
+#else
 
 // RNDI + Σ (code − offset)·q over block b (a constant) of a row's span wv, where a starts at
 // the block's base (the offsets are in it, see quant_block and base_at).
@@ -414,11 +479,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let i = it * WG + tid;
     if (i < rv) {
       let sp = load_span(rows, rv, i);
+#if XQ
+      acc = rows_block(sp, 0u, load_block(mi, i * NB), acc);
+      if (NB > 1u) {
+        acc = rows_block(sp, 1u, load_block(mi, i * NB + 1u), acc);
+      }
+#else
       let xi = xb + i * EW;
       acc = rows_block(sp, 0u, quant_block(xi), acc);
       if (NB > 1u) {
         acc = rows_block(sp, 1u, quant_block(xi + XV), acc);
       }
+#endif
     }
   }
   var ss = 0.0;
@@ -437,3 +509,4 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     reduce_store(vec4<f32>(acc[8], acc[9], acc[10], acc[11]), vec4<f32>(acc[12], acc[13], acc[14], acc[15]), ss, tid, sgi, row0 + 8u, mi);
   }
 }
+#endif

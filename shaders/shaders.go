@@ -36,6 +36,9 @@ const (
 	// GEMV with int8 activations (an opt-in precision mode): x quantized per block as it is
 	// read, packed 4×8-bit integer dot products; weight codes only (Bits 2, 4, 8). Grid as GEMVHW.
 	GEMVA8
+	// The int8-activation GEMV's pre-pass: x quantized once per GEMV into blocks a GEMVA8 key
+	// with XQ reads (gemv_a8.wgsl QUANTX). Grid (ceil(blocks of a row / WG), m).
+	A8Quant
 )
 
 func (k Kernel) String() string {
@@ -50,11 +53,18 @@ func (k Kernel) String() string {
 		return "gemm-tile"
 	case GEMVA8:
 		return "gemv-a8"
+	case A8Quant:
+		return "a8-quant"
 	}
 	return fmt.Sprintf("Kernel(%d)", uint8(k))
 }
 
-func (k Kernel) file() string { return strings.ReplaceAll(k.String(), "-", "_") + ".wgsl" }
+func (k Kernel) file() string {
+	if k == A8Quant {
+		return "gemv_a8.wgsl" // the pre-pass shares the activations' quantization
+	}
+	return strings.ReplaceAll(k.String(), "-", "_") + ".wgsl"
+}
 
 // IsGEMV reports whether the kernel reduces along K across a workgroup, one activation row per
 // grid row (GEMV, GEMVHW, GEMVA8), rather than tiling activation rows (GEMM, GEMMTile).
@@ -102,6 +112,9 @@ type Key struct {
 	// MULTI; the others' codes, scales and zero points at bindings 8-13, where each weight
 	// starts and stores at binding 14). One dispatch instead of q, k, v's three.
 	Weights int
+	// GEMVA8: x arrives quantized by an A8Quant pre-pass (binding 2 holds its blocks), not as
+	// floats it quantizes itself. Not with Norm.
+	XQ bool
 }
 
 // Tile is the block of outputs one GEMMTile workgroup computes: BM activation rows × BN weight
@@ -159,8 +172,14 @@ func (k Key) Normalize() Key {
 	if !k.Kernel.hwGEMV() || k.Weights < 2 {
 		k.Weights = 0
 	}
-	if k.Kernel == GEMVA8 {
+	if k.Kernel == GEMVA8 || k.Kernel == A8Quant {
 		k.ScalePerVec = false // it reads a scale per activation block whatever the group
+	}
+	if k.Kernel != GEMVA8 {
+		k.XQ = false
+	}
+	if k.Kernel == A8Quant {
+		k.Rows, k.ScaleF16 = 1, false // a thread per block; scales are the GEMV's
 	}
 	if k.Kernel == GEMVHW || k.Kernel == GEMMTile || k.Kernel == GEMVA8 {
 		// Their codes become f32 by the exponent trick (GEMVHW) or once per tile (GEMMTile), or
@@ -193,6 +212,8 @@ func (k Key) Name() string {
 	switch k.Kernel {
 	case GEMV, GEMVHW, GEMVA8:
 		fmt.Fprintf(&b, "-wg%dr%d", k.WG, k.Rows)
+	case A8Quant:
+		fmt.Fprintf(&b, "-wg%d", k.WG)
 	case GEMMTile:
 		bm, bn, bk := k.Tile()
 		fmt.Fprintf(&b, "-%dx%dx%d-t%dx%d", bm, bn, bk, k.TM, k.Rows)
@@ -217,6 +238,9 @@ func (k Key) Name() string {
 	if k.Norm {
 		b.WriteString("-norm")
 	}
+	if k.XQ {
+		b.WriteString("-xq")
+	}
 	if k.Weights > 1 {
 		fmt.Fprintf(&b, "-w%d", k.Weights)
 	}
@@ -230,7 +254,7 @@ func (k Key) Validate() error {
 	default:
 		return fmt.Errorf("shaders: %s: Bits %d (want 2, 4, 8, 16 or 32)", k.Name(), k.Bits)
 	}
-	if k.Kernel == GEMVA8 && !k.Quantized() {
+	if (k.Kernel == GEMVA8 || k.Kernel == A8Quant) && !k.Quantized() {
 		return fmt.Errorf("shaders: %s: int8 activations need weight codes (Bits 2, 4 or 8), not Bits %d", k.Name(), k.Bits)
 	}
 	switch k.Kernel {
@@ -243,6 +267,13 @@ func (k Key) Validate() error {
 		}
 		if k.Weights > 3 {
 			return fmt.Errorf("shaders: %s: %d weights in one dispatch (at most 3)", k.Name(), k.Weights)
+		}
+		if k.XQ && k.Norm {
+			return fmt.Errorf("shaders: %s: x quantized ahead cannot be an RMS norm's input", k.Name())
+		}
+	case A8Quant:
+		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 {
+			return fmt.Errorf("shaders: %s: WG %d must be a power of two ≤ 256", k.Name(), k.WG)
 		}
 	case GEMM:
 		// Accumulators are two arrays of four vec4 (rows × activation rows), written out.
@@ -276,6 +307,8 @@ func (k Key) Defines() map[string]bool {
 		"NORM":      k.Kernel.hwGEMV() && k.Norm,
 		"MULTI":     k.Kernel.hwGEMV() && k.Weights > 1,
 		"MULTI3":    k.Kernel.hwGEMV() && k.Weights > 2,
+		"XQ":        k.Kernel == GEMVA8 && k.XQ,
+		"QUANTX":    k.Kernel == A8Quant,
 	}
 }
 
@@ -291,7 +324,7 @@ func (k Key) header() []string {
 	u("BITS", k.Bits)
 	u("EW", 32/k.Bits)
 	u("WG", k.WG)
-	if k.Kernel == GEMVA8 {
+	if k.Kernel == GEMVA8 || k.Kernel == A8Quant {
 		// gemv_reduce.wgsl sums 8 rows at a time: 16 rows are two groups (RG) of 8 (ROWS).
 		u("ROWS", min(k.Rows, 8))
 		u("RG", (k.Rows+7)/8)

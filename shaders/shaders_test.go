@@ -72,6 +72,9 @@ func allKeys() []Key {
 					}
 					k.Rows = 16
 					ks = append(ks, k.Normalize())
+					xq := k
+					xq.XQ, xq.Norm, xq.Rows = true, false, 4
+					ks = append(ks, xq.Normalize(), Key{Kernel: A8Quant, Bits: bits, Asym: asym, ScaleF16: sf16, WG: 64}.Normalize())
 				}
 			}
 		}
@@ -154,6 +157,8 @@ func TestValidate(t *testing.T) {
 		{Kernel: GEMM, Bits: 4, WG: 64, Rows: 3, TM: 16},
 		{Kernel: GEMVA8, Bits: 16, WG: 128, Rows: 8},
 		{Kernel: GEMVA8, Bits: 32, WG: 128, Rows: 8},
+		{Kernel: GEMVA8, Bits: 4, WG: 128, Rows: 8, XQ: true, Norm: true},
+		{Kernel: A8Quant, Bits: 16, WG: 64},
 	} {
 		if k.Validate() == nil {
 			t.Errorf("%+v: want an error", k)
