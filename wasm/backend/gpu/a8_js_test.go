@@ -40,7 +40,7 @@ var a8Shapes = []backendtest.Shape{{M: 1, N: 1, K: 17}, {M: 1, N: 37, K: 300}, {
 // poisoned outputs; a8Formats on a software adapter, every format the kernel takes on a GPU)
 // with the adapter's launch shape and the other class's (on SwiftShader: gemv_a8.wgsl at 8×4
 // and at DefaultTuning's 128×8), with and without subgroups, and with 16 rows a workgroup (two
-// groups of 8 reduced in turn). The bound is A8Product.Bound: the kernel's float roundings, and
+// groups of 8 reduced in turn), and with x quantized by the pre-pass (A8Quant, XQ). The bound is A8Product.Bound: the kernel's float roundings, and
 // a code off by one only where the reference marks it Near.
 func TestConformanceA8(t *testing.T) {
 	other, formats := SoftwareTuning, a8Formats
@@ -57,6 +57,8 @@ func TestConformanceA8(t *testing.T) {
 	}
 	rows16 := DefaultTuning
 	rows16.GEMVWorkgroup, rows16.GEMVRows = 64, 16
+	prepass := DefaultTuning
+	prepass.GEMVRows, prepass.GEMVInt8Prepass = 4, true
 	for _, c := range []struct {
 		name string
 		opt  Options
@@ -65,6 +67,7 @@ func TestConformanceA8(t *testing.T) {
 		{"other", Options{Tuning: &other}},
 		{"no-subgroups", Options{Tuning: &other, NoSubgroups: true}},
 		{"rows16", Options{Tuning: &rows16}},
+		{"prepass", Options{Tuning: &prepass}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.opt.poison, c.opt.Int8Activations = true, true
@@ -82,6 +85,13 @@ func TestConformanceA8(t *testing.T) {
 						t.Error(err)
 					}
 				}
+			}
+			xq := false
+			for k := range b.pipelines {
+				xq = xq || k.XQ
+			}
+			if want := c.opt.Tuning != nil && c.opt.Tuning.GEMVInt8Prepass; xq != want {
+				t.Errorf("a GEMV reading x quantized ahead ran: %v, want %v", xq, want)
 			}
 		})
 	}

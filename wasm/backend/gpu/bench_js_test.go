@@ -85,12 +85,13 @@ var (
 	// -nibble.a8 times the int8-activation GEMV (Options.Int8Activations) beside the f32 one,
 	// for the formats it takes, where WGSL has packed dot products; its rows carry the format
 	// with "+a8", so the summary and the markdown table show both side by side.
-	benchA8 = flag.String("nibble.a8", "on", "int8-activation GEMV variants: on (the default launch shape), off, sweep, or comma-separated WGxROWS shapes besides the default")
+	benchA8 = flag.String("nibble.a8", "on", "int8-activation GEMV variants: on (the default launch shape), off, sweep, or comma-separated [p]WGxROWS shapes besides the default (p: x quantized by a pre-pass dispatch, timed with the GEMV)")
 )
 
 // sweepA8 are the int8-activation GEMV shapes -nibble.a8=sweep times besides the default.
-// (16 rows a workgroup is gemv_a8.wgsl's alone: half the activations' quantization per weight.)
-var sweepA8 = []string{"64x8", "256x8", "128x4", "64x16", "128x16", "256x16"}
+// (16 rows a workgroup is gemv_a8.wgsl's alone: half the activations' quantization per weight;
+// p: the activations quantized once by a pre-pass, whose dispatch is timed too.)
+var sweepA8 = []string{"64x8", "256x8", "128x4", "256x4", "64x16", "128x16", "p128x4", "p128x8", "p256x4"}
 
 // a8Variants are the int8-activation variants of a GEMV case: def's launch shape (named
 // "default": the "+a8" format tells it apart) and those of -nibble.a8.
@@ -113,8 +114,9 @@ func a8Variants(tb testing.TB, def Tuning) []variant {
 			continue
 		}
 		v := tu
-		if _, err := fmt.Sscanf(s, "%dx%d", &v.GEMVWorkgroup, &v.GEMVRows); err != nil {
-			tb.Fatalf("-nibble.a8 %q: want on, off, sweep or WGxROWS shapes: %v", s, err)
+		v.GEMVInt8Prepass = strings.HasPrefix(s, "p")
+		if _, err := fmt.Sscanf(strings.TrimPrefix(s, "p"), "%dx%d", &v.GEMVWorkgroup, &v.GEMVRows); err != nil {
+			tb.Fatalf("-nibble.a8 %q: want on, off, sweep or [p]WGxROWS shapes: %v", s, err)
 		}
 		vs = append(vs, variant{"a8-" + s, v})
 	}
@@ -455,6 +457,7 @@ func BenchmarkMatMul(b *testing.B) {
 				be.tune = v.tu
 				be.mu.Unlock()
 				key := keyFor(c.f, c.m, be.feat, v.tu)
+				key.XQ = key.Kernel == shaders.GEMVA8 && v.tu.GEMVInt8Prepass
 				per, wall, reps, err := timeVariant(be, ws, c.m, warm)
 				if err != nil {
 					b.Fatalf("%s: %v", key.Name(), err)

@@ -77,7 +77,8 @@ type Backend struct {
 	pipelines map[shaders.Key]*webgpu.ComputePipeline
 	ops       map[shaders.OpKey]*webgpu.ComputePipeline // graph programs' op kernels (graph_js.go)
 	x, y, rd  *webgpu.Buffer
-	gen       int // bumped when x or y is reallocated: bind groups made for older buffers are stale
+	xq        *webgpu.Buffer // x quantized by the int8-activation pre-pass (a8_js.go)
+	gen       int            // bumped when x or y is reallocated: bind groups made for older buffers are stale
 	stage     js.Value
 	xpad      []float32
 	query     *webgpu.QuerySet
@@ -208,6 +209,9 @@ type weight struct {
 	// buffers (layout "auto" makes bind groups pipeline-specific); stale once gen != b.gen.
 	bound map[shaders.Key]*boundMatMul
 	gen   int
+	// The int8-activation pre-pass's bind groups (a8_js.go), stale once xqGen != b.gen.
+	xqGroups map[shaders.Key]*webgpu.BindGroup
+	xqGen    int
 }
 
 type wchunk struct {
@@ -370,7 +374,7 @@ func (b *Backend) MatMul(dst, x []float32, wt backend.Weight, m int) error {
 
 func (b *Backend) matmul(dst, x []float32, w *weight, m int) error {
 	l := w.l
-	key := keyFor(l.format, m, b.feat, b.tune)
+	key := b.matmulKey(w, m)
 	var err error
 	xBytes, yBytes := int64(m*l.kp*4), int64(m*l.n*4)
 	if b.x, err = b.ensure(b.x, "activations", xBytes, webgpu.BufferStorage|webgpu.BufferCopyDst); err != nil {
@@ -380,6 +384,9 @@ func (b *Backend) matmul(dst, x []float32, w *weight, m int) error {
 		return err
 	}
 	if b.rd, err = b.ensure(b.rd, "readback", yBytes, webgpu.BufferMapRead|webgpu.BufferCopyDst); err != nil {
+		return err
+	}
+	if err := b.ensureXQ(w, key, m); err != nil {
 		return err
 	}
 	q := b.dev.Queue()
@@ -455,7 +462,12 @@ func (b *Backend) encode(key shaders.Key, w *weight, m int, yBytes int64) error 
 	if err != nil {
 		return err
 	}
+	pre, err := b.prepassFor(w, key, m)
+	if err != nil {
+		return err
+	}
 	cb, err := b.passCommands("matmul "+w.name, key.Name(), func(pass *webgpu.ComputePass) error {
+		pre.record(pass)
 		bm.record(pass)
 		return nil
 	}, func(enc *webgpu.CommandEncoder) error {
@@ -481,8 +493,12 @@ func (b *Backend) boundFor(w *weight, key shaders.Key, m int) (boundMatMul, erro
 		for i, c := range w.chunks {
 			pars[i] = webgpu.BufferBinding{Buffer: c.params}
 		}
+		x := b.x
+		if key.XQ {
+			x = b.xq // the pre-pass's blocks
+		}
 		var err error
-		if bm, err = b.bindMatMul(b.label, w, key, m, webgpu.BufferBinding{Buffer: b.x}, webgpu.BufferBinding{Buffer: b.y}, pars); err != nil {
+		if bm, err = b.bindMatMul(b.label, w, key, m, webgpu.BufferBinding{Buffer: x}, webgpu.BufferBinding{Buffer: b.y}, pars); err != nil {
 			return boundMatMul{}, err
 		}
 		w.bound[key] = bm
@@ -616,8 +632,9 @@ func (b *Backend) timeKernels(ws []backend.Weight, m, reps int) (gpu, wall time.
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	key := keyFor(w0.l.format, m, b.feat, b.tune)
+	key := b.matmulKey(w0, m)
 	bms := make([]boundMatMul, len(ws))
+	pres := make([]*a8Prepass, len(ws))
 	for i, wt := range ws {
 		w := wt.(*weight)
 		if w.chunks[0].pm != m {
@@ -628,9 +645,13 @@ func (b *Backend) timeKernels(ws []backend.Weight, m, reps int) (gpu, wall time.
 		if bms[i], err = b.boundFor(w, key, m); err != nil {
 			return 0, 0, err
 		}
+		if pres[i], err = b.prepassFor(w, key, m); err != nil {
+			return 0, 0, err
+		}
 	}
 	gpu, wall, err = b.timePass(fmt.Sprintf("%s x%d", key.Name(), reps), func(pass *webgpu.ComputePass) error {
 		for r := range reps {
+			pres[r%len(pres)].record(pass) // the int8-activation pre-pass, if any, is timed too
 			bms[r%len(bms)].record(pass)
 		}
 		return nil
