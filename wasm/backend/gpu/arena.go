@@ -138,11 +138,18 @@ type graphPlan struct {
 	groupLead map[int]int
 	// softmaxes: products that normalize their a as they read it (fuse.go), keyed by MatMul.
 	softmaxes map[int]softmaxProduct
+	// rotatedWrites: StateWrites that rotate their x as they read it, to the rotation's Concat
+	// in ropes (fuse.go).
+	rotatedWrites map[int]int
 }
 
 // reads are the values node i's dispatch reads beyond its inputs (a fused op's).
 func (p *graphPlan) reads(i int) []graph.Value {
 	if m, ok := p.ropes[i]; ok {
+		return []graph.Value{m.x, m.cos, m.sin}
+	}
+	if r, ok := p.rotatedWrites[i]; ok {
+		m := p.ropes[r]
 		return []graph.Value{m.x, m.cos, m.sin}
 	}
 	if sm, ok := p.softmaxes[i]; ok {
@@ -201,6 +208,10 @@ func (p *graphPlan) fuse(g *graph.Graph, paddedK func(node int) int, lim arenaLi
 		p.fused[n.norm] = true
 	}
 	p.statesInPlace = findStatesInPlace(g, p.needed, p.stridedB)
+	p.rotatedWrites = findRotatedWrites(g, p.needed, uses, p.ropes)
+	for _, r := range p.rotatedWrites {
+		p.fused[graph.Value(r)] = true
+	}
 	p.softmaxes = map[int]softmaxProduct{}
 	if lim.softmaxProducts {
 		p.softmaxes = findSoftmaxProducts(g, p.needed, uses)
