@@ -82,6 +82,9 @@ type OpKey struct {
 	// Pair is, for a state write, two states of one shape and format written at the same row by
 	// one dispatch (ops_state_write.wgsl PAIR: the second's x and state at bindings 4 and 5).
 	Pair bool
+	// Rope is, for a state write, a table rotation of the first state's x made as it is read
+	// (ops_state_write.wgsl ROPE: cos and sin at bindings 6 and 7).
+	Rope bool
 }
 
 // StateFormats are the OpKey.State values a product reads in place.
@@ -99,7 +102,7 @@ func (k OpKey) Normalize() OpKey {
 		k.State, k.Softmax = "", ""
 	}
 	if k.Family != OpStateWrite {
-		k.Pair = false
+		k.Pair, k.Rope = false, false
 	}
 	return k
 }
@@ -124,6 +127,9 @@ func (k OpKey) Name() string {
 	}
 	if k.Pair {
 		s += "-pair"
+	}
+	if k.Rope {
+		s += "-rope"
 	}
 	return s
 }
@@ -177,7 +183,7 @@ func (k OpKey) Source() (webgpu.ShaderSource, error) {
 		}
 	}
 	if k.Family == OpStateWrite {
-		defs["PAIR"] = k.Pair
+		defs["PAIR"], defs["ROPE"] = k.Pair, k.Rope
 	}
 	if k.Family == OpMatMul || k.Family == OpStateRead {
 		fs = []string{"ops_common.wgsl", "ops_state_load.wgsl", fs[1]}

@@ -28,7 +28,8 @@ func allOpKeys() []OpKey {
 			}
 			ks = append(ks, OpKey{Family: f, Variant: v, WG: 64})
 			if f == OpStateWrite {
-				ks = append(ks, OpKey{Family: f, Variant: v, WG: 64, Pair: true})
+				ks = append(ks, OpKey{Family: f, Variant: v, WG: 64, Pair: true}, OpKey{Family: f, Variant: v, WG: 64, Rope: true},
+					OpKey{Family: f, Variant: v, WG: 64, Pair: true, Rope: true})
 			}
 			if f == OpMatMul {
 				for _, st := range append([]string{""}, StateFormats...) {

@@ -411,9 +411,10 @@ func findSoftmaxProducts(g *graph.Graph, needed []bool, uses []int) map[int]soft
 // findStateWritePairs pairs StateWrites whose writes one dispatch can make (ops_state_write.wgsl
 // PAIR): the same position value, states of one shape and storage format (two states: a graph
 // writes each once), x of one shape, and the second's x made before the first runs (its write
-// moves there; its read, if any, stays where it was). A decoder's keys and values are the
-// case. The result maps the first to the second.
-func findStateWritePairs(g *graph.Graph, needed []bool) map[int]int {
+// moves there; its read, if any, stays where it was), and the second's x not rotated as it is
+// read (rotated: findRotatedWrites; the kernel rotates the first's only). A decoder's keys and
+// values are the case. The result maps the first to the second.
+func findStateWritePairs(g *graph.Graph, needed []bool, rotated map[int]int) map[int]int {
 	out := map[int]int{}
 	taken := map[int]bool{}
 	for i, n := range g.Nodes {
@@ -423,7 +424,7 @@ func findStateWritePairs(g *graph.Graph, needed []bool) map[int]int {
 		si := &g.Nodes[n.Inputs[0]]
 		for j := i + 1; j < len(g.Nodes); j++ {
 			m := &g.Nodes[j]
-			if !needed[j] || m.Op != graph.OpStateWrite || taken[j] {
+			if _, rot := rotated[j]; !needed[j] || m.Op != graph.OpStateWrite || taken[j] || rot {
 				continue
 			}
 			sj := &g.Nodes[m.Inputs[0]]
@@ -433,6 +434,27 @@ func findStateWritePairs(g *graph.Graph, needed []bool) map[int]int {
 				taken[i], taken[j] = true, true
 				break
 			}
+		}
+	}
+	return out
+}
+
+// findRotatedWrites returns, keyed by StateWrite node, the table rotation (fuse.go's
+// tableRotation, keyed by its Concat in ropes) whose result is the StateWrite's x, through
+// Reshapes, and read by nothing else: the write rotates x as it reads it (ops_state_write.wgsl
+// ROPE), so the rotation is not a dispatch of its own. A decoder's keys are the case.
+func findRotatedWrites(g *graph.Graph, needed []bool, uses []int, ropes map[int]tableRotation) map[int]int {
+	out := map[int]int{}
+	for i, n := range g.Nodes {
+		if !needed[i] || n.Op != graph.OpStateWrite {
+			continue
+		}
+		x := n.Inputs[1]
+		for g.Nodes[x].Op == graph.OpReshape && uses[x] == 1 {
+			x = g.Nodes[x].Inputs[0]
+		}
+		if _, ok := ropes[int(x)]; ok && uses[x] == 1 {
+			out[i] = int(x)
 		}
 	}
 	return out

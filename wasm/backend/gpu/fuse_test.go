@@ -63,6 +63,9 @@ func TestFindRoPETables(t *testing.T) {
 			}
 		}
 		for i := range p.ropes {
+			if p.fused[graph.Value(i)] {
+				continue // the keys': their cache write rotates them (TestFindRotatedWrites)
+			}
 			out := p.at[p.root[i]]
 			for _, v := range p.reads(i) {
 				in := p.at[p.root[v]]
@@ -176,11 +179,7 @@ func decoderGraph(t *testing.T, rows int) (llama.Config, *graph.Graph) {
 // output, an elementwise op, a view of them read by such an op) keeps its read.
 func TestFindStatesInPlace(t *testing.T) {
 	for _, rows := range []int{1, 16} {
-		c, g := decoderGraph(t, rows)
-		p, err := planGraph(g, func(i int) int { return g.Nodes[g.Nodes[i].Inputs[1]].Shape[1] }, testLimits)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, g, p := decoderPlan(t, rows, testLimits)
 		if len(p.statesInPlace) != 2*c.Layers {
 			t.Fatalf("rows %d: %d states read in place, want %d", rows, len(p.statesInPlace), 2*c.Layers)
 		}
@@ -239,13 +238,9 @@ func TestFindLinearGroups(t *testing.T) {
 		rows, weights int
 		sizes         []int // per layer
 	}{{1, 3, []int{3, 2}}, {1, 2, []int{2, 2}}, {1, 0, nil}, {16, 3, nil}} {
-		cfg, g := decoderGraph(t, c.rows)
 		lim := testLimits
 		lim.gemvNorm, lim.gemvWeights = true, c.weights
-		p, err := planGraph(g, func(i int) int { return g.Nodes[g.Nodes[i].Inputs[1]].Shape[1] }, lim)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg, g, p := decoderPlan(t, c.rows, lim)
 		var sizes []int
 		for _, lins := range p.groups {
 			sizes = append(sizes, len(lins))
@@ -336,13 +331,9 @@ func sharers(p *graphPlan, out place, first, last int) int {
 // mask); a softmax something else reads too, or over another axis than K, stays.
 func TestFindSoftmaxProducts(t *testing.T) {
 	for _, rows := range []int{1, 16} {
-		c, g := decoderGraph(t, rows)
 		lim := testLimits
 		lim.softmaxProducts = true
-		p, err := planGraph(g, func(i int) int { return g.Nodes[g.Nodes[i].Inputs[1]].Shape[1] }, lim)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, g, p := decoderPlan(t, rows, lim)
 		if len(p.softmaxes) != c.Layers {
 			t.Fatalf("rows %d: %d softmax products, want %d", rows, len(p.softmaxes), c.Layers)
 		}
@@ -403,7 +394,7 @@ func TestFindSoftmaxProducts(t *testing.T) {
 func TestFindStateWritePairs(t *testing.T) {
 	for _, rows := range []int{1, 16} {
 		c, g := decoderGraph(t, rows)
-		got := findStateWritePairs(g, neededNodes(g))
+		got := findStateWritePairs(g, neededNodes(g), nil)
 		if len(got) != c.Layers {
 			t.Fatalf("rows %d: %d pairs, want %d", rows, len(got), c.Layers)
 		}
@@ -437,8 +428,70 @@ func TestFindStateWritePairs(t *testing.T) {
 		if err := g.Output(a, g.StateWrite("b", g.State("b", c.second, 8, 2, 4), y, pos, 4)); err != nil {
 			t.Fatal(err)
 		}
-		if got := findStateWritePairs(g, neededNodes(g)); len(got) != c.want {
+		if got := findStateWritePairs(g, neededNodes(g), nil); len(got) != c.want {
 			t.Errorf("%s: %d pairs, want %d", c.name, len(got), c.want)
 		}
 	}
+}
+
+// TestFindRotatedWrites: every layer's key rotation runs inside its cache write (no storage, no
+// dispatch; the write reads the rotation's x and tables, alive until then), the query's stays;
+// a rotation something else reads too stays.
+func TestFindRotatedWrites(t *testing.T) {
+	for _, rows := range []int{1, 16} {
+		c, g, p := decoderPlan(t, rows, testLimits)
+		if len(p.rotatedWrites) != c.Layers {
+			t.Fatalf("rows %d: %d rotated writes, want %d", rows, len(p.rotatedWrites), c.Layers)
+		}
+		last := p.lifetimes(g)
+		for i, r := range p.rotatedWrites {
+			if !strings.HasSuffix(g.Nodes[i].Label, "k_cache") || !p.fused[graph.Value(r)] || p.at[r].size != 0 {
+				t.Fatalf("rows %d: %s rotates %%%d (%+v)", rows, g.Nodes[i].Label, r, p.at[r])
+			}
+			for _, v := range p.reads(i) {
+				if last[p.root[v]] < i {
+					t.Fatalf("rows %d: %s reads %%%d after its last use", rows, g.Nodes[i].Label, v)
+				}
+			}
+		}
+	}
+	g := graph.New("read twice")
+	x := g.Input("x", graph.Float32, 1, 2, 4)
+	cos, sin := g.Input("cos", graph.Float32, 1, 1, 2, 1), g.Input("sin", graph.Float32, 1, 1, 2, 1)
+	rot := tableRotate(g, x, cos, sin)
+	w := g.StateWrite("w", g.State("s", graph.StateF16, 8, 2, 4), rot, g.Input("pos", graph.Int32, 1), 4)
+	if err := g.Output(w, g.Scale("also", rot, 2)); err != nil {
+		t.Fatal(err)
+	}
+	needed := neededNodes(g)
+	uses := readers(g, needed)
+	ropes := findRoPETables(g, needed)
+	if len(ropes) != 1 {
+		t.Fatalf("%d rotations, want 1", len(ropes))
+	}
+	if got := findRotatedWrites(g, needed, uses, ropes); len(got) != 0 {
+		t.Errorf("a rotation read twice runs inside the write: %v", got)
+	}
+}
+
+// tableRotate is a rotation of x [rows, heads, Dh]'s adjacent pairs by cos and sin
+// [rows, 1, Dh/2, 1] in the ten graph ops wasm/model/llama writes (fuse.go's tableRotation).
+func tableRotate(g *graph.Graph, x, cos, sin graph.Value) graph.Value {
+	s := g.Node(x).Shape
+	xp := g.Reshape("pairs", x, s[0], s[1], s[2]/2, 2)
+	x0, x1 := g.Slice("x0", xp, 3, 0, 1), g.Slice("x1", xp, 3, 1, 2)
+	y0 := g.Sub("y0", g.Mul("x0c", x0, cos), g.Mul("x1s", x1, sin))
+	y1 := g.Add("y1", g.Mul("x0s", x0, sin), g.Mul("x1c", x1, cos))
+	return g.Reshape("heads", g.Concat("join", 3, y0, y1), s...)
+}
+
+// decoderPlan is decoderGraph's plan under lim, with every Linear's x as it is.
+func decoderPlan(t *testing.T, rows int, lim arenaLimits) (llama.Config, *graph.Graph, *graphPlan) {
+	t.Helper()
+	c, g := decoderGraph(t, rows)
+	p, err := planGraph(g, func(i int) int { return g.Nodes[g.Nodes[i].Inputs[1]].Shape[1] }, lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, g, p
 }

@@ -189,7 +189,7 @@ func (c *compiler) compile() error {
 	if err := c.buffers(); err != nil {
 		return err
 	}
-	c.statePairs, c.pairedWith = findStateWritePairs(g, p.plan.needed), map[int]int{}
+	c.statePairs, c.pairedWith = findStateWritePairs(g, p.plan.needed, p.plan.rotatedWrites), map[int]int{}
 	for i, j := range c.statePairs {
 		c.pairedWith[j] = i
 	}

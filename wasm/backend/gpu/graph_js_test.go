@@ -474,8 +474,9 @@ func TestGraphFusions(t *testing.T) {
 // (an odd count of f16 halves, so rows start mid-word; int8 rows not whole words), keys also
 // through a view (one KV head), split products and not, against the cpu over a prefill and
 // decode steps that share the states, on poisoned arenas; values also read by a product that
-// normalizes its softmax as it reads it (fuse.go's findSoftmaxProducts); the keys' and values'
-// writes as one dispatch (fuse.go's findStateWritePairs).
+// normalizes its softmax as it reads it (fuse.go's findSoftmaxProducts); writes paired into one
+// dispatch (fuse.go's findStateWritePairs), one of them rotating its x by tables as it reads it
+// (fuse.go's findRotatedWrites).
 func TestGraphStatesInPlace(t *testing.T) {
 	poisoned(t)
 	forceSoftmaxProducts = true
@@ -500,7 +501,16 @@ func TestGraphStatesInPlace(t *testing.T) {
 			mix := g.MatMul("pv", p, g.Transpose("vt", vs, 1, 0, 2), false)
 			one := g.MatMul("qw", g.Reshape("q1", q, 1, KV*G*rows, Dh), g.Transpose("wt", ws, 1, 0, 2), true) // [1, keep, Dh]: a view
 			soft := g.MatMul("sv", g.Softmax("soft", p, graph.None), g.Transpose("vt2", vs, 1, 0, 2), false)
-			if err := g.Output(scores, mix, one, soft); err != nil {
+			// Rows of 3×6 rotated by tables as the cache write reads them, paired with another.
+			cos, sin := g.Input("cos", graph.Float32, rows, 1, 3, 1), g.Input("sin", graph.Float32, rows, 1, 3, 1)
+			rot := tableRotate(g, g.Input("r", graph.Float32, rows, KV, 6), cos, sin)
+			u := g.Input("u", graph.Float32, rows, KV, 6)
+			rs := g.StateWrite("r write", g.State("r", storage, S, KV, 6), rot, pos, keep)
+			us := g.StateWrite("u write", g.State("u", storage, S, KV, 6), u, pos, keep)
+			q6 := g.Input("q6", graph.Float32, KV, G*rows, 6)
+			qr := g.MatMul("qr", q6, g.Transpose("rt", rs, 1, 0, 2), true)
+			qu := g.MatMul("qu", q6, g.Transpose("ut", us, 1, 0, 2), true)
+			if err := g.Output(scores, mix, one, soft, qr, qu); err != nil {
 				t.Fatal(err)
 			}
 			gs = append(gs, g)
@@ -536,13 +546,13 @@ func TestGraphStatesInPlace(t *testing.T) {
 			t.Run(fmt.Sprintf("split=%v/%s", split, storage), func(t *testing.T) {
 				forceSplitMatMul = split
 				gs := graphs(storage)
-				if n := len(findStateWritePairs(gs[0], neededNodes(gs[0]))); n != 1 {
-					t.Fatalf("%d state writes paired, want the keys' and values'", n)
+				if n := len(findStateWritePairs(gs[0], neededNodes(gs[0]), nil)); n != 2 {
+					t.Fatalf("%d state writes paired, want 2", n)
 				}
 				got, want := open(t, b, b, gs), open(t, ref, ref, gs)
 				for _, p := range got.progs {
-					if pl := p.(*program).plan; len(pl.statesInPlace) != 3 || len(pl.softmaxes) != 1 {
-						t.Fatalf("%d states read in place, %d softmax products; want 3, 1", len(pl.statesInPlace), len(pl.softmaxes))
+					if pl := p.(*program).plan; len(pl.statesInPlace) != 5 || len(pl.softmaxes) != 1 || len(pl.rotatedWrites) != 1 {
+						t.Fatalf("%d states read in place, %d softmax products, %d rotated writes; want 5, 1, 1", len(pl.statesInPlace), len(pl.softmaxes), len(pl.rotatedWrites))
 					}
 				}
 				rng := rand.New(rand.NewPCG(11, 12))

@@ -149,6 +149,15 @@ func (c *compiler) stateWrite(what string, i int, n *graph.Node) error {
 	k := shaders.OpKey{Family: shaders.OpStateWrite, Variant: storage, WG: elemWG}
 	ops := []webgpu.BufferBinding{p.bind(1, n.Inputs[1]), p.bind(2, n.Inputs[2]), whole}
 	invocations, label := int(words[0]), what+" write"
+	if r, ok := p.plan.rotatedWrites[i]; ok {
+		// x is a table rotation's input, rotated as it is read (fuse.go's findRotatedWrites).
+		m, rn := p.plan.ropes[r], &g.Nodes[r]
+		k.Rope, label = true, label+" (rotated)"
+		ops[0] = p.bind(1, m.x)
+		ops = append(ops, p.bind(6, m.cos), p.bind(7, m.sin))
+		words[7] = uint32(rn.Shape[1])
+		words = append(words, uint32(rn.Shape[2]))
+	}
 	if j, ok := c.statePairs[i]; ok {
 		// The second StateWrite's rows too (fuse.go's findStateWritePairs): its x at 4, its
 		// state at 5, invocations past the first's.
