@@ -56,9 +56,9 @@ func TestConformanceA8(t *testing.T) {
 		}
 	}
 	rows16 := DefaultTuning
-	rows16.GEMVWorkgroup, rows16.GEMVRows = 64, 16
+	rows16.GEMVInt8Workgroup, rows16.GEMVInt8Rows = 64, 16
 	prepass := DefaultTuning
-	prepass.GEMVRows, prepass.GEMVInt8Prepass = 4, true
+	prepass.GEMVInt8Rows, prepass.GEMVInt8Prepass = 4, true
 	for _, c := range []struct {
 		name string
 		opt  Options

@@ -115,7 +115,7 @@ func a8Variants(tb testing.TB, def Tuning) []variant {
 		}
 		v := tu
 		v.GEMVInt8Prepass = strings.HasPrefix(s, "p")
-		if _, err := fmt.Sscanf(strings.TrimPrefix(s, "p"), "%dx%d", &v.GEMVWorkgroup, &v.GEMVRows); err != nil {
+		if _, err := fmt.Sscanf(strings.TrimPrefix(s, "p"), "%dx%d", &v.GEMVInt8Workgroup, &v.GEMVInt8Rows); err != nil {
 			tb.Fatalf("-nibble.a8 %q: want on, off, sweep or [p]WGxROWS shapes: %v", s, err)
 		}
 		vs = append(vs, variant{"a8-" + s, v})

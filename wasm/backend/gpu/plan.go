@@ -106,10 +106,13 @@ type Tuning struct {
 	GEMVKernel              shaders.Kernel
 	GEMVWorkgroup, GEMVRows int
 	GEMVPrefetch            bool // gemv_hw.wgsl: load the next span while summing this one
-	// GEMVInt8 runs GEMV with int8 activations (gemv_a8.wgsl, at GEMVWorkgroup × GEMVRows)
+	// GEMVInt8 runs GEMV with int8 activations (gemv_a8.wgsl)
 	// where the weights fit (quant.Int8ActivationsFit) and the device has packed integer dot
 	// products. A precision mode (Options.Int8Activations), off in every default Tuning.
 	GEMVInt8 bool
+	// GEMVInt8Workgroup, GEMVInt8Rows are gemv_a8.wgsl's launch shape (Rows 1..8 or 16); 0
+	// takes GEMVWorkgroup, GEMVRows.
+	GEMVInt8Workgroup, GEMVInt8Rows int
 	// GEMVInt8Prepass quantizes x for the int8-activation GEMV in a dispatch of its own
 	// (shaders.A8Quant) before MatMul's GEMV (key XQ), rather than in every workgroup: the
 	// activations are quantized once, for one more dispatch (~5 µs on an H200). MatMul only;
@@ -240,6 +243,12 @@ func keyFor(f quant.Format, m int, feat features, tu Tuning) shaders.Key {
 	switch {
 	case m <= GEMVMaxM && tu.GEMVInt8 && feat.dot4 && quant.Int8ActivationsFit(f):
 		k.Kernel, k.WG, k.Rows, k.Subgroups = shaders.GEMVA8, tu.GEMVWorkgroup, tu.GEMVRows, feat.subgroups
+		if tu.GEMVInt8Workgroup > 0 {
+			k.WG = tu.GEMVInt8Workgroup
+		}
+		if tu.GEMVInt8Rows > 0 {
+			k.Rows = tu.GEMVInt8Rows
+		}
 	case m <= GEMVMaxM:
 		k.Kernel, k.WG, k.Rows, k.Subgroups, k.Prefetch = tu.GEMVKernel, tu.GEMVWorkgroup, tu.GEMVRows, feat.subgroups, tu.GEMVPrefetch
 	case tu.Tiles[0].set():
@@ -285,6 +294,9 @@ func grid(k shaders.Key, rows, m int) (x, y int) {
 // the rows of one dispatch by the device's workgroups-per-dimension limit.
 func (tu Tuning) rowsPerWorkgroup() int {
 	r := min(tu.GEMVRows, tu.GEMMWorkgroup*tu.GEMMRows)
+	if tu.GEMVInt8Rows > 0 {
+		r = min(r, tu.GEMVInt8Rows)
+	}
 	for _, t := range tu.Tiles {
 		if t.set() {
 			r = min(r, t.WG/t.WGM*t.TN)

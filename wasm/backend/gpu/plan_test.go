@@ -166,6 +166,17 @@ func TestKeyChoiceInt8(t *testing.T) {
 		if k := keyFor(quant.Q4, 1, features{subgroups: true}, a8); k.Kernel == shaders.GEMVA8 {
 			t.Errorf("no packed dot products: %s", k.Name())
 		}
+		// Its own launch shape where set, the GEMV's otherwise; the f32 GEMV keeps its own.
+		a8.GEMVInt8Workgroup, a8.GEMVInt8Rows = 64, 16
+		if k := keyFor(quant.Q4, 1, feat, a8); k.WG != 64 || k.Rows != 16 || k.Validate() != nil {
+			t.Errorf("GEMVInt8 64×16: %s", k.Name())
+		}
+		if k := keyFor(quant.Format{Bits: 4, GroupSize: 16}, 1, feat, a8); k.WG != tu.GEMVWorkgroup || k.Rows != tu.GEMVRows {
+			t.Errorf("f32 activations under GEMVInt8 64×16: %s", k.Name())
+		}
+		if r := a8.rowsPerWorkgroup(); r > tu.rowsPerWorkgroup() {
+			t.Errorf("rowsPerWorkgroup %d with 16-row A8, %d without", r, tu.rowsPerWorkgroup())
+		}
 	}
 }
 
