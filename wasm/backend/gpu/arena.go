@@ -138,9 +138,9 @@ type graphPlan struct {
 	groupLead map[int]int
 	// softmaxes: products that normalize their a as they read it (fuse.go), keyed by MatMul.
 	softmaxes map[int]softmaxProduct
-	// rotatedWrites: StateWrites that rotate their x as they read it, to the rotation's Concat
-	// in ropes (fuse.go).
-	rotatedWrites map[int]int
+	// rotatedReads: StateWrites and products that rotate their x or a as they read it, to the
+	// rotation's Concat in ropes (fuse.go).
+	rotatedReads map[int]int
 }
 
 // reads are the values node i's dispatch reads beyond its inputs (a fused op's).
@@ -148,22 +148,23 @@ func (p *graphPlan) reads(i int) []graph.Value {
 	if m, ok := p.ropes[i]; ok {
 		return []graph.Value{m.x, m.cos, m.sin}
 	}
-	if r, ok := p.rotatedWrites[i]; ok {
+	// A rotation's or a softmax's operands (read in place of a), and B's source.
+	var out []graph.Value
+	if r, ok := p.rotatedReads[i]; ok {
 		m := p.ropes[r]
-		return []graph.Value{m.x, m.cos, m.sin}
+		out = append(out, m.x, m.cos, m.sin)
 	}
 	if sm, ok := p.softmaxes[i]; ok {
-		out := []graph.Value{sm.x} // the softmax's operands, and B's source
+		out = append(out, sm.x)
 		if sm.mask != graph.None {
 			out = append(out, sm.mask)
 		}
-		if src, ok := p.stridedB[i]; ok {
-			out = append(out, src)
-		}
-		return out
 	}
 	if src, ok := p.stridedB[i]; ok {
-		return []graph.Value{src}
+		out = append(out, src)
+	}
+	if out != nil {
+		return out
 	}
 	if s, ok := p.scaled[i]; ok {
 		return append([]graph.Value{s.a, s.b}, p.reads(int(s.mm))...)
@@ -208,13 +209,13 @@ func (p *graphPlan) fuse(g *graph.Graph, paddedK func(node int) int, lim arenaLi
 		p.fused[n.norm] = true
 	}
 	p.statesInPlace = findStatesInPlace(g, p.needed, p.stridedB)
-	p.rotatedWrites = findRotatedWrites(g, p.needed, uses, p.ropes)
-	for _, r := range p.rotatedWrites {
-		p.fused[graph.Value(r)] = true
-	}
 	p.softmaxes = map[int]softmaxProduct{}
 	if lim.softmaxProducts {
 		p.softmaxes = findSoftmaxProducts(g, p.needed, uses)
+	}
+	p.rotatedReads = findRotatedReads(g, p.needed, uses, p.ropes, p.softmaxes)
+	for _, r := range p.rotatedReads {
+		p.fused[graph.Value(r)] = true
 	}
 	for _, sm := range p.softmaxes {
 		p.fused[sm.softmax] = true
