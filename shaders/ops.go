@@ -82,8 +82,9 @@ type OpKey struct {
 	// Pair is, for a state write, two states of one shape and format written at the same row by
 	// one dispatch (ops_state_write.wgsl PAIR: the second's x and state at bindings 4 and 5).
 	Pair bool
-	// Rope is, for a state write, a table rotation of the first state's x made as it is read
-	// (ops_state_write.wgsl ROPE: cos and sin at bindings 6 and 7).
+	// Rope is a table rotation made as its input is read (ops_state_rope.wgsl): of the first
+	// state's x for a state write (cos and sin at bindings 6 and 7), of a for a product without
+	// Softmax (at 5 and 6).
 	Rope bool
 }
 
@@ -102,7 +103,10 @@ func (k OpKey) Normalize() OpKey {
 		k.State, k.Softmax = "", ""
 	}
 	if k.Family != OpStateWrite {
-		k.Pair, k.Rope = false, false
+		k.Pair = false
+	}
+	if k.Family != OpStateWrite && k.Family != OpMatMul {
+		k.Rope = false
 	}
 	return k
 }
@@ -148,6 +152,9 @@ func (k OpKey) Validate() error {
 	if k.State != "" && (k.Family != OpMatMul || !slices.Contains(StateFormats, k.State)) {
 		return fmt.Errorf("shaders: %s: a %s kernel reads no state stored as %q (products read %v)", k.Name(), k.Family, k.State, StateFormats)
 	}
+	if k.Rope && k.Softmax != "" {
+		return fmt.Errorf("shaders: %s: a is either a softmax's input or a rotation's, not both", k.Name())
+	}
 	if k.Softmax != "" && (k.Family != OpMatMul || !strings.HasPrefix(k.Variant, "ab") || strings.HasPrefix(k.Variant, "abt") ||
 		!slices.Contains(OpSoftmax.Variants(), k.Softmax)) {
 		return fmt.Errorf("shaders: %s: softmax %q fuses into a·b (ab, ab_split) only, as one of %v", k.Name(), k.Softmax, OpSoftmax.Variants())
@@ -183,10 +190,18 @@ func (k OpKey) Source() (webgpu.ShaderSource, error) {
 		}
 	}
 	if k.Family == OpStateWrite {
-		defs["PAIR"], defs["ROPE"] = k.Pair, k.Rope
+		defs["PAIR"] = k.Pair
 	}
-	if k.Family == OpMatMul || k.Family == OpStateRead {
+	if k.Family == OpStateWrite || k.Family == OpMatMul {
+		defs["ROPE"] = k.Rope
+	}
+	switch k.Family {
+	case OpMatMul:
+		fs = []string{"ops_common.wgsl", "ops_state_load.wgsl", "ops_state_rope.wgsl", fs[1]}
+	case OpStateRead:
 		fs = []string{"ops_common.wgsl", "ops_state_load.wgsl", fs[1]}
+	case OpStateWrite:
+		fs = []string{"ops_common.wgsl", "ops_state_rope.wgsl", fs[1]}
 	}
 	if k.Family == OpGather {
 		// decode.wgsl's names are known to both variants: the value variant's #if WEIGHT block

@@ -10,6 +10,9 @@
 // 1/Σe), so the softmax is not a dispatch of its own. SMASK: the mask at binding 4, broadcast
 // as ops_softmax.wgsl's (rank, dims, ms, mlast).
 //
+// With ROPE, a holds a table rotation's input, rotated as it is read (ops_state_rope.wgsl; cos
+// and sin at bindings 5 and 6): a decode step's query, whose rotation is then no dispatch.
+//
 // With STATE, b is a graph.State's buffer (a KV cache stored as f16 halves or int8 rows with
 // scales), each element read through ops_state_load.wgsl: attention reads the cache in place
 // instead of a copy converted to f32 every run. An f32 state is plain floats: no STATE needed.
@@ -32,11 +35,12 @@ struct Params {
   d: u32,
   scale_word: u32,
   wpr: u32,
-  _pad: u32,
+  rope_h: u32, // ROPE: H and P of a's rotation
   // SOFTMAX SMASK: the mask's layout, as ops_softmax.wgsl's Params.
   rank: u32,
   mlast: u32,
-  _pad2: vec2<u32>,
+  rope_half: u32,
+  _pad: u32,
   dims: array<vec4<u32>, 2>,
   ms: array<vec4<u32>, 2>,
 }
@@ -61,6 +65,23 @@ fn load_b(e: u32) -> f32 {
 
 #if SMASK
 @group(0) @binding(4) var<storage, read> mask: array<f32>;
+#endif
+
+#if ROPE
+@group(0) @binding(5) var<storage, read> cos_t: array<f32>;
+@group(0) @binding(6) var<storage, read> sin_t: array<f32>;
+
+fn rope_x(i: u32) -> f32 {
+  return a[i];
+}
+
+fn load_a(e: u32) -> f32 {
+  return rotated(e);
+}
+#else
+fn load_a(e: u32) -> f32 {
+  return a[e];
+}
 #endif
 
 #if SOFTMAX
@@ -183,7 +204,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let ab = row * k;
     let bt = row / params.m;
     for (var kk = k_lane(tid); kk < k; kk += KS) {
-      s += a[ab + kk] * load_b(b_index(bt, j, kk));
+      s += load_a(ab + kk) * load_b(b_index(bt, j, kk));
     }
   }
 #endif
@@ -232,7 +253,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   }
 #else
   for (var kk = 0u; kk < k; kk++) {
-    s += a[ab + kk] * load_b(bb + kk * params.sk);
+    s += load_a(ab + kk) * load_b(bb + kk * params.sk);
   }
 #endif
   y[o] = s * params.alpha;

@@ -18,9 +18,9 @@
 // PAIR writes two states of one shape and format at the same row in one dispatch (a decoder's
 // keys and values): the second's x and state at bindings 4 and 5, invocations n.. for it.
 //
-// ROPE: the first state's x is a table rotation's input, rotated as it is read exactly as
-// ops_rope.wgsl TABLE rotates it (x [T, H, P, 2], cos and sin [T, 1, P, 1] at bindings 6 and
-// 7): the rotation is not a dispatch of its own (a decoder's keys).
+// ROPE: the first state's x is a table rotation's input, rotated as it is read
+// (ops_state_rope.wgsl; cos and sin at bindings 6 and 7): the rotation is not a dispatch of its
+// own (a decoder's keys).
 
 struct Params {
   n: u32,          // invocations
@@ -50,22 +50,8 @@ var<private> second: bool;
 @group(0) @binding(6) var<storage, read> cos_t: array<f32>;
 @group(0) @binding(7) var<storage, read> sin_t: array<f32>;
 
-// Element i of the rotated x: of pair i/2, y0 = x0·cos − x1·sin or y1 = x0·sin + x1·cos.
-fn rotated(i: u32) -> f32 {
-  let o = i / 2u;
-  let t = (o / (params.rope_half * params.rope_h)) * params.rope_half + o % params.rope_half;
-  let c = cos_t[t];
-  let s = sin_t[t];
-  let x0 = x[2u * o];
-  let x1 = x[2u * o + 1u];
-  if ((i & 1u) == 0u) {
-    let a = x0 * c;
-    let b = x1 * s;
-    return a - b;
-  }
-  let d = x0 * s;
-  let e = x1 * c;
-  return d + e;
+fn rope_x(i: u32) -> f32 {
+  return x[i];
 }
 #endif
 

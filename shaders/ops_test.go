@@ -41,6 +41,7 @@ func allOpKeys() []OpKey {
 							ks = append(ks, OpKey{Family: f, Variant: v, WG: 64, State: st, Softmax: sm})
 						}
 					}
+					ks = append(ks, OpKey{Family: f, Variant: v, WG: 64, State: st, Rope: true})
 				}
 			}
 		}
@@ -89,6 +90,7 @@ func TestOpValidate(t *testing.T) {
 		{Family: OpMatMul, Variant: "abt_split", WG: 64, Softmax: "masked"},
 		{Family: OpMatMul, Variant: "ab", WG: 64, Softmax: "exp"},
 		{Family: OpSoftmax, Variant: "masked", WG: 64, Softmax: "masked"},
+		{Family: OpMatMul, Variant: "ab", WG: 64, Softmax: "masked", Rope: true},
 	} {
 		if k.Validate() == nil {
 			t.Errorf("%s: want an error", k.Name())

@@ -439,19 +439,32 @@ func findStateWritePairs(g *graph.Graph, needed []bool, rotated map[int]int) map
 	return out
 }
 
-// findRotatedWrites returns, keyed by StateWrite node, the table rotation (fuse.go's
-// tableRotation, keyed by its Concat in ropes) whose result is the StateWrite's x, through
-// Reshapes, and read by nothing else: the write rotates x as it reads it (ops_state_write.wgsl
-// ROPE), so the rotation is not a dispatch of its own. A decoder's keys are the case.
-func findRotatedWrites(g *graph.Graph, needed []bool, uses []int, ropes map[int]tableRotation) map[int]int {
+// findRotatedReads returns, keyed by reader, the table rotations (tableRotation, keyed by its
+// Concat in ropes) whose result one reader alone reads, through views (Reshapes and transposes
+// of axes of size 1, each read by the next alone), and rotates as it reads it
+// (ops_state_rope.wgsl), so the rotation is not a dispatch of its own: a StateWrite's x (a
+// decoder's keys, ops_state_write.wgsl ROPE) and a product's a (a decode step's query,
+// ops_matmul.wgsl ROPE). A view keeps the elements' order, so the reader's element e is the
+// rotation's. Products that normalize a softmax (softmaxes) read no rotation.
+func findRotatedReads(g *graph.Graph, needed []bool, uses []int, ropes map[int]tableRotation, softmaxes map[int]softmaxProduct) map[int]int {
 	out := map[int]int{}
 	for i, n := range g.Nodes {
-		if !needed[i] || n.Op != graph.OpStateWrite {
+		var x graph.Value
+		switch {
+		case !needed[i]:
+			continue
+		case n.Op == graph.OpStateWrite:
+			x = n.Inputs[1]
+		case n.Op == graph.OpMatMul && n.Inputs[0] != n.Inputs[1]:
+			if _, ok := softmaxes[i]; ok {
+				continue
+			}
+			x = n.Inputs[0]
+		default:
 			continue
 		}
-		x := n.Inputs[1]
-		for g.Nodes[x].Op == graph.OpReshape && uses[x] == 1 {
-			x = g.Nodes[x].Inputs[0]
+		for xn := &g.Nodes[x]; (xn.Op == graph.OpReshape || viewTranspose(g, xn)) && uses[x] == 1; xn = &g.Nodes[x] {
+			x = xn.Inputs[0]
 		}
 		if _, ok := ropes[int(x)]; ok && uses[x] == 1 {
 			out[i] = int(x)

@@ -434,18 +434,24 @@ func TestFindStateWritePairs(t *testing.T) {
 	}
 }
 
-// TestFindRotatedWrites: every layer's key rotation runs inside its cache write (no storage, no
-// dispatch; the write reads the rotation's x and tables, alive until then), the query's stays;
-// a rotation something else reads too stays.
-func TestFindRotatedWrites(t *testing.T) {
+// TestFindRotatedReads: every layer's key rotation runs inside its cache write and, in a decode
+// step (where the query's head transpose is a view), the query's inside q·kᵀ (no storage, no
+// dispatch; the reader reads the rotation's x and tables, alive until then); a rotation
+// something else reads too stays.
+func TestFindRotatedReads(t *testing.T) {
 	for _, rows := range []int{1, 16} {
 		c, g, p := decoderPlan(t, rows, testLimits)
-		if len(p.rotatedWrites) != c.Layers {
-			t.Fatalf("rows %d: %d rotated writes, want %d", rows, len(p.rotatedWrites), c.Layers)
+		want := c.Layers
+		if rows == 1 {
+			want *= 2
+		}
+		if len(p.rotatedReads) != want {
+			t.Fatalf("rows %d: %d rotated reads, want %d", rows, len(p.rotatedReads), want)
 		}
 		last := p.lifetimes(g)
-		for i, r := range p.rotatedWrites {
-			if !strings.HasSuffix(g.Nodes[i].Label, "k_cache") || !p.fused[graph.Value(r)] || p.at[r].size != 0 {
+		for i, r := range p.rotatedReads {
+			l := g.Nodes[i].Label
+			if !(strings.HasSuffix(l, "k_cache") || strings.HasSuffix(l, "/qk")) || !p.fused[graph.Value(r)] || p.at[r].size != 0 {
 				t.Fatalf("rows %d: %s rotates %%%d (%+v)", rows, g.Nodes[i].Label, r, p.at[r])
 			}
 			for _, v := range p.reads(i) {
@@ -469,7 +475,7 @@ func TestFindRotatedWrites(t *testing.T) {
 	if len(ropes) != 1 {
 		t.Fatalf("%d rotations, want 1", len(ropes))
 	}
-	if got := findRotatedWrites(g, needed, uses, ropes); len(got) != 0 {
+	if got := findRotatedReads(g, needed, uses, ropes, nil); len(got) != 0 {
 		t.Errorf("a rotation read twice runs inside the write: %v", got)
 	}
 }

@@ -189,7 +189,7 @@ func (c *compiler) compile() error {
 	if err := c.buffers(); err != nil {
 		return err
 	}
-	c.statePairs, c.pairedWith = findStateWritePairs(g, p.plan.needed, p.plan.rotatedWrites), map[int]int{}
+	c.statePairs, c.pairedWith = findStateWritePairs(g, p.plan.needed, p.plan.rotatedReads), map[int]int{}
 	for i, j := range c.statePairs {
 		c.pairedWith[j] = i
 	}
@@ -552,6 +552,15 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 		copy(words[8:], []uint32{uint32(s.d), uint32(s.scaleAt), uint32(s.wpr)})
 	}
 	operands := []webgpu.BufferBinding{c.p.bind(1, n.Inputs[0]), bb, c.p.bind(3, out)}
+	if r, ok := c.p.plan.rotatedReads[i]; ok {
+		// a is a table rotation's input, rotated as it is read (fuse.go's findRotatedReads).
+		m, rn := c.p.plan.ropes[r], &c.p.g.Nodes[r]
+		k.Rope = true
+		operands[0] = c.p.bind(1, m.x)
+		operands = append(operands, c.p.bind(5, m.cos), c.p.bind(6, m.sin))
+		words = words[:16]
+		words[11], words[14] = uint32(rn.Shape[1]), uint32(rn.Shape[2])
+	}
 	if sm, ok := c.p.plan.softmaxes[i]; ok {
 		// a is the softmax's input, normalized as the product reads it (fuse.go).
 		operands[0] = c.p.bind(1, sm.x)

@@ -475,8 +475,8 @@ func TestGraphFusions(t *testing.T) {
 // through a view (one KV head), split products and not, against the cpu over a prefill and
 // decode steps that share the states, on poisoned arenas; values also read by a product that
 // normalizes its softmax as it reads it (fuse.go's findSoftmaxProducts); writes paired into one
-// dispatch (fuse.go's findStateWritePairs), one of them rotating its x by tables as it reads it
-// (fuse.go's findRotatedWrites).
+// dispatch (fuse.go's findStateWritePairs), one of them rotating its x by tables as it reads it,
+// as does a product its a (fuse.go's findRotatedReads).
 func TestGraphStatesInPlace(t *testing.T) {
 	poisoned(t)
 	forceSoftmaxProducts = true
@@ -508,7 +508,9 @@ func TestGraphStatesInPlace(t *testing.T) {
 			rs := g.StateWrite("r write", g.State("r", storage, S, KV, 6), rot, pos, keep)
 			us := g.StateWrite("u write", g.State("u", storage, S, KV, 6), u, pos, keep)
 			q6 := g.Input("q6", graph.Float32, KV, G*rows, 6)
-			qr := g.MatMul("qr", q6, g.Transpose("rt", rs, 1, 0, 2), true)
+			// A query rotated as q·kᵀ reads it, through a view.
+			rq := g.Reshape("rq", tableRotate(g, g.Input("qraw", graph.Float32, rows, KV*G, 6), cos, sin), KV, G*rows, 6)
+			qr := g.MatMul("qr", rq, g.Transpose("rt", rs, 1, 0, 2), true)
 			qu := g.MatMul("qu", q6, g.Transpose("ut", us, 1, 0, 2), true)
 			if err := g.Output(scores, mix, one, soft, qr, qu); err != nil {
 				t.Fatal(err)
@@ -551,8 +553,8 @@ func TestGraphStatesInPlace(t *testing.T) {
 				}
 				got, want := open(t, b, b, gs), open(t, ref, ref, gs)
 				for _, p := range got.progs {
-					if pl := p.(*program).plan; len(pl.statesInPlace) != 5 || len(pl.softmaxes) != 1 || len(pl.rotatedWrites) != 1 {
-						t.Fatalf("%d states read in place, %d softmax products, %d rotated writes; want 5, 1, 1", len(pl.statesInPlace), len(pl.softmaxes), len(pl.rotatedWrites))
+					if pl := p.(*program).plan; len(pl.statesInPlace) != 5 || len(pl.softmaxes) != 1 || len(pl.rotatedReads) != 2 {
+						t.Fatalf("%d states read in place, %d softmax products, %d rotated reads; want 5, 1, 2", len(pl.statesInPlace), len(pl.softmaxes), len(pl.rotatedReads))
 					}
 				}
 				rng := rand.New(rand.NewPCG(11, 12))

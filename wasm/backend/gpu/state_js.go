@@ -149,7 +149,7 @@ func (c *compiler) stateWrite(what string, i int, n *graph.Node) error {
 	k := shaders.OpKey{Family: shaders.OpStateWrite, Variant: storage, WG: elemWG}
 	ops := []webgpu.BufferBinding{p.bind(1, n.Inputs[1]), p.bind(2, n.Inputs[2]), whole}
 	invocations, label := int(words[0]), what+" write"
-	if r, ok := p.plan.rotatedWrites[i]; ok {
+	if r, ok := p.plan.rotatedReads[i]; ok {
 		// x is a table rotation's input, rotated as it is read (fuse.go's findRotatedWrites).
 		m, rn := p.plan.ropes[r], &g.Nodes[r]
 		k.Rope, label = true, label+" (rotated)"
