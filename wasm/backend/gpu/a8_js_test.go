@@ -241,50 +241,14 @@ func TestGraphA8(t *testing.T) {
 		t.Fatalf("no packed_4x8_integer_dot_product (notes %q)", b.Caps().Notes)
 	}
 	rng := rand.New(rand.NewPCG(backendtest.Seed(t, "a8 graph"), 0xa89))
-	const N, K, eps = 70, 256, 1e-5
 	for _, f := range []quant.Format{quant.Q4, {Bits: 8, Scheme: quant.Asymmetric, GroupSize: 32, Scales: quant.ScaleF16}, {Bits: 2, GroupSize: 64}} {
 		for _, m := range []int{1, 3} {
 			t.Run(fmt.Sprintf("%v/m%d", f, m), func(t *testing.T) {
-				q, err := quant.Quantize("w", backendtest.RandomWeights(rng, N, K), N, K, f, quant.Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				// w, and the three of a group (one layout but N; the last N ragged).
-				ws := map[string]*quant.Tensor{"w": q}
-				wm := backend.WeightMap{}
-				for _, gw := range []struct {
-					name string
-					n    int
-				}{{"w", N}, {"wq", 64}, {"wk", 40}, {"wv", 30}} {
-					if ws[gw.name] == nil {
-						if ws[gw.name], err = quant.Quantize(gw.name, backendtest.RandomWeights(rng, gw.n, K), gw.n, K, f, quant.Options{}); err != nil {
-							t.Fatal(err)
-						}
-					}
-					wb, err := b.Upload(ws[gw.name])
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer wb.Release()
-					wm[gw.name] = wb
-				}
-				g := graph.New("a8")
-				x := g.Input("x", graph.Float32, m, K)
-				gain := g.Input("gain", graph.Float32, K)
-				r := g.Input("r", graph.Float32, m, N)
-				z := g.Input("z", graph.Float32, m, K)
-				h := g.RMSNorm("norm", x, gain, eps)
-				lin := func(name string, x graph.Value, w string) graph.Value {
-					t := ws[w]
-					return g.Linear(name, x, g.Weight(w, t.N, t.K), graph.None)
-				}
-				// A norm read by a residual Linear and by a group of three; a group of two of z.
-				outs := []graph.Value{g.Add("res", r, lin("fc", h, "w")), lin("q", h, "wq"), lin("k", h, "wk"), lin("v", h, "wv"),
-					lin("q2", z, "wq"), lin("k2", z, "wk")}
-				g.Output(outs...)
+				c := a8GraphCase{f: f, m: m, ws: map[string]*quant.Tensor{}}
+				g, wm := c.build(t, b, rng)
 				lim := testLimits
 				lim.gemvNorm, lim.gemvWeights = fuseGEMVNorm, 3
-				if p, err := planGraph(g, func(int) int { return K }, lim); err != nil || len(p.normed) != 4 || len(p.residuals) != 1 || len(p.groups) != 2 {
+				if p, err := planGraph(g, func(int) int { return a8K }, lim); err != nil || len(p.normed) != 4 || len(p.residuals) != 1 || len(p.groups) != 2 {
 					t.Fatalf("the norm, the residual and the groups did not fuse into the GEMVs (err %v)", err)
 				}
 				prog, err := b.Compile(g, wm)
@@ -303,62 +267,108 @@ func TestGraphA8(t *testing.T) {
 				}
 				// The graph groups Linears on gemv_a8.wgsl where matmul_bind_js.go's groupable
 				// takes it (MULTI); else they run as dispatches of their own. Either way every
-				// output is checked below.
+				// output is checked.
 				t.Logf("gemv-a8 pipelines: %v", built)
-				in := []graph.Tensor{normalInput(m, K)(rng), normalInput(K)(rng), normalInput(m, N)(rng), normalInput(m, K)(rng)}
+				in := []graph.Tensor{normalInput(m, a8K)(rng), normalInput(a8K)(rng), normalInput(m, a8N)(rng), normalInput(m, a8K)(rng)}
 				out, err := prog.Run(context.Background(), in)
 				if err != nil {
 					t.Fatal(err)
 				}
-				xs, gs, rs := in[0].F32, in[1].F32, in[2].F32
-				v := make([]float32, m*K)
-				for i := range v {
-					v[i] = xs[i] * gs[i%K]
-				}
-				rn := make([]float64, m) // each row's 1/√(mean(x²) + eps)
-				for i := range rn {
-					var ss float64
-					for _, xv := range xs[i*K : (i+1)*K] {
-						ss += float64(xv) * float64(xv)
-					}
-					rn[i] = 1 / math.Sqrt(ss/K+eps)
-				}
-				const u = 0x1p-24
-				// check compares output o with act·w: scaled by the norm where norm, plus r where res.
-				check := func(o int, act []float32, w string, norm, res bool) {
-					t.Helper()
-					wt := ws[w]
-					a, err := quant.QuantizeActivations(act, m, K, quant.ActivationBlock(f.Bits))
-					if err != nil {
-						t.Fatal(err)
-					}
-					ref, err := quant.MatMulA8(a, wt)
-					if err != nil {
-						t.Fatal(err)
-					}
-					for i := 0; i < m; i++ {
-						for n := 0; n < wt.N; n++ {
-							want, bound := ref.Y[i*wt.N+n], ref.Bound(i, n)
-							if norm {
-								want, bound = want*rn[i], rn[i]*bound+u*((float64(K)+6)/2+1)*math.Abs(want*rn[i])
-							}
-							if res {
-								want += float64(rs[i*wt.N+n])
-								bound += u * math.Abs(want)
-							}
-							if got := float64(out[o].F32[i*wt.N+n]); math.IsNaN(got) || math.Abs(got-want) > bound {
-								t.Fatalf("output %d (%s) y[%d][%d] = %g, want %g (|diff| %.3g > bound %.3g)", o, w, i, n, got, want, math.Abs(got-want), bound)
-							}
-						}
-					}
-				}
-				check(0, v, "w", true, true)
-				check(1, v, "wq", true, false)
-				check(2, v, "wk", true, false)
-				check(3, v, "wv", true, false)
-				check(4, in[3].F32, "wq", false, false)
-				check(5, in[3].F32, "wk", false, false)
+				c.check(t, in, out)
 			})
 		}
 	}
+}
+
+// TestGraphA8's shapes: K, the residual Linear's N, the norm's epsilon.
+const a8K, a8N, a8Eps = 256, 70, 1e-5
+
+// a8GraphCase is TestGraphA8's graph in one format and m: inputs x, gain, r, z; outputs
+// r + norm(x)·wᵀ, norm(x)·wqᵀ, ·wkᵀ, ·wvᵀ (a group of three), z·wqᵀ, z·wkᵀ (a group of two).
+type a8GraphCase struct {
+	f  quant.Format
+	m  int
+	ws map[string]*quant.Tensor
+}
+
+// build draws and uploads the weights (the group's of one layout but N, the last ragged) and
+// builds the graph.
+func (c a8GraphCase) build(t *testing.T, b *Backend, rng *rand.Rand) (*graph.Graph, backend.WeightMap) {
+	wm := backend.WeightMap{}
+	for name, n := range map[string]int{"w": a8N, "wq": 64, "wk": 40, "wv": 30} {
+		q, err := quant.Quantize(name, backendtest.RandomWeights(rng, n, a8K), n, a8K, c.f, quant.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wb, err := b.Upload(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { wb.Release() })
+		c.ws[name], wm[name] = q, wb
+	}
+	g := graph.New("a8")
+	x := g.Input("x", graph.Float32, c.m, a8K)
+	gain := g.Input("gain", graph.Float32, a8K)
+	r := g.Input("r", graph.Float32, c.m, a8N)
+	z := g.Input("z", graph.Float32, c.m, a8K)
+	h := g.RMSNorm("norm", x, gain, a8Eps)
+	lin := func(name string, x graph.Value, w string) graph.Value {
+		return g.Linear(name, x, g.Weight(w, c.ws[w].N, a8K), graph.None)
+	}
+	g.Output(g.Add("res", r, lin("fc", h, "w")), lin("q", h, "wq"), lin("k", h, "wk"), lin("v", h, "wv"),
+		lin("q2", z, "wq"), lin("k2", z, "wk"))
+	return g, wm
+}
+
+// check compares the outputs with the reference under the bound TestGraphA8 derives.
+func (c a8GraphCase) check(t *testing.T, in, out []graph.Tensor) {
+	m, xs, gs, rs := c.m, in[0].F32, in[1].F32, in[2].F32
+	v := make([]float32, m*a8K) // what the GEMV quantizes: x·gain in f32
+	for i := range v {
+		v[i] = xs[i] * gs[i%a8K]
+	}
+	rn := make([]float64, m) // each row's 1/√(mean(x²) + eps)
+	for i := range rn {
+		var ss float64
+		for _, xv := range xs[i*a8K : (i+1)*a8K] {
+			ss += float64(xv) * float64(xv)
+		}
+		rn[i] = 1 / math.Sqrt(ss/a8K+a8Eps)
+	}
+	const u = 0x1p-24
+	// one compares output o with act·wᵀ: scaled by the norm where norm, plus r where res.
+	one := func(o int, act []float32, w string, norm, res bool) {
+		t.Helper()
+		wt := c.ws[w]
+		a, err := quant.QuantizeActivations(act, m, a8K, quant.ActivationBlock(c.f.Bits))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := quant.MatMulA8(a, wt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < m; i++ {
+			for n := 0; n < wt.N; n++ {
+				want, bound := ref.Y[i*wt.N+n], ref.Bound(i, n)
+				if norm {
+					want, bound = want*rn[i], rn[i]*bound+u*((a8K+6)/2+1)*math.Abs(want*rn[i])
+				}
+				if res {
+					want += float64(rs[i*wt.N+n])
+					bound += u * math.Abs(want)
+				}
+				if got := float64(out[o].F32[i*wt.N+n]); math.IsNaN(got) || math.Abs(got-want) > bound {
+					t.Fatalf("output %d (%s) y[%d][%d] = %g, want %g (|diff| %.3g > bound %.3g)", o, w, i, n, got, want, math.Abs(got-want), bound)
+				}
+			}
+		}
+	}
+	one(0, v, "w", true, true)
+	one(1, v, "wq", true, false)
+	one(2, v, "wk", true, false)
+	one(3, v, "wv", true, false)
+	one(4, in[3].F32, "wq", false, false)
+	one(5, in[3].F32, "wk", false, false)
 }

@@ -484,19 +484,9 @@ func BenchmarkMatMul(b *testing.B) {
 				if ceilingGBps > 0 {
 					r.PctCeiling = 100 * r.GBps / ceilingGBps
 				}
-				r.Check = "skipped"
-				if *benchCheck {
-					for i := range dst {
-						dst[i] = float32(math.NaN())
-					}
-					if err := be.MatMul(dst, x, ws[len(ws)-1], c.m); err != nil {
-						b.Fatal(err)
-					}
-					r.Check = "ok"
-					if err := want.check(dst); err != nil {
-						r.Check = err.Error()
-						b.Errorf("%s %s: %v", name, key.Name(), err)
-					}
+				r.Check = checkTimed(b, be, dst, x, ws[len(ws)-1], c.m, want)
+				if r.Check != "ok" && r.Check != "skipped" {
+					b.Errorf("%s %s: %s", name, key.Name(), r.Check)
 				}
 				if v.name == "default" {
 					// End to end: write x, dispatch, read back (what a caller of MatMul sees).
@@ -522,6 +512,24 @@ func BenchmarkMatMul(b *testing.B) {
 }
 
 var done = map[string]bool{}
+
+// checkTimed runs w once more on x into a poisoned dst and compares it with want at the sampled
+// outputs: "ok", what is wrong, or "skipped" (-nibble.check=false).
+func checkTimed(b *testing.B, be *Backend, dst, x []float32, w backend.Weight, m int, want *reference) string {
+	if !*benchCheck {
+		return "skipped"
+	}
+	for i := range dst {
+		dst[i] = float32(math.NaN())
+	}
+	if err := be.MatMul(dst, x, w, m); err != nil {
+		b.Fatal(err)
+	}
+	if err := want.check(dst); err != nil {
+		return err.Error()
+	}
+	return "ok"
+}
 
 // timeVariant times the current tuning on ws: first calls until warm has passed (a GPU idle
 // during the case's set-up runs at lower clocks, memory clock too, for a while after work
