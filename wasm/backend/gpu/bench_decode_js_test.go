@@ -60,7 +60,7 @@ var (
 // decodeWeights uploads random weights of every tensor the decoder reads. Every layer gets
 // buffers of its own (so a token reads all of them from memory), uploaded from one host copy
 // per tensor kind: a 7B model's 5 GB never sit in wasm memory at once.
-func decodeWeights(b *testing.B, be *Backend, s decodeShape) (backend.WeightMap, map[string]int64) {
+func decodeWeights(b testing.TB, be *Backend, s decodeShape) (backend.WeightMap, map[string]int64) {
 	rng := rand.New(rand.NewPCG(11, 13))
 	c := s.c
 	D, KVD := c.Hidden, c.KVHeads*c.HeadDim

@@ -700,3 +700,47 @@ func TestGraphSoftmaxProducts(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeDispatches: a decode step of BenchmarkDecode's decoder (its tiny shape) compiles, with
+// the kernels GPUs get, to 8 dispatches a layer (the q, k, v GEMV with the norm; the cache write
+// of the rotated keys and the values; q·kᵀ rotating the query; p·v with the softmax; the o GEMV
+// with the residual; the gate, up GEMV with the norm; SiLU·mul; the down GEMV with the
+// residual) and 3 more (the token's row, the last row, the head with the output norm).
+func TestDecodeDispatches(t *testing.T) {
+	forceSoftmaxProducts = true // SwiftShader is a software adapter
+	t.Cleanup(func() { forceSoftmaxProducts = false })
+	tu := DefaultTuning
+	be := newBackend(t, Options{Tuning: &tu})
+	s := llamaTiny
+	ws, _ := decodeWeights(t, be, s)
+	t.Cleanup(func() {
+		for _, w := range ws {
+			w.Release()
+		}
+	})
+	g, err := s.c.Build(1, 128, s.cache, s.context, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := backend.StateMap{}
+	for _, sp := range g.States() {
+		st, err := be.NewState(sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Release() })
+		states[sp.Name] = st
+	}
+	prog, err := be.Compile(g, backend.WithStates(ws, states))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Release()
+	ds := dispatchList(prog.(*program).steps)
+	if want := 8*s.c.Layers + 3; len(ds) != want {
+		for _, d := range ds {
+			t.Log(d.Pipeline.Label())
+		}
+		t.Errorf("%d dispatches, want %d", len(ds), want)
+	}
+}
