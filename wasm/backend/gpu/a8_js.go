@@ -71,7 +71,7 @@ func (b *Backend) ensureXQ(w *weight, key shaders.Key, m int) error {
 // matmulKey is the variant MatMul and the benchmarks run: keyFor's, with XQ where the tuning
 // quantizes the activations in a pre-pass.
 func (b *Backend) matmulKey(w *weight, m int) shaders.Key {
-	k := keyFor(w.l.format, m, b.feat, b.tune)
+	k := keyFor(w.l.format, w.l.n, m, b.feat, b.tune)
 	k.XQ = k.Kernel == shaders.GEMVA8 && b.tune.GEMVInt8Prepass
 	return k
 }

@@ -78,7 +78,7 @@ func TestConformanceA8(t *testing.T) {
 			rng := rand.New(rand.NewPCG(backendtest.Seed(t, "a8 conformance"), 0xa8))
 			for _, f := range formats {
 				for _, s := range a8Shapes {
-					if k := keyFor(f, s.M, b.feat, b.tune); k.Kernel != shaders.GEMVA8 {
+					if k := keyFor(f, s.N, s.M, b.feat, b.tune); k.Kernel != shaders.GEMVA8 {
 						t.Fatalf("%v m=%d: key %s, want gemv-a8", f, s.M, k.Name())
 					}
 					if err := checkA8(b, rng, s, f); err != nil {

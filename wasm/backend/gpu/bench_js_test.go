@@ -114,7 +114,7 @@ func a8Variants(tb testing.TB, def Tuning) []variant {
 			continue
 		}
 		v := tu
-		v.GEMVInt8Prepass = strings.HasPrefix(s, "p")
+		v.GEMVInt8Prepass, v.GEMVInt8Wide = strings.HasPrefix(s, "p"), A8Wide{} // this shape at every size
 		if _, err := fmt.Sscanf(strings.TrimPrefix(s, "p"), "%dx%d", &v.GEMVInt8Workgroup, &v.GEMVInt8Rows); err != nil {
 			tb.Fatalf("-nibble.a8 %q: want on, off, sweep or [p]WGxROWS shapes: %v", s, err)
 		}
@@ -456,7 +456,7 @@ func BenchmarkMatMul(b *testing.B) {
 				be.mu.Lock()
 				be.tune = v.tu
 				be.mu.Unlock()
-				key := keyFor(c.f, c.m, be.feat, v.tu)
+				key := keyFor(c.f, c.n, c.m, be.feat, v.tu)
 				key.XQ = key.Kernel == shaders.GEMVA8 && v.tu.GEMVInt8Prepass
 				per, wall, reps, err := timeVariant(be, ws, c.m, warm)
 				if err != nil {

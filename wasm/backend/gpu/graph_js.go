@@ -707,7 +707,7 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	}
 	x.Size = int64(m*kp) * 4
 	y := p.bind(3, out)
-	key := keyFor(w.l.format, m, p.b.feat, p.b.tune)
+	key := keyFor(w.l.format, w.l.n, m, p.b.feat, p.b.tune)
 	var extra []webgpu.BufferBinding
 	if res != graph.None {
 		key.Residual = true

@@ -123,8 +123,8 @@ func (c *compiler) groupable(lins []graph.Value) int {
 	p := c.p
 	w0 := c.linearWeight(lins[0])
 	m := p.g.Nodes[lins[0]].Shape.Size() / w0.l.n
-	key := keyFor(w0.l.format, m, p.b.feat, p.b.tune)
-	if key.Kernel != shaders.GEMVHW {
+	key := keyFor(w0.l.format, w0.l.n, m, p.b.feat, p.b.tune)
+	if key.Kernel != shaders.GEMVHW && key.Kernel != shaders.GEMVA8 {
 		return 0
 	}
 	// Storage bindings: x, y, the norm's gain, and each weight's codes, scales and zero points.
@@ -181,7 +181,7 @@ func (c *compiler) multiLinear(lins []graph.Value) error {
 		x = p.bind(2, nl.x)
 	}
 	x.Size = int64(m*K) * 4
-	key := keyFor(w0.l.format, m, p.b.feat, p.b.tune)
+	key := keyFor(w0.l.format, w0.l.n, m, p.b.feat, p.b.tune)
 	key.Weights, key.Norm = len(lins), normed
 	lo, hi := p.plan.at[lins[0]].off, int64(0)
 	for _, v := range lins {

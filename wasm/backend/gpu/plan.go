@@ -111,8 +111,9 @@ type Tuning struct {
 	// products. A precision mode (Options.Int8Activations), off in every default Tuning.
 	GEMVInt8 bool
 	// GEMVInt8Workgroup, GEMVInt8Rows are gemv_a8.wgsl's launch shape (Rows 1..8 or 16); 0
-	// takes GEMVWorkgroup, GEMVRows.
+	// takes GEMVWorkgroup, GEMVRows. GEMVInt8Wide replaces it for large weights.
 	GEMVInt8Workgroup, GEMVInt8Rows int
+	GEMVInt8Wide                    A8Wide
 	// GEMVInt8Prepass quantizes x for the int8-activation GEMV in a dispatch of its own
 	// (shaders.A8Quant) before MatMul's GEMV (key XQ), rather than in every workgroup: the
 	// activations are quantized once, for one more dispatch (~5 µs on an H200). MatMul only;
@@ -125,6 +126,12 @@ type Tuning struct {
 	// MaxM ≥ m, else the last one set. An array, not a slice, so Tunings compare with ==.
 	Tiles [5]Tile
 }
+
+// A8Wide is the int8-activation GEMV's launch shape for large weights: codes of at most MaxBits
+// bits and weights of at least MinN rows run WG threads × Rows rows a workgroup (WG 0: none).
+// 16 rows halve the activations' quantization a weight (each workgroup quantizes x's whole
+// row), and MinN/Rows workgroups still fill the GPU.
+type A8Wide struct{ MinN, MaxBits, WG, Rows int }
 
 // Tile is one launch shape of shaders.GEMMTile: WG threads per tile, WGM of them along M; each
 // thread TM activation rows × TN weight rows; BK elements of K per workgroup-memory step; KS
@@ -140,7 +147,10 @@ func (t Tile) key(k shaders.Key) shaders.Key {
 }
 
 // DefaultTuning is the launch shape on hardware adapters, from sweeps on an NVIDIA H200 (Dawn
-// over Vulkan; NOTES.md has the figures). GEMV: gemv_hw.wgsl, 128 threads × 8 rows, the fastest
+// over Vulkan; NOTES.md has the figures). With int8 activations (GEMVInt8, off here), int4 and
+// int2 weights of ≥ 8192 rows run 64 threads × 16 rows (q4 16384²: 3664 GB/s against 2836 at
+// 128×8), the rest 128 × 8 (q8 at every size, and 4096-row weights, where 16 rows make too few
+// workgroups). GEMV: gemv_hw.wgsl, 128 threads × 8 rows, the fastest
 // or within 5% of it on every GEMV case swept (1×4096² to 1×16384², int2/4/8), where 64×4 was
 // 5-45% slower and prefetching the next span 5-30% slower (its registers cost more threads than
 // its loads gain). GEMM: workgroup-memory tiles by m, each the fastest of 13 swept at its m
@@ -149,6 +159,7 @@ func (t Tile) key(k shaders.Key) shaders.Key {
 // workgroup memory cannot hold a tile.
 var DefaultTuning = Tuning{
 	GEMVKernel: shaders.GEMVHW, GEMVWorkgroup: 128, GEMVRows: 8,
+	GEMVInt8Wide:  A8Wide{MinN: 8192, MaxBits: 4, WG: 64, Rows: 16},
 	GEMMWorkgroup: 64, GEMMRows: 2, TM: 16,
 	Tiles: [5]Tile{
 		{MaxM: 32, WG: 64, WGM: 4, TM: 4, TN: 4, BK: 32, KS: 2},
@@ -228,9 +239,9 @@ func (tu Tuning) fit(l webgpu.Limits) (Tuning, string) {
 // the subgroup_id builtin), and WGSL's packed_4x8_integer_dot_product (dot4I8Packed).
 type features struct{ f16, subgroups, dot4 bool }
 
-// keyFor picks the variant for a weight format and an activation row count. With
+// keyFor picks the variant for a weight of n rows in format f and m activation rows. With
 // tu.GEMVInt8 a GEMV whose weights fit runs gemv_a8.wgsl; any other keeps the f32 kernels.
-func keyFor(f quant.Format, m int, feat features, tu Tuning) shaders.Key {
+func keyFor(f quant.Format, n, m int, feat features, tu Tuning) shaders.Key {
 	k := shaders.Key{
 		Bits: f.Bits, Asym: f.Scheme == quant.Asymmetric,
 		ScaleF16: f.Scales == quant.ScaleF16, F16: feat.f16,
@@ -248,6 +259,9 @@ func keyFor(f quant.Format, m int, feat features, tu Tuning) shaders.Key {
 		}
 		if tu.GEMVInt8Rows > 0 {
 			k.Rows = tu.GEMVInt8Rows
+		}
+		if w := tu.GEMVInt8Wide; w.WG > 0 && n >= w.MinN && f.Bits <= w.MaxBits {
+			k.WG, k.Rows = w.WG, w.Rows
 		}
 	case m <= GEMVMaxM:
 		k.Kernel, k.WG, k.Rows, k.Subgroups, k.Prefetch = tu.GEMVKernel, tu.GEMVWorkgroup, tu.GEMVRows, feat.subgroups, tu.GEMVPrefetch

@@ -77,16 +77,16 @@ func TestPlanChunks(t *testing.T) {
 
 func TestKeyChoice(t *testing.T) {
 	feat := features{subgroups: true}
-	if k := keyFor(quant.Q4, 1, feat, DefaultTuning); k.Kernel != shaders.GEMVHW || !k.Subgroups || !k.ScalePerVec {
+	if k := keyFor(quant.Q4, 4096, 1, feat, DefaultTuning); k.Kernel != shaders.GEMVHW || !k.Subgroups || !k.ScalePerVec {
 		t.Fatalf("m=1: %s", k.Name())
 	}
-	if k := keyFor(quant.Q4, 1, feat, SoftwareTuning); k.Kernel != shaders.GEMV || !k.Subgroups || !k.ScalePerVec {
+	if k := keyFor(quant.Q4, 4096, 1, feat, SoftwareTuning); k.Kernel != shaders.GEMV || !k.Subgroups || !k.ScalePerVec {
 		t.Fatalf("m=1 software: %s", k.Name())
 	}
-	if k := keyFor(quant.Q4, GEMVMaxM+1, feat, DefaultTuning); k.Kernel != shaders.GEMMTile || k.Subgroups {
+	if k := keyFor(quant.Q4, 4096, GEMVMaxM+1, feat, DefaultTuning); k.Kernel != shaders.GEMMTile || k.Subgroups {
 		t.Fatalf("m=%d: %s", GEMVMaxM+1, k.Name())
 	}
-	if k := keyFor(quant.Q4, GEMVMaxM+1, feat, SoftwareTuning); k.Kernel != shaders.GEMM || k.Subgroups {
+	if k := keyFor(quant.Q4, 4096, GEMVMaxM+1, feat, SoftwareTuning); k.Kernel != shaders.GEMM || k.Subgroups {
 		t.Fatalf("m=%d software: %s", GEMVMaxM+1, k.Name())
 	}
 	// Each tile serves the m up to its MaxM; m past the last MaxM takes the last tile.
@@ -102,26 +102,26 @@ func TestKeyChoice(t *testing.T) {
 	if got := DefaultTuning.tileFor(1 << 31); got != DefaultTuning.Tiles[len(DefaultTuning.Tiles)-1] {
 		t.Errorf("m=2³¹: tile %+v, want the last", got)
 	}
-	a := keyFor(quant.Format{Bits: 32, GroupSize: 64, Scales: quant.ScaleF16}, 1, feat, DefaultTuning)
-	b := keyFor(quant.Format{Bits: 32}, 1, feat, DefaultTuning)
+	a := keyFor(quant.Format{Bits: 32, GroupSize: 64, Scales: quant.ScaleF16}, 4096, 1, feat, DefaultTuning)
+	b := keyFor(quant.Format{Bits: 32}, 4096, 1, feat, DefaultTuning)
 	if a != b {
 		t.Fatalf("f32 weights: %s != %s: unused fields must not split the cache", a.Name(), b.Name())
 	}
 	for _, f := range backendtest.AllFormats() {
 		for _, m := range []int{1, 19} {
-			if err := keyFor(f, m, features{f16: true, subgroups: true, dot4: true}, DefaultTuning).Validate(); err != nil {
+			if err := keyFor(f, 4096, m, features{f16: true, subgroups: true, dot4: true}, DefaultTuning).Validate(); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	if x, y := grid(keyFor(quant.Q4, 3, feat, DefaultTuning), 130, 3); x != (130+DefaultTuning.GEMVRows-1)/DefaultTuning.GEMVRows || y != 3 {
+	if x, y := grid(keyFor(quant.Q4, 4096, 3, feat, DefaultTuning), 130, 3); x != (130+DefaultTuning.GEMVRows-1)/DefaultTuning.GEMVRows || y != 3 {
 		t.Fatalf("gemv grid %d×%d", x, y)
 	}
 	sw := SoftwareTuning
-	if x, y := grid(keyFor(quant.Q4, 19, feat, sw), 130, 19); x != (130+sw.GEMMWorkgroup*sw.GEMMRows-1)/(sw.GEMMWorkgroup*sw.GEMMRows) || y != (19+sw.TM-1)/sw.TM {
+	if x, y := grid(keyFor(quant.Q4, 4096, 19, feat, sw), 130, 19); x != (130+sw.GEMMWorkgroup*sw.GEMMRows-1)/(sw.GEMMWorkgroup*sw.GEMMRows) || y != (19+sw.TM-1)/sw.TM {
 		t.Fatalf("gemm grid %d×%d", x, y)
 	}
-	k := keyFor(quant.Q4, 19, feat, DefaultTuning)
+	k := keyFor(quant.Q4, 4096, 19, feat, DefaultTuning)
 	bm, bn, _ := k.Tile()
 	if x, y := grid(k, 130, 19); x != (130+bn-1)/bn || y != (19+bm-1)/bm {
 		t.Fatalf("gemm-tile %s grid %d×%d", k.Name(), x, y)
@@ -141,7 +141,7 @@ func TestKeyChoiceInt8(t *testing.T) {
 		a8.GEMVInt8 = true
 		for _, f := range backendtest.AllFormats() {
 			for _, m := range []int{1, GEMVMaxM, GEMVMaxM + 1} {
-				k := keyFor(f, m, feat, a8)
+				k := keyFor(f, 4096, m, feat, a8)
 				want := m <= GEMVMaxM && quant.Int8ActivationsFit(f)
 				if (k.Kernel == shaders.GEMVA8) != want {
 					t.Errorf("%v m=%d: %s, want A8 %v", f, m, k.Name(), want)
@@ -152,7 +152,7 @@ func TestKeyChoiceInt8(t *testing.T) {
 				if err := k.Validate(); err != nil {
 					t.Error(err)
 				}
-				if off := keyFor(f, m, feat, tu); off.Kernel == shaders.GEMVA8 {
+				if off := keyFor(f, 4096, m, feat, tu); off.Kernel == shaders.GEMVA8 {
 					t.Errorf("%v m=%d: %s without GEMVInt8", f, m, off.Name())
 				}
 				if k.Kernel == shaders.GEMVA8 {
@@ -163,16 +163,31 @@ func TestKeyChoiceInt8(t *testing.T) {
 				}
 			}
 		}
-		if k := keyFor(quant.Q4, 1, features{subgroups: true}, a8); k.Kernel == shaders.GEMVA8 {
+		if k := keyFor(quant.Q4, 4096, 1, features{subgroups: true}, a8); k.Kernel == shaders.GEMVA8 {
 			t.Errorf("no packed dot products: %s", k.Name())
 		}
 		// Its own launch shape where set, the GEMV's otherwise; the f32 GEMV keeps its own.
 		a8.GEMVInt8Workgroup, a8.GEMVInt8Rows = 64, 16
-		if k := keyFor(quant.Q4, 1, feat, a8); k.WG != 64 || k.Rows != 16 || k.Validate() != nil {
+		if k := keyFor(quant.Q4, 4096, 1, feat, a8); k.WG != 64 || k.Rows != 16 || k.Validate() != nil {
 			t.Errorf("GEMVInt8 64×16: %s", k.Name())
 		}
-		if k := keyFor(quant.Format{Bits: 4, GroupSize: 16}, 1, feat, a8); k.WG != tu.GEMVWorkgroup || k.Rows != tu.GEMVRows {
+		if k := keyFor(quant.Format{Bits: 4, GroupSize: 16}, 4096, 1, feat, a8); k.WG != tu.GEMVWorkgroup || k.Rows != tu.GEMVRows {
 			t.Errorf("f32 activations under GEMVInt8 64×16: %s", k.Name())
+		}
+		// Large int4/int2 weights take the wide shape where the tuning has one; int8 never.
+		if w := tu.GEMVInt8Wide; w.WG > 0 {
+			a8 := tu
+			a8.GEMVInt8 = true
+			for _, c := range []struct {
+				f    quant.Format
+				n    int
+				wide bool
+			}{{quant.Q4, w.MinN, true}, {quant.Format{Bits: 2, GroupSize: 32}, 16384, true}, {quant.Q4, w.MinN - 1, false}, {quant.Format{Bits: 8, GroupSize: 32}, 16384, false}} {
+				k := keyFor(c.f, c.n, 1, feat, a8)
+				if (k.WG == w.WG && k.Rows == w.Rows) != c.wide || k.Validate() != nil {
+					t.Errorf("%v n=%d: %s, want the wide shape %v", c.f, c.n, k.Name(), c.wide)
+				}
+			}
 		}
 		if r := a8.rowsPerWorkgroup(); r > tu.rowsPerWorkgroup() {
 			t.Errorf("rowsPerWorkgroup %d with 16-row A8, %d without", r, tu.rowsPerWorkgroup())
@@ -229,7 +244,7 @@ func TestTuningForAdapter(t *testing.T) {
 	for _, tu := range []Tuning{DefaultTuning, SoftwareTuning} {
 		for _, f := range backendtest.AllFormats() {
 			for _, m := range []int{1, GEMVMaxM, GEMVMaxM + 1} {
-				if err := keyFor(f, m, features{f16: true, subgroups: true, dot4: true}, tu).Validate(); err != nil {
+				if err := keyFor(f, 4096, m, features{f16: true, subgroups: true, dot4: true}, tu).Validate(); err != nil {
 					t.Errorf("%+v: %v", tu, err)
 				}
 			}
