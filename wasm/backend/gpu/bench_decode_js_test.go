@@ -30,6 +30,7 @@ var (
 	benchDecodeKeep = flag.String("nibble.decodekeep", "128,2048", "cache lengths (powers of two ≥ 16) of the timed decode steps")
 	benchGEMVNorm   = flag.Bool("nibble.gemvnorm", true, "run RMS norms inside the GEMVs after them (false: as dispatches of their own)")
 	benchGEMVGroups = flag.Bool("nibble.gemvgroups", true, "run the Linears of one x (q, k, v; gate, up) as one GEMV (false: one dispatch each)")
+	benchA8Decode   = flag.Bool("nibble.a8decode", false, "decode with int8 activations in the GEMVs (Options.Int8Activations)")
 )
 
 // decodeShape is a decoder with the formats of its weights.
@@ -145,7 +146,7 @@ type decodeResult struct {
 func BenchmarkDecode(b *testing.B) {
 	fuseGEMVNorm, fuseGEMVGroups = *benchGEMVNorm, *benchGEMVGroups
 	defer func() { fuseGEMVNorm, fuseGEMVGroups = true, true }()
-	be := newBackend(b, Options{Timing: true})
+	be := newBackend(b, Options{Timing: true, Int8Activations: *benchA8Decode})
 	s := llamaTiny
 	if *benchDecode == "7b" || *benchDecode == "auto" && !be.Caps().Software {
 		s = llama7B
