@@ -67,7 +67,7 @@ func (f OpFamily) Variants() []string {
 type OpKey struct {
 	Family  OpFamily
 	Variant string // one of Family.Variants()
-	WG      int    // threads per workgroup (power of two ≤ 256)
+	WG      int    // threads per workgroup (power of two ≤ 1024, and the device's limit)
 	// Gather of a weight: the table's storage, as Key's fields of the same names.
 	Bits           int
 	Asym, ScaleF16 bool
@@ -143,8 +143,8 @@ func (k OpKey) Validate() error {
 	if !slices.Contains(k.Family.Variants(), k.Variant) {
 		return fmt.Errorf("shaders: %s: variant %q of %v (want one of %v)", k.Name(), k.Variant, k.Family, k.Family.Variants())
 	}
-	if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 {
-		return fmt.Errorf("shaders: %s: WG %d must be a power of two ≤ 256", k.Name(), k.WG)
+	if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 1024 {
+		return fmt.Errorf("shaders: %s: WG %d must be a power of two ≤ 1024", k.Name(), k.WG)
 	}
 	if k.Family == OpGather && k.Variant == "weight" {
 		return k.base().Validate()

@@ -537,9 +537,11 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 		k.Variant = "abt"
 	}
 	if splitMatMul(K, c.p.b.caps.Software) {
-		// ops_matmul.wgsl's JT: outputs a workgroup of splitWG threads computes.
-		jt := map[bool]int{false: splitWG / 8, true: splitWG / 32}[n.Attr.TransB]
-		k.Variant, k.WG = k.Variant+"_split", splitWG
+		// ops_matmul.wgsl's JT: the outputs a workgroup computes (AB_SPLIT 32, ABT_SPLIT one per
+		// 32 threads).
+		wg := min(splitWG, c.p.b.dev.Limits().MaxComputeInvocationsPerWorkgroup)
+		jt := map[bool]int{false: 32, true: wg / 32}[n.Attr.TransB]
+		k.Variant, k.WG = k.Variant+"_split", wg
 		groups = size / N * groupsFor(N, jt)
 	}
 	words := make([]uint32, 12, 32)
@@ -578,9 +580,11 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 	return c.dispatch(what, k, words, groups, operands...)
 }
 
-// splitWG is the workgroup of ops_matmul.wgsl's split products: AB_SPLIT's 8 groups of 32
-// outputs, ABT_SPLIT's 8 outputs of 32 threads each.
-const splitWG = 256
+// splitWG is the workgroup of ops_matmul.wgsl's split products (at most the device's): AB_SPLIT's
+// splitWG/32 groups of 32 outputs, ABT_SPLIT's splitWG/32 outputs of 32 threads each. A variable:
+// BenchmarkDecode's -nibble.splitwg tries 1024, 4× the loads in flight per workgroup where p·v
+// of a long cache has only Dh/32 workgroups a head.
+var splitWG = 256
 
 // splitMatMul reports whether a·b or a·bᵀ over K runs with K split across a workgroup: on GPUs,
 // from K = 64 (on an H200 the

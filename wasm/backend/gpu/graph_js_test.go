@@ -318,16 +318,20 @@ func TestGraphRowWorkgroups(t *testing.T) {
 func TestGraphSplitMatMul(t *testing.T) {
 	poisoned(t)
 	forceSplitMatMul = true
-	t.Cleanup(func() { forceSplitMatMul = false })
+	t.Cleanup(func() { forceSplitMatMul, splitWG = false, 256 })
 	b := newBackend(t, Options{})
-	for _, only := range []string{"matmul/", "block/decoder-"} {
-		opt := backendtest.GraphOptions{Only: only}
-		if b.ComputeF16() {
-			opt.Tolerance = graphTolerance(b, strings.HasPrefix(only, "block/"))
+	// The default workgroup and another (the kernels take any multiple of 32; GPUs may try 1024).
+	for _, wg := range []int{256, 64} {
+		splitWG = wg
+		for _, only := range []string{"matmul/", "block/decoder-"} {
+			opt := backendtest.GraphOptions{Only: only}
+			if b.ComputeF16() {
+				opt.Tolerance = graphTolerance(b, strings.HasPrefix(only, "block/"))
+			}
+			backendtest.RunGraphs(t, b, opt)
 		}
-		backendtest.RunGraphs(t, b, opt)
+		checkStridedB(t, b)
 	}
-	checkStridedB(t, b)
 }
 
 // TestGraphStridedB: attention's products read a cache [keep, KV, Dh] transposed to
@@ -667,10 +671,12 @@ func TestGraphSoftmaxProducts(t *testing.T) {
 	poisoned(t)
 	forceSoftmaxProducts = true
 	t.Cleanup(func() { forceSplitMatMul, forceSoftmaxProducts = false, false })
+	t.Cleanup(func() { splitWG = 256 })
 	b := newBackend(t, Options{})
 	for _, split := range []bool{false, true} {
 		for _, keys := range []int{70, 300} {
 			forceSplitMatMul = split
+			splitWG = map[bool]int{false: 256, true: 128}[keys == 300] // chunks of K of either size
 			var g *graph.Graph
 			checkLocal(t, b, fmt.Sprintf("softmax products split=%v keys=%d", split, keys), func(gr *graph.Graph, _ map[string]*quant.Tensor) error {
 				g = gr
