@@ -40,8 +40,9 @@ var a8Shapes = []backendtest.Shape{{M: 1, N: 1, K: 17}, {M: 1, N: 37, K: 300}, {
 // poisoned outputs; a8Formats on a software adapter, every format the kernel takes on a GPU)
 // with the adapter's launch shape and the other class's (on SwiftShader: gemv_a8.wgsl at 8×4
 // and at DefaultTuning's 128×8), with and without subgroups, and with 16 rows a workgroup (two
-// groups of 8 reduced in turn), and with x quantized by the pre-pass (A8Quant, XQ). The bound is A8Product.Bound: the kernel's float roundings, and
-// a code off by one only where the reference marks it Near.
+// groups of 8 reduced in turn), with x quantized by the pre-pass (A8Quant, XQ), and with the
+// weights split into many bindings. The bound is A8Product.Bound: the kernel's float
+// roundings, and a code off by one only where the reference marks it Near.
 func TestConformanceA8(t *testing.T) {
 	other, formats := SoftwareTuning, a8Formats
 	if softwareAdapter(webgpuInfo(t)) {
@@ -68,6 +69,9 @@ func TestConformanceA8(t *testing.T) {
 		{"no-subgroups", Options{Tuning: &other, NoSubgroups: true}},
 		{"rows16", Options{Tuning: &rows16}},
 		{"prepass", Options{Tuning: &prepass}},
+		// Weights split by rows into many bindings (each chunk's dispatch reads the one x).
+		{"split", Options{Tuning: &other, MaxBindingSize: 4096}},
+		{"split-prepass", Options{Tuning: &prepass, MaxBindingSize: 4096, NoSubgroups: true}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.opt.poison, c.opt.Int8Activations = true, true
