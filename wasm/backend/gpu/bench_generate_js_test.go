@@ -25,20 +25,28 @@ var (
 
 // chainedResult is BenchmarkDecode's chained row, NIBBLE_DECODE_CHAINED in the log.
 type chainedResult struct {
-	Model        string  `json:"model"`
-	Pos          int     `json:"pos"`
-	Keep         int     `json:"keep"`
-	Tokens       int     `json:"tokens"`
-	Depth        int     `json:"depth"`
-	MSToken      float64 `json:"ms_token"`
-	TokPerS      float64 `json:"tok_per_s"`
-	PctLimit     float64 `json:"pct_limit"`
-	MSTokenSync  float64 `json:"ms_token_sync"`  // the synchronous Forward row's
-	MSGPU        float64 `json:"ms_gpu_forward"` // timestamp queries, the Forward row's
-	MSHostBusy   float64 `json:"ms_host_busy"`   // per token: Queue, reading an id back, the loop
-	MSEncode     float64 `json:"ms_encode"`      // the Forward row's recording of one forward, part of the busy time
-	MSHostHidden float64 `json:"ms_host_hidden"` // per token: sync − chained
-	IDsChecked   string  `json:"ids"`
+	Model       string  `json:"model"`
+	Pos         int     `json:"pos"`
+	Keep        int     `json:"keep"`
+	Tokens      int     `json:"tokens"`
+	Depth       int     `json:"depth"`
+	MSToken     float64 `json:"ms_token"`
+	TokPerS     float64 `json:"tok_per_s"`
+	PctLimit    float64 `json:"pct_limit"`
+	MSTokenSync float64 `json:"ms_token_sync"`  // the synchronous Forward row's
+	MSGPU       float64 `json:"ms_gpu_forward"` // timestamp queries, the Forward row's
+	MSHostBusy  float64 `json:"ms_host_busy"`   // per token: Queue, reading an id back, the loop
+	MSEncode    float64 `json:"ms_encode"`      // the Forward row's recording of one forward, part of the busy time
+	// Per token, where Queue's time went: input writes, the feed's and readback's copies, the
+	// submit, recording the next forward, the rest of Queue; and the busy time outside Queue.
+	MSQueueWrites float64 `json:"ms_queue_writes"`
+	MSQueueCopies float64 `json:"ms_queue_copies"`
+	MSQueueSubmit float64 `json:"ms_queue_submit"`
+	MSQueueRecord float64 `json:"ms_queue_record"`
+	MSQueueRest   float64 `json:"ms_queue_rest"`
+	MSOutside     float64 `json:"ms_outside_queue"`
+	MSHostHidden  float64 `json:"ms_host_hidden"` // per token: sync − chained
+	IDsChecked    string  `json:"ids"`
 }
 
 // decodeChained is BenchmarkDecode's chained greedy row at keep cached rows: the decode graph
@@ -46,9 +54,9 @@ type chainedResult struct {
 // a chain of steps at position keep−1, each step's id fed to the next on the device, depth
 // steps in flight. Its time per token is the steady state of the chain: from the wait that
 // ends the warm-up to the wait of the last timed token. Beside it, the host's busy time per
-// token (all of it but the waits), which the GPU no longer waits for when it is below the
-// GPU's time; and a check of the chain: the last fed step run alone on the id it was fed
-// gives the id the chain read back.
+// token (all of it but the waits, split into Queue's parts), which the GPU no longer waits for
+// when it is below the GPU's time; and a check of the chain: the last fed step run alone on the
+// id it was fed gives the id the chain read back.
 func decodeChained(b *testing.B, be *Backend, s decodeShape, ws backend.WeightMap, sync decodeResult) {
 	c := s.c
 	keep := sync.Keep
@@ -94,11 +102,15 @@ func decodeChained(b *testing.B, be *Backend, s decodeShape, ws backend.WeightMa
 	}
 	warm := len(ids)
 	waiting = 0
+	spent := p.chain.spent
 	t0 := time.Now()
 	for len(ids) < warm+n {
 		step()
 	}
 	total := time.Since(t0)
+	now := p.chain.spent
+	spent = queueTimes{now.writes - spent.writes, now.copies - spent.copies, now.submit - spent.submit,
+		now.record - spent.record, now.all - spent.all}
 	for _, q := range flight {
 		if _, err := q.Wait(ctx); err != nil {
 			b.Fatal(err)
@@ -112,6 +124,11 @@ func decodeChained(b *testing.B, be *Backend, s decodeShape, ws backend.WeightMa
 	}
 	r.MSHostBusy = (total - waiting).Seconds() * 1e3 / float64(n)
 	r.MSHostHidden = r.MSTokenSync - r.MSToken
+	perToken := func(d time.Duration) float64 { return d.Seconds() * 1e3 / float64(n) }
+	r.MSQueueWrites, r.MSQueueCopies = perToken(spent.writes), perToken(spent.copies)
+	r.MSQueueSubmit, r.MSQueueRecord = perToken(spent.submit), perToken(spent.record)
+	r.MSQueueRest = perToken(spent.all - spent.writes - spent.copies - spent.submit - spent.record)
+	r.MSOutside = r.MSHostBusy - perToken(spent.all)
 	// The chain's last two ids read back: the step fed the first made the second.
 	in[0] = graph.I32Tensor([]int32{ids[len(ids)-2]}, 1)
 	out, err := p.Run(ctx, in)
@@ -125,8 +142,8 @@ func decodeChained(b *testing.B, be *Backend, s decodeShape, ws backend.WeightMa
 	}
 	line, _ := json.Marshal(r)
 	fmt.Printf("NIBBLE_DECODE_CHAINED %s\n", line)
-	b.Logf("%s pos %d (keep %d) chained greedy, %d in flight: %.2f ms a token, %.1f tok/s, %.1f%% of the limit (synchronous Forward %.2f ms, GPU %.2f ms); host busy %.2f ms a token (recording %.2f of it), %.2f ms a token off the critical path; ids %s",
-		s.name, r.Pos, keep, depth, r.MSToken, r.TokPerS, r.PctLimit, r.MSTokenSync, r.MSGPU, r.MSHostBusy, r.MSEncode, r.MSHostHidden, r.IDsChecked)
+	b.Logf("%s pos %d (keep %d) chained greedy, %d in flight: %.2f ms a token, %.1f tok/s, %.1f%% of the limit (synchronous Forward %.2f ms, GPU %.2f ms); host busy %.2f ms a token (Queue's writes %.3f, copies %.3f, submit %.3f, recording %.3f, rest %.3f; outside Queue %.3f), %.2f ms a token off the critical path; ids %s",
+		s.name, r.Pos, keep, depth, r.MSToken, r.TokPerS, r.PctLimit, r.MSTokenSync, r.MSGPU, r.MSHostBusy, r.MSQueueWrites, r.MSQueueCopies, r.MSQueueSubmit, r.MSQueueRecord, r.MSQueueRest, r.MSOutside, r.MSHostHidden, r.IDsChecked)
 }
 
 // compileWithStates compiles g on be with states of its own (zeros), released by release.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"syscall/js"
+	"time"
 
 	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/graph"
@@ -188,6 +189,14 @@ type chain struct {
 	// feed: the output's own place may be overwritten by the next run's input writes, which the
 	// queue orders before that run's commands, the feed's copy included.
 	carry *webgpu.Buffer
+	spent queueTimes
+}
+
+// queueTimes add up where Queue's host time goes (the benchmark reports them per token): the
+// input writes, the feed's and the readback's copies, the submit, the recording of the next
+// forward, and all of Queue.
+type queueTimes struct {
+	writes, copies, submit, record, all time.Duration
 }
 
 func (c *chain) destroy() {
@@ -222,11 +231,14 @@ func (p *program) Queue(ctx context.Context, in []graph.Tensor, feed backend.Fee
 }
 
 func (p *program) queue(ctx context.Context, in []graph.Tensor, feed backend.Feed) (*queued, error) {
+	t0 := time.Now()
 	if err := p.lockReady(ctx, in); err != nil {
 		return nil, err
 	}
 	b := p.b
 	defer b.mu.Unlock()
+	c := &p.chain
+	defer func() { c.spent.all += time.Since(t0) }()
 	skip := -1
 	var src, dst ioRange
 	if feed.From != nil {
@@ -236,10 +248,11 @@ func (p *program) queue(ctx context.Context, in []graph.Tensor, feed backend.Fee
 		}
 		skip = feed.Input
 	}
+	tw := time.Now()
 	if err := p.writeInputs(in, skip); err != nil {
 		return nil, err
 	}
-	c := &p.chain
+	c.spent.writes += time.Since(tw)
 	var buf *webgpu.Buffer
 	if n := len(c.free); n > 0 {
 		buf, c.free = c.free[n-1], c.free[:n-1]
@@ -258,7 +271,9 @@ func (p *program) queue(ctx context.Context, in []graph.Tensor, feed backend.Fee
 			return nil, err
 		}
 	}
+	tc := time.Now()
 	pre, post, err := p.copies(src, dst, buf)
+	c.spent.copies += time.Since(tc)
 	if err != nil {
 		return nil, err
 	}
@@ -266,15 +281,19 @@ func (p *program) queue(ctx context.Context, in []graph.Tensor, feed backend.Fee
 	if pre != nil {
 		cbs = []*webgpu.CommandBuffer{pre, fwd, post}
 	}
+	ts := time.Now()
 	if err := b.dev.Queue().Submit(cbs...); err != nil {
 		return nil, err
 	}
+	c.spent.submit += time.Since(ts)
 	p.runs++
 	r := &queued{p: p, run: p.runs, buf: buf, done: make(chan error, 1)}
 	// Mapped by a goroutine: it asks as soon as this one blocks (at the latest when the host
 	// waits for an earlier run), and the mapping resolves when the GPU is done, host busy or not.
 	go func() { r.done <- buf.MapAsync(webgpu.MapRead, 0, buf.Size()) }()
+	tr := time.Now()
 	c.next, _ = p.commands(false) // a failure is met again by the next Queue
+	c.spent.record += time.Since(tr)
 	return r, nil
 }
 
