@@ -30,7 +30,8 @@ var (
 	benchDecodeKeep = flag.String("nibble.decodekeep", "128,2048", "cache lengths (powers of two ≥ 16) of the timed decode steps")
 	benchGEMVNorm   = flag.Bool("nibble.gemvnorm", true, "run RMS norms inside the GEMVs after them (false: as dispatches of their own)")
 	benchGEMVGroups = flag.Bool("nibble.gemvgroups", true, "run the Linears of one x (q, k, v; gate, up) as one GEMV (false: one dispatch each)")
-	benchSplitWG    = flag.Int("nibble.splitwg", 256, "threads a workgroup of attention's split products (q·kᵀ, p·v): 256 or 1024")
+	benchSplitWG    = flag.Int("nibble.splitwg", 1024, "threads a workgroup of p·v's split product (at most the device's)")
+	benchSplitWGT   = flag.Int("nibble.splitwgt", 256, "threads a workgroup of q·kᵀ's split product (at most the device's)")
 	benchA8Decode   = flag.Bool("nibble.a8decode", false, "decode with int8 activations in the GEMVs (Options.Int8Activations)")
 )
 
@@ -145,8 +146,8 @@ type decodeResult struct {
 // this run. Beside it, from the same compiled graph: its GPU time from timestamp queries (the
 // whole forward, its matmuls alone, the other dispatches alone) and the host's recording time.
 func BenchmarkDecode(b *testing.B) {
-	fuseGEMVNorm, fuseGEMVGroups, splitWG = *benchGEMVNorm, *benchGEMVGroups, *benchSplitWG
-	defer func() { fuseGEMVNorm, fuseGEMVGroups, splitWG = true, true, 256 }()
+	fuseGEMVNorm, fuseGEMVGroups, splitWG, splitWGT = *benchGEMVNorm, *benchGEMVGroups, *benchSplitWG, *benchSplitWGT
+	defer func() { fuseGEMVNorm, fuseGEMVGroups, splitWG, splitWGT = true, true, 1024, 256 }()
 	be := newBackend(b, Options{Timing: true, Int8Activations: *benchA8Decode})
 	s := llamaTiny
 	if *benchDecode == "7b" || *benchDecode == "auto" && !be.Caps().Software {

@@ -539,7 +539,8 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 	if splitMatMul(K, c.p.b.caps.Software) {
 		// ops_matmul.wgsl's JT: the outputs a workgroup computes (AB_SPLIT 32, ABT_SPLIT one per
 		// 32 threads).
-		wg := min(splitWG, c.p.b.dev.Limits().MaxComputeInvocationsPerWorkgroup)
+		dl := c.p.b.dev.Limits()
+		wg := min(map[bool]int{false: splitWG, true: splitWGT}[n.Attr.TransB], dl.MaxComputeInvocationsPerWorkgroup, dl.MaxComputeWorkgroupSizeX)
 		jt := map[bool]int{false: 32, true: wg / 32}[n.Attr.TransB]
 		k.Variant, k.WG = k.Variant+"_split", wg
 		groups = size / N * groupsFor(N, jt)
@@ -580,11 +581,13 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 	return c.dispatch(what, k, words, groups, operands...)
 }
 
-// splitWG is the workgroup of ops_matmul.wgsl's split products (at most the device's): AB_SPLIT's
-// splitWG/32 groups of 32 outputs, ABT_SPLIT's splitWG/32 outputs of 32 threads each. A variable:
-// BenchmarkDecode's -nibble.splitwg tries 1024, 4× the loads in flight per workgroup where p·v
-// of a long cache has only Dh/32 workgroups a head.
-var splitWG = 256
+// splitWG and splitWGT are the workgroups of ops_matmul.wgsl's split products (at most the
+// device's): AB_SPLIT's splitWG/32 groups of 32 outputs, ABT_SPLIT's splitWGT/32 outputs of 32
+// threads each. p·v of one token has only Dh/32 workgroups a head: on an H200 at 2048 cached
+// rows, 256 threads each walking 256 keys took 111 µs a layer (run 13: latency, not bytes), so
+// it gets 1024 threads, 4× the loads in flight and a quarter of the walk each. Variables:
+// BenchmarkDecode's -nibble.splitwg and -nibble.splitwgt set them.
+var splitWG, splitWGT = 1024, 256
 
 // splitMatMul reports whether a·b or a·bᵀ over K runs with K split across a workgroup: on GPUs,
 // from K = 64 (on an H200 the

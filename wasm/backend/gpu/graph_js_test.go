@@ -318,11 +318,12 @@ func TestGraphRowWorkgroups(t *testing.T) {
 func TestGraphSplitMatMul(t *testing.T) {
 	poisoned(t)
 	forceSplitMatMul = true
-	t.Cleanup(func() { forceSplitMatMul, splitWG = false, 256 })
+	t.Cleanup(func() { forceSplitMatMul, splitWG, splitWGT = false, 1024, 256 })
 	b := newBackend(t, Options{})
-	// The default workgroup and another (the kernels take any multiple of 32; GPUs may try 1024).
-	for _, wg := range []int{256, 64} {
-		splitWG = wg
+	// The default workgroups (at most the device's: 256 on SwiftShader) and another (the kernels
+	// take any multiple of 32).
+	for _, wg := range []int{1024, 64} {
+		splitWG, splitWGT = wg, wg
 		for _, only := range []string{"matmul/", "block/decoder-"} {
 			opt := backendtest.GraphOptions{Only: only}
 			if b.ComputeF16() {
@@ -671,12 +672,12 @@ func TestGraphSoftmaxProducts(t *testing.T) {
 	poisoned(t)
 	forceSoftmaxProducts = true
 	t.Cleanup(func() { forceSplitMatMul, forceSoftmaxProducts = false, false })
-	t.Cleanup(func() { splitWG = 256 })
+	t.Cleanup(func() { splitWG = 1024 })
 	b := newBackend(t, Options{})
 	for _, split := range []bool{false, true} {
 		for _, keys := range []int{70, 300} {
 			forceSplitMatMul = split
-			splitWG = map[bool]int{false: 256, true: 128}[keys == 300] // chunks of K of either size
+			splitWG = map[bool]int{false: 1024, true: 128}[keys == 300] // chunks of K of either size
 			var g *graph.Graph
 			checkLocal(t, b, fmt.Sprintf("softmax products split=%v keys=%d", split, keys), func(gr *graph.Graph, _ map[string]*quant.Tensor) error {
 				g = gr
