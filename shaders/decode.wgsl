@@ -72,15 +72,26 @@ fn group_of(k: u32) -> u32 {
   return min(k / params.group, params.groups - 1u);
 }
 
-#if QUANT
-// Word j of the scales (of this workgroup's weight with MULTI).
-fn scale_word(j: u32) -> ScaleWord {
+// The weight a read takes its buffers from: MULTI's sel (the workgroup's), else the only one.
+// The *_of readers take it as an argument: gemv_hw.wgsl passes a constant, branching once per
+// span rather than once per load.
+fn cur() -> u32 {
 #if MULTI
-  if (sel == 1u) {
+  return sel;
+#else
+  return 0u;
+#endif
+}
+
+#if QUANT
+// Word j of weight which's scales.
+fn scale_word_of(which: u32, j: u32) -> ScaleWord {
+#if MULTI
+  if (which == 1u) {
     return scales1[j];
   }
 #if MULTI3
-  if (sel == 2u) {
+  if (which == 2u) {
     return scales2[j];
   }
 #endif
@@ -88,42 +99,58 @@ fn scale_word(j: u32) -> ScaleWord {
   return scales[j];
 }
 
-fn scale_at(row: u32, g: u32) -> f32 {
+fn scale_word(j: u32) -> ScaleWord {
+  return scale_word_of(cur(), j);
+}
+
+fn scale_at_of(which: u32, row: u32, g: u32) -> f32 {
   let i = row * params.groups + g;
 #if SCALE_F16
-  let pair = unpack2x16float(scale_word(i >> 1u));
+  let pair = unpack2x16float(scale_word_of(which, i >> 1u));
   return select(pair.x, pair.y, (i & 1u) == 1u);
 #else
-  return scale_word(i);
+  return scale_word_of(which, i);
 #endif
+}
+
+fn scale_at(row: u32, g: u32) -> f32 {
+  return scale_at_of(cur(), row, g);
 }
 #endif
 
 #if ASYM
-// Word j of the packed zero points (of this workgroup's weight with MULTI).
-fn zero_word(j: u32) -> u32 {
+// Word j of weight which's packed zero points.
+fn zero_word_of(which: u32, j: u32) -> u32 {
 #if MULTI
-  if (sel == 1u) {
+  if (which == 1u) {
     return zeros1[j];
   }
 #if MULTI3
-  if (sel == 2u) {
+  if (which == 2u) {
     return zeros2[j];
   }
 #endif
 #endif
   return zeros[j];
 }
+
+fn zero_word(j: u32) -> u32 {
+  return zero_word_of(cur(), j);
+}
 #endif
 
-// Zero point of group g in row, as f32 (0 when symmetric).
-fn zero_at(row: u32, g: u32) -> f32 {
+// Zero point of group g in row of weight which, as f32 (0 when symmetric).
+fn zero_at_of(which: u32, row: u32, g: u32) -> f32 {
 #if ASYM
-  let wd = zero_word(row * params.zero_words + g / EW);
+  let wd = zero_word_of(which, row * params.zero_words + g / EW);
   return f32((wd >> ((g % EW) * BITS)) & ((1u << BITS) - 1u));
 #else
   return 0.0;
 #endif
+}
+
+fn zero_at(row: u32, g: u32) -> f32 {
+  return zero_at_of(cur(), row, g);
 }
 
 // Octets per span: groups are multiples of 8 long, so 8 aligned codes share one scale.
