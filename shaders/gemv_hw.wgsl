@@ -34,7 +34,7 @@
 // weights of one layout but for N, the second and third at bindings 8, 9 (their scales and zero
 // points decode.wgsl's 10-13). The grid covers their rows one after the other, each weight's a
 // whole number of workgroups (multi.start), so a workgroup picks its weight once (decode.wgsl's
-// sel) and every load branches on that uniform value. Each weight's outputs go to its own block
+// sel) and branches on it once per span (load_span). Each weight's outputs go to its own block
 // of y (multi.ybase). On a GPU each dispatch costs ~5 µs before its bytes stream (NOTES.md).
 //
 // Grid: (ceil(n / ROWS), m, 1), n the rows of all weights with MULTI; workgroup WG threads (a
@@ -146,17 +146,18 @@ fn oct1(wv: vec4<u32>, o: u32, base: vec4<f32>, xa: vec4<f32>, xb: vec4<f32>, t0
   return t;
 }
 
-fn base_at(row: u32, g: u32) -> vec4<f32> {
+// The base and scale of group g of row in weight which (decode.wgsl's cur()).
+fn base_at(which: u32, row: u32, g: u32) -> vec4<f32> {
 #if ASYM
-  return vec4<f32>(MAGICF) + zero_at(row, g) * PW;
+  return vec4<f32>(MAGICF) + zero_at_of(which, row, g) * PW;
 #else
   return BASE_SYM;
 #endif
 }
 
-fn scale_or_one(row: u32, g: u32) -> f32 {
+fn scale_or_one(which: u32, row: u32, g: u32) -> f32 {
 #if QUANT
-  return scale_at(row, g);
+  return scale_at_of(which, row, g);
 #else
   return 1.0;
 #endif
@@ -179,14 +180,15 @@ fn oct_rows(o: u32, sp: Span, rows: array<u32, 8>, k0: u32, xi: u32, acc: array<
   var b = sp.b;
   if (!ONE_SCALE) {
     let g = group_of(k0 + 8u * o);
-    s[0] = scale_or_one(rows[0], g); b[0] = base_at(rows[0], g);
-    if (ROWS > 1u) { s[1] = scale_or_one(rows[1], g); b[1] = base_at(rows[1], g); }
-    if (ROWS > 2u) { s[2] = scale_or_one(rows[2], g); b[2] = base_at(rows[2], g); }
-    if (ROWS > 3u) { s[3] = scale_or_one(rows[3], g); b[3] = base_at(rows[3], g); }
-    if (ROWS > 4u) { s[4] = scale_or_one(rows[4], g); b[4] = base_at(rows[4], g); }
-    if (ROWS > 5u) { s[5] = scale_or_one(rows[5], g); b[5] = base_at(rows[5], g); }
-    if (ROWS > 6u) { s[6] = scale_or_one(rows[6], g); b[6] = base_at(rows[6], g); }
-    if (ROWS > 7u) { s[7] = scale_or_one(rows[7], g); b[7] = base_at(rows[7], g); }
+    let which = cur(); // a branch per load on this path (groups shorter than a span)
+    s[0] = scale_or_one(which, rows[0], g); b[0] = base_at(which, rows[0], g);
+    if (ROWS > 1u) { s[1] = scale_or_one(which, rows[1], g); b[1] = base_at(which, rows[1], g); }
+    if (ROWS > 2u) { s[2] = scale_or_one(which, rows[2], g); b[2] = base_at(which, rows[2], g); }
+    if (ROWS > 3u) { s[3] = scale_or_one(which, rows[3], g); b[3] = base_at(which, rows[3], g); }
+    if (ROWS > 4u) { s[4] = scale_or_one(which, rows[4], g); b[4] = base_at(which, rows[4], g); }
+    if (ROWS > 5u) { s[5] = scale_or_one(which, rows[5], g); b[5] = base_at(which, rows[5], g); }
+    if (ROWS > 6u) { s[6] = scale_or_one(which, rows[6], g); b[6] = base_at(which, rows[6], g); }
+    if (ROWS > 7u) { s[7] = scale_or_one(which, rows[7], g); b[7] = base_at(which, rows[7], g); }
   }
   var a = acc;
   if (ONE_SCALE) {
@@ -256,18 +258,19 @@ fn xl(xi: u32, j: u32) -> vec4<f32> {
   return vec4<f32>(0.0);
 }
 
-// Span i of row r (a constant) of the workgroup, or zeros for a row this variant does not have.
-fn wl(rows: array<u32, 8>, rv: u32, i: u32, r: u32) -> vec4<u32> {
+// Span i of row r (a constant) of weight which (a constant), or zeros for a row this variant does
+// not have.
+fn wl(rows: array<u32, 8>, rv: u32, i: u32, r: u32, which: u32) -> vec4<u32> {
   if (r >= ROWS) {
     return vec4<u32>(0u);
   }
   let j = rows[r] * rv + i;
 #if MULTI
-  if (sel == 1u) {
+  if (which == 1u) {
     return w1[j];
   }
 #if MULTI3
-  if (sel == 2u) {
+  if (which == 2u) {
     return w2[j];
   }
 #endif
@@ -276,21 +279,39 @@ fn wl(rows: array<u32, 8>, rv: u32, i: u32, r: u32) -> vec4<u32> {
 }
 
 // Span i of every row of the workgroup, and its scale and base where one serves the span: all
-// the loads first, so they are in flight together.
+// the loads first, so they are in flight together. With MULTI one branch on sel picks the weight
+// for all of them: load_span_of's which is a constant in each call, so its per-load choices fold
+// away. (A branch on sel per load, the first version, made the grouped GEMVs of a decode step
+// ~0.6 ms slower on an H200, run 13: each load's branch likely waited for it.)
 fn load_span(rows: array<u32, 8>, rv: u32, i: u32) -> Span {
+#if MULTI
+  if (sel == 1u) {
+    return load_span_of(rows, rv, i, 1u);
+  }
+#if MULTI3
+  if (sel == 2u) {
+    return load_span_of(rows, rv, i, 2u);
+  }
+#endif
+#endif
+  return load_span_of(rows, rv, i, 0u);
+}
+
+fn load_span_of(rows: array<u32, 8>, rv: u32, i: u32, which: u32) -> Span {
   var sp: Span;
-  sp.w = array<vec4<u32>, 8>(wl(rows, rv, i, 0u), wl(rows, rv, i, 1u), wl(rows, rv, i, 2u), wl(rows, rv, i, 3u),
-                             wl(rows, rv, i, 4u), wl(rows, rv, i, 5u), wl(rows, rv, i, 6u), wl(rows, rv, i, 7u));
+  sp.w = array<vec4<u32>, 8>(wl(rows, rv, i, 0u, which), wl(rows, rv, i, 1u, which), wl(rows, rv, i, 2u, which),
+                             wl(rows, rv, i, 3u, which), wl(rows, rv, i, 4u, which), wl(rows, rv, i, 5u, which),
+                             wl(rows, rv, i, 6u, which), wl(rows, rv, i, 7u, which));
   if (ONE_SCALE) {
     let g = group_of(i * 4u * EW);
-    sp.s[0] = scale_or_one(rows[0], g); sp.b[0] = base_at(rows[0], g);
-    if (ROWS > 1u) { sp.s[1] = scale_or_one(rows[1], g); sp.b[1] = base_at(rows[1], g); }
-    if (ROWS > 2u) { sp.s[2] = scale_or_one(rows[2], g); sp.b[2] = base_at(rows[2], g); }
-    if (ROWS > 3u) { sp.s[3] = scale_or_one(rows[3], g); sp.b[3] = base_at(rows[3], g); }
-    if (ROWS > 4u) { sp.s[4] = scale_or_one(rows[4], g); sp.b[4] = base_at(rows[4], g); }
-    if (ROWS > 5u) { sp.s[5] = scale_or_one(rows[5], g); sp.b[5] = base_at(rows[5], g); }
-    if (ROWS > 6u) { sp.s[6] = scale_or_one(rows[6], g); sp.b[6] = base_at(rows[6], g); }
-    if (ROWS > 7u) { sp.s[7] = scale_or_one(rows[7], g); sp.b[7] = base_at(rows[7], g); }
+    sp.s[0] = scale_or_one(which, rows[0], g); sp.b[0] = base_at(which, rows[0], g);
+    if (ROWS > 1u) { sp.s[1] = scale_or_one(which, rows[1], g); sp.b[1] = base_at(which, rows[1], g); }
+    if (ROWS > 2u) { sp.s[2] = scale_or_one(which, rows[2], g); sp.b[2] = base_at(which, rows[2], g); }
+    if (ROWS > 3u) { sp.s[3] = scale_or_one(which, rows[3], g); sp.b[3] = base_at(which, rows[3], g); }
+    if (ROWS > 4u) { sp.s[4] = scale_or_one(which, rows[4], g); sp.b[4] = base_at(which, rows[4], g); }
+    if (ROWS > 5u) { sp.s[5] = scale_or_one(which, rows[5], g); sp.b[5] = base_at(which, rows[5], g); }
+    if (ROWS > 6u) { sp.s[6] = scale_or_one(which, rows[6], g); sp.b[6] = base_at(which, rows[6], g); }
+    if (ROWS > 7u) { sp.s[7] = scale_or_one(which, rows[7], g); sp.b[7] = base_at(which, rows[7], g); }
   }
   return sp;
 }
