@@ -489,76 +489,16 @@ func TestGraphStatesInPlace(t *testing.T) {
 	t.Cleanup(func() { forceSplitMatMul, forceSoftmaxProducts = false, false })
 	b := newBackend(t, Options{})
 	ref := cpu.New()
-	const S, KV, G, Dh, T, keep = 40, 3, 2, 5, 4, 16
-	graphs := func(storage graph.StateFormat) []*graph.Graph {
-		var gs []*graph.Graph
-		for _, rows := range []int{T, 1} {
-			g := graph.New(fmt.Sprintf("in place/%s/rows%d", storage, rows))
-			k := g.Input("k", graph.Float32, rows, KV, Dh)
-			v := g.Input("v", graph.Float32, rows, KV, Dh)
-			w := g.Input("w", graph.Float32, rows, 1, Dh)
-			pos := g.Input("pos", graph.Int32, 1)
-			q := g.Input("q", graph.Float32, KV, G*rows, Dh)
-			p := g.Input("p", graph.Float32, KV, G*rows, keep)
-			ks := g.StateWrite("k write", g.State("k", storage, S, KV, Dh), k, pos, keep)
-			vs := g.StateWrite("v write", g.State("v", storage, S, KV, Dh), v, pos, keep)
-			ws := g.StateWrite("w write", g.State("w", storage, S, 1, Dh), w, pos, keep)
-			scores := g.Scale("scale", g.MatMul("qk", q, g.Transpose("kt", ks, 1, 0, 2), true), 0.4)
-			mix := g.MatMul("pv", p, g.Transpose("vt", vs, 1, 0, 2), false)
-			one := g.MatMul("qw", g.Reshape("q1", q, 1, KV*G*rows, Dh), g.Transpose("wt", ws, 1, 0, 2), true) // [1, keep, Dh]: a view
-			soft := g.MatMul("sv", g.Softmax("soft", p, graph.None), g.Transpose("vt2", vs, 1, 0, 2), false)
-			// Rows of 3×6 rotated by tables as the cache write reads them, paired with another.
-			cos, sin := g.Input("cos", graph.Float32, rows, 1, 3, 1), g.Input("sin", graph.Float32, rows, 1, 3, 1)
-			rot := tableRotate(g, g.Input("r", graph.Float32, rows, KV, 6), cos, sin)
-			u := g.Input("u", graph.Float32, rows, KV, 6)
-			rs := g.StateWrite("r write", g.State("r", storage, S, KV, 6), rot, pos, keep)
-			us := g.StateWrite("u write", g.State("u", storage, S, KV, 6), u, pos, keep)
-			q6 := g.Input("q6", graph.Float32, KV, G*rows, 6)
-			// A query rotated as q·kᵀ reads it, through a view.
-			rq := g.Reshape("rq", tableRotate(g, g.Input("qraw", graph.Float32, rows, KV*G, 6), cos, sin), KV, G*rows, 6)
-			qr := g.MatMul("qr", rq, g.Transpose("rt", rs, 1, 0, 2), true)
-			qu := g.MatMul("qu", q6, g.Transpose("ut", us, 1, 0, 2), true)
-			if err := g.Output(scores, mix, one, soft, qr, qu); err != nil {
-				t.Fatal(err)
-			}
-			gs = append(gs, g)
-		}
-		return gs
-	}
-	type side struct {
-		progs  []backend.Program
-		states backend.StateMap
-	}
-	open := func(t *testing.T, c backend.Compiler, a backend.StateAllocator, gs []*graph.Graph) side {
-		s := side{states: backend.StateMap{}}
-		for _, sp := range gs[0].States() {
-			st, err := a.NewState(sp)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Release() })
-			s.states[sp.Name] = st
-		}
-		for _, g := range gs {
-			p, err := c.Compile(g, backend.WithStates(backend.WeightMap{}, s.states))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { p.Release() })
-			s.progs = append(s.progs, p)
-		}
-		return s
-	}
 	for _, split := range []bool{false, true} {
 		for _, storage := range []graph.StateFormat{graph.StateF32, graph.StateF16, graph.StateInt8} {
 			t.Run(fmt.Sprintf("split=%v/%s", split, storage), func(t *testing.T) {
 				forceSplitMatMul = split
-				gs := graphs(storage)
+				gs := inPlaceGraphs(t, storage)
 				if n := len(findStateWritePairs(gs[0], neededNodes(gs[0]), nil)); n != 2 {
 					t.Fatalf("%d state writes paired, want 2", n)
 				}
-				got, want := open(t, b, b, gs), open(t, ref, ref, gs)
-				for _, p := range got.progs {
+				got, want := openStates(t, b, b, gs), openStates(t, ref, ref, gs)
+				for _, p := range got {
 					if pl := p.(*program).plan; len(pl.statesInPlace) != 5 || len(pl.softmaxes) != 1 || len(pl.rotatedReads) != 2 {
 						t.Fatalf("%d states read in place, %d softmax products, %d rotated reads; want 5, 1, 2", len(pl.statesInPlace), len(pl.softmaxes), len(pl.rotatedReads))
 					}
@@ -575,11 +515,11 @@ func TestGraphStatesInPlace(t *testing.T) {
 						}
 						in = append(in, normalInput(n.Shape...)(rng))
 					}
-					w, err := want.progs[at.graph].Run(context.Background(), in)
+					w, err := want[at.graph].Run(context.Background(), in)
 					if err != nil {
 						t.Fatal(err)
 					}
-					o, err := got.progs[at.graph].Run(context.Background(), in)
+					o, err := got[at.graph].Run(context.Background(), in)
 					if err != nil {
 						t.Fatalf("step %d: %v", step, err)
 					}
@@ -592,6 +532,69 @@ func TestGraphStatesInPlace(t *testing.T) {
 			})
 		}
 	}
+}
+
+// inPlaceGraphs are TestGraphStatesInPlace's prefill (4 rows) and decode (1 row) graphs over
+// states of the given storage: keep 16 of 40 rows.
+func inPlaceGraphs(t *testing.T, storage graph.StateFormat) []*graph.Graph {
+	const S, KV, G, Dh, keep = 40, 3, 2, 5, 16
+	var gs []*graph.Graph
+	for _, rows := range []int{4, 1} {
+		g := graph.New(fmt.Sprintf("in place/%s/rows%d", storage, rows))
+		k := g.Input("k", graph.Float32, rows, KV, Dh)
+		v := g.Input("v", graph.Float32, rows, KV, Dh)
+		w := g.Input("w", graph.Float32, rows, 1, Dh)
+		pos := g.Input("pos", graph.Int32, 1)
+		q := g.Input("q", graph.Float32, KV, G*rows, Dh)
+		p := g.Input("p", graph.Float32, KV, G*rows, keep)
+		ks := g.StateWrite("k write", g.State("k", storage, S, KV, Dh), k, pos, keep)
+		vs := g.StateWrite("v write", g.State("v", storage, S, KV, Dh), v, pos, keep)
+		ws := g.StateWrite("w write", g.State("w", storage, S, 1, Dh), w, pos, keep)
+		scores := g.Scale("scale", g.MatMul("qk", q, g.Transpose("kt", ks, 1, 0, 2), true), 0.4)
+		mix := g.MatMul("pv", p, g.Transpose("vt", vs, 1, 0, 2), false)
+		one := g.MatMul("qw", g.Reshape("q1", q, 1, KV*G*rows, Dh), g.Transpose("wt", ws, 1, 0, 2), true) // [1, keep, Dh]: a view
+		soft := g.MatMul("sv", g.Softmax("soft", p, graph.None), g.Transpose("vt2", vs, 1, 0, 2), false)
+		// Rows of 3×6 rotated by tables as the cache write reads them, paired with another.
+		cos, sin := g.Input("cos", graph.Float32, rows, 1, 3, 1), g.Input("sin", graph.Float32, rows, 1, 3, 1)
+		rot := tableRotate(g, g.Input("r", graph.Float32, rows, KV, 6), cos, sin)
+		u := g.Input("u", graph.Float32, rows, KV, 6)
+		rs := g.StateWrite("r write", g.State("r", storage, S, KV, 6), rot, pos, keep)
+		us := g.StateWrite("u write", g.State("u", storage, S, KV, 6), u, pos, keep)
+		q6 := g.Input("q6", graph.Float32, KV, G*rows, 6)
+		// A query rotated as q·kᵀ reads it, through a view.
+		rq := g.Reshape("rq", tableRotate(g, g.Input("qraw", graph.Float32, rows, KV*G, 6), cos, sin), KV, G*rows, 6)
+		qr := g.MatMul("qr", rq, g.Transpose("rt", rs, 1, 0, 2), true)
+		qu := g.MatMul("qu", q6, g.Transpose("ut", us, 1, 0, 2), true)
+		if err := g.Output(scores, mix, one, soft, qr, qu); err != nil {
+			t.Fatal(err)
+		}
+		gs = append(gs, g)
+	}
+	return gs
+}
+
+// openStates allocates gs's states on a and compiles gs on c against them, all released when
+// the test ends.
+func openStates(t *testing.T, c backend.Compiler, a backend.StateAllocator, gs []*graph.Graph) []backend.Program {
+	states := backend.StateMap{}
+	for _, sp := range gs[0].States() {
+		st, err := a.NewState(sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Release() })
+		states[sp.Name] = st
+	}
+	var progs []backend.Program
+	for _, g := range gs {
+		p, err := c.Compile(g, backend.WithStates(backend.WeightMap{}, states))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Release() })
+		progs = append(progs, p)
+	}
+	return progs
 }
 
 // TestGraphLinearGroups checks Linears of one x run as one GEMV of several weights (fuse.go's
