@@ -48,6 +48,15 @@ alias ScaleWord = f32;
 // gemv_hw.wgsl MULTI: which weight this workgroup's rows are in (0: the one at bindings 1, 4, 5),
 // set before any load; the scales and zero points of the second and third.
 var<private> sel: u32;
+// Per weight: its first row in the grid's rows (a multiple of the rows a workgroup sums; start[3]
+// past the last), its rows, and where its outputs start in y (activation row mi of weight j at
+// ybase[j] + mi·n[j]).
+struct Multi {
+  start: vec4<u32>,
+  n: vec4<u32>,
+  ybase: vec4<u32>,
+}
+@group(0) @binding(14) var<uniform> multi: Multi;
 #if QUANT
 @group(0) @binding(10) var<storage, read> scales1: array<ScaleWord>;
 #if MULTI3

@@ -57,14 +57,7 @@
 #if MULTI3
 @group(0) @binding(9) var<storage, read> w2: array<vec4<u32>>;
 #endif
-// As in gemv_hw.wgsl: per weight its first row in the grid's rows (a multiple of ROWS·RG;
-// start[3] past the last), its rows, and where its outputs start in y.
-struct Multi {
-  start: vec4<u32>,
-  n: vec4<u32>,
-  ybase: vec4<u32>,
-}
-@group(0) @binding(14) var<uniform> multi: Multi;
+// decode.wgsl's multi: each weight's first row in the grid's rows is a multiple of ROWS·RG here.
 #endif
 #if NORM
 @group(0) @binding(7) var<storage, read> gain: array<vec4<f32>>;

@@ -48,14 +48,6 @@
 #if MULTI3
 @group(0) @binding(9) var<storage, read> w2: array<vec4<u32>>;
 #endif
-// Per weight: its first row in the grid's rows (a multiple of ROWS; start[3] past the last), its
-// rows, and where its outputs start in y (activation row mi of weight j at ybase[j] + mi·n[j]).
-struct Multi {
-  start: vec4<u32>,
-  n: vec4<u32>,
-  ybase: vec4<u32>,
-}
-@group(0) @binding(14) var<uniform> multi: Multi;
 #endif
 #if NORM
 @group(0) @binding(7) var<storage, read> gain: array<vec4<f32>>;
