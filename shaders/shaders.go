@@ -115,6 +115,9 @@ type Key struct {
 	// GEMVA8: x arrives quantized by an A8Quant pre-pass (binding 2 holds its blocks), not as
 	// floats it quantizes itself. Not with Norm.
 	XQ bool
+	// GEMVHW: x is SiLU(x)·u, u at binding 15, formed as x is loaded (gemv_hw.wgsl SILU_X): a
+	// feed-forward's SiLU·mul and its down projection, one dispatch. Not with Norm.
+	SiLUX bool
 }
 
 // Tile is the block of outputs one GEMMTile workgroup computes: BM activation rows × BN weight
@@ -177,6 +180,9 @@ func (k Key) Normalize() Key {
 	}
 	if k.Kernel != GEMVA8 {
 		k.XQ = false
+	}
+	if k.Kernel != GEMVHW {
+		k.SiLUX = false
 	}
 	if k.Kernel == A8Quant {
 		k.Rows, k.ScaleF16 = 1, false // a thread per block; scales are the GEMV's
@@ -244,6 +250,9 @@ func (k Key) Name() string {
 	if k.Weights > 1 {
 		fmt.Fprintf(&b, "-w%d", k.Weights)
 	}
+	if k.SiLUX {
+		b.WriteString("-silux")
+	}
 	return b.String()
 }
 
@@ -267,6 +276,9 @@ func (k Key) Validate() error {
 		}
 		if k.Weights > 3 {
 			return fmt.Errorf("shaders: %s: %d weights in one dispatch (at most 3)", k.Name(), k.Weights)
+		}
+		if k.SiLUX && k.Norm {
+			return fmt.Errorf("shaders: %s: x is either SiLU(x)·u or an RMS norm's input, not both", k.Name())
 		}
 		if k.XQ && k.Norm {
 			return fmt.Errorf("shaders: %s: x quantized ahead cannot be an RMS norm's input", k.Name())
@@ -309,6 +321,7 @@ func (k Key) Defines() map[string]bool {
 		"MULTI3":    k.Kernel.hwGEMV() && k.Weights > 2,
 		"XQ":        k.Kernel == GEMVA8 && k.XQ,
 		"QUANTX":    k.Kernel == A8Quant,
+		"SILU_X":    k.Kernel == GEMVHW && k.SiLUX,
 	}
 }
 

@@ -34,6 +34,11 @@ func allKeys() []Key {
 									ks = append(ks, r.Normalize())
 								}
 								if kern == GEMVHW {
+									sx := k
+									sx.SiLUX = true
+									ks = append(ks, sx.Normalize())
+									sx.Residual = true
+									ks = append(ks, sx.Normalize())
 									for _, nw := range []int{2, 3} {
 										mw := k
 										mw.Weights = nw
