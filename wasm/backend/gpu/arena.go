@@ -40,6 +40,9 @@ type arenaLimits struct {
 	// gemvWeights: the most Linears of one x one GEMV dispatch may compute (fuse.go's
 	// findLinearGroups; below 2, none).
 	gemvWeights int
+	// gemvSiLU: a SiLU product read only by a GEMV is formed as the GEMV loads its x (fuse.go's
+	// findSiLULinears): gemv_hw.wgsl with f32 activations.
+	gemvSiLU bool
 	// softmaxProducts: a softmax read only by a·b runs inside it (fuse.go's
 	// findSoftmaxProducts): GPUs, where a dispatch costs microseconds whatever it computes.
 	softmaxProducts bool
@@ -138,6 +141,9 @@ type graphPlan struct {
 	groupLead map[int]int
 	// softmaxes: products that normalize their a as they read it (fuse.go), keyed by MatMul.
 	softmaxes map[int]softmaxProduct
+	// siluLinears: Linears whose x is a SiLU product they form as they load it (fuse.go), keyed
+	// by the Linear.
+	siluLinears map[int]siluProduct
 	// rotatedReads: StateWrites and products that rotate their x or a as they read it, to the
 	// rotation's Concat in ropes (fuse.go).
 	rotatedReads map[int]int
@@ -178,6 +184,9 @@ func (p *graphPlan) reads(i int) []graph.Value {
 	if n, ok := p.normed[i]; ok {
 		return []graph.Value{n.x, n.gain}
 	}
+	if s, ok := p.siluLinears[i]; ok {
+		return []graph.Value{s.a, s.b}
+	}
 	return nil
 }
 
@@ -209,6 +218,10 @@ func (p *graphPlan) fuse(g *graph.Graph, paddedK func(node int) int, lim arenaLi
 		p.fused[n.norm] = true
 	}
 	p.statesInPlace = findStatesInPlace(g, p.needed, p.stridedB)
+	p.siluLinears = findSiLULinears(g, p.needed, uses, p.siluMuls, paddedK, lim)
+	for i := range p.siluLinears {
+		p.fused[g.Nodes[i].Inputs[0]] = true // the Mul (its SiLU is fused already)
+	}
 	p.softmaxes = map[int]softmaxProduct{}
 	if lim.softmaxProducts {
 		p.softmaxes = findSoftmaxProducts(g, p.needed, uses)
