@@ -49,6 +49,10 @@
 @group(0) @binding(9) var<storage, read> w2: array<vec4<u32>>;
 #endif
 #endif
+#if SILU_X
+// x's second factor: the kernel's x is SiLU(x)·xu (a feed-forward's gate and up).
+@group(0) @binding(15) var<storage, read> xu: array<vec4<f32>>;
+#endif
 #if NORM
 @group(0) @binding(7) var<storage, read> gain: array<vec4<f32>>;
 // The first vec4 of this workgroup's x row: the gain's vec4 j multiplies x's xrow + j.
@@ -239,12 +243,19 @@ fn span_rows(sp: Span, rows: array<u32, 8>, k0: u32, xi: u32, acc: array<f32, 8>
 // x vec4 j of the span starting at xi; j folds to a constant.
 fn xl(xi: u32, j: u32) -> vec4<f32> {
   if (j < EW) {
+#if SILU_X
+    // SiLU(x)·u as ops_binary.wgsl SILU_MUL forms it.
+    let g = x[xi + j];
+    let e = exp(-abs(g));
+    return g * select(e / (1.0 + e), 1.0 / (1.0 + e), g >= vec4<f32>(0.0)) * xu[xi + j];
+#else
 #if NORM
     let v = x[xi + j];
     xss = fma(v.x, v.x, fma(v.y, v.y, fma(v.z, v.z, fma(v.w, v.w, xss))));
     return v * gain[xi + j - xrow];
 #else
     return x[xi + j];
+#endif
 #endif
   }
   return vec4<f32>(0.0);

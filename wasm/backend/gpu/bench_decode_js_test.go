@@ -30,6 +30,7 @@ var (
 	benchDecodeKeep = flag.String("nibble.decodekeep", "128,2048", "cache lengths (powers of two ≥ 16) of the timed decode steps")
 	benchGEMVNorm   = flag.Bool("nibble.gemvnorm", true, "run RMS norms inside the GEMVs after them (false: as dispatches of their own)")
 	benchGEMVGroups = flag.Bool("nibble.gemvgroups", true, "run the Linears of one x (q, k, v; gate, up) as one GEMV (false: one dispatch each)")
+	benchGEMVSiLU   = flag.Bool("nibble.gemvsilu", true, "form SiLU(gate)·up as the down GEMV loads its x (false: a dispatch of its own)")
 	benchSplitWG    = flag.Int("nibble.splitwg", 1024, "threads a workgroup of p·v's split product (at most the device's)")
 	benchSplitWGT   = flag.Int("nibble.splitwgt", 256, "threads a workgroup of q·kᵀ's split product (at most the device's)")
 	benchA8Decode   = flag.Bool("nibble.a8decode", false, "decode with int8 activations in the GEMVs (Options.Int8Activations)")
@@ -146,8 +147,8 @@ type decodeResult struct {
 // this run. Beside it, from the same compiled graph: its GPU time from timestamp queries (the
 // whole forward, its matmuls alone, the other dispatches alone) and the host's recording time.
 func BenchmarkDecode(b *testing.B) {
-	fuseGEMVNorm, fuseGEMVGroups, splitWG, splitWGT = *benchGEMVNorm, *benchGEMVGroups, *benchSplitWG, *benchSplitWGT
-	defer func() { fuseGEMVNorm, fuseGEMVGroups, splitWG, splitWGT = true, true, 1024, 256 }()
+	fuseGEMVNorm, fuseGEMVGroups, fuseGEMVSiLU, splitWG, splitWGT = *benchGEMVNorm, *benchGEMVGroups, *benchGEMVSiLU, *benchSplitWG, *benchSplitWGT
+	defer func() { fuseGEMVNorm, fuseGEMVGroups, fuseGEMVSiLU, splitWG, splitWGT = true, true, true, 1024, 256 }()
 	be := newBackend(b, Options{Timing: true, Int8Activations: *benchA8Decode})
 	s := llamaTiny
 	if *benchDecode == "7b" || *benchDecode == "auto" && !be.Caps().Software {

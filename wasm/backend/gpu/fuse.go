@@ -472,3 +472,29 @@ func findRotatedReads(g *graph.Graph, needed []bool, uses []int, ropes map[int]t
 	}
 	return out
 }
+
+// findSiLULinears returns, keyed by Linear node, the SiLU products (findSiLUProducts, keyed by
+// their Mul) that are a Linear's x and read by it alone, where the Linear runs gemv_hw.wgsl
+// (lim.gemvSiLU, at most GEMVMaxM rows) on x as it is (paddedK == K) and both factors have x's
+// shape: the GEMV forms SiLU(a)·b as it loads x (shaders.Key.SiLUX), so a feed-forward's
+// SiLU·mul is no dispatch of its own.
+func findSiLULinears(g *graph.Graph, needed []bool, uses []int, silus map[int]siluProduct, paddedK func(node int) int, lim arenaLimits) map[int]siluProduct {
+	out := map[int]siluProduct{}
+	if !lim.gemvSiLU {
+		return out
+	}
+	for i, n := range g.Nodes {
+		if !needed[i] || n.Op != graph.OpLinear {
+			continue
+		}
+		x := n.Inputs[0]
+		s, ok := silus[int(x)]
+		N, K := g.Nodes[n.Inputs[1]].Shape[0], g.Nodes[n.Inputs[1]].Shape[1]
+		xs := g.Nodes[x].Shape
+		if ok && uses[x] == 1 && n.Shape.Size()/N <= GEMVMaxM && paddedK(i) == K &&
+			slices.Equal(g.Nodes[s.a].Shape, xs) && slices.Equal(g.Nodes[s.b].Shape, xs) {
+			out[i] = s
+		}
+	}
+	return out
+}

@@ -501,3 +501,33 @@ func decoderPlan(t *testing.T, rows int, lim arenaLimits) (llama.Config, *graph.
 	}
 	return c, g, p
 }
+
+// TestFindSiLULinears: in a decode step every layer's down GEMV forms SiLU(gate)·up as it loads
+// x (the Mul has no storage; the GEMV reads gate and up, alive until then); prefill's GEMMs and
+// adapters without gemv_hw.wgsl's SILU_X keep the dispatch.
+func TestFindSiLULinears(t *testing.T) {
+	for _, c := range []struct {
+		rows int
+		on   bool
+		want int // per layer
+	}{{1, true, 1}, {16, true, 0}, {1, false, 0}} {
+		lim := testLimits
+		lim.gemvSiLU = c.on
+		cfg, g, p := decoderPlan(t, c.rows, lim)
+		if len(p.siluLinears) != c.want*cfg.Layers {
+			t.Fatalf("rows %d, on %v: %d SiLU Linears, want %d", c.rows, c.on, len(p.siluLinears), c.want*cfg.Layers)
+		}
+		last := p.lifetimes(g)
+		for i, s := range p.siluLinears {
+			x := g.Nodes[i].Inputs[0]
+			if !strings.HasSuffix(g.Nodes[i].Label, "/down") || !p.fused[x] || p.at[x].size != 0 {
+				t.Fatalf("rows %d: %s reads %%%d (%+v)", c.rows, g.Nodes[i].Label, x, p.at[x])
+			}
+			for _, v := range []graph.Value{s.a, s.b} {
+				if last[p.root[v]] < i {
+					t.Fatalf("rows %d: %s reads %%%d after its last use", c.rows, g.Nodes[i].Label, v)
+				}
+			}
+		}
+	}
+}

@@ -172,6 +172,8 @@ func (c *compiler) compile() error {
 		maxBinding: b.maxBind,
 		maxSlab:    dl.MaxBufferSize,
 		gemvNorm:   fuseGEMVNorm && b.tune.GEMVKernel == shaders.GEMVHW,
+		// gemv_a8.wgsl (int8 activations) has no SiLU·mul on its x.
+		gemvSiLU: fuseGEMVSiLU && b.tune.GEMVKernel == shaders.GEMVHW && !b.tune.GEMVInt8,
 	}
 	// Software adapters run products one invocation per output (splitMatMul): there each would
 	// recompute its row's softmax, where the softmax's own dispatch costs them nothing much.
@@ -606,6 +608,10 @@ func splitMatMul(k int, software bool) bool { return forceSplitMatMul || !softwa
 // BenchmarkDecode's -nibble.gemvgroups=false times a step without, to weigh the fusion.
 var fuseGEMVGroups = true
 
+// fuseGEMVSiLU lets a SiLU product read only by a GEMV be formed as the GEMV loads x (fuse.go's
+// findSiLULinears); BenchmarkDecode's -nibble.gemvsilu=false times a step without.
+var fuseGEMVSiLU = true
+
 // fuseGEMVNorm lets RMS norms run inside the GEMVs that read them (fuse.go's normedLinear);
 // BenchmarkDecode's -nibble.gemvnorm=false times a step without, to weigh the fusion.
 var fuseGEMVNorm = true
@@ -711,6 +717,10 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	if normed {
 		x = p.bind(2, nl.x) // the norm's input: the GEMV normalizes it
 	}
+	sl, silu := p.plan.siluLinears[i]
+	if silu {
+		x = p.bind(2, sl.a) // SiLU's input: the GEMV multiplies SiLU(a) by b as it loads x
+	}
 	if pad := p.plan.pad[i]; pad.size > 0 {
 		padded := p.bindPlace(2, pad)
 		if err := c.copy(what+" pad", graph.Shape{m, kp}, []int{K, 1}, []int{kp, 1}, 0, 0, K, x, padded); err != nil {
@@ -729,6 +739,10 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	if normed {
 		key.Norm = true
 		extra = append(extra, p.bind(7, nl.gain))
+	}
+	if silu {
+		key.SiLUX = true
+		extra = append(extra, p.bind(15, sl.b))
 	}
 	var pars []webgpu.BufferBinding
 	for _, words := range w.matmulParams(m) {

@@ -713,9 +713,9 @@ func TestGraphSoftmaxProducts(t *testing.T) {
 }
 
 // TestDecodeDispatches: a decode step of BenchmarkDecode's decoder (its tiny shape) compiles, with
-// the kernels GPUs get, to 8 dispatches a layer (the q, k, v GEMV with the norm; the cache write
+// the kernels GPUs get, to 7 dispatches a layer (the q, k, v GEMV with the norm; the cache write
 // of the rotated keys and the values; q·kᵀ rotating the query; p·v with the softmax; the o GEMV
-// with the residual; the gate, up GEMV with the norm; SiLU·mul; the down GEMV with the
+// with the residual; the gate, up GEMV with the norm; the down GEMV with SiLU·mul and the
 // residual) and 3 more (the token's row, the last row, the head with the output norm).
 func TestDecodeDispatches(t *testing.T) {
 	forceSoftmaxProducts = true // SwiftShader is a software adapter
@@ -748,10 +748,54 @@ func TestDecodeDispatches(t *testing.T) {
 	}
 	defer prog.Release()
 	ds := dispatchList(prog.(*program).steps)
-	if want := 8*s.c.Layers + 3; len(ds) != want {
+	if want := 7*s.c.Layers + 3; len(ds) != want {
 		for _, d := range ds {
 			t.Log(d.Pipeline.Label())
 		}
 		t.Errorf("%d dispatches, want %d", len(ds), want)
+	}
+}
+
+// TestGraphSiLULinears checks a GEMV that forms SiLU(a)·b as it loads x (fuse.go's
+// findSiLULinears, gemv_hw.wgsl SILU_X) against the cpu, on poisoned arenas: m = 1 and 3, with
+// a residual Add after it and without, in each fusion format; both adapter classes' GEMV
+// kernels run, and only gemv_hw.wgsl fuses (not where x is padded).
+func TestGraphSiLULinears(t *testing.T) {
+	poisoned(t)
+	rng := rand.New(rand.NewPCG(15, 16))
+	const N, K = 72, 160
+	for bi, b := range bothGEMVKernels(t, Options{}) {
+		for _, f := range fusionFormats {
+			t.Run(fmt.Sprintf("tuning%d/%v", bi, f), func(t *testing.T) {
+				w := quantized(t, "w", rng, N, K, f)
+				var g *graph.Graph
+				checkLocal(t, b, "silu linears "+f.String(), func(gr *graph.Graph, ws map[string]*quant.Tensor) error {
+					g, ws["w"] = gr, w
+					var outs []graph.Value
+					for _, m := range []int{1, 3} {
+						a, u := g.Input(fmt.Sprint("a", m), graph.Float32, m, K), g.Input(fmt.Sprint("u", m), graph.Float32, m, K)
+						x := g.Mul(fmt.Sprint("swiglu", m), g.SiLU(fmt.Sprint("silu", m), a), u)
+						lin := g.Linear(fmt.Sprint("down", m), x, g.Weight("w", N, K), graph.None)
+						if m == 1 {
+							outs = append(outs, lin)
+							continue
+						}
+						outs = append(outs, g.Add(fmt.Sprint("res", m), g.Input(fmt.Sprint("r", m), graph.Float32, m, N), lin))
+					}
+					return g.Output(outs...)
+				}, func(rng *rand.Rand) []graph.Tensor {
+					return []graph.Tensor{normalInput(1, K)(rng), normalInput(1, K)(rng), normalInput(3, K)(rng), normalInput(3, K)(rng), normalInput(3, N)(rng)}
+				})
+				prog, err := b.Compile(g, uploadAll(t, b, map[string]*quant.Tensor{"w": w}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer prog.Release()
+				fused := len(prog.(*program).plan.siluLinears)
+				if want := map[bool]int{true: 2}[b.tune.GEMVKernel == shaders.GEMVHW && f.Bits != 2]; fused != want {
+					t.Errorf("%d Linears form their SiLU product, want %d", fused, want)
+				}
+			})
+		}
 	}
 }
