@@ -38,8 +38,8 @@ func browserBackends(t *testing.T) map[string]func() (Backend, error) {
 	return map[string]func() (Backend, error){
 		"cpu":    func() (Backend, error) { return cpu.New(), nil },
 		"webgpu": func() (Backend, error) { return gpu.New(gpu.Options{Timeout: 5 * time.Minute}) },
-		// The kernels and fusions GPUs get (gemv_hw.wgsl: RMS norms inside the GEMVs, q, k, v
-		// and gate, up as one GEMV each), run by SwiftShader.
+		// The kernels and fusions GPUs get (gemv_hw.wgsl: RMS norms and SiLU·mul inside the
+		// GEMVs, q, k, v and gate, up as one GEMV each), run by SwiftShader.
 		"webgpu-hw": func() (Backend, error) {
 			tu := gpu.DefaultTuning
 			return gpu.New(gpu.Options{Timeout: 5 * time.Minute, Tuning: &tu})
