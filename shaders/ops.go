@@ -38,7 +38,7 @@ var opFamilies = [numOpFamilies]struct {
 	OpBinary:     {"binary", []string{"add", "sub", "mul", "div", "bias", "silu_mul"}},
 	OpNorm:       {"norm", []string{"layernorm", "rmsnorm", "l2"}},
 	OpSoftmax:    {"softmax", []string{"plain", "masked"}},
-	OpMatMul:     {"matmul", []string{"ab", "abt", "ab_split", "abt_split", "abt_pairs"}},
+	OpMatMul:     {"matmul", []string{"ab", "abt", "ab_split", "abt_split"}},
 	OpCopy:       {"copy", []string{"strided"}},
 	OpGather:     {"gather", []string{"weight", "value"}},
 	OpPool:       {"pool", []string{"mean"}},
@@ -151,9 +151,6 @@ func (k OpKey) Validate() error {
 	}
 	if k.State != "" && (k.Family != OpMatMul || !slices.Contains(StateFormats, k.State)) {
 		return fmt.Errorf("shaders: %s: a %s kernel reads no state stored as %q (products read %v)", k.Name(), k.Family, k.State, StateFormats)
-	}
-	if k.Variant == "abt_pairs" && k.Family == OpMatMul && k.State != "f16" {
-		return fmt.Errorf("shaders: %s: abt_pairs reads an f16 state's words (State f16), not State %q", k.Name(), k.State)
 	}
 	if k.Rope && k.Softmax != "" {
 		return fmt.Errorf("shaders: %s: a is either a softmax's input or a rotation's, not both", k.Name())

@@ -13,11 +13,6 @@
 // With ROPE, a holds a table rotation's input, rotated as it is read (ops_state_rope.wgsl; cos
 // and sin at bindings 5 and 6): a decode step's query, whose rotation is then no dispatch.
 //
-// ABT_PAIRS is ABT over an f16 state whose rows are K contiguous halves starting at an even
-// element: each invocation reads its row a word (two halves) at a time. For q·kᵀ of one token
-// over a long cache, one invocation per key with independent loads beats K split over a
-// workgroup, whose reduction waits on barriers (H200 run 13: 30.5 µs a layer at 2048 rows).
-//
 // With STATE, b is a graph.State's buffer (a KV cache stored as f16 halves or int8 rows with
 // scales), each element read through ops_state_load.wgsl: attention reads the cache in place
 // instead of a copy converted to f32 every run. An f32 state is plain floats: no STATE needed.
@@ -257,20 +252,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     s += softmax_e(a[ab + kk], mx, mb, kk) * inv * load_b(bb + kk * params.sk);
   }
 #else
-#if ABT_PAIRS
-  // b's row of K halves as K/2 words (the row starts at an even element): one load and one
-  // unpack for two elements, each thread's loads independent of each other.
-  let w0 = bb / 2u;
-  for (var w = 0u; w < k / 2u; w++) {
-    let h = unpack2x16float(st[w0 + w]);
-    s += load_a(ab + 2u * w) * h.x;
-    s += load_a(ab + 2u * w + 1u) * h.y;
-  }
-#else
   for (var kk = 0u; kk < k; kk++) {
     s += load_a(ab + kk) * load_b(bb + kk * params.sk);
   }
-#endif
 #endif
   y[o] = s * params.alpha;
 }

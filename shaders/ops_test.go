@@ -26,18 +26,13 @@ func allOpKeys() []OpKey {
 				}
 				continue
 			}
-			if v != "abt_pairs" {
-				ks = append(ks, OpKey{Family: f, Variant: v, WG: 64})
-			}
+			ks = append(ks, OpKey{Family: f, Variant: v, WG: 64})
 			if f == OpStateWrite {
 				ks = append(ks, OpKey{Family: f, Variant: v, WG: 64, Pair: true}, OpKey{Family: f, Variant: v, WG: 64, Rope: true},
 					OpKey{Family: f, Variant: v, WG: 64, Pair: true, Rope: true})
 			}
 			if f == OpMatMul {
 				for _, st := range append([]string{""}, StateFormats...) {
-					if v == "abt_pairs" && st != "f16" {
-						continue
-					}
 					if st != "" {
 						ks = append(ks, OpKey{Family: f, Variant: v, WG: 64, State: st})
 					}
@@ -96,8 +91,6 @@ func TestOpValidate(t *testing.T) {
 		{Family: OpMatMul, Variant: "ab", WG: 64, Softmax: "exp"},
 		{Family: OpSoftmax, Variant: "masked", WG: 64, Softmax: "masked"},
 		{Family: OpMatMul, Variant: "ab", WG: 64, Softmax: "masked", Rope: true},
-		{Family: OpMatMul, Variant: "abt_pairs", WG: 64, State: "int8"},
-		{Family: OpMatMul, Variant: "abt_pairs", WG: 64},
 	} {
 		if k.Validate() == nil {
 			t.Errorf("%s: want an error", k.Name())

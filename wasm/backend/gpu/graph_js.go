@@ -538,13 +538,7 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 	if n.Attr.TransB {
 		k.Variant = "abt"
 	}
-	st := c.stateInPlace(b)
-	switch {
-	case n.Attr.TransB && st != nil && st.spec.Storage == graph.StateF16 && sk == 1 && K%2 == 0 && sb%2 == 0 && sj%2 == 0:
-		// Rows of halves starting on a word: one invocation per output reads its row by words
-		// (ops_matmul.wgsl ABT_PAIRS), split or not.
-		k.Variant = "abt_pairs"
-	case splitMatMul(K, c.p.b.caps.Software):
+	if splitMatMul(K, c.p.b.caps.Software) {
 		// ops_matmul.wgsl's JT: the outputs a workgroup computes (AB_SPLIT 32, ABT_SPLIT one per
 		// 32 threads).
 		dl := c.p.b.dev.Limits()
@@ -556,7 +550,7 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 	words := make([]uint32, 12, 32)
 	copy(words, []uint32{uint32(size), uint32(M), uint32(N), uint32(K), uint32(sb), uint32(sj), uint32(sk), math.Float32bits(alpha)})
 	bb := c.p.bind(2, b)
-	if s := st; s != nil {
+	if s := c.stateInPlace(b); s != nil {
 		// b is the state's buffer: read in place, no f32 copy (fuse.go's findStatesInPlace).
 		bb = webgpu.BufferBinding{Binding: 2, Buffer: s.buf, Size: s.buf.Size()}
 		k.State = map[graph.StateFormat]string{graph.StateF16: "f16", graph.StateInt8: "int8"}[s.spec.Storage]

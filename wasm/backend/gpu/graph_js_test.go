@@ -481,8 +481,7 @@ func TestGraphFusions(t *testing.T) {
 // decode steps that share the states, on poisoned arenas; values also read by a product that
 // normalizes its softmax as it reads it (fuse.go's findSoftmaxProducts); writes paired into one
 // dispatch (fuse.go's findStateWritePairs), one of them rotating its x by tables as it reads it,
-// as does a product its a (fuse.go's findRotatedReads); over rows of 3×6 f16, q·kᵀ reads its
-// keys by words (ops_matmul.wgsl ABT_PAIRS).
+// as does a product its a (fuse.go's findRotatedReads).
 func TestGraphStatesInPlace(t *testing.T) {
 	poisoned(t)
 	forceSoftmaxProducts = true
