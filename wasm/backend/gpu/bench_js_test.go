@@ -77,7 +77,7 @@ var (
 	// the same kernel timed later): rounds time the whole list again, and the summary takes the
 	// median per variant.
 	benchRounds = flag.Int("nibble.rounds", 1, "times each case's variant list is timed")
-	benchSet    = flag.String("nibble.set", "quick", "cases: quick (small, for SwiftShader), readme (the README table), sweep (readme's shapes, fewer formats), gemv (the issue's GEMV shapes only)")
+	benchSet    = flag.String("nibble.set", "quick", "cases: quick (small, for SwiftShader), readme (the README table), sweep (readme's shapes, fewer formats), gemv (the issue's GEMV shapes only), gemm (q4 4096² at m = 128 and 512)")
 	// Weights rotate through copies adding up to this much, so each call reads them from memory
 	// rather than from the last-level cache (an H200's L2 is 50 MB).
 	benchRotate = flag.Int("nibble.rotate", 128, "MiB of weight copies one timing rotates through; 0: one copy")
@@ -261,12 +261,15 @@ func benchCases(tb testing.TB) []benchCase {
 			add(m, 4096, 4096, q4)
 		}
 		add(128, 4096, 4096, q8, q2)
+	case "gemm":
+		add(128, 4096, 4096, q4)
+		add(512, 4096, 4096, q4)
 	case "gemv":
 		add(1, 4096, 4096, q8, q4, q2)
 		add(1, 11008, 4096, q8, q4, q2)
 		add(1, 16384, 16384, q8, q4, q4h, q2)
 	default:
-		tb.Fatalf("-nibble.set=%q: want quick, readme, sweep or gemv", *benchSet)
+		tb.Fatalf("-nibble.set=%q: want quick, readme, sweep, gemv or gemm", *benchSet)
 	}
 	return cs
 }

@@ -155,7 +155,7 @@ func (t Tile) key(k shaders.Key) shaders.Key {
 // 5-45% slower and prefetching the next span 5-30% slower (its registers cost more threads than
 // its loads gain). GEMM: workgroup-memory tiles by m, each the fastest of 13 swept at its m
 // (4096×4096 int4): 16×64 split for m ≤ 32, 32×64 to 64, 64×64 (4×8 a thread) split to 128,
-// 64×128 split to 256, 128×64 beyond. The GEMM fields are the fallback where a device's
+// 64×128 split to 256, 128×64 with BK 32 beyond (run 16 at m = 512: 27.9 TFLOP/s, 25.3 with BK 16). The GEMM fields are the fallback where a device's
 // workgroup memory cannot hold a tile.
 var DefaultTuning = Tuning{
 	GEMVKernel: shaders.GEMVHW, GEMVWorkgroup: 128, GEMVRows: 8,
@@ -166,7 +166,7 @@ var DefaultTuning = Tuning{
 		{MaxM: 64, WG: 128, WGM: 8, TM: 4, TN: 4, BK: 32},
 		{MaxM: 128, WG: 128, WGM: 16, TM: 4, TN: 8, BK: 32, KS: 2},
 		{MaxM: 256, WG: 256, WGM: 8, TM: 8, TN: 4, BK: 32, KS: 2},
-		{MaxM: 1 << 30, WG: 256, WGM: 16, TM: 8, TN: 4, BK: 16},
+		{MaxM: 1 << 30, WG: 256, WGM: 16, TM: 8, TN: 4, BK: 32},
 	},
 }
 
