@@ -38,7 +38,7 @@ var opFamilies = [numOpFamilies]struct {
 	OpBinary:     {"binary", []string{"add", "sub", "mul", "div", "bias", "silu_mul"}},
 	OpNorm:       {"norm", []string{"layernorm", "rmsnorm", "l2"}},
 	OpSoftmax:    {"softmax", []string{"plain", "masked"}},
-	OpMatMul:     {"matmul", []string{"ab", "abt", "ab_split", "abt_split"}},
+	OpMatMul:     {"matmul", []string{"ab", "abt", "ab_split", "abt_split", "abt_group"}},
 	OpCopy:       {"copy", []string{"strided"}},
 	OpGather:     {"gather", []string{"weight", "value"}},
 	OpPool:       {"pool", []string{"mean"}},
@@ -152,6 +152,11 @@ func (k OpKey) Validate() error {
 	if k.State != "" && (k.Family != OpMatMul || !slices.Contains(StateFormats, k.State)) {
 		return fmt.Errorf("shaders: %s: a %s kernel reads no state stored as %q (products read %v)", k.Name(), k.Family, k.State, StateFormats)
 	}
+	if k.Family == OpMatMul && k.Variant == "abt_group" && k.WG > 512 {
+		// Its partial sums take WG·16.5 bytes of workgroup memory, beside red's WG·4: within
+		// the 16 KiB every device has up to 512 threads.
+		return fmt.Errorf("shaders: %s: WG %d: abt_group takes at most 512", k.Name(), k.WG)
+	}
 	if k.Rope && k.Softmax != "" {
 		return fmt.Errorf("shaders: %s: a is either a softmax's input or a rotation's, not both", k.Name())
 	}
@@ -181,7 +186,8 @@ func (k OpKey) Source() (webgpu.ShaderSource, error) {
 	lines := []string{fmt.Sprintf("const WG: u32 = %du;", k.WG)}
 	fs := []string{"ops_common.wgsl", "ops_" + k.Family.String() + ".wgsl"}
 	if k.Family == OpMatMul {
-		defs["SPLIT"] = strings.HasSuffix(k.Variant, "_split") // either product with K split
+		defs["SPLIT"] = strings.HasSuffix(k.Variant, "_split")  // either product with K split
+		defs["PLAIN"] = k.Variant == "ab" || k.Variant == "abt" // one invocation per output
 		// b a state's buffer: ops_state_load.wgsl's names, as the state read's variants set them.
 		defs["STATE"] = k.State != ""
 		defs["SOFTMAX"], defs["SMASK"] = k.Softmax != "", k.Softmax == "masked"

@@ -1,6 +1,7 @@
 // ops_matmul.wgsl: batched products of two activations (attention's q·kᵀ and p·v): y[b][i][j] =
 // Σ_k a[b][i][k]·B[b][k][j], with B = b (variant AB, b is [K, N]) or bᵀ (variant ABT, b is [N, K]).
-// One invocation per output (AB, ABT), or (AB_SPLIT, ABT_SPLIT) K split over a workgroup. Attention's
+// One invocation per output (AB, ABT), or (AB_SPLIT, ABT_SPLIT) K split over a workgroup, or
+// (ABT_GROUP, K ≤ 128) 32 lanes a row of b, a workgroup walking a chunk of rows. Attention's
 // operands are small (T×Dh per head) and read from cache; the weight products, which are large,
 // go through gemv.wgsl and gemm.wgsl instead. Sums are scaled by params.alpha.
 //
@@ -40,7 +41,8 @@ struct Params {
   rank: u32,
   mlast: u32,
   rope_half: u32,
-  _pad: u32,
+  chunk: u32, // ABT_GROUP: keys a workgroup computes
+
   dims: array<vec4<u32>, 2>,
   ms: array<vec4<u32>, 2>,
 }
@@ -151,6 +153,87 @@ var<workgroup> pw: array<f32, WG>;
 #endif
 #endif
 
+#if ABT_GROUP
+// a·bᵀ of a long cache (q·kᵀ of one token: K = Dh ≤ 128, N the cached keys): a workgroup computes
+// params.chunk outputs of one row of a, whose elements lane l of every group of 32 threads holds
+// (4l … 4l+3, rotated once); each round, each group reads R rows of b (one per output), lane l
+// its 4 elements of each, a row's 32 partial sums then added in workgroup memory (no subgroups:
+// nothing ties a group of 32 threads to one). Grid: batch·m·ceil(n/chunk) workgroups.
+const LANES: u32 = 32u;
+const R: u32 = 4u;
+const KB: u32 = WG / LANES * R; // outputs a round
+const PAD: u32 = LANES + 1u; // a row's partials, padded against bank conflicts
+var<workgroup> part: array<f32, KB * PAD>;
+
+// Elements e + q·sk (q < 4) of b, 0 past K (kk is e's index along K): two words of an f16 state
+// where they are adjacent, else element by element.
+fn load_b4(e: u32, kk: u32) -> vec4<f32> {
+#if F16
+  if (params.sk == 1u && (e & 1u) == 0u && kk + 4u <= params.k) {
+    return vec4<f32>(unpack2x16float(st[e / 2u]), unpack2x16float(st[e / 2u + 1u]));
+  }
+#endif
+  var v = vec4<f32>(0.0);
+  for (var q = 0u; q < 4u; q++) {
+    if (kk + q < params.k) {
+      v[q] = load_b(e + q * params.sk);
+    }
+  }
+  return v;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) tid: u32) {
+  let n = params.n;
+  let k = params.k;
+  let chunks = (n + params.chunk - 1u) / params.chunk;
+  let g = flat_group(wid, nwg);
+  let row = g / chunks; // bt·m + i
+  let bt = row / params.m;
+  let j0 = (g % chunks) * params.chunk;
+  let j1 = min(n, j0 + params.chunk);
+  let lane = tid % LANES;
+  let grp = tid / LANES;
+  let kk = lane * 4u;
+  var qa = vec4<f32>(0.0);
+  for (var q = 0u; q < 4u; q++) {
+    if (kk + q < k) {
+      qa[q] = load_a(row * k + kk + q);
+    }
+  }
+  for (var jb = j0; jb < j1; jb += KB) { // uniform: the barriers stay in uniform control flow
+    for (var r = 0u; r < R; r++) {
+      let o = grp * R + r;
+      let j = jb + o;
+      var s = 0.0;
+      if (j < j1 && kk < k) {
+        s = dot(qa, load_b4(b_index(bt, j, kk), kk));
+      }
+      part[o * PAD + lane] = s;
+    }
+    workgroupBarrier();
+    // WG threads, WG/KB = 8 a row: 4 partials each, then 8 by the row's first.
+    let per = WG / KB;
+    let o = tid / per;
+    let c = (tid % per) * (LANES / per);
+    var t = 0.0;
+    for (var q = 0u; q < LANES / per; q++) {
+      t += part[o * PAD + c + q];
+    }
+    red[tid] = t;
+    workgroupBarrier();
+    if (tid < KB && jb + tid < j1) {
+      var u = 0.0;
+      for (var q = 0u; q < per; q++) {
+        u += red[tid * per + q];
+      }
+      y[row * n + jb + tid] = u * params.alpha;
+    }
+  }
+}
+#endif
+
 #if SPLIT
 // The split products: then the KS partial sums of each output are added in workgroup memory.
 // Grid: batch·m·ceil(n/JT) workgroups.
@@ -218,7 +301,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     y[row * n + j] = t * params.alpha;
   }
 }
-#else
+#endif
+#if PLAIN
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let o = flat_index(gid, nwg);

@@ -88,6 +88,8 @@ func TestOpValidate(t *testing.T) {
 		{Family: OpMatMul, Variant: "abt", WG: 64, State: "f32"},
 		{Family: OpMatMul, Variant: "abt", WG: 64, State: "q4"},
 		{Family: OpMatMul, Variant: "abt_split", WG: 64, Softmax: "masked"},
+		{Family: OpMatMul, Variant: "abt_group", WG: 64, Softmax: "plain"},
+		{Family: OpMatMul, Variant: "abt_group", WG: 1024},
 		{Family: OpMatMul, Variant: "ab", WG: 64, Softmax: "exp"},
 		{Family: OpSoftmax, Variant: "masked", WG: 64, Softmax: "masked"},
 		{Family: OpMatMul, Variant: "ab", WG: 64, Softmax: "masked", Rope: true},

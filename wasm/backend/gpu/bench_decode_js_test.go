@@ -33,6 +33,9 @@ var (
 	benchGEMVSiLU   = flag.Bool("nibble.gemvsilu", true, "form SiLU(gate)·up as the down GEMV loads its x (false: a dispatch of its own)")
 	benchSplitWG    = flag.Int("nibble.splitwg", 1024, "threads a workgroup of p·v's split product (at most the device's)")
 	benchSplitWGT   = flag.Int("nibble.splitwgt", 256, "threads a workgroup of q·kᵀ's split product (at most the device's)")
+	benchQKGroup    = flag.Bool("nibble.qkgroup", false, "run q·kᵀ as ops_matmul.wgsl's ABT_GROUP, 32 lanes a key (false: the split product)")
+	benchQKKeys     = flag.Int("nibble.qkgroupkeys", 128, "keys a workgroup of -nibble.qkgroup's product")
+	benchQKWG       = flag.Int("nibble.qkgroupwg", 256, "threads a workgroup of -nibble.qkgroup's product (32 to 512)")
 	benchA8Decode   = flag.Bool("nibble.a8decode", false, "decode with int8 activations in the GEMVs (Options.Int8Activations)")
 )
 
@@ -149,6 +152,8 @@ type decodeResult struct {
 func BenchmarkDecode(b *testing.B) {
 	fuseGEMVNorm, fuseGEMVGroups, fuseGEMVSiLU, splitWG, splitWGT = *benchGEMVNorm, *benchGEMVGroups, *benchGEMVSiLU, *benchSplitWG, *benchSplitWGT
 	defer func() { fuseGEMVNorm, fuseGEMVGroups, fuseGEMVSiLU, splitWG, splitWGT = true, true, true, 1024, 256 }()
+	qkGroup, qkGroupKeys, qkGroupWG = *benchQKGroup, *benchQKKeys, *benchQKWG
+	defer func() { qkGroup, qkGroupKeys, qkGroupWG = false, 128, 256 }()
 	be := newBackend(b, Options{Timing: true, Int8Activations: *benchA8Decode})
 	s := llamaTiny
 	if *benchDecode == "7b" || *benchDecode == "auto" && !be.Caps().Software {

@@ -549,6 +549,14 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 	}
 	words := make([]uint32, 12, 32)
 	copy(words, []uint32{uint32(size), uint32(M), uint32(N), uint32(K), uint32(sb), uint32(sj), uint32(sk), math.Float32bits(alpha)})
+	if qkGroup && n.Attr.TransB && K <= 128 {
+		// ops_matmul.wgsl's ABT_GROUP: 32 lanes a row of b, qkGroupKeys outputs a workgroup.
+		dl := c.p.b.dev.Limits()
+		k.Variant, k.WG = "abt_group", min(qkGroupWG, dl.MaxComputeInvocationsPerWorkgroup, dl.MaxComputeWorkgroupSizeX)
+		groups = size / N * groupsFor(N, qkGroupKeys)
+		words = words[:16]
+		words[15] = uint32(qkGroupKeys)
+	}
 	bb := c.p.bind(2, b)
 	if s := c.stateInPlace(b); s != nil {
 		// b is the state's buffer: read in place, no f32 copy (fuse.go's findStatesInPlace).
@@ -590,6 +598,15 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 // it gets 1024 threads, 4× the loads in flight and a quarter of the walk each. Variables:
 // BenchmarkDecode's -nibble.splitwg and -nibble.splitwgt set them.
 var splitWG, splitWGT = 1024, 256
+
+// qkGroup runs a·bᵀ with K ≤ 128 (q·kᵀ of one token) as ops_matmul.wgsl's ABT_GROUP, 32 lanes
+// a key, qkGroupKeys keys a workgroup of qkGroupWG threads (a power of two, 32 to 512),
+// instead of the product of splitMatMul; BenchmarkDecode's -nibble.qkgroup, -nibble.qkgroupkeys
+// and -nibble.qkgroupwg set them.
+var (
+	qkGroup                bool
+	qkGroupKeys, qkGroupWG = 128, 256
+)
 
 // splitMatMul reports whether a·b or a·bᵀ over K runs with K split across a workgroup: on GPUs,
 // from K = 64 (on an H200 the
