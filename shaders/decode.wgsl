@@ -71,6 +71,21 @@ struct Multi {
 #endif
 #endif
 
+// The first row, within its weight, of a workgroup whose first row in the grid is row0. With
+// MULTI it also sets sel, the weight those rows are in (each weight starts on a whole number of
+// workgroups, so one choice serves the workgroup); else the grid's rows are the weight's.
+fn weight_row(row0: u32) -> u32 {
+#if MULTI
+  sel = select(0u, 1u, row0 >= multi.start[1]);
+#if MULTI3
+  sel = select(sel, 2u, row0 >= multi.start[2]);
+#endif
+  return row0 - multi.start[sel];
+#else
+  return row0;
+#endif
+}
+
 // Group of the element k of a row. Groups are multiples of 8 long, so an aligned run of 8 codes
 // (one int4 word, half an int2 word) never straddles two groups. Padding elements past K could
 // land in group G: clamped, they read a real scale and multiply x = 0.

@@ -444,17 +444,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_subgroups) nsg: u32,
 #endif
 ) {
-  var row0 = wid.x * NR;
+  let row0 = weight_row(wid.x * NR);
   let mi = wid.y;
   let rv = params.row_words / 4u;
   let xb = mi * (params.kp / 4u);
-#if MULTI
-  sel = select(0u, 1u, row0 >= multi.start[1]);
-#if MULTI3
-  sel = select(sel, 2u, row0 >= multi.start[2]);
-#endif
-  row0 -= multi.start[sel];
-#endif
   // Rows past n (the last workgroup) read row n−1 again: no branch per row, results dropped.
   let last = out_rows() - 1u;
   let rows = array<u32, 16>(min(row0, last), min(row0 + 1u, last), min(row0 + 2u, last), min(row0 + 3u, last),
