@@ -179,22 +179,30 @@ func compare(name string, x []float32, t *quant.Tensor, want, got []float32, s S
 		eta = 0x1p-25
 	}
 	deq := quant.Dequantize(t)
+	want64 := func(i, n int) float64 { return float64(want[i*s.N+n]) }
+	return Within(name, s, got, want64, func(i, n int) float64 {
+		var mag, tiny float64
+		for k := 0; k < s.K; k++ {
+			xv, wv := float64(x[i*s.K+k]), float64(deq[n*s.K+k])
+			mag += math.Abs(xv * wv)
+			tiny += math.Abs(xv) + math.Abs(wv) + 1
+		}
+		return gamma*mag + eta*tiny + 1e-30
+	})
+}
+
+// Within checks got, s.M×s.N outputs, against want within bound, output by output: a NaN or a
+// miss fails, and the error names the first miss and how many outputs missed.
+func Within(name string, s Shape, got []float32, want, bound func(i, n int) float64) error {
 	bad := 0
 	var first error
 	for i := 0; i < s.M; i++ {
 		for n := 0; n < s.N; n++ {
-			var mag, tiny float64
-			for k := 0; k < s.K; k++ {
-				xv, wv := float64(x[i*s.K+k]), float64(deq[n*s.K+k])
-				mag += math.Abs(xv * wv)
-				tiny += math.Abs(xv) + math.Abs(wv) + 1
-			}
-			g, w := float64(got[i*s.N+n]), float64(want[i*s.N+n])
-			bound := gamma*mag + eta*tiny + 1e-30
-			if math.IsNaN(g) || math.Abs(g-w) > bound {
+			g, w, b := float64(got[i*s.N+n]), want(i, n), bound(i, n)
+			if math.IsNaN(g) || math.Abs(g-w) > b {
 				bad++
 				if first == nil {
-					first = fmt.Errorf("%s: y[%d][%d] = %g, want %g (|diff| %.3g > bound %.3g)", name, i, n, g, w, math.Abs(g-w), bound)
+					first = fmt.Errorf("%s: y[%d][%d] = %g, want %g (|diff| %.3g > bound %.3g)", name, i, n, g, w, math.Abs(g-w), b)
 				}
 			}
 		}

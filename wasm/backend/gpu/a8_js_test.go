@@ -116,23 +116,8 @@ func checkA8(b *Backend, rng *rand.Rand, s backendtest.Shape, f quant.Format) er
 	if err != nil {
 		return err
 	}
-	bad := 0
-	var first error
-	for i := 0; i < s.M; i++ {
-		for n := 0; n < s.N; n++ {
-			g, w, bound := float64(got[i*s.N+n]), ref.Y[i*s.N+n], ref.Bound(i, n)
-			if math.IsNaN(g) || math.Abs(g-w) > bound {
-				bad++
-				if first == nil {
-					first = fmt.Errorf("%s: y[%d][%d] = %g, want %g (|diff| %.3g > bound %.3g)", name, i, n, g, w, math.Abs(g-w), bound)
-				}
-			}
-		}
-	}
-	if bad > 0 {
-		return fmt.Errorf("%w (%d of %d outputs wrong)", first, bad, s.M*s.N)
-	}
-	return nil
+	want := func(i, n int) float64 { return ref.Y[i*s.N+n] }
+	return backendtest.Within(name, s, got, want, ref.Bound)
 }
 
 // runRandom quantizes fresh random weights of shape s in format f, uploads them, and multiplies
