@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -33,7 +34,8 @@ var (
 	benchGEMVSiLU   = flag.Bool("nibble.gemvsilu", true, "form SiLU(gate)·up as the down GEMV loads its x (false: a dispatch of its own)")
 	benchSplitWG    = flag.Int("nibble.splitwg", 1024, "threads a workgroup of p·v's split product (at most the device's)")
 	benchSplitWGT   = flag.Int("nibble.splitwgt", 256, "threads a workgroup of q·kᵀ's split product (at most the device's)")
-	benchQKGroup    = flag.Bool("nibble.qkgroup", false, "run q·kᵀ as ops_matmul.wgsl's ABT_GROUP, 32 lanes a key (false: the split product)")
+	benchQKGroup    = flag.String("nibble.qkgroup", "auto", "run q·kᵀ as ops_matmul.wgsl's ABT_GROUP, 32 lanes a key: auto (from -nibble.qkgroupfrom keys on hardware adapters), on (always), off (the split product)")
+	benchQKFrom     = flag.Int("nibble.qkgroupfrom", 512, "cached keys from which -nibble.qkgroup=auto runs q·kᵀ as ABT_GROUP")
 	benchQKKeys     = flag.Int("nibble.qkgroupkeys", 128, "keys a workgroup of -nibble.qkgroup's product")
 	benchQKWG       = flag.Int("nibble.qkgroupwg", 256, "threads a workgroup of -nibble.qkgroup's product (32 to 512)")
 	benchA8Decode   = flag.Bool("nibble.a8decode", false, "decode with int8 activations in the GEMVs (Options.Int8Activations)")
@@ -152,8 +154,12 @@ type decodeResult struct {
 func BenchmarkDecode(b *testing.B) {
 	fuseGEMVNorm, fuseGEMVGroups, fuseGEMVSiLU, splitWG, splitWGT = *benchGEMVNorm, *benchGEMVGroups, *benchGEMVSiLU, *benchSplitWG, *benchSplitWGT
 	defer func() { fuseGEMVNorm, fuseGEMVGroups, fuseGEMVSiLU, splitWG, splitWGT = true, true, true, 1024, 256 }()
-	qkGroup, qkGroupKeys, qkGroupWG = *benchQKGroup, *benchQKKeys, *benchQKWG
-	defer func() { qkGroup, qkGroupKeys, qkGroupWG = false, 128, 256 }()
+	qkGroupFrom, qkGroupKeys, qkGroupWG = *benchQKFrom, *benchQKKeys, *benchQKWG
+	forceQKGroup = *benchQKGroup == "on"
+	if *benchQKGroup == "off" {
+		qkGroupFrom = math.MaxInt
+	}
+	defer func() { qkGroupFrom, forceQKGroup, qkGroupKeys, qkGroupWG = 512, false, 128, 256 }()
 	be := newBackend(b, Options{Timing: true, Int8Activations: *benchA8Decode})
 	s := llamaTiny
 	if *benchDecode == "7b" || *benchDecode == "auto" && !be.Caps().Software {

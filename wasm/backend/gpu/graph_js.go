@@ -549,7 +549,7 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 	}
 	words := make([]uint32, 12, 32)
 	copy(words, []uint32{uint32(size), uint32(M), uint32(N), uint32(K), uint32(sb), uint32(sj), uint32(sk), math.Float32bits(alpha)})
-	if qkGroup && n.Attr.TransB && K <= 128 {
+	if n.Attr.TransB && K <= 128 && (forceQKGroup || !c.p.b.caps.Software && N >= qkGroupFrom) {
 		// ops_matmul.wgsl's ABT_GROUP: 32 lanes a row of b, qkGroupKeys outputs a workgroup.
 		dl := c.p.b.dev.Limits()
 		k.Variant, k.WG = "abt_group", min(qkGroupWG, dl.MaxComputeInvocationsPerWorkgroup, dl.MaxComputeWorkgroupSizeX)
@@ -599,12 +599,16 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 // BenchmarkDecode's -nibble.splitwg and -nibble.splitwgt set them.
 var splitWG, splitWGT = 1024, 256
 
-// qkGroup runs a·bᵀ with K ≤ 128 (q·kᵀ of one token) as ops_matmul.wgsl's ABT_GROUP, 32 lanes
-// a key, qkGroupKeys keys a workgroup of qkGroupWG threads (a power of two, 32 to 512),
-// instead of the product of splitMatMul; BenchmarkDecode's -nibble.qkgroup, -nibble.qkgroupkeys
-// and -nibble.qkgroupwg set them.
+// qkGroupFrom is the number of keys from which a·bᵀ with K ≤ 128 (q·kᵀ of one token) runs on
+// hardware adapters as ops_matmul.wgsl's ABT_GROUP, 32 lanes a key, qkGroupKeys keys a workgroup
+// of qkGroupWG threads (a power of two, 32 to 512), instead of the product of splitMatMul. On an
+// H200 (NOTES.md, run 17, int8 activations) a 7B decode step's GPU time was 4.80 ms with it
+// against 5.77 without at 2048 cached keys, and 3.79 against 3.53 at 128. forceQKGroup makes
+// every such product use it (the package's tests, on SwiftShader). BenchmarkDecode's
+// -nibble.qkgroup, -nibble.qkgroupfrom, -nibble.qkgroupkeys and -nibble.qkgroupwg set them.
 var (
-	qkGroup                bool
+	qkGroupFrom            = 512
+	forceQKGroup           bool
 	qkGroupKeys, qkGroupWG = 128, 256
 )
 
