@@ -137,6 +137,7 @@ type decodeResult struct {
 	MSNoReadback  float64           `json:"ms_no_readback"`
 	MSRun         float64           `json:"ms_run"`
 	Kinds         map[string]string `json:"other_kinds"`
+	MatMulKinds   map[string]string `json:"matmul_kinds"`
 	MatMulGBps    float64           `json:"matmul_gbps"`
 	Adapter       string            `json:"adapter"`
 	Software      bool              `json:"software"`
@@ -305,7 +306,52 @@ func decodeBreakdown(b *testing.B, be *Backend, s decodeShape, ws backend.Weight
 		ms := timed("decode "+k, kinds[k])
 		r.Kinds[k] = fmt.Sprintf("%d dispatches, %.3f ms, %.1f µs each", len(kinds[k]), ms, 1e3*ms/float64(len(kinds[k])))
 	}
+	r.MatMulKinds = matmulKinds(g, ws, mms, timed)
 	r.MSEncode, r.MSNoReadback, r.MSRun = hostMS(b, p, in)
+}
+
+// matmulKinds times the matmul steps by shape (weight rows n×k, weights a dispatch, kernel),
+// each kind alone, with its weight bytes' GB/s: which GEMVs of a step fall short of the ceiling.
+func matmulKinds(g *graph.Graph, ws backend.WeightMap, mms []step, timed func(string, []step) float64) map[string]string {
+	n, k, bytes := map[int][]int{}, map[int]int{}, map[int]int64{}
+	li := 0
+	for _, nd := range g.Nodes {
+		if nd.Op != graph.OpLinear {
+			continue
+		}
+		w := ws[g.Nodes[nd.Inputs[1]].Attr.Name]
+		rows, cols := w.Shape()
+		n[li], k[li], bytes[li] = []int{rows}, cols, w.Bytes()
+		li++
+	}
+	kinds, kb := map[string][]step{}, map[string]int64{}
+	var names []string
+	li = 0
+	for _, st := range mms {
+		// a grouped GEMV's step covers len(st.mm.key.Weights) Linears, in graph order.
+		nw := max(1, st.mm.key.Weights)
+		var rows []string
+		var by int64
+		for j := range nw {
+			if li+j < len(k) {
+				rows = append(rows, strconv.Itoa(n[li+j][0]))
+				by += bytes[li+j]
+			}
+		}
+		name := fmt.Sprintf("%s×%d %s", strings.Join(rows, "+"), k[li], st.mm.key.Kernel)
+		li += nw
+		if kinds[name] == nil {
+			names = append(names, name)
+		}
+		kinds[name] = append(kinds[name], st)
+		kb[name] += by
+	}
+	out := map[string]string{}
+	for _, name := range names {
+		ms := timed("decode matmul "+name, kinds[name])
+		out[name] = fmt.Sprintf("%d dispatches, %.3f ms, %.1f µs each, %.0f GB/s", len(kinds[name]), ms, 1e3*ms/float64(len(kinds[name])), float64(kb[name])/ms/1e6)
+	}
+	return out
 }
 
 // gpuMS is the GPU time of steps recorded alone in one pass, from timestamp queries (wall
