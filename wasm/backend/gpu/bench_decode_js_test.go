@@ -35,8 +35,8 @@ var (
 	benchSplitWG    = flag.Int("nibble.splitwg", 1024, "threads a workgroup of p·v's split product (at most the device's)")
 	benchSplitWGT   = flag.Int("nibble.splitwgt", 256, "threads a workgroup of q·kᵀ's split product (at most the device's)")
 	benchQKGroup    = flag.String("nibble.qkgroup", "auto", "run q·kᵀ as ops_matmul.wgsl's ABT_GROUP, 32 lanes a key: auto (from -nibble.qkgroupfrom keys on hardware adapters), on (always), off (the split product)")
-	benchQKFrom     = flag.Int("nibble.qkgroupfrom", 512, "cached keys from which -nibble.qkgroup=auto runs q·kᵀ as ABT_GROUP")
-	benchQKKeys     = flag.Int("nibble.qkgroupkeys", 128, "keys a workgroup of -nibble.qkgroup's product")
+	benchQKFrom     = flag.Int("nibble.qkgroupfrom", 1, "cached keys from which -nibble.qkgroup=auto runs q·kᵀ as ABT_GROUP")
+	benchQKKeys     = flag.Int("nibble.qkgroupkeys", 0, "keys a workgroup of -nibble.qkgroup's product (0: qkChunk's)")
 	benchQKWG       = flag.Int("nibble.qkgroupwg", 256, "threads a workgroup of -nibble.qkgroup's product (32 to 512)")
 	benchA8Decode   = flag.Bool("nibble.a8decode", false, "decode with int8 activations in the GEMVs (Options.Int8Activations)")
 )
@@ -160,7 +160,7 @@ func BenchmarkDecode(b *testing.B) {
 	if *benchQKGroup == "off" {
 		qkGroupFrom = math.MaxInt
 	}
-	defer func() { qkGroupFrom, forceQKGroup, qkGroupKeys, qkGroupWG = 512, false, 128, 256 }()
+	defer func() { qkGroupFrom, forceQKGroup, qkGroupKeys, qkGroupWG = 1, false, 0, 256 }()
 	be := newBackend(b, Options{Timing: true, Int8Activations: *benchA8Decode})
 	s := llamaTiny
 	if *benchDecode == "7b" || *benchDecode == "auto" && !be.Caps().Software {

@@ -552,10 +552,14 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 	if n.Attr.TransB && K <= 128 && (forceQKGroup || !c.p.b.caps.Software && N >= qkGroupFrom) {
 		// ops_matmul.wgsl's ABT_GROUP: 32 lanes a row of b, qkGroupKeys outputs a workgroup.
 		dl := c.p.b.dev.Limits()
+		keys := qkGroupKeys
+		if keys == 0 {
+			keys = qkChunk(N)
+		}
 		k.Variant, k.WG = "abt_group", min(qkGroupWG, dl.MaxComputeInvocationsPerWorkgroup, dl.MaxComputeWorkgroupSizeX)
-		groups = size / N * groupsFor(N, qkGroupKeys)
+		groups = size / N * groupsFor(N, keys)
 		words = words[:16]
-		words[15] = uint32(qkGroupKeys)
+		words[15] = uint32(keys)
 	}
 	bb := c.p.bind(2, b)
 	if s := c.stateInPlace(b); s != nil {
@@ -600,17 +604,28 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 var splitWG, splitWGT = 1024, 256
 
 // qkGroupFrom is the number of keys from which a·bᵀ with K ≤ 128 (q·kᵀ of one token) runs on
-// hardware adapters as ops_matmul.wgsl's ABT_GROUP, 32 lanes a key, qkGroupKeys keys a workgroup
+// hardware adapters as ops_matmul.wgsl's ABT_GROUP, 32 lanes a key, a chunk of keys a workgroup
 // of qkGroupWG threads (a power of two, 32 to 512), instead of the product of splitMatMul. On an
-// H200 (NOTES.md, run 17, int8 activations) a 7B decode step's GPU time was 4.80 ms with it
-// against 5.77 without at 2048 cached keys, and 3.79 against 3.53 at 128. forceQKGroup makes
-// every such product use it (the package's tests, on SwiftShader). BenchmarkDecode's
-// -nibble.qkgroup, -nibble.qkgroupfrom, -nibble.qkgroupkeys and -nibble.qkgroupwg set them.
+// H200 (NOTES.md, runs 17–18, 7B decode step, int8 activations) it took 5.9 µs a layer against
+// 6.5 at 128 keys, 7.7 against 14.8 at 512, 13.9 against 46.3 at 2048. The chunk is qkChunk's
+// unless qkGroupKeys is set. forceQKGroup makes every such product use it (the package's tests,
+// on SwiftShader). BenchmarkDecode's -nibble.qkgroup, -nibble.qkgroupfrom, -nibble.qkgroupkeys
+// and -nibble.qkgroupwg set them.
 var (
-	qkGroupFrom            = 512
+	qkGroupFrom            = 1
 	forceQKGroup           bool
-	qkGroupKeys, qkGroupWG = 128, 256
+	qkGroupKeys, qkGroupWG = 0, 256
 )
+
+// qkChunk is the keys a workgroup of ABT_GROUP computes over n keys: 32 (one round of 256
+// threads) below 1024 keys, 64 from there (run 18's sweep of 8–128 keys and 64–256 threads: 32
+// was fastest at 128 and 512 keys, 64 at 2048, where 32 heads × 32 chunks already fill the GPU).
+func qkChunk(n int) int {
+	if n >= 1024 {
+		return 64
+	}
+	return 32
+}
 
 // splitMatMul reports whether a·b or a·bᵀ over K runs with K split across a workgroup: on GPUs,
 // from K = 64 (on an H200 the

@@ -15,7 +15,7 @@ import (
 // keys that are not a multiple of a round (5) or hold all of them (128).
 func TestGraphQKGroup(t *testing.T) {
 	forceQKGroup = true
-	t.Cleanup(func() { forceQKGroup, qkGroupKeys, qkGroupWG = false, 128, 256 })
+	t.Cleanup(func() { forceQKGroup, qkGroupKeys, qkGroupWG = false, 0, 256 })
 	for _, c := range []struct{ wg, keys int }{{256, 128}, {32, 128}, {32, 5}} {
 		qkGroupWG, qkGroupKeys = c.wg, c.keys
 		t.Run(fmt.Sprintf("wg%d/keys%d", c.wg, c.keys), func(t *testing.T) {
