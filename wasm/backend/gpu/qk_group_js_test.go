@@ -12,11 +12,11 @@ import (
 // f32, f16 (rows of 5 halves: keys not word-aligned) and int8 states read in place, the query
 // rotated as it is read, the suite's products and decoder block; with workgroups of 256 (one
 // round of 32 keys) and of 32 threads (rounds of 4 keys, 16 keys over several), and chunks of
-// keys that are not a multiple of a round (5) or hold all of them (128).
+// keys that are not a multiple of a round (5) or hold all of them (128), and qkChunk's (0).
 func TestGraphQKGroup(t *testing.T) {
 	forceQKGroup = true
 	t.Cleanup(func() { forceQKGroup, qkGroupKeys, qkGroupWG = false, 0, 256 })
-	for _, c := range []struct{ wg, keys int }{{256, 128}, {32, 128}, {32, 5}} {
+	for _, c := range []struct{ wg, keys int }{{256, 128}, {32, 128}, {32, 5}, {256, 0}} {
 		qkGroupWG, qkGroupKeys = c.wg, c.keys
 		t.Run(fmt.Sprintf("wg%d/keys%d", c.wg, c.keys), func(t *testing.T) {
 			b := newBackend(t, Options{})
