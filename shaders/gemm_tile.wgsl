@@ -17,8 +17,14 @@
 // With KS = 2 two groups of WG threads share a tile, each summing half of every K step, and add
 // their sums through workgroup memory at the end: twice the threads in flight for the same tiles.
 //
-// Grid: (ceil(n / BN), ceil(m / BM), 1); WG·KS threads. Consts from the header: WG, WGM, TM, ROWS,
-// BK, KS.
+// With KSLICES the K steps are split across workgroups too: grid y holds SLICES copies of the
+// tile rows, copy s summing the s-th run of ceil(steps / SLICES) steps, and y (binding 3) is a
+// scratch buffer receiving [SLICES][m][n] partial products (n: this dispatch's rows, no
+// y_stride or y_offset); gemm_reduce.wgsl adds them into the real y. Where tiles are few
+// (m = 128, n = 4096: 128 of 64×64 for 132 SMs) that is SLICES times the workgroups in flight.
+//
+// Grid: (ceil(n / BN), ceil(m / BM) · SLICES, 1); WG·KS threads. Consts from the header: WG, WGM,
+// TM, ROWS, BK, KS, and SLICES with KSLICES.
 
 @group(0) @binding(1) var<storage, read> w: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
@@ -133,19 +139,31 @@ fn store_tile(tid: u32, rg: ptr<function, Regs>) {
 
 @compute @workgroup_size(WT)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+#if KSLICES
+  let mt = (params.m + BM - 1u) / BM; // tile rows
+  let slice = wid.y / mt;
+  let tl = Tile(wid.x * BN, (wid.y % mt) * BM);
+  let steps = (params.kp + BK - 1u) / BK;
+  let per = (steps + SLICES - 1u) / SLICES;
+  // A slice past the last step (K shorter than SLICES steps) sums nothing and stores zeros.
+  let t0 = min(slice * per, steps);
+  let tiles = min(t0 + per, steps);
+#else
   let tl = Tile(wid.x * BN, wid.y * BM);
+  let t0 = 0u;
+  let tiles = (params.kp + BK - 1u) / BK;
+#endif
   let tt = tid % WG; // place in the tile
   let half = tid / WG; // which K group (KS = 2)
   let tx = tt % WGN;
   let ty = tt / WGN;
-  let tiles = (params.kp + BK - 1u) / BK;
   var rg: Regs;
   // acc[i·TN/4 + j]: activation row i of the thread, its weight rows 4j..4j+3.
   var acc: array<vec4<f32>, TM * ROWS / 4u>;
-  load_tile(tl, 0u, tid, &rg);
+  load_tile(tl, t0, tid, &rg);
   store_tile(tid, &rg);
   workgroupBarrier();
-  for (var t = 0u; t < tiles; t++) {
+  for (var t = t0; t < tiles; t++) {
     if (t + 1u < tiles) {
       load_tile(tl, t + 1u, tid, &rg);
     }
@@ -192,7 +210,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       for (var j = 0u; j < ROWS / 4u; j++) {
         let v = acc[i * (ROWS / 4u) + j];
         let n = tl.n0 + j * 4u * WGN + 4u * tx;
+#if KSLICES
+        let base = (slice * params.m + m) * params.n + n;
+#else
         let base = m * params.y_stride + params.y_offset + n;
+#endif
         if (n < params.n) { y[base] = v.x; }
         if (n + 1u < params.n) { y[base + 1u] = v.y; }
         if (n + 2u < params.n) { y[base + 2u] = v.z; }

@@ -9,7 +9,8 @@
 // GPUs: codes turned into floats without an int→float conversion) and gemv_a8.wgsl (int8
 // activations, integer dot products: an opt-in precision mode); for many rows gemm.wgsl (each
 // thread reuses a decoded span across TM rows, no workgroup memory) and gemm_tile.wgsl (tiles in
-// workgroup memory, for GPUs). Which variant runs where is the backend's policy
+// workgroup memory, for GPUs), with gemm_reduce.wgsl adding its partial products where K is
+// split across workgroups. Which variant runs where is the backend's policy
 // (wasm/backend/gpu), not this package's.
 package shaders
 
@@ -32,13 +33,16 @@ const (
 	GEMV     Kernel = iota // few activation rows: grid (ceil(n/Rows), m)
 	GEMM                   // many activation rows: grid (ceil(n/(WG·Rows)), ceil(m/TM))
 	GEMVHW                 // GEMV for GPUs: grid (ceil(n/Rows), m)
-	GEMMTile               // GEMM tiled in workgroup memory: grid (ceil(n/BN), ceil(m/BM)), see Key.Tile
+	GEMMTile               // GEMM tiled in workgroup memory: grid (ceil(n/BN), ceil(m/BM)·max(KSlices, 1)), see Key.Tile
 	// GEMV with int8 activations (an opt-in precision mode): x quantized per block as it is
 	// read, packed 4×8-bit integer dot products; weight codes only (Bits 2, 4, 8). Grid as GEMVHW.
 	GEMVA8
 	// The int8-activation GEMV's pre-pass: x quantized once per GEMV into blocks a GEMVA8 key
 	// with XQ reads (gemv_a8.wgsl QUANTX). Grid (ceil(blocks of a row / WG), m).
 	A8Quant
+	// The sum of a GEMMTile's KSlices partial products (gemm_reduce.wgsl): part at binding 2,
+	// y at 3 as the tile kernel stores it. Grid (ceil(n / WG), m).
+	GEMMReduce
 )
 
 func (k Kernel) String() string {
@@ -55,6 +59,8 @@ func (k Kernel) String() string {
 		return "gemv-a8"
 	case A8Quant:
 		return "a8-quant"
+	case GEMMReduce:
+		return "gemm-reduce"
 	}
 	return fmt.Sprintf("Kernel(%d)", uint8(k))
 }
@@ -99,6 +105,12 @@ type Key struct {
 	// workgroup has WG·KSplit threads, the groups' sums are added at the end. More threads in
 	// flight per tile where tiles are few (m = 128 makes 128 64×64 tiles for 132 SMs).
 	KSplit int
+	// GEMMTile, GEMMReduce: slices of K across workgroups (0 and 1: none). A GEMMTile workgroup
+	// sums one slice's BK steps (grid y: KSlices × ceil(m/BM)) and stores its partial product
+	// at binding 3 as [KSlices][m][n] (n: the dispatch's rows); a GEMMReduce dispatch of the
+	// same KSlices adds the slices into y. More workgroups where tiles are few, for one more
+	// dispatch and KSlices·m·n floats written and read again.
+	KSlices int
 	// GEMVHW: load the next span while summing this one (software pipelining).
 	Prefetch bool
 	// GEMV, GEMVHW: y = x·wᵀ + res, the residual (binding 6, y's shape) added as the sums are
@@ -163,6 +175,13 @@ func (k Key) Normalize() Key {
 	} else if k.KSplit == 0 {
 		k.KSplit = 1
 	}
+	if k.Kernel != GEMMTile && k.Kernel != GEMMReduce || k.KSlices == 1 {
+		k.KSlices = 0 // one slice is the unsplit kernel
+	}
+	if k.Kernel == GEMMReduce {
+		// It adds floats: nothing of the weights' format or the launch shape but WG matters.
+		k = Key{Kernel: GEMMReduce, Bits: 32, WG: k.WG, KSlices: k.KSlices}
+	}
 	if k.Kernel != GEMVHW {
 		k.Prefetch = false
 	}
@@ -226,6 +245,11 @@ func (k Key) Name() string {
 		if k.KSplit > 1 {
 			fmt.Fprintf(&b, "-ks%d", k.KSplit)
 		}
+		if k.KSlices > 1 {
+			fmt.Fprintf(&b, "-sk%d", k.KSlices)
+		}
+	case GEMMReduce:
+		fmt.Fprintf(&b, "-wg%d-sk%d", k.WG, k.KSlices)
 	default:
 		fmt.Fprintf(&b, "-wg%dr%dm%d", k.WG, k.Rows, k.TM)
 	}
@@ -255,6 +279,10 @@ func (k Key) Name() string {
 	}
 	return b.String()
 }
+
+// maxKSlices bounds Key.KSlices: past a few slices the partial products' traffic and the
+// reduction cost more than the extra workgroups gain.
+const maxKSlices = 16
 
 // Validate says why a key cannot be compiled, before any browser sees it.
 func (k Key) Validate() error {
@@ -300,6 +328,13 @@ func (k Key) Validate() error {
 			(k.KSplit > 2) || (k.KSplit == 2 && k.WG < 32) {
 			return fmt.Errorf("shaders: %s: WG %d and WGM %d must be powers of two, WGM ≤ WG ≤ 256; TM %d and Rows %d 4 or 8; BK %d 16 or 32; KSplit %d 1 or 2 (2 with WG ≥ 32, so a subgroup stays within one group)", k.Name(), k.WG, k.WGM, k.TM, k.Rows, k.BK, k.KSplit)
 		}
+		if k.KSlices < 0 || k.KSlices > maxKSlices {
+			return fmt.Errorf("shaders: %s: KSlices %d (want 0..%d)", k.Name(), k.KSlices, maxKSlices)
+		}
+	case GEMMReduce:
+		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 || k.KSlices < 2 || k.KSlices > maxKSlices {
+			return fmt.Errorf("shaders: %s: WG %d must be a power of two ≤ 256 and KSlices %d in 2..%d", k.Name(), k.WG, k.KSlices, maxKSlices)
+		}
 	default:
 		return fmt.Errorf("shaders: unknown kernel %v", k.Kernel)
 	}
@@ -321,6 +356,7 @@ func (k Key) Defines() map[string]bool {
 		"MULTI3":    k.Kernel.hwGEMV() && k.Weights > 2,
 		"XQ":        k.Kernel == GEMVA8 && k.XQ,
 		"QUANTX":    k.Kernel == A8Quant,
+		"KSLICES":   k.Kernel == GEMMTile && k.KSlices > 1,
 		"SILU_X":    k.Kernel == GEMVHW && k.SiLUX,
 	}
 }
@@ -352,6 +388,9 @@ func (k Key) header() []string {
 		u("WGM", k.WGM)
 		u("BK", k.BK)
 		u("KS", max(k.KSplit, 1))
+	}
+	if k.KSlices > 1 {
+		u("SLICES", k.KSlices)
 	}
 	if k.Kernel == GEMVHW {
 		h = append(h, fmt.Sprintf("const PREFETCH: bool = %v;", k.Prefetch))

@@ -72,12 +72,12 @@ var (
 	// -nibble.gemv and -nibble.gemm time more launch shapes beside the adapter's default, to
 	// choose a shape on a new adapter without a rebuild.
 	benchGEMV = flag.String("nibble.gemv", "", "more GEMV shapes, comma-separated [hw|sw]WGxROWS[p] (hw: gemv_hw.wgsl, sw: gemv.wgsl, neither: the default kernel; p: prefetch), or sweep")
-	benchGEMM = flag.String("nibble.gemm", "", "more GEMM shapes, comma-separated WGMxWGNxTMxTNxBK[xKS] tiles or flat (gemm.wgsl), or sweep")
+	benchGEMM = flag.String("nibble.gemm", "", "more GEMM shapes, comma-separated WGMxWGNxTMxTNxBK[xKS[xS]] tiles (S: slices of K across workgroups) or flat (gemm.wgsl), or sweep (every tile, and splitTiles split), or split (splitTiles × S 1..4)")
 	// Timings drift with the GPU's state (the first variant of a case was at times faster than
 	// the same kernel timed later): rounds time the whole list again, and the summary takes the
 	// median per variant.
 	benchRounds = flag.Int("nibble.rounds", 1, "times each case's variant list is timed")
-	benchSet    = flag.String("nibble.set", "quick", "cases: quick (small, for SwiftShader), readme (the README table), sweep (readme's shapes, fewer formats), gemv (the issue's GEMV shapes only), gemm (q4 4096² at m = 128 and 512)")
+	benchSet    = flag.String("nibble.set", "quick", "cases: quick (small, for SwiftShader), readme (the README table), sweep (readme's shapes, fewer formats), gemv (the issue's GEMV shapes only), gemm (q4 4096² at m = 16 to 512, q8 at 64 to 512)")
 	// Weights rotate through copies adding up to this much, so each call reads them from memory
 	// rather than from the last-level cache (an H200's L2 is 50 MB).
 	benchRotate = flag.Int("nibble.rotate", 128, "MiB of weight copies one timing rotates through; 0: one copy")
@@ -146,6 +146,29 @@ var sweepTiles = []Tile{
 	{WG: 128, WGM: 16, TM: 4, TN: 8, BK: 32, KS: 2}, // 64×64, 32 sums a thread, split
 }
 
+// splitTiles are the tiles -nibble.gemm=split times with K split across workgroups in 1 to 4
+// slices (Tile.S), and -nibble.gemm=sweep in 2 to 4: DefaultTuning's for m ≤ 32 … m ≤ 256
+// and beyond, the tiles where m = 128 makes the fewest workgroups.
+var splitTiles = []Tile{
+	{WG: 64, WGM: 4, TM: 4, TN: 4, BK: 32, KS: 2},   // 16×64, split (m ≤ 32)
+	{WG: 128, WGM: 8, TM: 4, TN: 4, BK: 32},         // 32×64 (m ≤ 64)
+	{WG: 128, WGM: 16, TM: 4, TN: 8, BK: 32, KS: 2}, // 64×64, 32 sums a thread, split (m ≤ 128)
+	{WG: 256, WGM: 8, TM: 8, TN: 4, BK: 32, KS: 2},  // 64×128, split (m ≤ 256)
+	{WG: 256, WGM: 16, TM: 8, TN: 4, BK: 32},        // 128×64 (beyond)
+}
+
+// splitVariants are tiles each with K in S slices across workgroups, for every S of ss.
+func splitVariants(tiles []Tile, ss ...int) []Tile {
+	var out []Tile
+	for _, t := range tiles {
+		for _, s := range ss {
+			t.S = s
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // sweepGEMV are the GEMV shapes -nibble.gemv=sweep times.
 var sweepGEMV = []string{"hw32x4", "hw32x8", "hw64x4", "hw64x8", "hw128x4", "hw128x8", "hw256x4", "hw256x8", "sw128x4"}
 
@@ -193,22 +216,40 @@ func variants(tb testing.TB, def Tuning, m int) []variant {
 			vs = append(vs, variant{"flat", tu})
 		case "sweep":
 			tiles = append(tiles, sweepTiles...)
+			tiles = append(tiles, splitVariants(splitTiles, 2, 3, 4)...)
+		case "split":
+			tiles = append(tiles, splitVariants(splitTiles, 1, 2, 3, 4)...)
 		default:
-			var t Tile
-			if n, _ := fmt.Sscanf(s, "%dx%dx%dx%dx%dx%d", &t.WGM, &t.WG, &t.TM, &t.TN, &t.BK, &t.KS); n < 5 {
-				tb.Fatalf("-nibble.gemm %q: want WGMxWGNxTMxTNxBK[xKS]", s)
-			}
-			t.WG *= t.WGM
-			tiles = append(tiles, t)
+			tiles = append(tiles, parseTile(tb, s))
 		}
 	}
 	for _, t := range tiles {
 		tu := def
 		t.MaxM = 1 << 30
 		tu.Tiles = [5]Tile{t}
-		vs = append(vs, variant{fmt.Sprintf("%dx%dx%dx%dx%dx%d", t.WGM, t.WG/t.WGM, t.TM, t.TN, t.BK, max(t.KS, 1)), tu})
+		vs = append(vs, variant{tileSpec(t), tu})
 	}
 	return vs
+}
+
+// parseTile reads a -nibble.gemm tile, WGMxWGNxTMxTNxBK[xKS[xS]].
+func parseTile(tb testing.TB, s string) Tile {
+	var t Tile
+	if n, _ := fmt.Sscanf(s, "%dx%dx%dx%dx%dx%dx%d", &t.WGM, &t.WG, &t.TM, &t.TN, &t.BK, &t.KS, &t.S); n < 5 || strings.Count(s, "x") > 6 {
+		tb.Fatalf("-nibble.gemm %q: want WGMxWGNxTMxTNxBK[xKS[xS]]", s)
+	}
+	t.WG *= t.WGM
+	return t
+}
+
+// tileSpec is t as -nibble.gemm writes it: S only where K is split across workgroups, so the
+// names of unsplit tiles read as before.
+func tileSpec(t Tile) string {
+	s := fmt.Sprintf("%dx%dx%dx%dx%dx%d", t.WGM, t.WG/t.WGM, t.TM, t.TN, t.BK, max(t.KS, 1))
+	if t.S > 1 {
+		s += fmt.Sprintf("x%d", t.S)
+	}
+	return s
 }
 
 type benchCase struct {
@@ -262,8 +303,12 @@ func benchCases(tb testing.TB) []benchCase {
 		}
 		add(128, 4096, 4096, q8, q2)
 	case "gemm":
-		add(128, 4096, 4096, q4)
-		add(512, 4096, 4096, q4)
+		for _, m := range []int{16, 32, 64, 128, 256, 512} {
+			add(m, 4096, 4096, q4)
+		}
+		for _, m := range []int{64, 128, 256, 512} {
+			add(m, 4096, 4096, q8)
+		}
 	case "gemv":
 		add(1, 4096, 4096, q8, q4, q2)
 		add(1, 11008, 4096, q8, q4, q2)

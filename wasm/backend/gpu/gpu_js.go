@@ -78,6 +78,7 @@ type Backend struct {
 	ops       map[shaders.OpKey]*webgpu.ComputePipeline // graph programs' op kernels (graph_js.go)
 	x, y, rd  *webgpu.Buffer
 	xq        *webgpu.Buffer // x quantized by the int8-activation pre-pass (a8_js.go)
+	part      *webgpu.Buffer // partial products of a GEMM split along K (Tile.S), grown on demand
 	gen       int            // bumped when x or y is reallocated: bind groups made for older buffers are stale
 	stage     js.Value
 	xpad      []float32
@@ -389,6 +390,12 @@ func (b *Backend) matmul(dst, x []float32, w *weight, m int) error {
 	if err := b.ensureXQ(w, key, m); err != nil {
 		return err
 	}
+	partSize := partBytes(key, m, l.n)
+	if partSize > 0 {
+		if b.part, err = b.ensure(b.part, "partial products", partSize, webgpu.BufferStorage|webgpu.BufferCopyDst); err != nil {
+			return err
+		}
+	}
 	q := b.dev.Queue()
 	if cap(b.xpad) < m*l.kp {
 		b.xpad = make([]float32, m*l.kp)
@@ -399,11 +406,11 @@ func (b *Backend) matmul(dst, x []float32, w *weight, m int) error {
 		return err
 	}
 	if b.opt.poison {
-		nan := make([]float32, m*l.n)
-		for i := range nan {
-			nan[i] = float32(math.NaN())
+		// The partial products too: a slice left unwritten must not pass on an older call's.
+		if err := b.poisonBuffer(b.y, yBytes); err != nil {
+			return err
 		}
-		if err := q.WriteBuffer(b.y, 0, b.stageBytes(f32bytes(nan)), 0, yBytes); err != nil {
+		if err := b.poisonBuffer(b.part, partSize); err != nil {
 			return err
 		}
 	}
@@ -438,6 +445,18 @@ func (b *Backend) matmul(dst, x []float32, w *weight, m int) error {
 		return b.readTiming()
 	}
 	return nil
+}
+
+// poisonBuffer fills the first size bytes of buf with NaN (Options.poison).
+func (b *Backend) poisonBuffer(buf *webgpu.Buffer, size int64) error {
+	if size == 0 {
+		return nil
+	}
+	nan := make([]float32, size/4)
+	for i := range nan {
+		nan[i] = float32(math.NaN())
+	}
+	return b.dev.Queue().WriteBuffer(buf, 0, b.stageBytes(f32bytes(nan)), 0, size)
 }
 
 // writeParams writes the uniform block of each chunk of w for m activation rows.
@@ -480,8 +499,9 @@ func (b *Backend) encode(key shaders.Key, w *weight, m int, yBytes int64) error 
 }
 
 // boundFor is w's matmul of variant key bound to the backend's x and y and the chunks' params
-// buffers, for m activation rows: the bind groups are made once per variant (again when x or y
-// was reallocated), the grid is m's. The caller holds b.mu.
+// buffers (and, split along K, the backend's scratch for partial products), for m activation
+// rows: the bind groups are made once per variant (again when a buffer was reallocated), the
+// grid is m's. The caller holds b.mu and has sized the buffers for m.
 func (b *Backend) boundFor(w *weight, key shaders.Key, m int) (boundMatMul, error) {
 	if w.gen != b.gen || w.bound == nil {
 		w.bound = map[shaders.Key]*boundMatMul{}
@@ -498,7 +518,7 @@ func (b *Backend) boundFor(w *weight, key shaders.Key, m int) (boundMatMul, erro
 			x = b.xq // the pre-pass's blocks
 		}
 		var err error
-		if bm, err = b.bindMatMul(b.label, w, key, m, webgpu.BufferBinding{Buffer: x}, webgpu.BufferBinding{Buffer: b.y}, pars); err != nil {
+		if bm, err = b.bindMatMul(b.label, w, key, m, webgpu.BufferBinding{Buffer: x}, webgpu.BufferBinding{Buffer: b.y}, b.part, pars); err != nil {
 			return boundMatMul{}, err
 		}
 		w.bound[key] = bm

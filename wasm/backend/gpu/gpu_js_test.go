@@ -5,6 +5,8 @@ package gpu
 import (
 	"errors"
 	"flag"
+	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/nibble-ml/nibble/shaders"
 	"github.com/nibble-ml/nibble/wasm/backend/backendtest"
+	"github.com/nibble-ml/nibble/wasm/graph"
 	"github.com/nibble-ml/nibble/wasm/quant"
 	"github.com/nibble-ml/nibble/wasm/webgpu"
 )
@@ -142,14 +145,25 @@ var decodePaths = []quant.Format{
 // columns with a ragged last one, and K across several BK steps with a ragged last one.
 var tileShapes = []backendtest.Shape{{M: 70, N: 131, K: 300}, {M: 5, N: 70, K: 1000}, {M: 130, N: 33, K: 40}}
 
+// splitKTiles split K across workgroups (Tile.S) in CI: with tileShapes, slices of K that are
+// not whole multiples of BK steps, a last slice shorter than the others, and (K = 40: 2 steps
+// of 32, 3 of 16) slices with no step at all; one also splits K within the workgroup (KS).
+var splitKTiles = []Tile{
+	{WG: 128, WGM: 8, TM: 4, TN: 4, BK: 32, KS: 2, S: 3},
+	{WG: 64, WGM: 4, TM: 4, TN: 8, BK: 16, S: 4},
+}
+
 // TestConformanceTiles runs every workgroup-memory tile of DefaultTuning on whatever adapter the
-// browser has (SwiftShader in CI), a few formats each; on hardware also the other tiles the GEMM
-// sweep measures (on SwiftShader they would add a minute of compiles to every CI run).
+// browser has (SwiftShader in CI), a few formats each, and tiles splitting K across workgroups;
+// on hardware also the other tiles the GEMM sweep measures (on SwiftShader they would add a
+// minute of compiles to every CI run).
 func TestConformanceTiles(t *testing.T) {
 	// A split tile small enough for WebGPU's default 256 threads: the split path runs in CI.
 	tiles := append(DefaultTuning.Tiles[:], Tile{WG: 128, WGM: 8, TM: 4, TN: 4, BK: 32, KS: 2})
+	tiles = append(tiles, splitKTiles...)
 	if !softwareAdapter(webgpuInfo(t)) {
 		tiles = append(tiles, sweepTiles...)
+		tiles = append(tiles, splitVariants(splitTiles, 2, 3, 4)...)
 	}
 	seen := map[string]bool{}
 	for _, tl := range tiles {
@@ -168,6 +182,9 @@ func TestConformanceTiles(t *testing.T) {
 			if b.tune != tu {
 				t.Logf("as the device allows: %v", b.Caps().Notes)
 			}
+			if k := keyFor(quant.Q4, 131, 70, b.feat, b.tune); max(k.KSlices, 1) != max(tl.S, 1) {
+				t.Fatalf("%s at 70×131: KSlices %d, want the tile's S %d", k.Name(), k.KSlices, tl.S)
+			}
 			backendtest.Run(t, b, backendtest.Options{
 				ProductEps: eps(b),
 				Shapes:     tileShapes,
@@ -178,6 +195,63 @@ func TestConformanceTiles(t *testing.T) {
 				},
 			})
 		})
+	}
+}
+
+// TestConformanceSplitK runs a tile splitting K across workgroups over weights split into row
+// chunks (a 4 KiB binding cap): each chunk's partial products go to the one scratch buffer and
+// are added into y at the chunk's offset before the next chunk's dispatch overwrites them.
+func TestConformanceSplitK(t *testing.T) {
+	tu := DefaultTuning
+	tu.Tiles = [5]Tile{splitKTiles[0]}
+	tu.Tiles[0].MaxM = 1 << 30
+	b := newBackend(t, Options{poison: true, Tuning: &tu, MaxBindingSize: 4096})
+	if k := keyFor(quant.Q4, 70, 33, b.feat, b.tune); k.KSlices < 2 {
+		t.Fatalf("%s: K not split across workgroups (%v)", k.Name(), b.Caps().Notes)
+	}
+	backendtest.Run(t, b, backendtest.Options{
+		ProductEps: eps(b),
+		Shapes:     tileShapes,
+		Formats:    []quant.Format{{Bits: 32}, {Bits: 4, Scheme: quant.Asymmetric, GroupSize: 24, Scales: quant.ScaleF16}},
+	})
+}
+
+// TestGraphSplitK runs a graph's GEMMs with K split across workgroups, on poisoned arenas
+// against the cpu: two Linears of different sizes sharing the program's scratch (one with a
+// bias added after the sum of its slices, one read by an Add), K padded to the device rows;
+// ragged shapes, then small ones whose weights are row chunks under a 4 KiB binding cap.
+func TestGraphSplitK(t *testing.T) {
+	poisoned(t)
+	tu := DefaultTuning
+	tu.Tiles = [5]Tile{splitKTiles[0]}
+	tu.Tiles[0].MaxM = 1 << 30
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, c := range []struct{ cap, m1, n1, m2, n2, k int }{
+		{0, 33, 70, 70, 131, 300},
+		{4096, 5, 70, 5, 100, 180}, // activations within the cap too
+	} {
+		b := newBackend(t, Options{Tuning: &tu, MaxBindingSize: int64(c.cap)})
+		for _, f := range []quant.Format{{Bits: 32}, {Bits: 4, GroupSize: 32}} {
+			t.Run(fmt.Sprintf("cap%d/%v", c.cap, f), func(t *testing.T) {
+				if k := keyFor(f, c.n2, c.m2, b.feat, b.tune); k.KSlices < 2 {
+					t.Fatalf("%s: K not split across workgroups (%v)", k.Name(), b.Caps().Notes)
+				}
+				w1, w2 := quantized(t, "w1", rng, c.n1, c.k, f), quantized(t, "w2", rng, c.n2, c.k, f)
+				checkLocal(t, b, "split K "+f.String(), func(g *graph.Graph, ws map[string]*quant.Tensor) error {
+					ws["w1"], ws["w2"] = w1, w2
+					x1, x2 := g.Input("x1", graph.Float32, c.m1, c.k), g.Input("x2", graph.Float32, c.m2, c.k)
+					bias, r := g.Input("bias", graph.Float32, c.n2), g.Input("r", graph.Float32, c.m1, c.n1)
+					y1 := g.Add("res", g.Linear("fc1", x1, g.Weight("w1", c.n1, c.k), graph.None), r)
+					y2 := g.Linear("fc2", x2, g.Weight("w2", c.n2, c.k), bias)
+					return g.Output(y1, y2)
+				}, func(rng *rand.Rand) []graph.Tensor {
+					return []graph.Tensor{normalInput(c.m1, c.k)(rng), normalInput(c.m2, c.k)(rng), normalInput(c.n2)(rng), normalInput(c.m1, c.n1)(rng)}
+				})
+				if n := len(chunksOf(t, b, w2)); c.cap > 0 && n < 2 {
+					t.Errorf("w2 %v: %d chunks under a %d-byte cap, want several", f, n, c.cap)
+				}
+			})
+		}
 	}
 }
 

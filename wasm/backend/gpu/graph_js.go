@@ -106,9 +106,15 @@ type program struct {
 	next  *webgpu.CommandBuffer
 	runs  uint64 // runs submitted, queued ones included: a Feed names the last (run_js.go)
 	chain chain  // Queue's readback buffers and commands (run_js.go)
+
+	// part holds the partial products of GEMMs split along K, partBytes of them
+	// (matmul_bind_js.go's needPart, partBuffer).
+	part      *webgpu.Buffer
+	partBytes int64
 }
 
-// step is one dispatch, or a Linear's matmul (its own pipeline and one dispatch per chunk).
+// step is one dispatch, or a Linear's matmul (its own pipeline and one dispatch per chunk, two
+// with K split across workgroups).
 type step struct {
 	pl     *webgpu.ComputePipeline
 	group  *webgpu.BindGroup
@@ -761,6 +767,7 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	x.Size = int64(m*kp) * 4
 	y := p.bind(3, out)
 	key := keyFor(w.l.format, w.l.n, m, p.b.feat, p.b.tune)
+	p.needPart(key, m, w.l.n)
 	var extra []webgpu.BufferBinding
 	if res != graph.None {
 		key.Residual = true
@@ -785,7 +792,11 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	si := len(p.steps) - 1
 	label := c.label(what)
 	c.later = append(c.later, func() error {
-		bm, err := p.b.bindMatMul(label, w, key, m, x, y, c.withParams(pars), extra...)
+		part, err := p.partBuffer(c.label("partial products"))
+		if err != nil {
+			return err
+		}
+		bm, err := p.b.bindMatMul(label, w, key, m, x, y, part, c.withParams(pars), extra...)
 		p.steps[si].mm = bm
 		return err
 	})
@@ -954,8 +965,8 @@ func (p *program) destroy() {
 	for _, s := range p.slabs {
 		s.Destroy()
 	}
-	for _, buf := range []*webgpu.Buffer{p.consts, p.zeroIDs, p.params, p.readback} {
+	for _, buf := range []*webgpu.Buffer{p.consts, p.zeroIDs, p.params, p.readback, p.part} {
 		buf.Destroy()
 	}
-	p.slabs, p.consts, p.zeroIDs, p.params, p.readback = nil, nil, nil, nil, nil
+	p.slabs, p.consts, p.zeroIDs, p.params, p.readback, p.part = nil, nil, nil, nil, nil, nil
 }

@@ -22,6 +22,10 @@ type boundMatMul struct {
 	groups []*webgpu.BindGroup
 	rows   []int // weight rows of each chunk
 	m      int   // activation rows: with rows, the grid
+	// K split across workgroups (key.KSlices > 1): the sum of the slices' partial products
+	// after each chunk's dispatch (gemm_reduce.wgsl), one bind group per chunk.
+	reduce  *webgpu.ComputePipeline
+	rgroups []*webgpu.BindGroup
 }
 
 // matmulParams is the uniform block (decode.wgsl's Params) of each chunk of w for m rows, for the
@@ -40,9 +44,11 @@ func (w *weight) paddedK() int { return w.l.kp }
 // bindMatMul builds the pipeline of variant key and one bind group per chunk of w for m
 // activation rows. x holds m rows of w.paddedK() floats (zero past K), y receives m rows of N,
 // and params[i] is a paramBytes uniform range holding w.matmulParams(m)[i]; extra bindings (a
-// Residual key's res at 6) go into every chunk's group. The caller holds b.mu (the pipeline
-// cache).
-func (b *Backend) bindMatMul(label string, w *weight, key shaders.Key, m int, x, y webgpu.BufferBinding, params []webgpu.BufferBinding, extra ...webgpu.BufferBinding) (*boundMatMul, error) {
+// Residual key's res at 6) go into every chunk's group. A key split along K (KSlices > 1)
+// writes its partial products to part, which must hold partBytes(key, m, w.l.n) (a chunk at a
+// time: the dispatches of a pass run in order), and adds them into y in a second dispatch per
+// chunk; part is unused otherwise. The caller holds b.mu (the pipeline cache).
+func (b *Backend) bindMatMul(label string, w *weight, key shaders.Key, m int, x, y webgpu.BufferBinding, part *webgpu.Buffer, params []webgpu.BufferBinding, extra ...webgpu.BufferBinding) (*boundMatMul, error) {
 	if len(params) != len(w.chunks) {
 		return nil, fmt.Errorf("gpu: bind matmul %q: %d params ranges for %d chunks", w.name, len(params), len(w.chunks))
 	}
@@ -52,10 +58,28 @@ func (b *Backend) bindMatMul(label string, w *weight, key shaders.Key, m int, x,
 	}
 	bm := &boundMatMul{key: key, pl: pl, m: m}
 	x.Binding, y.Binding = 2, 3
+	ty := y // where the tile kernel stores
+	if need := partBytes(key, m, w.l.n); need > 0 {
+		if part == nil || part.Size() < need {
+			return nil, fmt.Errorf("gpu: bind matmul %q: %s needs a scratch of %d bytes for its partial products", w.name, key.Name(), need)
+		}
+		if bm.reduce, err = b.pipeline(reduceKey(key)); err != nil {
+			return nil, err
+		}
+		ty = webgpu.BufferBinding{Binding: 3, Buffer: part}
+	}
 	for i, c := range w.chunks {
 		p := params[i]
 		p.Binding = 0
-		es := []webgpu.BufferBinding{p, {Binding: 1, Buffer: c.data}, x, y}
+		if bm.reduce != nil {
+			g, err := b.dev.CreateBindGroup(fmt.Sprintf("%s %s rows %d-%d sum of K slices", label, w.name, c.r0, c.r1), bm.reduce.BindGroupLayout(0),
+				p, webgpu.BufferBinding{Binding: 2, Buffer: part}, y)
+			if err != nil {
+				return nil, err
+			}
+			bm.rgroups = append(bm.rgroups, g)
+		}
+		es := []webgpu.BufferBinding{p, {Binding: 1, Buffer: c.data}, x, ty}
 		if c.scales != nil {
 			es = append(es, webgpu.BufferBinding{Binding: 4, Buffer: c.scales})
 		}
@@ -75,22 +99,52 @@ func (b *Backend) bindMatMul(label string, w *weight, key shaders.Key, m int, x,
 
 // record appends the matmul's dispatches to pass (MatMul, the benchmarks' timed passes).
 func (bm *boundMatMul) record(pass *webgpu.ComputePass) {
-	pass.SetPipeline(bm.pl)
+	var pl *webgpu.ComputePipeline
 	for _, d := range bm.dispatches() {
+		if d.Pipeline != pl {
+			pl = d.Pipeline
+			pass.SetPipeline(pl)
+		}
 		pass.SetBindGroup(0, d.Group)
 		pass.Dispatch(d.X, d.Y, 1)
 	}
 }
 
-// dispatches are the matmul's dispatches, one per chunk: what record records, and what a graph
-// program's prepared list holds for its Linear.
+// dispatches are the matmul's dispatches, one per chunk (two with K split across workgroups:
+// the partial products, then their sum): what record records, and what a graph program's
+// prepared list holds for its Linear.
 func (bm *boundMatMul) dispatches() []webgpu.Dispatch {
-	out := make([]webgpu.Dispatch, len(bm.groups))
+	out := make([]webgpu.Dispatch, 0, len(bm.groups)+len(bm.rgroups))
 	for i, g := range bm.groups {
 		gx, gy := grid(bm.key, bm.rows[i], bm.m)
-		out[i] = webgpu.Dispatch{Pipeline: bm.pl, Group: g, X: gx, Y: gy}
+		out = append(out, webgpu.Dispatch{Pipeline: bm.pl, Group: g, X: gx, Y: gy})
+		if bm.reduce != nil {
+			rx, ry := grid(reduceKey(bm.key), bm.rows[i], bm.m)
+			out = append(out, webgpu.Dispatch{Pipeline: bm.reduce, Group: bm.rgroups[i], X: rx, Y: ry})
+		}
 	}
 	return out
+}
+
+// needPart notes that a Linear of the program runs key over m activation rows of a weight of n
+// rows, so that the program's scratch for partial products (partBuffer) holds what it writes.
+// Call it while compiling, before c.later runs.
+func (p *program) needPart(key shaders.Key, m, n int) {
+	p.partBytes = max(p.partBytes, partBytes(key, m, n))
+}
+
+// partBuffer is the program's scratch for the partial products of its GEMMs split along K,
+// made on first use as large as needPart said (nil when no Linear splits). One buffer serves
+// them all: the dispatches of a pass run in order, each sum before the next GEMM writes. The
+// program's own rather than the backend's, so that no later growth can leave its bind groups
+// pointing at a destroyed buffer.
+func (p *program) partBuffer(label string) (*webgpu.Buffer, error) {
+	if p.part != nil || p.partBytes == 0 {
+		return p.part, nil
+	}
+	var err error
+	p.part, err = p.b.dev.CreateBuffer(label, p.partBytes, webgpu.BufferStorage|webgpu.BufferCopyDst)
+	return p.part, err
 }
 
 // linearGroup queues the Linears of one x (fuse.go's findLinearGroups) as GEMV dispatches of
@@ -229,7 +283,7 @@ func (c *compiler) multiLinear(lins []graph.Value) error {
 	si := len(p.steps) - 1
 	label := c.label(fmt.Sprintf("%%%d Linear %s (one GEMV)", lins[0], strings.Join(names, ", ")))
 	c.later = append(c.later, func() error {
-		bm, err := p.b.bindMatMul(label, w0, key, m, x, y, c.withParams(pars), c.withParams(extra)...)
+		bm, err := p.b.bindMatMul(label, w0, key, m, x, y, nil, c.withParams(pars), c.withParams(extra)...)
 		if err == nil {
 			bm.rows[0] = rows
 		}

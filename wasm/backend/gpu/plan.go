@@ -135,14 +135,15 @@ type A8Wide struct{ MinN, MaxBits, WG, Rows int }
 
 // Tile is one launch shape of shaders.GEMMTile: WG threads per tile, WGM of them along M; each
 // thread TM activation rows × TN weight rows; BK elements of K per workgroup-memory step; KS
-// groups of WG threads splitting each step (0 or 1: one group).
-type Tile struct{ MaxM, WG, WGM, TM, TN, BK, KS int }
+// groups of WG threads splitting each step (0 or 1: one group); S slices of K across
+// workgroups, added by a second dispatch (0 or 1: none; shaders.Key.KSlices).
+type Tile struct{ MaxM, WG, WGM, TM, TN, BK, KS, S int }
 
 func (t Tile) set() bool { return t.WG > 0 }
 
 // key is the tile's variant of a base key (format fields set).
 func (t Tile) key(k shaders.Key) shaders.Key {
-	k.Kernel, k.WG, k.WGM, k.TM, k.Rows, k.BK, k.KSplit = shaders.GEMMTile, t.WG, t.WGM, t.TM, t.TN, t.BK, t.KS
+	k.Kernel, k.WG, k.WGM, k.TM, k.Rows, k.BK, k.KSplit, k.KSlices = shaders.GEMMTile, t.WG, t.WGM, t.TM, t.TN, t.BK, t.KS, t.S
 	return k
 }
 
@@ -267,6 +268,9 @@ func keyFor(f quant.Format, n, m int, feat features, tu Tuning) shaders.Key {
 		k.Kernel, k.WG, k.Rows, k.Subgroups, k.Prefetch = tu.GEMVKernel, tu.GEMVWorkgroup, tu.GEMVRows, feat.subgroups, tu.GEMVPrefetch
 	case tu.Tiles[0].set():
 		k = tu.tileFor(m).key(k)
+		if int64(k.KSlices)*int64(m)*int64(n)*4 > splitKMaxBytes {
+			k.KSlices = 1 // the partial products would not fit the scratch: unsplit
+		}
 	default:
 		k.Kernel, k.WG, k.Rows, k.TM = shaders.GEMM, tu.GEMMWorkgroup, tu.GEMMRows, tu.TM
 	}
@@ -298,7 +302,9 @@ func grid(k shaders.Key, rows, m int) (x, y int) {
 		return (rows + k.Rows - 1) / k.Rows, m
 	case shaders.GEMMTile:
 		bm, bn, _ := k.Tile()
-		return (rows + bn - 1) / bn, (m + bm - 1) / bm
+		return (rows + bn - 1) / bn, (m + bm - 1) / bm * max(k.KSlices, 1)
+	case shaders.GEMMReduce:
+		return (rows + k.WG - 1) / k.WG, m
 	}
 	per := k.WG * k.Rows
 	return (rows + per - 1) / per, (m + k.TM - 1) / k.TM
