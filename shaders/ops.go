@@ -38,7 +38,7 @@ var opFamilies = [numOpFamilies]struct {
 	OpBinary:     {"binary", []string{"add", "sub", "mul", "div", "bias", "silu_mul"}},
 	OpNorm:       {"norm", []string{"layernorm", "rmsnorm", "l2"}},
 	OpSoftmax:    {"softmax", []string{"plain", "masked"}},
-	OpMatMul:     {"matmul", []string{"ab", "abt", "ab_split", "abt_split", "abt_group"}},
+	OpMatMul:     {"matmul", []string{"ab", "abt", "ab_split", "abt_split", "abt_group", "ab_chunks", "ab_merge"}},
 	OpCopy:       {"copy", []string{"strided"}},
 	OpGather:     {"gather", []string{"weight", "value"}},
 	OpPool:       {"pool", []string{"mean"}},
@@ -75,7 +75,7 @@ type OpKey struct {
 	// read in place (ops_state_load.wgsl): "f16" or "int8"; "" when b is f32 (a value, or an
 	// f32 state, whose buffer holds plain floats).
 	State string
-	// Softmax is, for a·b (variants ab, ab_split), the softmax a's rows are normalized by as the
+	// Softmax is, for a·b (variants ab, ab_split, ab_chunks), the softmax a's rows are normalized by as the
 	// product reads them (ops_matmul.wgsl SOFTMAX): "plain", or "masked" (the mask at binding
 	// 4); "" when a holds the weights themselves.
 	Softmax string
@@ -107,6 +107,9 @@ func (k OpKey) Normalize() OpKey {
 	}
 	if k.Family != OpStateWrite && k.Family != OpMatMul {
 		k.Rope = false
+	}
+	if k.Family == OpMatMul && k.Variant == "ab_merge" {
+		k.State, k.Softmax, k.Rope = "", "", false // it reads the chunks' partials alone
 	}
 	return k
 }
@@ -157,6 +160,13 @@ func (k OpKey) Validate() error {
 		// the 16 KiB every device has up to 512 threads.
 		return fmt.Errorf("shaders: %s: WG %d: abt_group takes at most 512", k.Name(), k.WG)
 	}
+	if k.Family == OpMatMul && (k.Variant == "ab_chunks" || k.Variant == "ab_merge") && (k.WG < 32 || k.WG > 512) {
+		// 32 lanes a group; their sums take WG·16 bytes of workgroup memory, beside WG·8.
+		return fmt.Errorf("shaders: %s: WG %d: %s takes 32 to 512", k.Name(), k.WG, k.Variant)
+	}
+	if k.Family == OpMatMul && k.Variant == "ab_chunks" && k.Softmax == "" {
+		return fmt.Errorf("shaders: %s: ab_chunks splits K of a softmax product only (its merge rescales each chunk's Σe)", k.Name())
+	}
 	if k.Rope && k.Softmax != "" {
 		return fmt.Errorf("shaders: %s: a is either a softmax's input or a rotation's, not both", k.Name())
 	}
@@ -186,8 +196,9 @@ func (k OpKey) Source() (webgpu.ShaderSource, error) {
 	lines := []string{fmt.Sprintf("const WG: u32 = %du;", k.WG)}
 	fs := []string{"ops_common.wgsl", "ops_" + k.Family.String() + ".wgsl"}
 	if k.Family == OpMatMul {
-		defs["SPLIT"] = strings.HasSuffix(k.Variant, "_split")  // either product with K split
-		defs["PLAIN"] = k.Variant == "ab" || k.Variant == "abt" // one invocation per output
+		defs["SPLIT"] = strings.HasSuffix(k.Variant, "_split")                 // either product with K split
+		defs["PLAIN"] = k.Variant == "ab" || k.Variant == "abt"                // one invocation per output
+		defs["KEYSPLIT"] = k.Variant == "ab_chunks" || k.Variant == "ab_merge" // K over workgroups
 		// b a state's buffer: ops_state_load.wgsl's names, as the state read's variants set them.
 		defs["STATE"] = k.State != ""
 		defs["SOFTMAX"], defs["SMASK"] = k.Softmax != "", k.Softmax == "masked"

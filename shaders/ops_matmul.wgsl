@@ -9,7 +9,8 @@
 // reads (attention's p·v after its masked softmax): the product normalizes each row as it reads
 // it, as ops_softmax.wgsl would (e = exp(x − max) where the mask keeps the entry, else 0, times
 // 1/Σe), so the softmax is not a dispatch of its own. SMASK: the mask at binding 4, broadcast
-// as ops_softmax.wgsl's (rank, dims, ms, mlast).
+// as ops_softmax.wgsl's (rank, dims, ms, mlast). With SOFTMAX, K may also be split over
+// workgroups (AB_CHUNKS, then AB_MERGE: flash decoding, below).
 //
 // With ROPE, a holds a table rotation's input, rotated as it is read (ops_state_rope.wgsl; cos
 // and sin at bindings 5 and 6): a decode step's query, whose rotation is then no dispatch.
@@ -41,7 +42,7 @@ struct Params {
   rank: u32,
   mlast: u32,
   rope_half: u32,
-  chunk: u32, // ABT_GROUP: keys a workgroup computes
+  chunk: u32, // ABT_GROUP, AB_CHUNKS: keys a workgroup computes
 
   dims: array<vec4<u32>, 2>,
   ms: array<vec4<u32>, 2>,
@@ -68,6 +69,24 @@ fn load_b(e: u32) -> f32 {
 #if SMASK
 @group(0) @binding(4) var<storage, read> mask: array<f32>;
 #endif
+
+// Elements e + q·stride (q < 4) of b, 0 where i + q ≥ len (i is e's index along that axis): two
+// words of an f16 state where they are adjacent and the first starts a word, else element by
+// element (ABT_GROUP along K, AB_CHUNKS along N).
+fn load_b4_along(e: u32, i: u32, stride: u32, len: u32) -> vec4<f32> {
+#if F16
+  if (stride == 1u && (e & 1u) == 0u && i + 4u <= len) {
+    return vec4<f32>(unpack2x16float(st[e / 2u]), unpack2x16float(st[e / 2u + 1u]));
+  }
+#endif
+  var v = vec4<f32>(0.0);
+  for (var q = 0u; q < 4u; q++) {
+    if (i + q < len) {
+      v[q] = load_b(e + q * stride);
+    }
+  }
+  return v;
+}
 
 #if ROPE
 @group(0) @binding(5) var<storage, read> cos_t: array<f32>;
@@ -165,21 +184,9 @@ const KB: u32 = WG / LANES * R; // outputs a round
 const PAD: u32 = LANES + 1u; // a row's partials, padded against bank conflicts
 var<workgroup> part: array<f32, KB * PAD>;
 
-// Elements e + q·sk (q < 4) of b, 0 past K (kk is e's index along K): two words of an f16 state
-// where they are adjacent, else element by element.
+// Elements e + q·sk (q < 4) of b, 0 past K (kk is e's index along K).
 fn load_b4(e: u32, kk: u32) -> vec4<f32> {
-#if F16
-  if (params.sk == 1u && (e & 1u) == 0u && kk + 4u <= params.k) {
-    return vec4<f32>(unpack2x16float(st[e / 2u]), unpack2x16float(st[e / 2u + 1u]));
-  }
-#endif
-  var v = vec4<f32>(0.0);
-  for (var q = 0u; q < 4u; q++) {
-    if (kk + q < params.k) {
-      v[q] = load_b(e + q * params.sk);
-    }
-  }
-  return v;
+  return load_b4_along(e, kk, params.sk, params.k);
 }
 
 @compute @workgroup_size(WG)
@@ -231,6 +238,184 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       y[row * n + jb + tid] = u * params.alpha;
     }
   }
+}
+#endif
+
+#if KEYSPLIT
+// a·b with its softmax (attention's p·v of one token over a long cache) with K split over
+// workgroups, flash decoding's two passes. The split kernel above gives a row only N/32
+// workgroups (Dh 128: 4 a head), each walking all of K: at 2048 keys that is latency, not bytes.
+// AB_CHUNKS: a workgroup takes params.chunk keys of one row and a slice of SLICE outputs, and
+// writes the chunk's partials: its max m over the keys the mask keeps, l = Σe with e = exp(x − m)
+// where kept (else 0, as softmax_e), and o[d] = Σe·b[key][d]. AB_MERGE: a workgroup per row and
+// slice rescales the chunks to the row's max M, y[d] = Σ exp(m − M)·o[d] / Σ exp(m − M)·l (0
+// where the row keeps nothing, as the one-pass kernels), times alpha.
+//
+// parts (binding 7, the backend's scratch): record rc = row·chunks + c holds m at 2rc and l at
+// 2rc + 1; its o after every record's pair, at 2·rows·chunks + rc·n + d.
+//
+// Both kernels: lane l of each group of 32 threads owns the slice's outputs 4l … 4l+3 (two words
+// of an f16 cache where they are adjacent); the GROUPS groups take every GROUPS-th key (chunk)
+// and their sums are added in workgroup memory at the end. Grids: rows·chunks·slices workgroups
+// (AB_CHUNKS), rows·slices (AB_MERGE).
+@group(0) @binding(7) var<storage, read_write> parts: array<f32>;
+
+const LANES: u32 = 32u;
+const GROUPS: u32 = WG / LANES;
+const SLICE: u32 = LANES * 4u; // outputs a workgroup
+const U: u32 = 4u; // loads a thread issues before it adds them
+
+var<workgroup> sums: array<vec4<f32>, WG>;
+
+fn chunks_of() -> u32 {
+  return (params.k + params.chunk - 1u) / params.chunk;
+}
+
+fn slices_of() -> u32 {
+  return (params.n + SLICE - 1u) / SLICE;
+}
+
+// An output of either kernel: a chunk's partial (AB_CHUNKS) or the product's (AB_MERGE).
+fn put(i: u32, v: f32) {
+#if AB_CHUNKS
+  parts[i] = v;
+#else
+  y[i] = v;
+#endif
+}
+
+// Adds s over the workgroup's groups and stores each output d0 + q (below N) of the first
+// group's lanes, times scale, at base + d0 + q through put (AB_CHUNKS: parts, AB_MERGE: y).
+// Call it in uniform control flow.
+fn store_sums(s: vec4<f32>, tid: u32, base: u32, d0: u32, scale: f32) {
+  sums[tid] = s;
+  workgroupBarrier();
+  if (tid < LANES) {
+    var t = vec4<f32>(0.0);
+    for (var g = 0u; g < GROUPS; g++) {
+      t += sums[g * LANES + tid];
+    }
+    for (var q = 0u; q < 4u; q++) {
+      if (d0 + q < params.n) {
+        put(base + d0 + q, t[q] * scale);
+      }
+    }
+  }
+}
+#endif
+
+#if AB_CHUNKS
+// One chunk's weights e, shared by the workgroup's outputs.
+var<workgroup> pw: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) tid: u32) {
+  let n = params.n;
+  let k = params.k;
+  let rows = params.n_out / n;
+  let chunks = chunks_of();
+  let slices = slices_of();
+  let g = flat_group(wid, nwg);
+  if (g >= rows * chunks * slices) {
+    return; // the whole workgroup: past the grid's end
+  }
+  let row = g / (chunks * slices);
+  let c = (g / slices) % chunks;
+  let sl = g % slices;
+  let j0 = c * params.chunk;
+  let j1 = min(k, j0 + params.chunk);
+  let sb = row * k;
+  let mb = mask_base(row);
+  var mx = -3.402823e38;
+  for (var j = j0 + tid; j < j1; j += WG) {
+    if (kept(mb, j)) {
+      mx = max(mx, a[sb + j]);
+    }
+  }
+  mx = wg_reduce(mx, tid, true);
+  let lane = tid % LANES;
+  let grp = tid / LANES;
+  let d0 = sl * SLICE + lane * 4u;
+  let bt = row / params.m;
+  var sum = 0.0;
+  var s = vec4<f32>(0.0);
+  for (var jb = j0; jb < j1; jb += WG) { // uniform: the barriers stay in uniform control flow
+    let j = jb + tid;
+    var e = 0.0;
+    if (j < j1) {
+      e = softmax_e(a[sb + j], mx, mb, j);
+    }
+    pw[tid] = e;
+    sum += e;
+    workgroupBarrier();
+    let last = min(WG, j1 - jb); // keys of this block
+    if (d0 < n) {
+      for (var q = grp; q < last; q += U * GROUPS) {
+        // U rows loaded before any is added (a key past the block reads the block's last row,
+        // which weighs 0).
+        var v: array<vec4<f32>, U>;
+        for (var u = 0u; u < U; u++) {
+          v[u] = load_b4_along(b_index(bt, d0, jb + min(q + u * GROUPS, last - 1u)), d0, params.sj, n);
+        }
+        for (var u = 0u; u < U; u++) {
+          let qq = q + u * GROUPS;
+          s += select(0.0, pw[min(qq, WG - 1u)], qq < last) * v[u];
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  sum = wg_reduce(sum, tid, false);
+  let rc = row * chunks + c;
+  store_sums(s, tid, 2u * rows * chunks + rc * n, d0, 1.0);
+  if (tid == 0u && sl == 0u) {
+    parts[2u * rc] = mx;
+    parts[2u * rc + 1u] = sum;
+  }
+}
+#endif
+
+#if AB_MERGE
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) tid: u32) {
+  let g = flat_group(wid, nwg);
+  let slices = slices_of();
+  let chunks = chunks_of();
+  let n = params.n;
+  let rows = params.n_out / n;
+  if (g >= rows * slices) {
+    return; // the whole workgroup: past the grid's end
+  }
+  let row = g / slices;
+  let sl = g % slices;
+  let r0 = row * chunks;
+  var mx = -3.402823e38;
+  for (var c = tid; c < chunks; c += WG) {
+    mx = max(mx, parts[2u * (r0 + c)]);
+  }
+  mx = wg_reduce(mx, tid, true);
+  var l = 0.0;
+  for (var c = tid; c < chunks; c += WG) {
+    l += exp(parts[2u * (r0 + c)] - mx) * parts[2u * (r0 + c) + 1u];
+  }
+  l = wg_reduce(l, tid, false);
+  let d0 = sl * SLICE + tid % LANES * 4u;
+  let ob = 2u * rows * chunks;
+  var s = vec4<f32>(0.0);
+  if (d0 < n) {
+    for (var c = tid / LANES; c < chunks; c += GROUPS) {
+      var o = vec4<f32>(0.0);
+      for (var q = 0u; q < 4u; q++) {
+        if (d0 + q < n) {
+          o[q] = parts[ob + (r0 + c) * n + d0 + q];
+        }
+      }
+      s += exp(parts[2u * (r0 + c)] - mx) * o;
+    }
+  }
+  store_sums(s, tid, row * n, d0, select(0.0, 1.0 / l, l > 0.0) * params.alpha);
 }
 #endif
 

@@ -26,12 +26,20 @@ func allOpKeys() []OpKey {
 				}
 				continue
 			}
+			if f == OpMatMul && v == "ab_chunks" { // a softmax product only
+				for _, st := range append([]string{""}, StateFormats...) {
+					for _, sm := range OpSoftmax.Variants() {
+						ks = append(ks, OpKey{Family: f, Variant: v, WG: 64, State: st, Softmax: sm})
+					}
+				}
+				continue
+			}
 			ks = append(ks, OpKey{Family: f, Variant: v, WG: 64})
 			if f == OpStateWrite {
 				ks = append(ks, OpKey{Family: f, Variant: v, WG: 64, Pair: true}, OpKey{Family: f, Variant: v, WG: 64, Rope: true},
 					OpKey{Family: f, Variant: v, WG: 64, Pair: true, Rope: true})
 			}
-			if f == OpMatMul {
+			if f == OpMatMul && v != "ab_merge" {
 				for _, st := range append([]string{""}, StateFormats...) {
 					if st != "" {
 						ks = append(ks, OpKey{Family: f, Variant: v, WG: 64, State: st})
@@ -91,6 +99,9 @@ func TestOpValidate(t *testing.T) {
 		{Family: OpMatMul, Variant: "abt_group", WG: 64, Softmax: "plain"},
 		{Family: OpMatMul, Variant: "abt_group", WG: 1024},
 		{Family: OpMatMul, Variant: "ab", WG: 64, Softmax: "exp"},
+		{Family: OpMatMul, Variant: "ab_chunks", WG: 64, State: "f16"},
+		{Family: OpMatMul, Variant: "ab_chunks", WG: 1024, Softmax: "plain"},
+		{Family: OpMatMul, Variant: "ab_merge", WG: 16},
 		{Family: OpSoftmax, Variant: "masked", WG: 64, Softmax: "masked"},
 		{Family: OpMatMul, Variant: "ab", WG: 64, Softmax: "masked", Rope: true},
 	} {

@@ -39,6 +39,10 @@ var (
 	benchQKKeys     = flag.Int("nibble.qkgroupkeys", 0, "keys a workgroup of -nibble.qkgroup's product (0: qkChunk's)")
 	benchQKWG       = flag.Int("nibble.qkgroupwg", 256, "threads a workgroup of -nibble.qkgroup's product (32 to 512)")
 	benchA8Decode   = flag.Bool("nibble.a8decode", false, "decode with int8 activations in the GEMVs (Options.Int8Activations)")
+	benchPVSplit    = flag.String("nibble.pvsplit", "auto", "run p·v with K split over workgroups (ops_matmul.wgsl AB_CHUNKS, AB_MERGE): auto (from -nibble.pvsplitfrom keys on hardware adapters), on (always), off (the split product)")
+	benchPVFrom     = flag.Int("nibble.pvsplitfrom", 1024, "cached keys from which -nibble.pvsplit=auto splits p·v over workgroups")
+	benchPVChunk    = flag.Int("nibble.pvchunk", 64, "keys a workgroup of -nibble.pvsplit's first dispatch")
+	benchPVWG       = flag.Int("nibble.pvsplitwg", 256, "threads a workgroup of -nibble.pvsplit's dispatches (32 to 512)")
 )
 
 // decodeShape is a decoder with the formats of its weights.
@@ -161,6 +165,11 @@ func BenchmarkDecode(b *testing.B) {
 		qkGroupFrom = math.MaxInt
 	}
 	defer func() { qkGroupFrom, forceQKGroup, qkGroupKeys, qkGroupWG = 1, false, 0, 256 }()
+	pvSplitFrom, pvChunk, pvSplitWG, forcePVSplit = *benchPVFrom, *benchPVChunk, *benchPVWG, *benchPVSplit == "on"
+	if *benchPVSplit == "off" {
+		pvSplitFrom = math.MaxInt
+	}
+	defer func() { pvSplitFrom, pvChunk, pvSplitWG, forcePVSplit = 1024, 64, 256, false }()
 	be := newBackend(b, Options{Timing: true, Int8Activations: *benchA8Decode})
 	s := llamaTiny
 	if *benchDecode == "7b" || *benchDecode == "auto" && !be.Caps().Software {

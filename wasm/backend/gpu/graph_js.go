@@ -90,6 +90,7 @@ type program struct {
 	zeroIDs  *webgpu.Buffer // one int32 0: the ids of the gathers that densify weights
 	params   *webgpu.Buffer
 	readback *webgpu.Buffer
+	scratch  *webgpu.Buffer // the key-split products' partials (pv_split_js.go), or nil
 	steps    []step
 	forward  *webgpu.Dispatches // steps as one prepared list: a forward's pass is one call
 	inputs   []ioRange          // per g.Inputs (size 0: an input nothing reads)
@@ -195,6 +196,9 @@ func (c *compiler) compile() error {
 		return err
 	}
 	if err := c.buffers(); err != nil {
+		return err
+	}
+	if err := c.keySplitScratch(); err != nil {
 		return err
 	}
 	c.statePairs, c.pairedWith = findStateWritePairs(g, p.plan.needed, p.plan.rotatedReads), map[int]int{}
@@ -598,6 +602,9 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 			operands = append(operands, c.p.bind(4, sm.mask))
 		}
 	}
+	if ks, ok := c.keySplitOf(i); ok {
+		return c.keySplitProduct(what, k, ks, words, operands) // pv_split_js.go
+	}
 	return c.dispatch(what, k, words, groups, operands...)
 }
 
@@ -901,7 +908,7 @@ func i32bytes(v []int32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
 }
 
-// poison fills every arena slab with NaN.
+// poison fills every arena slab, and the key-split products' scratch, with NaN.
 func (p *program) poison() error {
 	const chunk = 1 << 20
 	nan := make([]float32, chunk/4)
@@ -909,7 +916,11 @@ func (p *program) poison() error {
 		nan[i] = float32(math.NaN())
 	}
 	arr := jsutil.BytesToJS(f32bytes(nan))
-	for _, s := range p.slabs {
+	bufs := p.slabs
+	if p.scratch != nil {
+		bufs = append(bufs[:len(bufs):len(bufs)], p.scratch)
+	}
+	for _, s := range bufs {
 		for off := int64(0); off < s.Size(); off += chunk {
 			if err := p.b.dev.Queue().WriteBuffer(s, off, arr, 0, min(chunk, s.Size()-off)); err != nil {
 				return err
@@ -965,8 +976,9 @@ func (p *program) destroy() {
 	for _, s := range p.slabs {
 		s.Destroy()
 	}
-	for _, buf := range []*webgpu.Buffer{p.consts, p.zeroIDs, p.params, p.readback, p.part} {
+	for _, buf := range []*webgpu.Buffer{p.consts, p.zeroIDs, p.params, p.readback, p.scratch, p.part} {
 		buf.Destroy()
 	}
+	p.scratch = nil
 	p.slabs, p.consts, p.zeroIDs, p.params, p.readback, p.part = nil, nil, nil, nil, nil, nil
 }

@@ -498,8 +498,8 @@ func TestGraphStatesInPlace(t *testing.T) {
 				}
 				got, want := openStates(t, b, b, gs), openStates(t, ref, ref, gs)
 				for _, p := range got {
-					if pl := p.(*program).plan; len(pl.statesInPlace) != 5 || len(pl.softmaxes) != 1 || len(pl.rotatedReads) != 2 {
-						t.Fatalf("%d states read in place, %d softmax products, %d rotated reads; want 5, 1, 2", len(pl.statesInPlace), len(pl.softmaxes), len(pl.rotatedReads))
+					if pl := p.(*program).plan; len(pl.statesInPlace) != 5 || len(pl.softmaxes) != 2 || len(pl.rotatedReads) != 2 {
+						t.Fatalf("%d states read in place, %d softmax products, %d rotated reads; want 5, 2, 2", len(pl.statesInPlace), len(pl.softmaxes), len(pl.rotatedReads))
 					}
 				}
 				rng := rand.New(rand.NewPCG(11, 12))
@@ -508,11 +508,14 @@ func TestGraphStatesInPlace(t *testing.T) {
 					var in []graph.Tensor
 					for _, v := range g.Inputs {
 						n := g.Node(v)
-						if n.DType == graph.Int32 {
+						switch {
+						case n.DType == graph.Int32:
 							in = append(in, graph.I32Tensor([]int32{int32(at.pos)}, 1))
-							continue
+						case n.Label == "mask":
+							in = append(in, stateMask(rng, n.Shape[0], n.Shape[1]))
+						default:
+							in = append(in, normalInput(n.Shape...)(rng))
 						}
-						in = append(in, normalInput(n.Shape...)(rng))
 					}
 					w, err := want[at.graph].Run(context.Background(), in)
 					if err != nil {
@@ -531,6 +534,21 @@ func TestGraphStatesInPlace(t *testing.T) {
 			})
 		}
 	}
+}
+
+// stateMask is a mask of rows×keep for TestGraphStatesInPlace: even rows keep a prefix (the keys
+// past it, whole chunks of a key-split product, keep nothing), odd rows a third of the keys at
+// random, the last row none.
+func stateMask(rng *rand.Rand, rows, keep int) graph.Tensor {
+	m := make([]float32, rows*keep)
+	for r := range rows - 1 {
+		for c := range keep {
+			if r%2 == 0 && c < 3+5*r || r%2 == 1 && rng.IntN(3) == 0 {
+				m[r*keep+c] = 1
+			}
+		}
+	}
+	return graph.F32Tensor(m, rows, keep)
 }
 
 // inPlaceGraphs are TestGraphStatesInPlace's prefill (4 rows) and decode (1 row) graphs over
@@ -553,6 +571,9 @@ func inPlaceGraphs(t *testing.T, storage graph.StateFormat) []*graph.Graph {
 		mix := g.MatMul("pv", p, g.Transpose("vt", vs, 1, 0, 2), false)
 		one := g.MatMul("qw", g.Reshape("q1", q, 1, KV*G*rows, Dh), g.Transpose("wt", ws, 1, 0, 2), true) // [1, keep, Dh]: a view
 		soft := g.MatMul("sv", g.Softmax("soft", p, graph.None), g.Transpose("vt2", vs, 1, 0, 2), false)
+		// Masked (stateMask's rows, one keeping nothing), scaled by a Scale after it.
+		mask := g.Input("mask", graph.Float32, G*rows, keep)
+		masked := g.Scale("half", g.MatMul("mv", g.Softmax("msoft", g.Input("pm", graph.Float32, KV, G*rows, keep), mask), g.Transpose("vt3", vs, 1, 0, 2), false), 0.5)
 		// Rows of 3×6 rotated by tables as the cache write reads them, paired with another.
 		cos, sin := g.Input("cos", graph.Float32, rows, 1, 3, 1), g.Input("sin", graph.Float32, rows, 1, 3, 1)
 		rot := tableRotate(g, g.Input("r", graph.Float32, rows, KV, 6), cos, sin)
@@ -564,7 +585,7 @@ func inPlaceGraphs(t *testing.T, storage graph.StateFormat) []*graph.Graph {
 		rq := g.Reshape("rq", tableRotate(g, g.Input("qraw", graph.Float32, rows, KV*G, 6), cos, sin), KV, G*rows, 6)
 		qr := g.MatMul("qr", rq, g.Transpose("rt", rs, 1, 0, 2), true)
 		qu := g.MatMul("qu", q6, g.Transpose("ut", us, 1, 0, 2), true)
-		if err := g.Output(scores, mix, one, soft, qr, qu); err != nil {
+		if err := g.Output(scores, mix, one, soft, masked, qr, qu); err != nil {
 			t.Fatal(err)
 		}
 		gs = append(gs, g)
@@ -689,7 +710,8 @@ func TestGraphSoftmaxProducts(t *testing.T) {
 				kv := g.Input("kv", graph.Float32, keys, 3, 16)
 				p := g.Reshape("flat", g.Softmax("p", s, mask), 3, 8, keys)
 				mix := g.MatMul("pv", p, g.Transpose("vt", kv, 1, 0, 2), false)
-				plain := g.MatMul("pw", g.Softmax("q", g.Input("s2", graph.Float32, 2, 3, keys), graph.None), g.Input("w", graph.Float32, 2, keys, 5), false)
+				// 130 outputs a row: past one of a key-split product's slices of 128.
+				plain := g.MatMul("pw", g.Softmax("q", g.Input("s2", graph.Float32, 2, 3, keys), graph.None), g.Input("w", graph.Float32, 2, keys, 130), false)
 				return g.Output(mix, plain)
 			}, func(rng *rand.Rand) []graph.Tensor {
 				m := make([]float32, 4*keys)
@@ -701,7 +723,7 @@ func TestGraphSoftmaxProducts(t *testing.T) {
 					}
 				}
 				return []graph.Tensor{normalInput(3, 2, 4, keys)(rng), graph.F32Tensor(m, 4, keys), normalInput(keys, 3, 16)(rng),
-					normalInput(2, 3, keys)(rng), normalInput(2, keys, 5)(rng)}
+					normalInput(2, 3, keys)(rng), normalInput(2, keys, 130)(rng)}
 			})
 			needed := neededNodes(g)
 			if n := len(findSoftmaxProducts(g, needed, readers(g, needed))); n != 2 {

@@ -1,0 +1,102 @@
+//go:build js && wasm
+
+package gpu
+
+import (
+	"github.com/nibble-ml/nibble/shaders"
+	"github.com/nibble-ml/nibble/wasm/webgpu"
+)
+
+// pvSplitFrom is the number of keys from which a softmax product (attention's p·v, its softmax
+// inside: fuse.go's findSoftmaxProducts) runs on hardware adapters with K split over workgroups,
+// flash decoding's two dispatches: ops_matmul.wgsl's AB_CHUNKS, pvChunk keys of one row a
+// workgroup of pvSplitWG threads (a power of two, 32 to 512), writes each chunk's max, Σe and
+// Σe·v to the program's scratch; AB_MERGE rescales a row's chunks into its output. The split
+// product it replaces gives a row only Dh/32 workgroups each walking all of K: on an H200 at
+// 2048 keys p·v took ~35 µs a layer to read 16.8 MB (run 14). Not yet measured (NOTES.md).
+// forcePVSplit makes every softmax product split (the package's tests, on SwiftShader).
+// BenchmarkDecode's -nibble.pvsplit, -nibble.pvsplitfrom, -nibble.pvchunk and -nibble.pvsplitwg
+// set them.
+var (
+	pvSplitFrom        = 1024
+	forcePVSplit       bool
+	pvChunk, pvSplitWG = 64, 256
+)
+
+// pvScratchMax bounds the scratch of a program's key-split products, shared by them all (they
+// run one after the other): a product whose partials would need more (a long prefill's many
+// rows, which the split product's workgroups fill a GPU with anyway) runs unsplit.
+const pvScratchMax = 8 << 20
+
+// keySlice is ops_matmul.wgsl's SLICE: the outputs of a row one workgroup of either kernel takes.
+const keySlice = 128
+
+// keySplit is the geometry of one key-split product.
+type keySplit struct {
+	rows, n   int // rows of a (batch·m) and outputs a row
+	chunk     int // keys a workgroup
+	chunks    int // a row's
+	slices    int // of keySlice outputs, a workgroup each
+	wg        int
+	scratchAt int64 // bytes of partials: each record's max and Σe, then its outputs
+}
+
+// keySplitOf reports whether product i runs with K split over workgroups, and how.
+func (c *compiler) keySplitOf(i int) (keySplit, bool) {
+	if _, ok := c.p.plan.softmaxes[i]; !ok {
+		return keySplit{}, false
+	}
+	n := &c.p.g.Nodes[i]
+	r := len(n.Shape)
+	K, N := c.shape(n, 0)[r-1], n.Shape[r-1]
+	if !forcePVSplit && (c.p.b.caps.Software || K < pvSplitFrom) {
+		return keySplit{}, false
+	}
+	dl := c.p.b.dev.Limits()
+	s := keySplit{rows: n.Shape.Size() / N, n: N, chunk: max(1, pvChunk), slices: groupsFor(N, keySlice),
+		wg: min(pvSplitWG, 512, dl.MaxComputeInvocationsPerWorkgroup, dl.MaxComputeWorkgroupSizeX)}
+	s.chunks = groupsFor(K, s.chunk)
+	s.scratchAt = int64(s.rows*s.chunks*(N+2)) * 4
+	return s, s.scratchAt <= pvScratchMax
+}
+
+// keySplitScratch creates the scratch of the program's key-split products, as large as the
+// largest needs, before any op binds it.
+func (c *compiler) keySplitScratch() error {
+	var size int64
+	for i := range c.p.plan.softmaxes {
+		if s, ok := c.keySplitOf(i); ok && c.p.plan.needed[i] {
+			size = max(size, s.scratchAt)
+		}
+	}
+	if size == 0 {
+		return nil
+	}
+	var err error
+	c.p.scratch, err = c.p.b.dev.CreateBuffer(c.label("key-split partials"), size, webgpu.BufferStorage|webgpu.BufferCopyDst)
+	return err
+}
+
+// keySplitProduct queues softmax product i as AB_CHUNKS and AB_MERGE: k, words and operands are
+// the one-dispatch product's (y at binding 3), to which the chunk size and the scratch are added.
+func (c *compiler) keySplitProduct(what string, k shaders.OpKey, s keySplit, words []uint32, operands []webgpu.BufferBinding) error {
+	words = words[:max(len(words), 16)] // SMASK's words, if any, are 12 to 31
+	words[15] = uint32(s.chunk)
+	params := c.block(0, words) // one block, both dispatches
+	parts := webgpu.BufferBinding{Binding: 7, Buffer: c.p.scratch, Size: c.p.scratch.Size()}
+	in := []webgpu.BufferBinding{params, parts}
+	var y webgpu.BufferBinding
+	for _, o := range operands {
+		if o.Binding == 3 {
+			y = o // the merge's alone
+			continue
+		}
+		in = append(in, o)
+	}
+	k.Variant, k.WG = "ab_chunks", s.wg
+	if err := c.dispatchWith(what+" (keys split)", k, s.rows*s.chunks*s.slices, in); err != nil {
+		return err
+	}
+	merge := shaders.OpKey{Family: shaders.OpMatMul, Variant: "ab_merge", WG: s.wg}
+	return c.dispatchWith(what+" (chunks merged)", merge, s.rows*s.slices, []webgpu.BufferBinding{params, parts, y})
+}
