@@ -60,8 +60,10 @@ func cpuFacts() CPUFacts {
 // Backends are the names NewBackend accepts.
 var Backends = []string{"auto", "webgpu", "webnn", "cpu", BackendHybrid}
 
-// NewBackend creates a backend by name: "webgpu", "webnn", "cpu", "hybrid" or "auto".
-func NewBackend(name string) (backend.Backend, error) { return newBackend(name) }
+// NewBackend creates a backend by name: "webgpu", "webnn", "cpu", "hybrid" or "auto", each with
+// exact activations (Load gives a model with Options.Int8Activations its own WebGPU backend
+// with int8 activations).
+func NewBackend(name string) (backend.Backend, error) { return newBackend(name, false) }
 
 func errUnknownBackend(name string) error {
 	return fmt.Errorf("backend %q: want one of %v", name, Backends)

@@ -32,13 +32,16 @@ var openCache = sync.OnceValues(func() (stream.Cache, error) { return stream.Bro
 // newBackend creates the named backend. "auto" takes WebGPU on a hardware adapter, else WebNN,
 // else the CPU: on a software adapter (SwiftShader) WebGPU is an emulation on the CPU, and the
 // choice must not pretend otherwise. Why a preferred backend failed is kept in the error of the
-// one that ran (see Model.Notes).
-func newBackend(name string) (backend.Backend, error) {
+// one that ran (see Model.Notes). int8Activations gives a WebGPU backend its int8-activation
+// GEMV (gpu.Options.Int8Activations); WebNN's int8 activations are the encoder's calibrated
+// graphs (uselite.Encoder), the backend is the same.
+func newBackend(name string, int8Activations bool) (backend.Backend, error) {
+	gopt := gpu.Options{Label: "nibble", Int8Activations: int8Activations}
 	switch name {
 	case "cpu":
 		return cpu.New(), nil
 	case "webgpu":
-		b, err := gpu.New(gpu.Options{Label: "nibble"})
+		b, err := gpu.New(gopt)
 		if err != nil {
 			// No adapter, no device: what this browser cannot do (unless the error says more).
 			return nil, fmt.Errorf("webgpu backend: %w", errs.Mark(err, errs.ErrUnsupported))
@@ -54,7 +57,7 @@ func newBackend(name string) (backend.Backend, error) {
 		return newHybrid()
 	case "auto", "":
 		var why []error
-		if b, err := gpu.New(gpu.Options{Label: "nibble"}); err != nil {
+		if b, err := gpu.New(gopt); err != nil {
 			why = append(why, fmt.Errorf("webgpu: %w", err))
 		} else if b.AdapterInfo().IsFallbackAdapter {
 			b.Close()

@@ -14,8 +14,8 @@ import (
 func openURL(u string) stream.Opener { return stream.HTTP(nil, u) }
 
 // newBackend natively knows only the CPU: WebGPU and WebNN live in the browser (a hybrid
-// load holds its weights on the cpu alone).
-func newBackend(name string) (backend.Backend, error) {
+// load holds its weights on the cpu alone); int8Activations changes nothing on the cpu.
+func newBackend(name string, int8Activations bool) (backend.Backend, error) {
 	switch name {
 	case "cpu", "auto", "":
 		return cpu.New(), nil

@@ -5,6 +5,8 @@ package engine
 import (
 	"context"
 	"errors"
+	"math"
+	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -94,5 +96,48 @@ func TestGuard(t *testing.T) {
 	}
 	if notes := strings.Join(m2.Notes(), "; "); !strings.Contains(notes, "guard: q4-sym-g32-f32 on cpu matches") {
 		t.Errorf("a passed probe is not in the notes: %s", notes)
+	}
+}
+
+// TestActivationsAsRounded: the guard's reference for a backend with int8 activations is the
+// int8-activation GEMV's (quant.MatMulA8 within its float bound), for activation blocks of 32
+// and 16 and a short last block.
+func TestActivationsAsRounded(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 8))
+	const n, k = 7, 200
+	x, w := make([]float32, k), make([]float32, n*k)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	for i := range w {
+		w[i] = float32(rng.NormFloat64())
+	}
+	for _, f := range []quant.Format{quant.Q4, {Bits: 8, GroupSize: 32}} {
+		q, err := quant.Quantize("w", w, n, k, f, quant.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		xr, err := activationsAsRounded(x, f.Bits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := quant.MatMul(xr, 1, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := quant.QuantizeActivations(x, 1, k, quant.ActivationBlock(f.Bits))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := quant.MatMulA8(a, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range n {
+			// xr's products each round once more (d·q to f32): 2⁻²⁴ of Mag.
+			if d := math.Abs(float64(got[j]) - ref.Y[j]); d > ref.Bound(0, j)+0x1p-24*ref.Mag[j] {
+				t.Errorf("%v: y[%d] = %g, int8-activation reference %g (bound %.3g)", f, j, got[j], ref.Y[j], ref.Bound(0, j))
+			}
+		}
 	}
 }

@@ -49,7 +49,8 @@ func newHybrid() (backend.Backend, error) {
 	var members []backend.Backend
 	var why []error
 	for _, name := range []string{"webgpu", "webnn"} {
-		b, err := newBackend(name)
+		// Exact activations: each stage is placed by matching the cpu's exact numbers.
+		b, err := newBackend(name, false)
 		if err != nil {
 			why = append(why, err)
 			continue
@@ -182,7 +183,7 @@ func (a *useLite) placeNow(ctx context.Context, m *Model, enc *uselite.Encoder, 
 		}
 	}
 	if m.opt.Int8Activations {
-		pl.Notes = append(pl.Notes, "int8 activations are not used by a hybrid load (each stage would need its own calibration)")
+		pl.Notes = append(pl.Notes, "int8 activations are not used by a hybrid load (WebNN's would need a calibration per stage, and each stage is placed by matching the cpu's exact numbers)")
 	}
 	m.planned.placed(pl, stageWeights)
 	return pl, errors.Join(errList...)

@@ -41,10 +41,22 @@ type Options struct {
 	// anything but the model's JSON is fetched (with no budget, a policy takes half of
 	// navigator.deviceMemory where the browser tells it).
 	MemoryBudget int64 `json:"memoryBudget"`
-	// Int8Activations runs an encoder's Linears with int8 activations calibrated once on
-	// built-in sentences (static W8A8) where the backend fuses them: on WebNN, TFLite's int8
-	// kernels, several times faster than its dequantize-every-dispatch path for quantized
-	// weights. Other backends ignore it. It adds the activations' int8 rounding to the error.
+	// Int8Activations rounds activations to int8 where the backend has fast int8 products,
+	// adding that rounding to the error for speed. Per backend:
+	//   - webgpu (and auto when it takes WebGPU): the model gets a backend of its own whose
+	//     GEMVs (m ≤ gpu.GEMVMaxM rows: a decoder's token steps, an encoder's head for up to 4
+	//     sentences) round their activations to int8 per block of 32 (16 for int8 weights) as
+	//     they read them and sum with packed integer dot products (gpu.Options.Int8Activations,
+	//     shaders/gemv_a8.wgsl), where the weights are codes whose groups are whole blocks
+	//     (quant.Int8ActivationsFit) and the browser's WGSL has packed_4x8_integer_dot_product.
+	//     Each output moves by at most Σ|w|·d·(½ + 2⁻¹³), d a block's max|x|/127
+	//     (quant.ActivationError). GEMM (prefill, an encoder's layers) and other formats keep
+	//     f32 activations; Model.Notes says whether it applied. An H200's 7B decode step is
+	//     8–15 % faster.
+	//   - webnn: an encoder's Linears run with int8 activations calibrated once on built-in
+	//     sentences (static W8A8): TFLite's fused int8 kernels, several times faster than its
+	//     dequantize-every-dispatch path for quantized weights. Generate ignores it.
+	//   - cpu and hybrid ignore it (a hybrid load places its stages by the cpu's exact numbers).
 	Int8Activations bool `json:"int8Activations"`
 	// OnProgress, if set, is called from a goroutine at most every ProgressEvery while the load
 	// runs, and once more when it ends.
@@ -146,7 +158,9 @@ func Load(ctx context.Context, url string, opt Options) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", url, err)
 	}
-	b, err := NewBackend(opt.Backend)
+	// The backend is the model's own (Release closes it), so int8 activations change this
+	// model's numbers only.
+	b, err := newBackend(opt.Backend, opt.Int8Activations)
 	if err != nil {
 		return nil, err
 	}
@@ -173,6 +187,7 @@ func Load(ctx context.Context, url string, opt Options) (*Model, error) {
 	sopt.Cache, m.notes = cacheFor(spec, opt.Cache)
 	m.Cached = sopt.Cache != nil
 	m.guard = newGuard(b, b, opt.Backend != "auto", pl)
+	m.guard.int8Activations = opt.Int8Activations && b.Name() == "webgpu"
 	var up stream.Uploader = m.guard
 	if m.arch = detectArch(spec); m.arch != nil {
 		sopt.Plan, up = m.arch.wrap(sopt.Plan, up)
