@@ -4,7 +4,7 @@ import { load, devices, env, NibbleError, type Stats, type Plan, type Generation
 
 env.worker = true;
 const ac = new AbortController();
-const m = await load("/models/use-lite/", { backend: "auto", policy: "quality", memoryBudget: 64e6, cache: true, signal: ac.signal, onProgress: (p) => console.log(p.bytesReceived) });
+const m = await load("/models/use-lite/", { backend: "auto", policy: "quality", memoryBudget: 64e6, int8Activations: true, cache: true, signal: ac.signal, onProgress: (p) => console.log(p.bytesReceived) });
 const v: Float32Array[] = await m.embed(["a", "b"], { signal: ac.signal });
 const s: Stats = await m.stats();
 const p: Plan = await m.plan();

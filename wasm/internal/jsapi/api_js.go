@@ -98,6 +98,7 @@ func loadOptions(o js.Value) (opt engine.Options, onProgress, signal js.Value, e
 	}
 	opt.Overrides = optString(o, "overrides")
 	opt.Search = o.Get("search").Truthy()
+	opt.Int8Activations = o.Get("int8Activations").Truthy()
 	switch c := o.Get("cache"); c.Type() {
 	case js.TypeUndefined, js.TypeNull:
 	case js.TypeBoolean:

@@ -24,7 +24,9 @@
 //	const m = await nibble.load(url, {backend: "auto", format: "q4-sym-g32", search: false,
 //	                                  cache: true, memoryBudget: 0, signal, onProgress: p => ...})
 //	    // policy (wasm/plan: "auto", "quality", "balanced", "mixed", "small", "int4", "tiny")
-//	    // instead of format, overrides ("pattern=format[@backend],…"). signal: an
+//	    // instead of format, overrides ("pattern=format[@backend],…"), int8Activations
+//	    // (engine.Options.Int8Activations: WebGPU's int8-activation GEMVs, WebNN's calibrated
+//	    // W8A8 encoder; the cpu and hybrid ignore it). signal: an
 //	    // AbortSignal that cancels the load and frees what it held. Loads of one URL with the
 //	    // same options share one download (and one model, released with the last handle).
 //	    // url: a model directory (".../models/tiny/"), its manifest.json, a TF.js model.json or

@@ -38,7 +38,9 @@ func loadKey(url string, opt engine.Options) string {
 	if opt.Cache != nil {
 		cache = fmt.Sprint(*opt.Cache)
 	}
-	return fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%v\x00%s\x00%d", url, opt.Backend, opt.Format, opt.Policy, opt.Overrides, opt.Search, cache, opt.MemoryBudget)
+	// Int8Activations changes the numbers (the model's own backend, or its compiled graphs):
+	// a load with it never shares one without it.
+	return fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%v\x00%s\x00%d\x00%v", url, opt.Backend, opt.Format, opt.Policy, opt.Overrides, opt.Search, cache, opt.MemoryBudget, opt.Int8Activations)
 }
 
 // acquire joins the load of url with opt, starting it if none is running or loaded, and waits
