@@ -501,6 +501,7 @@ func BenchmarkMatMul(b *testing.B) {
 			}
 			var refA8 *reference
 			for _, v := range vs {
+				v.tu, _ = v.tu.fit(be.dev.Limits()) // as New would: a tile the device cannot run unsplit, or none
 				be.mu.Lock()
 				be.tune = v.tu
 				be.mu.Unlock()
