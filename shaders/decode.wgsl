@@ -45,8 +45,9 @@ alias ScaleWord = f32;
 @group(0) @binding(5) var<storage, read> zeros: array<u32>;
 #endif
 #if MULTI
-// gemv_hw.wgsl MULTI: which weight this workgroup's rows are in (0: the one at bindings 1, 4, 5),
-// set before any load; the scales and zero points of the second and third.
+// gemv_hw.wgsl, gemv_a8.wgsl MULTI: which weight this workgroup's rows are in (0: the one at
+// bindings 1, 4, 5), set before any load; the codes, scales and zero points of the second and
+// third (the first's codes, w, each kernel declares: gemm_tile.wgsl's are not vec4s).
 var<private> sel: u32;
 // Per weight: its first row in the grid's rows (a multiple of the rows a workgroup sums; start[3]
 // past the last), its rows, and where its outputs start in y (activation row mi of weight j at
@@ -57,6 +58,10 @@ struct Multi {
   ybase: vec4<u32>,
 }
 @group(0) @binding(14) var<uniform> multi: Multi;
+@group(0) @binding(8) var<storage, read> w1: array<vec4<u32>>;
+#if MULTI3
+@group(0) @binding(9) var<storage, read> w2: array<vec4<u32>>;
+#endif
 #if QUANT
 @group(0) @binding(10) var<storage, read> scales1: array<ScaleWord>;
 #if MULTI3
@@ -69,6 +74,33 @@ struct Multi {
 @group(0) @binding(13) var<storage, read> zeros2: array<u32>;
 #endif
 #endif
+#endif
+
+#if MULTI
+// Span j of weight which's codes. The kernels pass a constant which, so the choice folds away.
+fn w_of(which: u32, j: u32) -> vec4<u32> {
+  if (which == 1u) {
+    return w1[j];
+  }
+#if MULTI3
+  if (which == 2u) {
+    return w2[j];
+  }
+#endif
+  return w[j];
+}
+#endif
+
+#if SILU_X
+// gemv_hw.wgsl, gemv_a8.wgsl SILU_X: x's second factor, the kernel's x being SiLU(x)·xu (a
+// feed-forward's gate and up).
+@group(0) @binding(15) var<storage, read> xu: array<vec4<f32>>;
+
+// SiLU(g)·u as ops_binary.wgsl SILU_MUL forms it, the same f32 operations.
+fn silu_mul(g: vec4<f32>, u: vec4<f32>) -> vec4<f32> {
+  let e = exp(-abs(g));
+  return g * select(e / (1.0 + e), 1.0 / (1.0 + e), g >= vec4<f32>(0.0)) * u;
+}
 #endif
 
 // The first row, within its weight, of a workgroup whose first row in the grid is row0. With
@@ -98,7 +130,7 @@ fn group_of(k: u32) -> u32 {
 
 // The weight a read takes its buffers from: MULTI's sel (the workgroup's), else the only one.
 // The *_of readers take it as an argument: gemv_hw.wgsl passes a constant, branching once per
-// span rather than once per load.
+// span rather than once per load; gemv_a8.wgsl once per workgroup.
 fn cur() -> u32 {
 #if MULTI
   return sel;

@@ -38,7 +38,10 @@
 // one group), f32 or f16 scales. Grid: (ceil(n / (ROWS·RG)), m, 1), n the rows of all weights
 // with MULTI; workgroup WG threads; ROWS·RG rows a workgroup (1..8, or 16: RG groups of ROWS
 // rows, which gemv_reduce.wgsl sums one after the other). The end is gemv_reduce.wgsl
-// (RESIDUAL, NORM, subgroups); MULTI (two or three weights of one x) as in gemv_hw.wgsl.
+// (RESIDUAL, NORM, subgroups); MULTI (two or three weights of one x) as in gemv_hw.wgsl, but a
+// workgroup branches on its weight once, around its whole span loop (sum_spans), not once per
+// span. With SILU_X the x this kernel quantizes is SiLU(x)·u (u at binding 15), formed in f32
+// as ops_binary.wgsl SILU_MUL forms it (decode.wgsl's silu_mul), as gemv_hw.wgsl does.
 
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 #if XQ
@@ -52,13 +55,8 @@
 #else
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 #endif
-#if MULTI
-@group(0) @binding(8) var<storage, read> w1: array<vec4<u32>>;
-#if MULTI3
-@group(0) @binding(9) var<storage, read> w2: array<vec4<u32>>;
-#endif
-// decode.wgsl's multi: each weight's first row in the grid's rows is a multiple of ROWS·RG here.
-#endif
+// MULTI: decode.wgsl declares the other weights (w1, w2) and multi, whose first rows are
+// multiples of ROWS·RG here.
 #if NORM
 @group(0) @binding(7) var<storage, read> gain: array<vec4<f32>>;
 // The first vec4 of this workgroup's x row: the gain's vec4 j multiplies x's xrow + j.
@@ -104,14 +102,19 @@ const F2HI: u32 = 0x08080808u;
 #endif
 
 #if !XQ
-// x vec4 j (a constant) of the block starting at vec4 xi, times the gain with NORM.
+// x vec4 j (a constant) of the block starting at vec4 xi, times the gain with NORM; SiLU(x)·u
+// with SILU_X.
 fn xl(xi: u32, j: u32) -> vec4<f32> {
+#if SILU_X
+  return silu_mul(x[xi + j], xu[xi + j]); // decode.wgsl: u at binding 15
+#else
 #if NORM
   let v = x[xi + j];
   xss = fma(v.x, v.x, fma(v.y, v.y, fma(v.z, v.z, fma(v.w, v.w, xss))));
   return v * gain[xi + j - xrow];
 #else
   return x[xi + j];
+#endif
 #endif
 }
 
@@ -319,84 +322,79 @@ struct Span {
 }
 
 #if ASYM
-// The zero point of group g of row as an integer.
-fn zcode(row: u32, g: u32) -> i32 {
-  let wd = zero_word(row * params.zero_words + g / EW);
+// The zero point of group g of row of weight which as an integer.
+fn zcode(which: u32, row: u32, g: u32) -> i32 {
+  let wd = zero_word_of(which, row * params.zero_words + g / EW);
   return i32((wd >> ((g % EW) * BITS)) & ((1u << BITS) - 1u));
 }
 #endif
 
-// Span i of row r (a constant) of the workgroup, or zeros for a row this variant does not have.
-fn wl(rows: array<u32, 16>, rv: u32, i: u32, r: u32) -> vec4<u32> {
+// Span i of row r (a constant) of weight which (a constant), or zeros for a row this variant
+// does not have.
+fn wl(rows: array<u32, 16>, rv: u32, i: u32, r: u32, which: u32) -> vec4<u32> {
   if (r >= NR) {
     return vec4<u32>(0u);
   }
-  let j = rows[r] * rv + i;
 #if MULTI
-  if (sel == 1u) {
-    return w1[j];
-  }
-#if MULTI3
-  if (sel == 2u) {
-    return w2[j];
-  }
+  return w_of(which, rows[r] * rv + i);
+#else
+  return w[rows[r] * rv + i];
 #endif
-#endif
-  return w[j];
 }
 
-// Row r's scale and zero point of the span's blocks (groups g0, g1), into sp.
-fn span_meta(sp: ptr<function, Span>, rows: array<u32, 16>, r: u32, g0: u32, g1: u32) {
+// Row r's scale and zero point of the span's blocks (groups g0, g1) in weight which, into sp.
+fn span_meta(sp: ptr<function, Span>, rows: array<u32, 16>, r: u32, g0: u32, g1: u32, which: u32) {
   if (r >= NR) {
     return;
   }
   // One block per span (NB 1) reads one scale; int2's two blocks may lie in two groups.
-  let s0 = scale_at(rows[r], g0);
+  let s0 = scale_at_of(which, rows[r], g0);
   var s1 = s0;
   if (NB > 1u) {
-    s1 = scale_at(rows[r], g1);
+    s1 = scale_at_of(which, rows[r], g1);
   }
   (*sp).s[r] = vec2<f32>(s0, s1);
 #if ASYM
-  let z0 = zcode(rows[r], g0);
+  let z0 = zcode(which, rows[r], g0);
   var z1 = z0;
   if (NB > 1u) {
-    z1 = zcode(rows[r], g1);
+    z1 = zcode(which, rows[r], g1);
   }
   (*sp).z[r] = vec2<i32>(z0, z1);
 #endif
 }
 
-// Span i of every row of the workgroup: the weight loads first, so they are in flight together.
-fn load_span(rows: array<u32, 16>, rv: u32, i: u32) -> Span {
+// span_meta of rows r0..r0+7 (r0 a constant).
+fn span_meta8(sp: ptr<function, Span>, rows: array<u32, 16>, r0: u32, g0: u32, g1: u32, which: u32) {
+  span_meta(sp, rows, r0, g0, g1, which);
+  span_meta(sp, rows, r0 + 1u, g0, g1, which);
+  span_meta(sp, rows, r0 + 2u, g0, g1, which);
+  span_meta(sp, rows, r0 + 3u, g0, g1, which);
+  span_meta(sp, rows, r0 + 4u, g0, g1, which);
+  span_meta(sp, rows, r0 + 5u, g0, g1, which);
+  span_meta(sp, rows, r0 + 6u, g0, g1, which);
+  span_meta(sp, rows, r0 + 7u, g0, g1, which);
+}
+
+// Span i of every row of the workgroup in weight which (a constant): the weight loads first, so
+// they are in flight together.
+fn load_span(rows: array<u32, 16>, rv: u32, i: u32, which: u32) -> Span {
   var sp: Span;
-  sp.w = array<vec4<u32>, 16>(wl(rows, rv, i, 0u), wl(rows, rv, i, 1u), wl(rows, rv, i, 2u), wl(rows, rv, i, 3u),
-                              wl(rows, rv, i, 4u), wl(rows, rv, i, 5u), wl(rows, rv, i, 6u), wl(rows, rv, i, 7u),
-                              wl(rows, rv, i, 8u), wl(rows, rv, i, 9u), wl(rows, rv, i, 10u), wl(rows, rv, i, 11u),
-                              wl(rows, rv, i, 12u), wl(rows, rv, i, 13u), wl(rows, rv, i, 14u), wl(rows, rv, i, 15u));
+  sp.w = array<vec4<u32>, 16>(wl(rows, rv, i, 0u, which), wl(rows, rv, i, 1u, which), wl(rows, rv, i, 2u, which),
+                              wl(rows, rv, i, 3u, which), wl(rows, rv, i, 4u, which), wl(rows, rv, i, 5u, which),
+                              wl(rows, rv, i, 6u, which), wl(rows, rv, i, 7u, which), wl(rows, rv, i, 8u, which),
+                              wl(rows, rv, i, 9u, which), wl(rows, rv, i, 10u, which), wl(rows, rv, i, 11u, which),
+                              wl(rows, rv, i, 12u, which), wl(rows, rv, i, 13u, which), wl(rows, rv, i, 14u, which),
+                              wl(rows, rv, i, 15u, which));
   let k0 = i * 4u * EW;
   let g0 = group_of(k0);
   var g1 = g0;
   if (NB > 1u) {
     g1 = group_of(k0 + QB);
   }
-  span_meta(&sp, rows, 0u, g0, g1);
-  span_meta(&sp, rows, 1u, g0, g1);
-  span_meta(&sp, rows, 2u, g0, g1);
-  span_meta(&sp, rows, 3u, g0, g1);
-  span_meta(&sp, rows, 4u, g0, g1);
-  span_meta(&sp, rows, 5u, g0, g1);
-  span_meta(&sp, rows, 6u, g0, g1);
-  span_meta(&sp, rows, 7u, g0, g1);
+  span_meta8(&sp, rows, 0u, g0, g1, which);
   if (NR > 8u) {
-    span_meta(&sp, rows, 8u, g0, g1);
-    span_meta(&sp, rows, 9u, g0, g1);
-    span_meta(&sp, rows, 10u, g0, g1);
-    span_meta(&sp, rows, 11u, g0, g1);
-    span_meta(&sp, rows, 12u, g0, g1);
-    span_meta(&sp, rows, 13u, g0, g1);
-    span_meta(&sp, rows, 14u, g0, g1);
-    span_meta(&sp, rows, 15u, g0, g1);
+    span_meta8(&sp, rows, 8u, g0, g1, which);
   }
   return sp;
 }
@@ -435,6 +433,34 @@ fn rows_block(sp: Span, b: u32, xq: XB, acc: array<f32, 16>) -> array<f32, 16> {
   return a;
 }
 
+// This thread's sums over its spans (i = tid, tid + WG, ...) of every row of weight which (a
+// constant in each call: its loads, scales and zero points fold to one weight's buffers).
+fn sum_spans(which: u32, rows: array<u32, 16>, rv: u32, tid: u32, mi: u32, xb: u32) -> array<f32, 16> {
+  var acc: array<f32, 16>;
+  // A uniform trip count keeps the barriers and subgroup operations after it in uniform control
+  // flow.
+  let iters = (rv + WG - 1u) / WG;
+  for (var it = 0u; it < iters; it++) {
+    let i = it * WG + tid;
+    if (i < rv) {
+      let sp = load_span(rows, rv, i, which);
+#if XQ
+      acc = rows_block(sp, 0u, load_block(mi, i * NB), acc);
+      if (NB > 1u) {
+        acc = rows_block(sp, 1u, load_block(mi, i * NB + 1u), acc);
+      }
+#else
+      let xi = xb + i * EW;
+      acc = rows_block(sp, 0u, quant_block(xi), acc);
+      if (NB > 1u) {
+        acc = rows_block(sp, 1u, quant_block(xi + XV), acc);
+      }
+#endif
+    }
+  }
+  return acc;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) tid: u32,
@@ -454,30 +480,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                             min(row0 + 4u, last), min(row0 + 5u, last), min(row0 + 6u, last), min(row0 + 7u, last),
                             min(row0 + 8u, last), min(row0 + 9u, last), min(row0 + 10u, last), min(row0 + 11u, last),
                             min(row0 + 12u, last), min(row0 + 13u, last), min(row0 + 14u, last), min(row0 + 15u, last));
-  var acc: array<f32, 16>;
 #if NORM
   xrow = xb;
   xss = 0.0;
 #endif
-  // A uniform trip count keeps the barriers and subgroup operations below in uniform control flow.
-  let iters = (rv + WG - 1u) / WG;
-  for (var it = 0u; it < iters; it++) {
-    let i = it * WG + tid;
-    if (i < rv) {
-      let sp = load_span(rows, rv, i);
-#if XQ
-      acc = rows_block(sp, 0u, load_block(mi, i * NB), acc);
-      if (NB > 1u) {
-        acc = rows_block(sp, 1u, load_block(mi, i * NB + 1u), acc);
-      }
-#else
-      let xi = xb + i * EW;
-      acc = rows_block(sp, 0u, quant_block(xi), acc);
-      if (NB > 1u) {
-        acc = rows_block(sp, 1u, quant_block(xi + XV), acc);
-      }
+  // With MULTI one branch a workgroup on its weight (sel): each case's span loop reads one
+  // weight's buffers, which being a constant in each call. (A branch on sel per load, the first
+  // version, made gemv_hw.wgsl's grouped GEMVs ~0.6 ms of a decode step slower on an H200, run
+  // 13; there it is once per span.)
+  var acc: array<f32, 16>;
+  switch (cur()) {
+#if MULTI
+    case 1u: { acc = sum_spans(1u, rows, rv, tid, mi, xb); }
+#if MULTI3
+    case 2u: { acc = sum_spans(2u, rows, rv, tid, mi, xb); }
 #endif
-    }
+#endif
+    default: { acc = sum_spans(0u, rows, rv, tid, mi, xb); }
   }
   var ss = 0.0;
 #if NORM

@@ -31,8 +31,8 @@
 // row for Σx² before the weights: on an H200 that made the step's GEMVs 0.7 ms slower.)
 //
 // With MULTI, one dispatch computes two or three Linears of the same x (q, k and v; gate and up):
-// weights of one layout but for N, the second and third at bindings 8, 9 (their scales and zero
-// points decode.wgsl's 10-13). The grid covers their rows one after the other, each weight's a
+// weights of one layout but for N, the second and third at bindings 8, 9 (they, their scales
+// and zero points 10-13 declared in decode.wgsl). The grid covers their rows one after the other, each weight's a
 // whole number of workgroups (multi.start), so a workgroup picks its weight once (decode.wgsl's
 // sel) and branches on it once per span (load_span). Each weight's outputs go to its own block
 // of y (multi.ybase). On a GPU each dispatch costs ~5 µs before its bytes stream (NOTES.md).
@@ -43,16 +43,6 @@
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-#if MULTI
-@group(0) @binding(8) var<storage, read> w1: array<vec4<u32>>;
-#if MULTI3
-@group(0) @binding(9) var<storage, read> w2: array<vec4<u32>>;
-#endif
-#endif
-#if SILU_X
-// x's second factor: the kernel's x is SiLU(x)·xu (a feed-forward's gate and up).
-@group(0) @binding(15) var<storage, read> xu: array<vec4<f32>>;
-#endif
 #if NORM
 @group(0) @binding(7) var<storage, read> gain: array<vec4<f32>>;
 // The first vec4 of this workgroup's x row: the gain's vec4 j multiplies x's xrow + j.
@@ -244,10 +234,7 @@ fn span_rows(sp: Span, rows: array<u32, 8>, k0: u32, xi: u32, acc: array<f32, 8>
 fn xl(xi: u32, j: u32) -> vec4<f32> {
   if (j < EW) {
 #if SILU_X
-    // SiLU(x)·u as ops_binary.wgsl SILU_MUL forms it.
-    let g = x[xi + j];
-    let e = exp(-abs(g));
-    return g * select(e / (1.0 + e), 1.0 / (1.0 + e), g >= vec4<f32>(0.0)) * xu[xi + j];
+    return silu_mul(x[xi + j], xu[xi + j]); // decode.wgsl: u at binding 15
 #else
 #if NORM
     let v = x[xi + j];
@@ -267,18 +254,11 @@ fn wl(rows: array<u32, 8>, rv: u32, i: u32, r: u32, which: u32) -> vec4<u32> {
   if (r >= ROWS) {
     return vec4<u32>(0u);
   }
-  let j = rows[r] * rv + i;
 #if MULTI
-  if (which == 1u) {
-    return w1[j];
-  }
-#if MULTI3
-  if (which == 2u) {
-    return w2[j];
-  }
+  return w_of(which, rows[r] * rv + i);
+#else
+  return w[rows[r] * rv + i];
 #endif
-#endif
-  return w[j];
 }
 
 // Span i of every row of the workgroup, and its scale and base where one serves the span: all

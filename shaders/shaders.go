@@ -125,10 +125,11 @@ type Key struct {
 	// starts and stores at binding 14). One dispatch instead of q, k, v's three.
 	Weights int
 	// GEMVA8: x arrives quantized by an A8Quant pre-pass (binding 2 holds its blocks), not as
-	// floats it quantizes itself. Not with Norm.
+	// floats it quantizes itself. Not with Norm or SiLUX.
 	XQ bool
-	// GEMVHW: x is SiLU(x)·u, u at binding 15, formed as x is loaded (gemv_hw.wgsl SILU_X): a
-	// feed-forward's SiLU·mul and its down projection, one dispatch. Not with Norm.
+	// GEMVHW, GEMVA8: x is SiLU(x)·u, u at binding 15, formed as x is loaded (SILU_X; GEMVA8
+	// then quantizes it): a feed-forward's SiLU·mul and its down projection, one dispatch. Not
+	// with Norm.
 	SiLUX bool
 }
 
@@ -200,7 +201,7 @@ func (k Key) Normalize() Key {
 	if k.Kernel != GEMVA8 {
 		k.XQ = false
 	}
-	if k.Kernel != GEMVHW {
+	if !k.Kernel.hwGEMV() {
 		k.SiLUX = false
 	}
 	if k.Kernel == A8Quant {
@@ -308,8 +309,8 @@ func (k Key) Validate() error {
 		if k.SiLUX && k.Norm {
 			return fmt.Errorf("shaders: %s: x is either SiLU(x)·u or an RMS norm's input, not both", k.Name())
 		}
-		if k.XQ && k.Norm {
-			return fmt.Errorf("shaders: %s: x quantized ahead cannot be an RMS norm's input", k.Name())
+		if k.XQ && (k.Norm || k.SiLUX) {
+			return fmt.Errorf("shaders: %s: x quantized ahead cannot be an RMS norm's input or a SiLU product", k.Name())
 		}
 	case A8Quant:
 		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 {
@@ -357,7 +358,7 @@ func (k Key) Defines() map[string]bool {
 		"XQ":        k.Kernel == GEMVA8 && k.XQ,
 		"QUANTX":    k.Kernel == A8Quant,
 		"KSLICES":   k.Kernel == GEMMTile && k.KSlices > 1,
-		"SILU_X":    k.Kernel == GEMVHW && k.SiLUX,
+		"SILU_X":    k.Kernel.hwGEMV() && k.SiLUX,
 	}
 }
 

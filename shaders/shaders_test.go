@@ -75,6 +75,11 @@ func allKeys() []Key {
 						m.Weights, m.Residual = n, false
 						ks = append(ks, m.Normalize())
 					}
+					sx := k
+					sx.SiLUX, sx.Norm = true, false
+					ks = append(ks, sx.Normalize())
+					sx.Residual = false
+					ks = append(ks, sx.Normalize())
 					k.Rows = 16
 					ks = append(ks, k.Normalize())
 					xq := k
@@ -163,6 +168,7 @@ func TestValidate(t *testing.T) {
 		{Kernel: GEMVA8, Bits: 16, WG: 128, Rows: 8},
 		{Kernel: GEMVA8, Bits: 32, WG: 128, Rows: 8},
 		{Kernel: GEMVA8, Bits: 4, WG: 128, Rows: 8, XQ: true, Norm: true},
+		{Kernel: GEMVA8, Bits: 4, WG: 128, Rows: 8, XQ: true, SiLUX: true},
 		{Kernel: A8Quant, Bits: 16, WG: 64},
 	} {
 		if k.Validate() == nil {
