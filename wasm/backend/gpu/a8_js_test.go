@@ -217,11 +217,15 @@ func TestInt8ActivationsError(t *testing.T) {
 
 // TestGraphA8 runs the int8-activation GEMV inside a graph program with the variants the graph
 // asks for (gemv_hw.wgsl's launch shape, so the RMS norm fuses: Norm and Residual keys on
-// gemv_a8.wgsl) on a poisoned arena, against the reference: the norm's x·gain quantized
-// (quant.QuantizeActivations of the f32 products), quant.MatMulA8, times 1/√(mean(x²) + eps),
-// plus the residual. The bound adds to A8Product.Bound (scaled by the norm) the norm's own
-// roundings: Σx² in f32 (K·u relative), /K and + eps (2u), inverseSqrt (WGSL: 2 ULP, 4u), halved
-// by the square root, then the product and the residual's sum (u each).
+// gemv_a8.wgsl; SiLUX for a feed-forward's down projection) on a poisoned arena, against the
+// reference: the norm's x·gain quantized (quant.QuantizeActivations of the f32 products),
+// quant.MatMulA8, times 1/√(mean(x²) + eps), plus the residual. The bound adds to
+// A8Product.Bound (scaled by the norm) the norm's own roundings: Σx² in f32 (K·u relative), /K
+// and + eps (2u), inverseSqrt (WGSL: 2 ULP, 4u), halved by the square root, then the product
+// and the residual's sum (u each). The SiLU product's x is the cpu backend's SiLU(a)·b; the
+// GPU's differs by a relative ρ (a8SiLURel), which may move amax, and so d and every x·inv, by
+// ρ and 2ρ: codes within NearHalf + 3ρ of a half-integer may round either way, and each block's
+// term may differ by ρ of it (ρ·Mag).
 func TestGraphA8(t *testing.T) {
 	poisoned(t)
 	tu := DefaultTuning
@@ -236,9 +240,10 @@ func TestGraphA8(t *testing.T) {
 				c := a8GraphCase{f: f, m: m, ws: map[string]*quant.Tensor{}}
 				g, wm := c.build(t, b, rng)
 				lim := testLimits
-				lim.gemvNorm, lim.gemvWeights = fuseGEMVNorm, 3
-				if p, err := planGraph(g, func(int) int { return a8K }, lim); err != nil || len(p.normed) != 4 || len(p.residuals) != 1 || len(p.groups) != 2 {
-					t.Fatalf("the norm, the residual and the groups did not fuse into the GEMVs (err %v)", err)
+				lim.gemvNorm, lim.gemvWeights, lim.gemvSiLU = fuseGEMVNorm, 3, fuseGEMVSiLU
+				if p, err := planGraph(g, func(int) int { return a8K }, lim); err != nil || len(p.normed) != 4 || len(p.residuals) != 2 ||
+					len(p.groups) != 2 || len(p.siluLinears) != 1 {
+					t.Fatalf("the norm, the residuals, the groups and the SiLU product did not fuse into the GEMVs (err %v)", err)
 				}
 				prog, err := b.Compile(g, wm)
 				if err != nil {
@@ -246,19 +251,22 @@ func TestGraphA8(t *testing.T) {
 				}
 				defer prog.Release()
 				// The norm with the residual, a group on the norm (3 weights, or 2 where the
-				// device's storage buffers do not take 3), a group of 2 on z: all gemv_a8.wgsl.
-				var res, normGroup, group bool
+				// device's storage buffers do not take 3), a group of 2 on z, SiLU·mul with the
+				// residual: all gemv_a8.wgsl.
+				var res, normGroup, group, silu bool
 				for k := range b.pipelines {
 					if k.Kernel == shaders.GEMVA8 {
 						res = res || k.Norm && k.Residual
 						normGroup = normGroup || k.Norm && k.Weights >= 2
 						group = group || !k.Norm && k.Weights == 2
+						silu = silu || k.SiLUX && k.Residual
 					}
 				}
-				if !res || !normGroup || !group {
-					t.Errorf("gemv-a8 pipelines: norm and residual %v, a group on the norm %v, a group of 2 %v; want all", res, normGroup, group)
+				if !res || !normGroup || !group || !silu {
+					t.Errorf("gemv-a8 pipelines: norm and residual %v, a group on the norm %v, a group of 2 %v, SiLU·mul %v; want all", res, normGroup, group, silu)
 				}
-				in := []graph.Tensor{normalInput(m, a8K)(rng), normalInput(a8K)(rng), normalInput(m, a8N)(rng), normalInput(m, a8K)(rng)}
+				in := []graph.Tensor{normalInput(m, a8K)(rng), normalInput(a8K)(rng), normalInput(m, a8N)(rng), normalInput(m, a8K)(rng),
+					normalInput(m, a8K)(rng), normalInput(m, a8K)(rng)}
 				out, err := prog.Run(context.Background(), in)
 				if err != nil {
 					t.Fatal(err)
@@ -272,8 +280,9 @@ func TestGraphA8(t *testing.T) {
 // TestGraphA8's shapes: K, the residual Linear's N, the norm's epsilon.
 const a8K, a8N, a8Eps = 256, 70, 1e-5
 
-// a8GraphCase is TestGraphA8's graph in one format and m: inputs x, gain, r, z; outputs
-// r + norm(x)·wᵀ, norm(x)·wqᵀ, ·wkᵀ, ·wvᵀ (a group of three), z·wqᵀ, z·wkᵀ (a group of two).
+// a8GraphCase is TestGraphA8's graph in one format and m: inputs x, gain, r, z, a, b; outputs
+// r + norm(x)·wᵀ, norm(x)·wqᵀ, ·wkᵀ, ·wvᵀ (a group of three), z·wqᵀ, z·wkᵀ (a group of two),
+// r + (SiLU(a)·b)·wᵀ.
 type a8GraphCase struct {
 	f  quant.Format
 	m  int
@@ -301,18 +310,19 @@ func (c a8GraphCase) build(t *testing.T, b *Backend, rng *rand.Rand) (*graph.Gra
 	gain := g.Input("gain", graph.Float32, a8K)
 	r := g.Input("r", graph.Float32, c.m, a8N)
 	z := g.Input("z", graph.Float32, c.m, a8K)
+	a, ub := g.Input("a", graph.Float32, c.m, a8K), g.Input("b", graph.Float32, c.m, a8K)
 	h := g.RMSNorm("norm", x, gain, a8Eps)
 	lin := func(name string, x graph.Value, w string) graph.Value {
 		return g.Linear(name, x, g.Weight(w, c.ws[w].N, a8K), graph.None)
 	}
 	g.Output(g.Add("res", r, lin("fc", h, "w")), lin("q", h, "wq"), lin("k", h, "wk"), lin("v", h, "wv"),
-		lin("q2", z, "wq"), lin("k2", z, "wk"))
+		lin("q2", z, "wq"), lin("k2", z, "wk"), g.Add("res2", r, lin("down", g.Mul("swiglu", g.SiLU("silu", a), ub), "w")))
 	return g, wm
 }
 
 // check compares the outputs with the reference under the bound TestGraphA8 derives.
 func (c a8GraphCase) check(t *testing.T, in, out []graph.Tensor) {
-	m, xs, gs, rs := c.m, in[0].F32, in[1].F32, in[2].F32
+	m, xs, gs := c.m, in[0].F32, in[1].F32
 	v := make([]float32, m*a8K) // what the GEMV quantizes: x·gain in f32
 	for i := range v {
 		v[i] = xs[i] * gs[i%a8K]
@@ -325,39 +335,84 @@ func (c a8GraphCase) check(t *testing.T, in, out []graph.Tensor) {
 		}
 		rn[i] = 1 / math.Sqrt(ss/a8K+a8Eps)
 	}
+	sw, rho := a8SiLUProduct(in[4].F32, in[5].F32)
+	c.one(t, out, 0, v, 0, "w", rn, in[2].F32)
+	c.one(t, out, 1, v, 0, "wq", rn, nil)
+	c.one(t, out, 2, v, 0, "wk", rn, nil)
+	c.one(t, out, 3, v, 0, "wv", rn, nil)
+	c.one(t, out, 4, in[3].F32, 0, "wq", nil, nil)
+	c.one(t, out, 5, in[3].F32, 0, "wk", nil, nil)
+	c.one(t, out, 6, sw, rho, "w", nil, in[2].F32)
+}
+
+// one compares output o with act·wᵀ, act as the reference forms it and the GPU's within a
+// relative rho of it (see TestGraphA8); scaled by the norm where rn, plus res where not nil.
+func (c a8GraphCase) one(t *testing.T, out []graph.Tensor, o int, act []float32, rho float64, w string, rn []float64, res []float32) {
+	t.Helper()
 	const u = 0x1p-24
-	// one compares output o with act·wᵀ: scaled by the norm where norm, plus r where res.
-	one := func(o int, act []float32, w string, norm, res bool) {
-		t.Helper()
-		wt := c.ws[w]
-		a, err := quant.QuantizeActivations(act, m, a8K, quant.ActivationBlock(c.f.Bits))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ref, err := quant.MatMulA8(a, wt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := 0; i < m; i++ {
-			for n := 0; n < wt.N; n++ {
-				want, bound := ref.Y[i*wt.N+n], ref.Bound(i, n)
-				if norm {
-					want, bound = want*rn[i], rn[i]*bound+u*((a8K+6)/2+1)*math.Abs(want*rn[i])
-				}
-				if res {
-					want += float64(rs[i*wt.N+n])
-					bound += u * math.Abs(want)
-				}
-				if got := float64(out[o].F32[i*wt.N+n]); math.IsNaN(got) || math.Abs(got-want) > bound {
-					t.Fatalf("output %d (%s) y[%d][%d] = %g, want %g (|diff| %.3g > bound %.3g)", o, w, i, n, got, want, math.Abs(got-want), bound)
-				}
+	m, wt := c.m, c.ws[w]
+	a, err := quant.QuantizeActivations(act, m, a8K, quant.ActivationBlock(c.f.Bits))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rho > 0 {
+		widenNear(a, act, 3*rho)
+	}
+	ref, err := quant.MatMulA8(a, wt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < m; i++ {
+		for n := 0; n < wt.N; n++ {
+			j := i*wt.N + n
+			want, bound := ref.Y[j], ref.Bound(i, n)+rho*ref.Mag[j]
+			if rn != nil {
+				want, bound = want*rn[i], rn[i]*bound+u*((a8K+6)/2+1)*math.Abs(want*rn[i])
+			}
+			if res != nil {
+				want += float64(res[j])
+				bound += u * math.Abs(want)
+			}
+			if got := float64(out[o].F32[j]); math.IsNaN(got) || math.Abs(got-want) > bound {
+				t.Fatalf("output %d (%s) y[%d][%d] = %g, want %g (|diff| %.3g > bound %.3g)", o, w, i, n, got, want, math.Abs(got-want), bound)
 			}
 		}
 	}
-	one(0, v, "w", true, true)
-	one(1, v, "wq", true, false)
-	one(2, v, "wk", true, false)
-	one(3, v, "wv", true, false)
-	one(4, in[3].F32, "wq", false, false)
-	one(5, in[3].F32, "wk", false, false)
+}
+
+// a8SiLUProduct is SiLU(a)·b as the cpu backend forms it (SiLU in float64 rounded to f32, the
+// product in f32), and ρ, a bound on the GPU's relative distance from it: WGSL's exp is within
+// 3 + 2|a| ULP, the sum, division (2.5 ULP) and two products round, the cpu's two roundings;
+// (8 + 2|a|)·2⁻²³ in all, doubled to leave room for an implementation's looser exp.
+func a8SiLUProduct(a, b []float32) ([]float32, float64) {
+	out := make([]float32, len(a))
+	var rho float64
+	for i, av := range a {
+		out[i] = float32(float64(av)/(1+math.Exp(-float64(av)))) * b[i]
+		rho = max(rho, 2*(8+2*math.Abs(float64(av)))*0x1p-23)
+	}
+	return out, rho
+}
+
+// widenNear also marks the codes whose x·inv lies within quant.NearHalf + rel of a
+// half-integer (relative to |x·inv|), with x the activations a quantized.
+func widenNear(a *quant.Int8Rows, x []float32, rel float64) {
+	for i := 0; i < a.M; i++ {
+		for lo := 0; lo < a.K; lo += a.Block {
+			blk := x[i*a.K+lo : i*a.K+min(lo+a.Block, a.K)]
+			var amax float32
+			for _, v := range blk {
+				amax = max(amax, float32(math.Abs(float64(v))))
+			}
+			if amax < 0x1p-120 {
+				continue
+			}
+			inv := 127 / amax
+			for k, xv := range blk {
+				v := float64(xv) * float64(inv)
+				j := i*a.K + lo + k
+				a.Near[j] = a.Near[j] || math.Abs(v-math.Floor(v)-0.5) <= (quant.NearHalf+rel)*math.Abs(v)
+			}
+		}
+	}
 }

@@ -41,7 +41,7 @@ type arenaLimits struct {
 	// findLinearGroups; below 2, none).
 	gemvWeights int
 	// gemvSiLU: a SiLU product read only by a GEMV is formed as the GEMV loads its x (fuse.go's
-	// findSiLULinears): gemv_hw.wgsl with f32 activations.
+	// findSiLULinears): gemv_hw.wgsl, and gemv_a8.wgsl with int8 activations.
 	gemvSiLU bool
 	// softmaxProducts: a softmax read only by a·b runs inside it (fuse.go's
 	// findSoftmaxProducts): GPUs, where a dispatch costs microseconds whatever it computes.

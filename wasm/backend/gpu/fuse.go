@@ -474,10 +474,10 @@ func findRotatedReads(g *graph.Graph, needed []bool, uses []int, ropes map[int]t
 }
 
 // findSiLULinears returns, keyed by Linear node, the SiLU products (findSiLUProducts, keyed by
-// their Mul) that are a Linear's x and read by it alone, where the Linear runs gemv_hw.wgsl
-// (lim.gemvSiLU, at most GEMVMaxM rows) on x as it is (paddedK == K) and both factors have x's
-// shape: the GEMV forms SiLU(a)·b as it loads x (shaders.Key.SiLUX), so a feed-forward's
-// SiLU·mul is no dispatch of its own.
+// their Mul) that are a Linear's x and read by it alone, where the Linear runs gemv_hw.wgsl or
+// gemv_a8.wgsl (lim.gemvSiLU, at most GEMVMaxM rows) on x as it is (paddedK == K) and both
+// factors have x's shape: the GEMV forms SiLU(a)·b as it loads x (shaders.Key.SiLUX), so a
+// feed-forward's SiLU·mul is no dispatch of its own.
 func findSiLULinears(g *graph.Graph, needed []bool, uses []int, silus map[int]siluProduct, paddedK func(node int) int, lim arenaLimits) map[int]siluProduct {
 	out := map[int]siluProduct{}
 	if !lim.gemvSiLU {

@@ -179,8 +179,8 @@ func (c *compiler) compile() error {
 		maxBinding: b.maxBind,
 		maxSlab:    dl.MaxBufferSize,
 		gemvNorm:   fuseGEMVNorm && b.tune.GEMVKernel == shaders.GEMVHW,
-		// gemv_a8.wgsl (int8 activations) has no SiLU·mul on its x.
-		gemvSiLU: fuseGEMVSiLU && b.tune.GEMVKernel == shaders.GEMVHW && !b.tune.GEMVInt8,
+		// gemv_hw.wgsl and gemv_a8.wgsl (int8 activations) both form SiLU·mul on their x.
+		gemvSiLU: fuseGEMVSiLU && b.tune.GEMVKernel == shaders.GEMVHW,
 	}
 	// Software adapters run products one invocation per output (splitMatMul): there each would
 	// recompute its row's softmax, where the softmax's own dispatch costs them nothing much.

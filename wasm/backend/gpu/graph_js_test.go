@@ -737,12 +737,19 @@ func TestGraphSoftmaxProducts(t *testing.T) {
 // the kernels GPUs get, to 7 dispatches a layer (the q, k, v GEMV with the norm; the cache write
 // of the rotated keys and the values; q·kᵀ rotating the query; p·v with the softmax; the o GEMV
 // with the residual; the gate, up GEMV with the norm; the down GEMV with SiLU·mul and the
-// residual) and 3 more (the token's row, the last row, the head with the output norm).
+// residual) and 3 more (the token's row, the last row, the head with the output norm). With int8
+// activations too: gemv_a8.wgsl then runs the GEMVs, the groups and SiLU·mul included.
 func TestDecodeDispatches(t *testing.T) {
 	forceSoftmaxProducts = true // SwiftShader is a software adapter
 	t.Cleanup(func() { forceSoftmaxProducts = false })
+	for _, a8 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("int8=%v", a8), func(t *testing.T) { decodeDispatches(t, a8) })
+	}
+}
+
+func decodeDispatches(t *testing.T, int8Activations bool) {
 	tu := DefaultTuning
-	be := newBackend(t, Options{Tuning: &tu})
+	be := newBackend(t, Options{Tuning: &tu, Int8Activations: int8Activations})
 	s := llamaTiny
 	ws, _ := decodeWeights(t, be, s)
 	t.Cleanup(func() {
@@ -774,6 +781,15 @@ func TestDecodeDispatches(t *testing.T) {
 			t.Log(d.Pipeline.Label())
 		}
 		t.Errorf("%d dispatches, want %d", len(ds), want)
+	}
+	var silu, group bool
+	for k := range be.pipelines {
+		if k.Kernel == shaders.GEMVA8 {
+			silu, group = silu || k.SiLUX, group || k.Weights > 1
+		}
+	}
+	if int8Activations && (!silu || !group) {
+		t.Errorf("gemv-a8 pipelines: SiLU·mul in the down GEMV %v, grouped Linears %v; want both", silu, group)
 	}
 }
 
