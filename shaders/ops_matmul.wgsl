@@ -263,7 +263,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 const LANES: u32 = 32u;
 const GROUPS: u32 = WG / LANES;
 const SLICE: u32 = LANES * 4u; // outputs a workgroup
-const U: u32 = 4u; // loads a thread issues before it adds them
 
 var<workgroup> sums: array<vec4<f32>, WG>;
 
@@ -305,8 +304,18 @@ fn store_sums(s: vec4<f32>, tid: u32, base: u32, d0: u32, scale: f32) {
 #endif
 
 #if AB_CHUNKS
-// One chunk's weights e, shared by the workgroup's outputs.
+// One block of a chunk's weights e, shared by the workgroup's outputs.
 var<workgroup> pw: array<f32, WG>;
+
+// Outputs d0 … d0+3 of key j of b, or of the block's last key (end − 1) past it: its weight is 0.
+fn block_row(bt: u32, d0: u32, j: u32, end: u32) -> vec4<f32> {
+  return load_b4_along(b_index(bt, d0, min(j, end - 1u)), d0, params.sj, params.n);
+}
+
+// The weight of the block's key q, 0 past its last.
+fn block_weight(q: u32, last: u32) -> f32 {
+  return select(0.0, pw[min(q, WG - 1u)], q < last);
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -351,17 +360,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     workgroupBarrier();
     let last = min(WG, j1 - jb); // keys of this block
     if (d0 < n) {
-      for (var q = grp; q < last; q += U * GROUPS) {
-        // U rows loaded before any is added (a key past the block reads the block's last row,
-        // which weighs 0).
-        var v: array<vec4<f32>, U>;
-        for (var u = 0u; u < U; u++) {
-          v[u] = load_b4_along(b_index(bt, d0, jb + min(q + u * GROUPS, last - 1u)), d0, params.sj, n);
-        }
-        for (var u = 0u; u < U; u++) {
-          let qq = q + u * GROUPS;
-          s += select(0.0, pw[min(qq, WG - 1u)], qq < last) * v[u];
-        }
+      for (var q = grp; q < last; q += 4u * GROUPS) {
+        // Four rows loaded before any is added, written out so that they stay in registers.
+        let v0 = block_row(bt, d0, jb + q, jb + last);
+        let v1 = block_row(bt, d0, jb + q + GROUPS, jb + last);
+        let v2 = block_row(bt, d0, jb + q + 2u * GROUPS, jb + last);
+        let v3 = block_row(bt, d0, jb + q + 3u * GROUPS, jb + last);
+        s += block_weight(q, last) * v0 + block_weight(q + GROUPS, last) * v1 +
+             block_weight(q + 2u * GROUPS, last) * v2 + block_weight(q + 3u * GROUPS, last) * v3;
       }
     }
     workgroupBarrier();
