@@ -21,7 +21,7 @@ import (
 // prefix, a third or nothing, scaled after), TestGraphSoftmaxProducts (masked and plain, 70 and
 // 300 keys, a row with nothing kept, 130 outputs: two slices); with workgroups of 32 to 256
 // threads and chunks of 5 to 100 keys (K a multiple of none; one chunk longer than a workgroup,
-// one holding all of K), on poisoned arenas and scratch.
+// one holding all of K), on poisoned arenas and scratch; and TestDecodeDispatches, 8 a layer.
 func TestGraphPVSplit(t *testing.T) {
 	forcePVSplit = true
 	t.Cleanup(func() { forcePVSplit, pvChunk, pvSplitWG = false, 64, 256 })
@@ -39,6 +39,8 @@ func TestGraphPVSplit(t *testing.T) {
 			t.Run("softmax", TestGraphSoftmaxProducts)
 		})
 	}
+	pvSplitWG, pvChunk = 256, 64
+	t.Run("dispatches", TestDecodeDispatches) // 8 a layer
 }
 
 var (
