@@ -329,8 +329,8 @@ fn zcode(which: u32, row: u32, g: u32) -> i32 {
 }
 #endif
 
-// Span i of row r (a constant) of weight which (a constant), or zeros for a row this variant
-// does not have.
+// Span i of row r (a constant) of weight which (a constant, but with 16 rows: main), or zeros
+// for a row this variant does not have.
 fn wl(rows: array<u32, 16>, rv: u32, i: u32, r: u32, which: u32) -> vec4<u32> {
   if (r >= NR) {
     return vec4<u32>(0u);
@@ -376,7 +376,7 @@ fn span_meta8(sp: ptr<function, Span>, rows: array<u32, 16>, r0: u32, g0: u32, g
   span_meta(sp, rows, r0 + 7u, g0, g1, which);
 }
 
-// Span i of every row of the workgroup in weight which (a constant): the weight loads first, so
+// Span i of every row of the workgroup in weight which (see main): the weight loads first, so
 // they are in flight together.
 fn load_span(rows: array<u32, 16>, rv: u32, i: u32, which: u32) -> Span {
   var sp: Span;
@@ -433,8 +433,8 @@ fn rows_block(sp: Span, b: u32, xq: XB, acc: array<f32, 16>) -> array<f32, 16> {
   return a;
 }
 
-// This thread's sums over its spans (i = tid, tid + WG, ...) of every row of weight which (a
-// constant in each call: its loads, scales and zero points fold to one weight's buffers).
+// This thread's sums over its spans (i = tid, tid + WG, ...) of every row of weight which (with
+// 8 rows a constant in each call: its loads, scales and zero points fold to one weight's buffers).
 fn sum_spans(which: u32, rows: array<u32, 16>, rv: u32, tid: u32, mi: u32, xb: u32) -> array<f32, 16> {
   var acc: array<f32, 16>;
   // A uniform trip count keeps the barriers and subgroup operations after it in uniform control
@@ -484,19 +484,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   xrow = xb;
   xss = 0.0;
 #endif
-  // With MULTI one branch a workgroup on its weight (sel): each case's span loop reads one
-  // weight's buffers, which being a constant in each call. (A branch on sel per load, the first
-  // version, made gemv_hw.wgsl's grouped GEMVs ~0.6 ms of a decode step slower on an H200, run
-  // 13; there it is once per span.)
+  // With MULTI and 8 rows a workgroup, one branch a workgroup on its weight (sel): each case's
+  // span loop reads one weight's buffers, which being a constant in each call. On an H200 (runs
+  // 17–20, NOTES.md) that took q, k, v's GEMV from 36.1 to 23.2 µs; but with 16 rows, where the
+  // loop's body is twice as long, gate and up's took 34.3 µs against 25.9 with the branch on sel
+  // at every load, which 16 rows keep (which not a constant: w_of's branch per load).
   var acc: array<f32, 16>;
-  switch (cur()) {
+  if (NR > 8u) {
+    acc = sum_spans(cur(), rows, rv, tid, mi, xb);
+  } else {
+    switch (cur()) {
 #if MULTI
-    case 1u: { acc = sum_spans(1u, rows, rv, tid, mi, xb); }
+      case 1u: { acc = sum_spans(1u, rows, rv, tid, mi, xb); }
 #if MULTI3
-    case 2u: { acc = sum_spans(2u, rows, rv, tid, mi, xb); }
+      case 2u: { acc = sum_spans(2u, rows, rv, tid, mi, xb); }
 #endif
 #endif
-    default: { acc = sum_spans(0u, rows, rv, tid, mi, xb); }
+      default: { acc = sum_spans(0u, rows, rv, tid, mi, xb); }
+    }
   }
   var ss = 0.0;
 #if NORM
