@@ -212,7 +212,7 @@ func variants(tb testing.TB, def Tuning, m int) []variant {
 		case "":
 		case "flat":
 			tu := def
-			tu.Tiles = [5]Tile{}
+			tu.Tiles = [6]Tile{}
 			vs = append(vs, variant{"flat", tu})
 		case "sweep":
 			tiles = append(tiles, sweepTiles...)
@@ -226,7 +226,7 @@ func variants(tb testing.TB, def Tuning, m int) []variant {
 	for _, t := range tiles {
 		tu := def
 		t.MaxM = 1 << 30
-		tu.Tiles = [5]Tile{t}
+		tu.Tiles = [6]Tile{t}
 		vs = append(vs, variant{tileSpec(t), tu})
 	}
 	return vs

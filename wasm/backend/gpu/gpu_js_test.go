@@ -174,7 +174,7 @@ func TestConformanceTiles(t *testing.T) {
 		seen[name] = true
 		t.Run(name, func(t *testing.T) {
 			tu := DefaultTuning
-			tu.Tiles = [5]Tile{tl}
+			tu.Tiles = [6]Tile{tl}
 			b := newBackend(t, Options{poison: true, Tuning: &tu})
 			if !b.tune.Tiles[0].set() {
 				t.Skipf("this device cannot run the tile: %v", b.Caps().Notes)
@@ -203,7 +203,7 @@ func TestConformanceTiles(t *testing.T) {
 // are added into y at the chunk's offset before the next chunk's dispatch overwrites them.
 func TestConformanceSplitK(t *testing.T) {
 	tu := DefaultTuning
-	tu.Tiles = [5]Tile{splitKTiles[0]}
+	tu.Tiles = [6]Tile{splitKTiles[0]}
 	tu.Tiles[0].MaxM = 1 << 30
 	b := newBackend(t, Options{poison: true, Tuning: &tu, MaxBindingSize: 4096})
 	if k := keyFor(quant.Q4, 70, 33, b.feat, b.tune); k.KSlices < 2 {
@@ -223,7 +223,7 @@ func TestConformanceSplitK(t *testing.T) {
 func TestGraphSplitK(t *testing.T) {
 	poisoned(t)
 	tu := DefaultTuning
-	tu.Tiles = [5]Tile{splitKTiles[0]}
+	tu.Tiles = [6]Tile{splitKTiles[0]}
 	tu.Tiles[0].MaxM = 1 << 30
 	rng := rand.New(rand.NewPCG(11, 12))
 	for _, c := range []struct{ cap, m1, n1, m2, n2, k int }{

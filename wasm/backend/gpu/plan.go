@@ -124,7 +124,7 @@ type Tuning struct {
 	GEMMWorkgroup, GEMMRows, TM int
 	// Tiles, when Tiles[0] is set, run shaders.GEMMTile for m > GEMVMaxM: the first tile whose
 	// MaxM ≥ m, else the last one set. An array, not a slice, so Tunings compare with ==.
-	Tiles [5]Tile
+	Tiles [6]Tile
 }
 
 // A8Wide is the int8-activation GEMV's launch shape for large weights: codes of at most MaxBits
@@ -154,19 +154,24 @@ func (t Tile) key(k shaders.Key) shaders.Key {
 // workgroups). GEMV: gemv_hw.wgsl, 128 threads × 8 rows, the fastest
 // or within 5% of it on every GEMV case swept (1×4096² to 1×16384², int2/4/8), where 64×4 was
 // 5-45% slower and prefetching the next span 5-30% slower (its registers cost more threads than
-// its loads gain). GEMM: workgroup-memory tiles by m, each the fastest of 13 swept at its m
-// (4096×4096 int4): 16×64 split for m ≤ 32, 32×64 to 64, 64×64 (4×8 a thread) split to 128,
-// 64×128 split to 256, 128×64 with BK 32 beyond (run 16 at m = 512: 27.9 TFLOP/s, 25.3 with BK 16). The GEMM fields are the fallback where a device's
-// workgroup memory cannot hold a tile.
+// its loads gain). GEMM: workgroup-memory tiles by m, each the fastest of the 21 of run 20's
+// split sweep at its m (4096×4096 int4, TFLOP/s against the unsplit tiles' best): 16×64 split
+// in two thread groups and K in 4 slices for m ≤ 16 (10.7 against 4.6), 32×64 with K in 4 to 32
+// (14.4 against 9.4), 64×128 split with K in 4 to 64 (22.7 against 13.0), 128×64 with K in 4 to
+// 128 (26.2 against 19.7), in 2 to 256 (27.3 against 24.7), unsplit beyond (27.9 at 512). With
+// K in slices across workgroups a tile's grid fills the GPU where m is small (m = 128, n = 4096:
+// 32 tiles of 128×64, 128 workgroups with 4 slices), for one more dispatch that adds the slices.
+// The GEMM fields are the fallback where a device's workgroup memory cannot hold a tile.
 var DefaultTuning = Tuning{
 	GEMVKernel: shaders.GEMVHW, GEMVWorkgroup: 128, GEMVRows: 8,
 	GEMVInt8Wide:  A8Wide{MinN: 8192, MaxBits: 4, WG: 64, Rows: 16},
 	GEMMWorkgroup: 64, GEMMRows: 2, TM: 16,
-	Tiles: [5]Tile{
-		{MaxM: 32, WG: 64, WGM: 4, TM: 4, TN: 4, BK: 32, KS: 2},
-		{MaxM: 64, WG: 128, WGM: 8, TM: 4, TN: 4, BK: 32},
-		{MaxM: 128, WG: 128, WGM: 16, TM: 4, TN: 8, BK: 32, KS: 2},
-		{MaxM: 256, WG: 256, WGM: 8, TM: 8, TN: 4, BK: 32, KS: 2},
+	Tiles: [6]Tile{
+		{MaxM: 16, WG: 64, WGM: 4, TM: 4, TN: 4, BK: 32, KS: 2, S: 4},
+		{MaxM: 32, WG: 128, WGM: 8, TM: 4, TN: 4, BK: 32, S: 4},
+		{MaxM: 64, WG: 256, WGM: 8, TM: 8, TN: 4, BK: 32, KS: 2, S: 4},
+		{MaxM: 128, WG: 256, WGM: 16, TM: 8, TN: 4, BK: 32, S: 4},
+		{MaxM: 256, WG: 256, WGM: 16, TM: 8, TN: 4, BK: 32, S: 2},
 		{MaxM: 1 << 30, WG: 256, WGM: 16, TM: 8, TN: 4, BK: 32},
 	},
 }
@@ -228,7 +233,7 @@ func (tu Tuning) fit(l webgpu.Limits) (Tuning, string) {
 			t.KS = 1
 		}
 		if b := k.WorkgroupBytes(); b > l.MaxComputeWorkgroupStorageSize || t.WG > maxThreads {
-			tu.Tiles = [5]Tile{}
+			tu.Tiles = [6]Tile{}
 			return tu, fmt.Sprintf("GEMM without workgroup memory: tile %s needs %d B and %d threads, the device has %d B and %d",
 				k.Name(), b, t.WG, l.MaxComputeWorkgroupStorageSize, maxThreads)
 		}

@@ -123,7 +123,7 @@ func TestKeyChoice(t *testing.T) {
 	}
 	k := keyFor(quant.Q4, 4096, 19, feat, DefaultTuning)
 	bm, bn, _ := k.Tile()
-	if x, y := grid(k, 130, 19); x != (130+bn-1)/bn || y != (19+bm-1)/bm {
+	if x, y := grid(k, 130, 19); x != (130+bn-1)/bn || y != max(1, k.KSlices)*((19+bm-1)/bm) { // K's slices along y
 		t.Fatalf("gemm-tile %s grid %d×%d", k.Name(), x, y)
 	}
 }
@@ -236,7 +236,7 @@ func TestTuningForAdapter(t *testing.T) {
 	if tu, why := DefaultTuning.fit(small); tu.Tiles[0].set() || why == "" {
 		t.Errorf("1 KiB of workgroup memory: tiles kept (%+v)", tu.Tiles)
 	}
-	split := Tuning{Tiles: [5]Tile{{MaxM: 1 << 30, WG: 256, WGM: 16, TM: 4, TN: 4, BK: 32, KS: 2}}}
+	split := Tuning{Tiles: [6]Tile{{MaxM: 1 << 30, WG: 256, WGM: 16, TM: 4, TN: 4, BK: 32, KS: 2}}}
 	base := webgpu.Limits{MaxComputeWorkgroupStorageSize: 16384, MaxComputeInvocationsPerWorkgroup: 256, MaxComputeWorkgroupSizeX: 256}
 	if tu, why := split.fit(base); tu.Tiles[0].KS != 1 || !tu.Tiles[0].set() || why == "" {
 		t.Errorf("512 threads on a 256-thread device: %+v (%s), want the tile unsplit", tu.Tiles[0], why)

@@ -11,7 +11,7 @@ import (
 // partial products would exceed splitKMaxBytes; the reduction runs one invocation per output.
 func TestSplitKChoice(t *testing.T) {
 	tu := DefaultTuning
-	tu.Tiles = [5]Tile{{MaxM: 1 << 30, WG: 128, WGM: 16, TM: 4, TN: 8, BK: 32, KS: 2, S: 3}}
+	tu.Tiles = [6]Tile{{MaxM: 1 << 30, WG: 128, WGM: 16, TM: 4, TN: 8, BK: 32, KS: 2, S: 3}}
 	feat := features{subgroups: true}
 	k := keyFor(quant.Q4, 4096, 128, feat, tu)
 	if k.KSlices != 3 {
