@@ -39,9 +39,11 @@ var (
 	benchQKKeys     = flag.Int("nibble.qkgroupkeys", 0, "keys a workgroup of -nibble.qkgroup's product (0: qkChunk's)")
 	benchQKWG       = flag.Int("nibble.qkgroupwg", 256, "threads a workgroup of -nibble.qkgroup's product (32 to 512)")
 	benchA8Decode   = flag.Bool("nibble.a8decode", false, "decode with int8 activations in the GEMVs (Options.Int8Activations)")
+	benchA8Shape    = flag.String("nibble.a8shape", "", "with -nibble.a8decode: gemv_a8.wgsl's launch shape WGxROWS (Tuning.GEMVInt8Workgroup, GEMVInt8Rows; empty: DefaultTuning's)")
+	benchA8Wide     = flag.String("nibble.a8wide", "", "with -nibble.a8decode: its shape WGxROWS for int4 and int2 weights of ≥ 8192 rows (Tuning.GEMVInt8Wide), or off (empty: DefaultTuning's)")
 	benchPVSplit    = flag.String("nibble.pvsplit", "auto", "run p·v with K split over workgroups (ops_matmul.wgsl AB_CHUNKS, AB_MERGE): auto (from -nibble.pvsplitfrom keys on hardware adapters), on (always), off (the split product)")
-	benchPVFrom     = flag.Int("nibble.pvsplitfrom", 1024, "cached keys from which -nibble.pvsplit=auto splits p·v over workgroups")
-	benchPVChunk    = flag.Int("nibble.pvchunk", 64, "keys a workgroup of -nibble.pvsplit's first dispatch")
+	benchPVFrom     = flag.Int("nibble.pvsplitfrom", 2048, "cached keys from which -nibble.pvsplit=auto splits p·v over workgroups")
+	benchPVChunk    = flag.Int("nibble.pvchunk", 0, "keys a workgroup of -nibble.pvsplit's first dispatch (0: pvChunkFor's)")
 	benchPVWG       = flag.Int("nibble.pvsplitwg", 256, "threads a workgroup of -nibble.pvsplit's dispatches (32 to 512)")
 )
 
@@ -169,8 +171,11 @@ func BenchmarkDecode(b *testing.B) {
 	if *benchPVSplit == "off" {
 		pvSplitFrom = math.MaxInt
 	}
-	defer func() { pvSplitFrom, pvChunk, pvSplitWG, forcePVSplit = 1024, 64, 256, false }()
+	defer func() { pvSplitFrom, pvChunk, pvSplitWG, forcePVSplit = 2048, 0, 256, false }()
 	be := newBackend(b, Options{Timing: true, Int8Activations: *benchA8Decode})
+	if err := a8DecodeShapes(&be.tune, *benchA8Shape, *benchA8Wide); err != nil {
+		b.Fatal(err)
+	}
 	s := llamaTiny
 	if *benchDecode == "7b" || *benchDecode == "auto" && !be.Caps().Software {
 		s = llama7B
@@ -451,4 +456,23 @@ func finiteLogits(l []float32) string {
 		}
 	}
 	return "finite"
+}
+
+// a8DecodeShapes sets -nibble.a8shape's and -nibble.a8wide's launch shapes of gemv_a8.wgsl in tu.
+func a8DecodeShapes(tu *Tuning, shape, wide string) error {
+	if shape != "" {
+		if _, err := fmt.Sscanf(shape, "%dx%d", &tu.GEMVInt8Workgroup, &tu.GEMVInt8Rows); err != nil {
+			return fmt.Errorf("-nibble.a8shape %q: want WGxROWS", shape)
+		}
+	}
+	switch wide {
+	case "":
+	case "off":
+		tu.GEMVInt8Wide = A8Wide{}
+	default:
+		if _, err := fmt.Sscanf(wide, "%dx%d", &tu.GEMVInt8Wide.WG, &tu.GEMVInt8Wide.Rows); err != nil {
+			return fmt.Errorf("-nibble.a8wide %q: want WGxROWS or off", wide)
+		}
+	}
+	return nil
 }

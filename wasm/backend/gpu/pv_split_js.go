@@ -13,15 +13,27 @@ import (
 // workgroup of pvSplitWG threads (a power of two, 32 to 512), writes each chunk's max, Σe and
 // Σe·v to the program's scratch; AB_MERGE rescales a row's chunks into its output. The split
 // product it replaces gives a row only Dh/32 workgroups each walking all of K: on an H200 at
-// 2048 keys p·v took ~35 µs a layer to read 16.8 MB (run 14). Not yet measured (NOTES.md).
-// forcePVSplit makes every softmax product split (the package's tests, on SwiftShader).
-// BenchmarkDecode's -nibble.pvsplit, -nibble.pvsplitfrom, -nibble.pvchunk and -nibble.pvsplitwg
-// set them.
+// 2048 keys p·v took ~35 µs a layer to read 16.8 MB (run 14). Run 19 (NOTES.md) timed p·v of
+// 32 heads alone (BenchmarkPVSplit): 18.4 µs against 18.2 at 1024 keys (a tie), 20.5 against
+// 25.6 at 2048, 25.4 against 41.1 at 4096, each with the best chunk, which grows with the keys
+// (pvChunkFor). forcePVSplit makes every softmax product split (the package's tests, on
+// SwiftShader). BenchmarkDecode's -nibble.pvsplit, -nibble.pvsplitfrom, -nibble.pvchunk (0:
+// pvChunkFor's) and -nibble.pvsplitwg set them.
 var (
-	pvSplitFrom        = 1024
+	pvSplitFrom        = 2048
 	forcePVSplit       bool
-	pvChunk, pvSplitWG = 64, 256
+	pvChunk, pvSplitWG = 0, 256
 )
+
+// pvChunkFor is the keys a workgroup of AB_CHUNKS takes over k keys: k/16, at least 64 (run 19's
+// sweep of 16–256 keys a workgroup: 64 fastest at 1024 keys, 128 at 2048, 256 at 4096), so a
+// head's row has 16 chunks whatever the length.
+func pvChunkFor(k int) int {
+	if pvChunk > 0 {
+		return pvChunk
+	}
+	return max(64, k/16)
+}
 
 // pvScratchMax bounds the scratch of a program's key-split products, shared by them all (they
 // run one after the other): a product whose partials would need more (a long prefill's many
@@ -53,7 +65,7 @@ func (c *compiler) keySplitOf(i int) (keySplit, bool) {
 		return keySplit{}, false
 	}
 	dl := c.p.b.dev.Limits()
-	s := keySplit{rows: n.Shape.Size() / N, n: N, chunk: max(1, pvChunk), slices: groupsFor(N, keySlice),
+	s := keySplit{rows: n.Shape.Size() / N, n: N, chunk: pvChunkFor(K), slices: groupsFor(N, keySlice),
 		wg: min(pvSplitWG, 512, dl.MaxComputeInvocationsPerWorkgroup, dl.MaxComputeWorkgroupSizeX)}
 	s.chunks = groupsFor(K, s.chunk)
 	s.scratchAt = int64(s.rows*s.chunks*(N+2)) * 4

@@ -21,11 +21,12 @@ import (
 // prefix, a third or nothing, scaled after), TestGraphSoftmaxProducts (masked and plain, 70 and
 // 300 keys, a row with nothing kept, 130 outputs: two slices); with workgroups of 32 to 256
 // threads and chunks of 5 to 100 keys (K a multiple of none; one chunk longer than a workgroup,
-// one holding all of K), on poisoned arenas and scratch; and TestDecodeDispatches, 8 a layer.
+// one holding all of K; and pvChunkFor's), on poisoned arenas and scratch; and
+// TestDecodeDispatches, 8 a layer.
 func TestGraphPVSplit(t *testing.T) {
 	forcePVSplit = true
-	t.Cleanup(func() { forcePVSplit, pvChunk, pvSplitWG = false, 64, 256 })
-	for _, c := range []struct{ wg, chunk int }{{256, 64}, {32, 5}, {64, 16}, {32, 100}} {
+	t.Cleanup(func() { forcePVSplit, pvChunk, pvSplitWG = false, 0, 256 })
+	for _, c := range []struct{ wg, chunk int }{{256, 64}, {32, 5}, {64, 16}, {32, 100}, {256, 0}} {
 		pvSplitWG, pvChunk = c.wg, c.chunk
 		t.Run(fmt.Sprintf("wg%d/chunk%d", c.wg, c.chunk), func(t *testing.T) {
 			b := newBackend(t, Options{})
@@ -39,7 +40,7 @@ func TestGraphPVSplit(t *testing.T) {
 			t.Run("softmax", TestGraphSoftmaxProducts)
 		})
 	}
-	pvSplitWG, pvChunk = 256, 64
+	pvSplitWG, pvChunk = 256, 0
 	t.Run("dispatches", TestDecodeDispatches) // 8 a layer
 }
 
