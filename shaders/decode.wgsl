@@ -58,6 +58,9 @@ struct Multi {
   ybase: vec4<u32>,
 }
 @group(0) @binding(14) var<uniform> multi: Multi;
+#endif
+#if W1
+// The second weight (MULTI's; SWIGLU's up) and the third (MULTI3), bindings 8-13.
 @group(0) @binding(8) var<storage, read> w1: array<vec4<u32>>;
 #if MULTI3
 @group(0) @binding(9) var<storage, read> w2: array<vec4<u32>>;
@@ -76,7 +79,7 @@ struct Multi {
 #endif
 #endif
 
-#if MULTI
+#if W1
 // Span j of weight which's codes. The kernels pass a constant which, so the choice folds away.
 fn w_of(which: u32, j: u32) -> vec4<u32> {
   if (which == 1u) {
@@ -88,6 +91,15 @@ fn w_of(which: u32, j: u32) -> vec4<u32> {
   }
 #endif
   return w[j];
+}
+#endif
+
+#if SWIGLU
+// gemv_hw.wgsl, gemv_a8.wgsl SWIGLU: SiLU(g)·u of one output, g the gate's row and u up's, as
+// ops_binary.wgsl SILU_MUL forms it (the same f32 operations).
+fn silu_mul1(g: f32, u: f32) -> f32 {
+  let e = exp(-abs(g));
+  return g * select(e / (1.0 + e), 1.0 / (1.0 + e), g >= 0.0) * u;
 }
 #endif
 
@@ -114,7 +126,33 @@ fn weight_row(row0: u32) -> u32 {
 #endif
   return row0 - multi.start[sel];
 #else
+#if SWIGLU
+  // A workgroup's rows are HALF rows of the gate and the same HALF rows of up.
+  return row0 / 2u;
+#else
   return row0;
+#endif
+#endif
+}
+
+// Row r (a constant) of a workgroup whose first row within its weight is row0, or last past
+// the weight's end (read again, its result dropped: no branch per row). With SWIGLU rows
+// 0..HALF−1 are the gate's and HALF.. up's, the same rows of each: r mod HALF.
+fn row_at(row0: u32, r: u32, last: u32) -> u32 {
+#if SWIGLU
+  return min(row0 + r % HALF, last);
+#else
+  return min(row0 + r, last);
+#endif
+}
+
+// The weight row r (a constant) of a workgroup reads: which (the workgroup's), or with SWIGLU
+// the gate (0) for rows 0..HALF−1 and up (1) for the rest, a constant per row: no branch.
+fn row_weight(r: u32, which: u32) -> u32 {
+#if SWIGLU
+  return select(0u, 1u, r >= HALF);
+#else
+  return which;
 #endif
 }
 
@@ -142,7 +180,7 @@ fn cur() -> u32 {
 #if QUANT
 // Word j of weight which's scales.
 fn scale_word_of(which: u32, j: u32) -> ScaleWord {
-#if MULTI
+#if W1
   if (which == 1u) {
     return scales1[j];
   }
@@ -177,7 +215,7 @@ fn scale_at(row: u32, g: u32) -> f32 {
 #if ASYM
 // Word j of weight which's packed zero points.
 fn zero_word_of(which: u32, j: u32) -> u32 {
-#if MULTI
+#if W1
   if (which == 1u) {
     return zeros1[j];
   }

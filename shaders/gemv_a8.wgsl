@@ -42,6 +42,10 @@
 // workgroup branches on its weight once, around its whole span loop (sum_spans), not once per
 // span. With SILU_X the x this kernel quantizes is SiLU(x)·u (u at binding 15), formed in f32
 // as ops_binary.wgsl SILU_MUL forms it (decode.wgsl's silu_mul), as gemv_hw.wgsl does.
+// With SWIGLU (a feed-forward's gate and up, the second at bindings 8, 10, 12) a workgroup sums
+// rows j..j+HALF−1 of the gate (its first HALF rows: the first group of 8 with 16 rows) and the
+// same rows of up (the rest), the weight of each row a constant (decode.wgsl's row_weight: no
+// branch on sel), reduces both and stores SiLU(gate)·up: one output per row pair.
 
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 #if XQ
@@ -335,8 +339,8 @@ fn wl(rows: array<u32, 16>, rv: u32, i: u32, r: u32, which: u32) -> vec4<u32> {
   if (r >= NR) {
     return vec4<u32>(0u);
   }
-#if MULTI
-  return w_of(which, rows[r] * rv + i);
+#if W1
+  return w_of(row_weight(r, which), rows[r] * rv + i);
 #else
   return w[rows[r] * rv + i];
 #endif
@@ -347,18 +351,19 @@ fn span_meta(sp: ptr<function, Span>, rows: array<u32, 16>, r: u32, g0: u32, g1:
   if (r >= NR) {
     return;
   }
+  let wr = row_weight(r, which); // SWIGLU: the gate's or up's, by r
   // One block per span (NB 1) reads one scale; int2's two blocks may lie in two groups.
-  let s0 = scale_at_of(which, rows[r], g0);
+  let s0 = scale_at_of(wr, rows[r], g0);
   var s1 = s0;
   if (NB > 1u) {
-    s1 = scale_at_of(which, rows[r], g1);
+    s1 = scale_at_of(wr, rows[r], g1);
   }
   (*sp).s[r] = vec2<f32>(s0, s1);
 #if ASYM
-  let z0 = zcode(which, rows[r], g0);
+  let z0 = zcode(wr, rows[r], g0);
   var z1 = z0;
   if (NB > 1u) {
-    z1 = zcode(which, rows[r], g1);
+    z1 = zcode(wr, rows[r], g1);
   }
   (*sp).z[r] = vec2<i32>(z0, z1);
 #endif
@@ -476,10 +481,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   let xb = mi * (params.kp / 4u);
   // Rows past n (the last workgroup) read row n−1 again: no branch per row, results dropped.
   let last = out_rows() - 1u;
-  let rows = array<u32, 16>(min(row0, last), min(row0 + 1u, last), min(row0 + 2u, last), min(row0 + 3u, last),
-                            min(row0 + 4u, last), min(row0 + 5u, last), min(row0 + 6u, last), min(row0 + 7u, last),
-                            min(row0 + 8u, last), min(row0 + 9u, last), min(row0 + 10u, last), min(row0 + 11u, last),
-                            min(row0 + 12u, last), min(row0 + 13u, last), min(row0 + 14u, last), min(row0 + 15u, last));
+  let rows = array<u32, 16>(row_at(row0, 0u, last), row_at(row0, 1u, last), row_at(row0, 2u, last), row_at(row0, 3u, last),
+                            row_at(row0, 4u, last), row_at(row0, 5u, last), row_at(row0, 6u, last), row_at(row0, 7u, last),
+                            row_at(row0, 8u, last), row_at(row0, 9u, last), row_at(row0, 10u, last), row_at(row0, 11u, last),
+                            row_at(row0, 12u, last), row_at(row0, 13u, last), row_at(row0, 14u, last), row_at(row0, 15u, last));
 #if NORM
   xrow = xb;
   xss = 0.0;
@@ -511,6 +516,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
 #if SUBGROUPS
   sgi = vec3<u32>(lane, sg, nsg);
 #endif
+#if SWIGLU
+  if (RG > 1u) {
+    // The gate's 8 rows (the first group), then up's: thread tid keeps its gate total while the
+    // workgroup memory sums up's.
+    reduce_rows(vec4<f32>(acc[0], acc[1], acc[2], acc[3]), vec4<f32>(acc[4], acc[5], acc[6], acc[7]), ss, tid, sgi);
+    let g = row_total(tid, sgi);
+    workgroupBarrier();
+    reduce_rows(vec4<f32>(acc[8], acc[9], acc[10], acc[11]), vec4<f32>(acc[12], acc[13], acc[14], acc[15]), ss, tid, sgi);
+    swiglu_store(g, row_total(tid, sgi), tid, row0, mi);
+  } else {
+    // Rows 0..HALF−1 the gate's, HALF.. up's.
+    reduce_rows(vec4<f32>(acc[0], acc[1], acc[2], acc[3]), vec4<f32>(acc[4], acc[5], acc[6], acc[7]), ss, tid, sgi);
+    swiglu_store(row_total(tid, sgi), row_total(tid + HALF, sgi), tid, row0, mi);
+  }
+#else
   // Rows 0..3 in the first vec4, 4..7 in the second; then the second group's.
   reduce_store(vec4<f32>(acc[0], acc[1], acc[2], acc[3]), vec4<f32>(acc[4], acc[5], acc[6], acc[7]), ss, tid, sgi, row0, mi);
   if (RG > 1u) {
@@ -518,5 +538,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     workgroupBarrier();
     reduce_store(vec4<f32>(acc[8], acc[9], acc[10], acc[11]), vec4<f32>(acc[12], acc[13], acc[14], acc[15]), ss, tid, sgi, row0 + 8u, mi);
   }
+#endif
 }
 #endif

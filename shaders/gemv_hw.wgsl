@@ -37,6 +37,12 @@
 // sel) and branches on it once per span (load_span). Each weight's outputs go to its own block
 // of y (multi.ybase). On a GPU each dispatch costs ~5 µs before its bytes stream (NOTES.md).
 //
+// With SWIGLU (a feed-forward's gate and up, of one x and one N; up's codes, scales and zero
+// points at bindings 8, 10, 12) a workgroup's rows 0..HALF−1 are rows j..j+HALF−1 of the gate
+// and its rows HALF.. the same rows of up, which weight each row reads a constant (decode.wgsl's
+// row_weight: no branch on sel); it reduces both and stores SiLU(gate)·up (silu_mul1), one
+// output per pair, so the down GEMV reads plain x. Grid: (ceil(n / HALF), m, 1).
+//
 // Grid: (ceil(n / ROWS), m, 1), n the rows of all weights with MULTI; workgroup WG threads (a
 // power of two); ROWS 1..8; SCALE_PER_VEC as in gemv.wgsl.
 
@@ -167,14 +173,14 @@ fn oct_rows(o: u32, sp: Span, rows: array<u32, 8>, k0: u32, xi: u32, acc: array<
   if (!ONE_SCALE) {
     let g = group_of(k0 + 8u * o);
     let which = cur(); // a branch per load on this path (groups shorter than a span)
-    s[0] = scale_or_one(which, rows[0], g); b[0] = base_at(which, rows[0], g);
-    if (ROWS > 1u) { s[1] = scale_or_one(which, rows[1], g); b[1] = base_at(which, rows[1], g); }
-    if (ROWS > 2u) { s[2] = scale_or_one(which, rows[2], g); b[2] = base_at(which, rows[2], g); }
-    if (ROWS > 3u) { s[3] = scale_or_one(which, rows[3], g); b[3] = base_at(which, rows[3], g); }
-    if (ROWS > 4u) { s[4] = scale_or_one(which, rows[4], g); b[4] = base_at(which, rows[4], g); }
-    if (ROWS > 5u) { s[5] = scale_or_one(which, rows[5], g); b[5] = base_at(which, rows[5], g); }
-    if (ROWS > 6u) { s[6] = scale_or_one(which, rows[6], g); b[6] = base_at(which, rows[6], g); }
-    if (ROWS > 7u) { s[7] = scale_or_one(which, rows[7], g); b[7] = base_at(which, rows[7], g); }
+    s[0] = scale_or_one(row_weight(0u, which), rows[0], g); b[0] = base_at(row_weight(0u, which), rows[0], g);
+    if (ROWS > 1u) { s[1] = scale_or_one(row_weight(1u, which), rows[1], g); b[1] = base_at(row_weight(1u, which), rows[1], g); }
+    if (ROWS > 2u) { s[2] = scale_or_one(row_weight(2u, which), rows[2], g); b[2] = base_at(row_weight(2u, which), rows[2], g); }
+    if (ROWS > 3u) { s[3] = scale_or_one(row_weight(3u, which), rows[3], g); b[3] = base_at(row_weight(3u, which), rows[3], g); }
+    if (ROWS > 4u) { s[4] = scale_or_one(row_weight(4u, which), rows[4], g); b[4] = base_at(row_weight(4u, which), rows[4], g); }
+    if (ROWS > 5u) { s[5] = scale_or_one(row_weight(5u, which), rows[5], g); b[5] = base_at(row_weight(5u, which), rows[5], g); }
+    if (ROWS > 6u) { s[6] = scale_or_one(row_weight(6u, which), rows[6], g); b[6] = base_at(row_weight(6u, which), rows[6], g); }
+    if (ROWS > 7u) { s[7] = scale_or_one(row_weight(7u, which), rows[7], g); b[7] = base_at(row_weight(7u, which), rows[7], g); }
   }
   var a = acc;
   if (ONE_SCALE) {
@@ -254,8 +260,8 @@ fn wl(rows: array<u32, 8>, rv: u32, i: u32, r: u32, which: u32) -> vec4<u32> {
   if (r >= ROWS) {
     return vec4<u32>(0u);
   }
-#if MULTI
-  return w_of(which, rows[r] * rv + i);
+#if W1
+  return w_of(row_weight(r, which), rows[r] * rv + i);
 #else
   return w[rows[r] * rv + i];
 #endif
@@ -287,14 +293,14 @@ fn load_span_of(rows: array<u32, 8>, rv: u32, i: u32, which: u32) -> Span {
                              wl(rows, rv, i, 6u, which), wl(rows, rv, i, 7u, which));
   if (ONE_SCALE) {
     let g = group_of(i * 4u * EW);
-    sp.s[0] = scale_or_one(which, rows[0], g); sp.b[0] = base_at(which, rows[0], g);
-    if (ROWS > 1u) { sp.s[1] = scale_or_one(which, rows[1], g); sp.b[1] = base_at(which, rows[1], g); }
-    if (ROWS > 2u) { sp.s[2] = scale_or_one(which, rows[2], g); sp.b[2] = base_at(which, rows[2], g); }
-    if (ROWS > 3u) { sp.s[3] = scale_or_one(which, rows[3], g); sp.b[3] = base_at(which, rows[3], g); }
-    if (ROWS > 4u) { sp.s[4] = scale_or_one(which, rows[4], g); sp.b[4] = base_at(which, rows[4], g); }
-    if (ROWS > 5u) { sp.s[5] = scale_or_one(which, rows[5], g); sp.b[5] = base_at(which, rows[5], g); }
-    if (ROWS > 6u) { sp.s[6] = scale_or_one(which, rows[6], g); sp.b[6] = base_at(which, rows[6], g); }
-    if (ROWS > 7u) { sp.s[7] = scale_or_one(which, rows[7], g); sp.b[7] = base_at(which, rows[7], g); }
+    sp.s[0] = scale_or_one(row_weight(0u, which), rows[0], g); sp.b[0] = base_at(row_weight(0u, which), rows[0], g);
+    if (ROWS > 1u) { sp.s[1] = scale_or_one(row_weight(1u, which), rows[1], g); sp.b[1] = base_at(row_weight(1u, which), rows[1], g); }
+    if (ROWS > 2u) { sp.s[2] = scale_or_one(row_weight(2u, which), rows[2], g); sp.b[2] = base_at(row_weight(2u, which), rows[2], g); }
+    if (ROWS > 3u) { sp.s[3] = scale_or_one(row_weight(3u, which), rows[3], g); sp.b[3] = base_at(row_weight(3u, which), rows[3], g); }
+    if (ROWS > 4u) { sp.s[4] = scale_or_one(row_weight(4u, which), rows[4], g); sp.b[4] = base_at(row_weight(4u, which), rows[4], g); }
+    if (ROWS > 5u) { sp.s[5] = scale_or_one(row_weight(5u, which), rows[5], g); sp.b[5] = base_at(row_weight(5u, which), rows[5], g); }
+    if (ROWS > 6u) { sp.s[6] = scale_or_one(row_weight(6u, which), rows[6], g); sp.b[6] = base_at(row_weight(6u, which), rows[6], g); }
+    if (ROWS > 7u) { sp.s[7] = scale_or_one(row_weight(7u, which), rows[7], g); sp.b[7] = base_at(row_weight(7u, which), rows[7], g); }
   }
   return sp;
 }
@@ -314,8 +320,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   let xb = mi * (params.kp / 4u);
   // Rows past n (the last workgroup) read row n−1 again: no branch per row, results dropped.
   let last = out_rows() - 1u;
-  let rows = array<u32, 8>(row0, min(row0 + 1u, last), min(row0 + 2u, last), min(row0 + 3u, last),
-                           min(row0 + 4u, last), min(row0 + 5u, last), min(row0 + 6u, last), min(row0 + 7u, last));
+  let rows = array<u32, 8>(row_at(row0, 0u, last), row_at(row0, 1u, last), row_at(row0, 2u, last), row_at(row0, 3u, last),
+                           row_at(row0, 4u, last), row_at(row0, 5u, last), row_at(row0, 6u, last), row_at(row0, 7u, last));
   var acc: array<f32, 8>;
 #if NORM
   xrow = xb;
@@ -355,9 +361,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
 #if NORM
   ss = xss;
 #endif
+  var sgi = vec3<u32>(0u);
 #if SUBGROUPS
-  reduce_store(p0, p1, ss, tid, vec3<u32>(lane, sg, nsg), row0, mi);
+  sgi = vec3<u32>(lane, sg, nsg);
+#endif
+#if SWIGLU
+  // Rows 0..HALF−1 the gate's, HALF.. up's: both reduced at once, then SiLU(gate)·up stored.
+  reduce_rows(p0, p1, ss, tid, sgi);
+  swiglu_store(row_total(tid, sgi), row_total(tid + HALF, sgi), tid, row0, mi);
 #else
-  reduce_store(p0, p1, ss, tid, vec3<u32>(0u), row0, mi);
+  reduce_store(p0, p1, ss, tid, sgi, row0, mi);
 #endif
 }

@@ -5,6 +5,8 @@
 // workgroup-memory tree, and written to y (plus the residual res, where the key has RESIDUAL).
 // With NORM (gemv_hw.wgsl only) the threads' sums of x² are added up beside the rows' sums, and
 // each row's sum is multiplied by 1/√(mean(x²) + eps): the RMS norm before the product.
+// reduce_store is reduce_rows (the sums into workgroup memory) then row_total per row; with
+// SWIGLU the kernels reduce the gate's and up's rows and store SiLU(g)·u (swiglu_store).
 
 #if RESIDUAL
 @group(0) @binding(6) var<storage, read> res: array<f32>;
@@ -52,10 +54,12 @@ fn store(i: u32, t: f32) {
 }
 var<workgroup> red1: array<vec4<f32>, WG>;
 
-// p0 holds this thread's sums of rows 0..3, p1 of rows 4..7, ss its part of Σx² (NORM); sgi is (subgroup_invocation_id,
+// reduce_rows adds up the workgroup's threads' partial sums: p0 holds this thread's sums of
+// rows 0..3, p1 of rows 4..7, ss its part of Σx² (NORM); sgi is (subgroup_invocation_id,
 // subgroup_id, num_subgroups) where the kernel has subgroups. Every thread calls it, in uniform
-// control flow.
-fn reduce_store(p0: vec4<f32>, p1: vec4<f32>, ss: f32, tid: u32, sgi: vec3<u32>, row0: u32, mi: u32) {
+// control flow; afterwards any thread may read a row's total (row_total) until the workgroup
+// memory is written again (a barrier first).
+fn reduce_rows(p0: vec4<f32>, p1: vec4<f32>, ss: f32, tid: u32, sgi: vec3<u32>) {
 #if SUBGROUPS
   let s0 = subgroupAdd(p0);
   var s1 = vec4<f32>(0.0);
@@ -71,17 +75,6 @@ fn reduce_store(p0: vec4<f32>, p1: vec4<f32>, ss: f32, tid: u32, sgi: vec3<u32>,
 #endif
   }
   workgroupBarrier();
-  if (tid < ROWS && row0 + tid < out_rows()) {
-    var t = 0.0;
-    var qt = 0.0;
-    for (var j = 0u; j < sgi.z; j++) {
-      t += select(red0[j][tid & 3u], red1[j][tid & 3u], tid > 3u);
-#if NORM
-      qt += red2[j];
-#endif
-    }
-    store(out_index(mi, row0 + tid), t * norm_scale(qt));
-  }
 #else
   red0[tid] = p0;
   red1[tid] = p1;
@@ -99,12 +92,43 @@ fn reduce_store(p0: vec4<f32>, p1: vec4<f32>, ss: f32, tid: u32, sgi: vec3<u32>,
     }
     workgroupBarrier();
   }
-  if (tid < ROWS && row0 + tid < out_rows()) {
-    var qt = 0.0;
-#if NORM
-    qt = red2[0];
-#endif
-    store(out_index(mi, row0 + tid), select(red0[0][tid & 3u], red1[0][tid & 3u], tid > 3u) * norm_scale(qt));
-  }
 #endif
 }
+
+// row_total is row r's sum after reduce_rows, times the norm's scale (NORM).
+fn row_total(r: u32, sgi: vec3<u32>) -> f32 {
+  var t = 0.0;
+  var qt = 0.0;
+#if SUBGROUPS
+  for (var j = 0u; j < sgi.z; j++) {
+    t += select(red0[j][r & 3u], red1[j][r & 3u], r > 3u);
+#if NORM
+    qt += red2[j];
+#endif
+  }
+#else
+  t = select(red0[0][r & 3u], red1[0][r & 3u], r > 3u);
+#if NORM
+  qt = red2[0];
+#endif
+#endif
+  return t * norm_scale(qt);
+}
+
+// reduce_store sums the workgroup's rows (reduce_rows) and writes them to y.
+fn reduce_store(p0: vec4<f32>, p1: vec4<f32>, ss: f32, tid: u32, sgi: vec3<u32>, row0: u32, mi: u32) {
+  reduce_rows(p0, p1, ss, tid, sgi);
+  if (tid < ROWS && row0 + tid < out_rows()) {
+    store(out_index(mi, row0 + tid), row_total(tid, sgi));
+  }
+}
+
+#if SWIGLU
+// swiglu_store writes SiLU(g)·u for row row0 + tid (tid < HALF), g and u its gate and up totals
+// (row_total), as decode.wgsl's silu_mul1 forms it.
+fn swiglu_store(g: f32, u: f32, tid: u32, row0: u32, mi: u32) {
+  if (tid < HALF && row0 + tid < out_rows()) {
+    y[out_index(mi, row0 + tid)] = silu_mul1(g, u);
+  }
+}
+#endif

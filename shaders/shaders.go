@@ -131,6 +131,12 @@ type Key struct {
 	// then quantizes it): a feed-forward's SiLU·mul and its down projection, one dispatch. Not
 	// with Norm.
 	SiLUX bool
+	// GEMVHW, GEMVA8: the "SwiGLU GEMV": two weights of one x and one N, the gate (bindings 1,
+	// 4, 5) and up (8, 10, 12); a workgroup sums Rows/2 rows of each, the same rows (its first
+	// half the gate's, its second up's: which weight a row reads is a constant), and stores
+	// SiLU(gate)·up, N outputs a row (SWIGLU). Rows even; not with Weights, SiLUX, XQ or
+	// Residual. Grid: (ceil(N / (Rows/2)), m).
+	SwiGLU bool
 }
 
 // Tile is the block of outputs one GEMMTile workgroup computes: BM activation rows × BN weight
@@ -202,7 +208,7 @@ func (k Key) Normalize() Key {
 		k.XQ = false
 	}
 	if !k.Kernel.hwGEMV() {
-		k.SiLUX = false
+		k.SiLUX, k.SwiGLU = false, false
 	}
 	if k.Kernel == A8Quant {
 		k.Rows, k.ScaleF16 = 1, false // a thread per block; scales are the GEMV's
@@ -278,6 +284,9 @@ func (k Key) Name() string {
 	if k.SiLUX {
 		b.WriteString("-silux")
 	}
+	if k.SwiGLU {
+		b.WriteString("-swiglu")
+	}
 	return b.String()
 }
 
@@ -311,6 +320,9 @@ func (k Key) Validate() error {
 		}
 		if k.XQ && (k.Norm || k.SiLUX) {
 			return fmt.Errorf("shaders: %s: x quantized ahead cannot be an RMS norm's input or a SiLU product", k.Name())
+		}
+		if k.SwiGLU && (k.Rows%2 != 0 || k.Weights > 1 || k.SiLUX || k.XQ || k.Residual) {
+			return fmt.Errorf("shaders: %s: SwiGLU needs an even Rows (half the gate's, half up's) and no Weights, SiLUX, XQ or Residual", k.Name())
 		}
 	case A8Quant:
 		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 {
@@ -359,6 +371,9 @@ func (k Key) Defines() map[string]bool {
 		"QUANTX":    k.Kernel == A8Quant,
 		"KSLICES":   k.Kernel == GEMMTile && k.KSlices > 1,
 		"SILU_X":    k.Kernel.hwGEMV() && k.SiLUX,
+		"SWIGLU":    k.Kernel.hwGEMV() && k.SwiGLU,
+		// A second weight's bindings (decode.wgsl's w1): MULTI's, or SWIGLU's up.
+		"W1": k.Kernel.hwGEMV() && (k.Weights > 1 || k.SwiGLU),
 	}
 }
 
@@ -395,6 +410,9 @@ func (k Key) header() []string {
 	}
 	if k.Kernel == GEMVHW {
 		h = append(h, fmt.Sprintf("const PREFETCH: bool = %v;", k.Prefetch))
+	}
+	if k.Defines()["SWIGLU"] {
+		u("HALF", k.Rows/2) // a workgroup's rows of each weight
 	}
 	return h
 }

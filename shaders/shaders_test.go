@@ -39,6 +39,11 @@ func allKeys() []Key {
 									ks = append(ks, sx.Normalize())
 									sx.Residual = true
 									ks = append(ks, sx.Normalize())
+									sw := k
+									sw.SwiGLU, sw.Rows = true, 8
+									ks = append(ks, sw.Normalize())
+									sw.Norm = true
+									ks = append(ks, sw.Normalize())
 									for _, nw := range []int{2, 3} {
 										mw := k
 										mw.Weights = nw
@@ -80,6 +85,11 @@ func allKeys() []Key {
 					ks = append(ks, sx.Normalize())
 					sx.Residual = false
 					ks = append(ks, sx.Normalize())
+					for _, rows := range []int{4, 8, 16} {
+						sw := k
+						sw.SwiGLU, sw.Residual, sw.Rows = true, false, rows
+						ks = append(ks, sw.Normalize())
+					}
 					k.Rows = 16
 					ks = append(ks, k.Normalize())
 					xq := k

@@ -46,6 +46,9 @@ type arenaLimits struct {
 	// softmaxProducts: a softmax read only by a·b runs inside it (fuse.go's
 	// findSoftmaxProducts): GPUs, where a dispatch costs microseconds whatever it computes.
 	softmaxProducts bool
+	// swiGLU says whether the device runs a feed-forward's gate and up Linears (nodes) as one
+	// SwiGLU GEMV (swiglu.go); nil: never.
+	swiGLU func(gate, up int) bool
 }
 
 func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
@@ -147,6 +150,9 @@ type graphPlan struct {
 	// rotatedReads: StateWrites and products that rotate their x or a as they read it, to the
 	// rotation's Concat in ropes (fuse.go).
 	rotatedReads map[int]int
+	// swiglus: SiLU products of a gate and an up Linear computed by one GEMV (swiglu.go), keyed
+	// by the Mul.
+	swiglus map[int]swiGLU
 }
 
 // reads are the values node i's dispatch reads beyond its inputs (a fused op's).
@@ -174,6 +180,9 @@ func (p *graphPlan) reads(i int) []graph.Value {
 	}
 	if s, ok := p.scaled[i]; ok {
 		return append([]graph.Value{s.a, s.b}, p.reads(int(s.mm))...)
+	}
+	if s, ok := p.swiglus[i]; ok {
+		return p.swiGLUReads(s)
 	}
 	if s, ok := p.siluMuls[i]; ok {
 		return []graph.Value{s.a}
@@ -218,6 +227,7 @@ func (p *graphPlan) fuse(g *graph.Graph, paddedK func(node int) int, lim arenaLi
 		p.fused[n.norm] = true
 	}
 	p.statesInPlace = findStatesInPlace(g, p.needed, p.stridedB)
+	p.fuseSwiGLUs(g, uses, paddedK, lim)
 	p.siluLinears = findSiLULinears(g, p.needed, uses, p.siluMuls, paddedK, lim)
 	for i := range p.siluLinears {
 		p.fused[g.Nodes[i].Inputs[0]] = true // the Mul (its SiLU is fused already)

@@ -32,6 +32,7 @@ var (
 	benchGEMVNorm   = flag.Bool("nibble.gemvnorm", true, "run RMS norms inside the GEMVs after them (false: as dispatches of their own)")
 	benchGEMVGroups = flag.Bool("nibble.gemvgroups", true, "run the Linears of one x (q, k, v; gate, up) as one GEMV (false: one dispatch each)")
 	benchGEMVSiLU   = flag.Bool("nibble.gemvsilu", true, "form SiLU(gate)·up as the down GEMV loads its x (false: a dispatch of its own)")
+	benchSwiGLU     = flag.Bool("nibble.swiglu", true, "run gate, up and SiLU(gate)·up as one SwiGLU GEMV (false: gate and up grouped, SiLU·mul as -nibble.gemvsilu says)")
 	benchSplitWG    = flag.Int("nibble.splitwg", 1024, "threads a workgroup of p·v's split product (at most the device's)")
 	benchSplitWGT   = flag.Int("nibble.splitwgt", 256, "threads a workgroup of q·kᵀ's split product (at most the device's)")
 	benchQKGroup    = flag.String("nibble.qkgroup", "auto", "run q·kᵀ as ops_matmul.wgsl's ABT_GROUP, 32 lanes a key: auto (from -nibble.qkgroupfrom keys on hardware adapters), on (always), off (the split product)")
@@ -161,6 +162,8 @@ type decodeResult struct {
 func BenchmarkDecode(b *testing.B) {
 	fuseGEMVNorm, fuseGEMVGroups, fuseGEMVSiLU, splitWG, splitWGT = *benchGEMVNorm, *benchGEMVGroups, *benchGEMVSiLU, *benchSplitWG, *benchSplitWGT
 	defer func() { fuseGEMVNorm, fuseGEMVGroups, fuseGEMVSiLU, splitWG, splitWGT = true, true, true, 1024, 256 }()
+	fuseSwiGLU = *benchSwiGLU
+	defer func() { fuseSwiGLU = true }()
 	qkGroupFrom, qkGroupKeys, qkGroupWG = *benchQKFrom, *benchQKKeys, *benchQKWG
 	forceQKGroup = *benchQKGroup == "on"
 	if *benchQKGroup == "off" {
@@ -344,6 +347,9 @@ func matmulKinds(g *graph.Graph, ws backend.WeightMap, mms []step, timed func(st
 	for _, st := range mms {
 		// a grouped GEMV's step covers len(st.mm.key.Weights) Linears, in graph order.
 		nw := max(1, st.mm.key.Weights)
+		if st.mm.key.SwiGLU {
+			nw = 2 // gate and up (swiglu.go)
+		}
 		var rows []string
 		var by int64
 		for j := range nw {
@@ -353,6 +359,9 @@ func matmulKinds(g *graph.Graph, ws backend.WeightMap, mms []step, timed func(st
 			}
 		}
 		name := fmt.Sprintf("%s×%d %s", strings.Join(rows, "+"), k[li], st.mm.key.Kernel)
+		if st.mm.key.SwiGLU {
+			name += " swiglu"
+		}
 		li += nw
 		if kinds[name] == nil {
 			names = append(names, name)

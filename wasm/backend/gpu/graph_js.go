@@ -188,6 +188,7 @@ func (c *compiler) compile() error {
 	if fuseGEMVGroups && b.tune.GEMVKernel == shaders.GEMVHW {
 		lim.gemvWeights = 3 // linearGroup runs fewer where the bindings do not fit
 	}
+	lim.swiGLU = c.swiGLUFits() // swiglu_js.go
 	var err error
 	p.plan, err = planGraph(g, func(i int) int {
 		return c.weights[g.Nodes[g.Nodes[i].Inputs[1]].Attr.Name].paddedK()
@@ -403,6 +404,9 @@ func (c *compiler) op(i int) error {
 		}
 		return c.unary(what, i, n)
 	case graph.OpAdd, graph.OpSub, graph.OpMul, graph.OpDiv:
+		if s, ok := c.p.plan.swiglus[i]; ok {
+			return c.swiGLU(what, i, s) // swiglu_js.go
+		}
 		if s, ok := c.p.plan.siluMuls[i]; ok {
 			return c.broadcast(what+" (SiLU·mul)", "silu_mul", graph.Value(i), s.a, s.b)
 		}

@@ -736,14 +736,19 @@ func TestGraphSoftmaxProducts(t *testing.T) {
 // TestDecodeDispatches: a decode step of BenchmarkDecode's decoder (its tiny shape) compiles, with
 // the kernels GPUs get, to 7 dispatches a layer (the q, k, v GEMV with the norm; the cache write
 // of the rotated keys and the values; q·kᵀ rotating the query; p·v with the softmax; the o GEMV
-// with the residual; the gate, up GEMV with the norm; the down GEMV with SiLU·mul and the
-// residual) and 3 more (the token's row, the last row, the head with the output norm). With int8
-// activations too: gemv_a8.wgsl then runs the GEMVs, the groups and SiLU·mul included.
+// with the residual; the SwiGLU GEMV with the norm, SiLU(gate)·up; the down GEMV with the
+// residual) and 3 more (the token's row, the last row, the head with the output norm). Without
+// the SwiGLU GEMV (fuseSwiGLU false) also 7: the gate, up GEMV with the norm, the down GEMV
+// forming SiLU·mul. With int8 activations too: gemv_a8.wgsl then runs the GEMVs.
 func TestDecodeDispatches(t *testing.T) {
 	forceSoftmaxProducts = true // SwiftShader is a software adapter
 	t.Cleanup(func() { forceSoftmaxProducts = false })
-	for _, a8 := range []bool{false, true} {
-		t.Run(fmt.Sprintf("int8=%v", a8), func(t *testing.T) { decodeDispatches(t, a8) })
+	t.Cleanup(func() { fuseSwiGLU = true })
+	for _, sw := range []bool{true, false} {
+		fuseSwiGLU = sw
+		for _, a8 := range []bool{false, true} {
+			t.Run(fmt.Sprintf("swiglu=%v/int8=%v", sw, a8), func(t *testing.T) { decodeDispatches(t, a8) })
+		}
 	}
 }
 
@@ -786,14 +791,15 @@ func decodeDispatches(t *testing.T, int8Activations bool) {
 		}
 		t.Errorf("%d dispatches, want %d", len(ds), want)
 	}
-	var silu, group bool
+	kernel := map[bool]shaders.Kernel{false: shaders.GEMVHW, true: shaders.GEMVA8}[int8Activations]
+	var silu, group, swiglu bool
 	for k := range be.pipelines {
-		if k.Kernel == shaders.GEMVA8 {
-			silu, group = silu || k.SiLUX, group || k.Weights > 1
+		if k.Kernel == kernel {
+			silu, group, swiglu = silu || k.SiLUX, group || k.Weights > 1, swiglu || k.SwiGLU && k.Norm
 		}
 	}
-	if int8Activations && (!silu || !group) {
-		t.Errorf("gemv-a8 pipelines: SiLU·mul in the down GEMV %v, grouped Linears %v; want both", silu, group)
+	if silu == fuseSwiGLU || !group || swiglu != fuseSwiGLU {
+		t.Errorf("%s pipelines: SiLU·mul in the down GEMV %v, grouped Linears %v, SwiGLU GEMV with the norm %v; want %v, true, %v", kernel, silu, group, swiglu, !fuseSwiGLU, fuseSwiGLU)
 	}
 }
 
