@@ -27,6 +27,7 @@ const (
 	OpStateWrite                 // rows into a graph.State at a run-time row, in its storage format
 	OpStateRead                  // a graph.State's first rows as f32
 	OpArgMax                     // one workgroup per row: index of the largest element (graph.ArgMax)
+	OpAttention                  // one workgroup per query row: q·kᵀ, its softmax and p·v of one token
 	numOpFamilies
 )
 
@@ -46,6 +47,7 @@ var opFamilies = [numOpFamilies]struct {
 	OpStateWrite: {"state_write", []string{"f32", "f16", "int8"}},
 	OpStateRead:  {"state_read", []string{"f32", "f16", "int8"}},
 	OpArgMax:     {"argmax", []string{"last"}},
+	OpAttention:  {"attn", []string{"decode"}},
 }
 
 func (f OpFamily) String() string {
@@ -73,7 +75,7 @@ type OpKey struct {
 	Asym, ScaleF16 bool
 	// State is, for a product (OpMatMul), the storage of a graph.State whose buffer its b is,
 	// read in place (ops_state_load.wgsl): "f16" or "int8"; "" when b is f32 (a value, or an
-	// f32 state, whose buffer holds plain floats).
+	// f32 state, whose buffer holds plain floats). For OpAttention, the keys' and the values'.
 	State string
 	// Softmax is, for a·b (variants ab, ab_split, ab_chunks), the softmax a's rows are normalized by as the
 	// product reads them (ops_matmul.wgsl SOFTMAX): "plain", or "masked" (the mask at binding
@@ -84,9 +86,20 @@ type OpKey struct {
 	Pair bool
 	// Rope is a table rotation made as its input is read (ops_state_rope.wgsl): of the first
 	// state's x for a state write (cos and sin at bindings 6 and 7), of a for a product without
-	// Softmax (at 5 and 6).
+	// Softmax (at 5 and 6), of q for OpAttention (at 5 and 6).
 	Rope bool
+	// Keys is, for OpAttention, how many scores a workgroup holds (ops_attn.wgsl KEYS): a power
+	// of two, at least the keys of the rows it computes. Its Softmax is "plain" or "masked".
+	Keys int
 }
+
+// attnWorkgroupBytes is ops_attn.wgsl's workgroup memory: the scores, a round's partial sums
+// (2 floats a thread) and half the output groups' max and Σe.
+func attnWorkgroupBytes(wg, keys int) int { return 4*keys + 8*wg + 8*(wg/64) }
+
+// portableWorkgroupBytes is WebGPU's default maxComputeWorkgroupStorageSize, which every device
+// offers.
+const portableWorkgroupBytes = 16384
 
 // StateFormats are the OpKey.State values a product reads in place.
 var StateFormats = []string{"f16", "int8"}
@@ -99,14 +112,17 @@ func (k OpKey) Normalize() OpKey {
 	if k.Bits == 16 || k.Bits == 32 {
 		k.Asym, k.ScaleF16 = false, false
 	}
-	if k.Family != OpMatMul {
+	if k.Family != OpMatMul && k.Family != OpAttention {
 		k.State, k.Softmax = "", ""
 	}
 	if k.Family != OpStateWrite {
 		k.Pair = false
 	}
-	if k.Family != OpStateWrite && k.Family != OpMatMul {
+	if k.Family != OpStateWrite && k.Family != OpMatMul && k.Family != OpAttention {
 		k.Rope = false
+	}
+	if k.Family != OpAttention {
+		k.Keys = 0
 	}
 	if k.Family == OpMatMul && k.Variant == "ab_merge" {
 		k.State, k.Softmax, k.Rope = "", "", false // it reads the chunks' partials alone
@@ -138,6 +154,9 @@ func (k OpKey) Name() string {
 	if k.Rope {
 		s += "-rope"
 	}
+	if k.Keys != 0 {
+		s += fmt.Sprintf("-keys%d", k.Keys)
+	}
 	return s
 }
 
@@ -151,6 +170,9 @@ func (k OpKey) Validate() error {
 	}
 	if k.Family == OpGather && k.Variant == "weight" {
 		return k.base().Validate()
+	}
+	if k.Family == OpAttention {
+		return k.validateAttention()
 	}
 	if k.State != "" && (k.Family != OpMatMul || !slices.Contains(StateFormats, k.State)) {
 		return fmt.Errorf("shaders: %s: a %s kernel reads no state stored as %q (products read %v)", k.Name(), k.Family, k.State, StateFormats)
@@ -177,6 +199,25 @@ func (k OpKey) Validate() error {
 	return nil
 }
 
+// validateAttention says why an OpAttention key cannot be compiled.
+func (k OpKey) validateAttention() error {
+	switch {
+	case k.WG < 64:
+		// Its output groups of 32 lanes merge in halves: two groups at least.
+		return fmt.Errorf("shaders: %s: WG %d: attention takes 64 to 1024", k.Name(), k.WG)
+	case k.Keys < 1 || k.Keys&(k.Keys-1) != 0:
+		return fmt.Errorf("shaders: %s: Keys %d must be a power of two", k.Name(), k.Keys)
+	case attnWorkgroupBytes(k.WG, k.Keys) > portableWorkgroupBytes:
+		return fmt.Errorf("shaders: %s: %d keys and %d threads take %d bytes of workgroup memory, over the %d every device has",
+			k.Name(), k.Keys, k.WG, attnWorkgroupBytes(k.WG, k.Keys), portableWorkgroupBytes)
+	case k.State != "" && !slices.Contains(StateFormats, k.State):
+		return fmt.Errorf("shaders: %s: attention reads no state stored as %q (%v)", k.Name(), k.State, StateFormats)
+	case !slices.Contains(OpSoftmax.Variants(), k.Softmax):
+		return fmt.Errorf("shaders: %s: attention's softmax %q: want one of %v", k.Name(), k.Softmax, OpSoftmax.Variants())
+	}
+	return nil
+}
+
 // base is the matmul key whose header and #if names decode.wgsl expects, for a weight gather.
 func (k OpKey) base() Key {
 	return Key{Kernel: GEMV, Bits: k.Bits, Asym: k.Asym, ScaleF16: k.ScaleF16, WG: k.WG, Rows: 1}.Normalize()
@@ -199,7 +240,10 @@ func (k OpKey) Source() (webgpu.ShaderSource, error) {
 		defs["SPLIT"] = strings.HasSuffix(k.Variant, "_split")                 // either product with K split
 		defs["PLAIN"] = k.Variant == "ab" || k.Variant == "abt"                // one invocation per output
 		defs["KEYSPLIT"] = k.Variant == "ab_chunks" || k.Variant == "ab_merge" // K over workgroups
-		// b a state's buffer: ops_state_load.wgsl's names, as the state read's variants set them.
+	}
+	if k.Family == OpMatMul || k.Family == OpAttention {
+		// b (attention: the keys and values) a state's buffer: ops_state_load.wgsl's names, as
+		// the state read's variants set them.
 		defs["STATE"] = k.State != ""
 		defs["SOFTMAX"], defs["SMASK"] = k.Softmax != "", k.Softmax == "masked"
 		for _, f := range OpStateRead.Variants() {
@@ -209,12 +253,15 @@ func (k OpKey) Source() (webgpu.ShaderSource, error) {
 	if k.Family == OpStateWrite {
 		defs["PAIR"] = k.Pair
 	}
-	if k.Family == OpStateWrite || k.Family == OpMatMul {
+	if k.Family == OpStateWrite || k.Family == OpMatMul || k.Family == OpAttention {
 		defs["ROPE"] = k.Rope
 	}
 	switch k.Family {
-	case OpMatMul:
-		fs = []string{"ops_common.wgsl", "ops_state_load.wgsl", "ops_state_rope.wgsl", fs[1]}
+	case OpMatMul, OpAttention:
+		fs = []string{"ops_common.wgsl", "ops_state_load.wgsl", "ops_state_rope.wgsl", "ops_mask.wgsl", fs[1]}
+		if k.Family == OpAttention {
+			lines = append(lines, fmt.Sprintf("const KEYS: u32 = %du;", k.Keys))
+		}
 	case OpStateRead:
 		fs = []string{"ops_common.wgsl", "ops_state_load.wgsl", fs[1]}
 	case OpStateWrite:

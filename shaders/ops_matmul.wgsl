@@ -9,8 +9,8 @@
 // reads (attention's p·v after its masked softmax): the product normalizes each row as it reads
 // it, as ops_softmax.wgsl would (e = exp(x − max) where the mask keeps the entry, else 0, times
 // 1/Σe), so the softmax is not a dispatch of its own. SMASK: the mask at binding 4, broadcast
-// as ops_softmax.wgsl's (rank, dims, ms, mlast). With SOFTMAX, K may also be split over
-// workgroups (AB_CHUNKS, then AB_MERGE: flash decoding, below).
+// as ops_softmax.wgsl's (rank, dims, ms, mlast; ops_mask.wgsl). With SOFTMAX, K may also be
+// split over workgroups (AB_CHUNKS, then AB_MERGE: flash decoding, below).
 //
 // With ROPE, a holds a table rotation's input, rotated as it is read (ops_state_rope.wgsl; cos
 // and sin at bindings 5 and 6): a decode step's query, whose rotation is then no dispatch.
@@ -66,10 +66,6 @@ fn load_b(e: u32) -> f32 {
 }
 #endif
 
-#if SMASK
-@group(0) @binding(4) var<storage, read> mask: array<f32>;
-#endif
-
 // Elements e + q·stride (q < 4) of b, 0 where i + q ≥ len (i is e's index along that axis): two
 // words of an f16 state where they are adjacent and the first starts a word, else element by
 // element (ABT_GROUP along K, AB_CHUNKS along N).
@@ -106,30 +102,6 @@ fn load_a(e: u32) -> f32 {
 #endif
 
 #if SOFTMAX
-// The mask offset of a's row r (its coordinates before the last dimension times the mask's
-// strides), 0 without a mask.
-fn mask_base(r: u32) -> u32 {
-  var mb = 0u;
-#if SMASK
-  var rem = r;
-  for (var j = params.rank; j > 0u; j--) {
-    let dd = j - 1u;
-    let nd = params.dims[dd >> 2u][dd & 3u];
-    mb += (rem % nd) * params.ms[dd >> 2u][dd & 3u];
-    rem /= nd;
-  }
-#endif
-  return mb;
-}
-
-fn kept(mb: u32, c: u32) -> bool {
-#if SMASK
-  return mask[mb + c * params.mlast] != 0.0;
-#else
-  return true;
-#endif
-}
-
 // exp(x − mx) where the mask keeps entry c, else 0: ops_softmax.wgsl's numerator.
 fn softmax_e(x: f32, mx: f32, mb: u32, c: u32) -> f32 {
   return select(0.0, exp(x - mx), kept(mb, c));

@@ -18,10 +18,23 @@ fn state_load(t: u32) -> f32 {
 
 #if INT8
 fn state_load(t: u32) -> f32 {
+  return state_int8(t, st[state_int8_word(t)], st[state_int8_scale(t)]);
+}
+
+// The words of element t and of its row's scale, and its value from them: apart, so that a
+// kernel reading two states (ops_attn.wgsl: keys and values) reads the other's words too.
+fn state_int8_word(t: u32) -> u32 {
   let row = t / params.d;
-  let c = t - row * params.d;
-  let word = st[row * params.wpr + c / 4u];
+  return row * params.wpr + (t - row * params.d) / 4u;
+}
+
+fn state_int8_scale(t: u32) -> u32 {
+  return params.scale_word + t / params.d;
+}
+
+fn state_int8(t: u32, word: u32, scale: u32) -> f32 {
+  let c = t % params.d;
   let q = i32(word << (24u - 8u * (c & 3u))) >> 24u; // sign-extends the byte
-  return bitcast<f32>(st[params.scale_word + row]) * f32(q);
+  return bitcast<f32>(scale) * f32(q);
 }
 #endif

@@ -26,6 +26,17 @@ func allOpKeys() []OpKey {
 				}
 				continue
 			}
+			if f == OpAttention { // always a softmax; keys and values of each storage
+				for _, st := range append([]string{""}, StateFormats...) {
+					for _, sm := range OpSoftmax.Variants() {
+						for _, rope := range []bool{false, true} {
+							ks = append(ks, OpKey{Family: f, Variant: v, WG: 64, State: st, Softmax: sm, Rope: rope, Keys: 64})
+						}
+					}
+				}
+				ks = append(ks, OpKey{Family: f, Variant: v, WG: 512, State: "f16", Softmax: "masked", Rope: true, Keys: 2048})
+				continue
+			}
 			if f == OpMatMul && v == "ab_chunks" { // a softmax product only
 				for _, st := range append([]string{""}, StateFormats...) {
 					for _, sm := range OpSoftmax.Variants() {
@@ -104,6 +115,12 @@ func TestOpValidate(t *testing.T) {
 		{Family: OpMatMul, Variant: "ab_merge", WG: 16},
 		{Family: OpSoftmax, Variant: "masked", WG: 64, Softmax: "masked"},
 		{Family: OpMatMul, Variant: "ab", WG: 64, Softmax: "masked", Rope: true},
+		{Family: OpAttention, Variant: "decode", WG: 64, Softmax: "masked"},            // no Keys
+		{Family: OpAttention, Variant: "decode", WG: 64, Softmax: "masked", Keys: 100}, // not a power of two
+		{Family: OpAttention, Variant: "decode", WG: 32, Softmax: "masked", Keys: 64},  // one output group
+		{Family: OpAttention, Variant: "decode", WG: 64, Keys: 64},                     // no softmax
+		{Family: OpAttention, Variant: "decode", WG: 64, State: "q4", Softmax: "plain", Keys: 64},
+		{Family: OpAttention, Variant: "decode", WG: 1024, Softmax: "plain", Keys: 2048}, // 16.5 KiB
 	} {
 		if k.Validate() == nil {
 			t.Errorf("%s: want an error", k.Name())

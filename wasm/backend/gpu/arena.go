@@ -46,6 +46,8 @@ type arenaLimits struct {
 	// softmaxProducts: a softmax read only by a·b runs inside it (fuse.go's
 	// findSoftmaxProducts): GPUs, where a dispatch costs microseconds whatever it computes.
 	softmaxProducts bool
+	// attnKeys: the most keys of an attention run as one dispatch (attn.go); 0: none.
+	attnKeys int
 	// swiGLU says whether the device runs a feed-forward's gate and up Linears (nodes) as one
 	// SwiGLU GEMV (swiglu.go); nil: never.
 	swiGLU func(gate, up int) bool
@@ -150,6 +152,8 @@ type graphPlan struct {
 	// rotatedReads: StateWrites and products that rotate their x or a as they read it, to the
 	// rotation's Concat in ropes (fuse.go).
 	rotatedReads map[int]int
+	// attns: p·v products that compute their q·kᵀ and softmax too (attn.go), keyed by MatMul.
+	attns map[int]attention
 	// swiglus: SiLU products of a gate and an up Linear computed by one GEMV (swiglu.go), keyed
 	// by the Mul.
 	swiglus map[int]swiGLU
@@ -157,6 +161,9 @@ type graphPlan struct {
 
 // reads are the values node i's dispatch reads beyond its inputs (a fused op's).
 func (p *graphPlan) reads(i int) []graph.Value {
+	if at, ok := p.attns[i]; ok {
+		return at.reads
+	}
 	if m, ok := p.ropes[i]; ok {
 		return []graph.Value{m.x, m.cos, m.sin}
 	}
@@ -246,6 +253,7 @@ func (p *graphPlan) fuse(g *graph.Graph, paddedK func(node int) int, lim arenaLi
 			p.fused[v] = true
 		}
 	}
+	p.fuseAttentions(g, uses, lim)
 	p.groups, p.groupLead = findLinearGroups(g, p.needed, p.fused, paddedK, lim), map[int]int{}
 	for lead, lins := range p.groups {
 		for _, v := range lins[1:] {

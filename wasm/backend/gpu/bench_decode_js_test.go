@@ -46,6 +46,9 @@ var (
 	benchPVFrom     = flag.Int("nibble.pvsplitfrom", 2048, "cached keys from which -nibble.pvsplit=auto splits p·v over workgroups")
 	benchPVChunk    = flag.Int("nibble.pvchunk", 0, "keys a workgroup of -nibble.pvsplit's first dispatch (0: pvChunkFor's)")
 	benchPVWG       = flag.Int("nibble.pvsplitwg", 256, "threads a workgroup of -nibble.pvsplit's dispatches (32 to 512)")
+	benchAttn       = flag.String("nibble.attn", "auto", "run one token's attention as one dispatch (ops_attn.wgsl: q·kᵀ, its softmax and p·v): auto (up to -nibble.attnmax keys on hardware adapters), on (at every length its workgroup memory holds), off (q·kᵀ, then p·v with its softmax)")
+	benchAttnMax    = flag.Int("nibble.attnmax", 1024, "cached keys up to which -nibble.attn=auto runs attention as one dispatch")
+	benchAttnWG     = flag.Int("nibble.attnwg", 512, "threads a workgroup of -nibble.attn's dispatch (64 to 1024, at most the device's)")
 )
 
 // decodeShape is a decoder with the formats of its weights.
@@ -175,6 +178,11 @@ func BenchmarkDecode(b *testing.B) {
 		pvSplitFrom = math.MaxInt
 	}
 	defer func() { pvSplitFrom, pvChunk, pvSplitWG, forcePVSplit = 2048, 0, 256, false }()
+	attnMax, attnWG, forceAttn = *benchAttnMax, *benchAttnWG, *benchAttn == "on"
+	if *benchAttn == "off" {
+		attnMax = 0
+	}
+	defer func() { attnMax, attnWG, forceAttn = 1024, 512, false }()
 	be := newBackend(b, Options{Timing: true, Int8Activations: *benchA8Decode})
 	if err := a8DecodeShapes(&be.tune, *benchA8Shape, *benchA8Wide); err != nil {
 		b.Fatal(err)

@@ -185,6 +185,7 @@ func (c *compiler) compile() error {
 	// Software adapters run products one invocation per output (splitMatMul): there each would
 	// recompute its row's softmax, where the softmax's own dispatch costs them nothing much.
 	lim.softmaxProducts = !b.caps.Software || forceSplitMatMul || forceSoftmaxProducts
+	lim.attnKeys = c.attnKeys() // attn_js.go
 	if fuseGEMVGroups && b.tune.GEMVKernel == shaders.GEMVHW {
 		lim.gemvWeights = 3 // linearGroup runs fewer where the bindings do not fit
 	}
@@ -535,6 +536,9 @@ func (c *compiler) maskWords(n *graph.Node) ([]uint32, error) {
 // product queues the batched product of two values of MatMul node i (attention's scores and
 // mix), its sums times alpha, into out's storage: i itself, or a Scale of it (fuse.go).
 func (c *compiler) product(what string, i int, out graph.Value, alpha float32) error {
+	if at, ok := c.p.plan.attns[i]; ok {
+		return c.attention(what, i, out, alpha, at) // attn_js.go: q·kᵀ, softmax and p·v
+	}
 	n := &c.p.g.Nodes[i]
 	size := n.Shape.Size()
 	as, r := c.shape(n, 0), len(n.Shape)

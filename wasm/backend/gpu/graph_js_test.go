@@ -505,33 +505,50 @@ func TestGraphStatesInPlace(t *testing.T) {
 				rng := rand.New(rand.NewPCG(11, 12))
 				for step, at := range []struct{ graph, pos int }{{0, 0}, {1, 4}, {1, 5}, {0, 6}, {1, 10}, {1, 15}, {1, 30}} {
 					g := gs[at.graph]
-					var in []graph.Tensor
-					for _, v := range g.Inputs {
-						n := g.Node(v)
-						switch {
-						case n.DType == graph.Int32:
-							in = append(in, graph.I32Tensor([]int32{int32(at.pos)}, 1))
-						case n.Label == "mask":
-							in = append(in, stateMask(rng, n.Shape[0], n.Shape[1]))
-						default:
-							in = append(in, normalInput(n.Shape...)(rng))
+					in := stepInputs(g, at.pos, rng, func(n *graph.Node) (graph.Tensor, bool) {
+						if n.Label != "mask" {
+							return graph.Tensor{}, false
 						}
-					}
-					w, err := want[at.graph].Run(context.Background(), in)
-					if err != nil {
-						t.Fatal(err)
-					}
-					o, err := got[at.graph].Run(context.Background(), in)
-					if err != nil {
-						t.Fatalf("step %d: %v", step, err)
-					}
-					for j := range w {
-						if err := backendtest.CompareTensors(w[j], o[j], max(graphTolerance(b, false), 2e-4)); err != nil {
-							t.Errorf("step %d (%s at %d), output %d: %v", step, g.Name, at.pos, j, err)
-						}
-					}
+						return stateMask(rng, n.Shape[0], n.Shape[1]), true
+					})
+					compareStep(t, b, got[at.graph], want[at.graph], in, fmt.Sprintf("step %d (%s at %d)", step, g.Name, at.pos))
 				}
 			})
+		}
+	}
+}
+
+// stepInputs are the inputs of a step of state graph g at position pos: pos for its int32 input,
+// special's tensor where it has one (ok), normal draws for the rest.
+func stepInputs(g *graph.Graph, pos int, rng *rand.Rand, special func(n *graph.Node) (t graph.Tensor, ok bool)) []graph.Tensor {
+	var in []graph.Tensor
+	for _, v := range g.Inputs {
+		n := g.Node(v)
+		if n.DType == graph.Int32 {
+			in = append(in, graph.I32Tensor([]int32{int32(pos)}, 1))
+		} else if t, ok := special(n); ok {
+			in = append(in, t)
+		} else {
+			in = append(in, normalInput(n.Shape...)(rng))
+		}
+	}
+	return in
+}
+
+// compareStep runs in on got (b's) and want (the cpu's) and compares every output.
+func compareStep(t *testing.T, b *Backend, got, want backend.Program, in []graph.Tensor, what string) {
+	t.Helper()
+	w, err := want.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := got.Run(context.Background(), in)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	for j := range w {
+		if err := backendtest.CompareTensors(w[j], o[j], max(graphTolerance(b, false), 2e-4)); err != nil {
+			t.Errorf("%s, output %d: %v", what, j, err)
 		}
 	}
 }
@@ -784,6 +801,9 @@ func decodeDispatches(t *testing.T, int8Activations bool) {
 	perLayer := 7
 	if forcePVSplit {
 		perLayer = 8 // p·v split over keys: its chunks, then their merge (TestGraphPVSplit)
+	}
+	if forceAttn {
+		perLayer = 6 // q·kᵀ, softmax and p·v as one dispatch (TestGraphAttention)
 	}
 	if want := perLayer*s.c.Layers + 3; len(ds) != want {
 		for _, d := range ds {

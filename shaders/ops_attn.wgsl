@@ -1,0 +1,327 @@
+// ops_attn.wgsl: one token's attention as one dispatch (the backend's attention plan, attn.go):
+// for each row of q, the scores s_j = alpha·q·k_j over the n cached keys, the softmax over them
+// (SMASK: a key the mask drops weighs 0, and a row that keeps none is all zeros, as
+// ops_softmax.wgsl), and y = beta·Σ_j p_j·v_j. q·kᵀ (ops_matmul.wgsl ABT_GROUP) and p·v with its
+// softmax (AB_SPLIT SOFTMAX) were two dispatches, each bound by latency and fixed cost at a decode
+// step's short caches; here the scores never leave workgroup memory.
+//
+// A workgroup per row of q: rows = batch·m, and row r reads batch r / m of the keys and values,
+// so the query heads that share a KV head (grouped-query attention) are rows of one batch.
+//   Scores: LK = 8 lanes a key, lane l holding the query's elements 32c + 4l … +3 (c < 4: k ≤ 128);
+// each lane group scores R keys a round, their 8 partial sums added in workgroup memory, each
+// score kept in sc (KEYS ≥ n, from the header). The next round's keys are loaded before the
+// round's barriers.
+//   Product: lane l of each group of 32 threads owns outputs 4l … 4l+3 (dv ≤ 128), group g takes
+// keys g, g + GROUPS, …: its own max m_g over the kept ones, l_g = Σ exp(s − m_g) and
+// o_g = Σ exp(s − m_g)·v; then the groups merge, rescaled to their common max (flash decoding's
+// merge, inside one workgroup), so the row's max and sum need no reduction of their own. A
+// group's first two blocks of value rows are loaded before the scores: at short caches the
+// values' latency overlaps the keys'.
+//
+// With STATE, the keys (binding 2) and values (binding 7) are two graph.States of one format and
+// shape read in place (ops_state_load.wgsl's layout; int8 through its word helpers, for both
+// buffers); without, plain f32 (values, or f32 states). With ROPE, q holds a table rotation's
+// input, rotated as it is read (ops_state_rope.wgsl; cos and sin at bindings 5 and 6).
+
+struct Params {
+  rows: u32, // rows of q, a workgroup each
+  m: u32,    // rows of q a batch
+  n: u32,    // keys (≤ KEYS)
+  k: u32,    // elements of a query and of a key (≤ 128)
+  // Element strides of the keys along their batch, key and element axes (ops_matmul.wgsl's b of
+  // a·bᵀ: a transposed cache read in place).
+  sb: u32,
+  sj: u32,
+  sk: u32,
+  alpha: f32, // the scores' factor (a Scale after q·kᵀ: 1/√Dh)
+  // STATE INT8: ops_state_load.wgsl's layout, the keys' and the values' alike.
+  d: u32,
+  scale_word: u32,
+  wpr: u32,
+  rope_h: u32, // ROPE: H and P of q's rotation
+  // SMASK: the mask's layout, as ops_softmax.wgsl's Params.
+  rank: u32,
+  mlast: u32,
+  rope_half: u32,
+  dv: u32, // outputs a row: elements of a value (≤ 128)
+  // Element strides of the values along their batch, output and key axes (b of a·b).
+  vb: u32,
+  vj: u32,
+  vk: u32,
+  beta: f32, // the outputs' factor (a Scale after p·v; 1 without)
+  dims: array<vec4<u32>, 2>,
+  ms: array<vec4<u32>, 2>,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> query: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+#if STATE
+@group(0) @binding(2) var<storage, read> st: array<u32>; // the keys' state
+@group(0) @binding(7) var<storage, read> sv: array<u32>; // the values'
+
+// Word w of the values' state (values) or the keys'.
+fn cache_word(values: bool, w: u32) -> u32 {
+  if (values) {
+    return sv[w];
+  }
+  return st[w];
+}
+
+// Element e of the values (values) or the keys.
+fn cache_at(values: bool, e: u32) -> f32 {
+#if F16
+  return unpack2x16float(cache_word(values, e / 2u))[e & 1u];
+#else
+  return state_int8(e, cache_word(values, state_int8_word(e)), cache_word(values, state_int8_scale(e)));
+#endif
+}
+#else
+@group(0) @binding(2) var<storage, read> key_f32: array<f32>;
+@group(0) @binding(7) var<storage, read> value_f32: array<f32>;
+
+fn cache_at(values: bool, e: u32) -> f32 {
+  if (values) {
+    return value_f32[e];
+  }
+  return key_f32[e];
+}
+#endif
+
+// Elements e + i·stride (i < 4) of the values or keys, 0 where at + i ≥ len (at is e's index
+// along that axis): two words of an f16 state where they are adjacent and the first starts a
+// word, else element by element.
+fn cache4(values: bool, e: u32, at: u32, stride: u32, len: u32) -> vec4<f32> {
+#if F16
+  if (stride == 1u && (e & 1u) == 0u && at + 4u <= len) {
+    return vec4<f32>(unpack2x16float(cache_word(values, e / 2u)), unpack2x16float(cache_word(values, e / 2u + 1u)));
+  }
+#endif
+  var v = vec4<f32>(0.0);
+  for (var i = 0u; i < 4u; i++) {
+    if (at + i < len) {
+      v[i] = cache_at(values, e + i * stride);
+    }
+  }
+  return v;
+}
+
+#if ROPE
+@group(0) @binding(5) var<storage, read> cos_t: array<f32>;
+@group(0) @binding(6) var<storage, read> sin_t: array<f32>;
+
+fn rope_x(i: u32) -> f32 {
+  return query[i];
+}
+
+fn query_at(i: u32) -> f32 {
+  return rotated(i);
+}
+#else
+fn query_at(i: u32) -> f32 {
+  return query[i];
+}
+#endif
+
+const LK: u32 = 8u; // lanes a key
+const R: u32 = 2u; // keys a lane group scores a round
+const SLOTS: u32 = WG / LK; // lane groups
+const KB: u32 = SLOTS * R; // keys a round
+const LANES: u32 = 32u; // lanes of the outputs
+const GROUPS: u32 = WG / LANES;
+const HALF: u32 = GROUPS / 2u;
+const MASKED: u32 = 0xff7fffffu; // −FLT_MAX's bits: the score of a key the mask drops
+const LOWEST: f32 = -3.402823e38;
+
+var<workgroup> sc: array<f32, KEYS>;
+// A round's partial scores (KB keys × LK lanes); then the upper half of the groups' outputs
+// (HALF·LANES vec4s: as many floats).
+var<workgroup> part: array<f32, KB * LK>;
+var<workgroup> merged: array<vec2<f32>, HALF>; // those groups' max and Σe
+
+// A lane's four chunks of a query or a key: elements 32c + 4l … +3 in chunk c.
+struct Chunks {
+  c0: vec4<f32>,
+  c1: vec4<f32>,
+  c2: vec4<f32>,
+  c3: vec4<f32>,
+}
+
+fn query_chunks(row: u32, l: u32) -> Chunks {
+  var c: array<vec4<f32>, 4>;
+  for (var ci = 0u; ci < 4u; ci++) {
+    for (var i = 0u; i < 4u; i++) {
+      let at = 32u * ci + 4u * l + i;
+      if (at < params.k) {
+        c[ci][i] = query_at(row * params.k + at);
+      }
+    }
+  }
+  return Chunks(c[0], c[1], c[2], c[3]);
+}
+
+// Lane l's chunks of key j (below n) of batch bt.
+fn key_chunks(bt: u32, j: u32, l: u32) -> Chunks {
+  let e = bt * params.sb + j * params.sj + 4u * l * params.sk;
+  let s32 = 32u * params.sk;
+  let k = params.k;
+  return Chunks(cache4(false, e, 4u * l, params.sk, k), cache4(false, e + s32, 4u * l + 32u, params.sk, k),
+                cache4(false, e + 2u * s32, 4u * l + 64u, params.sk, k), cache4(false, e + 3u * s32, 4u * l + 96u, params.sk, k));
+}
+
+fn chunks_dot(a: Chunks, b: Chunks) -> f32 {
+  return dot(a.c0, b.c0) + dot(a.c1, b.c1) + dot(a.c2, b.c2) + dot(a.c3, b.c3);
+}
+
+// Four value rows: keys j, j + GROUPS, j + 2·GROUPS, j + 3·GROUPS.
+struct Rows {
+  r0: vec4<f32>,
+  r1: vec4<f32>,
+  r2: vec4<f32>,
+  r3: vec4<f32>,
+}
+
+// Outputs d0 … d0+3 of value row j of batch bt; 0 past the keys (no load).
+fn value4(bt: u32, d0: u32, j: u32) -> vec4<f32> {
+  if (j >= params.n) {
+    return vec4<f32>(0.0);
+  }
+  return cache4(true, bt * params.vb + j * params.vk + d0 * params.vj, d0, params.vj, params.dv);
+}
+
+fn value_rows(bt: u32, d0: u32, j: u32) -> Rows {
+  return Rows(value4(bt, d0, j), value4(bt, d0, j + GROUPS), value4(bt, d0, j + 2u * GROUPS), value4(bt, d0, j + 3u * GROUPS));
+}
+
+// exp(s_j − mx) where key j exists and the mask keeps it, else 0.
+fn weight(j: u32, mx: f32) -> f32 {
+  if (j >= params.n) {
+    return 0.0;
+  }
+  let s = sc[j];
+  return select(exp(s - mx), 0.0, bitcast<u32>(s) == MASKED);
+}
+
+// A group's partial result: its max, Σe and Σe·v.
+struct Partial {
+  mx: f32,
+  l: f32,
+  o: vec4<f32>,
+}
+
+// Slot h's partial (lane's outputs) as the upper half left it.
+fn slot_partial(h: u32, lane: u32) -> Partial {
+  let b = 4u * (h * LANES + lane);
+  let ml = merged[h];
+  return Partial(ml.x, ml.y, vec4<f32>(part[b], part[b + 1u], part[b + 2u], part[b + 3u]));
+}
+
+fn put_partial(h: u32, lane: u32, p: Partial) {
+  let b = 4u * (h * LANES + lane);
+  for (var i = 0u; i < 4u; i++) {
+    part[b + i] = p.o[i];
+  }
+  if (lane == 0u) {
+    merged[h] = vec2<f32>(p.mx, p.l);
+  }
+}
+
+// a and b rescaled to their common max and added.
+fn merge(a: Partial, b: Partial) -> Partial {
+  let mx = max(a.mx, b.mx);
+  let fa = exp(a.mx - mx);
+  let fb = exp(b.mx - mx);
+  return Partial(mx, a.l * fa + b.l * fb, a.o * fa + b.o * fb);
+}
+
+// Scores of the row's keys into sc (MASKED where the mask drops one).
+fn scores(row: u32, bt: u32, tid: u32) {
+  let n = params.n;
+  let mb = mask_base(row);
+  let slot = tid / LK;
+  let l = tid % LK;
+  let qc = query_chunks(row, l);
+  var k0 = key_chunks(bt, min(slot, n - 1u), l);
+  var k1 = key_chunks(bt, min(slot + SLOTS, n - 1u), l);
+  for (var jb = 0u; jb < n; jb += KB) { // uniform: the barriers stay in uniform control flow
+    let keep = kept(mb, min(jb + tid % KB, n - 1u)); // the mask's load, issued early
+    let s0 = chunks_dot(qc, k0);
+    let s1 = chunks_dot(qc, k1);
+    if (jb + KB < n) { // the next round's keys, in flight across this round's barriers
+      k0 = key_chunks(bt, min(jb + KB + slot, n - 1u), l);
+      k1 = key_chunks(bt, min(jb + KB + SLOTS + slot, n - 1u), l);
+    }
+    part[slot * LK + l] = s0;
+    part[(SLOTS + slot) * LK + l] = s1;
+    workgroupBarrier();
+    let j = jb + tid;
+    if (tid < KB && j < n) {
+      var s = 0.0;
+      for (var i = 0u; i < LK; i++) {
+        s += part[tid * LK + i];
+      }
+      sc[j] = select(bitcast<f32>(MASKED), s * params.alpha, keep);
+    }
+    workgroupBarrier();
+  }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) tid: u32) {
+  let row = flat_group(wid, nwg);
+  if (row >= params.rows) {
+    return; // the whole workgroup: past the grid's end
+  }
+  let n = params.n;
+  let bt = row / params.m;
+  let lane = tid % LANES;
+  let grp = tid / LANES;
+  let d0 = 4u * lane;
+  var v = value_rows(bt, d0, grp); // before the scores: their latency overlaps the keys'
+  var w = value_rows(bt, d0, grp + 4u * GROUPS);
+  scores(row, bt, tid);
+  var p = Partial(LOWEST, 0.0, vec4<f32>(0.0));
+  for (var j = grp; j < n; j += GROUPS) {
+    let s = sc[j];
+    if (bitcast<u32>(s) != MASKED) {
+      p.mx = max(p.mx, s);
+    }
+  }
+  for (var j = grp; j < n; j += 4u * GROUPS) {
+    let e0 = weight(j, p.mx);
+    let e1 = weight(j + GROUPS, p.mx);
+    let e2 = weight(j + 2u * GROUPS, p.mx);
+    let e3 = weight(j + 3u * GROUPS, p.mx);
+    p.o += e0 * v.r0 + e1 * v.r1 + e2 * v.r2 + e3 * v.r3;
+    p.l += e0 + e1 + e2 + e3;
+    v = w;
+    w = value_rows(bt, d0, j + 8u * GROUPS);
+  }
+  // The upper half's partials into the lower half's, those into group 0's.
+  if (grp >= HALF) {
+    put_partial(grp - HALF, lane, p);
+  }
+  workgroupBarrier();
+  if (grp < HALF) {
+    p = merge(p, slot_partial(grp, lane));
+  }
+  workgroupBarrier();
+  if (grp < HALF) {
+    put_partial(grp, lane, p);
+  }
+  workgroupBarrier();
+  if (grp == 0u) {
+    p = slot_partial(0u, lane);
+    for (var h = 1u; h < HALF; h++) {
+      p = merge(p, slot_partial(h, lane));
+    }
+    let inv = select(0.0, 1.0 / p.l, p.l > 0.0) * params.beta;
+    for (var i = 0u; i < 4u; i++) {
+      if (d0 + i < params.dv) {
+        y[row * params.dv + d0 + i] = p.o[i] * inv;
+      }
+    }
+  }
+}

@@ -1,0 +1,113 @@
+//go:build js && wasm
+
+package gpu
+
+import (
+	"math"
+	"math/bits"
+
+	"github.com/nibble-ml/nibble/shaders"
+	"github.com/nibble-ml/nibble/wasm/graph"
+	"github.com/nibble-ml/nibble/wasm/webgpu"
+)
+
+// attnMax is the most cached keys for which one token's attention runs, on hardware adapters,
+// as one dispatch (ops_attn.wgsl, attn.go) instead of q·kᵀ and p·v: a workgroup of attnWG
+// threads (a power of two, 64 to 1024, at most the device's) per query row. On an H200 the two
+// took 5.8 + 8.3 µs a layer at 128 keys for ~2 MB (NOTES.md): latency and fixed cost. One
+// workgroup a row leaves most SMs idle, so from some length the split products win; 1024 is a
+// guess until measured. forceAttn runs every attention the kernel takes (any adapter, any
+// length its workgroup memory holds): the package's tests on SwiftShader, BenchmarkDecode's
+// -nibble.attn=on. BenchmarkDecode's -nibble.attn, -nibble.attnmax and -nibble.attnwg set them.
+var (
+	attnMax   = 1024
+	forceAttn bool
+	attnWG    = 512
+)
+
+// attnWorkgroup is the threads of an attention's workgroup on this device.
+func (c *compiler) attnWorkgroup() int {
+	dl := c.p.b.dev.Limits()
+	return min(attnWG, dl.MaxComputeInvocationsPerWorkgroup, dl.MaxComputeWorkgroupSizeX)
+}
+
+// attnKeys is arenaLimits.attnKeys on this device: the most keys the kernel's workgroup memory
+// holds (a power of two), capped by attnMax unless forced; 0 on software adapters (unless
+// forced) or where none fit.
+func (c *compiler) attnKeys() int {
+	if !forceAttn && (c.p.b.caps.Software || attnMax <= 0) {
+		return 0
+	}
+	key := shaders.OpKey{Family: shaders.OpAttention, Variant: "decode", WG: c.attnWorkgroup(), Softmax: "plain", Keys: attnMinKeys}
+	if key.Validate() != nil {
+		return 0
+	}
+	for next := key; ; key = next {
+		next.Keys *= 2
+		if next.Validate() != nil {
+			break
+		}
+	}
+	if forceAttn {
+		return key.Keys
+	}
+	return min(key.Keys, attnMax)
+}
+
+// attnMinKeys is the fewest scores a kernel holds: short caches share one variant.
+const attnMinKeys = 64
+
+// attention queues p·v node i and the q·kᵀ and softmax it computes (attn.go) as one dispatch
+// into out's storage (i, or a Scale of it: its factor is beta).
+func (c *compiler) attention(what string, i int, out graph.Value, beta float32, at attention) error {
+	p, g := c.p, c.p.g
+	pv, qk := &g.Nodes[i], &g.Nodes[at.qk]
+	r := len(qk.Shape)
+	qs := c.shape(qk, 0)
+	M, K, N, Dv := qs[r-2], qs[r-1], qk.Shape[r-1], pv.Shape[r-1]
+	rows := qk.Shape.Size() / N
+	kv, vv := p.plan.bOperand(g, at.qk), p.plan.bOperand(g, graph.Value(i))
+	ksrc, vsrc := graph.None, graph.None
+	if _, ok := p.plan.stridedB[int(at.qk)]; ok {
+		ksrc = kv
+	}
+	if _, ok := p.plan.stridedB[i]; ok {
+		vsrc = vv
+	}
+	sb, sj, sk := bStrides(g, qk, ksrc)
+	vb, vj, vk := bStrides(g, pv, vsrc)
+	key := shaders.OpKey{Family: shaders.OpAttention, Variant: "decode", WG: c.attnWorkgroup(), Softmax: "plain",
+		Keys: max(attnMinKeys, 1<<bits.Len(uint(N-1)))}
+	words := make([]uint32, 36)
+	copy(words, []uint32{uint32(rows), uint32(M), uint32(N), uint32(K), uint32(sb), uint32(sj), uint32(sk), math.Float32bits(at.alpha)})
+	copy(words[15:], []uint32{uint32(Dv), uint32(vb), uint32(vj), uint32(vk), math.Float32bits(beta)})
+	kb, vbind := p.bind(2, kv), p.bind(7, vv)
+	if s := c.stateInPlace(kv); s != nil {
+		// The caches' buffers, read in place: one format and shape (attn.go), so one layout.
+		kb = webgpu.BufferBinding{Binding: 2, Buffer: s.buf, Size: s.buf.Size()}
+		key.State = map[graph.StateFormat]string{graph.StateF16: "f16", graph.StateInt8: "int8"}[s.spec.Storage]
+		copy(words[8:], []uint32{uint32(s.d), uint32(s.scaleAt), uint32(s.wpr)})
+	}
+	if s := c.stateInPlace(vv); s != nil {
+		vbind = webgpu.BufferBinding{Binding: 7, Buffer: s.buf, Size: s.buf.Size()}
+	}
+	operands := []webgpu.BufferBinding{p.bind(1, qk.Inputs[0]), kb, p.bind(3, out), vbind}
+	if rot, ok := p.plan.rotatedReads[int(at.qk)]; ok {
+		m, rn := p.plan.ropes[rot], &g.Nodes[rot]
+		key.Rope = true
+		operands[0] = p.bind(1, m.x)
+		operands = append(operands, p.bind(5, m.cos), p.bind(6, m.sin))
+		words[11], words[14] = uint32(rn.Shape[1]), uint32(rn.Shape[2])
+	}
+	if sm := p.plan.softmaxes[i]; sm.mask != graph.None {
+		key.Softmax = "masked"
+		mw, err := c.maskWords(&g.Nodes[sm.softmax])
+		if err != nil {
+			return err
+		}
+		words[12], words[13] = mw[0], mw[1]
+		copy(words[20:], mw[4:])
+		operands = append(operands, p.bind(4, sm.mask))
+	}
+	return c.dispatch(what+" (attention)", key, words, rows, operands...)
+}

@@ -1,0 +1,132 @@
+package gpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/nibble-ml/nibble/shaders"
+	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/backend/backendtest"
+	"github.com/nibble-ml/nibble/wasm/backend/cpu"
+	"github.com/nibble-ml/nibble/wasm/graph"
+)
+
+// TestGraphAttention runs one token's attention as one dispatch (forceAttn: ops_attn.wgsl)
+// against the cpu on poisoned arenas: caches stored as f32, f16 and int8 read in place, three
+// attentions a graph (grouped-query: 3 query heads a KV head; a query of 40 elements rotated as
+// it is read, scaled, its softmax masked per query head with rows keeping a prefix, a third or
+// nothing; 5 elements, odd rows of an f16 cache starting mid-word, a plain softmax, p·v scaled
+// after; 128 elements, word-aligned, masked as llama masks), in a prefill of 2 rows and a
+// decode step of 1, over 1, 13, 70 and 300 keys (within a round of the scores, past one, past
+// several rounds and value blocks); with workgroups of 64 and 256 threads; then the suite's
+// decoder block (keys and values f32 values, rank-4 batches) and TestDecodeDispatches, 6 a
+// layer.
+func TestGraphAttention(t *testing.T) {
+	poisoned(t)
+	forceAttn, forceSoftmaxProducts = true, true
+	t.Cleanup(func() { forceAttn, forceSoftmaxProducts, attnWG = false, false, 512 })
+	ref := cpu.New()
+	for _, wg := range []int{64, 256} {
+		attnWG = wg
+		b := newBackend(t, Options{})
+		for _, storage := range []graph.StateFormat{graph.StateF32, graph.StateF16, graph.StateInt8} {
+			for _, keep := range []int{1, 13, 70, 300} {
+				t.Run(fmt.Sprintf("wg%d/%s/keep%d", wg, storage, keep), func(t *testing.T) {
+					gs := attentionGraphs(t, storage, keep)
+					got, want := openStates(t, b, b, gs), openStates(t, ref, ref, gs)
+					for _, p := range got {
+						if n := len(p.(*program).plan.attns); n != 3 {
+							t.Fatalf("%s: %d attentions as one dispatch, want 3", p.(*program).g.Name, n)
+						}
+					}
+					if !compiledFamily(b, shaders.OpAttention) {
+						t.Fatal("no attention kernel compiled")
+					}
+					runAttention(t, b, gs, got, want, keep)
+				})
+			}
+		}
+		backendtest.RunGraphs(t, b, backendtest.GraphOptions{Only: "block/decoder-", Tolerance: graphTolerance(b, true)})
+	}
+	attnWG = 512
+	t.Run("dispatches", TestDecodeDispatches) // 6 a layer
+}
+
+// runAttention runs gs's programs on b and the cpu at a sequence of positions: masks of
+// stateMask's rows ("mask") and causal ones ("causal"), row t keeping the keys up to pos + t.
+func runAttention(t *testing.T, b *Backend, gs []*graph.Graph, got, want []backend.Program, keep int) {
+	rng := rand.New(rand.NewPCG(21, uint64(keep)))
+	for step, at := range []struct{ graph, pos int }{{0, 0}, {1, 2}, {1, 3}, {0, 5}, {1, keep / 2}, {1, keep}} {
+		g := gs[at.graph]
+		in := stepInputs(g, at.pos, rng, func(n *graph.Node) (graph.Tensor, bool) {
+			s := n.Shape
+			switch n.Label {
+			case "mask":
+				return graph.F32Tensor(stateMask(rng, s[0]*s[1], s[2]).F32, s...), true
+			case "causal":
+				m := make([]float32, s.Size())
+				for i := range m {
+					if i%keep <= at.pos+i/keep {
+						m[i] = 1
+					}
+				}
+				return graph.F32Tensor(m, s...), true
+			}
+			return graph.Tensor{}, false
+		})
+		compareStep(t, b, got[at.graph], want[at.graph], in, fmt.Sprintf("step %d (%s at %d)", step, g.Name, at.pos))
+	}
+}
+
+// attentionGraphs are TestGraphAttention's prefill (2 rows) and decode (1 row) graphs over
+// caches of the given storage, attending over keep rows.
+func attentionGraphs(t *testing.T, storage graph.StateFormat, keep int) []*graph.Graph {
+	const KV, G = 2, 3
+	S := keep + 8 // room for every step's rows past keep
+	var gs []*graph.Graph
+	for _, rows := range []int{2, 1} {
+		g := graph.New(fmt.Sprintf("attention/%s/keep%d/rows%d", storage, keep, rows))
+		pos := g.Input("pos", graph.Int32, 1)
+		cos, sin := g.Input("cos", graph.Float32, rows, 1, 20, 1), g.Input("sin", graph.Float32, rows, 1, 20, 1)
+		// attend is llama's attention over new keys k and values v [rows, KV, Dh] written into
+		// caches of Dh elements, the query q [rows, KV·G, Dh]: [KV, G·rows, Dh], the scores
+		// scaled (unless scale is 0) and the result times alpha (a Scale unless 1).
+		attend := func(name string, dh int, q graph.Value, scale float32, mask graph.Value, alpha float32) graph.Value {
+			k, v := g.Input(name+"k", graph.Float32, rows, KV, dh), g.Input(name+"v", graph.Float32, rows, KV, dh)
+			ks := g.StateWrite(name+"k write", g.State(name+"k", storage, S, KV, dh), k, pos, keep)
+			vs := g.StateWrite(name+"v write", g.State(name+"v", storage, S, KV, dh), v, pos, keep)
+			qg := g.Reshape(name+"q flat", g.Transpose(name+"q t", g.Reshape(name+"q group", q, rows, KV, G, dh), 1, 2, 0, 3), KV, G*rows, dh)
+			s := g.MatMul(name+"qk", qg, g.Transpose(name+"kt", ks, 1, 0, 2), true)
+			if scale != 0 {
+				s = g.Scale(name+"scale", s, scale)
+			}
+			p := g.Reshape(name+"p flat", g.Softmax(name+"p", g.Reshape(name+"scores", s, KV, G, rows, keep), mask), KV, G*rows, keep)
+			o := g.MatMul(name+"pv", p, g.Transpose(name+"vt", vs, 1, 0, 2), false)
+			if alpha != 1 {
+				o = g.Scale(name+"half", o, alpha)
+			}
+			return o
+		}
+		rq := tableRotate(g, g.Input("qraw", graph.Float32, rows, KV*G, 40), cos, sin)
+		a := attend("a/", 40, rq, float32(1/math.Sqrt(40)), g.Input("mask", graph.Float32, G, rows, keep), 1)
+		b := attend("b/", 5, g.Input("q5", graph.Float32, rows, KV*G, 5), 0, graph.None, 0.5)
+		c := attend("c/", 128, g.Input("q128", graph.Float32, rows, KV*G, 128), 0.125, g.Input("causal", graph.Float32, rows, keep), 1)
+		if err := g.Output(a, b, c); err != nil {
+			t.Fatal(err)
+		}
+		gs = append(gs, g)
+	}
+	return gs
+}
+
+// compiledFamily reports whether b compiled an op kernel of family f.
+func compiledFamily(b *Backend, f shaders.OpFamily) bool {
+	for k := range b.ops {
+		if k.Family == f {
+			return true
+		}
+	}
+	return false
+}
