@@ -16,9 +16,9 @@ import (
 // threads (a power of two, 64 to 1024, at most the device's) per query row. On an H200 the two
 // took 5.8 + 8.3 µs a layer at 128 keys for ~2 MB (NOTES.md): latency and fixed cost. One
 // workgroup a row leaves most SMs idle, so from some length the split products win; 1024 is a
-// guess until measured. forceAttn runs every attention the kernel takes (any adapter, any
-// length its workgroup memory holds): the package's tests on SwiftShader, BenchmarkDecode's
-// -nibble.attn=on. BenchmarkDecode's -nibble.attn, -nibble.attnmax and -nibble.attnwg set them.
+// guess until measured. forceAttn runs every attention the kernel takes (any adapter, whose
+// softmaxes then run inside the products too, any length its workgroup memory holds): the
+// package's tests on SwiftShader, BenchmarkDecode's -nibble.attn=on. BenchmarkDecode's -nibble.attn, -nibble.attnmax and -nibble.attnwg set them.
 var (
 	attnMax   = 1024
 	forceAttn bool

@@ -184,7 +184,7 @@ func (c *compiler) compile() error {
 	}
 	// Software adapters run products one invocation per output (splitMatMul): there each would
 	// recompute its row's softmax, where the softmax's own dispatch costs them nothing much.
-	lim.softmaxProducts = !b.caps.Software || forceSplitMatMul || forceSoftmaxProducts
+	lim.softmaxProducts = !b.caps.Software || forceSplitMatMul || forceSoftmaxProducts || forceAttn
 	lim.attnKeys = c.attnKeys() // attn_js.go
 	if fuseGEMVGroups && b.tune.GEMVKernel == shaders.GEMVHW {
 		lim.gemvWeights = 3 // linearGroup runs fewer where the bindings do not fit
