@@ -20,17 +20,22 @@ import (
 // nothing; 5 elements, odd rows of an f16 cache starting mid-word, a plain softmax, p·v scaled
 // after; 128 elements, word-aligned, masked as llama masks), in a prefill of 2 rows and a
 // decode step of 1, over 1, 13, 70 and 300 keys (within a round of the scores, past one, past
-// several rounds and value blocks); with workgroups of 64 and 256 threads; then the suite's
-// decoder block (keys and values f32 values, rank-4 batches) and TestDecodeDispatches, 6 a
-// layer.
+// several rounds and value blocks); with workgroups of 64 to 1024 threads (as many as the
+// device takes: 256 on SwiftShader); then the suite's decoder block (keys and values f32
+// values, rank-4 batches) and TestDecodeDispatches, 6 a layer.
 func TestGraphAttention(t *testing.T) {
 	poisoned(t)
 	forceAttn, forceSoftmaxProducts = true, true
 	t.Cleanup(func() { forceAttn, forceSoftmaxProducts, attnWG = false, false, 512 })
 	ref := cpu.New()
-	for _, wg := range []int{64, 256} {
+	ran := map[int]bool{}
+	for _, wg := range []int{64, 256, 512, 1024} {
 		attnWG = wg
 		b := newBackend(t, Options{})
+		if wg = (&compiler{p: &program{b: b}}).attnWorkgroup(); ran[wg] {
+			continue // the device's largest workgroup, run already
+		}
+		ran[wg] = true
 		for _, storage := range []graph.StateFormat{graph.StateF32, graph.StateF16, graph.StateInt8} {
 			for _, keep := range []int{1, 13, 70, 300} {
 				t.Run(fmt.Sprintf("wg%d/%s/keep%d", wg, storage, keep), func(t *testing.T) {
