@@ -13,14 +13,16 @@ import (
 
 // attnMax is the most cached keys for which one token's attention runs, on hardware adapters,
 // as one dispatch (ops_attn.wgsl, attn.go) instead of q·kᵀ and p·v: a workgroup of attnWG
-// threads (a power of two, 64 to 1024, at most the device's) per query row. On an H200 the two
-// took 5.8 + 8.3 µs a layer at 128 keys for ~2 MB (NOTES.md): latency and fixed cost. One
-// workgroup a row leaves most SMs idle, so from some length the split products win; 1024 is a
-// guess until measured. forceAttn runs every attention the kernel takes (any adapter, whose
-// softmaxes then run inside the products too, any length its workgroup memory holds): the
-// package's tests on SwiftShader, BenchmarkDecode's -nibble.attn=on. BenchmarkDecode's -nibble.attn, -nibble.attnmax and -nibble.attnwg set them.
+// threads (a power of two, 64 to 1024, at most the device's) per query row. 0: never, the
+// default. On an H200 (run 22, NOTES.md; 7B step, int8 activations) it took 16.8 µs a layer at
+// 128 keys against the two products' 5.8 + 8.3, 44.0 against 7.7 + 14.3 at 512 and 79.8 against
+// 10.5 + 21.1 at 1024: one workgroup a head keeps 32 of 132 SMs busy, and its serial walk over
+// the keys costs more than the dispatch it saves. forceAttn runs every attention the kernel takes
+// (any adapter, whose softmaxes then run inside the products too, any length its workgroup
+// memory holds): the package's tests on SwiftShader, BenchmarkDecode's -nibble.attn=on.
+// BenchmarkDecode's -nibble.attn, -nibble.attnmax and -nibble.attnwg set them.
 var (
-	attnMax   = 1024
+	attnMax   = 0
 	forceAttn bool
 	attnWG    = 512
 )

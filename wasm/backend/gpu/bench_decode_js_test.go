@@ -47,7 +47,7 @@ var (
 	benchPVChunk    = flag.Int("nibble.pvchunk", 0, "keys a workgroup of -nibble.pvsplit's first dispatch (0: pvChunkFor's)")
 	benchPVWG       = flag.Int("nibble.pvsplitwg", 256, "threads a workgroup of -nibble.pvsplit's dispatches (32 to 512)")
 	benchAttn       = flag.String("nibble.attn", "auto", "run one token's attention as one dispatch (ops_attn.wgsl: q·kᵀ, its softmax and p·v): auto (up to -nibble.attnmax keys on hardware adapters), on (at every length its workgroup memory holds), off (q·kᵀ, then p·v with its softmax)")
-	benchAttnMax    = flag.Int("nibble.attnmax", 1024, "cached keys up to which -nibble.attn=auto runs attention as one dispatch")
+	benchAttnMax    = flag.Int("nibble.attnmax", 0, "cached keys up to which -nibble.attn=auto runs attention as one dispatch (0: never)")
 	benchAttnWG     = flag.Int("nibble.attnwg", 512, "threads a workgroup of -nibble.attn's dispatch (64 to 1024, at most the device's)")
 )
 
@@ -182,7 +182,7 @@ func BenchmarkDecode(b *testing.B) {
 	if *benchAttn == "off" {
 		attnMax = 0
 	}
-	defer func() { attnMax, attnWG, forceAttn = 1024, 512, false }()
+	defer func() { attnMax, attnWG, forceAttn = 0, 512, false }()
 	be := newBackend(b, Options{Timing: true, Int8Activations: *benchA8Decode})
 	if err := a8DecodeShapes(&be.tune, *benchA8Shape, *benchA8Wide); err != nil {
 		b.Fatal(err)
