@@ -90,7 +90,7 @@ type program struct {
 	zeroIDs  *webgpu.Buffer // one int32 0: the ids of the gathers that densify weights
 	params   *webgpu.Buffer
 	readback *webgpu.Buffer
-	scratch  *webgpu.Buffer // the key-split products' partials (pv_split_js.go), or nil
+	scratch  *webgpu.Buffer // split products' partials (scratchBuffer), or nil
 	steps    []step
 	forward  *webgpu.Dispatches // steps as one prepared list: a forward's pass is one call
 	inputs   []ioRange          // per g.Inputs (size 0: an input nothing reads)
@@ -107,11 +107,6 @@ type program struct {
 	next  *webgpu.CommandBuffer
 	runs  uint64 // runs submitted, queued ones included: a Feed names the last (run_js.go)
 	chain chain  // Queue's readback buffers and commands (run_js.go)
-
-	// part holds the partial products of GEMMs split along K, partBytes of them
-	// (matmul_bind_js.go's needPart, partBuffer).
-	part      *webgpu.Buffer
-	partBytes int64
 }
 
 // step is one dispatch, or a Linear's matmul (its own pipeline and one dispatch per chunk, two
@@ -200,7 +195,7 @@ func (c *compiler) compile() error {
 	if err := c.buffers(); err != nil {
 		return err
 	}
-	if err := c.keySplitScratch(); err != nil {
+	if err := c.scratchBuffer(); err != nil {
 		return err
 	}
 	c.statePairs, c.pairedWith = findStateWritePairs(g, p.plan.needed, p.plan.rotatedReads), map[int]int{}
@@ -782,7 +777,6 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	x.Size = int64(m*kp) * 4
 	y := p.bind(3, out)
 	key := keyFor(w.l.format, w.l.n, m, p.b.feat, p.b.tune)
-	p.needPart(key, m, w.l.n)
 	var extra []webgpu.BufferBinding
 	if res != graph.None {
 		key.Residual = true
@@ -807,11 +801,7 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	si := len(p.steps) - 1
 	label := c.label(what)
 	c.later = append(c.later, func() error {
-		part, err := p.partBuffer(c.label("partial products"))
-		if err != nil {
-			return err
-		}
-		bm, err := p.b.bindMatMul(label, w, key, m, x, y, part, c.withParams(pars), extra...)
+		bm, err := p.b.bindMatMul(label, w, key, m, x, y, p.scratch, c.withParams(pars), extra...)
 		p.steps[si].mm = bm
 		return err
 	})
@@ -916,7 +906,38 @@ func i32bytes(v []int32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
 }
 
-// poison fills every arena slab, and the key-split products' scratch, with NaN.
+// scratchBuffer creates the program's scratch, as large as the largest of its split products
+// needs: the partial products of a GEMM split along K across workgroups (partBytes: the slices'
+// sums, added into y by a second dispatch) and those of a softmax product split over keys
+// (keySplitOf: each chunk's max, Σe and Σe·v, merged by a second dispatch). One buffer serves
+// them all: the dispatches of a pass run in order, each product's second dispatch before the
+// next product writes. The program's own rather than the backend's, so that no later growth can
+// leave its bind groups pointing at a destroyed buffer; made before any op binds it.
+func (c *compiler) scratchBuffer() error {
+	p := c.p
+	var size int64
+	for i, n := range p.g.Nodes {
+		if !p.plan.needed[i] {
+			continue
+		}
+		if n.Op == graph.OpLinear {
+			w := c.linearWeight(graph.Value(i))
+			m := p.g.Nodes[n.Inputs[0]].Shape.Size() / w.l.k
+			size = max(size, partBytes(keyFor(w.l.format, w.l.n, m, p.b.feat, p.b.tune), m, w.l.n))
+		}
+		if s, ok := c.keySplitOf(i); ok {
+			size = max(size, s.scratchAt)
+		}
+	}
+	if size == 0 {
+		return nil
+	}
+	var err error
+	p.scratch, err = p.b.dev.CreateBuffer(c.label("split products' partials"), size, webgpu.BufferStorage|webgpu.BufferCopyDst)
+	return err
+}
+
+// poison fills every arena slab, and the split products' scratch, with NaN.
 func (p *program) poison() error {
 	const chunk = 1 << 20
 	nan := make([]float32, chunk/4)
@@ -984,9 +1005,8 @@ func (p *program) destroy() {
 	for _, s := range p.slabs {
 		s.Destroy()
 	}
-	for _, buf := range []*webgpu.Buffer{p.consts, p.zeroIDs, p.params, p.readback, p.scratch, p.part} {
+	for _, buf := range []*webgpu.Buffer{p.consts, p.zeroIDs, p.params, p.readback, p.scratch} {
 		buf.Destroy()
 	}
-	p.scratch = nil
-	p.slabs, p.consts, p.zeroIDs, p.params, p.readback, p.part = nil, nil, nil, nil, nil, nil
+	p.slabs, p.consts, p.zeroIDs, p.params, p.readback, p.scratch = nil, nil, nil, nil, nil, nil
 }

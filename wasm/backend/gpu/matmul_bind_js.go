@@ -126,27 +126,6 @@ func (bm *boundMatMul) dispatches() []webgpu.Dispatch {
 	return out
 }
 
-// needPart notes that a Linear of the program runs key over m activation rows of a weight of n
-// rows, so that the program's scratch for partial products (partBuffer) holds what it writes.
-// Call it while compiling, before c.later runs.
-func (p *program) needPart(key shaders.Key, m, n int) {
-	p.partBytes = max(p.partBytes, partBytes(key, m, n))
-}
-
-// partBuffer is the program's scratch for the partial products of its GEMMs split along K,
-// made on first use as large as needPart said (nil when no Linear splits). One buffer serves
-// them all: the dispatches of a pass run in order, each sum before the next GEMM writes. The
-// program's own rather than the backend's, so that no later growth can leave its bind groups
-// pointing at a destroyed buffer.
-func (p *program) partBuffer(label string) (*webgpu.Buffer, error) {
-	if p.part != nil || p.partBytes == 0 {
-		return p.part, nil
-	}
-	var err error
-	p.part, err = p.b.dev.CreateBuffer(label, p.partBytes, webgpu.BufferStorage|webgpu.BufferCopyDst)
-	return p.part, err
-}
-
 // linearGroup queues the Linears of one x (fuse.go's findLinearGroups) as GEMV dispatches of
 // several weights each (gemv_hw.wgsl MULTI): as many at a time as the device's storage bindings
 // allow, where their weights share a layout but for N (one chunk each, every weight's rows but

@@ -35,9 +35,10 @@ func pvChunkFor(k int) int {
 	return max(64, k/16)
 }
 
-// pvScratchMax bounds the scratch of a program's key-split products, shared by them all (they
-// run one after the other): a product whose partials would need more (a long prefill's many
-// rows, which the split product's workgroups fill a GPU with anyway) runs unsplit.
+// pvScratchMax bounds a key-split product's partials in the program's scratch (scratchBuffer,
+// shared with every split product: they run one after the other): a product whose partials would
+// need more (a long prefill's many rows, which the split product's workgroups fill a GPU with
+// anyway) runs unsplit.
 const pvScratchMax = 8 << 20
 
 // keySlice is ops_matmul.wgsl's SLICE: the outputs of a row one workgroup of either kernel takes.
@@ -70,23 +71,6 @@ func (c *compiler) keySplitOf(i int) (keySplit, bool) {
 	s.chunks = groupsFor(K, s.chunk)
 	s.scratchAt = int64(s.rows*s.chunks*(N+2)) * 4
 	return s, s.scratchAt <= pvScratchMax
-}
-
-// keySplitScratch creates the scratch of the program's key-split products, as large as the
-// largest needs, before any op binds it.
-func (c *compiler) keySplitScratch() error {
-	var size int64
-	for i := range c.p.plan.softmaxes {
-		if s, ok := c.keySplitOf(i); ok && c.p.plan.needed[i] {
-			size = max(size, s.scratchAt)
-		}
-	}
-	if size == 0 {
-		return nil
-	}
-	var err error
-	c.p.scratch, err = c.p.b.dev.CreateBuffer(c.label("key-split partials"), size, webgpu.BufferStorage|webgpu.BufferCopyDst)
-	return err
 }
 
 // keySplitProduct queues softmax product i as AB_CHUNKS and AB_MERGE: k, words and operands are
