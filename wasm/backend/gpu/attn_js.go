@@ -86,21 +86,14 @@ func (c *compiler) attention(what string, i int, out graph.Value, beta float32, 
 	kb, vbind := p.bind(2, kv), p.bind(7, vv)
 	if s := c.stateInPlace(kv); s != nil {
 		// The caches' buffers, read in place: one format and shape (attn.go), so one layout.
-		kb = webgpu.BufferBinding{Binding: 2, Buffer: s.buf, Size: s.buf.Size()}
-		key.State = map[graph.StateFormat]string{graph.StateF16: "f16", graph.StateInt8: "int8"}[s.spec.Storage]
-		copy(words[8:], []uint32{uint32(s.d), uint32(s.scaleAt), uint32(s.wpr)})
+		kb = s.whole(2)
+		s.readInPlace(&key, words)
 	}
 	if s := c.stateInPlace(vv); s != nil {
-		vbind = webgpu.BufferBinding{Binding: 7, Buffer: s.buf, Size: s.buf.Size()}
+		vbind = s.whole(7)
 	}
 	operands := []webgpu.BufferBinding{p.bind(1, qk.Inputs[0]), kb, p.bind(3, out), vbind}
-	if rot, ok := p.plan.rotatedReads[int(at.qk)]; ok {
-		m, rn := p.plan.ropes[rot], &g.Nodes[rot]
-		key.Rope = true
-		operands[0] = p.bind(1, m.x)
-		operands = append(operands, p.bind(5, m.cos), p.bind(6, m.sin))
-		words[11], words[14] = uint32(rn.Shape[1]), uint32(rn.Shape[2])
-	}
+	words, operands = c.rotatedA(int(at.qk), &key, words, operands)
 	if sm := p.plan.softmaxes[i]; sm.mask != graph.None {
 		key.Softmax = "masked"
 		mw, err := c.maskWords(&g.Nodes[sm.softmax])

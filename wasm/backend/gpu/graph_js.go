@@ -577,20 +577,11 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 	bb := c.p.bind(2, b)
 	if s := c.stateInPlace(b); s != nil {
 		// b is the state's buffer: read in place, no f32 copy (fuse.go's findStatesInPlace).
-		bb = webgpu.BufferBinding{Binding: 2, Buffer: s.buf, Size: s.buf.Size()}
-		k.State = map[graph.StateFormat]string{graph.StateF16: "f16", graph.StateInt8: "int8"}[s.spec.Storage]
-		copy(words[8:], []uint32{uint32(s.d), uint32(s.scaleAt), uint32(s.wpr)})
+		bb = s.whole(2)
+		s.readInPlace(&k, words)
 	}
 	operands := []webgpu.BufferBinding{c.p.bind(1, n.Inputs[0]), bb, c.p.bind(3, out)}
-	if r, ok := c.p.plan.rotatedReads[i]; ok {
-		// a is a table rotation's input, rotated as it is read (fuse.go's findRotatedReads).
-		m, rn := c.p.plan.ropes[r], &c.p.g.Nodes[r]
-		k.Rope = true
-		operands[0] = c.p.bind(1, m.x)
-		operands = append(operands, c.p.bind(5, m.cos), c.p.bind(6, m.sin))
-		words = words[:16]
-		words[11], words[14] = uint32(rn.Shape[1]), uint32(rn.Shape[2])
-	}
+	words, operands = c.rotatedA(i, &k, words, operands)
 	if sm, ok := c.p.plan.softmaxes[i]; ok {
 		// a is the softmax's input, normalized as the product reads it (fuse.go).
 		operands[0] = c.p.bind(1, sm.x)
@@ -609,6 +600,23 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 		return c.keySplitProduct(what, k, ks, words, operands) // pv_split_js.go
 	}
 	return c.dispatch(what, k, words, groups, operands...)
+}
+
+// rotatedA rebinds operands[0], the a of product i, to the input of the table rotation it
+// applies as it reads a, if any (fuse.go's findRotatedReads): the tables at bindings 5 and 6,
+// their rows and pairs in words[11] and words[14] (words grown to 16 if shorter), k.Rope set.
+func (c *compiler) rotatedA(i int, k *shaders.OpKey, words []uint32, operands []webgpu.BufferBinding) ([]uint32, []webgpu.BufferBinding) {
+	r, ok := c.p.plan.rotatedReads[i]
+	if !ok {
+		return words, operands
+	}
+	m, rn := c.p.plan.ropes[r], &c.p.g.Nodes[r]
+	k.Rope = true
+	operands[0] = c.p.bind(1, m.x)
+	operands = append(operands, c.p.bind(5, m.cos), c.p.bind(6, m.sin))
+	words = words[:max(len(words), 16)]
+	words[11], words[14] = uint32(rn.Shape[1]), uint32(rn.Shape[2])
+	return words, operands
 }
 
 // splitWG and splitWGT are the workgroups of ops_matmul.wgsl's split products (at most the

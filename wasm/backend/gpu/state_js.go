@@ -135,7 +135,7 @@ func (c *compiler) stateWrite(what string, i int, n *graph.Node) error {
 	}
 	p.stateChecks = append(p.stateChecks, check)
 	storage := map[graph.StateFormat]string{graph.StateF32: "f32", graph.StateF16: "f16", graph.StateInt8: "int8"}[s.spec.Storage]
-	whole := webgpu.BufferBinding{Binding: 3, Buffer: s.buf, Size: s.buf.Size()}
+	whole := s.whole(3)
 	written := T * s.rowElems
 	words := []uint32{0, uint32(s.rowElems), uint32(s.d), uint32(s.scaleAt), uint32(S), uint32(T), uint32(s.wpr), 0}
 	switch s.spec.Storage {
@@ -195,6 +195,19 @@ func (c *compiler) stateInPlace(v graph.Value) *state {
 		return nil
 	}
 	return c.states[g.Nodes[g.Nodes[r].Inputs[0]].Attr.Name]
+}
+
+// whole is the state's whole buffer at binding: what the kernels that index it bind.
+func (s *state) whole(binding int) webgpu.BufferBinding {
+	return webgpu.BufferBinding{Binding: binding, Buffer: s.buf, Size: s.buf.Size()}
+}
+
+// readInPlace makes k, a product or attention kernel with words its uniform block, read its b
+// from the state's buffer as it is (fuse.go's findStatesInPlace; ops_state_load.wgsl): k.State
+// names the storage, words[8:11] hold d, the scales' first word and the words a scaled row.
+func (s *state) readInPlace(k *shaders.OpKey, words []uint32) {
+	k.State = map[graph.StateFormat]string{graph.StateF16: "f16", graph.StateInt8: "int8"}[s.spec.Storage]
+	copy(words[8:], []uint32{uint32(s.d), uint32(s.scaleAt), uint32(s.wpr)})
 }
 
 // stateReadPer is ops_state_read.wgsl's PER: elements one invocation reads.
