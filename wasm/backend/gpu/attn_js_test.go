@@ -25,8 +25,10 @@ import (
 // values, rank-4 batches) and TestDecodeDispatches, 6 a layer.
 func TestGraphAttention(t *testing.T) {
 	poisoned(t)
+	t.Cleanup(saved(&forceAttn, &forceSoftmaxProducts))
+	defaultWG := saved(&attnWG)
+	t.Cleanup(defaultWG)
 	forceAttn, forceSoftmaxProducts = true, true
-	t.Cleanup(func() { forceAttn, forceSoftmaxProducts, attnWG = false, false, 512 })
 	ref := cpu.New()
 	ran := map[int]bool{}
 	for _, wg := range []int{64, 256, 512, 1024} {
@@ -55,7 +57,7 @@ func TestGraphAttention(t *testing.T) {
 		}
 		backendtest.RunGraphs(t, b, backendtest.GraphOptions{Only: "block/decoder-", Tolerance: graphTolerance(b, true)})
 	}
-	attnWG = 512
+	defaultWG()
 	t.Run("dispatches", TestDecodeDispatches) // 6 a layer
 }
 

@@ -163,26 +163,23 @@ type decodeResult struct {
 // this run. Beside it, from the same compiled graph: its GPU time from timestamp queries (the
 // whole forward, its matmuls alone, the other dispatches alone) and the host's recording time.
 func BenchmarkDecode(b *testing.B) {
+	defer saved(&fuseGEMVNorm, &fuseGEMVGroups, &fuseGEMVSiLU, &fuseSwiGLU, &forceQKGroup, &forcePVSplit, &forceAttn)()
+	defer saved(&splitWG, &splitWGT, &qkGroupFrom, &qkGroupKeys, &qkGroupWG, &pvSplitFrom, &pvChunk, &pvSplitWG, &attnMax, &attnWG)()
 	fuseGEMVNorm, fuseGEMVGroups, fuseGEMVSiLU, splitWG, splitWGT = *benchGEMVNorm, *benchGEMVGroups, *benchGEMVSiLU, *benchSplitWG, *benchSplitWGT
-	defer func() { fuseGEMVNorm, fuseGEMVGroups, fuseGEMVSiLU, splitWG, splitWGT = true, true, true, 1024, 256 }()
 	fuseSwiGLU = *benchSwiGLU
-	defer func() { fuseSwiGLU = true }()
 	qkGroupFrom, qkGroupKeys, qkGroupWG = *benchQKFrom, *benchQKKeys, *benchQKWG
 	forceQKGroup = *benchQKGroup == "on"
 	if *benchQKGroup == "off" {
 		qkGroupFrom = math.MaxInt
 	}
-	defer func() { qkGroupFrom, forceQKGroup, qkGroupKeys, qkGroupWG = 1, false, 0, 256 }()
 	pvSplitFrom, pvChunk, pvSplitWG, forcePVSplit = *benchPVFrom, *benchPVChunk, *benchPVWG, *benchPVSplit == "on"
 	if *benchPVSplit == "off" {
 		pvSplitFrom = math.MaxInt
 	}
-	defer func() { pvSplitFrom, pvChunk, pvSplitWG, forcePVSplit = 2048, 0, 256, false }()
 	attnMax, attnWG, forceAttn = *benchAttnMax, *benchAttnWG, *benchAttn == "on"
 	if *benchAttn == "off" {
 		attnMax = 0
 	}
-	defer func() { attnMax, attnWG, forceAttn = 0, 512, false }()
 	be := newBackend(b, Options{Timing: true, Int8Activations: *benchA8Decode})
 	if err := a8DecodeShapes(&be.tune, *benchA8Shape, *benchA8Wide); err != nil {
 		b.Fatal(err)

@@ -712,6 +712,21 @@ func (r *reference) check(got []float32) error {
 	return nil
 }
 
+// saved snapshots the variables ps point to and returns what puts them back: the tests and
+// benchmarks that set the package's tuning switches restore them as they found them, so no
+// default is written out a second time.
+func saved[T any](ps ...*T) func() {
+	vs := make([]T, len(ps))
+	for i, p := range ps {
+		vs[i] = *p
+	}
+	return func() {
+		for i, p := range ps {
+			*p = vs[i]
+		}
+	}
+}
+
 // TestMain prints the benchmark results as one table after every benchmark ran.
 func TestMain(m *testing.M) {
 	code := m.Run()

@@ -758,9 +758,8 @@ func TestGraphSoftmaxProducts(t *testing.T) {
 // the SwiGLU GEMV (fuseSwiGLU false) also 7: the gate, up GEMV with the norm, the down GEMV
 // forming SiLU·mul. With int8 activations too: gemv_a8.wgsl then runs the GEMVs.
 func TestDecodeDispatches(t *testing.T) {
+	t.Cleanup(saved(&forceSoftmaxProducts, &fuseSwiGLU))
 	forceSoftmaxProducts = true // SwiftShader is a software adapter
-	t.Cleanup(func() { forceSoftmaxProducts = false })
-	t.Cleanup(func() { fuseSwiGLU = true })
 	for _, sw := range []bool{true, false} {
 		fuseSwiGLU = sw
 		for _, a8 := range []bool{false, true} {

@@ -24,8 +24,10 @@ import (
 // one holding all of K; and pvChunkFor's), on poisoned arenas and scratch; and
 // TestDecodeDispatches, 8 a layer.
 func TestGraphPVSplit(t *testing.T) {
+	t.Cleanup(saved(&forcePVSplit))
+	defaults := saved(&pvChunk, &pvSplitWG)
+	t.Cleanup(defaults)
 	forcePVSplit = true
-	t.Cleanup(func() { forcePVSplit, pvChunk, pvSplitWG = false, 0, 256 })
 	for _, c := range []struct{ wg, chunk int }{{256, 64}, {32, 5}, {64, 16}, {32, 100}, {256, 0}} {
 		pvSplitWG, pvChunk = c.wg, c.chunk
 		t.Run(fmt.Sprintf("wg%d/chunk%d", c.wg, c.chunk), func(t *testing.T) {
@@ -40,7 +42,7 @@ func TestGraphPVSplit(t *testing.T) {
 			t.Run("softmax", TestGraphSoftmaxProducts)
 		})
 	}
-	pvSplitWG, pvChunk = 256, 0
+	defaults()
 	t.Run("dispatches", TestDecodeDispatches) // 8 a layer
 }
 
@@ -55,9 +57,9 @@ var (
 // (median of 5), with the cached values' bytes ÷ that time beside the read ceiling. No weights:
 // the sweep costs seconds where BenchmarkDecode's 7B costs minutes a variant.
 func BenchmarkPVSplit(b *testing.B) {
+	defer saved(&forceSoftmaxProducts, &forcePVSplit)()
+	defer saved(&pvSplitFrom, &pvChunk, &pvSplitWG)()
 	forceSoftmaxProducts = true // software adapters fuse it too, to try the harness
-	t0, c0, w0 := pvSplitFrom, pvChunk, pvSplitWG
-	defer func() { forceSoftmaxProducts, forcePVSplit, pvSplitFrom, pvChunk, pvSplitWG = false, false, t0, c0, w0 }()
 	be := newBackend(b, Options{Timing: true})
 	ceil := ceiling(b, be)
 	const heads, dh = 32, 128

@@ -14,8 +14,9 @@ import (
 // round of 32 keys) and of 32 threads (rounds of 4 keys, 16 keys over several), and chunks of
 // keys that are not a multiple of a round (5) or hold all of them (128), and qkChunk's (0).
 func TestGraphQKGroup(t *testing.T) {
+	t.Cleanup(saved(&forceQKGroup))
+	t.Cleanup(saved(&qkGroupKeys, &qkGroupWG))
 	forceQKGroup = true
-	t.Cleanup(func() { forceQKGroup, qkGroupKeys, qkGroupWG = false, 0, 256 })
 	for _, c := range []struct{ wg, keys int }{{256, 128}, {32, 128}, {32, 5}, {256, 0}} {
 		qkGroupWG, qkGroupKeys = c.wg, c.keys
 		t.Run(fmt.Sprintf("wg%d/keys%d", c.wg, c.keys), func(t *testing.T) {
