@@ -168,7 +168,8 @@ fn group_of(k: u32) -> u32 {
 
 // The weight a read takes its buffers from: MULTI's sel (the workgroup's), else the only one.
 // The *_of readers take it as an argument: gemv_hw.wgsl passes a constant, branching once per
-// span rather than once per load; gemv_a8.wgsl once per workgroup.
+// span rather than once per load; gemv_a8.wgsl once per workgroup at 8 rows, and passes sel
+// itself at 16 (a branch per load: its main says why).
 fn cur() -> u32 {
 #if MULTI
   return sel;
