@@ -39,7 +39,7 @@ var opFamilies = [numOpFamilies]struct {
 	OpBinary:     {"binary", []string{"add", "sub", "mul", "div", "bias", "silu_mul"}},
 	OpNorm:       {"norm", []string{"layernorm", "rmsnorm", "l2"}},
 	OpSoftmax:    {"softmax", []string{"plain", "masked"}},
-	OpMatMul:     {"matmul", []string{"ab", "abt", "ab_split", "abt_split", "abt_group", "ab_chunks", "ab_merge"}},
+	OpMatMul:     {"matmul", []string{"ab", "abt", "ab_split", "abt_split", "abt_group", "ab_chunks", "ab_merge", "ab_short"}},
 	OpCopy:       {"copy", []string{"strided"}},
 	OpGather:     {"gather", []string{"weight", "value"}},
 	OpPool:       {"pool", []string{"mean"}},
@@ -185,6 +185,11 @@ func (k OpKey) Validate() error {
 	if k.Family == OpMatMul && (k.Variant == "ab_chunks" || k.Variant == "ab_merge") && (k.WG < 32 || k.WG > 512) {
 		// 32 lanes a group; their sums take WG·16 bytes of workgroup memory, beside WG·8.
 		return fmt.Errorf("shaders: %s: WG %d: %s takes 32 to 512", k.Name(), k.WG, k.Variant)
+	}
+	if k.Family == OpMatMul && k.Variant == "ab_short" && (k.WG < 32 || k.WG > 512 || k.Softmax == "") {
+		// A softmax product; groups of up to 32 lanes, whose partials take WG·24 bytes of
+		// workgroup memory, beside WG·4.
+		return fmt.Errorf("shaders: %s: ab_short is a softmax product of 32 to 512 threads", k.Name())
 	}
 	if k.Family == OpMatMul && k.Variant == "ab_chunks" && k.Softmax == "" {
 		return fmt.Errorf("shaders: %s: ab_chunks splits K of a softmax product only (its merge rescales each chunk's Σe)", k.Name())

@@ -1,7 +1,8 @@
 // ops_matmul.wgsl: batched products of two activations (attention's q·kᵀ and p·v): y[b][i][j] =
 // Σ_k a[b][i][k]·B[b][k][j], with B = b (variant AB, b is [K, N]) or bᵀ (variant ABT, b is [N, K]).
 // One invocation per output (AB, ABT), or (AB_SPLIT, ABT_SPLIT) K split over a workgroup, or
-// (ABT_GROUP, K ≤ 128) 32 lanes a row of b, a workgroup walking a chunk of rows. Attention's
+// (ABT_GROUP, K ≤ 128) 32 lanes a row of b, a workgroup walking a chunk of rows, or (AB_SHORT,
+// a softmax product over a short K) a slice of outputs a workgroup, its softmax in one pass. Attention's
 // operands are small (T×Dh per head) and read from cache; the weight products, which are large,
 // go through gemv.wgsl and gemm.wgsl instead. Sums are scaled by params.alpha.
 //
@@ -394,6 +395,115 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
   }
   store_sums(s, tid, row * n, d0, select(0.0, 1.0 / l, l > 0.0) * params.alpha);
+}
+#endif
+
+#if AB_SHORT
+// a·b with its softmax where K is short (attention's p·v of one token over 128–1024 keys, where
+// AB_SPLIT is latency, not bytes: it loads the scores three times, for the max, Σe and the
+// weights, each after a workgroup reduction, and only then the values; ~25 barriers of 1024
+// threads). A workgroup takes one row of a and a slice of params.chunk outputs (a power of two,
+// 4 to 128): lane l of each group of chunk/4 threads owns the slice's outputs 4l … 4l+3 (two
+// words of an f16 cache where they are adjacent), the WG/(chunk/4) groups take every
+// groups-th key, R a round, each key's score, mask entry and values loaded together before any
+// of them is used. A thread keeps flash decoding's partials of its keys: its max m over the
+// kept ones, l = Σe and o = Σe·v with e = exp(x − m), rescaled as m grows. A group's lanes read
+// the same keys, so their m and l agree and need no reduction; the groups merge in halves,
+// rescaled to their common max (log2(groups) barriers), and the first group's lanes store
+// o / l times alpha (0 where the row keeps nothing, as the one-pass kernels). Narrow slices give
+// a row more workgroups (32 heads × 128 / chunk) at the price of reading its scores again in
+// each. Grid: rows·ceil(n/chunk) workgroups.
+const R: u32 = 4u;
+
+var<workgroup> short_o: array<vec4<f32>, WG>;
+var<workgroup> short_ml: array<vec2<f32>, WG>;
+
+// Key j's score, whether the mask keeps it (and j < k: past K a thread reads K's last key with
+// weight 0) and its outputs d0 … d0+3 of b.
+struct ShortKey {
+  x: f32,
+  keep: bool,
+  v: vec4<f32>,
+}
+
+fn short_key(sb: u32, mb: u32, bt: u32, d0: u32, j: u32) -> ShortKey {
+  let jc = min(j, params.k - 1u);
+  return ShortKey(a[sb + jc], j < params.k && kept(mb, jc), load_b4_along(b_index(bt, d0, jc), d0, params.sj, params.n));
+}
+
+// e of key q at the running max mx: 0 where it is not kept.
+fn short_e(q: ShortKey, mx: f32) -> f32 {
+  return select(0.0, exp(q.x - mx), q.keep);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) tid: u32) {
+  let per = params.chunk / 4u; // lanes a key
+  let groups = WG / per;
+  let n = params.n;
+  let k = params.k;
+  let rows = params.n_out / n;
+  let slices = (n + params.chunk - 1u) / params.chunk;
+  let g = flat_group(wid, nwg);
+  if (g >= rows * slices) {
+    return; // the whole workgroup: past the grid's end
+  }
+  let row = g / slices;
+  let grp = tid / per;
+  let d0 = (g % slices) * params.chunk + (tid % per) * 4u;
+  let bt = row / params.m;
+  let sb = row * k;
+  let mb = mask_base(row);
+  var m = -3.402823e38;
+  var l = 0.0;
+  var o = vec4<f32>(0.0);
+  for (var j = grp; j < k; j += R * groups) {
+    // R keys loaded before any is used, written out so that they stay in registers.
+    let q0 = short_key(sb, mb, bt, d0, j);
+    let q1 = short_key(sb, mb, bt, d0, j + groups);
+    let q2 = short_key(sb, mb, bt, d0, j + 2u * groups);
+    let q3 = short_key(sb, mb, bt, d0, j + 3u * groups);
+    var mx = m;
+    mx = max(mx, select(m, q0.x, q0.keep));
+    mx = max(mx, select(m, q1.x, q1.keep));
+    mx = max(mx, select(m, q2.x, q2.keep));
+    mx = max(mx, select(m, q3.x, q3.keep));
+    let sc = exp(m - mx);
+    let e0 = short_e(q0, mx);
+    let e1 = short_e(q1, mx);
+    let e2 = short_e(q2, mx);
+    let e3 = short_e(q3, mx);
+    l = l * sc + (e0 + e1 + e2 + e3);
+    o = o * sc + (e0 * q0.v + e1 * q1.v + e2 * q2.v + e3 * q3.v);
+    m = mx;
+  }
+  short_o[tid] = o;
+  short_ml[tid] = vec2<f32>(m, l);
+  workgroupBarrier();
+  for (var s = groups / 2u; s > 0u; s >>= 1u) { // uniform: the barriers stay in uniform control flow
+    if (grp < s) {
+      let p = tid + s * per; // the same lane of group grp + s
+      let ml = short_ml[p];
+      let mx = max(m, ml.x);
+      let s0 = exp(m - mx);
+      let s1 = exp(ml.x - mx);
+      l = l * s0 + ml.y * s1;
+      o = o * s0 + short_o[p] * s1;
+      m = mx;
+      short_o[tid] = o;
+      short_ml[tid] = vec2<f32>(m, l);
+    }
+    workgroupBarrier();
+  }
+  if (grp == 0u) {
+    let scale = select(0.0, 1.0 / l, l > 0.0) * params.alpha;
+    for (var q = 0u; q < 4u; q++) {
+      if (d0 + q < n) {
+        y[row * n + d0 + q] = o[q] * scale;
+      }
+    }
+  }
 }
 #endif
 

@@ -37,7 +37,7 @@ func allOpKeys() []OpKey {
 				ks = append(ks, OpKey{Family: f, Variant: v, WG: 512, State: "f16", Softmax: "masked", Rope: true, Keys: 2048})
 				continue
 			}
-			if f == OpMatMul && v == "ab_chunks" { // a softmax product only
+			if f == OpMatMul && (v == "ab_chunks" || v == "ab_short") { // a softmax product only
 				for _, st := range append([]string{""}, StateFormats...) {
 					for _, sm := range OpSoftmax.Variants() {
 						ks = append(ks, OpKey{Family: f, Variant: v, WG: 64, State: st, Softmax: sm})
@@ -113,6 +113,9 @@ func TestOpValidate(t *testing.T) {
 		{Family: OpMatMul, Variant: "ab_chunks", WG: 64, State: "f16"},
 		{Family: OpMatMul, Variant: "ab_chunks", WG: 1024, Softmax: "plain"},
 		{Family: OpMatMul, Variant: "ab_merge", WG: 16},
+		{Family: OpMatMul, Variant: "ab_short", WG: 64, State: "f16"},
+		{Family: OpMatMul, Variant: "ab_short", WG: 1024, Softmax: "plain"},
+		{Family: OpMatMul, Variant: "ab_short", WG: 16, Softmax: "plain"},
 		{Family: OpSoftmax, Variant: "masked", WG: 64, Softmax: "masked"},
 		{Family: OpMatMul, Variant: "ab", WG: 64, Softmax: "masked", Rope: true},
 		{Family: OpAttention, Variant: "decode", WG: 64, Softmax: "masked"},            // no Keys

@@ -46,6 +46,10 @@ var (
 	benchPVFrom     = flag.Int("nibble.pvsplitfrom", 2048, "cached keys from which -nibble.pvsplit=auto splits p·v over workgroups")
 	benchPVChunk    = flag.Int("nibble.pvchunk", 0, "keys a workgroup of -nibble.pvsplit's first dispatch (0: pvChunkFor's)")
 	benchPVWG       = flag.Int("nibble.pvsplitwg", 256, "threads a workgroup of -nibble.pvsplit's dispatches (32 to 512)")
+	benchPVShort    = flag.String("nibble.pvshort", "auto", "run p·v unsplit over keys as ops_matmul.wgsl's AB_SHORT (its softmax in one pass, a slice of outputs a workgroup): auto (up to -nibble.pvshortmax keys on hardware adapters), on (always), off (the split product)")
+	benchPVShortMax = flag.Int("nibble.pvshortmax", 0, "cached keys up to which -nibble.pvshort=auto runs p·v as AB_SHORT (0: never)")
+	benchPVSlice    = flag.Int("nibble.pvshortslice", 32, "outputs a workgroup of -nibble.pvshort's product (a power of two, 4 to 128)")
+	benchPVShortWG  = flag.Int("nibble.pvshortwg", 256, "threads a workgroup of -nibble.pvshort's product (32 to 512)")
 	benchAttn       = flag.String("nibble.attn", "auto", "run one token's attention as one dispatch (ops_attn.wgsl: q·kᵀ, its softmax and p·v): auto (up to -nibble.attnmax keys on hardware adapters), on (at every length its workgroup memory holds), off (q·kᵀ, then p·v with its softmax)")
 	benchAttnMax    = flag.Int("nibble.attnmax", 0, "cached keys up to which -nibble.attn=auto runs attention as one dispatch (0: never)")
 	benchAttnWG     = flag.Int("nibble.attnwg", 512, "threads a workgroup of -nibble.attn's dispatch (64 to 1024, at most the device's)")
@@ -175,6 +179,12 @@ func BenchmarkDecode(b *testing.B) {
 	pvSplitFrom, pvChunk, pvSplitWG, forcePVSplit = *benchPVFrom, *benchPVChunk, *benchPVWG, *benchPVSplit == "on"
 	if *benchPVSplit == "off" {
 		pvSplitFrom = math.MaxInt
+	}
+	defer saved(&forcePVShort)()
+	defer saved(&pvShortMax, &pvShortSlice, &pvShortWG)()
+	pvShortMax, pvShortSlice, pvShortWG, forcePVShort = *benchPVShortMax, *benchPVSlice, *benchPVShortWG, *benchPVShort == "on"
+	if *benchPVShort == "off" {
+		pvShortMax = 0
 	}
 	attnMax, attnWG, forceAttn = *benchAttnMax, *benchAttnWG, *benchAttn == "on"
 	if *benchAttn == "off" {

@@ -599,6 +599,7 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 	if ks, ok := c.keySplitOf(i); ok {
 		return c.keySplitProduct(what, k, ks, words, operands) // pv_split_js.go
 	}
+	words, groups = c.shortProduct(i, &k, words, groups) // pv_short_js.go
 	return c.dispatch(what, k, words, groups, operands...)
 }
 

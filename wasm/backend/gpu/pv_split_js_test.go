@@ -48,16 +48,18 @@ func TestGraphPVSplit(t *testing.T) {
 
 var (
 	benchPVKeys  = flag.String("nibble.pvkeys", "512,2048", "BenchmarkPVSplit: cached keys of the timed p·v")
-	benchPVSweep = flag.String("nibble.pvsweep", "32x256,64x256,128x256,256x256,64x128,64x512", "BenchmarkPVSplit: keys×threads a workgroup of each key-split product timed beside the split product")
+	benchPVSweep = flag.String("nibble.pvsweep", "32x256,64x256,128x256,256x256,64x128,64x512", "BenchmarkPVSplit: keys×threads a workgroup of each key-split product timed beside the split product, or sOUTPUTS×threads of AB_SHORT (s32x256: -nibble.pvshortslice 32, -nibble.pvshortwg 256)")
 )
 
 // BenchmarkPVSplit times attention's p·v of one token alone: 32 heads of Dh 128 over an f16
 // cache of -nibble.pvkeys rows read in place, its masked softmax inside, as the split product
-// and split over keys at each -nibble.pvsweep chunk×threads; GPU time from timestamp queries
+// and split over keys at each -nibble.pvsweep chunk×threads (or, sS×T, unsplit as AB_SHORT with
+// slices of S outputs, T threads a workgroup); GPU time from timestamp queries
 // (median of 5), with the cached values' bytes ÷ that time beside the read ceiling. No weights:
 // the sweep costs seconds where BenchmarkDecode's 7B costs minutes a variant.
 func BenchmarkPVSplit(b *testing.B) {
-	defer saved(&forceSoftmaxProducts, &forcePVSplit)()
+	defer saved(&forceSoftmaxProducts, &forcePVSplit, &forcePVShort)()
+	defer saved(&pvShortSlice, &pvShortWG)()
 	defer saved(&pvSplitFrom, &pvChunk, &pvSplitWG)()
 	forceSoftmaxProducts = true // software adapters fuse it too, to try the harness
 	be := newBackend(b, Options{Timing: true})
@@ -79,8 +81,13 @@ func BenchmarkPVSplit(b *testing.B) {
 			graph.F32Tensor(slices.Repeat([]float32{1}, keep), 1, keep)}
 		bytes := float64(keep * heads * dh * 2)
 		for _, v := range append([]string{"split product"}, strings.Split(*benchPVSweep, ",")...) {
-			forcePVSplit, pvSplitFrom = false, math.MaxInt
-			if v != "split product" {
+			forcePVSplit, pvSplitFrom, forcePVShort = false, math.MaxInt, false
+			if strings.HasPrefix(v, "s") && v != "split product" {
+				if _, err := fmt.Sscanf(v, "s%dx%d", &pvShortSlice, &pvShortWG); err != nil {
+					b.Fatalf("-nibble.pvsweep %q: want sOUTPUTS×threads", v)
+				}
+				forcePVShort = true
+			} else if v != "split product" {
 				if _, err := fmt.Sscanf(v, "%dx%d", &pvChunk, &pvSplitWG); err != nil {
 					b.Fatalf("-nibble.pvsweep %q: want keys×threads", v)
 				}

@@ -1,0 +1,60 @@
+//go:build js && wasm
+
+package gpu
+
+import "github.com/nibble-ml/nibble/shaders"
+
+// pvShortMax is the number of keys up to which a softmax product (attention's p·v, its softmax
+// inside: fuse.go's findSoftmaxProducts) that is not split over keys runs on hardware adapters
+// as ops_matmul.wgsl's AB_SHORT: a workgroup of pvShortWG threads (a power of two, 32 to 512)
+// per row and slice of pvShortSlice outputs (a power of two, 4 to 128), the softmax in one pass
+// (each thread's scores and values loaded together, flash decoding's partials merged in
+// workgroup memory) instead of AB_SPLIT's max and Σe reductions before any value is loaded. On
+// an H200 (run 18, 7B step) AB_SPLIT took 8.3 µs a layer at 128 keys, ~5 over a dispatch's fixed
+// cost, for 1 MB of values. 0 (never) until the H200 times it (NOTES.md). forcePVShort makes
+// every such product run as it (the package's tests, on SwiftShader). BenchmarkDecode's
+// -nibble.pvshort, -nibble.pvshortmax, -nibble.pvshortslice and -nibble.pvshortwg set them.
+var (
+	pvShortMax              = 0
+	forcePVShort            bool
+	pvShortSlice, pvShortWG = 32, 256
+)
+
+// shortProduct makes product i, whose key k and words product built and whose grid had groups
+// workgroups, AB_SHORT where it runs so (pvShortMax, forcePVShort): the variant, its workgroup,
+// the slice in words[15] and rows·slices workgroups.
+func (c *compiler) shortProduct(i int, k *shaders.OpKey, words []uint32, groups int) ([]uint32, int) {
+	if _, ok := c.p.plan.softmaxes[i]; !ok {
+		return words, groups
+	}
+	if _, split := c.keySplitOf(i); split {
+		return words, groups
+	}
+	n := &c.p.g.Nodes[i]
+	r := len(n.Shape)
+	K, N := c.shape(n, 0)[r-1], n.Shape[r-1]
+	if !forcePVShort && (c.p.b.caps.Software || K > pvShortMax) {
+		return words, groups
+	}
+	dl := c.p.b.dev.Limits()
+	wg := min(pvShortWG, 512, dl.MaxComputeInvocationsPerWorkgroup, dl.MaxComputeWorkgroupSizeX)
+	slice := shortSlice(pvShortSlice, wg, N)
+	k.Variant, k.WG = "ab_short", wg
+	words = words[:max(len(words), 16)] // SMASK's words, if any, are 12 to 31
+	words[15] = uint32(slice)
+	return words, n.Shape.Size() / N * groupsFor(N, slice)
+}
+
+// shortSlice is AB_SHORT's outputs a workgroup: want rounded down to a power of two in 4 … 128,
+// at most 4·wg (a group of lanes within the workgroup), halved while half still covers all n
+// outputs (more groups of lanes for the keys, none idle).
+func shortSlice(want, wg, n int) int {
+	s := 4
+	for s*2 <= min(want, 128, 4*wg) {
+		s *= 2
+	}
+	for s > 4 && s/2 >= n {
+		s /= 2
+	}
+	return s
+}

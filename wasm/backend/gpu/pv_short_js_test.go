@@ -1,0 +1,61 @@
+package gpu
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/nibble-ml/nibble/wasm/backend/cpu"
+	"github.com/nibble-ml/nibble/wasm/graph"
+)
+
+// TestGraphPVShort runs the softmax products as ops_matmul.wgsl's AB_SHORT (forcePVShort)
+// against the cpu on poisoned arenas: TestGraphAttention's graphs with attention as two products
+// (caches stored as f32, f16 and int8 read in place; 3 query heads a KV head; a query of 40
+// elements rotated as it is read, its softmax masked per query head with rows keeping a prefix, a
+// third or nothing; 5 elements, odd f16 rows starting mid-word, a plain softmax, p·v scaled
+// after; 128 elements masked causally; a prefill of 2 rows and a decode step) over 1, 70, 129
+// and 300 keys; then TestGraphStatesInPlace and TestGraphSoftmaxProducts (130 outputs, a row
+// keeping nothing). Slices of 4 to 128 outputs (40 a multiple of neither 16 nor 32: a ragged
+// last slice; 5 in one slice of 8), workgroups of 32 to 512 threads (as many as the device
+// takes), so 1 to 64 groups of lanes take the keys, a thread 1 to 75 of them.
+func TestGraphPVShort(t *testing.T) {
+	poisoned(t)
+	t.Cleanup(saved(&forcePVShort, &forceSoftmaxProducts, &forceAttn))
+	t.Cleanup(saved(&pvShortSlice, &pvShortWG, &attnMax))
+	ref := cpu.New()
+	for _, c := range []struct{ slice, wg int }{{32, 256}, {4, 32}, {16, 64}, {64, 32}, {128, 512}} {
+		pvShortSlice, pvShortWG = c.slice, c.wg
+		t.Run(fmt.Sprintf("slice%d/wg%d", c.slice, c.wg), func(t *testing.T) {
+			forcePVShort, forceSoftmaxProducts, forceAttn, attnMax = true, true, false, 0
+			b := newBackend(t, Options{})
+			for _, storage := range []graph.StateFormat{graph.StateF32, graph.StateF16, graph.StateInt8} {
+				for _, keep := range []int{1, 70, 129, 300} {
+					t.Run(fmt.Sprintf("%s/keep%d", storage, keep), func(t *testing.T) {
+						gs := attentionGraphs(t, storage, keep)
+						got, want := openStates(t, b, b, gs), openStates(t, ref, ref, gs)
+						if !compiledVariant(b, "ab_short") {
+							t.Fatal("no product compiled as ab_short")
+						}
+						runAttention(t, b, gs, got, want, keep)
+					})
+				}
+			}
+			t.Run("states", TestGraphStatesInPlace)
+			forceSoftmaxProducts = true // TestGraphStatesInPlace's cleanup clears it
+			t.Run("softmax", TestGraphSoftmaxProducts)
+		})
+	}
+}
+
+// TestShortSlice: AB_SHORT's slice is a power of two in 4 … 128, at most 4 lanes a thread of the
+// workgroup, and no wider than it needs to cover a row's outputs.
+func TestShortSlice(t *testing.T) {
+	for _, c := range []struct{ want, wg, n, slice int }{
+		{32, 256, 128, 32}, {128, 512, 128, 128}, {256, 512, 4096, 128}, {48, 256, 128, 32}, {1, 256, 128, 4},
+		{128, 8, 128, 32}, {32, 256, 5, 8}, {32, 256, 40, 32}, {128, 256, 40, 64}, {32, 256, 1, 4},
+	} {
+		if got := shortSlice(c.want, c.wg, c.n); got != c.slice {
+			t.Errorf("shortSlice(%d, %d, %d) = %d, want %d", c.want, c.wg, c.n, got, c.slice)
+		}
+	}
+}
