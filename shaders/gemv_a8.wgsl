@@ -46,6 +46,9 @@
 // rows j..j+HALF−1 of the gate (its first HALF rows: the first group of 8 with 16 rows) and the
 // same rows of up (the rest), the weight of each row a constant (decode.wgsl's row_weight: no
 // branch on sel), reduces both and stores SiLU(gate)·up: one output per row pair.
+// With PERSIST (Key.Persist) the grid is at most that many workgroups along x, each looping over
+// row groups (sum_group) with its activation row quantized once into workgroup memory (quant_row)
+// rather than once per group: fewer quantizations of x and no partial last wave of workgroups.
 
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 #if XQ
@@ -225,6 +228,56 @@ fn quant_block(xi: u32) -> XB {
 #endif
   r.base = RNDI + c;
   return r;
+}
+#endif
+
+#if PERSIST
+// PERSIST: the grid holds at most Key.Persist workgroups along x, each summing row groups
+// wid.x, wid.x + that count, …; a workgroup quantizes its activation row once, into workgroup
+// memory, before any group, where every workgroup of the plain launch (one group each) quantizes
+// the whole row again. Rows of up to XCAP blocks (params.kp ≤ XCAP·QB); longer ones quantize
+// per span as the plain launch does (xin_wg false), in the same loop over groups.
+var<workgroup> xw: array<u32, XCAP * XV>;
+var<workgroup> xd: array<f32, XCAP>;
+var<workgroup> xsx: array<i32, XCAP>;
+var<workgroup> xbase: array<i32, XCAP>;
+// Whether this dispatch's row fits xw (uniform: from params).
+var<private> xin_wg: bool;
+
+// The blocks of the activation row starting at x vec4 xb, quantized into xw by the workgroup's
+// threads (block b by thread b mod WG), then a barrier.
+fn quant_row(xb: u32, tid: u32) {
+  for (var b = tid; b < params.kp / QB; b += WG) {
+    var r = quant_block(xb + b * XV);
+    for (var j = 0u; j < XV; j++) {
+      xw[b * XV + j] = r.p[j];
+    }
+    xd[b] = r.d;
+    xsx[b] = r.sx;
+    xbase[b] = r.base;
+  }
+  workgroupBarrier();
+}
+
+// Block b of the row quant_row stored.
+fn wg_block(b: u32) -> XB {
+  var r: XB;
+  for (var j = 0u; j < XV; j++) {
+    r.p[j] = xw[b * XV + j];
+  }
+  r.d = xd[b];
+  r.sx = xsx[b];
+  r.base = xbase[b];
+  return r;
+}
+
+// Block b of the row, which starts at x vec4 xb: from xw, or quantized here where the row is
+// longer than xw.
+fn x_block(xb: u32, b: u32) -> XB {
+  if (xin_wg) {
+    return wg_block(b);
+  }
+  return quant_block(xb + b * XV);
 }
 #endif
 
@@ -455,30 +508,41 @@ fn sum_spans(which: u32, rows: array<u32, 16>, rv: u32, tid: u32, mi: u32, xb: u
         acc = rows_block(sp, 1u, load_block(mi, i * NB + 1u), acc);
       }
 #else
+#if PERSIST
+      acc = rows_block(sp, 0u, x_block(xb, i * NB), acc);
+      if (NB > 1u) {
+        acc = rows_block(sp, 1u, x_block(xb, i * NB + 1u), acc);
+      }
+#else
       let xi = xb + i * EW;
       acc = rows_block(sp, 0u, quant_block(xi), acc);
       if (NB > 1u) {
         acc = rows_block(sp, 1u, quant_block(xi + XV), acc);
       }
 #endif
+#endif
     }
   }
   return acc;
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(local_invocation_index) tid: u32,
-#if SUBGROUPS
-        @builtin(subgroup_invocation_id) lane: u32,
-        @builtin(subgroup_id) sg: u32,
-        @builtin(num_subgroups) nsg: u32,
+// The row groups of the grid (Key.Rows rows each): the weights' rows, with SWIGLU the gate's
+// and up's.
+fn row_groups() -> u32 {
+#if MULTI
+  return (multi.start[3] + NR - 1u) / NR;
+#else
+#if SWIGLU
+  return (2u * params.n + NR - 1u) / NR;
+#else
+  return (params.n + NR - 1u) / NR;
 #endif
-) {
-  let row0 = weight_row(wid.x * NR);
-  let mi = wid.y;
-  let rv = params.row_words / 4u;
-  let xb = mi * (params.kp / 4u);
+#endif
+}
+
+// Row group grp (grid rows grp·NR…) of activation row mi: its sums, reduced and stored.
+fn sum_group(grp: u32, tid: u32, mi: u32, rv: u32, xb: u32, sgi: vec3<u32>) {
+  let row0 = weight_row(grp * NR);
   // Rows past n (the last workgroup) read row n−1 again: no branch per row, results dropped.
   let last = out_rows() - 1u;
   let rows = array<u32, 16>(row_at(row0, 0u, last), row_at(row0, 1u, last), row_at(row0, 2u, last), row_at(row0, 3u, last),
@@ -486,8 +550,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                             row_at(row0, 8u, last), row_at(row0, 9u, last), row_at(row0, 10u, last), row_at(row0, 11u, last),
                             row_at(row0, 12u, last), row_at(row0, 13u, last), row_at(row0, 14u, last), row_at(row0, 15u, last));
 #if NORM
-  xrow = xb;
+#if PERSIST
+  if (!xin_wg) {
+    xss = 0.0; // the spans below add the row's Σx² again
+  }
+#else
   xss = 0.0;
+#endif
 #endif
   // With MULTI and 8 rows a workgroup, one branch a workgroup on its weight (sel): each case's
   // span loop reads one weight's buffers, which being a constant in each call. On an H200 (runs
@@ -512,10 +581,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
 #if NORM
   ss = xss;
 #endif
-  var sgi = vec3<u32>(0u);
-#if SUBGROUPS
-  sgi = vec3<u32>(lane, sg, nsg);
-#endif
 #if SWIGLU
   if (RG > 1u) {
     // The gate's 8 rows (the first group), then up's: thread tid keeps its gate total while the
@@ -538,6 +603,45 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     workgroupBarrier();
     reduce_store(vec4<f32>(acc[8], acc[9], acc[10], acc[11]), vec4<f32>(acc[12], acc[13], acc[14], acc[15]), ss, tid, sgi, row0 + 8u, mi);
   }
+#endif
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(local_invocation_index) tid: u32,
+#if PERSIST
+        @builtin(num_workgroups) nwg: vec3<u32>,
+#endif
+#if SUBGROUPS
+        @builtin(subgroup_invocation_id) lane: u32,
+        @builtin(subgroup_id) sg: u32,
+        @builtin(num_subgroups) nsg: u32,
+#endif
+) {
+  let mi = wid.y;
+  let rv = params.row_words / 4u;
+  let xb = mi * (params.kp / 4u);
+#if NORM
+  xrow = xb;
+  xss = 0.0;
+#endif
+  var sgi = vec3<u32>(0u);
+#if SUBGROUPS
+  sgi = vec3<u32>(lane, sg, nsg);
+#endif
+#if PERSIST
+  let fits = params.kp / QB <= XCAP;
+  xin_wg = fits;
+  if (fits) {
+    quant_row(xb, tid);
+  }
+  for (var g = wid.x; g < row_groups(); g += nwg.x) {
+    sum_group(g, tid, mi, rv, xb, sgi);
+    // The reduction's workgroup memory is read until the group's rows are stored.
+    workgroupBarrier();
+  }
+#else
+  sum_group(wid.x, tid, mi, rv, xb, sgi);
 #endif
 }
 #endif

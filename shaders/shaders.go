@@ -127,6 +127,11 @@ type Key struct {
 	// GEMVA8: x arrives quantized by an A8Quant pre-pass (binding 2 holds its blocks), not as
 	// floats it quantizes itself. Not with Norm or SiLUX.
 	XQ bool
+	// GEMVA8: the grid holds at most Persist workgroups along x, each summing the row groups
+	// wid.x, wid.x + Persist, …, its activation row quantized once into workgroup memory of XCap
+	// blocks (PERSIST; a row of more blocks is quantized per span, as without). 0: one row group
+	// a workgroup, as many workgroups as groups. Not with XQ.
+	Persist, XCap int
 	// GEMVHW, GEMVA8: x is SiLU(x)·u, u at binding 15, formed as x is loaded (SILU_X; GEMVA8
 	// then quantizes it): a feed-forward's SiLU·mul and its down projection, one dispatch. Not
 	// with Norm.
@@ -153,16 +158,25 @@ func (k Key) Tile() (bm, bn, bk int) {
 func (k Key) WorkgroupBytes() int {
 	switch k.Kernel {
 	case GEMV, GEMVHW, GEMVA8:
+		b := 2 * 16 * k.WG // two vec4<f32> per thread for the reduction
 		if k.Kernel.hwGEMV() && k.Norm {
-			return 2*16*k.WG + 4*k.WG // and Σx²
+			b += 4 * k.WG // and Σx²
 		}
-		return 2 * 16 * k.WG // two vec4<f32> per thread for the reduction
+		if k.Kernel == GEMVA8 && k.Persist > 0 {
+			b += k.XCap * k.persistBlockBytes() // the activation row, quantized
+		}
+		return b
 	case GEMMTile:
 		bm, bn, bk := k.Tile()
 		return 4 * bk * (bm + bn)
 	}
 	return 0
 }
+
+// persistBlockBytes is the workgroup memory a PERSIST GEMVA8 holds per block of its activation
+// row: the block's packed int8 words (16 or 32 activations: 4 or 8 words), its scale, Σq and
+// base.
+func (k Key) persistBlockBytes() int { return 4 * (min(32, 4*32/k.Bits)/4 + 3) }
 
 // Quantized reports whether the weights are codes with scales.
 func (k Key) Quantized() bool { return k.Bits == 2 || k.Bits == 4 || k.Bits == 8 }
@@ -206,6 +220,9 @@ func (k Key) Normalize() Key {
 	}
 	if k.Kernel != GEMVA8 {
 		k.XQ = false
+	}
+	if k.Kernel != GEMVA8 || k.XQ || k.Persist <= 0 {
+		k.Persist, k.XCap = 0, 0
 	}
 	if !k.Kernel.hwGEMV() {
 		k.SiLUX, k.SwiGLU = false, false
@@ -278,6 +295,9 @@ func (k Key) Name() string {
 	if k.XQ {
 		b.WriteString("-xq")
 	}
+	if k.Persist > 0 {
+		fmt.Fprintf(&b, "-p%dx%d", k.Persist, k.XCap)
+	}
 	if k.Weights > 1 {
 		fmt.Fprintf(&b, "-w%d", k.Weights)
 	}
@@ -320,6 +340,9 @@ func (k Key) Validate() error {
 		}
 		if k.XQ && (k.Norm || k.SiLUX) {
 			return fmt.Errorf("shaders: %s: x quantized ahead cannot be an RMS norm's input or a SiLU product", k.Name())
+		}
+		if k.Persist > 0 && k.XCap < 1 {
+			return fmt.Errorf("shaders: %s: Persist %d needs XCap ≥ 1 blocks of workgroup memory for x", k.Name(), k.Persist)
 		}
 		if k.SwiGLU && (k.Rows%2 != 0 || k.Weights > 1 || k.SiLUX || k.XQ || k.Residual) {
 			return fmt.Errorf("shaders: %s: SwiGLU needs an even Rows (half the gate's, half up's) and no Weights, SiLUX, XQ or Residual", k.Name())
@@ -368,6 +391,7 @@ func (k Key) Defines() map[string]bool {
 		"MULTI":     k.Kernel.hwGEMV() && k.Weights > 1,
 		"MULTI3":    k.Kernel.hwGEMV() && k.Weights > 2,
 		"XQ":        k.Kernel == GEMVA8 && k.XQ,
+		"PERSIST":   k.Kernel == GEMVA8 && k.Persist > 0,
 		"QUANTX":    k.Kernel == A8Quant,
 		"KSLICES":   k.Kernel == GEMMTile && k.KSlices > 1,
 		"SILU_X":    k.Kernel.hwGEMV() && k.SiLUX,
@@ -413,6 +437,9 @@ func (k Key) header() []string {
 	}
 	if k.Defines()["SWIGLU"] {
 		u("HALF", k.Rows/2) // a workgroup's rows of each weight
+	}
+	if k.Defines()["PERSIST"] {
+		u("XCAP", k.XCap)
 	}
 	return h
 }

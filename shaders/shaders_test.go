@@ -92,6 +92,9 @@ func allKeys() []Key {
 					}
 					k.Rows = 16
 					ks = append(ks, k.Normalize())
+					pk := k
+					pk.Persist, pk.XCap = 528, 344
+					ks = append(ks, pk.Normalize())
 					xq := k
 					xq.XQ, xq.Norm, xq.Rows = true, false, 4
 					ks = append(ks, xq.Normalize(), Key{Kernel: A8Quant, Bits: bits, Asym: asym, ScaleF16: sf16, WG: 64}.Normalize())
@@ -179,6 +182,7 @@ func TestValidate(t *testing.T) {
 		{Kernel: GEMVA8, Bits: 32, WG: 128, Rows: 8},
 		{Kernel: GEMVA8, Bits: 4, WG: 128, Rows: 8, XQ: true, Norm: true},
 		{Kernel: GEMVA8, Bits: 4, WG: 128, Rows: 8, XQ: true, SiLUX: true},
+		{Kernel: GEMVA8, Bits: 4, WG: 128, Rows: 8, Persist: 528},
 		{Kernel: A8Quant, Bits: 16, WG: 64},
 	} {
 		if k.Validate() == nil {

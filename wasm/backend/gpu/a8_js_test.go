@@ -60,6 +60,12 @@ func TestConformanceA8(t *testing.T) {
 	rows16.GEMVInt8Workgroup, rows16.GEMVInt8Rows = 64, 16
 	prepass := DefaultTuning
 	prepass.GEMVInt8Rows, prepass.GEMVInt8Prepass = 4, true
+	// Three workgroups looping over the row groups, x held in workgroup memory up to K = 512
+	// (K 1000 and 1024 quantize per span in the same loop); and 16 rows with room for all.
+	persist := DefaultTuning
+	persist.GEMVInt8Persist = A8Persist{Groups: 3, MaxK: 512}
+	persist16 := rows16
+	persist16.GEMVInt8Persist = A8Persist{Groups: 2, MaxK: 1024}
 	for _, c := range []struct {
 		name string
 		opt  Options
@@ -69,6 +75,8 @@ func TestConformanceA8(t *testing.T) {
 		{"no-subgroups", Options{Tuning: &other, NoSubgroups: true}},
 		{"rows16", Options{Tuning: &rows16}},
 		{"prepass", Options{Tuning: &prepass}},
+		{"persist", Options{Tuning: &persist}},
+		{"persist-rows16-no-subgroups", Options{Tuning: &persist16, NoSubgroups: true}},
 		// Weights split by rows into many bindings (each chunk's dispatch reads the one x).
 		{"split", Options{Tuning: &other, MaxBindingSize: 4096}},
 		{"split-prepass", Options{Tuning: &prepass, MaxBindingSize: 4096, NoSubgroups: true}},
@@ -90,12 +98,15 @@ func TestConformanceA8(t *testing.T) {
 					}
 				}
 			}
-			xq := false
+			xq, persistent := false, false
 			for k := range b.pipelines {
-				xq = xq || k.XQ
+				xq, persistent = xq || k.XQ, persistent || k.Persist > 0
 			}
 			if want := c.opt.Tuning != nil && c.opt.Tuning.GEMVInt8Prepass; xq != want {
 				t.Errorf("a GEMV reading x quantized ahead ran: %v, want %v", xq, want)
+			}
+			if want := c.opt.Tuning != nil && c.opt.Tuning.GEMVInt8Persist.Groups > 0; persistent != want {
+				t.Errorf("a persistent GEMV ran: %v, want %v", persistent, want)
 			}
 		})
 	}
@@ -228,15 +239,29 @@ func TestInt8ActivationsError(t *testing.T) {
 // term may differ by ρ of it (ρ·Mag).
 func TestGraphA8(t *testing.T) {
 	poisoned(t)
-	tu := DefaultTuning
-	b := newBackend(t, Options{Int8Activations: true, Tuning: &tu})
-	if !b.feat.dot4 {
-		t.Fatalf("no packed_4x8_integer_dot_product (notes %q)", b.Caps().Notes)
-	}
 	rng := rand.New(rand.NewPCG(backendtest.Seed(t, "a8 graph"), 0xa89))
+	// DefaultTuning's launch; two workgroups looping over the row groups with x held in
+	// workgroup memory (K = a8K fits); and, for one case, the same loop quantizing per span.
+	persist, perSpan := DefaultTuning, DefaultTuning
+	persist.GEMVInt8Persist = A8Persist{Groups: 2, MaxK: a8K}
+	perSpan.GEMVInt8Persist = A8Persist{Groups: 2, MaxK: a8K / 2}
+	for ti, tu := range []Tuning{DefaultTuning, persist, perSpan} {
+		b := newBackend(t, Options{Int8Activations: true, Tuning: &tu})
+		if !b.feat.dot4 {
+			t.Fatalf("no packed_4x8_integer_dot_product (notes %q)", b.Caps().Notes)
+		}
+		testGraphA8(t, b, rng, []string{"", "persist/", "persist-per-span/"}[ti], ti == 2)
+	}
+}
+
+// testGraphA8 is TestGraphA8 on one backend (only q4 at m = 3 when short).
+func testGraphA8(t *testing.T, b *Backend, rng *rand.Rand, prefix string, short bool) {
 	for _, f := range []quant.Format{quant.Q4, {Bits: 8, Scheme: quant.Asymmetric, GroupSize: 32, Scales: quant.ScaleF16}, {Bits: 2, GroupSize: 64}} {
 		for _, m := range []int{1, 3} {
-			t.Run(fmt.Sprintf("%v/m%d", f, m), func(t *testing.T) {
+			if short && (f != quant.Q4 || m != 3) {
+				continue
+			}
+			t.Run(fmt.Sprintf("%s%v/m%d", prefix, f, m), func(t *testing.T) {
 				c := a8GraphCase{f: f, m: m, ws: map[string]*quant.Tensor{}}
 				g, wm := c.build(t, b, rng)
 				lim := testLimits
@@ -255,7 +280,7 @@ func TestGraphA8(t *testing.T) {
 				// residual: all gemv_a8.wgsl.
 				var res, normGroup, group, silu bool
 				for k := range b.pipelines {
-					if k.Kernel == shaders.GEMVA8 {
+					if k.Kernel == shaders.GEMVA8 && k.Persist == b.tune.GEMVInt8Persist.Groups {
 						res = res || k.Norm && k.Residual
 						normGroup = normGroup || k.Norm && k.Weights >= 2
 						group = group || !k.Norm && k.Weights == 2
@@ -263,7 +288,8 @@ func TestGraphA8(t *testing.T) {
 					}
 				}
 				if !res || !normGroup || !group || !silu {
-					t.Errorf("gemv-a8 pipelines: norm and residual %v, a group on the norm %v, a group of 2 %v, SiLU·mul %v; want all", res, normGroup, group, silu)
+					t.Errorf("gemv-a8 pipelines (persistent: %d workgroups): norm and residual %v, a group on the norm %v, a group of 2 %v, SiLU·mul %v; want all",
+						b.tune.GEMVInt8Persist.Groups, res, normGroup, group, silu)
 				}
 				in := []graph.Tensor{normalInput(m, a8K)(rng), normalInput(a8K)(rng), normalInput(m, a8N)(rng), normalInput(m, a8K)(rng),
 					normalInput(m, a8K)(rng), normalInput(m, a8K)(rng)}

@@ -41,6 +41,7 @@ var (
 	benchQKWG       = flag.Int("nibble.qkgroupwg", 256, "threads a workgroup of -nibble.qkgroup's product (32 to 512)")
 	benchA8Decode   = flag.Bool("nibble.a8decode", false, "decode with int8 activations in the GEMVs (Options.Int8Activations)")
 	benchA8Shape    = flag.String("nibble.a8shape", "", "with -nibble.a8decode: gemv_a8.wgsl's launch shape WGxROWS (Tuning.GEMVInt8Workgroup, GEMVInt8Rows; empty: DefaultTuning's)")
+	benchA8Persist  = flag.Int("nibble.a8persist", -1, "with -nibble.a8decode: at most this many workgroups a gemv_a8.wgsl dispatch, each looping over row groups with x in workgroup memory (Tuning.GEMVInt8Persist; 0: none; -1: DefaultTuning's)")
 	benchA8Wide     = flag.String("nibble.a8wide", "", "with -nibble.a8decode: its shape WGxROWS for int4 and int2 weights of ≥ 8192 rows (Tuning.GEMVInt8Wide), or off (empty: DefaultTuning's)")
 	benchPVSplit    = flag.String("nibble.pvsplit", "auto", "run p·v with K split over workgroups (ops_matmul.wgsl AB_CHUNKS, AB_MERGE): auto (from -nibble.pvsplitfrom keys on hardware adapters), on (always), off (the split product)")
 	benchPVFrom     = flag.Int("nibble.pvsplitfrom", 2048, "cached keys from which -nibble.pvsplit=auto splits p·v over workgroups")
@@ -191,6 +192,9 @@ func BenchmarkDecode(b *testing.B) {
 		attnMax = 0
 	}
 	be := newBackend(b, Options{Timing: true, Int8Activations: *benchA8Decode})
+	if *benchA8Persist >= 0 {
+		be.tune.GEMVInt8Persist = A8Persist{Groups: *benchA8Persist, MaxK: a8PersistMaxK}
+	}
 	if err := a8DecodeShapes(&be.tune, *benchA8Shape, *benchA8Wide); err != nil {
 		b.Fatal(err)
 	}

@@ -85,13 +85,17 @@ var (
 	// -nibble.a8 times the int8-activation GEMV (Options.Int8Activations) beside the f32 one,
 	// for the formats it takes, where WGSL has packed dot products; its rows carry the format
 	// with "+a8", so the summary and the markdown table show both side by side.
-	benchA8 = flag.String("nibble.a8", "on", "int8-activation GEMV variants: on (the default launch shape), off, sweep, or comma-separated [p]WGxROWS shapes besides the default (p: x quantized by a pre-pass dispatch, timed with the GEMV)")
+	benchA8 = flag.String("nibble.a8", "on", "int8-activation GEMV variants: on (the default launch shape), off, sweep, or comma-separated [p]WGxROWS[gN] or gN shapes besides the default (p: x quantized by a pre-pass dispatch, timed with the GEMV; gN: at most N workgroups, each looping over row groups with x quantized once into workgroup memory, Tuning.GEMVInt8Persist; gN alone: the default shapes so)")
 )
 
 // sweepA8 are the int8-activation GEMV shapes -nibble.a8=sweep times besides the default.
 // (16 rows a workgroup is gemv_a8.wgsl's alone: half the activations' quantization per weight;
 // p: the activations quantized once by a pre-pass, whose dispatch is timed too.)
 var sweepA8 = []string{"64x8", "256x8", "128x4", "256x4", "64x16", "128x16", "p128x4", "p128x8", "p256x4"}
+
+// a8PersistMaxK is the room for x the benchmarks' persistent int8-activation GEMVs have (in
+// activations): a 7B decoder's longest row, the down projection's 11008.
+const a8PersistMaxK = 11008
 
 // a8Variants are the int8-activation variants of a GEMV case: def's launch shape (named
 // "default": the "+a8" format tells it apart) and those of -nibble.a8.
@@ -114,9 +118,18 @@ func a8Variants(tb testing.TB, def Tuning) []variant {
 			continue
 		}
 		v := tu
-		v.GEMVInt8Prepass, v.GEMVInt8Wide = strings.HasPrefix(s, "p"), A8Wide{} // this shape at every size
-		if _, err := fmt.Sscanf(strings.TrimPrefix(s, "p"), "%dx%d", &v.GEMVInt8Workgroup, &v.GEMVInt8Rows); err != nil {
-			tb.Fatalf("-nibble.a8 %q: want on, off, sweep or [p]WGxROWS shapes: %v", s, err)
+		shape, groups, persist := strings.Cut(s, "g")
+		if persist {
+			v.GEMVInt8Persist = A8Persist{MaxK: a8PersistMaxK}
+			if _, err := fmt.Sscanf(groups, "%d", &v.GEMVInt8Persist.Groups); err != nil {
+				tb.Fatalf("-nibble.a8 %q: want gN after the shape: %v", s, err)
+			}
+		}
+		if shape != "" {
+			v.GEMVInt8Prepass, v.GEMVInt8Wide = strings.HasPrefix(shape, "p"), A8Wide{} // this shape at every size
+			if _, err := fmt.Sscanf(strings.TrimPrefix(shape, "p"), "%dx%d", &v.GEMVInt8Workgroup, &v.GEMVInt8Rows); err != nil {
+				tb.Fatalf("-nibble.a8 %q: want on, off, sweep or [p]WGxROWS[gN] shapes: %v", s, err)
+			}
 		}
 		vs = append(vs, variant{"a8-" + s, v})
 	}

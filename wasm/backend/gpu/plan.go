@@ -119,6 +119,11 @@ type Tuning struct {
 	// activations are quantized once, for one more dispatch (~5 µs on an H200). MatMul only;
 	// the graph runtime keeps the kernel's own quantization.
 	GEMVInt8Prepass bool
+	// GEMVInt8Persist launches gemv_a8.wgsl with at most Groups workgroups along the rows (0:
+	// one workgroup a row group), each looping over row groups with its activation row
+	// quantized once into workgroup memory: room for MaxK activations (rows beyond it quantize
+	// per span). Fewer workgroups quantize x fewer times and leave no partial last wave.
+	GEMVInt8Persist A8Persist
 	// GEMM without workgroup memory: threads per workgroup (power of two), weight rows per
 	// thread (1 or 2), activation rows per thread (4, 8, 12 or 16). Used when Tiles is empty.
 	GEMMWorkgroup, GEMMRows, TM int
@@ -132,6 +137,20 @@ type Tuning struct {
 // 16 rows halve the activations' quantization a weight (each workgroup quantizes x's whole
 // row), and MinN/Rows workgroups still fill the GPU.
 type A8Wide struct{ MinN, MaxBits, WG, Rows int }
+
+// A8Persist is the int8-activation GEMV's persistent launch (Tuning.GEMVInt8Persist): at most
+// Groups workgroups a dispatch, x rows of up to MaxK activations held in workgroup memory.
+type A8Persist struct{ Groups, MaxK int }
+
+// key is the persistent variant of an int8-activation GEMV key k (its Bits set).
+func (p A8Persist) key(k shaders.Key) shaders.Key {
+	if p.Groups <= 0 || k.XQ {
+		return k
+	}
+	qb := min(32, 4*32/k.Bits) // activations a block
+	k.Persist, k.XCap = p.Groups, (p.MaxK+qb-1)/qb
+	return k
+}
 
 // Tile is one launch shape of shaders.GEMMTile: WG threads per tile, WGM of them along M; each
 // thread TM activation rows × TN weight rows; BK elements of K per workgroup-memory step; KS
@@ -222,6 +241,20 @@ func tuningFor(info webgpu.AdapterInfo) Tuning {
 func (tu Tuning) fit(l webgpu.Limits) (Tuning, string) {
 	var notes []string
 	maxThreads := min(l.MaxComputeInvocationsPerWorkgroup, l.MaxComputeWorkgroupSizeX)
+	if p := tu.GEMVInt8Persist; p.Groups > 0 {
+		// The largest workgroup memory any of its keys takes: int8 codes (the most blocks a K),
+		// the widest workgroup, a norm.
+		wg := max(tu.GEMVWorkgroup, tu.GEMVInt8Workgroup, tu.GEMVInt8Wide.WG)
+		k := p.key(shaders.Key{Kernel: shaders.GEMVA8, Bits: 8, WG: wg, Norm: true})
+		if over := k.WorkgroupBytes() - l.MaxComputeWorkgroupStorageSize; over > 0 {
+			tu.GEMVInt8Persist.MaxK -= (over + 27) / 28 * 16 // 28 B a block of 16 int8 activations
+			if tu.GEMVInt8Persist.MaxK < 16 {
+				tu.GEMVInt8Persist = A8Persist{}
+			}
+			notes = append(notes, fmt.Sprintf("int8-activation GEMV holds x rows of %d activations, not %d: the device has %d B of workgroup memory",
+				tu.GEMVInt8Persist.MaxK, p.MaxK, l.MaxComputeWorkgroupStorageSize))
+		}
+	}
 	for i, t := range tu.Tiles {
 		if !t.set() {
 			continue
@@ -269,6 +302,7 @@ func keyFor(f quant.Format, n, m int, feat features, tu Tuning) shaders.Key {
 		if w := tu.GEMVInt8Wide; w.WG > 0 && n >= w.MinN && f.Bits <= w.MaxBits {
 			k.WG, k.Rows = w.WG, w.Rows
 		}
+		k = tu.GEMVInt8Persist.key(k)
 	case m <= GEMVMaxM:
 		k.Kernel, k.WG, k.Rows, k.Subgroups, k.Prefetch = tu.GEMVKernel, tu.GEMVWorkgroup, tu.GEMVRows, feat.subgroups, tu.GEMVPrefetch
 	case tu.Tiles[0].set():
@@ -304,7 +338,11 @@ func grid(k shaders.Key, rows, m int) (x, y int) {
 	case shaders.A8Quant:
 		return (rows + k.WG - 1) / k.WG, m
 	case shaders.GEMV, shaders.GEMVHW, shaders.GEMVA8:
-		return (rows + k.Rows - 1) / k.Rows, m
+		x = (rows + k.Rows - 1) / k.Rows
+		if k.Persist > 0 {
+			x = min(x, k.Persist) // each workgroup loops over row groups
+		}
+		return x, m
 	case shaders.GEMMTile:
 		bm, bn, _ := k.Tile()
 		return (rows + bn - 1) / bn, (m + bm - 1) / bm * max(k.KSlices, 1)

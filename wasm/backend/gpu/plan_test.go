@@ -195,6 +195,55 @@ func TestKeyChoiceInt8(t *testing.T) {
 	}
 }
 
+// TestA8Persist checks the persistent int8-activation GEMV's keys (its workgroup count and x's
+// room in blocks: 32 activations a block for int4 and int2 codes, 16 for int8; none with x
+// quantized ahead), its grid (at most that many workgroups along the rows) and fit, which
+// shrinks x's room to the device's workgroup memory or drops the launch.
+func TestA8Persist(t *testing.T) {
+	feat := features{subgroups: true, dot4: true}
+	tu := DefaultTuning
+	tu.GEMVInt8 = true
+	tu.GEMVInt8Persist = A8Persist{Groups: 528, MaxK: 11008}
+	for _, c := range []struct {
+		f          quant.Format
+		n, xcap, x int
+	}{{quant.Q4, 4096, 344, 512}, {quant.Format{Bits: 8, GroupSize: 32}, 4096, 688, 512}, {quant.Q4, 11008, 344, 528}, {quant.Format{Bits: 2, GroupSize: 32}, 16384, 344, 528}} {
+		k := keyFor(c.f, c.n, 1, feat, tu)
+		if k.Persist != 528 || k.XCap != c.xcap || k.Validate() != nil {
+			t.Errorf("%v n=%d: %s, want 528 workgroups and room for %d blocks", c.f, c.n, k.Name(), c.xcap)
+		}
+		if x, y := grid(k, c.n, 1); x != c.x || y != 1 {
+			t.Errorf("%s over %d rows: grid %d×%d, want %d×1", k.Name(), c.n, x, y, c.x)
+		}
+	}
+	if k := (shaders.Key{Kernel: shaders.GEMVA8, Bits: 4, WG: 64, Rows: 16, Persist: 2, XQ: true}).Normalize(); k.Persist != 0 || k.XCap != 0 {
+		t.Errorf("Normalize kept Persist with XQ: %s", k.Name())
+	}
+	// 11008 int8 activations take 688·28 B of workgroup memory beside the reduction's.
+	big := webgpu.Limits{MaxComputeWorkgroupStorageSize: 49152, MaxComputeInvocationsPerWorkgroup: 1024, MaxComputeWorkgroupSizeX: 1024}
+	if got, why := tu.fit(big); got.GEMVInt8Persist != tu.GEMVInt8Persist || why != "" {
+		t.Errorf("49152 B: %+v (%q), want it unchanged", got.GEMVInt8Persist, why)
+	}
+	small := webgpu.Limits{MaxComputeWorkgroupStorageSize: 16384, MaxComputeInvocationsPerWorkgroup: 256, MaxComputeWorkgroupSizeX: 256}
+	got, why := tu.fit(small)
+	p := got.GEMVInt8Persist
+	if p.Groups != 528 || p.MaxK >= 11008 || p.MaxK <= 0 || why == "" {
+		t.Errorf("16384 B: %+v (%q), want x's room shrunk", p, why)
+	}
+	for _, bits := range []int{2, 4, 8} {
+		for _, wg := range []int{64, 128} {
+			k := p.key(shaders.Key{Kernel: shaders.GEMVA8, Bits: bits, WG: wg, Norm: true})
+			if b := k.WorkgroupBytes(); b > small.MaxComputeWorkgroupStorageSize {
+				t.Errorf("%s: %d B of workgroup memory on a 16384 B device", k.Name(), b)
+			}
+		}
+	}
+	tiny := webgpu.Limits{MaxComputeWorkgroupStorageSize: 4096, MaxComputeInvocationsPerWorkgroup: 256, MaxComputeWorkgroupSizeX: 256}
+	if got, _ := tu.fit(tiny); got.GEMVInt8Persist != (A8Persist{}) {
+		t.Errorf("4096 B: %+v, want no persistent launch", got.GEMVInt8Persist)
+	}
+}
+
 func TestPadX(t *testing.T) {
 	dst := []float32{9, 9, 9, 9, 9, 9, 9, 9}
 	padX(dst, []float32{1, 2, 3, 4, 5, 6}, 2, 3, 4)

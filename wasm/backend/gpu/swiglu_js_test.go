@@ -99,12 +99,15 @@ func TestGraphSwiGLUA8(t *testing.T) {
 	t.Cleanup(func() { forceSwiGLU = false })
 	rows16 := DefaultTuning
 	rows16.GEMVInt8Workgroup, rows16.GEMVInt8Rows = 64, 16
+	// 16 rows, two workgroups looping over the row groups with x in workgroup memory.
+	persist := rows16
+	persist.GEMVInt8Persist = A8Persist{Groups: 2, MaxK: swiGLUK}
 	rng := rand.New(rand.NewPCG(19, 20))
-	for ti, tu := range []Tuning{DefaultTuning, rows16, rows16} {
+	for ti, tu := range []Tuning{DefaultTuning, rows16, rows16, persist} {
 		noSG := ti == 2
 		b := newBackend(t, Options{Int8Activations: true, Tuning: &tu, NoSubgroups: noSG})
 		for _, f := range []quant.Format{quant.Q4, {Bits: 8, Scheme: quant.Asymmetric, GroupSize: 32, Scales: quant.ScaleF16}} {
-			t.Run(fmt.Sprintf("rows%d/nosubgroups=%v/%v", max(tu.GEMVInt8Rows, tu.GEMVRows), noSG, f), func(t *testing.T) {
+			t.Run(fmt.Sprintf("rows%d/nosubgroups=%v/persist=%d/%v", max(tu.GEMVInt8Rows, tu.GEMVRows), noSG, tu.GEMVInt8Persist.Groups, f), func(t *testing.T) {
 				ws := map[string]*quant.Tensor{"wg": quantized(t, "wg", rng, swiGLUN, swiGLUK, f), "wu": quantized(t, "wu", rng, swiGLUN, swiGLUK, f)}
 				g := graph.New("swiglu a8")
 				if err := swiGLUGraph(g); err != nil {
