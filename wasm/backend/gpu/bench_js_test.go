@@ -77,7 +77,7 @@ var (
 	// the same kernel timed later): rounds time the whole list again, and the summary takes the
 	// median per variant.
 	benchRounds = flag.Int("nibble.rounds", 1, "times each case's variant list is timed")
-	benchSet    = flag.String("nibble.set", "quick", "cases: quick (small, for SwiftShader), readme (the README table), sweep (readme's shapes, fewer formats), gemv (the issue's GEMV shapes only), gemm (q4 4096² at m = 16 to 512, q8 at 64 to 512)")
+	benchSet    = flag.String("nibble.set", "quick", "cases: quick (small, for SwiftShader), readme (the README table), sweep (readme's shapes, fewer formats), gemv (the issue's GEMV shapes only), decode (a 7B decode step's GEMV shapes), gemm (q4 4096² at m = 16 to 512, q8 at 64 to 512)")
 	// Weights rotate through copies adding up to this much, so each call reads them from memory
 	// rather than from the last-level cache (an H200's L2 is 50 MB).
 	benchRotate = flag.Int("nibble.rotate", 128, "MiB of weight copies one timing rotates through; 0: one copy")
@@ -326,8 +326,16 @@ func benchCases(tb testing.TB) []benchCase {
 		add(1, 4096, 4096, q8, q4, q2)
 		add(1, 11008, 4096, q8, q4, q2)
 		add(1, 16384, 16384, q8, q4, q4h, q2)
+	case "decode":
+		// A 7B decode step's GEMVs: o (q8 4096²), q, k, v as one (q8 12288×4096), gate and
+		// up (q4 11008×4096, and both as one 22016-row weight), down (q4 4096×11008).
+		add(1, 4096, 4096, q8)
+		add(1, 12288, 4096, q8)
+		add(1, 11008, 4096, q4)
+		add(1, 22016, 4096, q4)
+		add(1, 4096, 11008, q4)
 	default:
-		tb.Fatalf("-nibble.set=%q: want quick, readme, sweep, gemv or gemm", *benchSet)
+		tb.Fatalf("-nibble.set=%q: want quick, readme, sweep, gemv, decode or gemm", *benchSet)
 	}
 	return cs
 }
