@@ -6,8 +6,9 @@ import "github.com/nibble-ml/nibble/shaders"
 
 // pvShortMax is the number of keys up to which a softmax product (attention's p·v, its softmax
 // inside: fuse.go's findSoftmaxProducts) that is not split over keys runs on hardware adapters
-// as ops_matmul.wgsl's AB_SHORT: a workgroup of pvShortWG threads (a power of two, 32 to 512)
-// per row and slice of pvShortSlice outputs (a power of two, 4 to 128), the softmax in one pass
+// as ops_matmul.wgsl's AB_SHORT: a workgroup of pvShortWG threads (a power of two, 32 to 512;
+// 0: shortWorkgroup's) per row and slice of pvShortSlice outputs (a power of two, 4 to 128;
+// 16: a key's 4 lanes read one 32-byte sector of an f16 cache), the softmax in one pass
 // (each thread's scores and values loaded together, flash decoding's partials merged in
 // workgroup memory) instead of AB_SPLIT's max and Σe reductions before any value is loaded. On
 // an H200 (run 18, 7B step) AB_SPLIT took 8.3 µs a layer at 128 keys, ~5 over a dispatch's fixed
@@ -17,7 +18,7 @@ import "github.com/nibble-ml/nibble/shaders"
 var (
 	pvShortMax              = 0
 	forcePVShort            bool
-	pvShortSlice, pvShortWG = 32, 256
+	pvShortSlice, pvShortWG = 16, 0
 )
 
 // shortProduct makes product i, whose key k and words product built and whose grid had groups
@@ -37,8 +38,13 @@ func (c *compiler) shortProduct(i int, k *shaders.OpKey, words []uint32, groups 
 		return words, groups
 	}
 	dl := c.p.b.dev.Limits()
-	wg := min(pvShortWG, 512, dl.MaxComputeInvocationsPerWorkgroup, dl.MaxComputeWorkgroupSizeX)
-	slice := shortSlice(pvShortSlice, wg, N)
+	most := min(512, dl.MaxComputeInvocationsPerWorkgroup, dl.MaxComputeWorkgroupSizeX)
+	slice := shortSlice(pvShortSlice, most, N)
+	wg := min(pvShortWG, most)
+	if pvShortWG == 0 {
+		wg = shortWorkgroup(K, slice, most)
+	}
+	slice = shortSlice(slice, wg, N)
 	k.Variant, k.WG = "ab_short", wg
 	words = words[:max(len(words), 16)] // SMASK's words, if any, are 12 to 31
 	words[15] = uint32(slice)
@@ -57,4 +63,15 @@ func shortSlice(want, wg, n int) int {
 		s /= 2
 	}
 	return s
+}
+
+// shortWorkgroup is AB_SHORT's threads a workgroup over k keys at slice outputs a workgroup: the
+// fewest (a power of two, 64 to most) whose groups take every key in one round of 4 (wg·16/slice
+// keys: a thread's loads all in flight at once), so that short caches merge fewer groups.
+func shortWorkgroup(k, slice, most int) int {
+	wg := 64
+	for wg < most && wg*16/slice < k {
+		wg *= 2
+	}
+	return wg
 }

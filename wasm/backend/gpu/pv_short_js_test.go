@@ -17,13 +17,14 @@ import (
 // and 300 keys; then TestGraphStatesInPlace and TestGraphSoftmaxProducts (130 outputs, a row
 // keeping nothing). Slices of 4 to 128 outputs (40 a multiple of neither 16 nor 32: a ragged
 // last slice; 5 in one slice of 8), workgroups of 32 to 512 threads (as many as the device
-// takes), so 1 to 64 groups of lanes take the keys, a thread 1 to 75 of them.
+// takes; and shortWorkgroup's), so 1 to 64 groups of lanes take the keys, a thread 1 to 75 of
+// them.
 func TestGraphPVShort(t *testing.T) {
 	poisoned(t)
 	t.Cleanup(saved(&forcePVShort, &forceSoftmaxProducts, &forceAttn))
 	t.Cleanup(saved(&pvShortSlice, &pvShortWG, &attnMax))
 	ref := cpu.New()
-	for _, c := range []struct{ slice, wg int }{{32, 256}, {4, 32}, {16, 64}, {64, 32}, {128, 512}} {
+	for _, c := range []struct{ slice, wg int }{{16, 0}, {32, 256}, {4, 32}, {16, 64}, {64, 32}, {128, 512}} {
 		pvShortSlice, pvShortWG = c.slice, c.wg
 		t.Run(fmt.Sprintf("slice%d/wg%d", c.slice, c.wg), func(t *testing.T) {
 			forcePVShort, forceSoftmaxProducts, forceAttn, attnMax = true, true, false, 0
@@ -56,6 +57,18 @@ func TestShortSlice(t *testing.T) {
 	} {
 		if got := shortSlice(c.want, c.wg, c.n); got != c.slice {
 			t.Errorf("shortSlice(%d, %d, %d) = %d, want %d", c.want, c.wg, c.n, got, c.slice)
+		}
+	}
+}
+
+// TestShortWorkgroup: AB_SHORT's threads take every key in one round where the device allows.
+func TestShortWorkgroup(t *testing.T) {
+	for _, c := range []struct{ k, slice, most, wg int }{
+		{128, 16, 512, 128}, {512, 16, 512, 512}, {1024, 16, 512, 512}, {128, 32, 512, 256}, {1, 16, 512, 64},
+		{70, 16, 256, 128}, {300, 128, 256, 256}, {129, 4, 512, 64},
+	} {
+		if got := shortWorkgroup(c.k, c.slice, c.most); got != c.wg {
+			t.Errorf("shortWorkgroup(%d, %d, %d) = %d, want %d", c.k, c.slice, c.most, got, c.wg)
 		}
 	}
 }
