@@ -346,6 +346,11 @@ func tailGEMV(code string, groups, wg int, touch string) (string, error) {
 		nwg, outer = "pf_nwg", outer+",\n  @builtin(num_workgroups) pf_nwg: vec3<u32>"
 	}
 	wid := by["workgroup_id"]
+	args := slices.Clone(names)
+	if i := slices.Index(names, by["num_workgroups"]); i >= 0 {
+		// A persistent launch strides over its row groups by the grid: the kernel's own grid.
+		args[i] = fmt.Sprintf("vec3<u32>(%du, %s.y, %s.z)", groups, nwg, nwg)
+	}
 	wrapper := fmt.Sprintf(`
 @group(0) @binding(16) var<storage, read_write> pf_sink: array<u32>;
 %s
@@ -356,7 +361,7 @@ func tailGEMV(code string, groups, wg int, touch string) (string, error) {
   }
   gemv_main(%s);
 }
-`, touch, code[ci:mi], outer, wid, groups, wid, groups, wg, tid, nwg, groups, wg, strings.Join(names, ", "))
+`, touch, code[ci:mi], outer, wid, groups, wid, groups, wg, tid, nwg, groups, wg, strings.Join(args, ", "))
 	return code[:ci] + "fn gemv_main(" + builtinParam.ReplaceAllString(params, "$2:") + code[end:] + wrapper, nil
 }
 
@@ -621,10 +626,13 @@ func interleave(a []webgpu.Dispatch, b [][]webgpu.Dispatch) []webgpu.Dispatch {
 // workgroups that read every 32-byte sector of G's weights (-nibble.pfstride) so they sit in the
 // L2 when G starts; (c) G's grid with -nibble.pftailgroups more workgroups that touch the next
 // G's first -nibble.pftail MiB (the kernel's main renamed and called from a wrapper, timed also
-// without the tail as a control). Every variant's G output is checked against the pure-Go
+// without the tail as a control). -nibble.a8persist launches G as BenchmarkDecode's does. Every variant's G output is checked against the pure-Go
 // reference, its output poisoned first. One NIBBLE_FLOOR line per variant.
 func BenchmarkPrefetch(b *testing.B) {
 	be := newBackend(b, Options{Timing: true, Int8Activations: true})
+	if *benchA8Persist >= 0 { // G as BenchmarkDecode's -nibble.a8persist launches it
+		be.tune.GEMVInt8Persist = A8Persist{Groups: *benchA8Persist, MaxK: a8PersistMaxK}
+	}
 	rng := rand.New(rand.NewPCG(15, 15))
 	for _, c := range prefetchCases(be.Caps().Software) {
 		name := fmt.Sprintf("gemv/%dx%d/%v", c.n, c.k, c.f)
