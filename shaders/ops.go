@@ -263,14 +263,14 @@ func (k OpKey) Source() (webgpu.ShaderSource, error) {
 	}
 	switch k.Family {
 	case OpMatMul, OpAttention:
-		fs = []string{"ops_common.wgsl", "ops_state_load.wgsl", "ops_state_rope.wgsl", "ops_mask.wgsl", fs[1]}
+		fs = []string{"ops_common.wgsl", "ops_state_load.wgsl", "state_store.wgsl", "ops_state_rope.wgsl", "ops_mask.wgsl", fs[1]}
 		if k.Family == OpAttention {
 			lines = append(lines, fmt.Sprintf("const KEYS: u32 = %du;", k.Keys))
 		}
 	case OpStateRead:
 		fs = []string{"ops_common.wgsl", "ops_state_load.wgsl", fs[1]}
 	case OpStateWrite:
-		fs = []string{"ops_common.wgsl", "ops_state_rope.wgsl", fs[1]}
+		fs = []string{"ops_common.wgsl", "state_store.wgsl", "ops_state_rope.wgsl", fs[1]}
 	}
 	if k.Family == OpGather {
 		// decode.wgsl's names are known to both variants: the value variant's #if WEIGHT block

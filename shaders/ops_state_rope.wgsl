@@ -6,21 +6,12 @@
 
 #if ROPE
 // Element i of the rotated x: of pair i/2, y0 = x0·cos − x1·sin or y1 = x0·sin + x1·cos, each
-// product rounded as the graph's ops round it.
+// product rounded as the graph's ops round it (state_store.wgsl's rotate_pair).
 fn rotated(i: u32) -> f32 {
   let o = i / 2u;
   let t = (o / (params.rope_half * params.rope_h)) * params.rope_half + o % params.rope_half;
   let c = cos_t[t];
   let s = sin_t[t];
-  let x0 = rope_x(2u * o);
-  let x1 = rope_x(2u * o + 1u);
-  if ((i & 1u) == 0u) {
-    let a = x0 * c;
-    let b = x1 * s;
-    return a - b;
-  }
-  let d = x0 * s;
-  let e = x1 * c;
-  return d + e;
+  return rotate_pair(rope_x(2u * o), rope_x(2u * o + 1u), c, s, (i & 1u) == 1u);
 }
 #endif

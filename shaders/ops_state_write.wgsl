@@ -7,8 +7,8 @@
 //   f32:  one word per element.
 //   f16:  two IEEE halves per word, element 2i in the low half. WGSL's f16 type needs the
 //         shader-f16 feature, which SwiftShader lacks, so halves are packed by hand, rounded to
-//         nearest even as the cpu's float16.Fromfloat32 does (pack2x16float's rounding is left to
-//         the implementation). One invocation per word, so a word half kept is never raced.
+//         nearest even as the cpu's float16.Fromfloat32 does (state_store.wgsl's half_bits). One
+//         invocation per word, so a word half kept is never raced.
 //   int8: each row of D elements (one head of one token) in ceil(D/4) words, four codes a word,
 //         low byte first, so no two invocations share a word; then one f32 scale per row from
 //         word scale_word. scale = max|x|/127, code = round(x/scale) half away from zero (Go's
@@ -108,33 +108,6 @@ fn store(t: u32, a: u32) {
 #endif
 
 #if F16
-fn half_bits(v: f32) -> u32 {
-  let b = bitcast<u32>(clamp(v, -65504.0, 65504.0));
-  let sign = (b >> 16u) & 0x8000u;
-  let e = i32((b >> 23u) & 0xffu) - 112; // f16's biased exponent
-  let m = b & 0x7fffffu;
-  if (e <= 0) {
-    if (e < -10) {
-      return sign;
-    }
-    let full = m | 0x800000u;
-    let shift = u32(14 - e);
-    var h = full >> shift;
-    let rem = full & ((1u << shift) - 1u);
-    let half = 1u << (shift - 1u);
-    if (rem > half || (rem == half && (h & 1u) == 1u)) {
-      h += 1u;
-    }
-    return sign | h;
-  }
-  var h = (u32(e) << 10u) | (m >> 13u);
-  let rem = m & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u) == 1u)) {
-    h += 1u; // a carry into the exponent is the correct rounding too
-  }
-  return sign | h;
-}
-
 // t is a word of the written span: the elements a/2 + t covers, those in [a, a+len) replaced.
 fn store(t: u32, a: u32) {
   let len = params.t_rows * params.row_elems;
