@@ -51,11 +51,17 @@ alias ScaleWord = f32;
 var<private> sel: u32;
 // Per weight: its first row in the grid's rows (a multiple of the rows a workgroup sums; start[3]
 // past the last), its rows, and where its outputs start in y (activation row mi of weight j at
-// ybase[j] + mi·n[j]).
+// ybase[j] + mi·n[j]). KV_WRITE (gemv_reduce.wgsl's kv_store): the caches' rows S and the
+// rotation's pairs a head P in kv.x, kv.y; the words of the position, cos and sin tables in
+// kv_in in kv.z, kv.w and kv_sin.
 struct Multi {
   start: vec4<u32>,
   n: vec4<u32>,
   ybase: vec4<u32>,
+#if KV_WRITE
+  kv: vec4<u32>,
+  kv_sin: u32,
+#endif
 }
 @group(0) @binding(14) var<uniform> multi: Multi;
 #endif

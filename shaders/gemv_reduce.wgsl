@@ -7,9 +7,23 @@
 // each row's sum is multiplied by 1/√(mean(x²) + eps): the RMS norm before the product.
 // reduce_store is reduce_rows (the sums into workgroup memory) then row_total per row; with
 // SWIGLU the kernels reduce the gate's and up's rows and store SiLU(g)·u (swiglu_store).
+//
+// KV_WRITE (MULTI3: a decoder's q, k and v, one activation row): the second weight's rows (k)
+// and the third's (v) are not stored in y but written into their caches at row pos[0]
+// (kv_store), as ops_state_write.wgsl writes them: k rotated by the cos and sin tables as
+// ops_state_rope.wgsl rotates it (pairs 2i, 2i+1 are rows of one workgroup: ROWS is even and
+// each weight starts on a whole workgroup), f32 or (KV_F16) halves packed two a word, the
+// pair's even row's thread writing the word. The caches' own write dispatch is not made.
 
 #if RESIDUAL
 @group(0) @binding(6) var<storage, read> res: array<f32>;
+#endif
+#if KV_WRITE
+// The position and the tables, one range of the arena (one binding: a stage's storage buffers
+// are few), at the words multi.kv.z, multi.kv.w, multi.kv_sin; the caches.
+@group(0) @binding(16) var<storage, read> kv_in: array<u32>;
+@group(0) @binding(17) var<storage, read_write> kv_k: array<u32>;
+@group(0) @binding(18) var<storage, read_write> kv_v: array<u32>;
 #endif
 
 var<workgroup> red0: array<vec4<f32>, WG>;
@@ -115,13 +129,64 @@ fn row_total(r: u32, sgi: vec3<u32>) -> f32 {
   return t * norm_scale(qt);
 }
 
-// reduce_store sums the workgroup's rows (reduce_rows) and writes them to y.
+// reduce_store sums the workgroup's rows (reduce_rows) and writes them to y (KV_WRITE: k's
+// and v's into their caches).
 fn reduce_store(p0: vec4<f32>, p1: vec4<f32>, ss: f32, tid: u32, sgi: vec3<u32>, row0: u32, mi: u32) {
   reduce_rows(p0, p1, ss, tid, sgi);
+#if KV_WRITE
+  if (sel > 0u) {
+    kv_store(tid, row0, sgi);
+  } else if (tid < ROWS && row0 + tid < out_rows()) {
+    store(out_index(mi, row0 + tid), row_total(tid, sgi));
+  }
+#else
   if (tid < ROWS && row0 + tid < out_rows()) {
     store(out_index(mi, row0 + tid), row_total(tid, sgi));
   }
+#endif
 }
+
+#if KV_WRITE
+// kv_value is the cache's value of the workgroup's row r (weight row row0 + r): k's rotated
+// (sel 1; the rotation's rows are one, so the pair's table entry is its index mod P), v's as
+// it is.
+fn kv_value(r: u32, row0: u32, sgi: vec3<u32>) -> f32 {
+  if (sel != 1u) {
+    return row_total(r, sgi);
+  }
+  let t = ((row0 + r) / 2u) % multi.kv.y;
+  let c = bitcast<f32>(kv_in[multi.kv.w + t]);
+  let s = bitcast<f32>(kv_in[multi.kv_sin + t]);
+  return rotate_pair(row_total(r & ~1u, sgi), row_total(r | 1u, sgi), c, s, (r & 1u) == 1u);
+}
+
+// kv_set writes word i of the workgroup's cache: k's (sel 1) or v's.
+fn kv_set(i: u32, v: u32) {
+  if (sel == 1u) {
+    kv_k[i] = v;
+  } else {
+    kv_v[i] = v;
+  }
+}
+
+// kv_store writes row row0 + tid of k or v (tid < ROWS) at cache row pos[0], whose elements are
+// the weight's n rows; none where pos[0] is past the cache (the host rejects such a run).
+fn kv_store(tid: u32, row0: u32, sgi: vec3<u32>) {
+  let p = bitcast<i32>(kv_in[multi.kv.z]);
+  let row = row0 + tid;
+  if (tid < ROWS && row < out_rows() && p >= 0 && u32(p) < multi.kv.x) {
+    let a = u32(p) * out_rows() + row;
+#if KV_F16
+    // n is even, so a is: rows row and row + 1 are word a/2, written by the even row's thread.
+    if ((tid & 1u) == 0u) {
+      kv_set(a / 2u, half_bits(kv_value(tid, row0, sgi)) | (half_bits(kv_value(tid + 1u, row0, sgi)) << 16u));
+    }
+#else
+    kv_set(a, bitcast<u32>(kv_value(tid, row0, sgi)));
+#endif
+  }
+}
+#endif
 
 #if SWIGLU
 // swiglu_store writes SiLU(g)·u for row row0 + tid (tid < HALF), g and u its gate and up totals

@@ -142,6 +142,12 @@ type Key struct {
 	// SiLU(gate)·up, N outputs a row (SWIGLU). Rows even; not with Weights, SiLUX, XQ or
 	// Residual. Grid: (ceil(N / (Rows/2)), m).
 	SwiGLU bool
+	// GEMVHW, GEMVA8 with 3 Weights (a decoder's q, k, v; one activation row): the second
+	// weight's outputs, rotated by cos and sin tables, and the third's are written into the
+	// caches at bindings 17, 18 at row pos rather than into y (gemv_reduce.wgsl KV_WRITE; pos
+	// and the tables one range at binding 16): the cache write is no dispatch of its own. Rows
+	// even; the caches f32, or packed halves with KVF16.
+	KVWrite, KVF16 bool
 }
 
 // Tile is the block of outputs one GEMMTile workgroup computes: BM activation rows × BN weight
@@ -230,6 +236,12 @@ func (k Key) Normalize() Key {
 	if k.Kernel == A8Quant {
 		k.Rows, k.ScaleF16 = 1, false // a thread per block; scales are the GEMV's
 	}
+	if !k.Kernel.hwGEMV() || k.Weights != 3 {
+		k.KVWrite = false
+	}
+	if !k.KVWrite {
+		k.KVF16 = false
+	}
 	if k.Kernel == GEMVHW || k.Kernel == GEMMTile || k.Kernel == GEMVA8 {
 		// Their codes become f32 by the exponent trick (GEMVHW) or once per tile (GEMMTile), or
 		// their products are integers (GEMVA8): products in f16 would add conversions.
@@ -307,6 +319,9 @@ func (k Key) Name() string {
 	if k.SwiGLU {
 		b.WriteString("-swiglu")
 	}
+	if k.KVWrite {
+		b.WriteString(map[bool]string{false: "-kv32", true: "-kv16"}[k.KVF16])
+	}
 	return b.String()
 }
 
@@ -346,6 +361,9 @@ func (k Key) Validate() error {
 		}
 		if k.SwiGLU && (k.Rows%2 != 0 || k.Weights > 1 || k.SiLUX || k.XQ || k.Residual) {
 			return fmt.Errorf("shaders: %s: SwiGLU needs an even Rows (half the gate's, half up's) and no Weights, SiLUX, XQ or Residual", k.Name())
+		}
+		if k.KVWrite && (k.Rows%2 != 0 || k.Weights != 3 || k.Residual) {
+			return fmt.Errorf("shaders: %s: the KV cache write needs an even Rows (a rotated pair in one workgroup), 3 Weights and no Residual", k.Name())
 		}
 	case A8Quant:
 		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 {
@@ -396,6 +414,8 @@ func (k Key) Defines() map[string]bool {
 		"KSLICES":   k.Kernel == GEMMTile && k.KSlices > 1,
 		"SILU_X":    k.Kernel.hwGEMV() && k.SiLUX,
 		"SWIGLU":    k.Kernel.hwGEMV() && k.SwiGLU,
+		"KV_WRITE":  k.Kernel.hwGEMV() && k.KVWrite,
+		"KV_F16":    k.Kernel.hwGEMV() && k.KVWrite && k.KVF16,
 		// A second weight's bindings (decode.wgsl's w1): MULTI's, or SWIGLU's up.
 		"W1": k.Kernel.hwGEMV() && (k.Weights > 1 || k.SwiGLU),
 	}
@@ -456,6 +476,9 @@ func (k Key) Source() (webgpu.ShaderSource, error) {
 	parts := []string{"decode.wgsl", k.Kernel.file()}
 	if k.Kernel.IsGEMV() {
 		parts = []string{"decode.wgsl", "gemv_reduce.wgsl", k.Kernel.file()}
+		if defs["KV_WRITE"] {
+			parts = []string{"decode.wgsl", "state_store.wgsl", "gemv_reduce.wgsl", k.Kernel.file()}
+		}
 	}
 	return assemble(src, lines, parts, defs)
 }

@@ -51,6 +51,11 @@ func allKeys() []Key {
 										mw.Norm = true
 										ks = append(ks, mw.Normalize())
 									}
+									for _, f16 := range []bool{false, true} {
+										kv := k
+										kv.Weights, kv.Norm, kv.KVWrite, kv.KVF16 = 3, true, true, f16
+										ks = append(ks, kv.Normalize())
+									}
 								}
 								if kern == GEMMTile {
 									k.KSplit = 2
@@ -79,6 +84,11 @@ func allKeys() []Key {
 						m := k
 						m.Weights, m.Residual = n, false
 						ks = append(ks, m.Normalize())
+					}
+					for _, rows := range []int{8, 16} {
+						kv := k
+						kv.Weights, kv.Residual, kv.Rows, kv.KVWrite, kv.KVF16 = 3, false, rows, true, rows == 16
+						ks = append(ks, kv.Normalize())
 					}
 					sx := k
 					sx.SiLUX, sx.Norm = true, false

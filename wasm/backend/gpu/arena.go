@@ -51,6 +51,9 @@ type arenaLimits struct {
 	// swiGLU says whether the device runs a feed-forward's gate and up Linears (nodes) as one
 	// SwiGLU GEMV (swiglu.go); nil: never.
 	swiGLU func(gate, up int) bool
+	// kvWrite says whether the device runs a group of q, k and v Linears as one GEMV that writes
+	// k and v into their caches (kvwrite.go); nil: never.
+	kvWrite func(lins []graph.Value) bool
 }
 
 func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
@@ -157,10 +160,22 @@ type graphPlan struct {
 	// swiglus: SiLU products of a gate and an up Linear computed by one GEMV (swiglu.go), keyed
 	// by the Mul.
 	swiglus map[int]swiGLU
+	// kvWrites: q/k/v GEMVs that write k and v into their caches (kvwrite.go), keyed by the
+	// group's first Linear; kvWritten: the StateWrites they write, which dispatch no write.
+	kvWrites  map[int]kvWrite
+	kvWritten map[int]bool
 }
 
 // reads are the values node i's dispatch reads beyond its inputs (a fused op's).
 func (p *graphPlan) reads(i int) []graph.Value {
+	if w, ok := p.kvWrites[i]; ok {
+		return append(p.opReads(i), w.pos, w.cos, w.sin)
+	}
+	return p.opReads(i)
+}
+
+// opReads are reads' values but for a q/k/v GEMV's cache writes.
+func (p *graphPlan) opReads(i int) []graph.Value {
 	if at, ok := p.attns[i]; ok {
 		return at.reads
 	}
@@ -260,6 +275,7 @@ func (p *graphPlan) fuse(g *graph.Graph, paddedK func(node int) int, lim arenaLi
 			p.groupLead[int(v)] = lead
 		}
 	}
+	p.fuseKVWrites(g, uses, lim) // kvwrite.go
 }
 
 // valueBytes is the storage of n elements: 4 bytes each, rounded to 16 so that kernels may bind

@@ -33,6 +33,7 @@ var (
 	benchGEMVGroups = flag.Bool("nibble.gemvgroups", true, "run the Linears of one x (q, k, v; gate, up) as one GEMV (false: one dispatch each)")
 	benchGEMVSiLU   = flag.Bool("nibble.gemvsilu", true, "form SiLU(gate)·up as the down GEMV loads its x (false: a dispatch of its own)")
 	benchSwiGLU     = flag.Bool("nibble.swiglu", true, "run gate, up and SiLU(gate)·up as one SwiGLU GEMV (false: gate and up grouped, SiLU·mul as -nibble.gemvsilu says)")
+	benchKVWrite    = flag.Bool("nibble.kvwrite", true, "write k (rotated) and v into their caches in the q, k, v GEMV's store (false: the cache write a dispatch of its own)")
 	benchSplitWG    = flag.Int("nibble.splitwg", 1024, "threads a workgroup of p·v's split product (at most the device's)")
 	benchSplitWGT   = flag.Int("nibble.splitwgt", 256, "threads a workgroup of q·kᵀ's split product (at most the device's)")
 	benchQKGroup    = flag.String("nibble.qkgroup", "auto", "run q·kᵀ as ops_matmul.wgsl's ABT_GROUP, 32 lanes a key: auto (from -nibble.qkgroupfrom keys on hardware adapters), on (always), off (the split product)")
@@ -168,10 +169,10 @@ type decodeResult struct {
 // this run. Beside it, from the same compiled graph: its GPU time from timestamp queries (the
 // whole forward, its matmuls alone, the other dispatches alone) and the host's recording time.
 func BenchmarkDecode(b *testing.B) {
-	defer saved(&fuseGEMVNorm, &fuseGEMVGroups, &fuseGEMVSiLU, &fuseSwiGLU, &forceQKGroup, &forcePVSplit, &forceAttn)()
+	defer saved(&fuseGEMVNorm, &fuseGEMVGroups, &fuseGEMVSiLU, &fuseSwiGLU, &fuseKVWrite, &forceQKGroup, &forcePVSplit, &forceAttn)()
 	defer saved(&splitWG, &splitWGT, &qkGroupFrom, &qkGroupKeys, &qkGroupWG, &pvSplitFrom, &pvChunk, &pvSplitWG, &attnMax, &attnWG)()
 	fuseGEMVNorm, fuseGEMVGroups, fuseGEMVSiLU, splitWG, splitWGT = *benchGEMVNorm, *benchGEMVGroups, *benchGEMVSiLU, *benchSplitWG, *benchSplitWGT
-	fuseSwiGLU = *benchSwiGLU
+	fuseSwiGLU, fuseKVWrite = *benchSwiGLU, *benchKVWrite
 	qkGroupFrom, qkGroupKeys, qkGroupWG = *benchQKFrom, *benchQKKeys, *benchQKWG
 	forceQKGroup = *benchQKGroup == "on"
 	if *benchQKGroup == "off" {
@@ -380,6 +381,9 @@ func matmulKinds(g *graph.Graph, ws backend.WeightMap, mms []step, timed func(st
 		name := fmt.Sprintf("%s×%d %s", strings.Join(rows, "+"), k[li], st.mm.key.Kernel)
 		if st.mm.key.SwiGLU {
 			name += " swiglu"
+		}
+		if st.mm.key.KVWrite {
+			name += " kv" // writes k and v into their caches (kvwrite.go)
 		}
 		li += nw
 		if kinds[name] == nil {

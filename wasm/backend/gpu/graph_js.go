@@ -184,12 +184,10 @@ func (c *compiler) compile() error {
 	if fuseGEMVGroups && b.tune.GEMVKernel == shaders.GEMVHW {
 		lim.gemvWeights = 3 // linearGroup runs fewer where the bindings do not fit
 	}
-	lim.swiGLU = c.swiGLUFits() // swiglu_js.go
+	lim.swiGLU = c.swiGLUFits()   // swiglu_js.go
+	lim.kvWrite = c.kvWriteFits() // kvwrite_js.go
 	var err error
-	p.plan, err = planGraph(g, func(i int) int {
-		return c.weights[g.Nodes[g.Nodes[i].Inputs[1]].Attr.Name].paddedK()
-	}, lim)
-	if err != nil {
+	if p.plan, err = c.plan(lim); err != nil {
 		return err
 	}
 	if err := c.buffers(); err != nil {
@@ -198,7 +196,7 @@ func (c *compiler) compile() error {
 	if err := c.scratchBuffer(); err != nil {
 		return err
 	}
-	c.statePairs, c.pairedWith = findStateWritePairs(g, p.plan.needed, p.plan.rotatedReads), map[int]int{}
+	c.statePairs, c.pairedWith = findStateWritePairs(g, c.pairable(), p.plan.rotatedReads), map[int]int{}
 	for i, j := range c.statePairs {
 		c.pairedWith[j] = i
 	}

@@ -358,7 +358,7 @@ func checkStridedB(t *testing.T, b *Backend) {
 }
 
 // uploadAll uploads qs to b, released when the test ends.
-func uploadAll(tb testing.TB, b *Backend, qs map[string]*quant.Tensor) backend.WeightMap {
+func uploadAll(tb testing.TB, b backend.Backend, qs map[string]*quant.Tensor) backend.WeightMap {
 	ws := backend.WeightMap{}
 	for name, q := range qs {
 		w, err := b.Upload(q)
@@ -756,14 +756,16 @@ func TestGraphSoftmaxProducts(t *testing.T) {
 // with the residual; the SwiGLU GEMV with the norm, SiLU(gate)·up; the down GEMV with the
 // residual) and 3 more (the token's row, the last row, the head with the output norm). Without
 // the SwiGLU GEMV (fuseSwiGLU false) also 7: the gate, up GEMV with the norm, the down GEMV
-// forming SiLU·mul. With int8 activations too: gemv_a8.wgsl then runs the GEMVs.
+// forming SiLU·mul. With the q, k, v GEMV writing the caches (fuseKVWrite, where the device
+// has the storage buffers: kvWriteExpected) 6: no cache write. With int8 activations too:
+// gemv_a8.wgsl then runs the GEMVs.
 func TestDecodeDispatches(t *testing.T) {
-	t.Cleanup(saved(&forceSoftmaxProducts, &fuseSwiGLU))
+	t.Cleanup(saved(&forceSoftmaxProducts, &fuseSwiGLU, &fuseKVWrite))
 	forceSoftmaxProducts = true // SwiftShader is a software adapter
-	for _, sw := range []bool{true, false} {
-		fuseSwiGLU = sw
+	for _, c := range []struct{ sw, kv bool }{{true, true}, {true, false}, {false, false}} {
+		fuseSwiGLU, fuseKVWrite = c.sw, c.kv
 		for _, a8 := range []bool{false, true} {
-			t.Run(fmt.Sprintf("swiglu=%v/int8=%v", sw, a8), func(t *testing.T) { decodeDispatches(t, a8) })
+			t.Run(fmt.Sprintf("swiglu=%v/kvwrite=%v/int8=%v", c.sw, c.kv, a8), func(t *testing.T) { decodeDispatches(t, a8) })
 		}
 	}
 }
@@ -782,16 +784,7 @@ func decodeDispatches(t *testing.T, int8Activations bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	states := backend.StateMap{}
-	for _, sp := range g.States() {
-		st, err := be.NewState(sp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Release() })
-		states[sp.Name] = st
-	}
-	prog, err := be.Compile(g, backend.WithStates(ws, states))
+	prog, err := be.Compile(g, backend.WithStates(ws, newStates(t, be, g))) // kvwrite_js_test.go
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -804,6 +797,10 @@ func decodeDispatches(t *testing.T, int8Activations bool) {
 	if forceAttn {
 		perLayer = 6 // q·kᵀ, softmax and p·v as one dispatch (TestGraphAttention)
 	}
+	kvWrite := kvWriteExpected(prog.(*program)) // kvwrite_js_test.go
+	if kvWrite {
+		perLayer-- // the cache write inside the q, k, v GEMV (TestGraphKVWrite)
+	}
 	if want := perLayer*s.c.Layers + 3; len(ds) != want {
 		for _, d := range ds {
 			t.Log(d.Pipeline.Label())
@@ -811,14 +808,14 @@ func decodeDispatches(t *testing.T, int8Activations bool) {
 		t.Errorf("%d dispatches, want %d", len(ds), want)
 	}
 	kernel := map[bool]shaders.Kernel{false: shaders.GEMVHW, true: shaders.GEMVA8}[int8Activations]
-	var silu, group, swiglu bool
+	var silu, group, swiglu, kv bool
 	for k := range be.pipelines {
 		if k.Kernel == kernel {
-			silu, group, swiglu = silu || k.SiLUX, group || k.Weights > 1, swiglu || k.SwiGLU && k.Norm
+			silu, group, swiglu, kv = silu || k.SiLUX, group || k.Weights > 1, swiglu || k.SwiGLU && k.Norm, kv || k.KVWrite && k.Norm
 		}
 	}
-	if silu == fuseSwiGLU || !group || swiglu != fuseSwiGLU {
-		t.Errorf("%s pipelines: SiLU·mul in the down GEMV %v, grouped Linears %v, SwiGLU GEMV with the norm %v; want %v, true, %v", kernel, silu, group, swiglu, !fuseSwiGLU, fuseSwiGLU)
+	if silu == fuseSwiGLU || !group || swiglu != fuseSwiGLU || kv != kvWrite {
+		t.Errorf("%s pipelines: SiLU·mul in the down GEMV %v, grouped Linears %v, SwiGLU GEMV with the norm %v, cache-writing GEMV with the norm %v; want %v, true, %v, %v", kernel, silu, group, swiglu, kv, !fuseSwiGLU, fuseSwiGLU, kvWrite)
 	}
 }
 

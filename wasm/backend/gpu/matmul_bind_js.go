@@ -182,7 +182,12 @@ func (c *compiler) groupable(lins []graph.Value) int {
 		l := w.l
 		l.n = w0.l.n
 		lo2, hi2 := min(lo, at.off), max(hi, at.off+at.size)
-		if l != w0.l || len(w.chunks) != 1 || at.slab != at0.slab || at.slab == constSlab || hi2-lo2 > p.b.maxBind || rows+w.l.n > p.b.maxRows {
+		if at.size == 0 && p.plan.fused[lins[k]] {
+			lo2, hi2 = lo, hi // written into a cache, not y (kvwrite.go)
+		} else if at.slab != at0.slab || at.slab == constSlab || hi2-lo2 > p.b.maxBind {
+			break
+		}
+		if l != w0.l || len(w.chunks) != 1 || rows+w.l.n > p.b.maxRows {
 			break
 		}
 		lo, hi, rows = lo2, hi2, rows+w.l.n
@@ -218,7 +223,9 @@ func (c *compiler) multiLinear(lins []graph.Value) error {
 	key.Weights, key.Norm = len(lins), normed
 	lo, hi := p.plan.at[lins[0]].off, int64(0)
 	for _, v := range lins {
-		lo, hi = min(lo, p.plan.at[v].off), max(hi, p.plan.at[v].off+p.plan.at[v].size)
+		if at := p.plan.at[v]; at.size > 0 { // none: written into a cache (kvwrite.go)
+			lo, hi = min(lo, at.off), max(hi, at.off+at.size)
+		}
 	}
 	at0 := p.plan.at[lins[0]]
 	y := webgpu.BufferBinding{Binding: 3, Buffer: p.buf(at0), Offset: lo, Size: hi - lo}
@@ -228,7 +235,7 @@ func (c *compiler) multiLinear(lins []graph.Value) error {
 	rows := 0
 	for j, v := range lins {
 		w := c.linearWeight(v)
-		multi[j], multi[4+j], multi[8+j] = uint32(rows), uint32(w.l.n), uint32((p.plan.at[v].off-lo)/4)
+		multi[j], multi[4+j], multi[8+j] = uint32(rows), uint32(w.l.n), uint32(max(p.plan.at[v].off-lo, 0)/4)
 		rows += w.l.n
 		if j == 0 {
 			continue
@@ -245,6 +252,14 @@ func (c *compiler) multiLinear(lins []graph.Value) error {
 	for j := len(lins); j < 4; j++ {
 		multi[j] = uint32(rows)
 	}
+	what := "one GEMV"
+	if kw, ok := p.plan.kvWrites[int(lins[0])]; ok {
+		words, binds, err := c.kvWriteBindings(kw, &key) // kvwrite_js.go
+		if err != nil {
+			return err
+		}
+		multi, extra, what = append(multi, words...), append(extra, binds...), "one GEMV writing k and v into their caches"
+	}
 	extra = append(extra, c.block(14, multi))
 	if normed {
 		extra = append(extra, p.bind(7, nl.gain))
@@ -260,7 +275,7 @@ func (c *compiler) multiLinear(lins []graph.Value) error {
 	}
 	p.steps = append(p.steps, step{})
 	si := len(p.steps) - 1
-	label := c.label(fmt.Sprintf("%%%d Linear %s (one GEMV)", lins[0], strings.Join(names, ", ")))
+	label := c.label(fmt.Sprintf("%%%d Linear %s (%s)", lins[0], strings.Join(names, ", "), what))
 	c.later = append(c.later, func() error {
 		bm, err := p.b.bindMatMul(label, w0, key, m, x, y, nil, c.withParams(pars), c.withParams(extra)...)
 		if err == nil {

@@ -170,7 +170,8 @@ func (c *compiler) stateWrite(what string, i int, n *graph.Node) error {
 		ops = append(ops, p.bind(4, m.Inputs[1]), webgpu.BufferBinding{Binding: 5, Buffer: s2.buf, Size: s2.buf.Size()})
 		invocations *= 2
 	}
-	if _, second := c.pairedWith[i]; !second {
+	// The q/k/v GEMV writes the rows of a kvWritten StateWrite (kvwrite.go).
+	if _, second := c.pairedWith[i]; !second && !p.plan.kvWritten[i] {
 		if err := c.dispatch(label, k, words, groupsFor(invocations, elemWG), ops...); err != nil {
 			return err
 		}
