@@ -39,7 +39,7 @@ var opFamilies = [numOpFamilies]struct {
 	OpBinary:     {"binary", []string{"add", "sub", "mul", "div", "bias", "silu_mul"}},
 	OpNorm:       {"norm", []string{"layernorm", "rmsnorm", "l2"}},
 	OpSoftmax:    {"softmax", []string{"plain", "masked"}},
-	OpMatMul:     {"matmul", []string{"ab", "abt", "ab_split", "abt_split", "abt_group", "ab_chunks", "ab_merge", "ab_short"}},
+	OpMatMul:     {"matmul", []string{"ab", "abt", "ab_split", "abt_split", "abt_group", "ab_chunks", "ab_merge", "ab_short", "abt_preload"}},
 	OpCopy:       {"copy", []string{"strided"}},
 	OpGather:     {"gather", []string{"weight", "value"}},
 	OpPool:       {"pool", []string{"mean"}},
@@ -177,7 +177,7 @@ func (k OpKey) Validate() error {
 	if k.State != "" && (k.Family != OpMatMul || !slices.Contains(StateFormats, k.State)) {
 		return fmt.Errorf("shaders: %s: a %s kernel reads no state stored as %q (products read %v)", k.Name(), k.Family, k.State, StateFormats)
 	}
-	if k.Family == OpMatMul && k.Variant == "abt_group" && k.WG > 512 {
+	if k.Family == OpMatMul && (k.Variant == "abt_group" || k.Variant == "abt_preload") && k.WG > 512 {
 		// Its partial sums take WG·16.5 bytes of workgroup memory, beside red's WG·4: within
 		// the 16 KiB every device has up to 512 threads.
 		return fmt.Errorf("shaders: %s: WG %d: abt_group takes at most 512", k.Name(), k.WG)
@@ -245,6 +245,8 @@ func (k OpKey) Source() (webgpu.ShaderSource, error) {
 		defs["SPLIT"] = strings.HasSuffix(k.Variant, "_split")                 // either product with K split
 		defs["PLAIN"] = k.Variant == "ab" || k.Variant == "abt"                // one invocation per output
 		defs["KEYSPLIT"] = k.Variant == "ab_chunks" || k.Variant == "ab_merge" // K over workgroups
+		// abt_preload is ABT_GROUP with a round's rows loaded before any is used.
+		defs["ABT_GROUP"] = k.Variant == "abt_group" || k.Variant == "abt_preload"
 	}
 	if k.Family == OpMatMul || k.Family == OpAttention {
 		// b (attention: the keys and values) a state's buffer: ops_state_load.wgsl's names, as

@@ -150,7 +150,8 @@ var<workgroup> pw: array<f32, WG>;
 // params.chunk outputs of one row of a, whose elements lane l of every group of 32 threads holds
 // (4l … 4l+3, rotated once); each round, each group reads R rows of b (one per output), lane l
 // its 4 elements of each, a row's 32 partial sums then added in workgroup memory (no subgroups:
-// nothing ties a group of 32 threads to one). Grid: batch·m·ceil(n/chunk) workgroups.
+// nothing ties a group of 32 threads to one). ABT_PRELOAD (variant abt_preload): the same with a
+// round's R rows loaded before any is used. Grid: batch·m·ceil(n/chunk) workgroups.
 const LANES: u32 = 32u;
 const R: u32 = 4u;
 const KB: u32 = WG / LANES * R; // outputs a round
@@ -161,6 +162,15 @@ var<workgroup> part: array<f32, KB * PAD>;
 fn load_b4(e: u32, kk: u32) -> vec4<f32> {
   return load_b4_along(e, kk, params.sk, params.k);
 }
+
+#if ABT_PRELOAD
+// Elements kk … kk+3 of row j of b, or of the chunk's last row (j1 − 1) past it (its sum is
+// then dropped); 0 past K.
+fn group_row(bt: u32, j: u32, j1: u32, kk: u32) -> vec4<f32> {
+  let jc = min(j, j1 - 1u);
+  return load_b4(b_index(bt, jc, kk), kk);
+}
+#endif
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -183,6 +193,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
   }
   for (var jb = j0; jb < j1; jb += KB) { // uniform: the barriers stay in uniform control flow
+#if ABT_PRELOAD
+    // The round's R rows loaded before any is used, written out so that they stay in registers
+    // (each dot and its store into part would otherwise wait for its load before the next row's
+    // is issued: R trips to memory a round instead of one).
+    let o0 = grp * R;
+    let v0 = group_row(bt, jb + o0, j1, kk);
+    let v1 = group_row(bt, jb + o0 + 1u, j1, kk);
+    let v2 = group_row(bt, jb + o0 + 2u, j1, kk);
+    let v3 = group_row(bt, jb + o0 + 3u, j1, kk);
+    part[o0 * PAD + lane] = select(0.0, dot(qa, v0), jb + o0 < j1);
+    part[(o0 + 1u) * PAD + lane] = select(0.0, dot(qa, v1), jb + o0 + 1u < j1);
+    part[(o0 + 2u) * PAD + lane] = select(0.0, dot(qa, v2), jb + o0 + 2u < j1);
+    part[(o0 + 3u) * PAD + lane] = select(0.0, dot(qa, v3), jb + o0 + 3u < j1);
+#else
     for (var r = 0u; r < R; r++) {
       let o = grp * R + r;
       let j = jb + o;
@@ -192,6 +216,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
       part[o * PAD + lane] = s;
     }
+#endif
     workgroupBarrier();
     // WG threads, WG/KB = 8 a row: 4 partials each, then 8 by the row's first.
     let per = WG / KB;

@@ -40,6 +40,7 @@ var (
 	benchQKFrom     = flag.Int("nibble.qkgroupfrom", 1, "cached keys from which -nibble.qkgroup=auto runs q·kᵀ as ABT_GROUP")
 	benchQKKeys     = flag.Int("nibble.qkgroupkeys", 0, "keys a workgroup of -nibble.qkgroup's product (0: qkChunk's)")
 	benchQKWG       = flag.Int("nibble.qkgroupwg", 256, "threads a workgroup of -nibble.qkgroup's product (32 to 512)")
+	benchQKPreload  = flag.Bool("nibble.qkpreload", false, "run -nibble.qkgroup's product with each round's keys loaded before any is used (ops_matmul.wgsl abt_preload)")
 	benchA8Decode   = flag.Bool("nibble.a8decode", false, "decode with int8 activations in the GEMVs (Options.Int8Activations)")
 	benchA8Shape    = flag.String("nibble.a8shape", "", "with -nibble.a8decode: gemv_a8.wgsl's launch shape WGxROWS (Tuning.GEMVInt8Workgroup, GEMVInt8Rows; empty: DefaultTuning's)")
 	benchA8Persist  = flag.Int("nibble.a8persist", -1, "with -nibble.a8decode: at most this many workgroups a gemv_a8.wgsl dispatch, each looping over row groups with x in workgroup memory (Tuning.GEMVInt8Persist; 0: none; -1: DefaultTuning's)")
@@ -182,12 +183,7 @@ func BenchmarkDecode(b *testing.B) {
 	if *benchPVSplit == "off" {
 		pvSplitFrom = math.MaxInt
 	}
-	defer saved(&forcePVShort)()
-	defer saved(&pvShortMax, &pvShortSlice, &pvShortWG)()
-	pvShortMax, pvShortSlice, pvShortWG, forcePVShort = *benchPVShortMax, *benchPVSlice, *benchPVShortWG, *benchPVShort == "on"
-	if *benchPVShort == "off" {
-		pvShortMax = 0
-	}
+	defer shortFlags()() // pv_short_js_test.go
 	attnMax, attnWG, forceAttn = *benchAttnMax, *benchAttnWG, *benchAttn == "on"
 	if *benchAttn == "off" {
 		attnMax = 0

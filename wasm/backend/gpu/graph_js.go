@@ -568,6 +568,9 @@ func (c *compiler) product(what string, i int, out graph.Value, alpha float32) e
 			keys = qkChunk(N)
 		}
 		k.Variant, k.WG = "abt_group", min(qkGroupWG, dl.MaxComputeInvocationsPerWorkgroup, dl.MaxComputeWorkgroupSizeX)
+		if qkPreload {
+			k.Variant = "abt_preload"
+		}
 		groups = size / N * groupsFor(N, keys)
 		words = words[:16]
 		words[15] = uint32(keys)
@@ -639,6 +642,13 @@ var (
 	forceQKGroup           bool
 	qkGroupKeys, qkGroupWG = 0, 256
 )
+
+// qkPreload runs ABT_GROUP as its variant abt_preload, each round's rows of b loaded before any
+// is used: one trip to memory a round instead of R, if the compiler issues each row's load only
+// after the dot and store of the row before (q·kᵀ took 5.8 µs a layer at 128 keys on an H200,
+// ~3 over a dispatch's fixed cost, for one round). Not yet timed there; BenchmarkDecode's
+// -nibble.qkpreload sets it.
+var qkPreload bool
 
 // qkChunk is the keys a workgroup of ABT_GROUP computes over n keys: 32 (one round of 256
 // threads) below 1024 keys, 64 from there (run 18's sweep of 8–128 keys and 64–256 threads: 32

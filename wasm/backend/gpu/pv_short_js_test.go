@@ -23,24 +23,11 @@ func TestGraphPVShort(t *testing.T) {
 	poisoned(t)
 	t.Cleanup(saved(&forcePVShort, &forceSoftmaxProducts, &forceAttn))
 	t.Cleanup(saved(&pvShortSlice, &pvShortWG, &attnMax))
-	ref := cpu.New()
 	for _, c := range []struct{ slice, wg int }{{16, 0}, {32, 256}, {4, 32}, {16, 64}, {64, 32}, {128, 512}} {
 		pvShortSlice, pvShortWG = c.slice, c.wg
 		t.Run(fmt.Sprintf("slice%d/wg%d", c.slice, c.wg), func(t *testing.T) {
 			forcePVShort, forceSoftmaxProducts, forceAttn, attnMax = true, true, false, 0
-			b := newBackend(t, Options{})
-			for _, storage := range []graph.StateFormat{graph.StateF32, graph.StateF16, graph.StateInt8} {
-				for _, keep := range []int{1, 70, 129, 300} {
-					t.Run(fmt.Sprintf("%s/keep%d", storage, keep), func(t *testing.T) {
-						gs := attentionGraphs(t, storage, keep)
-						got, want := openStates(t, b, b, gs), openStates(t, ref, ref, gs)
-						if !compiledVariant(b, "ab_short") {
-							t.Fatal("no product compiled as ab_short")
-						}
-						runAttention(t, b, gs, got, want, keep)
-					})
-				}
-			}
+			attentionProducts(t, newBackend(t, Options{}), func(b *Backend) bool { return compiledVariant(b, "ab_short") })
 			t.Run("states", TestGraphStatesInPlace)
 			forceSoftmaxProducts = true // TestGraphStatesInPlace's cleanup clears it
 			t.Run("softmax", TestGraphSoftmaxProducts)
@@ -69,6 +56,38 @@ func TestShortWorkgroup(t *testing.T) {
 	} {
 		if got := shortWorkgroup(c.k, c.slice, c.most); got != c.wg {
 			t.Errorf("shortWorkgroup(%d, %d, %d) = %d, want %d", c.k, c.slice, c.most, got, c.wg)
+		}
+	}
+}
+
+// shortFlags sets AB_SHORT's and abt_preload's switches from BenchmarkDecode's flags
+// (-nibble.pvshort, -nibble.pvshortmax, -nibble.pvshortslice, -nibble.pvshortwg,
+// -nibble.qkpreload) and returns what puts them back.
+func shortFlags() func() {
+	restoreBools, restoreInts := saved(&forcePVShort, &qkPreload), saved(&pvShortMax, &pvShortSlice, &pvShortWG)
+	pvShortMax, pvShortSlice, pvShortWG = *benchPVShortMax, *benchPVSlice, *benchPVShortWG
+	forcePVShort, qkPreload = *benchPVShort == "on", *benchQKPreload
+	if *benchPVShort == "off" {
+		pvShortMax = 0
+	}
+	return func() { restoreBools(); restoreInts() }
+}
+
+// attentionProducts runs TestGraphAttention's graphs as two products on b against the cpu (caches
+// stored as f32, f16 and int8, over 1, 70, 129 and 300 keys), each case first checking that b
+// compiled the kernel under test (compiled).
+func attentionProducts(t *testing.T, b *Backend, compiled func(*Backend) bool) {
+	ref := cpu.New()
+	for _, storage := range []graph.StateFormat{graph.StateF32, graph.StateF16, graph.StateInt8} {
+		for _, keep := range []int{1, 70, 129, 300} {
+			t.Run(fmt.Sprintf("%s/keep%d", storage, keep), func(t *testing.T) {
+				gs := attentionGraphs(t, storage, keep)
+				got, want := openStates(t, b, b, gs), openStates(t, ref, ref, gs)
+				if !compiled(b) {
+					t.Fatal("the kernel under test was not compiled")
+				}
+				runAttention(t, b, gs, got, want, keep)
+			})
 		}
 	}
 }
