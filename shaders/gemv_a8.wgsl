@@ -65,10 +65,13 @@
 // MULTI: decode.wgsl declares the other weights (w1, w2) and multi, whose first rows are
 // multiples of ROWS·RG here.
 #if NORM
+#if !XQ
 @group(0) @binding(7) var<storage, read> gain: array<vec4<f32>>;
+#endif
 // The first vec4 of this workgroup's x row: the gain's vec4 j multiplies x's xrow + j.
 var<private> xrow: u32;
-// This thread's Σx² over the x vec4s it loaded.
+// This thread's Σx² over the x vec4s it loaded (with XQ: the Σx² of the blocks it loaded, as
+// the pre-pass stored them).
 var<private> xss: f32;
 #endif
 
@@ -79,7 +82,8 @@ const QB: u32 = min(32u, 4u * EW);
 const NR: u32 = ROWS * RG;
 const NB: u32 = 4u * EW / QB;
 const XV: u32 = QB / 4u;
-// vec4<u32>s of a block quantized ahead (XQ, QUANTX): its XV packed words, then d, Σq and base.
+// vec4<u32>s of a block quantized ahead (XQ, QUANTX): its XV packed words, then d, Σq, base and
+// (NORM) the block's Σx².
 const XS: u32 = (XV + 6u) / 4u;
 // 1.5·2²³ and its bits: a float in [2²³, 2²⁴) has a mantissa unit of 1, so an integer t with
 // |t| < 2²² added to it reads as itself in the low bits (two's complement in the low byte).
@@ -302,6 +306,9 @@ fn load_block(mi: u32, blk: u32) -> XB {
   r.d = bitcast<f32>(t.x);
   r.sx = bitcast<i32>(t.y);
   r.base = bitcast<i32>(t.z);
+#if NORM
+  xss += bitcast<f32>(t.w); // the block's Σx², which the reduction adds up with the rows
+#endif
   return r;
 }
 #endif
@@ -318,6 +325,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (blk >= nbl) {
     return;
   }
+#if NORM
+  // An RMS norm's x: the block of x·gain is quantized, and its Σx² stored beside it (the GEMV
+  // sums them into the row's, and scales its sums by the norm as it does reading x itself).
+  xrow = mi * (params.kp / 4u);
+  xss = 0.0;
+#endif
   let r = quant_block(mi * (params.kp / 4u) + blk * XV);
   let o = (mi * nbl + blk) * XS;
   xq_out[o] = vec4<u32>(r.p[0], r.p[1], r.p[2], r.p[3]);
@@ -326,7 +339,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     xq_out[t] = vec4<u32>(r.p[4], r.p[5], r.p[6], r.p[7]);
     t += 1u;
   }
-  xq_out[t] = vec4<u32>(bitcast<u32>(r.d), bitcast<u32>(r.sx), bitcast<u32>(r.base), 0u);
+  var ss = 0.0;
+#if NORM
+  ss = xss;
+#endif
+  xq_out[t] = vec4<u32>(bitcast<u32>(r.d), bitcast<u32>(r.sx), bitcast<u32>(r.base), bitcast<u32>(ss));
 }
 #else
 

@@ -117,7 +117,9 @@ type Key struct {
 	// stored: a Linear and the Add that follows it are one dispatch.
 	Residual bool
 	// GEMVHW, GEMVA8: x is an RMS norm's input, the gain at binding 7 and params.eps: the kernel
-	// normalizes as it reads (a norm and the Linears after it, one dispatch each Linear).
+	// normalizes as it reads (a norm and the Linears after it, one dispatch each Linear). With
+	// XQ the pre-pass has multiplied by the gain and stored each block's Σx² (no binding 7).
+	// A8Quant: quantize x·gain (binding 7) and store each block's Σx² for such a GEMV.
 	Norm bool
 	// GEMVHW, GEMVA8: the weights one dispatch reads, 2 or 3 (0 and 1: one): Linears of one x whose
 	// weights share a layout but for N, each workgroup's rows within one weight (gemv_hw.wgsl
@@ -125,7 +127,7 @@ type Key struct {
 	// starts and stores at binding 14). One dispatch instead of q, k, v's three.
 	Weights int
 	// GEMVA8: x arrives quantized by an A8Quant pre-pass (binding 2 holds its blocks), not as
-	// floats it quantizes itself. Not with Norm or SiLUX.
+	// floats it quantizes itself. Not with SiLUX.
 	XQ bool
 	// GEMVA8: the grid holds at most Persist workgroups along x, each summing the row groups
 	// wid.x, wid.x + Persist, …, its activation row quantized once into workgroup memory of XCap
@@ -139,8 +141,8 @@ type Key struct {
 	// GEMVHW, GEMVA8: the "SwiGLU GEMV": two weights of one x and one N, the gate (bindings 1,
 	// 4, 5) and up (8, 10, 12); a workgroup sums Rows/2 rows of each, the same rows (its first
 	// half the gate's, its second up's: which weight a row reads is a constant), and stores
-	// SiLU(gate)·up, N outputs a row (SWIGLU). Rows even; not with Weights, SiLUX, XQ or
-	// Residual. Grid: (ceil(N / (Rows/2)), m).
+	// SiLU(gate)·up, N outputs a row (SWIGLU). Rows even; not with Weights, SiLUX or Residual.
+	// Grid: (ceil(N / (Rows/2)), m).
 	SwiGLU bool
 	// GEMVHW, GEMVA8 with 3 Weights (a decoder's q, k, v; one activation row): the second
 	// weight's outputs, rotated by cos and sin tables, and the third's are written into the
@@ -215,7 +217,7 @@ func (k Key) Normalize() Key {
 	if !k.Kernel.IsGEMV() {
 		k.Residual = false
 	}
-	if !k.Kernel.hwGEMV() {
+	if !k.Kernel.hwGEMV() && k.Kernel != A8Quant {
 		k.Norm = false
 	}
 	if !k.Kernel.hwGEMV() || k.Weights < 2 {
@@ -353,14 +355,14 @@ func (k Key) Validate() error {
 		if k.SiLUX && k.Norm {
 			return fmt.Errorf("shaders: %s: x is either SiLU(x)·u or an RMS norm's input, not both", k.Name())
 		}
-		if k.XQ && (k.Norm || k.SiLUX) {
-			return fmt.Errorf("shaders: %s: x quantized ahead cannot be an RMS norm's input or a SiLU product", k.Name())
+		if k.XQ && k.SiLUX {
+			return fmt.Errorf("shaders: %s: x quantized ahead cannot be a SiLU product", k.Name())
 		}
 		if k.Persist > 0 && k.XCap < 1 {
 			return fmt.Errorf("shaders: %s: Persist %d needs XCap ≥ 1 blocks of workgroup memory for x", k.Name(), k.Persist)
 		}
-		if k.SwiGLU && (k.Rows%2 != 0 || k.Weights > 1 || k.SiLUX || k.XQ || k.Residual) {
-			return fmt.Errorf("shaders: %s: SwiGLU needs an even Rows (half the gate's, half up's) and no Weights, SiLUX, XQ or Residual", k.Name())
+		if k.SwiGLU && (k.Rows%2 != 0 || k.Weights > 1 || k.SiLUX || k.Residual) {
+			return fmt.Errorf("shaders: %s: SwiGLU needs an even Rows (half the gate's, half up's) and no Weights, SiLUX or Residual", k.Name())
 		}
 		if k.KVWrite && (k.Rows%2 != 0 || k.Weights != 3 || k.Residual) {
 			return fmt.Errorf("shaders: %s: the KV cache write needs an even Rows (a rotated pair in one workgroup), 3 Weights and no Residual", k.Name())
@@ -405,7 +407,7 @@ func (k Key) Defines() map[string]bool {
 		"F16":       k.F16,
 		"SUBGROUPS": k.Kernel.IsGEMV() && k.Subgroups,
 		"RESIDUAL":  k.Kernel.IsGEMV() && k.Residual,
-		"NORM":      k.Kernel.hwGEMV() && k.Norm,
+		"NORM":      (k.Kernel.hwGEMV() || k.Kernel == A8Quant) && k.Norm,
 		"MULTI":     k.Kernel.hwGEMV() && k.Weights > 1,
 		"MULTI3":    k.Kernel.hwGEMV() && k.Weights > 2,
 		"XQ":        k.Kernel == GEMVA8 && k.XQ,

@@ -108,6 +108,9 @@ func allKeys() []Key {
 					xq := k
 					xq.XQ, xq.Norm, xq.Rows = true, false, 4
 					ks = append(ks, xq.Normalize(), Key{Kernel: A8Quant, Bits: bits, Asym: asym, ScaleF16: sf16, WG: 64}.Normalize())
+					// The norm's pre-pass and the GEMV reading it.
+					xq.Norm = true
+					ks = append(ks, xq.Normalize(), Key{Kernel: A8Quant, Bits: bits, Asym: asym, WG: 64, Norm: true}.Normalize())
 				}
 			}
 		}
@@ -190,7 +193,6 @@ func TestValidate(t *testing.T) {
 		{Kernel: GEMM, Bits: 4, WG: 64, Rows: 3, TM: 16},
 		{Kernel: GEMVA8, Bits: 16, WG: 128, Rows: 8},
 		{Kernel: GEMVA8, Bits: 32, WG: 128, Rows: 8},
-		{Kernel: GEMVA8, Bits: 4, WG: 128, Rows: 8, XQ: true, Norm: true},
 		{Kernel: GEMVA8, Bits: 4, WG: 128, Rows: 8, XQ: true, SiLUX: true},
 		{Kernel: GEMVA8, Bits: 4, WG: 128, Rows: 8, Persist: 528},
 		{Kernel: A8Quant, Bits: 16, WG: 64},

@@ -241,16 +241,19 @@ func TestGraphA8(t *testing.T) {
 	poisoned(t)
 	rng := rand.New(rand.NewPCG(backendtest.Seed(t, "a8 graph"), 0xa89))
 	// DefaultTuning's launch; two workgroups looping over the row groups with x held in
-	// workgroup memory (K = a8K fits); and, for one case, the same loop quantizing per span.
+	// workgroup memory (K = a8K fits); for one case, the same loop quantizing per span; and
+	// the normed GEMVs reading x·gain quantized by the norm's pre-pass (a8NormPrepass).
 	persist, perSpan := DefaultTuning, DefaultTuning
 	persist.GEMVInt8Persist = A8Persist{Groups: 2, MaxK: a8K}
 	perSpan.GEMVInt8Persist = A8Persist{Groups: 2, MaxK: a8K / 2}
-	for ti, tu := range []Tuning{DefaultTuning, persist, perSpan} {
+	defer saved(&a8NormPrepass)()
+	for ti, tu := range []Tuning{DefaultTuning, persist, perSpan, DefaultTuning} {
+		a8NormPrepass = ti == 3
 		b := newBackend(t, Options{Int8Activations: true, Tuning: &tu})
 		if !b.feat.dot4 {
 			t.Fatalf("no packed_4x8_integer_dot_product (notes %q)", b.Caps().Notes)
 		}
-		testGraphA8(t, b, rng, []string{"", "persist/", "persist-per-span/"}[ti], ti == 2)
+		testGraphA8(t, b, rng, []string{"", "persist/", "persist-per-span/", "norm-prepass/"}[ti], ti == 2)
 	}
 }
 
@@ -286,6 +289,13 @@ func testGraphA8(t *testing.T, b *Backend, rng *rand.Rand, prefix string, short 
 						group = group || !k.Norm && k.Weights == 2
 						silu = silu || k.SiLUX && k.Residual
 					}
+				}
+				normPre := false
+				for k := range b.pipelines {
+					normPre = normPre || k.Kernel == shaders.A8Quant && k.Norm
+				}
+				if normPre != a8NormPrepass {
+					t.Errorf("the norm's pre-pass ran: %v, want %v", normPre, a8NormPrepass)
 				}
 				if !res || !normGroup || !group || !silu {
 					t.Errorf("gemv-a8 pipelines (persistent: %d workgroups): norm and residual %v, a group on the norm %v, a group of 2 %v, SiLU·mul %v; want all",

@@ -44,6 +44,7 @@ var (
 	benchA8Decode   = flag.Bool("nibble.a8decode", false, "decode with int8 activations in the GEMVs (Options.Int8Activations)")
 	benchA8Shape    = flag.String("nibble.a8shape", "", "with -nibble.a8decode: gemv_a8.wgsl's launch shape WGxROWS (Tuning.GEMVInt8Workgroup, GEMVInt8Rows; empty: DefaultTuning's)")
 	benchA8Persist  = flag.Int("nibble.a8persist", -1, "with -nibble.a8decode: at most this many workgroups a gemv_a8.wgsl dispatch, each looping over row groups with x in workgroup memory (Tuning.GEMVInt8Persist; 0: none; -1: DefaultTuning's)")
+	benchA8NormPre  = flag.Bool("nibble.a8normpre", false, "with -nibble.a8decode: the GEMVs after an RMS norm read x·gain quantized by a pre-pass dispatch (a8NormPrepass) rather than normalizing and quantizing x in every workgroup")
 	benchA8Wide     = flag.String("nibble.a8wide", "", "with -nibble.a8decode: its shape WGxROWS for int4 and int2 weights of ≥ 8192 rows (Tuning.GEMVInt8Wide), or off (empty: DefaultTuning's)")
 	benchPVSplit    = flag.String("nibble.pvsplit", "auto", "run p·v with K split over workgroups (ops_matmul.wgsl AB_CHUNKS, AB_MERGE): auto (from -nibble.pvsplitfrom keys on hardware adapters), on (always), off (the split product)")
 	benchPVFrom     = flag.Int("nibble.pvsplitfrom", 2048, "cached keys from which -nibble.pvsplit=auto splits p·v over workgroups")
@@ -189,6 +190,8 @@ func BenchmarkDecode(b *testing.B) {
 		attnMax = 0
 	}
 	be := newBackend(b, Options{Timing: true, Int8Activations: *benchA8Decode})
+	defer saved(&a8NormPrepass)()
+	a8NormPrepass = *benchA8NormPre
 	if *benchA8Persist >= 0 {
 		be.tune.GEMVInt8Persist = A8Persist{Groups: *benchA8Persist, MaxK: a8PersistMaxK}
 	}

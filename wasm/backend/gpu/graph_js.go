@@ -801,7 +801,13 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	}
 	if normed {
 		key.Norm = true
-		extra = append(extra, p.bind(7, nl.gain))
+		xq, pre, err := c.normPrepass(w, &key, m, w.matmulParams(m)[0], x, p.bind(7, nl.gain), c.label(what))
+		if err != nil {
+			return err
+		}
+		if x = xq; !pre {
+			extra = append(extra, p.bind(7, nl.gain))
+		}
 	}
 	if silu {
 		key.SiLUX = true
@@ -940,7 +946,7 @@ func (c *compiler) scratchBuffer() error {
 		if n.Op == graph.OpLinear {
 			w := c.linearWeight(graph.Value(i))
 			m := p.g.Nodes[n.Inputs[0]].Shape.Size() / w.l.k
-			size = max(size, partBytes(keyFor(w.l.format, w.l.n, m, p.b.feat, p.b.tune), m, w.l.n))
+			size = max(size, partBytes(keyFor(w.l.format, w.l.n, m, p.b.feat, p.b.tune), m, w.l.n), c.normPrepassBytes(i))
 		}
 		if s, ok := c.keySplitOf(i); ok {
 			size = max(size, s.scratchAt)

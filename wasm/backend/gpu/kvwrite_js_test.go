@@ -215,11 +215,13 @@ func TestGraphKVWriteA8(t *testing.T) {
 	rows16 := DefaultTuning
 	rows16.GEMVInt8Workgroup, rows16.GEMVInt8Rows = 64, 16
 	rng := rand.New(rand.NewPCG(23, 24))
-	for _, tu := range []Tuning{DefaultTuning, rows16} {
+	t.Cleanup(saved(&a8NormPrepass))
+	for ti, tu := range []Tuning{DefaultTuning, rows16, DefaultTuning} {
+		a8NormPrepass = ti == 2 // the norm's x·gain quantized by a pre-pass (normpre_js.go)
 		b := newBackend(t, Options{Int8Activations: true, Tuning: &tu})
 		for _, f := range []quant.Format{quant.Q4, {Bits: 8, GroupSize: 32}} {
 			for _, storage := range []graph.StateFormat{graph.StateF16, graph.StateF32} {
-				t.Run(fmt.Sprintf("rows%d/%v/%s", max(tu.GEMVInt8Rows, tu.GEMVRows), f, storage), func(t *testing.T) {
+				t.Run(fmt.Sprintf("rows%d/normpre=%v/%v/%s", max(tu.GEMVInt8Rows, tu.GEMVRows), a8NormPrepass, f, storage), func(t *testing.T) {
 					ws := kvWeights(t, rng, swiGLUK, f)
 					prog := kvProgram(t, b, swiGLUK, storage, ws)
 					checkKVFused(t, prog, f)

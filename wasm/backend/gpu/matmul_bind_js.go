@@ -261,10 +261,16 @@ func (c *compiler) multiLinear(lins []graph.Value) error {
 		multi, extra, what = append(multi, words...), append(extra, binds...), "one GEMV writing k and v into their caches"
 	}
 	extra = append(extra, c.block(14, multi))
-	if normed {
-		extra = append(extra, p.bind(7, nl.gain))
-	}
 	words := w0.matmulParams(m)[0]
+	if normed {
+		xq, pre, err := c.normPrepass(w0, &key, m, words, x, p.bind(7, nl.gain), c.label(fmt.Sprintf("%%%d Linear group", lins[0])))
+		if err != nil {
+			return err
+		}
+		if x = xq; !pre {
+			extra = append(extra, p.bind(7, nl.gain))
+		}
+	}
 	if normed {
 		words[11] = math.Float32bits(nl.eps) // decode.wgsl's params.eps
 	}

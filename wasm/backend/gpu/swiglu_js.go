@@ -70,7 +70,13 @@ func (c *compiler) swiGLU(what string, i int, s swiGLU) error {
 	}
 	words := wg.matmulParams(m)[0]
 	if normed {
-		extra = append(extra, p.bind(7, nl.gain))
+		xq, pre, err := c.normPrepass(wg, &key, m, words, x, p.bind(7, nl.gain), c.label(what))
+		if err != nil {
+			return err
+		}
+		if x = xq; !pre {
+			extra = append(extra, p.bind(7, nl.gain))
+		}
 		words[11] = math.Float32bits(nl.eps) // decode.wgsl's params.eps
 	}
 	pars := []webgpu.BufferBinding{c.block(0, words[:])}

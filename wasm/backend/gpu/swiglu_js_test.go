@@ -103,11 +103,13 @@ func TestGraphSwiGLUA8(t *testing.T) {
 	persist := rows16
 	persist.GEMVInt8Persist = A8Persist{Groups: 2, MaxK: swiGLUK}
 	rng := rand.New(rand.NewPCG(19, 20))
-	for ti, tu := range []Tuning{DefaultTuning, rows16, rows16, persist} {
+	defer saved(&a8NormPrepass)()
+	for ti, tu := range []Tuning{DefaultTuning, rows16, rows16, persist, rows16} {
 		noSG := ti == 2
+		a8NormPrepass = ti == 4 // the norm's x·gain quantized by a pre-pass
 		b := newBackend(t, Options{Int8Activations: true, Tuning: &tu, NoSubgroups: noSG})
 		for _, f := range []quant.Format{quant.Q4, {Bits: 8, Scheme: quant.Asymmetric, GroupSize: 32, Scales: quant.ScaleF16}} {
-			t.Run(fmt.Sprintf("rows%d/nosubgroups=%v/persist=%d/%v", max(tu.GEMVInt8Rows, tu.GEMVRows), noSG, tu.GEMVInt8Persist.Groups, f), func(t *testing.T) {
+			t.Run(fmt.Sprintf("rows%d/nosubgroups=%v/persist=%d/normpre=%v/%v", max(tu.GEMVInt8Rows, tu.GEMVRows), noSG, tu.GEMVInt8Persist.Groups, a8NormPrepass, f), func(t *testing.T) {
 				ws := map[string]*quant.Tensor{"wg": quantized(t, "wg", rng, swiGLUN, swiGLUK, f), "wu": quantized(t, "wu", rng, swiGLUN, swiGLUK, f)}
 				g := graph.New("swiglu a8")
 				if err := swiGLUGraph(g); err != nil {
