@@ -51,7 +51,7 @@ var (
 	benchPVChunk    = flag.Int("nibble.pvchunk", 0, "keys a workgroup of -nibble.pvsplit's first dispatch (0: pvChunkFor's)")
 	benchPVWG       = flag.Int("nibble.pvsplitwg", 256, "threads a workgroup of -nibble.pvsplit's dispatches (32 to 512)")
 	benchPVShort    = flag.String("nibble.pvshort", "auto", "run p·v unsplit over keys as ops_matmul.wgsl's AB_SHORT (its softmax in one pass, a slice of outputs a workgroup): auto (up to -nibble.pvshortmax keys on hardware adapters), on (always), off (the split product)")
-	benchPVShortMax = flag.Int("nibble.pvshortmax", 0, "cached keys up to which -nibble.pvshort=auto runs p·v as AB_SHORT (0: never)")
+	benchPVShortMax = flag.Int("nibble.pvshortmax", pvShortMax, "cached keys up to which -nibble.pvshort=auto runs p·v as AB_SHORT (0: never; the default is the package's)")
 	benchPVSlice    = flag.Int("nibble.pvshortslice", 16, "outputs a workgroup of -nibble.pvshort's product (a power of two, 4 to 128)")
 	benchPVShortWG  = flag.Int("nibble.pvshortwg", 0, "threads a workgroup of -nibble.pvshort's product (32 to 512; 0: the fewest that take every key in one round)")
 	benchAttn       = flag.String("nibble.attn", "auto", "run one token's attention as one dispatch (ops_attn.wgsl: q·kᵀ, its softmax and p·v): auto (up to -nibble.attnmax keys on hardware adapters), on (at every length its workgroup memory holds), off (q·kᵀ, then p·v with its softmax)")
