@@ -39,7 +39,7 @@ var opFamilies = [numOpFamilies]struct {
 	OpBinary:     {"binary", []string{"add", "sub", "mul", "div", "bias", "silu_mul"}},
 	OpNorm:       {"norm", []string{"layernorm", "rmsnorm", "l2"}},
 	OpSoftmax:    {"softmax", []string{"plain", "masked"}},
-	OpMatMul:     {"matmul", []string{"ab", "abt", "ab_split", "abt_split", "abt_group", "ab_chunks", "ab_merge", "ab_short", "abt_preload"}},
+	OpMatMul:     {"matmul", []string{"ab", "abt", "ab_split", "abt_split", "abt_group", "ab_chunks", "ab_merge", "ab_short", "abt_preload", "ab_short_ahead"}},
 	OpCopy:       {"copy", []string{"strided"}},
 	OpGather:     {"gather", []string{"weight", "value"}},
 	OpPool:       {"pool", []string{"mean"}},
@@ -186,7 +186,7 @@ func (k OpKey) Validate() error {
 		// 32 lanes a group; their sums take WG·16 bytes of workgroup memory, beside WG·8.
 		return fmt.Errorf("shaders: %s: WG %d: %s takes 32 to 512", k.Name(), k.WG, k.Variant)
 	}
-	if k.Family == OpMatMul && k.Variant == "ab_short" && (k.WG < 32 || k.WG > 512 || k.Softmax == "") {
+	if k.Family == OpMatMul && (k.Variant == "ab_short" || k.Variant == "ab_short_ahead") && (k.WG < 32 || k.WG > 512 || k.Softmax == "") {
 		// A softmax product; groups of up to 32 lanes, whose partials take WG·24 bytes of
 		// workgroup memory, beside WG·4.
 		return fmt.Errorf("shaders: %s: ab_short is a softmax product of 32 to 512 threads", k.Name())
@@ -247,6 +247,7 @@ func (k OpKey) Source() (webgpu.ShaderSource, error) {
 		defs["KEYSPLIT"] = k.Variant == "ab_chunks" || k.Variant == "ab_merge" // K over workgroups
 		// abt_preload is ABT_GROUP with a round's rows loaded before any is used.
 		defs["ABT_GROUP"] = k.Variant == "abt_group" || k.Variant == "abt_preload"
+		defs["AB_SHORT"] = k.Variant == "ab_short" || k.Variant == "ab_short_ahead" // ahead: two rounds in flight
 	}
 	if k.Family == OpMatMul || k.Family == OpAttention {
 		// b (attention: the keys and values) a state's buffer: ops_state_load.wgsl's names, as

@@ -437,7 +437,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 // rescaled to their common max (log2(groups) barriers), and the first group's lanes store
 // o / l times alpha (0 where the row keeps nothing, as the one-pass kernels). Narrow slices give
 // a row more workgroups (32 heads × 128 / chunk) at the price of reading its scores again in
-// each. Grid: rows·ceil(n/chunk) workgroups.
+// each. AB_SHORT_AHEAD (variant ab_short_ahead): a thread's next round of keys loaded before
+// its round's are added, for caches a thread takes in several rounds. Grid: rows·ceil(n/chunk)
+// workgroups.
 const R: u32 = 4u;
 
 var<workgroup> short_o: array<vec4<f32>, WG>;
@@ -461,6 +463,28 @@ fn short_e(q: ShortKey, mx: f32) -> f32 {
   return select(0.0, exp(q.x - mx), q.keep);
 }
 
+// A thread's partials: its max m over the kept keys, l = Σe and o = Σe·v, e = exp(x − m).
+struct ShortSums {
+  m: f32,
+  l: f32,
+  o: vec4<f32>,
+}
+
+// s with a round's keys q0 … q3 added, rescaled to the new max.
+fn short_add(s: ShortSums, q0: ShortKey, q1: ShortKey, q2: ShortKey, q3: ShortKey) -> ShortSums {
+  var mx = s.m;
+  mx = max(mx, select(s.m, q0.x, q0.keep));
+  mx = max(mx, select(s.m, q1.x, q1.keep));
+  mx = max(mx, select(s.m, q2.x, q2.keep));
+  mx = max(mx, select(s.m, q3.x, q3.keep));
+  let sc = exp(s.m - mx);
+  let e0 = short_e(q0, mx);
+  let e1 = short_e(q1, mx);
+  let e2 = short_e(q2, mx);
+  let e3 = short_e(q3, mx);
+  return ShortSums(mx, s.l * sc + (e0 + e1 + e2 + e3), s.o * sc + (e0 * q0.v + e1 * q1.v + e2 * q2.v + e3 * q3.v));
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) tid: u32) {
@@ -480,29 +504,38 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let bt = row / params.m;
   let sb = row * k;
   let mb = mask_base(row);
-  var m = -3.402823e38;
-  var l = 0.0;
-  var o = vec4<f32>(0.0);
-  for (var j = grp; j < k; j += R * groups) {
+  var acc = ShortSums(-3.402823e38, 0.0, vec4<f32>(0.0));
+  let step = R * groups;
+#if AB_SHORT_AHEAD
+  // The next round's keys loaded before this round's are added: two rounds in flight.
+  var q0 = short_key(sb, mb, bt, d0, grp);
+  var q1 = short_key(sb, mb, bt, d0, grp + groups);
+  var q2 = short_key(sb, mb, bt, d0, grp + 2u * groups);
+  var q3 = short_key(sb, mb, bt, d0, grp + 3u * groups);
+  for (var j = grp; j < k; j += step) {
+    let n0 = short_key(sb, mb, bt, d0, j + step);
+    let n1 = short_key(sb, mb, bt, d0, j + step + groups);
+    let n2 = short_key(sb, mb, bt, d0, j + step + 2u * groups);
+    let n3 = short_key(sb, mb, bt, d0, j + step + 3u * groups);
+    acc = short_add(acc, q0, q1, q2, q3);
+    q0 = n0;
+    q1 = n1;
+    q2 = n2;
+    q3 = n3;
+  }
+#else
+  for (var j = grp; j < k; j += step) {
     // R keys loaded before any is used, written out so that they stay in registers.
     let q0 = short_key(sb, mb, bt, d0, j);
     let q1 = short_key(sb, mb, bt, d0, j + groups);
     let q2 = short_key(sb, mb, bt, d0, j + 2u * groups);
     let q3 = short_key(sb, mb, bt, d0, j + 3u * groups);
-    var mx = m;
-    mx = max(mx, select(m, q0.x, q0.keep));
-    mx = max(mx, select(m, q1.x, q1.keep));
-    mx = max(mx, select(m, q2.x, q2.keep));
-    mx = max(mx, select(m, q3.x, q3.keep));
-    let sc = exp(m - mx);
-    let e0 = short_e(q0, mx);
-    let e1 = short_e(q1, mx);
-    let e2 = short_e(q2, mx);
-    let e3 = short_e(q3, mx);
-    l = l * sc + (e0 + e1 + e2 + e3);
-    o = o * sc + (e0 * q0.v + e1 * q1.v + e2 * q2.v + e3 * q3.v);
-    m = mx;
+    acc = short_add(acc, q0, q1, q2, q3);
   }
+#endif
+  var m = acc.m;
+  var l = acc.l;
+  var o = acc.o;
   short_o[tid] = o;
   short_ml[tid] = vec2<f32>(m, l);
   workgroupBarrier();

@@ -37,7 +37,7 @@ func allOpKeys() []OpKey {
 				ks = append(ks, OpKey{Family: f, Variant: v, WG: 512, State: "f16", Softmax: "masked", Rope: true, Keys: 2048})
 				continue
 			}
-			if f == OpMatMul && (v == "ab_chunks" || v == "ab_short") { // a softmax product only
+			if f == OpMatMul && (v == "ab_chunks" || v == "ab_short" || v == "ab_short_ahead") { // a softmax product only
 				for _, st := range append([]string{""}, StateFormats...) {
 					for _, sm := range OpSoftmax.Variants() {
 						ks = append(ks, OpKey{Family: f, Variant: v, WG: 64, State: st, Softmax: sm})

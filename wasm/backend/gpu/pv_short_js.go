@@ -48,6 +48,9 @@ func (c *compiler) shortProduct(i int, k *shaders.OpKey, words []uint32, groups 
 	}
 	slice = shortSlice(slice, wg, N)
 	k.Variant, k.WG = "ab_short", wg
+	if pvShortAhead && K > wg*16/slice { // more than one round of keys a thread
+		k.Variant = "ab_short_ahead"
+	}
 	words = words[:max(len(words), 16)] // SMASK's words, if any, are 12 to 31
 	words[15] = uint32(slice)
 	return words, n.Shape.Size() / N * groupsFor(N, slice)
@@ -77,3 +80,10 @@ func shortWorkgroup(k, slice, most int) int {
 	}
 	return wg
 }
+
+// pvShortAhead runs AB_SHORT, where a thread takes its keys in more than one round of 4, as its
+// variant ab_short_ahead: the next round's keys loaded before this round's are added (two rounds
+// in flight, ~24 more registers a thread). Not yet timed on the H200 (AB_SHORT took 10.8 µs a
+// layer at 1024 keys, two rounds at 512 threads); BenchmarkDecode's -nibble.pvshortahead and
+// BenchmarkPVSplit's aS×T set it.
+var pvShortAhead bool

@@ -18,16 +18,23 @@ import (
 // keeping nothing). Slices of 4 to 128 outputs (40 a multiple of neither 16 nor 32: a ragged
 // last slice; 5 in one slice of 8), workgroups of 32 to 512 threads (as many as the device
 // takes; and shortWorkgroup's), so 1 to 64 groups of lanes take the keys, a thread 1 to 75 of
-// them.
+// them; and as ab_short_ahead (pvShortAhead) where a thread takes more than one round.
 func TestGraphPVShort(t *testing.T) {
 	poisoned(t)
-	t.Cleanup(saved(&forcePVShort, &forceSoftmaxProducts, &forceAttn))
+	t.Cleanup(saved(&forcePVShort, &forceSoftmaxProducts, &forceAttn, &pvShortAhead))
 	t.Cleanup(saved(&pvShortSlice, &pvShortWG, &attnMax))
-	for _, c := range []struct{ slice, wg int }{{16, 0}, {32, 256}, {4, 32}, {16, 64}, {64, 32}, {128, 512}} {
+	for _, c := range []struct {
+		slice, wg int
+		ahead     bool
+	}{{16, 0, false}, {32, 256, false}, {4, 32, false}, {16, 64, false}, {64, 32, false}, {128, 512, false}, {16, 0, true}, {4, 32, true}, {16, 64, true}} {
 		pvShortSlice, pvShortWG = c.slice, c.wg
-		t.Run(fmt.Sprintf("slice%d/wg%d", c.slice, c.wg), func(t *testing.T) {
-			forcePVShort, forceSoftmaxProducts, forceAttn, attnMax = true, true, false, 0
-			attentionProducts(t, newBackend(t, Options{}), func(b *Backend) bool { return compiledVariant(b, "ab_short") })
+		t.Run(fmt.Sprintf("slice%d/wg%d/ahead=%v", c.slice, c.wg, c.ahead), func(t *testing.T) {
+			forcePVShort, forceSoftmaxProducts, forceAttn, attnMax, pvShortAhead = true, true, false, 0, c.ahead
+			b := newBackend(t, Options{})
+			attentionProducts(t, b, func(b *Backend) bool { return compiledVariant(b, "ab_short") || compiledVariant(b, "ab_short_ahead") })
+			if c.ahead && !compiledVariant(b, "ab_short_ahead") {
+				t.Fatal("no product compiled as ab_short_ahead")
+			}
 			t.Run("states", TestGraphStatesInPlace)
 			forceSoftmaxProducts = true // TestGraphStatesInPlace's cleanup clears it
 			t.Run("softmax", TestGraphSoftmaxProducts)
@@ -62,11 +69,11 @@ func TestShortWorkgroup(t *testing.T) {
 
 // shortFlags sets AB_SHORT's and abt_preload's switches from BenchmarkDecode's flags
 // (-nibble.pvshort, -nibble.pvshortmax, -nibble.pvshortslice, -nibble.pvshortwg,
-// -nibble.qkpreload) and returns what puts them back.
+// -nibble.pvshortahead, -nibble.qkpreload) and returns what puts them back.
 func shortFlags() func() {
-	restoreBools, restoreInts := saved(&forcePVShort, &qkPreload), saved(&pvShortMax, &pvShortSlice, &pvShortWG)
+	restoreBools, restoreInts := saved(&forcePVShort, &qkPreload, &pvShortAhead), saved(&pvShortMax, &pvShortSlice, &pvShortWG)
 	pvShortMax, pvShortSlice, pvShortWG = *benchPVShortMax, *benchPVSlice, *benchPVShortWG
-	forcePVShort, qkPreload = *benchPVShort == "on", *benchQKPreload
+	forcePVShort, qkPreload, pvShortAhead = *benchPVShort == "on", *benchQKPreload, *benchPVAhead
 	if *benchPVShort == "off" {
 		pvShortMax = 0
 	}

@@ -54,11 +54,11 @@ var (
 // BenchmarkPVSplit times attention's p·v of one token alone: 32 heads of Dh 128 over an f16
 // cache of -nibble.pvkeys rows read in place, its masked softmax inside, as the split product
 // and split over keys at each -nibble.pvsweep chunk×threads (or, sS×T, unsplit as AB_SHORT with
-// slices of S outputs, T threads a workgroup); GPU time from timestamp queries
+// slices of S outputs, T threads a workgroup; aS×T: as ab_short_ahead); GPU time from timestamp queries
 // (median of 5), with the cached values' bytes ÷ that time beside the read ceiling. No weights:
 // the sweep costs seconds where BenchmarkDecode's 7B costs minutes a variant.
 func BenchmarkPVSplit(b *testing.B) {
-	defer saved(&forceSoftmaxProducts, &forcePVSplit, &forcePVShort)()
+	defer saved(&forceSoftmaxProducts, &forcePVSplit, &forcePVShort, &pvShortAhead)()
 	defer saved(&pvShortSlice, &pvShortWG)()
 	defer saved(&pvSplitFrom, &pvChunk, &pvSplitWG)()
 	forceSoftmaxProducts = true // software adapters fuse it too, to try the harness
@@ -82,11 +82,11 @@ func BenchmarkPVSplit(b *testing.B) {
 		bytes := float64(keep * heads * dh * 2)
 		for _, v := range append([]string{"split product"}, strings.Split(*benchPVSweep, ",")...) {
 			forcePVSplit, pvSplitFrom, forcePVShort = false, math.MaxInt, false
-			if strings.HasPrefix(v, "s") && v != "split product" {
-				if _, err := fmt.Sscanf(v, "s%dx%d", &pvShortSlice, &pvShortWG); err != nil {
-					b.Fatalf("-nibble.pvsweep %q: want sOUTPUTS×threads", v)
+			if (v[0] == 's' || v[0] == 'a') && v != "split product" {
+				if _, err := fmt.Sscanf(v[1:], "%dx%d", &pvShortSlice, &pvShortWG); err != nil {
+					b.Fatalf("-nibble.pvsweep %q: want sOUTPUTS×threads or aOUTPUTS×threads", v)
 				}
-				forcePVShort = true
+				forcePVShort, pvShortAhead = true, v[0] == 'a'
 			} else if v != "split product" {
 				if _, err := fmt.Sscanf(v, "%dx%d", &pvChunk, &pvSplitWG); err != nil {
 					b.Fatalf("-nibble.pvsweep %q: want keys×threads", v)
