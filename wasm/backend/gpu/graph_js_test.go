@@ -801,7 +801,11 @@ func decodeDispatches(t *testing.T, int8Activations bool) {
 	if kvWrite {
 		perLayer-- // the cache write inside the q, k, v GEMV (TestGraphKVWrite)
 	}
-	if want := perLayer*s.c.Layers + 3; len(ds) != want {
+	want := perLayer*s.c.Layers + 3
+	if int8Activations && a8NormPrepass {
+		want += 2*s.c.Layers + 1 // the norms' pre-passes: q, k, v's, the feed-forward's, the head's
+	}
+	if len(ds) != want {
 		for _, d := range ds {
 			t.Log(d.Pipeline.Label())
 		}

@@ -14,9 +14,11 @@ import (
 // (shaders.A8Quant with Norm) quantizes x·gain per block and stores each block's Σx² beside it;
 // the GEMV (Key.XQ with Norm) adds those into the row's Σx² and scales its sums by the norm as
 // it does reading x itself. One dispatch more per normed GEMV; each of its workgroups loads the
-// row's blocks (4.4 KB at K = 4096 for int4 codes) instead of x and the gain (32 KB). A switch
-// for the H200 measurements (BenchmarkDecode -nibble.a8normpre).
-var a8NormPrepass = false
+// row's blocks (4.4 KB at K = 4096 for int4 codes) instead of x and the gain (32 KB). On an H200
+// (run 26, 7B step at position 127) the SwiGLU GEMV took 18.9 µs a layer against 27.0 and q, k,
+// v's 21.0 against 23.6, the pre-passes 3.1 and 2.8 µs: GPU 2.76 ms a step against 2.83, for 65
+// dispatches more. BenchmarkDecode's -nibble.a8normpre sets it.
+var a8NormPrepass = true
 
 // normPrepass queues the pre-pass of a normed int8-activation GEMV of weight w over m rows of
 // the norm's input x, with its gain and the program's params words for w (kp), and returns the

@@ -13,12 +13,13 @@ import "github.com/nibble-ml/nibble/shaders"
 // workgroup memory) instead of AB_SPLIT's max and Σe reductions before any value is loaded. On
 // an H200 (run 18, 7B step) AB_SPLIT took 8.3 µs a layer at 128 keys, ~5 over a dispatch's fixed
 // cost, for 1 MB of values; AB_SHORT (run 25, slices of 16) 5.8 µs at 128 keys, 8.2 against 14.1
-// at 512 and 10.8 against 20.7 at 1024, so it runs up to 1024 keys (from 2048 p·v is split over
-// workgroups, pvSplitFrom; AB_SHORT there is untimed). forcePVShort makes
+// at 512 and 10.8 against 20.7 at 1024, and (run 26) 15.9 at 2048 against the key split's 14.5 +
+// 4.8, so it runs up to 2048 keys (beyond, p·v is split over workgroups: pvSplitFrom; AB_SHORT
+// there is untimed). forcePVShort makes
 // every such product run as it (the package's tests, on SwiftShader). BenchmarkDecode's
 // -nibble.pvshort, -nibble.pvshortmax, -nibble.pvshortslice and -nibble.pvshortwg set them.
 var (
-	pvShortMax              = 1024
+	pvShortMax              = 2048
 	forcePVShort            bool
 	pvShortSlice, pvShortWG = 16, 0
 )

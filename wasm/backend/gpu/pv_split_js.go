@@ -20,7 +20,7 @@ import (
 // SwiftShader). BenchmarkDecode's -nibble.pvsplit, -nibble.pvsplitfrom, -nibble.pvchunk (0:
 // pvChunkFor's) and -nibble.pvsplitwg set them.
 var (
-	pvSplitFrom        = 2048
+	pvSplitFrom        = 2049 // AB_SHORT up to 2048 (pvShortMax)
 	forcePVSplit       bool
 	pvChunk, pvSplitWG = 0, 256
 )
