@@ -32,7 +32,9 @@ func TestGraphPVShort(t *testing.T) {
 			forcePVShort, forceSoftmaxProducts, forceAttn, attnMax, pvShortAhead = true, true, false, 0, c.ahead
 			b := newBackend(t, Options{})
 			attentionProducts(t, b, func(b *Backend) bool { return compiledVariant(b, "ab_short") || compiledVariant(b, "ab_short_ahead") })
-			if c.ahead && !compiledVariant(b, "ab_short_ahead") {
+			// With shortWorkgroup's size (wg 0) a device of 1024 threads (an H200's) takes 300
+			// keys in one round, so no thread has a second and ab_short_ahead does not apply.
+			if c.ahead && c.wg > 0 && !compiledVariant(b, "ab_short_ahead") {
 				t.Fatal("no product compiled as ab_short_ahead")
 			}
 			t.Run("states", TestGraphStatesInPlace)
