@@ -64,7 +64,7 @@ export interface LoadOptions {
    * block of 32 (16 for int8 weights) and uses packed int8 dot products, for quantized weights
    * whose groups are whole blocks and a browser whose WGSL has packed_4x8_integer_dot_product;
    * each output moves by at most Σ|w|·d·(½ + 2⁻¹³), d a block's max|x|/127; a 7B decode step
-   * ran 8–15 % faster on an H200. "webnn": an encoder's layers in int8 calibrated once on
+   * ran 18–27 % faster on an H200. "webnn": an encoder's layers in int8 calibrated once on
    * built-in sentences (static W8A8, TFLite's int8 kernels; generate ignores it). "cpu" and
    * "hybrid" ignore it. stats().notes says what applied.
    */
