@@ -48,7 +48,11 @@
 // branch on sel), reduces both and stores SiLU(gate)·up: one output per row pair.
 // With PERSIST (Key.Persist) the grid is at most that many workgroups along x, each looping over
 // row groups (sum_group) with its activation row quantized once into workgroup memory (quant_row)
-// rather than once per group: fewer quantizations of x and no partial last wave of workgroups.
+// rather than once per group: fewer quantizations of x and no partial last wave of workgroups, but
+// on an H200 slower at every count (it quantizes before any weight load is in flight; NOTES.md).
+// With XQ and NORM, x is an RMS norm's input quantized as x·gain by the pre-pass (QUANTX with
+// NORM), which stores each block's Σx² in the block's spare word; the kernel adds the Σx² of the
+// blocks it loads into the row's and scales by the norm as when it reads x itself.
 
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 #if XQ
