@@ -365,17 +365,21 @@ func (c *compiler) dispatchWith(what string, k shaders.OpKey, groups int, bindin
 		return err
 	}
 	gx := min(groups, maxGroups)
-	gy := (groups + gx - 1) / gx
+	c.queue(c.label(what), pl, gx, (groups+gx-1)/gx, bindings)
+	return nil
+}
+
+// queue appends a step of pipeline pl over a gx × gy grid to the current op's steps; its bind
+// group (label, bindings with the params buffer) is made once the params buffer exists.
+func (c *compiler) queue(label string, pl *webgpu.ComputePipeline, gx, gy int, bindings []webgpu.BufferBinding) {
 	out := c.stepsOut
 	*out = append(*out, step{pl: pl, gx: gx, gy: gy})
 	i := len(*out) - 1
-	label := c.label(what)
 	c.later = append(c.later, func() error {
 		g, err := c.p.b.dev.CreateBindGroup(label, pl.BindGroupLayout(0), c.withParams(bindings)...)
 		(*out)[i].group = g
 		return err
 	})
-	return nil
 }
 
 func groupsFor(n, wg int) int { return (n + wg - 1) / wg }
@@ -801,12 +805,9 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	}
 	if normed {
 		key.Norm = true
-		xq, pre, err := c.normPrepass(w, &key, m, w.matmulParams(m)[0], x, p.bind(7, nl.gain), c.label(what))
-		if err != nil {
+		var err error
+		if x, extra, err = c.normInput(w, &key, m, w.matmulParams(m)[0], x, p.bind(7, nl.gain), extra, c.label(what)); err != nil {
 			return err
-		}
-		if x = xq; !pre {
-			extra = append(extra, p.bind(7, nl.gain))
 		}
 	}
 	if silu {

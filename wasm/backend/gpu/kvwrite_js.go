@@ -37,13 +37,6 @@ func (c *compiler) kvWriteFits() func(lins []graph.Value) bool {
 		if key.Kernel != shaders.GEMVHW && key.Kernel != shaders.GEMVA8 || key.Rows%2 != 0 {
 			return false
 		}
-		per := 1
-		if key.Quantized() {
-			per++
-			if key.Asym {
-				per++
-			}
-		}
 		rows := 0
 		for j, v := range lins {
 			w := c.linearWeight(v)
@@ -54,7 +47,7 @@ func (c *compiler) kvWriteFits() func(lins []graph.Value) bool {
 			}
 			rows += w.l.n
 		}
-		return 6+len(lins)*per <= b.dev.Limits().MaxStorageBuffersPerShaderStage && rows <= b.maxRows
+		return 6+len(lins)*weightBuffers(key) <= b.dev.Limits().MaxStorageBuffersPerShaderStage && rows <= b.maxRows
 	}
 }
 

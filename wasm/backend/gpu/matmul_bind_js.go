@@ -161,13 +161,7 @@ func (c *compiler) groupable(lins []graph.Value) int {
 		return 0
 	}
 	// Storage bindings: x, y, the norm's gain, and each weight's codes, scales and zero points.
-	per := 1
-	if w0.l.format.Quantized() {
-		per++
-		if key.Asym {
-			per++
-		}
-	}
+	per := weightBuffers(key)
 	fixed := 2
 	if _, normed := p.plan.normed[int(lins[0])]; normed {
 		fixed++
@@ -263,12 +257,9 @@ func (c *compiler) multiLinear(lins []graph.Value) error {
 	extra = append(extra, c.block(14, multi))
 	words := w0.matmulParams(m)[0]
 	if normed {
-		xq, pre, err := c.normPrepass(w0, &key, m, words, x, p.bind(7, nl.gain), c.label(fmt.Sprintf("%%%d Linear group", lins[0])))
-		if err != nil {
+		var err error
+		if x, extra, err = c.normInput(w0, &key, m, words, x, p.bind(7, nl.gain), extra, c.label(fmt.Sprintf("%%%d Linear group", lins[0]))); err != nil {
 			return err
-		}
-		if x = xq; !pre {
-			extra = append(extra, p.bind(7, nl.gain))
 		}
 	}
 	if normed {

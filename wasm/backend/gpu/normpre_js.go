@@ -20,13 +20,14 @@ import (
 // dispatches more. BenchmarkDecode's -nibble.a8normpre sets it.
 var a8NormPrepass = true
 
-// normPrepass queues the pre-pass of a normed int8-activation GEMV of weight w over m rows of
-// the norm's input x, with its gain and the program's params words for w (kp), and returns the
-// x the GEMV then binds: the program's scratch holding the blocks. It sets key.XQ. ok is false,
-// nothing queued, where the switch is off or the GEMV is not a normed gemv-a8.
-func (c *compiler) normPrepass(w *weight, key *shaders.Key, m int, words paramBlock, x, gain webgpu.BufferBinding, label string) (xq webgpu.BufferBinding, ok bool, err error) {
+// normInput is what a GEMV fused with the RMS norm before it (key with Norm, weight w, m rows
+// of the norm's input x, gain at binding 7, the params words for w: kp) binds for its x: x,
+// with the gain appended to extra; or, with int8 activations and a8NormPrepass, the program's
+// scratch holding x·gain as blocks, which a pre-pass queued here quantizes (key then has XQ,
+// and the GEMV binds no gain).
+func (c *compiler) normInput(w *weight, key *shaders.Key, m int, words paramBlock, x, gain webgpu.BufferBinding, extra []webgpu.BufferBinding, label string) (webgpu.BufferBinding, []webgpu.BufferBinding, error) {
 	if !a8NormPrepass || key.Kernel != shaders.GEMVA8 || !key.Norm {
-		return x, false, nil
+		return x, append(extra, gain), nil
 	}
 	p := c.p
 	blocks, qk, bytes := a8Quant(*key, w.l, m)
@@ -34,22 +35,12 @@ func (c *compiler) normPrepass(w *weight, key *shaders.Key, m int, words paramBl
 	qk = qk.Normalize()
 	pl, err := p.b.pipeline(qk)
 	if err != nil {
-		return x, false, err
+		return x, extra, err
 	}
 	gx, gy := grid(qk, blocks, m)
-	out := c.stepsOut
-	*out = append(*out, step{pl: pl, gx: gx, gy: gy})
-	i := len(*out) - 1
-	pars := c.block(0, words[:])
-	c.later = append(c.later, func() error {
-		g, err := p.b.dev.CreateBindGroup(label+" (x·gain to int8 blocks)", pl.BindGroupLayout(0), c.withParams([]webgpu.BufferBinding{
-			pars, x, gain, {Binding: 3, Buffer: p.scratch, Size: bytes},
-		})...)
-		(*out)[i].group = g
-		return err
-	})
+	c.queue(label+" (x·gain to int8 blocks)", pl, gx, gy, []webgpu.BufferBinding{c.block(0, words[:]), x, gain, {Binding: 3, Buffer: p.scratch, Size: bytes}})
 	key.XQ = true
-	return webgpu.BufferBinding{Binding: 2, Buffer: p.scratch, Size: bytes}, true, nil
+	return webgpu.BufferBinding{Binding: 2, Buffer: p.scratch, Size: bytes}, extra, nil
 }
 
 // normPrepassBytes is the scratch the pre-pass of Linear node i needs (0: none).

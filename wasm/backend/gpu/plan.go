@@ -142,12 +142,24 @@ type A8Wide struct{ MinN, MaxBits, WG, Rows int }
 // Groups workgroups a dispatch, x rows of up to MaxK activations held in workgroup memory.
 type A8Persist struct{ Groups, MaxK int }
 
+// weightBuffers is the storage buffers one weight of a GEMV key binds: its codes (or floats),
+// and for codes their scales, and for asymmetric codes their zero points.
+func weightBuffers(k shaders.Key) int {
+	switch {
+	case !k.Quantized():
+		return 1
+	case k.Asym:
+		return 3
+	}
+	return 2
+}
+
 // key is the persistent variant of an int8-activation GEMV key k (its Bits set).
 func (p A8Persist) key(k shaders.Key) shaders.Key {
 	if p.Groups <= 0 || k.XQ {
 		return k
 	}
-	qb := min(32, 4*32/k.Bits) // activations a block
+	qb := quant.ActivationBlock(k.Bits)
 	k.Persist, k.XCap = p.Groups, (p.MaxK+qb-1)/qb
 	return k
 }

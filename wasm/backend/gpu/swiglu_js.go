@@ -32,15 +32,8 @@ func (c *compiler) swiGLUFits() func(gate, up int) bool {
 		wg, wu := c.linearWeight(graph.Value(gate)), c.linearWeight(graph.Value(up))
 		m := c.p.g.Nodes[gate].Shape.Size() / wg.l.n
 		key := keyFor(wg.l.format, wg.l.n, m, b.feat, b.tune)
-		per := 1
-		if key.Quantized() {
-			per++
-			if key.Asym {
-				per++
-			}
-		}
 		return wg.l == wu.l && len(wg.chunks) == 1 && len(wu.chunks) == 1 && key.Kernel.IsGEMV() && key.Kernel != shaders.GEMV &&
-			key.Rows%2 == 0 && 3+2*per <= b.dev.Limits().MaxStorageBuffersPerShaderStage && 2*wg.l.n <= b.maxRows
+			key.Rows%2 == 0 && 3+2*weightBuffers(key) <= b.dev.Limits().MaxStorageBuffersPerShaderStage && 2*wg.l.n <= b.maxRows
 	}
 }
 
@@ -70,12 +63,9 @@ func (c *compiler) swiGLU(what string, i int, s swiGLU) error {
 	}
 	words := wg.matmulParams(m)[0]
 	if normed {
-		xq, pre, err := c.normPrepass(wg, &key, m, words, x, p.bind(7, nl.gain), c.label(what))
-		if err != nil {
+		var err error
+		if x, extra, err = c.normInput(wg, &key, m, words, x, p.bind(7, nl.gain), extra, c.label(what)); err != nil {
 			return err
-		}
-		if x = xq; !pre {
-			extra = append(extra, p.bind(7, nl.gain))
 		}
 		words[11] = math.Float32bits(nl.eps) // decode.wgsl's params.eps
 	}
