@@ -39,11 +39,18 @@ type chainVariant struct {
 	name  string
 	chain bool // one dispatch (after the zeroing one), not one a GEMV
 	late  bool // x read before the weights (chain only): what the weights' early loads win
+	// split runs the chain's kernel (atomic x and y) as one dispatch a GEMV after the zeroing:
+	// what the atomics cost, apart from the waits.
+	split bool
 }
 
-var chainVariants = []chainVariant{{"dispatches", false, false}, {"chain", true, false}, {"chain x first", true, true}}
+var chainVariants = []chainVariant{
+	{"dispatches", false, false, false}, {"dispatches, atomic x", true, false, true},
+	{"chain", true, false, false}, {"chain x first", true, true, false},
+}
 
-// chainWGSL is one GEMV layer of int8 weights (4 a word, a row k/16 vec4s), an f32 scale a row,
+// chainWGSL is one GEMV layer of int8 weights (4 a word, a row k/16 vec4s, element e of word j
+// column e·k/16 + j), an f32 scale a row,
 // rows rows a workgroup of wg threads (a power of two). As dispatches, x and y are plain f32
 // buffers bound per layer and the weights' slot by the binding's offset. As a chain, workgroup
 // w runs layer w / (n/rows) on weight slot layer % slots, reading act's row layer and storing
@@ -89,11 +96,13 @@ fn xget(layer: u32, i: u32) -> f32 { return xin[i]; }
 fn yput(layer: u32, i: u32, y: f32) { yout[i] = y; }
 `)
 	}
+	// Element e (0–15) of thread word j is column e·KV + j: the threads of a load read
+	// consecutive words of x (the chain's atomics are not cached in L1, so they must coalesce).
 	xs := `    let x = array<vec4<f32>, 4>(
-      vec4<f32>(xget(layer, 16u * j), xget(layer, 16u * j + 1u), xget(layer, 16u * j + 2u), xget(layer, 16u * j + 3u)),
-      vec4<f32>(xget(layer, 16u * j + 4u), xget(layer, 16u * j + 5u), xget(layer, 16u * j + 6u), xget(layer, 16u * j + 7u)),
-      vec4<f32>(xget(layer, 16u * j + 8u), xget(layer, 16u * j + 9u), xget(layer, 16u * j + 10u), xget(layer, 16u * j + 11u)),
-      vec4<f32>(xget(layer, 16u * j + 12u), xget(layer, 16u * j + 13u), xget(layer, 16u * j + 14u), xget(layer, 16u * j + 15u)));
+      vec4<f32>(xget(layer, j), xget(layer, KV + j), xget(layer, 2u * KV + j), xget(layer, 3u * KV + j)),
+      vec4<f32>(xget(layer, 4u * KV + j), xget(layer, 5u * KV + j), xget(layer, 6u * KV + j), xget(layer, 7u * KV + j)),
+      vec4<f32>(xget(layer, 8u * KV + j), xget(layer, 9u * KV + j), xget(layer, 10u * KV + j), xget(layer, 11u * KV + j)),
+      vec4<f32>(xget(layer, 12u * KV + j), xget(layer, 13u * KV + j), xget(layer, 14u * KV + j), xget(layer, 15u * KV + j)));
 `
 	ws := `    var wv: array<vec4<u32>, R>;
     for (var r = 0u; r < R; r++) {
@@ -208,8 +217,8 @@ func newChainSetup(b *testing.B, be *Backend, k, layers int) *chainSetup {
 		for r := range k {
 			row := wb[base+int64(r)*rowBytes : base+int64(r+1)*rowBytes]
 			var acc float64
-			for c, q := range row {
-				acc += float64(int8(q)) * x[c]
+			for c, q := range row { // byte c is element c%16 of word c/16: column (c%16)·k/16 + c/16
+				acc += float64(int8(q)) * x[(c%16)*(k/16)+c/16]
 			}
 			y[r] = acc * float64(scales[(l%s.slots)*k+r])
 		}
@@ -312,10 +321,36 @@ func (s *chainSetup) list(v chainVariant, rows, wg int) ([]webgpu.Dispatch, erro
 	if err != nil {
 		return nil, err
 	}
-	return []webgpu.Dispatch{
-		{Pipeline: zero, Group: zg, X: (k*s.layers + 255) / 256, Y: 1},
-		{Pipeline: p, Group: g, X: groups * s.layers, Y: 1},
-	}, nil
+	out := []webgpu.Dispatch{{Pipeline: zero, Group: zg, X: (k*s.layers + 255) / 256, Y: 1}}
+	if !v.split {
+		return append(out, webgpu.Dispatch{Pipeline: p, Group: g, X: groups * s.layers, Y: 1}), nil
+	}
+	return s.splitChain(out, rows, wg, v)
+}
+
+// splitChain appends the chain kernel as one dispatch a layer to out: weights, scales and act's
+// rows l and l+1 bound at layer l's offsets, so each dispatch is the chain's layer 0.
+func (s *chainSetup) splitChain(out []webgpu.Dispatch, rows, wg int, v chainVariant) ([]webgpu.Dispatch, error) {
+	be, k := s.be, s.k
+	p, err := be.dev.CreateComputePipeline(webgpu.ShaderSource{Variant: fmt.Sprintf("chain r%d %s", rows, v.name),
+		Code: chainWGSL(k, k, rows, wg, 1, *chainSpin, v)}, "main", nil)
+	if err != nil {
+		return nil, err
+	}
+	slotBytes, xBytes := int64(k)*int64(k), int64(4*k)
+	for l := range s.layers {
+		slot := int64(l % s.slots)
+		g, err := be.dev.CreateBindGroup(fmt.Sprintf("chain split %d", l), p.BindGroupLayout(0),
+			webgpu.BufferBinding{Binding: 0, Buffer: s.w, Offset: slot * slotBytes, Size: slotBytes},
+			webgpu.BufferBinding{Binding: 1, Buffer: s.sc, Offset: slot * xBytes, Size: xBytes},
+			webgpu.BufferBinding{Binding: 2, Buffer: s.act, Offset: int64(l) * xBytes, Size: 2 * xBytes},
+			webgpu.BufferBinding{Binding: 3, Buffer: s.flag})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, webgpu.Dispatch{Pipeline: p, Group: g, X: k / rows, Y: 1})
+	}
+	return out, nil
 }
 
 // check runs list once with the outputs poisoned and the flag cleared, and compares the last
@@ -387,10 +422,11 @@ func (s *chainSetup) check(v chainVariant, list []webgpu.Dispatch) string {
 	return "ok"
 }
 
-// BenchmarkChain times -nibble.chainlayers dependent k×k int8 GEMVs (-nibble.chaink) three
-// ways: one dispatch a GEMV (a barrier between each two), one dispatch for all of them after a
-// zeroing dispatch (chain: each workgroup's weights loaded before it waits for x), and the chain
-// with x read first. Per GEMV: GPU µs (timestamp queries) and GB/s of its weights. Every variant's
+// BenchmarkChain times -nibble.chainlayers dependent k×k int8 GEMVs (-nibble.chaink) four
+// ways: one dispatch a GEMV (a barrier between each two); the chain's kernel as one dispatch a
+// GEMV (its atomic loads and stores without waits); one dispatch for all of them after a zeroing
+// dispatch (chain: each workgroup's weights loaded before it waits for x); and the chain with x
+// read first. Per GEMV: GPU µs (timestamp queries) and GB/s of its weights. Every variant's
 // last output is checked against a float64 reference first. On a software adapter the shapes
 // are small (512, 4 layers): only to keep the benchmark working.
 func BenchmarkChain(b *testing.B) {
