@@ -70,16 +70,27 @@ const SLOTS: u32 = %du;
 	if v.chain {
 		fmt.Fprintf(&sb, `@group(0) @binding(2) var<storage, read_write> act: array<atomic<u32>>;
 @group(0) @binding(3) var<storage, read_write> flag: array<atomic<u32>>;
-fn xget(layer: u32, i: u32) -> f32 {
-  let a = layer * K + i;
-  var v = atomicLoad(&act[a]);
-  for (var s = 0u; v == 0u && s < %du; s++) {
-    v = atomicLoad(&act[a]);
+// The 16 elements of thread word j (column e·KV + j), all 16 loads issued before any is
+// tested: a wait per element before the next load would make 16 trips to the L2 in a row.
+fn xrow(layer: u32, j: u32) -> array<vec4<f32>, 4> {
+  let a = layer * K + j;
+  var v: array<u32, 16>;
+  for (var e = 0u; e < 16u; e++) {
+    v[e] = atomicLoad(&act[a + e * KV]);
   }
-  if (v == 0u) {
-    atomicStore(&flag[0], 1u);
+  for (var e = 0u; e < 16u; e++) {
+    for (var s = 0u; v[e] == 0u && s < %du; s++) {
+      v[e] = atomicLoad(&act[a + e * KV]);
+    }
+    if (v[e] == 0u) {
+      atomicStore(&flag[0], 1u);
+    }
   }
-  return bitcast<f32>(~v);
+  var x: array<vec4<f32>, 4>;
+  for (var q = 0u; q < 4u; q++) {
+    x[q] = bitcast<vec4<f32>>(~vec4<u32>(v[4u * q], v[4u * q + 1u], v[4u * q + 2u], v[4u * q + 3u]));
+  }
+  return x;
 }
 fn yput(layer: u32, i: u32, y: f32) {
   var b = bitcast<u32>(y);
@@ -92,18 +103,19 @@ fn yput(layer: u32, i: u32, y: f32) {
 	} else {
 		sb.WriteString(`@group(0) @binding(2) var<storage, read> xin: array<f32>;
 @group(0) @binding(3) var<storage, read_write> yout: array<f32>;
-fn xget(layer: u32, i: u32) -> f32 { return xin[i]; }
+fn xrow(layer: u32, j: u32) -> array<vec4<f32>, 4> {
+  var x: array<vec4<f32>, 4>;
+  for (var q = 0u; q < 4u; q++) {
+    x[q] = vec4<f32>(xin[4u * q * KV + j], xin[(4u * q + 1u) * KV + j], xin[(4u * q + 2u) * KV + j], xin[(4u * q + 3u) * KV + j]);
+  }
+  return x;
+}
 fn yput(layer: u32, i: u32, y: f32) { yout[i] = y; }
 `)
 	}
 	// Element e (0–15) of thread word j is column e·KV + j: the threads of a load read
 	// consecutive words of x (the chain's atomics are not cached in L1, so they must coalesce).
-	xs := `    let x = array<vec4<f32>, 4>(
-      vec4<f32>(xget(layer, j), xget(layer, KV + j), xget(layer, 2u * KV + j), xget(layer, 3u * KV + j)),
-      vec4<f32>(xget(layer, 4u * KV + j), xget(layer, 5u * KV + j), xget(layer, 6u * KV + j), xget(layer, 7u * KV + j)),
-      vec4<f32>(xget(layer, 8u * KV + j), xget(layer, 9u * KV + j), xget(layer, 10u * KV + j), xget(layer, 11u * KV + j)),
-      vec4<f32>(xget(layer, 12u * KV + j), xget(layer, 13u * KV + j), xget(layer, 14u * KV + j), xget(layer, 15u * KV + j)));
-`
+	xs := "    let x = xrow(layer, j);\n"
 	ws := `    var wv: array<vec4<u32>, R>;
     for (var r = 0u; r < R; r++) {
       wv[r] = w[(slot * N + row0 + r) * KV + j];
