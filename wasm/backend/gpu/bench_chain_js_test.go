@@ -68,29 +68,34 @@ const SLOTS: u32 = %du;
 @group(0) @binding(1) var<storage, read> sc: array<f32>;
 `, k, n, rows, wg, slots)
 	if v.chain {
+		var loads, waits, zero []string
+		for e := range 16 {
+			loads = append(loads, fmt.Sprintf("  var v%d = atomicLoad(&act[a + %du * KV]);\n", e, e))
+			waits = append(waits, fmt.Sprintf("    v%d = xwait(a + %du * KV, v%d);\n", e, e, e))
+			zero = append(zero, fmt.Sprintf("v%d == 0u", e))
+		}
+		xrowBody := strings.Join(loads, "") + "  if (" + strings.Join(zero, " || ") + ") {\n" + strings.Join(waits, "") + "  }\n"
 		fmt.Fprintf(&sb, `@group(0) @binding(2) var<storage, read_write> act: array<atomic<u32>>;
 @group(0) @binding(3) var<storage, read_write> flag: array<atomic<u32>>;
-// The 16 elements of thread word j (column e·KV + j), all 16 loads issued before any is
-// tested: a wait per element before the next load would make 16 trips to the L2 in a row.
+// xwait loads act[i] until it is not 0 (v: its first load), at most %d more times.
+fn xwait(i: u32, v: u32) -> u32 {
+  var w = v;
+  for (var s = 0u; w == 0u && s < %du; s++) {
+    w = atomicLoad(&act[i]);
+  }
+  if (w == 0u) {
+    atomicStore(&flag[0], 1u);
+  }
+  return w;
+}
+// The 16 elements of thread word j (column e·KV + j), written out so that all 16 loads are
+// issued before any is tested (a wait per element before the next load is 16 trips to the L2
+// in a row, and a loop over an array of them may put the array in memory).
 fn xrow(layer: u32, j: u32) -> array<vec4<f32>, 4> {
   let a = layer * K + j;
-  var v: array<u32, 16>;
-  for (var e = 0u; e < 16u; e++) {
-    v[e] = atomicLoad(&act[a + e * KV]);
-  }
-  for (var e = 0u; e < 16u; e++) {
-    for (var s = 0u; v[e] == 0u && s < %du; s++) {
-      v[e] = atomicLoad(&act[a + e * KV]);
-    }
-    if (v[e] == 0u) {
-      atomicStore(&flag[0], 1u);
-    }
-  }
-  var x: array<vec4<f32>, 4>;
-  for (var q = 0u; q < 4u; q++) {
-    x[q] = bitcast<vec4<f32>>(~vec4<u32>(v[4u * q], v[4u * q + 1u], v[4u * q + 2u], v[4u * q + 3u]));
-  }
-  return x;
+` + xrowBody + `  return array<vec4<f32>, 4>(
+    bitcast<vec4<f32>>(~vec4<u32>(v0, v1, v2, v3)), bitcast<vec4<f32>>(~vec4<u32>(v4, v5, v6, v7)),
+    bitcast<vec4<f32>>(~vec4<u32>(v8, v9, v10, v11)), bitcast<vec4<f32>>(~vec4<u32>(v12, v13, v14, v15)));
 }
 fn yput(layer: u32, i: u32, y: f32) {
   var b = bitcast<u32>(y);
@@ -99,7 +104,7 @@ fn yput(layer: u32, i: u32, y: f32) {
   }
   atomicStore(&act[(layer + 1u) * K + i], ~b);
 }
-`, spin)
+`, spin, spin)
 	} else {
 		sb.WriteString(`@group(0) @binding(2) var<storage, read> xin: array<f32>;
 @group(0) @binding(3) var<storage, read_write> yout: array<f32>;
