@@ -28,10 +28,11 @@ import (
 // before it and never wait on it); where that fails, a wait gives up after -nibble.chainspin
 // loads and raises a flag the benchmark reports.
 var (
-	chainK      = flag.Int("nibble.chaink", 4096, "BenchmarkChain: rows and columns of each GEMV (int8 weights)")
-	chainLayers = flag.Int("nibble.chainlayers", 32, "BenchmarkChain: dependent GEMVs a chain runs")
-	chainRows   = flag.String("nibble.chainrows", "4,8", "BenchmarkChain: rows a workgroup, each a timed case")
-	chainSpin   = flag.Int("nibble.chainspin", 1<<20, "BenchmarkChain: loads a wait makes before it gives up and raises the flag")
+	chainK       = flag.Int("nibble.chaink", 4096, "BenchmarkChain: rows and columns of each GEMV (int8 weights)")
+	chainLayers  = flag.Int("nibble.chainlayers", 32, "BenchmarkChain: dependent GEMVs a chain runs")
+	chainRows    = flag.String("nibble.chainrows", "4,8", "BenchmarkChain: rows a workgroup, each a timed case")
+	chainPersist = flag.Int("nibble.chainpersist", 256, "BenchmarkChain: workgroups of the persistent chain (each must be resident at once; 1 on a software adapter)")
+	chainSpin    = flag.Int("nibble.chainspin", 1<<20, "BenchmarkChain: loads a wait makes before it gives up and raises the flag")
 )
 
 // chainVariant is one way BenchmarkChain runs L dependent GEMVs.
@@ -42,11 +43,16 @@ type chainVariant struct {
 	// split runs the chain's kernel (atomic x and y) as one dispatch a GEMV after the zeroing:
 	// what the atomics cost, apart from the waits.
 	split bool
+	// persist runs the chain on -nibble.chainpersist workgroups (all resident at once), each
+	// taking row groups layer by layer and loading the next group's weights before it waits for
+	// this group's x (registers double-buffered). Needs k/16 threads a workgroup.
+	persist bool
 }
 
 var chainVariants = []chainVariant{
-	{"dispatches", false, false, false}, {"dispatches, atomic x", true, false, true},
-	{"chain", true, false, false}, {"chain x first", true, true, false},
+	{"dispatches", false, false, false, false}, {"dispatches, atomic x", true, false, true, false},
+	{"chain", true, false, false, false}, {"chain x first", true, true, false, false},
+	{"persistent chain", true, false, false, true},
 }
 
 // chainWGSL is one GEMV layer of int8 weights (4 a word, a row k/16 vec4s, element e of word j
@@ -93,7 +99,7 @@ fn xwait(i: u32, v: u32) -> u32 {
 // in a row, and a loop over an array of them may put the array in memory).
 fn xrow(layer: u32, j: u32) -> array<vec4<f32>, 4> {
   let a = layer * K + j;
-` + xrowBody + `  return array<vec4<f32>, 4>(
+`+xrowBody+`  return array<vec4<f32>, 4>(
     bitcast<vec4<f32>>(~vec4<u32>(v0, v1, v2, v3)), bitcast<vec4<f32>>(~vec4<u32>(v4, v5, v6, v7)),
     bitcast<vec4<f32>>(~vec4<u32>(v8, v9, v10, v11)), bitcast<vec4<f32>>(~vec4<u32>(v12, v13, v14, v15)));
 }
@@ -134,7 +140,11 @@ fn yput(layer: u32, i: u32, y: f32) { yout[i] = y; }
 fn i8s(v: u32) -> vec4<f32> {
   return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(v) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
 }
-@compute @workgroup_size(WG)
+`)
+	if v.persist {
+		return sb.String() + persistMain
+	}
+	sb.WriteString(`@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let layer = wid.x / G;
   let row0 = (wid.x % G) * R;
@@ -164,6 +174,55 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 `)
 	return sb.String()
 }
+
+// persistMain is the persistent chain's entry point: P workgroups (an override), workgroup p
+// taking items n = 0, 1, … of LAYERS·G/P, item n being layer n/(G/P)'s row group
+// p + (n mod G/P)·P. One word a thread a row (KV = WG). Item n+1's weights are loaded before
+// item n waits for its x, and the partial sums reduced through part as in main.
+const persistMain = `override P: u32 = 1u;
+override LAYERS: u32 = 1u;
+fn wload(n: u32, p: u32, t: u32) -> array<vec4<u32>, R> {
+  let per = G / P;
+  let layer = n / per;
+  let row0 = (p + (n % per) * P) * R;
+  var wv: array<vec4<u32>, R>;
+  for (var r = 0u; r < R; r++) {
+    wv[r] = w[((layer % SLOTS) * N + row0 + r) * KV + t];
+  }
+  return wv;
+}
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let per = G / P;
+  let items = LAYERS * per;
+  var wn = wload(0u, wid.x, t);
+  for (var n = 0u; n < items; n++) {
+    let layer = n / per;
+    let row0 = (wid.x + (n % per) * P) * R;
+    let wv = wn;
+    if (n + 1u < items) {
+      wn = wload(n + 1u, wid.x, t);
+    }
+    let x = xrow(layer, t);
+    for (var r = 0u; r < R; r++) {
+      part[r * WG + t] = dot(i8s(wv[r].x), x[0]) + dot(i8s(wv[r].y), x[1]) + dot(i8s(wv[r].z), x[2]) + dot(i8s(wv[r].w), x[3]);
+    }
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+      if (t < s) {
+        for (var r = 0u; r < R; r++) {
+          part[r * WG + t] += part[r * WG + t + s];
+        }
+      }
+      workgroupBarrier();
+    }
+    if (t < R) {
+      yput(layer, row0 + t, part[t * WG] * sc[(layer % SLOTS) * N + row0 + t]);
+    }
+    workgroupBarrier();
+  }
+}
+`
 
 // chainZeroWGSL zeroes act past its first row (layer 0's x, written once by the host).
 func chainZeroWGSL(k int) string {
@@ -327,8 +386,15 @@ func (s *chainSetup) list(v chainVariant, rows, wg int) ([]webgpu.Dispatch, erro
 	if err != nil {
 		return nil, err
 	}
+	var consts map[string]float64
+	if v.persist {
+		if wg != k/16 {
+			return nil, fmt.Errorf("the persistent chain takes k/16 = %d threads a workgroup, not %d", k/16, wg)
+		}
+		consts = map[string]float64{"P": float64(s.persistGroups(rows)), "LAYERS": float64(s.layers)}
+	}
 	p, err := be.dev.CreateComputePipeline(webgpu.ShaderSource{Variant: fmt.Sprintf("chain r%d %s", rows, v.name),
-		Code: chainWGSL(k, k, rows, wg, s.slots, *chainSpin, v)}, "main", nil)
+		Code: chainWGSL(k, k, rows, wg, s.slots, *chainSpin, v)}, "main", consts)
 	if err != nil {
 		return nil, err
 	}
@@ -339,10 +405,28 @@ func (s *chainSetup) list(v chainVariant, rows, wg int) ([]webgpu.Dispatch, erro
 		return nil, err
 	}
 	out := []webgpu.Dispatch{{Pipeline: zero, Group: zg, X: (k*s.layers + 255) / 256, Y: 1}}
+	if v.persist {
+		return append(out, webgpu.Dispatch{Pipeline: p, Group: g, X: s.persistGroups(rows), Y: 1}), nil
+	}
 	if !v.split {
 		return append(out, webgpu.Dispatch{Pipeline: p, Group: g, X: groups * s.layers, Y: 1}), nil
 	}
 	return s.splitChain(out, rows, wg, v)
+}
+
+// persistGroups is the persistent chain's grid at rows rows a workgroup: -nibble.chainpersist
+// (1 on a software adapter, whose few threads cannot hold waiting workgroups), lowered until it
+// divides the row groups.
+func (s *chainSetup) persistGroups(rows int) int {
+	groups, p := s.k/rows, *chainPersist
+	if s.software {
+		p = 1
+	}
+	p = max(1, min(p, groups))
+	for groups%p != 0 {
+		p--
+	}
+	return p
 }
 
 // splitChain appends the chain kernel as one dispatch a layer to out: weights, scales and act's
@@ -451,7 +535,7 @@ func BenchmarkChain(b *testing.B) {
 	info := be.AdapterInfo()
 	k, layers, wg := *chainK, *chainLayers, 256
 	if be.Caps().Software {
-		k, layers, wg = 512, 4, 64
+		k, layers, wg = 512, 4, 32
 	}
 	s := newChainSetup(b, be, k, layers)
 	defer s.close()
