@@ -502,7 +502,7 @@ func (s *chainSetup) check(v chainVariant, list []webgpu.Dispatch) string {
 		return err.Error()
 	}
 	if f := math.Float32bits(got[k]); f != 0 {
-		return "a wait gave up (flag raised): workgroups did not start in grid order"
+		return "a wait gave up (flag raised): a producer never ran while its readers waited (workgroups not started in grid order, or, persistent, not all resident at once)"
 	}
 	y := got[:k]
 	if v.chain {
