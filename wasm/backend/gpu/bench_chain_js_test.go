@@ -140,6 +140,22 @@ fn yput(layer: u32, i: u32, y: f32) { yout[i] = y; }
 fn i8s(v: u32) -> vec4<f32> {
   return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(v) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
 }
+// reduce adds the workgroup's partial sums (part[r·WG + t], row r) and stores row0 + r of layer's
+// output with slot's scale.
+fn reduce(t: u32, layer: u32, row0: u32, slot: u32) {
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (t < s) {
+      for (var r = 0u; r < R; r++) {
+        part[r * WG + t] += part[r * WG + t + s];
+      }
+    }
+    workgroupBarrier();
+  }
+  if (t < R) {
+    yput(layer, row0 + t, part[t * WG] * sc[slot * N + row0 + t]);
+  }
+}
 `)
 	if v.persist {
 		return sb.String() + persistMain
@@ -158,18 +174,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var r = 0u; r < R; r++) {
     part[r * WG + t] = acc[r];
   }
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (t < s) {
-      for (var r = 0u; r < R; r++) {
-        part[r * WG + t] += part[r * WG + t + s];
-      }
-    }
-    workgroupBarrier();
-  }
-  if (t < R) {
-    yput(layer, row0 + t, part[t * WG] * sc[slot * N + row0 + t]);
-  }
+  reduce(t, layer, row0, slot);
 }
 `)
 	return sb.String()
@@ -178,7 +183,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 // persistMain is the persistent chain's entry point: P workgroups (an override), workgroup p
 // taking items n = 0, 1, … of LAYERS·G/P, item n being layer n/(G/P)'s row group
 // p + (n mod G/P)·P. One word a thread a row (KV = WG). Item n+1's weights are loaded before
-// item n waits for its x, and the partial sums reduced through part as in main.
+// item n waits for its x; reduce adds the partial sums as in main.
 const persistMain = `override P: u32 = 1u;
 override LAYERS: u32 = 1u;
 fn wload(n: u32, p: u32, t: u32) -> array<vec4<u32>, R> {
@@ -207,18 +212,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var r = 0u; r < R; r++) {
       part[r * WG + t] = dot(i8s(wv[r].x), x[0]) + dot(i8s(wv[r].y), x[1]) + dot(i8s(wv[r].z), x[2]) + dot(i8s(wv[r].w), x[3]);
     }
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-      if (t < s) {
-        for (var r = 0u; r < R; r++) {
-          part[r * WG + t] += part[r * WG + t + s];
-        }
-      }
-      workgroupBarrier();
-    }
-    if (t < R) {
-      yput(layer, row0 + t, part[t * WG] * sc[(layer % SLOTS) * N + row0 + t]);
-    }
+    reduce(t, layer, row0, layer % SLOTS);
     workgroupBarrier();
   }
 }
