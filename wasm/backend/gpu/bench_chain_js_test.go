@@ -74,43 +74,7 @@ const SLOTS: u32 = %du;
 @group(0) @binding(1) var<storage, read> sc: array<f32>;
 `, k, n, rows, wg, slots)
 	if v.chain {
-		var loads, waits, zero []string
-		for e := range 16 {
-			loads = append(loads, fmt.Sprintf("  var v%d = atomicLoad(&act[a + %du * KV]);\n", e, e))
-			waits = append(waits, fmt.Sprintf("    v%d = xwait(a + %du * KV, v%d);\n", e, e, e))
-			zero = append(zero, fmt.Sprintf("v%d == 0u", e))
-		}
-		xrowBody := strings.Join(loads, "") + "  if (" + strings.Join(zero, " || ") + ") {\n" + strings.Join(waits, "") + "  }\n"
-		fmt.Fprintf(&sb, `@group(0) @binding(2) var<storage, read_write> act: array<atomic<u32>>;
-@group(0) @binding(3) var<storage, read_write> flag: array<atomic<u32>>;
-// xwait loads act[i] until it is not 0 (v: its first load), at most %d more times.
-fn xwait(i: u32, v: u32) -> u32 {
-  var w = v;
-  for (var s = 0u; w == 0u && s < %du; s++) {
-    w = atomicLoad(&act[i]);
-  }
-  if (w == 0u) {
-    atomicStore(&flag[0], 1u);
-  }
-  return w;
-}
-// The 16 elements of thread word j (column e·KV + j), written out so that all 16 loads are
-// issued before any is tested (a wait per element before the next load is 16 trips to the L2
-// in a row, and a loop over an array of them may put the array in memory).
-fn xrow(layer: u32, j: u32) -> array<vec4<f32>, 4> {
-  let a = layer * K + j;
-`+xrowBody+`  return array<vec4<f32>, 4>(
-    bitcast<vec4<f32>>(~vec4<u32>(v0, v1, v2, v3)), bitcast<vec4<f32>>(~vec4<u32>(v4, v5, v6, v7)),
-    bitcast<vec4<f32>>(~vec4<u32>(v8, v9, v10, v11)), bitcast<vec4<f32>>(~vec4<u32>(v12, v13, v14, v15)));
-}
-fn yput(layer: u32, i: u32, y: f32) {
-  var b = bitcast<u32>(y);
-  if ((b & 0x7fffffffu) > 0x7f800000u) {
-    b = 0x7fc00000u;
-  }
-  atomicStore(&act[(layer + 1u) * K + i], ~b);
-}
-`, spin, spin)
+		sb.WriteString(chainHandoffWGSL(spin))
 	} else {
 		sb.WriteString(`@group(0) @binding(2) var<storage, read> xin: array<f32>;
 @group(0) @binding(3) var<storage, read_write> yout: array<f32>;
@@ -178,6 +142,49 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }
 `)
 	return sb.String()
+}
+
+// chainHandoffWGSL is the chain's x and y: act (complemented bits, 0 until stored) read with
+// atomicLoad, waiting at most spin more loads an element before it raises flag, and stored with
+// atomicStore.
+func chainHandoffWGSL(spin int) string {
+	var loads, waits, zero []string
+	for e := range 16 {
+		loads = append(loads, fmt.Sprintf("  var v%d = atomicLoad(&act[a + %du * KV]);\n", e, e))
+		waits = append(waits, fmt.Sprintf("    v%d = xwait(a + %du * KV, v%d);\n", e, e, e))
+		zero = append(zero, fmt.Sprintf("v%d == 0u", e))
+	}
+	xrowBody := strings.Join(loads, "") + "  if (" + strings.Join(zero, " || ") + ") {\n" + strings.Join(waits, "") + "  }\n"
+	return fmt.Sprintf(`@group(0) @binding(2) var<storage, read_write> act: array<atomic<u32>>;
+@group(0) @binding(3) var<storage, read_write> flag: array<atomic<u32>>;
+// xwait loads act[i] until it is not 0 (v: its first load), at most %d more times.
+fn xwait(i: u32, v: u32) -> u32 {
+  var w = v;
+  for (var s = 0u; w == 0u && s < %du; s++) {
+    w = atomicLoad(&act[i]);
+  }
+  if (w == 0u) {
+    atomicStore(&flag[0], 1u);
+  }
+  return w;
+}
+// The 16 elements of thread word j (column e·KV + j), written out so that all 16 loads are
+// issued before any is tested (a wait per element before the next load is 16 trips to the L2
+// in a row, and a loop over an array of them may put the array in memory).
+fn xrow(layer: u32, j: u32) -> array<vec4<f32>, 4> {
+  let a = layer * K + j;
+`+xrowBody+`  return array<vec4<f32>, 4>(
+    bitcast<vec4<f32>>(~vec4<u32>(v0, v1, v2, v3)), bitcast<vec4<f32>>(~vec4<u32>(v4, v5, v6, v7)),
+    bitcast<vec4<f32>>(~vec4<u32>(v8, v9, v10, v11)), bitcast<vec4<f32>>(~vec4<u32>(v12, v13, v14, v15)));
+}
+fn yput(layer: u32, i: u32, y: f32) {
+  var b = bitcast<u32>(y);
+  if ((b & 0x7fffffffu) > 0x7f800000u) {
+    b = 0x7fc00000u;
+  }
+  atomicStore(&act[(layer + 1u) * K + i], ~b);
+}
+`, spin, spin)
 }
 
 // persistMain is the persistent chain's entry point: P workgroups (an override), workgroup p

@@ -4,6 +4,7 @@ package gpu
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -13,7 +14,9 @@ import (
 
 	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/graph"
+	"github.com/nibble-ml/nibble/wasm/jsutil"
 	"github.com/nibble-ml/nibble/wasm/model/llama"
+	"github.com/nibble-ml/nibble/wasm/webgpu"
 )
 
 var (
@@ -21,6 +24,9 @@ var (
 	benchChainDepth = flag.Int("nibble.chaindepth", llama.ChainDepth, "greedy decode steps BenchmarkDecode's chained row keeps in flight")
 	// -nibble.chaintokens is how many tokens that row times (after 300 ms of warm-up).
 	benchChainTokens = flag.Int("nibble.chaintokens", 64, "tokens BenchmarkDecode's chained row times")
+	// -nibble.chainstamps writes timestamps at each timed step's pass: the pass's GPU time in
+	// the chain, and the time from one pass's start to the next's.
+	benchChainStamps = flag.Bool("nibble.chainstamps", false, "BenchmarkDecode's chained row: time each step's pass on the GPU (timestamp queries)")
 )
 
 // chainedResult is BenchmarkDecode's chained row, NIBBLE_DECODE_CHAINED in the log.
@@ -47,6 +53,10 @@ type chainedResult struct {
 	MSOutside     float64 `json:"ms_outside_queue"`
 	MSHostHidden  float64 `json:"ms_host_hidden"` // per token: sync − chained
 	IDsChecked    string  `json:"ids"`
+	// With -nibble.chainstamps, medians over the timed steps: a step's pass on the GPU, and
+	// from its start to the next step's.
+	MSPassGPU    float64 `json:"ms_pass_gpu,omitempty"`
+	MSPassPeriod float64 `json:"ms_pass_period,omitempty"`
 }
 
 // decodeChained is BenchmarkDecode's chained greedy row at keep cached rows: the decode graph
@@ -102,12 +112,16 @@ func decodeChained(b *testing.B, be *Backend, s decodeShape, ws backend.WeightMa
 	}
 	warm := len(ids)
 	waiting = 0
+	stamps := startStamps(b, be, 2*(n+depth+2))
 	spent := p.chain.spent
 	t0 := time.Now()
 	for len(ids) < warm+n {
 		step()
 	}
 	total := time.Since(t0)
+	be.mu.Lock()
+	be.passStamps = nil
+	be.mu.Unlock()
 	now := p.chain.spent
 	spent = queueTimes{now.writes - spent.writes, now.copies - spent.copies, now.submit - spent.submit,
 		now.record - spent.record, now.all - spent.all}
@@ -129,6 +143,9 @@ func decodeChained(b *testing.B, be *Backend, s decodeShape, ws backend.WeightMa
 	r.MSQueueSubmit, r.MSQueueRecord = perToken(spent.submit), perToken(spent.record)
 	r.MSQueueRest = perToken(spent.all - spent.writes - spent.copies - spent.submit - spent.record)
 	r.MSOutside = r.MSHostBusy - perToken(spent.all)
+	if stamps != nil {
+		r.MSPassGPU, r.MSPassPeriod = stamps.medians(b, be)
+	}
 	// The chain's last two ids read back: the step fed the first made the second.
 	in[0] = graph.I32Tensor([]int32{ids[len(ids)-2]}, 1)
 	out, err := p.Run(ctx, in)
@@ -144,6 +161,100 @@ func decodeChained(b *testing.B, be *Backend, s decodeShape, ws backend.WeightMa
 	fmt.Printf("NIBBLE_DECODE_CHAINED %s\n", line)
 	b.Logf("%s pos %d (keep %d) chained greedy, %d in flight: %.2f ms a token, %.1f tok/s, %.1f%% of the limit (synchronous Forward %.2f ms, GPU %.2f ms); host busy %.2f ms a token (Queue's writes %.3f, copies %.3f, submit %.3f, recording %.3f, rest %.3f; outside Queue %.3f), %.2f ms a token off the critical path; ids %s",
 		s.name, r.Pos, keep, depth, r.MSToken, r.TokPerS, r.PctLimit, r.MSTokenSync, r.MSGPU, r.MSHostBusy, r.MSQueueWrites, r.MSQueueCopies, r.MSQueueSubmit, r.MSQueueRecord, r.MSQueueRest, r.MSOutside, r.MSHostHidden, r.IDsChecked)
+	if stamps != nil {
+		b.Logf("%s pos %d chained, on the GPU: a step's pass %.3f ms, from one pass's start to the next %.3f ms (median)", s.name, r.Pos, r.MSPassGPU, r.MSPassPeriod)
+	}
+}
+
+// chainStamps are the timestamp queries -nibble.chainstamps hands to the chain's passes.
+type chainStamps struct {
+	qs    *webgpu.QuerySet
+	count int
+}
+
+// startStamps hands count queries to the forwards be records from now on, or returns nil
+// without -nibble.chainstamps or timestamp queries.
+func startStamps(b *testing.B, be *Backend, count int) *chainStamps {
+	if !*benchChainStamps || !be.Caps().TimestampQuery {
+		return nil
+	}
+	count = min(count, 4096)
+	qs, err := be.dev.CreateQuerySet("chain stamps", count)
+	if err != nil {
+		b.Fatal(err)
+	}
+	be.mu.Lock()
+	be.passStamps = &passStamps{qs: qs, size: count}
+	be.mu.Unlock()
+	return &chainStamps{qs: qs, count: count}
+}
+
+// medians resolves the queries (after every stamped pass ran) and returns the median pass time
+// and the median time between consecutive passes' starts, in ms; pairs never written (the
+// forward recorded ahead that did not run) read 0 and are left out.
+func (c *chainStamps) medians(b *testing.B, be *Backend) (pass, period float64) {
+	size := int64(8 * c.count)
+	res, err := be.dev.CreateBuffer("chain stamps resolve", size, webgpu.BufferQueryResolve|webgpu.BufferCopySrc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer res.Destroy()
+	rd, err := be.dev.CreateBuffer("chain stamps read", size, webgpu.BufferMapRead|webgpu.BufferCopyDst)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rd.Destroy()
+	raw := make([]byte, size)
+	err = func() error {
+		enc, err := be.dev.CreateCommandEncoder("chain stamps")
+		if err != nil {
+			return err
+		}
+		if err := enc.ResolveQuerySet(c.qs, 0, c.count, res, 0); err != nil {
+			return err
+		}
+		if err := enc.CopyBufferToBuffer(res, 0, rd, 0, size); err != nil {
+			return err
+		}
+		cb, err := enc.Finish()
+		if err != nil {
+			return err
+		}
+		if err := be.dev.Queue().Submit(cb); err != nil {
+			return err
+		}
+		if err := rd.MapAsync(webgpu.MapRead, 0, size); err != nil {
+			return err
+		}
+		ab, err := rd.MappedRange(0, size)
+		if err == nil {
+			jsutil.CopyBytesToGo(raw, ab)
+		}
+		rd.Unmap()
+		return err
+	}()
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := func(i int) uint64 { return binary.LittleEndian.Uint64(raw[8*i:]) }
+	var passes, periods []float64
+	for i := 0; i+1 < c.count; i += 2 {
+		if t(i) == 0 || t(i+1) <= t(i) {
+			continue
+		}
+		passes = append(passes, float64(t(i+1)-t(i))/1e6)
+		if j := i + 2; j+1 < c.count && t(j) > t(i) && t(j+1) > t(j) {
+			periods = append(periods, float64(t(j)-t(i))/1e6)
+		}
+	}
+	med := func(v []float64) float64 {
+		if len(v) == 0 {
+			return 0
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return med(passes), med(periods)
 }
 
 // compileWithStates compiles g on be with states of its own (zeros), released by release.

@@ -230,7 +230,7 @@ func (p *program) encodeAlone() (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := p.recordList(enc, p.forward, "encode alone"); err != nil {
+	if err := p.recordList(enc, p.forward, "encode alone", nil); err != nil {
 		return 0, err
 	}
 	_, err = enc.Finish()

@@ -85,7 +85,9 @@ type Backend struct {
 	query     *webgpu.QuerySet
 	qbuf, qrd *webgpu.Buffer
 	gpuTime   time.Duration
-	closed    bool
+	// passStamps, set by a benchmark, times the passes Queue records (run_js.go).
+	passStamps *passStamps
+	closed     bool
 }
 
 var _ backend.Backend = (*Backend)(nil)

@@ -985,12 +985,13 @@ func (p *program) poison() error {
 
 // record appends steps to one compute pass of enc.
 func (p *program) record(enc *webgpu.CommandEncoder, steps []step, label string) error {
-	return p.recordList(enc, webgpu.NewDispatches(dispatchList(steps)), label)
+	return p.recordList(enc, webgpu.NewDispatches(dispatchList(steps)), label, nil)
 }
 
-// recordList appends a prepared list of dispatches to one compute pass of enc.
-func (p *program) recordList(enc *webgpu.CommandEncoder, list *webgpu.Dispatches, label string) error {
-	pass, err := enc.BeginComputePass(p.b.label+" graph "+p.g.Name+" "+label, nil)
+// recordList appends a prepared list of dispatches to one compute pass of enc, its beginning
+// and end written into ts's queries where ts is not nil.
+func (p *program) recordList(enc *webgpu.CommandEncoder, list *webgpu.Dispatches, label string, ts *webgpu.TimestampWrites) error {
+	pass, err := enc.BeginComputePass(p.b.label+" graph "+p.g.Name+" "+label, ts)
 	if err != nil {
 		return err
 	}

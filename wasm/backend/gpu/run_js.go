@@ -151,7 +151,11 @@ func (p *program) commands(readback bool) (*webgpu.CommandBuffer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := p.recordList(enc, p.forward, "forward"); err != nil {
+	var ts *webgpu.TimestampWrites
+	if !readback {
+		ts = p.b.passStamps.take()
+	}
+	if err := p.recordList(enc, p.forward, "forward", ts); err != nil {
 		return nil, err
 	}
 	if readback {
@@ -178,6 +182,22 @@ func (p *program) read() error {
 }
 
 var _ backend.Chainer = (*program)(nil)
+
+// passStamps hands out pairs of timestamp queries to the forwards Queue records (the
+// benchmarks' view of a chain on the GPU: each pass's time, and the time between passes); nil,
+// and once its queries are used up, it hands out none.
+type passStamps struct {
+	qs         *webgpu.QuerySet
+	used, size int
+}
+
+func (s *passStamps) take() *webgpu.TimestampWrites {
+	if s == nil || s.used+2 > s.size {
+		return nil
+	}
+	s.used += 2
+	return &webgpu.TimestampWrites{QuerySet: s.qs, Beginning: s.used - 2, End: s.used - 1}
+}
 
 // chain is what Queue keeps per program: readback buffers (one per run in flight, reused once
 // waited for) and the next queued forward's commands, recorded while the GPU works.
