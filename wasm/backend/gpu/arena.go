@@ -594,6 +594,20 @@ func rowWorkgroup(d int, software bool) int {
 	return wg
 }
 
+// normWorkgroup is a norm's workgroup (ops_norm.wgsl): rowWorkgroup's on software adapters; on
+// hardware the fewest threads, at most limit (the device's) and 1024, that take a row of d in one
+// round of 4 elements a thread (a decode step's d = 4096: 1024 threads, one trip to memory).
+func normWorkgroup(d int, software bool, limit int) int {
+	if software {
+		return softwareRowWG
+	}
+	wg := 32
+	for 2*wg <= min(limit, 1024) && 4*wg < d {
+		wg *= 2
+	}
+	return wg
+}
+
 // softwareRowWG is rowWorkgroup's choice on software adapters (a variable: the benchmark's
 // -nibble.rowwg sweeps it).
 var softwareRowWG = 4

@@ -260,3 +260,23 @@ func TestMergeDims(t *testing.T) {
 		}
 	}
 }
+
+func TestNormWorkgroup(t *testing.T) {
+	defer func(wg int) { softwareRowWG = wg }(softwareRowWG)
+	softwareRowWG = 4
+	for _, c := range []struct{ d, limit, want int }{
+		{4096, 1024, 1024}, // a decode step's norm: 4 elements a thread, one round
+		{4096, 256, 256},   // WebGPU's default limit
+		{4096, 768, 512},   // a limit that is not a power of two
+		{768, 1024, 256},
+		{5, 1024, 32},
+		{1 << 20, 4096, 1024},
+	} {
+		if got := normWorkgroup(c.d, false, c.limit); got != c.want {
+			t.Errorf("normWorkgroup(%d, hardware, limit %d) = %d, want %d", c.d, c.limit, got, c.want)
+		}
+	}
+	if got := normWorkgroup(4096, true, 1024); got != 4 {
+		t.Errorf("normWorkgroup on a software adapter = %d, want softwareRowWG's 4", got)
+	}
+}

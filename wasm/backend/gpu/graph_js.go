@@ -490,7 +490,8 @@ func (c *compiler) norm(what string, i int, n *graph.Node) error {
 	if n.Op == graph.OpLayerNorm {
 		ops = append(ops, p.bind(4, n.Inputs[2]))
 	}
-	wg := rowWorkgroup(D, p.b.caps.Software)
+	dl := p.b.dev.Limits()
+	wg := normWorkgroup(D, p.b.caps.Software, min(dl.MaxComputeInvocationsPerWorkgroup, dl.MaxComputeWorkgroupSizeX))
 	return c.dispatch(what, shaders.OpKey{Family: shaders.OpNorm, Variant: variant, WG: wg}, words, size/D, ops...)
 }
 
