@@ -173,7 +173,7 @@ func (c *compiler) compile() error {
 		align:      max(16, int64(dl.MinStorageBufferOffsetAlignment)),
 		maxBinding: b.maxBind,
 		maxSlab:    dl.MaxBufferSize,
-		gemvNorm:   fuseGEMVNorm && b.tune.GEMVKernel == shaders.GEMVHW,
+		gemvNorm:   fuseGEMVNorm && b.tune.GEMVKernel == shaders.GEMVHW && (b.tune.GEMVInt8 || gemvNormF32),
 		// gemv_hw.wgsl and gemv_a8.wgsl (int8 activations) both form SiLU·mul on their x.
 		gemvSiLU: fuseGEMVSiLU && b.tune.GEMVKernel == shaders.GEMVHW,
 	}
@@ -683,6 +683,15 @@ var fuseGEMVSiLU = true
 // fuseGEMVNorm lets RMS norms run inside the GEMVs that read them (fuse.go's normedLinear);
 // BenchmarkDecode's -nibble.gemvnorm=false times a step without, to weigh the fusion.
 var fuseGEMVNorm = true
+
+// gemvNormF32 keeps the RMS norm inside the GEMVs with f32 activations too (with int8
+// activations the norm's pre-pass, normpre_js.go, needs the fusion). Off: on the H200 (run 39 of
+// issue 15) a 7B step with the norms as dispatches of their own (4.5 µs each since
+// ops_norm.wgsl loads a row in one round) took 3.53 ms of GPU against 3.81 with them inside the
+// GEMVs, whose prologue (the gain beside each x load, Σx² in every workgroup) cost the SwiGLU
+// GEMV 40.0 against 28.3 µs a layer. Tests set it to check the fused kernels; BenchmarkDecode's
+// -nibble.gemvnormf32 times it.
+var gemvNormF32 = false
 
 // forceSoftmaxProducts runs softmaxes inside the products after them on software adapters too:
 // the package's tests set it, so that SwiftShader checks the unsplit kernel's SOFTMAX.

@@ -402,6 +402,8 @@ func bothGEMVKernels(t *testing.T, opt Options) []*Backend {
 // adapter classes' GEMV kernels whatever the adapter.
 func TestGraphFusions(t *testing.T) {
 	poisoned(t)
+	t.Cleanup(saved(&gemvNormF32))
+	gemvNormF32 = true // the norm inside gemv_hw.wgsl, off by default with f32 activations
 	for bi, b := range bothGEMVKernels(t, Options{MaxBindingSize: 4096}) {
 		rng := rand.New(rand.NewPCG(9, 10))
 		for _, f := range fusionFormats {
@@ -643,6 +645,8 @@ func openStates(t *testing.T, c backend.Compiler, a backend.StateAllocator, gs [
 // with bindings capped at 4 KiB, where the larger weights are split into chunks and run alone.
 func TestGraphLinearGroups(t *testing.T) {
 	poisoned(t)
+	t.Cleanup(saved(&gemvNormF32))
+	gemvNormF32 = true // grouped GEMVs with the norm inside, off by default with f32 activations
 	rng := rand.New(rand.NewPCG(13, 14))
 	const K = 160
 	ns := []int{64, 40, 20}
@@ -760,12 +764,18 @@ func TestGraphSoftmaxProducts(t *testing.T) {
 // has the storage buffers: kvWriteExpected) 6: no cache write. With int8 activations too:
 // gemv_a8.wgsl then runs the GEMVs.
 func TestDecodeDispatches(t *testing.T) {
-	t.Cleanup(saved(&forceSoftmaxProducts, &fuseSwiGLU, &fuseKVWrite))
+	t.Cleanup(saved(&forceSoftmaxProducts, &fuseSwiGLU, &fuseKVWrite, &gemvNormF32))
 	forceSoftmaxProducts = true // SwiftShader is a software adapter
 	for _, c := range []struct{ sw, kv bool }{{true, true}, {true, false}, {false, false}} {
 		fuseSwiGLU, fuseKVWrite = c.sw, c.kv
 		for _, a8 := range []bool{false, true} {
-			t.Run(fmt.Sprintf("swiglu=%v/kvwrite=%v/int8=%v", c.sw, c.kv, a8), func(t *testing.T) { decodeDispatches(t, a8) })
+			for _, normF32 := range []bool{false, true} {
+				if a8 && normF32 {
+					continue // int8 activations fuse the norm either way
+				}
+				gemvNormF32 = normF32
+				t.Run(fmt.Sprintf("swiglu=%v/kvwrite=%v/int8=%v/normf32=%v", c.sw, c.kv, a8, normF32), func(t *testing.T) { decodeDispatches(t, a8) })
+			}
 		}
 	}
 }
@@ -802,8 +812,12 @@ func decodeDispatches(t *testing.T, int8Activations bool) {
 		perLayer-- // the cache write inside the q, k, v GEMV (TestGraphKVWrite)
 	}
 	want := perLayer*s.c.Layers + 3
-	if int8Activations && a8NormPrepass {
-		want += 2*s.c.Layers + 1 // the norms' pre-passes: q, k, v's, the feed-forward's, the head's
+	// The norm inside the GEMVs that read it (with int8 activations, after its pre-pass).
+	normFused := int8Activations || gemvNormF32
+	if int8Activations && a8NormPrepass || !normFused {
+		// The norms' pre-passes (int8 activations), or the norms (f32): q, k, v's, the
+		// feed-forward's, the head's.
+		want += 2*s.c.Layers + 1
 	}
 	if len(ds) != want {
 		for _, d := range ds {
@@ -815,11 +829,11 @@ func decodeDispatches(t *testing.T, int8Activations bool) {
 	var silu, group, swiglu, kv bool
 	for k := range be.pipelines {
 		if k.Kernel == kernel {
-			silu, group, swiglu, kv = silu || k.SiLUX, group || k.Weights > 1, swiglu || k.SwiGLU && k.Norm, kv || k.KVWrite && k.Norm
+			silu, group, swiglu, kv = silu || k.SiLUX, group || k.Weights > 1, swiglu || k.SwiGLU && k.Norm == normFused, kv || k.KVWrite && k.Norm == normFused
 		}
 	}
 	if silu == fuseSwiGLU || !group || swiglu != fuseSwiGLU || kv != kvWrite {
-		t.Errorf("%s pipelines: SiLU·mul in the down GEMV %v, grouped Linears %v, SwiGLU GEMV with the norm %v, cache-writing GEMV with the norm %v; want %v, true, %v, %v", kernel, silu, group, swiglu, kv, !fuseSwiGLU, fuseSwiGLU, kvWrite)
+		t.Errorf("%s pipelines (the norm inside: %v): SiLU·mul in the down GEMV %v, grouped Linears %v, SwiGLU GEMV %v, cache-writing GEMV %v; want %v, true, %v, %v", kernel, normFused, silu, group, swiglu, kv, !fuseSwiGLU, fuseSwiGLU, kvWrite)
 	}
 }
 

@@ -164,6 +164,8 @@ func checkKVFused(t *testing.T, prog backend.Program, f quant.Format) {
 // (f32 cache) or 1e-3 (an f16 cache: a sum rounded otherwise may round to the next half).
 func TestGraphKVWrite(t *testing.T) {
 	poisoned(t)
+	t.Cleanup(saved(&gemvNormF32))
+	gemvNormF32 = true // the cache-writing GEMV with the norm inside
 	t.Cleanup(saved(&forceKVWrite))
 	forceKVWrite = true
 	tu := DefaultTuning

@@ -57,6 +57,8 @@ func swiGLUs(t *testing.T, b *Backend, g *graph.Graph, ws map[string]*quant.Tens
 // format; only where x is read as it is (not int2's padded K) does it fuse.
 func TestGraphSwiGLU(t *testing.T) {
 	poisoned(t)
+	t.Cleanup(saved(&gemvNormF32))
+	gemvNormF32 = true // the SwiGLU GEMV on a norm's input with the norm inside
 	forceSwiGLU = true
 	t.Cleanup(func() { forceSwiGLU = false })
 	tu := DefaultTuning
