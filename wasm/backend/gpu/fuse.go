@@ -250,8 +250,9 @@ type normedLinear struct {
 
 // findNormedLinears returns, keyed by Linear node, the Linears that read an RMSNorm which
 // nothing else reads (not even an output), where every such Linear runs a GEMV (at most
-// GEMVMaxM rows) on x as it is (paddedK == K). Only gemv_hw.wgsl has the prologue, so lim's
-// gemvNorm says whether the adapter's GEMV kernel is that one.
+// GEMVMaxM rows) on x as it is (paddedK == K). Only gemv_hw.wgsl (and gemv_a8.wgsl) has the
+// prologue; lim's gemvNorm says whether the adapter's GEMV kernel is that one and the fusion pays
+// there (compile: with int8 activations, or with gemvNormF32).
 func findNormedLinears(g *graph.Graph, needed []bool, uses []int, paddedK func(node int) int, lim arenaLimits) map[int]normedLinear {
 	out := map[int]normedLinear{}
 	if !lim.gemvNorm {
