@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nibble-ml/nibble/wasm/jsutil"
 	"github.com/nibble-ml/nibble/wasm/webgpu"
 )
 
@@ -494,16 +493,9 @@ func (s *chainSetup) check(v chainVariant, list []webgpu.Dispatch) string {
 		if err := be.dev.Queue().Submit(cb); err != nil {
 			return err
 		}
-		if err := s.rd.MapAsync(webgpu.MapRead, 0, int64(4*k)+16); err != nil {
+		if err := mapCopy(s.rd, int64(4*k)+16, f32bytes(got)); err != nil {
 			return err
 		}
-		ab, err := s.rd.MappedRange(0, int64(4*k)+16)
-		if err != nil {
-			s.rd.Unmap()
-			return err
-		}
-		jsutil.CopyFloat32sToGo(got, ab)
-		s.rd.Unmap()
 		return be.dev.Err()
 	}()
 	if err != nil {

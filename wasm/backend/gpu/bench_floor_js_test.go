@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/nibble-ml/nibble/shaders"
-	"github.com/nibble-ml/nibble/wasm/jsutil"
 	"github.com/nibble-ml/nibble/wasm/webgpu"
 )
 
@@ -585,16 +584,9 @@ func (p *pfCase) check(list []webgpu.Dispatch) string {
 		if err := be.dev.Queue().Submit(cb); err != nil {
 			return err
 		}
-		if err := be.rd.MapAsync(webgpu.MapRead, 0, yBytes); err != nil {
+		if err := mapCopy(be.rd, yBytes, f32bytes(dst)); err != nil {
 			return err
 		}
-		ab, err := be.rd.MappedRange(0, yBytes)
-		if err != nil {
-			be.rd.Unmap()
-			return err
-		}
-		jsutil.CopyFloat32sToGo(dst, ab)
-		be.rd.Unmap()
 		return be.dev.Err()
 	}()
 	if err == nil {

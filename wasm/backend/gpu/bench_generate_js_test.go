@@ -14,7 +14,6 @@ import (
 
 	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/graph"
-	"github.com/nibble-ml/nibble/wasm/jsutil"
 	"github.com/nibble-ml/nibble/wasm/model/llama"
 	"github.com/nibble-ml/nibble/wasm/webgpu"
 )
@@ -223,15 +222,7 @@ func (c *chainStamps) medians(b *testing.B, be *Backend) (pass, period float64) 
 		if err := be.dev.Queue().Submit(cb); err != nil {
 			return err
 		}
-		if err := rd.MapAsync(webgpu.MapRead, 0, size); err != nil {
-			return err
-		}
-		ab, err := rd.MappedRange(0, size)
-		if err == nil {
-			jsutil.CopyBytesToGo(raw, ab)
-		}
-		rd.Unmap()
-		return err
+		return mapCopy(rd, size, raw)
 	}()
 	if err != nil {
 		b.Fatal(err)

@@ -592,23 +592,30 @@ func (b *Backend) ensureQuery() error {
 }
 
 func (b *Backend) readTiming() error {
-	if err := b.qrd.MapAsync(webgpu.MapRead, 0, timestampBytes); err != nil {
-		return err
-	}
-	ab, err := b.qrd.MappedRange(0, timestampBytes)
-	if err != nil {
-		b.qrd.Unmap()
-		return err
-	}
 	var raw [timestampBytes]byte
-	jsutil.CopyBytesToGo(raw[:], ab)
-	b.qrd.Unmap()
+	if err := mapCopy(b.qrd, timestampBytes, raw[:]); err != nil {
+		return err
+	}
 	t0, t1 := binary.LittleEndian.Uint64(raw[:]), binary.LittleEndian.Uint64(raw[8:])
 	b.gpuTime = 0
 	if t1 > t0 {
 		b.gpuTime = time.Duration(t1 - t0)
 	}
 	return nil
+}
+
+// mapCopy maps buf's first size bytes for reading (size a multiple of 4, after the copies into
+// buf were submitted), copies them into dst (at most len(dst) bytes) and unmaps buf.
+func mapCopy(buf *webgpu.Buffer, size int64, dst []byte) error {
+	if err := buf.MapAsync(webgpu.MapRead, 0, size); err != nil {
+		return err
+	}
+	ab, err := buf.MappedRange(0, size)
+	if err == nil {
+		jsutil.CopyBytesToGo(dst, ab)
+	}
+	buf.Unmap()
+	return err
 }
 
 // Close destroys the device; every later call fails with webgpu.ErrDeviceLost.

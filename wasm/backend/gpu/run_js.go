@@ -169,16 +169,7 @@ func (p *program) commands(readback bool) (*webgpu.CommandBuffer, error) {
 }
 
 func (p *program) read() error {
-	size := p.readback.Size()
-	if err := p.readback.MapAsync(webgpu.MapRead, 0, size); err != nil {
-		return err
-	}
-	ab, err := p.readback.MappedRange(0, size)
-	if err == nil {
-		jsutil.CopyBytesToGo(p.host, ab)
-	}
-	p.readback.Unmap()
-	return err
+	return mapCopy(p.readback, p.readback.Size(), p.host)
 }
 
 var _ backend.Chainer = (*program)(nil)
