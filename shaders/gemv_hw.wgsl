@@ -308,6 +308,9 @@ fn load_span_of(rows: array<u32, 8>, rv: u32, i: u32, which: u32) -> Span {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) tid: u32,
+#if NORM_TAIL
+        @builtin(num_workgroups) nwg: vec3<u32>,
+#endif
 #if SUBGROUPS
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_id) sg: u32,
@@ -371,5 +374,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   swiglu_store(row_total(tid, sgi), row_total(tid + HALF, sgi), tid, row0, mi);
 #else
   reduce_store(p0, p1, ss, tid, sgi, row0, mi);
+#if NORM_TAIL
+  norm_tail(mi, nwg.x, tid, sgi);
+#endif
 #endif
 }

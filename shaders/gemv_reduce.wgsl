@@ -14,6 +14,16 @@
 // ops_state_rope.wgsl rotates it (pairs 2i, 2i+1 are rows of one workgroup: ROWS is even and
 // each weight starts on a whole workgroup), f32 or (KV_F16) halves packed two a word, the
 // pair's even row's thread writing the word. The caches' own write dispatch is not made.
+//
+// NORM_TAIL (gemv_hw.wgsl, one weight, its one dispatch): y's rows also pass through a handoff
+// (binding 19: words 0..3 count the finished workgroups of activation rows 0..3, words from 4
+// hold y's elements), and the workgroup that finishes last (whichever it is: the count says)
+// writes the RMS norm of y's rows, y·gain/√(mean(y²) + eps), at binding 21 (the gain at 20):
+// the norm after a residual Linear is no dispatch of its own. WGSL's atomics are relaxed, so the
+// count says nothing of the other words: each element is stored atomically as the complement of
+// its bits (a NaN made the canonical one first), so no stored word is 0, and the last workgroup
+// loads again a word that came back 0 (each location's own order is kept). It leaves every word
+// 0 again for the next dispatch. A word still 0 after TAIL_SPIN loads reads as NaN.
 
 #if RESIDUAL
 @group(0) @binding(6) var<storage, read> res: array<f32>;
@@ -24,6 +34,13 @@
 @group(0) @binding(16) var<storage, read> kv_in: array<u32>;
 @group(0) @binding(17) var<storage, read_write> kv_k: array<u32>;
 @group(0) @binding(18) var<storage, read_write> kv_v: array<u32>;
+#endif
+
+#if NORM_TAIL
+@group(0) @binding(19) var<storage, read_write> tail: array<atomic<u32>>;
+@group(0) @binding(20) var<storage, read> tgain: array<f32>;
+@group(0) @binding(21) var<storage, read_write> tout: array<f32>;
+var<workgroup> tail_last: u32;
 #endif
 
 var<workgroup> red0: array<vec4<f32>, WG>;
@@ -141,10 +158,118 @@ fn reduce_store(p0: vec4<f32>, p1: vec4<f32>, ss: f32, tid: u32, sgi: vec3<u32>,
   }
 #else
   if (tid < ROWS && row0 + tid < out_rows()) {
-    store(out_index(mi, row0 + tid), row_total(tid, sgi));
+    let t = row_total(tid, sgi);
+    store(out_index(mi, row0 + tid), t);
+#if NORM_TAIL
+    tail_put(mi, row0 + tid, stored(out_index(mi, row0 + tid), t));
+#endif
   }
 #endif
 }
+
+// stored is what store(i, t) writes.
+fn stored(i: u32, t: f32) -> f32 {
+#if RESIDUAL
+  return t + res[i];
+#else
+  return t;
+#endif
+}
+
+#if NORM_TAIL
+// Elements a thread of the last workgroup loads at once, before it uses any; loads of a word
+// that came back 0 before the last one gives up.
+const TU: u32 = 32u;
+const TAIL_SPIN: u32 = 1048576u;
+
+// tail_put hands y's element (mi, row) to the last workgroup.
+fn tail_put(mi: u32, row: u32, v: f32) {
+  var b = bitcast<u32>(v);
+  if ((b & 0x7FFFFFFFu) > 0x7F800000u) {
+    b = 0x7FC00000u; // any NaN as the canonical one: its complement is not 0
+  }
+  atomicStore(&tail[4u + mi * params.n + row], ~b);
+}
+
+// tail_get is element i of the handoff, loaded again while 0; NaN if it stays 0.
+fn tail_get(i: u32, first: u32) -> f32 {
+  var b = first;
+  for (var t = 0u; b == 0u && t < TAIL_SPIN; t++) {
+    b = atomicLoad(&tail[i]);
+  }
+  return bitcast<f32>(~b);
+}
+
+// tail_round loads y's elements c + u·WG (u < TU, within n) of activation row mi from the
+// handoff, all issued before any is used (0 past n), and zeroes the words once read where
+// clear.
+fn tail_round(mi: u32, c: u32, clear: bool) -> array<f32, TU> {
+  let n = params.n;
+  let base = 4u + mi * n;
+  var b: array<u32, TU>;
+  for (var u = 0u; u < TU; u++) {
+    let i = c + u * WG;
+    b[u] = select(1u, atomicLoad(&tail[base + min(i, n - 1u)]), i < n);
+  }
+  var v: array<f32, TU>;
+  for (var u = 0u; u < TU; u++) {
+    let i = c + u * WG;
+    if (i < n) {
+      v[u] = tail_get(base + i, b[u]);
+      if (clear) {
+        atomicStore(&tail[base + i], 0u);
+      }
+    }
+  }
+  return v;
+}
+
+// norm_tail counts this workgroup finished (its handoff words stored) and, in the workgroup
+// that finishes last for activation row mi (groups of them), writes the RMS norm of y's row
+// mi at tout. Called in uniform control flow.
+fn norm_tail(mi: u32, groups: u32, tid: u32, sgi: vec3<u32>) {
+  // The workgroup's handoff stores all made before it counts itself (a software adapter that
+  // ran the last workgroup on the thread of one that counted early would wait on stores that
+  // thread can no longer make).
+  storageBarrier();
+  if (tid == 0u) {
+    tail_last = select(0u, 1u, atomicAdd(&tail[mi], 1u) == groups - 1u);
+  }
+  if (workgroupUniformLoad(&tail_last) == 0u) {
+    return;
+  }
+  let n = params.n;
+  // One round of TU elements a thread holds a row of up to TU·WG (4096 at 128 threads) in
+  // registers; longer rows are loaded twice, for the sum and for the norm.
+  let once = n <= TU * WG;
+  var ss = 0.0;
+  var v: array<f32, TU>;
+  for (var c = tid; c < n; c += TU * WG) {
+    v = tail_round(mi, c, once);
+    for (var u = 0u; u < TU; u++) {
+      if (c + u * WG < n) {
+        ss = fma(v[u], v[u], ss);
+      }
+    }
+  }
+  reduce_rows(vec4<f32>(ss, 0.0, 0.0, 0.0), vec4<f32>(0.0), 0.0, tid, sgi);
+  let inv = inverseSqrt(row_total(0u, sgi) / f32(n) + params.eps);
+  for (var c = tid; c < n; c += TU * WG) {
+    if (!once) {
+      v = tail_round(mi, c, true);
+    }
+    for (var u = 0u; u < TU; u++) {
+      let i = c + u * WG;
+      if (i < n) {
+        tout[mi * n + i] = v[u] * inv * tgain[i];
+      }
+    }
+  }
+  if (tid == 0u) {
+    atomicStore(&tail[mi], 0u);
+  }
+}
+#endif
 
 #if KV_WRITE
 // kv_value is the cache's value of the workgroup's row r (weight row row0 + r): k's rotated

@@ -150,6 +150,12 @@ type Key struct {
 	// and the tables one range at binding 16): the cache write is no dispatch of its own. Rows
 	// even; the caches f32, or packed halves with KVF16.
 	KVWrite, KVF16 bool
+	// GEMVHW without Norm, Weights, SwiGLU or KVWrite, one dispatch of the weight: the RMS norm
+	// of each row of y, written at binding 21 (the gain at 20, params.eps), by the workgroup that
+	// finishes last (gemv_reduce.wgsl NORM_TAIL; the handoff and counters at binding 19, zero
+	// before the dispatch and left zero after it): a residual Linear and the RMS norm that reads
+	// its sum, one dispatch.
+	NormTail bool
 }
 
 // Tile is the block of outputs one GEMMTile workgroup computes: BM activation rows × BN weight
@@ -244,6 +250,9 @@ func (k Key) Normalize() Key {
 	if !k.KVWrite {
 		k.KVF16 = false
 	}
+	if k.Kernel != GEMVHW {
+		k.NormTail = false
+	}
 	if k.Kernel == GEMVHW || k.Kernel == GEMMTile || k.Kernel == GEMVA8 {
 		// Their codes become f32 by the exponent trick (GEMVHW) or once per tile (GEMMTile), or
 		// their products are integers (GEMVA8): products in f16 would add conversions.
@@ -324,6 +333,9 @@ func (k Key) Name() string {
 	if k.KVWrite {
 		b.WriteString(map[bool]string{false: "-kv32", true: "-kv16"}[k.KVF16])
 	}
+	if k.NormTail {
+		b.WriteString("-normtail")
+	}
 	return b.String()
 }
 
@@ -366,6 +378,9 @@ func (k Key) Validate() error {
 		}
 		if k.KVWrite && (k.Rows%2 != 0 || k.Weights != 3 || k.Residual) {
 			return fmt.Errorf("shaders: %s: the KV cache write needs an even Rows (a rotated pair in one workgroup), 3 Weights and no Residual", k.Name())
+		}
+		if k.NormTail && (k.Norm || k.Weights > 1 || k.SwiGLU || k.KVWrite) {
+			return fmt.Errorf("shaders: %s: the norm of y in the last workgroup needs one weight and no Norm, SwiGLU or KV write", k.Name())
 		}
 	case A8Quant:
 		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 {
@@ -418,6 +433,7 @@ func (k Key) Defines() map[string]bool {
 		"SWIGLU":    k.Kernel.hwGEMV() && k.SwiGLU,
 		"KV_WRITE":  k.Kernel.hwGEMV() && k.KVWrite,
 		"KV_F16":    k.Kernel.hwGEMV() && k.KVWrite && k.KVF16,
+		"NORM_TAIL": k.Kernel == GEMVHW && k.NormTail,
 		// A second weight's bindings (decode.wgsl's w1): MULTI's, or SWIGLU's up.
 		"W1": k.Kernel.hwGEMV() && (k.Weights > 1 || k.SwiGLU),
 	}

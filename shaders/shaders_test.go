@@ -39,6 +39,12 @@ func allKeys() []Key {
 									ks = append(ks, sx.Normalize())
 									sx.Residual = true
 									ks = append(ks, sx.Normalize())
+									// The RMS norm of y in the last workgroup, with and without SiLU's x.
+									nt := sx
+									nt.NormTail = true
+									ks = append(ks, nt.Normalize())
+									nt.SiLUX = false
+									ks = append(ks, nt.Normalize())
 									sw := k
 									sw.SwiGLU, sw.Rows = true, 8
 									ks = append(ks, sw.Normalize())

@@ -54,6 +54,9 @@ type arenaLimits struct {
 	// kvWrite says whether the device runs a group of q, k and v Linears as one GEMV that writes
 	// k and v into their caches (kvwrite.go); nil: never.
 	kvWrite func(lins []graph.Value) bool
+	// normTail says whether the device writes an RMSNorm of a residual Linear's sum in that
+	// Linear's GEMV (normtail.go; lin its node); nil: never.
+	normTail func(lin int) bool
 }
 
 func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
@@ -164,6 +167,10 @@ type graphPlan struct {
 	// group's first Linear; kvWritten: the StateWrites they write, which dispatch no write.
 	kvWrites  map[int]kvWrite
 	kvWritten map[int]bool
+	// normTails: RMSNorms written by the residual Linear's GEMV whose sum they normalize
+	// (normtail.go), keyed by the Add; tailOf: the Add of each such RMSNorm.
+	normTails map[int]normTail
+	tailOf    map[int]int
 }
 
 // reads are the values node i's dispatch reads beyond its inputs (a fused op's).
@@ -210,7 +217,11 @@ func (p *graphPlan) opReads(i int) []graph.Value {
 		return []graph.Value{s.a}
 	}
 	if r, ok := p.residuals[i]; ok {
-		return append([]graph.Value{r.x}, p.reads(int(r.lin))...)
+		out := append([]graph.Value{r.x}, p.reads(int(r.lin))...)
+		if t, ok := p.normTails[i]; ok {
+			out = append(out, t.gain)
+		}
+		return out
 	}
 	if n, ok := p.normed[i]; ok {
 		return []graph.Value{n.x, n.gain}
@@ -247,6 +258,10 @@ func (p *graphPlan) fuse(g *graph.Graph, paddedK func(node int) int, lim arenaLi
 	p.normed = findNormedLinears(g, p.needed, uses, paddedK, lim)
 	for _, n := range p.normed {
 		p.fused[n.norm] = true
+	}
+	p.normTails, p.tailOf = findNormTails(g, p.needed, p.residuals, p.fused, lim), map[int]int{}
+	for a, t := range p.normTails {
+		p.tailOf[int(t.norm)] = a
 	}
 	p.statesInPlace = findStatesInPlace(g, p.needed, p.stridedB)
 	p.fuseSwiGLUs(g, uses, paddedK, lim)
@@ -466,6 +481,13 @@ func (pb *planBuilder) node(i int) {
 	if lead, ok := p.groupLead[i]; ok {
 		first = lead // written by the group's dispatch, at its first Linear
 	}
+	var tailTaken []int // a norm tail's: the colours its GEMV reads
+	if a, ok := p.tailOf[i]; ok {
+		first = a // written by the residual Linear's GEMV, at its Add
+		for _, v := range append(slices.Clone(g.Nodes[a].Inputs), p.reads(a)...) {
+			tailTaken = append(tailTaken, pb.colourOf(v))
+		}
+	}
 	result := func(c int) {
 		pb.colour[i] = c
 		pb.addSpan(span{first: first, last: max(pb.last[i], i), size: bytes}, c, func(pl place) { p.at[i] = pl })
@@ -498,7 +520,7 @@ func (pb *planBuilder) node(i int) {
 		}
 		result(freeColour(taken...))
 	default:
-		var taken []int
+		taken := tailTaken
 		for _, in := range append(slices.Clone(nd.Inputs), p.reads(i)...) {
 			taken = append(taken, pb.colourOf(in))
 		}

@@ -91,6 +91,7 @@ type program struct {
 	params   *webgpu.Buffer
 	readback *webgpu.Buffer
 	scratch  *webgpu.Buffer // split products' partials (scratchBuffer), or nil
+	tail     *webgpu.Buffer // norm tails' handoff (tailBuffer), or nil
 	steps    []step
 	forward  *webgpu.Dispatches // steps as one prepared list: a forward's pass is one call
 	inputs   []ioRange          // per g.Inputs (size 0: an input nothing reads)
@@ -184,8 +185,9 @@ func (c *compiler) compile() error {
 	if fuseGEMVGroups && b.tune.GEMVKernel == shaders.GEMVHW {
 		lim.gemvWeights = 3 // linearGroup runs fewer where the bindings do not fit
 	}
-	lim.swiGLU = c.swiGLUFits()   // swiglu_js.go
-	lim.kvWrite = c.kvWriteFits() // kvwrite_js.go
+	lim.swiGLU = c.swiGLUFits()     // swiglu_js.go
+	lim.kvWrite = c.kvWriteFits()   // kvwrite_js.go
+	lim.normTail = c.normTailFits() // normtail_js.go
 	var err error
 	if p.plan, err = c.plan(lim); err != nil {
 		return err
@@ -194,6 +196,9 @@ func (c *compiler) compile() error {
 		return err
 	}
 	if err := c.scratchBuffer(); err != nil {
+		return err
+	}
+	if err := c.tailBuffer(); err != nil {
 		return err
 	}
 	c.statePairs, c.pairedWith = findStateWritePairs(g, c.pairable(), p.plan.rotatedReads), map[int]int{}
@@ -413,6 +418,9 @@ func (c *compiler) op(i int) error {
 		}
 		return c.binary(what, i, n)
 	case graph.OpLayerNorm, graph.OpRMSNorm, graph.OpL2Normalize:
+		if _, ok := c.p.plan.tailOf[i]; ok {
+			return nil // written by the residual Linear's GEMV (normtail.go)
+		}
 		return c.norm(what, i, n)
 	case graph.OpSoftmax:
 		return c.softmax(what, i, n)
@@ -809,9 +817,12 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	y := p.bind(3, out)
 	key := keyFor(w.l.format, w.l.n, m, p.b.feat, p.b.tune)
 	var extra []webgpu.BufferBinding
+	var tailEps float32
+	var tail bool
 	if res != graph.None {
 		key.Residual = true
 		extra = append(extra, p.bind(6, res))
+		extra, tailEps, tail = c.withNormTail(out, &key, m, N, extra)
 	}
 	if normed {
 		key.Norm = true
@@ -828,6 +839,9 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	for _, words := range w.matmulParams(m) {
 		if normed {
 			words[11] = math.Float32bits(nl.eps) // decode.wgsl's params.eps
+		}
+		if tail {
+			words[11] = math.Float32bits(tailEps)
 		}
 		pars = append(pars, c.block(0, words[:]))
 	}
@@ -1040,8 +1054,8 @@ func (p *program) destroy() {
 	for _, s := range p.slabs {
 		s.Destroy()
 	}
-	for _, buf := range []*webgpu.Buffer{p.consts, p.zeroIDs, p.params, p.readback, p.scratch} {
+	for _, buf := range []*webgpu.Buffer{p.consts, p.zeroIDs, p.params, p.readback, p.scratch, p.tail} {
 		buf.Destroy()
 	}
-	p.slabs, p.consts, p.zeroIDs, p.params, p.readback, p.scratch = nil, nil, nil, nil, nil, nil
+	p.slabs, p.consts, p.zeroIDs, p.params, p.readback, p.scratch, p.tail = nil, nil, nil, nil, nil, nil, nil
 }

@@ -762,7 +762,10 @@ func TestGraphSoftmaxProducts(t *testing.T) {
 // the SwiGLU GEMV (fuseSwiGLU false) also 7: the gate, up GEMV with the norm, the down GEMV
 // forming SiLU·mul. With the q, k, v GEMV writing the caches (fuseKVWrite, where the device
 // has the storage buffers: kvWriteExpected) 6: no cache write. With int8 activations too:
-// gemv_a8.wgsl then runs the GEMVs.
+// gemv_a8.wgsl then runs the GEMVs. With f32 activations and the norms not inside the GEMVs
+// (gemvNormF32 false) each norm is a dispatch, but for those the o and down GEMVs write (all but
+// the first layer's and the head's; fuseNormTail, where the device has the storage buffers:
+// normTailExpected).
 func TestDecodeDispatches(t *testing.T) {
 	t.Cleanup(saved(&forceSoftmaxProducts, &fuseSwiGLU, &fuseKVWrite, &gemvNormF32))
 	forceSoftmaxProducts = true // SwiftShader is a software adapter
@@ -814,10 +817,17 @@ func decodeDispatches(t *testing.T, int8Activations bool) {
 	want := perLayer*s.c.Layers + 3
 	// The norm inside the GEMVs that read it (with int8 activations, after its pre-pass).
 	normFused := int8Activations || gemvNormF32
+	tails := 0
+	if !normFused && fuseNormTail && normTailExpected(prog.(*program)) {
+		tails = 2*s.c.Layers - 1 // every norm but the first layer's and the head's (of a slice), written by the GEMV before it
+	}
 	if int8Activations && a8NormPrepass || !normFused {
 		// The norms' pre-passes (int8 activations), or the norms (f32): q, k, v's, the
 		// feed-forward's, the head's.
-		want += 2*s.c.Layers + 1
+		want += 2*s.c.Layers + 1 - tails
+	}
+	if got := len(prog.(*program).plan.normTails); got != tails {
+		t.Errorf("%d norms written by the residual Linear's GEMV, want %d", got, tails)
 	}
 	if len(ds) != want {
 		for _, d := range ds {

@@ -1,0 +1,98 @@
+//go:build js && wasm
+
+package gpu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/nibble-ml/nibble/shaders"
+	"github.com/nibble-ml/nibble/wasm/backend"
+	"github.com/nibble-ml/nibble/wasm/graph"
+	"github.com/nibble-ml/nibble/wasm/quant"
+)
+
+// TestGraphNormTail checks the RMS norm written by the last workgroup of the residual Linear
+// whose sum it normalizes (normtail.go, gemv_reduce.wgsl NORM_TAIL) against the cpu, on poisoned
+// arenas, run twice (the handoff must be left zero): a decoder's chain, x → h1 = r + x·w1ᵀ →
+// n1 = RMSNorm(h1) → h2 = h1 + n1·w2ᵀ → n2 = RMSNorm(h2), each sum and norm an output, at m =
+// 1 and 3 and N = 200 (not a multiple of a workgroup's rows; for quantized weights w2's K is padded, so
+// h2 is no residual Linear there); and a row of 4500 (longer than a
+// round of the last workgroup's loads: the row read twice). Both adapter classes' GEMV kernels:
+// only gemv_hw.wgsl writes tails, where the device's storage buffers a stage take them.
+func TestGraphNormTail(t *testing.T) {
+	poisoned(t)
+	for bi, b := range bothGEMVKernels(t, Options{}) {
+		rng := rand.New(rand.NewPCG(21, 22))
+		for _, f := range []quant.Format{{Bits: 32}, {Bits: 4, GroupSize: 32}, {Bits: 8, Scheme: quant.Asymmetric, GroupSize: 32, Scales: quant.ScaleF16}} {
+			t.Run(fmt.Sprintf("tuning%d/%v", bi, f), func(t *testing.T) {
+				const N, K, NL, KL = 200, 160, 4500, 64
+				ws := map[string]*quant.Tensor{
+					"w1": quantized(t, "w1", rng, N, K, f), "w2": quantized(t, "w2", rng, N, N, f),
+					"wl": quantized(t, "wl", rng, NL, KL, f),
+				}
+				ms := []int{1, 3}
+				var g *graph.Graph
+				checkLocal(t, b, "norm tails "+f.String(), func(gr *graph.Graph, w map[string]*quant.Tensor) error {
+					g = gr
+					for k, v := range ws {
+						w[k] = v
+					}
+					var outs []graph.Value
+					g1, g2 := g.Input("g1", graph.Float32, N), g.Input("g2", graph.Float32, N)
+					for _, m := range ms {
+						x := g.Input(fmt.Sprint("x", m), graph.Float32, m, K)
+						r := g.Input(fmt.Sprint("r", m), graph.Float32, m, N)
+						h1 := g.Add(fmt.Sprint("h1.", m), r, g.Linear(fmt.Sprint("fc1.", m), x, g.Weight("w1", N, K), graph.None))
+						n1 := g.RMSNorm(fmt.Sprint("n1.", m), h1, g1, 1e-5)
+						h2 := g.Add(fmt.Sprint("h2.", m), g.Linear(fmt.Sprint("fc2.", m), n1, g.Weight("w2", N, N), graph.None), h1)
+						outs = append(outs, h1, n1, h2, g.RMSNorm(fmt.Sprint("n2.", m), h2, g2, 1e-6))
+					}
+					xl := g.Input("xl", graph.Float32, 1, KL)
+					hl := g.Add("hl", g.Input("rl", graph.Float32, 1, NL), g.Linear("fcl", xl, g.Weight("wl", NL, KL), graph.None))
+					outs = append(outs, g.RMSNorm("nl", hl, g.Input("gl", graph.Float32, NL), 1e-5))
+					return g.Output(outs...)
+				}, func(rng *rand.Rand) []graph.Tensor {
+					in := []graph.Tensor{normalInput(N)(rng), normalInput(N)(rng)}
+					for _, m := range ms {
+						in = append(in, normalInput(m, K)(rng), normalInput(m, N)(rng))
+					}
+					return append(in, normalInput(1, KL)(rng), normalInput(1, NL)(rng), normalInput(NL)(rng))
+				})
+				// Which norms the GEMVs wrote.
+				wb := backend.WeightMap{}
+				for k, v := range ws {
+					u, err := b.Upload(v)
+					if err != nil {
+						t.Fatal(err)
+					}
+					wb[k] = u
+					defer u.Release()
+				}
+				prog, err := b.Compile(g, wb)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer prog.Release()
+				// Every residual Linear's sum has a norm: all of them where the kernel and the
+				// bindings allow (w2's K of 200 is padded for quantized rows: no residual there).
+				key := keyFor(f, N, 1, b.feat, b.tune)
+				pl := prog.(*program).plan
+				want := 0
+				if key.Kernel == shaders.GEMVHW && 7+weightBuffers(key) <= b.dev.Limits().MaxStorageBuffersPerShaderStage {
+					want = len(pl.residuals)
+				}
+				if got := len(pl.normTails); got != want || len(pl.residuals) < 3 {
+					t.Errorf("%d norms written by their residual Linear's GEMV, want %d of %d residual Linears (%s, %d storage buffers a stage)", got, want, len(pl.residuals), key.Kernel, b.dev.Limits().MaxStorageBuffersPerShaderStage)
+				}
+			})
+		}
+	}
+}
+
+// normTailExpected says whether p's device takes the bindings of a norm tail on an int8 or int4
+// symmetric weight (BenchmarkDecode's decoders: two weight buffers).
+func normTailExpected(p *program) bool {
+	return p.b.tune.GEMVKernel == shaders.GEMVHW && 7+2 <= p.b.dev.Limits().MaxStorageBuffersPerShaderStage
+}

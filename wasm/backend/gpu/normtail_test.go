@@ -1,0 +1,66 @@
+package gpu
+
+import (
+	"testing"
+
+	"github.com/nibble-ml/nibble/wasm/graph"
+)
+
+// TestFindNormTails: the RMSNorm of a residual Linear's sum is written by that GEMV (one norm a
+// sum; none without lim.normTail, or of a value no GEMV sums), lives from the Add's dispatch on
+// without sharing bytes there, and is in another buffer than what that dispatch reads. In the
+// decoder every norm but the first layer's and the head's (of the last row, a slice) is such a
+// norm, unless the GEMVs normalize their x.
+func TestFindNormTails(t *testing.T) {
+	g := graph.New("tails")
+	x := g.Input("x", graph.Float32, 1, 64)
+	r := g.Input("r", graph.Float32, 1, 32)
+	gain := g.Input("gain", graph.Float32, 32)
+	h := g.Add("h", r, g.Linear("fc", x, g.Weight("w", 32, 64), graph.None))
+	n := g.RMSNorm("n", h, gain, 1e-5)
+	n2 := g.RMSNorm("n2", h, gain, 1e-6)
+	m := g.RMSNorm("m", r, gain, 1e-5)
+	o := g.Linear("o", n, g.Weight("w2", 32, 32), graph.None)
+	if err := g.Output(h, n2, m, o); err != nil {
+		t.Fatal(err)
+	}
+	padded := func(i int) int { return g.Nodes[g.Nodes[i].Inputs[1]].Shape[1] }
+	p, err := planGraph(g, padded, testLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.normTails) != 0 {
+		t.Fatalf("%d norm tails without lim.normTail", len(p.normTails))
+	}
+	lim := testLimits
+	lim.normTail = func(int) bool { return true }
+	if p, err = planGraph(g, padded, lim); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.normTails) != 1 || p.normTails[int(h)].norm != n || p.tailOf[int(n)] != int(h) || p.normTails[int(h)].eps != 1e-5 {
+		t.Fatalf("norm tails %+v (of %v), want n (%d) at h (%d)", p.normTails, p.tailOf, n, h)
+	}
+	if c := sharers(p, p.at[n], int(h), p.lifetimes(g)[n]); c != 0 {
+		t.Fatalf("n shares its bytes with %d values from h on", c)
+	}
+	for _, v := range []graph.Value{x, r, h} {
+		if p.at[v].slab == p.at[n].slab {
+			t.Fatalf("n in slab %d with %%%d, which h's dispatch binds", p.at[n].slab, v)
+		}
+	}
+	lim.normTail = func(int) bool { return false }
+	if p, err = planGraph(g, padded, lim); err != nil || len(p.normTails) != 0 {
+		t.Fatalf("%v, %d norm tails where the device takes none", err, len(p.normTails))
+	}
+
+	c, dg := decoderGraph(t, 1)
+	lim.normTail = func(int) bool { return true }
+	dpad := func(i int) int { return dg.Nodes[dg.Nodes[i].Inputs[1]].Shape[1] }
+	if p, err = planGraph(dg, dpad, lim); err != nil || len(p.normTails) != 2*c.Layers-1 {
+		t.Fatalf("decoder: %v, %d norm tails, want %d", err, len(p.normTails), 2*c.Layers-1)
+	}
+	lim.gemvNorm = true
+	if p, err = planGraph(dg, dpad, lim); err != nil || len(p.normTails) != 0 {
+		t.Fatalf("decoder, norms inside the GEMVs: %v, %d norm tails, want 0", err, len(p.normTails))
+	}
+}
