@@ -23,7 +23,8 @@
 // count says nothing of the other words: each element is stored atomically as the complement of
 // its bits (a NaN made the canonical one first), so no stored word is 0, and the last workgroup
 // loads again a word that came back 0 (each location's own order is kept). It leaves every word
-// 0 again for the next dispatch. A word still 0 after TAIL_SPIN loads reads as NaN.
+// 0 again for the next dispatch. A word still 0 after TAIL_SPIN loads reads as NaN. Rows are
+// whole vec4s (n a multiple of 4).
 
 #if RESIDUAL
 @group(0) @binding(6) var<storage, read> res: array<f32>;
@@ -38,8 +39,8 @@
 
 #if NORM_TAIL
 @group(0) @binding(19) var<storage, read_write> tail: array<atomic<u32>>;
-@group(0) @binding(20) var<storage, read> tgain: array<f32>;
-@group(0) @binding(21) var<storage, read_write> tout: array<f32>;
+@group(0) @binding(20) var<storage, read> tgain: array<vec4<f32>>;
+@group(0) @binding(21) var<storage, read_write> tout: array<vec4<f32>>;
 var<workgroup> tail_last: u32;
 #endif
 
@@ -177,9 +178,10 @@ fn stored(i: u32, t: f32) -> f32 {
 }
 
 #if NORM_TAIL
-// Elements a thread of the last workgroup loads at once, before it uses any; loads of a word
-// that came back 0 before the last one gives up.
-const TU: u32 = 32u;
+// vec4s of a row a thread of the last workgroup loads at once, before it uses any (written out:
+// in a loop over an array, which the compiler did not unroll, each load waited for the last:
+// ~25 µs for a row of 4096 on an H200); loads of a word still 0 before it gives up.
+const TV: u32 = 8u;
 const TAIL_SPIN: u32 = 1048576u;
 
 // tail_put hands y's element (mi, row) to the last workgroup.
@@ -191,33 +193,47 @@ fn tail_put(mi: u32, row: u32, v: f32) {
   atomicStore(&tail[4u + mi * params.n + row], ~b);
 }
 
-// tail_get is element i of the handoff, loaded again while 0; NaN if it stays 0.
-fn tail_get(i: u32, first: u32) -> f32 {
-  var b = first;
-  for (var t = 0u; b == 0u && t < TAIL_SPIN; t++) {
-    b = atomicLoad(&tail[i]);
+// tail_word is handoff word i, b as first loaded, loaded again (atomically) while 0.
+fn tail_word(i: u32, b: u32) -> u32 {
+  var w = b;
+  for (var t = 0u; w == 0u && t < TAIL_SPIN; t++) {
+    w = atomicLoad(&tail[i]);
   }
-  return bitcast<f32>(~b);
+  return w;
 }
 
-// tail_round loads y's elements c + u·WG (u < TU, within n) of activation row mi from the
-// handoff, all issued before any is used (0 past n), and zeroes the words once read where
-// clear.
-fn tail_round(mi: u32, c: u32, clear: bool) -> array<f32, TU> {
-  let n = params.n;
-  let base = 4u + mi * n;
-  var b: array<u32, TU>;
-  for (var u = 0u; u < TU; u++) {
-    let i = c + u * WG;
-    b[u] = select(1u, atomicLoad(&tail[base + min(i, n - 1u)]), i < n);
+// tail_vec is the handoff's vec4 j as floats, b its words as first loaded (a word not yet
+// visible reads 0, and is loaded again); NaN where one stays 0.
+fn tail_vec(j: u32, b: vec4<u32>) -> vec4<f32> {
+  var w = b;
+  if (any(w == vec4<u32>(0u))) {
+    w = vec4<u32>(tail_word(4u * j, w.x), tail_word(4u * j + 1u, w.y), tail_word(4u * j + 2u, w.z), tail_word(4u * j + 3u, w.w));
   }
-  var v: array<f32, TU>;
-  for (var u = 0u; u < TU; u++) {
-    let i = c + u * WG;
-    if (i < n) {
-      v[u] = tail_get(base + i, b[u]);
+  return bitcast<vec4<f32>>(~w);
+}
+
+// tl is the handoff's vec4 base + c + u·WG as loaded (its last vec4 past the row's nv).
+fn tl(base: u32, c: u32, u: u32, nv: u32) -> vec4<u32> {
+  let i = 4u * (base + min(c + u * WG, nv - 1u));
+  return vec4<u32>(atomicLoad(&tail[i]), atomicLoad(&tail[i + 1u]), atomicLoad(&tail[i + 2u]), atomicLoad(&tail[i + 3u]));
+}
+
+// tail_round is the row's vec4s c + u·WG (u < TV; 0 past nv) from the handoff at vec4 base, all
+// loaded before any is used, the words zeroed once read where clear.
+fn tail_round(base: u32, c: u32, nv: u32, clear: bool) -> array<vec4<f32>, TV> {
+  let b = array<vec4<u32>, TV>(tl(base, c, 0u, nv), tl(base, c, 1u, nv), tl(base, c, 2u, nv), tl(base, c, 3u, nv),
+                               tl(base, c, 4u, nv), tl(base, c, 5u, nv), tl(base, c, 6u, nv), tl(base, c, 7u, nv));
+  var v: array<vec4<f32>, TV>;
+  for (var u = 0u; u < TV; u++) {
+    let j = c + u * WG;
+    if (j < nv) {
+      v[u] = tail_vec(base + j, b[u]);
       if (clear) {
-        atomicStore(&tail[base + i], 0u);
+        let i = 4u * (base + j);
+        atomicStore(&tail[i], 0u);
+        atomicStore(&tail[i + 1u], 0u);
+        atomicStore(&tail[i + 2u], 0u);
+        atomicStore(&tail[i + 3u], 0u);
       }
     }
   }
@@ -226,7 +242,7 @@ fn tail_round(mi: u32, c: u32, clear: bool) -> array<f32, TU> {
 
 // norm_tail counts this workgroup finished (its handoff words stored) and, in the workgroup
 // that finishes last for activation row mi (groups of them), writes the RMS norm of y's row
-// mi at tout. Called in uniform control flow.
+// mi at tout. Called in uniform control flow. n is a multiple of 4 (normTailFits).
 fn norm_tail(mi: u32, groups: u32, tid: u32, sgi: vec3<u32>) {
   // The workgroup's handoff stores all made before it counts itself (a software adapter that
   // ran the last workgroup on the thread of one that counted early would wait on stores that
@@ -238,30 +254,31 @@ fn norm_tail(mi: u32, groups: u32, tid: u32, sgi: vec3<u32>) {
   if (workgroupUniformLoad(&tail_last) == 0u) {
     return;
   }
-  let n = params.n;
-  // One round of TU elements a thread holds a row of up to TU·WG (4096 at 128 threads) in
+  let nv = params.n / 4u;
+  let base = 1u + mi * nv; // after the 4 counters
+  // One round of TV vec4s a thread holds a row of up to 4·TV·WG (4096 at 128 threads) in
   // registers; longer rows are loaded twice, for the sum and for the norm.
-  let once = n <= TU * WG;
+  let once = nv <= TV * WG;
   var ss = 0.0;
-  var v: array<f32, TU>;
-  for (var c = tid; c < n; c += TU * WG) {
-    v = tail_round(mi, c, once);
-    for (var u = 0u; u < TU; u++) {
-      if (c + u * WG < n) {
-        ss = fma(v[u], v[u], ss);
+  var v: array<vec4<f32>, TV>;
+  for (var c = tid; c < nv; c += TV * WG) {
+    v = tail_round(base, c, nv, once);
+    for (var u = 0u; u < TV; u++) {
+      if (c + u * WG < nv) {
+        ss += dot(v[u], v[u]);
       }
     }
   }
   reduce_rows(vec4<f32>(ss, 0.0, 0.0, 0.0), vec4<f32>(0.0), 0.0, tid, sgi);
-  let inv = inverseSqrt(row_total(0u, sgi) / f32(n) + params.eps);
-  for (var c = tid; c < n; c += TU * WG) {
+  let inv = inverseSqrt(row_total(0u, sgi) / f32(params.n) + params.eps);
+  for (var c = tid; c < nv; c += TV * WG) {
     if (!once) {
-      v = tail_round(mi, c, true);
+      v = tail_round(base, c, nv, true);
     }
-    for (var u = 0u; u < TU; u++) {
-      let i = c + u * WG;
-      if (i < n) {
-        tout[mi * n + i] = v[u] * inv * tgain[i];
+    for (var u = 0u; u < TV; u++) {
+      let j = c + u * WG;
+      if (j < nv) {
+        tout[mi * nv + j] = v[u] * inv * tgain[j];
       }
     }
   }
