@@ -24,7 +24,7 @@
 // its bits (a NaN made the canonical one first), so no stored word is 0, and the last workgroup
 // loads again a word that came back 0 (each location's own order is kept). It leaves every word
 // 0 again for the next dispatch. A word still 0 after TAIL_SPIN loads reads as NaN. Rows are
-// whole vec4s (n a multiple of 4).
+// whole vec4s, at most 4·8·WG elements (n a multiple of 4, ≤ 4096 at 128 threads).
 
 #if RESIDUAL
 @group(0) @binding(6) var<storage, read> res: array<f32>;
@@ -178,10 +178,11 @@ fn stored(i: u32, t: f32) -> f32 {
 }
 
 #if NORM_TAIL
-// vec4s of a row a thread of the last workgroup loads at once, before it uses any (written out:
-// in a loop over an array, which the compiler did not unroll, each load waited for the last:
-// ~25 µs for a row of 4096 on an H200); loads of a word still 0 before it gives up.
+// A row is at most TV·WG vec4s (normTailFits): 8 a thread of the last workgroup, each step
+// written out for all 8 (no loop over an array, which the compiler may leave in memory: run 42
+// had the tail at ~25 µs a GEMV with its loads in such a loop, one after the other).
 const TV: u32 = 8u;
+// Loads of a word still 0 before the last workgroup gives up.
 const TAIL_SPIN: u32 = 1048576u;
 
 // tail_put hands y's element (mi, row) to the last workgroup.
@@ -193,7 +194,7 @@ fn tail_put(mi: u32, row: u32, v: f32) {
   atomicStore(&tail[4u + mi * params.n + row], ~b);
 }
 
-// tail_word is handoff word i, b as first loaded, loaded again (atomically) while 0.
+// tail_word is handoff word i, b as first loaded, loaded again while 0.
 fn tail_word(i: u32, b: u32) -> u32 {
   var w = b;
   for (var t = 0u; w == 0u && t < TAIL_SPIN; t++) {
@@ -202,47 +203,41 @@ fn tail_word(i: u32, b: u32) -> u32 {
   return w;
 }
 
-// tail_vec is the handoff's vec4 j as floats, b its words as first loaded (a word not yet
-// visible reads 0, and is loaded again); NaN where one stays 0.
-fn tail_vec(j: u32, b: vec4<u32>) -> vec4<f32> {
-  var w = b;
-  if (any(w == vec4<u32>(0u))) {
-    w = vec4<u32>(tail_word(4u * j, w.x), tail_word(4u * j + 1u, w.y), tail_word(4u * j + 2u, w.z), tail_word(4u * j + 3u, w.w));
-  }
-  return bitcast<vec4<f32>>(~w);
-}
-
-// tl is the handoff's vec4 base + c + u·WG as loaded (its last vec4 past the row's nv).
-fn tl(base: u32, c: u32, u: u32, nv: u32) -> vec4<u32> {
-  let i = 4u * (base + min(c + u * WG, nv - 1u));
+// tl loads the handoff's vec4 j (its words from 4j) of a row of nv, or the row's last past it.
+fn tl(j: u32, j0: u32, nv: u32) -> vec4<u32> {
+  let i = 4u * (j0 + min(j, nv - 1u));
   return vec4<u32>(atomicLoad(&tail[i]), atomicLoad(&tail[i + 1u]), atomicLoad(&tail[i + 2u]), atomicLoad(&tail[i + 3u]));
 }
 
-// tail_round is the row's vec4s c + u·WG (u < TV; 0 past nv) from the handoff at vec4 base, all
-// loaded before any is used, the words zeroed once read where clear.
-fn tail_round(base: u32, c: u32, nv: u32, clear: bool) -> array<vec4<f32>, TV> {
-  let b = array<vec4<u32>, TV>(tl(base, c, 0u, nv), tl(base, c, 1u, nv), tl(base, c, 2u, nv), tl(base, c, 3u, nv),
-                               tl(base, c, 4u, nv), tl(base, c, 5u, nv), tl(base, c, 6u, nv), tl(base, c, 7u, nv));
-  var v: array<vec4<f32>, TV>;
-  for (var u = 0u; u < TV; u++) {
-    let j = c + u * WG;
-    if (j < nv) {
-      v[u] = tail_vec(base + j, b[u]);
-      if (clear) {
-        let i = 4u * (base + j);
-        atomicStore(&tail[i], 0u);
-        atomicStore(&tail[i + 1u], 0u);
-        atomicStore(&tail[i + 2u], 0u);
-        atomicStore(&tail[i + 3u], 0u);
-      }
-    }
+// tv is vec4 j of the row as floats, b its words as loaded: a word not yet visible reads 0 and
+// is loaded again (NaN where it stays 0); 0 past the row. Its words are zeroed for the next
+// dispatch.
+fn tv(j: u32, j0: u32, nv: u32, b: vec4<u32>) -> vec4<f32> {
+  if (j >= nv) {
+    return vec4<f32>(0.0);
   }
-  return v;
+  let i = 4u * (j0 + j);
+  var w = b;
+  if (any(w == vec4<u32>(0u))) {
+    w = vec4<u32>(tail_word(i, w.x), tail_word(i + 1u, w.y), tail_word(i + 2u, w.z), tail_word(i + 3u, w.w));
+  }
+  atomicStore(&tail[i], 0u);
+  atomicStore(&tail[i + 1u], 0u);
+  atomicStore(&tail[i + 2u], 0u);
+  atomicStore(&tail[i + 3u], 0u);
+  return bitcast<vec4<f32>>(~w);
+}
+
+// ts stores vec4 j of the norm's row mi (v, already scaled by the norm), times the gain.
+fn ts(j: u32, mi: u32, nv: u32, v: vec4<f32>) {
+  if (j < nv) {
+    tout[mi * nv + j] = v * tgain[j];
+  }
 }
 
 // norm_tail counts this workgroup finished (its handoff words stored) and, in the workgroup
 // that finishes last for activation row mi (groups of them), writes the RMS norm of y's row
-// mi at tout. Called in uniform control flow. n is a multiple of 4 (normTailFits).
+// mi at tout. Called in uniform control flow. n is a multiple of 4, at most 4·TV·WG.
 fn norm_tail(mi: u32, groups: u32, tid: u32, sgi: vec3<u32>) {
   // The workgroup's handoff stores all made before it counts itself (a software adapter that
   // ran the last workgroup on the thread of one that counted early would wait on stores that
@@ -255,33 +250,34 @@ fn norm_tail(mi: u32, groups: u32, tid: u32, sgi: vec3<u32>) {
     return;
   }
   let nv = params.n / 4u;
-  let base = 1u + mi * nv; // after the 4 counters
-  // One round of TV vec4s a thread holds a row of up to 4·TV·WG (4096 at 128 threads) in
-  // registers; longer rows are loaded twice, for the sum and for the norm.
-  let once = nv <= TV * WG;
-  var ss = 0.0;
-  var v: array<vec4<f32>, TV>;
-  for (var c = tid; c < nv; c += TV * WG) {
-    v = tail_round(base, c, nv, once);
-    for (var u = 0u; u < TV; u++) {
-      if (c + u * WG < nv) {
-        ss += dot(v[u], v[u]);
-      }
-    }
-  }
+  let j0 = 1u + mi * nv; // the row's first vec4, after the 4 counters
+  let b0 = tl(tid, j0, nv);
+  let b1 = tl(tid + WG, j0, nv);
+  let b2 = tl(tid + 2u * WG, j0, nv);
+  let b3 = tl(tid + 3u * WG, j0, nv);
+  let b4 = tl(tid + 4u * WG, j0, nv);
+  let b5 = tl(tid + 5u * WG, j0, nv);
+  let b6 = tl(tid + 6u * WG, j0, nv);
+  let b7 = tl(tid + 7u * WG, j0, nv);
+  let v0 = tv(tid, j0, nv, b0);
+  let v1 = tv(tid + WG, j0, nv, b1);
+  let v2 = tv(tid + 2u * WG, j0, nv, b2);
+  let v3 = tv(tid + 3u * WG, j0, nv, b3);
+  let v4 = tv(tid + 4u * WG, j0, nv, b4);
+  let v5 = tv(tid + 5u * WG, j0, nv, b5);
+  let v6 = tv(tid + 6u * WG, j0, nv, b6);
+  let v7 = tv(tid + 7u * WG, j0, nv, b7);
+  let ss = dot(v0, v0) + dot(v1, v1) + dot(v2, v2) + dot(v3, v3) + dot(v4, v4) + dot(v5, v5) + dot(v6, v6) + dot(v7, v7);
   reduce_rows(vec4<f32>(ss, 0.0, 0.0, 0.0), vec4<f32>(0.0), 0.0, tid, sgi);
   let inv = inverseSqrt(row_total(0u, sgi) / f32(params.n) + params.eps);
-  for (var c = tid; c < nv; c += TV * WG) {
-    if (!once) {
-      v = tail_round(base, c, nv, true);
-    }
-    for (var u = 0u; u < TV; u++) {
-      let j = c + u * WG;
-      if (j < nv) {
-        tout[mi * nv + j] = v[u] * inv * tgain[j];
-      }
-    }
-  }
+  ts(tid, mi, nv, v0 * inv);
+  ts(tid + WG, mi, nv, v1 * inv);
+  ts(tid + 2u * WG, mi, nv, v2 * inv);
+  ts(tid + 3u * WG, mi, nv, v3 * inv);
+  ts(tid + 4u * WG, mi, nv, v4 * inv);
+  ts(tid + 5u * WG, mi, nv, v5 * inv);
+  ts(tid + 6u * WG, mi, nv, v6 * inv);
+  ts(tid + 7u * WG, mi, nv, v7 * inv);
   if (tid == 0u) {
     atomicStore(&tail[mi], 0u);
   }

@@ -14,9 +14,9 @@ import (
 var fuseNormTail = true
 
 // normTailFits says which residual Linears may write a norm tail: one dispatch of gemv_hw.wgsl
-// (one chunk) of rows that are whole vec4s, whose bindings fit the device's storage buffers a
-// stage (the weight's, x, y, the residual, the handoff, the gain, the norm, and SiLU's u where
-// the GEMV forms its x).
+// (one chunk) of rows that are whole vec4s, at most 8 a thread of its workgroup, whose bindings
+// fit the device's storage buffers a stage (the weight's, x, y, the residual, the handoff, the
+// gain, the norm, and SiLU's u where the GEMV forms its x).
 func (c *compiler) normTailFits() func(lin int) bool {
 	b := c.p.b
 	if !fuseNormTail {
@@ -26,7 +26,7 @@ func (c *compiler) normTailFits() func(lin int) bool {
 		w := c.linearWeight(graph.Value(lin))
 		m := c.p.g.Nodes[lin].Shape.Size() / w.l.n
 		key := keyFor(w.l.format, w.l.n, m, b.feat, b.tune)
-		return key.Kernel == shaders.GEMVHW && len(w.chunks) == 1 && m <= GEMVMaxM && w.l.n%4 == 0 &&
+		return key.Kernel == shaders.GEMVHW && len(w.chunks) == 1 && m <= GEMVMaxM && w.l.n%4 == 0 && w.l.n <= 32*key.WG &&
 			7+weightBuffers(key) <= b.dev.Limits().MaxStorageBuffersPerShaderStage
 	}
 }
