@@ -23,6 +23,9 @@
 // With PREFETCH a thread issues the loads of its next span before summing the current one, so a
 // thread keeps loads in flight while it computes (at the cost of a second span's registers).
 //
+// With NORM_PART (and NORM), x is already x·gain, written with each 8 elements' Σx² (binding 7)
+// by the GEMV before (gemv_reduce.wgsl NORM_TAIL): the thread sums its part of those instead.
+//
 // With NORM, x is the input of an RMS norm with gain (binding 7) that the product reads: as a
 // thread loads an x vec4 (each once per span, and the workgroup's spans cover the row once) it
 // adds its squares to xss and multiplies it by the gain; gemv_reduce.wgsl sums xss over the
@@ -50,10 +53,16 @@
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 #if NORM
+#if NORM_PART
+// x·gain and Σx² of each 8 elements of x's rows, from the GEMV that wrote x (gemv_reduce.wgsl
+// NORM_TAIL): ceil(k/8) a row, at most 4·WG.
+@group(0) @binding(7) var<storage, read> xparts: array<f32>;
+#else
 @group(0) @binding(7) var<storage, read> gain: array<vec4<f32>>;
+#endif
 // The first vec4 of this workgroup's x row: the gain's vec4 j multiplies x's xrow + j.
 var<private> xrow: u32;
-// This thread's Σx² over the x vec4s it loaded.
+// This thread's Σx² over the x vec4s it loaded (NORM_PART: over its parts of the row's sums).
 var<private> xss: f32;
 #endif
 
@@ -242,12 +251,16 @@ fn xl(xi: u32, j: u32) -> vec4<f32> {
 #if SILU_X
     return silu_mul(x[xi + j], xu[xi + j]); // decode.wgsl: u at binding 15
 #else
+#if NORM_PART
+    return x[xi + j]; // x·gain already, its Σx² in xparts
+#else
 #if NORM
     let v = x[xi + j];
     xss = fma(v.x, v.x, fma(v.y, v.y, fma(v.z, v.z, fma(v.w, v.w, xss))));
     return v * gain[xi + j - xrow];
 #else
     return x[xi + j];
+#endif
 #endif
 #endif
   }
@@ -308,9 +321,6 @@ fn load_span_of(rows: array<u32, 8>, rv: u32, i: u32, which: u32) -> Span {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) tid: u32,
-#if NORM_TAIL
-        @builtin(num_workgroups) nwg: vec3<u32>,
-#endif
 #if SUBGROUPS
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_id) sg: u32,
@@ -329,6 +339,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
 #if NORM
   xrow = xb;
   xss = 0.0;
+#endif
+#if NORM_PART
+  // The row's parts of Σx², 4 a thread loaded now (their latency hidden by the weights'), added
+  // at the end.
+  let np = (params.k + 7u) / 8u;
+  let pb = mi * np;
+  let xp = vec4<f32>(xparts[pb + min(tid, np - 1u)], xparts[pb + min(tid + WG, np - 1u)],
+                     xparts[pb + min(tid + 2u * WG, np - 1u)], xparts[pb + min(tid + 3u * WG, np - 1u)]);
+  let xpm = vec4<f32>(vec4<bool>(tid < np, tid + WG < np, tid + 2u * WG < np, tid + 3u * WG < np));
 #endif
   // A uniform trip count keeps the barriers and subgroup operations below in uniform control flow.
   let iters = (rv + WG - 1u) / WG;
@@ -364,6 +383,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
 #if NORM
   ss = xss;
 #endif
+#if NORM_PART
+  ss = dot(xp, xpm);
+#endif
   var sgi = vec3<u32>(0u);
 #if SUBGROUPS
   sgi = vec3<u32>(lane, sg, nsg);
@@ -374,8 +396,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   swiglu_store(row_total(tid, sgi), row_total(tid + HALF, sgi), tid, row0, mi);
 #else
   reduce_store(p0, p1, ss, tid, sgi, row0, mi);
-#if NORM_TAIL
-  norm_tail(mi, nwg.x, tid, sgi);
-#endif
 #endif
 }

@@ -15,16 +15,11 @@
 // each weight starts on a whole workgroup), f32 or (KV_F16) halves packed two a word, the
 // pair's even row's thread writing the word. The caches' own write dispatch is not made.
 //
-// NORM_TAIL (gemv_hw.wgsl, one weight, its one dispatch): y's rows also pass through a handoff
-// (binding 19: words 0..3 count the finished workgroups of activation rows 0..3, words from 4
-// hold y's elements), and the workgroup that finishes last (whichever it is: the count says)
-// writes the RMS norm of y's rows, y·gain/√(mean(y²) + eps), at binding 21 (the gain at 20):
-// the norm after a residual Linear is no dispatch of its own. WGSL's atomics are relaxed, so the
-// count says nothing of the other words: each element is stored atomically as the complement of
-// its bits (a NaN made the canonical one first), so no stored word is 0, and the last workgroup
-// loads again a word that came back 0 (each location's own order is kept). It leaves every word
-// 0 again for the next dispatch. A word still 0 after TAIL_SPIN loads reads as NaN. Rows are
-// whole vec4s, at most 4·8·WG elements (n a multiple of 4, ≤ 4096 at 128 threads).
+// NORM_TAIL (gemv_hw.wgsl, one weight, 8 rows a workgroup): y is also an RMS norm's input,
+// whose x·gain (the gain at binding 20) this kernel writes at binding 21, and the Σy² of each
+// workgroup's rows at binding 19 (ceil(n/8) a row); the GEMV that reads the norm (NORM_PART) adds
+// those up for its scale. The norm after a residual Linear is then no dispatch of its own, and the
+// GEMV after it loads x alone, not x and the gain.
 
 #if RESIDUAL
 @group(0) @binding(6) var<storage, read> res: array<f32>;
@@ -38,10 +33,9 @@
 #endif
 
 #if NORM_TAIL
-@group(0) @binding(19) var<storage, read_write> tail: array<atomic<u32>>;
-@group(0) @binding(20) var<storage, read> tgain: array<vec4<f32>>;
-@group(0) @binding(21) var<storage, read_write> tout: array<vec4<f32>>;
-var<workgroup> tail_last: u32;
+@group(0) @binding(19) var<storage, read_write> tss: array<f32>;
+@group(0) @binding(20) var<storage, read> tgain: array<f32>;
+@group(0) @binding(21) var<storage, read_write> tout: array<f32>;
 #endif
 
 var<workgroup> red0: array<vec4<f32>, WG>;
@@ -76,13 +70,18 @@ fn out_index(mi: u32, row: u32) -> u32 {
 #endif
 }
 
-// store writes output i: the sum t, plus the residual's element i with RESIDUAL.
-fn store(i: u32, t: f32) {
+// stored is output i's value: the sum t, plus the residual's element i with RESIDUAL.
+fn stored(i: u32, t: f32) -> f32 {
 #if RESIDUAL
-  y[i] = t + res[i];
+  return t + res[i];
 #else
-  y[i] = t;
+  return t;
 #endif
+}
+
+// store writes output i (stored).
+fn store(i: u32, t: f32) {
+  y[i] = stored(i, t);
 }
 var<workgroup> red1: array<vec4<f32>, WG>;
 
@@ -159,128 +158,33 @@ fn reduce_store(p0: vec4<f32>, p1: vec4<f32>, ss: f32, tid: u32, sgi: vec3<u32>,
   }
 #else
   if (tid < ROWS && row0 + tid < out_rows()) {
-    let t = row_total(tid, sgi);
-    store(out_index(mi, row0 + tid), t);
+    let i = out_index(mi, row0 + tid);
+    let v = stored(i, row_total(tid, sgi));
+    y[i] = v;
 #if NORM_TAIL
-    tail_put(mi, row0 + tid, stored(out_index(mi, row0 + tid), t));
+    tout[i] = v * tgain[row0 + tid];
 #endif
   }
+#if NORM_TAIL
+  if (tid == 0u) {
+    norm_part(mi, row0, sgi);
+  }
 #endif
-}
-
-// stored is what store(i, t) writes.
-fn stored(i: u32, t: f32) -> f32 {
-#if RESIDUAL
-  return t + res[i];
-#else
-  return t;
 #endif
 }
 
 #if NORM_TAIL
-// A row is at most TV·WG vec4s (normTailFits): 8 a thread of the last workgroup, each step
-// written out for all 8 (no loop over an array, which the compiler may leave in memory: run 42
-// had the tail at ~25 µs a GEMV with its loads in such a loop, one after the other).
-const TV: u32 = 8u;
-// Loads of a word still 0 before the last workgroup gives up.
-const TAIL_SPIN: u32 = 1048576u;
-
-// tail_put hands y's element (mi, row) to the last workgroup.
-fn tail_put(mi: u32, row: u32, v: f32) {
-  var b = bitcast<u32>(v);
-  if ((b & 0x7FFFFFFFu) > 0x7F800000u) {
-    b = 0x7FC00000u; // any NaN as the canonical one: its complement is not 0
+// norm_part stores the Σy² of the workgroup's rows (row0…, ROWS of them, 8) of activation row
+// mi, as stored, for the GEMV that reads their norm.
+fn norm_part(mi: u32, row0: u32, sgi: vec3<u32>) {
+  var ss = 0.0;
+  for (var r = 0u; r < ROWS; r++) {
+    if (row0 + r < out_rows()) {
+      let v = stored(out_index(mi, row0 + r), row_total(r, sgi));
+      ss = fma(v, v, ss);
+    }
   }
-  atomicStore(&tail[4u + mi * params.n + row], ~b);
-}
-
-// tail_word is handoff word i, b as first loaded, loaded again while 0.
-fn tail_word(i: u32, b: u32) -> u32 {
-  var w = b;
-  for (var t = 0u; w == 0u && t < TAIL_SPIN; t++) {
-    w = atomicLoad(&tail[i]);
-  }
-  return w;
-}
-
-// tl loads the handoff's vec4 j (its words from 4j) of a row of nv, or the row's last past it.
-fn tl(j: u32, j0: u32, nv: u32) -> vec4<u32> {
-  let i = 4u * (j0 + min(j, nv - 1u));
-  return vec4<u32>(atomicLoad(&tail[i]), atomicLoad(&tail[i + 1u]), atomicLoad(&tail[i + 2u]), atomicLoad(&tail[i + 3u]));
-}
-
-// tv is vec4 j of the row as floats, b its words as loaded: a word not yet visible reads 0 and
-// is loaded again (NaN where it stays 0); 0 past the row. Its words are zeroed for the next
-// dispatch.
-fn tv(j: u32, j0: u32, nv: u32, b: vec4<u32>) -> vec4<f32> {
-  if (j >= nv) {
-    return vec4<f32>(0.0);
-  }
-  let i = 4u * (j0 + j);
-  var w = b;
-  if (any(w == vec4<u32>(0u))) {
-    w = vec4<u32>(tail_word(i, w.x), tail_word(i + 1u, w.y), tail_word(i + 2u, w.z), tail_word(i + 3u, w.w));
-  }
-  atomicStore(&tail[i], 0u);
-  atomicStore(&tail[i + 1u], 0u);
-  atomicStore(&tail[i + 2u], 0u);
-  atomicStore(&tail[i + 3u], 0u);
-  return bitcast<vec4<f32>>(~w);
-}
-
-// ts stores vec4 j of the norm's row mi (v, already scaled by the norm), times the gain.
-fn ts(j: u32, mi: u32, nv: u32, v: vec4<f32>) {
-  if (j < nv) {
-    tout[mi * nv + j] = v * tgain[j];
-  }
-}
-
-// norm_tail counts this workgroup finished (its handoff words stored) and, in the workgroup
-// that finishes last for activation row mi (groups of them), writes the RMS norm of y's row
-// mi at tout. Called in uniform control flow. n is a multiple of 4, at most 4·TV·WG.
-fn norm_tail(mi: u32, groups: u32, tid: u32, sgi: vec3<u32>) {
-  // The workgroup's handoff stores all made before it counts itself (a software adapter that
-  // ran the last workgroup on the thread of one that counted early would wait on stores that
-  // thread can no longer make).
-  storageBarrier();
-  if (tid == 0u) {
-    tail_last = select(0u, 1u, atomicAdd(&tail[mi], 1u) == groups - 1u);
-  }
-  if (workgroupUniformLoad(&tail_last) == 0u) {
-    return;
-  }
-  let nv = params.n / 4u;
-  let j0 = 1u + mi * nv; // the row's first vec4, after the 4 counters
-  let b0 = tl(tid, j0, nv);
-  let b1 = tl(tid + WG, j0, nv);
-  let b2 = tl(tid + 2u * WG, j0, nv);
-  let b3 = tl(tid + 3u * WG, j0, nv);
-  let b4 = tl(tid + 4u * WG, j0, nv);
-  let b5 = tl(tid + 5u * WG, j0, nv);
-  let b6 = tl(tid + 6u * WG, j0, nv);
-  let b7 = tl(tid + 7u * WG, j0, nv);
-  let v0 = tv(tid, j0, nv, b0);
-  let v1 = tv(tid + WG, j0, nv, b1);
-  let v2 = tv(tid + 2u * WG, j0, nv, b2);
-  let v3 = tv(tid + 3u * WG, j0, nv, b3);
-  let v4 = tv(tid + 4u * WG, j0, nv, b4);
-  let v5 = tv(tid + 5u * WG, j0, nv, b5);
-  let v6 = tv(tid + 6u * WG, j0, nv, b6);
-  let v7 = tv(tid + 7u * WG, j0, nv, b7);
-  let ss = dot(v0, v0) + dot(v1, v1) + dot(v2, v2) + dot(v3, v3) + dot(v4, v4) + dot(v5, v5) + dot(v6, v6) + dot(v7, v7);
-  reduce_rows(vec4<f32>(ss, 0.0, 0.0, 0.0), vec4<f32>(0.0), 0.0, tid, sgi);
-  let inv = inverseSqrt(row_total(0u, sgi) / f32(params.n) + params.eps);
-  ts(tid, mi, nv, v0 * inv);
-  ts(tid + WG, mi, nv, v1 * inv);
-  ts(tid + 2u * WG, mi, nv, v2 * inv);
-  ts(tid + 3u * WG, mi, nv, v3 * inv);
-  ts(tid + 4u * WG, mi, nv, v4 * inv);
-  ts(tid + 5u * WG, mi, nv, v5 * inv);
-  ts(tid + 6u * WG, mi, nv, v6 * inv);
-  ts(tid + 7u * WG, mi, nv, v7 * inv);
-  if (tid == 0u) {
-    atomicStore(&tail[mi], 0u);
-  }
+  tss[mi * ((params.n + ROWS - 1u) / ROWS) + row0 / ROWS] = ss;
 }
 #endif
 

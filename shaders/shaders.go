@@ -150,12 +150,14 @@ type Key struct {
 	// and the tables one range at binding 16): the cache write is no dispatch of its own. Rows
 	// even; the caches f32, or packed halves with KVF16.
 	KVWrite, KVF16 bool
-	// GEMVHW without Norm, Weights, SwiGLU or KVWrite, one dispatch of the weight: the RMS norm
-	// of each row of y, written at binding 21 (the gain at 20, params.eps), by the workgroup that
-	// finishes last (gemv_reduce.wgsl NORM_TAIL; the handoff and counters at binding 19, zero
-	// before the dispatch and left zero after it): a residual Linear and the RMS norm that reads
-	// its sum, one dispatch.
+	// GEMVHW without Weights, SwiGLU or KVWrite, 8 rows a workgroup: y is also an RMS
+	// norm's input, whose x·gain (the gain at binding 20) the kernel writes at binding 21 and the
+	// Σy² of each workgroup's 8 rows at 19 (gemv_reduce.wgsl NORM_TAIL), for GEMVs with NormPart
+	// to read: a residual Linear and the RMS norm after it, one dispatch.
 	NormTail bool
+	// GEMVHW with Norm: x is x·gain already and binding 7 holds the Σx² of each 8 elements of
+	// its rows (at most 32·WG elements), as a NormTail GEMV wrote them (NORM_PART).
+	NormPart bool
 }
 
 // Tile is the block of outputs one GEMMTile workgroup computes: BM activation rows × BN weight
@@ -253,6 +255,9 @@ func (k Key) Normalize() Key {
 	if k.Kernel != GEMVHW {
 		k.NormTail = false
 	}
+	if k.Kernel != GEMVHW || !k.Norm {
+		k.NormPart = false
+	}
 	if k.Kernel == GEMVHW || k.Kernel == GEMMTile || k.Kernel == GEMVA8 {
 		// Their codes become f32 by the exponent trick (GEMVHW) or once per tile (GEMMTile), or
 		// their products are integers (GEMVA8): products in f16 would add conversions.
@@ -336,6 +341,9 @@ func (k Key) Name() string {
 	if k.NormTail {
 		b.WriteString("-normtail")
 	}
+	if k.NormPart {
+		b.WriteString("-normpart")
+	}
 	return b.String()
 }
 
@@ -379,8 +387,8 @@ func (k Key) Validate() error {
 		if k.KVWrite && (k.Rows%2 != 0 || k.Weights != 3 || k.Residual) {
 			return fmt.Errorf("shaders: %s: the KV cache write needs an even Rows (a rotated pair in one workgroup), 3 Weights and no Residual", k.Name())
 		}
-		if k.NormTail && (k.Norm || k.Weights > 1 || k.SwiGLU || k.KVWrite) {
-			return fmt.Errorf("shaders: %s: the norm of y in the last workgroup needs one weight and no Norm, SwiGLU or KV write", k.Name())
+		if k.NormTail && (k.Weights > 1 || k.SwiGLU || k.KVWrite || k.Rows != 8) {
+			return fmt.Errorf("shaders: %s: writing a norm's x·gain and sums needs one weight, 8 rows a workgroup and no SwiGLU or KV write", k.Name())
 		}
 	case A8Quant:
 		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 {
@@ -434,6 +442,7 @@ func (k Key) Defines() map[string]bool {
 		"KV_WRITE":  k.Kernel.hwGEMV() && k.KVWrite,
 		"KV_F16":    k.Kernel.hwGEMV() && k.KVWrite && k.KVF16,
 		"NORM_TAIL": k.Kernel == GEMVHW && k.NormTail,
+		"NORM_PART": k.Kernel == GEMVHW && k.Norm && k.NormPart,
 		// A second weight's bindings (decode.wgsl's w1): MULTI's, or SWIGLU's up.
 		"W1": k.Kernel.hwGEMV() && (k.Weights > 1 || k.SwiGLU),
 	}

@@ -39,12 +39,26 @@ func allKeys() []Key {
 									ks = append(ks, sx.Normalize())
 									sx.Residual = true
 									ks = append(ks, sx.Normalize())
-									// The RMS norm of y in the last workgroup, with and without SiLU's x.
+									// A norm's x·gain and sums written by the GEMV before it, with and without SiLU's x.
 									nt := sx
-									nt.NormTail = true
+									nt.NormTail, nt.Rows = true, 8
 									ks = append(ks, nt.Normalize())
 									nt.SiLUX = false
 									ks = append(ks, nt.Normalize())
+									// And the GEMVs that read it: one weight, several, SwiGLU's, the
+									// cache-writing q, k, v.
+									np := k
+									np.Norm, np.NormPart = true, true
+									ks = append(ks, np.Normalize())
+									np.Weights = 3
+									ks = append(ks, np.Normalize())
+									np.KVWrite = true
+									ks = append(ks, np.Normalize())
+									np.Weights, np.KVWrite, np.SwiGLU, np.Rows = 0, false, true, 8
+									ks = append(ks, np.Normalize())
+									// Reading one norm and writing the next.
+									np.SwiGLU, np.NormTail, np.Residual = false, true, true
+									ks = append(ks, np.Normalize())
 									sw := k
 									sw.SwiGLU, sw.Rows = true, 8
 									ks = append(ks, sw.Normalize())

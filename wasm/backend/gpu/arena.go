@@ -54,9 +54,10 @@ type arenaLimits struct {
 	// kvWrite says whether the device runs a group of q, k and v Linears as one GEMV that writes
 	// k and v into their caches (kvwrite.go); nil: never.
 	kvWrite func(lins []graph.Value) bool
-	// normTail says whether the device writes an RMSNorm of a residual Linear's sum in that
-	// Linear's GEMV (normtail.go; lin its node); nil: never.
-	normTail func(lin int) bool
+	// normTail says whether the device runs Linear lin (a node) as a GEMV that writes an RMS
+	// norm's x·gain and sums after its residual sum (reader false), or one that reads them
+	// (reader true) (normtail.go); nil: never.
+	normTail func(lin int, reader bool) bool
 }
 
 func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
@@ -167,7 +168,7 @@ type graphPlan struct {
 	// group's first Linear; kvWritten: the StateWrites they write, which dispatch no write.
 	kvWrites  map[int]kvWrite
 	kvWritten map[int]bool
-	// normTails: RMSNorms written by the residual Linear's GEMV whose sum they normalize
+	// normTails: RMSNorms whose x·gain and sums the residual Linear's GEMV before them writes
 	// (normtail.go), keyed by the Add; tailOf: the Add of each such RMSNorm.
 	normTails map[int]normTail
 	tailOf    map[int]int
@@ -259,9 +260,12 @@ func (p *graphPlan) fuse(g *graph.Graph, paddedK func(node int) int, lim arenaLi
 	for _, n := range p.normed {
 		p.fused[n.norm] = true
 	}
-	p.normTails, p.tailOf = findNormTails(g, p.needed, p.residuals, p.fused, lim), map[int]int{}
+	p.normTails, p.tailOf = findNormTails(g, p.needed, p.residuals, p.fused, paddedK, lim), map[int]int{}
 	for a, t := range p.normTails {
 		p.tailOf[int(t.norm)] = a
+		for _, r := range t.readers {
+			p.normed[r] = normedLinear{norm: t.norm, x: t.norm, gain: t.gain, eps: t.eps, part: true}
+		}
 	}
 	p.statesInPlace = findStatesInPlace(g, p.needed, p.stridedB)
 	p.fuseSwiGLUs(g, uses, paddedK, lim)

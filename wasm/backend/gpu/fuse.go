@@ -246,6 +246,9 @@ func findResidualLinears(g *graph.Graph, needed []bool, uses []int, paddedK func
 type normedLinear struct {
 	norm, x, gain graph.Value // the RMSNorm, its input, its gain
 	eps           float32
+	// part: x is the norm's own value, x·gain, written with its sums of squares by the GEMV
+	// before (normtail.go); the GEMV reads those for the norm's scale (shaders.Key.NormPart).
+	part bool
 }
 
 // findNormedLinears returns, keyed by Linear node, the Linears that read an RMSNorm which

@@ -90,8 +90,8 @@ type program struct {
 	zeroIDs  *webgpu.Buffer // one int32 0: the ids of the gathers that densify weights
 	params   *webgpu.Buffer
 	readback *webgpu.Buffer
-	scratch  *webgpu.Buffer // split products' partials (scratchBuffer), or nil
-	tail     *webgpu.Buffer // norm tails' handoff (tailBuffer), or nil
+	scratch  *webgpu.Buffer   // split products' partials (scratchBuffer), or nil
+	tails    []*webgpu.Buffer // norm tails' sums (tailBuffers)
 	steps    []step
 	forward  *webgpu.Dispatches // steps as one prepared list: a forward's pass is one call
 	inputs   []ioRange          // per g.Inputs (size 0: an input nothing reads)
@@ -164,6 +164,9 @@ type compiler struct {
 	// statePairs: StateWrites whose dispatch writes another's rows too (fuse.go), to that one;
 	// pairedWith: the other way.
 	statePairs, pairedWith map[int]int
+	// tailAt: the range of the program's tail buffer holding each norm tail's sums, keyed by
+	// the RMSNorm (normtail_js.go).
+	tailAt map[int]webgpu.BufferBinding
 }
 
 func (c *compiler) compile() error {
@@ -198,7 +201,7 @@ func (c *compiler) compile() error {
 	if err := c.scratchBuffer(); err != nil {
 		return err
 	}
-	if err := c.tailBuffer(); err != nil {
+	if err := c.tailBuffers(); err != nil {
 		return err
 	}
 	c.statePairs, c.pairedWith = findStateWritePairs(g, c.pairable(), p.plan.rotatedReads), map[int]int{}
@@ -419,7 +422,7 @@ func (c *compiler) op(i int) error {
 		return c.binary(what, i, n)
 	case graph.OpLayerNorm, graph.OpRMSNorm, graph.OpL2Normalize:
 		if _, ok := c.p.plan.tailOf[i]; ok {
-			return nil // written by the residual Linear's GEMV (normtail.go)
+			return nil // x·gain and sums written by the residual Linear's GEMV (normtail.go)
 		}
 		return c.norm(what, i, n)
 	case graph.OpSoftmax:
@@ -817,17 +820,14 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	y := p.bind(3, out)
 	key := keyFor(w.l.format, w.l.n, m, p.b.feat, p.b.tune)
 	var extra []webgpu.BufferBinding
-	var tailEps float32
-	var tail bool
 	if res != graph.None {
 		key.Residual = true
-		extra = append(extra, p.bind(6, res))
-		extra, tailEps, tail = c.withNormTail(out, &key, m, N, extra)
+		extra = c.withNormTail(out, &key, append(extra, p.bind(6, res)))
 	}
 	if normed {
 		key.Norm = true
 		var err error
-		if x, extra, err = c.normInput(w, &key, m, w.matmulParams(m)[0], x, p.bind(7, nl.gain), extra, c.label(what)); err != nil {
+		if x, extra, err = c.normInput(w, &key, m, w.matmulParams(m)[0], x, c.normGain(nl, &key), extra, c.label(what)); err != nil {
 			return err
 		}
 	}
@@ -839,9 +839,6 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	for _, words := range w.matmulParams(m) {
 		if normed {
 			words[11] = math.Float32bits(nl.eps) // decode.wgsl's params.eps
-		}
-		if tail {
-			words[11] = math.Float32bits(tailEps)
 		}
 		pars = append(pars, c.block(0, words[:]))
 	}
@@ -1054,8 +1051,8 @@ func (p *program) destroy() {
 	for _, s := range p.slabs {
 		s.Destroy()
 	}
-	for _, buf := range []*webgpu.Buffer{p.consts, p.zeroIDs, p.params, p.readback, p.scratch, p.tail} {
+	for _, buf := range append([]*webgpu.Buffer{p.consts, p.zeroIDs, p.params, p.readback, p.scratch}, p.tails...) {
 		buf.Destroy()
 	}
-	p.slabs, p.consts, p.zeroIDs, p.params, p.readback, p.scratch, p.tail = nil, nil, nil, nil, nil, nil, nil
+	p.slabs, p.consts, p.zeroIDs, p.params, p.readback, p.scratch, p.tails = nil, nil, nil, nil, nil, nil, nil
 }

@@ -7,25 +7,41 @@ import (
 )
 
 // normTail is an RMSNorm whose input is a residual Linear's sum (residualLinear, keyed by its
-// Add): the GEMV's last workgroup to finish writes the norm too (shaders.Key.NormTail,
-// gemv_reduce.wgsl NORM_TAIL), so the norm after a decoder's o and down projections is no
-// dispatch of its own. The sum is still stored, for the next residual.
+// Add) and whose readers are all GEMVs: the residual Linear's GEMV writes the norm's x·gain and
+// the Σx² of each 8 elements as it stores its sum (shaders.Key.NormTail), and each reader scales
+// its sums by the norm from those (Key.NormPart; p.normed with part). So the norm after a
+// decoder's o and down projections is no dispatch of its own, and the GEMVs after it load x
+// alone, not x and the gain. The sum is still stored, for the next residual.
 type normTail struct {
 	norm, gain graph.Value
 	eps        float32
+	readers    []int // the Linears that read the norm
 }
 
 // findNormTails returns the norm tails keyed by the residual Add whose dispatch writes them:
 // RMSNorms of a residual Linear's sum of its shape, with a gain of N elements (N the weight's
-// rows, the norm's axis), not run inside the GEMVs that read them (fused), where lim.normTail
-// takes the Linear. One norm a sum: a second norm of it stays a dispatch.
-func findNormTails(g *graph.Graph, needed []bool, residuals map[int]residualLinear, fused map[graph.Value]bool, lim arenaLimits) map[int]normTail {
+// rows, the norm's axis), not run inside the GEMVs that read them (fused), read by Linears alone
+// (not an output), each a GEMV (at most GEMVMaxM rows) of x as it is (paddedK == K), where
+// lim.normTail takes the residual Linear and each reader. One norm a sum: a second norm of it
+// stays a dispatch.
+func findNormTails(g *graph.Graph, needed []bool, residuals map[int]residualLinear, fused map[graph.Value]bool, paddedK func(node int) int, lim arenaLimits) map[int]normTail {
 	out := map[int]normTail{}
 	if lim.normTail == nil {
 		return out
 	}
+	readBy := map[graph.Value][]int{}
 	for i, n := range g.Nodes {
-		if !needed[i] || n.Op != graph.OpRMSNorm || fused[graph.Value(i)] || n.Inputs[1] == graph.None {
+		if needed[i] {
+			for _, in := range n.Inputs {
+				if in != graph.None && !slices.Contains(readBy[in], i) {
+					readBy[in] = append(readBy[in], i)
+				}
+			}
+		}
+	}
+	for i, n := range g.Nodes {
+		v := graph.Value(i)
+		if !needed[i] || n.Op != graph.OpRMSNorm || fused[v] || n.Inputs[1] == graph.None || slices.Contains(g.Outputs, v) {
 			continue
 		}
 		a := n.Inputs[0]
@@ -35,13 +51,23 @@ func findNormTails(g *graph.Graph, needed []bool, residuals map[int]residualLine
 		}
 		N := g.Nodes[g.Nodes[r.lin].Inputs[1]].Shape[0]
 		s := n.Shape
-		if slices.Equal(s, g.Nodes[a].Shape) && s[len(s)-1] == N && g.Nodes[n.Inputs[1]].Shape.Size() == N && lim.normTail(int(r.lin)) {
-			out[int(a)] = normTail{norm: graph.Value(i), gain: n.Inputs[1], eps: n.Attr.Eps}
+		if !slices.Equal(s, g.Nodes[a].Shape) || s[len(s)-1] != N || g.Nodes[n.Inputs[1]].Shape.Size() != N || !lim.normTail(int(r.lin), false) {
+			continue
+		}
+		readers := readBy[v]
+		gemvs := len(readers) > 0
+		for _, l := range readers {
+			ln := &g.Nodes[l]
+			gemvs = gemvs && ln.Op == graph.OpLinear && ln.Inputs[0] == v && ln.Inputs[1] != v &&
+				ln.Shape.Size()/g.Nodes[ln.Inputs[1]].Shape[0] <= GEMVMaxM && paddedK(l) == N && lim.normTail(l, true)
+		}
+		if gemvs {
+			out[int(a)] = normTail{norm: v, gain: n.Inputs[1], eps: n.Attr.Eps, readers: readers}
 		}
 	}
 	return out
 }
 
-// tailBytes is the handoff a NormTail GEMV of m activation rows and n outputs a row binds: four
-// counters, then m·n words.
-func tailBytes(m, n int) int64 { return int64(4+m*n) * 4 }
+// tailParts is how many sums of squares a norm tail of n elements a row writes a row: one for
+// each 8 (a workgroup of the GEMV's rows).
+func tailParts(n int) int { return (n + 7) / 8 }

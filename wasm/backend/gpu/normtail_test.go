@@ -6,11 +6,12 @@ import (
 	"github.com/nibble-ml/nibble/wasm/graph"
 )
 
-// TestFindNormTails: the RMSNorm of a residual Linear's sum is written by that GEMV (one norm a
-// sum; none without lim.normTail, or of a value no GEMV sums), lives from the Add's dispatch on
-// without sharing bytes there, and is in another buffer than what that dispatch reads. In the
-// decoder every norm but the first layer's and the head's (of the last row, a slice) is such a
-// norm, unless the GEMVs normalize their x.
+// TestFindNormTails: the RMSNorm of a residual Linear's sum that only GEMVs read is written by
+// that GEMV (one norm a sum; none without lim.normTail, of a value no GEMV sums, or of one an
+// output or a non-Linear reads), its readers normalize with its sums (p.normed, part), and it
+// lives from the Add's dispatch on without sharing bytes there, in another buffer than what that
+// dispatch reads. In the decoder every norm but the first layer's and the head's (of the last
+// row, a slice) is such a norm, unless the GEMVs normalize their x.
 func TestFindNormTails(t *testing.T) {
 	g := graph.New("tails")
 	x := g.Input("x", graph.Float32, 1, 64)
@@ -21,7 +22,11 @@ func TestFindNormTails(t *testing.T) {
 	n2 := g.RMSNorm("n2", h, gain, 1e-6)
 	m := g.RMSNorm("m", r, gain, 1e-5)
 	o := g.Linear("o", n, g.Weight("w2", 32, 32), graph.None)
-	if err := g.Output(h, n2, m, o); err != nil {
+	o2 := g.Linear("o2", n, g.Weight("w2", 32, 32), graph.None)
+	// A sum whose norm a non-Linear reads too.
+	h3 := g.Add("h3", r, g.Linear("fc3", x, g.Weight("w", 32, 64), graph.None))
+	n3 := g.RMSNorm("n3", h3, gain, 1e-5)
+	if err := g.Output(h, n2, m, o, o2, g.Scale("s3", n3, 2), g.Linear("o3", n3, g.Weight("w2", 32, 32), graph.None)); err != nil {
 		t.Fatal(err)
 	}
 	padded := func(i int) int { return g.Nodes[g.Nodes[i].Inputs[1]].Shape[1] }
@@ -33,12 +38,17 @@ func TestFindNormTails(t *testing.T) {
 		t.Fatalf("%d norm tails without lim.normTail", len(p.normTails))
 	}
 	lim := testLimits
-	lim.normTail = func(int) bool { return true }
+	lim.normTail = func(int, bool) bool { return true }
 	if p, err = planGraph(g, padded, lim); err != nil {
 		t.Fatal(err)
 	}
 	if len(p.normTails) != 1 || p.normTails[int(h)].norm != n || p.tailOf[int(n)] != int(h) || p.normTails[int(h)].eps != 1e-5 {
 		t.Fatalf("norm tails %+v (of %v), want n (%d) at h (%d)", p.normTails, p.tailOf, n, h)
+	}
+	for _, l := range []graph.Value{o, o2} {
+		if nl, ok := p.normed[int(l)]; !ok || !nl.part || nl.x != n || nl.gain != gain || p.fused[n] {
+			t.Fatalf("%%%d reads n as %+v (%v; n fused %v), want its sums", l, nl, ok, p.fused[n])
+		}
 	}
 	if c := sharers(p, p.at[n], int(h), p.lifetimes(g)[n]); c != 0 {
 		t.Fatalf("n shares its bytes with %d values from h on", c)
@@ -48,13 +58,15 @@ func TestFindNormTails(t *testing.T) {
 			t.Fatalf("n in slab %d with %%%d, which h's dispatch binds", p.at[n].slab, v)
 		}
 	}
-	lim.normTail = func(int) bool { return false }
-	if p, err = planGraph(g, padded, lim); err != nil || len(p.normTails) != 0 {
-		t.Fatalf("%v, %d norm tails where the device takes none", err, len(p.normTails))
+	for _, reader := range []bool{false, true} {
+		lim.normTail = func(_ int, r bool) bool { return r != reader }
+		if p, err = planGraph(g, padded, lim); err != nil || len(p.normTails) != 0 || len(p.normed) != 0 {
+			t.Fatalf("%v, %d norm tails, %d normalizing GEMVs where the device takes no %v", err, len(p.normTails), len(p.normed), map[bool]string{false: "writer", true: "reader"}[reader])
+		}
 	}
 
 	c, dg := decoderGraph(t, 1)
-	lim.normTail = func(int) bool { return true }
+	lim.normTail = func(int, bool) bool { return true }
 	dpad := func(i int) int { return dg.Nodes[dg.Nodes[i].Inputs[1]].Shape[1] }
 	if p, err = planGraph(dg, dpad, lim); err != nil || len(p.normTails) != 2*c.Layers-1 {
 		t.Fatalf("decoder: %v, %d norm tails, want %d", err, len(p.normTails), 2*c.Layers-1)

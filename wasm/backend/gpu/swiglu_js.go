@@ -64,7 +64,7 @@ func (c *compiler) swiGLU(what string, i int, s swiGLU) error {
 	words := wg.matmulParams(m)[0]
 	if normed {
 		var err error
-		if x, extra, err = c.normInput(wg, &key, m, words, x, p.bind(7, nl.gain), extra, c.label(what)); err != nil {
+		if x, extra, err = c.normInput(wg, &key, m, words, x, c.normGain(nl, &key), extra, c.label(what)); err != nil {
 			return err
 		}
 		words[11] = math.Float32bits(nl.eps) // decode.wgsl's params.eps
