@@ -839,7 +839,9 @@ func decodeDispatches(t *testing.T, int8Activations bool) {
 	var silu, group, swiglu, kv bool
 	for k := range be.pipelines {
 		if k.Kernel == kernel {
-			silu, group, swiglu, kv = silu || k.SiLUX, group || k.Weights > 1, swiglu || k.SwiGLU && k.Norm == normFused, kv || k.KVWrite && k.Norm == normFused
+			// The SwiGLU GEMV reads the norm after the o GEMV: with its sums where that writes them.
+			swiglu = swiglu || k.SwiGLU && k.Norm == (normFused || tails > 0) && k.NormPart == (tails > 0)
+			silu, group, kv = silu || k.SiLUX, group || k.Weights > 1, kv || k.KVWrite && k.Norm == normFused
 		}
 	}
 	if silu == fuseSwiGLU || !group || swiglu != fuseSwiGLU || kv != kvWrite {
