@@ -164,8 +164,7 @@ type compiler struct {
 	// statePairs: StateWrites whose dispatch writes another's rows too (fuse.go), to that one;
 	// pairedWith: the other way.
 	statePairs, pairedWith map[int]int
-	// tailAt: the range of the program's tail buffer holding each norm tail's sums, keyed by
-	// the RMSNorm (normtail_js.go).
+	// tailAt: each norm tail's buffer of sums, keyed by the RMSNorm (normtail_js.go).
 	tailAt map[int]webgpu.BufferBinding
 }
 
