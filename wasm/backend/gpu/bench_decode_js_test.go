@@ -31,7 +31,7 @@ var (
 	benchDecodeKeep  = flag.String("nibble.decodekeep", "128,2048", "cache lengths (powers of two ≥ 16) of the timed decode steps")
 	benchGEMVNorm    = flag.Bool("nibble.gemvnorm", true, "run RMS norms inside the GEMVs after them (false: as dispatches of their own)")
 	benchGEMVNormF32 = flag.Bool("nibble.gemvnormf32", false, "with -nibble.gemvnorm, run them inside the GEMVs with f32 activations too (gemvNormF32)")
-	benchNormTail    = flag.Bool("nibble.normtail", true, "with f32 activations, the RMS norm after a residual Linear written by that GEMV's last workgroup (fuseNormTail)")
+	benchNormTail    = flag.Bool("nibble.normtail", false, "with f32 activations, the RMS norm after a residual Linear: x·gain and its sums written by that GEMV, finished by the GEMVs that read it (fuseNormTail)")
 	benchGEMVGroups  = flag.Bool("nibble.gemvgroups", true, "run the Linears of one x (q, k, v; gate, up) as one GEMV (false: one dispatch each)")
 	benchGEMVSiLU    = flag.Bool("nibble.gemvsilu", true, "form SiLU(gate)·up as the down GEMV loads its x (false: a dispatch of its own)")
 	benchSwiGLU      = flag.Bool("nibble.swiglu", true, "run gate, up and SiLU(gate)·up as one SwiGLU GEMV (false: gate and up grouped, SiLU·mul as -nibble.gemvsilu says)")

@@ -763,21 +763,21 @@ func TestGraphSoftmaxProducts(t *testing.T) {
 // forming SiLU·mul. With the q, k, v GEMV writing the caches (fuseKVWrite, where the device
 // has the storage buffers: kvWriteExpected) 6: no cache write. With int8 activations too:
 // gemv_a8.wgsl then runs the GEMVs. With f32 activations and the norms not inside the GEMVs
-// (gemvNormF32 false) each norm is a dispatch, but for those the o and down GEMVs write (all but
-// the first layer's and the head's; fuseNormTail, where the device has the storage buffers:
-// normTailExpected).
+// (gemvNormF32 false) each norm is a dispatch, but, with fuseNormTail (where the device has the
+// storage buffers: normTailExpected), those the o and down GEMVs write (all but the first
+// layer's and the head's).
 func TestDecodeDispatches(t *testing.T) {
-	t.Cleanup(saved(&forceSoftmaxProducts, &fuseSwiGLU, &fuseKVWrite, &gemvNormF32))
+	t.Cleanup(saved(&forceSoftmaxProducts, &fuseSwiGLU, &fuseKVWrite, &gemvNormF32, &fuseNormTail))
 	forceSoftmaxProducts = true // SwiftShader is a software adapter
 	for _, c := range []struct{ sw, kv bool }{{true, true}, {true, false}, {false, false}} {
 		fuseSwiGLU, fuseKVWrite = c.sw, c.kv
 		for _, a8 := range []bool{false, true} {
-			for _, normF32 := range []bool{false, true} {
-				if a8 && normF32 {
+			for _, norm := range []string{"dispatch", "gemv", "tail"} {
+				if a8 && norm != "dispatch" {
 					continue // int8 activations fuse the norm either way
 				}
-				gemvNormF32 = normF32
-				t.Run(fmt.Sprintf("swiglu=%v/kvwrite=%v/int8=%v/normf32=%v", c.sw, c.kv, a8, normF32), func(t *testing.T) { decodeDispatches(t, a8) })
+				gemvNormF32, fuseNormTail = norm == "gemv", norm == "tail"
+				t.Run(fmt.Sprintf("swiglu=%v/kvwrite=%v/int8=%v/norm=%s", c.sw, c.kv, a8, norm), func(t *testing.T) { decodeDispatches(t, a8) })
 			}
 		}
 	}

@@ -23,6 +23,8 @@ import (
 // only gemv_hw.wgsl writes them, where the device's storage buffers a stage take them.
 func TestGraphNormTail(t *testing.T) {
 	poisoned(t)
+	t.Cleanup(saved(&fuseNormTail))
+	fuseNormTail = true // off by default until measured on a GPU
 	for bi, b := range bothGEMVKernels(t, Options{}) {
 		rng := rand.New(rand.NewPCG(21, 22))
 		for _, f := range []quant.Format{{Bits: 32}, {Bits: 4, GroupSize: 32}, {Bits: 8, Scheme: quant.Asymmetric, GroupSize: 32, Scales: quant.ScaleF16}} {
