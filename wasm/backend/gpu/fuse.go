@@ -285,6 +285,21 @@ func findNormedLinears(g *graph.Graph, needed []bool, uses []int, paddedK func(n
 	return out
 }
 
+// readersOf lists, per node, the needed nodes that read it (each once, in node order).
+func readersOf(g *graph.Graph, needed []bool) [][]int {
+	readBy := make([][]int, len(g.Nodes))
+	for i, n := range g.Nodes {
+		if needed[i] {
+			for _, in := range n.Inputs {
+				if in != graph.None && !slices.Contains(readBy[in], i) {
+					readBy[in] = append(readBy[in], i)
+				}
+			}
+		}
+	}
+	return readBy
+}
+
 // findStatesInPlace returns the StateWrite nodes whose kept rows only products read, each as its
 // B operand (through views, or through a Transpose the product reads in place: stridedB): the
 // products then read the state's own buffer (f32, packed f16 halves or int8 rows with scales,
@@ -300,16 +315,7 @@ func findStatesInPlace(g *graph.Graph, needed []bool, stridedB map[int]graph.Val
 	for m := range stridedB {
 		inPlaceT[g.Nodes[m].Inputs[1]] = true
 	}
-	readBy := make([][]int, len(g.Nodes))
-	for i, n := range g.Nodes {
-		if needed[i] {
-			for _, in := range n.Inputs {
-				if in != graph.None && !slices.Contains(readBy[in], i) {
-					readBy[in] = append(readBy[in], i)
-				}
-			}
-		}
-	}
+	readBy := readersOf(g, needed)
 	var onlyProducts func(v graph.Value) bool
 	onlyProducts = func(v graph.Value) bool {
 		if outputs[v] {

@@ -29,16 +29,7 @@ func findNormTails(g *graph.Graph, needed []bool, residuals map[int]residualLine
 	if lim.normTail == nil {
 		return out
 	}
-	readBy := map[graph.Value][]int{}
-	for i, n := range g.Nodes {
-		if needed[i] {
-			for _, in := range n.Inputs {
-				if in != graph.None && !slices.Contains(readBy[in], i) {
-					readBy[in] = append(readBy[in], i)
-				}
-			}
-		}
-	}
+	readBy := readersOf(g, needed)
 	for i, n := range g.Nodes {
 		v := graph.Value(i)
 		if !needed[i] || n.Op != graph.OpRMSNorm || fused[v] || n.Inputs[1] == graph.None || slices.Contains(g.Outputs, v) {

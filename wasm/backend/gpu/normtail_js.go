@@ -19,9 +19,9 @@ var fuseNormTail = false
 
 // normTailFits says which Linears take part in a norm tail: as its writer, one dispatch of
 // gemv_hw.wgsl (one chunk) at 8 rows a workgroup whose bindings fit the device's storage buffers
-// a stage (the weight's, x, y, the residual, the sums, the gain, the norm, and one more: SiLU's u
-// where the GEMV forms its x, or the sums of a norm it reads); as a reader, gemv_hw.wgsl of a row of at most 32 elements a thread
-// (each thread adds up to 4 of the row's sums).
+// a stage (the weight's, x, y, the residual, the sums, the gain, the norm, and one more: SiLU's
+// u where the GEMV forms its x, or the sums of a norm it reads); as a reader, gemv_hw.wgsl of a
+// row of at most 32 elements a thread (each thread adds up to 4 of the row's sums).
 func (c *compiler) normTailFits() func(lin int, reader bool) bool {
 	b := c.p.b
 	if !fuseNormTail {

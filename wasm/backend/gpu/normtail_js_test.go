@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/nibble-ml/nibble/shaders"
-	"github.com/nibble-ml/nibble/wasm/backend"
 	"github.com/nibble-ml/nibble/wasm/graph"
 	"github.com/nibble-ml/nibble/wasm/quant"
 )
@@ -70,16 +69,7 @@ func TestGraphNormTail(t *testing.T) {
 					return append(in, normalInput(1, KL)(rng), normalInput(1, NL)(rng), normalInput(NL)(rng))
 				})
 				// Which norms the GEMVs wrote: all 5 where the kernel and the bindings allow.
-				wb := backend.WeightMap{}
-				for k, v := range ws {
-					u, err := b.Upload(v)
-					if err != nil {
-						t.Fatal(err)
-					}
-					wb[k] = u
-					defer u.Release()
-				}
-				prog, err := b.Compile(g, wb)
+				prog, err := b.Compile(g, uploadAll(t, b, ws))
 				if err != nil {
 					t.Fatal(err)
 				}
