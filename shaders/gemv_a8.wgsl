@@ -161,12 +161,23 @@ fn quant_block(xi: u32) -> XB {
   v[1] = xl(xi, 1u);
   v[2] = xl(xi, 2u);
   v[3] = xl(xi, 3u);
-  var m = max(max(abs(v[0]), abs(v[1])), max(abs(v[2]), abs(v[3])));
   if (XV > 4u) {
     v[4] = xl(xi, 4u);
     v[5] = xl(xi, 5u);
     v[6] = xl(xi, 6u);
     v[7] = xl(xi, 7u);
+  }
+  return quant_vals(v, BITS, ASYM_CODES);
+}
+#endif
+
+// A block of activations v (its first 4 vec4s for 8-bit codes, all 8 otherwise) quantized for
+// codes of bits (8, 4 or 2) and scheme asym, in those codes' byte order (bits and asym are
+// constants at every call: this kernel's codes, or with QTAIL the codes that read the blocks).
+fn quant_vals(v: array<vec4<f32>, 8>, bits: u32, asym: bool) -> XB {
+  let wide = bits != 8u; // blocks of 32, else 16
+  var m = max(max(abs(v[0]), abs(v[1])), max(abs(v[2]), abs(v[3])));
+  if (wide) {
     m = max(m, max(max(abs(v[4]), abs(v[5])), max(abs(v[6]), abs(v[7]))));
   }
   let amax = max(max(m.x, m.y), max(m.z, m.w));
@@ -176,7 +187,7 @@ fn quant_block(xi: u32) -> XB {
   u[1] = bitcast<vec4<u32>>(fma(v[1], inv, vec4<f32>(RNDX)));
   u[2] = bitcast<vec4<u32>>(fma(v[2], inv, vec4<f32>(RNDX)));
   u[3] = bitcast<vec4<u32>>(fma(v[3], inv, vec4<f32>(RNDX)));
-  if (XV > 4u) {
+  if (wide) {
     u[4] = bitcast<vec4<u32>>(fma(v[4], inv, vec4<f32>(RNDX)));
     u[5] = bitcast<vec4<u32>>(fma(v[5], inv, vec4<f32>(RNDX)));
     u[6] = bitcast<vec4<u32>>(fma(v[6], inv, vec4<f32>(RNDX)));
@@ -187,14 +198,14 @@ fn quant_block(xi: u32) -> XB {
   // Σq over the words that meet low fields (even) and high fields (odd).
   var se = 0;
   var so = 0;
-  if (BITS == 8u) {
+  if (bits == 8u) {
     r.p[0] = pk(u[0].x, u[0].y, u[0].z, u[0].w);
     r.p[1] = pk(u[1].x, u[1].y, u[1].z, u[1].w);
     r.p[2] = pk(u[2].x, u[2].y, u[2].z, u[2].w);
     r.p[3] = pk(u[3].x, u[3].y, u[3].z, u[3].w);
     se = dot4I8Packed(r.p[0], ONES) + dot4I8Packed(r.p[1], ONES) + dot4I8Packed(r.p[2], ONES) + dot4I8Packed(r.p[3], ONES);
   } else {
-    if (BITS == 4u) {
+    if (bits == 4u) {
       // Word wd of the span: elements 8wd..8wd+7 are x vec4s 2wd, 2wd+1; low nibbles even.
       r.p[0] = pk(u[0].x, u[0].z, u[1].x, u[1].z);
       r.p[1] = pk(u[0].y, u[0].w, u[1].y, u[1].w);
@@ -221,23 +232,121 @@ fn quant_block(xi: u32) -> XB {
   }
   r.sx = se + so;
   var c = 0;
-#if ASYM
-  if (BITS == 8u) {
-    c = 128 * r.sx;
-  } else if (BITS == 4u) {
-    c = 8 * so;
+  if (asym) {
+    if (bits == 8u) {
+      c = 128 * r.sx;
+    } else if (bits == 4u) {
+      c = 8 * so;
+    }
+  } else {
+    if (bits == 4u) {
+      c = -8 * se;
+    } else if (bits == 2u) {
+      c = -2 * r.sx;
+    }
   }
-#else
-  if (BITS == 4u) {
-    c = -8 * se;
-  } else if (BITS == 2u) {
-    c = -2 * r.sx;
-  }
-#endif
   r.base = RNDI + c;
   return r;
 }
+
+#if QTAIL
+// QTAIL (Key.NormTail, one weight, 8 rows a workgroup): y is also an RMS norm's input, and the
+// GEMVs that read the norm read its x·gain as activation blocks (XQ with NORM) for codes of
+// TBITS bits, which this dispatch writes at binding 21 in the pre-pass's layout (QUANTX with
+// NORM: each block's Σy² in its spare word): the norm's pre-pass is no dispatch of its own.
+// With Key.XTail (SWIGLU, not TAIL_NORM) the blocks are of y itself, for the down GEMV (XQ). A
+// block (TQB outputs) spans TQB/TROWS workgroups, so its outputs pass through a handoff (binding
+// 19, a word per output): each workgroup stores its TROWS as the complement of their bits (a NaN
+// made the canonical one first, so no stored word is 0) and counts itself at the block's
+// counter (binding 19 too: the counts in its first n words, the outputs after them); the
+// workgroup that counts last loads the block's outputs, loading again
+// a word that came back 0 (WGSL's atomics are relaxed: the count says nothing of the other
+// words), quantizes the block and zeroes its words and its counter for the next dispatch. A
+// word still 0 after TAIL_SPIN loads reads as NaN. n is a multiple of TQB (the readers' rows are
+// whole blocks).
+@group(0) @binding(19) var<storage, read_write> thand: array<atomic<u32>>;
+#if TAIL_NORM
+@group(0) @binding(20) var<storage, read> tgain: array<f32>;
 #endif
+@group(0) @binding(21) var<storage, read_write> tq: array<vec4<u32>>;
+var<workgroup> tail_last: u32;
+var<workgroup> tail_v: array<f32, 32>;
+// The readers' block: activations, packed words, vec4s stored.
+const TQB: u32 = min(32u, 128u / TBITS);
+const TXV: u32 = TQB / 4u;
+const TXS: u32 = (TXV + 6u) / 4u;
+const TAIL_SPIN: u32 = 1048576u;
+
+// tail_put hands output (mi, row) to the block's last workgroup.
+fn tail_put(mi: u32, row: u32, v: f32) {
+  var b = bitcast<u32>(v);
+  if ((b & 0x7FFFFFFFu) > 0x7F800000u) {
+    b = 0x7FC00000u; // any NaN as the canonical one: its complement is not 0
+  }
+  atomicStore(&thand[(mi + 1u) * params.n + row], ~b);
+}
+
+// q_tail counts this workgroup's outputs (row0…row0+TROWS−1 of activation row mi) handed over
+// and, in the block's last workgroup, writes the block. Called in uniform control flow.
+fn q_tail(mi: u32, row0: u32, tid: u32) {
+  // The workgroup's handoff stores all made before it counts itself (a software adapter that ran
+  // the last workgroup on the thread of one that counted early would wait on stores that thread
+  // can no longer make).
+  storageBarrier();
+  let nbl = params.n / TQB;
+  let blk = row0 / TQB;
+  if (tid == 0u) {
+    tail_last = select(0u, 1u, atomicAdd(&thand[mi * nbl + blk], 1u) == TQB / TROWS - 1u);
+  }
+  if (workgroupUniformLoad(&tail_last) == 0u) {
+    return;
+  }
+  for (var t = tid; t < TQB; t += WG) {
+    let i = (mi + 1u) * params.n + blk * TQB + t;
+    var w = atomicLoad(&thand[i]);
+    for (var s = 0u; w == 0u && s < TAIL_SPIN; s++) {
+      w = atomicLoad(&thand[i]);
+    }
+    atomicStore(&thand[i], 0u);
+    tail_v[t] = bitcast<f32>(~w);
+  }
+  workgroupBarrier();
+  if (tid == 0u) {
+    // As the pre-pass forms them: Σy² vec4 by vec4 in order, x·gain per element (TAIL_NORM).
+    var v: array<vec4<f32>, 8>;
+    var ss = 0.0;
+    for (var j = 0u; j < TXV; j++) {
+      let h = vec4<f32>(tail_v[4u * j], tail_v[4u * j + 1u], tail_v[4u * j + 2u], tail_v[4u * j + 3u]);
+      ss = fma(h.x, h.x, fma(h.y, h.y, fma(h.z, h.z, fma(h.w, h.w, ss))));
+      v[j] = h;
+#if TAIL_NORM
+      let gj = blk * TQB + 4u * j;
+      v[j] = h * vec4<f32>(tgain[gj], tgain[gj + 1u], tgain[gj + 2u], tgain[gj + 3u]);
+#endif
+    }
+    let q = block_words(quant_vals(v, TBITS, TASYM), TXV, ss);
+    let o = (mi * nbl + blk) * TXS;
+    for (var j = 0u; j < TXS; j++) {
+      tq[o + j] = q[j];
+    }
+    atomicStore(&thand[mi * nbl + blk], 0u);
+  }
+}
+#endif
+
+// A quantized block of xv packed words as it is stored (XQ reads it: load_block): the words,
+// then d, Σq, base and ss (an RMS norm's Σx² over the block, or 0), (xv + 6)/4 vec4s.
+fn block_words(r: XB, xv: u32, ss: f32) -> array<vec4<u32>, 3> {
+  let m = vec4<u32>(bitcast<u32>(r.d), bitcast<u32>(r.sx), bitcast<u32>(r.base), bitcast<u32>(ss));
+  var q: array<vec4<u32>, 3>;
+  q[0] = vec4<u32>(r.p[0], r.p[1], r.p[2], r.p[3]);
+  q[1] = m;
+  if (xv > 4u) {
+    q[1] = vec4<u32>(r.p[4], r.p[5], r.p[6], r.p[7]);
+    q[2] = m;
+  }
+  return q;
+}
 
 #if PERSIST
 // PERSIST: the grid holds at most Key.Persist workgroups along x, each summing row groups
@@ -336,18 +445,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   xss = 0.0;
 #endif
   let r = quant_block(mi * (params.kp / 4u) + blk * XV);
-  let o = (mi * nbl + blk) * XS;
-  xq_out[o] = vec4<u32>(r.p[0], r.p[1], r.p[2], r.p[3]);
-  var t = o + 1u;
-  if (XV > 4u) {
-    xq_out[t] = vec4<u32>(r.p[4], r.p[5], r.p[6], r.p[7]);
-    t += 1u;
-  }
   var ss = 0.0;
 #if NORM
   ss = xss;
 #endif
-  xq_out[t] = vec4<u32>(bitcast<u32>(r.d), bitcast<u32>(r.sx), bitcast<u32>(r.base), bitcast<u32>(ss));
+  let q = block_words(r, XV, ss);
+  let o = (mi * nbl + blk) * XS;
+  for (var j = 0u; j < XS; j++) {
+    xq_out[o + j] = q[j];
+  }
 }
 #else
 

@@ -19,7 +19,8 @@
 // whose x·gain (the gain at binding 20) this kernel writes at binding 21, and the Σy² of each
 // workgroup's rows at binding 19 (ceil(n/8) a row); the GEMV that reads the norm (NORM_PART) adds
 // those up for its scale. The norm after a residual Linear is then no dispatch of its own, and the
-// GEMV after it loads x alone, not x and the gain.
+// GEMV after it loads x alone, not x and the gain. QTAIL (gemv_a8.wgsl) writes the norm's
+// activation blocks for the GEMVs after it instead.
 
 #if RESIDUAL
 @group(0) @binding(6) var<storage, read> res: array<f32>;
@@ -164,11 +165,17 @@ fn reduce_store(p0: vec4<f32>, p1: vec4<f32>, ss: f32, tid: u32, sgi: vec3<u32>,
 #if NORM_TAIL
     tout[i] = v * tgain[row0 + tid];
 #endif
+#if QTAIL
+    tail_put(mi, row0 + tid, v);
+#endif
   }
 #if NORM_TAIL
   if (tid == 0u) {
     norm_part(mi, row0, sgi);
   }
+#endif
+#if QTAIL
+  q_tail(mi, row0, tid); // gemv_a8.wgsl
 #endif
 #endif
 }
@@ -233,9 +240,18 @@ fn kv_store(tid: u32, row0: u32, sgi: vec3<u32>) {
 #if SWIGLU
 // swiglu_store writes SiLU(g)·u for row row0 + tid (tid < HALF), g and u its gate and up totals
 // (row_total), as decode.wgsl's silu_mul1 forms it.
+// With QTAIL (Key.XTail) the outputs also become the down GEMV's activation blocks (q_tail);
+// then every thread calls it, in uniform control flow.
 fn swiglu_store(g: f32, u: f32, tid: u32, row0: u32, mi: u32) {
   if (tid < HALF && row0 + tid < out_rows()) {
-    y[out_index(mi, row0 + tid)] = silu_mul1(g, u);
+    let v = silu_mul1(g, u);
+    y[out_index(mi, row0 + tid)] = v;
+#if QTAIL
+    tail_put(mi, row0 + tid, v);
+#endif
   }
+#if QTAIL
+  q_tail(mi, row0, tid); // gemv_a8.wgsl
+#endif
 }
 #endif

@@ -150,11 +150,23 @@ type Key struct {
 	// and the tables one range at binding 16): the cache write is no dispatch of its own. Rows
 	// even; the caches f32, or packed halves with KVF16.
 	KVWrite, KVF16 bool
-	// GEMVHW without Weights, SwiGLU or KVWrite, 8 rows a workgroup: y is also an RMS
-	// norm's input, whose x·gain (the gain at binding 20) the kernel writes at binding 21 and the
-	// Σy² of each workgroup's 8 rows at 19 (gemv_reduce.wgsl NORM_TAIL), for GEMVs with NormPart
-	// to read: a residual Linear and the RMS norm after it, one dispatch.
+	// GEMVHW and GEMVA8 without Weights, SwiGLU or KVWrite, 8 rows a workgroup: y is also an RMS
+	// norm's input, which the GEMVs after it read without a dispatch of the norm's own: a
+	// residual Linear and the RMS norm after it, one dispatch. GEMVHW writes the norm's x·gain
+	// at binding 21 (the gain at 20) and the Σy² of each workgroup's 8 rows at 19
+	// (gemv_reduce.wgsl NORM_TAIL), for GEMVs with NormPart to read. GEMVA8 (not with Persist)
+	// writes x·gain quantized into activation blocks for codes of TailBits (TailAsym), each with
+	// its Σy², as the A8Quant pre-pass with Norm writes them, at binding 21 (the gain at 20;
+	// 19 the counts and the handoff, gemv_a8.wgsl QTAIL), for GEMVs with XQ and Norm.
 	NormTail bool
+	// GEMVA8 with SwiGLU: y is read by a GEMV with XQ (a feed-forward's down projection), whose
+	// activation blocks for codes of TailBits (TailAsym) this dispatch writes as NormTail does,
+	// but of y itself (XTAIL): the down GEMV reads blocks rather than quantizing y's row in every
+	// workgroup.
+	XTail bool
+	// GEMVA8 with NormTail or XTail: the bits and the scheme of the codes that read the blocks.
+	TailBits int
+	TailAsym bool
 	// GEMVHW with Norm: x is x·gain already and binding 7 holds the Σx² of each 8 elements of
 	// its rows (at most 32·WG elements), as a NormTail GEMV wrote them (NORM_PART).
 	NormPart bool
@@ -252,8 +264,14 @@ func (k Key) Normalize() Key {
 	if !k.KVWrite {
 		k.KVF16 = false
 	}
-	if k.Kernel != GEMVHW {
+	if k.Kernel != GEMVHW && k.Kernel != GEMVA8 {
 		k.NormTail = false
+	}
+	if k.Kernel != GEMVA8 || !k.SwiGLU {
+		k.XTail = false
+	}
+	if k.Kernel != GEMVA8 || !k.NormTail && !k.XTail {
+		k.TailBits, k.TailAsym = 0, false
 	}
 	if k.Kernel != GEMVHW || !k.Norm {
 		k.NormPart = false
@@ -340,6 +358,12 @@ func (k Key) Name() string {
 	}
 	if k.NormTail {
 		b.WriteString("-normtail")
+		if k.Kernel == GEMVA8 {
+			fmt.Fprintf(&b, "%d%s", k.TailBits, map[bool]string{false: "", true: "a"}[k.TailAsym])
+		}
+	}
+	if k.XTail {
+		fmt.Fprintf(&b, "-xtail%d%s", k.TailBits, map[bool]string{false: "", true: "a"}[k.TailAsym])
 	}
 	if k.NormPart {
 		b.WriteString("-normpart")
@@ -389,6 +413,12 @@ func (k Key) Validate() error {
 		}
 		if k.NormTail && (k.Weights > 1 || k.SwiGLU || k.KVWrite || k.Rows != 8) {
 			return fmt.Errorf("shaders: %s: writing a norm's x·gain and sums needs one weight, 8 rows a workgroup and no SwiGLU or KV write", k.Name())
+		}
+		if k.Kernel == GEMVA8 && (k.NormTail || k.XTail) && (k.Persist > 0 || k.TailBits != 2 && k.TailBits != 4 && k.TailBits != 8) {
+			return fmt.Errorf("shaders: %s: activation blocks for a GEMV after need TailBits 2, 4 or 8 (got %d) and no Persist", k.Name(), k.TailBits)
+		}
+		if k.XTail && k.Rows != 16 && k.Rows != 8 {
+			return fmt.Errorf("shaders: %s: the down GEMV's blocks need 8 or 16 rows a workgroup (got %d)", k.Name(), k.Rows)
 		}
 	case A8Quant:
 		if k.WG < 1 || k.WG&(k.WG-1) != 0 || k.WG > 256 {
@@ -442,6 +472,8 @@ func (k Key) Defines() map[string]bool {
 		"KV_WRITE":  k.Kernel.hwGEMV() && k.KVWrite,
 		"KV_F16":    k.Kernel.hwGEMV() && k.KVWrite && k.KVF16,
 		"NORM_TAIL": k.Kernel == GEMVHW && k.NormTail,
+		"QTAIL":     k.Kernel == GEMVA8 && (k.NormTail || k.XTail),
+		"TAIL_NORM": k.Kernel == GEMVA8 && k.NormTail,
 		"NORM_PART": k.Kernel == GEMVHW && k.Norm && k.NormPart,
 		// A second weight's bindings (decode.wgsl's w1): MULTI's, or SWIGLU's up.
 		"W1": k.Kernel.hwGEMV() && (k.Weights > 1 || k.SwiGLU),
@@ -487,6 +519,18 @@ func (k Key) header() []string {
 	}
 	if k.Defines()["PERSIST"] {
 		u("XCAP", k.XCap)
+	}
+	if k.Kernel == GEMVA8 || k.Kernel == A8Quant {
+		h = append(h, fmt.Sprintf("const ASYM_CODES: bool = %v;", k.Asym))
+	}
+	if k.Defines()["QTAIL"] {
+		u("TBITS", k.TailBits)
+		h = append(h, fmt.Sprintf("const TASYM: bool = %v;", k.TailAsym))
+		if k.SwiGLU {
+			u("TROWS", k.Rows/2) // a workgroup's outputs
+		} else {
+			u("TROWS", min(k.Rows, 8))
+		}
 	}
 	return h
 }

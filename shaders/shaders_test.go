@@ -131,6 +131,25 @@ func allKeys() []Key {
 					// The norm's pre-pass and the GEMV reading it.
 					xq.Norm = true
 					ks = append(ks, xq.Normalize(), Key{Kernel: A8Quant, Bits: bits, Asym: asym, WG: 64, Norm: true}.Normalize())
+					// A residual GEMV writing the next norm's blocks for codes of every width, with
+					// SiLU's x, and one reading a norm's blocks while it writes the next's.
+					for _, tb := range []int{2, 4, 8} {
+						qt := Key{Kernel: GEMVA8, Bits: bits, Asym: asym, ScaleF16: sf16, Subgroups: sg, WG: 128, Rows: 8,
+							Residual: true, NormTail: true, TailBits: tb, TailAsym: asym != (tb == 4)}
+						ks = append(ks, qt.Normalize())
+						qt.SiLUX = true
+						ks = append(ks, qt.Normalize())
+						qt.SiLUX, qt.XQ, qt.Norm = false, true, true
+						ks = append(ks, qt.Normalize())
+						// The SwiGLU GEMV writing the down GEMV's blocks, reading a norm's blocks or not.
+						for _, rows := range []int{8, 16} {
+							xt := Key{Kernel: GEMVA8, Bits: bits, Asym: asym, ScaleF16: sf16, Subgroups: sg, WG: 128, Rows: rows,
+								SwiGLU: true, XTail: true, TailBits: tb, TailAsym: asym != (tb == 4)}
+							ks = append(ks, xt.Normalize())
+							xt.XQ, xt.Norm = true, true
+							ks = append(ks, xt.Normalize())
+						}
+					}
 				}
 			}
 		}

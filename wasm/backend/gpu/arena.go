@@ -51,13 +51,17 @@ type arenaLimits struct {
 	// swiGLU says whether the device runs a feed-forward's gate and up Linears (nodes) as one
 	// SwiGLU GEMV (swiglu.go); nil: never.
 	swiGLU func(gate, up int) bool
+	// xTail says whether the SwiGLU GEMV of gate (a Linear node) writes its output as the
+	// activation blocks of Linear down, which alone reads it, and for which codes (swiglu.go's
+	// findXTail); nil: never.
+	xTail func(gate, down int) (tailForm, bool)
 	// kvWrite says whether the device runs a group of q, k and v Linears as one GEMV that writes
 	// k and v into their caches (kvwrite.go); nil: never.
 	kvWrite func(lins []graph.Value) bool
 	// normTail says whether the device runs Linear lin (a node) as a GEMV that writes an RMS
-	// norm's x·gain and sums after its residual sum (reader false), or one that reads them
-	// (reader true) (normtail.go); nil: never.
-	normTail func(lin int, reader bool) bool
+	// norm after its residual sum (reader false), or one that reads it so (reader true), and in
+	// which form (normtail.go); nil: never.
+	normTail func(lin int, reader bool) (tailForm, bool)
 }
 
 func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
@@ -172,6 +176,9 @@ type graphPlan struct {
 	// (normtail.go), keyed by the Add; tailOf: the Add of each such RMSNorm.
 	normTails map[int]normTail
 	tailOf    map[int]int
+	// xTailOf: the Linears that read their x as activation blocks a SwiGLU GEMV writes, to that
+	// GEMV's Mul (swiglu.go).
+	xTailOf map[int]int
 }
 
 // reads are the values node i's dispatch reads beyond its inputs (a fused op's).
@@ -262,6 +269,15 @@ func (p *graphPlan) fuse(g *graph.Graph, paddedK func(node int) int, lim arenaLi
 	}
 	p.normTails, p.tailOf = findNormTails(g, p.needed, p.residuals, p.fused, paddedK, lim), map[int]int{}
 	for a, t := range p.normTails {
+		if t.form.a8 {
+			// The norm stays fused into its readers, which read its blocks (no value of its own).
+			for _, r := range t.readers {
+				nl := p.normed[r]
+				nl.part = true
+				p.normed[r] = nl
+			}
+			continue
+		}
 		p.tailOf[int(t.norm)] = a
 		for _, r := range t.readers {
 			p.normed[r] = normedLinear{norm: t.norm, x: t.norm, gain: t.gain, eps: t.eps, part: true}

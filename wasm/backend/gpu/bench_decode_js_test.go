@@ -47,6 +47,8 @@ var (
 	benchA8Shape     = flag.String("nibble.a8shape", "", "with -nibble.a8decode: gemv_a8.wgsl's launch shape WGxROWS (Tuning.GEMVInt8Workgroup, GEMVInt8Rows; empty: DefaultTuning's)")
 	benchA8Persist   = flag.Int("nibble.a8persist", -1, "with -nibble.a8decode: at most this many workgroups a gemv_a8.wgsl dispatch, each looping over row groups with x in workgroup memory (Tuning.GEMVInt8Persist; 0: none; -1: DefaultTuning's)")
 	benchA8NormPre   = flag.Bool("nibble.a8normpre", a8NormPrepass, "with -nibble.a8decode: the GEMVs after an RMS norm read x·gain quantized by a pre-pass dispatch (a8NormPrepass) rather than normalizing and quantizing x in every workgroup")
+	benchA8NormTail  = flag.Bool("nibble.a8normtail", fuseA8NormTail, "with -nibble.a8decode and -nibble.a8normpre: the residual GEMV before an RMS norm writes its blocks, in place of the pre-pass dispatch (fuseA8NormTail)")
+	benchA8XTail     = flag.Bool("nibble.a8xtail", fuseA8XTail, "with -nibble.a8decode: the SwiGLU GEMV writes its output also as the down GEMV's activation blocks, which that GEMV reads rather than quantizing its x in every workgroup (fuseA8XTail)")
 	benchA8Wide      = flag.String("nibble.a8wide", "", "with -nibble.a8decode: its shape WGxROWS for int4 and int2 weights of ≥ 8192 rows (Tuning.GEMVInt8Wide), or off (empty: DefaultTuning's)")
 	benchPVSplit     = flag.String("nibble.pvsplit", "auto", "run p·v with K split over workgroups (ops_matmul.wgsl AB_CHUNKS, AB_MERGE): auto (from -nibble.pvsplitfrom keys on hardware adapters), on (always), off (the split product)")
 	benchPVFrom      = flag.Int("nibble.pvsplitfrom", pvSplitFrom, "cached keys from which -nibble.pvsplit=auto splits p·v over workgroups")
@@ -195,8 +197,8 @@ func BenchmarkDecode(b *testing.B) {
 		attnMax = 0
 	}
 	be := newBackend(b, Options{Timing: true, Int8Activations: *benchA8Decode})
-	defer saved(&a8NormPrepass)()
-	a8NormPrepass = *benchA8NormPre
+	defer saved(&a8NormPrepass, &fuseA8NormTail, &fuseA8XTail)()
+	a8NormPrepass, fuseA8NormTail, fuseA8XTail = *benchA8NormPre, *benchA8NormTail, *benchA8XTail
 	if *benchA8Persist >= 0 {
 		be.tune.GEMVInt8Persist = A8Persist{Groups: *benchA8Persist, MaxK: a8PersistMaxK}
 	}

@@ -246,8 +246,10 @@ func findResidualLinears(g *graph.Graph, needed []bool, uses []int, paddedK func
 type normedLinear struct {
 	norm, x, gain graph.Value // the RMSNorm, its input, its gain
 	eps           float32
-	// part: x is the norm's own value, x·gain, written with its sums of squares by the GEMV
-	// before (normtail.go); the GEMV reads those for the norm's scale (shaders.Key.NormPart).
+	// part: the GEMV before wrote the norm (normtail.go): x is the norm's own value, x·gain,
+	// written with its sums of squares, which the GEMV reads for the norm's scale
+	// (shaders.Key.NormPart); or, in the a8 form, x is the norm's input still and the GEMV reads
+	// the norm's activation blocks.
 	part bool
 }
 

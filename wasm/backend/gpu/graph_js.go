@@ -164,8 +164,10 @@ type compiler struct {
 	// statePairs: StateWrites whose dispatch writes another's rows too (fuse.go), to that one;
 	// pairedWith: the other way.
 	statePairs, pairedWith map[int]int
-	// tailAt: each norm tail's buffer of sums, keyed by the RMSNorm (normtail_js.go).
-	tailAt map[int]webgpu.BufferBinding
+	// tailAt: each norm tail's buffer of sums or activation blocks, keyed by the RMSNorm;
+	// tailHand: the a8 tails' counts and handoff (normtail_js.go).
+	tailAt   map[int]webgpu.BufferBinding
+	tailHand webgpu.BufferBinding
 }
 
 func (c *compiler) compile() error {
@@ -187,9 +189,9 @@ func (c *compiler) compile() error {
 	if fuseGEMVGroups && b.tune.GEMVKernel == shaders.GEMVHW {
 		lim.gemvWeights = 3 // linearGroup runs fewer where the bindings do not fit
 	}
-	lim.swiGLU = c.swiGLUFits()     // swiglu_js.go
-	lim.kvWrite = c.kvWriteFits()   // kvwrite_js.go
-	lim.normTail = c.normTailFits() // normtail_js.go
+	lim.swiGLU, lim.xTail = c.swiGLUFits(), c.xTailFits() // swiglu_js.go
+	lim.kvWrite = c.kvWriteFits()                         // kvwrite_js.go
+	lim.normTail = c.normTailFits()                       // normtail_js.go
 	var err error
 	if p.plan, err = c.plan(lim); err != nil {
 		return err
@@ -818,6 +820,11 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	x.Size = int64(m*kp) * 4
 	y := p.bind(3, out)
 	key := keyFor(w.l.format, w.l.n, m, p.b.feat, p.b.tune)
+	if mul, ok := p.plan.xTailOf[i]; ok {
+		key.XQ = true // x as the SwiGLU GEMV's blocks of it (swiglu.go)
+		x = c.tailAt[mul]
+		x.Binding = 2
+	}
 	var extra []webgpu.BufferBinding
 	if res != graph.None {
 		key.Residual = true
@@ -826,7 +833,7 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	if normed {
 		key.Norm = true
 		var err error
-		if x, extra, err = c.normInput(w, &key, m, w.matmulParams(m)[0], x, c.normGain(nl, &key), extra, c.label(what)); err != nil {
+		if x, extra, err = c.normInput(w, &key, m, w.matmulParams(m)[0], x, nl, extra, c.label(what)); err != nil {
 			return err
 		}
 	}

@@ -765,18 +765,21 @@ func TestGraphSoftmaxProducts(t *testing.T) {
 // gemv_a8.wgsl then runs the GEMVs. With f32 activations and the norms not inside the GEMVs
 // (gemvNormF32 false) each norm is a dispatch, but, with fuseNormTail (where the device has the
 // storage buffers: normTailExpected), those the o and down GEMVs write (all but the first
-// layer's and the head's).
+// layer's and the head's). With int8 activations each norm's pre-pass is a dispatch, but with
+// fuseA8NormTail not those whose blocks the o and down GEMVs write; and there (fuseA8XTail) the
+// SwiGLU GEMV writes the down GEMV's blocks, which takes no dispatch either way.
 func TestDecodeDispatches(t *testing.T) {
-	t.Cleanup(saved(&forceSoftmaxProducts, &fuseSwiGLU, &fuseKVWrite, &gemvNormF32, &fuseNormTail))
+	t.Cleanup(saved(&forceSoftmaxProducts, &fuseSwiGLU, &fuseKVWrite, &gemvNormF32, &fuseNormTail, &fuseA8NormTail, &fuseA8XTail))
 	forceSoftmaxProducts = true // SwiftShader is a software adapter
 	for _, c := range []struct{ sw, kv bool }{{true, true}, {true, false}, {false, false}} {
 		fuseSwiGLU, fuseKVWrite = c.sw, c.kv
 		for _, a8 := range []bool{false, true} {
 			for _, norm := range []string{"dispatch", "gemv", "tail"} {
-				if a8 && norm != "dispatch" {
+				if a8 && norm == "gemv" {
 					continue // int8 activations fuse the norm either way
 				}
-				gemvNormF32, fuseNormTail = norm == "gemv", norm == "tail"
+				gemvNormF32, fuseNormTail, fuseA8NormTail = norm == "gemv", !a8 && norm == "tail", a8 && norm == "tail"
+				fuseA8XTail = fuseA8NormTail
 				t.Run(fmt.Sprintf("swiglu=%v/kvwrite=%v/int8=%v/norm=%s", c.sw, c.kv, a8, norm), func(t *testing.T) { decodeDispatches(t, a8) })
 			}
 		}
@@ -818,7 +821,7 @@ func decodeDispatches(t *testing.T, int8Activations bool) {
 	// The norm inside the GEMVs that read it (with int8 activations, after its pre-pass).
 	normFused := int8Activations || gemvNormF32
 	tails := 0
-	if !normFused && fuseNormTail && normTailExpected(prog.(*program)) {
+	if !normFused && fuseNormTail && normTailExpected(prog.(*program)) || int8Activations && fuseA8NormTail && a8NormTailExpected(prog.(*program)) {
 		tails = 2*s.c.Layers - 1 // every norm but the first layer's and the head's (of a slice), written by the GEMV before it
 	}
 	if int8Activations && a8NormPrepass || !normFused {
@@ -836,13 +839,17 @@ func decodeDispatches(t *testing.T, int8Activations bool) {
 		t.Errorf("%d dispatches, want %d", len(ds), want)
 	}
 	kernel := map[bool]shaders.Kernel{false: shaders.GEMVHW, true: shaders.GEMVA8}[int8Activations]
-	var silu, group, swiglu, kv bool
+	var silu, group, swiglu, kv, xtail bool
 	for k := range be.pipelines {
+		xtail = xtail || k.XTail
 		if k.Kernel == kernel {
 			// The SwiGLU GEMV reads the norm after the o GEMV: with its sums where that writes them.
-			swiglu = swiglu || k.SwiGLU && k.Norm == (normFused || tails > 0) && k.NormPart == (tails > 0)
+			swiglu = swiglu || k.SwiGLU && k.Norm == (normFused || tails > 0) && k.NormPart == (tails > 0 && !int8Activations)
 			silu, group, kv = silu || k.SiLUX, group || k.Weights > 1, kv || k.KVWrite && k.Norm == normFused
 		}
+	}
+	if want := int8Activations && fuseA8XTail && fuseSwiGLU; xtail != want {
+		t.Errorf("a SwiGLU GEMV writing the down GEMV's blocks: %v, want %v", xtail, want)
 	}
 	if silu == fuseSwiGLU || !group || swiglu != fuseSwiGLU || kv != kvWrite {
 		t.Errorf("%s pipelines (the norm inside: %v): SiLU·mul in the down GEMV %v, grouped Linears %v, SwiGLU GEMV %v, cache-writing GEMV %v; want %v, true, %v, %v", kernel, normFused, silu, group, swiglu, kv, !fuseSwiGLU, fuseSwiGLU, kvWrite)

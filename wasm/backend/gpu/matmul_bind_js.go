@@ -258,7 +258,7 @@ func (c *compiler) multiLinear(lins []graph.Value) error {
 	words := w0.matmulParams(m)[0]
 	if normed {
 		var err error
-		if x, extra, err = c.normInput(w0, &key, m, words, x, c.normGain(nl, &key), extra, c.label(fmt.Sprintf("%%%d Linear group", lins[0]))); err != nil {
+		if x, extra, err = c.normInput(w0, &key, m, words, x, nl, extra, c.label(fmt.Sprintf("%%%d Linear group", lins[0]))); err != nil {
 			return err
 		}
 	}

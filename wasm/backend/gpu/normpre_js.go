@@ -20,12 +20,20 @@ import (
 // dispatches more. BenchmarkDecode's -nibble.a8normpre sets it.
 var a8NormPrepass = true
 
-// normInput is what a GEMV fused with the RMS norm before it (key with Norm, weight w, m rows
-// of the norm's input x, gain at binding 7, the params words for w: kp) binds for its x: x,
-// with the gain appended to extra; or, with int8 activations and a8NormPrepass, the program's
-// scratch holding x·gain as blocks, which a pre-pass queued here quantizes (key then has XQ,
-// and the GEMV binds no gain).
-func (c *compiler) normInput(w *weight, key *shaders.Key, m int, words paramBlock, x, gain webgpu.BufferBinding, extra []webgpu.BufferBinding, label string) (webgpu.BufferBinding, []webgpu.BufferBinding, error) {
+// normInput is what a GEMV fused with the RMS norm before it (nl; key with Norm, weight w, m
+// rows of the norm's input x, the params words for w: kp) binds for its x: x, with what
+// normGain binds at 7 appended to extra; or, with int8 activations and a8NormPrepass, the
+// program's scratch holding x·gain as blocks, which a pre-pass queued here quantizes (key then
+// has XQ, and the GEMV binds no gain); or, where the GEMV before wrote those blocks (nl.part on
+// gemv_a8.wgsl), the norm tail's buffer of them.
+func (c *compiler) normInput(w *weight, key *shaders.Key, m int, words paramBlock, x webgpu.BufferBinding, nl normedLinear, extra []webgpu.BufferBinding, label string) (webgpu.BufferBinding, []webgpu.BufferBinding, error) {
+	if nl.part && key.Kernel == shaders.GEMVA8 {
+		key.XQ = true
+		xq := c.tailAt[int(nl.norm)]
+		xq.Binding = 2
+		return xq, extra, nil
+	}
+	gain := c.normGain(nl, key)
 	if !a8NormPrepass || key.Kernel != shaders.GEMVA8 || !key.Norm {
 		return x, append(extra, gain), nil
 	}
@@ -46,7 +54,7 @@ func (c *compiler) normInput(w *weight, key *shaders.Key, m int, words paramBloc
 // normPrepassBytes is the scratch the pre-pass of Linear node i needs (0: none).
 func (c *compiler) normPrepassBytes(i int) int64 {
 	p := c.p
-	if _, normed := p.plan.normed[i]; !normed || !a8NormPrepass {
+	if nl, normed := p.plan.normed[i]; !normed || nl.part || !a8NormPrepass {
 		return 0
 	}
 	w := c.linearWeight(graph.Value(i))

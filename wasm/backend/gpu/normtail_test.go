@@ -38,7 +38,7 @@ func TestFindNormTails(t *testing.T) {
 		t.Fatalf("%d norm tails without lim.normTail", len(p.normTails))
 	}
 	lim := testLimits
-	lim.normTail = func(int, bool) bool { return true }
+	lim.normTail = func(int, bool) (tailForm, bool) { return tailForm{}, true }
 	if p, err = planGraph(g, padded, lim); err != nil {
 		t.Fatal(err)
 	}
@@ -59,14 +59,14 @@ func TestFindNormTails(t *testing.T) {
 		}
 	}
 	for _, reader := range []bool{false, true} {
-		lim.normTail = func(_ int, r bool) bool { return r != reader }
+		lim.normTail = func(_ int, r bool) (tailForm, bool) { return tailForm{}, r != reader }
 		if p, err = planGraph(g, padded, lim); err != nil || len(p.normTails) != 0 || len(p.normed) != 0 {
 			t.Fatalf("%v, %d norm tails, %d normalizing GEMVs where the device takes no %v", err, len(p.normTails), len(p.normed), map[bool]string{false: "writer", true: "reader"}[reader])
 		}
 	}
 
 	c, dg := decoderGraph(t, 1)
-	lim.normTail = func(int, bool) bool { return true }
+	lim.normTail = func(int, bool) (tailForm, bool) { return tailForm{}, true }
 	dpad := func(i int) int { return dg.Nodes[dg.Nodes[i].Inputs[1]].Shape[1] }
 	if p, err = planGraph(dg, dpad, lim); err != nil || len(p.normTails) != 2*c.Layers-1 {
 		t.Fatalf("decoder: %v, %d norm tails, want %d", err, len(p.normTails), 2*c.Layers-1)
@@ -74,5 +74,65 @@ func TestFindNormTails(t *testing.T) {
 	lim.gemvNorm = true
 	if p, err = planGraph(dg, dpad, lim); err != nil || len(p.normTails) != 0 {
 		t.Fatalf("decoder, norms inside the GEMVs: %v, %d norm tails, want 0", err, len(p.normTails))
+	}
+}
+
+// TestFindNormTailsA8: with int8 activations the norms stay inside the GEMVs that read them, and
+// the residual GEMV before writes their activation blocks: in the decoder every norm after a
+// residual Linear whose readers take blocks for one kind of codes; the readers marked (part, x
+// the norm's input), the norm given no value; none where the readers' codes differ, where the
+// writer is not a8, or where the norms are dispatches.
+func TestFindNormTailsA8(t *testing.T) {
+	c, dg := decoderGraph(t, 1)
+	dpad := func(i int) int { return dg.Nodes[dg.Nodes[i].Inputs[1]].Shape[1] }
+	lim := testLimits
+	lim.gemvNorm = true
+	q8 := tailForm{a8: true, bits: 8}
+	lim.normTail = func(_ int, reader bool) (tailForm, bool) {
+		if reader {
+			return q8, true
+		}
+		return tailForm{a8: true}, true
+	}
+	p, err := planGraph(dg, dpad, lim)
+	if err != nil || len(p.normTails) != 2*c.Layers-1 || len(p.tailOf) != 0 {
+		t.Fatalf("decoder: %v, %d norm tails (%d with values), want %d (0)", err, len(p.normTails), len(p.tailOf), 2*c.Layers-1)
+	}
+	for _, nt := range p.normTails {
+		if nt.form != q8 || !p.fused[nt.norm] {
+			t.Fatalf("tail %+v: form %+v, norm fused %v", nt, nt.form, p.fused[nt.norm])
+		}
+		for _, r := range nt.readers {
+			nl := p.normed[r]
+			if !nl.part || nl.norm != nt.norm || nl.x != dg.Nodes[nt.norm].Inputs[0] {
+				t.Fatalf("reader %%%d of %%%d: %+v", r, nt.norm, nl)
+			}
+		}
+	}
+	// Readers whose codes differ (the first Linear of each group another width).
+	first := map[int]bool{}
+	for _, nt := range p.normTails {
+		first[nt.readers[0]] = true
+	}
+	lim.normTail = func(l int, reader bool) (tailForm, bool) {
+		if reader && first[l] {
+			return tailForm{a8: true, bits: 4}, true
+		}
+		if reader {
+			return q8, true
+		}
+		return tailForm{a8: true}, true
+	}
+	if p, err = planGraph(dg, dpad, lim); err != nil || len(p.normTails) != 0 {
+		t.Fatalf("decoder, readers of two widths: %v, %d norm tails, want 0", err, len(p.normTails))
+	}
+	lim.normTail = func(_ int, reader bool) (tailForm, bool) { return tailForm{a8: reader}, true }
+	if p, err = planGraph(dg, dpad, lim); err != nil || len(p.normTails) != 0 {
+		t.Fatalf("decoder, an f32 writer and a8 readers: %v, %d norm tails, want 0", err, len(p.normTails))
+	}
+	lim.gemvNorm = false
+	lim.normTail = func(int, bool) (tailForm, bool) { return tailForm{a8: true}, true }
+	if p, err = planGraph(dg, dpad, lim); err != nil || len(p.normTails) != 0 {
+		t.Fatalf("decoder, norms as dispatches: %v, %d a8 norm tails, want 0", err, len(p.normTails))
 	}
 }

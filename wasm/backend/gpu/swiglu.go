@@ -14,6 +14,10 @@ import (
 type swiGLU struct {
 	gate, up graph.Value // the Linears: SiLU's input and the Mul's other operand
 	x        graph.Value // their x (an RMSNorm's result where the GEMV normalizes: p.normed)
+	// down: the Linear that alone reads the Mul, where the GEMV also writes the Mul as that
+	// GEMV's activation blocks (gemv_a8.wgsl XTAIL; tail names their codes); else graph.None.
+	down graph.Value
+	tail tailForm
 }
 
 // findSwiGLUs returns the SiLU products (findSiLUProducts, keyed by their Mul) of two Linears
@@ -39,7 +43,7 @@ func findSwiGLUs(g *graph.Graph, needed []bool, uses []int, silus map[int]siluPr
 			gn.Shape.Size()/N > GEMVMaxM || paddedK(int(s.a)) != K || paddedK(int(s.b)) != K || !lim.swiGLU(int(s.a), int(s.b)) {
 			continue
 		}
-		out[mul] = swiGLU{gate: s.a, up: s.b, x: gn.Inputs[0]}
+		out[mul] = swiGLU{gate: s.a, up: s.b, x: gn.Inputs[0], down: graph.None}
 	}
 	return out
 }
@@ -48,11 +52,34 @@ func findSwiGLUs(g *graph.Graph, needed []bool, uses []int, silus map[int]siluPr
 // the Linear groups and SiLU·mul in the down GEMV): their Linears are fused, and their Mul is
 // no longer a SiLU·mul dispatch nor a down GEMV's SiLU x (its SiLU stays fused).
 func (p *graphPlan) fuseSwiGLUs(g *graph.Graph, uses []int, paddedK func(node int) int, lim arenaLimits) {
-	p.swiglus = findSwiGLUs(g, p.needed, uses, p.siluMuls, paddedK, lim)
+	p.swiglus, p.xTailOf = findSwiGLUs(g, p.needed, uses, p.siluMuls, paddedK, lim), map[int]int{}
+	readBy := readersOf(g, p.needed)
 	for mul, s := range p.swiglus {
 		p.fused[s.gate], p.fused[s.up] = true, true
 		delete(p.siluMuls, mul)
+		if d, form, ok := findXTail(g, readBy[mul], graph.Value(mul), s, paddedK, lim); ok {
+			s.down, s.tail = d, form
+			p.swiglus[mul], p.xTailOf[int(d)] = s, mul
+		}
 	}
+}
+
+// findXTail says whether SwiGLU GEMV s of Mul mul (read by readers alone) also writes its output
+// as the activation blocks of the one Linear that reads it (x as it is: paddedK == N, a GEMV of
+// at most GEMVMaxM rows), where lim.xTail takes the pair; the Linear and the blocks' form.
+func findXTail(g *graph.Graph, readers []int, mul graph.Value, s swiGLU, paddedK func(node int) int, lim arenaLimits) (graph.Value, tailForm, bool) {
+	if lim.xTail == nil || len(readers) != 1 || slices.Contains(g.Outputs, mul) {
+		return graph.None, tailForm{}, false
+	}
+	d := readers[0]
+	dn := &g.Nodes[d]
+	N := g.Nodes[mul].Shape[len(g.Nodes[mul].Shape)-1]
+	if dn.Op != graph.OpLinear || dn.Inputs[0] != mul || dn.Inputs[1] == mul || paddedK(d) != N ||
+		dn.Shape.Size()/g.Nodes[dn.Inputs[1]].Shape[0] > GEMVMaxM {
+		return graph.None, tailForm{}, false
+	}
+	form, ok := lim.xTail(int(s.gate), d)
+	return graph.Value(d), form, ok
 }
 
 // swiGLUReads are the values a SwiGLU GEMV reads: its x, or the norm's input and gain where

@@ -37,6 +37,30 @@ func (c *compiler) swiGLUFits() func(gate, up int) bool {
 	}
 }
 
+// fuseA8XTail lets a SwiGLU GEMV on gemv_a8.wgsl write its output also as the activation
+// blocks of the down GEMV that reads it (swiglu.go's findXTail, gemv_a8.wgsl XTAIL), which then
+// reads them (XQ) rather than quantizing the row in every workgroup. Off until measured on a
+// GPU (NOTES.md); BenchmarkDecode's -nibble.a8xtail sets it.
+var fuseA8XTail = false
+
+// xTailFits is arenaLimits.xTail: the SwiGLU GEMV of Linear gate runs gemv_a8.wgsl at 8 or 16
+// rows a workgroup, not persistent, with the handoff and the blocks beside its bindings in the
+// stage's storage buffers, and Linear down runs gemv_a8.wgsl, whose codes name the form.
+func (c *compiler) xTailFits() func(gate, down int) (tailForm, bool) {
+	b := c.p.b
+	if !fuseA8XTail {
+		return nil
+	}
+	return func(gate, down int) (tailForm, bool) {
+		wg, wd := c.linearWeight(graph.Value(gate)), c.linearWeight(graph.Value(down))
+		m := c.p.g.Nodes[gate].Shape.Size() / wg.l.n
+		gk := keyFor(wg.l.format, wg.l.n, m, b.feat, b.tune)
+		dk := keyFor(wd.l.format, wd.l.n, m, b.feat, b.tune)
+		return tailForm{a8: true, bits: dk.Bits, asym: dk.Asym}, gk.Kernel == shaders.GEMVA8 && dk.Kernel == shaders.GEMVA8 &&
+			gk.Persist == 0 && (gk.Rows == 8 || gk.Rows == 16) && 5+2*weightBuffers(gk) <= b.dev.Limits().MaxStorageBuffersPerShaderStage
+	}
+}
+
 // swiGLU queues the SwiGLU GEMV of Mul node i (swiglu.go): the gate's weight at the usual
 // bindings, up's codes, scales and zero points at 8, 10, 12, the norm's gain at 7 where it
 // normalizes x; y is the Mul's value, N outputs a row.
@@ -64,10 +88,16 @@ func (c *compiler) swiGLU(what string, i int, s swiGLU) error {
 	words := wg.matmulParams(m)[0]
 	if normed {
 		var err error
-		if x, extra, err = c.normInput(wg, &key, m, words, x, c.normGain(nl, &key), extra, c.label(what)); err != nil {
+		if x, extra, err = c.normInput(wg, &key, m, words, x, nl, extra, c.label(what)); err != nil {
 			return err
 		}
 		words[11] = math.Float32bits(nl.eps) // decode.wgsl's params.eps
+	}
+	if s.tail.a8 {
+		key.XTail, key.TailBits, key.TailAsym = true, s.tail.bits, s.tail.asym
+		at := c.tailAt[i]
+		at.Binding = 21
+		extra = append(extra, c.tailHand, at)
 	}
 	pars := []webgpu.BufferBinding{c.block(0, words[:])}
 	y := p.bind(3, graph.Value(i))

@@ -204,3 +204,65 @@ func a8Linear(t *testing.T, x, gain []float32, m int, f quant.Format, w *quant.T
 	}
 	return want, bound
 }
+
+// TestGraphXTailA8 checks the SwiGLU GEMVs that write their output also as the down GEMV's
+// activation blocks (swiglu.go's findXTail, gemv_a8.wgsl XTAIL) against the same graph without
+// (the down GEMV quantizing its x in every workgroup, which TestGraphA8 holds to the reference):
+// the outputs must be the same floats, since a block is formed from the same stored values by
+// the same function. A feed-forward, its norm's blocks written by a pre-pass: x → RMSNorm →
+// SiLU(·gateᵀ)·(·upᵀ) → ·downᵀ, plus r at m = 1, without at m = 3; int4, int8 asymmetric and
+// int2 down weights (blocks of 32 and 16, both schemes), the SwiGLU GEMV at 8 rows a workgroup
+// and, at 8192 outputs, at 16 (a block from 8 and from 4 workgroups). Three runs on fresh
+// inputs: a block's counter left set makes the next run's blocks stale.
+func TestGraphXTailA8(t *testing.T) {
+	poisoned(t)
+	t.Cleanup(saved(&a8NormPrepass, &forceSwiGLU))
+	a8NormPrepass, forceSwiGLU = true, true
+	tu := DefaultTuning
+	b := newBackend(t, Options{Int8Activations: true, Tuning: &tu})
+	if !b.feat.dot4 {
+		t.Skipf("no packed_4x8_integer_dot_product (notes %q)", b.Caps().Notes)
+	}
+	rng := rand.New(rand.NewPCG(25, 26))
+	q8a := quant.Format{Bits: 8, Scheme: quant.Asymmetric, GroupSize: 32, Scales: quant.ScaleF16}
+	for _, c := range []struct {
+		f, fd quant.Format
+		n     int
+	}{{quant.Q4, quant.Q4, 352}, {quant.Q4, q8a, 352}, {quant.Format{Bits: 8, GroupSize: 32}, quant.Format{Bits: 2, GroupSize: 64}, 384}, {quant.Q4, quant.Q4, 8192}} {
+		t.Run(fmt.Sprintf("%v/down-%v/n%d", c.f, c.fd, c.n), func(t *testing.T) {
+			const K = 192
+			ws := map[string]*quant.Tensor{"wg": quantized(t, "wg", rng, c.n, K, c.f), "wu": quantized(t, "wu", rng, c.n, K, c.f),
+				"wd": quantized(t, "wd", rng, K, c.n, c.fd)}
+			g := graph.New("swiglu x tails")
+			gain := g.Input("gain", graph.Float32, K)
+			var outs []graph.Value
+			for _, m := range []int{1, 3} {
+				nx := g.RMSNorm(fmt.Sprint("norm", m), g.Input(fmt.Sprint("x", m), graph.Float32, m, K), gain, swiGLUEps)
+				gate := g.Linear(fmt.Sprint("gate", m), nx, g.Weight("wg", c.n, K), graph.None)
+				up := g.Linear(fmt.Sprint("up", m), nx, g.Weight("wu", c.n, K), graph.None)
+				h := g.Mul(fmt.Sprint("swiglu", m), g.SiLU(fmt.Sprint("silu", m), gate), up)
+				down := g.Linear(fmt.Sprint("down", m), h, g.Weight("wd", K, c.n), graph.None)
+				if m == 1 {
+					down = g.Add("res", g.Input("r", graph.Float32, 1, K), down)
+				}
+				outs = append(outs, down)
+			}
+			if err := g.Output(outs...); err != nil {
+				t.Fatal(err)
+			}
+			progs := compileBoth(t, b, g, uploadAll(t, b, ws), &fuseA8XTail)
+			tails := 0
+			for _, s := range progs[0].(*program).plan.swiglus {
+				if s.tail.a8 && s.tail.bits == c.fd.Bits {
+					tails++
+				}
+			}
+			if len(progs[0].(*program).plan.swiglus) != 2 || tails != 2 || len(progs[1].(*program).plan.xTailOf) != 0 {
+				t.Fatalf("%d SwiGLU GEMVs, %d writing their down GEMV's blocks, want 2 and 2 (without: %d)", len(progs[0].(*program).plan.swiglus), tails, len(progs[1].(*program).plan.xTailOf))
+			}
+			sameRuns(t, g, outs, progs, rng, 3, func(rng *rand.Rand) []graph.Tensor {
+				return []graph.Tensor{normalInput(K)(rng), normalInput(1, K)(rng), normalInput(1, K)(rng), normalInput(3, K)(rng)}
+			})
+		})
+	}
+}
