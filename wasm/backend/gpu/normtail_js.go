@@ -12,16 +12,18 @@ import (
 
 // fuseNormTail lets a residual Linear's GEMV write the x·gain and sums of the RMS norm after it
 // for the GEMVs that read the norm (normtail.go): gemv_hw.wgsl with f32 activations, where the
-// norm is otherwise a dispatch of its own (gemvNormF32 false). Off until measured on a GPU: the
-// device budget ran out before this form ran there (NOTES.md). BenchmarkDecode's
-// -nibble.normtail sets it.
+// norm is otherwise a dispatch of its own (gemvNormF32 false). Off: on an H200 (run 47, 7B step at position 127) it cost more than the 63 norm dispatches it saved: the
+// residual GEMVs 1.5–2.3 µs longer each, the readers 0.8–1.8: GPU 3.57 ms against 3.52
+// (NOTES.md). BenchmarkDecode's -nibble.normtail sets it.
 var fuseNormTail = false
 
 // fuseA8NormTail lets a residual Linear's gemv_a8.wgsl GEMV write the activation blocks of the
 // RMS norm after it for the GEMVs that read the norm, which read them as they read the norm's
-// pre-pass (a8NormPrepass): one dispatch a norm fewer. Off until measured on a GPU (NOTES.md);
-// BenchmarkDecode's -nibble.a8normtail sets it.
-var fuseA8NormTail = false
+// pre-pass (a8NormPrepass): one dispatch a norm fewer. On an H200 (run 47, 7B step at position
+// 127) the o and down GEMVs took 1.6 µs longer each and 63 pre-passes of ~2.9 µs went: GPU 2.63
+// ms a step against 2.76, chained 2.70 ms a token against 3.00. BenchmarkDecode's
+// -nibble.a8normtail=false times the step without.
+var fuseA8NormTail = true
 
 // normTailFits says which Linears take part in a norm tail, and in which form. As its writer:
 // one dispatch (one chunk) at 8 rows a workgroup whose bindings fit the device's storage buffers

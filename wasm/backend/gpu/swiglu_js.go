@@ -39,8 +39,9 @@ func (c *compiler) swiGLUFits() func(gate, up int) bool {
 
 // fuseA8XTail lets a SwiGLU GEMV on gemv_a8.wgsl write its output also as the activation
 // blocks of the down GEMV that reads it (swiglu.go's findXTail, gemv_a8.wgsl XTAIL), which then
-// reads them (XQ) rather than quantizing the row in every workgroup. Off until measured on a
-// GPU (NOTES.md); BenchmarkDecode's -nibble.a8xtail sets it.
+// reads them (XQ) rather than quantizing the row in every workgroup. Off: on an H200 (run 47)
+// the down GEMV gained 2.2 µs and the SwiGLU GEMV lost 2.6 (NOTES.md); BenchmarkDecode's
+// -nibble.a8xtail sets it.
 var fuseA8XTail = false
 
 // xTailFits is arenaLimits.xTail: the SwiGLU GEMV of Linear gate runs gemv_a8.wgsl at 8 or 16
