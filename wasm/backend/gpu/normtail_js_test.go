@@ -86,14 +86,7 @@ func normTailExpected(p *program) bool {
 // program runs three times on fresh inputs: a block's counter or handoff not left at zero makes
 // the next run's blocks stale or its waits give up.
 func TestGraphNormTailA8(t *testing.T) {
-	poisoned(t)
-	t.Cleanup(saved(&a8NormPrepass))
-	a8NormPrepass = true
-	tu := DefaultTuning
-	b := newBackend(t, Options{Int8Activations: true, Tuning: &tu})
-	if !b.feat.dot4 {
-		t.Skipf("no packed_4x8_integer_dot_product (notes %q)", b.Caps().Notes)
-	}
+	b := tailBackend(t)
 	rng := rand.New(rand.NewPCG(23, 24))
 	q8a := quant.Format{Bits: 8, Scheme: quant.Asymmetric, GroupSize: 32, Scales: quant.ScaleF16}
 	for _, f := range []quant.Format{quant.Q4, q8a, {Bits: 2, GroupSize: 64}} {
@@ -206,4 +199,18 @@ func sameRuns(t *testing.T, g *graph.Graph, outs []graph.Value, progs [2]backend
 // on an int8 or int4 symmetric weight at 8 rows a workgroup.
 func a8NormTailExpected(p *program) bool {
 	return p.b.tune.GEMVInt8 && 7+2 <= p.b.dev.Limits().MaxStorageBuffersPerShaderStage
+}
+
+// tailBackend is the tail tests' backend: DefaultTuning's launch with int8 activations on
+// poisoned arenas, the norms' blocks made by pre-passes where no tail writes them.
+func tailBackend(t *testing.T) *Backend {
+	poisoned(t)
+	t.Cleanup(saved(&a8NormPrepass))
+	a8NormPrepass = true
+	tu := DefaultTuning
+	b := newBackend(t, Options{Int8Activations: true, Tuning: &tu})
+	if !b.feat.dot4 {
+		t.Skipf("no packed_4x8_integer_dot_product (notes %q)", b.Caps().Notes)
+	}
+	return b
 }

@@ -215,14 +215,9 @@ func a8Linear(t *testing.T, x, gain []float32, m int, f quant.Format, w *quant.T
 // and, at 8192 outputs, at 16 (a block from 8 and from 4 workgroups). Three runs on fresh
 // inputs: a block's counter left set makes the next run's blocks stale.
 func TestGraphXTailA8(t *testing.T) {
-	poisoned(t)
-	t.Cleanup(saved(&a8NormPrepass, &forceSwiGLU))
-	a8NormPrepass, forceSwiGLU = true, true
-	tu := DefaultTuning
-	b := newBackend(t, Options{Int8Activations: true, Tuning: &tu})
-	if !b.feat.dot4 {
-		t.Skipf("no packed_4x8_integer_dot_product (notes %q)", b.Caps().Notes)
-	}
+	t.Cleanup(saved(&forceSwiGLU))
+	forceSwiGLU = true
+	b := tailBackend(t) // normtail_js_test.go
 	rng := rand.New(rand.NewPCG(25, 26))
 	q8a := quant.Format{Bits: 8, Scheme: quant.Asymmetric, GroupSize: 32, Scales: quant.ScaleF16}
 	for _, c := range []struct {
