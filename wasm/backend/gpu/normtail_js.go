@@ -12,9 +12,10 @@ import (
 
 // fuseNormTail lets a residual Linear's GEMV write the x·gain and sums of the RMS norm after it
 // for the GEMVs that read the norm (normtail.go): gemv_hw.wgsl with f32 activations, where the
-// norm is otherwise a dispatch of its own (gemvNormF32 false). Off: on an H200 (run 47, 7B step at position 127) it cost more than the 63 norm dispatches it saved: the
-// residual GEMVs 1.5–2.3 µs longer each, the readers 0.8–1.8: GPU 3.57 ms against 3.52
-// (NOTES.md). BenchmarkDecode's -nibble.normtail sets it.
+// norm is otherwise a dispatch of its own (gemvNormF32 false). Off: on an H200 (run 47, 7B step
+// at position 127) it cost more than the 63 norm dispatches it saved: the residual GEMVs
+// 1.5–2.3 µs longer each, the readers 0.8–1.8: GPU 3.57 ms against 3.52 (NOTES.md).
+// BenchmarkDecode's -nibble.normtail sets it.
 var fuseNormTail = false
 
 // fuseA8NormTail lets a residual Linear's gemv_a8.wgsl GEMV write the activation blocks of the
@@ -71,42 +72,48 @@ func (c *compiler) tailBuffers() error {
 	var hand int64
 	for _, t := range p.plan.normTails {
 		n := &p.g.Nodes[t.norm]
-		N := n.Shape[len(n.Shape)-1]
-		m := n.Shape.Size() / N
-		bytes := int64(m*tailParts(N)) * 4
-		what := "sums of squares"
 		if t.form.a8 {
-			w := c.linearWeight(graph.Value(t.readers[0]))
-			_, _, bytes = a8Quant(shaders.Key{Bits: t.form.bits, Asym: t.form.asym}, w.l, m)
-			hand = max(hand, int64((m+1)*N)*4)
-			what = "activation blocks"
+			if err := c.blockBuffer(int(t.norm), t.form, c.linearWeight(graph.Value(t.readers[0])), &hand); err != nil {
+				return err
+			}
+			continue
 		}
-		buf, err := c.tailBuffer(fmt.Sprintf("%%%d %s %s", t.norm, n.Label, what), bytes)
+		N := n.Shape[len(n.Shape)-1]
+		bytes := int64(n.Shape.Size()/N*tailParts(N)) * 4
+		buf, err := c.tailBuffer(fmt.Sprintf("%%%d %s sums of squares", t.norm, n.Label), bytes)
 		if err != nil {
 			return err
 		}
 		c.tailAt[int(t.norm)] = webgpu.BufferBinding{Buffer: buf, Size: bytes}
 	}
 	for mul, s := range p.plan.swiglus {
-		if !s.tail.a8 {
-			continue
+		if s.tail.a8 {
+			if err := c.blockBuffer(mul, s.tail, c.linearWeight(s.down), &hand); err != nil {
+				return err
+			}
 		}
-		n := &p.g.Nodes[mul]
-		N := n.Shape[len(n.Shape)-1]
-		m := n.Shape.Size() / N
-		_, _, bytes := a8Quant(shaders.Key{Bits: s.tail.bits, Asym: s.tail.asym}, c.linearWeight(s.down).l, m)
-		hand = max(hand, int64((m+1)*N)*4)
-		buf, err := c.tailBuffer(fmt.Sprintf("%%%d %s activation blocks", mul, n.Label), bytes)
-		if err != nil {
-			return err
-		}
-		c.tailAt[mul] = webgpu.BufferBinding{Buffer: buf, Size: bytes}
 	}
 	if hand == 0 {
 		return nil
 	}
 	h, err := c.tailBuffer("norm tails' counts and handoff", hand)
 	c.tailHand = webgpu.BufferBinding{Binding: 19, Buffer: h, Size: hand}
+	return err
+}
+
+// blockBuffer creates tailAt[v]: the activation blocks of value v (m rows of N) for codes of
+// form, in the layout reader's pre-pass would write them, and raises *hand to the counts and
+// handoff words the writer of v needs.
+func (c *compiler) blockBuffer(v int, form tailForm, reader *weight, hand *int64) error {
+	n := &c.p.g.Nodes[v]
+	N := n.Shape[len(n.Shape)-1]
+	m := n.Shape.Size() / N
+	_, _, bytes := a8Quant(shaders.Key{Bits: form.bits, Asym: form.asym}, reader.l, m)
+	*hand = max(*hand, int64((m+1)*N)*4)
+	buf, err := c.tailBuffer(fmt.Sprintf("%%%d %s activation blocks", v, n.Label), bytes)
+	if err == nil {
+		c.tailAt[v] = webgpu.BufferBinding{Buffer: buf, Size: bytes}
+	}
 	return err
 }
 

@@ -53,10 +53,16 @@ func findSwiGLUs(g *graph.Graph, needed []bool, uses []int, silus map[int]siluPr
 // no longer a SiLU·mul dispatch nor a down GEMV's SiLU x (its SiLU stays fused).
 func (p *graphPlan) fuseSwiGLUs(g *graph.Graph, uses []int, paddedK func(node int) int, lim arenaLimits) {
 	p.swiglus, p.xTailOf = findSwiGLUs(g, p.needed, uses, p.siluMuls, paddedK, lim), map[int]int{}
-	readBy := readersOf(g, p.needed)
+	var readBy [][]int
+	if lim.xTail != nil {
+		readBy = readersOf(g, p.needed)
+	}
 	for mul, s := range p.swiglus {
 		p.fused[s.gate], p.fused[s.up] = true, true
 		delete(p.siluMuls, mul)
+		if lim.xTail == nil {
+			continue
+		}
 		if d, form, ok := findXTail(g, readBy[mul], graph.Value(mul), s, paddedK, lim); ok {
 			s.down, s.tail = d, form
 			p.swiglus[mul], p.xTailOf[int(d)] = s, mul
@@ -66,9 +72,10 @@ func (p *graphPlan) fuseSwiGLUs(g *graph.Graph, uses []int, paddedK func(node in
 
 // findXTail says whether SwiGLU GEMV s of Mul mul (read by readers alone) also writes its output
 // as the activation blocks of the one Linear that reads it (x as it is: paddedK == N, a GEMV of
-// at most GEMVMaxM rows), where lim.xTail takes the pair; the Linear and the blocks' form.
+// at most GEMVMaxM rows), where lim.xTail (not nil) takes the pair; the Linear and the blocks'
+// form.
 func findXTail(g *graph.Graph, readers []int, mul graph.Value, s swiGLU, paddedK func(node int) int, lim arenaLimits) (graph.Value, tailForm, bool) {
-	if lim.xTail == nil || len(readers) != 1 || slices.Contains(g.Outputs, mul) {
+	if len(readers) != 1 || slices.Contains(g.Outputs, mul) {
 		return graph.None, tailForm{}, false
 	}
 	d := readers[0]
