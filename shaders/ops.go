@@ -47,7 +47,7 @@ var opFamilies = [numOpFamilies]struct {
 	OpStateWrite: {"state_write", []string{"f32", "f16", "int8"}},
 	OpStateRead:  {"state_read", []string{"f32", "f16", "int8"}},
 	OpArgMax:     {"argmax", []string{"last"}},
-	OpAttention:  {"attn", []string{"decode"}},
+	OpAttention:  {"attn", []string{"decode", "split"}},
 }
 
 func (f OpFamily) String() string {
@@ -89,13 +89,16 @@ type OpKey struct {
 	// Softmax (at 5 and 6), of q for OpAttention (at 5 and 6).
 	Rope bool
 	// Keys is, for OpAttention, how many scores a workgroup holds (ops_attn.wgsl KEYS): a power
-	// of two, at least the keys of the rows it computes. Its Softmax is "plain" or "masked".
+	// of two, at least the keys of the rows it computes (variant "decode", a workgroup a row),
+	// or the keys of a chunk (variant "split", a workgroup a chunk of a row, the chunks merged by
+	// the row's last workgroup through a handoff at binding 8). Its Softmax is "plain" or
+	// "masked".
 	Keys int
 }
 
 // attnWorkgroupBytes is ops_attn.wgsl's workgroup memory: the scores, a round's partial sums
-// (2 floats a thread) and half the output groups' max and Σe.
-func attnWorkgroupBytes(wg, keys int) int { return 4*keys + 8*wg + 8*(wg/64) }
+// (2 floats a thread), half the output groups' max and Σe, and the split variant's flag.
+func attnWorkgroupBytes(wg, keys int) int { return 4*keys + 8*wg + 8*(wg/64) + 4 }
 
 // portableWorkgroupBytes is WebGPU's default maxComputeWorkgroupStorageSize, which every device
 // offers.

@@ -18,6 +18,12 @@
 // group's first two blocks of value rows are loaded before the scores: at short caches the
 // values' latency overlaps the keys'.
 //
+// SPLIT (Variant "split"): a workgroup per chunk of KEYS keys of a row (grid: chunks × rows),
+// so that a row's keys spread over the GPU where one workgroup a row leaves most of it idle and
+// walks its keys one round after another. Each workgroup computes its chunk's max, Σe and Σe·v
+// as above; with one chunk it stores the row, with more it hands them over (binding 8) and
+// counts itself at the row's counter, and the row's last workgroup merges the chunks (below).
+//
 // With STATE, the keys (binding 2) and values (binding 7) are two graph.States of one format and
 // shape read in place (ops_state_load.wgsl's layout; int8 through its word helpers, for both
 // buffers); without, plain f32 (values, or f32 states). With ROPE, q holds a table rotation's
@@ -124,6 +130,11 @@ fn query_at(i: u32) -> f32 {
 }
 #endif
 
+// The keys of this workgroup: kb0 … kb0 + nk − 1 (SPLIT: its chunk's; else all n). Scores,
+// value rows and weights below are indexed from kb0.
+var<private> kb0: u32;
+var<private> nk: u32;
+
 const LK: u32 = 8u; // lanes a key
 const R: u32 = 2u; // keys a lane group scores a round
 const SLOTS: u32 = WG / LK; // lane groups
@@ -182,21 +193,21 @@ struct Rows {
   r3: vec4<f32>,
 }
 
-// Outputs d0 … d0+3 of value row j of batch bt; 0 past the keys (no load).
+// Outputs d0 … d0+3 of value row kb0 + j of batch bt; 0 past the workgroup's keys (no load).
 fn value4(bt: u32, d0: u32, j: u32) -> vec4<f32> {
-  if (j >= params.n) {
+  if (j >= nk) {
     return vec4<f32>(0.0);
   }
-  return cache4(true, bt * params.vb + j * params.vk + d0 * params.vj, d0, params.vj, params.dv);
+  return cache4(true, bt * params.vb + (kb0 + j) * params.vk + d0 * params.vj, d0, params.vj, params.dv);
 }
 
 fn value_rows(bt: u32, d0: u32, j: u32) -> Rows {
   return Rows(value4(bt, d0, j), value4(bt, d0, j + GROUPS), value4(bt, d0, j + 2u * GROUPS), value4(bt, d0, j + 3u * GROUPS));
 }
 
-// exp(s_j − mx) where key j exists and the mask keeps it, else 0.
+// exp(s_j − mx) where key kb0 + j exists and the mask keeps it, else 0.
 fn weight(j: u32, mx: f32) -> f32 {
-  if (j >= params.n) {
+  if (j >= nk) {
     return 0.0;
   }
   let s = sc[j];
@@ -235,22 +246,22 @@ fn merge(a: Partial, b: Partial) -> Partial {
   return Partial(mx, a.l * fa + b.l * fb, a.o * fa + b.o * fb);
 }
 
-// Scores of the row's keys into sc (MASKED where the mask drops one).
-fn scores(row: u32, bt: u32, tid: u32) {
-  let n = params.n;
+// Scores of the workgroup's keys (n of them, from key kb0: main's, uniform, as its private
+// copies are not to the uniformity analysis) into sc (MASKED where the mask drops one).
+fn scores(row: u32, bt: u32, tid: u32, kb0: u32, n: u32) {
   let mb = mask_base(row);
   let slot = tid / LK;
   let l = tid % LK;
   let qc = query_chunks(row, l);
-  var k0 = key_chunks(bt, min(slot, n - 1u), l);
-  var k1 = key_chunks(bt, min(slot + SLOTS, n - 1u), l);
+  var k0 = key_chunks(bt, kb0 + min(slot, n - 1u), l);
+  var k1 = key_chunks(bt, kb0 + min(slot + SLOTS, n - 1u), l);
   for (var jb = 0u; jb < n; jb += KB) { // uniform: the barriers stay in uniform control flow
-    let keep = kept(mb, min(jb + tid % KB, n - 1u)); // the mask's load, issued early
+    let keep = kept(mb, kb0 + min(jb + tid % KB, n - 1u)); // the mask's load, issued early
     let s0 = chunks_dot(qc, k0);
     let s1 = chunks_dot(qc, k1);
     if (jb + KB < n) { // the next round's keys, in flight across this round's barriers
-      k0 = key_chunks(bt, min(jb + KB + slot, n - 1u), l);
-      k1 = key_chunks(bt, min(jb + KB + SLOTS + slot, n - 1u), l);
+      k0 = key_chunks(bt, kb0 + min(jb + KB + slot, n - 1u), l);
+      k1 = key_chunks(bt, kb0 + min(jb + KB + SLOTS + slot, n - 1u), l);
     }
     part[slot * LK + l] = s0;
     part[(SLOTS + slot) * LK + l] = s1;
@@ -267,21 +278,113 @@ fn scores(row: u32, bt: u32, tid: u32) {
   }
 }
 
+#if SPLIT
+// The handoff: the rows' counters (a word a row), then each row's chunks' partials, PW words a
+// chunk: Σe·v (dv words), the max and Σe. Every word is stored as the complement of its bits (a
+// NaN made the canonical one first), so no stored word is 0: the merging workgroup loads again a
+// word that came back 0 (WGSL's atomics are relaxed: a count says nothing of the other words),
+// and zeroes what it read for the next dispatch. A word still 0 after SPIN loads reads as NaN.
+@group(0) @binding(8) var<storage, read_write> hand: array<atomic<u32>>;
+var<workgroup> last_wg: u32;
+const PW: u32 = 130u;
+const SPIN: u32 = 1048576u;
+
+fn hand_at(row: u32, c: u32) -> u32 {
+  let chunks = (params.n + KEYS - 1u) / KEYS;
+  return params.rows + (row * chunks + c) * PW;
+}
+
+fn hand_put(i: u32, v: f32) {
+  var b = bitcast<u32>(v);
+  if ((b & 0x7FFFFFFFu) > 0x7F800000u) {
+    b = 0x7FC00000u; // any NaN as the canonical one: its complement is not 0
+  }
+  atomicStore(&hand[i], ~b);
+}
+
+// The float handed over at word i, whose first load came back as w: loaded again while 0.
+fn hand_float(i: u32, w: u32) -> f32 {
+  var v = w;
+  for (var s = 0u; v == 0u && s < SPIN; s++) {
+    v = atomicLoad(&hand[i]);
+  }
+  return bitcast<f32>(~v);
+}
+
+// Chunk c's output d, max and Σe as first loaded (settled by hand_float).
+fn hand_raw(row: u32, c: u32, d: u32) -> vec3<u32> {
+  let b = hand_at(row, c);
+  return vec3<u32>(atomicLoad(&hand[b + d]), atomicLoad(&hand[b + 128u]), atomicLoad(&hand[b + 129u]));
+}
+
+// p with chunk c's partial (output d, first loaded as r) merged in, where c is a chunk.
+fn merge_raw(p: Partial, row: u32, c: u32, d: u32, r: vec3<u32>, chunks: u32) -> Partial {
+  if (c >= chunks) {
+    return p;
+  }
+  let b = hand_at(row, c);
+  let q = Partial(hand_float(b + 128u, r.y), hand_float(b + 129u, r.z), vec4<f32>(hand_float(b + d, r.x), 0.0, 0.0, 0.0));
+  atomicStore(&hand[b + d], 0u); // this thread is output d's only reader
+  return merge(p, q);
+}
+
+// The row's chunks merged by its last workgroup: thread t takes outputs t, t + WG, …, the
+// chunks' words of four chunks loaded before any is used; then the maxima, Σe and the counter
+// zeroed.
+fn merge_chunks(row: u32, tid: u32, chunks: u32) {
+  let last = chunks - 1u;
+  for (var d = tid; d < params.dv; d += WG) {
+    var p = Partial(LOWEST, 0.0, vec4<f32>(0.0));
+    for (var c = 0u; c < chunks; c += 4u) {
+      let r0 = hand_raw(row, c, d);
+      let r1 = hand_raw(row, min(c + 1u, last), d);
+      let r2 = hand_raw(row, min(c + 2u, last), d);
+      let r3 = hand_raw(row, min(c + 3u, last), d);
+      p = merge_raw(p, row, c, d, r0, chunks);
+      p = merge_raw(p, row, c + 1u, d, r1, chunks);
+      p = merge_raw(p, row, c + 2u, d, r2, chunks);
+      p = merge_raw(p, row, c + 3u, d, r3, chunks);
+    }
+    y[row * params.dv + d] = p.o.x * (select(0.0, 1.0 / p.l, p.l > 0.0) * params.beta);
+  }
+  workgroupBarrier(); // every thread has read the maxima and Σe
+  for (var c = tid; c < chunks; c += WG) {
+    let b = hand_at(row, c);
+    atomicStore(&hand[b + 128u], 0u);
+    atomicStore(&hand[b + 129u], 0u);
+  }
+  if (tid == 0u) {
+    atomicStore(&hand[row], 0u);
+  }
+}
+#endif
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) tid: u32) {
+#if SPLIT
+  let row = wid.y;
+  let chunk = wid.x;
+  let chunks = (params.n + KEYS - 1u) / KEYS;
+  let kb = chunk * KEYS;
+  let n = min(KEYS, params.n - kb);
+#else
   let row = flat_group(wid, nwg);
+  let kb = 0u;
+  let n = params.n;
+#endif
   if (row >= params.rows) {
     return; // the whole workgroup: past the grid's end
   }
-  let n = params.n;
+  kb0 = kb;
+  nk = n;
   let bt = row / params.m;
   let lane = tid % LANES;
   let grp = tid / LANES;
   let d0 = 4u * lane;
   var v = value_rows(bt, d0, grp); // before the scores: their latency overlaps the keys'
   var w = value_rows(bt, d0, grp + 4u * GROUPS);
-  scores(row, bt, tid);
+  scores(row, bt, tid, kb, n);
   var p = Partial(LOWEST, 0.0, vec4<f32>(0.0));
   for (var j = grp; j < n; j += GROUPS) {
     let s = sc[j];
@@ -312,16 +415,52 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     put_partial(grp, lane, p);
   }
   workgroupBarrier();
+  var split = false;
+#if SPLIT
+  split = chunks > 1u;
+#endif
   if (grp == 0u) {
     p = slot_partial(0u, lane);
     for (var h = 1u; h < HALF; h++) {
       p = merge(p, slot_partial(h, lane));
     }
-    let inv = select(0.0, 1.0 / p.l, p.l > 0.0) * params.beta;
-    for (var i = 0u; i < 4u; i++) {
-      if (d0 + i < params.dv) {
-        y[row * params.dv + d0 + i] = p.o[i] * inv;
+    if (!split) {
+      let inv = select(0.0, 1.0 / p.l, p.l > 0.0) * params.beta;
+      for (var i = 0u; i < 4u; i++) {
+        if (d0 + i < params.dv) {
+          y[row * params.dv + d0 + i] = p.o[i] * inv;
+        }
       }
     }
+#if SPLIT
+    if (split) {
+      let b = hand_at(row, chunk);
+      for (var i = 0u; i < 4u; i++) {
+        if (d0 + i < params.dv) {
+          hand_put(b + d0 + i, p.o[i]);
+        }
+      }
+      if (lane == 0u) {
+        hand_put(b + 128u, p.mx);
+        hand_put(b + 129u, p.l);
+      }
+    }
+#endif
   }
+#if SPLIT
+  if (!split) {
+    return;
+  }
+  // The workgroup's handoff stores all made before it counts itself (a software adapter that
+  // ran the last workgroup on the thread of one that counted early would wait on stores that
+  // thread can no longer make).
+  storageBarrier();
+  if (tid == 0u) {
+    last_wg = select(0u, 1u, atomicAdd(&hand[row], 1u) == chunks - 1u);
+  }
+  if (workgroupUniformLoad(&last_wg) == 0u) {
+    return;
+  }
+  merge_chunks(row, tid, chunks);
+#endif
 }

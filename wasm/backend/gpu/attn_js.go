@@ -3,6 +3,7 @@
 package gpu
 
 import (
+	"fmt"
 	"math"
 	"math/bits"
 
@@ -27,6 +28,21 @@ var (
 	attnWG    = 512
 )
 
+// attnSplit, when not 0, runs those attentions as ops_attn.wgsl's split variant instead: a
+// workgroup of attnSplitWG threads per chunk of a row's keys, attnSplit keys a chunk at least (a
+// power of two), more where a row would otherwise have over attnChunks chunks; the row's last
+// workgroup merges its chunks. Any length then fits (a chunk's scores in workgroup memory, not
+// the row's). BenchmarkDecode's -nibble.attnsplit, -nibble.attnsplitwg and -nibble.attnchunks
+// set them.
+var (
+	attnSplit   = 0
+	attnSplitWG = 128
+	attnChunks  = 16
+)
+
+// attnPartWords is ops_attn.wgsl's PW: a chunk's words in the split variant's handoff.
+const attnPartWords = 130
+
 // attnWorkgroup is the threads of an attention's workgroup on this device.
 func (c *compiler) attnWorkgroup() int {
 	dl := c.p.b.dev.Limits()
@@ -35,10 +51,20 @@ func (c *compiler) attnWorkgroup() int {
 
 // attnKeys is arenaLimits.attnKeys on this device: the most keys the kernel's workgroup memory
 // holds (a power of two), capped by attnMax unless forced; 0 on software adapters (unless
-// forced) or where none fit.
+// forced) or where none fit. The split variant holds a chunk's keys, so any length: attnMax,
+// or with forceAttn a million.
 func (c *compiler) attnKeys() int {
 	if !forceAttn && (c.p.b.caps.Software || attnMax <= 0) {
 		return 0
+	}
+	if attnSplit > 0 {
+		if _, err := c.attnChunkKey(attnSplit); err != nil {
+			return 0
+		}
+		if forceAttn {
+			return 1 << 20
+		}
+		return attnMax
 	}
 	key := shaders.OpKey{Family: shaders.OpAttention, Variant: "decode", WG: c.attnWorkgroup(), Softmax: "plain", Keys: attnMinKeys}
 	if key.Validate() != nil {
@@ -58,6 +84,48 @@ func (c *compiler) attnKeys() int {
 
 // attnMinKeys is the fewest scores a kernel holds: short caches share one variant.
 const attnMinKeys = 64
+
+// attnChunkKey is the split variant's key for n keys a row: Keys the chunk's (attnSplit at
+// least, attnChunks chunks at most where they fit the workgroup memory); error where even
+// attnSplit keys do not.
+func (c *compiler) attnChunkKey(n int) (shaders.OpKey, error) {
+	dl := c.p.b.dev.Limits()
+	wg := min(attnSplitWG, dl.MaxComputeInvocationsPerWorkgroup, dl.MaxComputeWorkgroupSizeX)
+	key := shaders.OpKey{Family: shaders.OpAttention, Variant: "split", WG: wg, Softmax: "plain", Keys: attnSplit}
+	if err := key.Validate(); err != nil {
+		return key, err
+	}
+	for next := key; (n+key.Keys-1)/key.Keys > attnChunks; key = next {
+		if next.Keys *= 2; next.Validate() != nil {
+			break
+		}
+	}
+	return key, nil
+}
+
+// attnHandoff is the split variant's handoff (binding 8): one buffer for every attention of the
+// program (each dispatch leaves it zeroed), of the largest's words: a counter a row, then
+// attnPartWords a chunk of a row.
+func (c *compiler) attnHandoff() (webgpu.BufferBinding, error) {
+	if c.attnHand.Buffer != nil {
+		return c.attnHand, nil
+	}
+	words := 0
+	for _, at := range c.p.plan.attns {
+		qk := &c.p.g.Nodes[at.qk]
+		n := qk.Shape[len(qk.Shape)-1]
+		key, err := c.attnChunkKey(n)
+		if err != nil {
+			return webgpu.BufferBinding{}, err
+		}
+		rows := qk.Shape.Size() / n
+		words = max(words, rows*(1+(n+key.Keys-1)/key.Keys*attnPartWords))
+	}
+	bytes := int64(words) * 4
+	buf, err := c.tailBuffer("attention chunks' counts and handoff", bytes)
+	c.attnHand = webgpu.BufferBinding{Binding: 8, Buffer: buf, Size: bytes}
+	return c.attnHand, err
+}
 
 // attention queues p·v node i and the q·kᵀ and softmax it computes (attn.go) as one dispatch
 // into out's storage (i, or a Scale of it: its factor is beta).
@@ -80,6 +148,14 @@ func (c *compiler) attention(what string, i int, out graph.Value, beta float32, 
 	vb, vj, vk := bStrides(g, pv, vsrc)
 	key := shaders.OpKey{Family: shaders.OpAttention, Variant: "decode", WG: c.attnWorkgroup(), Softmax: "plain",
 		Keys: max(attnMinKeys, 1<<bits.Len(uint(N-1)))}
+	chunks := 1
+	if attnSplit > 0 {
+		var err error
+		if key, err = c.attnChunkKey(N); err != nil {
+			return err
+		}
+		chunks = (N + key.Keys - 1) / key.Keys
+	}
 	words := make([]uint32, 36)
 	copy(words, []uint32{uint32(rows), uint32(M), uint32(N), uint32(K), uint32(sb), uint32(sj), uint32(sk), math.Float32bits(at.alpha)})
 	copy(words[15:], []uint32{uint32(Dv), uint32(vb), uint32(vj), uint32(vk), math.Float32bits(beta)})
@@ -104,5 +180,20 @@ func (c *compiler) attention(what string, i int, out graph.Value, beta float32, 
 		copy(words[20:], mw[4:])
 		operands = append(operands, p.bind(4, sm.mask))
 	}
-	return c.dispatch(what+" (attention)", key, words, rows, operands...)
+	if key.Variant != "split" {
+		return c.dispatch(what+" (attention)", key, words, rows, operands...)
+	}
+	hand, err := c.attnHandoff()
+	if err != nil {
+		return err
+	}
+	pl, err := p.b.opPipeline(key)
+	if err != nil {
+		return err
+	}
+	if rows > maxGroups {
+		return fmt.Errorf("attention: %d rows over the grid's %d", rows, maxGroups)
+	}
+	c.queue(c.label(what+" (attention, split)"), pl, chunks, rows, append([]webgpu.BufferBinding{c.block(0, words), hand}, operands...))
+	return nil
 }

@@ -61,6 +61,41 @@ func TestGraphAttention(t *testing.T) {
 	t.Run("dispatches", TestDecodeDispatches) // 6 a layer
 }
 
+// TestGraphAttentionSplit runs TestGraphAttention's graphs with the split variant (attnSplit:
+// a workgroup per chunk of a row's keys, the chunks merged by the row's last workgroup) against
+// the cpu on poisoned arenas: chunks of 16 keys at 64 threads (13 keys in one chunk, 70 in five,
+// 300 in nineteen, the last of 12), and of 32 keys at 128 threads with at most 4 chunks a row
+// (300 keys: chunks of 128, 128 and 44). Each program runs six steps and three attentions share
+// the handoff, so a counter or a word left set fails a later one.
+func TestGraphAttentionSplit(t *testing.T) {
+	poisoned(t)
+	t.Cleanup(saved(&forceAttn, &forceSoftmaxProducts))
+	t.Cleanup(saved(&attnSplit, &attnSplitWG, &attnChunks))
+	forceAttn, forceSoftmaxProducts = true, true
+	ref := cpu.New()
+	b := newBackend(t, Options{})
+	for _, c := range []struct{ split, wg, chunks int }{{16, 64, 64}, {32, 128, 4}} {
+		attnSplit, attnSplitWG, attnChunks = c.split, c.wg, c.chunks
+		for _, storage := range []graph.StateFormat{graph.StateF32, graph.StateF16, graph.StateInt8} {
+			for _, keep := range []int{1, 13, 70, 300} {
+				t.Run(fmt.Sprintf("split%d-wg%d-chunks%d/%s/keep%d", c.split, c.wg, c.chunks, storage, keep), func(t *testing.T) {
+					gs := attentionGraphs(t, storage, keep)
+					got, want := openStates(t, b, b, gs), openStates(t, ref, ref, gs)
+					for _, p := range got {
+						if n := len(p.(*program).plan.attns); n != 3 {
+							t.Fatalf("%s: %d attentions as one dispatch, want 3", p.(*program).g.Name, n)
+						}
+					}
+					if !compiledOp(b, shaders.OpAttention, "split") {
+						t.Fatal("no split attention kernel compiled")
+					}
+					runAttention(t, b, gs, got, want, keep)
+				})
+			}
+		}
+	}
+}
+
 // runAttention runs gs's programs on b and the cpu at a sequence of positions: masks of
 // stateMask's rows ("mask") and causal ones ("causal"), row t keeping the keys up to pos + t.
 func runAttention(t *testing.T, b *Backend, gs []*graph.Graph, got, want []backend.Program, keep int) {
@@ -130,8 +165,14 @@ func attentionGraphs(t *testing.T, storage graph.StateFormat, keep int) []*graph
 
 // compiledFamily reports whether b compiled an op kernel of family f.
 func compiledFamily(b *Backend, f shaders.OpFamily) bool {
+	return compiledOp(b, f, "")
+}
+
+// compiledOp reports whether b compiled an op kernel of family f and variant v (any variant
+// where v is "").
+func compiledOp(b *Backend, f shaders.OpFamily, v string) bool {
 	for k := range b.ops {
-		if k.Family == f {
+		if k.Family == f && (v == "" || k.Variant == v) {
 			return true
 		}
 	}

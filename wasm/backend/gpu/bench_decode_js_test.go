@@ -62,7 +62,22 @@ var (
 	benchAttn        = flag.String("nibble.attn", "auto", "run one token's attention as one dispatch (ops_attn.wgsl: q·kᵀ, its softmax and p·v): auto (up to -nibble.attnmax keys on hardware adapters), on (at every length its workgroup memory holds), off (q·kᵀ, then p·v with its softmax)")
 	benchAttnMax     = flag.Int("nibble.attnmax", 0, "cached keys up to which -nibble.attn=auto runs attention as one dispatch (0: never)")
 	benchAttnWG      = flag.Int("nibble.attnwg", 512, "threads a workgroup of -nibble.attn's dispatch (64 to 1024, at most the device's)")
+	benchAttnSplit   = flag.Int("nibble.attnsplit", attnSplit, "run -nibble.attn's dispatch as ops_attn.wgsl's split variant, a workgroup per chunk of at least this many keys (a power of two; 0: a workgroup a row)")
+	benchAttnSplitWG = flag.Int("nibble.attnsplitwg", attnSplitWG, "threads a workgroup of -nibble.attnsplit's dispatch (64 to 1024)")
+	benchAttnChunks  = flag.Int("nibble.attnchunks", attnChunks, "most chunks a row of -nibble.attnsplit's dispatch before its chunks grow")
 )
+
+// attnFlags sets the attention's variables from BenchmarkDecode's -nibble.attn flags; it returns
+// what restores them.
+func attnFlags() (restore func()) {
+	ints, force := saved(&attnMax, &attnWG, &attnSplit, &attnSplitWG, &attnChunks), saved(&forceAttn)
+	attnMax, attnWG, forceAttn = *benchAttnMax, *benchAttnWG, *benchAttn == "on"
+	attnSplit, attnSplitWG, attnChunks = *benchAttnSplit, *benchAttnSplitWG, *benchAttnChunks
+	if *benchAttn == "off" {
+		attnMax = 0
+	}
+	return func() { ints(); force() }
+}
 
 // decodeShape is a decoder with the formats of its weights.
 type decodeShape struct {
@@ -178,8 +193,8 @@ type decodeResult struct {
 func BenchmarkDecode(b *testing.B) {
 	defer saved(&gemvNormF32, &fuseNormTail)()
 	gemvNormF32, fuseNormTail = *benchGEMVNormF32, *benchNormTail
-	defer saved(&fuseGEMVNorm, &fuseGEMVGroups, &fuseGEMVSiLU, &fuseSwiGLU, &fuseKVWrite, &forceQKGroup, &forcePVSplit, &forceAttn)()
-	defer saved(&splitWG, &splitWGT, &qkGroupFrom, &qkGroupKeys, &qkGroupWG, &pvSplitFrom, &pvChunk, &pvSplitWG, &attnMax, &attnWG)()
+	defer saved(&fuseGEMVNorm, &fuseGEMVGroups, &fuseGEMVSiLU, &fuseSwiGLU, &fuseKVWrite, &forceQKGroup, &forcePVSplit)()
+	defer saved(&splitWG, &splitWGT, &qkGroupFrom, &qkGroupKeys, &qkGroupWG, &pvSplitFrom, &pvChunk, &pvSplitWG)()
 	fuseGEMVNorm, fuseGEMVGroups, fuseGEMVSiLU, splitWG, splitWGT = *benchGEMVNorm, *benchGEMVGroups, *benchGEMVSiLU, *benchSplitWG, *benchSplitWGT
 	fuseSwiGLU, fuseKVWrite = *benchSwiGLU, *benchKVWrite
 	qkGroupFrom, qkGroupKeys, qkGroupWG = *benchQKFrom, *benchQKKeys, *benchQKWG
@@ -192,10 +207,7 @@ func BenchmarkDecode(b *testing.B) {
 		pvSplitFrom = math.MaxInt
 	}
 	defer shortFlags()() // pv_short_js_test.go
-	attnMax, attnWG, forceAttn = *benchAttnMax, *benchAttnWG, *benchAttn == "on"
-	if *benchAttn == "off" {
-		attnMax = 0
-	}
+	defer attnFlags()()
 	be := newBackend(b, Options{Timing: true, Int8Activations: *benchA8Decode})
 	defer saved(&a8NormPrepass, &fuseA8NormTail, &fuseA8XTail)()
 	a8NormPrepass, fuseA8NormTail, fuseA8XTail = *benchA8NormPre, *benchA8NormTail, *benchA8XTail

@@ -168,6 +168,8 @@ type compiler struct {
 	// tailHand: the a8 tails' counts and handoff (normtail_js.go).
 	tailAt   map[int]webgpu.BufferBinding
 	tailHand webgpu.BufferBinding
+	// attnHand: the split attentions' counts and handoff (attn_js.go).
+	attnHand webgpu.BufferBinding
 }
 
 func (c *compiler) compile() error {
