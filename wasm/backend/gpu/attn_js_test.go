@@ -66,7 +66,8 @@ func TestGraphAttention(t *testing.T) {
 // the cpu on poisoned arenas: chunks of 16 keys at 64 threads (13 keys in one chunk, 70 in five,
 // 300 in nineteen, the last of 12), and of 32 keys at 128 threads with at most 4 chunks a row
 // (300 keys: chunks of 128, 128 and 44). Each program runs six steps and three attentions share
-// the handoff, so a counter or a word left set fails a later one.
+// the handoff, so a counter or a word left set fails a later one. Then TestDecodeDispatches, 6 a
+// layer.
 func TestGraphAttentionSplit(t *testing.T) {
 	poisoned(t)
 	t.Cleanup(saved(&forceAttn, &forceSoftmaxProducts))
@@ -94,6 +95,7 @@ func TestGraphAttentionSplit(t *testing.T) {
 			}
 		}
 	}
+	t.Run("dispatches", TestDecodeDispatches) // 6 a layer
 }
 
 // runAttention runs gs's programs on b and the cpu at a sequence of positions: masks of
@@ -161,6 +163,13 @@ func attentionGraphs(t *testing.T, storage graph.StateFormat, keep int) []*graph
 		gs = append(gs, g)
 	}
 	return gs
+}
+
+// noAttention keeps the products a test checks from being run as attention on hardware adapters
+// (attnMax 0 until the test ends).
+func noAttention(t testing.TB) {
+	t.Cleanup(saved(&attnMax))
+	attnMax = 0
 }
 
 // compiledFamily reports whether b compiled an op kernel of family f.

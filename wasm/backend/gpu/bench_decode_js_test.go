@@ -60,7 +60,7 @@ var (
 	benchPVShortWG   = flag.Int("nibble.pvshortwg", 0, "threads a workgroup of -nibble.pvshort's product (32 to 512; 0: the fewest that take every key in one round)")
 	benchPVAhead     = flag.Bool("nibble.pvshortahead", false, "run -nibble.pvshort's product with a thread's next round of keys loaded before its round's are added, where it takes more than one (ops_matmul.wgsl ab_short_ahead)")
 	benchAttn        = flag.String("nibble.attn", "auto", "run one token's attention as one dispatch (ops_attn.wgsl: q·kᵀ, its softmax and p·v): auto (up to -nibble.attnmax keys on hardware adapters), on (at every length its workgroup memory holds), off (q·kᵀ, then p·v with its softmax)")
-	benchAttnMax     = flag.Int("nibble.attnmax", 0, "cached keys up to which -nibble.attn=auto runs attention as one dispatch (0: never)")
+	benchAttnMax     = flag.Int("nibble.attnmax", attnMax, "cached keys up to which -nibble.attn=auto runs attention as one dispatch (0: never; the default is the package's)")
 	benchAttnWG      = flag.Int("nibble.attnwg", 512, "threads a workgroup of -nibble.attn's dispatch (64 to 1024, at most the device's)")
 	benchAttnSplit   = flag.Int("nibble.attnsplit", attnSplit, "run -nibble.attn's dispatch as ops_attn.wgsl's split variant, a workgroup per chunk of at least this many keys (a power of two; 0: a workgroup a row)")
 	benchAttnSplitWG = flag.Int("nibble.attnsplitwg", attnSplitWG, "threads a workgroup of -nibble.attnsplit's dispatch (64 to 1024)")

@@ -486,6 +486,7 @@ func TestGraphFusions(t *testing.T) {
 // as does a product its a (fuse.go's findRotatedReads).
 func TestGraphStatesInPlace(t *testing.T) {
 	poisoned(t)
+	noAttention(t)
 	forceSoftmaxProducts = true
 	t.Cleanup(func() { forceSplitMatMul, forceSoftmaxProducts = false, false })
 	b := newBackend(t, Options{})
@@ -715,6 +716,7 @@ func TestGraphLinearGroups(t *testing.T) {
 // b a cache read in place through strides; and a plain softmax with b as it is; split and not.
 func TestGraphSoftmaxProducts(t *testing.T) {
 	poisoned(t)
+	noAttention(t)
 	forceSoftmaxProducts = true
 	t.Cleanup(func() { forceSplitMatMul, forceSoftmaxProducts = false, false })
 	t.Cleanup(func() { splitWG = 1024 })
@@ -810,8 +812,8 @@ func decodeDispatches(t *testing.T, int8Activations bool) {
 	if forcePVSplit {
 		perLayer = 8 // p·v split over keys: its chunks, then their merge (TestGraphPVSplit)
 	}
-	if forceAttn {
-		perLayer = 6 // q·kᵀ, softmax and p·v as one dispatch (TestGraphAttention)
+	if (&compiler{p: &program{b: be}}).attnKeys() >= 128 {
+		perLayer = 6 // q·kᵀ, softmax and p·v as one dispatch (TestGraphAttention, forced or on hardware)
 	}
 	kvWrite := kvWriteExpected(prog.(*program)) // kvwrite_js_test.go
 	if kvWrite {

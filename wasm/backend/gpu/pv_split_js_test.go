@@ -24,6 +24,7 @@ import (
 // one holding all of K; and pvChunkFor's), on poisoned arenas and scratch; and
 // TestDecodeDispatches, 8 a layer.
 func TestGraphPVSplit(t *testing.T) {
+	noAttention(t)
 	t.Cleanup(saved(&forcePVSplit))
 	defaults := saved(&pvChunk, &pvSplitWG)
 	t.Cleanup(defaults)

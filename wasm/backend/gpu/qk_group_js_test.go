@@ -14,6 +14,7 @@ import (
 // round of 32 keys) and of 32 threads (rounds of 4 keys, 16 keys over several), and chunks of
 // keys that are not a multiple of a round (5) or hold all of them (128), and qkChunk's (0).
 func TestGraphQKGroup(t *testing.T) {
+	noAttention(t)
 	t.Cleanup(saved(&forceQKGroup))
 	t.Cleanup(saved(&qkGroupKeys, &qkGroupWG))
 	forceQKGroup = true
