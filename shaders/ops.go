@@ -94,6 +94,10 @@ type OpKey struct {
 	// the row's last workgroup through a handoff at binding 8). Its Softmax is "plain" or
 	// "masked".
 	Keys int
+	// Aligned is, for OpAttention over an f16 state, that its keys and values lie along words
+	// (ops_attn.wgsl ALIGNED: element strides 1, the others even, K and the outputs multiples of
+	// 4), read two words at a time with no branch around the loads.
+	Aligned bool
 }
 
 // attnWorkgroupBytes is ops_attn.wgsl's workgroup memory: the scores, a round's partial sums
@@ -123,6 +127,9 @@ func (k OpKey) Normalize() OpKey {
 	}
 	if k.Family != OpStateWrite && k.Family != OpMatMul && k.Family != OpAttention {
 		k.Rope = false
+	}
+	if k.Family != OpAttention || k.State != "f16" {
+		k.Aligned = false
 	}
 	if k.Family != OpAttention {
 		k.Keys = 0
@@ -159,6 +166,9 @@ func (k OpKey) Name() string {
 	}
 	if k.Keys != 0 {
 		s += fmt.Sprintf("-keys%d", k.Keys)
+	}
+	if k.Aligned {
+		s += "-aligned"
 	}
 	return s
 }
@@ -272,6 +282,7 @@ func (k OpKey) Source() (webgpu.ShaderSource, error) {
 		fs = []string{"ops_common.wgsl", "ops_state_load.wgsl", "state_store.wgsl", "ops_state_rope.wgsl", "ops_mask.wgsl", fs[1]}
 		if k.Family == OpAttention {
 			lines = append(lines, fmt.Sprintf("const KEYS: u32 = %du;", k.Keys))
+			defs["ALIGNED"] = k.Aligned
 		}
 	case OpStateRead:
 		fs = []string{"ops_common.wgsl", "ops_state_load.wgsl", fs[1]}

@@ -159,26 +159,49 @@ struct Chunks {
   c3: vec4<f32>,
 }
 
-fn query_chunks(row: u32, l: u32) -> Chunks {
-  var c: array<vec4<f32>, 4>;
-  for (var ci = 0u; ci < 4u; ci++) {
-    for (var i = 0u; i < 4u; i++) {
-      let at = 32u * ci + 4u * l + i;
-      if (at < params.k) {
-        c[ci][i] = query_at(row * params.k + at);
-      }
-    }
-  }
-  return Chunks(c[0], c[1], c[2], c[3]);
+// Elements at … at+3 of query row row, 0 past k. No branch around a load: a load inside a
+// branch whose block also uses it makes the thread wait for it before the next block's loads
+// are issued, a trip to memory each; these are all in flight at once.
+fn query4(row: u32, at: u32) -> vec4<f32> {
+  let k = params.k;
+  let b = row * k;
+  return vec4<f32>(select(0.0, query_at(b + min(at, k - 1u)), at < k), select(0.0, query_at(b + min(at + 1u, k - 1u)), at + 1u < k),
+                   select(0.0, query_at(b + min(at + 2u, k - 1u)), at + 2u < k), select(0.0, query_at(b + min(at + 3u, k - 1u)), at + 3u < k));
 }
+
+fn query_chunks(row: u32, l: u32) -> Chunks {
+  return Chunks(query4(row, 4u * l), query4(row, 4u * l + 32u), query4(row, 4u * l + 64u), query4(row, 4u * l + 96u));
+}
+
+#if ALIGNED
+// ALIGNED (an f16 state whose keys and values lie along words: element strides 1, the other
+// strides and k and dv even multiples of 4 where it matters, see attn_js.go): four elements
+// from word w (kept within the buffer) with no branch around the loads, 0 where ok is false.
+fn key_words4(w: u32, ok: bool) -> vec4<f32> {
+  let i = min(w, arrayLength(&st) - 2u);
+  return select(vec4<f32>(0.0), vec4<f32>(unpack2x16float(st[i]), unpack2x16float(st[i + 1u])), ok);
+}
+
+fn value_words4(w: u32, ok: bool) -> vec4<f32> {
+  let i = min(w, arrayLength(&sv) - 2u);
+  return select(vec4<f32>(0.0), vec4<f32>(unpack2x16float(sv[i]), unpack2x16float(sv[i + 1u])), ok);
+}
+#endif
 
 // Lane l's chunks of key j (below n) of batch bt.
 fn key_chunks(bt: u32, j: u32, l: u32) -> Chunks {
+#if ALIGNED
+  let w = (bt * params.sb + j * params.sj) / 2u + 2u * l;
+  let k = params.k;
+  return Chunks(key_words4(w, 4u * l + 4u <= k), key_words4(w + 16u, 4u * l + 36u <= k), key_words4(w + 32u, 4u * l + 68u <= k),
+                key_words4(w + 48u, 4u * l + 100u <= k));
+#else
   let e = bt * params.sb + j * params.sj + 4u * l * params.sk;
   let s32 = 32u * params.sk;
   let k = params.k;
   return Chunks(cache4(false, e, 4u * l, params.sk, k), cache4(false, e + s32, 4u * l + 32u, params.sk, k),
                 cache4(false, e + 2u * s32, 4u * l + 64u, params.sk, k), cache4(false, e + 3u * s32, 4u * l + 96u, params.sk, k));
+#endif
 }
 
 fn chunks_dot(a: Chunks, b: Chunks) -> f32 {
@@ -195,10 +218,15 @@ struct Rows {
 
 // Outputs d0 … d0+3 of value row kb0 + j of batch bt; 0 past the workgroup's keys (no load).
 fn value4(bt: u32, d0: u32, j: u32) -> vec4<f32> {
+#if ALIGNED
+  let jj = kb0 + min(j, nk - 1u);
+  return value_words4((bt * params.vb + jj * params.vk) / 2u + d0 / 2u, j < nk && d0 + 4u <= params.dv);
+#else
   if (j >= nk) {
     return vec4<f32>(0.0);
   }
   return cache4(true, bt * params.vb + (kb0 + j) * params.vk + d0 * params.vj, d0, params.vj, params.dv);
+#endif
 }
 
 fn value_rows(bt: u32, d0: u32, j: u32) -> Rows {
@@ -400,7 +428,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     p.o += e0 * v.r0 + e1 * v.r1 + e2 * v.r2 + e3 * v.r3;
     p.l += e0 + e1 + e2 + e3;
     v = w;
-    w = value_rows(bt, d0, j + 8u * GROUPS);
+    if (j + 8u * GROUPS < n) {
+      w = value_rows(bt, d0, j + 8u * GROUPS);
+    }
   }
   // The upper half's partials into the lower half's, those into group 0's.
   if (grp >= HALF) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 
 	"github.com/nibble-ml/nibble/shaders"
 	"github.com/nibble-ml/nibble/wasm/graph"
@@ -168,6 +169,9 @@ func (c *compiler) attention(what string, i int, out graph.Value, beta float32, 
 	if s := c.stateInPlace(vv); s != nil {
 		vbind = s.whole(7)
 	}
+	// Keys and values along words: read without a branch around each load (ops_attn.wgsl ALIGNED).
+	even := func(v ...int) bool { return !slices.ContainsFunc(v, func(x int) bool { return x%2 != 0 }) }
+	key.Aligned = key.State == "f16" && sk == 1 && vj == 1 && even(sb, sj, vb, vk) && K%4 == 0 && Dv%4 == 0
 	operands := []webgpu.BufferBinding{p.bind(1, qk.Inputs[0]), kb, p.bind(3, out), vbind}
 	words, operands = c.rotatedA(int(at.qk), &key, words, operands)
 	if sm := p.plan.softmaxes[i]; sm.mask != graph.None {

@@ -65,7 +65,8 @@ func TestGraphAttention(t *testing.T) {
 // a workgroup per chunk of a row's keys, the chunks merged by the row's last workgroup) against
 // the cpu on poisoned arenas: chunks of 16 keys at 64 threads (13 keys in one chunk, 70 in five,
 // 300 in nineteen, the last of 12), and of 32 keys at 128 threads with at most 4 chunks a row
-// (300 keys: chunks of 128, 128 and 44). Each program runs six steps and three attentions share
+// (300 keys: chunks of 128, 128 and 44); f16 caches of 40 and 128 elements read along words
+// (ALIGNED), of 5 not. Each program runs six steps and three attentions share
 // the handoff, so a counter or a word left set fails a later one. Then TestDecodeDispatches, 6 a
 // layer.
 func TestGraphAttentionSplit(t *testing.T) {
@@ -89,6 +90,9 @@ func TestGraphAttentionSplit(t *testing.T) {
 					}
 					if !compiledOp(b, shaders.OpAttention, "split") {
 						t.Fatal("no split attention kernel compiled")
+					}
+					if storage == graph.StateF16 && !compiledAligned(b) {
+						t.Fatal("no attention over an f16 cache read along words (ALIGNED)")
 					}
 					runAttention(t, b, gs, got, want, keep)
 				})
@@ -163,6 +167,17 @@ func attentionGraphs(t *testing.T, storage graph.StateFormat, keep int) []*graph
 		gs = append(gs, g)
 	}
 	return gs
+}
+
+// compiledAligned reports whether b compiled an attention kernel that reads its f16 cache along
+// words (OpKey.Aligned).
+func compiledAligned(b *Backend) bool {
+	for k := range b.ops {
+		if k.Family == shaders.OpAttention && k.Aligned {
+			return true
+		}
+	}
+	return false
 }
 
 // noAttention keeps the products a test checks from being run as attention on hardware adapters
