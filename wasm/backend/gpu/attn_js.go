@@ -14,29 +14,32 @@ import (
 )
 
 // attnMax is the most cached keys for which one token's attention runs, on hardware adapters,
-// as one dispatch (ops_attn.wgsl, attn.go) instead of q·kᵀ and p·v: a workgroup of attnWG
-// threads (a power of two, 64 to 1024, at most the device's) per query row. 0: never, the
-// default. On an H200 (run 22, NOTES.md; 7B step, int8 activations) it took 16.8 µs a layer at
-// 128 keys against the two products' 5.8 + 8.3, 44.0 against 7.7 + 14.3 at 512 and 79.8 against
-// 10.5 + 21.1 at 1024: one workgroup a head keeps 32 of 132 SMs busy, and its serial walk over
-// the keys costs more than the dispatch it saves. forceAttn runs every attention the kernel takes
-// (any adapter, whose softmaxes then run inside the products too, any length its workgroup
-// memory holds): the package's tests on SwiftShader, BenchmarkDecode's -nibble.attn=on.
-// BenchmarkDecode's -nibble.attn, -nibble.attnmax and -nibble.attnwg set them.
+// as one dispatch (ops_attn.wgsl, attn.go) instead of q·kᵀ and p·v: by default any length
+// (attnSplit's kernel takes any). 0: never. forceAttn runs every attention the kernel takes (any
+// adapter, whose softmaxes then run inside the products too): the package's tests on
+// SwiftShader, BenchmarkDecode's -nibble.attn=on. Software adapters keep the products unless
+// forced: there the kernel is slow (NOTES.md). BenchmarkDecode's -nibble.attn, -nibble.attnmax
+// and -nibble.attnwg set them.
+//
+// With attnSplit 0 a workgroup of attnWG threads (a power of two, 64 to 1024, at most the
+// device's) takes a query row, up to the keys its workgroup memory holds. On an H200 (run 50,
+// NOTES.md; 7B step, int8 activations): 9.1 µs a layer at 128 keys, against the products' 5.8 +
+// 5.9, but 60.9 at 2048 against 13.7 + 15.9: one workgroup a head keeps 32 of 132 SMs busy.
 var (
-	attnMax   = 0
+	attnMax   = 1 << 20
 	forceAttn bool
 	attnWG    = 512
 )
 
-// attnSplit, when not 0, runs those attentions as ops_attn.wgsl's split variant instead: a
+// attnSplit, when not 0 (the default), runs those attentions as ops_attn.wgsl's split variant: a
 // workgroup of attnSplitWG threads per chunk of a row's keys, attnSplit keys a chunk at least (a
 // power of two), more where a row would otherwise have over attnChunks chunks; the row's last
 // workgroup merges its chunks. Any length then fits (a chunk's scores in workgroup memory, not
-// the row's). BenchmarkDecode's -nibble.attnsplit, -nibble.attnsplitwg and -nibble.attnchunks
-// set them.
+// the row's). On an H200 (run 50): 9.1 µs a layer at 128 keys, 24.9 at 2048 (16 chunks of 128)
+// against the products' 11.7 and 29.6. BenchmarkDecode's -nibble.attnsplit, -nibble.attnsplitwg
+// and -nibble.attnchunks set them.
 var (
-	attnSplit   = 0
+	attnSplit   = 32
 	attnSplitWG = 128
 	attnChunks  = 16
 )

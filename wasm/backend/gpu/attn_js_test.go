@@ -26,6 +26,8 @@ import (
 func TestGraphAttention(t *testing.T) {
 	poisoned(t)
 	t.Cleanup(saved(&forceAttn, &forceSoftmaxProducts))
+	t.Cleanup(saved(&attnSplit))
+	attnSplit = 0 // a workgroup a row (TestGraphAttentionSplit runs the split variant)
 	defaultWG := saved(&attnWG)
 	t.Cleanup(defaultWG)
 	forceAttn, forceSoftmaxProducts = true, true
