@@ -216,7 +216,8 @@ struct Rows {
   r3: vec4<f32>,
 }
 
-// Outputs d0 … d0+3 of value row kb0 + j of batch bt; 0 past the workgroup's keys (no load).
+// Outputs d0 … d0+3 of value row kb0 + j of batch bt; 0 past the workgroup's keys (no load, or
+// with ALIGNED a load of its last key's row, dropped).
 fn value4(bt: u32, d0: u32, j: u32) -> vec4<f32> {
 #if ALIGNED
   let jj = kb0 + min(j, nk - 1u);
