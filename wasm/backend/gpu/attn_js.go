@@ -44,6 +44,11 @@ var (
 	attnChunks  = 16
 )
 
+// attnWhole is, with attnSplit, the most keys for which a row still takes one workgroup of
+// attnWG threads (the variant without chunks); 0: none. BenchmarkDecode's
+// -nibble.attnwhole sets it.
+var attnWhole = 0
+
 // attnPartWords is ops_attn.wgsl's PW: a chunk's words in the split variant's handoff.
 const attnPartWords = 130
 
@@ -153,7 +158,7 @@ func (c *compiler) attention(what string, i int, out graph.Value, beta float32, 
 	key := shaders.OpKey{Family: shaders.OpAttention, Variant: "decode", WG: c.attnWorkgroup(), Softmax: "plain",
 		Keys: max(attnMinKeys, 1<<bits.Len(uint(N-1)))}
 	chunks := 1
-	if attnSplit > 0 {
+	if attnSplit > 0 && (N > attnWhole || key.Validate() != nil) {
 		var err error
 		if key, err = c.attnChunkKey(N); err != nil {
 			return err

@@ -67,22 +67,23 @@ func TestGraphAttention(t *testing.T) {
 // a workgroup per chunk of a row's keys, the chunks merged by the row's last workgroup) against
 // the cpu on poisoned arenas: chunks of 16 keys at 64 threads (13 keys in one chunk, 70 in five,
 // 300 in nineteen, the last of 12), and of 32 keys at 128 threads with at most 4 chunks a row
-// (300 keys: chunks of 128, 128 and 44); f16 caches of 40 and 128 elements read along words
+// (300 keys: chunks of 128, 128 and 44); with up to 70 keys a row in one workgroup (attnWhole)
+// and 300 in chunks; f16 caches of 40 and 128 elements read along words
 // (ALIGNED), of 5 not. Each program runs six steps and three attentions share
 // the handoff, so a counter or a word left set fails a later one. Then TestDecodeDispatches, 6 a
 // layer.
 func TestGraphAttentionSplit(t *testing.T) {
 	poisoned(t)
 	t.Cleanup(saved(&forceAttn, &forceSoftmaxProducts))
-	t.Cleanup(saved(&attnSplit, &attnSplitWG, &attnChunks))
+	t.Cleanup(saved(&attnSplit, &attnSplitWG, &attnChunks, &attnWhole))
 	forceAttn, forceSoftmaxProducts = true, true
 	ref := cpu.New()
 	b := newBackend(t, Options{})
-	for _, c := range []struct{ split, wg, chunks int }{{16, 64, 64}, {32, 128, 4}} {
-		attnSplit, attnSplitWG, attnChunks = c.split, c.wg, c.chunks
+	for _, c := range []struct{ split, wg, chunks, whole int }{{16, 64, 64, 0}, {32, 128, 4, 0}, {32, 128, 16, 70}} {
+		attnSplit, attnSplitWG, attnChunks, attnWhole = c.split, c.wg, c.chunks, c.whole
 		for _, storage := range []graph.StateFormat{graph.StateF32, graph.StateF16, graph.StateInt8} {
 			for _, keep := range []int{1, 13, 70, 300} {
-				t.Run(fmt.Sprintf("split%d-wg%d-chunks%d/%s/keep%d", c.split, c.wg, c.chunks, storage, keep), func(t *testing.T) {
+				t.Run(fmt.Sprintf("split%d-wg%d-chunks%d-whole%d/%s/keep%d", c.split, c.wg, c.chunks, c.whole, storage, keep), func(t *testing.T) {
 					gs := attentionGraphs(t, storage, keep)
 					got, want := openStates(t, b, b, gs), openStates(t, ref, ref, gs)
 					for _, p := range got {
@@ -90,8 +91,8 @@ func TestGraphAttentionSplit(t *testing.T) {
 							t.Fatalf("%s: %d attentions as one dispatch, want 3", p.(*program).g.Name, n)
 						}
 					}
-					if !compiledOp(b, shaders.OpAttention, "split") {
-						t.Fatal("no split attention kernel compiled")
+					if variant := map[bool]string{true: "split", false: "decode"}[keep > c.whole]; !compiledOp(b, shaders.OpAttention, variant) {
+						t.Fatalf("no %s attention kernel compiled", variant)
 					}
 					if storage == graph.StateF16 && !compiledAligned(b) {
 						t.Fatal("no attention over an f16 cache read along words (ALIGNED)")

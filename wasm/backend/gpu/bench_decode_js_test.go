@@ -65,14 +65,15 @@ var (
 	benchAttnSplit   = flag.Int("nibble.attnsplit", attnSplit, "run -nibble.attn's dispatch as ops_attn.wgsl's split variant, a workgroup per chunk of at least this many keys (a power of two; 0: a workgroup a row)")
 	benchAttnSplitWG = flag.Int("nibble.attnsplitwg", attnSplitWG, "threads a workgroup of -nibble.attnsplit's dispatch (64 to 1024)")
 	benchAttnChunks  = flag.Int("nibble.attnchunks", attnChunks, "most chunks a row of -nibble.attnsplit's dispatch before its chunks grow")
+	benchAttnWhole   = flag.Int("nibble.attnwhole", attnWhole, "with -nibble.attnsplit: the most keys for which a row still takes one workgroup of -nibble.attnwg threads")
 )
 
 // attnFlags sets the attention's variables from BenchmarkDecode's -nibble.attn flags; it returns
 // what restores them.
 func attnFlags() (restore func()) {
-	ints, force := saved(&attnMax, &attnWG, &attnSplit, &attnSplitWG, &attnChunks), saved(&forceAttn)
+	ints, force := saved(&attnMax, &attnWG, &attnSplit, &attnSplitWG, &attnChunks, &attnWhole), saved(&forceAttn)
 	attnMax, attnWG, forceAttn = *benchAttnMax, *benchAttnWG, *benchAttn == "on"
-	attnSplit, attnSplitWG, attnChunks = *benchAttnSplit, *benchAttnSplitWG, *benchAttnChunks
+	attnSplit, attnSplitWG, attnChunks, attnWhole = *benchAttnSplit, *benchAttnSplitWG, *benchAttnChunks, *benchAttnWhole
 	if *benchAttn == "off" {
 		attnMax = 0
 	}
