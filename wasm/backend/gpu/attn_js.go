@@ -45,9 +45,11 @@ var (
 )
 
 // attnWhole is, with attnSplit, the most keys for which a row still takes one workgroup of
-// attnWG threads (the variant without chunks); 0: none. BenchmarkDecode's
-// -nibble.attnwhole sets it.
-var attnWhole = 0
+// attnWG threads (the variant without chunks); 0: none. On an H200 (run 52, 7B step, twice
+// each) the kernels took the same 9.1 µs a layer at 128 keys, yet the step's GPU time was 2.49
+// ms with a workgroup a row against 2.55 split; at 512 keys 19.2 µs against 13.7 split.
+// BenchmarkDecode's -nibble.attnwhole sets it.
+var attnWhole = 128
 
 // attnPartWords is ops_attn.wgsl's PW: a chunk's words in the split variant's handoff.
 const attnPartWords = 130
