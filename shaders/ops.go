@@ -98,6 +98,10 @@ type OpKey struct {
 	// (ops_attn.wgsl ALIGNED: element strides 1, the others even, K and the outputs multiples of
 	// 4), read two words at a time with no branch around the loads.
 	Aligned bool
+	// Warm is, for OpAttention's variant "decode", that the workgroups past the rows read a
+	// weight into the L2 for the GEMV after the attention (ops_attn.wgsl WARM: its codes at
+	// binding 9, its scales at 10, a store that never happens at 11).
+	Warm bool
 }
 
 // attnWorkgroupBytes is ops_attn.wgsl's workgroup memory: the scores, a round's partial sums
@@ -134,6 +138,9 @@ func (k OpKey) Normalize() OpKey {
 	if k.Family != OpAttention {
 		k.Keys = 0
 	}
+	if k.Family != OpAttention || k.Variant != "decode" {
+		k.Warm = false
+	}
 	if k.Family == OpMatMul && k.Variant == "ab_merge" {
 		k.State, k.Softmax, k.Rope = "", "", false // it reads the chunks' partials alone
 	}
@@ -169,6 +176,9 @@ func (k OpKey) Name() string {
 	}
 	if k.Aligned {
 		s += "-aligned"
+	}
+	if k.Warm {
+		s += "-warm"
 	}
 	return s
 }
@@ -282,7 +292,7 @@ func (k OpKey) Source() (webgpu.ShaderSource, error) {
 		fs = []string{"ops_common.wgsl", "ops_state_load.wgsl", "state_store.wgsl", "ops_state_rope.wgsl", "ops_mask.wgsl", fs[1]}
 		if k.Family == OpAttention {
 			lines = append(lines, fmt.Sprintf("const KEYS: u32 = %du;", k.Keys))
-			defs["ALIGNED"] = k.Aligned
+			defs["ALIGNED"], defs["WARM"] = k.Aligned, k.Warm
 		}
 	case OpStateRead:
 		fs = []string{"ops_common.wgsl", "ops_state_load.wgsl", fs[1]}

@@ -24,6 +24,11 @@
 // as above; with one chunk it stores the row, with more it hands them over (binding 8) and
 // counts itself at the row's counter, and the row's last workgroup merges the chunks (below).
 //
+// WARM (variant decode, OpKey.Warm): the workgroups past the rows read the weights of the GEMV
+// that reads this attention's output (its codes at binding 9, its scales at 10), one vec4 in
+// every 32 bytes (an L2 sector), so that the GEMV finds them in the L2: at a short cache one
+// token's attention keeps a few SMs and little of the memory's bandwidth busy for several µs.
+//
 // With STATE, the keys (binding 2) and values (binding 7) are two graph.States of one format and
 // shape read in place (ops_state_load.wgsl's layout; int8 through its word helpers, for both
 // buffers); without, plain f32 (values, or f32 states). With ROPE, q holds a table rotation's
@@ -127,6 +132,30 @@ fn query_at(i: u32) -> f32 {
 #else
 fn query_at(i: u32) -> f32 {
   return query[i];
+}
+#endif
+
+#if WARM
+@group(0) @binding(9) var<storage, read> warm_w: array<vec4<u32>>;
+@group(0) @binding(10) var<storage, read> warm_s: array<vec4<u32>>;
+// Written only if the loads' XOR is one value of 2¹²⁸: the store keeps the loads.
+@group(0) @binding(11) var<storage, read_write> warm_sink: array<u32>;
+
+// warm reads every other vec4 of warm_w and warm_s (thread t of threads): two of each a trip,
+// each index clamped rather than branched around, so the four are in flight together (the
+// scales, the shorter, read their last vec4 again once past their end).
+fn warm(t: u32, threads: u32) {
+  var acc = vec4<u32>(0u);
+  let step = 2u * threads;
+  let nw = arrayLength(&warm_w);
+  let ns = arrayLength(&warm_s);
+  for (var i = 2u * t; i < max(nw, ns); i += 2u * step) {
+    let j = i + step;
+    acc ^= (warm_w[min(i, nw - 1u)] ^ warm_w[min(j, nw - 1u)]) ^ (warm_s[min(i, ns - 1u)] ^ warm_s[min(j, ns - 1u)]);
+  }
+  if (all(acc == vec4<u32>(0x9e3779b9u, 0x7f4a7c15u, 0xf39cc060u, 0x2545f491u))) {
+    warm_sink[0] = acc.x;
+  }
 }
 #endif
 
@@ -401,6 +430,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let row = flat_group(wid, nwg);
   let kb = 0u;
   let n = params.n;
+#if WARM
+  if (row >= params.rows) {
+    // One row of workgroups (the backend keeps the grid within one dimension).
+    warm((row - params.rows) * WG + tid, (nwg.x - params.rows) * WG);
+    return;
+  }
+#endif
 #endif
   if (row >= params.rows) {
     return; // the whole workgroup: past the grid's end

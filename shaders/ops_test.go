@@ -36,6 +36,7 @@ func allOpKeys() []OpKey {
 				}
 				ks = append(ks, OpKey{Family: f, Variant: v, WG: 512, State: "f16", Softmax: "masked", Rope: true, Keys: 2048})
 				ks = append(ks, OpKey{Family: f, Variant: v, WG: 128, State: "f16", Softmax: "masked", Rope: true, Keys: 32, Aligned: true})
+				ks = append(ks, OpKey{Family: f, Variant: v, WG: 512, State: "f16", Softmax: "plain", Rope: true, Keys: 128, Aligned: true, Warm: true})
 				continue
 			}
 			if f == OpMatMul && (v == "ab_chunks" || v == "ab_short" || v == "ab_short_ahead") { // a softmax product only

@@ -18,6 +18,9 @@ type attention struct {
 	scores graph.Value   // what the softmax reads through views: qk, or its Scale
 	alpha  float32       // that Scale's factor (1 without)
 	reads  []graph.Value // the values the dispatch reads (graphPlan.reads)
+	// next is the Linear that reads the attention's output through views alone (warmLinear),
+	// or None: the GEMV whose weights the dispatch's spare workgroups can read into the L2.
+	next graph.Value
 }
 
 // attnMaxDh bounds a query's, a key's and a value's elements: ops_attn.wgsl's 8 lanes of a key
@@ -65,6 +68,7 @@ func (p *graphPlan) findAttentions(g *graph.Graph, uses []int, maxKeys int) map[
 		if sm.mask != graph.None {
 			at.reads = append(at.reads, sm.mask)
 		}
+		at.next = p.warmLinear(g, uses, i)
 		out[i] = at
 	}
 	return out
@@ -83,6 +87,44 @@ func (p *graphPlan) attentionScores(g *graph.Graph, uses []int, x graph.Value) (
 	n := &g.Nodes[at.qk]
 	ok := uses[x] == 1 && n.Op == graph.OpMatMul && n.Attr.TransB && n.Inputs[0] != n.Inputs[1]
 	return at, ok
+}
+
+// warmLinear is the Linear that reads p·v node i's output (i, or the Scale of it that the
+// dispatch writes) through views alone (Reshapes, transposes that move only axes of size 1),
+// each read by the next alone; None where there is none.
+func (p *graphPlan) warmLinear(g *graph.Graph, uses []int, i int) graph.Value {
+	v := graph.Value(i)
+	for s, sc := range p.scaled {
+		if sc.mm == v {
+			v = graph.Value(s)
+		}
+	}
+	for uses[v] == 1 {
+		r := soleReader(g, v)
+		if r == graph.None {
+			break
+		}
+		n := &g.Nodes[r]
+		switch {
+		case n.Op == graph.OpLinear && n.Inputs[0] == v:
+			return r
+		case n.Op == graph.OpReshape || viewTranspose(g, n):
+			v = r
+		default:
+			return graph.None
+		}
+	}
+	return graph.None
+}
+
+// soleReader is the first node after v that takes it as an input, or None.
+func soleReader(g *graph.Graph, v graph.Value) graph.Value {
+	for r := int(v) + 1; r < len(g.Nodes); r++ {
+		if slices.Contains(g.Nodes[r].Inputs, v) {
+			return graph.Value(r)
+		}
+	}
+	return graph.None
 }
 
 // bOperand is the value product mm reads as b: b, or the source of the Transpose it reads in

@@ -51,6 +51,17 @@ var (
 // BenchmarkDecode's -nibble.attnwhole sets it.
 var attnWhole = 128
 
+// attnWarm: an attention of one workgroup a row (variant "decode") also reads the weights of
+// the Linear after it (attention.next: the o projection) into the L2, in workgroups of its own
+// past the rows (ops_attn.wgsl WARM), where the device has the storage bindings: that GEMV then
+// reads them from the L2. At a decode step's short cache the attention keeps 32 of an H200's 132
+// SMs and little of its memory's bandwidth busy for several µs, and BenchmarkPrefetch had an o
+// projection from the L2 ~2 µs faster (NOTES.md). Off: on an H200 (run 53, 7B step, int8
+// activations, position 127, twice each) the attention took 12.0 µs a layer against 9.0 and
+// the step's GPU time 2.58–2.63 ms against 2.50–2.51. BenchmarkDecode's -nibble.attnwarm sets
+// it; TestGraphAttention runs it.
+var attnWarm = false
+
 // attnPartWords is ops_attn.wgsl's PW: a chunk's words in the split variant's handoff.
 const attnPartWords = 130
 
@@ -195,7 +206,11 @@ func (c *compiler) attention(what string, i int, out graph.Value, beta float32, 
 		operands = append(operands, p.bind(4, sm.mask))
 	}
 	if key.Variant != "split" {
-		return c.dispatch(what+" (attention)", key, words, rows, operands...)
+		operands, groups, err := c.warmOperands(&key, at, operands, rows)
+		if err != nil {
+			return err
+		}
+		return c.dispatch(what+" (attention)", key, words, groups, operands...)
 	}
 	hand, err := c.attnHandoff()
 	if err != nil {
@@ -210,4 +225,41 @@ func (c *compiler) attention(what string, i int, out graph.Value, beta float32, 
 	}
 	c.queue(c.label(what+" (attention, split)"), pl, chunks, rows, append([]webgpu.BufferBinding{c.block(0, words), hand}, operands...))
 	return nil
+}
+
+// warmOperands adds to an attention of one workgroup a row (key, its operands past the params,
+// rows workgroups) the codes and scales of the first chunk of at.next's weight, for workgroups
+// past the rows to read into the L2 (attnWarm: ops_attn.wgsl WARM, key.Warm set), and returns
+// the grid's workgroups: a vec4 every 32 bytes, two of the codes and two of the scales a thread. Unchanged without a Linear after
+// it or where the device's storage bindings a stage have no room for three more.
+func (c *compiler) warmOperands(key *shaders.OpKey, at attention, operands []webgpu.BufferBinding, rows int) ([]webgpu.BufferBinding, int, error) {
+	if !attnWarm || at.next == graph.None || key.Variant != "decode" ||
+		len(operands)+3 > c.p.b.dev.Limits().MaxStorageBuffersPerShaderStage {
+		return operands, rows, nil
+	}
+	w := c.linearWeight(at.next)
+	if w == nil || len(w.chunks) == 0 || w.chunks[0].data.Size() < 16 {
+		return operands, rows, nil
+	}
+	ch := w.chunks[0]
+	data := webgpu.BufferBinding{Binding: 9, Buffer: ch.data, Size: ch.data.Size() &^ 15}
+	scales := webgpu.BufferBinding{Binding: 10, Buffer: ch.data, Size: 16} // f32 weights: none
+	if ch.scales != nil && ch.scales.Size() >= 16 {
+		scales = webgpu.BufferBinding{Binding: 10, Buffer: ch.scales, Size: ch.scales.Size() &^ 15}
+	}
+	if c.warmSink == nil {
+		buf, err := c.tailBuffer("attention's warm-up sink", 16)
+		if err != nil {
+			return nil, 0, err
+		}
+		c.warmSink = buf
+	}
+	threads := (data.Size/32 + 1) / 2
+	groups := min(int((threads+int64(key.WG)-1)/int64(key.WG)), maxGroups-rows)
+	if groups <= 0 {
+		return operands, rows, nil
+	}
+	key.Warm = true
+	sink := webgpu.BufferBinding{Binding: 11, Buffer: c.warmSink, Size: 16}
+	return append(operands, data, scales, sink), rows + groups, nil
 }

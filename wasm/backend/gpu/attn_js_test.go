@@ -11,6 +11,7 @@ import (
 	"github.com/nibble-ml/nibble/wasm/backend/backendtest"
 	"github.com/nibble-ml/nibble/wasm/backend/cpu"
 	"github.com/nibble-ml/nibble/wasm/graph"
+	"github.com/nibble-ml/nibble/wasm/quant"
 )
 
 // TestGraphAttention runs one token's attention as one dispatch (forceAttn: ops_attn.wgsl)
@@ -18,7 +19,8 @@ import (
 // attentions a graph (grouped-query: 3 query heads a KV head; a query of 40 elements rotated as
 // it is read, scaled, its softmax masked per query head with rows keeping a prefix, a third or
 // nothing; 5 elements, odd rows of an f16 cache starting mid-word, a plain softmax, p·v scaled
-// after; 128 elements, word-aligned, masked as llama masks), in a prefill of 2 rows and a
+// after; 128 elements, word-aligned, masked as llama masks, and read by an int8 Linear through a
+// view, whose weight the dispatch also reads into the L2: attnWarm, on here), in a prefill of 2 rows and a
 // decode step of 1, over 1, 13, 70 and 300 keys (within a round of the scores, past one, past
 // several rounds and value blocks); with workgroups of 64 to 1024 threads (as many as the
 // device takes: 256 on SwiftShader); then the suite's decoder block (keys and values f32
@@ -27,7 +29,9 @@ func TestGraphAttention(t *testing.T) {
 	poisoned(t)
 	t.Cleanup(saved(&forceAttn, &forceSoftmaxProducts))
 	t.Cleanup(saved(&attnSplit))
-	attnSplit = 0 // a workgroup a row (TestGraphAttentionSplit runs the split variant)
+	t.Cleanup(saved(&attnWarm))
+	attnSplit = 0   // a workgroup a row (TestGraphAttentionSplit runs the split variant)
+	attnWarm = true // off by default (a loss on an H200), kept right here
 	defaultWG := saved(&attnWG)
 	t.Cleanup(defaultWG)
 	forceAttn, forceSoftmaxProducts = true, true
@@ -44,7 +48,7 @@ func TestGraphAttention(t *testing.T) {
 			for _, keep := range []int{1, 13, 70, 300} {
 				t.Run(fmt.Sprintf("wg%d/%s/keep%d", wg, storage, keep), func(t *testing.T) {
 					gs := attentionGraphs(t, storage, keep)
-					got, want := openStates(t, b, b, gs), openStates(t, ref, ref, gs)
+					got, want := openAttention(t, b, ref, gs)
 					for _, p := range got {
 						if n := len(p.(*program).plan.attns); n != 3 {
 							t.Fatalf("%s: %d attentions as one dispatch, want 3", p.(*program).g.Name, n)
@@ -52,6 +56,9 @@ func TestGraphAttention(t *testing.T) {
 					}
 					if !compiledFamily(b, shaders.OpAttention) {
 						t.Fatal("no attention kernel compiled")
+					}
+					if !compiledWarm(b) {
+						t.Fatal("no attention kernel that reads the o projection's weights (attnWarm)")
 					}
 					runAttention(t, b, gs, got, want, keep)
 				})
@@ -68,7 +75,8 @@ func TestGraphAttention(t *testing.T) {
 // the cpu on poisoned arenas: chunks of 16 keys at 64 threads (13 keys in one chunk, 70 in five,
 // 300 in nineteen, the last of 12), and of 32 keys at 128 threads with at most 4 chunks a row
 // (300 keys: chunks of 128, 128 and 44); with up to 70 keys a row in one workgroup (attnWhole)
-// and 300 in chunks; f16 caches of 40 and 128 elements read along words
+// and 300 in chunks (rows in one workgroup reading the Linear's weight, attnWarm); f16 caches
+// of 40 and 128 elements read along words
 // (ALIGNED), of 5 not. Each program runs six steps and three attentions share
 // the handoff, so a counter or a word left set fails a later one. Then TestDecodeDispatches, 6 a
 // layer.
@@ -76,7 +84,8 @@ func TestGraphAttentionSplit(t *testing.T) {
 	poisoned(t)
 	t.Cleanup(saved(&forceAttn, &forceSoftmaxProducts))
 	t.Cleanup(saved(&attnSplit, &attnSplitWG, &attnChunks, &attnWhole))
-	forceAttn, forceSoftmaxProducts = true, true
+	t.Cleanup(saved(&attnWarm))
+	forceAttn, forceSoftmaxProducts, attnWarm = true, true, true
 	ref := cpu.New()
 	b := newBackend(t, Options{})
 	for _, c := range []struct{ split, wg, chunks, whole int }{{16, 64, 64, 0}, {32, 128, 4, 0}, {32, 128, 16, 70}} {
@@ -85,7 +94,7 @@ func TestGraphAttentionSplit(t *testing.T) {
 			for _, keep := range []int{1, 13, 70, 300} {
 				t.Run(fmt.Sprintf("split%d-wg%d-chunks%d-whole%d/%s/keep%d", c.split, c.wg, c.chunks, c.whole, storage, keep), func(t *testing.T) {
 					gs := attentionGraphs(t, storage, keep)
-					got, want := openStates(t, b, b, gs), openStates(t, ref, ref, gs)
+					got, want := openAttention(t, b, ref, gs)
 					for _, p := range got {
 						if n := len(p.(*program).plan.attns); n != 3 {
 							t.Fatalf("%s: %d attentions as one dispatch, want 3", p.(*program).g.Name, n)
@@ -93,6 +102,9 @@ func TestGraphAttentionSplit(t *testing.T) {
 					}
 					if variant := map[bool]string{true: "split", false: "decode"}[keep > c.whole]; !compiledOp(b, shaders.OpAttention, variant) {
 						t.Fatalf("no %s attention kernel compiled", variant)
+					}
+					if keep <= c.whole && !compiledWarm(b) {
+						t.Fatal("no attention kernel that reads the o projection's weights (attnWarm)")
 					}
 					if storage == graph.StateF16 && !compiledAligned(b) {
 						t.Fatal("no attention over an f16 cache read along words (ALIGNED)")
@@ -164,12 +176,49 @@ func attentionGraphs(t *testing.T, storage graph.StateFormat, keep int) []*graph
 		a := attend("a/", 40, rq, float32(1/math.Sqrt(40)), g.Input("mask", graph.Float32, G, rows, keep), 1)
 		b := attend("b/", 5, g.Input("q5", graph.Float32, rows, KV*G, 5), 0, graph.None, 0.5)
 		c := attend("c/", 128, g.Input("q128", graph.Float32, rows, KV*G, 128), 0.125, g.Input("causal", graph.Float32, rows, keep), 1)
-		if err := g.Output(a, b, c); err != nil {
+		// c read by a Linear through a view, as llama's o projection reads its attention: the
+		// dispatch reads that weight into the L2 too (attnWarm).
+		o := g.Linear("c/o", g.Reshape("c/rows", c, KV*G*rows, 128), g.Weight(attnWarmWeight, attnWarmN, 128), graph.None)
+		if err := g.Output(a, b, o); err != nil {
 			t.Fatal(err)
 		}
 		gs = append(gs, g)
 	}
 	return gs
+}
+
+// attnWarmWeight is the weight attentionGraphs' o projection reads: attnWarmN rows of 128, int8.
+const (
+	attnWarmWeight = "c/wo"
+	attnWarmN      = 24
+)
+
+// openAttention compiles gs on b and on ref, with the o projection's weight uploaded to each.
+func openAttention(t *testing.T, b *Backend, ref *cpu.Backend, gs []*graph.Graph) (got, want []backend.Program) {
+	q := quantized(t, attnWarmWeight, rand.New(rand.NewPCG(5, 6)), attnWarmN, 128, q8)
+	wm := [2]backend.WeightMap{}
+	for i, u := range []interface {
+		Upload(*quant.Tensor) (backend.Weight, error)
+	}{b, ref} {
+		w, err := u.Upload(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.Release() })
+		wm[i] = backend.WeightMap{attnWarmWeight: w}
+	}
+	return openStatesWith(t, b, b, gs, wm[0]), openStatesWith(t, ref, ref, gs, wm[1])
+}
+
+// compiledWarm reports whether b compiled an attention kernel that reads the next GEMV's
+// weights into the L2 (OpKey.Warm).
+func compiledWarm(b *Backend) bool {
+	for k := range b.ops {
+		if k.Family == shaders.OpAttention && k.Warm {
+			return true
+		}
+	}
+	return false
 }
 
 // compiledAligned reports whether b compiled an attention kernel that reads its f16 cache along

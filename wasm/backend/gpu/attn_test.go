@@ -19,7 +19,19 @@ func TestFindAttentions(t *testing.T) {
 		t.Fatalf("%d attentions, want %d", len(p.attns), c.Layers)
 	}
 	last := p.lifetimes(g)
+	nexts := map[graph.Value]bool{}
 	for i, at := range p.attns {
+		// The o projection reads the attention's output through views alone.
+		if at.next == graph.None || g.Nodes[at.next].Op != graph.OpLinear {
+			t.Fatalf("%%%d: next %d, want the Linear that reads it", i, at.next)
+		}
+		x := g.Nodes[at.next].Inputs[0]
+		for n := &g.Nodes[x]; n.Op == graph.OpReshape || viewTranspose(g, n) || n.Op == graph.OpScale; n = &g.Nodes[x] {
+			x = n.Inputs[0]
+		}
+		if nexts[at.next] = true; x != graph.Value(i) {
+			t.Fatalf("%%%d: next %%%d reads %%%d", i, at.next, x)
+		}
 		if !p.fused[at.qk] || !p.fused[at.scores] || p.at[at.scores].size != 0 || g.Nodes[at.scores].Op != graph.OpScale {
 			t.Fatalf("%%%d: q·kᵀ %%%d or its Scale %%%d still made", i, at.qk, at.scores)
 		}
@@ -41,6 +53,9 @@ func TestFindAttentions(t *testing.T) {
 				t.Fatalf("%%%d reads %%%d after its last use %d", i, v, last[p.root[v]])
 			}
 		}
+	}
+	if len(nexts) != c.Layers {
+		t.Fatalf("%d Linears after the attentions, want %d", len(nexts), c.Layers)
 	}
 	for _, c := range []struct {
 		name       string
@@ -110,6 +125,11 @@ func TestFindAttentionsCases(t *testing.T) {
 		}
 		if got := len(p.attns) == 1; got != c.want {
 			t.Errorf("%s: %d attentions, want one: %v", c.name, len(p.attns), c.want)
+		}
+		for i, at := range p.attns {
+			if at.next != graph.None {
+				t.Errorf("%s: %%%d: next %%%d, but its output is the graph's", c.name, i, at.next)
+			}
 		}
 	}
 }

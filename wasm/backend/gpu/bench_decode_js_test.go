@@ -50,6 +50,7 @@ var (
 	benchA8NormTail  = flag.Bool("nibble.a8normtail", fuseA8NormTail, "with -nibble.a8decode and -nibble.a8normpre: the residual GEMV before an RMS norm writes its blocks, in place of the pre-pass dispatch (fuseA8NormTail)")
 	benchA8XTail     = flag.Bool("nibble.a8xtail", fuseA8XTail, "with -nibble.a8decode: the SwiGLU GEMV writes its output also as the down GEMV's activation blocks, which that GEMV reads rather than quantizing its x in every workgroup (fuseA8XTail)")
 	benchA8Wide      = flag.String("nibble.a8wide", "", "with -nibble.a8decode: its shape WGxROWS for int4 and int2 weights of ≥ 8192 rows (Tuning.GEMVInt8Wide), or off (empty: DefaultTuning's)")
+	benchA8Narrow    = flag.String("nibble.a8narrow", "", "with -nibble.a8decode: its shape WGxROWS for the int4 and int2 weights -nibble.a8wide's does not take (Tuning.GEMVInt8Narrow; empty: DefaultTuning's)")
 	benchPVSplit     = flag.String("nibble.pvsplit", "auto", "run p·v with K split over workgroups (ops_matmul.wgsl AB_CHUNKS, AB_MERGE): auto (from -nibble.pvsplitfrom keys on hardware adapters), on (always), off (the split product)")
 	benchPVFrom      = flag.Int("nibble.pvsplitfrom", pvSplitFrom, "cached keys from which -nibble.pvsplit=auto splits p·v over workgroups")
 	benchPVChunk     = flag.Int("nibble.pvchunk", 0, "keys a workgroup of -nibble.pvsplit's first dispatch (0: pvChunkFor's)")
@@ -66,13 +67,14 @@ var (
 	benchAttnSplitWG = flag.Int("nibble.attnsplitwg", attnSplitWG, "threads a workgroup of -nibble.attnsplit's dispatch (64 to 1024)")
 	benchAttnChunks  = flag.Int("nibble.attnchunks", attnChunks, "most chunks a row of -nibble.attnsplit's dispatch before its chunks grow")
 	benchAttnWhole   = flag.Int("nibble.attnwhole", attnWhole, "with -nibble.attnsplit: the most keys for which a row still takes one workgroup of -nibble.attnwg threads")
+	benchAttnWarm    = flag.Bool("nibble.attnwarm", attnWarm, "an attention of one workgroup a row also reads the o projection's weights into the L2 in workgroups of its own (attnWarm)")
 )
 
 // attnFlags sets the attention's variables from BenchmarkDecode's -nibble.attn flags; it returns
 // what restores them.
 func attnFlags() (restore func()) {
-	ints, force := saved(&attnMax, &attnWG, &attnSplit, &attnSplitWG, &attnChunks, &attnWhole), saved(&forceAttn)
-	attnMax, attnWG, forceAttn = *benchAttnMax, *benchAttnWG, *benchAttn == "on"
+	ints, force := saved(&attnMax, &attnWG, &attnSplit, &attnSplitWG, &attnChunks, &attnWhole), saved(&forceAttn, &attnWarm)
+	attnMax, attnWG, forceAttn, attnWarm = *benchAttnMax, *benchAttnWG, *benchAttn == "on", *benchAttnWarm
 	attnSplit, attnSplitWG, attnChunks, attnWhole = *benchAttnSplit, *benchAttnSplitWG, *benchAttnChunks, *benchAttnWhole
 	if *benchAttn == "off" {
 		attnMax = 0
@@ -215,7 +217,7 @@ func BenchmarkDecode(b *testing.B) {
 	if *benchA8Persist >= 0 {
 		be.tune.GEMVInt8Persist = A8Persist{Groups: *benchA8Persist, MaxK: a8PersistMaxK}
 	}
-	if err := a8DecodeShapes(&be.tune, *benchA8Shape, *benchA8Wide); err != nil {
+	if err := a8DecodeShapes(&be.tune, *benchA8Shape, *benchA8Wide, *benchA8Narrow); err != nil {
 		b.Fatal(err)
 	}
 	s := llamaTiny
@@ -509,8 +511,15 @@ func finiteLogits(l []float32) string {
 	return "finite"
 }
 
-// a8DecodeShapes sets -nibble.a8shape's and -nibble.a8wide's launch shapes of gemv_a8.wgsl in tu.
-func a8DecodeShapes(tu *Tuning, shape, wide string) error {
+// a8DecodeShapes sets -nibble.a8shape's, -nibble.a8wide's and -nibble.a8narrow's launch shapes of
+// gemv_a8.wgsl in tu.
+func a8DecodeShapes(tu *Tuning, shape, wide, narrow string) error {
+	if narrow != "" {
+		tu.GEMVInt8Narrow = A8Wide{MaxBits: 4}
+		if _, err := fmt.Sscanf(narrow, "%dx%d", &tu.GEMVInt8Narrow.WG, &tu.GEMVInt8Narrow.Rows); err != nil {
+			return fmt.Errorf("-nibble.a8narrow %q: want WGxROWS", narrow)
+		}
+	}
 	if shape != "" {
 		if _, err := fmt.Sscanf(shape, "%dx%d", &tu.GEMVInt8Workgroup, &tu.GEMVInt8Rows); err != nil {
 			return fmt.Errorf("-nibble.a8shape %q: want WGxROWS", shape)

@@ -170,6 +170,8 @@ type compiler struct {
 	tailHand webgpu.BufferBinding
 	// attnHand: the split attentions' counts and handoff (attn_js.go).
 	attnHand webgpu.BufferBinding
+	// warmSink: the attentions' warm-up store that never happens (attn_js.go warmOperands).
+	warmSink *webgpu.Buffer
 }
 
 func (c *compiler) compile() error {

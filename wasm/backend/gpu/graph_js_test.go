@@ -616,6 +616,11 @@ func inPlaceGraphs(t *testing.T, storage graph.StateFormat) []*graph.Graph {
 // openStates allocates gs's states on a and compiles gs on c against them, all released when
 // the test ends.
 func openStates(t *testing.T, c backend.Compiler, a backend.StateAllocator, gs []*graph.Graph) []backend.Program {
+	return openStatesWith(t, c, a, gs, backend.WeightMap{})
+}
+
+// openStatesWith is openStates with the graphs' weights ws.
+func openStatesWith(t *testing.T, c backend.Compiler, a backend.StateAllocator, gs []*graph.Graph, ws backend.WeightMap) []backend.Program {
 	states := backend.StateMap{}
 	for _, sp := range gs[0].States() {
 		st, err := a.NewState(sp)
@@ -627,7 +632,7 @@ func openStates(t *testing.T, c backend.Compiler, a backend.StateAllocator, gs [
 	}
 	var progs []backend.Program
 	for _, g := range gs {
-		p, err := c.Compile(g, backend.WithStates(backend.WeightMap{}, states))
+		p, err := c.Compile(g, backend.WithStates(ws, states))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -114,6 +114,10 @@ type Tuning struct {
 	// takes GEMVWorkgroup, GEMVRows. GEMVInt8Wide replaces it for large weights.
 	GEMVInt8Workgroup, GEMVInt8Rows int
 	GEMVInt8Wide                    A8Wide
+	// GEMVInt8Narrow, when its WG is set, is the shape of codes of at most its MaxBits bits
+	// and at least its MinN rows that GEMVInt8Wide does not take (a 7B step's down projection:
+	// 4096 rows of 11008 int4 codes). Unset in every default Tuning.
+	GEMVInt8Narrow A8Wide
 	// GEMVInt8Prepass quantizes x for the int8-activation GEMV in a dispatch of its own
 	// (shaders.A8Quant) before MatMul's GEMV (key XQ), rather than in every workgroup: the
 	// activations are quantized once, for one more dispatch (~5 µs on an H200). MatMul only;
@@ -311,8 +315,10 @@ func keyFor(f quant.Format, n, m int, feat features, tu Tuning) shaders.Key {
 		if tu.GEMVInt8Rows > 0 {
 			k.Rows = tu.GEMVInt8Rows
 		}
-		if w := tu.GEMVInt8Wide; w.WG > 0 && n >= w.MinN && f.Bits <= w.MaxBits {
-			k.WG, k.Rows = w.WG, w.Rows
+		for _, w := range []A8Wide{tu.GEMVInt8Narrow, tu.GEMVInt8Wide} { // the wide shape wins
+			if w.WG > 0 && n >= w.MinN && f.Bits <= w.MaxBits {
+				k.WG, k.Rows = w.WG, w.Rows
+			}
 		}
 		k = tu.GEMVInt8Persist.key(k)
 	case m <= GEMVMaxM:
@@ -371,6 +377,9 @@ func (tu Tuning) rowsPerWorkgroup() int {
 	r := min(tu.GEMVRows, tu.GEMMWorkgroup*tu.GEMMRows)
 	if tu.GEMVInt8Rows > 0 {
 		r = min(r, tu.GEMVInt8Rows)
+	}
+	if tu.GEMVInt8Narrow.WG > 0 {
+		r = min(r, tu.GEMVInt8Narrow.Rows)
 	}
 	for _, t := range tu.Tiles {
 		if t.set() {

@@ -189,6 +189,23 @@ func TestKeyChoiceInt8(t *testing.T) {
 				}
 			}
 		}
+		// The narrow shape takes the int4/int2 weights the wide one does not; int8 keeps the
+		// plain one.
+		if w := tu.GEMVInt8Wide; w.WG > 0 {
+			nt := tu
+			nt.GEMVInt8, nt.GEMVInt8Narrow = true, A8Wide{MaxBits: 4, WG: 256, Rows: 4}
+			for _, c := range []struct {
+				f         quant.Format
+				n, wg, rs int
+			}{{quant.Q4, w.MinN - 1, 256, 4}, {quant.Q4, w.MinN, w.WG, w.Rows}, {quant.Format{Bits: 8, GroupSize: 32}, 4096, tu.GEMVWorkgroup, tu.GEMVRows}} {
+				if k := keyFor(c.f, c.n, 1, feat, nt); k.WG != c.wg || k.Rows != c.rs || k.Validate() != nil {
+					t.Errorf("narrow shape 256×4, %v n=%d: %s, want %d×%d", c.f, c.n, k.Name(), c.wg, c.rs)
+				}
+			}
+			if r := nt.rowsPerWorkgroup(); r > 4 {
+				t.Errorf("rowsPerWorkgroup %d with a 4-row narrow shape", r)
+			}
+		}
 		if r := a8.rowsPerWorkgroup(); r > tu.rowsPerWorkgroup() {
 			t.Errorf("rowsPerWorkgroup %d with 16-row A8, %d without", r, tu.rowsPerWorkgroup())
 		}
