@@ -3,7 +3,6 @@
 package gpu
 
 import (
-	"fmt"
 	"math"
 	"math/bits"
 	"slices"
@@ -216,15 +215,7 @@ func (c *compiler) attention(what string, i int, out graph.Value, beta float32, 
 	if err != nil {
 		return err
 	}
-	pl, err := p.b.opPipeline(key)
-	if err != nil {
-		return err
-	}
-	if rows > maxGroups {
-		return fmt.Errorf("attention: %d rows over the grid's %d", rows, maxGroups)
-	}
-	c.queue(c.label(what+" (attention, split)"), pl, chunks, rows, append([]webgpu.BufferBinding{c.block(0, words), hand}, operands...))
-	return nil
+	return c.dispatchGrid(what+" (attention, split)", key, chunks, rows, append([]webgpu.BufferBinding{c.block(0, words), hand}, operands...))
 }
 
 // warmOperands adds to an attention of one workgroup a row (key, its operands past the params,

@@ -373,12 +373,21 @@ func (c *compiler) dispatch(what string, k shaders.OpKey, words []uint32, groups
 
 // dispatchWith queues one dispatch whose bindings (uniform blocks included) the caller made.
 func (c *compiler) dispatchWith(what string, k shaders.OpKey, groups int, bindings []webgpu.BufferBinding) error {
+	gx := min(groups, maxGroups)
+	return c.dispatchGrid(what, k, gx, (groups+gx-1)/gx, bindings)
+}
+
+// dispatchGrid queues one dispatch of kernel k over a gx × gy grid (each within the device's
+// workgroups a dimension), its bindings made by the caller.
+func (c *compiler) dispatchGrid(what string, k shaders.OpKey, gx, gy int, bindings []webgpu.BufferBinding) error {
+	if gx > maxGroups || gy > maxGroups {
+		return fmt.Errorf("%s: a grid of %d × %d workgroups, over the %d a dimension", what, gx, gy, maxGroups)
+	}
 	pl, err := c.p.b.opPipeline(k)
 	if err != nil {
 		return err
 	}
-	gx := min(groups, maxGroups)
-	c.queue(c.label(what), pl, gx, (groups+gx-1)/gx, bindings)
+	c.queue(c.label(what), pl, gx, gy, bindings)
 	return nil
 }
 
