@@ -271,6 +271,16 @@ fn quant_vals(v: array<vec4<f32>, 8>, bits: u32, asym: bool) -> XB {
 @group(0) @binding(21) var<storage, read_write> tq: array<vec4<u32>>;
 var<workgroup> tail_last: u32;
 var<workgroup> tail_v: array<f32, 32>;
+#if TAIL_NORM
+// The gain of the block's output tid (tid < TQB), loaded by every workgroup before its weights
+// (pre_tail): the block's last workgroup would otherwise wait on it after the handoff's loads.
+var<workgroup> tail_g: array<f32, 32>;
+var<private> pre_gain: f32;
+
+fn pre_tail(row0: u32, tid: u32) {
+  pre_gain = tgain[(row0 / TQB) * TQB + min(tid, TQB - 1u)];
+}
+#endif
 // The readers' block: activations, packed words, vec4s stored.
 const TQB: u32 = min(32u, 128u / TBITS);
 const TXV: u32 = TQB / 4u;
@@ -309,6 +319,13 @@ fn q_tail(mi: u32, row0: u32, tid: u32) {
     }
     atomicStore(&thand[i], 0u);
     tail_v[t] = bitcast<f32>(~w);
+#if TAIL_NORM
+    var g = pre_gain;
+    if (t != tid) {
+      g = tgain[blk * TQB + t]; // workgroups of fewer than TQB threads
+    }
+    tail_g[t] = g;
+#endif
   }
   workgroupBarrier();
   if (tid == 0u) {
@@ -320,8 +337,7 @@ fn q_tail(mi: u32, row0: u32, tid: u32) {
       ss = fma(h.x, h.x, fma(h.y, h.y, fma(h.z, h.z, fma(h.w, h.w, ss))));
       v[j] = h;
 #if TAIL_NORM
-      let gj = blk * TQB + 4u * j;
-      v[j] = h * vec4<f32>(tgain[gj], tgain[gj + 1u], tgain[gj + 2u], tgain[gj + 3u]);
+      v[j] = h * vec4<f32>(tail_g[4u * j], tail_g[4u * j + 1u], tail_g[4u * j + 2u], tail_g[4u * j + 3u]);
 #endif
     }
     let q = block_words(quant_vals(v, TBITS, TASYM), TXV, ss);
@@ -670,6 +686,12 @@ fn row_groups() -> u32 {
 // Row group grp (grid rows grp·NR…) of activation row mi: its sums, reduced and stored.
 fn sum_group(grp: u32, tid: u32, mi: u32, rv: u32, xb: u32, sgi: vec3<u32>) {
   let row0 = weight_row(grp * NR);
+  pre_store(mi, row0, tid); // gemv_reduce.wgsl: the store's operands in flight now
+#if QTAIL
+#if TAIL_NORM
+  pre_tail(row0, tid);
+#endif
+#endif
   // Rows past n (the last workgroup) read row n−1 again: no branch per row, results dropped.
   let last = out_rows() - 1u;
   let rows = array<u32, 16>(row_at(row0, 0u, last), row_at(row0, 1u, last), row_at(row0, 2u, last), row_at(row0, 3u, last),

@@ -329,6 +329,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
 ) {
   let row0 = weight_row(wid.x * ROWS);
   let mi = wid.y;
+  pre_store(mi, row0, tid); // gemv_reduce.wgsl: the store's operands in flight now
   let rv = params.row_words / 4u;
   let xb = mi * (params.kp / 4u);
   // Rows past n (the last workgroup) read row n−1 again: no branch per row, results dropped.

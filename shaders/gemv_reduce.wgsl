@@ -71,6 +71,36 @@ fn out_index(mi: u32, row: u32) -> u32 {
 #endif
 }
 
+// What the store reads beside the sums, loaded before the weights' loop by pre_store so that
+// its latency is not the workgroup's last: the residual of the thread's row of the first row
+// group (RESIDUAL), from pre_row0 on. (The position and the rotation's tables of KV_WRITE, loaded
+// so by every thread, made the q, k, v GEMV slower on an H200: NOTES.md.)
+var<private> pre_row0: u32;
+#if RESIDUAL
+var<private> pre_res: f32;
+#endif
+
+// pre_store loads the store's operands for thread tid of the row group from row0 (after
+// weight_row, which sets sel) of activation row mi. Its indices are clamped rather than its
+// loads branched around: a load inside a branch is waited for where the branch ends.
+fn pre_store(mi: u32, row0: u32, tid: u32) {
+  pre_row0 = row0;
+#if RESIDUAL
+  pre_res = res[out_index(mi, min(row0 + min(tid, ROWS - 1u), out_rows() - 1u))];
+#endif
+}
+
+// stored_at is stored's value of output i, row row0 + tid of the row group from row0: with the
+// residual pre_store loaded where it loaded that group's.
+fn stored_at(i: u32, t: f32, row0: u32) -> f32 {
+#if RESIDUAL
+  if (row0 == pre_row0) {
+    return t + pre_res;
+  }
+#endif
+  return stored(i, t);
+}
+
 // stored is output i's value: the sum t, plus the residual's element i with RESIDUAL.
 fn stored(i: u32, t: f32) -> f32 {
 #if RESIDUAL
@@ -80,10 +110,6 @@ fn stored(i: u32, t: f32) -> f32 {
 #endif
 }
 
-// store writes output i (stored).
-fn store(i: u32, t: f32) {
-  y[i] = stored(i, t);
-}
 var<workgroup> red1: array<vec4<f32>, WG>;
 
 // reduce_rows adds up the workgroup's threads' partial sums: p0 holds this thread's sums of
@@ -155,12 +181,13 @@ fn reduce_store(p0: vec4<f32>, p1: vec4<f32>, ss: f32, tid: u32, sgi: vec3<u32>,
   if (sel > 0u) {
     kv_store(tid, row0, sgi);
   } else if (tid < ROWS && row0 + tid < out_rows()) {
-    store(out_index(mi, row0 + tid), row_total(tid, sgi));
+    let i = out_index(mi, row0 + tid);
+    y[i] = stored_at(i, row_total(tid, sgi), row0);
   }
 #else
   if (tid < ROWS && row0 + tid < out_rows()) {
     let i = out_index(mi, row0 + tid);
-    let v = stored(i, row_total(tid, sgi));
+    let v = stored_at(i, row_total(tid, sgi), row0);
     y[i] = v;
 #if NORM_TAIL
     tout[i] = v * tgain[row0 + tid];
