@@ -116,7 +116,9 @@ type Tuning struct {
 	GEMVInt8Wide                    A8Wide
 	// GEMVInt8Narrow, when its WG is set, is the shape of codes of at most its MaxBits bits
 	// and at least its MinN rows that GEMVInt8Wide does not take (a 7B step's down projection:
-	// 4096 rows of 11008 int4 codes). Unset in every default Tuning.
+	// 4096 rows of 11008 int4 codes). Unset in every default Tuning: on an H200 (run 54,
+	// NOTES.md) that GEMV took 19.5 µs a layer at 64×8 and 22.5 at 256×8 against 16.3 at the
+	// plain 128×8.
 	GEMVInt8Narrow A8Wide
 	// GEMVInt8Prepass quantizes x for the int8-activation GEMV in a dispatch of its own
 	// (shaders.A8Quant) before MatMul's GEMV (key XQ), rather than in every workgroup: the
