@@ -430,15 +430,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let row = flat_group(wid, nwg);
   let kb = 0u;
   let n = params.n;
+#endif
+  if (row >= params.rows) {
 #if WARM
-  if (row >= params.rows) {
-    // One row of workgroups (the backend keeps the grid within one dimension).
+    // The workgroups past the rows, one row of them (the backend keeps the grid within one
+    // dimension).
     warm((row - params.rows) * WG + tid, (nwg.x - params.rows) * WG);
-    return;
-  }
 #endif
-#endif
-  if (row >= params.rows) {
     return; // the whole workgroup: past the grid's end
   }
   kb0 = kb;

@@ -42,6 +42,7 @@ func (p *graphPlan) findAttentions(g *graph.Graph, uses []int, maxKeys int) map[
 	if maxKeys <= 0 {
 		return out
 	}
+	readBy := readersOf(g, p.needed)
 	for i, sm := range p.softmaxes {
 		at, ok := p.attentionScores(g, uses, sm.x)
 		if !ok {
@@ -68,7 +69,7 @@ func (p *graphPlan) findAttentions(g *graph.Graph, uses []int, maxKeys int) map[
 		if sm.mask != graph.None {
 			at.reads = append(at.reads, sm.mask)
 		}
-		at.next = p.warmLinear(g, uses, i)
+		at.next = p.warmLinear(g, uses, readBy, i)
 		out[i] = at
 	}
 	return out
@@ -91,19 +92,16 @@ func (p *graphPlan) attentionScores(g *graph.Graph, uses []int, x graph.Value) (
 
 // warmLinear is the Linear that reads p·v node i's output (i, or the Scale of it that the
 // dispatch writes) through views alone (Reshapes, transposes that move only axes of size 1),
-// each read by the next alone; None where there is none.
-func (p *graphPlan) warmLinear(g *graph.Graph, uses []int, i int) graph.Value {
+// each read by the next alone (readBy: readersOf's); None where there is none.
+func (p *graphPlan) warmLinear(g *graph.Graph, uses []int, readBy [][]int, i int) graph.Value {
 	v := graph.Value(i)
 	for s, sc := range p.scaled {
 		if sc.mm == v {
 			v = graph.Value(s)
 		}
 	}
-	for uses[v] == 1 {
-		r := soleReader(g, v)
-		if r == graph.None {
-			break
-		}
+	for uses[v] == 1 && len(readBy[v]) == 1 {
+		r := graph.Value(readBy[v][0])
 		n := &g.Nodes[r]
 		switch {
 		case n.Op == graph.OpLinear && n.Inputs[0] == v:
@@ -112,16 +110,6 @@ func (p *graphPlan) warmLinear(g *graph.Graph, uses []int, i int) graph.Value {
 			v = r
 		default:
 			return graph.None
-		}
-	}
-	return graph.None
-}
-
-// soleReader is the first node after v that takes it as an input, or None.
-func soleReader(g *graph.Graph, v graph.Value) graph.Value {
-	for r := int(v) + 1; r < len(g.Nodes); r++ {
-		if slices.Contains(g.Nodes[r].Inputs, v) {
-			return graph.Value(r)
 		}
 	}
 	return graph.None

@@ -221,8 +221,9 @@ func (c *compiler) attention(what string, i int, out graph.Value, beta float32, 
 // warmOperands adds to an attention of one workgroup a row (key, its operands past the params,
 // rows workgroups) the codes and scales of the first chunk of at.next's weight, for workgroups
 // past the rows to read into the L2 (attnWarm: ops_attn.wgsl WARM, key.Warm set), and returns
-// the grid's workgroups: a vec4 every 32 bytes, two of the codes and two of the scales a thread. Unchanged without a Linear after
-// it or where the device's storage bindings a stage have no room for three more.
+// the grid's workgroups: a vec4 every 32 bytes, two of the codes and two of the scales a
+// thread. Unchanged without a Linear after it or where the device's storage bindings a stage
+// have no room for three more.
 func (c *compiler) warmOperands(key *shaders.OpKey, at attention, operands []webgpu.BufferBinding, rows int) ([]webgpu.BufferBinding, int, error) {
 	if !attnWarm || at.next == graph.None || key.Variant != "decode" ||
 		len(operands)+3 > c.p.b.dev.Limits().MaxStorageBuffersPerShaderStage {

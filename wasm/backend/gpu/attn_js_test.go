@@ -57,7 +57,7 @@ func TestGraphAttention(t *testing.T) {
 					if !compiledFamily(b, shaders.OpAttention) {
 						t.Fatal("no attention kernel compiled")
 					}
-					if !compiledWarm(b) {
+					if !compiledKey(b, attnWarmed) {
 						t.Fatal("no attention kernel that reads the o projection's weights (attnWarm)")
 					}
 					runAttention(t, b, gs, got, want, keep)
@@ -103,10 +103,10 @@ func TestGraphAttentionSplit(t *testing.T) {
 					if variant := map[bool]string{true: "split", false: "decode"}[keep > c.whole]; !compiledOp(b, shaders.OpAttention, variant) {
 						t.Fatalf("no %s attention kernel compiled", variant)
 					}
-					if keep <= c.whole && !compiledWarm(b) {
+					if keep <= c.whole && !compiledKey(b, attnWarmed) {
 						t.Fatal("no attention kernel that reads the o projection's weights (attnWarm)")
 					}
-					if storage == graph.StateF16 && !compiledAligned(b) {
+					if storage == graph.StateF16 && !compiledKey(b, attnAligned) {
 						t.Fatal("no attention over an f16 cache read along words (ALIGNED)")
 					}
 					runAttention(t, b, gs, got, want, keep)
@@ -210,27 +210,10 @@ func openAttention(t *testing.T, b *Backend, ref *cpu.Backend, gs []*graph.Graph
 	return openStatesWith(t, b, b, gs, wm[0]), openStatesWith(t, ref, ref, gs, wm[1])
 }
 
-// compiledWarm reports whether b compiled an attention kernel that reads the next GEMV's
-// weights into the L2 (OpKey.Warm).
-func compiledWarm(b *Backend) bool {
-	for k := range b.ops {
-		if k.Family == shaders.OpAttention && k.Warm {
-			return true
-		}
-	}
-	return false
-}
-
-// compiledAligned reports whether b compiled an attention kernel that reads its f16 cache along
-// words (OpKey.Aligned).
-func compiledAligned(b *Backend) bool {
-	for k := range b.ops {
-		if k.Family == shaders.OpAttention && k.Aligned {
-			return true
-		}
-	}
-	return false
-}
+// attnWarmed and attnAligned are attention kernels that read the next GEMV's weights into the
+// L2 (OpKey.Warm) and that read their f16 cache along words (OpKey.Aligned), for compiledKey.
+func attnWarmed(k shaders.OpKey) bool  { return k.Family == shaders.OpAttention && k.Warm }
+func attnAligned(k shaders.OpKey) bool { return k.Family == shaders.OpAttention && k.Aligned }
 
 // noAttention keeps the products a test checks from being run as attention on hardware adapters
 // (attnMax 0 until the test ends).
@@ -247,8 +230,13 @@ func compiledFamily(b *Backend, f shaders.OpFamily) bool {
 // compiledOp reports whether b compiled an op kernel of family f and variant v (any variant
 // where v is "").
 func compiledOp(b *Backend, f shaders.OpFamily, v string) bool {
+	return compiledKey(b, func(k shaders.OpKey) bool { return k.Family == f && (v == "" || k.Variant == v) })
+}
+
+// compiledKey reports whether b compiled an op kernel whose key satisfies is.
+func compiledKey(b *Backend, is func(shaders.OpKey) bool) bool {
 	for k := range b.ops {
-		if k.Family == f && (v == "" || k.Variant == v) {
+		if is(k) {
 			return true
 		}
 	}

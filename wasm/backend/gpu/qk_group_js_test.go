@@ -35,10 +35,5 @@ func TestGraphQKGroup(t *testing.T) {
 
 // compiledVariant reports whether b compiled a product kernel of the variant.
 func compiledVariant(b *Backend, variant string) bool {
-	for k := range b.ops {
-		if k.Family == shaders.OpMatMul && k.Variant == variant {
-			return true
-		}
-	}
-	return false
+	return compiledOp(b, shaders.OpMatMul, variant)
 }
