@@ -150,7 +150,8 @@ type Key struct {
 	// and the tables one range at binding 16): the cache write is no dispatch of its own. Rows
 	// even; the caches f32, or packed halves with KVF16.
 	KVWrite, KVF16 bool
-	// GEMVHW and GEMVA8 without Weights, SwiGLU or KVWrite, 8 rows a workgroup: y is also an RMS
+	// GEMVHW and GEMVA8 without Weights, SwiGLU or KVWrite, 8 rows a workgroup (GEMVA8: or 16,
+	// two groups of 8 that each hand their outputs over as an 8-row workgroup would): y is also an RMS
 	// norm's input, which the GEMVs after it read without a dispatch of the norm's own: a
 	// residual Linear and the RMS norm after it, one dispatch. GEMVHW writes the norm's x·gain
 	// at binding 21 (the gain at 20) and the Σy² of each workgroup's 8 rows at 19
@@ -411,8 +412,8 @@ func (k Key) Validate() error {
 		if k.KVWrite && (k.Rows%2 != 0 || k.Weights != 3 || k.Residual) {
 			return fmt.Errorf("shaders: %s: the KV cache write needs an even Rows (a rotated pair in one workgroup), 3 Weights and no Residual", k.Name())
 		}
-		if k.NormTail && (k.Weights > 1 || k.SwiGLU || k.KVWrite || k.Rows != 8) {
-			return fmt.Errorf("shaders: %s: writing a norm's x·gain and sums needs one weight, 8 rows a workgroup and no SwiGLU or KV write", k.Name())
+		if k.NormTail && (k.Weights > 1 || k.SwiGLU || k.KVWrite || k.Rows != 8 && (k.Kernel != GEMVA8 || k.Rows != 16)) {
+			return fmt.Errorf("shaders: %s: writing a norm's x·gain and sums needs one weight, 8 rows a workgroup (or 16 for GEMVA8) and no SwiGLU or KV write", k.Name())
 		}
 		if k.Kernel == GEMVA8 && (k.NormTail || k.XTail) && (k.Persist > 0 || k.TailBits != 2 && k.TailBits != 4 && k.TailBits != 8) {
 			return fmt.Errorf("shaders: %s: activation blocks for a GEMV after need TailBits 2, 4 or 8 (got %d) and no Persist", k.Name(), k.TailBits)

@@ -141,6 +141,9 @@ func allKeys() []Key {
 						ks = append(ks, qt.Normalize())
 						qt.SiLUX, qt.XQ, qt.Norm = false, true, true
 						ks = append(ks, qt.Normalize())
+						// At 16 rows: two groups of 8 handing their outputs over.
+						qt.Rows, qt.XQ, qt.Norm, qt.SiLUX = 16, false, false, true
+						ks = append(ks, qt.Normalize())
 						// The SwiGLU GEMV writing the down GEMV's blocks, reading a norm's blocks or not.
 						for _, rows := range []int{8, 16} {
 							xt := Key{Kernel: GEMVA8, Bits: bits, Asym: asym, ScaleF16: sf16, Subgroups: sg, WG: 128, Rows: rows,

@@ -27,7 +27,7 @@ var fuseNormTail = false
 var fuseA8NormTail = true
 
 // normTailFits says which Linears take part in a norm tail, and in which form. As its writer:
-// one dispatch (one chunk) at 8 rows a workgroup whose bindings fit the device's storage buffers
+// one dispatch (one chunk) at 8 rows a workgroup (gemv_a8.wgsl: or 16) whose bindings fit the device's storage buffers
 // a stage: the weight's, x, y, the residual and the tail's (gemv_hw.wgsl: the sums, the gain,
 // the norm; gemv_a8.wgsl: the counts and handoff, the gain, the blocks) and one more (SiLU's u
 // where the GEMV forms its x, or gemv_hw.wgsl's sums of a norm it reads). As a reader:
@@ -55,7 +55,7 @@ func (c *compiler) normTailFits() func(lin int, reader bool) (tailForm, bool) {
 		if a8 {
 			extra = 7 // gemv_a8.wgsl's: x, y, the residual, the counts and handoff, the gain, the blocks, SiLU's u
 		}
-		return tailForm{a8: a8}, len(w.chunks) == 1 && key.Rows == 8 && key.Persist == 0 &&
+		return tailForm{a8: a8}, len(w.chunks) == 1 && (key.Rows == 8 || a8 && key.Rows == 16) && key.Persist == 0 &&
 			extra+weightBuffers(key) <= b.dev.Limits().MaxStorageBuffersPerShaderStage
 	}
 }

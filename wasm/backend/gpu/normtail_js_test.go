@@ -84,9 +84,15 @@ func normTailExpected(p *program) bool {
 // blocks and writes the next's) at m = 1 and 3, and a row of 4096 read by int8 codes; int4,
 // int8 asymmetric (f16 scales) and int2 weights, so blocks of 32 and 16 and both schemes. Each
 // program runs three times on fresh inputs: a block's counter or handoff not left at zero makes
-// the next run's blocks stale or its waits give up.
+// the next run's blocks stale or its waits give up. Then again with every int8-activation GEMV
+// at 16 rows a workgroup, whose two groups of 8 each hand their outputs over.
 func TestGraphNormTailA8(t *testing.T) {
-	b := tailBackend(t)
+	for _, rows := range []int{0, 16} {
+		t.Run(fmt.Sprint("rows", rows), func(t *testing.T) { testGraphNormTailA8(t, tailBackend(t, rows)) })
+	}
+}
+
+func testGraphNormTailA8(t *testing.T, b *Backend) {
 	rng := rand.New(rand.NewPCG(23, 24))
 	q8a := quant.Format{Bits: 8, Scheme: quant.Asymmetric, GroupSize: 32, Scales: quant.ScaleF16}
 	for _, f := range []quant.Format{quant.Q4, q8a, {Bits: 2, GroupSize: 64}} {
@@ -202,12 +208,14 @@ func a8NormTailExpected(p *program) bool {
 }
 
 // tailBackend is the tail tests' backend: DefaultTuning's launch with int8 activations on
-// poisoned arenas, the norms' blocks made by pre-passes where no tail writes them.
-func tailBackend(t *testing.T) *Backend {
+// poisoned arenas (every int8-activation GEMV at rows a workgroup; 0: DefaultTuning's), the
+// norms' blocks made by pre-passes where no tail writes them.
+func tailBackend(t *testing.T, rows int) *Backend {
 	poisoned(t)
 	t.Cleanup(saved(&a8NormPrepass))
 	a8NormPrepass = true
 	tu := DefaultTuning
+	tu.GEMVInt8Rows = rows
 	b := newBackend(t, Options{Int8Activations: true, Tuning: &tu})
 	if !b.feat.dot4 {
 		t.Skipf("no packed_4x8_integer_dot_product (notes %q)", b.Caps().Notes)

@@ -217,7 +217,7 @@ func a8Linear(t *testing.T, x, gain []float32, m int, f quant.Format, w *quant.T
 func TestGraphXTailA8(t *testing.T) {
 	t.Cleanup(saved(&forceSwiGLU))
 	forceSwiGLU = true
-	b := tailBackend(t) // normtail_js_test.go
+	b := tailBackend(t, 0) // normtail_js_test.go
 	rng := rand.New(rand.NewPCG(25, 26))
 	q8a := quant.Format{Bits: 8, Scheme: quant.Asymmetric, GroupSize: 32, Scales: quant.ScaleF16}
 	for _, c := range []struct {
