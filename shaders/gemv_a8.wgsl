@@ -634,36 +634,63 @@ fn rows_block(sp: Span, b: u32, xq: XB, acc: array<f32, 16>) -> array<f32, 16> {
   return a;
 }
 
+// Span sp (index i) of every row added to acc, with the span's activations.
+fn span_sums(sp: Span, i: u32, mi: u32, xb: u32, acc: array<f32, 16>) -> array<f32, 16> {
+  var a = acc;
+#if XQ
+  a = rows_block(sp, 0u, load_block(mi, i * NB), a);
+  if (NB > 1u) {
+    a = rows_block(sp, 1u, load_block(mi, i * NB + 1u), a);
+  }
+#else
+#if PERSIST
+  a = rows_block(sp, 0u, x_block(xb, i * NB), a);
+  if (NB > 1u) {
+    a = rows_block(sp, 1u, x_block(xb, i * NB + 1u), a);
+  }
+#else
+  let xi = xb + i * EW;
+  a = rows_block(sp, 0u, quant_block(xi), a);
+  if (NB > 1u) {
+    a = rows_block(sp, 1u, quant_block(xi + XV), a);
+  }
+#endif
+#endif
+  return a;
+}
+
 // This thread's sums over its spans (i = tid, tid + WG, ...) of every row of weight which (with
 // 8 rows a constant in each call: its loads, scales and zero points fold to one weight's buffers).
+// With PREFETCH (Key.Prefetch) the next span's weights are loaded before this one is summed, so
+// a thread has two spans' loads in flight: a decode step's GEMVs launch too few threads to fill
+// the GPU's slots (a 4096-row GEMV at 128×8: 512 workgroups), and a thread otherwise waits out
+// each span's latency in turn.
 fn sum_spans(which: u32, rows: array<u32, 16>, rv: u32, tid: u32, mi: u32, xb: u32) -> array<f32, 16> {
   var acc: array<f32, 16>;
   // A uniform trip count keeps the barriers and subgroup operations after it in uniform control
   // flow.
   let iters = (rv + WG - 1u) / WG;
+  if (PREFETCH) {
+    var next: Span;
+    if (tid < rv) {
+      next = load_span(rows, rv, tid, which);
+    }
+    for (var it = 0u; it < iters; it++) {
+      let i = it * WG + tid;
+      let sp = next;
+      if (i + WG < rv) {
+        next = load_span(rows, rv, i + WG, which);
+      }
+      if (i < rv) {
+        acc = span_sums(sp, i, mi, xb, acc);
+      }
+    }
+    return acc;
+  }
   for (var it = 0u; it < iters; it++) {
     let i = it * WG + tid;
     if (i < rv) {
-      let sp = load_span(rows, rv, i, which);
-#if XQ
-      acc = rows_block(sp, 0u, load_block(mi, i * NB), acc);
-      if (NB > 1u) {
-        acc = rows_block(sp, 1u, load_block(mi, i * NB + 1u), acc);
-      }
-#else
-#if PERSIST
-      acc = rows_block(sp, 0u, x_block(xb, i * NB), acc);
-      if (NB > 1u) {
-        acc = rows_block(sp, 1u, x_block(xb, i * NB + 1u), acc);
-      }
-#else
-      let xi = xb + i * EW;
-      acc = rows_block(sp, 0u, quant_block(xi), acc);
-      if (NB > 1u) {
-        acc = rows_block(sp, 1u, quant_block(xi + XV), acc);
-      }
-#endif
-#endif
+      acc = span_sums(load_span(rows, rv, i, which), i, mi, xb, acc);
     }
   }
   return acc;

@@ -111,7 +111,8 @@ type Key struct {
 	// same KSlices adds the slices into y. More workgroups where tiles are few, for one more
 	// dispatch and KSlices·m·n floats written and read again.
 	KSlices int
-	// GEMVHW: load the next span while summing this one (software pipelining).
+	// GEMVHW, GEMVA8 (not with Persist): load the next span while summing this one (software
+	// pipelining).
 	Prefetch bool
 	// GEMV, GEMVHW: y = x·wᵀ + res, the residual (binding 6, y's shape) added as the sums are
 	// stored: a Linear and the Add that follows it are one dispatch.
@@ -232,9 +233,6 @@ func (k Key) Normalize() Key {
 		// It adds floats: nothing of the weights' format or the launch shape but WG matters.
 		k = Key{Kernel: GEMMReduce, Bits: 32, WG: k.WG, KSlices: k.KSlices}
 	}
-	if k.Kernel != GEMVHW {
-		k.Prefetch = false
-	}
 	if !k.Kernel.IsGEMV() {
 		k.Residual = false
 	}
@@ -252,6 +250,9 @@ func (k Key) Normalize() Key {
 	}
 	if k.Kernel != GEMVA8 || k.XQ || k.Persist <= 0 {
 		k.Persist, k.XCap = 0, 0
+	}
+	if k.Kernel != GEMVHW && (k.Kernel != GEMVA8 || k.Persist > 0) {
+		k.Prefetch = false
 	}
 	if !k.Kernel.hwGEMV() {
 		k.SiLUX, k.SwiGLU = false, false
@@ -512,7 +513,7 @@ func (k Key) header() []string {
 	if k.KSlices > 1 {
 		u("SLICES", k.KSlices)
 	}
-	if k.Kernel == GEMVHW {
+	if k.Kernel == GEMVHW || k.Kernel == GEMVA8 {
 		h = append(h, fmt.Sprintf("const PREFETCH: bool = %v;", k.Prefetch))
 	}
 	if k.Defines()["SWIGLU"] {

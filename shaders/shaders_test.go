@@ -157,6 +157,13 @@ func allKeys() []Key {
 			}
 		}
 	}
+	// Every int8-activation GEMV also with its next span loaded ahead.
+	for _, k := range ks {
+		if k.Kernel == GEMVA8 && k.Persist == 0 {
+			k.Prefetch = true
+			ks = append(ks, k.Normalize())
+		}
+	}
 	seen := map[Key]bool{}
 	var out []Key
 	for _, k := range ks {

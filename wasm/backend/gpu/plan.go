@@ -130,6 +130,10 @@ type Tuning struct {
 	// quantized once into workgroup memory: room for MaxK activations (rows beyond it quantize
 	// per span). Fewer workgroups quantize x fewer times and leave no partial last wave.
 	GEMVInt8Persist A8Persist
+	// GEMVInt8Prefetch, when > 0, has gemv_a8.wgsl launches of at most that many rows a
+	// workgroup load a thread's next span while they sum this one (Key.Prefetch; not with
+	// Persist).
+	GEMVInt8Prefetch int
 	// GEMM without workgroup memory: threads per workgroup (power of two), weight rows per
 	// thread (1 or 2), activation rows per thread (4, 8, 12 or 16). Used when Tiles is empty.
 	GEMMWorkgroup, GEMMRows, TM int
@@ -322,6 +326,7 @@ func keyFor(f quant.Format, n, m int, feat features, tu Tuning) shaders.Key {
 				k.WG, k.Rows = w.WG, w.Rows
 			}
 		}
+		k.Prefetch = k.Rows <= tu.GEMVInt8Prefetch
 		k = tu.GEMVInt8Persist.key(k)
 	case m <= GEMVMaxM:
 		k.Kernel, k.WG, k.Rows, k.Subgroups, k.Prefetch = tu.GEMVKernel, tu.GEMVWorkgroup, tu.GEMVRows, feat.subgroups, tu.GEMVPrefetch
