@@ -85,7 +85,7 @@ var (
 	// -nibble.a8 times the int8-activation GEMV (Options.Int8Activations) beside the f32 one,
 	// for the formats it takes, where WGSL has packed dot products; its rows carry the format
 	// with "+a8", so the summary and the markdown table show both side by side.
-	benchA8 = flag.String("nibble.a8", "on", "int8-activation GEMV variants: on (the default launch shape), off, sweep, or comma-separated [p]WGxROWS[gN] or gN shapes besides the default (p: x quantized by a pre-pass dispatch, timed with the GEMV; gN: at most N workgroups, each looping over row groups with x quantized once into workgroup memory, Tuning.GEMVInt8Persist; gN alone: the default shapes so)")
+	benchA8 = flag.String("nibble.a8", "on", "int8-activation GEMV variants: on (the default launch shape), off, sweep, or comma-separated [p]WGxROWS[f][gN], f or gN shapes besides the default (p: x quantized by a pre-pass dispatch, timed with the GEMV; f: each thread's next span loaded ahead, Tuning.GEMVInt8Prefetch, f alone: the default shapes so; gN: at most N workgroups, each looping over row groups with x quantized once into workgroup memory, Tuning.GEMVInt8Persist; gN alone: the default shapes so)")
 )
 
 // sweepA8 are the int8-activation GEMV shapes -nibble.a8=sweep times besides the default.
@@ -119,6 +119,9 @@ func a8Variants(tb testing.TB, def Tuning) []variant {
 		}
 		v := tu
 		shape, groups, persist := strings.Cut(s, "g")
+		if pf, ok := strings.CutSuffix(shape, "f"); ok {
+			shape, v.GEMVInt8Prefetch = pf, 16
+		}
 		if persist {
 			v.GEMVInt8Persist = A8Persist{MaxK: a8PersistMaxK}
 			if _, err := fmt.Sscanf(groups, "%d", &v.GEMVInt8Persist.Groups); err != nil {
@@ -128,7 +131,7 @@ func a8Variants(tb testing.TB, def Tuning) []variant {
 		if shape != "" {
 			v.GEMVInt8Prepass, v.GEMVInt8Wide = strings.HasPrefix(shape, "p"), A8Wide{} // this shape at every size
 			if _, err := fmt.Sscanf(strings.TrimPrefix(shape, "p"), "%dx%d", &v.GEMVInt8Workgroup, &v.GEMVInt8Rows); err != nil {
-				tb.Fatalf("-nibble.a8 %q: want on, off, sweep or [p]WGxROWS[gN] shapes: %v", s, err)
+				tb.Fatalf("-nibble.a8 %q: want on, off, sweep or [p]WGxROWS[f][gN] shapes: %v", s, err)
 			}
 		}
 		vs = append(vs, variant{"a8-" + s, v})
