@@ -111,8 +111,10 @@ type Key struct {
 	// same KSlices adds the slices into y. More workgroups where tiles are few, for one more
 	// dispatch and KSlices·m·n floats written and read again.
 	KSlices int
-	// GEMVHW, GEMVA8 (not with Persist): load the next span while summing this one (software
-	// pipelining).
+	// GEMVHW, GEMVA8 with XQ: load the next span while summing this one (software pipelining).
+	// Not GEMVA8 quantizing its own x (a thread's x registers per span): on an H200 (run 58,
+	// wasm/backend/gpu/NOTES.md) that made a 7B step's o GEMV 0.6 µs slower and its down GEMV
+	// 4.6, where the q, k, v GEMV reading its blocks gained 0.9.
 	Prefetch bool
 	// GEMV, GEMVHW: y = x·wᵀ + res, the residual (binding 6, y's shape) added as the sums are
 	// stored: a Linear and the Add that follows it are one dispatch.
@@ -251,7 +253,7 @@ func (k Key) Normalize() Key {
 	if k.Kernel != GEMVA8 || k.XQ || k.Persist <= 0 {
 		k.Persist, k.XCap = 0, 0
 	}
-	if k.Kernel != GEMVHW && (k.Kernel != GEMVA8 || k.Persist > 0) {
+	if k.Kernel != GEMVHW && (k.Kernel != GEMVA8 || !k.XQ || k.Persist > 0) {
 		k.Prefetch = false
 	}
 	if !k.Kernel.hwGEMV() {

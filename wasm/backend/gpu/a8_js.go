@@ -72,6 +72,8 @@ func (b *Backend) ensureXQ(w *weight, key shaders.Key, m int) error {
 // quantizes the activations in a pre-pass.
 func (b *Backend) matmulKey(w *weight, m int) shaders.Key {
 	k := keyFor(w.l.format, w.l.n, m, b.feat, b.tune)
-	k.XQ = k.Kernel == shaders.GEMVA8 && b.tune.GEMVInt8Prepass
+	if k.Kernel == shaders.GEMVA8 && b.tune.GEMVInt8Prepass {
+		b.tune.readXQ(&k)
+	}
 	return k
 }

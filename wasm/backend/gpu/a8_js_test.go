@@ -41,7 +41,7 @@ var a8Shapes = []backendtest.Shape{{M: 1, N: 1, K: 17}, {M: 1, N: 37, K: 300}, {
 // the adapter's launch shape and the other class's (on SwiftShader: gemv_a8.wgsl at 8×4 and at
 // DefaultTuning's 128×8), with and without subgroups, and with 16 rows a workgroup (two groups of 8
 // reduced in turn), with x quantized by the pre-pass (A8Quant, XQ), with each thread's next span
-// loaded ahead (Prefetch), and with the weights split into many bindings. The bound is
+// loaded ahead there (Prefetch), and with the weights split into many bindings. The bound is
 // A8Product.Bound: the kernel's float roundings, and a code off by one only where the reference
 // marks it Near.
 func TestConformanceA8(t *testing.T) {
@@ -67,15 +67,15 @@ func TestConformanceA8(t *testing.T) {
 	persist.GEMVInt8Persist = A8Persist{Groups: 3, MaxK: 512}
 	persist16 := rows16
 	persist16.GEMVInt8Persist = A8Persist{Groups: 2, MaxK: 1024}
-	// The next span loaded while this one is summed: 16 threads a workgroup, so that a thread
-	// takes several spans (K 1000 of int8 codes: 63 spans, the last thread's loop shorter), at 8
-	// and 16 rows, and reading x quantized ahead.
+	// The next span loaded while this one is summed, where x is quantized ahead: 16 threads a
+	// workgroup, so that a thread takes several spans (K 1000 of int8 codes: 63 spans, the last
+	// thread's loop shorter), at 8 and 16 rows; and where the GEMV quantizes x, which takes none.
 	pf := DefaultTuning
-	pf.GEMVInt8Workgroup, pf.GEMVInt8Rows, pf.GEMVInt8Prefetch = 16, 8, 16
+	pf.GEMVInt8Workgroup, pf.GEMVInt8Rows, pf.GEMVInt8Prefetch, pf.GEMVInt8Prepass = 16, 8, 16, true
 	pf16 := pf
 	pf16.GEMVInt8Rows = 16
-	pfxq := pf
-	pfxq.GEMVInt8Prepass = true
+	pfx := pf
+	pfx.GEMVInt8Prepass = false
 	for _, c := range []struct {
 		name string
 		opt  Options
@@ -89,7 +89,7 @@ func TestConformanceA8(t *testing.T) {
 		{"persist-rows16-no-subgroups", Options{Tuning: &persist16, NoSubgroups: true}}, // a GPU only (TestGraphSwiGLUA8 runs 16 rows persistent everywhere)
 		{"prefetch", Options{Tuning: &pf}},
 		{"prefetch-rows16-no-subgroups", Options{Tuning: &pf16, NoSubgroups: true}},
-		{"prefetch-prepass", Options{Tuning: &pfxq}},
+		{"prefetch-own-x", Options{Tuning: &pfx}},
 		// Weights split by rows into many bindings (each chunk's dispatch reads the one x).
 		{"split", Options{Tuning: &other, MaxBindingSize: 4096}},
 		{"split-prepass", Options{Tuning: &prepass, MaxBindingSize: 4096, NoSubgroups: true}},
@@ -118,7 +118,7 @@ func TestConformanceA8(t *testing.T) {
 			for k := range b.pipelines {
 				xq, persistent, prefetch = xq || k.XQ, persistent || k.Persist > 0, prefetch || k.Prefetch
 			}
-			if want := c.opt.Tuning != nil && c.opt.Tuning.GEMVInt8Prefetch > 0; prefetch != want {
+			if want := b.tune.GEMVInt8Prepass && b.tune.GEMVInt8Prefetch > 0; prefetch != want {
 				t.Errorf("a GEMV loading its next span ahead ran: %v, want %v", prefetch, want)
 			}
 			if want := c.opt.Tuning != nil && c.opt.Tuning.GEMVInt8Prepass; xq != want {

@@ -50,7 +50,7 @@ var (
 	benchA8NormTail  = flag.Bool("nibble.a8normtail", fuseA8NormTail, "with -nibble.a8decode and -nibble.a8normpre: the residual GEMV before an RMS norm writes its blocks, in place of the pre-pass dispatch (fuseA8NormTail)")
 	benchA8XTail     = flag.Bool("nibble.a8xtail", fuseA8XTail, "with -nibble.a8decode: the SwiGLU GEMV writes its output also as the down GEMV's activation blocks, which that GEMV reads rather than quantizing its x in every workgroup (fuseA8XTail)")
 	benchA8Wide      = flag.String("nibble.a8wide", "", "with -nibble.a8decode: its shape WGxROWS for int4 and int2 weights of ≥ 8192 rows (Tuning.GEMVInt8Wide), or off (empty: DefaultTuning's)")
-	benchA8Prefetch  = flag.Int("nibble.a8prefetch", 0, "with -nibble.a8decode: gemv_a8.wgsl launches of at most this many rows a workgroup load a thread's next span while they sum this one (Tuning.GEMVInt8Prefetch; 0: none)")
+	benchA8Prefetch  = flag.Int("nibble.a8prefetch", -1, "with -nibble.a8decode: gemv_a8.wgsl launches of at most this many rows a workgroup that read x quantized ahead load a thread's next span while they sum this one (Tuning.GEMVInt8Prefetch; 0: none; -1: DefaultTuning's)")
 	benchA8Narrow    = flag.String("nibble.a8narrow", "", "with -nibble.a8decode: its shape WGxROWS for the int4 and int2 weights -nibble.a8wide's does not take (Tuning.GEMVInt8Narrow; empty: DefaultTuning's)")
 	benchPVSplit     = flag.String("nibble.pvsplit", "auto", "run p·v with K split over workgroups (ops_matmul.wgsl AB_CHUNKS, AB_MERGE): auto (from -nibble.pvsplitfrom keys on hardware adapters), on (always), off (the split product)")
 	benchPVFrom      = flag.Int("nibble.pvsplitfrom", pvSplitFrom, "cached keys from which -nibble.pvsplit=auto splits p·v over workgroups")
@@ -221,7 +221,9 @@ func BenchmarkDecode(b *testing.B) {
 	if err := a8DecodeShapes(&be.tune, *benchA8Shape, *benchA8Wide, *benchA8Narrow); err != nil {
 		b.Fatal(err)
 	}
-	be.tune.GEMVInt8Prefetch = *benchA8Prefetch
+	if *benchA8Prefetch >= 0 {
+		be.tune.GEMVInt8Prefetch = *benchA8Prefetch
+	}
 	s := llamaTiny
 	if *benchDecode == "7b" || *benchDecode == "auto" && !be.Caps().Software {
 		s = llama7B

@@ -85,7 +85,7 @@ var (
 	// -nibble.a8 times the int8-activation GEMV (Options.Int8Activations) beside the f32 one,
 	// for the formats it takes, where WGSL has packed dot products; its rows carry the format
 	// with "+a8", so the summary and the markdown table show both side by side.
-	benchA8 = flag.String("nibble.a8", "on", "int8-activation GEMV variants: on (the default launch shape), off, sweep, or comma-separated [p]WGxROWS[f][gN], f or gN shapes besides the default (p: x quantized by a pre-pass dispatch, timed with the GEMV; f: each thread's next span loaded ahead, Tuning.GEMVInt8Prefetch, f alone: the default shapes so; gN: at most N workgroups, each looping over row groups with x quantized once into workgroup memory, Tuning.GEMVInt8Persist; gN alone: the default shapes so)")
+	benchA8 = flag.String("nibble.a8", "on", "int8-activation GEMV variants: on (the default launch shape), off, sweep, or comma-separated [p]WGxROWS[f][gN], f or gN shapes besides the default (p: x quantized by a pre-pass dispatch, timed with the GEMV; f: with p, each thread's next span loaded ahead, Tuning.GEMVInt8Prefetch, which shapes without f leave off; gN: at most N workgroups, each looping over row groups with x quantized once into workgroup memory, Tuning.GEMVInt8Persist; gN alone: the default shapes so)")
 )
 
 // sweepA8 are the int8-activation GEMV shapes -nibble.a8=sweep times besides the default.
@@ -119,6 +119,7 @@ func a8Variants(tb testing.TB, def Tuning) []variant {
 		}
 		v := tu
 		shape, groups, persist := strings.Cut(s, "g")
+		v.GEMVInt8Prefetch = 0
 		if pf, ok := strings.CutSuffix(shape, "f"); ok {
 			shape, v.GEMVInt8Prefetch = pf, 16
 		}

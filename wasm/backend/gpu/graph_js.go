@@ -834,7 +834,7 @@ func (c *compiler) linearTo(what string, i int, out, res graph.Value) error {
 	y := p.bind(3, out)
 	key := keyFor(w.l.format, w.l.n, m, p.b.feat, p.b.tune)
 	if mul, ok := p.plan.xTailOf[i]; ok {
-		key.XQ = true // x as the SwiGLU GEMV's blocks of it (swiglu.go)
+		p.b.tune.readXQ(&key) // x as the SwiGLU GEMV's blocks of it (swiglu.go)
 		x = c.tailAt[mul]
 		x.Binding = 2
 	}

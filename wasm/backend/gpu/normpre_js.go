@@ -28,7 +28,7 @@ var a8NormPrepass = true
 // gemv_a8.wgsl), the norm tail's buffer of them.
 func (c *compiler) normInput(w *weight, key *shaders.Key, m int, words paramBlock, x webgpu.BufferBinding, nl normedLinear, extra []webgpu.BufferBinding, label string) (webgpu.BufferBinding, []webgpu.BufferBinding, error) {
 	if nl.part && key.Kernel == shaders.GEMVA8 {
-		key.XQ = true
+		c.p.b.tune.readXQ(key)
 		xq := c.tailAt[int(nl.norm)]
 		xq.Binding = 2
 		return xq, extra, nil
@@ -47,7 +47,7 @@ func (c *compiler) normInput(w *weight, key *shaders.Key, m int, words paramBloc
 	}
 	gx, gy := grid(qk, blocks, m)
 	c.queue(label+" (x·gain to int8 blocks)", pl, gx, gy, []webgpu.BufferBinding{c.block(0, words[:]), x, gain, {Binding: 3, Buffer: p.scratch, Size: bytes}})
-	key.XQ = true
+	p.b.tune.readXQ(key)
 	return webgpu.BufferBinding{Binding: 2, Buffer: p.scratch, Size: bytes}, extra, nil
 }
 

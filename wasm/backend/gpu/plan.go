@@ -131,8 +131,9 @@ type Tuning struct {
 	// per span). Fewer workgroups quantize x fewer times and leave no partial last wave.
 	GEMVInt8Persist A8Persist
 	// GEMVInt8Prefetch, when > 0, has gemv_a8.wgsl launches of at most that many rows a
-	// workgroup load a thread's next span while they sum this one (Key.Prefetch; not with
-	// Persist).
+	// workgroup that read x quantized ahead (Key.XQ) load a thread's next span while they sum
+	// this one (Key.Prefetch). 8 in DefaultTuning: a 7B step's q, k, v GEMV 21.0 → 20.1 µs on
+	// an H200 (run 58, NOTES.md); at 16 rows (the SwiGLU GEMV) 18.8 → 22.3.
 	GEMVInt8Prefetch int
 	// GEMM without workgroup memory: threads per workgroup (power of two), weight rows per
 	// thread (1 or 2), activation rows per thread (4, 8, 12 or 16). Used when Tiles is empty.
@@ -205,7 +206,7 @@ func (t Tile) key(k shaders.Key) shaders.Key {
 // The GEMM fields are the fallback where a device's workgroup memory cannot hold a tile.
 var DefaultTuning = Tuning{
 	GEMVKernel: shaders.GEMVHW, GEMVWorkgroup: 128, GEMVRows: 8,
-	GEMVInt8Wide:  A8Wide{MinN: 8192, MaxBits: 4, WG: 64, Rows: 16},
+	GEMVInt8Wide: A8Wide{MinN: 8192, MaxBits: 4, WG: 64, Rows: 16}, GEMVInt8Prefetch: 8,
 	GEMMWorkgroup: 64, GEMMRows: 2, TM: 16,
 	Tiles: [6]Tile{
 		{MaxM: 16, WG: 64, WGM: 4, TM: 4, TN: 4, BK: 32, KS: 2, S: 4},
@@ -326,7 +327,6 @@ func keyFor(f quant.Format, n, m int, feat features, tu Tuning) shaders.Key {
 				k.WG, k.Rows = w.WG, w.Rows
 			}
 		}
-		k.Prefetch = k.Rows <= tu.GEMVInt8Prefetch
 		k = tu.GEMVInt8Persist.key(k)
 	case m <= GEMVMaxM:
 		k.Kernel, k.WG, k.Rows, k.Subgroups, k.Prefetch = tu.GEMVKernel, tu.GEMVWorkgroup, tu.GEMVRows, feat.subgroups, tu.GEMVPrefetch
@@ -339,6 +339,13 @@ func keyFor(f quant.Format, n, m int, feat features, tu Tuning) shaders.Key {
 		k.Kernel, k.WG, k.Rows, k.TM = shaders.GEMM, tu.GEMMWorkgroup, tu.GEMMRows, tu.TM
 	}
 	return k.Normalize()
+}
+
+// readXQ has GEMVA8 key k read x quantized ahead (Key.XQ), loading a thread's next span ahead
+// where the tuning says (GEMVInt8Prefetch).
+func (tu Tuning) readXQ(k *shaders.Key) {
+	k.XQ = true
+	k.Prefetch = k.Rows <= tu.GEMVInt8Prefetch
 }
 
 // tileFor is the first tile whose MaxM covers m, else the last one set.
