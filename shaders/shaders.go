@@ -112,9 +112,9 @@ type Key struct {
 	// dispatch and KSlices·m·n floats written and read again.
 	KSlices int
 	// GEMVHW, GEMVA8 with XQ: load the next span while summing this one (software pipelining).
-	// Not GEMVA8 quantizing its own x (a thread's x registers per span): on an H200 (run 58,
-	// wasm/backend/gpu/NOTES.md) that made a 7B step's o GEMV 0.6 µs slower and its down GEMV
-	// 4.6, where the q, k, v GEMV reading its blocks gained 0.9.
+	// Not GEMVA8 quantizing its own x (its x's registers and work per span): on an H200 (run
+	// 58, wasm/backend/gpu/NOTES.md) that made a 7B step's o GEMV 0.6 µs slower and its down
+	// GEMV 4.6, where the q, k, v GEMV reading blocks took 0.9 less.
 	Prefetch bool
 	// GEMV, GEMVHW: y = x·wᵀ + res, the residual (binding 6, y's shape) added as the sums are
 	// stored: a Linear and the Add that follows it are one dispatch.

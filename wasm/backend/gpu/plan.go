@@ -132,8 +132,10 @@ type Tuning struct {
 	GEMVInt8Persist A8Persist
 	// GEMVInt8Prefetch, when > 0, has gemv_a8.wgsl launches of at most that many rows a
 	// workgroup that read x quantized ahead (Key.XQ) load a thread's next span while they sum
-	// this one (Key.Prefetch). 8 in DefaultTuning: a 7B step's q, k, v GEMV 21.0 → 20.1 µs on
-	// an H200 (run 58, NOTES.md); at 16 rows (the SwiGLU GEMV) 18.8 → 22.3.
+	// this one (Key.Prefetch). Unset in every default Tuning: on an H200 (runs 58–59, NOTES.md)
+	// a 7B step's q, k, v GEMV timed alone took 20.1 µs with it against 21.0, but the step
+	// did not get faster (GPU 2.447–2.462 ms against 2.422–2.454), and at 16 rows (the SwiGLU
+	// GEMV) it took 22.3 against 18.8.
 	GEMVInt8Prefetch int
 	// GEMM without workgroup memory: threads per workgroup (power of two), weight rows per
 	// thread (1 or 2), activation rows per thread (4, 8, 12 or 16). Used when Tiles is empty.
@@ -206,7 +208,7 @@ func (t Tile) key(k shaders.Key) shaders.Key {
 // The GEMM fields are the fallback where a device's workgroup memory cannot hold a tile.
 var DefaultTuning = Tuning{
 	GEMVKernel: shaders.GEMVHW, GEMVWorkgroup: 128, GEMVRows: 8,
-	GEMVInt8Wide: A8Wide{MinN: 8192, MaxBits: 4, WG: 64, Rows: 16}, GEMVInt8Prefetch: 8,
+	GEMVInt8Wide:  A8Wide{MinN: 8192, MaxBits: 4, WG: 64, Rows: 16},
 	GEMMWorkgroup: 64, GEMMRows: 2, TM: 16,
 	Tiles: [6]Tile{
 		{MaxM: 16, WG: 64, WGM: 4, TM: 4, TN: 4, BK: 32, KS: 2, S: 4},
