@@ -258,12 +258,10 @@ fn quant_vals(v: array<vec4<f32>, 8>, bits: u32, asym: bool) -> XB {
 // block (TQB outputs) spans TQB/TROWS workgroups, so its outputs pass through a handoff (binding
 // 19, a word per output): each workgroup stores its TROWS as the complement of their bits (a NaN
 // made the canonical one first, so no stored word is 0) and counts itself at the block's
-// counter (binding 19 too: the counts in its first n words, the outputs after them); the
-// workgroup that counts last loads the block's outputs, loading again
-// a word that came back 0 (WGSL's atomics are relaxed: the count says nothing of the other
-// words), quantizes the block and zeroes its words and its counter for the next dispatch. A
-// word still 0 after TAIL_SPIN loads reads as NaN. n is a multiple of TQB (the readers' rows are
-// whole blocks).
+// counter (binding 19 too: the counts in its first n words, the outputs after them, as
+// handoff.wgsl words); the workgroup that counts last loads the block's outputs, quantizes the
+// block and zeroes its words and its counter for the next dispatch. n is a multiple of TQB (the
+// readers' rows are whole blocks).
 @group(0) @binding(19) var<storage, read_write> thand: array<atomic<u32>>;
 #if TAIL_NORM
 @group(0) @binding(20) var<storage, read> tgain: array<f32>;
@@ -285,15 +283,10 @@ fn pre_tail(row0: u32, tid: u32) {
 const TQB: u32 = min(32u, 128u / TBITS);
 const TXV: u32 = TQB / 4u;
 const TXS: u32 = (TXV + 6u) / 4u;
-const TAIL_SPIN: u32 = 1048576u;
 
 // tail_put hands output (mi, row) to the block's last workgroup.
 fn tail_put(mi: u32, row: u32, v: f32) {
-  var b = bitcast<u32>(v);
-  if ((b & 0x7FFFFFFFu) > 0x7F800000u) {
-    b = 0x7FC00000u; // any NaN as the canonical one: its complement is not 0
-  }
-  atomicStore(&thand[(mi + 1u) * params.n + row], ~b);
+  atomicStore(&thand[(mi + 1u) * params.n + row], hand_word(v));
 }
 
 // q_tail counts this workgroup's outputs (row0…row0+TROWS−1 of activation row mi) handed over
@@ -314,11 +307,11 @@ fn q_tail(mi: u32, row0: u32, tid: u32) {
   for (var t = tid; t < TQB; t += WG) {
     let i = (mi + 1u) * params.n + blk * TQB + t;
     var w = atomicLoad(&thand[i]);
-    for (var s = 0u; w == 0u && s < TAIL_SPIN; s++) {
+    for (var s = 0u; w == 0u && s < HAND_SPIN; s++) {
       w = atomicLoad(&thand[i]);
     }
     atomicStore(&thand[i], 0u);
-    tail_v[t] = bitcast<f32>(~w);
+    tail_v[t] = hand_value(w);
 #if TAIL_NORM
     var g = pre_gain;
     if (t != tid) {

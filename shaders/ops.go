@@ -291,6 +291,7 @@ func (k OpKey) Source() (webgpu.ShaderSource, error) {
 	case OpMatMul, OpAttention:
 		fs = []string{"ops_common.wgsl", "ops_state_load.wgsl", "state_store.wgsl", "ops_state_rope.wgsl", "ops_mask.wgsl", fs[1]}
 		if k.Family == OpAttention {
+			fs = append(fs[:len(fs)-1], "handoff.wgsl", fs[len(fs)-1]) // SPLIT's handoff
 			lines = append(lines, fmt.Sprintf("const KEYS: u32 = %du;", k.Keys))
 			defs["ALIGNED"], defs["WARM"] = k.Aligned, k.Warm
 		}

@@ -338,14 +338,11 @@ fn scores(row: u32, bt: u32, tid: u32, kb0: u32, n: u32) {
 
 #if SPLIT
 // The handoff: the rows' counters (a word a row), then each row's chunks' partials, PW words a
-// chunk: Σe·v (dv words), the max and Σe. Every word is stored as the complement of its bits (a
-// NaN made the canonical one first), so no stored word is 0: the merging workgroup loads again a
-// word that came back 0 (WGSL's atomics are relaxed: a count says nothing of the other words),
-// and zeroes what it read for the next dispatch. A word still 0 after SPIN loads reads as NaN.
+// chunk: Σe·v (dv words), the max and Σe, each a handoff.wgsl word, which the merging workgroup
+// zeroes as it reads them.
 @group(0) @binding(8) var<storage, read_write> hand: array<atomic<u32>>;
 var<workgroup> last_wg: u32;
 const PW: u32 = 130u;
-const SPIN: u32 = 1048576u;
 
 fn hand_at(row: u32, c: u32) -> u32 {
   let chunks = (params.n + KEYS - 1u) / KEYS;
@@ -353,20 +350,16 @@ fn hand_at(row: u32, c: u32) -> u32 {
 }
 
 fn hand_put(i: u32, v: f32) {
-  var b = bitcast<u32>(v);
-  if ((b & 0x7FFFFFFFu) > 0x7F800000u) {
-    b = 0x7FC00000u; // any NaN as the canonical one: its complement is not 0
-  }
-  atomicStore(&hand[i], ~b);
+  atomicStore(&hand[i], hand_word(v));
 }
 
 // The float handed over at word i, whose first load came back as w: loaded again while 0.
 fn hand_float(i: u32, w: u32) -> f32 {
   var v = w;
-  for (var s = 0u; v == 0u && s < SPIN; s++) {
+  for (var s = 0u; v == 0u && s < HAND_SPIN; s++) {
     v = atomicLoad(&hand[i]);
   }
-  return bitcast<f32>(~v);
+  return hand_value(v);
 }
 
 // Chunk c's output d, max and Σe as first loaded (settled by hand_float).

@@ -10,8 +10,9 @@
 // activations, integer dot products: an opt-in precision mode); for many rows gemm.wgsl (each
 // thread reuses a decoded span across TM rows, no workgroup memory) and gemm_tile.wgsl (tiles in
 // workgroup memory, for GPUs), with gemm_reduce.wgsl adding its partial products where K is
-// split across workgroups. Which variant runs where is the backend's policy
-// (wasm/backend/gpu), not this package's.
+// split across workgroups. state_store.wgsl (a cache row's rounding) and handoff.wgsl (a float
+// handed between workgroups of a dispatch) are shared with the op families (ops.go). Which
+// variant runs where is the backend's policy (wasm/backend/gpu), not this package's.
 package shaders
 
 import (
@@ -553,6 +554,9 @@ func (k Key) Source() (webgpu.ShaderSource, error) {
 		parts = []string{"decode.wgsl", "gemv_reduce.wgsl", k.Kernel.file()}
 		if defs["KV_WRITE"] {
 			parts = []string{"decode.wgsl", "state_store.wgsl", "gemv_reduce.wgsl", k.Kernel.file()}
+		}
+		if defs["QTAIL"] {
+			parts = []string{"decode.wgsl", "handoff.wgsl", "gemv_reduce.wgsl", k.Kernel.file()}
 		}
 	}
 	return assemble(src, lines, parts, defs)
