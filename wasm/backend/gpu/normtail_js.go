@@ -27,12 +27,13 @@ var fuseNormTail = false
 var fuseA8NormTail = true
 
 // normTailFits says which Linears take part in a norm tail, and in which form. As its writer:
-// one dispatch (one chunk) at 8 rows a workgroup (gemv_a8.wgsl: or 16) whose bindings fit the device's storage buffers
-// a stage: the weight's, x, y, the residual and the tail's (gemv_hw.wgsl: the sums, the gain,
-// the norm; gemv_a8.wgsl: the counts and handoff, the gain, the blocks) and one more (SiLU's u
-// where the GEMV forms its x, or gemv_hw.wgsl's sums of a norm it reads). As a reader:
-// gemv_hw.wgsl of a row of at most 32 elements a thread (each thread adds up to 4 of the row's
-// sums), or gemv_a8.wgsl reading its norm's blocks (a8NormPrepass), the form naming its codes.
+// one dispatch (one chunk) at 8 rows a workgroup (gemv_a8.wgsl: or 16) whose bindings fit the
+// device's storage buffers a stage: the weight's, x, y, the residual and the tail's
+// (gemv_hw.wgsl: the sums, the gain, the norm; gemv_a8.wgsl: the counts and handoff, the gain,
+// the blocks) and one more (SiLU's u where the GEMV forms its x, or gemv_hw.wgsl's sums of a
+// norm it reads). As a reader: gemv_hw.wgsl of a row of at most 32 elements a thread (each
+// thread adds up to 4 of the row's sums), or gemv_a8.wgsl reading its norm's blocks
+// (a8NormPrepass), the form naming its codes.
 func (c *compiler) normTailFits() func(lin int, reader bool) (tailForm, bool) {
 	b := c.p.b
 	if !fuseNormTail && !fuseA8NormTail {
