@@ -707,10 +707,8 @@ fn row_groups() -> u32 {
 fn sum_group(grp: u32, tid: u32, mi: u32, rv: u32, xb: u32, sgi: vec3<u32>) {
   let row0 = weight_row(grp * NR);
   pre_store(mi, row0, tid); // gemv_reduce.wgsl: the store's operands in flight now
-#if QTAIL
 #if TAIL_NORM
   pre_tail(row0, tid);
-#endif
 #endif
   // Rows past n (the last workgroup) read row n−1 again: no branch per row, results dropped.
   let last = out_rows() - 1u;

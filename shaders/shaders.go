@@ -549,17 +549,17 @@ func (k Key) Source() (webgpu.ShaderSource, error) {
 	src := webgpu.ShaderSource{Variant: k.Name()}
 	lines := k.header()
 	defs := k.Defines()
-	parts := []string{"decode.wgsl", k.Kernel.file()}
-	if k.Kernel.IsGEMV() {
-		parts = []string{"decode.wgsl", "gemv_reduce.wgsl", k.Kernel.file()}
-		if defs["KV_WRITE"] {
-			parts = []string{"decode.wgsl", "state_store.wgsl", "gemv_reduce.wgsl", k.Kernel.file()}
-		}
-		if defs["QTAIL"] {
-			parts = []string{"decode.wgsl", "handoff.wgsl", "gemv_reduce.wgsl", k.Kernel.file()}
-		}
+	parts := []string{"decode.wgsl"}
+	if defs["KV_WRITE"] {
+		parts = append(parts, "state_store.wgsl")
 	}
-	return assemble(src, lines, parts, defs)
+	if defs["QTAIL"] {
+		parts = append(parts, "handoff.wgsl")
+	}
+	if k.Kernel.IsGEMV() {
+		parts = append(parts, "gemv_reduce.wgsl")
+	}
+	return assemble(src, lines, append(parts, k.Kernel.file()), defs)
 }
 
 // assemble appends the preprocessed files to the header lines and records where each file's
