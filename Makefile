@@ -7,7 +7,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 export PATH := $(CURDIR)/tools/browser/bin:$(CURDIR)/.cache/bin:/usr/local/go/bin:$(PATH)
 
-.PHONY: bench-hybrid bench-plan run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-embed-js bench-embed test-worker test-worker-e2e stress-worker bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big fuzz-stream build serve vet gpu-prep test-quanttest weights test-llama test-llama-browser llama-big-browser bench-llama llama-golden package test-package package-sizes test-webkit sensitivity sensitivity-decoder
+.PHONY: bench-hybrid bench-plan run test deps test-go test-js test-firefox test-stream-js test-tfjsref test-embed-js bench-embed test-worker test-worker-e2e stress-worker bench-worker bench-ort bench-ort-full bench bench-webnn bench-stream-big fuzz-stream build serve vet gpu-prep gpu-peer-prep test-quanttest weights test-llama test-llama-browser llama-big-browser bench-llama llama-golden package test-package package-sizes test-webkit sensitivity sensitivity-decoder
 
 deps:
 	@bash tools/browser/install.sh
@@ -170,6 +170,11 @@ serve: deps build
 # There, with .gpu carried: bash tools/gpu/run.sh <go test flags> (README: "WebGPU on an NVIDIA H200").
 gpu-prep:
 	bash tools/gpu/prepare.sh
+
+# .gpu/peer/ for tools/gpu/llamacpp.sh: llama.cpp (CUDA built there, node-llama-cpp's Vulkan
+# backend) beside nibble's decode step on the lent machine, on a 7B GGUF of the same formats.
+gpu-peer-prep: deps
+	bash tools/gpu/peer-prep.sh
 
 # nibble and ONNX Runtime Web 1.30 (MatMulNBits, 4-bit, block 32) side by side in one browser:
 # same weights, outputs compared, ms and GB/s per shape and runtime.

@@ -6,25 +6,38 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"strings"
 
 	"github.com/nibble-ml/nibble/wasm/format"
 )
 
 // outFormat is a -format value: a container and the stored types of matrices and of vectors.
+// low, where set, is the type of the FFN's matrices and of the token table (gguf-mixed).
 type outFormat struct {
-	gguf           bool
-	matrix, vector format.DType
+	gguf                bool
+	matrix, vector, low format.DType
 }
 
 // GGUF files keep 1-D tensors (norms, biases) in F32, as llama.cpp's converters do.
 var outFormats = map[string]outFormat{
-	"safetensors-f32":  {false, format.F32, format.F32},
-	"safetensors-f16":  {false, format.F16, format.F16},
-	"safetensors-bf16": {false, format.BF16, format.BF16},
-	"gguf-f32":         {true, format.F32, format.F32},
-	"gguf-f16":         {true, format.F16, format.F32},
-	"gguf-q8_0":        {true, format.Q8_0, format.F32},
-	"gguf-q4_0":        {true, format.Q4_0, format.F32},
+	"safetensors-f32":  {gguf: false, matrix: format.F32, vector: format.F32},
+	"safetensors-f16":  {gguf: false, matrix: format.F16, vector: format.F16},
+	"safetensors-bf16": {gguf: false, matrix: format.BF16, vector: format.BF16},
+	"gguf-f32":         {gguf: true, matrix: format.F32, vector: format.F32},
+	"gguf-f16":         {gguf: true, matrix: format.F16, vector: format.F32},
+	"gguf-q8_0":        {gguf: true, matrix: format.Q8_0, vector: format.F32},
+	"gguf-q4_0":        {gguf: true, matrix: format.Q4_0, vector: format.F32},
+	// The formats of the GPU backend's 7B decode benchmark (wasm/backend/gpu BenchmarkDecode):
+	// int8 attention and head, int4 FFN and token table, as llama.cpp's types.
+	"gguf-mixed": {gguf: true, matrix: format.Q8_0, vector: format.F32, low: format.Q4_0},
+}
+
+// matrixType is the stored type of the matrix called name.
+func (of outFormat) matrixType(name string) format.DType {
+	if of.low != format.DTypeInvalid && (strings.HasPrefix(name, "token_embd.") || strings.Contains(name, ".ffn_")) {
+		return of.low
+	}
+	return of.matrix
 }
 
 // options are the command line, minus the output path.
@@ -51,7 +64,7 @@ type summary struct {
 func generate(w io.Writer, o options) (summary, error) {
 	of, ok := outFormats[o.Format]
 	if !ok {
-		return summary{}, fmt.Errorf("unknown -format %q (want safetensors-f32|f16|bf16 or gguf-f32|f16|q8_0|q4_0)", o.Format)
+		return summary{}, fmt.Errorf("unknown -format %q (want safetensors-f32|f16|bf16 or gguf-f32|f16|q8_0|q4_0|mixed)", o.Format)
 	}
 	var m *model
 	var err error
@@ -68,7 +81,7 @@ func generate(w io.Writer, o options) (summary, error) {
 	for i, t := range m.Tensors {
 		d := of.vector
 		if len(t.Shape) == 2 {
-			d = of.matrix
+			d = of.matrixType(t.Name)
 			if (d == format.Q4_0 || d == format.Q8_0) && t.Shape[1]%format.BlockElems != 0 {
 				return sum, fmt.Errorf("%s: %v needs rows of a multiple of %d values, %s has %d", o.Format, d, format.BlockElems, t.Name, t.Shape[1])
 			}

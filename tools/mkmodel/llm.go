@@ -30,7 +30,8 @@ var decoders = map[string]decoder{
 }
 
 // ggufFileType is general.file_type (llama_ftype) for each -format.
-var ggufFileType = map[string]uint32{"gguf-f32": 0, "gguf-f16": 1, "gguf-q4_0": 2, "gguf-q8_0": 7}
+// gguf-mixed says Q8_0, the type of its attention and head.
+var ggufFileType = map[string]uint32{"gguf-f32": 0, "gguf-f16": 1, "gguf-q4_0": 2, "gguf-q8_0": 7, "gguf-mixed": 7}
 
 // llmModel is a complete decoder for -llm: embeddings, layers, final norm, head, llama.* metadata
 // and a tokenizer vocabulary, so llama.cpp loads the file as it would a converted checkpoint.
@@ -47,7 +48,7 @@ func llmModel(o options) (*model, error) {
 	}
 	ft, ok := ggufFileType[o.Format]
 	if !ok {
-		return nil, fmt.Errorf("-llm writes GGUF: -format gguf-f32|gguf-f16|gguf-q8_0|gguf-q4_0 (got %q)", o.Format)
+		return nil, fmt.Errorf("-llm writes GGUF: -format gguf-f32|gguf-f16|gguf-q8_0|gguf-q4_0|gguf-mixed (got %q)", o.Format)
 	}
 	layers := max(1, o.Layers)
 	tok, err := buildVocab(d.tokenizer, d.vocab)

@@ -42,16 +42,9 @@ func TestLLM(t *testing.T) {
 				t.Errorf("%s: %d merges", shape, len(merges))
 			}
 		}
-		n := 0
-		for {
-			tn, err := g.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			n++
+		all := readTensors(t, g)
+		n := len(all)
+		for _, tn := range all {
 			if tn.Name == "rope_freqs.weight" {
 				f, _ := tn.Float32()
 				if f[0] != 1 || f[len(f)-1] != 32 {
@@ -69,5 +62,49 @@ func TestLLM(t *testing.T) {
 		if n != want {
 			t.Errorf("%s: %d tensors, want %d", shape, n, want)
 		}
+	}
+}
+
+// TestLLMMixed checks gguf-mixed's types: Q4_0 for the FFN and the token table, Q8_0 for the
+// attention and the head, F32 for the norms.
+func TestLLMMixed(t *testing.T) {
+	var buf bytes.Buffer
+	if _, err := generate(&buf, options{Shape: "llama-tiny", Format: "gguf-mixed", Seed: 1, Layers: 2, LLM: true}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := format.NewGGUF(bytes.NewReader(buf.Bytes()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]format.DType{
+		"token_embd.weight": format.Q4_0, "blk.1.ffn_gate.weight": format.Q4_0, "blk.1.ffn_up.weight": format.Q4_0,
+		"blk.0.ffn_down.weight": format.Q4_0, "blk.0.attn_q.weight": format.Q8_0, "blk.1.attn_output.weight": format.Q8_0,
+		"output.weight": format.Q8_0, "blk.0.ffn_norm.weight": format.F32, "output_norm.weight": format.F32,
+	}
+	for _, tn := range readTensors(t, g) {
+		if d, ok := want[tn.Name]; ok {
+			if tn.DType != d {
+				t.Errorf("%s: %v, want %v", tn.Name, tn.DType, d)
+			}
+			delete(want, tn.Name)
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("tensors not written: %v", want)
+	}
+}
+
+// readTensors reads every tensor of r.
+func readTensors(t *testing.T, r interface{ Next() (*format.Tensor, error) }) []*format.Tensor {
+	var out []*format.Tensor
+	for {
+		tn, err := r.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, tn)
 	}
 }

@@ -10,6 +10,7 @@
 //	go run ./tools/mkmodel -shape llama-7b -layers 2 -format gguf-q4_0 -o l7b.gguf
 //	go run ./tools/mkmodel -shape custom -rows 1024 -cols 4096 -format gguf-q8_0 -o m.gguf
 //	go run ./tools/mkmodel -llm -shape llama-tiny -layers 2 -format gguf-f32 -o tiny.gguf
+//	go run ./tools/mkmodel -llm -shape llama-7b -layers 32 -format gguf-mixed -o l7b.gguf
 package main
 
 import (
@@ -25,7 +26,7 @@ func main() {
 	var o options
 	var out string
 	flag.StringVar(&o.Shape, "shape", "single-4096", fmt.Sprintf("model shape: one of %v", shapeNames))
-	flag.StringVar(&o.Format, "format", "safetensors-f16", "safetensors-f32|safetensors-f16|safetensors-bf16|gguf-f32|gguf-f16|gguf-q8_0|gguf-q4_0")
+	flag.StringVar(&o.Format, "format", "safetensors-f16", "safetensors-f32|safetensors-f16|safetensors-bf16|gguf-f32|gguf-f16|gguf-q8_0|gguf-q4_0|gguf-mixed (Q8_0 attention and head, Q4_0 FFN and token table)")
 	flag.Uint64Var(&o.Seed, "seed", 1, "random seed; the same seed gives the same bytes")
 	flag.IntVar(&o.Layers, "layers", 1, "transformer layers for llama-7b, llama-1b, bert-base (real models: 32, 16, 12)")
 	flag.IntVar(&o.Rows, "rows", 0, "rows (output features) for -shape custom")
