@@ -29,7 +29,7 @@ build() {
   local limit=${1:-540} start=$SECONDS
   if [[ ! -f $dir/l7b.gguf ]]; then
     xz -dc $peer/mkmodel.xz >"$dir/mkmodel" && chmod +x "$dir/mkmodel"
-    (nice "$dir/mkmodel" -llm -shape llama-7b -layers 32 -format gguf-mixed -o "$dir/l7b.tmp" &&
+    (nice "$dir/mkmodel" -j 12 -llm -shape llama-7b -layers 32 -format gguf-mixed -o "$dir/l7b.tmp" &&
       mv "$dir/l7b.tmp" "$dir/l7b.gguf") >"$dir/mkmodel.log" 2>&1 &
   fi
   if [[ ! -f $dir/src/CMakeLists.txt ]]; then

@@ -51,6 +51,7 @@ type options struct {
 	Tokenizer     string
 	Context       int
 	Peak          float64
+	Jobs          int // tensors encoded at once (writeParallel); ≤ 1: one row at a time
 }
 
 // summary is what generate reports.
@@ -77,21 +78,17 @@ func generate(w io.Writer, o options) (summary, error) {
 		return summary{}, err
 	}
 	infos := make([]format.TensorInfo, len(m.Tensors))
-	var sum summary
 	for i, t := range m.Tensors {
 		d := of.vector
 		if len(t.Shape) == 2 {
 			d = of.matrixType(t.Name)
 			if (d == format.Q4_0 || d == format.Q8_0) && t.Shape[1]%format.BlockElems != 0 {
-				return sum, fmt.Errorf("%s: %v needs rows of a multiple of %d values, %s has %d", o.Format, d, format.BlockElems, t.Name, t.Shape[1])
+				return summary{}, fmt.Errorf("%s: %v needs rows of a multiple of %d values, %s has %d", o.Format, d, format.BlockElems, t.Name, t.Shape[1])
 			}
 		}
 		infos[i] = format.TensorInfo{Name: t.Name, DType: d, Shape: t.Shape}
 	}
-	var out interface {
-		io.Writer
-		Close() error
-	}
+	var out writeCloser
 	if of.gguf {
 		meta := append([]format.GGUFKV{
 			{Key: "general.name", Value: fmt.Sprintf("nibble synthetic %s seed %d", o.Shape, o.Seed)},
@@ -103,36 +100,99 @@ func generate(w io.Writer, o options) (summary, error) {
 		})
 	}
 	if err != nil {
-		return sum, err
+		return summary{}, err
 	}
-	var row []float32
-	var buf []byte
+	if o.Jobs > 1 {
+		return writeParallel(out, o, m, infos)
+	}
+	var sum summary
 	for i, t := range m.Tensors {
-		src := newRowSource(o.Seed, t)
-		if sc, ok := m.Scale[t.Name]; ok {
-			src.std *= sc
-		}
-		rb := rowBytes(infos[i].DType, src.k)
-		if cap(row) < src.k {
-			row = make([]float32, src.k)
-		}
-		if cap(buf) < rb {
-			buf = make([]byte, rb)
-		}
-		row, buf = row[:src.k], buf[:rb]
-		for range src.n {
-			if d, ok := m.Fixed[t.Name]; ok {
-				copy(row, d)
-			} else {
-				src.next(row)
-			}
-			encodeRow(infos[i].DType, buf, row)
-			if _, err := out.Write(buf); err != nil {
-				return sum, fmt.Errorf("%s: %w", t.Name, err)
-			}
+		n, err := encodeTensor(o.Seed, m, t, infos[i].DType, func(b []byte) error {
+			_, err := out.Write(b)
+			return err
+		})
+		if err != nil {
+			return sum, err
 		}
 		sum.Tensors++
-		sum.Params += int64(src.n) * int64(src.k)
+		sum.Params += n
+	}
+	return sum, out.Close()
+}
+
+// writeCloser is a model file's writer (GGUF or safetensors).
+type writeCloser interface {
+	io.Writer
+	Close() error
+}
+
+// encodeTensor generates tensor t row by row, encodes each row as d and hands it to emit (the
+// row's buffer is reused for the next); it returns the tensor's parameters.
+func encodeTensor(seed uint64, m *model, t tensorSpec, d format.DType, emit func([]byte) error) (int64, error) {
+	src := newRowSource(seed, t)
+	if sc, ok := m.Scale[t.Name]; ok {
+		src.std *= sc
+	}
+	row := make([]float32, src.k)
+	buf := make([]byte, rowBytes(d, src.k))
+	for range src.n {
+		if f, ok := m.Fixed[t.Name]; ok {
+			copy(row, f)
+		} else {
+			src.next(row)
+		}
+		encodeRow(d, buf, row)
+		if err := emit(buf); err != nil {
+			return 0, fmt.Errorf("%s: %w", t.Name, err)
+		}
+	}
+	return int64(src.n) * int64(src.k), nil
+}
+
+// writeParallel is generate's loop with o.Jobs tensors encoded at once, each whole in memory,
+// written in order: the same bytes as one at a time, with at most o.Jobs tensors held.
+func writeParallel(out writeCloser, o options, m *model, infos []format.TensorInfo) (summary, error) {
+	type encoded struct {
+		data   []byte
+		params int64
+		err    error
+	}
+	done := make([]chan encoded, len(m.Tensors))
+	for i := range done {
+		done[i] = make(chan encoded, 1)
+	}
+	slots := make(chan struct{}, o.Jobs) // a slot a tensor encoded and not yet written
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for i, t := range m.Tensors {
+			select {
+			case slots <- struct{}{}:
+			case <-stop:
+				return
+			}
+			go func() {
+				var e encoded
+				e.params, e.err = encodeTensor(o.Seed, m, t, infos[i].DType, func(b []byte) error {
+					e.data = append(e.data, b...)
+					return nil
+				})
+				done[i] <- e
+			}()
+		}
+	}()
+	var sum summary
+	for i := range m.Tensors {
+		e := <-done[i]
+		if e.err != nil {
+			return sum, e.err
+		}
+		if _, err := out.Write(e.data); err != nil {
+			return sum, fmt.Errorf("%s: %w", m.Tensors[i].Name, err)
+		}
+		<-slots
+		sum.Tensors++
+		sum.Params += e.params
 	}
 	return sum, out.Close()
 }

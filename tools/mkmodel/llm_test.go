@@ -95,7 +95,9 @@ func TestLLMMixed(t *testing.T) {
 }
 
 // readTensors reads every tensor of r.
-func readTensors(t *testing.T, r interface{ Next() (*format.Tensor, error) }) []*format.Tensor {
+func readTensors(t *testing.T, r interface {
+	Next() (*format.Tensor, error)
+}) []*format.Tensor {
 	var out []*format.Tensor
 	for {
 		tn, err := r.Next()

@@ -4,7 +4,9 @@
 //
 // Values are deterministic in -seed and look like trained weights where it matters for
 // quantization: roughly normal, rows scaled differently, and a few input channels 10–50× larger.
-// The file is written row by row, so a multi-gigabyte model needs a few megabytes of memory.
+// The file is written row by row, so a multi-gigabyte model needs a few megabytes of memory;
+// -j N encodes N tensors at once on N cores, each whole in memory (the same bytes, written in
+// order): a 7B model's largest tensor is ~140 MB.
 //
 //	go run ./tools/mkmodel -shape llama-1b -format safetensors-f16 -seed 1 -o out.safetensors
 //	go run ./tools/mkmodel -shape llama-7b -layers 2 -format gguf-q4_0 -o l7b.gguf
@@ -36,6 +38,7 @@ func main() {
 	flag.StringVar(&o.Tokenizer, "tokenizer", "", "with -llm: llama (SentencePiece) or gpt2 (byte-level BPE); default the shape's own")
 	flag.IntVar(&o.Context, "ctx", 0, "with -llm: llama.context_length (default the shape's own)")
 	flag.Float64Var(&o.Peak, "peak", 0, "with -llm: spread of the head's rows, in units of 1/√hidden (default 6)")
+	flag.IntVar(&o.Jobs, "j", 1, "tensors encoded at once, each whole in memory (1: row by row)")
 	flag.StringVar(&out, "o", "", "output file, or - for stdout")
 	flag.Parse()
 	if out == "" {

@@ -192,3 +192,28 @@ func TestShapes(t *testing.T) {
 		t.Fatal("Q4_0 with rows of 48 values: want an error")
 	}
 }
+
+// TestJobs checks that -j writes the same bytes as one tensor at a time.
+func TestJobs(t *testing.T) {
+	for _, o := range []options{
+		{Shape: "llama-tiny", Format: "gguf-mixed", Seed: 3, Layers: 3, LLM: true},
+		{Shape: "bert-base", Format: "safetensors-bf16", Seed: 3, Layers: 1},
+	} {
+		var one bytes.Buffer
+		want, err := generate(&one, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, jobs := range []int{2, 5} {
+			o.Jobs = jobs
+			var many bytes.Buffer
+			got, err := generate(&many, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want || !bytes.Equal(many.Bytes(), one.Bytes()) {
+				t.Errorf("%s -j %d: %+v, %d bytes; one at a time %+v, %d bytes (or the bytes differ)", o.Shape, jobs, got, many.Len(), want, one.Len())
+			}
+		}
+	}
+}
