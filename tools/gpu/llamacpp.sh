@@ -18,10 +18,7 @@ log() { echo "llamacpp.sh: $*"; }
 [[ -f $peer/llama-src.tar.xz ]] || { log "$peer missing: run 'make gpu-peer-prep' here and carry .gpu" >&2; exit 1; }
 mkdir -p "$dir"
 if [[ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]]; then
-  for f in .gpu/debs/*.deb; do dpkg -x "$f" /; done # the Vulkan loader
-  ldconfig
-  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-  export VK_ICD_FILENAMES=$VK_DRIVER_FILES
+  source .gpu/setup.sh # make gpu-prep's: the Vulkan loader, pointed at the NVIDIA driver
 fi
 export PATH=$PATH:/usr/local/cuda/bin
 

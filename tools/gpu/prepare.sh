@@ -40,8 +40,8 @@ if ! ls "$out"/debs/libvulkan1_*.deb >/dev/null 2>&1; then
 fi
 
 cat >"$out/setup.sh" <<'EOS'
-# Sourced by tools/gpu/run.sh on the GPU machine: installs the loaders, unpacks node and
-# dawn.node, points Vulkan at the NVIDIA driver.
+# Sourced by tools/gpu/run.sh and llamacpp.sh on the GPU machine: installs the loaders,
+# unpacks node and dawn.node, points Vulkan at the NVIDIA driver.
 for f in .gpu/debs/*.deb; do dpkg -x "$f" /; done
 ldconfig
 xz -dc .gpu/node.xz >/tmp/node && chmod +x /tmp/node
